@@ -1,0 +1,71 @@
+"""Shared fixtures: real PostgreSQL (pytest-django), a real AWS-compatible endpoint
+(moto_server) and real Celery worker processes consuming from its SQS queues."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.servers import AwsEndpoint, WorkerProcess, aws_environment
+
+
+@pytest.fixture(scope="session")
+def run_dir() -> Iterator[Path]:
+    """Logs of the servers a test session starts; kept on failure for reading."""
+    path = Path(tempfile.mkdtemp(prefix="opsqueue-tests-"))
+    yield path
+    if os.environ.get("KEEP_TEST_LOGS") != "1":
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def aws(run_dir: Path) -> Iterator[AwsEndpoint]:
+    """The local AWS-compatible endpoint, with this process's clients pointed at it."""
+    endpoint = AwsEndpoint(run_dir)
+    saved = dict(os.environ)
+    os.environ.update(aws_environment(endpoint.url, os.environ["SQS_QUEUE_PREFIX"]))
+    yield endpoint
+    os.environ.clear()
+    os.environ.update(saved)
+    endpoint.stop()
+
+
+@pytest.fixture(scope="session")
+def sqs_queues(aws: AwsEndpoint) -> AwsEndpoint:
+    from django.core.management import call_command
+
+    call_command("sqs_queues", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    return aws
+
+
+@pytest.fixture(scope="session")
+def worker_env(django_db_setup: None, sqs_queues: AwsEndpoint) -> dict[str, str]:
+    """Environment for a worker process: the test database and the local endpoint."""
+    from django.db import connection
+
+    db = connection.settings_dict
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
+    return {
+        **aws_environment(sqs_queues.url, os.environ["SQS_QUEUE_PREFIX"]),
+        "DATABASE_URL": f"postgres://{auth}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}",
+        "DJANGO_DEBUG": "true",
+        "JOB_LOG_FLUSH_SECONDS": os.environ["JOB_LOG_FLUSH_SECONDS"],
+    }
+
+
+@pytest.fixture(scope="session")
+def worker(worker_env: dict[str, str], run_dir: Path) -> Iterator[WorkerProcess]:
+    """One real worker consuming every queue, shared by the tests of a session."""
+    process = WorkerProcess(
+        env=worker_env,
+        queues=["default", "media", "infra", "release"],
+        log_dir=run_dir,
+        concurrency=2,
+    )
+    yield process
+    process.stop()

@@ -1,0 +1,15 @@
+"""Environment defaults for the test session (loaded with `-p tests.environment`).
+
+A plugin rather than conftest.py because pytest-django reads the settings, which read the
+environment, before any conftest is imported.
+"""
+
+import os
+
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/opsqueue")
+os.environ.setdefault("DJANGO_DEBUG", "true")
+# Each session gets its own SQS queue names, so nothing left over is ever received.
+os.environ.setdefault("SQS_QUEUE_PREFIX", f"t{os.getpid()}-")
+os.environ.setdefault("SQS_WAIT_TIME_SECONDS", "0")
+os.environ.setdefault("SQS_POLLING_INTERVAL", "0.1")
+os.environ.setdefault("JOB_LOG_FLUSH_SECONDS", "0.2")

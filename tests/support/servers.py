@@ -1,0 +1,172 @@
+"""Real servers for integration tests: the AWS-compatible endpoint and Celery workers.
+
+Everything runs on loopback, on free ports, and is stopped by the fixture that started it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import boto3
+
+from workers.devstack import BASE_DIR, free_port, wait_for_http
+
+
+def wait_until(
+    predicate: Callable[[], object],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    message: str = "condition",
+) -> object:
+    """Poll `predicate` until it returns something truthy; fail with `message` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {message}")
+        time.sleep(interval)
+
+
+class AwsEndpoint:
+    """moto_server from PyPI: one process serving SQS, S3, RDS, ECS, SSM, Secrets Manager."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._log = (log_dir / f"moto-{self.port}.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_for_http(f"{self.url}/moto-api/")
+
+    def client(self, service: str) -> Any:
+        return boto3.client(  # type: ignore[call-overload]
+            service,
+            endpoint_url=self.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=10)
+        self._log.close()
+
+
+def aws_environment(endpoint_url: str, queue_prefix: str) -> dict[str, str]:
+    """Environment that points boto3 and kombu at the local endpoint."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_ENDPOINT_URL_SQS": endpoint_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_REGION": "us-east-1",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "SQS_QUEUE_PREFIX": queue_prefix,
+        # Long polls strand messages when a worker stops; tests poll fast instead.
+        "SQS_WAIT_TIME_SECONDS": "0",
+        "SQS_POLLING_INTERVAL": "0.1",
+    }
+
+
+def new_queue_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:8]}-"
+
+
+class WorkerProcess:
+    """A real `celery worker` subprocess on the given queues."""
+
+    def __init__(
+        self,
+        *,
+        env: Mapping[str, str],
+        queues: Iterable[str],
+        log_dir: Path,
+        concurrency: int = 1,
+        pool: str = "prefork",
+        name: str | None = None,
+        extra_args: Iterable[str] = (),
+    ) -> None:
+        self.name = name or f"test-{uuid.uuid4().hex[:6]}"
+        self.log_path = log_dir / f"worker-{self.name}.log"
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers",
+                "worker",
+                "-Q",
+                ",".join(queues),
+                "-c",
+                str(concurrency),
+                "-P",
+                pool,
+                "-n",
+                f"{self.name}@%h",
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                *extra_args,
+            ],
+            cwd=BASE_DIR,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(self._ready, timeout=60, message=f"worker {self.name} to start")
+
+    @property
+    def hostname(self) -> str:
+        return f"{self.name}@{os.uname().nodename}"
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"worker exited early:\n{self.log_text()[-4000:]}")
+        return " ready." in self.log_text()
+
+    def pool_pids(self) -> list[int]:
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False
+        ).stdout
+        return [int(pid) for pid in out.split()]
+
+    def kill(self) -> None:
+        """SIGKILL the whole worker, pool included: nothing gets to acknowledge anything."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
+        self._log.close()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self._log.close()

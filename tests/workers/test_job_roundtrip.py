@@ -1,0 +1,179 @@
+"""Jobs over the SQS endpoint with a real worker process and real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
+from django_celery_results.models import TaskResult
+
+from tests.support.broker import drop_broker_connections
+from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from workers.devstack import free_port
+from workers.enqueue import BrokerUnavailable, Requester
+from workers.models import DiagnosticRun, Job, RequesterKind
+from workers.selectors import job_log_since
+from workers.services import diagnostic_run_start
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def status_of(task_id: str) -> str | None:
+    return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first()
+
+
+def test_job_round_trip_pending_started_success_with_requester_and_live_log(
+    worker: WorkerProcess, worker_env: dict[str, str]
+) -> None:
+    user = get_user_model().objects.create_user("alice", is_staff=True)
+    run = diagnostic_run_start(requester=Requester.for_user(user), lines=40, duration_seconds=3)
+
+    # Recorded before any worker touches it: PENDING, with who asked.
+    job = Job.objects.get(task_id=run.task_id)
+    assert (job.requester_kind, job.requester_label, job.requested_by) == (
+        RequesterKind.USER,
+        "alice",
+        user,
+    )
+    assert job.queue == "default"
+    result = TaskResult.objects.get(task_id=run.task_id)
+    assert result.task_name == "workers.tasks.run_diagnostic"
+    assert json.loads(result.task_args) == [run.pk]
+    assert LogEntry.objects.filter(user=user, object_id=str(run.pk)).exists()
+
+    wait_until(lambda: status_of(run.task_id) == "STARTED", timeout=30, message="STARTED")
+    assert TaskResult.objects.get(task_id=run.task_id).worker == worker.hostname
+
+    # Another connection reads the log while the task is still running.
+    with psycopg.connect(
+        worker_env["DATABASE_URL"].replace("postgres://", "postgresql://")
+    ) as other:
+
+        def lines_seen_elsewhere() -> int:
+            row = other.execute(
+                "SELECT coalesce(max(end_line), 0) FROM workers_joblogchunk WHERE task_id = %s",
+                [run.task_id],
+            ).fetchone()
+            return row[0] if row else 0
+
+        wait_until(lambda: lines_seen_elsewhere() > 0, timeout=10, message="first log lines")
+        assert status_of(run.task_id) == "STARTED"
+        assert lines_seen_elsewhere() < 41
+
+    wait_until(lambda: status_of(run.task_id) == "SUCCESS", timeout=30, message="SUCCESS")
+    result = TaskResult.objects.get(task_id=run.task_id)
+    assert json.loads(result.result) == {"run": run.pk, "lines": 40, "attempts": 1}
+    assert result.date_started is not None and result.date_done is not None
+    lines = job_log_since(task_id=run.task_id).lines
+    assert lines[0] == "diagnostic line 1/40" and lines[-1].startswith("done:")
+    assert Job.objects.get(task_id=run.task_id).progress_done == 40
+
+
+def test_failing_job_ends_failure_with_traceback_and_its_log(worker: WorkerProcess) -> None:
+    run = diagnostic_run_start(
+        requester=Requester.cli("test"), lines=5, duration_seconds=0.1, fail=True
+    )
+    wait_until(lambda: status_of(run.task_id) == "FAILURE", timeout=30, message="FAILURE")
+    result = TaskResult.objects.get(task_id=run.task_id)
+    assert "DiagnosticFailure" in result.traceback
+    assert job_log_since(task_id=run.task_id).lines[-1].startswith("!! DiagnosticFailure")
+    assert DiagnosticRun.objects.get(pk=run.pk).state == DiagnosticRun.State.FAILED
+
+
+def test_broker_unreachable_at_enqueue_leaves_nothing_behind(
+    sqs_queues: AwsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = get_user_model().objects.create_user("bob", is_staff=True)
+    # A port nothing listens on; fresh connections so no pooled client hides the outage.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", f"http://127.0.0.1:{free_port()}")
+    drop_broker_connections()
+    try:
+        with pytest.raises(BrokerUnavailable, match="unreachable"):
+            diagnostic_run_start(requester=Requester.for_user(user), lines=5)
+    finally:
+        monkeypatch.undo()
+        drop_broker_connections()
+
+    assert not DiagnosticRun.objects.exists()
+    assert not TaskResult.objects.exists()
+    assert not Job.objects.exists()
+    assert not LogEntry.objects.exists()
+
+
+def test_worker_killed_mid_task_gets_the_job_again_and_completes_once(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    # Own queues with a short visibility timeout, so SQS redelivers within the test.
+    prefix = new_queue_prefix()
+    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix}
+    sqs = aws.client("sqs")
+    queue_url = sqs.create_queue(
+        QueueName=f"{prefix}default", Attributes={"VisibilityTimeout": "3"}
+    )["QueueUrl"]
+
+    first = WorkerProcess(env=env, queues=["default"], log_dir=run_dir)
+    try:
+        run = _start_diagnostic_on(prefix, lines=50, duration_seconds=4)
+        wait_until(
+            lambda: len(job_log_since(task_id=run.task_id).lines) >= 5,
+            timeout=30,
+            message="the first attempt to be under way",
+        )
+    finally:
+        first.kill()
+    assert status_of(run.task_id) == "STARTED"
+
+    second = WorkerProcess(env=env, queues=["default"], log_dir=run_dir)
+    try:
+        wait_until(lambda: status_of(run.task_id) == "SUCCESS", timeout=60, message="SUCCESS")
+    finally:
+        second.stop()
+    run.refresh_from_db()
+    assert run.state == DiagnosticRun.State.SUCCEEDED
+    assert run.attempts == 2
+    lines = job_log_since(task_id=run.task_id).lines
+    assert "-- delivered again: attempt 2 starts over --" in lines
+    assert sum(1 for line in lines if line.startswith("done:")) == 1
+    sqs.purge_queue(QueueUrl=queue_url)
+
+
+def test_same_message_delivered_twice_does_no_harm(worker: WorkerProcess) -> None:
+    from workers.tasks import run_diagnostic
+
+    run = diagnostic_run_start(requester=Requester.cli("test"), lines=3, duration_seconds=0.1)
+    wait_until(lambda: status_of(run.task_id) == "SUCCESS", timeout=30, message="first delivery")
+    done_at = DiagnosticRun.objects.get(pk=run.pk).finished_at
+
+    # The same message again, same task id: what SQS does on an at-least-once redelivery.
+    run_diagnostic.apply_async(args=[run.pk], task_id=run.task_id)
+    wait_until(
+        lambda: worker.log_text().count(f"[{run.task_id}] succeeded") >= 2,
+        timeout=30,
+        message="the second delivery to be processed",
+    )
+    run.refresh_from_db()
+    assert run.attempts == 1
+    assert run.finished_at == done_at
+    assert TaskResult.objects.get(task_id=run.task_id).status == "SUCCESS"
+    assert json.loads(TaskResult.objects.get(task_id=run.task_id).result) == run.summary
+    assert (
+        sum(1 for line in job_log_since(task_id=run.task_id).lines if line.startswith("done:")) == 1
+    )
+
+
+def _start_diagnostic_on(prefix: str, **kwargs: object) -> DiagnosticRun:
+    """Start a diagnostic run whose message goes to the queues named with `prefix`."""
+    from workers.celery import app
+
+    saved = app.conf.broker_transport_options
+    app.conf.broker_transport_options = {**saved, "queue_name_prefix": prefix}
+    drop_broker_connections()
+    try:
+        return diagnostic_run_start(requester=Requester.cli("test"), **kwargs)  # type: ignore[arg-type]
+    finally:
+        app.conf.broker_transport_options = saved
+        drop_broker_connections()

@@ -1,0 +1,91 @@
+"""The job log writer batches, redacts before storing, and reads back by offset."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from workers.joblog import JobLogWriter
+from workers.models import JobLogChunk
+from workers.redaction import Redactor
+from workers.selectors import job_log_iter_text, job_log_since
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+pytestmark = pytest.mark.django_db
+
+
+def test_lines_are_stored_in_batches_of_the_configured_size() -> None:
+    with JobLogWriter("t-batch", flush_lines=100, flush_seconds=60) as log:
+        for n in range(250):
+            log.line(f"line {n}")
+        assert JobLogChunk.objects.filter(task_id="t-batch").count() == 2
+    chunks = list(JobLogChunk.objects.filter(task_id="t-batch").order_by("start_line"))
+    assert [(c.start_line, c.end_line) for c in chunks] == [(0, 100), (100, 200), (200, 250)]
+
+
+def test_a_quiet_writer_flushes_after_the_interval() -> None:
+    clock = FakeClock()
+    log = JobLogWriter("t-time", flush_lines=1000, flush_seconds=0.25, clock=clock)
+    log.line("first")
+    assert not JobLogChunk.objects.filter(task_id="t-time").exists()
+    clock.now = 0.3
+    log.flush_if_due()
+    assert job_log_since(task_id="t-time").lines == ["first"]
+
+
+def test_secret_values_never_reach_the_database() -> None:
+    with JobLogWriter("t-secret", redact=Redactor(["sup3r-secret-value"])) as log:
+        log.line("connecting with sup3r-secret-value now")
+        log.write("partial sup3r-")
+        log.write("secret-value end\n")
+    stored = "".join(JobLogChunk.objects.filter(task_id="t-secret").values_list("text", flat=True))
+    assert "sup3r-secret-value" not in stored
+    assert "connecting with [REDACTED] now" in stored
+    assert "partial [REDACTED] end" in stored
+
+
+def test_buffered_lines_are_flushed_when_the_job_fails() -> None:
+    with (
+        pytest.raises(RuntimeError),
+        JobLogWriter("t-fail", flush_lines=1000, flush_seconds=60) as log,
+    ):
+        log.line("before the error")
+        raise RuntimeError("boom")
+    assert job_log_since(task_id="t-fail").lines == ["before the error", "!! RuntimeError: boom"]
+
+
+def test_reading_since_an_offset_is_one_query_and_returns_only_newer_lines() -> None:
+    with JobLogWriter("t-offset", flush_lines=10, flush_seconds=60) as log:
+        for n in range(35):
+            log.line(f"l{n}")
+    with CaptureQueriesContext(connection) as queries:
+        piece = job_log_since(task_id="t-offset", since=17)
+    assert len(queries) == 1
+    assert piece.lines == [f"l{n}" for n in range(17, 35)]
+    assert piece.next_line == 35
+    assert job_log_since(task_id="t-offset", since=35).lines == []
+
+
+def test_a_second_attempt_appends_after_the_first() -> None:
+    with JobLogWriter("t-resume") as log:
+        log.line("attempt one")
+    with JobLogWriter("t-resume") as log:
+        assert log.resumed
+        log.line("attempt two")
+    assert job_log_since(task_id="t-resume").lines == ["attempt one", "attempt two"]
+
+
+def test_download_text_is_the_whole_log_in_order() -> None:
+    with JobLogWriter("t-dl", flush_lines=2, flush_seconds=60) as log:
+        for n in range(5):
+            log.line(f"d{n}")
+    assert "".join(job_log_iter_text(task_id="t-dl")) == "d0\nd1\nd2\nd3\nd4\n"

@@ -1,0 +1,44 @@
+"""Routing and per-queue limits are decided in one place and agree with each other."""
+
+import pytest
+
+from workers.celery import app
+from workers.queues import QUEUES, QueueSpec, queue_for_task
+
+
+@pytest.mark.parametrize(
+    ("task_name", "queue"),
+    [
+        ("workers.tasks.run_diagnostic", "default"),
+        ("media_pipeline.tasks.make_cover_variants", "media"),
+        ("infra_tasks.terraform.tasks.run_plan", "infra"),
+        ("infra_tasks.rds.tasks.stop_database", "infra"),
+        ("infra_tasks.releases.tasks.run_release", "release"),
+    ],
+)
+def test_tasks_are_routed_by_module(task_name: str, queue: str) -> None:
+    assert queue_for_task(task_name) == queue
+
+
+def test_every_queue_times_out_its_tasks_before_sqs_redelivers_them() -> None:
+    for spec in QUEUES.values():
+        assert spec.soft_time_limit < spec.time_limit < spec.visibility_timeout
+
+
+def test_a_queue_spec_with_limits_past_its_visibility_timeout_is_refused() -> None:
+    with pytest.raises(ValueError, match="visibility"):
+        QueueSpec("bad", visibility_timeout=60, time_limit=120, soft_time_limit=100)
+
+
+def test_tasks_inherit_their_queues_time_limits() -> None:
+    task = app.tasks["workers.tasks.run_diagnostic"]
+    assert task.time_limit == QUEUES["default"].time_limit
+    assert task.soft_time_limit == QUEUES["default"].soft_time_limit
+
+
+def test_celery_settings_that_make_sqs_safe() -> None:
+    conf = app.conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.task_serializer == "json" and conf.accept_content == ["json"]
+    assert conf.result_backend == "django-db" and conf.result_extended and conf.task_track_started

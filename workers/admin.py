@@ -1,0 +1,136 @@
+"""Admin for jobs: TaskResult with requester, queue, duration and the live log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.core.paginator import Paginator
+from django.db.models import DurationField, ExpressionWrapper, F, OuterRef, QuerySet, Subquery
+from django.http import HttpRequest
+from django.utils.functional import cached_property
+from django_celery_results.admin import TaskResultAdmin
+from django_celery_results.models import TaskResult
+
+from workers.models import DiagnosticRun, Job
+
+# Counting every row of a large results table on each changelist view is what makes such
+# pages slow; past this many matches the paginator stops counting.
+COUNT_CAP = 10_000
+
+
+class CappedCountPaginator(Paginator):
+    @cached_property
+    def count(self) -> int:
+        queryset: Any = self.object_list
+        return int(queryset[: COUNT_CAP + 1].count())
+
+
+def _job_field(field: str) -> Subquery:
+    return Subquery(Job.objects.filter(task_id=OuterRef("task_id")).values(field)[:1])
+
+
+admin.site.unregister(TaskResult)
+
+
+@admin.register(TaskResult)
+class JobResultAdmin(TaskResultAdmin):
+    list_display = (
+        "task_id",
+        "task_name",
+        "status",
+        "queue",
+        "requester",
+        "worker",
+        "date_created",
+        "duration",
+    )
+    list_filter = ("status",)
+    search_fields = ("=task_id", "^task_name", "^worker")
+    date_hierarchy = None
+    show_full_result_count = False
+    paginator = CappedCountPaginator
+    list_per_page = 50
+    change_form_template = "admin/workers/taskresult/change_form.html"
+    change_list_template = "admin/workers/taskresult/change_list.html"
+    readonly_fields = (
+        "task_id",
+        "task_name",
+        "status",
+        "queue",
+        "requester",
+        "worker",
+        "date_created",
+        "date_started",
+        "date_done",
+        "duration",
+        "task_args",
+        "task_kwargs",
+        "result",
+        "traceback",
+        "periodic_task_name",
+    )
+    fieldsets = (
+        (None, {"fields": ("task_id", "task_name", "status", "queue", "requester", "worker")}),
+        ("Timing", {"fields": ("date_created", "date_started", "date_done", "duration")}),
+        ("Arguments and result", {"fields": ("task_args", "task_kwargs", "result", "traceback")}),
+        ("Schedule", {"fields": ("periodic_task_name",), "classes": ("collapse",)}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TaskResult]:
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                job_queue=_job_field("queue"),
+                job_requester_kind=_job_field("requester_kind"),
+                job_requester_label=_job_field("requester_label"),
+                job_duration=ExpressionWrapper(
+                    F("date_done") - F("date_started"), output_field=DurationField()
+                ),
+            )
+        )
+
+    @admin.display(description="queue", ordering="job_queue")
+    def queue(self, obj: Any) -> str:
+        return obj.job_queue or "—"
+
+    @admin.display(description="requested by")
+    def requester(self, obj: Any) -> str:
+        if not obj.job_requester_kind:
+            return "—"
+        return f"{obj.job_requester_kind}: {obj.job_requester_label}"
+
+    @admin.display(description="duration", ordering="job_duration")
+    def duration(self, obj: Any) -> str:
+        if obj.job_duration is None:
+            return "—"
+        return f"{obj.job_duration.total_seconds():.1f} s"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> Any:
+        extra_context = {
+            **(extra_context or {}),
+            "can_run_diagnostic": request.user.has_perm("workers.run_diagnostic"),
+        }
+        return super().changelist_view(request, extra_context)
+
+
+@admin.register(DiagnosticRun)
+class DiagnosticRunAdmin(admin.ModelAdmin):
+    list_display = ("id", "state", "lines", "attempts", "task_id", "created_at", "finished_at")
+    list_filter = ("state",)
+    readonly_fields = [f.name for f in DiagnosticRun._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

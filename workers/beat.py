@@ -1,0 +1,40 @@
+"""The beat scheduler: django-celery-beat's, with every scheduled job recorded like any other.
+
+A job started by a schedule appears in the admin as PENDING with the schedule's name as its
+requester, the same way a job started by a person does.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from celery.beat import SchedulingError, _evaluate_entry_args, _evaluate_entry_kwargs
+from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
+
+from workers.enqueue import BrokerUnavailable, Requester, job_publish
+
+
+class RecordingDatabaseScheduler(DatabaseScheduler):
+    def apply_async(
+        self, entry: ModelEntry, producer: Any = None, advance: bool = True, **kwargs: Any
+    ) -> Any:
+        task = self.app.tasks.get(entry.task)
+        if task is None:
+            # Unknown to this process (e.g. a task of an app not installed here): send as is.
+            return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
+        entry = self.reserve(entry) if advance else entry
+        task_id = str(uuid.uuid4())
+        try:
+            job_publish(
+                task,
+                task_id=task_id,
+                requester=Requester.schedule(entry.name),
+                args=_evaluate_entry_args(entry.args),
+                kwargs=_evaluate_entry_kwargs(entry.kwargs),
+                producer=producer,
+                **entry.options,
+            )
+        except BrokerUnavailable as exc:
+            raise SchedulingError(f"Couldn't apply scheduled task {entry.name}: {exc}") from exc
+        return self.app.AsyncResult(task_id)

@@ -1,0 +1,30 @@
+"""Prepare the local system: migrations, the demo staff account, demo data.
+
+Run by the dev stack (`make run`) on every start; safe to run again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandParser
+
+
+class Command(BaseCommand):
+    help = "Migrate and create the demo staff account and demo data (development only)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--username", required=True)
+        parser.add_argument("--password", required=True)
+
+    def handle(self, *args: Any, username: str, password: str, **options: Any) -> None:
+        call_command("migrate", interactive=False, verbosity=1)
+        user, _ = get_user_model().objects.get_or_create(username=username)
+        user.is_staff = True
+        user.is_superuser = True
+        user.email = f"{username}@localhost"
+        user.set_password(password)
+        user.save()
+        self.stdout.write(f"demo staff account ready: {username}")

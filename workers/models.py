@@ -1,0 +1,114 @@
+"""Job records beside django-celery-results' TaskResult.
+
+TaskResult (keyed by task id) holds state, result and traceback. `Job` adds what Celery does
+not know: who or what asked, on which queue, and progress. `JobLogChunk` holds the job's log
+as append-only chunks, so storage grows linearly with output and a reader can ask for
+"everything after line N" with one indexed query.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import F, Q
+
+
+class RequesterKind(models.TextChoices):
+    USER = "user", "User"
+    CLI = "cli", "Command line"
+    SCHEDULE = "schedule", "Schedule"
+    SYSTEM = "system", "System"
+
+
+class Job(models.Model):
+    task_id = models.CharField(max_length=255, unique=True)
+    task_name = models.CharField(max_length=255)
+    queue = models.CharField(max_length=64)
+    requester_kind = models.CharField(max_length=16, choices=RequesterKind.choices)
+    # Human-readable: a username, a command name or a schedule name. Kept even if the
+    # user is deleted later, so the audit trail survives.
+    requester_label = models.CharField(max_length=255)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    progress_done = models.PositiveIntegerField(null=True, blank=True)
+    progress_total = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        permissions = [("run_diagnostic", "Can run the diagnostic job")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(progress_done__isnull=True)
+                | Q(progress_total__isnull=True)
+                | Q(progress_done__lte=F("progress_total")),
+                name="job_progress_within_total",
+            ),
+            models.CheckConstraint(
+                condition=~Q(requester_kind=RequesterKind.USER) | Q(requester_label__gt=""),
+                name="job_user_requester_named",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task_name} [{self.task_id}]"
+
+    @property
+    def requester(self) -> str:
+        return f"{self.get_requester_kind_display()}: {self.requester_label}"
+
+
+class JobLogChunk(models.Model):
+    """A batch of consecutive log lines [start_line, end_line) of one job."""
+
+    task_id = models.CharField(max_length=255)
+    start_line = models.PositiveIntegerField()
+    end_line = models.PositiveIntegerField()
+    text = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["task_id", "start_line"], name="joblog_chunk_unique"),
+            models.CheckConstraint(
+                condition=Q(end_line__gt=F("start_line")), name="joblog_chunk_not_empty"
+            ),
+        ]
+        indexes = [models.Index(fields=["task_id", "end_line"], name="joblog_task_end_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} lines {self.start_line}-{self.end_line}"
+
+
+class DiagnosticRun(models.Model):
+    """The domain row of the diagnostic job: proves the job spine end to end."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    lines = models.PositiveIntegerField(default=300)
+    duration_seconds = models.FloatField(default=4.0)
+    fail = models.BooleanField(default=False, help_text="End with an error, to see a failure.")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
+    task_id = models.CharField(max_length=255, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    summary = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(lines__gte=1) & Q(lines__lte=100_000), name="diagnostic_lines_range"
+            ),
+            models.CheckConstraint(
+                condition=Q(duration_seconds__gte=0) & Q(duration_seconds__lte=600),
+                name="diagnostic_duration_range",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Diagnostic #{self.pk} ({self.state})"

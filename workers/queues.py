@@ -1,0 +1,80 @@
+"""Queues, their limits, and which tasks go where: the one place routing is decided.
+
+SQS redelivers a message that is not deleted within the queue's visibility timeout, so each
+queue's timeout is set above the hard time limit of the tasks routed to it. The SQS queues
+are created with these timeouts by `manage.py sqs_queues` (development, tests) and by the
+CloudFormation template (production); a test keeps the two in agreement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kombu import Queue
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    visibility_timeout: int  # seconds; SQS allows up to 12 hours
+    time_limit: int  # hard limit: the pool process is killed
+    soft_time_limit: int  # SoftTimeLimitExceeded is raised in the task
+
+    def __post_init__(self) -> None:
+        if not self.soft_time_limit < self.time_limit < self.visibility_timeout:
+            raise ValueError(f"queue {self.name}: need soft limit < hard limit < visibility")
+
+
+DEFAULT_QUEUE = "default"
+
+QUEUES: dict[str, QueueSpec] = {
+    spec.name: spec
+    for spec in (
+        QueueSpec("default", visibility_timeout=600, time_limit=300, soft_time_limit=270),
+        QueueSpec("media", visibility_timeout=300, time_limit=120, soft_time_limit=100),
+        # Terraform and RDS waits are long; runs enforce their own, shorter, limits.
+        QueueSpec("infra", visibility_timeout=14400, time_limit=10800, soft_time_limit=10500),
+        QueueSpec("release", visibility_timeout=3600, time_limit=2700, soft_time_limit=2400),
+    )
+}
+
+# Longest matching module prefix wins. A new task module needs an entry only if it does
+# not belong on the default queue.
+ROUTES_BY_MODULE: dict[str, str] = {
+    "media_pipeline.": "media",
+    "infra_tasks.": "infra",
+    "infra_tasks.releases.": "release",
+}
+
+
+def queue_for_task(task_name: str) -> str:
+    matches = [prefix for prefix in ROUTES_BY_MODULE if task_name.startswith(prefix)]
+    if not matches:
+        return DEFAULT_QUEUE
+    return ROUTES_BY_MODULE[max(matches, key=len)]
+
+
+def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any):
+    """Celery router (task_routes entry)."""
+    return {"queue": queue_for_task(name)}
+
+
+class QueueTimeLimits:
+    """Celery task annotation: each task inherits the time limits of its queue.
+
+    A task that sets its own limits keeps them.
+    """
+
+    def annotate(self, task: Any) -> dict[str, int] | None:
+        spec = QUEUES[queue_for_task(task.name)]
+        limits = {}
+        if getattr(task, "time_limit", None) is None:
+            limits["time_limit"] = spec.time_limit
+        if getattr(task, "soft_time_limit", None) is None:
+            limits["soft_time_limit"] = spec.soft_time_limit
+        return limits or None
+
+
+def kombu_queues() -> tuple[Queue, ...]:
+    return tuple(Queue(name, routing_key=name) for name in QUEUES)

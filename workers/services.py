@@ -1,0 +1,89 @@
+"""Writes for the job spine: the diagnostic job and record cleanup."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from workers.enqueue import Requester, job_enqueue
+from workers.joblog import JobLogWriter
+from workers.models import DiagnosticRun, Job, JobLogChunk
+
+
+class DiagnosticFailure(RuntimeError):
+    """Raised on purpose by a diagnostic run asked to fail."""
+
+
+@transaction.atomic
+def diagnostic_run_start(
+    *, requester: Requester, lines: int = 300, duration_seconds: float = 4.0, fail: bool = False
+) -> DiagnosticRun:
+    from workers.tasks import run_diagnostic
+
+    run = DiagnosticRun.objects.create(lines=lines, duration_seconds=duration_seconds, fail=fail)
+    run.task_id = job_enqueue(
+        run_diagnostic,
+        requester=requester,
+        args=[run.pk],
+        on_broker_error=lambda: DiagnosticRun.objects.filter(pk=run.pk).delete(),
+        audit_object=run,
+    )
+    run.save(update_fields=["task_id"])
+    return run
+
+
+def diagnostic_run_execute(*, run_id: int, task_id: str) -> dict[str, Any] | None:
+    """Do the diagnostic run's work; safe to call again for the same run."""
+    with transaction.atomic():
+        run = DiagnosticRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None:
+            return None
+        if run.state == DiagnosticRun.State.SUCCEEDED:
+            # A duplicate or late redelivery: the work is done, report what it produced.
+            return run.summary
+        run.state = DiagnosticRun.State.RUNNING
+        run.attempts += 1
+        run.save(update_fields=["state", "attempts"])
+
+    pause = run.duration_seconds / run.lines
+    with JobLogWriter(task_id) as log:
+        if log.resumed:
+            log.line(f"-- delivered again: attempt {run.attempts} starts over --")
+        for n in range(1, run.lines + 1):
+            log.line(f"diagnostic line {n}/{run.lines}")
+            log.set_progress(n, run.lines)
+            time.sleep(pause)
+        if run.fail:
+            DiagnosticRun.objects.filter(pk=run_id).update(
+                state=DiagnosticRun.State.FAILED, finished_at=timezone.now()
+            )
+            raise DiagnosticFailure(
+                f"diagnostic run {run_id} failed on request after {run.lines} lines"
+            )
+        summary = {"run": run_id, "lines": run.lines, "attempts": run.attempts}
+        log.line(f"done: {summary}")
+
+    DiagnosticRun.objects.filter(pk=run_id).update(
+        state=DiagnosticRun.State.SUCCEEDED, summary=summary, finished_at=timezone.now()
+    )
+    return summary
+
+
+def job_records_cleanup(*, older_than: timedelta | None = None) -> int:
+    """Delete job rows and logs of jobs past the result expiry; returns how many jobs."""
+    cutoff = timezone.now() - (older_than or settings.CELERY_RESULT_EXPIRES)
+    expired = list(
+        Job.objects.filter(created_at__lt=cutoff)
+        .exclude(task_id__in=TaskResult.objects.filter(date_done__isnull=True).values("task_id"))
+        .values_list("task_id", flat=True)[:10_000]
+    )
+    with transaction.atomic():
+        JobLogChunk.objects.filter(task_id__in=expired).delete()
+        Job.objects.filter(task_id__in=expired).delete()
+    return len(expired)

@@ -1,0 +1,133 @@
+"""Run a subprocess and stream its output into a job log, line by line.
+
+The process runs in its own process group so a stop reaches everything it started (terraform
+spawns providers; local-exec spawns shells). Stopping is graceful first: SIGINT, which lets
+terraform save state and release its lock, then SIGKILL of the group after a grace period.
+Celery's revoke cannot reach a task on SQS, so the caller passes `should_stop`, checked
+between reads, to learn about a cancel request itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from workers.joblog import JobLogWriter
+
+
+class StopReason(StrEnum):
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed out"
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    returncode: int
+    stopped: StopReason | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0 and self.stopped is None
+
+
+def run_streaming(
+    command: Sequence[str],
+    *,
+    log: JobLogWriter,
+    cwd: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    timeout: float | None = None,
+    grace_seconds: float = 10.0,
+    check_every: float = 0.5,
+    on_line: Callable[[str], None] | None = None,
+) -> StreamResult:
+    """Run `command`, writing its stdout and stderr (merged, in order) to `log`."""
+    started = time.monotonic()
+    process = subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    assert process.stdout is not None
+    stream = process.stdout
+    os.set_blocking(stream.fileno(), False)
+    selector = selectors.DefaultSelector()
+    selector.register(stream, selectors.EVENT_READ)
+
+    stopped: StopReason | None = None
+    interrupt_sent_at: float | None = None
+    last_check = 0.0
+    pending = b""
+    try:
+        while True:
+            for _key, _events in selector.select(timeout=min(check_every, 0.25)):
+                data = stream.read()
+                if data:
+                    pending = _emit_lines(pending + data, log, on_line)
+                elif data == b"":
+                    selector.unregister(stream)
+                    break
+            log.flush_if_due()
+            if not selector.get_map():
+                break
+
+            now = time.monotonic()
+            if stopped is None and now - last_check >= check_every:
+                last_check = now
+                if timeout is not None and now - started > timeout:
+                    stopped = StopReason.TIMED_OUT
+                elif should_stop is not None and should_stop():
+                    stopped = StopReason.CANCELLED
+                if stopped is not None:
+                    log.line(
+                        f"-- {stopped.value}: sending SIGINT, SIGKILL in {grace_seconds:g}s --"
+                    )
+                    _signal_group(process, signal.SIGINT)
+                    interrupt_sent_at = now
+            if interrupt_sent_at is not None and now - interrupt_sent_at > grace_seconds:
+                log.line("-- grace period over: SIGKILL --")
+                _signal_group(process, signal.SIGKILL)
+                interrupt_sent_at = None
+        returncode = process.wait()
+    finally:
+        selector.close()
+        if process.poll() is None:
+            _signal_group(process, signal.SIGKILL)
+            process.wait()
+        stream.close()
+    if pending:
+        _deliver(pending.decode("utf-8", "replace"), log, on_line)
+    log.flush()
+    return StreamResult(returncode=returncode, stopped=stopped, seconds=time.monotonic() - started)
+
+
+def _emit_lines(data: bytes, log: JobLogWriter, on_line: Callable[[str], None] | None) -> bytes:
+    *complete, rest = data.split(b"\n")
+    for raw in complete:
+        _deliver(raw.decode("utf-8", "replace"), log, on_line)
+    return rest
+
+
+def _deliver(line: str, log: JobLogWriter, on_line: Callable[[str], None] | None) -> None:
+    if on_line is not None:
+        on_line(line)
+    log.line(line)
+
+
+def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)

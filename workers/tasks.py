@@ -1,0 +1,20 @@
+"""Thin tasks of the job spine: take ids, call a service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+
+from workers import services
+
+
+@shared_task(bind=True)
+def run_diagnostic(self: Any, run_id: int) -> dict[str, Any] | None:
+    return services.diagnostic_run_execute(run_id=run_id, task_id=self.request.id)
+
+
+@shared_task
+def cleanup_job_records() -> int:
+    """Companion of celery.backend_cleanup: job rows and logs expire with their results."""
+    return services.job_records_cleanup()

@@ -1,0 +1,12 @@
+from django.urls import path
+
+from workers import views
+
+app_name = "workers"
+
+urlpatterns = [
+    path("jobs/diagnostic/", views.diagnostic_trigger, name="diagnostic-trigger"),
+    path("jobs/<str:task_id>/", views.job_detail, name="job-detail"),
+    path("jobs/<str:task_id>/log/", views.job_log, name="job-log"),
+    path("jobs/<str:task_id>/log.txt", views.job_log_download, name="job-log-download"),
+]

@@ -1,0 +1,100 @@
+"""Job views used by the admin pages: live log, log download, diagnostic trigger."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.db import connection
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBadRequest,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.shortcuts import redirect
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from workers import selectors
+from workers.enqueue import BrokerUnavailable, Requester
+from workers.permissions import staff_permission_required
+from workers.services import diagnostic_run_start
+
+VIEW_JOBS = "django_celery_results.view_taskresult"
+FINISHED = {"SUCCESS", "FAILURE", "REVOKED"}
+
+
+@require_GET
+@staff_permission_required(VIEW_JOBS)
+def job_log(request: HttpRequest, task_id: str) -> HttpResponse:
+    """Log lines after `since`, with the job's state: what the admin page polls."""
+    try:
+        since = int(request.GET.get("since", "0"))
+    except ValueError:
+        return HttpResponseBadRequest("since must be a line number")
+    if since < 0:
+        return HttpResponseBadRequest("since must be a line number")
+    log = selectors.job_log_since(task_id=task_id, since=since)
+    result = selectors.task_result_get(task_id=task_id)
+    job = selectors.job_get(task_id=task_id)
+    status = result.status if result else "UNKNOWN"
+    return JsonResponse(
+        {
+            "lines": log.lines,
+            "next": log.next_line,
+            "status": status,
+            "worker": result.worker if result else None,
+            "finished": status in FINISHED,
+            "result": result.result if result and status in FINISHED else None,
+            "traceback": result.traceback if result and status == "FAILURE" else None,
+            "progress": (
+                {"done": job.progress_done, "total": job.progress_total}
+                if job and job.progress_total
+                else None
+            ),
+        }
+    )
+
+
+@require_GET
+@staff_permission_required(VIEW_JOBS)
+def job_log_download(request: HttpRequest, task_id: str) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        selectors.job_log_iter_text(task_id=task_id), content_type="text/plain; charset=utf-8"
+    )
+    response["Content-Disposition"] = f'attachment; filename="job-{task_id}.log"'
+    return response
+
+
+@require_POST
+@staff_permission_required("workers.run_diagnostic")
+def diagnostic_trigger(request: HttpRequest) -> HttpResponse:
+    fail = request.POST.get("fail") == "1"
+    try:
+        run = diagnostic_run_start(requester=Requester.for_user(request.user), fail=fail)
+    except BrokerUnavailable as exc:
+        messages.error(request, str(exc))
+        return redirect("admin:django_celery_results_taskresult_changelist")
+    messages.success(request, f"Diagnostic job queued ({run.task_id}).")
+    return redirect(reverse("workers:job-detail", args=[run.task_id]))
+
+
+@require_GET
+@staff_permission_required(VIEW_JOBS)
+def job_detail(request: HttpRequest, task_id: str) -> HttpResponse:
+    """Stable link to a job's admin page by task id."""
+    result = selectors.task_result_get(task_id=task_id)
+    if result is None:
+        messages.warning(request, f"No job {task_id}: it expired or never reached the queue.")
+        return redirect("admin:django_celery_results_taskresult_changelist")
+    return redirect("admin:django_celery_results_taskresult_change", result.pk)
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    """Load balancer health check: the process answers and the database does too."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as exc:  # any database failure means unhealthy
+        return JsonResponse({"status": "unhealthy", "database": exc.__class__.__name__}, status=503)
+    return JsonResponse({"status": "ok"})

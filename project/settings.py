@@ -37,6 +37,11 @@ INSTALLED_APPS = [
     "django_celery_results",
     "django_celery_beat",
     "workers",
+    "courses",
+    "media_pipeline",
+    "infra_tasks.terraform",
+    "infra_tasks.rds",
+    "infra_tasks.releases",
 ]
 
 MIDDLEWARE = [

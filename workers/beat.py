@@ -16,6 +16,11 @@ from workers.enqueue import BrokerUnavailable, Requester, job_publish
 
 
 class RecordingDatabaseScheduler(DatabaseScheduler):
+    def setup_schedule(self) -> None:
+        # Register every task module, so a scheduled name resolves to its Task here.
+        self.app.loader.import_default_modules()
+        super().setup_schedule()
+
     def apply_async(
         self, entry: ModelEntry, producer: Any = None, advance: bool = True, **kwargs: Any
     ) -> Any:

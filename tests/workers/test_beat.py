@@ -35,7 +35,10 @@ def test_scheduled_job_is_recorded_with_the_schedule_as_requester_and_runs(
         scheduler.close()
 
     job = Job.objects.get(task_id=result.id)
-    assert (job.requester_kind, job.requester_label) == (RequesterKind.SCHEDULE, "hourly diagnostic")
+    assert (job.requester_kind, job.requester_label) == (
+        RequesterKind.SCHEDULE,
+        "hourly diagnostic",
+    )
     assert TaskResult.objects.get(task_id=result.id).periodic_task_name == "hourly diagnostic"
     wait_until(
         lambda: TaskResult.objects.filter(task_id=result.id, status="SUCCESS").exists(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractUser, Permission
+from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
@@ -17,7 +17,7 @@ from workers.models import DiagnosticRun, Job, RequesterKind
 pytestmark = pytest.mark.django_db
 
 
-def make_user(username: str, *, staff: bool, perms: tuple[str, ...] = ()) -> AbstractUser:
+def make_user(username: str, *, staff: bool, perms: tuple[str, ...] = ()) -> User:
     user = get_user_model().objects.create_user(username, password="pw-123456", is_staff=staff)
     for perm in perms:
         app_label, codename = perm.split(".")
@@ -27,7 +27,7 @@ def make_user(username: str, *, staff: bool, perms: tuple[str, ...] = ()) -> Abs
     return user
 
 
-def client_for(user: AbstractUser) -> Client:
+def client_for(user: User) -> Client:
     client = Client()
     client.force_login(user)
     return client
@@ -55,7 +55,9 @@ def finished_job() -> TaskResult:
     [(False, ("django_celery_results.view_taskresult",)), (True, ())],
     ids=["non-staff-with-permission", "staff-without-permission"],
 )
-def test_log_views_refuse_with_403(finished_job: TaskResult, staff: bool, perms: tuple[str, ...]) -> None:
+def test_log_views_refuse_with_403(
+    finished_job: TaskResult, staff: bool, perms: tuple[str, ...]
+) -> None:
     client = client_for(make_user("eve", staff=staff, perms=perms))
     assert client.get(reverse("workers:job-log", args=["job-1"])).status_code == 403
     assert client.get(reverse("workers:job-log-download", args=["job-1"])).status_code == 403
@@ -96,7 +98,7 @@ def test_log_download_is_the_whole_log_as_text(finished_job: TaskResult) -> None
     response = client.get(reverse("workers:job-log-download", args=["job-1"]))
     assert response["Content-Type"].startswith("text/plain")
     assert "attachment" in response["Content-Disposition"]
-    assert b"".join(response.streaming_content) == b"line 0\nline 1\nline 2\n"
+    assert response.getvalue() == b"line 0\nline 1\nline 2\n"
 
 
 def test_log_rejects_a_bad_offset(finished_job: TaskResult) -> None:

@@ -212,7 +212,11 @@ def _to_srgb(image: Image.Image, icc_profile: bytes) -> Image.Image:
     try:
         source_profile = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
         converted = ImageCms.profileToProfile(
-            image, source_profile, _SRGB, outputMode=image.mode, renderingIntent=0
+            image,
+            source_profile,
+            _SRGB,
+            outputMode=image.mode,
+            renderingIntent=ImageCms.Intent.PERCEPTUAL,
         )
     except ImageCms.PyCMSError:
         # A broken or non-RGB profile: treat the pixels as sRGB, as a browser would.

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import pytest
 from PIL import Image, ImageCms
@@ -20,6 +18,7 @@ from media_pipeline.resize import (
 )
 from media_pipeline.samples import jpeg_bytes, photo
 from media_pipeline.specs import COVER_SPECS, OutputFormat, VariantSpec
+from tests.media_pipeline.images import png_header_only
 
 LIMIT = 50_000_000
 JPEG_200 = VariantSpec("w200-jpeg", 200, OutputFormat.JPEG, quality=90)
@@ -160,20 +159,6 @@ def test_small_sources_are_never_upscaled() -> None:
     source = jpeg_bytes(photo(120, 90))
     variants = render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=LIMIT)
     assert {(v.width, v.height) for v in variants} == {(120, 90)}
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def png_header_only(width: int, height: int) -> bytes:
-    """A PNG claiming `width`x`height` whose pixel data is a few bytes: decoding it fails."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", ihdr)
-        + png_chunk(b"IDAT", zlib.compress(b"\0" * 16))
-    )
 
 
 def test_decompression_bomb_is_refused_by_header_pixel_count_before_decoding() -> None:

@@ -166,7 +166,8 @@ def course_cover_variants_build(
     """Make the missing variants of the course's cover `source_hash`; safe to repeat.
 
     Returns None when the course is gone or its cover has changed since the job was queued.
-    Raises ImageRejected (after recording the message on the course) for a bad source.
+    Raises ImageRejected for a bad source, and re-raises any other error, after recording
+    the message on the course (unless its cover has changed meanwhile).
     """
     specs = tuple(specs)
     course = Course.objects.filter(pk=course_id).first()
@@ -184,40 +185,55 @@ def course_cover_variants_build(
     ]
     with JobLogWriter(task_id) as log:
         log.line(f"course {course_id}: cover {source_hash[:12]}, {len(todo)} of {len(specs)} to do")
-        variants: list[Variant] = []
-        if todo:
-            try:
-                with default_storage.open(str(course.cover.name), "rb") as source:
-                    variants = render_variants(
-                        cast(BinaryIO, source), todo, max_pixels=settings.MEDIA_MAX_IMAGE_PIXELS
-                    )
-            except FileNotFoundError as exc:
-                rejected = ImageRejected(
-                    "The uploaded original is missing from storage; upload the cover again."
-                )
-                _record_failure(course_id, source_hash, str(rejected))
-                raise rejected from exc
-            except ImageRejected as exc:
-                _record_failure(course_id, source_hash, str(exc))
-                raise
-        written = [variant for variant in variants if _store_bytes(variant, source_hash)]
-        for variant in variants:
-            log.line(
-                f"{variant.spec.name}: {variant.width}x{variant.height} {variant.content_type}, "
-                f"{len(variant.data)} bytes" + ("" if variant in written else " (already stored)")
+        try:
+            return _build(course, todo, specs=specs, log=log)
+        except ImageRejected as exc:
+            _record_failure(course_id, source_hash, str(exc))
+            raise
+        except Exception as exc:
+            # Storage down, a time limit, a bug: the course must not look "pending" forever.
+            _record_failure(
+                course_id,
+                source_hash,
+                f"Making the variants failed ({type(exc).__name__}: {exc}). See the job's log, "
+                "then use “Regenerate cover variants”.",
             )
-        recorded = _record_variants(course_id, source_hash, variants, specs=specs)
-        if recorded is None:
-            log.line("the cover changed while rendering; these variants are not used")
-            return None
-        summary = {
-            "course": course_id,
-            "source": source_hash,
-            "rendered": [v.spec.name for v in variants],
-            "written": [v.spec.name for v in written],
-        }
-        log.line(f"done: {summary}")
-        return summary
+            raise
+
+
+def _build(
+    course: Course, todo: list[VariantSpec], *, specs: tuple[VariantSpec, ...], log: JobLogWriter
+) -> dict[str, Any] | None:
+    source_hash = course.cover_sha256
+    variants: list[Variant] = []
+    if todo:
+        try:
+            with default_storage.open(str(course.cover.name), "rb") as source:
+                variants = render_variants(
+                    cast(BinaryIO, source), todo, max_pixels=settings.MEDIA_MAX_IMAGE_PIXELS
+                )
+        except FileNotFoundError as exc:
+            raise ImageRejected(
+                "The uploaded original is missing from storage; upload the cover again."
+            ) from exc
+    written = {variant.spec.name for variant in variants if _store_bytes(variant, source_hash)}
+    for variant in variants:
+        log.line(
+            f"{variant.spec.name}: {variant.width}x{variant.height} {variant.content_type}, "
+            f"{len(variant.data)} bytes"
+            + ("" if variant.spec.name in written else " (already stored)")
+        )
+    if _record_variants(course.pk, source_hash, variants, specs=specs) is None:
+        log.line("the cover changed while rendering; these variants are not used")
+        return None
+    summary = {
+        "course": course.pk,
+        "source": source_hash,
+        "rendered": [v.spec.name for v in variants],
+        "written": sorted(written),
+    }
+    log.line(f"done: {summary}")
+    return summary
 
 
 def _record_variants(

@@ -247,3 +247,19 @@ def test_regenerating_a_course_without_a_cover_does_nothing() -> None:
     course = make_course()
     assert course_cover_regenerate(course_id=course.pk, requester=REQUESTER) is None
     assert not TaskResult.objects.exists()
+
+
+def test_an_unexpected_storage_error_marks_the_cover_failed_instead_of_pending(
+    cover_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    # A plain file where the variants directory must go: saving really fails, even as root.
+    (media_root / "covers" / "variants").write_bytes(b"")
+
+    with pytest.raises(OSError):
+        build(course)
+
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.FAILED
+    assert course.cover_error.startswith("Making the variants failed (")
+    assert "Regenerate cover variants" in course.cover_error

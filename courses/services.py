@@ -5,7 +5,8 @@ enqueues `media_pipeline.tasks.build_cover_variants(course_id, source_hash)` aft
 The worker renders the variants, stores them under content-addressed names and records them;
 the (course id, source hash) pair makes a stale or repeated message harmless. Files are
 deleted only after the transaction that stopped referencing them commits, and only when no
-other row still references them (identical covers share files).
+other row still references them (identical covers share files); storing, referencing and
+deleting one file name are serialised by a transaction-scoped lock on that name.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from courses.models import Course, CoverVariant, Enrolment, Lesson, LessonCompletion
 from media_pipeline.resize import ImageRejected, Variant, render_variants, sha256_of, variant_name
@@ -102,6 +103,7 @@ def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> C
 
     name = f"{ORIGINALS_PREFIX}/{source_hash[:2]}/{source_hash}{_safe_suffix(upload.name)}"
     upload.seek(0)
+    _lock_file_name(name)
     _store(name, upload)
     previous = _file_names(course)
     course.cover = name
@@ -216,16 +218,16 @@ def _build(
             raise ImageRejected(
                 "The uploaded original is missing from storage; upload the cover again."
             ) from exc
-    written = {variant.spec.name for variant in variants if _store_bytes(variant, source_hash)}
+    written = _record_variants(course.pk, source_hash, variants, specs=specs)
+    if written is None:
+        log.line("the cover changed while rendering; nothing was stored")
+        return None
     for variant in variants:
         log.line(
             f"{variant.spec.name}: {variant.width}x{variant.height} {variant.content_type}, "
             f"{len(variant.data)} bytes"
             + ("" if variant.spec.name in written else " (already stored)")
         )
-    if _record_variants(course.pk, source_hash, variants, specs=specs) is None:
-        log.line("the cover changed while rendering; these variants are not used")
-        return None
     summary = {
         "course": course.pk,
         "source": source_hash,
@@ -238,13 +240,21 @@ def _build(
 
 def _record_variants(
     course_id: int, source_hash: str, variants: list[Variant], *, specs: tuple[VariantSpec, ...]
-) -> Course | None:
-    new_names = {variant_name(source_hash, v.spec) for v in variants}
+) -> set[str] | None:
+    """Store the variants and record them as the course's; the names of specs written.
+
+    None, with nothing stored, when the course is gone or its cover changed meanwhile.
+    """
     with transaction.atomic():
         course = Course.objects.select_for_update().filter(pk=course_id).first()
         if course is None or course.cover_sha256 != source_hash:
-            transaction.on_commit(lambda: files_delete_unreferenced(names=new_names))
             return None
+        written = set()
+        for variant in sorted(variants, key=lambda v: variant_name(source_hash, v.spec)):
+            name = variant_name(source_hash, variant.spec)
+            _lock_file_name(name)
+            if _store(name, ContentFile(variant.data)):
+                written.add(variant.spec.name)
         stale = CoverVariant.objects.filter(course=course).exclude(
             source_sha256=source_hash, spec_name__in=[spec.name for spec in specs]
         )
@@ -267,7 +277,7 @@ def _record_variants(
         course.cover_error = ""
         course.save(update_fields=["cover_status", "cover_error", "updated_at"])
         transaction.on_commit(lambda: files_delete_unreferenced(names=stale_names))
-    return course
+    return written
 
 
 def _record_failure(course_id: int, source_hash: str, message: str) -> None:
@@ -283,16 +293,31 @@ def _record_failure(course_id: int, source_hash: str, message: str) -> None:
 
 def files_delete_unreferenced(*, names: Iterable[str]) -> list[str]:
     """Delete the stored files among `names` that no course or variant references now."""
-    candidates = {name for name in names if name}
-    if not candidates:
-        return []
-    referenced = set(
-        Course.objects.filter(cover__in=candidates).values_list("cover", flat=True)
-    ) | set(CoverVariant.objects.filter(file__in=candidates).values_list("file", flat=True))
-    deleted = sorted(candidates - referenced)
-    for name in deleted:
-        default_storage.delete(name)
+    deleted = []
+    for name in sorted({name for name in names if name}):
+        with transaction.atomic():
+            # Waits for a transaction that is storing this same file for another course,
+            # then sees that course's reference and keeps the file.
+            _lock_file_name(name)
+            if (
+                Course.objects.filter(cover=name).exists()
+                or CoverVariant.objects.filter(file=name).exists()
+            ):
+                continue
+            default_storage.delete(name)
+            deleted.append(name)
     return deleted
+
+
+def _lock_file_name(name: str) -> None:
+    """Serialise storing, referencing and deleting one shared, content-addressed file.
+
+    Held until the surrounding transaction ends. PostgreSQL only; SQLite already runs one
+    writing transaction at a time (IMMEDIATE mode).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])
 
 
 def _file_names(course: Course) -> set[str]:
@@ -303,18 +328,14 @@ def _file_names(course: Course) -> set[str]:
 
 
 def _store(name: str, content: File) -> bool:
-    """Store `content` under `name` unless that content-addressed name already exists."""
+    """Store `content` under `name` unless that content-addressed name already exists.
+
+    Callers hold the name's lock (`_lock_file_name`), so no one else stores it meanwhile.
+    """
     if default_storage.exists(name):
         return False
-    saved = default_storage.save(name, content)
-    if saved != name:
-        # Another process stored the same bytes first; ours is a needless duplicate.
-        default_storage.delete(saved)
+    default_storage.save(name, content)
     return True
-
-
-def _store_bytes(variant: Variant, source_hash: str) -> bool:
-    return _store(variant_name(source_hash, variant.spec), ContentFile(variant.data))
 
 
 def _safe_suffix(filename: str | None) -> str:

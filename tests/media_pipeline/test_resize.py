@@ -222,3 +222,12 @@ def test_variant_names_are_content_addressed_by_source_and_spec() -> None:
 def test_sha256_streams_the_source() -> None:
     data = b"x" * 3_000_000
     assert sha256_of(io.BytesIO(data), chunk_size=1 << 16) == sha256_of(io.BytesIO(data))
+
+
+def test_cmyk_jpeg_comes_out_as_rgb_with_its_colours() -> None:
+    source = io.BytesIO()
+    Image.new("CMYK", (400, 300), (0, 255, 255, 0)).save(source, "JPEG", quality=95)
+    for variant in render_variants(io.BytesIO(source.getvalue()), COVER_SPECS, max_pixels=LIMIT):
+        image = decode(variant.data)
+        assert image.mode in ("RGB", "RGBA")
+        assert close_to(image.getpixel((10, 10)), RED[:3], tolerance=12)  # type: ignore[arg-type]

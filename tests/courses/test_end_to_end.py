@@ -87,4 +87,6 @@ def test_a_bad_upload_fails_on_the_worker_with_its_message_on_course_and_job(
     result = json.loads(TaskResult.objects.get(task_id=course.cover_task_id).result)
     assert result["exc_type"] == "NotAnImage"
     assert "not an image" in str(result["exc_message"])
+    log = job_log_since(task_id=course.cover_task_id).lines
+    assert log[-1].startswith("!! NotAnImage: The file is not an image")
     assert default_storage.exists(str(course.cover.name))

@@ -210,3 +210,29 @@ CELERY_TASK_SEND_SENT_EVENT = False
 # --- Job logs ------------------------------------------------------------------------------
 JOB_LOG_FLUSH_LINES = env.int("JOB_LOG_FLUSH_LINES", default=200)
 JOB_LOG_FLUSH_SECONDS = env.float("JOB_LOG_FLUSH_SECONDS", default=0.25)
+
+# --- Media storage and cover images (courses, media_pipeline) --------------------------------
+# Local files by default. With a bucket, media go to S3: private objects (the bucket blocks
+# public access; nothing sets a public ACL) reached only through short-lived presigned URLs.
+# boto3 finds the endpoint (AWS_ENDPOINT_URL in development and tests) and credentials itself.
+AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
+if AWS_STORAGE_BUCKET_NAME:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        # (mypy inferred STORAGES above as str -> str; OPTIONS is the documented nested dict.)
+        "OPTIONS": {  # type: ignore[dict-item]
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            "region_name": AWS_REGION,
+            "location": env.str("AWS_MEDIA_LOCATION", default="media"),
+            "default_acl": None,
+            "querystring_auth": True,
+            "querystring_expire": env.int("AWS_QUERYSTRING_EXPIRE", default=300),
+            "signature_version": "s3v4",
+            # Names are content-addressed: an existing key already holds these exact bytes.
+            "file_overwrite": True,
+            # A large original is spooled to disk while the worker reads it, not held in RAM.
+            "max_memory_size": 2 * 1024 * 1024,
+        },
+    }
+# Images with more pixels than this are refused from their header, before decoding.
+MEDIA_MAX_IMAGE_PIXELS = env.int("MEDIA_MAX_IMAGE_PIXELS", default=50_000_000)

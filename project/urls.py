@@ -1,3 +1,5 @@
+from django.conf import settings
+from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
 
@@ -7,4 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("ops/", include("workers.urls")),
     path("healthz/", healthz, name="healthz"),
+    path("api/", include("courses.urls")),
 ]
+# Development only (empty unless DEBUG): local media, e.g. cover variants in the admin.
+urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)

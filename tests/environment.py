@@ -5,6 +5,7 @@ environment, before any conftest is imported.
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/opsqueue")
 os.environ.setdefault("DJANGO_DEBUG", "true")
@@ -13,3 +14,6 @@ os.environ.setdefault("SQS_QUEUE_PREFIX", f"t{os.getpid()}-")
 os.environ.setdefault("SQS_WAIT_TIME_SECONDS", "0")
 os.environ.setdefault("SQS_POLLING_INTERVAL", "0.1")
 os.environ.setdefault("JOB_LOG_FLUSH_SECONDS", "0.2")
+# Media written by the tests and by their worker processes (which inherit this) stay out of
+# the checkout; courses tests override MEDIA_ROOT per test where they need isolation.
+os.environ.setdefault("DJANGO_MEDIA_ROOT", tempfile.mkdtemp(prefix="opsqueue-test-media-"))

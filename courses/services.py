@@ -1,0 +1,343 @@
+"""Writes for the catalogue: enrolment, lesson completion, covers and their variants.
+
+Covers: the web process only stores the uploaded original (under its content hash) and
+enqueues `media_pipeline.tasks.build_cover_variants(course_id, source_hash)` after commit.
+The worker renders the variants, stores them under content-addressed names and records them;
+the (course id, source hash) pair makes a stale or repeated message harmless. Files are
+deleted only after the transaction that stopped referencing them commits, and only when no
+other row still references them (identical covers share files); storing, referencing and
+deleting one file name are serialised by a transaction-scoped lock on that name.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from pathlib import PurePosixPath
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+from django.conf import settings
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, connection, transaction
+
+from courses.models import Course, CoverVariant, Enrolment, Lesson, LessonCompletion
+from media_pipeline.resize import ImageRejected, Variant, render_variants, sha256_of, variant_name
+from media_pipeline.specs import COVER_SPECS, VariantSpec
+from workers.enqueue import Requester, job_enqueue
+from workers.joblog import JobLogWriter
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+logger = logging.getLogger(__name__)
+
+ORIGINALS_PREFIX = "covers/originals"
+BROKER_DOWN_MESSAGE = (
+    "The cover was saved but its variants could not be queued (the job queue was "
+    "unreachable). Use “Regenerate cover variants” once it is back."
+)
+
+
+class CatalogueError(Exception):
+    """A request the catalogue refuses; `str(exc)` is fit to show the user."""
+
+
+class NotEnrolled(CatalogueError):
+    pass
+
+
+class AlreadyEnrolled(CatalogueError):
+    pass
+
+
+class AlreadyCompleted(CatalogueError):
+    pass
+
+
+class CourseNotPublished(CatalogueError):
+    pass
+
+
+# --- enrolment and completion --------------------------------------------------------------
+
+
+def course_enrol(*, user: User, course: Course) -> Enrolment:
+    if not course.is_published:
+        raise CourseNotPublished(f"“{course}” is not open for enrolment.")
+    try:
+        with transaction.atomic():
+            return Enrolment.objects.create(user=user, course=course)
+    except IntegrityError as exc:
+        raise AlreadyEnrolled(f"You are already enrolled in “{course}”.") from exc
+
+
+def lesson_complete(*, user: User, lesson: Lesson) -> LessonCompletion:
+    """Mark a lesson done; a second completion is refused with a clear message."""
+    if not Enrolment.objects.filter(user=user, course_id=lesson.section.course_id).exists():
+        raise NotEnrolled("Enrol in the course before completing its lessons.")
+    # The unique constraint decides, so two concurrent requests cannot both succeed.
+    try:
+        with transaction.atomic():
+            return LessonCompletion.objects.create(user=user, lesson=lesson)
+    except IntegrityError as exc:
+        raise AlreadyCompleted(f"“{lesson.title}” is already marked as complete.") from exc
+
+
+# --- covers: the web side ------------------------------------------------------------------
+
+
+@transaction.atomic
+def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> Course:
+    """Store `upload` as the course's cover and queue its variants; returns at once.
+
+    Uploading the cover the course already has does nothing. Nothing is decoded here.
+    """
+    upload.seek(0)
+    source_hash = sha256_of(cast(BinaryIO, upload))
+    course = Course.objects.select_for_update().get(pk=course_id)
+    if course.cover_sha256 == source_hash and course.cover_status != Course.CoverStatus.FAILED:
+        return course
+
+    name = f"{ORIGINALS_PREFIX}/{source_hash[:2]}/{source_hash}{_safe_suffix(upload.name)}"
+    upload.seek(0)
+    _lock_file_name(name)
+    _store(name, upload)
+    previous = _file_names(course)
+    course.cover = name
+    course.cover_sha256 = source_hash
+    course.cover_status = Course.CoverStatus.PENDING
+    course.cover_error = ""
+    course.save(update_fields=["cover", "cover_sha256", "cover_status", "cover_error"])
+    # The old variants belong to a picture the course no longer has.
+    course.cover_variants.all().delete()
+    transaction.on_commit(lambda: files_delete_unreferenced(names=previous - {name}))
+    _enqueue_build(course, requester=requester)
+    return course
+
+
+@transaction.atomic
+def course_cover_regenerate(*, course_id: int, requester: Requester) -> Course | None:
+    """Queue the variants of the course's current cover again; None if it has no cover.
+
+    Variants that already exist are neither re-rendered nor rewritten by the worker.
+    """
+    course = Course.objects.select_for_update().filter(pk=course_id).first()
+    if course is None or not course.cover:
+        return None
+    _enqueue_build(course, requester=requester)
+    return course
+
+
+@transaction.atomic
+def course_delete(*, course_id: int) -> None:
+    course = Course.objects.select_for_update().filter(pk=course_id).first()
+    if course is None:
+        return
+    names = _file_names(course)
+    course.delete()
+    transaction.on_commit(lambda: files_delete_unreferenced(names=names))
+
+
+def _enqueue_build(course: Course, *, requester: Requester) -> None:
+    from media_pipeline.tasks import build_cover_variants
+
+    course_id, source_hash = course.pk, course.cover_sha256
+    course.cover_status = Course.CoverStatus.PENDING
+    course.cover_error = ""
+    course.cover_task_id = job_enqueue(
+        build_cover_variants,
+        requester=requester,
+        args=[course_id, source_hash],
+        on_broker_error=lambda: Course.objects.filter(
+            pk=course_id, cover_sha256=source_hash
+        ).update(cover_status=Course.CoverStatus.FAILED, cover_error=BROKER_DOWN_MESSAGE),
+        audit_object=course,
+    )
+    course.save(update_fields=["cover_status", "cover_error", "cover_task_id", "updated_at"])
+
+
+# --- covers: the worker side ---------------------------------------------------------------
+
+
+def course_cover_variants_build(
+    *, course_id: int, source_hash: str, task_id: str, specs: Iterable[VariantSpec] = COVER_SPECS
+) -> dict[str, Any] | None:
+    """Make the missing variants of the course's cover `source_hash`; safe to repeat.
+
+    Returns None when the course is gone or its cover has changed since the job was queued.
+    Raises ImageRejected for a bad source, and re-raises any other error, after recording
+    the message on the course (unless its cover has changed meanwhile).
+    """
+    specs = tuple(specs)
+    course = Course.objects.filter(pk=course_id).first()
+    if course is None or course.cover_sha256 != source_hash:
+        return None
+    have = {
+        v.spec_name: v.file.name
+        for v in CoverVariant.objects.filter(course=course, source_sha256=source_hash)
+    }
+    todo = [
+        spec
+        for spec in specs
+        if have.get(spec.name) != variant_name(source_hash, spec)
+        or not default_storage.exists(variant_name(source_hash, spec))
+    ]
+    with JobLogWriter(task_id) as log:
+        log.line(f"course {course_id}: cover {source_hash[:12]}, {len(todo)} of {len(specs)} to do")
+        try:
+            return _build(course, todo, specs=specs, log=log)
+        except ImageRejected as exc:
+            _record_failure(course_id, source_hash, str(exc))
+            raise
+        except Exception as exc:
+            # Storage down, a time limit, a bug: the course must not look "pending" forever.
+            _record_failure(
+                course_id,
+                source_hash,
+                f"Making the variants failed ({type(exc).__name__}: {exc}). See the job's log, "
+                "then use “Regenerate cover variants”.",
+            )
+            raise
+
+
+def _build(
+    course: Course, todo: list[VariantSpec], *, specs: tuple[VariantSpec, ...], log: JobLogWriter
+) -> dict[str, Any] | None:
+    source_hash = course.cover_sha256
+    variants: list[Variant] = []
+    if todo:
+        try:
+            with default_storage.open(str(course.cover.name), "rb") as source:
+                variants = render_variants(
+                    cast(BinaryIO, source), todo, max_pixels=settings.MEDIA_MAX_IMAGE_PIXELS
+                )
+        except FileNotFoundError as exc:
+            raise ImageRejected(
+                "The uploaded original is missing from storage; upload the cover again."
+            ) from exc
+    written = _record_variants(course.pk, source_hash, variants, specs=specs)
+    if written is None:
+        log.line("the cover changed while rendering; nothing was stored")
+        return None
+    for variant in variants:
+        log.line(
+            f"{variant.spec.name}: {variant.width}x{variant.height} {variant.content_type}, "
+            f"{len(variant.data)} bytes"
+            + ("" if variant.spec.name in written else " (already stored)")
+        )
+    summary = {
+        "course": course.pk,
+        "source": source_hash,
+        "rendered": [v.spec.name for v in variants],
+        "written": sorted(written),
+    }
+    log.line(f"done: {summary}")
+    return summary
+
+
+def _record_variants(
+    course_id: int, source_hash: str, variants: list[Variant], *, specs: tuple[VariantSpec, ...]
+) -> set[str] | None:
+    """Store the variants and record them as the course's; the names of specs written.
+
+    None, with nothing stored, when the course is gone or its cover changed meanwhile.
+    """
+    with transaction.atomic():
+        course = Course.objects.select_for_update().filter(pk=course_id).first()
+        if course is None or course.cover_sha256 != source_hash:
+            return None
+        written = set()
+        for variant in sorted(variants, key=lambda v: variant_name(source_hash, v.spec)):
+            name = variant_name(source_hash, variant.spec)
+            _lock_file_name(name)
+            if _store(name, ContentFile(variant.data)):
+                written.add(variant.spec.name)
+        stale = CoverVariant.objects.filter(course=course).exclude(
+            source_sha256=source_hash, spec_name__in=[spec.name for spec in specs]
+        )
+        stale_names = set(stale.values_list("file", flat=True))
+        stale.delete()
+        for variant in variants:
+            CoverVariant.objects.update_or_create(
+                course=course,
+                spec_name=variant.spec.name,
+                defaults={
+                    "source_sha256": source_hash,
+                    "file": variant_name(source_hash, variant.spec),
+                    "width": variant.width,
+                    "height": variant.height,
+                    "content_type": variant.content_type,
+                    "size_bytes": len(variant.data),
+                },
+            )
+        course.cover_status = Course.CoverStatus.READY
+        course.cover_error = ""
+        course.save(update_fields=["cover_status", "cover_error", "updated_at"])
+        transaction.on_commit(lambda: files_delete_unreferenced(names=stale_names))
+    return written
+
+
+def _record_failure(course_id: int, source_hash: str, message: str) -> None:
+    # The job log gets the message from JobLogWriter as the exception leaves it. Only the
+    # cover this job was for: a newer upload has its own job and status.
+    Course.objects.filter(pk=course_id, cover_sha256=source_hash).update(
+        cover_status=Course.CoverStatus.FAILED, cover_error=message
+    )
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def files_delete_unreferenced(*, names: Iterable[str]) -> list[str]:
+    """Delete the stored files among `names` that no course or variant references now."""
+    deleted = []
+    for name in sorted({name for name in names if name}):
+        with transaction.atomic():
+            # Waits for a transaction that is storing this same file for another course,
+            # then sees that course's reference and keeps the file.
+            _lock_file_name(name)
+            if (
+                Course.objects.filter(cover=name).exists()
+                or CoverVariant.objects.filter(file=name).exists()
+            ):
+                continue
+            default_storage.delete(name)
+            deleted.append(name)
+    return deleted
+
+
+def _lock_file_name(name: str) -> None:
+    """Serialise storing, referencing and deleting one shared, content-addressed file.
+
+    Held until the surrounding transaction ends. PostgreSQL only; SQLite already runs one
+    writing transaction at a time (IMMEDIATE mode).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])
+
+
+def _file_names(course: Course) -> set[str]:
+    names = set(course.cover_variants.values_list("file", flat=True))
+    if course.cover:
+        names.add(course.cover.name)
+    return names
+
+
+def _store(name: str, content: File) -> bool:
+    """Store `content` under `name` unless that content-addressed name already exists.
+
+    Callers hold the name's lock (`_lock_file_name`), so no one else stores it meanwhile.
+    """
+    if default_storage.exists(name):
+        return False
+    default_storage.save(name, content)
+    return True
+
+
+def _safe_suffix(filename: str | None) -> str:
+    suffix = PurePosixPath(filename or "").suffix.lower()
+    return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""

@@ -1,0 +1,173 @@
+"""The course admin: upload enqueues, status/error/previews shown, the permission-checked
+regenerate action, deletion through the service, and the backfill command."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.test import Client
+from django_celery_results.models import TaskResult
+
+from courses.models import Course, CoverVariant
+from courses.services import course_cover_set, course_cover_variants_build
+from media_pipeline.resize import ImageRejected
+from tests.courses.conftest import make_course, stored_files, upload
+from workers.enqueue import Requester
+from workers.models import Job
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sqs_queues", "media_root")]
+
+
+def staff(*perms: str) -> Any:
+    user = get_user_model().objects.create_user(f"staff{len(perms)}", is_staff=True)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return user
+
+
+def test_uploading_in_the_admin_only_enqueues_and_the_job_names_the_user(
+    client: Client, cover_jpeg: bytes, django_capture_on_commit_callbacks: Any
+) -> None:
+    user = staff("courses.change_course", "courses.view_course")
+    client.force_login(user)
+    course = make_course()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/admin/courses/course/{course.pk}/change/",
+            {
+                "title": course.title,
+                "slug": course.slug,
+                "summary": "",
+                "is_published": "on",
+                "new_cover": SimpleUploadedFile("photo.jpg", cover_jpeg, "image/jpeg"),
+                "sections-TOTAL_FORMS": "0",
+                "sections-INITIAL_FORMS": "0",
+                "cover_variants-TOTAL_FORMS": "0",
+                "cover_variants-INITIAL_FORMS": "0",
+            },
+        )
+    assert response.status_code == 302, response.content.decode()[:3000]
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.PENDING
+    assert not CoverVariant.objects.exists()
+    job = Job.objects.get(task_id=course.cover_task_id)
+    assert (job.queue, job.requester_label, job.requested_by) == ("media", user.username, user)
+
+
+def test_change_page_shows_status_error_job_link_and_variant_previews(
+    admin_client: Client, cover_jpeg: bytes, django_capture_on_commit_callbacks: Any
+) -> None:
+    good, bad = make_course("good"), make_course("bad")
+    with django_capture_on_commit_callbacks(execute=True):
+        course_cover_set(course_id=good.pk, upload=upload(cover_jpeg), requester=Requester.cli("t"))
+        course_cover_set(
+            course_id=bad.pk, upload=upload(b"plain text", "x.jpg"), requester=Requester.cli("t")
+        )
+    good.refresh_from_db()
+    bad.refresh_from_db()
+    course_cover_variants_build(course_id=good.pk, source_hash=good.cover_sha256, task_id="a")
+    with pytest.raises(ImageRejected):
+        course_cover_variants_build(course_id=bad.pk, source_hash=bad.cover_sha256, task_id="b")
+
+    page = admin_client.get(f"/admin/courses/course/{good.pk}/change/").content.decode()
+    assert "Ready" in page and f"/ops/jobs/{good.cover_task_id}/" in page
+    assert page.count('<img src="/media/covers/variants/') == 4
+
+    page = admin_client.get(f"/admin/courses/course/{bad.pk}/change/").content.decode()
+    assert "Failed" in page and "The file is not an image" in page
+
+    listing = admin_client.get("/admin/courses/course/?q=good").content.decode()
+    assert 'src="/media/covers/variants/' in listing and "/bad/" not in listing
+
+
+def regenerate(client: Client, *courses: Course) -> Any:
+    return client.post(
+        "/admin/courses/course/",
+        {"action": "regenerate_cover_variants", "_selected_action": [c.pk for c in courses]},
+        follow=True,
+    )
+
+
+def test_regenerate_action_queues_jobs_for_courses_with_covers(
+    client: Client, cover_jpeg: bytes, django_capture_on_commit_callbacks: Any
+) -> None:
+    with_cover, without = make_course("with"), make_course("without")
+    with django_capture_on_commit_callbacks(execute=True):
+        course_cover_set(
+            course_id=with_cover.pk, upload=upload(cover_jpeg), requester=Requester.cli("t")
+        )
+    user = staff("courses.view_course", "courses.regenerate_cover_variants")
+    client.force_login(user)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = regenerate(client, with_cover, without)
+
+    assert "Queued cover variants for 1 course(s); skipped 1 without a cover." in (
+        response.content.decode()
+    )
+    with_cover.refresh_from_db()
+    assert Job.objects.get(task_id=with_cover.cover_task_id).requested_by == user
+    assert TaskResult.objects.count() == 2
+
+
+def test_regenerate_action_needs_its_permission(client: Client, cover_jpeg: bytes) -> None:
+    course = make_course()
+    client.force_login(staff("courses.view_course", "courses.change_course"))
+    response = regenerate(client, course)
+    assert response.status_code == 200
+    assert "Regenerate cover variants" not in response.content.decode()
+    assert not TaskResult.objects.exists()
+
+
+def test_deleting_in_the_admin_removes_the_files(
+    admin_client: Client,
+    cover_jpeg: bytes,
+    media_root: Path,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    course = make_course()
+    with django_capture_on_commit_callbacks(execute=True):
+        course_cover_set(
+            course_id=course.pk, upload=upload(cover_jpeg), requester=Requester.cli("t")
+        )
+    assert stored_files(media_root)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(f"/admin/courses/course/{course.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+    assert not Course.objects.exists() and stored_files(media_root) == set()
+
+
+def test_backfill_queues_every_course_with_a_cover_in_batches(
+    cover_jpeg: bytes, other_jpeg: bytes, django_capture_on_commit_callbacks: Any
+) -> None:
+    for n in range(5):
+        course = make_course(f"c{n}")
+        with django_capture_on_commit_callbacks(execute=True):
+            course_cover_set(
+                course_id=course.pk,
+                upload=upload(cover_jpeg if n % 2 else other_jpeg),
+                requester=Requester.cli("t"),
+            )
+    make_course("no-cover")
+    before = TaskResult.objects.count()
+    out = io.StringIO()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        call_command("cover_variants_backfill", batch_size=2, stdout=out, verbosity=0)
+
+    assert out.getvalue().strip() == "queued cover variants for 5 of 5 course(s)"
+    assert TaskResult.objects.count() == before + 5
+    assert set(Job.objects.values_list("requester_label", flat=True)) == {
+        "t",
+        "cover_variants_backfill",
+    }

@@ -1,0 +1,265 @@
+"""Cover upload, the variant build, replacement and deletion, with real files and Pillow.
+
+The build runs here in-process (it is what the worker calls); `test_end_to_end.py` runs it
+through a real worker. Enqueueing publishes to the real SQS endpoint (moto_server).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.files.storage import default_storage
+from django.test import override_settings
+from django_celery_results.models import TaskResult
+
+from courses.models import Course, CoverVariant
+from courses.services import (
+    course_cover_regenerate,
+    course_cover_set,
+    course_cover_variants_build,
+    course_delete,
+)
+from media_pipeline.resize import ImageRejected, variant_name
+from media_pipeline.specs import COVER_SPECS
+from tests.courses.conftest import make_course, stored_files, stored_image, upload
+from tests.media_pipeline.images import png_header_only
+from workers.enqueue import Requester
+from workers.models import Job
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sqs_queues", "media_root")]
+
+REQUESTER = Requester.cli("test")
+
+
+def set_cover(course: Course, data: bytes, capture: Any, name: str = "cover.jpg") -> Course:
+    with capture(execute=True):
+        return course_cover_set(course_id=course.pk, upload=upload(data, name), requester=REQUESTER)
+
+
+def build(course: Course, **kwargs: Any) -> dict[str, Any] | None:
+    course.refresh_from_db()
+    return course_cover_variants_build(
+        course_id=course.pk, source_hash=course.cover_sha256, task_id=course.cover_task_id, **kwargs
+    )
+
+
+def test_upload_stores_the_original_and_queues_a_media_job_without_resizing(
+    cover_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+
+    assert course.cover_status == Course.CoverStatus.PENDING
+    sha = course.cover_sha256
+    assert course.cover.name == f"covers/originals/{sha[:2]}/{sha}.jpg"
+    with default_storage.open(str(course.cover.name), "rb") as handle:
+        assert handle.read() == cover_jpeg
+    assert not CoverVariant.objects.exists()
+    assert stored_files(media_root) == {course.cover.name}
+
+    result = TaskResult.objects.get(task_id=course.cover_task_id)
+    assert result.status == "PENDING"
+    assert result.task_name == "media_pipeline.tasks.build_cover_variants"
+    assert json.loads(result.task_args) == [course.pk, course.cover_sha256]
+    assert Job.objects.get(task_id=course.cover_task_id).queue == "media"
+
+
+def test_build_makes_every_variant_with_the_right_type_and_marks_the_cover_ready(
+    cover_jpeg: bytes, django_capture_on_commit_callbacks: Any
+) -> None:
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = build(course)
+
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.READY and course.cover_error == ""
+    assert summary is not None and sorted(summary["written"]) == sorted(s.name for s in COVER_SPECS)
+    variants = {v.spec_name: v for v in course.cover_variants.all()}
+    assert set(variants) == {spec.name for spec in COVER_SPECS}
+    for spec in COVER_SPECS:
+        variant = variants[spec.name]
+        assert variant.file.name == variant_name(course.cover_sha256, spec)
+        assert variant.content_type == spec.content_type
+        image = stored_image(variant.file.name)
+        assert image.format == spec.format.value
+        assert (
+            (image.width, image.height)
+            == (variant.width, variant.height)
+            == (spec.width, spec.width * 3 // 4)
+        )
+
+
+def test_rerun_renders_and_writes_nothing(
+    cover_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    build(course)
+    files = {name: (media_root / name).stat().st_mtime_ns for name in stored_files(media_root)}
+
+    with django_capture_on_commit_callbacks(execute=True):
+        course_cover_regenerate(course_id=course.pk, requester=REQUESTER)
+    summary = build(course)
+
+    assert summary is not None and summary["rendered"] == [] and summary["written"] == []
+    assert {
+        name: (media_root / name).stat().st_mtime_ns for name in stored_files(media_root)
+    } == files
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.READY
+
+
+def test_uploading_the_same_file_again_does_no_work(
+    cover_jpeg: bytes, django_capture_on_commit_callbacks: Any
+) -> None:
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    build(course)
+    jobs = TaskResult.objects.count()
+
+    again = set_cover(course, cover_jpeg, django_capture_on_commit_callbacks, name="renamed.jpg")
+
+    assert TaskResult.objects.count() == jobs
+    assert again.cover_status == Course.CoverStatus.READY
+    assert again.cover_variants.count() == len(COVER_SPECS)
+
+
+def test_a_spec_added_later_renders_only_the_new_variant(
+    cover_jpeg: bytes, django_capture_on_commit_callbacks: Any
+) -> None:
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    build(course, specs=COVER_SPECS[:3])
+    summary = build(course, specs=COVER_SPECS)
+    assert summary is not None and summary["rendered"] == [COVER_SPECS[3].name]
+    assert course.cover_variants.count() == 4
+
+
+def test_replacing_the_cover_removes_the_old_original_and_variants(
+    cover_jpeg: bytes, other_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    build(course)
+    old_files = stored_files(media_root)
+    assert len(old_files) == 1 + len(COVER_SPECS)
+
+    course = set_cover(course, other_jpeg, django_capture_on_commit_callbacks)
+
+    assert not CoverVariant.objects.filter(course=course).exists()
+    assert stored_files(media_root) == {course.cover.name}
+    with django_capture_on_commit_callbacks(execute=True):
+        build(course)
+    new_files = stored_files(media_root)
+    assert len(new_files) == 1 + len(COVER_SPECS) and not new_files & old_files
+    # Portrait source: 200 px wide variants are 267 px high.
+    assert {(v.width, v.height) for v in course.cover_variants.filter(width=200)} == {(200, 267)}
+
+
+def test_a_job_for_a_replaced_cover_returns_quietly_and_writes_nothing(
+    cover_jpeg: bytes, other_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    stale_hash = course.cover_sha256
+    course = set_cover(course, other_jpeg, django_capture_on_commit_callbacks)
+
+    assert (
+        course_cover_variants_build(course_id=course.pk, source_hash=stale_hash, task_id="stale")
+        is None
+    )
+    assert stored_files(media_root) == {course.cover.name}
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.PENDING
+
+
+def test_a_job_for_a_deleted_course_returns_quietly(
+    cover_jpeg: bytes, django_capture_on_commit_callbacks: Any
+) -> None:
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    course_id, source_hash = course.pk, course.cover_sha256
+    with django_capture_on_commit_callbacks(execute=True):
+        course_delete(course_id=course_id)
+    assert (
+        course_cover_variants_build(course_id=course_id, source_hash=source_hash, task_id="gone")
+        is None
+    )
+
+
+def test_deleting_a_course_removes_its_files_but_not_those_another_course_shares(
+    cover_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    first = set_cover(make_course("first"), cover_jpeg, django_capture_on_commit_callbacks)
+    second = set_cover(make_course("second"), cover_jpeg, django_capture_on_commit_callbacks)
+    build(first)
+    build(second)
+    shared = stored_files(media_root)
+    assert len(shared) == 1 + len(COVER_SPECS)  # identical covers share every file
+
+    with django_capture_on_commit_callbacks(execute=True):
+        course_delete(course_id=first.pk)
+    assert stored_files(media_root) == shared
+
+    with django_capture_on_commit_callbacks(execute=True):
+        course_delete(course_id=second.pk)
+    assert stored_files(media_root) == set()
+    assert not Course.objects.exists() and not CoverVariant.objects.exists()
+
+
+BAD_SOURCES = {
+    "decompression bomb": (png_header_only(8000, 8000), "bomb.png", "64.0 megapixels"),
+    "truncated jpeg": (None, "half.jpg", "truncated or corrupt"),
+    "text named .jpg": (b"not a picture\n" * 100, "notes.jpg", "not an image"),
+}
+
+
+@pytest.mark.parametrize("case", BAD_SOURCES)
+def test_a_bad_source_fails_with_a_clear_message_and_the_course_and_original_intact(
+    case: str, cover_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    data, name, message = BAD_SOURCES[case]
+    data = data if data is not None else cover_jpeg[: len(cover_jpeg) // 2]
+    course = make_course()
+    course.summary = "kept"
+    course.save()
+    course = set_cover(course, data, django_capture_on_commit_callbacks, name=name)
+
+    with pytest.raises(ImageRejected, match=message):
+        build(course)
+
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.FAILED
+    assert message in course.cover_error
+    assert course.summary == "kept" and course.title == "Course"
+    with default_storage.open(str(course.cover.name), "rb") as handle:
+        assert handle.read() == data
+    assert stored_files(media_root) == {course.cover.name}
+    assert not course.cover_variants.exists()
+
+
+@override_settings(MEDIA_MAX_IMAGE_PIXELS=500_000)
+def test_the_pixel_limit_comes_from_settings(
+    cover_jpeg: bytes, django_capture_on_commit_callbacks: Any
+) -> None:
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    with pytest.raises(ImageRejected, match=r"limit is 0\.5 megapixels"):
+        build(course)
+
+
+def test_regenerating_a_course_without_a_cover_does_nothing() -> None:
+    course = make_course()
+    assert course_cover_regenerate(course_id=course.pk, requester=REQUESTER) is None
+    assert not TaskResult.objects.exists()
+
+
+def test_an_unexpected_storage_error_marks_the_cover_failed_instead_of_pending(
+    cover_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    # A plain file where the variants directory must go: saving really fails, even as root.
+    (media_root / "covers" / "variants").write_bytes(b"")
+
+    with pytest.raises(OSError):
+        build(course)
+
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.FAILED
+    assert course.cover_error.startswith("Making the variants failed (")
+    assert "Regenerate cover variants" in course.cover_error

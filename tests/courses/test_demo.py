@@ -1,0 +1,39 @@
+"""The dev stack's demo course: seeded once, cover queued, variants come out upright."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+from django_celery_results.models import TaskResult
+
+from courses import demo
+from courses.models import Course, Lesson
+from courses.services import course_cover_variants_build
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sqs_queues", "media_root")]
+
+
+def test_demo_seed_is_idempotent_and_its_sideways_photo_comes_out_upright(
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    out = io.StringIO()
+    with django_capture_on_commit_callbacks(execute=True):
+        demo.seed(stdout=out)
+    course = Course.objects.get(slug=demo.SLUG)
+    assert course.is_published and course.cover_status == Course.CoverStatus.PENDING
+    assert course.sections.count() == 2
+    assert Lesson.objects.filter(section__course=course, kind=Lesson.Kind.QUIZ).count() == 1
+    assert TaskResult.objects.count() == 1
+
+    course_cover_variants_build(
+        course_id=course.pk, source_hash=course.cover_sha256, task_id=course.cover_task_id
+    )
+    variant = course.cover_variants.get(spec_name="w800-jpeg")
+    assert (variant.width, variant.height) == (800, 533)  # stored 2000x3000 with EXIF 6
+
+    with django_capture_on_commit_callbacks(execute=True):
+        demo.seed(stdout=out)
+    assert Course.objects.count() == 1 and TaskResult.objects.count() == 1
+    assert out.getvalue().endswith("ready")

@@ -1,0 +1,92 @@
+"""A cover uploaded in the admin becomes variants through a real worker over SQS."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django_celery_results.models import TaskResult
+
+from courses.models import Course, CoverVariant
+from media_pipeline.samples import jpeg_bytes, photo
+from media_pipeline.specs import COVER_SPECS
+from tests.courses.conftest import make_course
+from tests.support.servers import WorkerProcess, wait_until
+from workers.models import Job
+from workers.selectors import job_log_since
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def post_cover(client: Client, course: Course, data: bytes, name: str) -> Any:
+    return client.post(
+        f"/admin/courses/course/{course.pk}/change/",
+        {
+            "title": course.title,
+            "slug": course.slug,
+            "summary": "",
+            "is_published": "on",
+            "new_cover": SimpleUploadedFile(name, data),
+            "sections-TOTAL_FORMS": "0",
+            "sections-INITIAL_FORMS": "0",
+            "cover_variants-TOTAL_FORMS": "0",
+            "cover_variants-INITIAL_FORMS": "0",
+        },
+    )
+
+
+def status_of(course: Course) -> str:
+    return Course.objects.values_list("cover_status", flat=True).get(pk=course.pk)
+
+
+def test_upload_returns_before_any_variant_exists_and_the_worker_makes_them(
+    worker: WorkerProcess, client: Client
+) -> None:
+    client.force_login(get_user_model().objects.create_superuser("editor"))
+    course = make_course("e2e")
+
+    response = post_cover(client, course, jpeg_bytes(photo(4000, 3000)), "big.jpg")
+
+    assert response.status_code == 302
+    assert not CoverVariant.objects.filter(course=course).exists()
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.PENDING
+    assert Job.objects.get(task_id=course.cover_task_id).queue == "media"
+
+    wait_until(lambda: status_of(course) == "ready", timeout=60, message="variants")
+    variants = list(CoverVariant.objects.filter(course=course))
+    assert {v.spec_name for v in variants} == {spec.name for spec in COVER_SPECS}
+    assert all(default_storage.exists(str(v.file.name)) for v in variants)
+    result = TaskResult.objects.get(task_id=course.cover_task_id)
+    wait_until(lambda: TaskResult.objects.get(pk=result.pk).status == "SUCCESS", timeout=30)
+    assert TaskResult.objects.get(pk=result.pk).worker == worker.hostname
+    assert job_log_since(task_id=course.cover_task_id).lines[-1].startswith("done:")
+
+
+def test_a_bad_upload_fails_on_the_worker_with_its_message_on_course_and_job(
+    worker: WorkerProcess, client: Client
+) -> None:
+    client.force_login(get_user_model().objects.create_superuser("editor2"))
+    course = make_course("e2e-bad")
+
+    post_cover(client, course, b"this is not a photo\n" * 50, "holiday.jpg")
+
+    wait_until(lambda: status_of(course) == "failed", timeout=60, message="failure")
+    course.refresh_from_db()
+    assert course.cover_error.startswith("The file is not an image")
+    wait_until(
+        lambda: TaskResult.objects.get(task_id=course.cover_task_id).status == "FAILURE",
+        timeout=30,
+        message="the job to end FAILURE",
+    )
+    result = json.loads(TaskResult.objects.get(task_id=course.cover_task_id).result)
+    assert result["exc_type"] == "NotAnImage"
+    assert "not an image" in str(result["exc_message"])
+    log = job_log_since(task_id=course.cover_task_id).lines
+    assert log[-1].startswith("!! NotAnImage: The file is not an image")
+    assert default_storage.exists(str(course.cover.name))

@@ -1,0 +1,102 @@
+"""Media on S3 through django-storages, against the real local AWS endpoint (moto_server).
+
+The storage configuration is the one `project/settings.py` builds when
+AWS_STORAGE_BUCKET_NAME is set, read from a fresh process, not restated here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+import uuid
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from django.conf import settings
+from django.test import Client, override_settings
+from PIL import Image
+
+from courses.services import course_cover_set, course_cover_variants_build
+from media_pipeline.specs import COVER_SPECS
+from tests.courses.conftest import make_course, upload
+from tests.support.servers import AwsEndpoint
+from workers.devstack import BASE_DIR
+from workers.enqueue import Requester
+
+pytestmark = pytest.mark.django_db
+
+
+def storage_from_settings(bucket: str) -> dict[str, Any]:
+    script = (
+        "import django, json; django.setup(); from django.conf import settings; "
+        "print(json.dumps(settings.STORAGES['default']))"
+    )
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "AWS_STORAGE_BUCKET_NAME": bucket,
+        "AWS_QUERYSTRING_EXPIRE": "120",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=BASE_DIR, capture_output=True, check=True
+    )
+    return json.loads(out.stdout)
+
+
+def fetch(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, b""
+
+
+def test_covers_on_s3_are_private_and_served_by_short_presigned_urls(
+    aws: AwsEndpoint,
+    sqs_queues: AwsEndpoint,
+    client: Client,
+    cover_jpeg: bytes,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    bucket = f"media-{uuid.uuid4().hex[:8]}"
+    s3 = aws.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    storage = storage_from_settings(bucket)
+    assert storage["BACKEND"] == "storages.backends.s3.S3Storage"
+
+    with override_settings(STORAGES={**settings.STORAGES, "default": storage}):
+        course = make_course()
+        with django_capture_on_commit_callbacks(execute=True):
+            course = course_cover_set(
+                course_id=course.pk, upload=upload(cover_jpeg), requester=Requester.cli("t")
+            )
+        course_cover_variants_build(
+            course_id=course.pk, source_hash=course.cover_sha256, task_id="s3"
+        )
+        data = client.get(f"/api/courses/{course.slug}/").json()
+
+    keys = {obj["Key"] for obj in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert f"media/{course.cover.name}" in keys and len(keys) == 1 + len(COVER_SPECS)
+    for key in keys:
+        grants = s3.get_object_acl(Bucket=bucket, Key=key)["Grants"]
+        assert [g["Permission"] for g in grants] == ["FULL_CONTROL"]
+        assert all(g["Grantee"]["Type"] == "CanonicalUser" for g in grants)
+
+    variants = {v["name"]: v for v in data["cover"]["variants"]}
+    webp = variants["w200-webp"]
+    head = s3.head_object(Bucket=bucket, Key=urlsplit(webp["url"]).path.split(f"/{bucket}/")[1])
+    assert head["ContentType"] == "image/webp"
+
+    query = parse_qs(urlsplit(webp["url"]).query)
+    assert query["X-Amz-Expires"] == ["120"] and "X-Amz-Signature" in query
+    status, body = fetch(webp["url"])
+    assert status == 200
+    assert Image.open(io.BytesIO(body)).format == "WEBP"
+    # The same object without the signature is refused: nothing is public.
+    assert fetch(webp["url"].split("?")[0])[0] == 403

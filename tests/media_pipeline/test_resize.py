@@ -1,0 +1,233 @@
+"""The resize module on real Pillow-encoded images; no Django, no database."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from PIL import Image, ImageCms
+
+from media_pipeline.resize import (
+    CorruptImage,
+    ImageTooLarge,
+    NotAnImage,
+    UnsupportedFormat,
+    render_variants,
+    sha256_of,
+    variant_name,
+)
+from media_pipeline.samples import jpeg_bytes, photo
+from media_pipeline.specs import COVER_SPECS, OutputFormat, VariantSpec
+from tests.media_pipeline.images import png_header_only
+
+LIMIT = 50_000_000
+JPEG_200 = VariantSpec("w200-jpeg", 200, OutputFormat.JPEG, quality=90)
+WEBP_200 = VariantSpec("w200-webp", 200, OutputFormat.WEBP, quality=90)
+
+RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+# The inverse of the transpose that makes an image with this EXIF orientation upright.
+STORE_AS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+
+
+def quadrants(width: int = 600, height: int = 400) -> Image.Image:
+    """Upright reference: red top-left, green top-right, blue bottom-left, white bottom-right."""
+    image = Image.new("RGB", (width, height))
+    half_w, half_h = width // 2, height // 2
+    image.paste(RED, (0, 0, half_w, half_h))
+    image.paste(GREEN, (half_w, 0, width, half_h))
+    image.paste(BLUE, (0, half_h, half_w, height))
+    image.paste(WHITE, (half_w, half_h, width, height))
+    return image
+
+
+def decode(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def close_to(pixel: tuple[int, ...], expected: tuple[int, ...], tolerance: int = 40) -> bool:
+    return all(abs(a - b) <= tolerance for a, b in zip(pixel, expected, strict=False))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_comes_out_upright(orientation: int) -> None:
+    upright = quadrants()
+    stored = upright.transpose(STORE_AS[orientation]) if orientation in STORE_AS else upright
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    source = jpeg_bytes(stored, quality=95, exif=exif.tobytes())
+
+    [variant] = render_variants(io.BytesIO(source), [JPEG_200], max_pixels=LIMIT)
+
+    image = decode(variant.data).convert("RGB")
+    assert image.size == (200, 133) == (variant.width, variant.height)
+    assert close_to(image.getpixel((50, 33)), RED)  # type: ignore[arg-type]
+    assert close_to(image.getpixel((150, 33)), GREEN)  # type: ignore[arg-type]
+    assert close_to(image.getpixel((50, 100)), BLUE)  # type: ignore[arg-type]
+    assert close_to(image.getpixel((150, 100)), WHITE)  # type: ignore[arg-type]
+
+
+def rgba_png() -> bytes:
+    image = Image.new("RGBA", (400, 200), (0, 0, 0, 0))
+    image.paste((255, 0, 0, 255), (200, 0, 400, 200))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_rgba_png_becomes_jpeg_flattened_onto_white() -> None:
+    [variant] = render_variants(io.BytesIO(rgba_png()), [JPEG_200], max_pixels=LIMIT)
+    image = decode(variant.data)
+    assert image.format == "JPEG" and image.mode == "RGB"
+    assert close_to(image.getpixel((20, 50)), WHITE)  # type: ignore[arg-type]
+    assert close_to(image.getpixel((180, 50)), RED)  # type: ignore[arg-type]
+
+
+def test_rgba_png_becomes_webp_keeping_its_alpha() -> None:
+    [variant] = render_variants(io.BytesIO(rgba_png()), [WEBP_200], max_pixels=LIMIT)
+    image = decode(variant.data)
+    assert image.format == "WEBP" and image.mode == "RGBA"
+    assert image.getpixel((20, 50))[3] == 0  # type: ignore[index]
+    assert close_to(image.getpixel((180, 50)), (255, 0, 0, 255))  # type: ignore[arg-type]
+
+
+def test_palette_png_with_transparency_keeps_alpha_and_is_not_resampled_as_indices() -> None:
+    image = Image.new("P", (400, 200), 0)
+    image.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    image.paste(1, (200, 0, 400, 200))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", transparency=0)
+
+    jpeg, webp = render_variants(
+        io.BytesIO(buffer.getvalue()), [JPEG_200, WEBP_200], max_pixels=LIMIT
+    )
+
+    assert close_to(decode(jpeg.data).getpixel((20, 50)), WHITE)  # type: ignore[arg-type]
+    assert decode(webp.data).getpixel((20, 50))[3] == 0  # type: ignore[index]
+
+
+def test_sixteen_bit_greyscale_png_keeps_its_tones() -> None:
+    image = Image.new("I;16", (400, 200), 32768)
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    [variant] = render_variants(io.BytesIO(buffer.getvalue()), [JPEG_200], max_pixels=LIMIT)
+    red, green, blue = decode(variant.data).getpixel((100, 50))  # type: ignore[misc]
+    assert 110 < red < 145
+    assert abs(red - green) < 4 and abs(red - blue) < 4
+
+
+def test_metadata_is_stripped_and_output_format_matches_extension_and_type() -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "CameraMaker"
+    exif[0x0112] = 1
+    exif.get_ifd(0x8825)[2] = (52.0, 13.0, 0.0)  # GPS latitude
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    source = jpeg_bytes(photo(1000, 750), exif=exif.tobytes(), icc_profile=icc, comment=b"secret")
+
+    variants = render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=LIMIT)
+
+    assert [v.spec.name for v in variants] == [spec.name for spec in COVER_SPECS]
+    for variant in variants:
+        image = decode(variant.data)
+        assert image.format == variant.spec.format.value
+        assert Image.MIME[image.format] == variant.content_type
+        assert variant.extension == {"JPEG": "jpg", "WEBP": "webp"}[image.format]
+        assert image.width == variant.spec.width == variant.width
+        assert not image.getexif()
+        assert "icc_profile" not in image.info
+        assert "comment" not in image.info
+        assert b"CameraMaker" not in variant.data and b"secret" not in variant.data
+
+
+def test_source_with_an_icc_profile_is_colour_converted_not_broken() -> None:
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    source = jpeg_bytes(Image.new("RGB", (400, 200), (0, 200, 0)), quality=95, icc_profile=srgb)
+    [variant] = render_variants(io.BytesIO(source), [JPEG_200], max_pixels=LIMIT)
+    assert close_to(decode(variant.data).getpixel((100, 50)), (0, 200, 0), tolerance=6)  # type: ignore[arg-type]
+
+
+def test_small_sources_are_never_upscaled() -> None:
+    source = jpeg_bytes(photo(120, 90))
+    variants = render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=LIMIT)
+    assert {(v.width, v.height) for v in variants} == {(120, 90)}
+
+
+def test_decompression_bomb_is_refused_by_header_pixel_count_before_decoding() -> None:
+    # 8000x8000 is below Pillow's own bomb threshold, so our limit is what refuses it; the
+    # file has no pixel data, so any attempt to decode would fail differently.
+    with pytest.raises(ImageTooLarge, match=r"8000x8000 \(64\.0 megapixels\).*limit is 50\.0"):
+        render_variants(io.BytesIO(png_header_only(8000, 8000)), COVER_SPECS, max_pixels=LIMIT)
+
+
+def test_absurd_dimensions_are_refused_as_too_large() -> None:
+    with pytest.raises(ImageTooLarge):
+        render_variants(
+            io.BytesIO(png_header_only(100_000, 100_000)), COVER_SPECS, max_pixels=LIMIT
+        )
+
+
+def test_limit_is_configurable() -> None:
+    source = jpeg_bytes(photo(400, 300))
+    with pytest.raises(ImageTooLarge, match=r"limit is 0\.1 megapixels"):
+        render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=100_000)
+
+
+def test_truncated_jpeg_is_refused_as_corrupt() -> None:
+    source = jpeg_bytes(photo(800, 600))
+    with pytest.raises(CorruptImage, match="truncated or corrupt"):
+        render_variants(io.BytesIO(source[: len(source) // 2]), COVER_SPECS, max_pixels=LIMIT)
+
+
+def test_text_file_named_jpg_is_refused_as_not_an_image() -> None:
+    with pytest.raises(NotAnImage, match="not an image"):
+        render_variants(
+            io.BytesIO(b"hello, I am a text file\n" * 40), COVER_SPECS, max_pixels=LIMIT
+        )
+
+
+@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF"])
+def test_formats_we_do_not_serve_are_refused_by_name(fmt: str) -> None:
+    buffer = io.BytesIO()
+    photo(64, 48).save(buffer, fmt)
+    with pytest.raises(UnsupportedFormat, match=f"{fmt} images are not supported"):
+        render_variants(io.BytesIO(buffer.getvalue()), COVER_SPECS, max_pixels=LIMIT)
+
+
+def test_same_input_gives_identical_bytes() -> None:
+    source = jpeg_bytes(photo(640, 480, seed=3))
+    first = render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=LIMIT)
+    second = render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=LIMIT)
+    assert [v.data for v in first] == [v.data for v in second]
+
+
+def test_variant_names_are_content_addressed_by_source_and_spec() -> None:
+    a, b = "a" * 64, "b" * 64
+    assert variant_name(a, JPEG_200) == variant_name(a, JPEG_200)
+    assert variant_name(a, JPEG_200) != variant_name(b, JPEG_200)
+    assert variant_name(a, JPEG_200) != variant_name(a, WEBP_200)
+    changed = VariantSpec(JPEG_200.name, 200, OutputFormat.JPEG, quality=50)
+    assert variant_name(a, JPEG_200) != variant_name(a, changed)
+    assert variant_name(a, WEBP_200).endswith(".webp")
+
+
+def test_sha256_streams_the_source() -> None:
+    data = b"x" * 3_000_000
+    assert sha256_of(io.BytesIO(data), chunk_size=1 << 16) == sha256_of(io.BytesIO(data))
+
+
+def test_cmyk_jpeg_comes_out_as_rgb_with_its_colours() -> None:
+    source = io.BytesIO()
+    Image.new("CMYK", (400, 300), (0, 255, 255, 0)).save(source, "JPEG", quality=95)
+    for variant in render_variants(io.BytesIO(source.getvalue()), COVER_SPECS, max_pixels=LIMIT):
+        image = decode(variant.data)
+        assert image.mode in ("RGB", "RGBA")
+        assert close_to(image.getpixel((10, 10)), RED[:3], tolerance=12)  # type: ignore[arg-type]

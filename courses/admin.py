@@ -127,8 +127,8 @@ class CourseAdmin(admin.ModelAdmin):
             )
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        # The job is published when the admin's transaction commits; if the broker is down
-        # the course is saved with a failed cover status saying so, and the admin is told.
+        # A cover upload with the job queue unreachable is refused before anything is
+        # written; the admin's transaction rolls back and the admin is told why.
         try:
             return super().changeform_view(request, *args, **kwargs)
         except BrokerUnavailable as exc:

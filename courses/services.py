@@ -26,7 +26,7 @@ from django.db import IntegrityError, connection, transaction
 from courses.models import Course, CoverVariant, Enrolment, Lesson, LessonCompletion
 from media_pipeline.resize import ImageRejected, Variant, render_variants, sha256_of, variant_name
 from media_pipeline.specs import COVER_SPECS, VariantSpec
-from workers.enqueue import Requester, job_enqueue
+from workers.enqueue import Requester, job_enqueue, job_queue_check
 from workers.joblog import JobLogWriter
 
 if TYPE_CHECKING:
@@ -35,10 +35,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 ORIGINALS_PREFIX = "covers/originals"
-BROKER_DOWN_MESSAGE = (
-    "The cover was saved but its variants could not be queued (the job queue was "
-    "unreachable). Use “Regenerate cover variants” once it is back."
-)
 
 
 class CatalogueError(Exception):
@@ -101,6 +97,8 @@ def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> C
     if course.cover_sha256 == source_hash and course.cover_status != Course.CoverStatus.FAILED:
         return course
 
+    # Refuse before storing anything: a file written for a rolled-back upload is litter.
+    job_queue_check()
     name = f"{ORIGINALS_PREFIX}/{source_hash[:2]}/{source_hash}{_safe_suffix(upload.name)}"
     upload.seek(0)
     _lock_file_name(name)
@@ -151,9 +149,6 @@ def _enqueue_build(course: Course, *, requester: Requester) -> None:
         build_cover_variants,
         requester=requester,
         args=[course_id, source_hash],
-        on_broker_error=lambda: Course.objects.filter(
-            pk=course_id, cover_sha256=source_hash
-        ).update(cover_status=Course.CoverStatus.FAILED, cover_error=BROKER_DOWN_MESSAGE),
         audit_object=course,
     )
     course.save(update_fields=["cover_status", "cover_error", "cover_task_id", "updated_at"])

@@ -40,7 +40,14 @@ logger = logging.getLogger(__name__)
 
 REQUESTER_HEADER = "opsqueue_requester"
 
-__all__ = ["BrokerUnavailable", "Requester", "job_enqueue", "job_publish", "new_task_id"]
+__all__ = [
+    "BrokerUnavailable",
+    "Requester",
+    "job_enqueue",
+    "job_publish",
+    "job_queue_check",
+    "new_task_id",
+]
 
 
 @dataclass(frozen=True)
@@ -95,6 +102,12 @@ def job_enqueue(
         _audit(requester, task_id=task_id, task_name=task.name, audit_object=audit_object)
     transaction.on_commit(lambda: relay.submit(message))
     return task_id
+
+
+def job_queue_check() -> None:
+    """Raise BrokerUnavailable now if jobs cannot be queued: for services that would
+    otherwise do expensive or external work (store a file) before `job_enqueue` refuses."""
+    broker_health.ensure_available()
 
 
 def new_task_id() -> str:

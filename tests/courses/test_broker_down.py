@@ -1,27 +1,31 @@
-"""A cover uploaded while SQS is unreachable: saved, marked failed with a clear message."""
+"""A cover uploaded while SQS is unreachable: refused with a clear message, nothing changed."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
 from django_celery_results.models import TaskResult
 
 from courses.models import Course
-from courses.services import BROKER_DOWN_MESSAGE, course_cover_set
+from courses.services import course_cover_set
 from tests.courses.conftest import make_course, upload
 from tests.support.broker import drop_broker_connections
 from tests.support.servers import AwsEndpoint
 from workers.devstack import free_port
 from workers.enqueue import BrokerUnavailable, Requester
+from workers.models import Job
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("media_root")]
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_upload_with_the_broker_down_keeps_the_original_and_says_what_to_do(
-    sqs_queues: AwsEndpoint, monkeypatch: pytest.MonkeyPatch, cover_jpeg: bytes
+def test_upload_with_the_broker_down_is_refused_and_changes_nothing(
+    sqs_queues: AwsEndpoint, monkeypatch: pytest.MonkeyPatch, cover_jpeg: bytes, media_root: Path
 ) -> None:
     user = get_user_model().objects.create_user("dora", is_staff=True)
     course = make_course()
+    before = Course.objects.values().get(pk=course.pk)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", f"http://127.0.0.1:{free_port()}")
     drop_broker_connections()
     try:
@@ -33,8 +37,6 @@ def test_upload_with_the_broker_down_keeps_the_original_and_says_what_to_do(
         monkeypatch.undo()
         drop_broker_connections()
 
-    course.refresh_from_db()
-    assert course.cover_status == Course.CoverStatus.FAILED
-    assert course.cover_error == BROKER_DOWN_MESSAGE
-    assert course.cover.storage.exists(str(course.cover.name))
-    assert not TaskResult.objects.exists()
+    assert Course.objects.values().get(pk=course.pk) == before
+    assert not TaskResult.objects.exists() and not Job.objects.exists()
+    assert not any(p.is_file() for p in media_root.rglob("*"))

@@ -27,6 +27,8 @@ from workers.queues import QUEUES
 
 TEMPLATES = sorted((ROOT / "deploy" / "cloudformation").glob("*.yaml"))
 APP_ROLES = set(ROLE_VARIABLES)
+IMAGE = "${ImageRepository}:${ImageTag}"
+RELEASE_IMAGE = "${ImageRepository}:${ReleaseImageTag}"
 
 
 def queues_by_name(template: Template) -> dict[str, tuple[str, dict]]:
@@ -156,7 +158,8 @@ def test_web_scales_on_requests_per_target_behind_a_health_check_of_healthz(
 def test_beat_runs_exactly_one_task_even_during_a_deployment(template: Template) -> None:
     (beat,) = template.services_running("beat")
     props = template.props(beat)
-    assert props["DesiredCount"] == 1
+    count = template.parameters[props["DesiredCount"]["Ref"]]
+    assert count["Default"] == 1 and set(count["AllowedValues"]) == {0, 1}
     assert props["DeploymentConfiguration"]["MaximumPercent"] == 100
     assert props["DeploymentConfiguration"]["MinimumHealthyPercent"] == 0
     assert template.scalable_target_for(beat) is None
@@ -176,13 +179,20 @@ def test_flower_is_private_and_needs_its_basic_auth_secret(template: Template) -
     assert template.parameters["FlowerBasicAuth"]["NoEcho"] is True
 
 
-def test_the_release_task_runs_the_release_command_for_the_deployed_image_tag(
+def test_the_release_task_runs_the_release_command_for_the_release_image_tag(
     template: Template,
 ) -> None:
     container = template.container("ReleaseTaskDefinition")
     assert container["Command"] == ["release"]
-    assert {"Name": "RELEASE_VERSION", "Value": {"Ref": "ImageTag"}} in container["Environment"]
-    assert container["Image"] == {"Fn::Sub": "${ImageRepository}:${ImageTag}"}
+    assert {"Name": "RELEASE_VERSION", "Value": {"Ref": "ReleaseImageTag"}} in container[
+        "Environment"
+    ]
+    # The worker that migrates runs the code of the release it migrates for.
+    (release_worker,) = [
+        s for s, (q,) in template.services_running("worker").items() if q == "release"
+    ]
+    worker = template.container(template.service_task_definition(release_worker))
+    assert container["Image"] == worker["Image"] == {"Fn::Sub": RELEASE_IMAGE}
     # No service runs it: it is a one-off, started once per release.
     for service in template.of_type("AWS::ECS::Service"):
         assert template.service_task_definition(service) != "ReleaseTaskDefinition"
@@ -194,7 +204,8 @@ def test_every_app_container_gets_the_same_settings_from_one_image(template: Tem
         container = template.container(logical_id)
         role = container["Command"][0]
         assert role in APP_ROLES, logical_id
-        assert container["Image"] == {"Fn::Sub": "${ImageRepository}:${ImageTag}"}
+        releasing = logical_id in {"ReleaseTaskDefinition", "ReleaseWorkerTaskDefinition"}
+        assert container["Image"] == {"Fn::Sub": RELEASE_IMAGE if releasing else IMAGE}
         names = variable_names(container) - ROLE_VARIABLES[role]
         shared = names if shared is None else shared
         assert names == shared, logical_id

@@ -11,6 +11,7 @@ from django.core.management import get_commands
 from tests.deploy.conftest import (
     DEV_ONLY_VARIABLES,
     ROLE_VARIABLES,
+    ROOT,
     Template,
     env_example_names,
     variable_names,
@@ -135,3 +136,15 @@ def test_the_queue_url_base_is_where_the_local_sqs_server_puts_the_queues(
         assert f"{base.scheme}://{base.netloc}" == env["AWS_ENDPOINT_URL_SQS"]
     finally:
         sqs.delete_queue(QueueUrl=url)
+
+
+def test_the_sqs_compatible_server_is_the_version_the_tests_run_against(
+    compose: dict[str, Any],
+) -> None:
+    pins = dict(
+        line.split("==", 1)
+        for line in (ROOT / "requirements.txt").read_text().splitlines()
+        if "==" in line
+    )
+    image, tag = compose["services"]["aws"]["image"].split(":")
+    assert (image, tag) == ("motoserver/moto", pins["moto"])

@@ -6,16 +6,20 @@ requester, the same way a job started by a person does.
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from celery.beat import SchedulingError, _evaluate_entry_args, _evaluate_entry_kwargs
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
-from workers.enqueue import BrokerUnavailable, Requester, job_publish
+from workers.enqueue import BrokerUnavailable, Requester, job_publish, new_task_id
 
 
 class RecordingDatabaseScheduler(DatabaseScheduler):
+    def setup_schedule(self) -> None:
+        # Register every task module, so a scheduled name resolves to its Task here.
+        self.app.loader.import_default_modules()
+        super().setup_schedule()
+
     def apply_async(
         self, entry: ModelEntry, producer: Any = None, advance: bool = True, **kwargs: Any
     ) -> Any:
@@ -24,7 +28,7 @@ class RecordingDatabaseScheduler(DatabaseScheduler):
             # Unknown to this process (e.g. a task of an app not installed here): send as is.
             return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
         entry = self.reserve(entry) if advance else entry
-        task_id = str(uuid.uuid4())
+        task_id = new_task_id()
         try:
             job_publish(
                 task,

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
 from django.conf import settings
 
-from workers.queues import QUEUES
+from workers.queues import DEFAULT_QUEUE, QUEUES
 
 
 def sqs_queue_name(queue: str) -> str:
@@ -22,3 +28,29 @@ def predefined_queues() -> dict[str, dict[str, str]]:
         return {}
     base = base.rstrip("/") + "/"
     return {sqs_queue_name(q): {"url": base + sqs_queue_name(q)} for q in QUEUES}
+
+
+def broker_probe() -> None:
+    """One cheap SQS call against the default queue; raises if SQS cannot be reached."""
+    sqs = _probe_client(settings.AWS_REGION, os.environ.get("AWS_ENDPOINT_URL_SQS", ""))
+    name = sqs_queue_name(DEFAULT_QUEUE)
+    predefined = predefined_queues()
+    url = predefined[name]["url"] if predefined else sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+
+
+@lru_cache(maxsize=4)
+def _probe_client(region: str, endpoint_env: str) -> Any:
+    # Cached because creating a boto3 client costs tens of milliseconds; keyed by the
+    # endpoint variable so a changed endpoint gets a new client.
+    return boto3.client(
+        "sqs",
+        region_name=region,
+        config=Config(
+            connect_timeout=settings.CELERY_BROKER_TRANSPORT_OPTIONS["client-config"][
+                "connect_timeout"
+            ],
+            read_timeout=5,
+            retries={"mode": "standard", "max_attempts": 1},
+        ),
+    )

@@ -1,11 +1,12 @@
 """Starting jobs: the one path domain code uses to put work on a queue.
 
-`job_enqueue` is called inside the caller's transaction. The message is published only after
-that transaction commits, so a rolled-back request enqueues nothing and a worker never sees
-an id whose row is not yet visible. Just before publishing, the job is recorded as a PENDING
-`TaskResult` with a `Job` row saying who asked, so the admin shows it at once. If the broker
-cannot be reached, those records are removed again, the caller's `on_broker_error` undoes its
-domain row, and `BrokerUnavailable` reaches the caller with a message fit for the admin.
+`job_enqueue` is called inside the caller's transaction. It refuses at once, with
+`BrokerUnavailable`, if the broker is known to be unreachable — the caller's transaction
+then rolls back and nothing is left behind. Otherwise it records the job in that same
+transaction (a PENDING `TaskResult` and a `Job` row saying who asked, plus an admin
+`LogEntry` for a person), so the admin shows it at once and a rolled-back request leaves no
+trace. After commit the message goes to the outbox relay (workers/outbox.py), which
+publishes it without making the request wait on SQS.
 """
 
 from __future__ import annotations
@@ -13,38 +14,33 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
 from celery import Task, states
 from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
+from django.utils import timezone
 from django_celery_results.models import TaskResult
-from kombu.exceptions import KombuError, OperationalError
 
 from workers.models import Job, JobLogChunk, RequesterKind
+from workers.outbox import (
+    BROKER_ERRORS,
+    BrokerUnavailable,
+    OutboundJob,
+    broker_health,
+    publish_now,
+    relay,
+)
 from workers.queues import queue_for_task
 
 logger = logging.getLogger(__name__)
 
 REQUESTER_HEADER = "opsqueue_requester"
 
-# Publishing gives up quickly: a person is waiting on the other end of the request.
-PUBLISH_RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.5}
-BROKER_ERRORS: tuple[type[BaseException], ...] = (
-    OperationalError,
-    KombuError,
-    BotoCoreError,
-    ClientError,
-    OSError,
-)
-
-
-class BrokerUnavailable(Exception):
-    """The job could not be queued; nothing was recorded."""
+__all__ = ["BrokerUnavailable", "Requester", "job_enqueue", "job_publish", "new_task_id"]
 
 
 @dataclass(frozen=True)
@@ -81,33 +77,28 @@ def job_enqueue(
     requester: Requester,
     args: Sequence[Any] = (),
     kwargs: dict[str, Any] | None = None,
-    on_broker_error: Callable[[], object] | None = None,
     audit_object: Any = None,
+    task_id: str | None = None,
     **options: Any,
 ) -> str:
-    """Queue `task` to run after the current transaction commits; return its task id.
+    """Queue `task` to be sent once the current transaction commits; return its task id.
 
-    `on_broker_error` undoes the caller's domain writes if publishing fails (they have been
-    committed by then). `audit_object` is the domain object the admin LogEntry points at
-    (the Job row by default); an entry is written only for user-requested jobs.
+    `audit_object` is the domain object the admin LogEntry points at (the Job row by
+    default); an entry is written only for jobs a person asked for. Pass `task_id` (from
+    `new_task_id()`) to store it on a domain row created before the call.
     """
-    task_id = str(uuid.uuid4())
-
-    def publish() -> None:
-        try:
-            job_publish(
-                task, task_id=task_id, requester=requester, args=args, kwargs=kwargs, **options
-            )
-        except BrokerUnavailable:
-            if on_broker_error is not None:
-                with transaction.atomic():
-                    on_broker_error()
-            raise
-        if requester.kind == RequesterKind.USER and requester.user_id is not None:
-            _audit(requester, task_id=task_id, task_name=task.name, audit_object=audit_object)
-
-    transaction.on_commit(publish, robust=False)
+    broker_health.ensure_available()
+    task_id = task_id or new_task_id()
+    message = _outbound(task, task_id, requester, args, kwargs or {}, options)
+    job_record_pending(message, requester=requester)
+    if requester.kind == RequesterKind.USER and requester.user_id is not None:
+        _audit(requester, task_id=task_id, task_name=task.name, audit_object=audit_object)
+    transaction.on_commit(lambda: relay.submit(message))
     return task_id
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())
 
 
 def job_publish(
@@ -119,66 +110,57 @@ def job_publish(
     kwargs: dict[str, Any] | None = None,
     **options: Any,
 ) -> None:
-    """Record the job as PENDING, publish it now, and un-record it if publishing fails."""
-    kwargs = kwargs or {}
-    queue = options.get("queue") or queue_for_task(task.name)
-    job_record_pending(
-        task_id=task_id,
-        task_name=task.name,
-        queue=queue,
-        requester=requester,
-        args=args,
-        kwargs=kwargs,
-    )
-    headers = {**options.pop("headers", {}), REQUESTER_HEADER: requester.as_header()}
+    """Record and publish now, waiting for the broker (beat, which has no request to keep
+    fast). If publishing fails the record is removed and BrokerUnavailable raised."""
+    message = _outbound(task, task_id, requester, args, kwargs or {}, options)
+    job_record_pending(message, requester=requester)
     try:
-        task.apply_async(
-            args=list(args),
-            kwargs=kwargs,
-            task_id=task_id,
-            headers=headers,
-            retry=True,
-            retry_policy=PUBLISH_RETRY_POLICY,
-            **options,
-        )
+        publish_now(message)
     except BROKER_ERRORS as exc:
         logger.warning("could not publish %s [%s]: %r", task.name, task_id, exc)
         job_forget(task_id=task_id)
         raise BrokerUnavailable(
             f"The job queue is unreachable, so {task.name} was not queued "
-            f"({exc.__class__.__name__}). Nothing was changed; try again once the broker is back."
+            f"({exc.__class__.__name__})."
         ) from exc
+    Job.objects.filter(task_id=task_id).update(sent_at=timezone.now())
 
 
-def job_record_pending(
-    *,
+def _outbound(
+    task: Task,
     task_id: str,
-    task_name: str,
-    queue: str,
     requester: Requester,
     args: Sequence[Any],
     kwargs: dict[str, Any],
-) -> None:
+    options: dict[str, Any],
+) -> OutboundJob:
+    options = dict(options)
+    options.setdefault("queue", queue_for_task(task.name))
+    options["headers"] = {**options.get("headers", {}), REQUESTER_HEADER: requester.as_header()}
+    return OutboundJob(task=task, task_id=task_id, args=list(args), kwargs=kwargs, options=options)
+
+
+def job_record_pending(message: OutboundJob, *, requester: Requester) -> None:
     with transaction.atomic():
         Job.objects.create(
-            task_id=task_id,
-            task_name=task_name,
-            queue=queue,
+            task_id=message.task_id,
+            task_name=message.task.name,
+            queue=message.options["queue"],
             requester_kind=requester.kind,
             requester_label=requester.label,
             requested_by_id=requester.user_id,
         )
         TaskResult.objects.create(
-            task_id=task_id,
-            task_name=task_name,
-            task_args=json.dumps(list(args)),
-            task_kwargs=json.dumps(kwargs),
+            task_id=message.task_id,
+            task_name=message.task.name,
+            task_args=json.dumps(message.args),
+            task_kwargs=json.dumps(message.kwargs),
             status=states.PENDING,
             content_type="application/json",
             content_encoding="utf-8",
-            periodic_task_name=requester.label
-            if requester.kind == RequesterKind.SCHEDULE
-            else None,
+            periodic_task_name=(
+                requester.label if requester.kind == RequesterKind.SCHEDULE else None
+            ),
         )
 
 

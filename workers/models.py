@@ -32,11 +32,18 @@ class Job(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # Set when the message reached the broker; NULL means still in the outbox.
+    sent_at = models.DateTimeField(null=True, blank=True)
     progress_done = models.PositiveIntegerField(null=True, blank=True)
     progress_total = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         permissions = [("run_diagnostic", "Can run the diagnostic job")]
+        indexes = [
+            models.Index(
+                fields=["created_at"], condition=Q(sent_at__isnull=True), name="job_unsent_idx"
+            )
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(progress_done__isnull=True)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import timedelta
 from typing import Any
 
+from celery import states
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from workers.enqueue import Requester, job_enqueue
+from workers.enqueue import Requester, job_enqueue, new_task_id
 from workers.joblog import JobLogWriter
 from workers.models import DiagnosticRun, Job, JobLogChunk
+from workers.outbox import OutboundJob, publish_now
 
 
 class DiagnosticFailure(RuntimeError):
@@ -26,15 +29,12 @@ def diagnostic_run_start(
 ) -> DiagnosticRun:
     from workers.tasks import run_diagnostic
 
-    run = DiagnosticRun.objects.create(lines=lines, duration_seconds=duration_seconds, fail=fail)
-    run.task_id = job_enqueue(
-        run_diagnostic,
-        requester=requester,
-        args=[run.pk],
-        on_broker_error=lambda: DiagnosticRun.objects.filter(pk=run.pk).delete(),
-        audit_object=run,
+    run = DiagnosticRun.objects.create(
+        lines=lines, duration_seconds=duration_seconds, fail=fail, task_id=new_task_id()
     )
-    run.save(update_fields=["task_id"])
+    job_enqueue(
+        run_diagnostic, requester=requester, args=[run.pk], audit_object=run, task_id=run.task_id
+    )
     return run
 
 
@@ -73,6 +73,35 @@ def diagnostic_run_execute(*, run_id: int, task_id: str) -> dict[str, Any] | Non
         state=DiagnosticRun.State.SUCCEEDED, summary=summary, finished_at=timezone.now()
     )
     return summary
+
+
+def job_republish_unsent(*, older_than: timedelta = timedelta(minutes=1)) -> int:
+    """Send jobs that were recorded but never reached the broker (their process died with
+    them in its relay). Returns how many were sent; stops at the first broker failure."""
+    from workers.celery import app
+
+    cutoff = timezone.now() - older_than
+    unsent = Job.objects.filter(sent_at__isnull=True, created_at__lt=cutoff).order_by("created_at")
+    sent = 0
+    for job in unsent[:500]:
+        result = TaskResult.objects.filter(task_id=job.task_id, status=states.PENDING).first()
+        task = app.tasks.get(job.task_name)
+        if result is None or task is None:
+            # Started already (a worker got it after all), expired, or not a task here.
+            Job.objects.filter(pk=job.pk).update(sent_at=timezone.now())
+            continue
+        publish_now(
+            OutboundJob(
+                task=task,
+                task_id=job.task_id,
+                args=json.loads(result.task_args or "[]"),
+                kwargs=json.loads(result.task_kwargs or "{}"),
+                options={"queue": job.queue},
+            )
+        )
+        Job.objects.filter(pk=job.pk).update(sent_at=timezone.now())
+        sent += 1
+    return sent
 
 
 def job_records_cleanup(*, older_than: timedelta | None = None) -> int:

@@ -15,6 +15,11 @@ def run_diagnostic(self: Any, run_id: int) -> dict[str, Any] | None:
 
 
 @shared_task
+def republish_unsent_jobs() -> int:
+    return services.job_republish_unsent()
+
+
+@shared_task
 def cleanup_job_records() -> int:
     """Companion of celery.backend_cleanup: job rows and logs expire with their results."""
     return services.job_records_cleanup()

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from tests.support.broker import drop_broker_connections
+from tests.support.broker import drop_broker_connections, reset_broker_pools
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
 from workers.devstack import free_port
-from workers.enqueue import BrokerUnavailable, Requester
+from workers.enqueue import BrokerUnavailable, Requester, job_record_pending
 from workers.models import DiagnosticRun, Job, RequesterKind
+from workers.outbox import broker_health, relay
 from workers.selectors import job_log_since
-from workers.services import diagnostic_run_start
+from workers.services import diagnostic_run_start, job_republish_unsent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -104,6 +107,47 @@ def test_broker_unreachable_at_enqueue_leaves_nothing_behind(
     assert not LogEntry.objects.exists()
 
 
+def test_broker_lost_after_a_job_is_accepted_keeps_the_job_and_sends_it_when_back(
+    worker: WorkerProcess, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from workers.outbox import relay
+
+    user = get_user_model().objects.create_user("erin", is_staff=True)
+    broker_health.confirm()  # the broker was fine a moment ago...
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", f"http://127.0.0.1:{free_port()}")
+    reset_broker_pools()  # ...and is unreachable now
+    run = diagnostic_run_start(requester=Requester.for_user(user), lines=3, duration_seconds=0.1)
+
+    assert not relay.drain(timeout=2), "the relay should still be retrying"
+    job = Job.objects.get(task_id=run.task_id)
+    assert job.sent_at is None and status_of(run.task_id) == "PENDING"
+
+    monkeypatch.undo()
+    reset_broker_pools()
+    assert relay.drain(timeout=60)
+    wait_until(lambda: status_of(run.task_id) == "SUCCESS", timeout=30, message="SUCCESS")
+    assert Job.objects.get(task_id=run.task_id).sent_at is not None
+
+
+def test_job_stranded_in_the_outbox_is_sent_by_the_sweeper(worker: WorkerProcess) -> None:
+    from workers.outbox import OutboundJob
+    from workers.tasks import run_diagnostic
+
+    run = DiagnosticRun.objects.create(lines=3, duration_seconds=0.1)
+    # What a process that died before its relay sent the message leaves behind.
+    job_record_pending(
+        OutboundJob(run_diagnostic, "stranded-1", [run.pk], {}, {"queue": "default"}),
+        requester=Requester.system("test"),
+    )
+    Job.objects.filter(task_id="stranded-1").update(
+        created_at=timezone.now() - timedelta(minutes=5)
+    )
+
+    assert job_republish_unsent() == 1
+    wait_until(lambda: status_of("stranded-1") == "SUCCESS", timeout=30, message="SUCCESS")
+    assert job_republish_unsent() == 0
+
+
 def test_worker_killed_mid_task_gets_the_job_again_and_completes_once(
     worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
 ) -> None:
@@ -173,7 +217,9 @@ def _start_diagnostic_on(prefix: str, **kwargs: object) -> DiagnosticRun:
     app.conf.broker_transport_options = {**saved, "queue_name_prefix": prefix}
     drop_broker_connections()
     try:
-        return diagnostic_run_start(requester=Requester.cli("test"), **kwargs)  # type: ignore[arg-type]
+        run = diagnostic_run_start(requester=Requester.cli("test"), **kwargs)  # type: ignore[arg-type]
+        relay.drain(timeout=30)
+        return run
     finally:
         app.conf.broker_transport_options = saved
         drop_broker_connections()

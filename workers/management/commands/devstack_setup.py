@@ -35,12 +35,5 @@ class Command(BaseCommand):
         self.stdout.write(f"demo staff account ready: {username}")
         for app_config in apps.get_app_configs():
             module_name = f"{app_config.name}.demo"
-            if find_spec(app_config.name) and _has_module(module_name):
+            if find_spec(module_name) is not None:
                 import_module(module_name).seed(stdout=self.stdout)
-
-
-def _has_module(name: str) -> bool:
-    try:
-        return find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False

@@ -1,0 +1,65 @@
+"""Production settings: no secret defaults, and `check --deploy` is clean."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from workers.devstack import BASE_DIR
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("DJANGO_")}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_secret_key_is_required_when_debug_is_off() -> None:
+    result = manage("check", DJANGO_DEBUG="false")
+    assert result.returncode != 0
+    assert "DJANGO_SECRET_KEY is required" in result.stderr
+
+
+def test_production_settings_pass_check_deploy() -> None:
+    result = manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY="x" * 20 + "-long-random-production-like-secret-" + "y" * 20,
+        DJANGO_ALLOWED_HOSTS="ops.example.com",
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_queues_are_predefined_when_a_queue_url_base_is_set() -> None:
+    code = (
+        "from workers.celery import app; "
+        "print(sorted(app.conf.broker_transport_options['predefined_queues']))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=BASE_DIR,
+        env={
+            **os.environ,
+            "SQS_QUEUE_URL_BASE": "https://sqs.eu-west-1.amazonaws.com/123456789012",
+            "SQS_QUEUE_PREFIX": "prod-",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(
+        ["prod-default", "prod-infra", "prod-media", "prod-release"]
+    )

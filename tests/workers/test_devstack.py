@@ -1,0 +1,86 @@
+"""`make run`: the whole local system comes up on embedded defaults and Ctrl-C stops all of it."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+from tests.support.servers import wait_until
+from workers.devstack import BASE_DIR, free_port
+
+
+def test_dev_stack_starts_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> None:
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("AWS_", "SQS_", "DATABASE_URL", "DJANGO_", "CELERY_"))
+    }
+    env.update(
+        {
+            # Its own SQLite file and ports: the zero-setup defaults, away from everything else.
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'dev.sqlite3'}",
+            "DEVSTACK_WEB_PORT": str(free_port()),
+            "DEVSTACK_FLOWER_PORT": str(free_port()),
+            "DEVSTACK_AWS_PORT": str(free_port()),
+            "DEVSTACK_PASSWORD": "pw-devstack-test",
+        }
+    )
+    log_path = tmp_path / "devstack.log"
+    with log_path.open("wb") as log:
+        stack = subprocess.Popen(
+            [sys.executable, "-m", "workers.devstack"],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            banner = wait_until(
+                lambda: re.search(r"admin\s+(http://\S+)/admin/", log_path.read_text()),
+                timeout=240,
+                message="the dev stack to print its banner",
+            )
+            text = log_path.read_text()
+            assert "login        demo / pw-devstack-test" in text
+            base = banner.group(1)  # type: ignore[attr-defined]
+            with urllib.request.urlopen(f"{base}/healthz/", timeout=10) as response:
+                assert response.status == 200
+            flower = re.search(r"flower\s+(http://\S+)/", text)
+            assert flower is not None
+            children = _descendants(stack.pid)
+            assert len(children) >= 6  # endpoint, web, two workers, beat, Flower (+ pools)
+
+            # Ctrl-C reaches the runner (the terminal's foreground process).
+            stack.send_signal(signal.SIGINT)
+            assert stack.wait(timeout=60) == 0
+            wait_until(
+                lambda: not any(_alive(pid) for pid in children),
+                timeout=30,
+                message="every child process to exit",
+            )
+        finally:
+            if stack.poll() is None:
+                os.killpg(stack.pid, signal.SIGKILL)
+                stack.wait()
+
+
+def _descendants(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    children = [int(p) for p in out.split()]
+    return children + [d for child in children for d in _descendants(child)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie has exited; it only waits for its parent to read its status.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().split()[2] != "Z"

@@ -1,20 +1,22 @@
 """Simulate worker services draining SQS backlogs under the deployed autoscaling rule.
 
-The rule is the one in deploy/cloudformation/opsqueue.yaml: target tracking on
-ApproximateNumberOfMessagesVisible / RunningTaskCount per worker service. Its targets, each
-service's CPU/memory (for the price), concurrency and maximum task count are read from the
-template itself, so the figures follow the template.
+The deployed rule (deploy/cloudformation/opsqueue.yaml) is target tracking, per worker
+service, on (ApproximateNumberOfMessagesVisible + ApproximateNumberOfMessagesNotVisible) /
+RunningTaskCount. Its targets, each service's CPU/memory (for the price), concurrency,
+maximum task count and cooldowns are read from the template, so the figures follow it.
+Beside it: a fixed number of tasks, and target tracking on visible messages per task alone
+(target = concurrency x acceptable wait / seconds per job), the textbook SQS rule.
 
 Per-job costs: the media job is measured here (Pillow on a 12 MP JPEG: shrink-on-load, 200
 and 800 px wide, JPEG and WebP). Default and infra job costs are stated assumptions (a
 default job is short bookkeeping; a terraform plan/apply or an RDS wait against real AWS
-takes minutes); override them with --default-seconds / --infra-seconds.
+takes minutes); override them with --default-seconds / --infra-seconds / --media-seconds.
 
 Target tracking is modelled the way Application Auto Scaling runs it: one-minute
-datapoints that arrive a minute late; scale out after 3 datapoints above the target, scale
-in after 15 below 90 % of it; new capacity = ceil(visible / target) within [min, max];
-cooldowns from the template; a new Fargate task consumes after a start delay; a task
-scaled in finishes its running jobs first.
+datapoints that arrive a minute late; scale out after 3 datapoints above the target to
+ceil(metric x running / target) tasks; scale in after 15 datapoints below 90 % of it, one
+task per action (AWS scales in conservatively); cooldowns; a new Fargate task consumes
+after a start delay; a task scaled in finishes its running jobs first.
 
     .venv/bin/python bench/scale_sim.py
 """
@@ -53,7 +55,7 @@ class Service:
     memory_gb: float
     concurrency: int
     max_tasks: int
-    target: float | None  # backlog per task; None: not scaled
+    target: float | None  # messages (waiting or in progress) per task; None: not scaled
     scale_out_cooldown: int = 60
     scale_in_cooldown: int = 300
 
@@ -118,6 +120,24 @@ def measure_media_job_seconds(repeat: int = 5) -> float:
     return statistics.median(timings)
 
 
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    target: float
+    count_in_flight: bool
+
+
+def rules_for(service: Service, job_seconds: float) -> list[Rule | None]:
+    """Fixed capacity, the visible-only rule, and the deployed rule (None: fixed)."""
+    rules: list[Rule | None] = [None]
+    if service.target is not None:
+        # Acceptable wait: 5 s, or half a job for long ones.
+        visible_target = service.concurrency * max(5.0, job_seconds / 2) / job_seconds
+        rules.append(Rule("visible", visible_target, count_in_flight=False))
+        rules.append(Rule("deployed", service.target, count_in_flight=True))
+    return rules
+
+
 @dataclass
 class Task:
     ready_at: int
@@ -136,8 +156,8 @@ class Result:
     max_wait: float
     p95_wait: float
     p95_wait_settled: float  # jobs enqueued after the first SETTLE_SECONDS
-    minutes_over_target: int
-    backlog_per_task_p95_settled: float
+    minutes_over_target: int  # minutes with the rule's metric above its target
+    waiting_per_task_p95_settled: float
     scale_events: int
 
 
@@ -149,19 +169,19 @@ def simulate(
     job_seconds: float,
     arrivals_per_second: float = 0.0,
     arrivals_for: int = 0,
-    autoscale: bool = True,
+    rule: Rule | None = None,
     horizon: int = 6 * 3600,
     seed: int = 1,
 ) -> Result:
     rng = random.Random(seed)
     waiting: deque[int] = deque([0] * backlog)  # enqueue time of each visible message
     tasks = [Task(ready_at=0) for _ in range(initial_tasks)]
-    datapoints: list[float] = []  # visible / running, one per minute
+    datapoints: list[float] = []  # the rule's metric, one per minute
     last_scale_out = last_scale_in = -(10**9)
     waits: list[float] = []
     settled_waits: list[float] = []
     scale_events = 0
-    settled_backlog: list[float] = []
+    settled_waiting: list[float] = []
     peak = initial_tasks
     task_seconds = 0
     over_target = 0
@@ -197,45 +217,47 @@ def simulate(
         busy = any(t.busy(now) for t in tasks)
         if drained_at is None and not waiting and not busy and now >= arrivals_for:
             drained_at = now
-            if not autoscale:
+            if rule is None:
                 break
 
         if now % 60 == 59:
-            per_task = len(waiting) / max(1, len(running))
-            datapoints.append(per_task)
-            if service.target is not None and per_task > service.target:
-                over_target += 1
+            running_tasks = max(1, len(running))
+            in_flight = sum(sum(1 for f in t.free_at if f > now) for t in tasks)
             if now >= SETTLE_SECONDS:
-                settled_backlog.append(per_task)
-        if not autoscale or service.target is None or now % 60 != 59:
+                settled_waiting.append(len(waiting) / running_tasks)
+            if rule is not None:
+                counted = len(waiting) + (in_flight if rule.count_in_flight else 0)
+                datapoints.append(counted / running_tasks)
+                over_target += datapoints[-1] > rule.target
+        if rule is None or now % 60 != 59:
             if drained_at is not None and now > drained_at + 20 * 60:
                 break
             continue
 
         # The policy sees datapoints a minute late.
-        visible_lag = datapoints[:-1] if METRIC_LAG_SECONDS else datapoints
-        if not visible_lag:
+        seen = datapoints[: -(METRIC_LAG_SECONDS // 60)] if METRIC_LAG_SECONDS else datapoints
+        if not seen:
             continue
         running_count = max(1, len([t for t in tasks if not t.stopping and t.ready_at <= now]))
         active = [t for t in tasks if not t.stopping]
         desired = min(
             service.max_tasks,
-            max(1, math.ceil(visible_lag[-1] * running_count / service.target)),
+            max(1, math.ceil(seen[-1] * running_count / rule.target)),
         )
-        recent = visible_lag[-SCALE_OUT_DATAPOINTS:]
+        recent = seen[-SCALE_OUT_DATAPOINTS:]
         if (
             len(recent) == SCALE_OUT_DATAPOINTS
-            and all(d > service.target for d in recent)
+            and all(d > rule.target for d in recent)
             and desired > len(active)
             and now - last_scale_out >= service.scale_out_cooldown
         ):
             tasks += [Task(ready_at=now + TASK_START_SECONDS) for _ in range(desired - len(active))]
             last_scale_out = now
             scale_events += 1
-        quiet = visible_lag[-SCALE_IN_DATAPOINTS:]
+        quiet = seen[-SCALE_IN_DATAPOINTS:]
         if (
             len(quiet) == SCALE_IN_DATAPOINTS
-            and all(d < 0.9 * service.target for d in quiet)
+            and all(d < 0.9 * rule.target for d in quiet)
             and desired < len(active)
             and now - last_scale_in >= service.scale_in_cooldown
             and now - last_scale_out >= service.scale_out_cooldown
@@ -256,7 +278,7 @@ def simulate(
         p95_wait=p95(waits),
         p95_wait_settled=p95(settled_waits),
         minutes_over_target=over_target,
-        backlog_per_task_p95_settled=p95(settled_backlog),
+        waiting_per_task_p95_settled=p95(settled_waiting),
         scale_events=scale_events,
     )
 
@@ -286,7 +308,7 @@ def main() -> None:
         s = services[queue]
         print(
             f"  {queue}: {s.vcpu:g} vCPU / {s.memory_gb:g} GB, concurrency {s.concurrency}, "
-            f"max {s.max_tasks} tasks, target backlog/task {s.target:g}, "
+            f"max {s.max_tasks} tasks, deployed target {s.target:g} messages/task, "
             f"${s.price_per_task_second * 3600:.4f}/task-hour"
         )
 
@@ -304,16 +326,16 @@ def main() -> None:
         ("infra", 1, 0, 0.05, 3 * 3600),
     ]
     header = (
-        f"{'queue':8} {'N':>3} {'M':>7} {'in/s':>5} {'rule':8} {'drain min':>9} {'peak':>4} "
-        f"{'task-h':>7} {'cost $':>7} {'p95 wait':>8} {'max wait':>8} {'p95 wait*':>9} "
-        f"{'min>tgt':>7} {'backlog/task p95*':>17} {'scalings':>8}"
+        f"{'queue':7} {'N':>2} {'M':>6} {'in/s':>4} {'rule':8} {'target':>6} {'drain min':>9} "
+        f"{'peak':>4} {'task-h':>6} {'cost $':>6} {'p95 wait':>8} {'max wait':>8} "
+        f"{'p95 wait*':>9} {'waiting/task p95*':>17} {'min>target':>10} {'scalings':>8}"
     )
     print()
     print(header)
     print("-" * len(header))
     for queue, n, m, rate, duration in scenarios:
         service = services[queue]
-        for autoscale in (False, True):
+        for rule in rules_for(service, job_seconds[queue]):
             result = simulate(
                 service,
                 initial_tasks=n,
@@ -321,23 +343,25 @@ def main() -> None:
                 job_seconds=job_seconds[queue],
                 arrivals_per_second=rate,
                 arrivals_for=duration,
-                autoscale=autoscale,
+                rule=rule,
             )
             cost = result.task_seconds * service.price_per_task_second
             print(
-                f"{queue:8} {n:>3} {m:>7} {rate:>5g} {'backlog' if autoscale else 'fixed N':8} "
-                f"{minutes(result.drained_at):>9} {result.peak_tasks:>4} "
-                f"{result.task_seconds / 3600:>7.2f} {cost:>7.3f} {result.p95_wait:>8.0f} "
-                f"{result.max_wait:>8.0f} {result.p95_wait_settled:>9.0f} "
-                f"{result.minutes_over_target:>7} {result.backlog_per_task_p95_settled:>17.1f} "
-                f"{result.scale_events:>8}"
+                f"{queue:7} {n:>2} {m:>6} {rate:>4g} {rule.name if rule else 'fixed N':8} "
+                f"{f'{rule.target:.3g}' if rule else '-':>6} {minutes(result.drained_at):>9} "
+                f"{result.peak_tasks:>4} {result.task_seconds / 3600:>6.2f} {cost:>6.3f} "
+                f"{result.p95_wait:>8.0f} {result.max_wait:>8.0f} "
+                f"{result.p95_wait_settled:>9.0f} {result.waiting_per_task_p95_settled:>17.1f} "
+                f"{result.minutes_over_target if rule else '-':>10} {result.scale_events:>8}"
             )
+        print()
     print(
-        "\nN: tasks at the start; M: messages waiting at the start; in/s: steady arrivals "
-        "(for 3 h). drain min: until the queue is empty and nothing runs ('never': not within "
-        "6 h). task-h, cost: until the service is back at its minimum. Waits in seconds. "
-        "*: after the first 15 minutes (the steady state). min>tgt: minutes with visible "
-        "messages per running task above the policy target."
+        "N: tasks at the start; M: messages waiting at the start; in/s: steady arrivals (for "
+        "3 h). rule: fixed N tasks; 'visible': visible messages per task; 'deployed': visible "
+        "+ in flight per task (the template's). drain min: until the queue is empty and "
+        "nothing runs ('never': not within 6 h). task-h, cost: until the service is back at "
+        "its minimum. Waits in seconds. *: after the first 15 minutes (steady state). "
+        "min>target: minutes with the rule's metric above its target."
     )
 
 

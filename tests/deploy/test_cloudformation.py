@@ -108,7 +108,7 @@ def test_workers_use_predefined_queues_at_the_accounts_sqs_url(template: Templat
             }
 
 
-def test_worker_scaling_tracks_the_backlog_per_running_task_of_its_own_queue(
+def test_worker_scaling_tracks_messages_per_running_task_of_its_own_queue(
     template: Template,
 ) -> None:
     cluster = template.props("Cluster")
@@ -125,12 +125,15 @@ def test_worker_scaling_tracks_the_backlog_per_running_task_of_its_own_queue(
         assert policy["PolicyType"] == "TargetTrackingScaling"
         config = policy["TargetTrackingScalingPolicyConfiguration"]
         metrics = {m["Id"]: m for m in config["CustomizedMetricSpecification"]["Metrics"]}
-        visible = metrics["visible"]["MetricStat"]["Metric"]
-        assert visible["Namespace"] == "AWS/SQS"
-        assert visible["MetricName"] == "ApproximateNumberOfMessagesVisible"
-        assert visible["Dimensions"] == [
-            {"Name": "QueueName", "Value": {"Fn::GetAtt": [by_name[queue][0], "QueueName"]}}
-        ]
+        for metric_id, name in (
+            ("visible", "ApproximateNumberOfMessagesVisible"),
+            ("in_flight", "ApproximateNumberOfMessagesNotVisible"),
+        ):
+            sqs = metrics[metric_id]["MetricStat"]["Metric"]
+            assert (sqs["Namespace"], sqs["MetricName"]) == ("AWS/SQS", name)
+            assert sqs["Dimensions"] == [
+                {"Name": "QueueName", "Value": {"Fn::GetAtt": [by_name[queue][0], "QueueName"]}}
+            ]
         tasks = metrics["tasks"]["MetricStat"]["Metric"]
         assert (tasks["Namespace"], tasks["MetricName"]) == (
             "ECS/ContainerInsights",
@@ -140,7 +143,7 @@ def test_worker_scaling_tracks_the_backlog_per_running_task_of_its_own_queue(
             "Dimensions"
         ]
         returned = [m for m in metrics.values() if m["ReturnData"]]
-        assert [m["Expression"] for m in returned] == ["visible / tasks"]
+        assert [m["Expression"] for m in returned] == ["(visible + in_flight) / tasks"]
     assert scaled == len(QUEUES) - 1
 
 

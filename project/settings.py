@@ -82,6 +82,10 @@ WSGI_APPLICATION = "project.wsgi.application"
 DATABASES = {
     "default": env.db_url("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}"),
 }
+# On ECS the password is injected from Secrets Manager as its own variable, so the URL
+# (plain task configuration) carries no secret.
+if env.str("DATABASE_PASSWORD", default=""):
+    DATABASES["default"]["PASSWORD"] = env.str("DATABASE_PASSWORD")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Web, workers and beat write concurrently: WAL lets readers run beside one writer,
     # IMMEDIATE takes the write lock up front instead of failing on upgrade, and the

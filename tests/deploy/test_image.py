@@ -1,0 +1,75 @@
+"""The image definition: non-root, started through deploy/start, runtime packages only,
+terraform at a build-argument version; and the settings it relies on."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+from tests.deploy.conftest import ROOT
+
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+
+
+def instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    return [
+        (line.split(None, 1)[0].upper(), line.split(None, 1)[1])
+        for line in text.splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
+
+
+def final_stage() -> list[tuple[str, str]]:
+    steps = instructions()
+    last_from = max(i for i, (keyword, _) in enumerate(steps) if keyword == "FROM")
+    return steps[last_from:]
+
+
+def test_the_image_runs_as_an_unprivileged_user_through_the_start_script() -> None:
+    stage = dict(final_stage())
+    assert stage["USER"].split(":")[0] not in {"root", "0"}
+    assert stage["ENTRYPOINT"] == '["/app/deploy/start"]'
+    assert stage["CMD"] == '["web"]'
+    assert os.access(ROOT / "deploy" / "start", os.X_OK)
+
+
+def test_terraform_comes_from_a_stage_pinned_by_a_build_argument() -> None:
+    steps = instructions()
+    assert ("FROM", "hashicorp/terraform:${TERRAFORM_VERSION} AS terraform") in steps
+    assert any(k == "ARG" and v.startswith("TERRAFORM_VERSION=") for k, v in steps)
+    assert ("COPY", "--from=terraform /bin/terraform /usr/local/bin/terraform") in final_stage()
+
+
+def test_the_image_installs_runtime_requirements_without_the_development_tools() -> None:
+    requirements = (ROOT / "requirements.in").read_text().splitlines()
+    dev_only = (ROOT / "deploy" / "requirements-dev-only.in").read_text().splitlines()
+    # The Dockerfile drops these lines verbatim (grep -x -F): each must exist as written.
+    assert set(dev_only) <= set(requirements)
+    runtime = {
+        re.split(r"[\[=<>]", line)[0].lower() for line in requirements if line not in dev_only
+    }
+    assert {"gunicorn", "celery", "flower", "psycopg", "pycurl", "whitenoise"} <= runtime
+    assert not {"pytest", "moto", "playwright", "mypy", "ruff"} & runtime
+
+
+def test_static_files_are_collected_at_build_time_not_at_start() -> None:
+    runs = [v for k, v in final_stage() if k == "RUN"]
+    assert any("manage.py collectstatic --noinput" in run for run in runs)
+    assert "collectstatic" not in (ROOT / "deploy" / "start").read_text()
+
+
+def test_a_separately_injected_database_password_overrides_the_urls() -> None:
+    script = "from django.conf import settings; print(settings.DATABASES['default']['PASSWORD'])"
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DATABASE_URL": "postgres://opsqueue@db.internal:5432/opsqueue",
+        "DATABASE_PASSWORD": "from-secrets-manager",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True
+    )
+    assert result.stdout.strip() == "from-secrets-manager", result.stderr

@@ -8,3 +8,5 @@ urlpatterns = [
     path("ops/", include("workers.urls")),
     path("healthz/", healthz, name="healthz"),
 ]
+
+urlpatterns += [path("ops/infrastructure/", include("infra_tasks.dashboard.urls"))]

@@ -128,7 +128,7 @@ def test_database_stuck_in_a_transitional_state_fails_with_a_clear_final_message
 ) -> None:
     for _ in range(4):
         instance_status(client, "upgrading")
-    op, log, fake = operator(client)
+    op, _log, fake = operator(client)
 
     with pytest.raises(StillTransitional) as failure:
         op.stop()

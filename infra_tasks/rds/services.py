@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
+from botocore.exceptions import ClientError
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
@@ -278,8 +279,9 @@ def _perform(record: DatabaseAction, *, log: JobLogWriter, client: Any) -> dict[
             outcome = operator.start()
         else:
             outcome = operator.refresh()
-    except FAILURES as exc:
-        _finish(record, state=ActionState.FAILED, message=str(exc))
+    except Exception as exc:
+        # Recorded for any error (AWS's, a time limit), so no action is left "running".
+        _finish(record, state=ActionState.FAILED, message=_failure_message(exc))
         raise
     state = (
         ActionState.SUCCEEDED
@@ -308,6 +310,15 @@ def _finish(
             status=outcome.status_after, status_checked_at=now
         )
     record.save(update_fields=fields)
+
+
+def _failure_message(exc: Exception) -> str:
+    if isinstance(exc, FAILURES):
+        return str(exc)
+    if isinstance(exc, ClientError):
+        error = exc.response.get("Error", {})
+        return f"AWS error: {error.get('Code', '?')}: {error.get('Message', exc)}"
+    return f"{exc.__class__.__name__}: {exc}"
 
 
 def _summary(record: DatabaseAction) -> dict[str, Any]:

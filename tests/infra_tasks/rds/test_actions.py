@@ -208,3 +208,17 @@ def test_scheduled_stop_acts_once_per_occurrence_even_if_fired_twice(
     assert not DatabaseAction.objects.filter(task_id=second).exists()
     assert aws_status(aws, database) == "available"
     assert Job.objects.get(task_id=second).requester_kind == RequesterKind.SCHEDULE
+
+
+def test_unknown_database_fails_with_aws_error_and_is_not_left_running(
+    aws: AwsEndpoint, worker: WorkerProcess
+) -> None:
+    database = register("db-that-was-deleted")
+
+    action = finished(
+        database_action_request(database=database, action="stop", requester=Requester.cli("t"))
+    )
+
+    assert action.state == ActionState.FAILED
+    assert action.message.startswith("AWS error: DBInstanceNotFound")
+    assert wait_for_job(action.task_id, "FAILURE")

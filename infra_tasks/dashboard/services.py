@@ -31,10 +31,11 @@ def ecs_services_refresh(*, cluster: str | None = None, client: Any = None) -> d
     arns: list[str] = []
     for page in client.get_paginator("list_services").paginate(cluster=cluster):
         arns.extend(page["serviceArns"])
-    described = []
+    described: list[dict[str, Any]] = []
     for i in range(0, len(arns), DESCRIBE_BATCH):
         response = client.describe_services(cluster=cluster, services=arns[i : i + DESCRIBE_BATCH])
-        described.extend(response["services"])
+        # A deleted service is INACTIVE for a while before ECS forgets it: it is gone.
+        described.extend(s for s in response["services"] if s.get("status") != "INACTIVE")
     now = timezone.now()
     with transaction.atomic():
         for service in described:

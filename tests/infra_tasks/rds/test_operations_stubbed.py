@@ -55,7 +55,7 @@ class FakeTime:
 
 
 @pytest.fixture
-def client() -> Iterator[Any]:
+def stub() -> Iterator[Stubber]:
     rds = boto3.client(
         "rds",
         region_name="us-east-1",
@@ -64,28 +64,29 @@ def client() -> Iterator[Any]:
         endpoint_url="http://127.0.0.1:9",  # never reached: every call is stubbed
     )
     with Stubber(rds) as stubber:
-        rds.stubber = stubber
-        yield rds
+        yield stubber
         stubber.assert_no_pending_responses()
 
 
-def instance_status(client: Any, status: str, identifier: str = "db1") -> None:
-    client.stubber.add_response(
+def instance_status(stub: Stubber, status: str, identifier: str = "db1") -> None:
+    stub.add_response(
         "describe_db_instances",
         {"DBInstances": [{"DBInstanceIdentifier": identifier, "DBInstanceStatus": status}]},
         {"DBInstanceIdentifier": identifier},
     )
 
 
-def cluster_status(client: Any, status: str, identifier: str = "c1") -> None:
-    client.stubber.add_response(
+def cluster_status(stub: Stubber, status: str, identifier: str = "c1") -> None:
+    stub.add_response(
         "describe_db_clusters",
         {"DBClusters": [{"DBClusterIdentifier": identifier, "Status": status}]},
         {"DBClusterIdentifier": identifier},
     )
 
 
-def operator(client: Any, kind: str = "instance", identifier: str = "db1", **limits: Any):
+def operator(
+    client: Any, kind: str = "instance", identifier: str = "db1", **limits: Any
+) -> tuple[Operator, ListLog, FakeTime]:
     fake = FakeTime()
     log = ListLog()
     limits_ = Limits(**{**LIMITS.__dict__, **limits})
@@ -100,14 +101,14 @@ def operator(client: Any, kind: str = "instance", identifier: str = "db1", **lim
     return op, log, fake
 
 
-def test_stop_waits_out_transitional_states_with_backoff_then_stops(client: Any) -> None:
-    instance_status(client, "backing-up")
-    instance_status(client, "modifying")
-    instance_status(client, "available")
-    client.stubber.add_response("stop_db_instance", {}, {"DBInstanceIdentifier": "db1"})
-    instance_status(client, "stopping")
-    instance_status(client, "stopped")
-    op, log, fake = operator(client)
+def test_stop_waits_out_transitional_states_with_backoff_then_stops(stub: Stubber) -> None:
+    instance_status(stub, "backing-up")
+    instance_status(stub, "modifying")
+    instance_status(stub, "available")
+    stub.add_response("stop_db_instance", {}, {"DBInstanceIdentifier": "db1"})
+    instance_status(stub, "stopping")
+    instance_status(stub, "stopped")
+    op, log, fake = operator(stub.client)
 
     outcome = op.stop()
 
@@ -124,11 +125,11 @@ def test_stop_waits_out_transitional_states_with_backoff_then_stops(client: Any)
 
 
 def test_database_stuck_in_a_transitional_state_fails_with_a_clear_final_message(
-    client: Any,
+    stub: Stubber,
 ) -> None:
     for _ in range(4):
-        instance_status(client, "upgrading")
-    op, _log, fake = operator(client)
+        instance_status(stub, "upgrading")
+    op, _log, fake = operator(stub.client)
 
     with pytest.raises(StillTransitional) as failure:
         op.stop()
@@ -140,25 +141,25 @@ def test_database_stuck_in_a_transitional_state_fails_with_a_clear_final_message
     assert fake.sleeps == [1.0, 2.0, 3.0]  # doubled, capped at retry_max_seconds
 
 
-def test_stop_of_a_starting_database_waits_until_it_is_up_then_stops(client: Any) -> None:
-    instance_status(client, "starting")
-    instance_status(client, "available")
-    client.stubber.add_response("stop_db_instance", {}, {"DBInstanceIdentifier": "db1"})
-    instance_status(client, "stopped")
-    op, _log, _fake = operator(client)
+def test_stop_of_a_starting_database_waits_until_it_is_up_then_stops(stub: Stubber) -> None:
+    instance_status(stub, "starting")
+    instance_status(stub, "available")
+    stub.add_response("stop_db_instance", {}, {"DBInstanceIdentifier": "db1"})
+    instance_status(stub, "stopped")
+    op, _log, _fake = operator(stub.client)
 
     outcome = op.stop()
 
     assert outcome.changed and outcome.status_after == "stopped"
 
 
-def test_start_of_an_aurora_cluster_in_maintenance_retries_then_starts(client: Any) -> None:
-    cluster_status(client, "maintenance")
-    cluster_status(client, "stopped")
-    client.stubber.add_response("start_db_cluster", {}, {"DBClusterIdentifier": "c1"})
-    cluster_status(client, "starting")
-    cluster_status(client, "available")
-    op, log, _fake = operator(client, kind="cluster", identifier="c1")
+def test_start_of_an_aurora_cluster_in_maintenance_retries_then_starts(stub: Stubber) -> None:
+    cluster_status(stub, "maintenance")
+    cluster_status(stub, "stopped")
+    stub.add_response("start_db_cluster", {}, {"DBClusterIdentifier": "c1"})
+    cluster_status(stub, "starting")
+    cluster_status(stub, "available")
+    op, log, _fake = operator(stub.client, kind="cluster", identifier="c1")
 
     outcome = op.start()
 
@@ -170,17 +171,17 @@ def test_start_of_an_aurora_cluster_in_maintenance_retries_then_starts(client: A
     assert log.lines[-1] == "cluster c1 is available after 10.0 s"
 
 
-def test_state_moving_between_describe_and_stop_is_looked_at_again(client: Any) -> None:
-    instance_status(client, "available")
-    client.stubber.add_client_error(
+def test_state_moving_between_describe_and_stop_is_looked_at_again(stub: Stubber) -> None:
+    instance_status(stub, "available")
+    stub.add_client_error(
         "stop_db_instance",
         service_error_code="InvalidDBInstanceState",
         service_message="Instance db1 is not in available state.",
         http_status_code=400,
     )
-    instance_status(client, "stopping")  # someone else stopped it meanwhile
-    instance_status(client, "stopped")
-    op, log, _fake = operator(client)
+    instance_status(stub, "stopping")  # someone else stopped it meanwhile
+    instance_status(stub, "stopped")
+    op, log, _fake = operator(stub.client)
 
     outcome = op.stop()
 
@@ -188,13 +189,13 @@ def test_state_moving_between_describe_and_stop_is_looked_at_again(client: Any) 
     assert "AWS refused stop (InvalidDBInstanceState): now stopping" in log.lines
 
 
-def test_throttled_calls_are_retried_with_backoff(client: Any) -> None:
-    client.stubber.add_client_error("describe_db_instances", service_error_code="Throttling")
-    instance_status(client, "available")
-    client.stubber.add_client_error("stop_db_instance", service_error_code="ThrottlingException")
-    client.stubber.add_response("stop_db_instance", {}, {"DBInstanceIdentifier": "db1"})
-    instance_status(client, "stopped")
-    op, log, fake = operator(client)
+def test_throttled_calls_are_retried_with_backoff(stub: Stubber) -> None:
+    stub.add_client_error("describe_db_instances", service_error_code="Throttling")
+    instance_status(stub, "available")
+    stub.add_client_error("stop_db_instance", service_error_code="ThrottlingException")
+    stub.add_response("stop_db_instance", {}, {"DBInstanceIdentifier": "db1"})
+    instance_status(stub, "stopped")
+    op, log, fake = operator(stub.client)
 
     outcome = op.stop()
 
@@ -203,29 +204,29 @@ def test_throttled_calls_are_retried_with_backoff(client: Any) -> None:
     assert sum("AWS throttled" in line for line in log.lines) == 2
 
 
-def test_throttling_past_the_bound_fails_with_aws_error(client: Any) -> None:
+def test_throttling_past_the_bound_fails_with_aws_error(stub: Stubber) -> None:
     for _ in range(3):
-        client.stubber.add_client_error("describe_db_instances", service_error_code="Throttling")
-    op, _log, fake = operator(client)
+        stub.add_client_error("describe_db_instances", service_error_code="Throttling")
+    op, _log, fake = operator(stub.client)
 
     with pytest.raises(ClientError, match="Throttling"):
         op.stop()
     assert fake.sleeps == [1.0, 2.0]
 
 
-def test_waiting_for_the_target_state_gives_up_after_the_timeout(client: Any) -> None:
-    instance_status(client, "available")
-    client.stubber.add_response("stop_db_instance", {}, {"DBInstanceIdentifier": "db1"})
+def test_waiting_for_the_target_state_gives_up_after_the_timeout(stub: Stubber) -> None:
+    instance_status(stub, "available")
+    stub.add_response("stop_db_instance", {}, {"DBInstanceIdentifier": "db1"})
     for _ in range(8):
-        instance_status(client, "stopping")
-    op, _log, _fake = operator(client, wait_timeout_seconds=65.0)
+        instance_status(stub, "stopping")
+    op, _log, _fake = operator(stub.client, wait_timeout_seconds=65.0)
 
     with pytest.raises(WaitTimedOut, match="did not become stopped within 65 s"):
         op.stop()
 
 
 @pytest.mark.django_db
-def test_failed_action_is_recorded_with_its_message_and_log(client: Any, settings: Any) -> None:
+def test_failed_action_is_recorded_with_its_message_and_log(stub: Stubber, settings: Any) -> None:
     settings.RDS_RETRY_ATTEMPTS = 2
     settings.RDS_RETRY_BASE_SECONDS = 0.01
     database = ManagedDatabase.objects.create(
@@ -233,10 +234,10 @@ def test_failed_action_is_recorded_with_its_message_and_log(client: Any, setting
     )
     action = DatabaseAction.objects.create(database=database, action="stop", origin="test")
     for _ in range(2):
-        instance_status(client, "backing-up")
+        instance_status(stub, "backing-up")
 
     with pytest.raises(StillTransitional):
-        database_action_execute(action_id=action.pk, task_id="task-stuck", client=client)
+        database_action_execute(action_id=action.pk, task_id="task-stuck", client=stub.client)
 
     action.refresh_from_db()
     assert action.state == ActionState.FAILED

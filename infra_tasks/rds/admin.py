@@ -93,19 +93,6 @@ class KeepRunningForm(forms.Form):
     )
 
 
-class ActionInline(admin.TabularInline):
-    model = DatabaseAction
-    extra = 0
-    max_num = 0
-    can_delete = False
-    fields = ("created_at", "action", "origin", "state", "status_after", "wait_seconds", "job")
-    readonly_fields = fields
-    ordering = ("-created_at",)
-
-    def job(self, obj: DatabaseAction) -> str:
-        return _job_link(obj.task_id)
-
-
 @admin.register(ManagedDatabase)
 class ManagedDatabaseAdmin(admin.ModelAdmin):
     form = ManagedDatabaseForm
@@ -128,6 +115,7 @@ class ManagedDatabaseAdmin(admin.ModelAdmin):
         "keep_running_until",
         "stop_task",
         "start_task",
+        "history",
     )
     fieldsets = (
         (None, {"fields": ("name", "kind", "identifier", "region", "enforce")}),
@@ -142,12 +130,28 @@ class ManagedDatabaseAdmin(admin.ModelAdmin):
                     "keep_running_until",
                     "stop_task",
                     "start_task",
+                    "history",
                 )
             },
         ),
     )
-    inlines = [ActionInline]
+    change_list_template = "admin/rds/manageddatabase/change_list.html"
     actions = ["stop_now", "start_now", "refresh_state", "keep_running_until"]
+
+    @admin.display(description="history")
+    def history(self, obj: ManagedDatabase) -> str:
+        if not obj.pk:
+            return "—"
+        actions = reverse("admin:rds_databaseaction_changelist")
+        divergences = reverse("admin:rds_divergence_changelist")
+        return format_html(
+            '<a href="{}?database__id__exact={}">actions and their jobs</a> · '
+            '<a href="{}?database__id__exact={}">divergences</a>',
+            actions,
+            obj.pk,
+            divergences,
+            obj.pk,
+        )
 
     def save_model(
         self, request: HttpRequest, obj: ManagedDatabase, form: Any, change: bool
@@ -258,7 +262,7 @@ class DatabaseActionAdmin(ReadOnlyAdmin):
         "wait_seconds",
         "job",
     )
-    list_filter = ("state", "action")
+    list_filter = ("state", "action", "database")
     list_select_related = ("database",)
     search_fields = ("database__name", "=task_id")
 
@@ -279,7 +283,7 @@ class DivergenceAdmin(ReadOnlyAdmin):
         "resolved_at",
         "corrective_job",
     )
-    list_filter = ("desired_state",)
+    list_filter = ("desired_state", "database")
     list_select_related = ("database",)
 
     @admin.display(description="corrective job")

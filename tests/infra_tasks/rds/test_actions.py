@@ -9,13 +9,12 @@ from datetime import timedelta
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
-from django.db import transaction
 from django.utils import timezone
+from django_celery_beat.schedulers import ModelEntry
 from django_celery_results.models import TaskResult
 
 from infra_tasks.rds.models import ActionState, DatabaseAction, DesiredState, ManagedDatabase
 from infra_tasks.rds.services import database_action_request, database_keep_running
-from infra_tasks.rds.tasks import run_scheduled_action
 from tests.infra_tasks.rds.support import (
     aws_status,
     finished,
@@ -24,7 +23,9 @@ from tests.infra_tasks.rds.support import (
     register,
 )
 from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
-from workers.enqueue import Requester, job_enqueue
+from workers.beat import RecordingDatabaseScheduler
+from workers.celery import app
+from workers.enqueue import Requester
 from workers.models import Job, RequesterKind
 from workers.selectors import job_log_since
 
@@ -41,15 +42,12 @@ def wait_for_job(task_id: str, status: str) -> TaskResult:
 
 
 def scheduled(database: ManagedDatabase, action: str) -> str:
-    """Fire the database's schedule entry now, the way beat does (a recorded job)."""
+    """Fire the database's beat entry now, through the project's beat scheduler."""
     task = database.stop_task if action == "stop" else database.start_task
     assert task is not None
-    with transaction.atomic():
-        return job_enqueue(
-            run_scheduled_action,
-            requester=Requester.schedule(task.name),
-            args=json.loads(task.args),
-        )
+    scheduler = RecordingDatabaseScheduler(app=app, lazy=True)
+    result = scheduler.apply_async(ModelEntry(task, app=app), advance=False)
+    return str(result.id)
 
 
 def test_stop_now_stops_an_available_instance_and_records_the_wait(
@@ -207,7 +205,11 @@ def test_scheduled_stop_acts_once_per_occurrence_even_if_fired_twice(
     assert "duplicate_of" in json.loads(result.result)
     assert not DatabaseAction.objects.filter(task_id=second).exists()
     assert aws_status(aws, database) == "available"
-    assert Job.objects.get(task_id=second).requester_kind == RequesterKind.SCHEDULE
+    job = Job.objects.get(task_id=second)
+    assert (job.requester_kind, job.requester_label) == (
+        RequesterKind.SCHEDULE,
+        f"rds: nightly stop of {database.name}",
+    )
 
 
 def test_unknown_database_fails_with_aws_error_and_is_not_left_running(

@@ -151,3 +151,14 @@ def test_non_staff_cannot_reach_the_admin() -> None:
     response = client.get(reverse(CHANGELIST))
 
     assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_history_links_open_the_database_actions_and_divergences() -> None:
+    database = register("linked")
+    client = staff("rds.view_manageddatabase", "rds.view_databaseaction", "rds.view_divergence")
+    page = client.get(reverse("admin:rds_manageddatabase_change", args=[database.pk]))
+    assert f"?database__id__exact={database.pk}" in page.content.decode()
+
+    for name in ("admin:rds_databaseaction_changelist", "admin:rds_divergence_changelist"):
+        response = client.get(reverse(name), {"database__id__exact": database.pk})
+        assert response.status_code == 200

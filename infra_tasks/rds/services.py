@@ -43,6 +43,7 @@ from infra_tasks.rds.selectors import (
 )
 from workers.enqueue import Requester, job_enqueue
 from workers.joblog import JobLogWriter
+from workers.queues import QUEUES
 
 logger = logging.getLogger(__name__)
 
@@ -393,6 +394,13 @@ def _enforce_one(*, database_id: int, status: str, now: datetime) -> dict[str, s
             open_divergence.save(update_fields=["resolved_at"])
         return {"desired": desired, "verdict": "in step"}
 
+    # An action older than the infra queue's hard limit is not coming back (lost message,
+    # killed worker): it must not keep enforcement quiet forever.
+    busy = DatabaseAction.objects.filter(
+        database=database,
+        state__in=[ActionState.QUEUED, ActionState.RUNNING],
+        created_at__gte=now - timedelta(seconds=QUEUES["infra"].time_limit),
+    ).exists()
     if open_divergence is None:
         open_divergence = Divergence.objects.create(
             database=database, desired_state=desired, observed_status=status
@@ -401,14 +409,15 @@ def _enforce_one(*, database_id: int, status: str, now: datetime) -> dict[str, s
     else:
         open_divergence.checks += 1
         open_divergence.observed_status = status
-        verdict = "still off"
-        if open_divergence.notified_at is None:
+        if busy:
+            verdict = "still off; a correction is under way"
+        elif open_divergence.notified_at is None:
+            # The correction has run and the database is still off: people must look.
             _notify_staff(database, desired=desired, status=status, since=open_divergence)
             open_divergence.notified_at = now
             verdict = "still off after a retry; staff notified"
-    busy = DatabaseAction.objects.filter(
-        database=database, state__in=[ActionState.QUEUED, ActionState.RUNNING]
-    ).exists()
+        else:
+            verdict = "still off"
     if not busy:
         record = _corrective_action(database, desired)
         open_divergence.corrective_task_id = record.task_id

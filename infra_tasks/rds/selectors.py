@@ -51,24 +51,27 @@ def database_status_matches(*, desired: str, status: str) -> bool:
 class ScheduledChange:
     action: str
     at: datetime
+    time_zone: str  # the schedule's, for showing the local time beside UTC
     skipped_by_override: bool
 
 
 def database_next_change(*, database: ManagedDatabase, now: datetime) -> ScheduledChange | None:
     """The next schedule firing, stop or start, as the scheduler will fire it."""
-    candidates = []
-    for action, task in (
+    candidates: list[tuple[datetime, str, str]] = []
+    for kind, task in (
         (ActionKind.STOP, database.stop_task),
         (ActionKind.START, database.start_task),
     ):
         spec = periodic_task_cron_spec(task)
-        at = next_occurrence(spec, now) if spec else None
+        if spec is None:
+            continue
+        at = next_occurrence(spec, now)
         if at is not None:
-            candidates.append((at, action))
+            candidates.append((at, str(kind), spec.time_zone))
     if not candidates:
         return None
-    at, action = min(candidates)
+    at, action, time_zone = min(candidates)
     skipped = action == ActionKind.STOP and (
         database.keep_running_until is not None and database.keep_running_until > at
     )
-    return ScheduledChange(action=str(action), at=at, skipped_by_override=skipped)
+    return ScheduledChange(action=action, at=at, time_zone=time_zone, skipped_by_override=skipped)

@@ -106,6 +106,7 @@ def test_dashboard_shows_databases_and_ecs_services_without_calling_aws(
     assert rows["billing"].next_change is not None
     assert {row.next_change.action for row in rows.values() if row.next_change} <= {"stop", "start"}
     assert rows["analytics"].next_change is not None
+    assert "(Europe/Warsaw)" in response.content.decode()
     html = response.content.decode()
     assert "billing" in html and "search" in html and "kept running until" in html
     assert [s.service_name for s in response.context["ecs"]["services"]] == ["web"]

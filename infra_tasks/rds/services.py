@@ -160,20 +160,31 @@ def database_action_request(
     from infra_tasks.rds.tasks import execute_database_action
 
     database = ManagedDatabase.objects.select_for_update().get(pk=database.pk)
+    before = {
+        "desired_state": database.desired_state,
+        "keep_running_until": database.keep_running_until,
+    }
     if action == ActionKind.STOP:
         database.desired_state = DesiredState.STOPPED
         database.keep_running_until = None
     elif action == ActionKind.START:
         database.desired_state = DesiredState.RUNNING
-    database.save(update_fields=["desired_state", "keep_running_until"])
+    if action != ActionKind.REFRESH:
+        database.save(update_fields=["desired_state", "keep_running_until"])
     record = DatabaseAction.objects.create(
         database=database, action=action, origin=f"{requester.kind}: {requester.label}"
     )
+
+    def undo() -> None:
+        # Nothing was queued: the database keeps what it should be, the action goes.
+        DatabaseAction.objects.filter(pk=record.pk).delete()
+        ManagedDatabase.objects.filter(pk=database.pk).update(**before)
+
     record.task_id = job_enqueue(
         execute_database_action,
         requester=requester,
         args=[record.pk],
-        on_broker_error=lambda: DatabaseAction.objects.filter(pk=record.pk).delete(),
+        on_broker_error=undo,
         audit_object=database,
     )
     record.save(update_fields=["task_id"])

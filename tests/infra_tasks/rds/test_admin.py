@@ -15,7 +15,9 @@ from django_celery_beat.models import PeriodicTask
 
 from infra_tasks.rds.models import DatabaseAction, ManagedDatabase
 from tests.infra_tasks.rds.support import register
+from tests.support.broker import drop_broker_connections
 from tests.support.servers import AwsEndpoint
+from workers.devstack import free_port
 from workers.models import Job
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -162,3 +164,26 @@ def test_history_links_open_the_database_actions_and_divergences() -> None:
     for name in ("admin:rds_databaseaction_changelist", "admin:rds_divergence_changelist"):
         response = client.get(reverse(name), {"database__id__exact": database.pk})
         assert response.status_code == 200
+
+
+def test_broker_down_reports_an_error_and_changes_nothing(
+    sqs_queues: AwsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = register("unqueued")
+    operator = staff("rds.view_manageddatabase", "rds.operate_manageddatabase")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", f"http://127.0.0.1:{free_port()}")
+    drop_broker_connections()
+    try:
+        response = operator.post(
+            reverse(CHANGELIST),
+            {"action": "stop_now", "_selected_action": [database.pk]},
+            follow=True,
+        )
+    finally:
+        monkeypatch.undo()
+        drop_broker_connections()
+
+    assert "unreachable" in response.content.decode()
+    assert not DatabaseAction.objects.exists()
+    database.refresh_from_db()
+    assert database.desired_state == "running"

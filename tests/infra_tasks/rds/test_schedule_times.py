@@ -1,15 +1,20 @@
 """Schedules across daylight-saving change days, driven through django-celery-beat's own code.
 
-A beat tick is simulated every 5 s (DatabaseScheduler's maximum sleep) on a clock that is
-moved by the test: `ModelEntry.is_due` of the real PeriodicTask row our service created,
-whose TzAwareCrontab reads the simulated clock. On each change day a 22:00 local stop must
-fire exactly once, at 22:00 local, never twice and never skipped; the same for a 07:00
-start. Our own next-change computation (dashboard, duplicate detection) must predict exactly
-the instants the scheduler fires at.
+Beat is simulated on a clock moved by the test: each tick asks `ModelEntry.is_due` of the
+real PeriodicTask row our service created (its TzAwareCrontab reads the simulated clock) and,
+when due, records the run as beat does. On each change day a 22:00 local stop must fire
+exactly once, at 22:00 local, never twice and never skipped; the same for a 07:00 start.
+Our own next-change computation (dashboard, duplicate detection) must predict exactly the
+instants the scheduler fires at.
+
+Ticks are a minute apart, on whole minutes, where real beat wakes at most every 5 s: an
+entry that is due stays due until it runs, so a coarser tick can only delay a firing to the
+next tick, never hide one or merge two; and every expected instant is on a whole minute.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -20,8 +25,12 @@ from django_celery_beat.schedulers import ModelEntry
 from infra_tasks.rds.models import ManagedDatabase
 from infra_tasks.rds.schedule_times import CronSpec, next_occurrence, previous_occurrence
 from infra_tasks.rds.services import DatabaseSchedule, managed_database_save
+from workers.celery import app
 
-BEAT_TICK = timedelta(seconds=5)
+BEAT_TICK = timedelta(minutes=1)
+# Celery's own time zone (CELERY_TIMEZONE, from DJANGO_TIME_ZONE) matters to beat's
+# arithmetic: the same, behind and ahead of the schedules' zones.
+APP_ZONES = ["UTC", "America/Los_Angeles", "Asia/Tokyo"]
 
 # (zone, change day): spring forward, then fall back.
 CHANGE_DAYS = [
@@ -37,7 +46,7 @@ def local(zone: str, day: date, at: time) -> datetime:
 
 
 def beat_fires(task: PeriodicTask, start: datetime, end: datetime) -> list[datetime]:
-    """Instants at which beat, ticking every 5 s from `start` to `end`, runs `task`."""
+    """Instants at which beat, ticking from `start` to `end`, runs `task`."""
     task.last_run_at = start
     entry = ModelEntry(task)
     zone = entry.schedule.tz
@@ -65,11 +74,22 @@ def registered(zone: str, *, stop_at: time, start_at: time) -> ManagedDatabase:
     )
 
 
+@pytest.fixture(params=APP_ZONES)
+def celery_zone(request: pytest.FixtureRequest) -> Iterator[str]:
+    saved = app.conf.timezone
+    app.conf.timezone = request.param
+    app.__dict__.pop("timezone", None)  # a cached property on the app
+    yield request.param
+    app.conf.timezone = saved
+    app.__dict__.pop("timezone", None)
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(("zone", "change_day"), CHANGE_DAYS, ids=lambda v: str(v))
 def test_nightly_stop_and_morning_start_fire_once_each_local_day_across_dst_change(
-    zone: str, change_day: date
+    zone: str, change_day: date, celery_zone: str
 ) -> None:
+    assert str(app.timezone) == celery_zone
     database = registered(zone, stop_at=time(22, 0), start_at=time(7, 0))
     day_before, day_after = change_day - timedelta(days=1), change_day + timedelta(days=1)
     start, end = local(zone, day_before, time(12)), local(zone, day_after, time(12))

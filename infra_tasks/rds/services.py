@@ -232,6 +232,10 @@ def database_scheduled_run(
 ) -> dict[str, Any] | None:
     """What a schedule firing does: once per occurrence, honouring keep-running-until."""
     now = now or timezone.now()
+    redelivered = DatabaseAction.objects.filter(task_id=task_id).values_list("pk", flat=True)
+    if redelivered:
+        # This very firing was under way when its worker died: finish it, not skip it.
+        return database_action_execute(action_id=redelivered[0], task_id=task_id, client=client)
     with transaction.atomic():
         database = ManagedDatabase.objects.select_for_update().filter(pk=database_id).first()
         if database is None:

@@ -14,7 +14,14 @@ from django_celery_beat.schedulers import ModelEntry
 from django_celery_results.models import TaskResult
 
 from infra_tasks.rds.models import ActionState, DatabaseAction, DesiredState, ManagedDatabase
-from infra_tasks.rds.services import database_action_request, database_keep_running
+from infra_tasks.rds.schedule_times import previous_occurrence
+from infra_tasks.rds.selectors import database_cron_spec
+from infra_tasks.rds.services import (
+    OCCURRENCE_TOLERANCE,
+    database_action_request,
+    database_keep_running,
+    database_scheduled_run,
+)
 from tests.infra_tasks.rds.support import (
     aws_status,
     finished,
@@ -224,3 +231,36 @@ def test_unknown_database_fails_with_aws_error_and_is_not_left_running(
     assert action.state == ActionState.FAILED
     assert action.message.startswith("AWS error: DBInstanceNotFound")
     assert wait_for_job(action.task_id, "FAILURE")
+
+
+def test_a_scheduled_stop_delivered_again_after_a_worker_died_finishes_the_stop(
+    aws: AwsEndpoint,
+) -> None:
+    database = register(new_instance(aws))
+    # What a first delivery leaves when its worker is killed right after recording the
+    # occurrence it serves and its action.
+    spec = database_cron_spec(database=database, action="stop")
+    assert spec is not None
+    ManagedDatabase.objects.filter(pk=database.pk).update(
+        last_stop_occurrence=previous_occurrence(spec, timezone.now() + OCCURRENCE_TOLERANCE),
+        desired_state=DesiredState.STOPPED,
+    )
+    action = DatabaseAction.objects.create(
+        database=database,
+        action="stop",
+        origin="schedule",
+        task_id="firing-1",
+        state=ActionState.RUNNING,
+        attempts=1,
+    )
+
+    summary = database_scheduled_run(database_id=database.pk, action="stop", task_id="firing-1")
+
+    assert summary is not None and summary["state"] == "succeeded"
+    action.refresh_from_db()
+    assert (action.state, action.attempts) == (ActionState.SUCCEEDED, 2)
+    assert aws_status(aws, database) == "stopped"
+    # Another firing for the same occurrence is a duplicate and does nothing.
+    again = database_scheduled_run(database_id=database.pk, action="stop", task_id="firing-2")
+    assert again is not None and "duplicate_of" in again
+    assert not DatabaseAction.objects.filter(task_id="firing-2").exists()

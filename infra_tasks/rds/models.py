@@ -8,6 +8,7 @@ at them. `desired_state` is what the last schedule firing or admin action asked 
 
 from __future__ import annotations
 
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 from django_celery_beat.models import PeriodicTask
@@ -23,13 +24,24 @@ class DesiredState(models.TextChoices):
     STOPPED = "stopped", "Stopped"
 
 
+# AWS's rules for DB instance/cluster identifiers, and the shape of a region name; checked
+# here so a typo fails in the form, not in a job at 22:00.
+identifier_validator = RegexValidator(
+    r"^[A-Za-z](?!.*--)[A-Za-z0-9-]{0,62}(?<!-)$",
+    "1-63 letters, digits or hyphens; starts with a letter; no double or trailing hyphen.",
+)
+region_validator = RegexValidator(r"^[a-z]{2}(-[a-z]+)+-\d+$", "An AWS region, e.g. eu-central-1.")
+
+
 class ManagedDatabase(models.Model):
     name = models.CharField(max_length=100, unique=True)
     kind = models.CharField(max_length=16, choices=DatabaseKind.choices)
     identifier = models.CharField(
-        max_length=63, help_text="DBInstanceIdentifier or DBClusterIdentifier."
+        max_length=63,
+        validators=[identifier_validator],
+        help_text="DBInstanceIdentifier or DBClusterIdentifier.",
     )
-    region = models.CharField(max_length=32)
+    region = models.CharField(max_length=32, validators=[region_validator])
     desired_state = models.CharField(
         max_length=16, choices=DesiredState.choices, default=DesiredState.RUNNING
     )

@@ -53,8 +53,6 @@ def test_registering_in_the_admin_creates_its_schedule_in_beat() -> None:
             "stop_days": "*",
             "start_at": "07:00",
             "start_days": "mon-fri",
-            "actions-TOTAL_FORMS": "0",
-            "actions-INITIAL_FORMS": "0",
         },
     )
 
@@ -80,8 +78,6 @@ def test_an_invalid_schedule_is_refused_in_the_form() -> None:
             "stop_at": "22:00",
             "stop_days": "someday",
             "start_days": "*",
-            "actions-TOTAL_FORMS": "0",
-            "actions-INITIAL_FORMS": "0",
         },
     )
 
@@ -187,3 +183,26 @@ def test_broker_down_reports_an_error_and_changes_nothing(
     assert not DatabaseAction.objects.exists()
     database.refresh_from_db()
     assert database.desired_state == "running"
+
+
+def test_a_malformed_identifier_or_region_is_refused_in_the_form() -> None:
+    client = staff("rds.add_manageddatabase")
+
+    response = client.post(
+        reverse("admin:rds_manageddatabase_add"),
+        {
+            "name": "typo",
+            "kind": "instance",
+            "identifier": "orders db",
+            "region": "eu-central",
+            "time_zone": "UTC",
+            "stop_at": "22:00",
+            "stop_days": "*",
+            "start_days": "*",
+        },
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert set(errors) == {"identifier", "region"}
+    assert not ManagedDatabase.objects.exists()

@@ -156,6 +156,8 @@ def test_history_links_open_the_database_actions_and_divergences() -> None:
     client = staff("rds.view_manageddatabase", "rds.view_databaseaction", "rds.view_divergence")
     page = client.get(reverse("admin:rds_manageddatabase_change", args=[database.pk]))
     assert f"?database__id__exact={database.pk}" in page.content.decode()
+    changelist = client.get(reverse(CHANGELIST))
+    assert reverse("dashboard:infrastructure") in changelist.content.decode()
 
     for name in ("admin:rds_databaseaction_changelist", "admin:rds_divergence_changelist"):
         response = client.get(reverse(name), {"database__id__exact": database.pk})

@@ -43,6 +43,7 @@ INSTALLED_APPS = [
     "infra_tasks.terraform",
     "infra_tasks.rds",
     "infra_tasks.releases",
+    "infra_tasks.dashboard",
 ]
 
 MIDDLEWARE = [
@@ -240,3 +241,19 @@ if AWS_STORAGE_BUCKET_NAME:
     }
 # Images with more pixels than this are refused from their header, before decoding.
 MEDIA_MAX_IMAGE_PIXELS = env.int("MEDIA_MAX_IMAGE_PIXELS", default=50_000_000)
+
+# --- Managed databases (RDS schedules) and the infrastructure dashboard ----------------------
+# Enforcement re-checks every managed database this often (it also refreshes the dashboard).
+RDS_ENFORCE_INTERVAL_SECONDS = env.int("RDS_ENFORCE_INTERVAL_SECONDS", default=300)
+# A stop/start that meets a transitional state (backing-up, modifying, ...) looks again this
+# many times, waiting base * 2**n seconds between looks, at most max seconds.
+RDS_RETRY_ATTEMPTS = env.int("RDS_RETRY_ATTEMPTS", default=8)
+RDS_RETRY_BASE_SECONDS = env.float("RDS_RETRY_BASE_SECONDS", default=15.0)
+RDS_RETRY_MAX_SECONDS = env.float("RDS_RETRY_MAX_SECONDS", default=300.0)
+RDS_THROTTLE_ATTEMPTS = env.int("RDS_THROTTLE_ATTEMPTS", default=6)
+# Waiting for the target state: how often to look, and for how long at most.
+RDS_POLL_SECONDS = env.float("RDS_POLL_SECONDS", default=15.0)
+RDS_WAIT_TIMEOUT_SECONDS = env.float("RDS_WAIT_TIMEOUT_SECONDS", default=3600.0)
+# The ECS cluster whose services the dashboard shows; empty shows none.
+ECS_CLUSTER = env.str("ECS_CLUSTER", default="")
+ECS_REFRESH_INTERVAL_SECONDS = env.int("ECS_REFRESH_INTERVAL_SECONDS", default=120)

@@ -7,6 +7,7 @@ from workers.views import healthz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("ops/infrastructure/", include("infra_tasks.dashboard.urls")),
     path("ops/", include("workers.urls")),
     path("healthz/", healthz, name="healthz"),
     path("api/", include("courses.urls")),

@@ -129,6 +129,7 @@ def stack_environment() -> tuple[dict[str, str], dict[str, int]]:
         "SQS_WAIT_TIME_SECONDS": "1",
         "SQS_POLLING_INTERVAL": "0.2",
         "CELERY_MONITOR_URL": "redis://127.0.0.1:6379/15",
+        "ECS_CLUSTER": "opsqueue-dev",
         "PYTHONUNBUFFERED": "1",
     }
     for key, value in defaults.items():

@@ -86,7 +86,7 @@ def job_enqueue(
     kwargs: dict[str, Any] | None = None,
     audit_object: Any = None,
     task_id: str | None = None,
-    **options: Any,
+    queue: str | None = None,
 ) -> str:
     """Queue `task` to be sent once the current transaction commits; return its task id.
 
@@ -96,6 +96,7 @@ def job_enqueue(
     """
     broker_health.ensure_available()
     task_id = task_id or new_task_id()
+    options = {"queue": queue} if queue else {}
     message = _outbound(task, task_id, requester, args, kwargs or {}, options)
     job_record_pending(message, requester=requester)
     if requester.kind == RequesterKind.USER and requester.user_id is not None:

@@ -1,0 +1,67 @@
+"""Writes for the dashboard: the ECS snapshot, refreshed by a worker on a schedule."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+from infra_tasks.dashboard.models import EcsServiceSnapshot
+
+REFRESH_TASK = "infra_tasks.dashboard.tasks.refresh_ecs_services"
+REFRESH_SCHEDULE_NAME = "dashboard: refresh ECS services"
+DESCRIBE_BATCH = 10  # DescribeServices takes at most ten services per call
+
+
+def ecs_client() -> Any:
+    import boto3
+
+    return boto3.client("ecs", region_name=settings.AWS_REGION)
+
+
+def ecs_services_refresh(*, cluster: str | None = None, client: Any = None) -> dict[str, Any]:
+    """Read the cluster's services from ECS and replace the snapshot with what was read."""
+    cluster = settings.ECS_CLUSTER if cluster is None else cluster
+    if not cluster:
+        return {"cluster": None, "services": 0}
+    client = client if client is not None else ecs_client()
+    arns: list[str] = []
+    for page in client.get_paginator("list_services").paginate(cluster=cluster):
+        arns.extend(page["serviceArns"])
+    described: list[dict[str, Any]] = []
+    for i in range(0, len(arns), DESCRIBE_BATCH):
+        response = client.describe_services(cluster=cluster, services=arns[i : i + DESCRIBE_BATCH])
+        # A deleted service is INACTIVE for a while before ECS forgets it: it is gone.
+        described.extend(s for s in response["services"] if s.get("status") != "INACTIVE")
+    now = timezone.now()
+    with transaction.atomic():
+        for service in described:
+            EcsServiceSnapshot.objects.update_or_create(
+                cluster=cluster,
+                service_name=service["serviceName"],
+                defaults={
+                    "status": service.get("status", ""),
+                    "desired_count": service.get("desiredCount", 0),
+                    "running_count": service.get("runningCount", 0),
+                    "pending_count": service.get("pendingCount", 0),
+                    "refreshed_at": now,
+                },
+            )
+        # Services deleted in ECS leave the dashboard too.
+        EcsServiceSnapshot.objects.filter(cluster=cluster).exclude(
+            service_name__in=[s["serviceName"] for s in described]
+        ).delete()
+    return {"cluster": cluster, "services": len(described)}
+
+
+def system_periodic_tasks_ensure() -> None:
+    interval, _ = IntervalSchedule.objects.get_or_create(
+        every=settings.ECS_REFRESH_INTERVAL_SECONDS, period=IntervalSchedule.SECONDS
+    )
+    PeriodicTask.objects.update_or_create(
+        name=REFRESH_SCHEDULE_NAME,
+        defaults={"task": REFRESH_TASK, "interval": interval, "crontab": None},
+    )

@@ -1,0 +1,77 @@
+"""Reads for managed databases: their schedule, effective desired state, next change."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django_celery_beat.models import PeriodicTask
+
+from infra_tasks.rds.models import ActionKind, DesiredState, ManagedDatabase
+from infra_tasks.rds.schedule_times import CronSpec, next_occurrence
+
+STOPPED_STATUSES = frozenset({"stopped", "stopping"})
+
+
+def periodic_task_cron_spec(task: PeriodicTask | None) -> CronSpec | None:
+    """The cron schedule a beat entry fires on; None when disabled or not a crontab."""
+    if task is None or not task.enabled or task.crontab is None:
+        return None
+    crontab = task.crontab
+    return CronSpec(
+        crontab.minute,
+        crontab.hour,
+        crontab.day_of_week,
+        crontab.day_of_month,
+        crontab.month_of_year,
+        str(crontab.timezone),
+    )
+
+
+def database_cron_spec(*, database: ManagedDatabase, action: str) -> CronSpec | None:
+    task = database.stop_task if action == ActionKind.STOP else database.start_task
+    if task is not None:
+        # The row may have been edited in the beat admin since this object was loaded.
+        task = PeriodicTask.objects.select_related("crontab").filter(pk=task.pk).first()
+    return periodic_task_cron_spec(task)
+
+
+def database_effective_desired_state(*, database: ManagedDatabase, now: datetime) -> str:
+    if database.keep_running_until is not None and database.keep_running_until > now:
+        return DesiredState.RUNNING
+    return database.desired_state
+
+
+def database_status_matches(*, desired: str, status: str) -> bool:
+    stopped = status in STOPPED_STATUSES
+    return stopped if desired == DesiredState.STOPPED else not stopped
+
+
+@dataclass(frozen=True)
+class ScheduledChange:
+    action: str
+    at: datetime
+    time_zone: str  # the schedule's, for showing the local time beside UTC
+    skipped_by_override: bool
+
+
+def database_next_change(*, database: ManagedDatabase, now: datetime) -> ScheduledChange | None:
+    """The next schedule firing, stop or start, as the scheduler will fire it."""
+    candidates: list[tuple[datetime, str, str]] = []
+    for kind, task in (
+        (ActionKind.STOP, database.stop_task),
+        (ActionKind.START, database.start_task),
+    ):
+        spec = periodic_task_cron_spec(task)
+        if spec is None:
+            continue
+        at = next_occurrence(spec, now)
+        if at is not None:
+            candidates.append((at, str(kind), spec.time_zone))
+    if not candidates:
+        return None
+    at, action, time_zone = min(candidates)
+    skipped = action == ActionKind.STOP and (
+        database.keep_running_until is not None and database.keep_running_until > at
+    )
+    return ScheduledChange(action=action, at=at, time_zone=time_zone, skipped_by_override=skipped)

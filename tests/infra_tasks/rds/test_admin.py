@@ -1,0 +1,210 @@
+"""The managed-database admin: registration with a schedule, and permission-checked actions
+that each queue a job."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+
+from infra_tasks.rds.models import DatabaseAction, ManagedDatabase
+from tests.infra_tasks.rds.support import register
+from tests.support.broker import drop_broker_connections
+from tests.support.servers import AwsEndpoint
+from workers.devstack import free_port
+from workers.models import Job
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CHANGELIST = "admin:rds_manageddatabase_changelist"
+
+
+def staff(*perms: str) -> Client:
+    user = get_user_model().objects.create_user(f"staff{len(perms)}", is_staff=True)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def test_registering_in_the_admin_creates_its_schedule_in_beat() -> None:
+    client = staff("rds.add_manageddatabase", "rds.view_manageddatabase")
+
+    response = client.post(
+        reverse("admin:rds_manageddatabase_add"),
+        {
+            "name": "reports",
+            "kind": "cluster",
+            "identifier": "reports-aurora",
+            "region": "eu-central-1",
+            "enforce": "on",
+            "time_zone": "Europe/Warsaw",
+            "stop_at": "22:00",
+            "stop_days": "*",
+            "start_at": "07:00",
+            "start_days": "mon-fri",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    database = ManagedDatabase.objects.get(name="reports")
+    assert database.stop_task is not None and database.start_task is not None
+    assert database.start_task.crontab is not None
+    assert database.start_task.crontab.day_of_week == "mon-fri"
+    assert str(database.start_task.crontab.timezone) == "Europe/Warsaw"
+
+
+def test_an_invalid_schedule_is_refused_in_the_form() -> None:
+    client = staff("rds.add_manageddatabase")
+
+    response = client.post(
+        reverse("admin:rds_manageddatabase_add"),
+        {
+            "name": "bad",
+            "kind": "instance",
+            "identifier": "bad",
+            "region": "us-east-1",
+            "time_zone": "UTC",
+            "stop_at": "22:00",
+            "stop_days": "someday",
+            "start_days": "*",
+        },
+    )
+
+    assert response.status_code == 200
+    assert "Not a valid schedule" in response.content.decode()
+    assert not ManagedDatabase.objects.exists()
+    assert not PeriodicTask.objects.filter(name__startswith="rds: nightly").exists()
+
+
+def test_change_form_shows_the_schedule_as_beat_has_it() -> None:
+    database = register("shown")
+    client = staff("rds.view_manageddatabase")
+
+    page = client.get(reverse("admin:rds_manageddatabase_change", args=[database.pk]))
+
+    assert page.status_code == 200
+    assert page.context["adminform"].form.initial["stop_at"].hour == 22
+    assert page.context["adminform"].form.initial["time_zone"] == "Europe/Warsaw"
+
+
+def test_actions_need_the_operate_permission(sqs_queues: AwsEndpoint) -> None:
+    database = register("guarded")
+    viewer = staff("rds.view_manageddatabase", "rds.change_manageddatabase")
+
+    viewer.post(reverse(CHANGELIST), {"action": "stop_now", "_selected_action": [database.pk]})
+
+    assert not DatabaseAction.objects.exists()
+
+
+def test_stop_now_queues_a_job_requested_by_the_user(sqs_queues: AwsEndpoint) -> None:
+    database = register("stopme")
+    operator = staff("rds.view_manageddatabase", "rds.operate_manageddatabase")
+
+    response = operator.post(
+        reverse(CHANGELIST), {"action": "stop_now", "_selected_action": [database.pk]}
+    )
+
+    assert response.status_code == 302
+    action = DatabaseAction.objects.get(database=database)
+    assert action.action == "stop" and action.origin == "user: staff2"
+    assert Job.objects.get(task_id=action.task_id).requested_by is not None
+
+
+def test_keep_running_until_asks_for_a_time_then_queues_a_start(sqs_queues: AwsEndpoint) -> None:
+    database = register("late-night")
+    operator = staff("rds.view_manageddatabase", "rds.operate_manageddatabase")
+    data = {"action": "keep_running_until", "_selected_action": [database.pk]}
+
+    form_page = operator.post(reverse(CHANGELIST), data)
+    assert form_page.status_code == 200
+    assert "Keep running" in form_page.content.decode()
+
+    until = timezone.localtime(timezone.now() + timedelta(days=1)).replace(second=0, microsecond=0)
+    done = operator.post(
+        reverse(CHANGELIST), {**data, "apply": "1", "until": until.strftime("%Y-%m-%dT%H:%M")}
+    )
+
+    assert done.status_code == 302
+    database.refresh_from_db()
+    assert database.keep_running_until == until
+    assert DatabaseAction.objects.get(database=database).action == "start"
+
+
+def test_non_staff_cannot_reach_the_admin() -> None:
+    user = get_user_model().objects.create_user("outsider")
+    client = Client()
+    client.force_login(user)
+
+    response = client.get(reverse(CHANGELIST))
+
+    assert response.status_code == 302 and "/login/" in response["Location"]
+
+
+def test_history_links_open_the_database_actions_and_divergences() -> None:
+    database = register("linked")
+    client = staff("rds.view_manageddatabase", "rds.view_databaseaction", "rds.view_divergence")
+    page = client.get(reverse("admin:rds_manageddatabase_change", args=[database.pk]))
+    assert f"?database__id__exact={database.pk}" in page.content.decode()
+    changelist = client.get(reverse(CHANGELIST))
+    assert reverse("dashboard:infrastructure") in changelist.content.decode()
+
+    for name in ("admin:rds_databaseaction_changelist", "admin:rds_divergence_changelist"):
+        response = client.get(reverse(name), {"database__id__exact": database.pk})
+        assert response.status_code == 200
+
+
+def test_broker_down_reports_an_error_and_changes_nothing(
+    sqs_queues: AwsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    database = register("unqueued")
+    operator = staff("rds.view_manageddatabase", "rds.operate_manageddatabase")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", f"http://127.0.0.1:{free_port()}")
+    drop_broker_connections()
+    try:
+        response = operator.post(
+            reverse(CHANGELIST),
+            {"action": "stop_now", "_selected_action": [database.pk]},
+            follow=True,
+        )
+    finally:
+        monkeypatch.undo()
+        drop_broker_connections()
+
+    assert "unreachable" in response.content.decode()
+    assert not DatabaseAction.objects.exists()
+    database.refresh_from_db()
+    assert database.desired_state == "running"
+
+
+def test_a_malformed_identifier_or_region_is_refused_in_the_form() -> None:
+    client = staff("rds.add_manageddatabase")
+
+    response = client.post(
+        reverse("admin:rds_manageddatabase_add"),
+        {
+            "name": "typo",
+            "kind": "instance",
+            "identifier": "orders db",
+            "region": "eu-central",
+            "time_zone": "UTC",
+            "stop_at": "22:00",
+            "stop_days": "*",
+            "start_days": "*",
+        },
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert set(errors) == {"identifier", "region"}
+    assert not ManagedDatabase.objects.exists()

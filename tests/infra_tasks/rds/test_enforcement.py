@@ -1,0 +1,124 @@
+"""Enforcement: a database that came back on its own is stopped again, the divergence is
+recorded, and staff hear about it when it is still off after a retry."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core import mail
+from django.db import transaction
+from django_celery_results.models import TaskResult
+
+from infra_tasks.rds.models import ActionState, DatabaseAction, DesiredState, Divergence
+from infra_tasks.rds.services import (
+    ENFORCE_SCHEDULE_NAME,
+    database_action_request,
+    databases_enforce,
+)
+from infra_tasks.rds.tasks import enforce_schedules
+from tests.infra_tasks.rds.support import aws_status, finished, new_instance, register
+from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
+from workers.enqueue import Requester, job_enqueue
+from workers.selectors import job_log_since
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def enforcement_pass() -> dict:
+    with transaction.atomic():
+        task_id = job_enqueue(
+            enforce_schedules, requester=Requester.schedule(ENFORCE_SCHEDULE_NAME)
+        )
+
+    def succeeded() -> bool:
+        return TaskResult.objects.filter(task_id=task_id, status="SUCCESS").exists()
+
+    wait_until(succeeded, timeout=60, message="the enforcement pass")
+    report = json.loads(TaskResult.objects.get(task_id=task_id).result)
+    report["task_id"] = task_id
+    return report
+
+
+def test_database_started_out_of_band_is_stopped_again_and_the_divergence_recorded(
+    aws: AwsEndpoint, worker: WorkerProcess
+) -> None:
+    database = register(new_instance(aws))
+    finished(
+        database_action_request(database=database, action="stop", requester=Requester.cli("t"))
+    )
+    # AWS's automatic restart after seven days, or someone in the console.
+    aws.client("rds").start_db_instance(DBInstanceIdentifier=database.identifier)
+
+    report = enforcement_pass()
+
+    assert report["diverged"] == [database.name]
+    divergence = Divergence.objects.get(database=database)
+    assert (divergence.desired_state, divergence.observed_status) == (
+        DesiredState.STOPPED,
+        "available",
+    )
+    corrective = DatabaseAction.objects.get(task_id=divergence.corrective_task_id)
+    assert corrective.origin == "system: rds enforcement"
+    finished(corrective)
+    assert corrective.state == ActionState.SUCCEEDED
+    assert aws_status(aws, database) == "stopped"
+    assert (
+        f"{database.name}: available, should be stopped: diverged; putting it back"
+        in job_log_since(task_id=report["task_id"]).lines
+    )
+
+    report = enforcement_pass()
+
+    assert report["diverged"] == []
+    divergence.refresh_from_db()
+    assert divergence.resolved_at is not None
+    assert divergence.notified_at is None
+    assert not mail.outbox
+
+
+def test_database_in_step_is_left_alone(aws: AwsEndpoint, worker: WorkerProcess) -> None:
+    database = register(new_instance(aws))  # desired running, and running
+
+    report = enforcement_pass()
+
+    assert report == {**report, "checked": 1, "diverged": [], "errors": []}
+    assert not Divergence.objects.exists()
+    assert not DatabaseAction.objects.exists()
+    database.refresh_from_db()
+    assert database.status == "available" and database.status_checked_at is not None
+
+
+def test_staff_are_emailed_once_when_still_off_schedule_after_a_retry(
+    aws: AwsEndpoint, sqs_queues: AwsEndpoint
+) -> None:
+    get_user_model().objects.create_user("oncall", email="oncall@example.com", is_staff=True)
+    get_user_model().objects.create_user("customer", email="c@example.com", is_staff=False)
+    # A read replica cannot be stopped: putting it back fails every time.
+    database = register(new_instance(aws, replica_of=new_instance(aws)))
+    type(database).objects.filter(pk=database.pk).update(desired_state=DesiredState.STOPPED)
+    # Run in this process; the corrective stop jobs fail wherever a worker takes them.
+
+    first = databases_enforce(task_id="enforce-1")
+    assert first["diverged"] == [database.name] and first["notified"] == []
+    assert not mail.outbox
+    # A corrective job is queued only while none is outstanding.
+    DatabaseAction.objects.filter(database=database).update(
+        state=ActionState.FAILED, message="AWS refused"
+    )
+
+    second = databases_enforce(task_id="enforce-2")
+    third = databases_enforce(task_id="enforce-3")
+
+    assert second["notified"] == [database.name]
+    assert third["notified"] == []
+    assert len(mail.outbox) == 1
+    message = mail.outbox[0]
+    assert message.to == ["oncall@example.com"]
+    assert message.subject == f"[opsqueue] {database.name} is available, should be stopped"
+    divergence = Divergence.objects.get(database=database)
+    assert divergence.checks == 3 and divergence.notified_at is not None
+    assert set(
+        DatabaseAction.objects.filter(database=database).values_list("origin", "action")
+    ) == {("system: rds enforcement", "stop")}

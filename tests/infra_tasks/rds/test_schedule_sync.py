@@ -1,0 +1,117 @@
+"""A managed database's schedule is two django-celery-beat rows kept in step by the service."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from infra_tasks.rds.models import ManagedDatabase
+from infra_tasks.rds.selectors import database_next_change
+from infra_tasks.rds.services import (
+    ENFORCE_SCHEDULE_NAME,
+    DatabaseSchedule,
+    managed_database_delete,
+    managed_database_save,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def make(schedule: DatabaseSchedule, name: str = "orders") -> ManagedDatabase:
+    return managed_database_save(
+        database=ManagedDatabase(
+            name=name, kind="instance", identifier=name, region="eu-central-1"
+        ),
+        schedule=schedule,
+    )
+
+
+def test_registering_creates_the_nightly_stop_and_morning_start_in_beat() -> None:
+    database = make(DatabaseSchedule(time_zone="Europe/Warsaw"))
+
+    stop = PeriodicTask.objects.get(pk=database.stop_task_id)
+    start = PeriodicTask.objects.get(pk=database.start_task_id)
+    assert stop.name == "rds: nightly stop of orders" and stop.enabled
+    assert stop.task == "infra_tasks.rds.tasks.run_scheduled_action"
+    assert json.loads(stop.args) == [database.pk, "stop"]
+    assert json.loads(start.args) == [database.pk, "start"]
+    assert stop.crontab is not None and start.crontab is not None
+    assert (stop.crontab.hour, stop.crontab.minute, stop.crontab.day_of_week) == ("22", "0", "*")
+    assert (start.crontab.hour, start.crontab.minute, start.crontab.day_of_week) == (
+        "7",
+        "0",
+        "1-5",
+    )
+    assert str(stop.crontab.timezone) == "Europe/Warsaw"
+
+
+def test_changing_the_schedule_updates_the_same_beat_rows_and_removes_a_dropped_start() -> None:
+    database = make(DatabaseSchedule(time_zone="Europe/Warsaw"))
+    stop_pk, start_pk = database.stop_task_id, database.start_task_id
+
+    database = managed_database_save(
+        database=database,
+        schedule=DatabaseSchedule(
+            time_zone="America/New_York", stop_at=time(23, 30), start_at=None
+        ),
+    )
+
+    assert database.stop_task_id == stop_pk
+    assert database.start_task is None
+    assert not PeriodicTask.objects.filter(pk=start_pk).exists()
+    crontab = PeriodicTask.objects.get(pk=stop_pk).crontab
+    assert crontab is not None
+    assert (crontab.hour, crontab.minute, str(crontab.timezone)) == ("23", "30", "America/New_York")
+
+
+def test_next_change_follows_an_edit_made_in_the_beat_admin() -> None:
+    database = make(DatabaseSchedule(time_zone="UTC", start_at=None))
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    change = database_next_change(database=database, now=now)
+    assert change is not None and (change.action, change.at) == (
+        "stop",
+        datetime(2026, 6, 1, 22, 0, tzinfo=UTC),
+    )
+
+    # Someone moves the stop to 20:15 in the beat admin.
+    crontab, _ = CrontabSchedule.objects.get_or_create(minute="15", hour="20", timezone="UTC")
+    PeriodicTask.objects.filter(pk=database.stop_task_id).update(crontab=crontab)
+    database.refresh_from_db()
+
+    change = database_next_change(database=database, now=now)
+    assert change is not None and change.at == datetime(2026, 6, 1, 20, 15, tzinfo=UTC)
+
+    PeriodicTask.objects.filter(pk=database.stop_task_id).update(enabled=False)
+    database.refresh_from_db()
+    assert database_next_change(database=database, now=now) is None
+
+
+def test_next_change_says_when_keep_running_skips_the_stop() -> None:
+    database = make(DatabaseSchedule(time_zone="UTC", start_at=None))
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    database.keep_running_until = now + timedelta(days=1)
+
+    change = database_next_change(database=database, now=now)
+
+    assert change is not None and change.skipped_by_override
+
+
+def test_deleting_a_database_removes_its_schedule() -> None:
+    database = make(DatabaseSchedule(time_zone="UTC"))
+    pks = [database.stop_task_id, database.start_task_id]
+
+    managed_database_delete(database=database)
+
+    assert not PeriodicTask.objects.filter(pk__in=pks).exists()
+
+
+def test_the_enforcement_pass_is_scheduled_out_of_the_box() -> None:
+    task = PeriodicTask.objects.get(name=ENFORCE_SCHEDULE_NAME)
+    assert task.task == "infra_tasks.rds.tasks.enforce_schedules"
+    assert task.interval is not None and task.interval.every == 300
+    assert PeriodicTask.objects.filter(
+        task="infra_tasks.dashboard.tasks.refresh_ecs_services"
+    ).exists()

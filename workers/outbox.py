@@ -21,13 +21,15 @@ import os
 import queue
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from celery import Task
+from celery import Task, states
 from django.db import close_old_connections, connection
 from django.utils import timezone
+from django_celery_results.models import TaskResult
 from kombu.exceptions import KombuError, OperationalError
 
 from workers.broker import broker_probe
@@ -178,8 +180,24 @@ class Relay:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 continue
+            except Exception:
+                # Not the broker: the message itself cannot be sent (e.g. an argument that
+                # does not serialize). Retrying cannot help, and the relay must live on.
+                logger.exception("job %s [%s] cannot be sent", job.task.name, job.task_id)
+                self._mark_unsendable(job.task_id, traceback.format_exc())
+                return
             self.health.confirm()
             return
+
+    @staticmethod
+    def _mark_unsendable(task_id: str, trace: str) -> None:
+        try:
+            close_old_connections()
+            TaskResult.objects.filter(task_id=task_id, status=states.PENDING).update(
+                status=states.FAILURE, traceback=trace, date_done=timezone.now()
+            )
+        except Exception:
+            logger.exception("could not record that job %s cannot be sent", task_id)
 
     @staticmethod
     def _mark_sent(task_ids: list[str], *, idle: bool) -> None:

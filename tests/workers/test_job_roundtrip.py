@@ -223,3 +223,14 @@ def _start_diagnostic_on(prefix: str, **kwargs: object) -> DiagnosticRun:
     finally:
         app.conf.broker_transport_options = saved
         drop_broker_connections()
+
+
+def test_arguments_that_are_not_json_are_refused_at_enqueue_and_nothing_is_recorded(
+    sqs_queues: AwsEndpoint,
+) -> None:
+    from workers.enqueue import job_enqueue
+    from workers.tasks import run_diagnostic
+
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        job_enqueue(run_diagnostic, requester=Requester.cli("test"), args=[object()])
+    assert not Job.objects.exists() and not TaskResult.objects.exists()

@@ -236,3 +236,15 @@ if AWS_STORAGE_BUCKET_NAME:
     }
 # Images with more pixels than this are refused from their header, before decoding.
 MEDIA_MAX_IMAGE_PIXELS = env.int("MEDIA_MAX_IMAGE_PIXELS", default=50_000_000)
+
+# --- Release migrations (infra_tasks.releases) -----------------------------------------------
+# How long a release waits for another release's migration lock before failing.
+RELEASE_LOCK_WAIT_SECONDS = env.float("RELEASE_LOCK_WAIT_SECONDS", default=300)
+# PostgreSQL lock_timeout / statement_timeout on the migrating connection (PostgreSQL units):
+# a migration blocked on a table lock fails after this instead of stalling every query behind it.
+RELEASE_DB_LOCK_TIMEOUT = env.str("RELEASE_DB_LOCK_TIMEOUT", default="5s")
+RELEASE_DB_STATEMENT_TIMEOUT = env.str("RELEASE_DB_STATEMENT_TIMEOUT", default="15min")
+
+# Tests only: extra apps to install (the release tests' probe app, whose migrations they
+# roll back and release again). Set by tests/environment.py; empty everywhere else.
+INSTALLED_APPS += env.list("OPSQUEUE_EXTRA_APPS", default=[])

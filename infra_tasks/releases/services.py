@@ -272,10 +272,14 @@ def release_record_outcome(*, release_id: int, outcome: Outcome) -> Release:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _run_locked(connection: BaseDatabaseWrapper, *, log: LogLines, release: Release) -> Outcome:
+def _run_locked(connection: BaseDatabaseWrapper, *, log: JobLogWriter, release: Release) -> Outcome:
+    def on_wait(message: str) -> None:
+        log.line(message)
+        log.flush()  # the waiter's log says so now, not once the wait is over
+
     try:
         with migration_lock(
-            connection, wait_seconds=settings.RELEASE_LOCK_WAIT_SECONDS, on_wait=log.line
+            connection, wait_seconds=settings.RELEASE_LOCK_WAIT_SECONDS, on_wait=on_wait
         ):
             return migrations_run(
                 connection,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import psycopg
 import pytest
 from django.db import connection
 
@@ -14,16 +13,9 @@ from infra_tasks.releases.locking import (
     _file_lock,
     migration_lock,
 )
+from tests.infra_tasks.releases.support import other_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def other_session() -> psycopg.Connection:
-    db = connection.settings_dict
-    return psycopg.connect(
-        host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"],
-        autocommit=True,
-    )  # fmt: skip
 
 
 def test_second_holder_waits_up_to_the_bound_then_fails_naming_the_holder() -> None:

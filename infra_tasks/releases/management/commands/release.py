@@ -18,6 +18,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_celery_results.models import TaskResult
 
+from infra_tasks.releases.locking import MigrationLockTimeout
 from infra_tasks.releases.models import Release, ReleaseState
 from infra_tasks.releases.selectors import migration_plan_pending, plan_touches_records
 from infra_tasks.releases.services import (
@@ -78,8 +79,8 @@ class Command(BaseCommand):
                 self._run_here(release_version, allow_unsafe=allow_unsafe)
             else:
                 self._queue(release_version, allow_unsafe=allow_unsafe, wait=wait, timeout=timeout)
-        except ReleaseRefused as exc:
-            raise CommandError(str(exc)) from exc
+        except (ReleaseRefused, MigrationLockTimeout) as exc:
+            raise CommandError(f"release {release_version}: {exc}") from exc
 
     def _queue(
         self, version: str, *, allow_unsafe: bool, wait: bool, timeout: float | None

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from django.db import migrations, models
+from django.db.migrations.operations.base import Operation
 
-from infra_tasks.releases.compat import backward_incompatible
+from infra_tasks.releases.compat import FieldBefore, backward_incompatible
 
 
 def nullable(model_name: str, field_name: str) -> models.Field:
@@ -15,7 +16,7 @@ def not_null(model_name: str, field_name: str) -> models.Field:
     return models.CharField(max_length=10)
 
 
-def flagged(*ops: object, field_before=nullable) -> list[str]:
+def flagged(*ops: Operation, field_before: FieldBefore = nullable) -> list[str]:
     return [f.operation for f in backward_incompatible("app.0002", ops, field_before=field_before)]
 
 

@@ -147,9 +147,9 @@ def test_failing_migration_fails_the_release_with_its_error_and_wait_exits_non_z
 
     # Fixed, the same release runs again: a new attempt; the failed one's job stays listed.
     Switch.objects.filter(name="fail").delete()
-    out = release("--version", "broken-1", "--wait", "--timeout", "120")
+    again = release("--version", "broken-1", "--wait", "--timeout", "120")
     record.refresh_from_db()
-    assert f"release broken-1: queued again as job {record.task_id}" in out
+    assert f"release broken-1: queued again as job {record.task_id}" in again
     assert record.previous_task_ids == [result.task_id]
     assert (record.state, record.attempts, record.error) == (ReleaseState.SUCCEEDED, 2, "")
     assert record.plan == plan_of("0005_fail")

@@ -6,6 +6,7 @@ import psycopg
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.recorder import MigrationRecorder
+from django_celery_results.models import TaskResult
 
 from infra_tasks.releases.models import FINISHED_STATES, Release
 from tests.support.servers import wait_until
@@ -60,3 +61,13 @@ def other_session(*, autocommit: bool = True) -> psycopg.Connection:
         dbname=db["NAME"],
         autocommit=autocommit,
     )
+
+
+def job_status(task_id: str, expected: str) -> str:
+    """Wait for the job to reach `expected`: the release is recorded before its task returns."""
+
+    def status() -> str | None:
+        return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first()
+
+    wait_until(lambda: status() == expected, timeout=30, message=f"job {task_id} {expected}")
+    return expected

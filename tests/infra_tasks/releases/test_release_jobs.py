@@ -19,6 +19,7 @@ from tests.infra_tasks.releases.probe.models import Switch
 from tests.infra_tasks.releases.support import (
     PROBE,
     PROBE_MIGRATIONS,
+    job_status,
     log_of,
     other_session,
     plan_of,
@@ -65,8 +66,8 @@ def test_release_records_its_plan_applies_it_once_and_the_same_version_is_then_a
     assert record.started_at is not None and record.finished_at is not None
     assert record.started_at <= record.finished_at
     assert Job.objects.get(task_id=record.task_id).queue == "release"
+    job_status(record.task_id, "SUCCESS")
     result = TaskResult.objects.get(task_id=record.task_id)
-    assert result.status == "SUCCESS"
     assert result.worker == worker.hostname
     assert json.loads(result.result)["applied"] == 3
     assert probe_applied() == PROBE_MIGRATIONS
@@ -140,8 +141,8 @@ def test_failing_migration_fails_the_release_with_its_error_and_wait_exits_non_z
     assert f"!! {error}" in out.getvalue()
     record = Release.objects.get(version="broken-1")
     assert (record.state, record.error, record.applied) == (ReleaseState.FAILED, error, 2)
+    job_status(record.task_id, "FAILURE")
     result = TaskResult.objects.get(task_id=record.task_id)
-    assert result.status == "FAILURE"
     assert "ReleaseFailed: release broken-1 failed" in result.traceback
     assert probe_applied() == PROBE_MIGRATIONS[:4]
 
@@ -171,7 +172,7 @@ def test_migration_blocked_by_a_table_lock_fails_on_lock_timeout_instead_of_hang
     assert f"RELEASE_DB_LOCK_TIMEOUT ({settings.RELEASE_DB_LOCK_TIMEOUT})" in record.error
     assert "(0 of 3 applied before it)" in record.error
     assert probe_applied() == PROBE_MIGRATIONS[:2]
-    assert TaskResult.objects.get(task_id=record.task_id).status == "FAILURE"
+    job_status(record.task_id, "FAILURE")
 
 
 def test_backward_incompatible_migration_is_refused_unless_allowed_for_that_release() -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import re
 import socket
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -37,11 +36,13 @@ from infra_tasks.releases.selectors import (
     migration_plan_pending,
     plan_touches_records,
 )
-from workers.enqueue import Requester, job_enqueue, job_record_pending
+from workers.enqueue import Requester, job_enqueue, job_record_pending, new_task_id
 from workers.joblog import JobLogWriter
-from workers.models import RequesterKind
+from workers.models import Job, RequesterKind
+from workers.outbox import OutboundJob
 
-TASK_NAME = "infra_tasks.releases.tasks.release_migrate"
+# The Job queue of a release run by `release --run-here` in the calling process.
+IN_PROCESS_QUEUE = "in-process"
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:+/@-]{0,99}")
 # PostgreSQL SQLSTATEs worth explaining in words.
 LOCK_NOT_AVAILABLE = "55P03"
@@ -110,24 +111,18 @@ def release_start(
             return ReleaseStart(release, StartStatus.ALREADY_SUCCEEDED)
         if release.state != ReleaseState.FAILED:
             return ReleaseStart(release, StartStatus.IN_PROGRESS)
-    before = _snapshot(release)
-    if not created:
         _reset_for_retry(release, requester=requester, allow_unsafe=allow_unsafe)
-
-    def undo() -> None:
-        if created:
-            Release.objects.filter(pk=release.pk).delete()
-        else:
-            Release.objects.filter(pk=release.pk).update(**before)
-
-    release.task_id = job_enqueue(
+    # If the broker is down job_enqueue raises here and this transaction, the new release
+    # or its reset included, rolls back.
+    release.task_id = new_task_id()
+    release.save()
+    job_enqueue(
         release_migrate,
         requester=requester,
         args=[release.pk],
-        on_broker_error=undo,
         audit_object=release,
+        task_id=release.task_id,
     )
-    release.save()
     return ReleaseStart(release, StartStatus.QUEUED if created else StartStatus.RETRIED)
 
 
@@ -378,20 +373,24 @@ def _bootstrap_here(
 
 def _record_job_here(release: Release, *, requester: Requester, started_at: Any = None) -> str:
     """The Job and TaskResult a worker run would have, for a run in this process."""
-    task_id = str(uuid.uuid4())
+    task_id = new_task_id()
     release.task_id = task_id
     release.state = ReleaseState.RUNNING
     release.attempts += 1
     release.started_at = started_at or timezone.now()
     release.save()
-    job_record_pending(
+    from infra_tasks.releases.tasks import release_migrate
+
+    message = OutboundJob(
+        task=release_migrate,
         task_id=task_id,
-        task_name=TASK_NAME,
-        queue="in-process",
-        requester=requester,
         args=[release.pk],
         kwargs={},
+        options={"queue": IN_PROCESS_QUEUE},
     )
+    job_record_pending(message, requester=requester)
+    # Never to be sent: marking it so keeps the unsent-job sweeper from publishing it.
+    Job.objects.filter(task_id=task_id).update(sent_at=timezone.now())
     TaskResult.objects.filter(task_id=task_id).update(
         status=states.STARTED,
         date_started=release.started_at,
@@ -454,14 +453,6 @@ def _fail_if_job_died(release: Release) -> None:
         release.summary = "the job died"
         release.finished_at = timezone.now()
         release.save(update_fields=["state", "error", "summary", "finished_at"])
-
-
-def _snapshot(release: Release) -> dict[str, Any]:
-    return {
-        f.attname: getattr(release, f.attname)
-        for f in Release._meta.concrete_fields
-        if not f.primary_key
-    }
 
 
 def _task_result(release: Release) -> dict[str, Any]:

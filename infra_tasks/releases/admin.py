@@ -180,7 +180,7 @@ class ReleaseAdmin(admin.ModelAdmin):
                 requester=Requester.for_user(request.user),
                 allow_unsafe=allow_unsafe,
             )
-        except BrokerUnavailable as exc:
+        except (BrokerUnavailable, ReleaseRefused) as exc:
             self.message_user(request, str(exc), level=messages.ERROR)
             return redirect("admin:releases_release_changelist")
         release = started.release

@@ -102,6 +102,12 @@ def release_start(
     from infra_tasks.releases.tasks import release_migrate
 
     version_validate(version)
+    if plan_touches_records(migration_plan_pending()):
+        raise ReleaseRefused(
+            "this database cannot hold release records yet: migrations of the release, job or "
+            "result tables are pending, and a queued job records itself in them. Bootstrap it "
+            f"with `manage.py release --version {version} --run-here`."
+        )
     release, created = Release.objects.select_for_update().get_or_create(
         version=version, defaults=_requested_by(requester, allow_unsafe=allow_unsafe)
     )

@@ -20,7 +20,6 @@ from django_celery_results.models import TaskResult
 
 from infra_tasks.releases.locking import MigrationLockTimeout
 from infra_tasks.releases.models import Release, ReleaseState
-from infra_tasks.releases.selectors import migration_plan_pending, plan_touches_records
 from infra_tasks.releases.services import (
     ReleaseRefused,
     StartStatus,
@@ -85,12 +84,6 @@ class Command(BaseCommand):
     def _queue(
         self, version: str, *, allow_unsafe: bool, wait: bool, timeout: float | None
     ) -> None:
-        if plan_touches_records(migration_plan_pending()):
-            raise CommandError(
-                "this database cannot hold release records yet: migrations of the release, job "
-                "or result tables are pending. Bootstrap it with "
-                f"`manage.py release --version {version} --run-here`."
-            )
         try:
             started = release_start(
                 version=version,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -12,7 +11,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.db.models import Field
 
-from infra_tasks.releases.compat import Finding, backward_incompatible
+from infra_tasks.releases.compat import FieldBefore, Finding, backward_incompatible
 from infra_tasks.releases.models import Release
 
 
@@ -63,17 +62,24 @@ def migration_plan_findings(
         if step.backwards or step.app not in apps_in_use:
             continue
         key = (step.app, step.name)
-        migration = loader.graph.nodes[key]
-
-        def field_before(model_name: str, field_name: str, key: Any = key) -> Field | None:
-            state = loader.project_state(key, at_end=False)
-            model = state.models.get((key[0], model_name.lower()))
-            return model.fields.get(field_name) if model else None
-
         findings += backward_incompatible(
-            step.label, migration.operations, field_before=field_before
+            step.label,
+            loader.graph.nodes[key].operations,
+            field_before=fields_before(loader, key),
         )
     return findings
+
+
+def fields_before(loader: MigrationLoader, key: tuple[str, str]) -> FieldBefore:
+    """Look up a field as it was just before migration `key` (the state is built on demand:
+    only AlterField needs it, and building it replays the app's whole history)."""
+
+    def field_before(model_name: str, field_name: str) -> Field | None:
+        state = loader.project_state(key, at_end=False)
+        model = state.models.get((key[0], model_name.lower()))
+        return model.fields.get(field_name) if model else None
+
+    return field_before
 
 
 def migration_graph_fingerprint() -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from django.db import migrations, models
+from django.db.migrations.loader import MigrationLoader
 from django.db.migrations.operations.base import Operation
 
 from infra_tasks.releases.compat import FieldBefore, backward_incompatible
+from infra_tasks.releases.selectors import fields_before
 
 
 def nullable(model_name: str, field_name: str) -> models.Field:
@@ -85,3 +87,14 @@ def test_opaque_operations_are_not_judged() -> None:
         )
         == []
     )
+
+
+def test_field_before_a_migration_is_read_from_the_state_just_before_it() -> None:
+    # auth.0002 widens Permission.name from 50 to 255 characters.
+    loader = MigrationLoader(None, ignore_no_migrations=True)
+    before = fields_before(loader, ("auth", "0002_alter_permission_name_max_length"))
+    after = fields_before(loader, ("auth", "0003_alter_user_email_max_length"))
+    assert before("Permission", "name").max_length == 50  # type: ignore[union-attr]
+    assert after("permission", "name").max_length == 255  # type: ignore[union-attr]
+    assert before("permission", "no_such_field") is None
+    assert before("NoSuchModel", "name") is None

@@ -119,6 +119,11 @@ class Command(BaseCommand):
             # State first, log second: the log is complete before the state turns final.
             release.refresh_from_db()
             since = self._drain(task_id, since)
+            if release.task_id != task_id:
+                # It failed and someone asked for it again meanwhile: follow the new attempt.
+                task_id, since = release.task_id, 0
+                self.stdout.write(f"release {release.version}: started again as job {task_id}")
+                continue
             if release.finished:
                 break
             status = TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True)

@@ -257,3 +257,15 @@ RDS_WAIT_TIMEOUT_SECONDS = env.float("RDS_WAIT_TIMEOUT_SECONDS", default=3600.0)
 # The ECS cluster whose services the dashboard shows; empty shows none.
 ECS_CLUSTER = env.str("ECS_CLUSTER", default="")
 ECS_REFRESH_INTERVAL_SECONDS = env.int("ECS_REFRESH_INTERVAL_SECONDS", default=120)
+
+# --- Release migrations (infra_tasks.releases) -----------------------------------------------
+# How long a release waits for another release's migration lock before failing.
+RELEASE_LOCK_WAIT_SECONDS = env.float("RELEASE_LOCK_WAIT_SECONDS", default=300)
+# PostgreSQL lock_timeout / statement_timeout on the migrating connection (PostgreSQL units):
+# a migration blocked on a table lock fails after this instead of stalling every query behind it.
+RELEASE_DB_LOCK_TIMEOUT = env.str("RELEASE_DB_LOCK_TIMEOUT", default="5s")
+RELEASE_DB_STATEMENT_TIMEOUT = env.str("RELEASE_DB_STATEMENT_TIMEOUT", default="15min")
+
+# Tests only: extra apps to install (the release tests' probe app, whose migrations they
+# roll back and release again). Set by tests/environment.py; empty everywhere else.
+INSTALLED_APPS += env.list("OPSQUEUE_EXTRA_APPS", default=[])

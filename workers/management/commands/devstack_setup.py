@@ -25,7 +25,21 @@ class Command(BaseCommand):
         parser.add_argument("--password", required=True)
 
     def handle(self, *args: Any, username: str, password: str, **options: Any) -> None:
-        call_command("migrate", interactive=False, verbosity=1)
+        # Migrations go through the release path like any deploy's, so the admin shows the dev
+        # stack's releases. In-process (--run-here) because this runs before any worker starts
+        # and, on a fresh database, before the tables a queued job records itself in exist; it
+        # takes the same migration lock and writes the same records. The version names the
+        # migrations on disk, so a restart with nothing new is a recorded no-op and a pulled
+        # migration makes a new release. Unsafe operations are allowed: no old code runs here.
+        from infra_tasks.releases.selectors import migration_graph_fingerprint
+
+        call_command(
+            "release",
+            release_version=f"dev-{migration_graph_fingerprint()}",
+            run_here=True,
+            allow_unsafe=True,
+            stdout=self.stdout,
+        )
         user, _ = get_user_model().objects.get_or_create(username=username)
         user.is_staff = True
         user.is_superuser = True

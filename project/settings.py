@@ -206,3 +206,12 @@ CELERY_TASK_SEND_SENT_EVENT = False
 # --- Job logs ------------------------------------------------------------------------------
 JOB_LOG_FLUSH_LINES = env.int("JOB_LOG_FLUSH_LINES", default=200)
 JOB_LOG_FLUSH_SECONDS = env.float("JOB_LOG_FLUSH_SECONDS", default=0.25)
+
+# --- Monitoring (workers/monitoring.py, workers/flower.py, the operations page) ------------
+# Redis for worker events and remote control (Flower, `celery inspect`); tasks stay on SQS.
+# Empty: workers send no events and answer no remote control.
+CELERY_MONITOR_URL = env.str("CELERY_MONITOR_URL", default="")
+CELERY_WORKER_CONSUMER = "workers.monitoring:MonitoredConsumer"
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=15.0)
+# The channel exists to carry events: task events are on whenever it is configured.
+CELERY_WORKER_SEND_TASK_EVENTS = bool(CELERY_MONITOR_URL)

@@ -122,6 +122,7 @@ class QueueDepth(models.Model):
     visible = models.PositiveIntegerField(default=0)
     in_flight = models.PositiveIntegerField(default=0)
     delayed = models.PositiveIntegerField(default=0)
+    dead_letters = models.PositiveIntegerField(default=0)
     # Why the last sample failed (queue missing, AWS unreachable); empty when it worked.
     error = models.CharField(max_length=500, blank=True)
     sampled_at = models.DateTimeField()

@@ -235,7 +235,7 @@ class LoopNode(Node):
     """A mailbox node whose commands run on the worker's event loop, not the mailbox thread."""
 
     def handle(self, method: str, arguments: dict[str, Any] | None = None) -> Any:
-        consumer = self.state.consumer
+        consumer: Consumer = self.state["consumer"]  # type: ignore[index]
         outcome: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
         def run() -> None:

@@ -28,6 +28,7 @@ from workers.monitoring import monitor_url, redacted_url
 from workers.permissions import staff_permission_required
 
 STATES = ("PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
+FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
 # A queue sample older than this is shown as stale (the periodic task runs every minute).
 QUEUE_SAMPLE_STALE_AFTER = timedelta(minutes=5)
 # A worker counts as online while its heartbeat is younger than this many intervals.
@@ -87,12 +88,14 @@ def job_state_counts(*, now: datetime) -> list[StateCount]:
 
 
 def _finished_since(since: datetime) -> Any:
-    return TaskResult.objects.filter(date_done__gte=since, date_started__isnull=False)
+    # date_done is stamped on every save (auto_now), PENDING and STARTED rows included.
+    return TaskResult.objects.filter(date_done__gte=since, status__in=FINISHED)
 
 
 def slowest_tasks(*, now: datetime, limit: int = TOP_TASKS) -> list[TaskStat]:
     rows = (
         _finished_since(now - timedelta(days=1))
+        .filter(date_started__isnull=False)
         .values("task_name")
         .annotate(runs=Count("id"), mean=Avg(DURATION), longest=Max(DURATION))
         .order_by("-mean")[:limit]
@@ -124,7 +127,7 @@ def job_timeline(*, now: datetime, hours: int = 24) -> list[Bucket]:
     start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
     zone = timezone.get_current_timezone()
     rows = (
-        TaskResult.objects.filter(date_done__gte=start)
+        _finished_since(start)
         .annotate(hour=TruncHour("date_done", tzinfo=zone))
         .values("hour")
         .annotate(

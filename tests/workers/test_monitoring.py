@@ -262,12 +262,11 @@ def test_channel_down_tasks_keep_flowing_and_worker_reconnects_when_it_returns(
 
         # With the channel gone, jobs still go through SQS, one after the other.
         runs = [diagnostic(prefix, lines=2, duration_seconds=0.1) for _ in range(3)]
-        for run in runs:
-            wait_until(
-                lambda task_id=run.task_id: status_of(task_id) == "SUCCESS",
-                timeout=60,
-                message="job",
-            )
+        wait_until(
+            lambda: all(status_of(r.task_id) == "SUCCESS" for r in runs),
+            timeout=60,
+            message="the jobs",
+        )
         log = worker.log_text()
         assert "monitoring channel: cannot publish events" in log
         assert "unreachable" in log and "remote control paused, reconnecting" in log

@@ -260,3 +260,15 @@ def test_queue_depth_schedule_is_installed_by_migration() -> None:
     assert task.task == "workers.tasks.record_queue_depths"
     assert task.interval is not None and task.interval.every == 60
     assert task.enabled
+
+
+def test_admin_lists_link_to_the_operations_page() -> None:
+    admin_user = get_user_model().objects.create_superuser("root", password="x")
+    client = Client()
+    client.force_login(admin_user)
+    for page in (
+        "/admin/workers/queuedepth/",
+        "/admin/workers/workerheartbeat/",
+        "/admin/django_celery_results/taskresult/",
+    ):
+        assert f'href="{URL}"' in client.get(page).content.decode(), page

@@ -294,19 +294,30 @@ def test_channel_down_tasks_keep_flowing_and_worker_reconnects_when_it_returns(
 
 @pytest.mark.django_db(transaction=True)
 def test_worker_without_a_channel_runs_jobs_and_records_its_heartbeat(
-    worker: WorkerProcess,
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
 ) -> None:
-    run = diagnostic_run_start(requester=Requester.cli("test"), lines=2, duration_seconds=0.1)
-    wait_until(lambda: status_of(run.task_id) == "SUCCESS", timeout=60, message="job")
-    heartbeat = wait_until(
-        lambda: WorkerHeartbeat.objects.filter(hostname=worker.hostname).first(),
-        timeout=60,
-        message="the worker's heartbeat row",
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "CELERY_MONITOR_URL": ""},
+        queues=["default", "media"],
+        log_dir=run_dir,
     )
-    assert isinstance(heartbeat, WorkerHeartbeat)
-    assert heartbeat.monitored is False
-    assert set(heartbeat.queues) == set(QUEUES)
-    assert "monitoring channel" not in worker.log_text()
+    try:
+        run = diagnostic(prefix, lines=2, duration_seconds=0.1)
+        wait_until(lambda: status_of(run.task_id) == "SUCCESS", timeout=60, message="job")
+        heartbeat = wait_until(
+            lambda: WorkerHeartbeat.objects.filter(hostname=worker.hostname).first(),
+            timeout=60,
+            message="the worker's heartbeat row",
+        )
+        assert isinstance(heartbeat, WorkerHeartbeat)
+        assert heartbeat.monitored is False
+        assert heartbeat.queues == ["default", "media"]
+        assert "monitoring channel" not in worker.log_text()
+        assert "task events: OFF" in worker.log_text()
+    finally:
+        worker.stop()
 
 
 def test_flower_launcher_refuses_to_start_without_the_channel_and_says_why() -> None:

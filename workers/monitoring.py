@@ -26,8 +26,11 @@ from collections import deque
 from typing import Any
 
 from celery import Celery, bootsteps
+from celery.app.defaults import DEFAULTS as CELERY_DEFAULTS
+from celery.app.utils import filter_hidden_settings
 from celery.events.dispatcher import EventDispatcher
 from celery.utils.collections import AttributeDict
+from celery.utils.serialization import jsonify
 from celery.worker import control as worker_control
 from celery.worker.consumer import Consumer
 from celery.worker.consumer import events as events_step
@@ -37,7 +40,7 @@ from django.conf import settings
 from kombu import Connection
 from kombu.common import ignore_errors
 from kombu.pidbox import Mailbox, Node
-from kombu.utils.encoding import safe_str
+from kombu.utils.encoding import safe_repr, safe_str
 
 logger = logging.getLogger(__name__)
 
@@ -224,11 +227,32 @@ def control_mailbox(app: Celery) -> Mailbox:
     return mailbox
 
 
+def celery_conf(state: Any, with_defaults: bool = False, **kwargs: Any) -> Any:
+    """The `conf` command, limited to Celery's own settings with secrets masked.
+
+    The app's configuration is the whole Django settings module; Celery masks only names
+    that look secret, so e.g. this channel's own URL and password would go out to anyone
+    who asks on the channel (Flower asks on every refresh).
+    """
+    table = filter_hidden_settings(state.app.conf.table(with_defaults=with_defaults))
+    return jsonify(
+        {key: value for key, value in table.items() if _is_celery_setting(key)},
+        unknown_type_filter=safe_repr,
+    )
+
+
+def _is_celery_setting(key: object) -> bool:
+    if not isinstance(key, str):
+        return False
+    name = key.removeprefix("CELERY_").lower() if key.startswith("CELERY_") else key
+    return name in CELERY_DEFAULTS
+
+
 def control_handlers() -> dict[str, Any]:
-    # `conf` would send the app's configuration, which is the whole Django settings module
-    # (only names that look secret are masked, not e.g. this channel's own URL), to anyone
-    # on the channel; the configuration stays in the worker.
-    return {name: h for name, h in worker_control.Panel.data.items() if name != "conf"}
+    handlers = dict(worker_control.Panel.data)
+    for name in ("conf", "dump_conf"):
+        handlers[name] = celery_conf
+    return handlers
 
 
 class LoopNode(Node):

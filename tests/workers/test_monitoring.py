@@ -138,6 +138,9 @@ def test_flower_lists_the_worker_with_its_queues_and_the_tasks_it_ran(
     assert isinstance(info, dict)
     assert sorted(q["name"] for q in info["active_queues"]) == sorted(QUEUES)
     assert info["stats"]["pool"]["max-concurrency"] == 1
+    # The worker's configuration as Flower shows it: Celery's settings only, no secrets.
+    assert info["conf"]["CELERY_TASK_ACKS_LATE"] is True
+    assert not {"SECRET_KEY", "DATABASES", "CELERY_MONITOR_URL"} & set(info["conf"])
 
     ok = diagnostic(monitored.prefix, lines=3, duration_seconds=0.2)
     failing = diagnostic(monitored.prefix, lines=2, duration_seconds=0.1, fail=True)

@@ -106,6 +106,11 @@ class ChannelEventDispatcher(EventDispatcher):
         self._retry_at = 0.0
         self._down = False
 
+    @property
+    def buffered(self) -> int:
+        """Events waiting for the channel to come back."""
+        return len(self._outbound_buffer)
+
     def close(self) -> None:
         super().close()
         ignore_errors(self.channel_connection, self.channel_connection.close)

@@ -12,21 +12,24 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from functools import partial
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
 from django_celery_results.models import TaskResult
+from kombu import Consumer
 
 from tests.support.broker import drop_broker_connections
 from tests.support.monitoring import FlowerProcess, RedisServer
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
-from workers.devstack import BASE_DIR
+from workers.devstack import BASE_DIR, free_port
 from workers.enqueue import Requester
 from workers.flower import NO_AUTH, NO_CHANNEL, LaunchRefused, flower_argv
 from workers.models import DiagnosticRun, WorkerHeartbeat
+from workers.monitoring import MAX_BUFFERED_EVENTS, ChannelEventDispatcher, monitor_connection
 from workers.selectors import job_log_since
 from workers.services import diagnostic_run_start
 
@@ -363,3 +366,54 @@ def test_flower_launcher_listens_on_loopback_unless_told_otherwise() -> None:
     with pytest.raises(LaunchRefused, match="no workers"):
         flower_argv(["--basic-auth=ops:secret"], {}, "")
     assert NO_CHANNEL
+
+
+def test_events_buffer_while_the_channel_is_down_bounded_and_flush_when_it_returns(
+    run_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from workers.celery import app
+
+    port = free_port()
+    dispatcher = ChannelEventDispatcher(
+        monitor_connection(f"redis://127.0.0.1:{port}/0"), hostname="probe@test", app=app
+    )
+    try:
+        for n in range(MAX_BUFFERED_EVENTS + 100):
+            dispatcher.send("worker-heartbeat", n=n)
+        assert dispatcher.buffered == MAX_BUFFERED_EVENTS
+        assert "monitoring channel: cannot publish events" in caplog.text
+
+        redis = RedisServer(run_dir, port=port)
+        try:
+            with monitor_connection(redis.url) as connection:
+                received: list[dict] = []
+                receiver = app.events.Receiver(
+                    connection, handlers={"worker-heartbeat": received.append}
+                )
+                bound_consumer = partial(Consumer, connection.channel())
+                for consumer in receiver.get_consumers(bound_consumer, None):
+                    consumer.consume()
+
+                def drain() -> None:
+                    with suppress(TimeoutError):
+                        connection.drain_events(timeout=0.5)
+
+                def delivered_everything() -> bool:
+                    dispatcher.send("worker-heartbeat", n=-1)  # the next send flushes
+                    drain()
+                    return dispatcher.buffered == 0
+
+                wait_until(delivered_everything, timeout=60, message="the buffer to flush")
+                last = MAX_BUFFERED_EVENTS + 99
+                wait_until(
+                    lambda: drain() or any(event.get("n") == last for event in received),
+                    timeout=30,
+                    message="the last buffered event to arrive",
+                )
+                # The oldest ones were dropped to keep the buffer bounded.
+                assert not any(event.get("n") == 0 for event in received)
+            assert "monitoring channel: publishing events again" in caplog.text
+        finally:
+            redis.stop()
+    finally:
+        dispatcher.close()

@@ -405,11 +405,12 @@ def test_events_buffer_while_the_channel_is_down_bounded_and_flush_when_it_retur
 
                 wait_until(delivered_everything, timeout=60, message="the buffer to flush")
                 last = MAX_BUFFERED_EVENTS + 99
-                wait_until(
-                    lambda: drain() or any(event.get("n") == last for event in received),
-                    timeout=30,
-                    message="the last buffered event to arrive",
-                )
+
+                def arrived() -> bool:
+                    drain()
+                    return any(event.get("n") == last for event in received)
+
+                wait_until(arrived, timeout=30, message="the last buffered event to arrive")
                 # The oldest ones were dropped to keep the buffer bounded.
                 assert not any(event.get("n") == 0 for event in received)
             assert "monitoring channel: publishing events again" in caplog.text

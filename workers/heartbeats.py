@@ -16,7 +16,7 @@ from celery import bootsteps
 from celery.worker import state as worker_state
 from celery.worker.consumer import Consumer
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections, connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from workers.models import WorkerHeartbeat
@@ -91,22 +91,22 @@ class HeartbeatRecorder(bootsteps.StartStopStep):
     def _run(self) -> None:
         interval = settings.WORKER_HEARTBEAT_SECONDS
         failing = False
-        try:
-            self._forget_old()
-            while True:
-                close_old_connections()
-                try:
-                    self._record()
-                except DatabaseError as exc:
-                    if not failing:
-                        logger.warning("worker heartbeat: cannot record (%r); will retry", exc)
-                    failing = True
-                else:
-                    failing = False
-                if self._stopping.wait(interval):
-                    return
-        finally:
-            connection.close()
+        self._forget_old()
+        while True:
+            try:
+                self._record()
+            except DatabaseError as exc:
+                if not failing:
+                    logger.warning("worker heartbeat: cannot record (%r); will retry", exc)
+                failing = True
+            else:
+                failing = False
+            finally:
+                # No connection stays open between beats: pool processes forked meanwhile
+                # would inherit its socket.
+                connection.close()
+            if self._stopping.wait(interval):
+                return
 
     def _forget_old(self) -> None:
         try:

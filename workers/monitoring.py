@@ -44,13 +44,14 @@ from kombu.utils.encoding import safe_repr, safe_str
 
 logger = logging.getLogger(__name__)
 
-# Short socket timeouts: an unreachable channel must cost the worker seconds, not minutes.
-# Flower uses the same options (workers/flower.py), so both ends agree on the Redis layout.
+# An unreachable channel must cost the worker's event loop one short connection attempt,
+# not kombu's retries with sleeps in between: the dispatcher and the control thread do their
+# own back-off. Flower uses the same options (workers/flower.py).
 TRANSPORT_OPTIONS: dict[str, Any] = {
     "socket_connect_timeout": 2,
     "socket_timeout": 5,
     "socket_keepalive": True,
-    "max_retries": 1,
+    "max_retries": 0,
 }
 # Events published while the channel is down, kept for when it returns. Older ones are
 # dropped: they describe the past, and memory must stay bounded through a long outage.
@@ -332,7 +333,7 @@ class RemoteControl:
         while not self._stopping.is_set():
             connection = monitor_connection(self.url)
             try:
-                connection.ensure_connection(max_retries=1)
+                connection.ensure_connection(max_retries=0)
                 self.node.channel = connection.channel()
                 listener = self.node.listen(callback=self._on_message)
                 logger.info(

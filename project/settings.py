@@ -209,8 +209,8 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD",
 
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "workers.beat:RecordingDatabaseScheduler"
-# SQS carries no events; the monitoring channel (CELERY_MONITOR_URL) does, where configured.
-CELERY_WORKER_SEND_TASK_EVENTS = False
+# SQS carries no events; the monitoring channel (CELERY_MONITOR_URL, below) does. The web
+# process publishes nothing there, so there are no task-sent events.
 CELERY_TASK_SEND_SENT_EVENT = False
 
 # --- Job logs ------------------------------------------------------------------------------
@@ -269,3 +269,12 @@ RELEASE_DB_STATEMENT_TIMEOUT = env.str("RELEASE_DB_STATEMENT_TIMEOUT", default="
 # Tests only: extra apps to install (the release tests' probe app, whose migrations they
 # roll back and release again). Set by tests/environment.py; empty everywhere else.
 INSTALLED_APPS += env.list("OPSQUEUE_EXTRA_APPS", default=[])
+
+# --- Monitoring (workers/monitoring.py, workers/flower.py, the operations page) ------------
+# Redis for worker events and remote control (Flower, `celery inspect`); tasks stay on SQS.
+# Empty: workers send no events and answer no remote control.
+CELERY_MONITOR_URL = env.str("CELERY_MONITOR_URL", default="")
+CELERY_WORKER_CONSUMER = "workers.monitoring:MonitoredConsumer"
+WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=15.0)
+# The channel exists to carry events: task events are on whenever it is configured.
+CELERY_WORKER_SEND_TASK_EVENTS = bool(CELERY_MONITOR_URL)

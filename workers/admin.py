@@ -134,3 +134,6 @@ class DiagnosticRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+from workers import operations_admin  # noqa: E402, F401  (registers the operations records)

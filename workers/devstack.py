@@ -192,22 +192,27 @@ def main(argv: Sequence[str] = ()) -> int:
             [*celery, "worker", "-Q", "infra", "-c", "2", "-n", "infra@%h", "--loglevel", "INFO"],
         )
         stack.start("beat", [*celery, "beat", "--loglevel", "INFO", "--pidfile", ""])
-        stack.start(
-            "flower",
-            [
-                *celery,
+        if "CELERY_MONITOR_URL" in env:
+            stack.start(
                 "flower",
-                "--address=127.0.0.1",
-                f"--port={ports['flower']}",
-                f"--basic-auth={DEMO_USERNAME}:{password}",
-            ],
-        )
+                [
+                    python,
+                    "-m",
+                    "workers.flower",
+                    "--address=127.0.0.1",
+                    f"--port={ports['flower']}",
+                    f"--basic-auth={DEMO_USERNAME}:{password}",
+                ],
+            )
+            flower = f"http://127.0.0.1:{ports['flower']}/"
+        else:
+            flower = "not started: no monitoring channel (Redis), so it would see no workers"
         wait_for_http(f"http://127.0.0.1:{ports['web']}/healthz/")
         print(
             "\n"
             "  opsqueue is running (Ctrl-C stops everything)\n"
             f"  admin        http://127.0.0.1:{ports['web']}/admin/\n"
-            f"  flower       http://127.0.0.1:{ports['flower']}/\n"
+            f"  flower       {flower}\n"
             f"  AWS endpoint {env['AWS_ENDPOINT_URL']}\n"
             f"  login        {DEMO_USERNAME} / {password}\n",
             flush=True,

@@ -119,3 +119,46 @@ class DiagnosticRun(models.Model):
 
     def __str__(self) -> str:
         return f"Diagnostic #{self.pk} ({self.state})"
+
+
+class QueueDepth(models.Model):
+    """The last SQS depth sample of one queue (GetQueueAttributes), written by a periodic
+    task so that pages read it from the database and never call AWS."""
+
+    queue = models.CharField(max_length=64, unique=True)
+    visible = models.PositiveIntegerField(default=0)
+    in_flight = models.PositiveIntegerField(default=0)
+    delayed = models.PositiveIntegerField(default=0)
+    dead_letters = models.PositiveIntegerField(default=0)
+    # Why the last sample failed (queue missing, AWS unreachable); empty when it worked.
+    error = models.CharField(max_length=500, blank=True)
+    sampled_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["queue"]
+        permissions = [("view_operations", "Can view the operations page")]
+
+    def __str__(self) -> str:
+        return f"{self.queue}: {self.visible} visible, {self.in_flight} in flight"
+
+
+class WorkerHeartbeat(models.Model):
+    """Each worker process upserts its row every few seconds while it runs."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    pid = models.PositiveIntegerField()
+    queues = models.JSONField(default=list)
+    concurrency = models.PositiveIntegerField(default=0)
+    active = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    monitored = models.BooleanField(
+        default=False, help_text="Sends events and answers remote control (Flower)."
+    )
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+
+    def __str__(self) -> str:
+        return self.hostname

@@ -23,3 +23,11 @@ def republish_unsent_jobs() -> int:
 def cleanup_job_records() -> int:
     """Companion of celery.backend_cleanup: job rows and logs expire with their results."""
     return services.job_records_cleanup()
+
+
+@shared_task
+def record_queue_depths() -> dict[str, int]:
+    """Periodic: each queue's SQS depth into the database, for the operations page."""
+    from workers.queue_depths import queue_depths_record
+
+    return {depth.queue: depth.visible for depth in queue_depths_record()}

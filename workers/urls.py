@@ -1,6 +1,6 @@
 from django.urls import path
 
-from workers import views
+from workers import operations, views
 
 app_name = "workers"
 
@@ -9,4 +9,5 @@ urlpatterns = [
     path("jobs/<str:task_id>/", views.job_detail, name="job-detail"),
     path("jobs/<str:task_id>/log/", views.job_log, name="job-log"),
     path("jobs/<str:task_id>/log.txt", views.job_log_download, name="job-log-download"),
+    path("operations/", operations.operations_page, name="operations"),
 ]

@@ -1,0 +1,117 @@
+"""Real servers for monitoring tests: a private redis-server and Flower on the channel."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from base64 import b64encode
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tests.support.servers import wait_until
+from workers.devstack import BASE_DIR, free_port, redis_reachable, wait_for_http
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port, never the shared one on 6379."""
+
+    def __init__(self, log_dir: Path, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._log_path = log_dir / f"redis-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start()
+
+    def start(self) -> None:
+        log = self._log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        wait_until(lambda: redis_reachable(self.url), timeout=20, message="redis-server")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+class FlowerProcess:
+    """`python -m workers.flower` on a free port, read through its HTTP API with basic auth."""
+
+    user = "ops"
+    password = "flower-test-password"
+
+    def __init__(self, *, env: Mapping[str, str], log_dir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_dir / f"flower-{self.port}.log"
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "workers.flower",
+                f"--port={self.port}",
+                f"--basic-auth={self.user}:{self.password}",
+                "--inspect_timeout=5000",
+            ],
+            cwd=BASE_DIR,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        wait_for_http(f"{self.url}/healthcheck", timeout=60)
+
+    def request(self, path: str, *, method: str = "GET", auth: bool = True) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            f"{self.url}{path}", method=method, data=b"" if method == "POST" else None
+        )
+        if auth:
+            token = b64encode(f"{self.user}:{self.password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                body = response.read()
+                return response.status, json.loads(body) if body else None
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(errors="replace")
+
+    def get(self, path: str) -> Any:
+        status, body = self.request(path)
+        assert status == 200, (status, body)
+        return body
+
+    def post(self, path: str) -> Any:
+        status, body = self.request(path, method="POST")
+        assert status == 200, (status, body)
+        return body
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)

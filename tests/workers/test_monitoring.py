@@ -1,0 +1,420 @@
+"""Flower and `celery inspect` over the monitoring channel, with tasks on SQS.
+
+Real components only: moto_server for SQS, a private redis-server for the channel, real
+worker processes and a real Flower process read through its HTTP API with basic auth.
+Each test group uses its own SQS queue names, so the session's shared worker (which has no
+monitoring channel) never takes these tasks.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from functools import partial
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.test import override_settings
+from django_celery_results.models import TaskResult
+from kombu import Consumer
+
+from tests.support.broker import drop_broker_connections
+from tests.support.monitoring import FlowerProcess, RedisServer
+from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from workers.devstack import BASE_DIR, free_port
+from workers.enqueue import Requester
+from workers.flower import NO_AUTH, NO_CHANNEL, LaunchRefused, flower_argv
+from workers.models import DiagnosticRun, WorkerHeartbeat
+from workers.monitoring import MAX_BUFFERED_EVENTS, ChannelEventDispatcher, monitor_connection
+from workers.selectors import job_log_since
+from workers.services import diagnostic_run_start
+
+QUEUES = ["default", "media", "infra", "release"]
+
+
+def status_of(task_id: str) -> str | None:
+    return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first()
+
+
+@contextmanager
+def publishing_to(prefix: str) -> Iterator[None]:
+    """Make this process publish onto the SQS queues named with `prefix`."""
+    from workers.celery import app
+
+    saved = app.conf.broker_transport_options
+    app.conf.broker_transport_options = {**saved, "queue_name_prefix": prefix}
+    drop_broker_connections()
+    try:
+        yield
+    finally:
+        app.conf.broker_transport_options = saved
+        drop_broker_connections()
+
+
+def sqs_queues_named(prefix: str) -> None:
+    with override_settings(SQS_QUEUE_PREFIX=prefix):
+        call_command("sqs_queues", stdout=open(os.devnull, "w"))  # noqa: SIM115
+
+
+def diagnostic(prefix: str, **kwargs: object) -> DiagnosticRun:
+    with publishing_to(prefix):
+        return diagnostic_run_start(requester=Requester.cli("monitoring-test"), **kwargs)  # type: ignore[arg-type]
+
+
+def inspect_ping(monitor_url: str, hostname: str) -> subprocess.CompletedProcess[str]:
+    """The operator's command: `celery inspect ping` with the channel as its broker."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers",
+            f"--broker={monitor_url}",
+            "inspect",
+            "ping",
+            "--timeout=5",
+            f"--destination={hostname}",
+        ],
+        cwd=BASE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+class Monitored:
+    def __init__(self, prefix: str, redis: RedisServer, worker: WorkerProcess) -> None:
+        self.prefix = prefix
+        self.redis = redis
+        self.worker = worker
+
+
+@pytest.fixture(scope="module")
+def monitored(worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint) -> Iterator[Monitored]:
+    """A worker with one process on its own SQS queues and a private monitoring channel."""
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    redis = RedisServer(run_dir)
+    worker = WorkerProcess(
+        env={
+            **worker_env,
+            "SQS_QUEUE_PREFIX": prefix,
+            "CELERY_MONITOR_URL": redis.url,
+            "WORKER_HEARTBEAT_SECONDS": "1",
+        },
+        queues=QUEUES,
+        log_dir=run_dir,
+        concurrency=1,
+    )
+    yield Monitored(prefix, redis, worker)
+    worker.stop()
+    redis.stop()
+
+
+@pytest.fixture(scope="module")
+def flower(
+    monitored: Monitored, worker_env: dict[str, str], run_dir: Path
+) -> Iterator[FlowerProcess]:
+    process = FlowerProcess(
+        env={**worker_env, "CELERY_MONITOR_URL": monitored.redis.url}, log_dir=run_dir
+    )
+    yield process
+    process.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flower_lists_the_worker_with_its_queues_and_the_tasks_it_ran(
+    monitored: Monitored, flower: FlowerProcess
+) -> None:
+    hostname = monitored.worker.hostname
+
+    def worker_in_flower() -> dict | None:
+        return flower.get("/api/workers?refresh=1").get(hostname)
+
+    info = wait_until(worker_in_flower, timeout=60, message="Flower to list the worker")
+    assert isinstance(info, dict)
+    assert sorted(q["name"] for q in info["active_queues"]) == sorted(QUEUES)
+    assert info["stats"]["pool"]["max-concurrency"] == 1
+    # The worker's configuration as Flower shows it: Celery's settings only, no secrets.
+    assert info["conf"]["CELERY_TASK_ACKS_LATE"] is True
+    assert not {"SECRET_KEY", "DATABASES", "CELERY_MONITOR_URL"} & set(info["conf"])
+
+    ok = diagnostic(monitored.prefix, lines=3, duration_seconds=0.2)
+    failing = diagnostic(monitored.prefix, lines=2, duration_seconds=0.1, fail=True)
+
+    def states_in_flower() -> dict[str, str]:
+        tasks = flower.get("/api/tasks")
+        return {
+            task_id: tasks[task_id]["state"]
+            for task_id in (ok.task_id, failing.task_id)
+            if task_id in tasks
+        }
+
+    wait_until(
+        lambda: states_in_flower() == {ok.task_id: "SUCCESS", failing.task_id: "FAILURE"},
+        timeout=60,
+        message="Flower to see both tasks finish",
+    )
+    task = flower.get(f"/api/task/info/{ok.task_id}")
+    assert task["worker"] == hostname
+    assert task["name"] == "workers.tasks.run_diagnostic"
+
+
+def test_flower_api_refuses_requests_without_the_login(flower: FlowerProcess) -> None:
+    status, _ = flower.request("/api/workers", auth=False)
+    assert status == 401
+
+
+def test_celery_inspect_ping_gets_the_workers_reply_through_the_channel(
+    monitored: Monitored,
+) -> None:
+    result = inspect_ping(monitored.redis.url, monitored.worker.hostname)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{monitored.worker.hostname}: OK" in result.stdout
+    assert "pong" in result.stdout
+
+
+@pytest.mark.django_db(transaction=True)
+def test_task_revoked_in_flower_while_queued_never_runs(
+    monitored: Monitored, flower: FlowerProcess
+) -> None:
+    # The worker's one process is busy, so the second job waits on SQS.
+    blocker = diagnostic(monitored.prefix, lines=20, duration_seconds=4)
+    wait_until(lambda: status_of(blocker.task_id) == "STARTED", timeout=60, message="blocker")
+    queued = diagnostic(monitored.prefix, lines=3, duration_seconds=0.1)
+    assert status_of(queued.task_id) == "PENDING"
+
+    flower.post(f"/api/task/revoke/{queued.task_id}")
+
+    wait_until(lambda: status_of(blocker.task_id) == "SUCCESS", timeout=60, message="blocker")
+    wait_until(
+        lambda: status_of(queued.task_id) == "REVOKED",
+        timeout=60,
+        message="the worker to receive the revoked task and drop it",
+    )
+    queued.refresh_from_db()
+    assert (queued.state, queued.attempts) == (DiagnosticRun.State.QUEUED, 0)
+    assert job_log_since(task_id=queued.task_id).lines == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_running_task_terminated_from_flower_stops_and_is_not_run_again(
+    monitored: Monitored, flower: FlowerProcess
+) -> None:
+    run = diagnostic(monitored.prefix, lines=300, duration_seconds=30)
+    wait_until(
+        lambda: len(job_log_since(task_id=run.task_id).lines) >= 3,
+        timeout=60,
+        message="the task to be running",
+    )
+    flower.post(f"/api/task/revoke/{run.task_id}?terminate=true")
+    wait_until(lambda: status_of(run.task_id) == "REVOKED", timeout=60, message="REVOKED")
+
+    # The worker goes on with other work, and the terminated job never completes.
+    after = diagnostic(monitored.prefix, lines=2, duration_seconds=0.1)
+    wait_until(lambda: status_of(after.task_id) == "SUCCESS", timeout=60, message="next job")
+    assert status_of(run.task_id) == "REVOKED"
+    lines = job_log_since(task_id=run.task_id).lines
+    assert not any(line.startswith("done:") for line in lines)
+    assert len(lines) < 300
+
+
+@pytest.mark.django_db(transaction=True)
+def test_pool_grows_and_shrinks_from_flower(monitored: Monitored, flower: FlowerProcess) -> None:
+    hostname = monitored.worker.hostname
+
+    def pool_size() -> int:
+        stats = flower.get(f"/api/workers?refresh=1&workername={hostname}")[hostname]["stats"]
+        return len(stats["pool"]["processes"])
+
+    wait_until(lambda: pool_size() == 1, timeout=60, message="one pool process")
+    flower.post(f"/api/worker/pool/grow/{hostname}?n=1")
+    wait_until(lambda: pool_size() == 2, timeout=60, message="the pool to grow")
+    # The heartbeat row the operations page reads follows the pool too.
+    wait_until(
+        lambda: WorkerHeartbeat.objects.filter(hostname=hostname, concurrency=2).exists(),
+        timeout=30,
+        message="the heartbeat to report two processes",
+    )
+    flower.post(f"/api/worker/pool/shrink/{hostname}?n=1")
+    wait_until(lambda: pool_size() == 1, timeout=60, message="the pool to shrink")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_channel_down_tasks_keep_flowing_and_worker_reconnects_when_it_returns(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    redis = RedisServer(run_dir)
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "CELERY_MONITOR_URL": redis.url},
+        queues=["default"],
+        log_dir=run_dir,
+    )
+    try:
+        wait_until(
+            lambda: "monitoring channel: listening for remote control" in worker.log_text(),
+            timeout=30,
+            message="the worker to listen on the channel",
+        )
+        redis.stop()
+
+        # With the channel gone, jobs still go through SQS, one after the other.
+        runs = [diagnostic(prefix, lines=2, duration_seconds=0.1) for _ in range(3)]
+        wait_until(
+            lambda: all(status_of(r.task_id) == "SUCCESS" for r in runs),
+            timeout=60,
+            message="the jobs",
+        )
+        log = worker.log_text()
+        assert "monitoring channel: cannot publish events" in log
+        assert "unreachable" in log and "remote control paused, reconnecting" in log
+
+        redis.start()
+        wait_until(
+            lambda: "monitoring channel: reconnected, remote control" in worker.log_text(),
+            timeout=60,
+            message="the worker to reconnect to the channel",
+        )
+        result = inspect_ping(redis.url, worker.hostname)
+        assert "pong" in result.stdout, result.stdout + result.stderr
+        run = diagnostic(prefix, lines=2, duration_seconds=0.1)
+        wait_until(lambda: status_of(run.task_id) == "SUCCESS", timeout=60, message="job")
+        wait_until(
+            lambda: "monitoring channel: publishing events again" in worker.log_text(),
+            timeout=60,
+            message="events to flow again",
+        )
+        assert worker.process.poll() is None
+    finally:
+        worker.stop()
+        redis.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_without_a_channel_runs_jobs_and_records_its_heartbeat(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "CELERY_MONITOR_URL": ""},
+        queues=["default", "media"],
+        log_dir=run_dir,
+    )
+    try:
+        run = diagnostic(prefix, lines=2, duration_seconds=0.1)
+        wait_until(lambda: status_of(run.task_id) == "SUCCESS", timeout=60, message="job")
+        heartbeat = wait_until(
+            lambda: WorkerHeartbeat.objects.filter(hostname=worker.hostname).first(),
+            timeout=60,
+            message="the worker's heartbeat row",
+        )
+        assert isinstance(heartbeat, WorkerHeartbeat)
+        assert heartbeat.monitored is False
+        assert heartbeat.queues == ["default", "media"]
+        assert "monitoring channel" not in worker.log_text()
+        assert "task events: OFF" in worker.log_text()
+    finally:
+        worker.stop()
+
+
+def test_flower_launcher_refuses_to_start_without_the_channel_and_says_why() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "CELERY_MONITOR_URL"}
+    result = subprocess.run(
+        [sys.executable, "-m", "workers.flower", "--basic-auth=ops:secret"],
+        cwd=BASE_DIR,
+        env={**env, "DJANGO_DEBUG": "true"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Flower would see no workers: CELERY_MONITOR_URL is not set" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ"),
+    [
+        ([], {}),
+        (["--basic-auth=ops"], {}),
+        (["--basic-auth=ops:"], {}),
+        ([], {"FLOWER_BASIC_AUTH": ":secret"}),
+    ],
+)
+def test_flower_launcher_refuses_to_run_without_a_login(
+    argv: list[str], environ: dict[str, str]
+) -> None:
+    with pytest.raises(LaunchRefused, match="needs a login"):
+        flower_argv(argv, environ, "redis://127.0.0.1:6379/15")
+    assert NO_AUTH
+
+
+def test_flower_launcher_listens_on_loopback_unless_told_otherwise() -> None:
+    args = flower_argv(["--port=5555"], {"FLOWER_BASIC_AUTH": "ops:secret"}, "redis://x/0")
+    assert args == ["flower", "--address=127.0.0.1", "--port=5555"]
+    args = flower_argv(["--address=10.0.0.5", "--basic-auth=ops:secret"], {}, "redis://x/0")
+    assert args == ["flower", "--address=10.0.0.5", "--basic-auth=ops:secret"]
+    with pytest.raises(LaunchRefused, match="no workers"):
+        flower_argv(["--basic-auth=ops:secret"], {}, "")
+    assert NO_CHANNEL
+
+
+def test_events_buffer_while_the_channel_is_down_bounded_and_flush_when_it_returns(
+    run_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from workers.celery import app
+
+    port = free_port()
+    dispatcher = ChannelEventDispatcher(
+        monitor_connection(f"redis://127.0.0.1:{port}/0"), hostname="probe@test", app=app
+    )
+    try:
+        for n in range(MAX_BUFFERED_EVENTS + 100):
+            dispatcher.send("worker-heartbeat", n=n)
+        assert dispatcher.buffered == MAX_BUFFERED_EVENTS
+        assert "monitoring channel: cannot publish events" in caplog.text
+
+        redis = RedisServer(run_dir, port=port)
+        try:
+            with monitor_connection(redis.url) as connection:
+                received: list[dict] = []
+                receiver = app.events.Receiver(
+                    connection, handlers={"worker-heartbeat": received.append}
+                )
+                bound_consumer = partial(Consumer, connection.channel())
+                for consumer in receiver.get_consumers(bound_consumer, None):
+                    consumer.consume()
+
+                def drain() -> None:
+                    with suppress(TimeoutError):
+                        connection.drain_events(timeout=0.5)
+
+                def delivered_everything() -> bool:
+                    dispatcher.send("worker-heartbeat", n=-1)  # the next send flushes
+                    drain()
+                    return dispatcher.buffered == 0
+
+                wait_until(delivered_everything, timeout=60, message="the buffer to flush")
+                last = MAX_BUFFERED_EVENTS + 99
+
+                def arrived() -> bool:
+                    drain()
+                    return any(event.get("n") == last for event in received)
+
+                wait_until(arrived, timeout=30, message="the last buffered event to arrive")
+                # The oldest ones were dropped to keep the buffer bounded.
+                assert not any(event.get("n") == 0 for event in received)
+            assert "monitoring channel: publishing events again" in caplog.text
+        finally:
+            redis.stop()
+    finally:
+        dispatcher.close()

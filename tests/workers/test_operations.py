@@ -1,0 +1,274 @@
+"""The operations page: built from the database only, staff with permission only."""
+
+from __future__ import annotations
+
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.management import call_command
+from django.test import Client, override_settings
+from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
+from django_celery_results.models import TaskResult
+
+from tests.support.servers import AwsEndpoint, new_queue_prefix
+from workers.devstack import free_port
+from workers.models import QueueDepth, WorkerHeartbeat
+from workers.tasks import record_queue_depths
+
+pytestmark = pytest.mark.django_db
+
+URL = "/ops/operations/"
+
+
+def result(
+    status: str, *, created_ago: timedelta, seconds: float = 1.0, name: str = "app.tasks.work"
+) -> TaskResult:
+    created = timezone.now() - created_ago
+    finished = status in {"SUCCESS", "FAILURE", "REVOKED"}
+    row = TaskResult.objects.create(task_id=str(uuid.uuid4()), task_name=name, status=status)
+    # date_created and date_done are stamped on save (date_done on every save, finished
+    # or not, as django-celery-results does); put them in the past.
+    TaskResult.objects.filter(pk=row.pk).update(
+        date_created=created,
+        date_started=created if status != "PENDING" else None,
+        date_done=created + timedelta(seconds=seconds) if finished else created,
+    )
+    return row
+
+
+def cell(html: str, row_attr: str, css: str) -> str:
+    match = re.search(rf'<tr {row_attr}>.*?class="[^"]*\b{css}\b[^"]*">([^<]*)<', html, re.S)
+    assert match, f"no {css} cell in row {row_attr}"
+    return match.group(1).strip()
+
+
+@pytest.fixture
+def ops_client() -> Client:
+    user = get_user_model().objects.create_user("ops", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_operations"))
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def queues_with_messages(sqs_queues: AwsEndpoint) -> Iterator[str]:
+    """Own SQS queues holding known numbers of visible, in-flight, delayed and dead messages."""
+    prefix = new_queue_prefix()
+    with override_settings(SQS_QUEUE_PREFIX=prefix):
+        call_command("sqs_queues", stdout=open(os.devnull, "w"))  # noqa: SIM115
+        sqs = sqs_queues.client("sqs")
+        media = sqs.get_queue_url(QueueName=f"{prefix}media")["QueueUrl"]
+        for n in range(5):
+            sqs.send_message(QueueUrl=media, MessageBody=f"visible {n}")
+        sqs.receive_message(QueueUrl=media, MaxNumberOfMessages=2, VisibilityTimeout=300)
+        for n in range(3):
+            sqs.send_message(QueueUrl=media, MessageBody=f"later {n}", DelaySeconds=600)
+        dlq = sqs.get_queue_url(QueueName=f"{prefix}infra-dlq")["QueueUrl"]
+        sqs.send_message(QueueUrl=dlq, MessageBody="dead")
+        yield prefix
+
+
+def test_page_shows_the_queue_depths_the_periodic_task_recorded(
+    ops_client: Client, queues_with_messages: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with override_settings(SQS_QUEUE_PREFIX=queues_with_messages):
+        record_queue_depths()
+    assert QueueDepth.objects.count() == 4
+
+    # The page itself calls no AWS API: with every endpoint unreachable it renders the same.
+    unreachable = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", unreachable)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", unreachable)
+    html = ops_client.get(URL).content.decode()
+
+    media = 'data-queue="media"'
+    assert cell(html, media, "visible") == "3"
+    assert cell(html, media, "in-flight") == "2"
+    assert cell(html, media, "delayed") == "3"
+    assert cell(html, media, "dead-letters") == "0"
+    assert cell(html, 'data-queue="infra"', "dead-letters") == "1"
+    assert cell(html, 'data-queue="default"', "visible") == "0"
+
+
+def test_queue_sample_failure_is_shown_with_the_last_known_counts(
+    ops_client: Client, sqs_queues: AwsEndpoint
+) -> None:
+    QueueDepth.objects.create(queue="media", visible=7, sampled_at=timezone.now())
+    with override_settings(SQS_QUEUE_PREFIX="no-such-prefix-"):
+        record_queue_depths()
+    depth = QueueDepth.objects.get(queue="media")
+    assert depth.visible == 7
+    assert "NonExistentQueue" in depth.error or "does not exist" in depth.error
+    assert "last sample failed" in ops_client.get(URL).content.decode()
+
+
+def test_page_counts_jobs_per_state_in_the_last_hour_and_day(ops_client: Client) -> None:
+    for _ in range(3):
+        result("SUCCESS", created_ago=timedelta(minutes=10))
+    result("SUCCESS", created_ago=timedelta(hours=5))
+    result("FAILURE", created_ago=timedelta(minutes=30), name="app.tasks.flaky")
+    result("FAILURE", created_ago=timedelta(hours=3), name="app.tasks.flaky")
+    result("FAILURE", created_ago=timedelta(hours=2), name="app.tasks.broken")
+    result("PENDING", created_ago=timedelta(minutes=1))
+    result("SUCCESS", created_ago=timedelta(days=3))  # outside every window
+
+    html = ops_client.get(URL).content.decode()
+
+    assert (
+        cell(html, 'data-state="SUCCESS"', "hour"),
+        cell(html, 'data-state="SUCCESS"', "day"),
+    ) == ("3", "4")
+    assert (
+        cell(html, 'data-state="FAILURE"', "hour"),
+        cell(html, 'data-state="FAILURE"', "day"),
+    ) == ("1", "3")
+    assert (
+        cell(html, 'data-state="PENDING"', "hour"),
+        cell(html, 'data-state="PENDING"', "day"),
+    ) == ("1", "1")
+    assert cell(html, 'data-state="STARTED"', "day") == "0"
+    assert cell(html, 'data-task="app.tasks.flaky"', "failures") == "2"
+    assert cell(html, 'data-task="app.tasks.broken"', "failures") == "1"
+    assert html.index('data-task="app.tasks.flaky"') < html.index('data-task="app.tasks.broken"')
+
+
+def test_slowest_tasks_are_ranked_by_mean_duration(ops_client: Client) -> None:
+    for seconds in (10, 30):
+        result("SUCCESS", created_ago=timedelta(hours=1), seconds=seconds, name="app.tasks.slow")
+    result("SUCCESS", created_ago=timedelta(hours=1), seconds=2, name="app.tasks.quick")
+
+    html = ops_client.get(URL).content.decode()
+    slowest = html[html.index('id="slowest"') :]
+    assert slowest.index("app.tasks.slow") < slowest.index("app.tasks.quick")
+    assert cell(slowest, 'data-task="app.tasks.slow"', "runs") == "2"
+    assert "20.0 s" in slowest and "30.0 s" in slowest
+
+
+def test_chart_has_a_bar_per_hour_with_failures_in_red(ops_client: Client) -> None:
+    result("SUCCESS", created_ago=timedelta(minutes=5), seconds=4)
+    result("FAILURE", created_ago=timedelta(minutes=6), seconds=2)
+
+    html = ops_client.get(URL).content.decode()
+    start = html.index('<svg class="ops-chart"')
+    chart = html[start : html.index("</svg>", start)]
+    assert chart.count('class="ok"') == 24
+    assert chart.count('class="failed"') == 24
+    assert "1 finished" not in chart and ": 2 finished, 1 failed" in chart
+    assert 'class="mean"' in chart
+    # Drawn on the server as inline SVG: nothing is loaded from elsewhere.
+    assert not re.search(r'(src|href)="(https?:)?//', html)
+
+
+def test_workers_are_listed_with_last_seen_and_online_state(ops_client: Client) -> None:
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(
+        hostname="main@web1",
+        pid=1,
+        queues=["default", "media"],
+        concurrency=2,
+        started_at=now - timedelta(hours=1),
+        last_seen_at=now,
+        monitored=True,
+    )
+    WorkerHeartbeat.objects.create(
+        hostname="infra@web2",
+        pid=2,
+        queues=["infra"],
+        concurrency=1,
+        started_at=now - timedelta(hours=3),
+        last_seen_at=now - timedelta(hours=2),
+    )
+    WorkerHeartbeat.objects.create(
+        hostname="gone@old",
+        pid=3,
+        queues=["infra"],
+        concurrency=1,
+        started_at=now - timedelta(days=3),
+        last_seen_at=now - timedelta(days=2),
+    )
+
+    html = ops_client.get(URL).content.decode()
+    workers = html[html.index('id="workers"') : html.index('id="states"')]
+    assert 'data-worker="main@web1"' in workers and "default, media" in workers
+    online = workers[
+        workers.index('data-worker="main@web1"') : workers.index('data-worker="infra@web2"')
+    ]
+    assert 'class="online"' in online
+    offline = workers[workers.index('data-worker="infra@web2"') :]
+    assert "offline" in offline and "(not in Flower)" in offline
+    assert "gone@old" not in workers
+
+
+@override_settings(CELERY_MONITOR_URL="")
+def test_without_a_monitoring_channel_the_page_works_and_says_why_flower_is_empty(
+    ops_client: Client,
+) -> None:
+    response = ops_client.get(URL)
+    assert response.status_code == 200
+    assert (
+        "Flower sees no workers: no monitoring channel is configured" in response.content.decode()
+    )
+
+
+@override_settings(CELERY_MONITOR_URL="redis://:hunter2@cache.internal:6379/3")
+def test_page_names_the_channel_without_its_password(ops_client: Client) -> None:
+    html = ops_client.get(URL).content.decode()
+    assert "cache.internal:6379/3" in html
+    assert "hunter2" not in html
+
+
+def test_page_queries_stay_few_however_many_jobs(
+    ops_client: Client, django_assert_max_num_queries: pytest.FixtureDef
+) -> None:
+    for n in range(30):
+        result(
+            "SUCCESS" if n % 3 else "FAILURE", created_ago=timedelta(hours=n % 20), name=f"t{n % 7}"
+        )
+    with django_assert_max_num_queries(12):  # type: ignore[operator]
+        assert ops_client.get(URL).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("staff", "permitted", "expected"),
+    [(False, False, 403), (True, False, 403), (False, True, 403), (True, True, 200)],
+)
+def test_page_is_for_staff_with_the_permission_only(
+    staff: bool, permitted: bool, expected: int
+) -> None:
+    user = get_user_model().objects.create_user("someone", is_staff=staff)
+    if permitted:
+        user.user_permissions.add(Permission.objects.get(codename="view_operations"))
+    client = Client()
+    client.force_login(user)
+    assert client.get(URL).status_code == expected
+
+
+def test_anonymous_visitors_are_refused() -> None:
+    assert Client().get(URL).status_code == 403
+
+
+def test_queue_depth_schedule_is_installed_by_migration() -> None:
+    task = PeriodicTask.objects.get(name="Record SQS queue depths")
+    assert task.task == "workers.tasks.record_queue_depths"
+    assert task.interval is not None and task.interval.every == 60
+    assert task.enabled
+
+
+def test_admin_lists_link_to_the_operations_page() -> None:
+    admin_user = get_user_model().objects.create_superuser("root", password="x")
+    client = Client()
+    client.force_login(admin_user)
+    for page in (
+        "/admin/workers/queuedepth/",
+        "/admin/workers/workerheartbeat/",
+        "/admin/django_celery_results/taskresult/",
+    ):
+        assert f'href="{URL}"' in client.get(page).content.decode(), page

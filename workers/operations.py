@@ -1,0 +1,212 @@
+"""The operations page: queues, workers, job states, slow and failing tasks, from the database.
+
+It works when Flower, Redis or AWS are down: queue depths come from the periodic
+`record_queue_depths` task, workers from their heartbeat rows, everything else from
+TaskResult. Every TaskResult read is a range on an indexed column (date_created or
+date_done) over at most a day, so the page stays fast however large the table grows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin
+from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q
+from django.db.models.functions import TruncHour
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from django_celery_results.models import TaskResult
+
+from workers.charts import Bucket, Chart, timeline_chart
+from workers.models import QueueDepth, WorkerHeartbeat
+from workers.monitoring import monitor_url, redacted_url
+from workers.permissions import staff_permission_required
+
+STATES = ("PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
+FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
+# A queue sample older than this is shown as stale (the periodic task runs every minute).
+QUEUE_SAMPLE_STALE_AFTER = timedelta(minutes=5)
+# A worker counts as online while its heartbeat is younger than this many intervals.
+HEARTBEAT_MISSES_ALLOWED = 3
+TOP_TASKS = 8
+
+DURATION = ExpressionWrapper(F("date_done") - F("date_started"), output_field=DurationField())
+
+
+@dataclass(frozen=True)
+class StateCount:
+    state: str
+    last_hour: int
+    last_day: int
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    depth: QueueDepth
+    stale: bool
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    heartbeat: WorkerHeartbeat
+    online: bool
+
+
+@dataclass(frozen=True)
+class TaskStat:
+    task_name: str
+    runs: int
+    mean_seconds: float
+    max_seconds: float
+
+
+@dataclass(frozen=True)
+class FailingTask:
+    task_name: str
+    failures: int
+    last_failed_at: datetime
+
+
+def job_state_counts(*, now: datetime) -> list[StateCount]:
+    """Jobs created in the last hour and day, per state (one indexed range on date_created)."""
+    rows = (
+        TaskResult.objects.filter(date_created__gte=now - timedelta(days=1))
+        .values("status")
+        .annotate(
+            day=Count("id"),
+            hour=Count("id", filter=Q(date_created__gte=now - timedelta(hours=1))),
+        )
+    )
+    counts = {row["status"]: (row["hour"], row["day"]) for row in rows}
+    states = [*STATES, *sorted(set(counts) - set(STATES))]
+    return [StateCount(s, *counts.get(s, (0, 0))) for s in states]
+
+
+def _finished_since(since: datetime) -> Any:
+    # date_done is stamped on every save (auto_now), PENDING and STARTED rows included.
+    return TaskResult.objects.filter(date_done__gte=since, status__in=FINISHED)
+
+
+def slowest_tasks(*, now: datetime, limit: int = TOP_TASKS) -> list[TaskStat]:
+    rows = (
+        _finished_since(now - timedelta(days=1))
+        .filter(date_started__isnull=False)
+        .values("task_name")
+        .annotate(runs=Count("id"), mean=Avg(DURATION), longest=Max(DURATION))
+        .order_by("-mean")[:limit]
+    )
+    return [
+        TaskStat(
+            r["task_name"] or "?",
+            r["runs"],
+            r["mean"].total_seconds(),
+            r["longest"].total_seconds(),
+        )
+        for r in rows
+        if r["mean"] is not None
+    ]
+
+
+def failing_tasks(*, now: datetime, limit: int = TOP_TASKS) -> list[FailingTask]:
+    rows = (
+        TaskResult.objects.filter(date_done__gte=now - timedelta(days=1), status="FAILURE")
+        .values("task_name")
+        .annotate(failures=Count("id"), last=Max("date_done"))
+        .order_by("-failures", "-last")[:limit]
+    )
+    return [FailingTask(r["task_name"] or "?", r["failures"], r["last"]) for r in rows]
+
+
+def job_timeline(*, now: datetime, hours: int = 24) -> list[Bucket]:
+    """Finished jobs per hour over the last `hours`: counts, failures, mean/max duration."""
+    start = (now - timedelta(hours=hours - 1)).replace(minute=0, second=0, microsecond=0)
+    zone = timezone.get_current_timezone()
+    rows = (
+        _finished_since(start)
+        .annotate(hour=TruncHour("date_done", tzinfo=zone))
+        .values("hour")
+        .annotate(
+            finished=Count("id"),
+            failed=Count("id", filter=Q(status="FAILURE")),
+            mean=Avg(DURATION),
+            longest=Max(DURATION),
+        )
+    )
+    by_hour = {row["hour"]: row for row in rows}
+    buckets = []
+    for i in range(hours):
+        hour = timezone.localtime(start + timedelta(hours=i), zone)
+        row = by_hour.get(hour, {})
+        buckets.append(
+            Bucket(
+                label=hour.strftime("%H:00"),
+                finished=row.get("finished", 0),
+                failed=row.get("failed", 0),
+                mean_seconds=row["mean"].total_seconds() if row.get("mean") else None,
+                max_seconds=row["longest"].total_seconds() if row.get("longest") else None,
+            )
+        )
+    return buckets
+
+
+def queue_rows(*, now: datetime) -> list[QueueRow]:
+    return [
+        QueueRow(depth, stale=depth.sampled_at < now - QUEUE_SAMPLE_STALE_AFTER)
+        for depth in QueueDepth.objects.all()
+    ]
+
+
+def worker_rows(*, now: datetime) -> list[WorkerRow]:
+    online_since = now - timedelta(
+        seconds=settings.WORKER_HEARTBEAT_SECONDS * HEARTBEAT_MISSES_ALLOWED
+    )
+    return [
+        WorkerRow(heartbeat, online=heartbeat.last_seen_at >= online_since)
+        for heartbeat in WorkerHeartbeat.objects.filter(last_seen_at__gte=now - timedelta(days=1))
+    ]
+
+
+@dataclass(frozen=True)
+class Operations:
+    now: datetime
+    queues: list[QueueRow]
+    workers: list[WorkerRow]
+    states: list[StateCount]
+    slowest: list[TaskStat]
+    failing: list[FailingTask]
+    chart: Chart
+    monitor_url: str
+
+
+def operations_get(*, now: datetime | None = None) -> Operations:
+    now = now or timezone.now()
+    return Operations(
+        now=now,
+        queues=queue_rows(now=now),
+        workers=worker_rows(now=now),
+        states=job_state_counts(now=now),
+        slowest=slowest_tasks(now=now),
+        failing=failing_tasks(now=now),
+        chart=timeline_chart(job_timeline(now=now)),
+        monitor_url=redacted_url(monitor_url()),
+    )
+
+
+@require_GET
+@staff_permission_required("workers.view_operations")
+def operations_page(request: HttpRequest) -> HttpResponse:
+    return render(
+        request,
+        "admin/workers/operations.html",
+        {
+            **admin.site.each_context(request),
+            "title": "Operations",
+            "ops": operations_get(),
+            "heartbeat_seconds": settings.WORKER_HEARTBEAT_SECONDS,
+        },
+    )

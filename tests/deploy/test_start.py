@@ -109,7 +109,8 @@ def test_beat_execs_celery_beat_without_a_pid_file(start: Start) -> None:
 
 def test_flower_execs_with_auth_from_the_environment_not_the_command_line(start: Start) -> None:
     argv = start.program("flower", FLOWER_BASIC_AUTH="ops:correct-horse")
-    assert argv[:4] == ["celery", "-A", "workers", "flower"]
+    assert argv[:3] == ["python", "-m", "workers.flower"]
+    assert "--address=0.0.0.0" in argv
     assert not any("correct-horse" in arg for arg in argv)
 
 

@@ -31,6 +31,7 @@ def test_a_queue_spec_with_limits_past_its_visibility_timeout_is_refused() -> No
 
 
 def test_tasks_inherit_their_queues_time_limits() -> None:
+    app.loader.import_default_modules()  # what a worker does at start: register every task
     task = app.tasks["workers.tasks.run_diagnostic"]
     assert task.time_limit == QUEUES["default"].time_limit
     assert task.soft_time_limit == QUEUES["default"].soft_time_limit

@@ -1,5 +1,8 @@
 """Make this process open new broker connections, e.g. after changing where they point."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from kombu import pools
 
 from workers.celery import app
@@ -18,3 +21,18 @@ def drop_broker_connections() -> None:
     relay.drain(timeout=30)
     reset_broker_pools()
     broker_health.reset()
+
+
+@contextmanager
+def publishing_to(prefix: str) -> Iterator[None]:
+    """Make this process publish onto the SQS queues named with `prefix`."""
+    saved = app.conf.broker_transport_options
+    app.conf.broker_transport_options = {**saved, "queue_name_prefix": prefix}
+    drop_broker_connections()
+    try:
+        yield
+        # The relay sends after commit: let it finish while the prefix still applies.
+        relay.drain(timeout=30)
+    finally:
+        app.conf.broker_transport_options = saved
+        drop_broker_connections()

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from tests.support.broker import drop_broker_connections, reset_broker_pools
+from tests.support.broker import drop_broker_connections, publishing_to, reset_broker_pools
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
 from workers.devstack import free_port
 from workers.enqueue import BrokerUnavailable, Requester, job_record_pending
@@ -110,7 +110,6 @@ def test_broker_unreachable_at_enqueue_leaves_nothing_behind(
 def test_broker_lost_after_a_job_is_accepted_keeps_the_job_and_sends_it_when_back(
     worker: WorkerProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from workers.outbox import relay
 
     user = get_user_model().objects.create_user("erin", is_staff=True)
     broker_health.confirm()  # the broker was fine a moment ago...
@@ -211,18 +210,8 @@ def test_same_message_delivered_twice_does_no_harm(worker: WorkerProcess) -> Non
 
 def _start_diagnostic_on(prefix: str, **kwargs: object) -> DiagnosticRun:
     """Start a diagnostic run whose message goes to the queues named with `prefix`."""
-    from workers.celery import app
-
-    saved = app.conf.broker_transport_options
-    app.conf.broker_transport_options = {**saved, "queue_name_prefix": prefix}
-    drop_broker_connections()
-    try:
-        run = diagnostic_run_start(requester=Requester.cli("test"), **kwargs)  # type: ignore[arg-type]
-        relay.drain(timeout=30)
-        return run
-    finally:
-        app.conf.broker_transport_options = saved
-        drop_broker_connections()
+    with publishing_to(prefix):
+        return diagnostic_run_start(requester=Requester.cli("test"), **kwargs)  # type: ignore[arg-type]
 
 
 def test_arguments_that_are_not_json_are_refused_at_enqueue_and_nothing_is_recorded(

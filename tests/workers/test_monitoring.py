@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from functools import partial
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from django.test import override_settings
 from django_celery_results.models import TaskResult
 from kombu import Consumer
 
-from tests.support.broker import drop_broker_connections
+from tests.support.broker import publishing_to
 from tests.support.monitoring import FlowerProcess, RedisServer
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
 from workers.devstack import BASE_DIR, free_port
@@ -38,21 +38,6 @@ QUEUES = ["default", "media", "infra", "release"]
 
 def status_of(task_id: str) -> str | None:
     return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first()
-
-
-@contextmanager
-def publishing_to(prefix: str) -> Iterator[None]:
-    """Make this process publish onto the SQS queues named with `prefix`."""
-    from workers.celery import app
-
-    saved = app.conf.broker_transport_options
-    app.conf.broker_transport_options = {**saved, "queue_name_prefix": prefix}
-    drop_broker_connections()
-    try:
-        yield
-    finally:
-        app.conf.broker_transport_options = saved
-        drop_broker_connections()
 
 
 def sqs_queues_named(prefix: str) -> None:

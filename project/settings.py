@@ -206,3 +206,14 @@ CELERY_TASK_SEND_SENT_EVENT = False
 # --- Job logs ------------------------------------------------------------------------------
 JOB_LOG_FLUSH_LINES = env.int("JOB_LOG_FLUSH_LINES", default=200)
 JOB_LOG_FLUSH_SECONDS = env.float("JOB_LOG_FLUSH_SECONDS", default=0.25)
+
+# --- Terraform ---------------------------------------------------------------------------
+# Workspaces name a directory inside TERRAFORM_ROOT; anything resolving outside is refused.
+TERRAFORM_ROOT = env.path("TERRAFORM_ROOT", default=BASE_DIR / "terraform")
+TERRAFORM_BIN = env.str("TERRAFORM_BIN", default="terraform")
+# Saved plans embed variable values (secrets too): keep this private to the workers.
+TERRAFORM_PLAN_DIR = env.path("TERRAFORM_PLAN_DIR", default=BASE_DIR / "var" / "terraform-plans")
+TERRAFORM_LOCK_TIMEOUT_SECONDS = env.int("TERRAFORM_LOCK_TIMEOUT_SECONDS", default=60)
+TERRAFORM_CANCEL_GRACE_SECONDS = env.float("TERRAFORM_CANCEL_GRACE_SECONDS", default=30.0)
+TERRAFORM_RUN_TIME_LIMIT_SECONDS = env.int("TERRAFORM_RUN_TIME_LIMIT_SECONDS", default=3600)
+TERRAFORM_HEARTBEAT_SECONDS = env.float("TERRAFORM_HEARTBEAT_SECONDS", default=5.0)

@@ -217,3 +217,5 @@ TERRAFORM_LOCK_TIMEOUT_SECONDS = env.int("TERRAFORM_LOCK_TIMEOUT_SECONDS", defau
 TERRAFORM_CANCEL_GRACE_SECONDS = env.float("TERRAFORM_CANCEL_GRACE_SECONDS", default=30.0)
 TERRAFORM_RUN_TIME_LIMIT_SECONDS = env.int("TERRAFORM_RUN_TIME_LIMIT_SECONDS", default=3600)
 TERRAFORM_HEARTBEAT_SECONDS = env.float("TERRAFORM_HEARTBEAT_SECONDS", default=5.0)
+# Used only with the file-based e-mail backend (the test session's workers write mail there).
+EMAIL_FILE_PATH = env.path("DJANGO_EMAIL_FILE_PATH", default=BASE_DIR / "var" / "mail")

@@ -5,6 +5,7 @@ environment, before any conftest is imported.
 """
 
 import os
+import tempfile
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/opsqueue")
 os.environ.setdefault("DJANGO_DEBUG", "true")
@@ -13,3 +14,15 @@ os.environ.setdefault("SQS_QUEUE_PREFIX", f"t{os.getpid()}-")
 os.environ.setdefault("SQS_WAIT_TIME_SECONDS", "0")
 os.environ.setdefault("SQS_POLLING_INTERVAL", "0.1")
 os.environ.setdefault("JOB_LOG_FLUSH_SECONDS", "0.2")
+
+# Terraform: the session's workspaces, plans and worker-sent mail live in temporary directories
+# (the worker processes inherit these); cancels and lost workers resolve within seconds.
+_tmp = os.path.join(tempfile.gettempdir(), f"opsqueue-tests-{os.getpid()}")
+os.environ.setdefault("TERRAFORM_ROOT", os.path.join(_tmp, "terraform"))
+os.environ.setdefault("TERRAFORM_PLAN_DIR", os.path.join(_tmp, "terraform-plans"))
+os.environ.setdefault("TERRAFORM_CANCEL_GRACE_SECONDS", "5")
+os.environ.setdefault("TERRAFORM_HEARTBEAT_SECONDS", "1")
+os.environ.setdefault("TERRAFORM_LOCK_TIMEOUT_SECONDS", "3")
+# The test process itself uses Django's in-memory backend; workers write files to read back.
+os.environ.setdefault("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+os.environ.setdefault("DJANGO_EMAIL_FILE_PATH", os.path.join(_tmp, "mail"))

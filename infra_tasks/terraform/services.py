@@ -540,14 +540,15 @@ def _capture(
     )
     if not result.ok:
         return None
-    for line in sink.lines:
-        if line.startswith("{"):
-            try:
-                parsed = json.loads(line)
-            except ValueError:
-                return None
-            return parsed if isinstance(parsed, dict) else None
-    return None
+    # The JSON document (one line for `show`, indented for `output`) after any warnings.
+    starts = [i for i, line in enumerate(sink.lines) if line.startswith("{")]
+    if not starts:
+        return None
+    try:
+        parsed, _end = json.JSONDecoder().raw_decode("\n".join(sink.lines[starts[0] :]))
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _failure_text(step: str, log: _RunLog) -> str:

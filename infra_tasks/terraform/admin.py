@@ -9,7 +9,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -268,14 +268,24 @@ class TerraformRunAdmin(admin.ModelAdmin):
             f"{summary['destroy']} to destroy"
         )
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TerraformRun]:
+        jobs = Job.objects.filter(task_id=OuterRef("apply_task_id"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                apply_done=Subquery(jobs.values("progress_done")[:1]),
+                apply_total=Subquery(jobs.values("progress_total")[:1]),
+            )
+        )
+
     @admin.display(description="progress")
-    def progress(self, obj: TerraformRun) -> str:
-        job = Job.objects.filter(task_id=obj.apply_task_id).first() if obj.apply_task_id else None
-        if job is None or not job.progress_total:
-            if obj.state == RunState.WAITING:
-                return f"waiting ({selectors.run_queue_position(run=obj)} ahead)"
-            return "—"
-        return f"{job.progress_done or 0} / {job.progress_total} resources"
+    def progress(self, obj: Any) -> str:
+        if obj.apply_total:
+            return f"{obj.apply_done or 0} / {obj.apply_total} resources"
+        if obj.state == RunState.WAITING:
+            return f"waiting ({selectors.run_queue_position(run=obj)} ahead)"
+        return "—"
 
     @admin.display(description="plan job")
     def plan_job(self, obj: TerraformRun) -> str:

@@ -306,6 +306,12 @@ def run_plan_execute(*, run_id: int, task_id: str, worker: str) -> str | None:
         if run.state != RunState.PLANNING:
             plan_file.unlink(missing_ok=True)
             return run.state
+        if run.cancel_requested_at is not None:
+            # Asked to stop just as terraform finished: the plan is not offered for approval.
+            plan_file.unlink(missing_ok=True)
+            who = run.cancel_requested_by.get_username() if run.cancel_requested_by else "someone"
+            _finish(run, RunState.CANCELLED, f"Cancelled by {who}.")
+            return RunState.CANCELLED
         run.state = RunState.PLANNED
         run.plan_file = str(plan_file)
         run.plan_sha256 = digest

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
 from email import message_from_bytes
 from pathlib import Path
@@ -304,3 +305,24 @@ def test_drift_check_flags_a_change_made_outside_terraform_and_emails_staff(
     message = message_from_bytes(sent[0])
     assert message["To"] == "sybil@example.com"
     assert message["Subject"] == f"[opsqueue] Terraform drift in {workspace.name}"
+
+
+def test_terraform_state_lock_held_elsewhere_fails_the_plan_after_the_lock_timeout(
+    worker: WorkerProcess, make_workspace: MakeWorkspace
+) -> None:
+    workspace = make_workspace()
+    lock = state_dir(workspace) / ".terraform.tfstate.lock.info"
+    # Someone applies by hand with a slow step: terraform holds the state lock meanwhile.
+    outside = subprocess.Popen(
+        [settings.TERRAFORM_BIN, "apply", "-auto-approve", "-input=false", "-var=sleep_seconds=8"],
+        cwd=state_dir(workspace),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lock.exists, timeout=30, message="the outside apply to take the lock")
+        run = wait_state(plan(workspace, user("victor")), RunState.FAILED, RunState.PLANNED)
+    finally:
+        outside.wait(timeout=60)
+    assert run.state == RunState.FAILED
+    assert "Error acquiring the state lock" in run.message

@@ -8,13 +8,13 @@ from collections.abc import Callable
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, Permission
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
 
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
-from infra_tasks.terraform.services import RunError, run_approve, run_request
 from infra_tasks.terraform.selectors import terraform_run_list_latest
+from infra_tasks.terraform.services import RunError, run_approve, run_request
 from tests.support.servers import AwsEndpoint
 from workers.enqueue import Requester
 
@@ -24,20 +24,20 @@ MakeWorkspace = Callable[..., TerraformWorkspace]
 CHANGELIST = "admin:terraform_terraformworkspace_changelist"
 
 
-def staff(name: str, *perms: str) -> AbstractBaseUser:
+def staff(name: str, *perms: str) -> User:
     user = get_user_model().objects.create_user(name, password="pw-for-tests", is_staff=True)
     codenames = ["view_terraformworkspace", "view_terraformrun", *perms]
     user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
     return user
 
 
-def client_for(user: AbstractBaseUser) -> Client:
+def client_for(user: User) -> Client:
     client = Client()
     client.force_login(user)
     return client
 
 
-def planned_run(workspace: TerraformWorkspace, requester: AbstractBaseUser) -> TerraformRun:
+def planned_run(workspace: TerraformWorkspace, requester: User) -> TerraformRun:
     """A run whose plan is waiting for approval (the plan itself is not what is tested)."""
     return TerraformRun.objects.create(
         workspace=workspace,

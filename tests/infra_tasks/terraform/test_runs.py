@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError
 
 from infra_tasks.terraform.models import (
@@ -41,11 +41,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 MakeWorkspace = Callable[..., TerraformWorkspace]
 
 
-def user(name: str) -> AbstractBaseUser:
+def user(name: str) -> User:
     return get_user_model().objects.create_user(name, email=f"{name}@example.com", is_staff=True)
 
 
-def plan(workspace: TerraformWorkspace, by: AbstractBaseUser) -> TerraformRun:
+def plan(workspace: TerraformWorkspace, by: User) -> TerraformRun:
     return run_request(workspace=workspace, kind=RunKind.APPLY, requester=Requester.for_user(by))
 
 
@@ -285,8 +285,7 @@ def test_drift_check_flags_a_change_made_outside_terraform_and_emails_staff(
         workspace, "apply", "-auto-approve", "-input=false", "-var=greeting=changed-by-hand"
     )
     drift_check_request_all(requester=Requester.schedule(DRIFT_SCHEDULE_NAME))
-    check = workspace.runs.filter(kind=RunKind.DRIFT_CHECK).order_by("-id").first()
-    assert check is not None
+    check = workspace.runs.filter(kind=RunKind.DRIFT_CHECK).latest("id")
     wait_state(check, RunState.DRIFTED, RunState.NO_CHANGES, RunState.FAILED)
     assert check.state == RunState.DRIFTED, check.message
     assert check.plan_summary == {"add": 0, "change": 3, "destroy": 0}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +104,35 @@ class Event:
     data: Mapping[str, Any]
 
 
+_LEVEL_PREFIX = '{"@level":"'
+_MESSAGE_KEY = ',"@message":"'
+_TYPE_KEY = ',"type":"'
+# Events whose payload the log uses; the rest only need level, message and type.
+_FULL_PARSE_TYPES = frozenset({"diagnostic"})
+
+
 def parse_event(line: str) -> Event | None:
-    """A `-json` UI event, or None for a plain line (terraform prints some outside JSON)."""
+    """A `-json` UI event, or None for a plain line (terraform prints some outside JSON).
+
+    Terraform writes each event with sorted keys: `@level`, `@message`, ..., `type` last but
+    for `ui`. A busy apply prints thousands of events a second, so the three fields the log
+    needs are read straight from the line, with the full JSON parse kept for diagnostics and
+    for anything that does not have that shape.
+    """
     if not line.startswith("{"):
         return None
+    if line.startswith(_LEVEL_PREFIX):
+        try:
+            level, end = scanstring(line, len(_LEVEL_PREFIX))
+            if line.startswith(_MESSAGE_KEY, end):
+                message, _ = scanstring(line, end + len(_MESSAGE_KEY))
+                at = line.rfind(_TYPE_KEY)
+                if at > end:
+                    kind, _ = scanstring(line, at + len(_TYPE_KEY))
+                    if kind not in _FULL_PARSE_TYPES:
+                        return Event(type=kind, message=message, data={"@level": level})
+        except ValueError:
+            return None
     try:
         data = json.loads(line)
     except ValueError:

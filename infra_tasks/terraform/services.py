@@ -48,6 +48,7 @@ STALE_PLAN_MESSAGE = (
     "The saved plan is stale: the state changed after this plan was made. "
     "Nothing was applied; queue a new plan."
 )
+LOG_BATCH_LINES = 2000
 # Environment a terraform process inherits from the worker; everything else (database URL,
 # Django secret key) stays out of reach of local-exec.
 PASSED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "SSL_CERT_FILE")
@@ -450,7 +451,12 @@ class _RunLog(JobLogWriter):
 
     def __init__(self, task_id: str) -> None:
         self.redactor = default_redactor()
-        super().__init__(task_id, redact=lambda line: self.redactor(line))
+        # Terraform can print thousands of lines a second; it blocks on a full pipe while
+        # a batch is being inserted, so batches are larger than the default. The time-based
+        # flush still makes every line readable within a fraction of a second.
+        super().__init__(
+            task_id, redact=lambda line: self.redactor(line), flush_lines=LOG_BATCH_LINES
+        )
         self.progress: cli.Progress | None = None
         self._tail: list[str] = []
 

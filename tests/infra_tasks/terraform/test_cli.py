@@ -118,3 +118,21 @@ def test_public_outputs_drop_sensitive_values() -> None:
         "password": {"sensitive": True, "value": "hunter22"},
     }
     assert cli.public_outputs(outputs) == {"url": "https://x"}
+
+
+def test_parse_event_fast_path_agrees_with_a_full_parse_on_terraform_lines() -> None:
+    lines = [
+        '{"@level":"info","@message":"terraform_data.slow: (local-exec): say \\"hi\\" \\u00e9",'
+        '"@module":"terraform.ui","hook":{"resource":{"resource_type":"terraform_data"},'
+        '"output":"x"},"type":"provision_progress"}',
+        '{"@level":"info","@message":"Terraform 1.11.4","@module":"terraform.ui",'
+        '"terraform":"1.11.4","type":"version","ui":"1.2"}',
+        '{"@level":"info","@message":"Outputs: 1","outputs":{"g":{"type":"string"}},'
+        '"type":"outputs"}',
+    ]
+    for line in lines:
+        event = cli.parse_event(line)
+        data = json.loads(line)
+        assert event is not None
+        assert (event.type, event.message) == (data["type"], data["@message"])
+        assert event.data["@level"] == "info"

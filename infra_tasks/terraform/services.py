@@ -12,8 +12,8 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -236,17 +236,39 @@ def _finish(run: TerraformRun, state: RunState, message: str, **fields: Any) -> 
 # --- Execution (worker) ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Claim:
-    run: TerraformRun
-    redacted: Callable[[str], str]
-
-
 def run_plan_execute(*, run_id: int, task_id: str, worker: str) -> str | None:
     """Run init and plan for a queued run; returns the run's final or waiting state."""
     run = _claim(run_id, queued=RunState.QUEUED, working=RunState.PLANNING, worker=worker)
     if run is None:
         return _state_of(run_id)
+    with _failed_on_error(run_id):
+        return _plan(run, task_id)
+
+
+def run_apply_execute(*, run_id: int, task_id: str, worker: str) -> str | None:
+    """Apply exactly the run's saved plan; returns the run's final state."""
+    run = _claim(run_id, queued=RunState.APPLY_QUEUED, working=RunState.APPLYING, worker=worker)
+    if run is None:
+        return _state_of(run_id)
+    with _failed_on_error(run_id):
+        return _apply(run, task_id)
+
+
+@contextmanager
+def _failed_on_error(run_id: int) -> Iterator[None]:
+    """An unexpected error (a soft time limit, a database hiccup) must not leave the run
+    active: it would hold its workspace forever."""
+    try:
+        yield
+    except Exception as exc:
+        _end_after_process(
+            run_id, None, f"Stopped by an internal error ({exc.__class__.__name__}); see the job."
+        )
+        raise
+
+
+def _plan(run: TerraformRun, task_id: str) -> str | None:
+    run_id = run.pk
     workspace = run.workspace
     log = _RunLog(task_id)
     with log:
@@ -323,11 +345,8 @@ def run_plan_execute(*, run_id: int, task_id: str, worker: str) -> str | None:
     return RunState.PLANNED
 
 
-def run_apply_execute(*, run_id: int, task_id: str, worker: str) -> str | None:
-    """Apply exactly the run's saved plan; returns the run's final state."""
-    run = _claim(run_id, queued=RunState.APPLY_QUEUED, working=RunState.APPLYING, worker=worker)
-    if run is None:
-        return _state_of(run_id)
+def _apply(run: TerraformRun, task_id: str) -> str | None:
+    run_id = run.pk
     log = _RunLog(task_id)
     with log:
         prepared = _prepare(run, log)

@@ -478,6 +478,9 @@ class _RunLog(JobLogWriter):
         )
         self.progress: cli.Progress | None = None
         self._tail: list[str] = []
+        # Lines are handed to the writer a read's worth at a time (run_streaming calls
+        # flush_if_due after each read), not one call per line.
+        self._pending: list[str] = []
 
     def line(self, text: str) -> None:
         event = cli.parse_event(text)
@@ -489,7 +492,20 @@ class _RunLog(JobLogWriter):
             text = cli.event_text(event)
             if event.data.get("@level") == "error":
                 self._tail = [*self._tail[-4:], self.redactor(text)]
-        super().line(text)
+        self._pending.append(text)
+
+    def _hand_over(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, []
+            super().write("\n".join(pending) + "\n")
+
+    def flush_if_due(self) -> None:
+        self._hand_over()
+        super().flush_if_due()
+
+    def flush(self, *, final: bool = False) -> None:
+        self._hand_over()
+        super().flush(final=final)
 
     def saw(self, needle: str) -> bool:
         return any(needle in text for text in self._tail)

@@ -444,6 +444,11 @@ def _prepare(run: TerraformRun, log: _RunLog) -> tuple[Path, dict[str, str], flo
     except cli.WorkspacePathError as exc:
         _end_after_process(run.pk, None, f"Refused: {exc}.")
         return None
+    if not directory.is_dir():
+        message = f"{workspace.directory!r} does not exist under TERRAFORM_ROOT on this worker."
+        log.line(message)
+        _end_after_process(run.pk, None, message)
+        return None
     try:
         secrets = secrets_resolve(workspace.secrets.all())
     except SecretUnavailable as exc:

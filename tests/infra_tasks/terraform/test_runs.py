@@ -325,3 +325,12 @@ def test_terraform_state_lock_held_elsewhere_fails_the_plan_after_the_lock_timeo
         outside.wait(timeout=60)
     assert run.state == RunState.FAILED
     assert "Error acquiring the state lock" in run.message
+
+
+def test_a_workspace_directory_missing_on_the_worker_fails_the_run_clearly(
+    worker: WorkerProcess,
+) -> None:
+    workspace = TerraformWorkspace.objects.create(name="nowhere", directory="not-there")
+    run = wait_state(plan(workspace, user("walter")), RunState.FAILED, RunState.PLANNED)
+    assert run.message == "'not-there' does not exist under TERRAFORM_ROOT on this worker."
+    assert not workspace.runs.filter(state__in=[RunState.QUEUED, RunState.PLANNING]).exists()

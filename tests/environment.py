@@ -17,7 +17,7 @@ os.environ.setdefault("JOB_LOG_FLUSH_SECONDS", "0.2")
 
 # Terraform: the session's workspaces, plans and worker-sent mail live in temporary directories
 # (the worker processes inherit these); cancels and lost workers resolve within seconds.
-_tmp = os.path.join(tempfile.gettempdir(), f"opsqueue-tests-{os.getpid()}")
+_tmp = os.path.join(tempfile.gettempdir(), f"opsqueue-session-{os.getpid()}")
 os.environ.setdefault("TERRAFORM_ROOT", os.path.join(_tmp, "terraform"))
 os.environ.setdefault("TERRAFORM_PLAN_DIR", os.path.join(_tmp, "terraform-plans"))
 os.environ.setdefault("TERRAFORM_CANCEL_GRACE_SECONDS", "5")

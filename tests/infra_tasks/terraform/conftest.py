@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,8 +24,13 @@ def terraform_dirs() -> Iterator[None]:
     root, plans = Path(settings.TERRAFORM_ROOT), Path(settings.TERRAFORM_PLAN_DIR)
     root.mkdir(parents=True, exist_ok=True)
     yield
-    shutil.rmtree(root, ignore_errors=True)
-    shutil.rmtree(plans, ignore_errors=True)
+    for path in (root, plans, Path(settings.EMAIL_FILE_PATH)):
+        # Only what the test session made for itself (tests/environment.py); never a
+        # directory someone pointed these settings at.
+        if path.is_relative_to(tempfile.gettempdir()):
+            shutil.rmtree(path, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()  # the session directory, once empty
 
 
 @pytest.fixture

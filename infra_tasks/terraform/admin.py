@@ -14,6 +14,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
@@ -73,12 +74,10 @@ class DestroyConfirmForm(forms.Form):
 
 
 def _report(modeladmin: admin.ModelAdmin, request: HttpRequest, call: Any, ok: str) -> bool:
+    """Call a service; tell the user how it went."""
     try:
         call()
-    except services.RunError as exc:
-        modeladmin.message_user(request, str(exc), level=messages.ERROR)
-        return False
-    except BrokerUnavailable as exc:
+    except (services.RunError, BrokerUnavailable) as exc:
         modeladmin.message_user(request, str(exc), level=messages.ERROR)
         return False
     modeladmin.message_user(request, ok, level=messages.SUCCESS)
@@ -342,16 +341,17 @@ class TerraformRunAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
+    @method_decorator(require_POST)
     def run_button(self, request: HttpRequest, run_id: int, what: str) -> HttpResponse:
         """The buttons on a run's page: the same checks as the list actions."""
-        return require_POST(self._run_button)(request, run_id, what)
-
-    def _run_button(self, request: HttpRequest, run_id: int, what: str) -> HttpResponse:
         run = get_object_or_404(TerraformRun.objects.select_related("workspace"), pk=run_id)
+        this_run = TerraformRun.objects.filter(pk=run_id)
         if what == "approve" and self.has_apply_permission(request):
             self._approve(request, run)
-        elif what in ("discard", "cancel") and self.has_plan_permission(request):
-            getattr(self, what)(request, TerraformRun.objects.filter(pk=run_id))
+        elif what == "discard" and self.has_plan_permission(request):
+            self.discard(request, this_run)
+        elif what == "cancel" and self.has_plan_permission(request):
+            self.cancel(request, this_run)
         else:
             raise PermissionDenied
         return HttpResponseRedirect(reverse("admin:terraform_terraformrun_change", args=[run_id]))

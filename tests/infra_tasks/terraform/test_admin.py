@@ -108,6 +108,7 @@ def test_approval_needs_the_apply_permission_and_destroy_approval_the_destroy_on
     assert run.state == RunState.PLANNED
 
     approver = staff("approver", "apply_terraformworkspace")
+    assert client_for(approver).get(approve_url).status_code == 405, "changes need a POST"
     TerraformRun.objects.filter(pk=run.pk).update(kind=RunKind.DESTROY)
     client_for(approver).post(approve_url)
     run.refresh_from_db()

@@ -156,6 +156,12 @@ def run_cancel(*, run: TerraformRun, user: AbstractBaseUser | AnonymousUser) -> 
     run = _lock(run)
     if run.is_finished:
         raise RunError(f"{run} has already ended ({run.get_state_display().lower()}).")
+    if run.state in WORKING_STATES and _silent_seconds(run) >= _stale_after():
+        # Nobody is left to see the flag, and SQS would redeliver only after the queue's
+        # visibility timeout (hours): end it now so the workspace is free again.
+        run.cancel_requested_by_id = user.pk
+        run.cancel_requested_at = timezone.now()
+        return _finish(run, RunState.FAILED, _worker_lost_message(run))
     if run.cancel_requested_at is not None:
         raise RunError(f"{run} is already being cancelled.")
     run.cancel_requested_by_id = user.pk
@@ -400,7 +406,7 @@ def _claim(run_id: int, *, queued: RunState, working: RunState, worker: str) -> 
     worker is gone with terraform perhaps half done, so the run fails rather than being
     started a second time.
     """
-    stale_after = settings.TERRAFORM_HEARTBEAT_SECONDS * 4
+    stale_after = _stale_after()
     while True:
         with transaction.atomic():
             found = TerraformRun.objects.filter(pk=run_id).first()
@@ -418,15 +424,9 @@ def _claim(run_id: int, *, queued: RunState, working: RunState, worker: str) -> 
             if run.state != working:
                 return None
             beat = run.heartbeat_at
-            silent = (timezone.now() - beat).total_seconds() if beat else stale_after
+            silent = _silent_seconds(run)
             if silent >= stale_after:
-                _finish(
-                    run,
-                    RunState.FAILED,
-                    f"{run.get_state_display()} on {run.worker or 'a worker'} stopped: "
-                    f"{WORKER_LOST}. Terraform may have been interrupted mid-way; "
-                    "plan again to see what is left.",
-                )
+                _finish(run, RunState.FAILED, _worker_lost_message(run))
                 return None
         time.sleep(min(stale_after - silent, settings.TERRAFORM_HEARTBEAT_SECONDS))
         still = (
@@ -434,6 +434,24 @@ def _claim(run_id: int, *, queued: RunState, working: RunState, worker: str) -> 
         )
         if still is not None and beat is not None and still > beat:
             return None
+
+
+def _stale_after() -> float:
+    """Seconds without a heartbeat after which a run's worker is taken for gone."""
+    return float(settings.TERRAFORM_HEARTBEAT_SECONDS * 4)
+
+
+def _silent_seconds(run: TerraformRun) -> float:
+    if run.heartbeat_at is None:
+        return float("inf")
+    return (timezone.now() - run.heartbeat_at).total_seconds()
+
+
+def _worker_lost_message(run: TerraformRun) -> str:
+    return (
+        f"{run.get_state_display()} on {run.worker or 'a worker'} stopped: {WORKER_LOST}. "
+        "Terraform may have been interrupted mid-way; plan again to see what is left."
+    )
 
 
 def _prepare(run: TerraformRun, log: _RunLog) -> tuple[Path, dict[str, str], float] | None:

@@ -4,6 +4,7 @@ directory check; the run page. Requests are queued on the real SQS endpoint."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -11,10 +12,11 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
 from infra_tasks.terraform.selectors import terraform_run_list_latest
-from infra_tasks.terraform.services import RunError, run_approve, run_request
+from infra_tasks.terraform.services import RunError, run_approve, run_cancel, run_request
 from tests.support.servers import AwsEndpoint
 from workers.enqueue import Requester
 
@@ -182,3 +184,37 @@ def test_run_page_shows_plan_summary_people_and_the_live_log(
     assert "Planned: needs approval" in listing
 
     assert terraform_run_list_latest(limit=5) == [run]
+
+
+def test_cancelling_a_run_whose_worker_went_silent_frees_the_workspace_at_once(
+    make_workspace: MakeWorkspace,
+) -> None:
+    workspace = make_workspace()
+    alice = staff("alice", "plan_terraformworkspace")
+    run = TerraformRun.objects.create(
+        workspace=workspace,
+        kind=RunKind.APPLY,
+        state=RunState.APPLYING,
+        requester_kind="user",
+        requester_label="alice",
+        plan_task_id="plan-task",
+        worker="gone@host",
+        heartbeat_at=timezone.now() - timedelta(minutes=10),
+    )
+    run = run_cancel(run=run, user=alice)
+    assert run.state == RunState.FAILED
+    assert run.message.startswith("Applying on gone@host stopped: worker lost; check the state.")
+    assert run.cancel_requested_by == alice
+
+    # A live worker (recent heartbeat) is asked instead, and the run keeps going until it stops.
+    live = TerraformRun.objects.create(
+        workspace=workspace,
+        kind=RunKind.APPLY,
+        state=RunState.APPLYING,
+        requester_kind="user",
+        requester_label="alice",
+        plan_task_id="plan-task-2",
+        heartbeat_at=timezone.now(),
+    )
+    live = run_cancel(run=live, user=alice)
+    assert live.state == RunState.APPLYING and live.cancel_requested_at is not None

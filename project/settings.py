@@ -278,3 +278,16 @@ CELERY_WORKER_CONSUMER = "workers.monitoring:MonitoredConsumer"
 WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=15.0)
 # The channel exists to carry events: task events are on whenever it is configured.
 CELERY_WORKER_SEND_TASK_EVENTS = bool(CELERY_MONITOR_URL)
+
+# --- Terraform ---------------------------------------------------------------------------
+# Workspaces name a directory inside TERRAFORM_ROOT; anything resolving outside is refused.
+TERRAFORM_ROOT = env.path("TERRAFORM_ROOT", default=BASE_DIR / "terraform")
+TERRAFORM_BIN = env.str("TERRAFORM_BIN", default="terraform")
+# Saved plans embed variable values (secrets too): keep this private to the workers.
+TERRAFORM_PLAN_DIR = env.path("TERRAFORM_PLAN_DIR", default=BASE_DIR / "var" / "terraform-plans")
+TERRAFORM_LOCK_TIMEOUT_SECONDS = env.int("TERRAFORM_LOCK_TIMEOUT_SECONDS", default=60)
+TERRAFORM_CANCEL_GRACE_SECONDS = env.float("TERRAFORM_CANCEL_GRACE_SECONDS", default=30.0)
+TERRAFORM_RUN_TIME_LIMIT_SECONDS = env.int("TERRAFORM_RUN_TIME_LIMIT_SECONDS", default=3600)
+TERRAFORM_HEARTBEAT_SECONDS = env.float("TERRAFORM_HEARTBEAT_SECONDS", default=5.0)
+# Used only with the file-based e-mail backend (the test session's workers write mail there).
+EMAIL_FILE_PATH = env.path("DJANGO_EMAIL_FILE_PATH", default=BASE_DIR / "var" / "mail")

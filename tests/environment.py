@@ -18,3 +18,16 @@ os.environ.setdefault("JOB_LOG_FLUSH_SECONDS", "0.2")
 # the checkout; courses tests override MEDIA_ROOT per test where they need isolation.
 os.environ.setdefault("DJANGO_MEDIA_ROOT", tempfile.mkdtemp(prefix="opsqueue-test-media-"))
 os.environ.setdefault("OPSQUEUE_EXTRA_APPS", "tests.infra_tasks.releases.probe")
+
+
+# Terraform: the session's workspaces, plans and worker-sent mail live in temporary directories
+# (the worker processes inherit these); cancels and lost workers resolve within seconds.
+_tmp = os.path.join(tempfile.gettempdir(), f"opsqueue-session-{os.getpid()}")
+os.environ.setdefault("TERRAFORM_ROOT", os.path.join(_tmp, "terraform"))
+os.environ.setdefault("TERRAFORM_PLAN_DIR", os.path.join(_tmp, "terraform-plans"))
+os.environ.setdefault("TERRAFORM_CANCEL_GRACE_SECONDS", "5")
+os.environ.setdefault("TERRAFORM_HEARTBEAT_SECONDS", "1")
+os.environ.setdefault("TERRAFORM_LOCK_TIMEOUT_SECONDS", "3")
+# The test process itself uses Django's in-memory backend; workers write files to read back.
+os.environ.setdefault("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")
+os.environ.setdefault("DJANGO_EMAIL_FILE_PATH", os.path.join(_tmp, "mail"))

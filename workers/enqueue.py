@@ -87,14 +87,20 @@ def job_enqueue(
     audit_object: Any = None,
     task_id: str | None = None,
     queue: str | None = None,
+    refuse_if_broker_down: bool = True,
 ) -> str:
     """Queue `task` to be sent once the current transaction commits; return its task id.
 
     `audit_object` is the domain object the admin LogEntry points at (the Job row by
     default); an entry is written only for jobs a person asked for. Pass `task_id` (from
     `new_task_id()`) to store it on a domain row created before the call.
+
+    A follow-up job that must not undo the work that triggers it (the next run in a queue,
+    started as the previous one finishes) passes `refuse_if_broker_down=False`: it is then
+    recorded even while the broker is down, and sent once it is back.
     """
-    broker_health.ensure_available()
+    if refuse_if_broker_down:
+        broker_health.ensure_available()
     task_id = task_id or new_task_id()
     options = {"queue": queue} if queue else {}
     message = _outbound(task, task_id, requester, args, kwargs or {}, options)

@@ -1,0 +1,388 @@
+"""Admin for terraform: workspaces (plan, destroy, drift check) and read-only runs (approve,
+discard, cancel), each action behind its own permission."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.views.decorators.http import require_POST
+
+from infra_tasks.terraform import selectors, services
+from infra_tasks.terraform.models import (
+    RunKind,
+    RunState,
+    TerraformRun,
+    TerraformSecret,
+    TerraformWorkspace,
+)
+from workers.enqueue import BrokerUnavailable, Requester
+from workers.models import Job
+
+PLAN_PERM = "terraform.plan_terraformworkspace"
+APPLY_PERM = "terraform.apply_terraformworkspace"
+DESTROY_PERM = "terraform.destroy_terraformworkspace"
+
+
+class WorkspaceForm(forms.ModelForm):
+    class Meta:
+        model = TerraformWorkspace
+        fields = (
+            "name",
+            "directory",
+            "variables",
+            "require_distinct_approver",
+            "run_time_limit_seconds",
+            "notify",
+        )
+
+    def clean_directory(self) -> str:
+        directory: str = self.cleaned_data["directory"]
+        try:
+            services.workspace_directory_validate(directory=directory)
+        except services.RunError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return directory
+
+    def clean_variables(self) -> dict[str, Any]:
+        variables = self.cleaned_data["variables"]
+        if not isinstance(variables, dict):
+            raise forms.ValidationError("Give the variables as a JSON object.")
+        bad = [name for name in variables if not str(name).isidentifier()]
+        if bad:
+            raise forms.ValidationError(f"Not a terraform variable name: {', '.join(bad)}")
+        return variables
+
+
+class SecretInline(admin.TabularInline):
+    model = TerraformSecret
+    extra = 0
+
+
+class DestroyConfirmForm(forms.Form):
+    confirm_name = forms.CharField(label="Type the workspace name to confirm")
+
+
+def _report(modeladmin: admin.ModelAdmin, request: HttpRequest, call: Any, ok: str) -> bool:
+    """Call a service; tell the user how it went."""
+    try:
+        call()
+    except (services.RunError, BrokerUnavailable) as exc:
+        modeladmin.message_user(request, str(exc), level=messages.ERROR)
+        return False
+    modeladmin.message_user(request, ok, level=messages.SUCCESS)
+    return True
+
+
+@admin.register(TerraformWorkspace)
+class TerraformWorkspaceAdmin(admin.ModelAdmin):
+    form = WorkspaceForm
+    inlines = [SecretInline]
+    list_display = (
+        "name",
+        "directory",
+        "last_run",
+        "last_run_state",
+        "drifted",
+        "drift_checked_at",
+    )
+    list_filter = ("drifted",)
+    search_fields = ("name", "directory")
+    readonly_fields = ("outputs", "drifted", "drift_checked_at", "created_at")
+    filter_horizontal = ("notify",)
+    actions = ["plan", "plan_destroy", "check_drift"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TerraformWorkspace]:
+        return selectors.workspace_list_with_last_run()
+
+    @admin.display(description="last run", ordering="last_run_id")
+    def last_run(self, obj: Any) -> str:
+        if not obj.last_run_id:
+            return "—"
+        url = reverse("admin:terraform_terraformrun_change", args=[obj.last_run_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.last_run_id)
+
+    @admin.display(description="last run state", ordering="last_run_state")
+    def last_run_state(self, obj: Any) -> str:
+        return RunState(obj.last_run_state).label if obj.last_run_state else "—"
+
+    def has_plan_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PLAN_PERM)
+
+    def has_destroy_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(DESTROY_PERM)
+
+    @admin.action(description="Plan (then approve to apply)", permissions=["plan"])
+    def plan(self, request: HttpRequest, queryset: QuerySet[TerraformWorkspace]) -> None:
+        for workspace in queryset:
+            self._request(request, workspace, RunKind.APPLY)
+
+    @admin.action(description="Check for drift now", permissions=["plan"])
+    def check_drift(self, request: HttpRequest, queryset: QuerySet[TerraformWorkspace]) -> None:
+        for workspace in queryset:
+            self._request(request, workspace, RunKind.DRIFT_CHECK)
+
+    @admin.action(description="Plan destroy… (asks for confirmation)", permissions=["destroy"])
+    def plan_destroy(
+        self, request: HttpRequest, queryset: QuerySet[TerraformWorkspace]
+    ) -> HttpResponse | None:
+        if queryset.count() != 1:
+            self.message_user(request, "Destroy one workspace at a time.", level=messages.ERROR)
+            return None
+        workspace = queryset.get()
+        form = DestroyConfirmForm(request.POST if "confirm_name" in request.POST else None)
+        if form.is_bound and form.is_valid():
+            if form.cleaned_data["confirm_name"] == workspace.name:
+                self._request(request, workspace, RunKind.DESTROY)
+                return None
+            form.add_error("confirm_name", "That is not the workspace's name; nothing was queued.")
+        return TemplateResponse(
+            request,
+            "admin/terraform/destroy_confirm.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"Destroy {workspace}?",
+                "opts": self.model._meta,
+                "workspace": workspace,
+                "form": form,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+    def _request(self, request: HttpRequest, workspace: TerraformWorkspace, kind: RunKind) -> None:
+        result: dict[str, TerraformRun] = {}
+
+        def call() -> None:
+            result["run"] = services.run_request(
+                workspace=workspace, kind=kind, requester=Requester.for_user(request.user)
+            )
+
+        if _report(self, request, call, f"{workspace}: {kind.label.lower()} requested."):
+            run = result["run"]
+            if run.state == RunState.WAITING:
+                self.message_user(
+                    request,
+                    f"{workspace}: run #{run.pk} waits for the active run to end.",
+                    level=messages.INFO,
+                )
+
+
+@admin.register(TerraformRun)
+class TerraformRunAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "workspace",
+        "kind",
+        "state",
+        "progress",
+        "requester_label",
+        "created_at",
+        "approved_by",
+        "finished_at",
+    )
+    list_filter = ("state", "kind", "workspace")
+    list_select_related = ("workspace", "approved_by")
+    search_fields = ("=id", "workspace__name", "plan_task_id", "apply_task_id")
+    actions = ["approve", "discard", "cancel"]
+    change_form_template = "admin/terraform/terraformrun/change_form.html"
+    fieldsets = (
+        (
+            None,
+            {"fields": ("workspace", "kind", "state", "message", "plan_summary_text", "progress")},
+        ),
+        (
+            "Who and when",
+            {
+                "fields": (
+                    "requester",
+                    "created_at",
+                    "approved_by",
+                    "approved_at",
+                    "cancel_requested_by",
+                    "cancel_requested_at",
+                    "started_at",
+                    "finished_at",
+                )
+            },
+        ),
+        ("Jobs", {"fields": ("plan_job", "apply_job", "worker", "heartbeat_at")}),
+    )
+    readonly_fields = (
+        "workspace",
+        "kind",
+        "state",
+        "message",
+        "plan_summary_text",
+        "progress",
+        "requester",
+        "created_at",
+        "approved_by",
+        "approved_at",
+        "cancel_requested_by",
+        "cancel_requested_at",
+        "started_at",
+        "finished_at",
+        "plan_job",
+        "apply_job",
+        "worker",
+        "heartbeat_at",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_apply_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(APPLY_PERM)
+
+    def has_plan_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PLAN_PERM)
+
+    @admin.display(description="requested by")
+    def requester(self, obj: TerraformRun) -> str:
+        return f"{obj.requester_kind}: {obj.requester_label}"
+
+    @admin.display(description="plan")
+    def plan_summary_text(self, obj: TerraformRun) -> str:
+        summary = obj.plan_summary
+        if summary is None:
+            return "—"
+        return (
+            f"{summary['add']} to add, {summary['change']} to change, "
+            f"{summary['destroy']} to destroy"
+        )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[TerraformRun]:
+        jobs = Job.objects.filter(task_id=OuterRef("apply_task_id"))
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                apply_done=Subquery(jobs.values("progress_done")[:1]),
+                apply_total=Subquery(jobs.values("progress_total")[:1]),
+            )
+        )
+
+    @admin.display(description="progress")
+    def progress(self, obj: Any) -> str:
+        if obj.apply_total:
+            return f"{obj.apply_done or 0} / {obj.apply_total} resources"
+        if obj.state == RunState.WAITING:
+            return f"waiting ({selectors.run_queue_position(run=obj)} ahead)"
+        return "—"
+
+    @admin.display(description="plan job")
+    def plan_job(self, obj: TerraformRun) -> str:
+        return _job_link(obj.plan_task_id)
+
+    @admin.display(description="apply job")
+    def apply_job(self, obj: TerraformRun) -> str:
+        return _job_link(obj.apply_task_id)
+
+    @admin.action(description="Approve and apply the saved plan", permissions=["apply"])
+    def approve(self, request: HttpRequest, queryset: QuerySet[TerraformRun]) -> None:
+        for run in queryset.select_related("workspace"):
+            self._approve(request, run)
+
+    @admin.action(description="Discard the plan", permissions=["plan"])
+    def discard(self, request: HttpRequest, queryset: QuerySet[TerraformRun]) -> None:
+        for run in queryset:
+            _report(
+                self,
+                request,
+                lambda run=run: services.run_discard(run=run, user=request.user),
+                f"{run}: plan discarded.",
+            )
+
+    @admin.action(description="Cancel", permissions=["plan"])
+    def cancel(self, request: HttpRequest, queryset: QuerySet[TerraformRun]) -> None:
+        for run in queryset:
+            _report(
+                self,
+                request,
+                lambda run=run: services.run_cancel(run=run, user=request.user),
+                f"{run}: cancel requested.",
+            )
+
+    def _approve(self, request: HttpRequest, run: TerraformRun) -> None:
+        if run.kind == RunKind.DESTROY and not request.user.has_perm(DESTROY_PERM):
+            self.message_user(
+                request,
+                f"{run}: approving a destroy needs the destroy permission too.",
+                level=messages.ERROR,
+            )
+            return
+        _report(
+            self,
+            request,
+            lambda: services.run_approve(run=run, user=request.user),
+            f"{run}: approved; apply queued.",
+        )
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view
+        return [
+            path("<int:run_id>/do/<str:what>/", view(self.run_button), name="terraform_run_do"),
+            *super().get_urls(),
+        ]
+
+    @method_decorator(require_POST)
+    def run_button(self, request: HttpRequest, run_id: int, what: str) -> HttpResponse:
+        """The buttons on a run's page: the same checks as the list actions."""
+        run = get_object_or_404(TerraformRun.objects.select_related("workspace"), pk=run_id)
+        this_run = TerraformRun.objects.filter(pk=run_id)
+        if what == "approve" and self.has_apply_permission(request):
+            self._approve(request, run)
+        elif what == "discard" and self.has_plan_permission(request):
+            self.discard(request, this_run)
+        elif what == "cancel" and self.has_plan_permission(request):
+            self.cancel(request, this_run)
+        else:
+            raise PermissionDenied
+        return HttpResponseRedirect(reverse("admin:terraform_terraformrun_change", args=[run_id]))
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        run = TerraformRun.objects.filter(pk=object_id).first()
+        context = {
+            **(extra_context or {}),
+            "can_approve": run is not None
+            and run.state == RunState.PLANNED
+            and self.has_apply_permission(request),
+            "can_discard": run is not None
+            and run.state == RunState.PLANNED
+            and self.has_plan_permission(request),
+            "can_cancel": run is not None
+            and not run.is_finished
+            and run.state != RunState.PLANNED
+            and self.has_plan_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, context)
+
+
+def _job_link(task_id: str) -> str:
+    if not task_id:
+        return "—"
+    return format_html(
+        '<a href="{}">{}</a>', reverse("workers:job-detail", args=[task_id]), task_id
+    )

@@ -1,0 +1,217 @@
+"""Terraform's command line: commands we run and the output we read. Pure: no Django.
+
+Runs use `-json` so progress can be counted from events; the log shows each event's
+human-readable `@message`, so it reads like terraform's normal output.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from json.decoder import scanstring  # type: ignore[attr-defined]
+from pathlib import Path
+from typing import Any
+
+STALE_PLAN = "Saved plan is stale"
+LOCK_ERROR = "Error acquiring the state lock"
+
+# Detailed exit codes of `terraform plan -detailed-exitcode`.
+PLAN_NO_CHANGES = 0
+PLAN_HAS_CHANGES = 2
+
+
+class WorkspacePathError(ValueError):
+    """A workspace directory that is not inside the configured root."""
+
+
+def workspace_dir(root: Path, directory: str) -> Path:
+    """The absolute directory of a workspace; refuses anything that escapes `root`.
+
+    Symlinks are resolved first, so a link inside the root pointing elsewhere is refused too.
+    """
+    if not directory or Path(directory).is_absolute():
+        raise WorkspacePathError("give the directory relative to TERRAFORM_ROOT")
+    base = root.resolve()
+    path = (base / directory).resolve()
+    if path == base or base not in path.parents:
+        raise WorkspacePathError(f"{directory!r} is not inside TERRAFORM_ROOT")
+    return path
+
+
+def common_flags() -> list[str]:
+    return ["-input=false", "-no-color"]
+
+
+def init_command(binary: str) -> list[str]:
+    return [binary, "init", *common_flags()]
+
+
+def plan_command(
+    binary: str, *, plan_file: Path, destroy: bool, lock_timeout: int, detailed_exitcode: bool
+) -> list[str]:
+    command = [
+        binary,
+        "plan",
+        *common_flags(),
+        "-json",
+        f"-lock-timeout={lock_timeout}s",
+        f"-out={plan_file}",
+    ]
+    if destroy:
+        command.append("-destroy")
+    if detailed_exitcode:
+        command.append("-detailed-exitcode")
+    return command
+
+
+def apply_command(binary: str, *, plan_file: Path, lock_timeout: int) -> list[str]:
+    # A saved plan: terraform applies exactly it, or refuses if the state moved on.
+    return [
+        binary,
+        "apply",
+        *common_flags(),
+        "-json",
+        f"-lock-timeout={lock_timeout}s",
+        str(plan_file),
+    ]
+
+
+def show_plan_command(binary: str, *, plan_file: Path) -> list[str]:
+    return [binary, "show", "-json", "-no-color", str(plan_file)]
+
+
+def output_command(binary: str) -> list[str]:
+    return [binary, "output", "-json", "-no-color"]
+
+
+def variables_environment(
+    variables: Mapping[str, Any], secrets: Mapping[str, str]
+) -> dict[str, str]:
+    """TF_VAR_ variables: terraform reads them itself, so values never appear in argv."""
+    environment = {}
+    for name, value in variables.items():
+        environment[f"TF_VAR_{name}"] = value if isinstance(value, str) else json.dumps(value)
+    for name, value in secrets.items():
+        environment[f"TF_VAR_{name}"] = value
+    return environment
+
+
+@dataclass(frozen=True)
+class Event:
+    type: str
+    message: str
+    data: Mapping[str, Any]
+
+
+_LEVEL_PREFIX = '{"@level":"'
+_MESSAGE_KEY = ',"@message":"'
+_TYPE_KEY = ',"type":"'
+# Events whose payload the log uses; the rest only need level, message and type.
+_FULL_PARSE_TYPES = frozenset({"diagnostic"})
+
+
+def parse_event(line: str) -> Event | None:
+    """A `-json` UI event, or None for a plain line (terraform prints some outside JSON).
+
+    Terraform writes each event with sorted keys: `@level`, `@message`, ..., `type` last but
+    for `ui`. A busy apply prints thousands of events a second, so the three fields the log
+    needs are read straight from the line, with the full JSON parse kept for diagnostics and
+    for anything that does not have that shape.
+    """
+    if not line.startswith("{"):
+        return None
+    if line.startswith(_LEVEL_PREFIX):
+        try:
+            level, end = scanstring(line, len(_LEVEL_PREFIX))
+            if line.startswith(_MESSAGE_KEY, end):
+                message, _ = scanstring(line, end + len(_MESSAGE_KEY))
+                at = line.rfind(_TYPE_KEY)
+                if at > end:
+                    kind, _ = scanstring(line, at + len(_TYPE_KEY))
+                    if kind not in _FULL_PARSE_TYPES:
+                        return Event(type=kind, message=message, data={"@level": level})
+        except ValueError:
+            return None
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or "@message" not in data:
+        return None
+    return Event(type=str(data.get("type", "")), message=str(data["@message"]), data=data)
+
+
+def event_text(event: Event) -> str:
+    """What the log shows for an event: the message, plus a diagnostic's detail."""
+    diagnostic = event.data.get("diagnostic")
+    if event.type == "diagnostic" and isinstance(diagnostic, dict) and diagnostic.get("detail"):
+        return f"{event.message}\n{diagnostic['detail']}"
+    return event.message
+
+
+class Progress:
+    """Resources done / planned, counted from the events of a plan or apply."""
+
+    def __init__(self, total: int | None = None) -> None:
+        self.total = total or 0
+        self._known_total = total is not None
+        self.done = 0
+
+    def feed(self, event: Event) -> bool:
+        """Count one event; True when done or total changed."""
+        if event.type == "planned_change" and not self._known_total:
+            self.total += 1
+            return True
+        if event.type == "apply_complete":
+            self.done += 1
+            self.total = max(self.total, self.done)
+            return True
+        return False
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    add: int
+    change: int
+    destroy: int
+
+    @property
+    def has_changes(self) -> bool:
+        return bool(self.add or self.change or self.destroy)
+
+    @property
+    def resources(self) -> int:
+        return self.add + self.change + self.destroy
+
+    def as_dict(self) -> dict[str, int]:
+        return {"add": self.add, "change": self.change, "destroy": self.destroy}
+
+    def __str__(self) -> str:
+        return f"{self.add} to add, {self.change} to change, {self.destroy} to destroy"
+
+
+def plan_summary(show_json: Mapping[str, Any]) -> PlanSummary:
+    """Counts from `terraform show -json <plan>`, as terraform's own "Plan:" line has them.
+
+    A replacement counts once to add and once to destroy; reads and no-ops count nowhere.
+    """
+    add = change = destroy = 0
+    for resource in show_json.get("resource_changes") or ():
+        actions: Sequence[str] = resource.get("change", {}).get("actions", ())
+        if "create" in actions:
+            add += 1
+        if "delete" in actions:
+            destroy += 1
+        if list(actions) == ["update"]:
+            change += 1
+    return PlanSummary(add=add, change=change, destroy=destroy)
+
+
+def public_outputs(output_json: Mapping[str, Any]) -> dict[str, Any]:
+    """Non-sensitive values from `terraform output -json`."""
+    return {
+        name: output.get("value")
+        for name, output in output_json.items()
+        if isinstance(output, dict) and not output.get("sensitive")
+    }

@@ -1,0 +1,44 @@
+# The dev stack's demo workspace: built-in provider only, so it needs no download.
+# Plan, approve and apply it from the admin; the slow step leaves time to press Cancel.
+
+variable "environment" {
+  type    = string
+  default = "demo"
+}
+
+variable "release" {
+  type    = string
+  default = "1"
+}
+
+variable "slow_step_seconds" {
+  type    = number
+  default = 20
+}
+
+resource "terraform_data" "network" {
+  input = "network-${var.environment}"
+}
+
+resource "terraform_data" "database" {
+  input = "database-${var.environment}"
+  depends_on = [terraform_data.network]
+}
+
+resource "terraform_data" "app" {
+  input            = "app-${var.environment}-r${var.release}"
+  triggers_replace = [var.release]
+  depends_on       = [terraform_data.database]
+
+  provisioner "local-exec" {
+    command = "for i in $(seq ${var.slow_step_seconds}); do echo \"deploying release ${var.release}: step $i/${var.slow_step_seconds}\"; sleep 1; done"
+  }
+}
+
+output "app" {
+  value = terraform_data.app.output
+}
+
+output "database" {
+  value = terraform_data.database.output
+}

@@ -1,0 +1,220 @@
+"""The terraform admin: who may plan, approve and destroy; typed destroy confirmation; the
+directory check; the run page. Requests are queued on the real SQS endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
+from infra_tasks.terraform.selectors import terraform_run_list_latest
+from infra_tasks.terraform.services import RunError, run_approve, run_cancel, run_request
+from tests.support.servers import AwsEndpoint
+from workers.enqueue import Requester
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MakeWorkspace = Callable[..., TerraformWorkspace]
+CHANGELIST = "admin:terraform_terraformworkspace_changelist"
+
+
+def staff(name: str, *perms: str) -> User:
+    user = get_user_model().objects.create_user(name, password="pw-for-tests", is_staff=True)
+    codenames = ["view_terraformworkspace", "view_terraformrun", *perms]
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return user
+
+
+def client_for(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def planned_run(workspace: TerraformWorkspace, requester: User) -> TerraformRun:
+    """A run whose plan is waiting for approval (the plan itself is not what is tested)."""
+    return TerraformRun.objects.create(
+        workspace=workspace,
+        kind=RunKind.APPLY,
+        state=RunState.PLANNED,
+        requester_kind="user",
+        requester_label=requester.get_username(),
+        requested_by=requester,
+        plan_task_id="plan-task",
+        plan_summary={"add": 1, "change": 0, "destroy": 0},
+    )
+
+
+def test_plan_action_needs_the_plan_permission(
+    sqs_queues: AwsEndpoint, make_workspace: MakeWorkspace
+) -> None:
+    workspace = make_workspace()
+    data = {"action": "plan", "_selected_action": [workspace.pk]}
+
+    viewer = staff("viewer")
+    client_for(viewer).post(reverse(CHANGELIST), data)
+    assert not TerraformRun.objects.exists()
+
+    planner = staff("planner", "plan_terraformworkspace")
+    response = client_for(planner).post(reverse(CHANGELIST), data, follow=True)
+    run = TerraformRun.objects.get()
+    assert (run.kind, run.requested_by) == (RunKind.APPLY, planner)
+    assert run.state in (RunState.QUEUED, RunState.PLANNING, RunState.PLANNED)
+    assert "plan and apply requested" in response.content.decode()
+    assert LogEntry.objects.filter(user=planner, object_id=str(run.pk)).exists()
+
+
+def test_destroy_needs_its_permission_and_the_typed_workspace_name(
+    sqs_queues: AwsEndpoint, make_workspace: MakeWorkspace
+) -> None:
+    workspace = make_workspace()
+    data = {"action": "plan_destroy", "_selected_action": [workspace.pk]}
+
+    planner = client_for(staff("planner", "plan_terraformworkspace"))
+    planner.post(reverse(CHANGELIST), {**data, "confirm_name": workspace.name})
+    assert not TerraformRun.objects.exists()
+
+    destroyer = client_for(staff("destroyer", "destroy_terraformworkspace"))
+    form = destroyer.post(reverse(CHANGELIST), data)
+    assert form.status_code == 200 and b"Type the workspace name to confirm" in form.content
+    assert not TerraformRun.objects.exists()
+
+    wrong = destroyer.post(reverse(CHANGELIST), {**data, "confirm_name": "production"})
+    assert b"not the workspace" in wrong.content
+    assert not TerraformRun.objects.exists()
+
+    destroyer.post(reverse(CHANGELIST), {**data, "confirm_name": workspace.name})
+    assert TerraformRun.objects.get().kind == RunKind.DESTROY
+
+
+def test_approval_needs_the_apply_permission_and_destroy_approval_the_destroy_one(
+    make_workspace: MakeWorkspace, sqs_queues: AwsEndpoint
+) -> None:
+    workspace = make_workspace()
+    alice = staff("alice", "plan_terraformworkspace")
+    run = planned_run(workspace, alice)
+    approve_url = reverse("admin:terraform_run_do", args=[run.pk, "approve"])
+
+    assert (
+        client_for(staff("planner", "plan_terraformworkspace")).post(approve_url).status_code == 403
+    )
+    run.refresh_from_db()
+    assert run.state == RunState.PLANNED
+
+    approver = staff("approver", "apply_terraformworkspace")
+    assert client_for(approver).get(approve_url).status_code == 405, "changes need a POST"
+    TerraformRun.objects.filter(pk=run.pk).update(kind=RunKind.DESTROY)
+    client_for(approver).post(approve_url)
+    run.refresh_from_db()
+    assert run.state == RunState.PLANNED, "a destroy also needs the destroy permission"
+
+    TerraformRun.objects.filter(pk=run.pk).update(kind=RunKind.APPLY)
+    client_for(approver).post(approve_url)
+    run.refresh_from_db()
+    assert (run.state, run.approved_by) == (RunState.APPLY_QUEUED, approver)
+    assert run.apply_task_id
+
+
+def test_four_eyes_refuses_approval_by_the_requester(make_workspace: MakeWorkspace) -> None:
+    workspace = make_workspace(require_distinct_approver=True)
+    alice = staff("alice", "plan_terraformworkspace", "apply_terraformworkspace")
+    run = planned_run(workspace, alice)
+
+    with pytest.raises(RunError, match="someone other than the requester"):
+        run_approve(run=run, user=alice)
+    run.refresh_from_db()
+    assert (run.state, run.approved_by, run.apply_task_id) == (RunState.PLANNED, None, "")
+
+    response = client_for(alice).post(
+        reverse("admin:terraform_run_do", args=[run.pk, "approve"]), follow=True
+    )
+    assert "someone other than the requester" in response.content.decode()
+
+
+def test_a_directory_outside_the_root_is_refused(make_workspace: MakeWorkspace) -> None:
+    admin = get_user_model().objects.create_superuser("root", password="pw-for-tests")
+    response = client_for(admin).post(
+        reverse("admin:terraform_terraformworkspace_add"),
+        {
+            "name": "escape",
+            "directory": "../../etc",
+            "variables": "{}",
+            "run_time_limit_seconds": "",
+            "secrets-TOTAL_FORMS": "0",
+            "secrets-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 200 and b"is not inside TERRAFORM_ROOT" in response.content
+    assert not TerraformWorkspace.objects.filter(name="escape").exists()
+
+    # A row changed behind the admin's back is refused at request time too.
+    workspace = make_workspace()
+    TerraformWorkspace.objects.filter(pk=workspace.pk).update(directory="../outside")
+    workspace.refresh_from_db()
+    with pytest.raises(RunError, match="not inside TERRAFORM_ROOT"):
+        run_request(workspace=workspace, kind=RunKind.APPLY, requester=Requester.cli("test"))
+    assert not TerraformRun.objects.exists()
+
+
+def test_run_page_shows_plan_summary_people_and_the_live_log(
+    make_workspace: MakeWorkspace,
+) -> None:
+    workspace = make_workspace()
+    alice = staff("alice", "plan_terraformworkspace", "apply_terraformworkspace")
+    alice.user_permissions.add(Permission.objects.get(codename="view_taskresult"))
+    run = planned_run(workspace, alice)
+
+    page = client_for(alice).get(reverse("admin:terraform_terraformrun_change", args=[run.pk]))
+    html = page.content.decode()
+    assert page.status_code == 200
+    assert "1 to add, 0 to change, 0 to destroy" in html
+    assert "user: alice" in html
+    assert reverse("workers:job-log", args=["plan-task"]) in html
+    assert "Approve and apply this plan" in html and "Discard the plan" in html
+
+    listing = client_for(alice).get(reverse(CHANGELIST)).content.decode()
+    assert "Planned: needs approval" in listing
+
+    assert terraform_run_list_latest(limit=5) == [run]
+
+
+def test_cancelling_a_run_whose_worker_went_silent_frees_the_workspace_at_once(
+    make_workspace: MakeWorkspace,
+) -> None:
+    workspace = make_workspace()
+    alice = staff("alice", "plan_terraformworkspace")
+    run = TerraformRun.objects.create(
+        workspace=workspace,
+        kind=RunKind.APPLY,
+        state=RunState.APPLYING,
+        requester_kind="user",
+        requester_label="alice",
+        plan_task_id="plan-task",
+        worker="gone@host",
+        heartbeat_at=timezone.now() - timedelta(minutes=10),
+    )
+    run = run_cancel(run=run, user=alice)
+    assert run.state == RunState.FAILED
+    assert run.message.startswith("Applying on gone@host stopped: worker lost; check the state.")
+    assert run.cancel_requested_by == alice
+
+    # A live worker (recent heartbeat) is asked instead, and the run keeps going until it stops.
+    live = TerraformRun.objects.create(
+        workspace=workspace,
+        kind=RunKind.APPLY,
+        state=RunState.APPLYING,
+        requester_kind="user",
+        requester_label="alice",
+        plan_task_id="plan-task-2",
+        heartbeat_at=timezone.now(),
+    )
+    live = run_cancel(run=live, user=alice)
+    assert live.state == RunState.APPLYING and live.cancel_requested_at is not None

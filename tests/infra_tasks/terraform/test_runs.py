@@ -1,0 +1,336 @@
+"""Terraform runs end to end: real worker over SQS, real PostgreSQL, real terraform."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from email import message_from_bytes
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
+from django.db import IntegrityError
+
+from infra_tasks.terraform.models import (
+    RunKind,
+    RunState,
+    SecretSource,
+    TerraformRun,
+    TerraformSecret,
+    TerraformWorkspace,
+)
+from infra_tasks.terraform.services import (
+    DRIFT_SCHEDULE_NAME,
+    drift_check_request_all,
+    run_approve,
+    run_cancel,
+    run_discard,
+    run_request,
+)
+from tests.infra_tasks.terraform.conftest import terraform_outside
+from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
+from workers.enqueue import Requester
+from workers.models import Job, JobLogChunk
+from workers.selectors import job_log_since
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+MakeWorkspace = Callable[..., TerraformWorkspace]
+
+
+def user(name: str) -> User:
+    return get_user_model().objects.create_user(name, email=f"{name}@example.com", is_staff=True)
+
+
+def plan(workspace: TerraformWorkspace, by: User) -> TerraformRun:
+    return run_request(workspace=workspace, kind=RunKind.APPLY, requester=Requester.for_user(by))
+
+
+def wait_state(run: TerraformRun, *states: RunState, timeout: float = 90) -> TerraformRun:
+    def reached() -> bool:
+        run.refresh_from_db()
+        return run.state in states
+
+    wait_until(reached, timeout=timeout, message=f"run #{run.pk} to be {'/'.join(states)}")
+    return run
+
+
+def log_of(task_id: str) -> list[str]:
+    return job_log_since(task_id=task_id, max_chunks=10_000).lines
+
+
+def state_dir(workspace: TerraformWorkspace) -> Path:
+    return Path(settings.TERRAFORM_ROOT) / workspace.directory
+
+
+def test_plan_then_approval_applies_the_saved_plan_with_progress_and_outputs(
+    worker: WorkerProcess, make_workspace: MakeWorkspace
+) -> None:
+    alice, bob = user("alice"), user("bob")
+    workspace = make_workspace(require_distinct_approver=True)
+
+    run = plan(workspace, alice)
+    assert run.state == RunState.QUEUED and run.plan_task_id
+    assert Job.objects.get(task_id=run.plan_task_id).queue == "infra"
+    wait_state(run, RunState.PLANNED)
+    assert run.plan_summary == {"add": 3, "change": 0, "destroy": 0}
+    assert Path(run.plan_file).is_file() and len(run.plan_sha256) == 64
+    assert "Plan: 3 to add, 0 to change, 0 to destroy." in log_of(run.plan_task_id)
+    assert not (state_dir(workspace) / "terraform.tfstate").exists()
+
+    run_approve(run=run, user=bob)
+    wait_state(run, RunState.APPLIED, RunState.FAILED)
+    assert run.state == RunState.APPLIED, run.message
+    assert (run.approved_by, run.requested_by) == (bob, alice)
+    lines = log_of(run.apply_task_id)
+    assert any(line.startswith("Apply complete! Resources: 3 added") for line in lines)
+    assert not any(line.startswith("{") for line in lines), "events are shown as messages"
+    job = Job.objects.get(task_id=run.apply_task_id)
+    assert (job.progress_done, job.progress_total) == (3, 3)
+    workspace.refresh_from_db()
+    assert workspace.outputs == {"greeting": "hello"}, "sensitive outputs are not stored"
+    assert not Path(run.plan_file).exists(), "an applied plan is removed"
+
+
+def test_plan_of_an_up_to_date_workspace_ends_as_no_changes(
+    worker: WorkerProcess, make_workspace: MakeWorkspace
+) -> None:
+    workspace = make_workspace("empty")
+    run = wait_state(plan(workspace, user("carol")), RunState.NO_CHANGES, RunState.FAILED)
+    assert run.state == RunState.NO_CHANGES, run.message
+    assert run.plan_file == "" and run.finished_at is not None
+    assert list(Path(settings.TERRAFORM_PLAN_DIR).glob(f"run-{run.pk}.*")) == []
+
+
+def test_a_stale_plan_is_refused_and_nothing_is_applied(
+    worker: WorkerProcess, make_workspace: MakeWorkspace
+) -> None:
+    workspace = make_workspace()
+    run = wait_state(plan(workspace, user("dave")), RunState.PLANNED)
+    # Someone applies by hand after the plan was made: the saved plan no longer fits.
+    terraform_outside(workspace, "apply", "-auto-approve", "-input=false", "-var=greeting=by-hand")
+
+    run_approve(run=run, user=user("erin"))
+    wait_state(run, RunState.FAILED, RunState.APPLIED)
+    assert run.state == RunState.FAILED
+    assert "stale" in run.message and "queue a new plan" in run.message
+    assert "Error: Saved plan is stale" in log_of(run.apply_task_id)
+    outputs = json.loads(terraform_outside(workspace, "output", "-json"))
+    assert outputs["greeting"]["value"] == "by-hand"
+
+
+def test_runs_of_one_workspace_wait_in_fifo_order(
+    worker: WorkerProcess, make_workspace: MakeWorkspace
+) -> None:
+    frank = user("frank")
+    workspace = make_workspace()
+    first, second, third = plan(workspace, frank), plan(workspace, frank), plan(workspace, frank)
+    assert (second.state, third.state) == (RunState.WAITING, RunState.WAITING)
+    assert second.plan_task_id == ""
+
+    wait_state(first, RunState.PLANNED)
+    second.refresh_from_db()
+    assert second.state == RunState.WAITING, "a plan awaiting approval holds the workspace"
+
+    run_discard(run=first, user=frank)
+    wait_state(second, RunState.PLANNED)
+    third.refresh_from_db()
+    assert third.state == RunState.WAITING
+    first.refresh_from_db()
+    assert first.state == RunState.DISCARDED
+    assert second.started_at is not None and first.finished_at is not None
+    assert second.started_at >= first.finished_at
+
+    run_cancel(run=third, user=frank)
+    third.refresh_from_db()
+    assert third.state == RunState.CANCELLED and third.cancel_requested_by == frank
+
+
+def test_the_database_refuses_a_second_active_run(make_workspace: MakeWorkspace) -> None:
+    workspace = make_workspace()
+    common = {"workspace": workspace, "kind": RunKind.APPLY, "requester_kind": "cli"}
+    TerraformRun.objects.create(state=RunState.PLANNING, requester_label="a", **common)
+    with pytest.raises(IntegrityError):
+        TerraformRun.objects.create(state=RunState.QUEUED, requester_label="b", **common)
+
+
+def test_cancel_mid_apply_interrupts_terraform_releases_the_lock_and_a_new_plan_works(
+    worker: WorkerProcess, make_workspace: MakeWorkspace
+) -> None:
+    grace = user("grace")
+    workspace = make_workspace(variables={"sleep_seconds": 5})
+    run = wait_state(plan(workspace, grace), RunState.PLANNED)
+    run = run_approve(run=run, user=user("heidi"))
+    wait_until(
+        lambda: "terraform_data.slow: (local-exec): slow step started" in log_of(run.apply_task_id),
+        timeout=60,
+        message="the slow step to start",
+    )
+
+    run_cancel(run=run, user=grace)
+    wait_state(run, RunState.CANCELLED, RunState.APPLIED, RunState.FAILED, timeout=60)
+    assert run.state == RunState.CANCELLED, run.message
+    assert run.cancel_requested_by == grace and run.cancel_requested_at is not None
+    assert "sending SIGINT" in "\n".join(log_of(run.apply_task_id))
+    assert "terraform_data.slow: (local-exec): slow step done" not in log_of(run.apply_task_id)
+    assert not (state_dir(workspace) / ".terraform.tfstate.lock.info").exists()
+
+    # The interrupted resource is planned again; the state is usable, not locked.
+    workspace.variables = {"sleep_seconds": 0}
+    workspace.save()
+    again = wait_state(plan(workspace, grace), RunState.PLANNED, RunState.FAILED)
+    assert again.state == RunState.PLANNED, again.message
+    assert again.plan_summary is not None and again.plan_summary["add"] >= 1
+
+
+def test_time_limit_stops_an_apply_the_same_way(
+    worker: WorkerProcess, make_workspace: MakeWorkspace
+) -> None:
+    workspace = make_workspace(variables={"sleep_seconds": 5})
+    run = wait_state(plan(workspace, user("ivan")), RunState.PLANNED)
+    # Set after planning, so only the apply (with its 5 s step) can reach the limit.
+    TerraformWorkspace.objects.filter(pk=workspace.pk).update(run_time_limit_seconds=2)
+
+    run_approve(run=run, user=user("judy"))
+    wait_state(run, RunState.FAILED, RunState.APPLIED, RunState.CANCELLED, timeout=60)
+    assert run.state == RunState.FAILED
+    assert run.message == "Time limit of 2 s reached; terraform was stopped."
+    assert "-- timed out: sending SIGINT, SIGKILL in 5s --" in log_of(run.apply_task_id)
+    assert not (state_dir(workspace) / ".terraform.tfstate.lock.info").exists()
+
+
+def test_secret_values_are_resolved_in_the_worker_and_never_stored(
+    worker: WorkerProcess, aws: AwsEndpoint, make_workspace: MakeWorkspace
+) -> None:
+    secret = "tok-5f2a9c81e7-very-secret"
+    aws.client("ssm").put_parameter(
+        Name="/opsqueue/test/api-token", Value=secret, Type="SecureString", Overwrite=True
+    )
+    workspace = make_workspace()
+    TerraformSecret.objects.create(
+        workspace=workspace,
+        variable="api_token",
+        source=SecretSource.SSM,
+        reference="/opsqueue/test/api-token",
+    )
+    run = wait_state(plan(workspace, user("mallory")), RunState.PLANNED, RunState.FAILED)
+    assert run.state == RunState.PLANNED, run.message
+    run_approve(run=run, user=user("oscar"))
+    wait_state(run, RunState.APPLIED, RunState.FAILED)
+    assert run.state == RunState.APPLIED, run.message
+
+    lines = log_of(run.apply_task_id)
+    assert "terraform_data.slow: (local-exec): token in use: [REDACTED]" in lines
+    assert any("aws_secret_access_key=[REDACTED]" in line for line in lines)
+    stored = " ".join(JobLogChunk.objects.values_list("text", flat=True))
+    assert secret not in stored and "wJalrXUtnFEMI/K7MDENG" not in stored
+    task_rows = json.dumps(
+        list(
+            TerraformRun.objects.filter(pk=run.pk).values()  # the run row itself
+        ),
+        default=str,
+    )
+    assert secret not in task_rows
+
+
+def test_secrets_manager_reference_is_resolved_too(
+    worker: WorkerProcess, aws: AwsEndpoint, make_workspace: MakeWorkspace
+) -> None:
+    secret = "sm-91c3e0d7b2-also-secret"
+    aws.client("secretsmanager").create_secret(Name="opsqueue-test-token", SecretString=secret)
+    workspace = make_workspace()
+    TerraformSecret.objects.create(
+        workspace=workspace,
+        variable="api_token",
+        source=SecretSource.SECRETS_MANAGER,
+        reference="opsqueue-test-token",
+    )
+    run = wait_state(plan(workspace, user("peggy")), RunState.PLANNED, RunState.FAILED)
+    assert run.state == RunState.PLANNED, run.message
+
+
+def test_a_missing_secret_fails_the_run_naming_the_reference(
+    worker: WorkerProcess, make_workspace: MakeWorkspace
+) -> None:
+    workspace = make_workspace()
+    TerraformSecret.objects.create(
+        workspace=workspace, variable="api_token", source=SecretSource.SSM, reference="/nope"
+    )
+    run = wait_state(plan(workspace, user("rupert")), RunState.FAILED, RunState.PLANNED)
+    assert run.state == RunState.FAILED
+    assert "'/nope'" in run.message and "ParameterNotFound" in run.message
+
+
+def test_drift_check_flags_a_change_made_outside_terraform_and_emails_staff(
+    worker: WorkerProcess, make_workspace: MakeWorkspace
+) -> None:
+    sybil = user("sybil")
+    workspace = make_workspace()
+    workspace.notify.add(sybil)
+    applied = wait_state(plan(workspace, sybil), RunState.PLANNED)
+    run_approve(run=applied, user=user("trent"))
+    wait_state(applied, RunState.APPLIED, RunState.FAILED)
+
+    # In step with its configuration: the scheduled check finds nothing.
+    assert drift_check_request_all(requester=Requester.schedule(DRIFT_SCHEDULE_NAME)) >= 1
+    check = workspace.runs.filter(kind=RunKind.DRIFT_CHECK).get()
+    wait_state(check, RunState.NO_CHANGES, RunState.DRIFTED, RunState.FAILED)
+    assert check.state == RunState.NO_CHANGES, check.message
+    assert check.requester_label == DRIFT_SCHEDULE_NAME
+
+    terraform_outside(
+        workspace, "apply", "-auto-approve", "-input=false", "-var=greeting=changed-by-hand"
+    )
+    drift_check_request_all(requester=Requester.schedule(DRIFT_SCHEDULE_NAME))
+    check = workspace.runs.filter(kind=RunKind.DRIFT_CHECK).latest("id")
+    wait_state(check, RunState.DRIFTED, RunState.NO_CHANGES, RunState.FAILED)
+    assert check.state == RunState.DRIFTED, check.message
+    assert check.plan_summary == {"add": 0, "change": 3, "destroy": 0}
+    workspace.refresh_from_db()
+    assert workspace.drifted and workspace.drift_checked_at is not None
+
+    def mail_to_sybil() -> list[bytes]:
+        return [
+            f.read_bytes()
+            for f in Path(settings.EMAIL_FILE_PATH).glob("*.log")
+            if workspace.name.encode() in f.read_bytes()
+        ]
+
+    sent = wait_until(mail_to_sybil, timeout=30, message="the drift e-mail")
+    assert isinstance(sent, list)
+    message = message_from_bytes(sent[0])
+    assert message["To"] == "sybil@example.com"
+    assert message["Subject"] == f"[opsqueue] Terraform drift in {workspace.name}"
+
+
+def test_terraform_state_lock_held_elsewhere_fails_the_plan_after_the_lock_timeout(
+    worker: WorkerProcess, make_workspace: MakeWorkspace
+) -> None:
+    workspace = make_workspace()
+    lock = state_dir(workspace) / ".terraform.tfstate.lock.info"
+    # Someone applies by hand with a slow step: terraform holds the state lock meanwhile.
+    outside = subprocess.Popen(
+        [settings.TERRAFORM_BIN, "apply", "-auto-approve", "-input=false", "-var=sleep_seconds=8"],
+        cwd=state_dir(workspace),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until(lock.exists, timeout=30, message="the outside apply to take the lock")
+        run = wait_state(plan(workspace, user("victor")), RunState.FAILED, RunState.PLANNED)
+    finally:
+        outside.wait(timeout=60)
+    assert run.state == RunState.FAILED
+    assert "Error acquiring the state lock" in run.message
+
+
+def test_a_workspace_directory_missing_on_the_worker_fails_the_run_clearly(
+    worker: WorkerProcess,
+) -> None:
+    workspace = TerraformWorkspace.objects.create(name="nowhere", directory="not-there")
+    run = wait_state(plan(workspace, user("walter")), RunState.FAILED, RunState.PLANNED)
+    assert run.message == "'not-there' does not exist under TERRAFORM_ROOT on this worker."
+    assert not workspace.runs.filter(state__in=[RunState.QUEUED, RunState.PLANNING]).exists()

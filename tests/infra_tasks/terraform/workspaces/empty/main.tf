@@ -1,0 +1,5 @@
+# Test workspace that manages nothing: every plan of it has no changes.
+variable "greeting" {
+  type    = string
+  default = "hello"
+}

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from infra_tasks.dashboard import selectors
+from infra_tasks.terraform.selectors import terraform_run_list_latest
 from workers.permissions import staff_permission_required
 
 
@@ -27,5 +28,6 @@ def infrastructure_dashboard(request: HttpRequest) -> HttpResponse:
         "now": now,
         "databases": selectors.dashboard_databases(now=now),
         "ecs": {"cluster": settings.ECS_CLUSTER, "services": selectors.dashboard_ecs_services()},
+        "terraform_runs": terraform_run_list_latest(limit=10),
     }
     return render(request, "dashboard/infrastructure.html", context)

@@ -145,3 +145,32 @@ def test_ecs_refresh_reads_the_cluster_and_drops_deleted_services(aws: AwsEndpoi
 def test_ecs_refresh_without_a_configured_cluster_does_nothing(settings: Any) -> None:
     settings.ECS_CLUSTER = ""
     assert ecs_services_refresh() == {"cluster": None, "services": 0}
+
+
+@pytest.mark.django_db
+def test_dashboard_lists_the_latest_terraform_runs_newest_first() -> None:
+    from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
+
+    workspace = TerraformWorkspace.objects.create(name="network", directory="network")
+    TerraformWorkspace.objects.filter(pk=workspace.pk).update(drifted=True)
+    older = TerraformRun.objects.create(
+        workspace=workspace,
+        kind=RunKind.APPLY,
+        state=RunState.APPLIED,
+        requester_kind="user",
+        requester_label="alice",
+    )
+    newer = TerraformRun.objects.create(
+        workspace=workspace,
+        kind=RunKind.DESTROY,
+        state=RunState.FAILED,
+        requester_kind="schedule",
+        requester_label="nightly",
+    )
+
+    response = client_for(staff=True, permitted=True).get(URL)
+
+    assert [run.pk for run in response.context["terraform_runs"]] == [newer.pk, older.pk]
+    html = response.content.decode()
+    assert "network <strong>(drifted)</strong>" in html
+    assert reverse("admin:terraform_terraformrun_change", args=[newer.pk]) in html

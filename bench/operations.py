@@ -1,6 +1,6 @@
 """Operations page against a large TaskResult table: time per selector and the query plans.
 
-    DATABASE_URL=postgres://... .venv/bin/python bench/operations.py [--rows 1000000]
+    .venv/bin/python bench/operations.py [--rows 1000000]
 
 Fills TaskResult with `rows` jobs spread over 30 days (inside a transaction that is rolled
 back, so the database is left as it was), then times each selector of the page and prints
@@ -10,20 +10,13 @@ how PostgreSQL reads TaskResult for each query.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-os.environ.setdefault("DJANGO_DEBUG", "true")
+from _setup import django_on_postgres
 
-import django
-
-django.setup()
+django_on_postgres()
 
 from django.db import connection, transaction  # noqa: E402
 from django.test.utils import CaptureQueriesContext  # noqa: E402

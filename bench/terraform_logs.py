@@ -6,7 +6,7 @@ once with its output thrown away (the baseline), once through the worker's path
 PostgreSQL). Meanwhile a reader polls the log the way the admin page does and notes, per line,
 how long after it was printed it became readable.
 
-    DATABASE_URL=postgres://... .venv/bin/python bench/terraform_logs.py [--lines 100000]
+    .venv/bin/python bench/terraform_logs.py [--lines 100000]
 
 Targets: overhead ≤ 5 % of the run's wall time; p95 print-to-readable delay ≤ 1 s.
 """
@@ -20,7 +20,6 @@ import resource
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -28,13 +27,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-os.environ.setdefault("DJANGO_DEBUG", "true")
+from _setup import django_on_postgres
 
-import django
-
-django.setup()
+django_on_postgres()
 
 from django.conf import settings  # noqa: E402
 from django.db import connections  # noqa: E402

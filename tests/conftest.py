@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def worker_env(django_db_setup: None, sqs_queues: AwsEndpoint) -> dict[str, str]
 
 
 @pytest.fixture(scope="session")
-def worker(worker_env: dict[str, str], run_dir: Path) -> Iterator[WorkerProcess]:
+def shared_worker(worker_env: dict[str, str], run_dir: Path) -> Iterator[WorkerProcess]:
     """One real worker consuming every queue, shared by the tests of a session."""
     process = WorkerProcess(
         env=worker_env,
@@ -69,3 +70,44 @@ def worker(worker_env: dict[str, str], run_dir: Path) -> Iterator[WorkerProcess]
     )
     yield process
     process.stop()
+
+
+@pytest.fixture
+def worker(
+    shared_worker: WorkerProcess, transactional_db: None, sqs_queues: AwsEndpoint
+) -> Iterator[WorkerProcess]:
+    """The shared worker, for one test. Requesting the database here makes this teardown
+    run before the database's: the worker finishes what the test left queued before the
+    tables are emptied under it (a flush racing a task's row locks deadlocks)."""
+    yield shared_worker
+    wait_for_idle_queues(sqs_queues)
+
+
+def wait_for_idle_queues(aws: AwsEndpoint, timeout: float = 60.0) -> None:
+    from workers.broker import sqs_queue_name
+    from workers.outbox import relay
+    from workers.queues import QUEUES
+
+    relay.drain(timeout=timeout)
+    sqs = aws.client("sqs")
+    urls = [sqs.get_queue_url(QueueName=sqs_queue_name(q))["QueueUrl"] for q in QUEUES]
+
+    def messages() -> int:
+        total = 0
+        for url in urls:
+            counts = sqs.get_queue_attributes(
+                QueueUrl=url,
+                AttributeNames=[
+                    "ApproximateNumberOfMessages",
+                    "ApproximateNumberOfMessagesNotVisible",
+                ],
+            )["Attributes"]
+            total += sum(int(v) for v in counts.values())
+        return total
+
+    deadline = time.monotonic() + timeout
+    quiet_checks = 0
+    # Twice empty in a row: a task that just finished may have queued a follow-up.
+    while quiet_checks < 2 and time.monotonic() < deadline:
+        quiet_checks = quiet_checks + 1 if messages() == 0 else 0
+        time.sleep(0.3)

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connections
 
 from tests.support.servers import WorkerProcess
 
@@ -42,6 +43,9 @@ def page() -> Iterator[object]:
                 yield browser.new_page()
             finally:
                 browser.close()
+                # The test's ORM calls ran in Playwright's greenlet, which has connections of
+                # its own; close them here or the test database cannot be dropped.
+                connections.close_all()
     finally:
         os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 

@@ -111,4 +111,3 @@ def wait_for_idle_queues(aws: AwsEndpoint, timeout: float = 60.0) -> None:
     while quiet_checks < 2 and time.monotonic() < deadline:
         quiet_checks = quiet_checks + 1 if messages() == 0 else 0
         time.sleep(0.3)
-

@@ -19,30 +19,43 @@ MIN_SECRET_LENGTH = 6
 
 SECRET_ENV_NAME = re.compile(r"(SECRET|PASSWORD|PASSWD|TOKEN|PRIVATE_KEY|API_KEY|CREDENTIAL)", re.I)
 
-_AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA|ANVA|AIPA)[A-Z0-9]{16}\b")
-# 40 characters of the secret-key alphabet with at least one upper-case letter, one
-# lower-case letter and one digit: a git SHA (hex, one case) does not match.
-_AWS_SECRET_KEY = re.compile(
-    r"(?<![A-Za-z0-9/+])"
-    r"(?=[A-Za-z0-9/+]{0,39}[A-Z])(?=[A-Za-z0-9/+]{0,39}[a-z])(?=[A-Za-z0-9/+]{0,39}[0-9])"
-    r"[A-Za-z0-9/+]{40}"
-    r"(?![A-Za-z0-9/+])"
-)
+# Candidate credentials: runs of the AWS key alphabet long enough to be one. One scan finds
+# them; the checks below run only on these few tokens (one regex per shape, each trying
+# every position, cost several times more on long logs).
+_TOKEN = re.compile(r"[A-Za-z0-9/+]{20,}")
+_KEY_ID_PREFIXES = ("AKIA", "ASIA", "AGPA", "AIDA", "AROA", "ANPA", "ANVA", "AIPA")
 _ASSIGNED_SECRET = re.compile(
     r"(?i)\b((?:aws_)?(?:secret_access_key|session_token|secret|password|passwd|token)"
     r"[\"']?\s*[:=]\s*[\"']?)([^\s\"',;]+)"
 )
-DEFAULT_PATTERNS: tuple[re.Pattern[str], ...] = (_AWS_KEY_ID, _AWS_SECRET_KEY)
+# Lower-case words, one of which a line must contain for _ASSIGNED_SECRET to match.
+_ASSIGNED_HINTS = ("secret", "passw", "token")
+
+
+def looks_like_aws_credential(token: str) -> bool:
+    """An access key id (AKIA… and kin, 20 upper-case characters), or a secret access key:
+    40 characters with upper- and lower-case letters and digits, which a git SHA (hex, one
+    case) never has."""
+    if len(token) == 20:
+        return token.startswith(_KEY_ID_PREFIXES) and token.isalnum() and token.isupper()
+    if len(token) == 40:
+        return (
+            any(c.isupper() for c in token)
+            and any(c.islower() for c in token)
+            and any(c.isdigit() for c in token)
+        )
+    return False
+
+
+def _mask_credential(match: re.Match[str]) -> str:
+    token = match.group(0)
+    return MASK if looks_like_aws_credential(token) else token
 
 
 class Redactor:
-    """Callable that masks secrets in one line of text."""
+    """Callable that masks secrets in a line, or in lines joined by newlines."""
 
-    def __init__(
-        self,
-        secrets: Iterable[str] = (),
-        patterns: Iterable[re.Pattern[str]] = DEFAULT_PATTERNS,
-    ) -> None:
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets = tuple(
             sorted({s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
         )
@@ -50,17 +63,18 @@ class Redactor:
         self._values = (
             re.compile("|".join(re.escape(v) for v in self._secrets)) if self._secrets else None
         )
-        self._patterns = tuple(patterns)
 
-    def __call__(self, line: str) -> str:
+    def __call__(self, text: str) -> str:
         if self._values is not None:
-            line = self._values.sub(MASK, line)
-        for pattern in self._patterns:
-            line = pattern.sub(MASK, line)
-        return _ASSIGNED_SECRET.sub(_mask_assigned, line)
+            text = self._values.sub(MASK, text)
+        text = _TOKEN.sub(_mask_credential, text)
+        lowered = text.lower()
+        if any(hint in lowered for hint in _ASSIGNED_HINTS):
+            text = _ASSIGNED_SECRET.sub(_mask_assigned, text)
+        return text
 
     def with_secrets(self, secrets: Iterable[str]) -> Redactor:
-        return Redactor((*self._secrets, *secrets), self._patterns)
+        return Redactor((*self._secrets, *secrets))
 
 
 def _mask_assigned(match: re.Match[str]) -> str:

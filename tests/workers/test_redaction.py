@@ -49,3 +49,13 @@ def test_secret_environment_values_are_found_by_name() -> None:
 def test_with_secrets_adds_to_known_values() -> None:
     redact = Redactor(["first-secret"]).with_secrets(["second-secret"])
     assert redact("first-secret second-secret") == f"{MASK} {MASK}"
+
+
+def test_credentials_are_masked_in_lines_joined_by_newlines() -> None:
+    text = f"one\nkey {AWS_SECRET}\nid AKIAIOSFODNN7EXAMPLE\npassword: hunter2-long"
+    assert Redactor()(text) == f"one\nkey {MASK}\nid {MASK}\npassword: {MASK}"
+
+
+def test_a_40_character_token_of_one_case_is_not_a_secret_key() -> None:
+    token = "abcdefghij" * 4
+    assert Redactor()(f"x {token} y") == f"x {token} y"

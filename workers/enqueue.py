@@ -161,7 +161,8 @@ def _outbound(
 
 
 def job_record_pending(message: OutboundJob, *, requester: Requester) -> None:
-    with transaction.atomic():
+    # No savepoint: inside the caller's transaction the rows live or die with it anyway.
+    with transaction.atomic(savepoint=False):
         Job.objects.create(
             task_id=message.task_id,
             task_name=message.task.name,

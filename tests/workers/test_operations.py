@@ -153,8 +153,11 @@ def test_slowest_tasks_are_ranked_by_mean_duration(ops_client: Client) -> None:
 
 
 def test_chart_has_a_bar_per_hour_with_failures_in_red(ops_client: Client) -> None:
-    result("SUCCESS", created_ago=timedelta(minutes=5), seconds=4)
-    result("FAILURE", created_ago=timedelta(minutes=6), seconds=2)
+    # Both inside one clock hour (the previous one), whenever the test runs.
+    now = timezone.now()
+    in_last_hour = now - (now.replace(minute=20, second=0, microsecond=0) - timedelta(hours=1))
+    result("SUCCESS", created_ago=in_last_hour, seconds=4)
+    result("FAILURE", created_ago=in_last_hour + timedelta(minutes=1), seconds=2)
 
     html = ops_client.get(URL).content.decode()
     start = html.index('<svg class="ops-chart"')

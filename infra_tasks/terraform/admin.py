@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
@@ -217,26 +218,8 @@ class TerraformRunAdmin(admin.ModelAdmin):
         ),
         ("Jobs", {"fields": ("plan_job", "apply_job", "worker", "heartbeat_at")}),
     )
-    readonly_fields = (
-        "workspace",
-        "kind",
-        "state",
-        "message",
-        "plan_summary_text",
-        "progress",
-        "requester",
-        "created_at",
-        "approved_by",
-        "approved_at",
-        "cancel_requested_by",
-        "cancel_requested_at",
-        "started_at",
-        "finished_at",
-        "plan_job",
-        "apply_job",
-        "worker",
-        "heartbeat_at",
-    )
+    # Run records are read-only: every field shown is a read-only one.
+    readonly_fields = flatten_fieldsets(fieldsets)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -25,6 +25,7 @@ from courses.models import (
     Section,
 )
 from courses.services import course_cover_regenerate, course_cover_set, course_delete
+from workers.admin_base import ReadOnlyAdminMixin
 from workers.enqueue import BrokerUnavailable, Requester
 
 
@@ -48,7 +49,7 @@ class SectionInline(admin.TabularInline):
     show_change_link = True
 
 
-class CoverVariantInline(admin.TabularInline):
+class CoverVariantInline(ReadOnlyAdminMixin, admin.TabularInline):
     model = CoverVariant
     extra = 0
     can_delete = False
@@ -59,12 +60,6 @@ class CoverVariantInline(admin.TabularInline):
     @admin.display(description="preview")
     def preview(self, obj: CoverVariant) -> str:
         return format_html('<img src="{}" alt="" style="max-width: 200px">', obj.file.url)
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Course)

@@ -12,6 +12,7 @@ from django.utils.functional import cached_property
 from django_celery_results.admin import TaskResultAdmin
 from django_celery_results.models import TaskResult
 
+from workers.admin_base import ReadOnlyAdminMixin
 from workers.models import DiagnosticRun, Job
 
 # Counting every row of a large results table on each changelist view is what makes such
@@ -34,7 +35,7 @@ admin.site.unregister(TaskResult)
 
 
 @admin.register(TaskResult)
-class JobResultAdmin(TaskResultAdmin):
+class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
     list_display = (
         "task_id",
         "task_name",
@@ -107,12 +108,6 @@ class JobResultAdmin(TaskResultAdmin):
             return "—"
         return f"{obj.job_duration.total_seconds():.1f} s"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> Any:
@@ -124,16 +119,10 @@ class JobResultAdmin(TaskResultAdmin):
 
 
 @admin.register(DiagnosticRun)
-class DiagnosticRunAdmin(admin.ModelAdmin):
+class DiagnosticRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("id", "state", "lines", "attempts", "task_id", "created_at", "finished_at")
     list_filter = ("state",)
     readonly_fields = [f.name for f in DiagnosticRun._meta.fields]
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 from workers import operations_admin  # noqa: E402, F401  (registers the operations records)

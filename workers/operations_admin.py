@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 
+from workers.admin_base import ReadOnlyAdminMixin
 from workers.models import QueueDepth, WorkerHeartbeat
 
 
-class RecordAdmin(admin.ModelAdmin):
+class RecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Rows written by workers and the periodic task: read-only here."""
 
     change_list_template = "admin/workers/operations_record_change_list.html"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(QueueDepth)

@@ -24,6 +24,7 @@ from infra_tasks.rds import services
 from infra_tasks.rds.models import ActionKind, DatabaseAction, Divergence, ManagedDatabase
 from infra_tasks.rds.schedule_times import CronSpec
 from infra_tasks.rds.selectors import database_cron_spec
+from workers.admin_base import ReadOnlyAdminMixin
 from workers.enqueue import BrokerUnavailable, Requester
 
 TIME_ZONES = sorted(available_timezones())
@@ -241,16 +242,8 @@ def _job_link(task_id: str) -> str:
     )
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
 @admin.register(DatabaseAction)
-class DatabaseActionAdmin(ReadOnlyAdmin):
+class DatabaseActionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "created_at",
         "database",
@@ -272,7 +265,7 @@ class DatabaseActionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Divergence)
-class DivergenceAdmin(ReadOnlyAdmin):
+class DivergenceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "detected_at",
         "database",

@@ -26,6 +26,7 @@ from infra_tasks.releases.services import (
     release_start,
     version_validate,
 )
+from workers.admin_base import ImmutableAdminMixin
 from workers.enqueue import BrokerUnavailable, Requester
 
 RUN_PERMISSION = "releases.run_release"
@@ -49,7 +50,7 @@ class RunReleaseForm(forms.Form):
 
 
 @admin.register(Release)
-class ReleaseAdmin(admin.ModelAdmin):
+class ReleaseAdmin(ImmutableAdminMixin, admin.ModelAdmin):
     list_display = (
         "version",
         "state",
@@ -80,15 +81,6 @@ class ReleaseAdmin(admin.ModelAdmin):
         "findings_list",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="requested by")
     def requester(self, obj: Release) -> str:

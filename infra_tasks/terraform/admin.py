@@ -27,6 +27,7 @@ from infra_tasks.terraform.models import (
     TerraformSecret,
     TerraformWorkspace,
 )
+from workers.admin_base import ImmutableAdminMixin
 from workers.enqueue import BrokerUnavailable, Requester
 from workers.models import Job
 
@@ -179,7 +180,7 @@ class TerraformWorkspaceAdmin(admin.ModelAdmin):
 
 
 @admin.register(TerraformRun)
-class TerraformRunAdmin(admin.ModelAdmin):
+class TerraformRunAdmin(ImmutableAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "workspace",
@@ -220,15 +221,6 @@ class TerraformRunAdmin(admin.ModelAdmin):
     )
     # Run records are read-only: every field shown is a read-only one.
     readonly_fields = flatten_fieldsets(fieldsets)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     def has_apply_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(APPLY_PERM)

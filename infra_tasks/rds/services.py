@@ -41,7 +41,7 @@ from infra_tasks.rds.selectors import (
     database_effective_desired_state,
     database_status_matches,
 )
-from workers.enqueue import Requester, job_enqueue
+from workers.enqueue import Requester, job_enqueue, new_task_id
 from workers.joblog import JobLogWriter
 from workers.queues import QUEUES
 
@@ -157,8 +157,6 @@ def database_action_request(
     *, database: ManagedDatabase, action: str, requester: Requester
 ) -> DatabaseAction:
     """Queue a stop/start/refresh job. Stop and start also set what the database should be."""
-    from infra_tasks.rds.tasks import execute_database_action
-
     database = ManagedDatabase.objects.select_for_update().get(pk=database.pk)
     if action == ActionKind.STOP:
         database.desired_state = DesiredState.STOPPED
@@ -167,17 +165,7 @@ def database_action_request(
         database.desired_state = DesiredState.RUNNING
     if action != ActionKind.REFRESH:
         database.save(update_fields=["desired_state", "keep_running_until"])
-    record = DatabaseAction.objects.create(
-        database=database, action=action, origin=f"{requester.kind}: {requester.label}"
-    )
-
-    record.task_id = job_enqueue(
-        execute_database_action,
-        requester=requester,
-        args=[record.pk],
-        audit_object=database,
-    )
-    record.save(update_fields=["task_id"])
+    record = _action_enqueue(database, action, requester=requester, audit_object=database)
     return record
 
 
@@ -431,19 +419,29 @@ def _enforce_one(*, database_id: int, status: str, now: datetime) -> dict[str, s
 
 
 def _corrective_action(database: ManagedDatabase, desired: str) -> DatabaseAction:
+    action = ActionKind.STOP if desired == DesiredState.STOPPED else ActionKind.START
+    return _action_enqueue(database, action, requester=Requester.system("rds enforcement"))
+
+
+def _action_enqueue(
+    database: ManagedDatabase, action: str, *, requester: Requester, audit_object: Any = None
+) -> DatabaseAction:
+    """Record an action and queue its job, in the caller's transaction."""
     from infra_tasks.rds.tasks import execute_database_action
 
-    action = ActionKind.STOP if desired == DesiredState.STOPPED else ActionKind.START
-    requester = Requester.system("rds enforcement")
     record = DatabaseAction.objects.create(
-        database=database, action=action, origin=f"{requester.kind}: {requester.label}"
+        database=database,
+        action=action,
+        origin=f"{requester.kind}: {requester.label}",
+        task_id=new_task_id(),
     )
-    record.task_id = job_enqueue(
+    job_enqueue(
         execute_database_action,
         requester=requester,
         args=[record.pk],
+        audit_object=audit_object,
+        task_id=record.task_id,
     )
-    record.save(update_fields=["task_id"])
     return record
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from django.contrib.auth import get_user_model
 from django_celery_results.models import TaskResult
 
 from workers.models import Job, JobLogChunk
@@ -55,3 +56,13 @@ def job_get(*, task_id: str) -> Job | None:
 
 def task_result_get(*, task_id: str) -> TaskResult | None:
     return TaskResult.objects.filter(task_id=task_id).first()
+
+
+def staff_email_addresses() -> list[str]:
+    """Where operational alerts go: every active staff member with an address."""
+    return list(
+        get_user_model()
+        .objects.filter(is_staff=True, is_active=True)
+        .exclude(email="")
+        .values_list("email", flat=True)
+    )

@@ -10,7 +10,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import transaction
 from django.utils import timezone
@@ -44,6 +43,7 @@ from infra_tasks.rds.selectors import (
 from workers.enqueue import Requester, job_enqueue, new_task_id
 from workers.joblog import JobLogWriter
 from workers.queues import QUEUES
+from workers.selectors import staff_email_addresses
 
 logger = logging.getLogger(__name__)
 
@@ -448,12 +448,7 @@ def _action_enqueue(
 def _notify_staff(
     database: ManagedDatabase, *, desired: str, status: str, since: Divergence
 ) -> None:
-    recipients = list(
-        get_user_model()
-        .objects.filter(is_staff=True, is_active=True)
-        .exclude(email="")
-        .values_list("email", flat=True)
-    )
+    recipients = staff_email_addresses()
     if not recipients:
         logger.warning("no staff e-mail address to tell that %s is %s", database.name, status)
         return

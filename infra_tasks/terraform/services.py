@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.mail import send_mail
 from django.db import transaction
@@ -38,6 +37,7 @@ from workers.enqueue import Requester, job_enqueue
 from workers.joblog import JobLogWriter
 from workers.models import RequesterKind
 from workers.redaction import default_redactor
+from workers.selectors import staff_email_addresses
 from workers.streaming import StopReason, StreamResult, run_streaming
 
 logger = logging.getLogger(__name__)
@@ -654,12 +654,7 @@ def _drift_found(run_id: int, *, workspace_id: int, summary: cli.PlanSummary) ->
 def _drift_notify(workspace: TerraformWorkspace, summary: cli.PlanSummary) -> None:
     recipients = [u.email for u in workspace.notify.filter(is_active=True) if u.email]
     if not recipients:
-        recipients = list(
-            get_user_model()
-            .objects.filter(is_active=True, is_staff=True)
-            .exclude(email="")
-            .values_list("email", flat=True)
-        )
+        recipients = staff_email_addresses()
     if not recipients:
         logger.warning("drift in %s but no staff e-mail address to tell", workspace)
         return

@@ -103,7 +103,7 @@ def job_enqueue(
         broker_health.ensure_available()
     task_id = task_id or new_task_id()
     options = {"queue": queue} if queue else {}
-    message = _outbound(task, task_id, requester, args, kwargs or {}, options)
+    message = job_message(task, task_id, requester, args, kwargs or {}, options)
     job_record_pending(message, requester=requester)
     if requester.kind == RequesterKind.USER and requester.user_id is not None:
         _audit(requester, task_id=task_id, task_name=task.name, audit_object=audit_object)
@@ -132,7 +132,7 @@ def job_publish(
 ) -> None:
     """Record and publish now, waiting for the broker (beat, which has no request to keep
     fast). If publishing fails the record is removed and BrokerUnavailable raised."""
-    message = _outbound(task, task_id, requester, args, kwargs or {}, options)
+    message = job_message(task, task_id, requester, args, kwargs or {}, options)
     job_record_pending(message, requester=requester)
     try:
         publish_now(message)
@@ -146,7 +146,7 @@ def job_publish(
     Job.objects.filter(task_id=task_id).update(sent_at=timezone.now())
 
 
-def _outbound(
+def job_message(
     task: Task,
     task_id: str,
     requester: Requester,
@@ -154,6 +154,7 @@ def _outbound(
     kwargs: dict[str, Any],
     options: dict[str, Any],
 ) -> OutboundJob:
+    """The message for a job: its queue, and who asked in a header the worker can read."""
     options = dict(options)
     options.setdefault("queue", queue_for_task(task.name))
     options["headers"] = {**options.get("headers", {}), REQUESTER_HEADER: requester.as_header()}

@@ -13,10 +13,10 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from workers.enqueue import Requester, job_enqueue, new_task_id
+from workers.enqueue import Requester, job_enqueue, job_message, new_task_id
 from workers.joblog import JobLogWriter
-from workers.models import DiagnosticRun, Job, JobLogChunk
-from workers.outbox import OutboundJob, publish_now
+from workers.models import DiagnosticRun, Job, JobLogChunk, RequesterKind
+from workers.outbox import publish_now
 
 
 class DiagnosticFailure(RuntimeError):
@@ -90,13 +90,17 @@ def job_republish_unsent(*, older_than: timedelta = timedelta(minutes=1)) -> int
             # Started already (a worker got it after all), expired, or not a task here.
             Job.objects.filter(pk=job.pk).update(sent_at=timezone.now())
             continue
+        requester = Requester(
+            RequesterKind(job.requester_kind), job.requester_label, job.requested_by_id
+        )
         publish_now(
-            OutboundJob(
-                task=task,
-                task_id=job.task_id,
-                args=json.loads(result.task_args or "[]"),
-                kwargs=json.loads(result.task_kwargs or "{}"),
-                options={"queue": job.queue},
+            job_message(
+                task,
+                job.task_id,
+                requester,
+                json.loads(result.task_args or "[]"),
+                json.loads(result.task_kwargs or "{}"),
+                {"queue": job.queue},
             )
         )
         Job.objects.filter(pk=job.pk).update(sent_at=timezone.now())

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from django.core.files.storage import default_storage
+from django.db import transaction
 from django.test import override_settings
 from django_celery_results.models import TaskResult
 
@@ -25,7 +26,7 @@ from courses.services import (
 from media_pipeline.resize import ImageRejected, variant_name
 from media_pipeline.specs import COVER_SPECS
 from tests.courses.conftest import make_course, stored_files, stored_image, upload
-from tests.media_pipeline.images import png_header_only
+from tests.media_pipeline.images import photo_file, png_header_only, quadrants
 from workers.enqueue import Requester
 from workers.models import Job
 
@@ -263,3 +264,33 @@ def test_an_unexpected_storage_error_marks_the_cover_failed_instead_of_pending(
     assert course.cover_status == Course.CoverStatus.FAILED
     assert course.cover_error.startswith("Making the variants failed (")
     assert "Regenerate cover variants" in course.cover_error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_whose_transaction_rolls_back_leaves_nothing_in_storage(
+    cover_jpeg: bytes, media_root: Path
+) -> None:
+    course = make_course()
+
+    with pytest.raises(RuntimeError, match="the rest of the form"), transaction.atomic():
+        course_cover_set(course_id=course.pk, upload=upload(cover_jpeg), requester=REQUESTER)
+        raise RuntimeError("the rest of the form failed to save")
+
+    assert stored_files(media_root) == set()
+    course.refresh_from_db()
+    assert not course.cover and course.cover_status == Course.CoverStatus.NONE
+    assert not TaskResult.objects.exists()
+
+
+def test_the_original_is_named_from_its_content_not_the_uploaded_name(
+    media_root: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    heic = photo_file("HEIF", quadrants(64, 48), orientation=1)
+    course = set_cover(make_course(), heic, django_capture_on_commit_callbacks, name="x.html")
+    assert course.cover.name.endswith(f"/{course.cover_sha256}.heic")
+    assert stored_files(media_root) == {course.cover.name}
+
+    text = set_cover(
+        make_course("t"), b"<html></html>", django_capture_on_commit_callbacks, "a.png"
+    )
+    assert text.cover.name.endswith(f"/{text.cover_sha256}.bin")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.views.static import serve
 from storages.backends.s3 import S3Storage
 
@@ -34,7 +34,7 @@ class MediaS3Storage(S3Storage):
         return params
 
 
-def serve_media(request: HttpRequest, path: str, document_root: str) -> HttpResponse:
+def serve_media(request: HttpRequest, path: str, document_root: str) -> HttpResponse | FileResponse:
     """Local media in development, with the same headers as on S3."""
     response = serve(request, path, document_root=document_root)
     response["Content-Type"] = stored_type_of(path).content_type

@@ -146,7 +146,7 @@ def render_variants(
         if not sizes:
             return []
         try:
-            base = _decode(image, source, max(sizes.values()))
+            base = decode_reduced(image, source, max(sizes.values()))
         except _DECODE_ERRORS as exc:
             raise CorruptImage(
                 f"The image data is truncated or corrupt and cannot be decoded ({exc})."
@@ -198,7 +198,7 @@ def _stored_size(width: int, height: int, target_width: int, orientation: int) -
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _decode(image: Image.Image, source: BinaryIO, largest: tuple[int, int]) -> Image.Image:
+def decode_reduced(image: Image.Image, source: BinaryIO, largest: tuple[int, int]) -> Image.Image:
     """The source's first picture in RGB or RGBA, reduced as far as `largest` allows."""
     wanted = (math.ceil(largest[0] * DRAFT_HEADROOM), math.ceil(largest[1] * DRAFT_HEADROOM))
     # The whole factor by which the source can shrink and still cover `wanted`.

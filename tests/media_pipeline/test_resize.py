@@ -5,13 +5,18 @@ from __future__ import annotations
 import io
 
 import pytest
+import pyvips
 from PIL import Image, ImageCms
 
 from media_pipeline.resize import (
+    STRIP_ROWS,
     CorruptImage,
     ImageTooLarge,
     NotAnImage,
     UnsupportedFormat,
+    _orientation,
+    _reduce_in_strips,
+    decode_reduced,
     render_variants,
     sha256_of,
     variant_name,
@@ -25,6 +30,7 @@ from tests.media_pipeline.images import (
     STORE_AS,
     WHITE,
     assert_no_metadata,
+    exif_bytes,
     photo_file,
     png_header_only,
     quadrants,
@@ -274,3 +280,43 @@ def test_cmyk_jpeg_comes_out_as_rgb_with_its_colours() -> None:
         image = decode(variant.data)
         assert image.mode in ("RGB", "RGBA")
         assert close_to(image.getpixel((10, 10)), RED[:3], tolerance=12)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "MPO", "PNG", "WEBP", "GIF", "HEIF"])
+def test_a_large_source_is_decoded_at_reduced_size_never_whole(fmt: str) -> None:
+    # 2400x1600 for a largest target of 300x200: a decode of at most 1200x800 is enough
+    # (twice the target, by whole factors or DCT scales); only AVIF has no such decode.
+    source = photo_file(fmt, quadrants(2400, 1600), orientation=1)
+    with Image.open(io.BytesIO(source)) as image:
+        base = decode_reduced(image, io.BytesIO(source), (300, 200))
+    assert 600 <= base.width <= 1200 and 400 <= base.height <= 800
+    assert_upright_quadrants(base, base.size)
+
+
+def test_reading_the_orientation_of_a_png_does_not_decode_its_pixels() -> None:
+    buffer = io.BytesIO()
+    quadrants().save(buffer, "PNG", exif=exif_bytes(6))
+    with Image.open(buffer) as image:
+        assert _orientation(image) == 6
+        assert image.tile, "the pixels were decoded"
+
+
+def test_strips_are_at_most_strip_rows_tall_and_add_up_to_a_whole_reduce() -> None:
+    whole = photo(1000, 700, seed=4)
+    heights = []
+
+    def strip(box: tuple[int, int, int, int]) -> Image.Image:
+        heights.append(box[3] - box[1])
+        return whole.crop(box)
+
+    reduced = _reduce_in_strips(whole.size, 3, strip)
+
+    assert max(heights) <= STRIP_ROWS and sum(heights) == 700
+    assert reduced.tobytes() == whole.reduce(3).tobytes()
+
+
+def test_libvips_keeps_no_decoded_image_in_its_cache() -> None:
+    buffer = io.BytesIO()
+    photo(1600, 1200).save(buffer, "PNG")
+    render_variants(io.BytesIO(buffer.getvalue()), [JPEG_200], max_pixels=LIMIT)
+    assert pyvips.cache_get_size() == 0

@@ -294,3 +294,17 @@ def test_the_original_is_named_from_its_content_not_the_uploaded_name(
         make_course("t"), b"<html></html>", django_capture_on_commit_callbacks, "a.png"
     )
     assert str(text.cover.name).endswith(f"/{text.cover_sha256}.bin")
+
+
+def test_an_original_whose_cover_was_replaced_before_it_was_stored_is_not_stored(
+    cover_jpeg: bytes, other_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    course = make_course()
+    with django_capture_on_commit_callbacks() as first_commit:  # committed, not yet run
+        course_cover_set(course_id=course.pk, upload=upload(cover_jpeg), requester=REQUESTER)
+    course = set_cover(course, other_jpeg, django_capture_on_commit_callbacks)
+
+    for callback in first_commit:  # the first request's after-commit work comes late
+        callback()
+
+    assert stored_files(media_root) == {course.cover.name}

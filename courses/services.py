@@ -12,6 +12,7 @@ deleting one file name are serialised by a transaction-scoped lock on that name.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -23,6 +24,7 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, connection, transaction
 
 from courses.models import Course, CoverVariant, Enrolment, Lesson, LessonCompletion
+from media_pipeline.decode_slots import whole_decode_slot
 from media_pipeline.formats import SNIFF_BYTES, sniff
 from media_pipeline.resize import ImageRejected, Variant, render_variants, sha256_of, variant_name
 from media_pipeline.specs import COVER_SPECS, VariantSpec
@@ -224,7 +226,12 @@ def _build(
         try:
             with default_storage.open(str(course.cover.name), "rb") as source:
                 variants = render_variants(
-                    cast(BinaryIO, source), todo, max_pixels=settings.MEDIA_MAX_IMAGE_PIXELS
+                    cast(BinaryIO, source),
+                    todo,
+                    max_pixels=settings.MEDIA_MAX_IMAGE_PIXELS,
+                    whole_decode_slot=functools.partial(
+                        whole_decode_slot, budget_pixels=settings.MEDIA_WHOLE_DECODE_BUDGET_PIXELS
+                    ),
                 )
         except FileNotFoundError as exc:
             raise ImageRejected(

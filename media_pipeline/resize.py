@@ -28,6 +28,7 @@ import hashlib
 import io
 import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import BinaryIO, cast
 
@@ -41,6 +42,8 @@ from media_pipeline.specs import OutputFormat, VariantSpec
 # Pillow's names for the formats in formats.ACCEPTED_DESCRIPTION (pillow-heif reads HEIC and
 # HEIF as "HEIF"; Pillow reads AVIF itself).
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "HEIF", "AVIF"})
+# Decoded at full size by their codec whatever we do afterwards (see decode_reduced).
+WHOLE_DECODE_FORMATS = frozenset({"HEIF", "AVIF"})
 # Decode at least this many times the largest target, so the resampling filter has real
 # pixels to average rather than an already-blocky draft.
 DRAFT_HEADROOM = 2.0
@@ -117,10 +120,22 @@ def variant_name(source_hash: str, spec: VariantSpec, *, prefix: str = "covers/v
     return f"{prefix}/{key[:2]}/{key}.{spec.extension}"
 
 
+def _no_slot(pixels: int) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
 def render_variants(
-    source: BinaryIO, specs: Sequence[VariantSpec], *, max_pixels: int
+    source: BinaryIO,
+    specs: Sequence[VariantSpec],
+    *,
+    max_pixels: int,
+    whole_decode_slot: Callable[[int], AbstractContextManager[object]] = _no_slot,
 ) -> list[Variant]:
-    """Encode every spec from one decode of `source`; raise ImageRejected for bad input."""
+    """Encode every spec from one decode of `source`; raise ImageRejected for bad input.
+
+    A source in one of WHOLE_DECODE_FORMATS is decoded inside `whole_decode_slot(pixels)`,
+    which may make it wait for its turn (media_pipeline.decode_slots).
+    """
     _register_heif_opener()
     try:
         image = Image.open(source)
@@ -145,8 +160,10 @@ def render_variants(
         sizes = {spec: _stored_size(width, height, spec.width, orientation) for spec in specs}
         if not sizes:
             return []
+        slot = whole_decode_slot if image.format in WHOLE_DECODE_FORMATS else _no_slot
         try:
-            base = decode_reduced(image, source, max(sizes.values()))
+            with slot(width * height):
+                base = decode_reduced(image, source, max(sizes.values()))
         except _DECODE_ERRORS as exc:
             raise CorruptImage(
                 f"The image data is truncated or corrupt and cannot be decoded ({exc})."

@@ -242,6 +242,9 @@ if AWS_STORAGE_BUCKET_NAME:
     }
 # Images with more pixels than this are refused from their header, before decoding.
 MEDIA_MAX_IMAGE_PIXELS = env.int("MEDIA_MAX_IMAGE_PIXELS", default=50_000_000)
+# HEIC and AVIF cannot be decoded reduced: above this many pixels their decodes run one at a
+# time per machine (media_pipeline.decode_slots), so two never add up on one media worker.
+MEDIA_WHOLE_DECODE_BUDGET_PIXELS = env.int("MEDIA_WHOLE_DECODE_BUDGET_PIXELS", default=16_000_000)
 
 # --- Managed databases (RDS schedules) and the infrastructure dashboard ----------------------
 # Enforcement re-checks every managed database this often (it also refreshes the dashboard).

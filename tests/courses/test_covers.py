@@ -6,13 +6,16 @@ through a real worker. Enqueueing publishes to the real SQS endpoint (moto_serve
 
 from __future__ import annotations
 
+import fcntl
 import json
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.files.storage import default_storage
-from django.db import transaction
+from django.db import connection, transaction
 from django.test import override_settings
 from django_celery_results.models import TaskResult
 
@@ -23,6 +26,7 @@ from courses.services import (
     course_cover_variants_build,
     course_delete,
 )
+from media_pipeline.decode_slots import LOCK_NAME
 from media_pipeline.resize import ImageRejected, variant_name
 from media_pipeline.specs import COVER_SPECS
 from tests.courses.conftest import make_course, stored_files, stored_image, upload
@@ -308,3 +312,33 @@ def test_an_original_whose_cover_was_replaced_before_it_was_stored_is_not_stored
         callback()
 
     assert stored_files(media_root) == {course.cover.name}
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(MEDIA_WHOLE_DECODE_BUDGET_PIXELS=10_000)
+def test_a_large_avif_waits_for_the_machine_wide_whole_decode_slot(
+    tmp_path: Path,
+    media_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    avif = photo_file("AVIF", quadrants(400, 300), orientation=1)
+    course = set_cover(make_course(), avif, django_capture_on_commit_callbacks, name="a.avif")
+    done = threading.Event()
+
+    def build_in_thread() -> None:
+        try:
+            build(course)
+        finally:
+            connection.close()
+            done.set()
+
+    with (tmp_path / LOCK_NAME).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process's large decode, say
+        threading.Thread(target=build_in_thread, daemon=True).start()
+        assert not done.wait(1.0), "the build decoded without waiting for the slot"
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    assert done.wait(60)
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.READY

@@ -25,6 +25,7 @@ from courses.models import (
     Section,
 )
 from courses.services import course_cover_regenerate, course_cover_set, course_delete
+from media_pipeline.formats import ACCEPTED_DESCRIPTION
 from workers.admin_base import ReadOnlyAdminMixin
 from workers.enqueue import BrokerUnavailable, Requester
 
@@ -34,7 +35,10 @@ class CourseAdminForm(forms.ModelForm):
     new_cover = forms.FileField(
         required=False,
         label="Upload a cover",
-        help_text="JPEG, PNG or WebP. The variants are made in the background.",
+        help_text=(
+            f"{ACCEPTED_DESCRIPTION}; animated WebP and GIF and multi-picture JPEG use their "
+            "first picture. The variants are made in the background."
+        ),
     )
 
     class Meta:

@@ -1,7 +1,8 @@
 """Writes for the catalogue: enrolment, lesson completion, covers and their variants.
 
-Covers: the web process only stores the uploaded original (under its content hash) and
-enqueues `media_pipeline.tasks.build_cover_variants(course_id, source_hash)` after commit.
+Covers: the web process only stores the uploaded original (under its content hash, with the
+extension of its sniffed type, once the request's transaction commits) and enqueues
+`media_pipeline.tasks.build_cover_variants(course_id, source_hash)` after commit.
 The worker renders the variants, stores them under content-addressed names and records them;
 the (course id, source hash) pair makes a stale or repeated message harmless. Files are
 deleted only after the transaction that stopped referencing them commits, and only when no
@@ -11,10 +12,9 @@ deleting one file name are serialised by a transaction-scoped lock on that name.
 
 from __future__ import annotations
 
+import functools
 import logging
-import re
 from collections.abc import Iterable
-from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from django.conf import settings
@@ -24,6 +24,8 @@ from django.core.files.storage import default_storage
 from django.db import IntegrityError, connection, transaction
 
 from courses.models import Course, CoverVariant, Enrolment, Lesson, LessonCompletion
+from media_pipeline.decode_slots import whole_decode_slot
+from media_pipeline.formats import SNIFF_BYTES, sniff
 from media_pipeline.resize import ImageRejected, Variant, render_variants, sha256_of, variant_name
 from media_pipeline.specs import COVER_SPECS, VariantSpec
 from workers.enqueue import Requester, job_enqueue, job_queue_check
@@ -87,9 +89,12 @@ def lesson_complete(*, user: User, lesson: Lesson) -> LessonCompletion:
 
 @transaction.atomic
 def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> Course:
-    """Store `upload` as the course's cover and queue its variants; returns at once.
+    """Make `upload` the course's cover and queue its variants; returns at once.
 
-    Uploading the cover the course already has does nothing. Nothing is decoded here.
+    Uploading the cover the course already has does nothing. Nothing is decoded here; the
+    first bytes decide the stored name's extension (and so the type it is served as), not
+    the uploader's file name or Content-Type. The file is stored only once the transaction
+    commits, so an upload that rolls back leaves nothing in storage.
     """
     upload.seek(0)
     source_hash = sha256_of(cast(BinaryIO, upload))
@@ -97,12 +102,11 @@ def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> C
     if course.cover_sha256 == source_hash and course.cover_status != Course.CoverStatus.FAILED:
         return course
 
-    # Refuse before storing anything: a file written for a rolled-back upload is litter.
+    # Refuse before anything else: nothing is recorded for an upload that cannot be queued.
     job_queue_check()
-    name = f"{ORIGINALS_PREFIX}/{source_hash[:2]}/{source_hash}{_safe_suffix(upload.name)}"
     upload.seek(0)
-    _lock_file_name(name)
-    _store(name, upload)
+    stored_type = sniff(upload.read(SNIFF_BYTES))
+    name = f"{ORIGINALS_PREFIX}/{source_hash[:2]}/{source_hash}.{stored_type.extension}"
     previous = _file_names(course)
     course.cover = name
     course.cover_sha256 = source_hash
@@ -111,9 +115,24 @@ def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> C
     course.save(update_fields=["cover", "cover_sha256", "cover_status", "cover_error"])
     # The old variants belong to a picture the course no longer has.
     course.cover_variants.all().delete()
+    # Registered before the job's own on-commit publish, so the file is there before any
+    # worker can look for it. Robust: should storing fail, the job still runs and fails
+    # with "the uploaded original is missing", which the admin shows on the course.
+    transaction.on_commit(lambda: _original_store(name, upload), robust=True)
     transaction.on_commit(lambda: files_delete_unreferenced(names=previous - {name}))
     _enqueue_build(course, requester=requester)
     return course
+
+
+def _original_store(name: str, upload: File) -> None:
+    """Store a committed upload under `name`, unless no course references it any more."""
+    with transaction.atomic():
+        _lock_file_name(name)
+        # Another request may have replaced this cover between our commit and now; its
+        # clean-up found no file to delete, so storing now would leave an orphan.
+        if Course.objects.filter(cover=name).exists():
+            upload.seek(0)
+            _store(name, upload)
 
 
 @transaction.atomic
@@ -207,7 +226,12 @@ def _build(
         try:
             with default_storage.open(str(course.cover.name), "rb") as source:
                 variants = render_variants(
-                    cast(BinaryIO, source), todo, max_pixels=settings.MEDIA_MAX_IMAGE_PIXELS
+                    cast(BinaryIO, source),
+                    todo,
+                    max_pixels=settings.MEDIA_MAX_IMAGE_PIXELS,
+                    whole_decode_slot=functools.partial(
+                        whole_decode_slot, budget_pixels=settings.MEDIA_WHOLE_DECODE_BUDGET_PIXELS
+                    ),
                 )
         except FileNotFoundError as exc:
             raise ImageRejected(
@@ -331,8 +355,3 @@ def _store(name: str, content: File) -> bool:
         return False
     default_storage.save(name, content)
     return True
-
-
-def _safe_suffix(filename: str | None) -> str:
-    suffix = PurePosixPath(filename or "").suffix.lower()
-    return suffix if re.fullmatch(r"\.[a-z0-9]{1,8}", suffix) else ""

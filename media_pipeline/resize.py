@@ -4,35 +4,56 @@ The order of operations is what keeps this fast and small:
 
 1. Read only the header and refuse what must not be decoded (not an image, a format we do
    not serve, more pixels than allowed), before any pixel data is touched.
-2. Decode a JPEG at the smallest DCT scale (1/2, 1/4, 1/8) that still leaves headroom over
-   the largest target; a 48 MP photo then never exists in memory at full size.
+2. Decode at reduced size wherever the codec allows, to the smallest size that still leaves
+   headroom over the largest target, so a 48 MP photo never exists in memory at full size:
+   JPEG (and MPO) at a DCT scale of 1/2, 1/4 or 1/8 (Pillow's draft mode); WebP scaled while
+   libwebp decodes and PNG streamed row by row into a box filter (libvips, because Pillow
+   can do neither); GIF and HEIC decoded into their compact native buffer (1 and 3 bytes a
+   pixel) and reduced a strip at a time, never widened to Pillow's 4 bytes a pixel at full
+   size. AVIF is the one format decoded whole (neither libavif nor dav1d can scale).
 3. Resize in the stored orientation, *then* apply the EXIF orientation to the small result:
-   rotating the full image first would cost a full-size copy for nothing.
-4. Convert to sRGB, flatten alpha onto white for JPEG (WebP keeps it), and encode with no
-   metadata at all (no EXIF, GPS, ICC or comments leave the pipeline).
+   rotating the full image first would cost a full-size copy for nothing. (libheif applies a
+   HEIC's rotation itself and Pillow then reports orientation 1.)
+4. Convert to sRGB, flatten alpha onto white for JPEG (WebP and AVIF keep it), and encode
+   with no metadata at all (no EXIF, GPS, ICC or comments leave the pipeline).
 
-The source is only ever read.
+Animated WebP and GIF and multi-picture JPEG (MPO) give their first picture. The source is
+only ever read.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
+import pillow_heif
+import pyvips
 from PIL import Image, ImageCms, UnidentifiedImageError
 
+from media_pipeline.formats import ACCEPTED_DESCRIPTION, SNIFF_BYTES, sniff
 from media_pipeline.specs import OutputFormat, VariantSpec
 
-SUPPORTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
+# Pillow's names for the formats in formats.ACCEPTED_DESCRIPTION (pillow-heif reads HEIC and
+# HEIF as "HEIF"; Pillow reads AVIF itself).
+SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "HEIF", "AVIF"})
+# Decoded at full size by their codec whatever we do afterwards (see decode_reduced).
+WHOLE_DECODE_FORMATS = frozenset({"HEIF", "AVIF"})
 # Decode at least this many times the largest target, so the resampling filter has real
 # pixels to average rather than an already-blocky draft.
 DRAFT_HEADROOM = 2.0
 # Let Pillow pre-shrink by whole factors with `reduce` when the remaining ratio exceeds this.
 REDUCING_GAP = 3.0
+# Rows converted and reduced at a time from a compact full-size buffer (GIF, HEIC).
+STRIP_ROWS = 256
+# libavif's encoder effort (0 slowest .. 10 fastest): near its default quality per byte at a
+# fraction of the time for cover-sized images.
+AVIF_SPEED = 8
 ORIENTATION_TAG = 0x0112
 # EXIF orientation → the transpose that makes the image upright (as ImageOps.exif_transpose).
 UPRIGHT: dict[int, Image.Transpose] = {
@@ -45,6 +66,8 @@ UPRIGHT: dict[int, Image.Transpose] = {
     8: Image.Transpose.ROTATE_90,
 }
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+_VIPS_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, RuntimeError, pyvips.Error)
 
 
 class ImageRejected(ValueError):
@@ -97,24 +120,35 @@ def variant_name(source_hash: str, spec: VariantSpec, *, prefix: str = "covers/v
     return f"{prefix}/{key[:2]}/{key}.{spec.extension}"
 
 
+def _no_slot(pixels: int) -> AbstractContextManager[object]:
+    return nullcontext()
+
+
 def render_variants(
-    source: BinaryIO, specs: Sequence[VariantSpec], *, max_pixels: int
+    source: BinaryIO,
+    specs: Sequence[VariantSpec],
+    *,
+    max_pixels: int,
+    whole_decode_slot: Callable[[int], AbstractContextManager[object]] = _no_slot,
 ) -> list[Variant]:
-    """Encode every spec from one decode of `source`; raise ImageRejected for bad input."""
+    """Encode every spec from one decode of `source`; raise ImageRejected for bad input.
+
+    A source in one of WHOLE_DECODE_FORMATS is decoded inside `whole_decode_slot(pixels)`,
+    which may make it wait for its turn (media_pipeline.decode_slots).
+    """
+    _register_heif_opener()
     try:
         image = Image.open(source)
-    except UnidentifiedImageError as exc:
-        raise NotAnImage(
-            "The file is not an image (or not one we can read); upload a JPEG, PNG or WebP."
-        ) from exc
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(
             f"The image has far too many pixels; the limit is {max_pixels / 1e6:.1f} megapixels."
         ) from exc
+    except (UnidentifiedImageError, *_DECODE_ERRORS) as exc:
+        raise _unreadable(source) from exc
     with image:
         if image.format not in SUPPORTED_FORMATS:
             raise UnsupportedFormat(
-                f"{image.format} images are not supported; upload a JPEG, PNG or WebP."
+                f"{image.format} images are not supported; upload a {ACCEPTED_DESCRIPTION}."
             )
         width, height = image.size
         if width * height > max_pixels:
@@ -126,9 +160,11 @@ def render_variants(
         sizes = {spec: _stored_size(width, height, spec.width, orientation) for spec in specs}
         if not sizes:
             return []
+        slot = whole_decode_slot if image.format in WHOLE_DECODE_FORMATS else _no_slot
         try:
-            base = _decode(image, max(sizes.values()))
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            with slot(width * height):
+                base = decode_reduced(image, source, max(sizes.values()))
+        except _DECODE_ERRORS as exc:
             raise CorruptImage(
                 f"The image data is truncated or corrupt and cannot be decoded ({exc})."
             ) from exc
@@ -140,9 +176,28 @@ def render_variants(
         ]
 
 
+def _unreadable(source: BinaryIO) -> ImageRejected:
+    source.seek(0)
+    if sniff(source.read(SNIFF_BYTES)).is_image:
+        # WebP, HEIC and AVIF are parsed whole on opening, so damage shows up here.
+        return CorruptImage("The image data is truncated or corrupt and cannot be decoded.")
+    return NotAnImage(
+        f"The file is not an image (or not one we can read); upload a {ACCEPTED_DESCRIPTION}."
+    )
+
+
+@functools.cache
+def _register_heif_opener() -> None:
+    # Once per process: Image.open then recognises HEIC/HEIF. Embedded thumbnails are never
+    # used (they are smaller than our variants and may differ from the picture).
+    pillow_heif.register_heif_opener(thumbnails=False)
+
+
 def _orientation(image: Image.Image) -> int:
     try:
-        value = image.getexif().get(ORIENTATION_TAG, 1)
+        # The base class's reader: PNG's own override decodes the whole image to look for
+        # an EXIF chunk after the pixel data, which browsers ignore anyway.
+        value = Image.Image.getexif(image).get(ORIENTATION_TAG, 1)
     except (SyntaxError, ValueError, OSError):
         # Unreadable EXIF is treated as absent: the pixels are still fine.
         return 1
@@ -160,13 +215,87 @@ def _stored_size(width: int, height: int, target_width: int, orientation: int) -
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _decode(image: Image.Image, largest: tuple[int, int]) -> Image.Image:
-    if image.format == "JPEG":
-        image.draft(
-            None, (math.ceil(largest[0] * DRAFT_HEADROOM), math.ceil(largest[1] * DRAFT_HEADROOM))
-        )
+def decode_reduced(image: Image.Image, source: BinaryIO, largest: tuple[int, int]) -> Image.Image:
+    """The source's first picture in RGB or RGBA, reduced as far as `largest` allows."""
+    wanted = (math.ceil(largest[0] * DRAFT_HEADROOM), math.ceil(largest[1] * DRAFT_HEADROOM))
+    # The whole factor by which the source can shrink and still cover `wanted`.
+    factor = max(1, min(image.width // wanted[0], image.height // wanted[1]))
+    if image.format in ("JPEG", "MPO"):
+        image.draft(None, wanted)
+    elif image.format in ("PNG", "WEBP"):
+        source.seek(0)
+        return _working_mode(_decode_with_vips(source, image.format, factor))
+    elif image.format == "GIF":
+        image.load()  # one byte a pixel: palette indices
+        return _reduce_in_strips(image.size, factor, lambda box: image.crop(box))
+    elif image.format == "HEIF":
+        source.seek(0)
+        return _decode_heif(source, factor)
     image.load()
     return _working_mode(image)
+
+
+def _decode_with_vips(source: BinaryIO, fmt: str, factor: int) -> Image.Image:
+    """WebP scaled by libwebp while decoding; PNG read row by row into a box filter."""
+    pyvips.cache_set_max(0)  # a long-lived worker must not keep decoded images around
+    vips_source = pyvips.SourceCustom()
+    vips_source.on_read(source.read)
+    vips_source.on_seek(source.seek)
+    if fmt == "WEBP":
+        picture = pyvips.Image.webpload_source(vips_source, scale=1 / factor, fail_on="error")
+    else:
+        picture = pyvips.Image.pngload_source(vips_source, access="sequential", fail_on="error")
+        has_alpha = picture.hasalpha()
+        if has_alpha:
+            # Average colours weighted by opacity, as Pillow's resize does.
+            picture = picture.premultiply()
+        picture = picture.shrink(factor, factor)
+        if has_alpha:
+            picture = picture.unpremultiply()
+        if picture.interpretation in ("rgb16", "grey16"):
+            picture = picture / 257
+        picture = picture.cast("uchar")
+    size = (picture.width, picture.height)
+    return Image.frombytes(_VIPS_MODES[picture.bands], size, picture.write_to_memory())
+
+
+def _decode_heif(source: BinaryIO, factor: int) -> Image.Image:
+    """libheif's decoded buffer (3 or 4 bytes a pixel, rotation applied), reduced in strips."""
+    heif = pillow_heif.open_heif(source, convert_hdr_to_8bit=True)
+    buffer, stride, mode = heif.data, heif.stride, heif.mode
+    width = heif.size[0]
+
+    def strip(box: tuple[int, int, int, int]) -> Image.Image:
+        top, bottom = box[1], box[3]
+        # A view, not a copy; Pillow reads any buffer (its stubs name only bytes).
+        rows = cast(bytes, memoryview(buffer)[top * stride : bottom * stride])
+        return Image.frombuffer(mode, (width, bottom - top), rows, "raw", mode, stride, 1)
+
+    return _reduce_in_strips(heif.size, factor, strip)
+
+
+def _reduce_in_strips(
+    size: tuple[int, int],
+    factor: int,
+    strip: Callable[[tuple[int, int, int, int]], Image.Image],
+) -> Image.Image:
+    """Shrink by `factor` (box filter) a strip at a time: only strips exist at full width.
+
+    Strips are whole multiples of `factor` rows, so no box straddles two of them and the
+    result equals `reduce(factor)` of the whole picture.
+    """
+    width, height = size
+    rows = max(1, STRIP_ROWS // factor) * factor
+    reduced: Image.Image | None = None
+    for top in range(0, height, rows):
+        piece = _working_mode(strip((0, top, width, min(height, top + rows))))
+        if factor > 1:
+            piece = piece.reduce(factor)
+        if reduced is None:
+            reduced = Image.new(piece.mode, (math.ceil(width / factor), math.ceil(height / factor)))
+        reduced.paste(piece, (0, top // factor))
+    assert reduced is not None
+    return reduced
 
 
 def _working_mode(image: Image.Image) -> Image.Image:
@@ -202,8 +331,10 @@ def _encode(
     buffer = io.BytesIO()
     if spec.format is OutputFormat.JPEG:
         image.save(buffer, "JPEG", quality=spec.quality, optimize=True, progressive=True)
-    else:
+    elif spec.format is OutputFormat.WEBP:
         image.save(buffer, "WEBP", quality=spec.quality, method=4)
+    else:
+        image.save(buffer, "AVIF", quality=spec.quality, speed=AVIF_SPEED)
     return Variant(spec=spec, data=buffer.getvalue(), width=image.width, height=image.height)
 
 

@@ -7,14 +7,17 @@ from typing import Any
 from celery import shared_task
 
 from media_pipeline.resize import ImageRejected
+from workers.expected_failures import task_fail_expected
 
 
-# A refused image is an expected outcome, not a crash: Celery records it as the job's
-# failure with its message and logs it without a traceback.
-@shared_task(bind=True, throws=(ImageRejected,))
+@shared_task(bind=True)
 def build_cover_variants(self: Any, course_id: int, source_hash: str) -> dict[str, Any] | None:
     from courses.services import course_cover_variants_build
 
-    return course_cover_variants_build(
-        course_id=course_id, source_hash=source_hash, task_id=self.request.id
-    )
+    try:
+        return course_cover_variants_build(
+            course_id=course_id, source_hash=source_hash, task_id=self.request.id
+        )
+    except ImageRejected as exc:
+        # A refused image is an expected outcome: FAILURE with its message, no traceback.
+        task_fail_expected(self, exc)

@@ -224,7 +224,8 @@ JOB_LOG_FLUSH_SECONDS = env.float("JOB_LOG_FLUSH_SECONDS", default=0.25)
 AWS_STORAGE_BUCKET_NAME = env.str("AWS_STORAGE_BUCKET_NAME", default="")
 if AWS_STORAGE_BUCKET_NAME:
     STORAGES["default"] = {
-        "BACKEND": "storages.backends.s3.S3Storage",
+        # django-storages' S3Storage, serving each object with the type of its stored name.
+        "BACKEND": "media_pipeline.storage.MediaS3Storage",
         "OPTIONS": {
             "bucket_name": AWS_STORAGE_BUCKET_NAME,
             "region_name": AWS_REGION,
@@ -241,6 +242,9 @@ if AWS_STORAGE_BUCKET_NAME:
     }
 # Images with more pixels than this are refused from their header, before decoding.
 MEDIA_MAX_IMAGE_PIXELS = env.int("MEDIA_MAX_IMAGE_PIXELS", default=50_000_000)
+# HEIC and AVIF cannot be decoded reduced: above this many pixels their decodes run one at a
+# time per machine (media_pipeline.decode_slots), so two never add up on one media worker.
+MEDIA_WHOLE_DECODE_BUDGET_PIXELS = env.int("MEDIA_WHOLE_DECODE_BUDGET_PIXELS", default=16_000_000)
 
 # --- Managed databases (RDS schedules) and the infrastructure dashboard ----------------------
 # Enforcement re-checks every managed database this often (it also refreshes the dashboard).

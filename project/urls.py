@@ -3,6 +3,7 @@ from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
 
+from media_pipeline.storage import serve_media
 from workers.views import healthz
 
 urlpatterns = [
@@ -13,4 +14,4 @@ urlpatterns = [
     path("api/", include("courses.urls")),
 ]
 # Development only (empty unless DEBUG): local media, e.g. cover variants in the admin.
-urlpatterns += static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT)
+urlpatterns += static(settings.MEDIA_URL, view=serve_media, document_root=settings.MEDIA_ROOT)

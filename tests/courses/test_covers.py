@@ -6,12 +6,16 @@ through a real worker. Enqueueing publishes to the real SQS endpoint (moto_serve
 
 from __future__ import annotations
 
+import fcntl
 import json
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.files.storage import default_storage
+from django.db import connection, transaction
 from django.test import override_settings
 from django_celery_results.models import TaskResult
 
@@ -22,10 +26,11 @@ from courses.services import (
     course_cover_variants_build,
     course_delete,
 )
+from media_pipeline.decode_slots import LOCK_NAME
 from media_pipeline.resize import ImageRejected, variant_name
 from media_pipeline.specs import COVER_SPECS
 from tests.courses.conftest import make_course, stored_files, stored_image, upload
-from tests.media_pipeline.images import png_header_only
+from tests.media_pipeline.images import photo_file, png_header_only, quadrants
 from workers.enqueue import Requester
 from workers.models import Job
 
@@ -263,3 +268,77 @@ def test_an_unexpected_storage_error_marks_the_cover_failed_instead_of_pending(
     assert course.cover_status == Course.CoverStatus.FAILED
     assert course.cover_error.startswith("Making the variants failed (")
     assert "Regenerate cover variants" in course.cover_error
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_whose_transaction_rolls_back_leaves_nothing_in_storage(
+    cover_jpeg: bytes, media_root: Path
+) -> None:
+    course = make_course()
+
+    with pytest.raises(RuntimeError, match="the rest of the form"), transaction.atomic():
+        course_cover_set(course_id=course.pk, upload=upload(cover_jpeg), requester=REQUESTER)
+        raise RuntimeError("the rest of the form failed to save")
+
+    assert stored_files(media_root) == set()
+    course.refresh_from_db()
+    assert not course.cover and course.cover_status == Course.CoverStatus.NONE
+    assert not TaskResult.objects.exists()
+
+
+def test_the_original_is_named_from_its_content_not_the_uploaded_name(
+    media_root: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    heic = photo_file("HEIF", quadrants(64, 48), orientation=1)
+    course = set_cover(make_course(), heic, django_capture_on_commit_callbacks, name="x.html")
+    assert str(course.cover.name).endswith(f"/{course.cover_sha256}.heic")
+    assert stored_files(media_root) == {course.cover.name}
+
+    text = set_cover(
+        make_course("t"), b"<html></html>", django_capture_on_commit_callbacks, "a.png"
+    )
+    assert str(text.cover.name).endswith(f"/{text.cover_sha256}.bin")
+
+
+def test_an_original_whose_cover_was_replaced_before_it_was_stored_is_not_stored(
+    cover_jpeg: bytes, other_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    course = make_course()
+    with django_capture_on_commit_callbacks() as first_commit:  # committed, not yet run
+        course_cover_set(course_id=course.pk, upload=upload(cover_jpeg), requester=REQUESTER)
+    course = set_cover(course, other_jpeg, django_capture_on_commit_callbacks)
+
+    for callback in first_commit:  # the first request's after-commit work comes late
+        callback()
+
+    assert stored_files(media_root) == {course.cover.name}
+
+
+@pytest.mark.django_db(transaction=True)
+@override_settings(MEDIA_WHOLE_DECODE_BUDGET_PIXELS=10_000)
+def test_a_large_avif_waits_for_the_machine_wide_whole_decode_slot(
+    tmp_path: Path,
+    media_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    avif = photo_file("AVIF", quadrants(400, 300), orientation=1)
+    course = set_cover(make_course(), avif, django_capture_on_commit_callbacks, name="a.avif")
+    done = threading.Event()
+
+    def build_in_thread() -> None:
+        try:
+            build(course)
+        finally:
+            connection.close()
+            done.set()
+
+    with (tmp_path / LOCK_NAME).open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another process's large decode, say
+        threading.Thread(target=build_in_thread, daemon=True).start()
+        assert not done.wait(1.0), "the build decoded without waiting for the slot"
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    assert done.wait(60)
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.READY

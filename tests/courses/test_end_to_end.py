@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,11 +13,15 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django_celery_results.models import TaskResult
+from PIL import Image
 
 from courses.models import Course, CoverVariant
+from media_pipeline.formats import sniff
 from media_pipeline.samples import jpeg_bytes, photo
 from media_pipeline.specs import COVER_SPECS
 from tests.courses.conftest import make_course
+from tests.media_pipeline.images import assert_no_metadata, photo_file, quadrants
+from tests.media_pipeline.test_resize import assert_upright_quadrants
 from tests.support.servers import WorkerProcess, wait_until
 from workers.models import Job
 from workers.selectors import job_log_since
@@ -90,3 +96,68 @@ def test_a_bad_upload_fails_on_the_worker_with_its_message_on_course_and_job(
     log = job_log_since(task_id=course.cover_task_id).lines
     assert log[-1].startswith("!! NotAnImage: The file is not an image")
     assert default_storage.exists(str(course.cover.name))
+    # An expected refusal: the reason, not a Python stack trace, on the job page.
+    assert not TaskResult.objects.get(task_id=course.cover_task_id).traceback
+
+
+def test_an_unexpected_error_on_the_worker_keeps_its_traceback(
+    worker: WorkerProcess, client: Client
+) -> None:
+    client.force_login(get_user_model().objects.create_superuser("editor3"))
+    course = make_course("e2e-unexpected")
+    post_cover(client, course, jpeg_bytes(photo(64, 48)), "small.jpg")
+    wait_until(lambda: status_of(course) == "ready", timeout=60, message="variants")
+    course.refresh_from_db()
+    # A directory where the original should be: opening it fails with IsADirectoryError,
+    # which is no refusal of the picture but a broken storage. One variant is missing, so
+    # regenerating has to read the original.
+    name = str(course.cover.name)
+    default_storage.delete(name)
+    default_storage.delete(str(CoverVariant.objects.filter(course=course)[0].file.name))
+    Path(default_storage.path(name)).mkdir()
+    try:
+        client.post(
+            "/admin/courses/course/",
+            {"action": "regenerate_cover_variants", "_selected_action": [course.pk]},
+        )
+        course.refresh_from_db()
+        wait_until(
+            lambda: TaskResult.objects.get(task_id=course.cover_task_id).status == "FAILURE",
+            timeout=60,
+            message="the job to end FAILURE",
+        )
+    finally:
+        Path(default_storage.path(name)).rmdir()
+    result = TaskResult.objects.get(task_id=course.cover_task_id)
+    assert "Traceback (most recent call last)" in result.traceback
+    assert "IsADirectoryError" in result.traceback
+    assert status_of(course) == "failed"
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "MPO", "PNG", "WEBP", "GIF", "HEIF", "AVIF"])
+def test_every_accepted_format_uploaded_in_the_admin_becomes_upright_clean_variants(
+    fmt: str, worker: WorkerProcess, client: Client
+) -> None:
+    client.force_login(get_user_model().objects.create_superuser(f"editor-{fmt.lower()}"))
+    course = make_course(f"e2e-{fmt.lower()}")
+    # Stored sideways with orientation 6 where the format has one; animated formats and
+    # MPO carry a second picture that must not be used.
+    source = photo_file(fmt, quadrants(1200, 800), orientation=6)
+
+    post_cover(client, course, source, "upload.bin")
+
+    wait_until(lambda: status_of(course) != "pending", timeout=90, message="variants")
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.READY, course.cover_error
+    assert str(course.cover.name).endswith("." + sniff(source).extension)
+    variants = list(CoverVariant.objects.filter(course=course))
+    assert {v.spec_name for v in variants} == {spec.name for spec in COVER_SPECS}
+    for variant in variants:
+        expected = (variant.width, variant.width * 2 // 3)
+        with default_storage.open(str(variant.file.name), "rb") as handle:
+            data = handle.read()
+        image = Image.open(io.BytesIO(data))
+        assert Image.MIME[str(image.format)] == variant.content_type
+        assert (variant.width, variant.height) == expected
+        assert_upright_quadrants(image, expected)
+        assert_no_metadata(data)

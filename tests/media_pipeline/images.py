@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
+
+import pillow_heif
+from PIL import Image, ImageCms
 
 
 def png_chunk(kind: bytes, body: bytes) -> bytes:
@@ -18,3 +22,82 @@ def png_header_only(width: int, height: int) -> bytes:
         + png_chunk(b"IHDR", ihdr)
         + png_chunk(b"IDAT", zlib.compress(b"\0" * 16))
     )
+
+
+RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+# The inverse of the transpose that makes an image with this EXIF orientation upright.
+STORE_AS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_90,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_270,
+}
+# Metadata every source carries where its format can, and no variant may keep.
+MAKER = "CameraMaker-4711"
+SECRET_COMMENT = b"secret-comment-4711"
+
+
+def quadrants(width: int = 600, height: int = 400) -> Image.Image:
+    """Upright reference: red top-left, green top-right, blue bottom-left, white bottom-right."""
+    image = Image.new("RGB", (width, height))
+    half_w, half_h = width // 2, height // 2
+    image.paste(RED, (0, 0, half_w, half_h))
+    image.paste(GREEN, (half_w, 0, width, half_h))
+    image.paste(BLUE, (0, half_h, half_w, height))
+    image.paste(WHITE, (half_w, half_h, width, height))
+    return image
+
+
+def exif_bytes(orientation: int) -> bytes:
+    exif = Image.Exif()
+    exif[0x010F] = MAKER
+    exif[0x0112] = orientation
+    exif.get_ifd(0x8825)[2] = (52.0, 13.0, 0.0)  # GPS latitude
+    return exif.tobytes()
+
+
+def icc_bytes() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def photo_file(fmt: str, upright: Image.Image, *, orientation: int = 6) -> bytes:
+    """`upright` as a `fmt` file that a viewer shows upright, with metadata to strip.
+
+    Stored rotated with an EXIF orientation where the format carries one; a HEIC's rotation
+    is its `irot` box, which pillow-heif writes from the EXIF orientation. Animated formats
+    (and MPO) get a second, different picture that must not be used.
+    """
+    stored = upright.transpose(STORE_AS[orientation]) if orientation in STORE_AS else upright
+    other = Image.new("RGB", stored.size, (128, 0, 128))
+    buffer = io.BytesIO()
+    metadata = {"exif": exif_bytes(orientation), "icc_profile": icc_bytes()}
+    if fmt == "JPEG":
+        stored.save(buffer, "JPEG", quality=95, comment=SECRET_COMMENT, **metadata)
+    elif fmt == "MPO":
+        stored.save(buffer, "MPO", quality=95, save_all=True, append_images=[other], **metadata)
+    elif fmt == "PNG":
+        stored.save(buffer, "PNG", **metadata)
+    elif fmt == "WEBP":
+        stored.save(buffer, "WEBP", quality=95, save_all=True, append_images=[other], **metadata)
+    elif fmt == "GIF":
+        # GIF has no EXIF: its pictures are always stored upright.
+        upright.save(
+            buffer, "GIF", save_all=True, append_images=[other], comment=SECRET_COMMENT, loop=0
+        )
+    elif fmt == "HEIF":
+        pillow_heif.from_pillow(stored).save(buffer, quality=90, **metadata)
+    elif fmt == "AVIF":
+        stored.save(buffer, "AVIF", quality=90, speed=10, **metadata)
+    else:
+        raise ValueError(fmt)
+    return buffer.getvalue()
+
+
+def assert_no_metadata(data: bytes) -> None:
+    image = Image.open(io.BytesIO(data))
+    assert not image.getexif()
+    assert not {"exif", "icc_profile", "xmp", "comment"} & set(image.info)
+    assert MAKER.encode() not in data and SECRET_COMMENT not in data

@@ -5,47 +5,41 @@ from __future__ import annotations
 import io
 
 import pytest
+import pyvips
 from PIL import Image, ImageCms
 
 from media_pipeline.resize import (
+    STRIP_ROWS,
     CorruptImage,
     ImageTooLarge,
     NotAnImage,
     UnsupportedFormat,
+    _orientation,
+    _reduce_in_strips,
+    _register_heif_opener,
+    decode_reduced,
     render_variants,
     sha256_of,
     variant_name,
 )
 from media_pipeline.samples import jpeg_bytes, photo
 from media_pipeline.specs import COVER_SPECS, OutputFormat, VariantSpec
-from tests.media_pipeline.images import png_header_only
+from tests.media_pipeline.images import (
+    BLUE,
+    GREEN,
+    RED,
+    STORE_AS,
+    WHITE,
+    assert_no_metadata,
+    exif_bytes,
+    photo_file,
+    png_header_only,
+    quadrants,
+)
 
 LIMIT = 50_000_000
 JPEG_200 = VariantSpec("w200-jpeg", 200, OutputFormat.JPEG, quality=90)
 WEBP_200 = VariantSpec("w200-webp", 200, OutputFormat.WEBP, quality=90)
-
-RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
-# The inverse of the transpose that makes an image with this EXIF orientation upright.
-STORE_AS = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
-}
-
-
-def quadrants(width: int = 600, height: int = 400) -> Image.Image:
-    """Upright reference: red top-left, green top-right, blue bottom-left, white bottom-right."""
-    image = Image.new("RGB", (width, height))
-    half_w, half_h = width // 2, height // 2
-    image.paste(RED, (0, 0, half_w, half_h))
-    image.paste(GREEN, (half_w, 0, width, half_h))
-    image.paste(BLUE, (0, half_h, half_w, height))
-    image.paste(WHITE, (half_w, half_h, width, height))
-    return image
 
 
 def decode(data: bytes) -> Image.Image:
@@ -194,7 +188,63 @@ def test_text_file_named_jpg_is_refused_as_not_an_image() -> None:
         )
 
 
-@pytest.mark.parametrize("fmt", ["GIF", "BMP", "TIFF"])
+ACCEPTED = ["JPEG", "MPO", "PNG", "WEBP", "GIF", "HEIF", "AVIF"]
+
+
+def assert_upright_quadrants(image: Image.Image, size: tuple[int, int]) -> None:
+    image = image.convert("RGB")
+    assert image.size == size
+    width, height = size
+    assert close_to(image.getpixel((width // 4, height // 4)), RED)  # type: ignore[arg-type]
+    assert close_to(image.getpixel((width * 3 // 4, height // 4)), GREEN)  # type: ignore[arg-type]
+    assert close_to(image.getpixel((width // 4, height * 3 // 4)), BLUE)  # type: ignore[arg-type]
+    assert close_to(image.getpixel((width * 3 // 4, height * 3 // 4)), WHITE)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fmt", ACCEPTED)
+def test_every_accepted_format_gives_upright_metadata_free_variants_of_its_first_picture(
+    fmt: str,
+) -> None:
+    source = photo_file(fmt, quadrants(1200, 800), orientation=6)
+
+    variants = render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=LIMIT)
+
+    for variant in variants:
+        image = decode(variant.data)
+        assert image.format == variant.spec.format.value
+        expected = (variant.spec.width, variant.spec.width * 2 // 3)
+        assert (variant.width, variant.height) == expected
+        assert_upright_quadrants(image, expected)
+        assert_no_metadata(variant.data)
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "GIF", "HEIF", "AVIF"])
+def test_a_truncated_file_of_every_format_is_refused_as_corrupt(fmt: str) -> None:
+    source = photo_file(fmt, photo(800, 600), orientation=1)
+    with pytest.raises(CorruptImage, match="truncated or corrupt"):
+        render_variants(io.BytesIO(source[: len(source) * 2 // 3]), COVER_SPECS, max_pixels=LIMIT)
+
+
+def test_avif_variants_are_made_when_a_spec_asks_for_them_and_keep_alpha() -> None:
+    avif = VariantSpec("w200-avif", 200, OutputFormat.AVIF, quality=60)
+    [variant] = render_variants(io.BytesIO(rgba_png()), [avif], max_pixels=LIMIT)
+    image = decode(variant.data)
+    assert image.format == "AVIF" and image.mode == "RGBA" and image.size == (200, 100)
+    assert (variant.content_type, variant.extension) == ("image/avif", "avif")
+    assert image.getpixel((20, 50))[3] == 0  # type: ignore[index]
+    assert close_to(image.getpixel((180, 50)), (255, 0, 0, 255))  # type: ignore[arg-type]
+    assert_no_metadata(variant.data)
+
+
+def test_a_large_png_is_decoded_reduced_yet_matches_a_full_decode() -> None:
+    upright = quadrants(4000, 3000)
+    buffer = io.BytesIO()
+    upright.save(buffer, "PNG")
+    [variant] = render_variants(io.BytesIO(buffer.getvalue()), [JPEG_200], max_pixels=LIMIT)
+    assert_upright_quadrants(decode(variant.data), (200, 150))
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO"])
 def test_formats_we_do_not_serve_are_refused_by_name(fmt: str) -> None:
     buffer = io.BytesIO()
     photo(64, 48).save(buffer, fmt)
@@ -231,3 +281,46 @@ def test_cmyk_jpeg_comes_out_as_rgb_with_its_colours() -> None:
         image = decode(variant.data)
         assert image.mode in ("RGB", "RGBA")
         assert close_to(image.getpixel((10, 10)), RED[:3], tolerance=12)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "MPO", "PNG", "WEBP", "GIF", "HEIF"])
+def test_a_large_source_is_decoded_at_reduced_size_never_whole(fmt: str) -> None:
+    # 2400x1600 for a largest target of 300x200: a decode of at most 1200x800 is enough
+    # (twice the target, by whole factors or DCT scales); only AVIF has no such decode.
+    source = photo_file(fmt, quadrants(2400, 1600), orientation=1)
+    _register_heif_opener()  # as render_variants does before opening
+    with Image.open(io.BytesIO(source)) as image:
+        base = decode_reduced(image, io.BytesIO(source), (300, 200))
+    assert 600 <= base.width <= 1200 and 400 <= base.height <= 800
+    assert_upright_quadrants(base, base.size)
+
+
+@pytest.mark.parametrize("exif", [exif_bytes(6), None])
+def test_reading_the_orientation_of_a_png_does_not_decode_its_pixels(exif: bytes | None) -> None:
+    # Pillow's own PNG reader decodes everything to look for EXIF after the pixel data.
+    buffer = io.BytesIO()
+    quadrants().save(buffer, "PNG", **({"exif": exif} if exif else {}))
+    with Image.open(buffer) as image:
+        assert _orientation(image) == (6 if exif else 1)
+        assert image.tile, "the pixels were decoded"
+
+
+def test_strips_are_at_most_strip_rows_tall_and_add_up_to_a_whole_reduce() -> None:
+    whole = photo(1000, 700, seed=4)
+    heights = []
+
+    def strip(box: tuple[int, int, int, int]) -> Image.Image:
+        heights.append(box[3] - box[1])
+        return whole.crop(box)
+
+    reduced = _reduce_in_strips(whole.size, 3, strip)
+
+    assert max(heights) <= STRIP_ROWS and sum(heights) == 700
+    assert reduced.tobytes() == whole.reduce(3).tobytes()
+
+
+def test_libvips_keeps_no_decoded_image_in_its_cache() -> None:
+    buffer = io.BytesIO()
+    photo(1600, 1200).save(buffer, "PNG")
+    render_variants(io.BytesIO(buffer.getvalue()), [JPEG_200], max_pixels=LIMIT)
+    assert pyvips.cache_get_size() == 0

@@ -1,0 +1,76 @@
+"""The machine-wide whole-decode lock, with real `flock`s on a real file.
+
+Two open file descriptions conflict under `flock` even within one process, so threads stand
+in for two pool processes here; the waiting side is checked with a bounded wait that only
+a missing lock would let through.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from media_pipeline.decode_slots import whole_decode_slot
+from media_pipeline.resize import render_variants
+from media_pipeline.specs import COVER_SPECS
+from tests.media_pipeline.images import photo_file, quadrants
+
+BUDGET = 1_000_000
+
+
+def hold_slot(pixels: int, lock_dir: Path) -> tuple[threading.Event, threading.Event]:
+    """Take a slot in a thread; return (entered, release)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def run() -> None:
+        with whole_decode_slot(pixels, budget_pixels=BUDGET, lock_dir=lock_dir):
+            entered.set()
+            release.wait(30)
+
+    threading.Thread(target=run, daemon=True).start()
+    return entered, release
+
+
+def test_decodes_over_the_budget_run_one_at_a_time(tmp_path: Path) -> None:
+    first_in, first_release = hold_slot(48_000_000, tmp_path)
+    assert first_in.wait(10)
+
+    second_in, second_release = hold_slot(12_000_000, tmp_path)
+
+    assert not second_in.wait(0.5), "a second large decode ran beside the first"
+    first_release.set()
+    assert second_in.wait(10)
+    second_release.set()
+
+
+def test_decodes_within_the_budget_do_not_wait(tmp_path: Path) -> None:
+    first_in, first_release = hold_slot(48_000_000, tmp_path)
+    assert first_in.wait(10)
+
+    small_in, small_release = hold_slot(BUDGET, tmp_path)
+
+    assert small_in.wait(10)
+    first_release.set()
+    small_release.set()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "slotted"),
+    [("HEIF", True), ("AVIF", True), ("JPEG", False), ("PNG", False), ("WEBP", False)],
+)
+def test_only_formats_decoded_whole_take_a_slot(fmt: str, slotted: bool) -> None:
+    asked: list[int] = []
+
+    @contextmanager
+    def slot(pixels: int) -> Iterator[None]:
+        asked.append(pixels)
+        yield
+
+    source = photo_file(fmt, quadrants(300, 200), orientation=1)
+    render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=BUDGET, whole_decode_slot=slot)
+    assert asked == ([300 * 200] if slotted else [])

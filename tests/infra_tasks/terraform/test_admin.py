@@ -202,8 +202,8 @@ def test_cancelling_a_run_whose_worker_went_silent_frees_the_workspace_at_once(
         heartbeat_at=timezone.now() - timedelta(minutes=10),
     )
     run = run_cancel(run=run, user=alice)
-    assert run.state == RunState.FAILED
-    assert run.message.startswith("Applying on gone@host stopped: worker lost; check the state.")
+    assert run.state == RunState.LOST
+    assert run.message.startswith("Applying on gone@host stopped: worker lost — check the state.")
     assert run.cancel_requested_by == alice
 
     # A live worker (recent heartbeat) is asked instead, and the run keeps going until it stops.

@@ -31,7 +31,7 @@ os.environ.setdefault("TERRAFORM_PLUGIN_CACHE_DIR", os.path.join(_tmp, "terrafor
 os.environ.setdefault("TERRAFORM_STATE_BUCKET", f"opsqueue-test-tfstate-{os.getpid()}")
 os.environ.setdefault("TERRAFORM_CANCEL_GRACE_SECONDS", "5")
 os.environ.setdefault("TERRAFORM_HEARTBEAT_SECONDS", "1")
-os.environ.setdefault("TERRAFORM_LOST_AFTER_SECONDS", "4")
+os.environ.setdefault("TERRAFORM_LOST_AFTER_SECONDS", "10")
 os.environ.setdefault("TERRAFORM_LOCK_TIMEOUT_SECONDS", "3")
 # The test process itself uses Django's in-memory backend; workers write files to read back.
 os.environ.setdefault("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")

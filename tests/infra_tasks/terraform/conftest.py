@@ -4,6 +4,7 @@ with state and plans in the local endpoint's S3 (the session's bucket)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import subprocess
 import tempfile
@@ -108,3 +109,21 @@ def terraform_outside(workspace: TerraformWorkspace, *args: str) -> str:
             check=True,
         )
     return result.stdout
+
+
+def processes_working_in(fragment: str) -> dict[int, str]:
+    """Running processes (pid → command name) whose working directory path contains
+    `fragment`: a step's tether, terraform and the children of its local-exec."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd")
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name, rest = stat.split("(", 1)[1].rsplit(")", 1)
+        if fragment in cwd and rest.split()[0] != "Z":
+            found[int(entry.name)] = name
+    return found

@@ -33,7 +33,12 @@ from infra_tasks.terraform.services import (
     run_discard,
     run_request,
 )
-from tests.infra_tasks.terraform.conftest import outside_directory, s3_objects, terraform_outside
+from tests.infra_tasks.terraform.conftest import (
+    outside_directory,
+    processes_working_in,
+    s3_objects,
+    terraform_outside,
+)
 from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
 from workers.enqueue import Requester
 from workers.models import Job, JobLogChunk
@@ -199,6 +204,37 @@ def test_cancel_mid_apply_interrupts_terraform_releases_the_lock_and_a_new_plan_
     again = wait_state(plan(workspace, grace), RunState.PLANNED, RunState.FAILED)
     assert again.state == RunState.PLANNED, again.message
     assert again.plan_summary is not None and again.plan_summary["add"] >= 1
+
+
+def test_cancel_of_an_apply_whose_local_exec_ignores_sigint_leaves_no_process_behind(
+    worker: WorkerProcess, aws: AwsEndpoint, make_workspace: MakeWorkspace
+) -> None:
+    workspace = make_workspace("stubborn")
+    run = wait_state(plan(workspace, user("ines")), RunState.PLANNED, RunState.FAILED)
+    assert run.state == RunState.PLANNED, run.message
+    run = run_approve(run=run, user=user("jack"))
+    wait_until(
+        lambda: (
+            "terraform_data.stubborn: (local-exec): stubborn step started"
+            in log_of(run.apply_task_id)
+        ),
+        timeout=60,
+        message="the stubborn step to start",
+    )
+    step = f"{settings.TERRAFORM_WORK_DIR}/run-{run.pk}-apply-"
+    tree = processes_working_in(step)
+    assert list(tree.values()).count("sleep") == 2 and "terraform" in tree.values(), tree
+
+    run_cancel(run=run, user=user("kim"))
+    wait_state(run, RunState.CANCELLED, RunState.FAILED, RunState.APPLIED, timeout=60)
+    assert run.state == RunState.CANCELLED, run.message
+    # Terraform stopped on SIGINT; the sleeps ignoring it were SIGKILLed with the group.
+    wait_until(
+        lambda: not (set(tree) & set(processes_working_in(step))),
+        timeout=10,
+        message=f"every process of the apply {tree} to end",
+    )
+    assert lock_object(aws, workspace) is None
 
 
 def test_time_limit_stops_an_apply_the_same_way(

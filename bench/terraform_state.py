@@ -156,9 +156,9 @@ def main() -> None:
         f"{args.rounds} rounds (medians)"
     )
     print(f"{'step':<22}{'S3 state (moto)':>18}{'local state':>14}{'difference':>13}")
-    for step in ("init", "plan"):
-        remote_s, local_s = median("remote", step), median("local", step)
-        print(f"{step:<22}{remote_s:>16.2f} s{local_s:>12.2f} s{remote_s - local_s:>+11.2f} s")
+    for name in ("init", "plan"):
+        remote_s, local_s = median("remote", name), median("local", name)
+        print(f"{name:<22}{remote_s:>16.2f} s{local_s:>12.2f} s{remote_s - local_s:>+11.2f} s")
     totals = {
         where: statistics.median(
             i + p for i, p in zip(figures[where]["init"], figures[where]["plan"], strict=True)

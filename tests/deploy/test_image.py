@@ -81,7 +81,9 @@ def final_env() -> dict[str, str]:
     env: dict[str, str] = {}
     for keyword, value in final_stage():
         if keyword == "ENV":
-            env.update(pair.split("=", 1) for pair in shlex.split(value))
+            for pair in shlex.split(value):
+                name, _, setting = pair.partition("=")
+                env[name] = setting
     return env
 
 

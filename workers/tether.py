@@ -10,6 +10,9 @@ children of its local-exec provisioners go with the worker instead of running on
 their state lock. The death signal goes to this process only, which is why it cannot be set
 on the command itself: the command's children would survive it.
 
+The death signal follows the thread that started this process: run_streaming runs in the
+task's thread, which in Celery's prefork pool is the pool process's own.
+
 SIGINT sent to the group (a cancel) is meant for the command; this process ignores it and
 keeps watching. It exits with the command's status (128 + N when a signal N ended it).
 Standard library only, run isolated (-I -S): it starts in a few milliseconds.

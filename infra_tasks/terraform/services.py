@@ -77,6 +77,10 @@ class RunError(Exception):
     """A request that does not fit the run's current state; the message is for the admin."""
 
 
+class RunStepError(Exception):
+    """A worker step that could not be done; the message says why (the job fails with it)."""
+
+
 # --- Requests (web process) ------------------------------------------------------------------
 
 
@@ -385,10 +389,6 @@ def run_state_unlock_execute(*, run_id: int, task_id: str) -> str:
         run.message = f"{run.message} State lock {lock_id} released (job {task_id})."
         run.save(update_fields=["state_lock", "message"])
     return "released"
-
-
-class RunStepError(Exception):
-    """A worker step that could not be done; the message says why (the job fails with it)."""
 
 
 @contextmanager

@@ -4,6 +4,7 @@
 production default (DJANGO_SECRET_KEY is required when DEBUG is off).
 """
 
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -287,11 +288,34 @@ CELERY_WORKER_SEND_TASK_EVENTS = bool(CELERY_MONITOR_URL)
 # Workspaces name a directory inside TERRAFORM_ROOT; anything resolving outside is refused.
 TERRAFORM_ROOT = env.path("TERRAFORM_ROOT", default=BASE_DIR / "terraform")
 TERRAFORM_BIN = env.str("TERRAFORM_BIN", default="terraform")
-# Saved plans embed variable values (secrets too): keep this private to the workers.
-TERRAFORM_PLAN_DIR = env.path("TERRAFORM_PLAN_DIR", default=BASE_DIR / "var" / "terraform-plans")
+# Workers are disposable: state, saved plans and the configuration bundles runs are pinned to
+# live in this S3 bucket, never on a worker's disk. State goes under
+# <TERRAFORM_STATE_PREFIX>/<workspace>/terraform.tfstate (terraform's s3 backend, S3 lock
+# files); plans and bundles under <TERRAFORM_PLAN_PREFIX>/<workspace>/. Saved plans embed
+# variable values, secrets too: only the infra workers may read these prefixes. No default
+# bucket: runs fail with a clear message until one is set.
+TERRAFORM_STATE_BUCKET = env.str("TERRAFORM_STATE_BUCKET", default="")
+TERRAFORM_STATE_PREFIX = env.str("TERRAFORM_STATE_PREFIX", default="state").strip("/")
+TERRAFORM_PLAN_PREFIX = env.str("TERRAFORM_PLAN_PREFIX", default="plans").strip("/")
+# The local AWS-compatible endpoint, development and tests only (boto3 reads the same
+# variables); terraform's s3 backend is pointed at it with path-style addressing.
+TERRAFORM_S3_ENDPOINT_URL = env.str(
+    "AWS_ENDPOINT_URL_S3", default=env.str("AWS_ENDPOINT_URL", default="")
+)
+# Each plan, apply or unlock runs in a fresh directory under this one, removed afterwards;
+# providers are cached per worker (TF_PLUGIN_CACHE_DIR).
+TERRAFORM_WORK_DIR = env.path(
+    "TERRAFORM_WORK_DIR", default=Path(tempfile.gettempdir()) / "opsqueue-terraform"
+)
+TERRAFORM_PLUGIN_CACHE_DIR = env.path(
+    "TERRAFORM_PLUGIN_CACHE_DIR", default=BASE_DIR / "var" / "terraform-plugin-cache"
+)
 TERRAFORM_LOCK_TIMEOUT_SECONDS = env.int("TERRAFORM_LOCK_TIMEOUT_SECONDS", default=60)
 TERRAFORM_CANCEL_GRACE_SECONDS = env.float("TERRAFORM_CANCEL_GRACE_SECONDS", default=30.0)
 TERRAFORM_RUN_TIME_LIMIT_SECONDS = env.int("TERRAFORM_RUN_TIME_LIMIT_SECONDS", default=3600)
 TERRAFORM_HEARTBEAT_SECONDS = env.float("TERRAFORM_HEARTBEAT_SECONDS", default=5.0)
+# A plan or apply whose worker has not beaten for this long is marked "worker lost" by the
+# periodic task "Terraform lost runs", which frees the workspace for the next run.
+TERRAFORM_LOST_AFTER_SECONDS = env.float("TERRAFORM_LOST_AFTER_SECONDS", default=120.0)
 # Used only with the file-based e-mail backend (the test session's workers write mail there).
 EMAIL_FILE_PATH = env.path("DJANGO_EMAIL_FILE_PATH", default=BASE_DIR / "var" / "mail")

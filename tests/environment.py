@@ -20,13 +20,18 @@ os.environ.setdefault("DJANGO_MEDIA_ROOT", tempfile.mkdtemp(prefix="opsqueue-tes
 os.environ.setdefault("OPSQUEUE_EXTRA_APPS", "tests.infra_tasks.releases.probe")
 
 
-# Terraform: the session's workspaces, plans and worker-sent mail live in temporary directories
-# (the worker processes inherit these); cancels and lost workers resolve within seconds.
+# Terraform: the session's workspaces, step directories and worker-sent mail live in temporary
+# directories (the worker processes inherit these), state and plans in the local endpoint's
+# S3 (tests/infra_tasks/terraform/conftest.py creates the bucket); cancels and lost workers
+# resolve within seconds.
 _tmp = os.path.join(tempfile.gettempdir(), f"opsqueue-session-{os.getpid()}")
 os.environ.setdefault("TERRAFORM_ROOT", os.path.join(_tmp, "terraform"))
-os.environ.setdefault("TERRAFORM_PLAN_DIR", os.path.join(_tmp, "terraform-plans"))
+os.environ.setdefault("TERRAFORM_WORK_DIR", os.path.join(_tmp, "terraform-work"))
+os.environ.setdefault("TERRAFORM_PLUGIN_CACHE_DIR", os.path.join(_tmp, "terraform-plugins"))
+os.environ.setdefault("TERRAFORM_STATE_BUCKET", f"opsqueue-test-tfstate-{os.getpid()}")
 os.environ.setdefault("TERRAFORM_CANCEL_GRACE_SECONDS", "5")
 os.environ.setdefault("TERRAFORM_HEARTBEAT_SECONDS", "1")
+os.environ.setdefault("TERRAFORM_LOST_AFTER_SECONDS", "10")
 os.environ.setdefault("TERRAFORM_LOCK_TIMEOUT_SECONDS", "3")
 # The test process itself uses Django's in-memory backend; workers write files to read back.
 os.environ.setdefault("DJANGO_EMAIL_BACKEND", "django.core.mail.backends.filebased.EmailBackend")

@@ -1,9 +1,9 @@
 """The whole local system in one command (`make run`): Ctrl-C stops all of it.
 
 Starts, on loopback: the AWS-compatible endpoint (moto_server: SQS, S3, RDS, ECS, SSM,
-Secrets Manager), the SQS queues, migrations, a demo staff account, the web server, Celery
-workers for every queue, beat and Flower. Every value has an embedded default; any variable
-already in the environment (see .env.example) wins.
+Secrets Manager), the SQS queues, the terraform state bucket, migrations, a demo staff
+account, the web server, Celery workers for every queue, beat and Flower. Every value has an
+embedded default; any variable already in the environment (see .env.example) wins.
 """
 
 from __future__ import annotations
@@ -130,6 +130,8 @@ def stack_environment() -> tuple[dict[str, str], dict[str, int]]:
         "SQS_POLLING_INTERVAL": "0.2",
         "CELERY_MONITOR_URL": "redis://127.0.0.1:6379/15",
         "ECS_CLUSTER": "opsqueue-dev",
+        # Terraform state and saved plans in the local endpoint's S3, as in production.
+        "TERRAFORM_STATE_BUCKET": "opsqueue-dev-terraform",
         "PYTHONUNBUFFERED": "1",
     }
     for key, value in defaults.items():
@@ -170,6 +172,7 @@ def main(argv: Sequence[str] = ()) -> int:
         )
         wait_for_http(f"{env['AWS_ENDPOINT_URL']}/moto-api/")
         stack.run([*manage, "sqs_queues"])
+        stack.run([*manage, "terraform_state_bucket"])
         stack.run([*manage, "devstack_setup", "--username", DEMO_USERNAME, "--password", password])
         stack.start("web", [*manage, "runserver", "--noreload", f"127.0.0.1:{ports['web']}"])
         stack.start(

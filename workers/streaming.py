@@ -2,7 +2,11 @@
 
 The process runs in its own process group so a stop reaches everything it started (terraform
 spawns providers; local-exec spawns shells). Stopping is graceful first: SIGINT, which lets
-terraform save state and release its lock, then SIGKILL of the group after a grace period.
+terraform save state and release its lock, then SIGKILL of the group after a grace period,
+also when the command itself has already exited and only what it started is left. When the
+command ends on its own, whatever it left behind in its group (a `cmd &`) is killed at once.
+On Linux the command runs under `workers/tether.py`, which kills the group if this process
+dies, so nothing outlives the worker that started it.
 Celery's revoke cannot reach a task on SQS, so the caller passes `should_stop`, checked
 between reads, to learn about a cancel request itself.
 """
@@ -14,6 +18,7 @@ import os
 import selectors
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -54,7 +59,7 @@ def run_streaming(
     """Run `command`, writing its stdout and stderr (merged, in order) to `log`."""
     started = time.monotonic()
     process = subprocess.Popen(
-        list(command),
+        _tethered(command),
         cwd=cwd,
         env=dict(env) if env is not None else None,
         stdin=subprocess.DEVNULL,
@@ -70,6 +75,7 @@ def run_streaming(
 
     stopped: StopReason | None = None
     interrupt_sent_at: float | None = None
+    command_ended = False
     last_check = 0.0
     pending = b""
     try:
@@ -102,6 +108,19 @@ def run_streaming(
                 log.line("-- grace period over: SIGKILL --")
                 _signal_group(process, signal.SIGKILL)
                 interrupt_sent_at = None
+            elif not command_ended and _has_exited(process):
+                # Something it started still holds the pipe open.
+                command_ended = True
+                if interrupt_sent_at is None:
+                    _signal_group(process, signal.SIGKILL)
+        if interrupt_sent_at is not None:
+            # Stopping, and the command is gone: what it left gets the rest of the grace.
+            _wait_for_group(process, until=interrupt_sent_at + grace_seconds)
+            if _group_alive(process.pid):
+                log.line("-- grace period over: SIGKILL --")
+        _has_exited(process, wait=True)
+        # Until it is reaped the leader's pid names this group and no other.
+        _signal_group(process, signal.SIGKILL)
         returncode = process.wait()
     finally:
         selector.close()
@@ -131,3 +150,41 @@ def _deliver(line: str, log: JobLogWriter, on_line: Callable[[str], None] | None
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
+
+
+TETHER = Path(__file__).with_name("tether.py")
+
+
+def _tethered(command: Sequence[str]) -> list[str]:
+    if sys.platform != "linux":
+        return list(command)  # no parent-death signal elsewhere
+    return [sys.executable, "-I", "-S", str(TETHER), str(os.getpid()), "--", *command]
+
+
+def _has_exited(process: subprocess.Popen[bytes], *, wait: bool = False) -> bool:
+    """Whether the group's leader has exited, without reaping it (WNOWAIT)."""
+    options = os.WEXITED | os.WNOWAIT | (0 if wait else os.WNOHANG)
+    return os.waitid(os.P_PID, process.pid, options) is not None
+
+
+def _wait_for_group(process: subprocess.Popen[bytes], *, until: float) -> None:
+    while time.monotonic() < until and _group_alive(process.pid):
+        time.sleep(0.1)
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether any process of the group is still running (zombies do not count)."""
+    if not os.path.isdir("/proc"):
+        return False
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        # After the command name, which may itself hold spaces or parentheses.
+        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        if int(pgrp) == pgid and state != "Z":
+            return True
+    return False

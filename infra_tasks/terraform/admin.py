@@ -20,6 +20,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
 from infra_tasks.terraform import selectors, services
+from infra_tasks.terraform.configuration import short
 from infra_tasks.terraform.models import (
     RunKind,
     RunState,
@@ -34,6 +35,7 @@ from workers.models import Job
 PLAN_PERM = "terraform.plan_terraformworkspace"
 APPLY_PERM = "terraform.apply_terraformworkspace"
 DESTROY_PERM = "terraform.destroy_terraformworkspace"
+FORCE_UNLOCK_PERM = "terraform.force_unlock_terraformworkspace"
 
 
 class WorkspaceForm(forms.ModelForm):
@@ -106,6 +108,13 @@ class TerraformWorkspaceAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TerraformWorkspace]:
         return selectors.workspace_list_with_last_run()
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: TerraformWorkspace | None = None
+    ) -> tuple[str, ...]:
+        # The name is the state's key in the bucket: renamed, the workspace would start afresh.
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        return (*readonly, "name") if obj is not None else readonly
 
     @admin.display(description="last run", ordering="last_run_id")
     def last_run(self, obj: Any) -> str:
@@ -195,7 +204,7 @@ class TerraformRunAdmin(ImmutableAdminMixin, admin.ModelAdmin):
     list_filter = ("state", "kind", "workspace")
     list_select_related = ("workspace", "approved_by")
     search_fields = ("=id", "workspace__name", "plan_task_id", "apply_task_id")
-    actions = ["approve", "discard", "cancel"]
+    actions = ["approve", "discard", "cancel", "force_unlock"]
     change_form_template = "admin/terraform/terraformrun/change_form.html"
     fieldsets = (
         (
@@ -218,6 +227,10 @@ class TerraformRunAdmin(ImmutableAdminMixin, admin.ModelAdmin):
             },
         ),
         ("Jobs", {"fields": ("plan_job", "apply_job", "worker", "heartbeat_at")}),
+        (
+            "Pinned configuration and state",
+            {"fields": ("configuration", "state_location", "state_lock_text", "unlock_job")},
+        ),
     )
     # Run records are read-only: every field shown is a read-only one.
     readonly_fields = flatten_fieldsets(fieldsets)
@@ -227,6 +240,33 @@ class TerraformRunAdmin(ImmutableAdminMixin, admin.ModelAdmin):
 
     def has_plan_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(PLAN_PERM)
+
+    def has_force_unlock_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(FORCE_UNLOCK_PERM)
+
+    @admin.display(description="configuration")
+    def configuration(self, obj: TerraformRun) -> str:
+        if not obj.config_sha256:
+            return "—"
+        return f"{short(obj.config_sha256)} (bundle {short(obj.bundle_sha256)})"
+
+    @admin.display(description="state")
+    def state_location(self, obj: TerraformRun) -> str:
+        if obj.state_key:
+            return obj.state_key
+        return "kept by the configuration's own backend" if obj.config_sha256 else "—"
+
+    @admin.display(description="state lock left behind")
+    def state_lock_text(self, obj: TerraformRun) -> str:
+        if obj.state_lock:
+            return selectors.state_lock_text(obj.state_lock)
+        if obj.state_lock_checked_at:
+            return "none"
+        return "—"
+
+    @admin.display(description="unlock job")
+    def unlock_job(self, obj: TerraformRun) -> str:
+        return _job_link(obj.unlock_task_id)
 
     @admin.display(description="requested by")
     def requester(self, obj: TerraformRun) -> str:
@@ -294,6 +334,19 @@ class TerraformRunAdmin(ImmutableAdminMixin, admin.ModelAdmin):
                 f"{run}: cancel requested.",
             )
 
+    @admin.action(
+        description="Force-unlock the state lock a lost run left behind",
+        permissions=["force_unlock"],
+    )
+    def force_unlock(self, request: HttpRequest, queryset: QuerySet[TerraformRun]) -> None:
+        for run in queryset:
+            _report(
+                self,
+                request,
+                lambda run=run: services.run_state_unlock(run=run, user=request.user),
+                f"{run}: force-unlock of its state lock queued.",
+            )
+
     def _approve(self, request: HttpRequest, run: TerraformRun) -> None:
         if run.kind == RunKind.DESTROY and not request.user.has_perm(DESTROY_PERM):
             self.message_user(
@@ -327,6 +380,8 @@ class TerraformRunAdmin(ImmutableAdminMixin, admin.ModelAdmin):
             self.discard(request, this_run)
         elif what == "cancel" and self.has_plan_permission(request):
             self.cancel(request, this_run)
+        elif what == "force_unlock" and self.has_force_unlock_permission(request):
+            self.force_unlock(request, this_run)
         else:
             raise PermissionDenied
         return HttpResponseRedirect(reverse("admin:terraform_terraformrun_change", args=[run_id]))
@@ -338,12 +393,26 @@ class TerraformRunAdmin(ImmutableAdminMixin, admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        run = TerraformRun.objects.filter(pk=object_id).first()
+        run = TerraformRun.objects.filter(pk=object_id).select_related("workspace").first()
+        outdated = (
+            selectors.run_plan_outdated(run=run)
+            if run is not None and run.state == RunState.PLANNED
+            else None
+        )
         context = {
             **(extra_context or {}),
+            "plan_outdated": outdated,
+            "state_lock": run.state_lock if run is not None else None,
+            "force_unlock_command": (
+                selectors.force_unlock_hint(run) if run is not None and run.state_lock else ""
+            ),
             "can_approve": run is not None
             and run.state == RunState.PLANNED
+            and not outdated
             and self.has_apply_permission(request),
+            "can_force_unlock": run is not None
+            and bool(run.state_lock)
+            and self.has_force_unlock_permission(request),
             "can_discard": run is not None
             and run.state == RunState.PLANNED
             and self.has_plan_permission(request),

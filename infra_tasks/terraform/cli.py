@@ -43,8 +43,18 @@ def common_flags() -> list[str]:
     return ["-input=false", "-no-color"]
 
 
-def init_command(binary: str) -> list[str]:
-    return [binary, "init", *common_flags()]
+def init_command(
+    binary: str, *, backend_config: Path | None = None, lockfile_readonly: bool = False
+) -> list[str]:
+    """`init` in a fresh directory. With `backend_config`, the file of settings for the
+    `backend "s3" {}` the configuration declares. `lockfile_readonly` refuses providers other
+    than the ones `.terraform.lock.hcl` pins (the apply of a plan made with them)."""
+    command = [binary, "init", *common_flags()]
+    if backend_config is not None:
+        command.append(f"-backend-config={backend_config}")
+    if lockfile_readonly:
+        command.append("-lockfile=readonly")
+    return command
 
 
 def plan_command(
@@ -83,6 +93,10 @@ def show_plan_command(binary: str, *, plan_file: Path) -> list[str]:
 
 def output_command(binary: str) -> list[str]:
     return [binary, "output", "-json", "-no-color"]
+
+
+def force_unlock_command(binary: str, *, lock_id: str) -> list[str]:
+    return [binary, "force-unlock", "-force", lock_id]
 
 
 def variables_environment(

@@ -4,6 +4,9 @@ A run moves through plan → (approval) → apply. At most one run per workspace
 (from being queued on SQS until it ends, including while its plan waits for approval, as
 HCP Terraform does): a partial unique constraint holds that, and later runs wait in FIFO
 order until the active one ends.
+
+Nothing a later step needs is on a worker's disk: the run records where its saved plan and
+its configuration bundle are in S3, their hashes, and the inputs it was planned with.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ class TerraformWorkspace(models.Model):
             ("plan_terraformworkspace", "Can queue terraform plans"),
             ("apply_terraformworkspace", "Can approve and apply terraform plans"),
             ("destroy_terraformworkspace", "Can plan and approve terraform destroy"),
+            ("force_unlock_terraformworkspace", "Can force-unlock terraform state"),
         ]
         constraints = [
             models.CheckConstraint(
@@ -108,6 +112,7 @@ class RunState(models.TextChoices):
     DISCARDED = "discarded", "Discarded"
     CANCELLED = "cancelled", "Cancelled"
     FAILED = "failed", "Failed"
+    LOST = "lost", "Worker lost — check the state"
 
 
 ACTIVE_STATES = (
@@ -124,6 +129,7 @@ FINISHED_STATES = (
     RunState.DISCARDED,
     RunState.CANCELLED,
     RunState.FAILED,
+    RunState.LOST,
 )
 # A worker process is at work on the run in these states.
 WORKING_STATES = (RunState.PLANNING, RunState.APPLYING)
@@ -152,9 +158,23 @@ class TerraformRun(models.Model):
 
     plan_task_id = models.CharField(max_length=255, blank=True, db_index=True)
     apply_task_id = models.CharField(max_length=255, blank=True, db_index=True)
-    plan_file = models.CharField(max_length=512, blank=True)
+    # The saved plan (S3 key, removed once applied or superseded) and its hash.
+    plan_key = models.CharField(max_length=512, blank=True)
     plan_sha256 = models.CharField(max_length=64, blank=True)
     plan_summary = models.JSONField(null=True, blank=True)
+    # What the plan was made from: the configuration's digest, the bundle the apply unpacks
+    # (S3 key and hash), and the variables (secrets by reference only).
+    config_sha256 = models.CharField(max_length=64, blank=True)
+    bundle_key = models.CharField(max_length=512, blank=True)
+    bundle_sha256 = models.CharField(max_length=64, blank=True)
+    plan_inputs = models.JSONField(null=True, blank=True)
+    # Where opsqueue's s3 backend keeps the state; empty when the configuration declares
+    # another backend, which then keeps it.
+    state_key = models.CharField(max_length=512, blank=True)
+    # A state lock a lost worker left behind (terraform's lock info), once looked for.
+    state_lock = models.JSONField(null=True, blank=True)
+    state_lock_checked_at = models.DateTimeField(null=True, blank=True)
+    unlock_task_id = models.CharField(max_length=255, blank=True)
 
     # Who is at work on it, and the last sign of life: a redelivered message for a run in
     # progress on a worker that stopped beating must not start a second apply.

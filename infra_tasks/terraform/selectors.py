@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
 from django.db.models import OuterRef, QuerySet, Subquery
 
+from infra_tasks.terraform import cli, configuration
 from infra_tasks.terraform.models import FINISHED_STATES, RunState, TerraformRun, TerraformWorkspace
 
 
@@ -33,4 +38,71 @@ def run_queue_position(*, run: TerraformRun) -> int:
         TerraformRun.objects.filter(workspace_id=run.workspace_id, id__lt=run.pk)
         .exclude(state__in=FINISHED_STATES)
         .count()
+    )
+
+
+def workspace_inputs(*, workspace: TerraformWorkspace) -> dict[str, Any]:
+    """What a plan is made with besides its files: the variables, and the secrets by
+    reference (never their values)."""
+    return {
+        "variables": dict(workspace.variables or {}),
+        "secrets": {
+            secret.variable: {"source": secret.source, "reference": secret.reference}
+            for secret in workspace.secrets.order_by("variable")
+        },
+    }
+
+
+def workspace_configuration_digest(*, workspace: TerraformWorkspace) -> str:
+    """The digest of the workspace's configuration as it is now under TERRAFORM_ROOT."""
+    directory = cli.workspace_dir(Path(settings.TERRAFORM_ROOT), workspace.directory)
+    if not directory.is_dir():
+        raise configuration.ConfigurationError(f"{workspace.directory!r} does not exist")
+    return configuration.digest(configuration.collect(directory))
+
+
+def run_plan_outdated(*, run: TerraformRun) -> str | None:
+    """Why a run's plan no longer fits its workspace (the configuration or the variables
+    changed since it was made), or None while it does."""
+    reasons = []
+    if run.config_sha256:
+        try:
+            now = workspace_configuration_digest(workspace=run.workspace)
+        except (cli.WorkspacePathError, configuration.ConfigurationError, OSError) as exc:
+            reasons.append(
+                f"The configuration of {run.workspace} cannot be read here ({exc}), so this "
+                "plan cannot be checked against it."
+            )
+        else:
+            if now != run.config_sha256:
+                reasons.append(
+                    f"This plan is for configuration {configuration.short(run.config_sha256)}; "
+                    f"the workspace now has {configuration.short(now)}."
+                )
+    if run.plan_inputs is not None:
+        planned, current = run.plan_inputs, workspace_inputs(workspace=run.workspace)
+        changed = sorted(
+            name
+            for part in ("variables", "secrets")
+            for name in set(planned.get(part) or {}) | set(current[part])
+            if (planned.get(part) or {}).get(name) != current[part].get(name)
+        )
+        if changed:
+            reasons.append(
+                "This plan was made with other variables than the workspace has now "
+                f"({', '.join(changed)})."
+            )
+    return " ".join(reasons) or None
+
+
+def force_unlock_hint(run: TerraformRun) -> str:
+    """The command that releases a run's recorded state lock by hand."""
+    lock_id = (run.state_lock or {}).get("ID") or "<lock id>"
+    return f"terraform force-unlock -force {lock_id}"
+
+
+def state_lock_text(lock: dict[str, Any]) -> str:
+    return (
+        f"ID {lock.get('ID') or '?'}, {lock.get('Operation') or 'operation unknown'} "
+        f"by {lock.get('Who') or 'unknown'} since {lock.get('Created') or '?'}"
     )

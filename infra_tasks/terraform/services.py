@@ -3,33 +3,44 @@
 Every state change of a run happens under a row lock (`select_for_update`), so a cancel and
 a worker picking the run up, or two approvals, cannot interleave. The workspace row is locked
 whenever the active run may change, which keeps the FIFO queue strict.
+
+Workers are disposable: a plan packs the workspace's configuration into a bundle and stores it
+with the saved plan in S3 (`remote`); the apply unpacks exactly that bundle in a fresh
+directory on whichever worker takes it and applies the stored plan, both hash-checked. State
+is in S3 too (terraform's s3 backend). A run whose worker stops beating is marked lost by a
+periodic task, and the state lock it may have left is shown with a way to release it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from celery import states
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.mail import send_mail
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
+from django_celery_results.models import TaskResult
 
-from infra_tasks.terraform import cli
+from infra_tasks.terraform import cli, configuration, remote, selectors, workdir
 from infra_tasks.terraform.models import (
     ACTIVE_STATES,
+    FINISHED_STATES,
     WORKING_STATES,
     RunKind,
     RunState,
     TerraformRun,
+    TerraformSecret,
     TerraformWorkspace,
 )
 from infra_tasks.terraform.secrets import SecretUnavailable, secrets_resolve
@@ -43,19 +54,31 @@ from workers.streaming import StopReason, StreamResult, run_streaming
 logger = logging.getLogger(__name__)
 
 DRIFT_SCHEDULE_NAME = "Terraform drift check"
-WORKER_LOST = "worker lost; check the state"
+LOST_RUNS_SCHEDULE_NAME = "Terraform lost runs"
+WORKER_LOST = "worker lost — check the state"
 STALE_PLAN_MESSAGE = (
     "The saved plan is stale: the state changed after this plan was made. "
     "Nothing was applied; queue a new plan."
+)
+PLAN_ALTERED_MESSAGE = "The saved plan is missing or was altered; nothing was applied. Plan again."
+BUNDLE_ALTERED_MESSAGE = (
+    "The configuration bundle of this plan is missing or was altered; nothing was applied. "
+    "Plan again."
 )
 LOG_BATCH_LINES = 2000
 # Environment a terraform process inherits from the worker; everything else (database URL,
 # Django secret key) stays out of reach of local-exec.
 PASSED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "SSL_CERT_FILE")
+# What a force-unlock initialises: the backend alone, nothing of the configuration.
+BACKEND_ONLY_CONFIGURATION = 'terraform {\n  backend "s3" {}\n}\n'
 
 
 class RunError(Exception):
     """A request that does not fit the run's current state; the message is for the admin."""
+
+
+class RunStepError(Exception):
+    """A worker step that could not be done; the message says why (the job fails with it)."""
 
 
 # --- Requests (web process) ------------------------------------------------------------------
@@ -110,6 +133,11 @@ def run_approve(*, run: TerraformRun, user: AbstractBaseUser | AnonymousUser) ->
             f"{run.workspace} requires approval by someone other than the requester "
             f"({run.requester_label})."
         )
+    outdated = selectors.run_plan_outdated(run=run)
+    if outdated:
+        raise RunError(
+            f"{outdated} Approving it needs a fresh plan: discard this one and plan again."
+        )
     run.state = RunState.APPLY_QUEUED
     run.approved_by_id = user.pk
     run.approved_at = timezone.now()
@@ -139,12 +167,11 @@ def run_cancel(*, run: TerraformRun, user: AbstractBaseUser | AnonymousUser) -> 
     run = _lock(run)
     if run.is_finished:
         raise RunError(f"{run} has already ended ({run.get_state_display().lower()}).")
-    if run.state in WORKING_STATES and _silent_seconds(run) >= _stale_after():
-        # Nobody is left to see the flag, and SQS would redeliver only after the queue's
-        # visibility timeout (hours): end it now so the workspace is free again.
+    if run.state in WORKING_STATES and _silent_seconds(run) >= _lost_after():
+        # Nobody is left to see the flag: end it now rather than at the next lost-run check.
         run.cancel_requested_by_id = user.pk
         run.cancel_requested_at = timezone.now()
-        return _finish(run, RunState.FAILED, _worker_lost_message(run))
+        return _mark_lost(run)
     if run.cancel_requested_at is not None:
         raise RunError(f"{run} is already being cancelled.")
     run.cancel_requested_by_id = user.pk
@@ -166,6 +193,50 @@ def drift_check_request_all(*, requester: Requester) -> int:
             run_request(workspace=workspace, kind=RunKind.DRIFT_CHECK, requester=requester)
             queued += 1
     return queued
+
+
+def runs_mark_lost() -> int:
+    """Mark every plan or apply whose worker has been silent past TERRAFORM_LOST_AFTER_SECONDS
+    as lost, freeing its workspace for the next run (the periodic task's work)."""
+    cutoff = timezone.now() - timedelta(seconds=_lost_after())
+    silent = TerraformRun.objects.filter(state__in=WORKING_STATES).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
+    )
+    marked = 0
+    for run_id in silent.values_list("id", flat=True):
+        with transaction.atomic():
+            run = _lock(TerraformRun.objects.get(pk=run_id))
+            # Looked at again under the lock: it may have beaten or ended since.
+            if run.state in WORKING_STATES and _silent_seconds(run) >= _lost_after():
+                _mark_lost(run)
+                marked += 1
+    return marked
+
+
+@transaction.atomic
+def run_state_unlock(*, run: TerraformRun, user: AbstractBaseUser | AnonymousUser) -> TerraformRun:
+    """Queue the release of the state lock a lost run left behind (terraform force-unlock).
+
+    Permission checks are the caller's (the admin); the job is audited as the user's.
+    """
+    from infra_tasks.terraform.tasks import terraform_state_unlock
+
+    run = _lock(run)
+    lock_id = (run.state_lock or {}).get("ID")
+    if not run.is_finished or not lock_id:
+        raise RunError(f"{run} has no state lock left behind to release.")
+    if (
+        run.unlock_task_id
+        and TaskResult.objects.filter(
+            task_id=run.unlock_task_id, status__in=states.UNREADY_STATES
+        ).exists()
+    ):
+        raise RunError(f"The state lock of {run} is already being released.")
+    run.unlock_task_id = job_enqueue(
+        terraform_state_unlock, requester=Requester.for_user(user), args=[run.pk], audit_object=run
+    )
+    run.save(update_fields=["unlock_task_id"])
+    return run
 
 
 def _lock(run: TerraformRun) -> TerraformRun:
@@ -207,11 +278,27 @@ def _finish(run: TerraformRun, state: RunState, message: str, **fields: Any) -> 
     for name, value in fields.items():
         setattr(run, name, value)
     run.save()
-    if run.plan_file:
-        Path(run.plan_file).unlink(missing_ok=True)
+    # Its stored plan, if any, is removed by the next worker step of the workspace (the web
+    # process has no access to the bucket).
     # The run's end must be recorded whatever the broker's state: the next run is sent once
     # the broker is back (outbox relay, sweeper).
     _queue_next(run.workspace, refuse_if_broker_down=False)
+    return run
+
+
+def _mark_lost(run: TerraformRun) -> TerraformRun:
+    """End a run whose worker is gone, and look for the state lock it may have left.
+    Caller holds the locks."""
+    from infra_tasks.terraform.tasks import terraform_state_lock_check
+
+    _finish(run, RunState.LOST, _worker_lost_message(run))
+    if run.state_key:
+        job_enqueue(
+            terraform_state_lock_check,
+            requester=Requester.system(LOST_RUNS_SCHEDULE_NAME),
+            args=[run.pk],
+            refuse_if_broker_down=False,
+        )
     return run
 
 
@@ -225,6 +312,7 @@ def run_plan_execute(*, run_id: int, task_id: str, worker: str) -> str | None:
         return _state_of(run_id)
     with _failed_on_error(run_id):
         return _plan(run, task_id)
+    return _state_of(run_id)
 
 
 def run_apply_execute(*, run_id: int, task_id: str, worker: str) -> str | None:
@@ -234,14 +322,84 @@ def run_apply_execute(*, run_id: int, task_id: str, worker: str) -> str | None:
         return _state_of(run_id)
     with _failed_on_error(run_id):
         return _apply(run, task_id)
+    return _state_of(run_id)
+
+
+def run_state_lock_check_execute(*, run_id: int, task_id: str) -> str | None:
+    """Record the state lock a lost run left behind, if there is one."""
+    run = TerraformRun.objects.filter(pk=run_id, state=RunState.LOST).first()
+    if run is None or not run.state_key or run.state_lock_checked_at is not None:
+        return None
+    with JobLogWriter(task_id) as log:
+        lock = remote.state_lock_read(run.state_key)
+        # A lock taken after the run ended belongs to whichever run holds the state now.
+        if lock is not None and run.finished_at and _lock_created(lock) > run.finished_at:
+            later = selectors.state_lock_text(lock)
+            log.line(f"The state is locked by a later operation ({later}).")
+            lock = None
+        if lock is None:
+            log.line(f"No state lock was left behind on {run.state_key}.")
+        else:
+            log.line(f"State lock left behind: {selectors.state_lock_text(lock)}.")
+    TerraformRun.objects.filter(pk=run_id).update(
+        state_lock=lock, state_lock_checked_at=timezone.now()
+    )
+    return "locked" if lock else "not locked"
+
+
+def run_state_unlock_execute(*, run_id: int, task_id: str) -> str:
+    """Release the state lock recorded on a run (terraform force-unlock by its id)."""
+    run = TerraformRun.objects.select_related("workspace").get(pk=run_id)
+    lock_id = (run.state_lock or {}).get("ID")
+    log = _RunLog(task_id)
+    with log, workdir.step_directory(run_id, "unlock") as step:
+        if not lock_id or not run.state_key:
+            log.line("No state lock is recorded on this run; nothing to release.")
+            return "nothing to release"
+        current = remote.state_lock_read(run.state_key)
+        if current is None:
+            log.line(f"The state lock {lock_id} is no longer there.")
+        elif current.get("ID") != lock_id:
+            # Someone else holds the state now: never release their lock.
+            raise RunStepError(
+                "The state is now locked by another operation "
+                f"({selectors.state_lock_text(current)}); "
+                f"lock {lock_id} is gone and nothing was released."
+            )
+        else:
+            directory = step / "config"
+            directory.mkdir()
+            (directory / "main.tf").write_text(BACKEND_ONLY_CONFIGURATION)
+            backend_file = step / "backend.s3.tfbackend"
+            backend_file.write_text(remote.backend_config(run.state_key))
+            env = _environment({})
+            binary = settings.TERRAFORM_BIN
+            for command in (
+                cli.init_command(binary, backend_config=backend_file),
+                cli.force_unlock_command(binary, lock_id=lock_id),
+            ):
+                result = run_streaming(
+                    command, log=log, cwd=directory, env=env, timeout=300, grace_seconds=10
+                )
+                if not result.ok:
+                    raise RunStepError(_failure_text(f"terraform {command[1]}", log))
+    with transaction.atomic():
+        run = _lock(run)
+        run.state_lock = None
+        run.message = f"{run.message} State lock {lock_id} released (job {task_id})."
+        run.save(update_fields=["state_lock", "message"])
+    return "released"
 
 
 @contextmanager
 def _failed_on_error(run_id: int) -> Iterator[None]:
     """An unexpected error (a soft time limit, a database hiccup) must not leave the run
-    active: it would hold its workspace forever."""
+    active: it would hold its workspace forever. The bucket being unusable, or a bundle
+    that cannot be unpacked, fails the run with what went wrong."""
     try:
         yield
+    except (remote.StorageError, configuration.ConfigurationError) as exc:
+        _end_after_process(run_id, None, f"{exc}")
     except Exception as exc:
         _end_after_process(
             run_id, None, f"Stopped by an internal error ({exc.__class__.__name__}); see the job."
@@ -253,21 +411,52 @@ def _plan(run: TerraformRun, task_id: str) -> str | None:
     run_id = run.pk
     workspace = run.workspace
     log = _RunLog(task_id)
-    with log:
-        prepared = _prepare(run, log)
+    with log, workdir.step_directory(run_id, "plan") as step:
+        remote.bucket()  # unset: the run fails with what to set before anything runs
+        _plans_forget(workspace)
+        source = _source_directory(run, log)
+        if source is None:
+            return _state_of(run_id)
+        inputs = selectors.workspace_inputs(workspace=workspace)
+        prepared = _prepare(run, log, inputs)
         if prepared is None:
             return _state_of(run_id)
-        directory, env, deadline = prepared
+        env, deadline = prepared
+        try:
+            entries = configuration.collect(source)
+        except configuration.ConfigurationError as exc:
+            return _fail(run_id, log, f"The configuration of {workspace} cannot be used: {exc}.")
+        config_sha256 = configuration.digest(entries)
+        backend = configuration.declared_backend(entries)
+        if backend is None:
+            return _fail(
+                run_id,
+                log,
+                f"The configuration of {workspace} declares no backend, so its state would "
+                'stay on the worker and be lost. Add terraform { backend "s3" {} }: opsqueue '
+                "supplies the bucket and key.",
+            )
+        state_key = remote.state_key(workspace.name) if backend == "s3" else ""
+        directory = step / "config"
+        configuration.unpack(configuration.pack(entries), directory)
+        log.line(
+            f"-- {run.get_kind_display().lower()} of {workspace}: configuration "
+            f"{configuration.short(config_sha256)}, "
+            + (
+                f"state s3://{remote.bucket()}/{state_key} --"
+                if state_key
+                else f'state kept by its own "{backend}" backend --'
+            )
+        )
         watch = _Watch(run_id)
         binary = settings.TERRAFORM_BIN
+        result = _init(step, directory, state_key, env, log, watch, deadline, pinned=False)
+        if not result.ok:
+            return _end_after_process(run_id, result, "terraform init failed.")
+        # The bundle is what init left to pin: the files and the provider lock file.
+        bundle = configuration.pack(configuration.collect(directory))
 
-        if not (directory / ".terraform").is_dir():
-            result = _stream(cli.init_command(binary), log, directory, env, watch, deadline)
-            if not result.ok:
-                return _end_after_process(run_id, result, "terraform init failed.")
-
-        plan_file = _plan_path(run_id)
-        plan_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        plan_file = step / "plan.tfplan"
         result = _stream(
             cli.plan_command(
                 binary,
@@ -286,85 +475,114 @@ def _plan(run: TerraformRun, task_id: str) -> str | None:
             cli.PLAN_NO_CHANGES,
             cli.PLAN_HAS_CHANGES,
         ):
-            plan_file.unlink(missing_ok=True)
             return _end_after_process(run_id, result, _failure_text("terraform plan", log))
 
         if result.returncode == cli.PLAN_NO_CHANGES:
-            plan_file.unlink(missing_ok=True)
             _plan_ended(run_id, RunState.NO_CHANGES, "No changes: the infrastructure matches.")
             return RunState.NO_CHANGES
 
         shown = _capture(cli.show_plan_command(binary, plan_file=plan_file), directory, env, watch)
         if shown is None:
-            plan_file.unlink(missing_ok=True)
             return _end_after_process(run_id, None, "terraform show could not read the saved plan.")
         summary = cli.plan_summary(shown)
         log.line(f"Plan saved: {summary}.")
 
-    if run.kind == RunKind.DRIFT_CHECK:
-        plan_file.unlink(missing_ok=True)
-        _drift_found(run_id, workspace_id=workspace.pk, summary=summary)
-        return RunState.DRIFTED
-    digest = hashlib.sha256(plan_file.read_bytes()).hexdigest()
+        if run.kind == RunKind.DRIFT_CHECK:
+            _drift_found(run_id, workspace_id=workspace.pk, summary=summary)
+            return RunState.DRIFTED
+
+        saved = plan_file.read_bytes()
+        bundle_sha256 = configuration.sha256(bundle)
+        bundle_key = remote.bundle_key(workspace.name, bundle_sha256)
+        plan_key = remote.plan_key(workspace.name, run_id)
+        remote.object_put(bundle_key, bundle)
+        remote.object_put(plan_key, saved)
+        log.line(
+            f"Plan and configuration {configuration.short(config_sha256)} stored "
+            f"(plan {configuration.short(configuration.sha256(saved))})."
+        )
+
     with transaction.atomic():
         run = _lock(run)
-        if run.state != RunState.PLANNING:
-            plan_file.unlink(missing_ok=True)
-            return run.state
-        if run.cancel_requested_at is not None:
+        if run.state != RunState.PLANNING or run.cancel_requested_at is not None:
+            stored = False
+        else:
+            stored = True
+            run.state = RunState.PLANNED
+            run.plan_key = plan_key
+            run.plan_sha256 = configuration.sha256(saved)
+            run.plan_summary = summary.as_dict()
+            run.config_sha256 = config_sha256
+            run.bundle_key = bundle_key
+            run.bundle_sha256 = bundle_sha256
+            run.plan_inputs = inputs
+            run.state_key = state_key
+            run.message = f"Plan: {summary}. Waiting for approval."
+            run.heartbeat_at = timezone.now()
+            run.save()
+        if not stored and run.state == RunState.PLANNING:
             # Asked to stop just as terraform finished: the plan is not offered for approval.
-            plan_file.unlink(missing_ok=True)
             who = run.cancel_requested_by.get_username() if run.cancel_requested_by else "someone"
             _finish(run, RunState.CANCELLED, f"Cancelled by {who}.")
-            return RunState.CANCELLED
-        run.state = RunState.PLANNED
-        run.plan_file = str(plan_file)
-        run.plan_sha256 = digest
-        run.plan_summary = summary.as_dict()
-        run.message = f"Plan: {summary}. Waiting for approval."
-        run.heartbeat_at = timezone.now()
-        run.save()
-    return RunState.PLANNED
+    if not stored:
+        remote.object_delete(plan_key)
+    return run.state
 
 
 def _apply(run: TerraformRun, task_id: str) -> str | None:
     run_id = run.pk
     log = _RunLog(task_id)
-    with log:
-        prepared = _prepare(run, log)
-        if prepared is None:
-            return _state_of(run_id)
-        directory, env, deadline = prepared
-        plan_file = Path(run.plan_file)
-        if not plan_file.is_file() or (
-            hashlib.sha256(plan_file.read_bytes()).hexdigest() != run.plan_sha256
-        ):
-            message = "The saved plan is missing or was altered; nothing was applied. Plan again."
-            log.line(message)
-            return _end_after_process(run_id, None, message)
+    try:
+        with log, workdir.step_directory(run_id, "apply") as step:
+            prepared = _prepare(run, log, run.plan_inputs or {})
+            if prepared is None:
+                return _state_of(run_id)
+            env, deadline = prepared
+            directory = step / "config"
+            plan_file = step / "plan.tfplan"
+            bundle = remote.object_get(run.bundle_key) if run.bundle_key else None
+            if bundle is None or configuration.sha256(bundle) != run.bundle_sha256:
+                return _fail(run_id, log, BUNDLE_ALTERED_MESSAGE)
+            saved = remote.object_get(run.plan_key) if run.plan_key else None
+            if saved is None or configuration.sha256(saved) != run.plan_sha256:
+                return _fail(run_id, log, PLAN_ALTERED_MESSAGE)
+            configuration.unpack(bundle, directory)
+            plan_file.write_bytes(saved)
+            log.line(
+                f"-- {run.get_kind_display().lower()} of {run.workspace}: the saved plan of "
+                f"configuration {configuration.short(run.config_sha256)} --"
+            )
+            watch = _Watch(run_id)
+            result = _init(step, directory, run.state_key, env, log, watch, deadline, pinned=True)
+            if not result.ok:
+                return _end_after_process(run_id, result, "terraform init failed.")
 
-        log.progress = cli.Progress(total=sum((run.plan_summary or {}).values()) or None)
-        log.set_progress(0, log.progress.total)
-        watch = _Watch(run_id)
-        binary = settings.TERRAFORM_BIN
-        result = _stream(
-            cli.apply_command(
-                binary, plan_file=plan_file, lock_timeout=settings.TERRAFORM_LOCK_TIMEOUT_SECONDS
-            ),
-            log,
-            directory,
-            env,
-            watch,
-            deadline,
-        )
-        if not result.ok:
-            if log.saw(cli.STALE_PLAN):
-                return _end_after_process(run_id, result, STALE_PLAN_MESSAGE)
-            return _end_after_process(run_id, result, _failure_text("terraform apply", log))
+            log.progress = cli.Progress(total=sum((run.plan_summary or {}).values()) or None)
+            log.set_progress(0, log.progress.total)
+            binary = settings.TERRAFORM_BIN
+            result = _stream(
+                cli.apply_command(
+                    binary,
+                    plan_file=plan_file,
+                    lock_timeout=settings.TERRAFORM_LOCK_TIMEOUT_SECONDS,
+                ),
+                log,
+                directory,
+                env,
+                watch,
+                deadline,
+            )
+            if not result.ok:
+                if log.saw(cli.STALE_PLAN):
+                    return _end_after_process(run_id, result, STALE_PLAN_MESSAGE)
+                return _end_after_process(run_id, result, _failure_text("terraform apply", log))
 
-        outputs = _capture(cli.output_command(binary), directory, env, watch)
-        public = cli.public_outputs(outputs or {})
-        log.line(f"Apply complete; outputs stored: {', '.join(sorted(public)) or 'none'}.")
+            outputs = _capture(cli.output_command(binary), directory, env, watch)
+            public = cli.public_outputs(outputs or {})
+            log.line(f"Apply complete; outputs stored: {', '.join(sorted(public)) or 'none'}.")
+    finally:
+        # Applied, refused or failed: this plan is spent either way.
+        _plan_forget(run_id)
 
     with transaction.atomic():
         run = _lock(run)
@@ -374,47 +592,79 @@ def _apply(run: TerraformRun, task_id: str) -> str | None:
     return RunState.APPLIED
 
 
+def _init(
+    step: Path,
+    directory: Path,
+    state_key: str,
+    env: dict[str, str],
+    log: _RunLog,
+    watch: _Watch,
+    deadline: float,
+    *,
+    pinned: bool,
+) -> StreamResult:
+    """`terraform init` in a step's directory: opsqueue's backend settings when the
+    configuration uses its s3 backend; `pinned` keeps providers to the bundle's lock file."""
+    backend_file = None
+    if state_key:
+        backend_file = step / "backend.s3.tfbackend"
+        backend_file.write_text(remote.backend_config(state_key))
+    command = cli.init_command(
+        settings.TERRAFORM_BIN,
+        backend_config=backend_file,
+        lockfile_readonly=pinned and (directory / configuration.LOCK_FILE).exists(),
+    )
+    with workdir.plugin_cache_lock(watch):
+        return _stream(command, log, directory, env, watch, deadline)
+
+
+def _plans_forget(workspace: TerraformWorkspace) -> None:
+    """Remove the stored plans of the workspace's ended runs (discarded, cancelled, ...)."""
+    ended = workspace.runs.filter(state__in=FINISHED_STATES).exclude(plan_key="")
+    for run_id in ended.values_list("id", flat=True):
+        _plan_forget(run_id)
+
+
+def _plan_forget(run_id: int) -> None:
+    key = TerraformRun.objects.filter(pk=run_id).values_list("plan_key", flat=True).first()
+    if key:
+        remote.object_delete(key)
+        TerraformRun.objects.filter(pk=run_id, plan_key=key).update(plan_key="")
+
+
+def _fail(run_id: int, log: JobLogWriter, message: str) -> str:
+    log.line(message)
+    return _end_after_process(run_id, None, message)
+
+
 def _claim(run_id: int, *, queued: RunState, working: RunState, worker: str) -> TerraformRun | None:
     """Take the run for this worker, or return None if there is nothing (more) to do.
 
-    A run already in `working` means the message came again. If its worker is still
-    beating, this is a duplicate and is dropped; once it has been silent past the limit, the
-    worker is gone with terraform perhaps half done, so the run fails rather than being
-    started a second time.
+    A run already in `working` means the message came again: it is dropped. If its worker
+    has been silent past the limit, the run is marked lost now, rather than at the next
+    lost-run check; terraform may have stopped half-way, so it is never started again.
     """
-    stale_after = _stale_after()
-    while True:
-        with transaction.atomic():
-            found = TerraformRun.objects.filter(pk=run_id).first()
-            if found is None:
-                return None
-            run = _lock(found)
-            if run.state == queued:
-                now = timezone.now()
-                run.state = working
-                run.worker = worker
-                run.heartbeat_at = now
-                run.started_at = run.started_at or now
-                run.save(update_fields=["state", "worker", "heartbeat_at", "started_at"])
-                return TerraformRun.objects.select_related("workspace").get(pk=run_id)
-            if run.state != working:
-                return None
-            beat = run.heartbeat_at
-            silent = _silent_seconds(run)
-            if silent >= stale_after:
-                _finish(run, RunState.FAILED, _worker_lost_message(run))
-                return None
-        time.sleep(min(stale_after - silent, settings.TERRAFORM_HEARTBEAT_SECONDS))
-        still = (
-            TerraformRun.objects.filter(pk=run_id).values_list("heartbeat_at", flat=True).first()
-        )
-        if still is not None and beat is not None and still > beat:
+    with transaction.atomic():
+        found = TerraformRun.objects.filter(pk=run_id).first()
+        if found is None:
             return None
+        run = _lock(found)
+        if run.state == queued:
+            now = timezone.now()
+            run.state = working
+            run.worker = worker
+            run.heartbeat_at = now
+            run.started_at = run.started_at or now
+            run.save(update_fields=["state", "worker", "heartbeat_at", "started_at"])
+            return TerraformRun.objects.select_related("workspace").get(pk=run_id)
+        if run.state == working and _silent_seconds(run) >= _lost_after():
+            _mark_lost(run)
+        return None
 
 
-def _stale_after() -> float:
+def _lost_after() -> float:
     """Seconds without a heartbeat after which a run's worker is taken for gone."""
-    return float(settings.TERRAFORM_HEARTBEAT_SECONDS * 4)
+    return float(settings.TERRAFORM_LOST_AFTER_SECONDS)
 
 
 def _silent_seconds(run: TerraformRun) -> float:
@@ -430,8 +680,15 @@ def _worker_lost_message(run: TerraformRun) -> str:
     )
 
 
-def _prepare(run: TerraformRun, log: _RunLog) -> tuple[Path, dict[str, str], float] | None:
-    """Directory, environment with secrets, deadline; or None after failing the run."""
+def _lock_created(lock: dict[str, Any]) -> datetime:
+    try:
+        return datetime.fromisoformat(str(lock.get("Created", "")))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+
+
+def _source_directory(run: TerraformRun, log: JobLogWriter) -> Path | None:
+    """The workspace's configuration directory on this worker, or None after failing the run."""
     workspace = run.workspace
     try:
         directory = cli.workspace_dir(Path(settings.TERRAFORM_ROOT), workspace.directory)
@@ -439,28 +696,50 @@ def _prepare(run: TerraformRun, log: _RunLog) -> tuple[Path, dict[str, str], flo
         _end_after_process(run.pk, None, f"Refused: {exc}.")
         return None
     if not directory.is_dir():
-        message = f"{workspace.directory!r} does not exist under TERRAFORM_ROOT on this worker."
-        log.line(message)
-        _end_after_process(run.pk, None, message)
+        _fail(
+            run.pk,
+            log,
+            f"{workspace.directory!r} does not exist under TERRAFORM_ROOT on this worker.",
+        )
         return None
+    return directory
+
+
+def _prepare(
+    run: TerraformRun, log: _RunLog, inputs: dict[str, Any]
+) -> tuple[dict[str, str], float] | None:
+    """Environment with the variables and resolved secrets of `inputs`, and the deadline;
+    or None after failing the run."""
+    workspace = run.workspace
+    references = [
+        TerraformSecret(workspace=workspace, variable=variable, **reference)
+        for variable, reference in (inputs.get("secrets") or {}).items()
+    ]
     try:
-        secrets = secrets_resolve(workspace.secrets.all())
+        secrets = secrets_resolve(references)
     except SecretUnavailable as exc:
-        log.line(f"Secret unavailable: {exc}")
-        _end_after_process(run.pk, None, f"Secret unavailable: {exc}")
+        _fail(run.pk, log, f"Secret unavailable: {exc}")
         return None
     log.redactor = log.redactor.with_secrets(secrets.values())
+    env = _environment(cli.variables_environment(inputs.get("variables") or {}, secrets))
+    limit = workspace.run_time_limit_seconds or settings.TERRAFORM_RUN_TIME_LIMIT_SECONDS
+    return env, time.monotonic() + limit
+
+
+def _environment(variables: dict[str, str]) -> dict[str, str]:
     env = {name: os.environ[name] for name in PASSED_ENVIRONMENT if name in os.environ}
     env.update(
         (name, value)
         for name, value in os.environ.items()
         if name.startswith(("AWS_", "TF_")) and not name.startswith("TF_VAR_")
     )
-    env.update(cli.variables_environment(workspace.variables or {}, secrets))
-    env.update(TF_IN_AUTOMATION="1", TF_INPUT="0")
-    limit = workspace.run_time_limit_seconds or settings.TERRAFORM_RUN_TIME_LIMIT_SECONDS
-    log.line(f"-- {run.get_kind_display().lower()} of {workspace} in {directory} --")
-    return directory, env, time.monotonic() + limit
+    env.update(variables)
+    env.update(
+        TF_IN_AUTOMATION="1",
+        TF_INPUT="0",
+        TF_PLUGIN_CACHE_DIR=str(workdir.plugin_cache_directory()),
+    )
+    return env
 
 
 class _RunLog(JobLogWriter):
@@ -676,10 +955,6 @@ def _summary_text(run: TerraformRun) -> str:
         f"{summary.get('add', 0)} added, {summary.get('change', 0)} changed, "
         f"{summary.get('destroy', 0)} destroyed"
     )
-
-
-def _plan_path(run_id: int) -> Path:
-    return Path(settings.TERRAFORM_PLAN_DIR) / f"run-{run_id}.tfplan"
 
 
 def _state_of(run_id: int) -> str | None:

@@ -1,6 +1,12 @@
 # The dev stack's demo workspace: built-in provider only, so it needs no download.
 # Plan, approve and apply it from the admin; the slow step leaves time to press Cancel.
 
+# State in opsqueue's bucket (the local endpoint's S3 under `make run`): the worker passes
+# bucket, key and locking with -backend-config.
+terraform {
+  backend "s3" {}
+}
+
 variable "environment" {
   type    = string
   default = "demo"

@@ -4,14 +4,19 @@ settings, its permissions with what each process does."""
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings
+from django.test import override_settings
 from django.urls import reverse
 
+from infra_tasks.terraform import remote
 from tests.deploy.conftest import (
     ROLE_VARIABLES,
     ROOT,
@@ -303,3 +308,96 @@ def test_each_worker_reads_only_its_own_queue_and_nothing_grants_every_action(
         assert not any(
             "sqs:ReceiveMessage" in _actions(s) for s in _statements(roles[logical_id])
         ), logical_id
+
+
+def _sub(value: Any, parameters: dict[str, str]) -> str:
+    """A `!Sub` string with the given parameters and the bucket's ARN filled in."""
+    text = value["Fn::Sub"] if isinstance(value, dict) else value
+    for name, replacement in parameters.items():
+        text = text.replace("${" + name + "}", replacement)
+    return str(text)
+
+
+def test_the_terraform_state_bucket_is_versioned_encrypted_private_and_retained(
+    template: Template,
+) -> None:
+    resource = template.resources["TerraformStateBucket"]
+    assert resource["DeletionPolicy"] == resource["UpdateReplacePolicy"] == "Retain"
+    bucket = resource["Properties"]
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+    (encryption,) = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    block = bucket["PublicAccessBlockConfiguration"]
+    assert len(block) == 4 and all(block.values())
+    (tls_only,) = template.props("TerraformStateBucketPolicy")["PolicyDocument"]["Statement"]
+    assert template.props("TerraformStateBucketPolicy")["Bucket"] == {"Ref": "TerraformStateBucket"}
+    assert (tls_only["Effect"], tls_only["Action"]) == ("Deny", "s3:*")
+    assert tls_only["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_containers_get_the_state_bucket_and_prefixes_with_the_settings_defaults(
+    template: Template,
+) -> None:
+    for logical_id in template.of_type("AWS::ECS::TaskDefinition"):
+        env = {e["Name"]: e["Value"] for e in template.container(logical_id)["Environment"]}
+        assert env["TERRAFORM_STATE_BUCKET"] == {"Ref": "TerraformStateBucket"}, logical_id
+        assert env["TERRAFORM_STATE_PREFIX"] == {"Ref": "TerraformStatePrefix"}, logical_id
+        assert env["TERRAFORM_PLAN_PREFIX"] == {"Ref": "TerraformPlanPrefix"}, logical_id
+    parameters = template.parameters
+    assert parameters["TerraformStatePrefix"]["Default"] == settings.TERRAFORM_STATE_PREFIX
+    assert parameters["TerraformPlanPrefix"]["Default"] == settings.TERRAFORM_PLAN_PREFIX
+
+
+def test_only_the_infra_worker_may_use_the_state_bucket_and_only_its_two_prefixes(
+    template: Template,
+) -> None:
+    arn = "arn:aws:s3:::opsqueue-tf"
+    values = {
+        "TerraformStateBucket.Arn": arn,
+        "TerraformStatePrefix": settings.TERRAFORM_STATE_PREFIX,
+        "TerraformPlanPrefix": settings.TERRAFORM_PLAN_PREFIX,
+    }
+    granted: dict[str, list[dict]] = {}
+    for logical_id, role in template.of_type("AWS::IAM::Role").items():
+        for statement in _statements(role):
+            if "TerraformStateBucket" in json.dumps(statement["Resource"]):
+                granted.setdefault(logical_id, []).append(statement)
+    for policy in template.of_type("AWS::IAM::ManagedPolicy").values():
+        assert "TerraformStateBucket" not in json.dumps(policy), "granted to several roles"
+    assert list(granted) == ["InfraWorkerTaskRole"]
+
+    by_action = {tuple(_actions(s)): s for s in granted["InfraWorkerTaskRole"]}
+    assert set(by_action) == {
+        ("s3:GetObject", "s3:PutObject", "s3:DeleteObject"),
+        ("s3:ListBucket",),
+    }
+    objects = [
+        _sub(r, values)
+        for r in by_action[("s3:GetObject", "s3:PutObject", "s3:DeleteObject")]["Resource"]
+    ]
+    listing = by_action[("s3:ListBucket",)]
+    assert listing["Resource"] == {"Fn::GetAtt": ["TerraformStateBucket", "Arn"]}
+    listed = [_sub(p, values) for p in listing["Condition"]["StringLike"]["s3:prefix"]]
+
+    # Every key the workers use falls under the grants, and nothing else of the bucket does.
+    with override_settings(TERRAFORM_STATE_BUCKET="opsqueue-tf"):
+        keys = [
+            remote.state_key("web"),
+            remote.state_key("web") + remote.LOCK_SUFFIX,
+            remote.plan_key("web", 12),
+            remote.bundle_key("web", "0" * 64),
+        ]
+    for key in keys:
+        assert any(fnmatch.fnmatchcase(f"{arn}/{key}", pattern) for pattern in objects), key
+        assert any(fnmatch.fnmatchcase(key, pattern) for pattern in listed), key
+    for elsewhere in ("media/cover.jpg", "other/web/terraform.tfstate"):
+        assert not any(fnmatch.fnmatchcase(f"{arn}/{elsewhere}", p) for p in objects)
+    assert len(objects) == len(listed) == 2
+
+
+def test_the_infra_worker_container_has_an_init_to_reap_killed_children(
+    template: Template,
+) -> None:
+    (service,) = [s for s, (q,) in template.services_running("worker").items() if q == "infra"]
+    container = template.container(template.service_task_definition(service))
+    assert container["LinuxParameters"]["InitProcessEnabled"] is True

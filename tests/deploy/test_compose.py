@@ -148,3 +148,26 @@ def test_the_sqs_compatible_server_is_the_version_the_tests_run_against(
     )
     image, tag = compose["services"]["aws"]["image"].split(":")
     assert (image, tag) == ("motoserver/moto", pins["moto"])
+
+
+def test_terraform_state_goes_to_the_local_endpoints_s3_bucket_made_before_the_infra_worker(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    env = services["worker-infra"]["environment"]
+    assert env["TERRAFORM_STATE_BUCKET"] and env["AWS_ENDPOINT_URL"] == "http://aws:5000"
+    setup = services["terraform-setup"]
+    assert setup["command"] == ["manage", "terraform_state_bucket"] and setup["restart"] == "no"
+    assert "terraform_state_bucket" in get_commands()
+    condition = services["worker-infra"]["depends_on"]["terraform-setup"]["condition"]
+    assert condition == "service_completed_successfully"
+    assert services["worker-infra"]["init"] is True, "an init reaps killed local-exec children"
+
+
+def test_web_and_the_infra_worker_see_the_same_configurations_read_only(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    for name in ("web", "worker-infra"):
+        root = services[name]["environment"]["TERRAFORM_ROOT"]
+        assert f"./terraform:{root}:ro" in services[name]["volumes"], name

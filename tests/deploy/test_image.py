@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 
+from infra_tasks.terraform.configuration import collect, declared_backend
 from tests.deploy.conftest import ROOT
 
 DOCKERFILE = ROOT / "deploy" / "Dockerfile"
@@ -73,3 +75,39 @@ def test_a_separately_injected_database_password_overrides_the_urls() -> None:
         [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True
     )
     assert result.stdout.strip() == "from-secrets-manager", result.stderr
+
+
+def final_env() -> dict[str, str]:
+    env: dict[str, str] = {}
+    for keyword, value in final_stage():
+        if keyword == "ENV":
+            for pair in shlex.split(value):
+                name, _, setting = pair.partition("=")
+                env[name] = setting
+    return env
+
+
+def test_terraform_configurations_are_built_in_at_terraform_root_from_a_build_argument() -> None:
+    stage = final_stage()
+    (argument,) = [v for k, v in stage if k == "ARG" and v.startswith("TERRAFORM_CONFIGURATIONS=")]
+    default = ROOT / argument.split("=", 1)[1]
+    root = final_env()["TERRAFORM_ROOT"]
+    assert ("COPY", f"${{TERRAFORM_CONFIGURATIONS}} {root}") in stage
+    # The default ships the repository's configurations, each keeping its state in S3.
+    ignored = (ROOT / "deploy" / "Dockerfile.dockerignore").read_text().split()
+    assert default.is_dir() and default.name not in ignored
+    workspaces = [d for d in default.iterdir() if d.is_dir()]
+    assert workspaces
+    for workspace in workspaces:
+        assert declared_backend(collect(workspace)) == "s3", workspace
+
+
+def test_terraform_work_and_provider_cache_directories_are_private_to_the_app_user() -> None:
+    env = final_env()
+    runs = " ".join(v for k, v in final_stage() if k == "RUN")
+    made = re.search(r"install -d -o opsqueue -g opsqueue -m 0700\s+([^&]+)", runs)
+    assert made is not None
+    private = made.group(1).split()
+    assert env["TERRAFORM_WORK_DIR"] in private
+    assert env["TERRAFORM_PLUGIN_CACHE_DIR"] in private
+    assert env["TERRAFORM_ROOT"] not in private, "configurations are read-only for the app"

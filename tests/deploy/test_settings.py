@@ -28,6 +28,9 @@ DEPLOYED = {
     "Redis.RedisEndpoint.Port": "6379",
     "MediaBucket": "opsqueue-prod-mediabucket-1a2b3c",
     "Cluster": "opsqueue-prod-Cluster-1a2b3c",
+    "TerraformStateBucket": "opsqueue-prod-terraformstatebucket-1a2b3c",
+    "TerraformStatePrefix": "state",
+    "TerraformPlanPrefix": "plans",
 }
 SECRETS = {
     "DJANGO_SECRET_KEY": "k" * 20 + "-long-random-generated-by-secrets-manager-" + "x" * 20,

@@ -170,3 +170,50 @@ class WorkerProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
         self._log.close()
+
+
+class BeatProcess:
+    """A real `celery beat` with the database scheduler, looking at its schedule every second."""
+
+    def __init__(self, *, env: Mapping[str, str], log_dir: Path) -> None:
+        self.log_path = log_dir / f"beat-{uuid.uuid4().hex[:6]}.log"
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "workers",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--pidfile=",
+                "--max-interval",
+                "1",
+            ],
+            cwd=BASE_DIR,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(self._ready, timeout=60, message="beat to start")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"beat exited early:\n{self.log_text()[-4000:]}")
+        return "beat: Starting..." in self.log_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+        self._log.close()

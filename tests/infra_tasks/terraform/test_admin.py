@@ -15,10 +15,14 @@ from django.urls import reverse
 from django.utils import timezone
 
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
-from infra_tasks.terraform.selectors import terraform_run_list_latest
+from infra_tasks.terraform.selectors import (
+    terraform_run_list_latest,
+    workspace_configuration_digest,
+)
 from infra_tasks.terraform.services import RunError, run_approve, run_cancel, run_request
 from tests.support.servers import AwsEndpoint
 from workers.enqueue import Requester
+from workers.models import Job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -202,8 +206,8 @@ def test_cancelling_a_run_whose_worker_went_silent_frees_the_workspace_at_once(
         heartbeat_at=timezone.now() - timedelta(minutes=10),
     )
     run = run_cancel(run=run, user=alice)
-    assert run.state == RunState.FAILED
-    assert run.message.startswith("Applying on gone@host stopped: worker lost; check the state.")
+    assert run.state == RunState.LOST
+    assert run.message.startswith("Applying on gone@host stopped: worker lost — check the state.")
     assert run.cancel_requested_by == alice
 
     # A live worker (recent heartbeat) is asked instead, and the run keeps going until it stops.
@@ -218,3 +222,99 @@ def test_cancelling_a_run_whose_worker_went_silent_frees_the_workspace_at_once(
     )
     live = run_cancel(run=live, user=alice)
     assert live.state == RunState.APPLYING and live.cancel_requested_at is not None
+
+
+def test_a_plan_for_another_configuration_says_so_and_cannot_be_approved(
+    make_workspace: MakeWorkspace,
+) -> None:
+    workspace = make_workspace()
+    alice = staff("alice", "plan_terraformworkspace", "apply_terraformworkspace")
+    run = planned_run(workspace, staff("bob"))
+    TerraformRun.objects.filter(pk=run.pk).update(
+        config_sha256="0" * 64, plan_inputs={"variables": {}, "secrets": {}}
+    )
+    now = workspace_configuration_digest(workspace=workspace)
+    notice = (
+        f"This plan is for configuration 000000000000; the workspace now has {now[:12]}. "
+        "Approving it needs a fresh plan"
+    )
+
+    page = client_for(alice).get(reverse("admin:terraform_terraformrun_change", args=[run.pk]))
+    html = " ".join(page.content.decode().split())
+    assert notice in html
+    assert "Approve and apply this plan" not in html and "Discard the plan" in html
+
+    response = client_for(alice).post(
+        reverse("admin:terraform_run_do", args=[run.pk, "approve"]), follow=True
+    )
+    assert notice in " ".join(response.content.decode().split())
+    run.refresh_from_db()
+    assert (run.state, run.apply_task_id) == (RunState.PLANNED, "")
+
+
+def lost_run(workspace: TerraformWorkspace) -> TerraformRun:
+    run = TerraformRun.objects.create(
+        workspace=workspace,
+        kind=RunKind.APPLY,
+        state=RunState.LOST,
+        message="Applying on gone@host stopped: worker lost — check the state.",
+        requester_kind="user",
+        requester_label="alice",
+        plan_task_id="plan-task",
+        apply_task_id="apply-task",
+        state_key=f"state/{workspace.name}/terraform.tfstate",
+        state_lock={
+            "ID": "5d2c9f1e-lock",
+            "Operation": "OperationTypeApply",
+            "Who": "opsqueue@worker-1",
+            "Created": "2026-01-01T00:00:00Z",
+        },
+    )
+    TerraformRun.objects.filter(pk=run.pk).update(
+        state_lock_checked_at=timezone.now(), finished_at=timezone.now()
+    )
+    run.refresh_from_db()
+    return run
+
+
+def test_a_lost_run_shows_the_lock_it_left_and_only_force_unlock_holders_release_it(
+    make_workspace: MakeWorkspace, sqs_queues: AwsEndpoint
+) -> None:
+    run = lost_run(make_workspace())
+    page_url = reverse("admin:terraform_terraformrun_change", args=[run.pk])
+    unlock_url = reverse("admin:terraform_run_do", args=[run.pk, "force_unlock"])
+
+    viewer = client_for(staff("viewer", "plan_terraformworkspace", "apply_terraformworkspace"))
+    html = viewer.get(page_url).content.decode()
+    assert "Worker lost — check the state" in html
+    assert "5d2c9f1e-lock" in html and "terraform force-unlock -force 5d2c9f1e-lock" in html
+    assert "Force-unlock the state" not in html
+    assert viewer.post(unlock_url).status_code == 403
+    run.refresh_from_db()
+    assert run.unlock_task_id == ""
+
+    unlocker = staff("unlocker", "force_unlock_terraformworkspace")
+    html = client_for(unlocker).get(page_url).content.decode()
+    assert "Force-unlock the state" in html
+    response = client_for(unlocker).post(unlock_url, follow=True)
+    assert "force-unlock of its state lock queued" in response.content.decode()
+    run.refresh_from_db()
+    job = Job.objects.get(task_id=run.unlock_task_id)
+    assert job.task_name == "infra_tasks.terraform.tasks.terraform_state_unlock"
+    assert (job.queue, job.requested_by) == ("infra", unlocker)
+    assert LogEntry.objects.filter(user=unlocker, object_id=str(run.pk)).exists()
+
+    again = client_for(unlocker).post(unlock_url, follow=True)
+    assert "already being released" in again.content.decode()
+    assert Job.objects.filter(task_name=job.task_name).count() == 1
+
+
+def test_a_workspace_keeps_its_name_once_created(make_workspace: MakeWorkspace) -> None:
+    workspace = make_workspace()
+    admin = get_user_model().objects.create_superuser("root", password="pw-for-tests")
+    page = client_for(admin).get(
+        reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk])
+    )
+    assert 'name="name"' not in page.content.decode(), "the name keys its state: read-only"
+    add = client_for(admin).get(reverse("admin:terraform_terraformworkspace_add"))
+    assert 'name="name"' in add.content.decode()

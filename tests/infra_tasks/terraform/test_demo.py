@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
+import uuid
 from importlib import import_module
+from pathlib import Path
 
 import pytest
 from django.apps import apps
 from django.conf import settings
+from django.core.management import call_command
+from django.test import override_settings
 from django_celery_beat.models import PeriodicTask
 
 from infra_tasks.terraform import cli
+from infra_tasks.terraform.configuration import collect, declared_backend
 from infra_tasks.terraform.demo import DEMO_NAME, seed
-from infra_tasks.terraform.models import TerraformWorkspace
-from infra_tasks.terraform.services import DRIFT_SCHEDULE_NAME
+from infra_tasks.terraform.models import RunKind, RunState, TerraformWorkspace
+from infra_tasks.terraform.services import DRIFT_SCHEDULE_NAME, run_request
 from infra_tasks.terraform.tasks import terraform_drift_check_all
+from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
+from workers.enqueue import Requester
 
 pytestmark = pytest.mark.django_db
 
@@ -51,3 +59,42 @@ def test_drift_check_schedule_migration_creates_a_schedule_for_the_registered_ta
     schedule = PeriodicTask.objects.get(name=DRIFT_SCHEDULE_NAME)
     assert schedule.task == terraform_drift_check_all.name
     assert schedule.enabled and schedule.crontab is not None
+
+
+def test_the_demo_configuration_keeps_its_state_in_opsqueues_bucket() -> None:
+    directory = cli.workspace_dir(settings.BASE_DIR / "terraform", "demo")
+    assert declared_backend(collect(directory)) == "s3"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_demo_workspace_plans_with_its_state_in_the_local_endpoints_s3(
+    worker: WorkerProcess, state_bucket: str
+) -> None:
+    shutil.copytree(
+        settings.BASE_DIR / "terraform" / "demo", Path(settings.TERRAFORM_ROOT) / "demo"
+    )
+    seed(stdout=io.StringIO())
+    workspace = TerraformWorkspace.objects.get(name=DEMO_NAME)
+    run = run_request(workspace=workspace, kind=RunKind.APPLY, requester=Requester.cli("test"))
+
+    def planned() -> bool:
+        run.refresh_from_db()
+        return run.state in (RunState.PLANNED, RunState.FAILED)
+
+    wait_until(planned, timeout=90, message="the demo plan")
+    assert run.state == RunState.PLANNED, run.message
+    assert run.state_key == f"{settings.TERRAFORM_STATE_PREFIX}/demo/terraform.tfstate"
+    assert run.plan_summary == {"add": 3, "change": 0, "destroy": 0}
+
+
+def test_the_local_state_bucket_is_made_like_the_production_one(aws: AwsEndpoint) -> None:
+    bucket = f"opsqueue-bucket-check-{uuid.uuid4().hex[:8]}"
+    with override_settings(TERRAFORM_STATE_BUCKET=bucket):
+        call_command("terraform_state_bucket", stdout=io.StringIO())
+        call_command("terraform_state_bucket", stdout=io.StringIO())  # again: no error
+    s3 = aws.client("s3")
+    assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block.values()) and len(block) == 4
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"

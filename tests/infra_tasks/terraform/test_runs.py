@@ -1,7 +1,9 @@
-"""Terraform runs end to end: real worker over SQS, real PostgreSQL, real terraform."""
+"""Terraform runs end to end: real worker over SQS, real PostgreSQL, real terraform, state and
+plans in the local endpoint's S3."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from collections.abc import Callable
@@ -14,6 +16,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import IntegrityError
 
+from infra_tasks.terraform import remote
 from infra_tasks.terraform.models import (
     RunKind,
     RunState,
@@ -30,7 +33,12 @@ from infra_tasks.terraform.services import (
     run_discard,
     run_request,
 )
-from tests.infra_tasks.terraform.conftest import terraform_outside
+from tests.infra_tasks.terraform.conftest import (
+    outside_directory,
+    processes_working_in,
+    s3_objects,
+    terraform_outside,
+)
 from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
 from workers.enqueue import Requester
 from workers.models import Job, JobLogChunk
@@ -62,24 +70,32 @@ def log_of(task_id: str) -> list[str]:
     return job_log_since(task_id=task_id, max_chunks=10_000).lines
 
 
-def state_dir(workspace: TerraformWorkspace) -> Path:
-    return Path(settings.TERRAFORM_ROOT) / workspace.directory
+def lock_object(aws: AwsEndpoint, workspace: TerraformWorkspace) -> bytes | None:
+    key = remote.state_key(workspace.name) + remote.LOCK_SUFFIX
+    return s3_objects(aws, key).get(key)
 
 
 def test_plan_then_approval_applies_the_saved_plan_with_progress_and_outputs(
-    worker: WorkerProcess, make_workspace: MakeWorkspace
+    worker: WorkerProcess, aws: AwsEndpoint, make_workspace: MakeWorkspace
 ) -> None:
     alice, bob = user("alice"), user("bob")
     workspace = make_workspace(require_distinct_approver=True)
+    state_key = remote.state_key(workspace.name)
 
     run = plan(workspace, alice)
     assert run.state == RunState.QUEUED and run.plan_task_id
     assert Job.objects.get(task_id=run.plan_task_id).queue == "infra"
     wait_state(run, RunState.PLANNED)
     assert run.plan_summary == {"add": 3, "change": 0, "destroy": 0}
-    assert Path(run.plan_file).is_file() and len(run.plan_sha256) == 64
     assert "Plan: 3 to add, 0 to change, 0 to destroy." in log_of(run.plan_task_id)
-    assert not (state_dir(workspace) / "terraform.tfstate").exists()
+    # The plan and the configuration bundle are in the bucket, named and hashed on the run.
+    stored = s3_objects(aws, f"{settings.TERRAFORM_PLAN_PREFIX}/{workspace.name}/")
+    assert set(stored) == {run.plan_key, run.bundle_key}
+    assert hashlib.sha256(stored[run.plan_key]).hexdigest() == run.plan_sha256
+    assert hashlib.sha256(stored[run.bundle_key]).hexdigest() == run.bundle_sha256
+    assert run.state_key == state_key and len(run.config_sha256) == 64
+    assert run.plan_inputs == {"variables": {}, "secrets": {}}
+    assert state_key not in s3_objects(aws, state_key), "a plan changes no state"
 
     run_approve(run=run, user=bob)
     wait_state(run, RunState.APPLIED, RunState.FAILED)
@@ -92,17 +108,21 @@ def test_plan_then_approval_applies_the_saved_plan_with_progress_and_outputs(
     assert (job.progress_done, job.progress_total) == (3, 3)
     workspace.refresh_from_db()
     assert workspace.outputs == {"greeting": "hello"}, "sensitive outputs are not stored"
-    assert not Path(run.plan_file).exists(), "an applied plan is removed"
+    state = json.loads(s3_objects(aws, state_key)[state_key])
+    assert {r["name"] for r in state["resources"]} == {"first", "second", "slow"}
+    assert run.plan_key not in s3_objects(aws, run.plan_key), "an applied plan is removed"
+    assert run.bundle_key in s3_objects(aws, run.bundle_key), "the bundle stays for the record"
+    assert list(Path(settings.TERRAFORM_WORK_DIR).iterdir()) == [], "step directories go"
 
 
 def test_plan_of_an_up_to_date_workspace_ends_as_no_changes(
-    worker: WorkerProcess, make_workspace: MakeWorkspace
+    worker: WorkerProcess, aws: AwsEndpoint, make_workspace: MakeWorkspace
 ) -> None:
     workspace = make_workspace("empty")
     run = wait_state(plan(workspace, user("carol")), RunState.NO_CHANGES, RunState.FAILED)
     assert run.state == RunState.NO_CHANGES, run.message
-    assert run.plan_file == "" and run.finished_at is not None
-    assert list(Path(settings.TERRAFORM_PLAN_DIR).glob(f"run-{run.pk}.*")) == []
+    assert run.plan_key == "" and run.finished_at is not None
+    assert s3_objects(aws, f"{settings.TERRAFORM_PLAN_PREFIX}/{workspace.name}/") == {}
 
 
 def test_a_stale_plan_is_refused_and_nothing_is_applied(
@@ -158,7 +178,7 @@ def test_the_database_refuses_a_second_active_run(make_workspace: MakeWorkspace)
 
 
 def test_cancel_mid_apply_interrupts_terraform_releases_the_lock_and_a_new_plan_works(
-    worker: WorkerProcess, make_workspace: MakeWorkspace
+    worker: WorkerProcess, aws: AwsEndpoint, make_workspace: MakeWorkspace
 ) -> None:
     grace = user("grace")
     workspace = make_workspace(variables={"sleep_seconds": 5})
@@ -176,7 +196,7 @@ def test_cancel_mid_apply_interrupts_terraform_releases_the_lock_and_a_new_plan_
     assert run.cancel_requested_by == grace and run.cancel_requested_at is not None
     assert "sending SIGINT" in "\n".join(log_of(run.apply_task_id))
     assert "terraform_data.slow: (local-exec): slow step done" not in log_of(run.apply_task_id)
-    assert not (state_dir(workspace) / ".terraform.tfstate.lock.info").exists()
+    assert lock_object(aws, workspace) is None
 
     # The interrupted resource is planned again; the state is usable, not locked.
     workspace.variables = {"sleep_seconds": 0}
@@ -186,8 +206,39 @@ def test_cancel_mid_apply_interrupts_terraform_releases_the_lock_and_a_new_plan_
     assert again.plan_summary is not None and again.plan_summary["add"] >= 1
 
 
+def test_cancel_of_an_apply_whose_local_exec_ignores_sigint_leaves_no_process_behind(
+    worker: WorkerProcess, aws: AwsEndpoint, make_workspace: MakeWorkspace
+) -> None:
+    workspace = make_workspace("stubborn")
+    run = wait_state(plan(workspace, user("ines")), RunState.PLANNED, RunState.FAILED)
+    assert run.state == RunState.PLANNED, run.message
+    run = run_approve(run=run, user=user("jack"))
+    wait_until(
+        lambda: (
+            "terraform_data.stubborn: (local-exec): stubborn step started"
+            in log_of(run.apply_task_id)
+        ),
+        timeout=60,
+        message="the stubborn step to start",
+    )
+    step = f"{settings.TERRAFORM_WORK_DIR}/run-{run.pk}-apply-"
+    tree = processes_working_in(step)
+    assert list(tree.values()).count("sleep") == 2 and "terraform" in tree.values(), tree
+
+    run_cancel(run=run, user=user("kim"))
+    wait_state(run, RunState.CANCELLED, RunState.FAILED, RunState.APPLIED, timeout=60)
+    assert run.state == RunState.CANCELLED, run.message
+    # Terraform stopped on SIGINT; the sleeps ignoring it were SIGKILLed with the group.
+    wait_until(
+        lambda: not (set(tree) & set(processes_working_in(step))),
+        timeout=10,
+        message=f"every process of the apply {tree} to end",
+    )
+    assert lock_object(aws, workspace) is None
+
+
 def test_time_limit_stops_an_apply_the_same_way(
-    worker: WorkerProcess, make_workspace: MakeWorkspace
+    worker: WorkerProcess, aws: AwsEndpoint, make_workspace: MakeWorkspace
 ) -> None:
     workspace = make_workspace(variables={"sleep_seconds": 5})
     run = wait_state(plan(workspace, user("ivan")), RunState.PLANNED)
@@ -199,7 +250,7 @@ def test_time_limit_stops_an_apply_the_same_way(
     assert run.state == RunState.FAILED
     assert run.message == "Time limit of 2 s reached; terraform was stopped."
     assert "-- timed out: sending SIGINT, SIGKILL in 5s --" in log_of(run.apply_task_id)
-    assert not (state_dir(workspace) / ".terraform.tfstate.lock.info").exists()
+    assert lock_object(aws, workspace) is None
 
 
 def test_secret_values_are_resolved_in_the_worker_and_never_stored(
@@ -306,25 +357,36 @@ def test_drift_check_flags_a_change_made_outside_terraform_and_emails_staff(
     assert message["Subject"] == f"[opsqueue] Terraform drift in {workspace.name}"
 
 
-def test_terraform_state_lock_held_elsewhere_fails_the_plan_after_the_lock_timeout(
-    worker: WorkerProcess, make_workspace: MakeWorkspace
+def test_a_plan_overlapping_another_terraform_on_the_same_state_gets_the_lock_error(
+    worker: WorkerProcess, aws: AwsEndpoint, make_workspace: MakeWorkspace
 ) -> None:
     workspace = make_workspace()
-    lock = state_dir(workspace) / ".terraform.tfstate.lock.info"
-    # Someone applies by hand with a slow step: terraform holds the state lock meanwhile.
-    outside = subprocess.Popen(
-        [settings.TERRAFORM_BIN, "apply", "-auto-approve", "-input=false", "-var=sleep_seconds=8"],
-        cwd=state_dir(workspace),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_until(lock.exists, timeout=30, message="the outside apply to take the lock")
-        run = wait_state(plan(workspace, user("victor")), RunState.FAILED, RunState.PLANNED)
-    finally:
-        outside.wait(timeout=60)
+    # Someone applies by hand with a slow step, against the same state in the bucket:
+    # terraform holds the S3 lock file meanwhile.
+    with outside_directory(workspace) as directory:
+        outside = subprocess.Popen(
+            [
+                settings.TERRAFORM_BIN,
+                "apply",
+                "-auto-approve",
+                "-input=false",
+                "-var=sleep_seconds=8",
+            ],
+            cwd=directory,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_until(
+                lambda: lock_object(aws, workspace), timeout=30, message="the lock to be taken"
+            )
+            run = wait_state(plan(workspace, user("victor")), RunState.FAILED, RunState.PLANNED)
+        finally:
+            outside.wait(timeout=60)
     assert run.state == RunState.FAILED
     assert "Error acquiring the state lock" in run.message
+    assert outside.returncode == 0, "the apply holding the lock was not disturbed"
+    assert lock_object(aws, workspace) is None
 
 
 def test_a_workspace_directory_missing_on_the_worker_fails_the_run_clearly(

@@ -1,21 +1,44 @@
-"""A worker killed mid-apply: the redelivered message must not start a second apply."""
+"""A worker SIGKILLed mid-apply: terraform goes with it, the lost-run check (a real beat and
+worker) marks the run lost within minutes and starts the next run, the redelivered message
+does nothing, and the state lock left behind is shown and released by a force-unlock job."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from importlib import import_module
 from pathlib import Path
 
 import pytest
+from django.apps import apps
 from django.contrib.auth import get_user_model
+from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
+from infra_tasks.terraform import remote
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
-from infra_tasks.terraform.services import WORKER_LOST, run_approve, run_request
+from infra_tasks.terraform.services import (
+    LOST_RUNS_SCHEDULE_NAME,
+    WORKER_LOST,
+    run_approve,
+    run_request,
+    run_state_unlock,
+)
+from tests.infra_tasks.terraform.conftest import processes_working_in, s3_objects
 from tests.support.broker import publishing_to
-from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from tests.support.servers import (
+    AwsEndpoint,
+    BeatProcess,
+    WorkerProcess,
+    new_queue_prefix,
+    wait_until,
+)
 from workers.enqueue import Requester
 from workers.selectors import job_log_since
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+LOST_AFTER_SECONDS = 10
+BEAT_INTERVAL_SECONDS = 1
 
 
 def state_of(run: TerraformRun) -> str:
@@ -23,24 +46,57 @@ def state_of(run: TerraformRun) -> str:
     return run.state
 
 
-def test_worker_killed_mid_apply_fails_the_run_instead_of_applying_again(
+def lost_run_check_every_second() -> None:
+    """The migration's schedule (flushed by earlier tests: made again), at a test's pace, and
+    nothing else scheduled."""
+    import_module("infra_tasks.terraform.migrations.0004_lost_runs_schedule").create_schedule(
+        apps, None
+    )
+    every, _ = IntervalSchedule.objects.get_or_create(
+        every=BEAT_INTERVAL_SECONDS, period=IntervalSchedule.SECONDS
+    )
+    PeriodicTask.objects.filter(name=LOST_RUNS_SCHEDULE_NAME).update(interval=every)
+    PeriodicTask.objects.exclude(name=LOST_RUNS_SCHEDULE_NAME).update(enabled=False)
+
+
+def test_a_worker_killed_mid_apply_takes_terraform_along_and_the_run_is_marked_lost(
     worker_env: dict[str, str],
     run_dir: Path,
     aws: AwsEndpoint,
+    tmp_path: Path,
     make_workspace: Callable[..., TerraformWorkspace],
 ) -> None:
-    # Own queue with a short visibility timeout, so SQS redelivers within the test.
+    # Own queues. SQS redelivers the killed worker's apply after a visibility timeout that is
+    # well past the lost-run check, so the check, not the redelivery, has to notice.
     prefix = new_queue_prefix()
-    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix}
+    env = {
+        **worker_env,
+        "SQS_QUEUE_PREFIX": prefix,
+        "TERRAFORM_LOST_AFTER_SECONDS": str(LOST_AFTER_SECONDS),
+    }
     sqs = aws.client("sqs")
-    queue_url = sqs.create_queue(QueueName=f"{prefix}infra", Attributes={"VisibilityTimeout": "3"})[
-        "QueueUrl"
+    urls = [
+        sqs.create_queue(QueueName=f"{prefix}infra", Attributes={"VisibilityTimeout": "60"})[
+            "QueueUrl"
+        ],
+        sqs.create_queue(QueueName=f"{prefix}default")["QueueUrl"],
     ]
+    lost_run_check_every_second()
     alice = get_user_model().objects.create_user("alice", is_staff=True)
     bob = get_user_model().objects.create_user("bob", is_staff=True)
-    workspace = make_workspace(variables={"sleep_seconds": 5})
+    workspace = make_workspace(variables={"sleep_seconds": 120})
 
-    first = WorkerProcess(env=env, queues=["infra"], log_dir=run_dir)
+    # Two infra workers, each with its own disk, and beat.
+    workers = {
+        name: WorkerProcess(
+            env={**env, "TERRAFORM_WORK_DIR": str(tmp_path / name)},
+            queues=["infra", "default"],
+            log_dir=run_dir,
+            name=f"{name}-{prefix[1:-1]}",
+        )
+        for name in ("one", "two")
+    }
+    beat = BeatProcess(env=env, log_dir=run_dir)
     try:
         with publishing_to(prefix):
             run = run_request(
@@ -49,6 +105,9 @@ def test_worker_killed_mid_apply_fails_the_run_instead_of_applying_again(
         wait_until(lambda: state_of(run) == RunState.PLANNED, timeout=90, message="PLANNED")
         with publishing_to(prefix):
             run = run_approve(run=run, user=bob)
+            waiting = run_request(
+                workspace=workspace, kind=RunKind.APPLY, requester=Requester.for_user(alice)
+            )
         wait_until(
             lambda: (
                 "terraform_data.slow: (local-exec): slow step started"
@@ -57,18 +116,90 @@ def test_worker_killed_mid_apply_fails_the_run_instead_of_applying_again(
             timeout=60,
             message="the apply to be under way",
         )
-    finally:
-        first.kill()
-    assert state_of(run) == RunState.APPLYING
+        run.refresh_from_db()
+        (victim_name,) = [n for n, w in workers.items() if w.hostname == run.worker]
+        (survivor,) = [w for n, w in workers.items() if n != victim_name]
+        victim_dir = tmp_path / victim_name
+        tree = processes_working_in(f"{victim_dir}/run-{run.pk}-apply-")
+        assert "terraform" in tree.values() and "sleep" in tree.values(), tree
 
-    second = WorkerProcess(env=env, queues=["infra"], log_dir=run_dir)
-    try:
-        wait_until(lambda: state_of(run) != RunState.APPLYING, timeout=90, message="an outcome")
+        workers[victim_name].kill()
+        # Terraform and its local-exec child die with the worker (checked by pid).
+        wait_until(
+            lambda: not (set(tree) & set(processes_working_in(str(victim_dir)))),
+            timeout=30,
+            message=f"the apply's processes {tree} to end",
+        )
+        assert state_of(run) == RunState.APPLYING and waiting.state == RunState.WAITING
+
+        wait_until(
+            lambda: state_of(run) != RunState.APPLYING,
+            timeout=LOST_AFTER_SECONDS + BEAT_INTERVAL_SECONDS + 30,
+            message="the lost-run check to mark the run",
+        )
+        assert run.state == RunState.LOST and WORKER_LOST in run.message
+        assert f"[{run.apply_task_id}]" not in survivor.log_text(), "marked before redelivery"
+
+        # The workspace is free: the next run starts (and meets the lock left behind).
+        wait_until(
+            lambda: state_of(waiting) not in (RunState.WAITING, RunState.QUEUED),
+            timeout=60,
+            message="the next run to start",
+        )
+        assert run.finished_at is not None and waiting.started_at is not None
+        assert waiting.started_at >= run.finished_at
+
+        # The lock the killed terraform left is found and shown on the run.
+        wait_until(
+            lambda: TerraformRun.objects.get(pk=run.pk).state_lock_checked_at,
+            timeout=60,
+            message="the state lock to be looked for",
+        )
+        run.refresh_from_db()
+        lock_key = remote.state_key(workspace.name) + remote.LOCK_SUFFIX
+        left = json.loads(s3_objects(aws, lock_key)[lock_key])
+        assert run.state_lock is not None and run.state_lock["ID"] == left["ID"]
+        assert run.state_lock["Operation"] == "OperationTypeApply"
+
+        # SQS delivers the apply again: it does nothing, the run stays lost.
+        wait_until(
+            lambda: f"[{run.apply_task_id}]" in survivor.log_text(),
+            timeout=120,
+            message="the apply message to come again",
+        )
+        wait_until(
+            lambda: f"[{run.apply_task_id}] succeeded" in survivor.log_text(),
+            timeout=60,
+            message="the redelivered apply to end",
+        )
+        assert state_of(run) == RunState.LOST
+        apply_lines = job_log_since(task_id=run.apply_task_id, max_chunks=10_000).lines
+        assert sum(1 for line in apply_lines if line.startswith("-- plan and apply of")) == 1
+
+        # Released by an audited job; then a plan goes through.
+        admin = get_user_model().objects.create_superuser("root")
+        wait_until(lambda: state_of(waiting) in (RunState.FAILED, RunState.PLANNED), timeout=60)
+        with publishing_to(prefix):
+            run_state_unlock(run=run, user=admin)
+        wait_until(
+            lambda: TerraformRun.objects.get(pk=run.pk).state_lock is None,
+            timeout=60,
+            message="the lock to be released",
+        )
+        assert lock_key not in s3_objects(aws, lock_key)
+        with publishing_to(prefix):
+            again = run_request(
+                workspace=workspace, kind=RunKind.APPLY, requester=Requester.for_user(alice)
+            )
+        wait_until(
+            lambda: state_of(again) in (RunState.PLANNED, RunState.FAILED),
+            timeout=90,
+            message="a plan after the unlock",
+        )
+        assert again.state == RunState.PLANNED, again.message
     finally:
-        second.stop()
-    assert run.state == RunState.FAILED
-    assert WORKER_LOST in run.message
-    lines = job_log_since(task_id=run.apply_task_id, max_chunks=10_000).lines
-    assert sum(1 for line in lines if line.startswith("-- plan and apply of")) == 1
-    assert f"[{run.apply_task_id}]" in second.log_text(), "the message was delivered again"
-    sqs.purge_queue(QueueUrl=queue_url)
+        for worker in workers.values():
+            worker.stop()
+        beat.stop()
+        for url in urls:
+            sqs.purge_queue(QueueUrl=url)

@@ -1,5 +1,10 @@
 # Test workspace: built-in provider only. The slow step echoes the secret through the
-# environment terraform passes to local-exec, the way a careless script would.
+# environment terraform passes to local-exec, the way a careless script would. State in
+# opsqueue's bucket: the worker supplies bucket and key.
+
+terraform {
+  backend "s3" {}
+}
 
 variable "greeting" {
   type    = string

@@ -1,0 +1,166 @@
+"""run_streaming stops whole process trees: real shells whose children ignore SIGINT or are
+left running in the background. No database: the log here keeps lines in memory."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from tests.support.servers import wait_until
+from workers.joblog import JobLogWriter
+from workers.streaming import StopReason, StreamResult, run_streaming
+
+
+class MemoryLog(JobLogWriter):
+    def __init__(self) -> None:  # no database: nothing of the writer's state is used
+        self.lines: list[str] = []
+
+    def line(self, text: str) -> None:
+        self.lines.append(text)
+
+    def write(self, text: str) -> None:
+        self.lines.extend(text.splitlines())
+
+    def flush_if_due(self) -> None:
+        return None
+
+    def flush(self, *, final: bool = False) -> None:
+        return None
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan is reaped by whoever adopts it, maybe later)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+class Tree:
+    """A shell that prints `pids <its pid> <child pid>` and what it does to stop."""
+
+    def __init__(self, script: str) -> None:
+        self.command = ["sh", "-c", script]
+        self.pids: list[int] = []
+        self.log = MemoryLog()
+
+    def on_line(self, line: str) -> None:
+        if line.startswith("pids "):
+            self.pids.extend(int(pid) for pid in line.split()[1:])
+
+    def run(
+        self, *, should_stop: Callable[[], bool] | None, within: float = 60.0, **options: float
+    ) -> StreamResult:
+        """run_streaming in a thread: a stop that never comes must fail the test, not hang it."""
+        outcome: list[StreamResult] = []
+        thread = threading.Thread(
+            target=lambda: outcome.append(
+                run_streaming(
+                    self.command,
+                    log=self.log,
+                    should_stop=should_stop,
+                    check_every=0.1,
+                    on_line=self.on_line,
+                    **options,  # type: ignore[arg-type]
+                )
+            ),
+            daemon=True,
+        )
+        thread.start()
+        thread.join(timeout=within)
+        assert outcome, f"run_streaming was still waiting after {within:g}s: {self.log.lines}"
+        return outcome[0]
+
+    def kill_leftovers(self) -> None:
+        for pid in self.pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def alive(pids: Sequence[int]) -> list[int]:
+    return [pid for pid in pids if running(pid)]
+
+
+def gone(pids: Sequence[int]) -> bool:
+    """Every pid ends soon: SIGKILL is delivered asynchronously, dying takes a moment."""
+    wait_until(lambda: not alive(pids), timeout=10, message=f"{alive(pids)} to end")
+    return True
+
+
+def test_a_tree_that_ignores_sigint_is_killed_after_the_grace_period() -> None:
+    tree = Tree("trap '' INT; sleep 300 & echo pids $$ $!; wait")
+    try:
+        result = tree.run(should_stop=lambda: bool(tree.pids), grace_seconds=1)
+        assert result.stopped == StopReason.CANCELLED and not result.ok
+        assert len(tree.pids) == 2
+        assert gone(tree.pids), "the shell and its child are gone"
+        assert "-- grace period over: SIGKILL --" in tree.log.lines
+    finally:
+        tree.kill_leftovers()
+
+
+def test_what_a_stopped_command_leaves_behind_is_killed_when_the_grace_period_ends() -> None:
+    # The shell exits on SIGINT at once; its background child ignores SIGINT and lives on.
+    tree = Tree("(trap '' INT; exec sleep 300) & echo pids $!; wait")
+    try:
+        result = tree.run(should_stop=lambda: bool(tree.pids), grace_seconds=1)
+        assert result.stopped == StopReason.CANCELLED
+        assert len(tree.pids) == 1
+        assert gone(tree.pids), "the child outlived the stopped command"
+    finally:
+        tree.kill_leftovers()
+
+
+def test_a_background_child_of_a_command_that_succeeded_is_killed_and_the_status_kept() -> None:
+    tree = Tree("sleep 300 >/dev/null 2>&1 & echo pids $!; exit 3")
+    try:
+        result = tree.run(should_stop=None)
+        assert (result.returncode, result.stopped) == (3, None)
+        assert len(tree.pids) == 1 and gone(tree.pids)
+    finally:
+        tree.kill_leftovers()
+
+
+def test_a_background_child_holding_the_output_open_does_not_hold_up_the_run() -> None:
+    tree = Tree("sleep 300 & echo pids $!; echo done")
+    try:
+        result = tree.run(should_stop=None, within=30)
+        assert result.returncode == 0
+        assert "done" in tree.log.lines and gone(tree.pids)
+    finally:
+        tree.kill_leftovers()
+
+
+def test_what_a_stopped_command_leaves_behind_gets_the_grace_period_to_clean_up(
+    tmp_path: Path,
+) -> None:
+    # A child with its own SIGINT handler that needs a moment, not holding the output open:
+    # the command's end is no reason to cut its cleanup short.
+    child = (
+        "import pathlib, signal, sys, time\n"
+        "def stop(*_):\n"
+        "    time.sleep(0.5)\n"
+        "    pathlib.Path('cleaned').write_text('yes')\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGINT, stop)\n"
+        "pathlib.Path('ready').write_text('yes')\n"
+        "time.sleep(300)\n"
+    )
+    (tmp_path / "child.py").write_text(child)
+    tree = Tree(
+        f"cd {tmp_path}; {sys.executable} child.py >/dev/null 2>&1 & "
+        "while [ ! -f ready ]; do sleep 0.05; done; echo pids $!; sleep 300"
+    )
+    try:
+        result = tree.run(should_stop=lambda: bool(tree.pids), grace_seconds=10)
+        assert result.stopped == StopReason.CANCELLED
+        assert (tmp_path / "cleaned").read_text() == "yes"
+        assert gone(tree.pids)
+    finally:
+        tree.kill_leftovers()

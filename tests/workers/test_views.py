@@ -118,7 +118,7 @@ def test_admin_job_list_shows_requester_and_queue_without_a_full_count(
         response = client.get(url)
     assert response.status_code == 200
     body = response.content.decode()
-    assert "user: carol" in body and ">default<" in body
+    assert "User: carol" in body and ">default<" in body
     assert "Run diagnostic job" in body
     counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
     assert counts and all("LIMIT" in sql.upper() for sql in counts)
@@ -132,7 +132,7 @@ def test_admin_job_page_has_the_live_log_panel(finished_job: TaskResult) -> None
     body = response.content.decode()
     assert 'id="job-log"' in body
     assert reverse("workers:job-log", args=["job-1"]) in body
-    assert "user: carol" in body
+    assert "User: carol" in body
 
 
 def test_job_detail_link_redirects_to_the_admin_page(finished_job: TaskResult) -> None:

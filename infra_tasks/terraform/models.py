@@ -155,6 +155,8 @@ class TerraformRun(models.Model):
     plan_file = models.CharField(max_length=512, blank=True)
     plan_sha256 = models.CharField(max_length=64, blank=True)
     plan_summary = models.JSONField(null=True, blank=True)
+    # What each resource will do (plan_changes.plan_changes), sensitive values already hidden.
+    plan_changes = models.JSONField(null=True, blank=True)
 
     # Who is at work on it, and the last sign of life: a redelivered message for a run in
     # progress on a worker that stopped beating must not start a second apply.

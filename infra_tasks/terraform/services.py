@@ -32,6 +32,7 @@ from infra_tasks.terraform.models import (
     TerraformRun,
     TerraformWorkspace,
 )
+from infra_tasks.terraform.plan_changes import plan_changes
 from infra_tasks.terraform.secrets import SecretUnavailable, secrets_resolve
 from workers.enqueue import Requester, job_enqueue
 from workers.joblog import JobLogWriter
@@ -299,11 +300,12 @@ def _plan(run: TerraformRun, task_id: str) -> str | None:
             plan_file.unlink(missing_ok=True)
             return _end_after_process(run_id, None, "terraform show could not read the saved plan.")
         summary = cli.plan_summary(shown)
+        changes = plan_changes(shown, redact=log.redactor)
         log.line(f"Plan saved: {summary}.")
 
     if run.kind == RunKind.DRIFT_CHECK:
         plan_file.unlink(missing_ok=True)
-        _drift_found(run_id, workspace_id=workspace.pk, summary=summary)
+        _drift_found(run_id, workspace_id=workspace.pk, summary=summary, changes=changes)
         return RunState.DRIFTED
     digest = hashlib.sha256(plan_file.read_bytes()).hexdigest()
     with transaction.atomic():
@@ -321,6 +323,7 @@ def _plan(run: TerraformRun, task_id: str) -> str | None:
         run.plan_file = str(plan_file)
         run.plan_sha256 = digest
         run.plan_summary = summary.as_dict()
+        run.plan_changes = changes
         run.message = f"Plan: {summary}. Waiting for approval."
         run.heartbeat_at = timezone.now()
         run.save()
@@ -636,7 +639,9 @@ def _plan_ended(run_id: int, state: RunState, message: str) -> None:
         _finish(run, state, message, plan_summary={"add": 0, "change": 0, "destroy": 0})
 
 
-def _drift_found(run_id: int, *, workspace_id: int, summary: cli.PlanSummary) -> None:
+def _drift_found(
+    run_id: int, *, workspace_id: int, summary: cli.PlanSummary, changes: dict[str, Any]
+) -> None:
     with transaction.atomic():
         run = _lock(TerraformRun.objects.get(pk=run_id))
         if run.state != RunState.PLANNING:
@@ -646,7 +651,13 @@ def _drift_found(run_id: int, *, workspace_id: int, summary: cli.PlanSummary) ->
         TerraformWorkspace.objects.filter(pk=workspace_id).update(
             drifted=True, drift_checked_at=timezone.now()
         )
-        _finish(run, RunState.DRIFTED, f"Drift: {summary}.", plan_summary=summary.as_dict())
+        _finish(
+            run,
+            RunState.DRIFTED,
+            f"Drift: {summary}.",
+            plan_summary=summary.as_dict(),
+            plan_changes=changes,
+        )
         if newly:
             transaction.on_commit(lambda: _drift_notify(workspace, summary))
 

@@ -76,23 +76,32 @@ def test_destroy_needs_its_permission_and_the_typed_workspace_name(
     sqs_queues: AwsEndpoint, make_workspace: MakeWorkspace
 ) -> None:
     workspace = make_workspace()
-    data = {"action": "plan_destroy", "_selected_action": [workspace.pk]}
+    destroy_url = reverse("admin:terraform_workspace_destroy", args=[workspace.pk])
 
     planner = client_for(staff("planner", "plan_terraformworkspace"))
-    planner.post(reverse(CHANGELIST), {**data, "confirm_name": workspace.name})
+    assert planner.post(destroy_url, {"confirm_name": workspace.name}).status_code == 403
     assert not TerraformRun.objects.exists()
 
     destroyer = client_for(staff("destroyer", "destroy_terraformworkspace"))
-    form = destroyer.post(reverse(CHANGELIST), data)
+    # The list action leads to the same confirmation page as the workspace page's link.
+    chosen = destroyer.post(
+        reverse(CHANGELIST), {"action": "plan_destroy", "_selected_action": [workspace.pk]}
+    )
+    assert chosen.status_code == 302 and chosen["Location"] == destroy_url
+    form = destroyer.get(destroy_url)
     assert form.status_code == 200 and b"Type the workspace name to confirm" in form.content
     assert not TerraformRun.objects.exists()
 
-    wrong = destroyer.post(reverse(CHANGELIST), {**data, "confirm_name": "production"})
-    assert b"not the workspace" in wrong.content
+    wrong = destroyer.post(destroy_url, {"confirm_name": "production"})
+    assert wrong.status_code == 200 and b"not the workspace" in wrong.content
+    assert b'value="production"' in wrong.content, "what was typed stays in the field"
     assert not TerraformRun.objects.exists()
 
-    destroyer.post(reverse(CHANGELIST), {**data, "confirm_name": workspace.name})
-    assert TerraformRun.objects.get().kind == RunKind.DESTROY
+    done = destroyer.post(destroy_url, {"confirm_name": workspace.name})
+    run = TerraformRun.objects.get()
+    assert run.kind == RunKind.DESTROY
+    assert done.status_code == 302
+    assert done["Location"] == reverse("admin:terraform_terraformrun_change", args=[run.pk])
 
 
 def test_approval_needs_the_apply_permission_and_destroy_approval_the_destroy_one(

@@ -161,6 +161,9 @@ def _outcome(stored: str | None, status: str) -> tuple[str, str]:
         message = value.get("exc_message")
         if isinstance(message, list | tuple):
             message = " ".join(str(part) for part in message)
+        if status == "REVOKED":
+            # Celery's TaskRevokedError says nothing a person needs: the reason does.
+            return str(message or "Cancelled."), ""
         return f"{value['exc_type']}: {message}" if message else str(value["exc_type"]), ""
     text = json.dumps(value, indent=2, sort_keys=True, default=str)
     if len(text) > RESULT_TEXT_LIMIT:

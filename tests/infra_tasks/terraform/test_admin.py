@@ -17,6 +17,7 @@ from django.utils import timezone
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
 from infra_tasks.terraform.selectors import terraform_run_list_latest
 from infra_tasks.terraform.services import RunError, run_approve, run_cancel, run_request
+from tests.support.html_checks import html_problems
 from tests.support.servers import AwsEndpoint
 from workers.enqueue import Requester
 
@@ -227,3 +228,86 @@ def test_cancelling_a_run_whose_worker_went_silent_frees_the_workspace_at_once(
     )
     live = run_cancel(run=live, user=alice)
     assert live.state == RunState.APPLYING and live.cancel_requested_at is not None
+
+
+def test_run_page_buttons_are_forms_of_their_own_outside_the_change_form(
+    make_workspace: MakeWorkspace,
+) -> None:
+    workspace = make_workspace()
+    alice = staff("alice", "plan_terraformworkspace", "apply_terraformworkspace")
+    run = planned_run(workspace, alice)
+
+    html = client_for(alice).get(reverse("admin:terraform_terraformrun_change", args=[run.pk]))
+    page = html.content.decode()
+
+    # A form inside the change form is dropped by browsers: its button posts the outer one.
+    assert html_problems(page) == []
+    approve = reverse("admin:terraform_run_do", args=[run.pk, "approve"])
+    assert page.index(f'action="{approve}"') < page.index('id="terraformrun_form"')
+
+
+def test_workspace_page_plan_button_queues_a_run_and_opens_the_run(
+    sqs_queues: AwsEndpoint, make_workspace: MakeWorkspace
+) -> None:
+    workspace = make_workspace()
+    plan_url = reverse("admin:terraform_workspace_plan", args=[workspace.pk])
+    viewer = client_for(staff("viewer"))
+    page = viewer.get(reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk]))
+    assert plan_url not in page.content.decode(), "no Plan button without the permission"
+    assert viewer.post(plan_url).status_code == 403
+    assert not TerraformRun.objects.exists()
+
+    planner = client_for(staff("planner", "plan_terraformworkspace", "change_terraformworkspace"))
+    page = planner.get(reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk]))
+    assert (
+        f'action="{plan_url}"' in page.content.decode()
+        and html_problems(page.content.decode()) == []
+    )
+    assert planner.get(plan_url).status_code == 405, "queueing needs a POST"
+
+    response = planner.post(plan_url, follow=True)
+    run = TerraformRun.objects.get()
+    run_url = reverse("admin:terraform_terraformrun_change", args=[run.pk])
+    assert response.redirect_chain == [(run_url, 302)]
+    assert f'requested as <a href="{run_url}">run #{run.pk}</a>' in response.content.decode()
+
+
+def test_run_page_shows_the_structured_plan(make_workspace: MakeWorkspace) -> None:
+    workspace = make_workspace()
+    alice = staff("alice", "plan_terraformworkspace")
+    run = planned_run(workspace, alice)
+    run.plan_changes = {
+        "resources": [
+            {
+                "address": "aws_db_instance.main",
+                "action": "replace",
+                "reason": "must be replaced",
+                "attributes": [
+                    {
+                        "name": "engine_version",
+                        "before": '"15.4"',
+                        "after": '"16.1"',
+                        "forces_replacement": True,
+                    },
+                    {
+                        "name": "password",
+                        "before": "(sensitive value)",
+                        "after": "(sensitive value)",
+                        "forces_replacement": False,
+                    },
+                ],
+            }
+        ],
+        "outputs": [
+            {"address": "output.endpoint", "action": "update", "before": '"a"', "after": None}
+        ],
+        "omitted": 0,
+    }
+    run.save()
+
+    page = client_for(alice).get(reverse("admin:terraform_terraformrun_change", args=[run.pk]))
+    html = page.content.decode()
+    assert 'data-address="aws_db_instance.main" data-action="replace"' in html
+    assert "&quot;15.4&quot;</td>" in html and "&quot;16.1&quot;</td>" in html
+    assert "forces replacement" in html and "(sensitive value)" in html
+    assert 'data-address="output.endpoint"' in html

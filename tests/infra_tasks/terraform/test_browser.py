@@ -32,6 +32,7 @@ def approve_when_planned(tour: Tour) -> TerraformRun:
 
     page = tour.page
     expect(page.locator("#run-approve")).to_be_visible(timeout=90_000)
+    tour.screenshot("terraform-run-planned")
     found = re.search(r"/terraformrun/(\d+)/", page.url)
     assert found, page.url
     run = TerraformRun.objects.get(pk=int(found[1]))

@@ -119,7 +119,7 @@ class KeepRunningForm(forms.Form):
         return until
 
 
-def schedule_zone(databases: Iterable[ManagedDatabase]) -> set[str]:
+def schedule_zones(databases: Iterable[ManagedDatabase]) -> set[str]:
     """The time zones the databases' schedules are in (the site's for one without)."""
     zones = set()
     for database in databases:
@@ -256,7 +256,7 @@ class ManagedDatabaseAdmin(admin.ModelAdmin):
     def keep_running_until(
         self, request: HttpRequest, queryset: QuerySet[ManagedDatabase]
     ) -> HttpResponse | None:
-        zones = schedule_zone(queryset)
+        zones = schedule_zones(queryset)
         if len(zones) > 1:
             self.message_user(
                 request,

@@ -95,6 +95,16 @@ class Tour:
         )
         self.page.wait_for_load_state()
 
+    def job_settled(self, timeout: float = 90.0) -> None:
+        """Wait until the page's live job panel has ended and nothing more will change: the
+        job is over, its log read, and the page reloaded if it reloads at the end. Before
+        clicking away from such a page, or its reload may win over the click."""
+        from playwright.sync_api import expect
+
+        expect(self.page.locator("#job-live")).to_have_attribute(
+            "data-settled", "1", timeout=timeout * 1000
+        )
+
     def click_in_message(self, link_text: str) -> None:
         """Follow a link inside the admin's messages (what was just queued)."""
         self.page.locator("ul.messagelist").get_by_role("link", name=link_text).first.click()

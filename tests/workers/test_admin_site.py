@@ -90,3 +90,13 @@ def test_each_apps_own_page_still_lists_that_app() -> None:
     page = client.get("/admin/terraform/").content.decode()
     assert captions(page)[0] == "Terraform"
     assert "Terraform runs" in page  # the app page keeps Django's model names
+
+
+def test_times_in_the_admin_name_their_zone() -> None:
+    TaskResult.objects.create(task_id="t-2", task_name="workers.tasks.run_diagnostic")
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root"))
+    page = client.get("/admin/django_celery_results/taskresult/").content.decode()
+    assert re.search(
+        r'<td class="field-date_created[^"]*">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</td>', page
+    )

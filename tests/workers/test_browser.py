@@ -22,9 +22,8 @@ def test_jobs_home_starts_the_diagnostic_job_whose_page_follows_it_live_to_succe
     from playwright.sync_api import expect
 
     page = tour.page
-    page.goto(f"{tour.base_url}/admin/")  # a fresh look now that FLOWER_URL is set
     settings.FLOWER_URL = "http://127.0.0.1:5555/"  # type: ignore[attr-defined]
-    page.reload()
+    page.reload()  # the login landed here; look again now that Flower has an address
     expect(page.locator("#content h1")).to_have_text("Jobs home")
     captions = page.locator("#content-main .module caption a").all_text_contents()
     assert captions[: len(SECTIONS)] == SECTIONS, captions

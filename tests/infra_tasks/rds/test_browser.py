@@ -60,6 +60,7 @@ def test_stop_start_and_keep_running_from_the_list_through_to_the_job_log(
     expect(page.locator("#job-subject-message")).to_contain_text("stopped → available")
     expect(page.locator("#job-subject-message")).to_contain_text("AWS took")
     expect(page.locator("#job-log")).to_contain_text("available")
+    tour.job_settled()
     assert aws_status(aws, database) == "available"
 
     # Keep running until…: the form names the schedule's zone; a past time is refused and

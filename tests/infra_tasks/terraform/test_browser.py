@@ -92,6 +92,7 @@ def test_plan_approve_cancel_plan_again_and_destroy_from_the_workspace_and_run_p
     expect(page.locator("#job-live-status")).to_have_text("Cancelled (REVOKED)", timeout=60_000)
     expect(page.locator("#job-subject-state")).to_have_text("Cancelled")
     expect(page.locator("#job-outcome")).to_contain_text("Cancelled by ops")
+    tour.job_settled()
     expect(page.locator("#run-cancel")).to_have_count(0)
     run.refresh_from_db()
     assert run.state == RunState.CANCELLED
@@ -116,6 +117,7 @@ def test_plan_approve_cancel_plan_again_and_destroy_from_the_workspace_and_run_p
     again = approve_when_planned(tour)
     assert again.pk != run.pk
     expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)", timeout=90_000)
+    tour.job_settled()
     expect(page.locator("#job-subject-state")).to_have_text("Applied")
     expect(page.locator("#job-progress-text")).to_have_text(re.compile(r"^(\d) / \1$"))
     again.refresh_from_db()
@@ -140,6 +142,7 @@ def test_plan_approve_cancel_plan_again_and_destroy_from_the_workspace_and_run_p
         "data-action", "delete"
     )
     expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)", timeout=90_000)
+    tour.job_settled()
     destroy.refresh_from_db()
     assert destroy.state == RunState.APPLIED, destroy.message
     tour.assert_pages_sound()

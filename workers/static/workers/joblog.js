@@ -2,6 +2,8 @@
 // lines and redraws the summary from the same answer, so the state, duration, result and
 // log never disagree. Stops once the job has ended and its last lines are shown; a page
 // that asks for it (data-reload-on-end) is reloaded once when the job ends while watched.
+// When nothing more will change (no poll, no reload to come) the panel says so with
+// data-settled="1".
 (function () {
   "use strict";
   const root = document.getElementById("job-live");
@@ -43,7 +45,11 @@
       // Keep reading until the finished job's log is drained.
       if (data.finished && data.lines.length === 0) {
         root.dataset.finished = "1";
-        if (reloadOnEnd && !endedBeforeLoad) { window.location.reload(); }
+        if (reloadOnEnd && !endedBeforeLoad) {
+          window.location.reload();
+        } else {
+          root.dataset.settled = "1";
+        }
         return;
       }
     } catch (err) {

@@ -244,3 +244,28 @@ def test_a_malformed_identifier_or_region_is_refused_in_the_form() -> None:
     errors = response.context["adminform"].form.errors
     assert set(errors) == {"identifier", "region"}
     assert not ManagedDatabase.objects.exists()
+
+
+def test_an_action_page_shows_its_job_live_and_its_own_fields_once_the_job_expired() -> None:
+    from django_celery_results.models import TaskResult
+
+    database = register("watched")
+    action = DatabaseAction.objects.create(
+        database=database, action="stop", origin="cli: t", task_id="t-1", state="running"
+    )
+    TaskResult.objects.create(
+        task_id="t-1", task_name="infra_tasks.rds.tasks.execute_database_action", status="STARTED"
+    )
+    client = staff("rds.view_databaseaction", "django_celery_results.view_taskresult")
+    url = reverse("admin:rds_databaseaction_change", args=[action.pk])
+
+    live = client.get(url).content.decode()
+    assert 'id="job-live"' in live and 'data-reload-on-end="1"' in live
+    assert '<strong id="job-subject-state">Running</strong>' in live
+    # The form below does not repeat, frozen, what the live summary shows.
+    assert "field-state" not in live and "field-message" not in live
+    assert f'href="{reverse("workers:job-detail", args=["t-1"])}"' in live
+
+    TaskResult.objects.all().delete()  # results expire after JOB_RESULT_EXPIRES_DAYS
+    expired = client.get(url).content.decode()
+    assert "field-state" in expired and "No record of this job" in expired

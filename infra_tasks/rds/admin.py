@@ -95,7 +95,7 @@ def _time_of(spec: CronSpec | None) -> time | None:
 
 
 class KeepRunningForm(forms.Form):
-    """ "Keep running until": a local time in the zone of the databases' schedule."""
+    """The time to keep running until: local to the zone of the databases' schedule."""
 
     until = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
 
@@ -281,6 +281,12 @@ class ManagedDatabaseAdmin(admin.ModelAdmin):
                     )
             except (BrokerUnavailable, ValueError) as exc:
                 form.add_error(None, str(exc))
+                if records:  # those before the failure were queued: say so
+                    self.message_user(
+                        request,
+                        format_html("Kept running already: {}.", _action_links(records)),
+                        level=messages.WARNING,
+                    )
             else:
                 local = timezone.localtime(until, ZoneInfo(zone))
                 self.message_user(

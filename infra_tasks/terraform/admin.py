@@ -264,11 +264,10 @@ class TerraformWorkspaceAdmin(admin.ModelAdmin):
         if not _report(self, request, call):
             return None
         run = result["run"]
-        waits = (
-            f"; it waits for run #{selectors.run_active_id(workspace=workspace)} to end"
-            if run.state == RunState.WAITING
-            else ""
-        )
+        waits = ""
+        if run.state == RunState.WAITING:
+            active = selectors.run_active_id(workspace=workspace)
+            waits = f"; it waits for run #{active} to end" if active else "; it waits its turn"
         self.message_user(
             request,
             format_html(

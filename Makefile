@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
 
-.PHONY: run test lint check lock browser clean
+.PHONY: run test lint check lock browser screenshots clean
 
 $(STAMP): requirements.txt
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required"; exit 1; }
@@ -23,6 +23,14 @@ browser:
 
 test: $(STAMP) browser
 	$(PY) -m pytest
+
+# Pictures of the admin a person would want (the Jobs home, a job live, a run with its plan, a
+# cover being made), taken by the browser tests; kept out of the repository.
+screenshots: $(STAMP) browser
+	SCREENSHOTS_DIR=$(CURDIR)/test-artifacts/screenshots $(PY) -m pytest -q -m browser \
+	  tests/workers/test_browser.py tests/infra_tasks/terraform/test_browser.py \
+	  tests/courses/test_browser.py
+	@echo "screenshots in test-artifacts/screenshots/"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

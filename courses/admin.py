@@ -10,23 +10,27 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
-from django.utils.html import format_html
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.loader import render_to_string
+from django.templatetags.static import static
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from courses.models import (
     Course,
-    CoverVariant,
     Enrolment,
     Lesson,
     LessonCompletion,
     QuizQuestion,
     Section,
 )
+from courses.selectors import course_cover_variants
 from courses.services import course_cover_regenerate, course_cover_set, course_delete
 from media_pipeline.formats import ACCEPTED_DESCRIPTION
-from workers.admin_base import ReadOnlyAdminMixin
 from workers.enqueue import BrokerUnavailable, Requester
 
 
@@ -53,19 +57,6 @@ class SectionInline(admin.TabularInline):
     show_change_link = True
 
 
-class CoverVariantInline(ReadOnlyAdminMixin, admin.TabularInline):
-    model = CoverVariant
-    extra = 0
-    can_delete = False
-    fields = ("preview", "spec_name", "width", "height", "content_type", "size_bytes", "file")
-    readonly_fields = fields
-    verbose_name_plural = "cover variants (made by the media worker)"
-
-    @admin.display(description="preview")
-    def preview(self, obj: CoverVariant) -> str:
-        return format_html('<img src="{}" alt="" style="max-width: 200px">', obj.file.url)
-
-
 @admin.register(Course)
 class CourseAdmin(admin.ModelAdmin):
     form = CourseAdminForm
@@ -73,24 +64,14 @@ class CourseAdmin(admin.ModelAdmin):
     list_filter = ("is_published", "cover_status")
     search_fields = ("title", "slug", "summary")
     prepopulated_fields = {"slug": ("title",)}
-    readonly_fields = ("cover_status", "cover_error", "cover_original", "cover_job")
+    readonly_fields = ("cover_live",)
     fieldsets = (
         (None, {"fields": ("title", "slug", "summary", "is_published")}),
-        (
-            "Cover",
-            {
-                "fields": (
-                    "new_cover",
-                    "cover_status",
-                    "cover_error",
-                    "cover_original",
-                    "cover_job",
-                )
-            },
-        ),
+        ("Cover", {"fields": ("new_cover", "cover_live")}),
     )
-    inlines = [SectionInline, CoverVariantInline]
+    inlines = [SectionInline]
     actions = ["regenerate_cover_variants"]
+    change_form_template = "admin/courses/course/change_form.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Course]:
         return super().get_queryset(request).prefetch_related("cover_variants")
@@ -102,28 +83,59 @@ class CourseAdmin(admin.ModelAdmin):
             return "—"
         return format_html('<img src="{}" alt="" style="max-height: 40px">', smallest.file.url)
 
-    @admin.display(description="original")
-    def cover_original(self, obj: Course) -> str:
-        if not obj.cover:
+    @admin.display(description="cover and its variants")
+    def cover_live(self, obj: Course) -> str:
+        """Status, error, original, job and variants; refreshed on the page while the
+        variants are being made (the cover view below answers the page's polls)."""
+        if not obj.pk:
             return "—"
         return format_html(
-            '<a href="{}">{}</a> (sha256 {}…)', obj.cover.url, obj.cover.name, obj.cover_sha256[:12]
+            '<div id="cover-live" data-live-url="{}" data-live-finished="{}">{}</div>'
+            '<script src="{}"></script>',
+            reverse("admin:courses_course_cover", args=[obj.pk]),
+            "0" if obj.cover_status == Course.CoverStatus.PENDING else "1",
+            _cover_html(obj),
+            static("workers/live_fragment.js"),
         )
 
-    @admin.display(description="last variants job")
-    def cover_job(self, obj: Course) -> str:
-        if not obj.cover_task_id:
-            return "—"
-        url = reverse("workers:job-detail", args=[obj.cover_task_id])
-        return format_html('<a href="{}">{}</a>', url, obj.cover_task_id)
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:course_id>/cover/",
+                self.admin_site.admin_view(self.cover_view),
+                name="courses_course_cover",
+            ),
+            *super().get_urls(),
+        ]
+
+    def cover_view(self, request: HttpRequest, course_id: int) -> JsonResponse:
+        """The course page's cover section as it is now, for the page to redraw."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        course = get_object_or_404(self.get_queryset(request), pk=course_id)
+        return JsonResponse(
+            {
+                "status": course.cover_status,
+                "finished": course.cover_status != Course.CoverStatus.PENDING,
+                "html": _cover_html(course),
+            }
+        )
 
     def save_model(self, request: HttpRequest, obj: Course, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
         upload = form.cleaned_data.get("new_cover")
         if upload:
-            course_cover_set(
+            course = course_cover_set(
                 course_id=obj.pk, upload=upload, requester=Requester.for_user(request.user)
             )
+            if course.cover_status == Course.CoverStatus.PENDING and course.cover_task_id:
+                self.message_user(
+                    request,
+                    format_html(
+                        'Cover stored; its variants are being made (<a href="{}">job and log</a>).',
+                        reverse("workers:job-detail", args=[course.cover_task_id]),
+                    ),
+                )
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         # A cover upload with the job queue unreachable is refused before anything is
@@ -146,7 +158,8 @@ class CourseAdmin(admin.ModelAdmin):
     )
     def regenerate_cover_variants(self, request: HttpRequest, queryset: QuerySet[Course]) -> None:
         requester = Requester.for_user(request.user)
-        queued, skipped = 0, 0
+        queued: list[Course] = []
+        skipped = 0
         for course_id in queryset.values_list("pk", flat=True):
             try:
                 course = course_cover_regenerate(course_id=course_id, requester=requester)
@@ -156,17 +169,47 @@ class CourseAdmin(admin.ModelAdmin):
             if course is None:
                 skipped += 1
             else:
-                queued += 1
+                queued.append(course)
         if queued or skipped:
             self.message_user(
                 request,
-                f"Queued cover variants for {queued} course(s)"
-                + (f"; skipped {skipped} without a cover." if skipped else "."),
+                format_html(
+                    "Queued cover variants for {} course(s){}{}",
+                    len(queued),
+                    f"; skipped {skipped} without a cover." if skipped else ".",
+                    _job_links(queued),
+                ),
                 level=messages.SUCCESS if queued else messages.WARNING,
             )
 
     def has_regenerate_cover_variants_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("courses.regenerate_cover_variants")
+
+
+# A message lists at most this many jobs; the rest are in the job list.
+MESSAGE_LINKS = 10
+
+
+def _job_links(courses: list[Course]) -> SafeString:
+    if not courses:
+        return format_html("")
+    links = format_html_join(
+        ", ",
+        '<a href="{}">{}</a>',
+        (
+            (reverse("workers:job-detail", args=[course.cover_task_id]), course.title)
+            for course in courses[:MESSAGE_LINKS]
+        ),
+    )
+    more = len(courses) - MESSAGE_LINKS
+    return format_html(" Jobs: {}{}.", links, f" and {more} more" if more > 0 else "")
+
+
+def _cover_html(course: Course) -> str:
+    return render_to_string(
+        "admin/courses/course/cover.html",
+        {"course": course, "variants": course_cover_variants(course_id=course.pk)},
+    )
 
 
 class LessonInline(admin.TabularInline):

@@ -6,3 +6,9 @@ class CoursesConfig(AppConfig):
     label = "courses"
     verbose_name = "Courses"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from courses.selectors import cover_job_subject
+        from workers.subjects import job_subject_register
+
+        job_subject_register(("media_pipeline.tasks.build_cover_variants",), cover_job_subject)

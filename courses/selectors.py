@@ -4,8 +4,10 @@ number of queries, however many courses, sections or lessons there are."""
 from __future__ import annotations
 
 from django.db.models import Count, Prefetch, QuerySet
+from django.urls import reverse
 
 from courses.models import Course, CoverVariant, Lesson, Section
+from workers.subjects import JobSubject
 
 
 def _with_cover_variants(courses: QuerySet[Course]) -> QuerySet[Course]:
@@ -28,3 +30,21 @@ def course_get_published(*, slug: str) -> Course | None:
         .prefetch_related(Prefetch("sections", queryset=sections))
         .first()
     )
+
+
+def cover_job_subject(task_id: str) -> JobSubject | None:
+    """The course whose cover variants a job builds (its latest such job), for the job's page."""
+    course = Course.objects.filter(cover_task_id=task_id).first()
+    if course is None:
+        return None
+    return JobSubject(
+        label=f"Cover of course {course.title}",
+        url=reverse("admin:courses_course_change", args=[course.pk]),
+        state=course.get_cover_status_display(),
+        message=course.cover_error,
+    )
+
+
+def course_cover_variants(*, course_id: int) -> list[CoverVariant]:
+    """A course's cover variants, smallest first."""
+    return list(CoverVariant.objects.filter(course_id=course_id).order_by("width", "spec_name"))

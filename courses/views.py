@@ -1,21 +1,48 @@
-"""The read-only JSON API for published courses: plain views returning JsonResponse."""
+"""The read-only JSON API for published courses: plain views returning JsonResponse.
+
+Errors are answered in JSON too ({"error": "..."}), with the HTTP status that fits: a
+client of a JSON API should never have to parse Django's HTML error pages.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.core.paginator import EmptyPage, PageNotAnInteger, Paginator
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.urls import reverse
-from django.views.decorators.http import require_safe
 
 from courses.models import Course, Lesson, Section
 from courses.selectors import course_get_published, course_list_published
 
 PAGE_SIZE = 50
+SAFE_METHODS = ("GET", "HEAD")
 
 
-@require_safe
+def json_error(message: str, *, status: int) -> JsonResponse:
+    return JsonResponse({"error": message}, status=status)
+
+
+def api_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """GET/HEAD only, and a missing object or page answered as JSON, not as HTML."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        if request.method not in SAFE_METHODS:
+            response = json_error(f"{request.method} is not allowed here; use GET.", status=405)
+            response["Allow"] = ", ".join(SAFE_METHODS)
+            return response
+        try:
+            return view(request, *args, **kwargs)
+        except Http404 as exc:
+            return json_error(str(exc) or "Not found.", status=404)
+
+    return wrapped
+
+
+@api_view
 def course_list(request: HttpRequest) -> JsonResponse:
     paginator = Paginator(course_list_published(), PAGE_SIZE)
     try:
@@ -35,7 +62,7 @@ def course_list(request: HttpRequest) -> JsonResponse:
     )
 
 
-@require_safe
+@api_view
 def course_detail(request: HttpRequest, slug: str) -> JsonResponse:
     course = course_get_published(slug=slug)
     if course is None:
@@ -46,6 +73,12 @@ def course_detail(request: HttpRequest, slug: str) -> JsonResponse:
             "sections": [_section(section) for section in course.sections.all()],
         }
     )
+
+
+@api_view
+def not_found(request: HttpRequest, path: str) -> HttpResponse:
+    """Any other address under the API."""
+    raise Http404(f"No API endpoint at /api/{path}; the courses are at /api/courses/.")
 
 
 def _course(course: Course, request: HttpRequest) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 from celery import shared_task
 
 from media_pipeline.resize import ImageRejected
-from workers.expected_failures import task_fail_expected
+from workers.outcomes import job_failed
 
 
 @shared_task(bind=True)
@@ -20,4 +20,4 @@ def build_cover_variants(self: Any, course_id: int, source_hash: str) -> dict[st
         )
     except ImageRejected as exc:
         # A refused image is an expected outcome: FAILURE with its message, no traceback.
-        task_fail_expected(self, exc)
+        job_failed(self, exc)

@@ -30,7 +30,7 @@ ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["127.0.0.1", "localhos
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "workers.apps.OpsqueueAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -115,6 +115,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = env.str("DJANGO_TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True
+# Times in the admin read "2026-12-03 13:21:44 UTC": the zone is always named.
+FORMAT_MODULE_PATH = ["project.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=BASE_DIR / "staticfiles")
@@ -281,6 +283,8 @@ INSTALLED_APPS += env.list("OPSQUEUE_EXTRA_APPS", default=[])
 CELERY_MONITOR_URL = env.str("CELERY_MONITOR_URL", default="")
 CELERY_WORKER_CONSUMER = "workers.monitoring:MonitoredConsumer"
 WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=15.0)
+# Where people open Flower (behind its own login); the admin's Jobs home links it.
+FLOWER_URL = env.str("FLOWER_URL", default="")
 # The channel exists to carry events: task events are on whenever it is configured.
 CELERY_WORKER_SEND_TASK_EVENTS = bool(CELERY_MONITOR_URL)
 

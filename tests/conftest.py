@@ -9,10 +9,20 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Tour
 from tests.support.servers import AwsEndpoint, WorkerProcess, aws_environment
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """Keep each phase's report on the test, so fixtures can tell that it failed."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -111,3 +121,55 @@ def wait_for_idle_queues(aws: AwsEndpoint, timeout: float = 60.0) -> None:
     while quiet_checks < 2 and time.monotonic() < deadline:
         quiet_checks = quiet_checks + 1 if messages() == 0 else 0
         time.sleep(0.3)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium for the session's browser tests (each gets its own context)."""
+    from playwright.sync_api import expect, sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread from here on. The tests' own
+    # ORM calls happen between browser steps, never during one, so Django's guard against
+    # ORM calls from async code does not apply to them.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    # Pages wait on workers: a job, a plan, a reload when it ends. The machine is shared.
+    expect.set_options(timeout=30_000)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            yield browser
+            browser.close()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.fixture
+def tour(
+    chromium: Any, live_server: Any, worker: WorkerProcess, request: pytest.FixtureRequest
+) -> Iterator[Tour]:
+    """A superuser "ops", logged in through the login form, in a fresh browser context.
+
+    A failing test leaves a screenshot and the page's HTML under test-artifacts/browser/.
+    """
+    from django.contrib.auth import get_user_model
+    from django.db import connections
+
+    get_user_model().objects.create_superuser("ops", "ops@example.com", PASSWORD)
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    context.set_default_timeout(30_000)
+    tour = Tour(context.new_page(), str(live_server))
+    try:
+        tour.log_in("ops")
+        yield tour
+        failed = any(
+            getattr(request.node, f"report_{phase}", None) is not None
+            and getattr(request.node, f"report_{phase}").failed
+            for phase in ("setup", "call")
+        )
+        if failed:
+            print(f"browser artifacts: {tour.save_artifacts(request.node.nodeid)}")
+    finally:
+        context.close()
+        # Calls made while Playwright's loop turned may have opened connections of their
+        # own; closed here, or the test database cannot be flushed and dropped.
+        connections.close_all()

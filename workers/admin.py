@@ -12,8 +12,9 @@ from django.utils.functional import cached_property
 from django_celery_results.admin import TaskResultAdmin
 from django_celery_results.models import TaskResult
 
+from workers import display
 from workers.admin_base import ReadOnlyAdminMixin
-from workers.models import DiagnosticRun, Job
+from workers.models import DiagnosticRun, Job, RequesterKind
 
 # Counting every row of a large results table on each changelist view is what makes such
 # pages slow; past this many matches the paginator stops counting.
@@ -39,7 +40,8 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
     list_display = (
         "task_id",
         "task_name",
-        "status",
+        "family",
+        "state",
         "queue",
         "requester",
         "worker",
@@ -54,28 +56,20 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
     list_per_page = 50
     change_form_template = "admin/workers/taskresult/change_form.html"
     change_list_template = "admin/workers/taskresult/change_list.html"
+    # State, worker, times, result and error are in the live summary above the form
+    # (workers/job_live.html), which refreshes with the log; these fields do not change.
+    fieldsets = (
+        (None, {"fields": ("task_id", "task_name", "family", "queue", "requester", "arguments")}),
+        ("Schedule", {"fields": ("periodic_task_name",), "classes": ("collapse",)}),
+    )
     readonly_fields = (
         "task_id",
         "task_name",
-        "status",
+        "family",
         "queue",
         "requester",
-        "worker",
-        "date_created",
-        "date_started",
-        "date_done",
-        "duration",
-        "task_args",
-        "task_kwargs",
-        "result",
-        "traceback",
+        "arguments",
         "periodic_task_name",
-    )
-    fieldsets = (
-        (None, {"fields": ("task_id", "task_name", "status", "queue", "requester", "worker")}),
-        ("Timing", {"fields": ("date_created", "date_started", "date_done", "duration")}),
-        ("Arguments and result", {"fields": ("task_args", "task_kwargs", "result", "traceback")}),
-        ("Schedule", {"fields": ("periodic_task_name",), "classes": ("collapse",)}),
     )
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaskResult]:
@@ -100,18 +94,55 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
     def requester(self, obj: Any) -> str:
         if not obj.job_requester_kind:
             return "—"
-        return f"{obj.job_requester_kind}: {obj.job_requester_label}"
+        return f"{RequesterKind(obj.job_requester_kind).label}: {obj.job_requester_label}"
+
+    @admin.display(description="family")
+    def family(self, obj: TaskResult) -> str:
+        return display.job_family(obj.task_name)
+
+    @admin.display(description="state", ordering="status")
+    def state(self, obj: TaskResult) -> str:
+        return display.state_label(obj.status)
+
+    @admin.display(description="arguments")
+    def arguments(self, obj: TaskResult) -> str:
+        return display.arguments_text(obj.task_args, obj.task_kwargs)
 
     @admin.display(description="duration", ordering="job_duration")
     def duration(self, obj: Any) -> str:
+        # date_done is stamped on every save: it is an end only once the job has ended.
+        if obj.status not in display.FINISHED_STATES:
+            return "running" if obj.date_started else "—"
         if obj.job_duration is None:
             return "—"
-        return f"{obj.job_duration.total_seconds():.1f} s"
+        return display.duration_text(obj.job_duration.total_seconds())
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:
+        # TaskResult's own name ("<Task: … (PENDING)>") carries the state at page load,
+        # which the live summary below soon contradicts.
+        result = self.get_object(request, object_id)
+        context = {
+            "title": "Job",
+            **(
+                {"subtitle": f"{display.task_short_name(result.task_name)} {result.task_id}"}
+                if result
+                else {}
+            ),
+            **(extra_context or {}),
+        }
+        return super().change_view(request, object_id, form_url, context)
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
     ) -> Any:
         extra_context = {
+            "title": "Jobs",
             **(extra_context or {}),
             "can_run_diagnostic": request.user.has_perm("workers.run_diagnostic"),
         }

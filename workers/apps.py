@@ -1,7 +1,24 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 
 
 class WorkersConfig(AppConfig):
     name = "workers"
     verbose_name = "Jobs"
     default_auto_field = "django.db.models.BigAutoField"
+    # This module holds two configs (the admin's below); this one is the app's.
+    default = True
+
+    def ready(self) -> None:
+        from workers.selectors import diagnostic_job_subject
+        from workers.subjects import job_subject_register
+
+        job_subject_register(("workers.tasks.run_diagnostic",), diagnostic_job_subject)
+
+
+class OpsqueueAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with opsqueue's site (workers/admin_site.py): in INSTALLED_APPS
+    in place of "django.contrib.admin"."""
+
+    default = False
+    default_site = "workers.admin_site.OpsqueueAdminSite"

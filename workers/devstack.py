@@ -143,6 +143,8 @@ def stack_environment() -> tuple[dict[str, str], dict[str, int]]:
             "[devstack] no Redis on the monitoring URL: workers run without monitoring", flush=True
         )
         env.pop("CELERY_MONITOR_URL")
+    else:
+        env.setdefault("FLOWER_URL", f"http://127.0.0.1:{ports['flower']}/")
     return env, ports
 
 

@@ -208,5 +208,6 @@ def operations_page(request: HttpRequest) -> HttpResponse:
             "title": "Operations",
             "ops": operations_get(),
             "heartbeat_seconds": settings.WORKER_HEARTBEAT_SECONDS,
+            "flower_url": settings.FLOWER_URL,
         },
     )

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from django.contrib.auth import get_user_model
+from django.urls import reverse
+from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from workers.models import Job, JobLogChunk
+from workers import display
+from workers.models import DiagnosticRun, Job, JobLogChunk
+from workers.subjects import JobSubject, job_subject_get
 
 # Bounds one poll's response; a reader far behind catches up over a few polls.
 MAX_CHUNKS_PER_READ = 50
@@ -65,4 +71,112 @@ def staff_email_addresses() -> list[str]:
         .objects.filter(is_staff=True, is_active=True)
         .exclude(email="")
         .values_list("email", flat=True)
+    )
+
+
+# A result shown on a page is cut here; the whole of it stays in the database.
+RESULT_TEXT_LIMIT = 4000
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """Everything a job's live summary shows, read at one moment."""
+
+    task_id: str
+    task_name: str
+    family: str
+    status: str
+    state_label: str
+    finished: bool
+    worker: str
+    queue: str
+    requester: str
+    created_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration: str
+    result: str
+    error: str
+    traceback: str
+    progress_done: int | None
+    progress_total: int | None
+    subject: JobSubject | None
+
+
+def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary | None:
+    """The job's state as one consistent reading (None if there is no such job)."""
+    result = task_result_get(task_id=task_id)
+    if result is None:
+        return None
+    job = job_get(task_id=task_id)
+    now = now or timezone.now()
+    status = result.status
+    finished = status in display.FINISHED_STATES
+    started = result.date_started
+    # date_done is stamped on every save of the row: it is an end time only once finished.
+    done = result.date_done if finished else None
+    if finished and started and done:
+        duration = display.duration_text((done - started).total_seconds())
+    elif finished:
+        duration = "—"
+    elif started:
+        duration = f"running for {display.duration_text((now - started).total_seconds())}"
+    else:
+        duration = (
+            f"waiting for {display.duration_text((now - result.date_created).total_seconds())}"
+        )
+    error, result_text = _outcome(result.result, status)
+    return JobSummary(
+        task_id=task_id,
+        task_name=result.task_name or (job.task_name if job else ""),
+        family=display.job_family(result.task_name),
+        status=status,
+        state_label=display.state_label(status),
+        finished=finished,
+        worker=result.worker or "",
+        queue=job.queue if job else "",
+        requester=job.requester if job else "",
+        created_at=result.date_created,
+        started_at=started,
+        finished_at=done,
+        duration=duration,
+        result=result_text,
+        error=error,
+        traceback=(result.traceback or "") if status == "FAILURE" else "",
+        progress_done=job.progress_done if job else None,
+        progress_total=job.progress_total if job else None,
+        subject=job_subject_get(task_name=result.task_name, task_id=task_id),
+    )
+
+
+def _outcome(stored: str | None, status: str) -> tuple[str, str]:
+    """(error, result) texts: an exception's type and message, or the result as JSON."""
+    if status not in display.FINISHED_STATES or stored is None:
+        return "", ""
+    try:
+        value = json.loads(stored)
+    except ValueError:
+        value = stored
+    if status in ("FAILURE", "REVOKED") and isinstance(value, dict) and "exc_type" in value:
+        message = value.get("exc_message")
+        if isinstance(message, list | tuple):
+            message = " ".join(str(part) for part in message)
+        if status == "REVOKED":
+            # Celery's TaskRevokedError says nothing a person needs: the reason does.
+            return str(message or "Cancelled."), ""
+        return f"{value['exc_type']}: {message}" if message else str(value["exc_type"]), ""
+    text = json.dumps(value, indent=2, sort_keys=True, default=str)
+    if len(text) > RESULT_TEXT_LIMIT:
+        text = text[:RESULT_TEXT_LIMIT] + "\n… (cut; the whole result is in the database)"
+    return "", text
+
+
+def diagnostic_job_subject(task_id: str) -> JobSubject | None:
+    run = DiagnosticRun.objects.filter(task_id=task_id).first()
+    if run is None:
+        return None
+    return JobSubject(
+        label=f"Diagnostic run #{run.pk}" + (" (asked to fail)" if run.fail else ""),
+        url=reverse("admin:workers_diagnosticrun_change", args=[run.pk]),
+        state=run.get_state_display(),
     )

@@ -12,16 +12,18 @@ from django.http import (
     StreamingHttpResponse,
 )
 from django.shortcuts import redirect
+from django.template.loader import render_to_string
 from django.urls import reverse
+from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
-from workers import selectors
+from workers import display, selectors
 from workers.enqueue import BrokerUnavailable, Requester
 from workers.permissions import staff_permission_required
 from workers.services import diagnostic_run_start
 
 VIEW_JOBS = "django_celery_results.view_taskresult"
-FINISHED = {"SUCCESS", "FAILURE", "REVOKED"}
+FINISHED = display.FINISHED_STATES
 
 
 @require_GET
@@ -35,22 +37,25 @@ def job_log(request: HttpRequest, task_id: str) -> HttpResponse:
     if since < 0:
         return HttpResponseBadRequest("since must be a line number")
     log = selectors.job_log_since(task_id=task_id, since=since)
-    result = selectors.task_result_get(task_id=task_id)
-    job = selectors.job_get(task_id=task_id)
-    status = result.status if result else "UNKNOWN"
+    summary = selectors.job_summary_get(task_id=task_id)
+    status = summary.status if summary else "UNKNOWN"
     return JsonResponse(
         {
             "lines": log.lines,
             "next": log.next_line,
             "status": status,
-            "worker": result.worker if result else None,
+            "worker": summary.worker if summary else None,
             "finished": status in FINISHED,
-            "result": result.result if result and status in FINISHED else None,
-            "traceback": result.traceback if result and status == "FAILURE" else None,
+            "result": summary.result if summary else None,
+            "error": summary.error if summary else None,
             "progress": (
-                {"done": job.progress_done, "total": job.progress_total}
-                if job and job.progress_total
+                {"done": summary.progress_done or 0, "total": summary.progress_total}
+                if summary and summary.progress_total
                 else None
+            ),
+            # The page's summary, drawn by the same template as at page load.
+            "summary_html": render_to_string(
+                "workers/job_summary.html", {"s": summary}, request=request
             ),
         }
     )
@@ -75,8 +80,17 @@ def diagnostic_trigger(request: HttpRequest) -> HttpResponse:
     except BrokerUnavailable as exc:
         messages.error(request, str(exc))
         return redirect("admin:django_celery_results_taskresult_changelist")
-    messages.success(request, f"Diagnostic job queued ({run.task_id}).")
-    return redirect(reverse("workers:job-detail", args=[run.task_id]))
+    url = reverse("workers:job-detail", args=[run.task_id])
+    messages.success(
+        request,
+        format_html(
+            '{} diagnostic job queued: <a href="{}">job {}</a>.',
+            "Failing" if fail else "A",
+            url,
+            run.task_id,
+        ),
+    )
+    return redirect(url)
 
 
 @require_GET

@@ -7,24 +7,31 @@ read-only and link to their job's page and log.
 
 from __future__ import annotations
 
-from datetime import time
+from collections.abc import Iterable
+from datetime import datetime, time
 from typing import Any
-from zoneinfo import available_timezones
+from zoneinfo import ZoneInfo, available_timezones
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.utils import flatten_fieldsets
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from infra_tasks.rds import services
 from infra_tasks.rds.models import ActionKind, DatabaseAction, Divergence, ManagedDatabase
 from infra_tasks.rds.schedule_times import CronSpec
 from infra_tasks.rds.selectors import database_cron_spec
 from workers.admin_base import ReadOnlyAdminMixin
+from workers.admin_live import LiveJobFieldsMixin
+from workers.display import duration_text
 from workers.enqueue import BrokerUnavailable, Requester
 
 TIME_ZONES = sorted(available_timezones())
@@ -88,9 +95,54 @@ def _time_of(spec: CronSpec | None) -> time | None:
 
 
 class KeepRunningForm(forms.Form):
-    until = forms.DateTimeField(
-        help_text="In the site's time zone (TIME_ZONE).",
-        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+    """The time to keep running until: local to the zone of the databases' schedule."""
+
+    until = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+
+    def __init__(self, *args: Any, zone: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.zone = zone
+        self.fields["until"].help_text = f"Local time in {zone}, the zone of the schedule."
+
+    def full_clean(self) -> None:
+        # The typed time is read in the schedule's zone, not the site's.
+        with timezone.override(ZoneInfo(self.zone)):
+            super().full_clean()
+
+    def clean_until(self) -> datetime:
+        until: datetime = self.cleaned_data["until"]
+        if until <= timezone.now():
+            raise forms.ValidationError(
+                f"{timezone.localtime(until):%Y-%m-%d %H:%M} {self.zone} has passed: "
+                "give a time to come."
+            )
+        return until
+
+
+def schedule_zones(databases: Iterable[ManagedDatabase]) -> set[str]:
+    """The time zones the databases' schedules are in (the site's for one without)."""
+    zones = set()
+    for database in databases:
+        spec = database_cron_spec(database=database, action=ActionKind.STOP) or database_cron_spec(
+            database=database, action=ActionKind.START
+        )
+        zones.add(spec.time_zone if spec else settings.TIME_ZONE)
+    return zones
+
+
+def _action_links(records: Iterable[DatabaseAction]) -> SafeString:
+    """'demo-postgres (job and log)', linking the action record and its job, for messages."""
+    return format_html_join(
+        ", ",
+        '<a href="{}">{}</a> (<a href="{}">job and log</a>)',
+        (
+            (
+                reverse("admin:rds_databaseaction_change", args=[record.pk]),
+                record.database.name,
+                reverse("workers:job-detail", args=[record.task_id]),
+            )
+            for record in records
+        ),
     )
 
 
@@ -175,14 +227,18 @@ class ManagedDatabaseAdmin(admin.ModelAdmin):
         queued = []
         for database in queryset:
             try:
-                services.database_action_request(
-                    database=database, action=action, requester=Requester.for_user(request.user)
+                queued.append(
+                    services.database_action_request(
+                        database=database, action=action, requester=Requester.for_user(request.user)
+                    )
                 )
             except BrokerUnavailable as exc:
                 self.message_user(request, str(exc), level=messages.ERROR)
                 return
-            queued.append(database.name)
-        self.message_user(request, f"{ActionKind(action).label} queued for {', '.join(queued)}.")
+        self.message_user(
+            request,
+            format_html("{} queued for {}.", ActionKind(action).label, _action_links(queued)),
+        )
 
     @admin.action(description="Stop now", permissions=["operate"])
     def stop_now(self, request: HttpRequest, queryset: QuerySet[ManagedDatabase]) -> None:
@@ -200,26 +256,49 @@ class ManagedDatabaseAdmin(admin.ModelAdmin):
     def keep_running_until(
         self, request: HttpRequest, queryset: QuerySet[ManagedDatabase]
     ) -> HttpResponse | None:
-        form = KeepRunningForm(request.POST if "apply" in request.POST else None)
-        if form.is_valid():
-            until = form.cleaned_data["until"]
-            try:
-                for database in queryset:
-                    services.database_keep_running(
-                        database=database, until=until, requester=Requester.for_user(request.user)
-                    )
-            except BrokerUnavailable as exc:
-                self.message_user(request, str(exc), level=messages.ERROR)
-                return None
-            except ValueError as exc:
-                self.message_user(request, str(exc), level=messages.ERROR)
-                return None
+        zones = schedule_zones(queryset)
+        if len(zones) > 1:
             self.message_user(
                 request,
-                f"Kept running until {until:%Y-%m-%d %H:%M}: "
-                f"{', '.join(d.name for d in queryset)} (started if stopped).",
+                "These databases' schedules are in different time zones "
+                f"({', '.join(sorted(zones))}): keep them running one zone at a time.",
+                level=messages.ERROR,
             )
             return None
+        zone = zones.pop() if zones else settings.TIME_ZONE
+        form = KeepRunningForm(request.POST if "apply" in request.POST else None, zone=zone)
+        if form.is_valid():
+            until = form.cleaned_data["until"]
+            records = []
+            try:
+                for database in queryset:
+                    records.append(
+                        services.database_keep_running(
+                            database=database,
+                            until=until,
+                            requester=Requester.for_user(request.user),
+                        )
+                    )
+            except (BrokerUnavailable, ValueError) as exc:
+                form.add_error(None, str(exc))
+                if records:  # those before the failure were queued: say so
+                    self.message_user(
+                        request,
+                        format_html("Kept running already: {}.", _action_links(records)),
+                        level=messages.WARNING,
+                    )
+            else:
+                local = timezone.localtime(until, ZoneInfo(zone))
+                self.message_user(
+                    request,
+                    format_html(
+                        "Kept running until {} ({}); started if stopped: {}.",
+                        f"{local:%Y-%m-%d %H:%M %Z}",
+                        zone,
+                        _action_links(records),
+                    ),
+                )
+                return None
         return TemplateResponse(
             request,
             "admin/rds/manageddatabase/keep_running.html",
@@ -227,6 +306,7 @@ class ManagedDatabaseAdmin(admin.ModelAdmin):
                 **self.admin_site.each_context(request),
                 "title": "Keep running until",
                 "form": form,
+                "zone": zone,
                 "databases": queryset,
                 "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
                 "opts": self.model._meta,
@@ -243,7 +323,7 @@ def _job_link(task_id: str) -> str:
 
 
 @admin.register(DatabaseAction)
-class DatabaseActionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DatabaseActionAdmin(LiveJobFieldsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "created_at",
         "database",
@@ -252,12 +332,39 @@ class DatabaseActionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "state",
         "status_before",
         "status_after",
-        "wait_seconds",
+        "wait",
         "job",
     )
     list_filter = ("state", "action", "database")
     list_select_related = ("database",)
     search_fields = ("database__name", "=task_id")
+    change_form_template = "admin/rds/databaseaction/change_form.html"
+    fieldsets = (
+        (
+            None,
+            {
+                "fields": (
+                    "database",
+                    "action",
+                    "origin",
+                    "state",
+                    "status_before",
+                    "status_after",
+                    "wait",
+                    "message",
+                    "job",
+                )
+            },
+        ),
+        ("When", {"fields": ("created_at", "finished_at", "attempts")}),
+    )
+    readonly_fields = flatten_fieldsets(fieldsets)
+    # The job's live summary at the top of the page shows these while its record exists.
+    live_fields = ("state", "status_before", "status_after", "wait", "message")
+
+    @admin.display(description="AWS took", ordering="wait_seconds")
+    def wait(self, obj: DatabaseAction) -> str:
+        return duration_text(obj.wait_seconds)
 
     @admin.display(description="job")
     def job(self, obj: DatabaseAction) -> str:

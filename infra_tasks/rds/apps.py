@@ -11,7 +11,17 @@ class RdsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from infra_tasks.rds.selectors import database_action_job_subject
+        from workers.subjects import job_subject_register
+
         post_migrate.connect(_ensure_periodic_tasks, sender=self)
+        job_subject_register(
+            (
+                "infra_tasks.rds.tasks.execute_database_action",
+                "infra_tasks.rds.tasks.run_scheduled_action",
+            ),
+            database_action_job_subject,
+        )
 
 
 def _ensure_periodic_tasks(**kwargs: Any) -> None:

@@ -108,6 +108,10 @@ def _ensure_ecs(ecs: Any, cluster: str) -> None:
         ecs.create_service(
             cluster=cluster, serviceName=service, taskDefinition=definition, desiredCount=count
         )
+        # The local endpoint starts no containers: a new service stays at 0 running, which
+        # the dashboard rightly shows as behind. Its update marks the desired tasks running,
+        # so the demo shows what a rolled-out service looks like.
+        ecs.update_service(cluster=cluster, service=service, desiredCount=count)
 
 
 def _exists(describe: Any) -> bool:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.urls import reverse
 from django_celery_beat.models import PeriodicTask
 
-from infra_tasks.rds.models import ActionKind, DesiredState, ManagedDatabase
+from infra_tasks.rds.models import ActionKind, DatabaseAction, DesiredState, ManagedDatabase
 from infra_tasks.rds.schedule_times import CronSpec, next_occurrence
+from workers.display import duration_text
+from workers.subjects import JobSubject
 
 STOPPED_STATUSES = frozenset({"stopped", "stopping"})
 
@@ -75,3 +78,27 @@ def database_next_change(*, database: ManagedDatabase, now: datetime) -> Schedul
         database.keep_running_until is not None and database.keep_running_until > at
     )
     return ScheduledChange(action=action, at=at, time_zone=time_zone, skipped_by_override=skipped)
+
+
+def database_action_job_subject(task_id: str) -> JobSubject | None:
+    """The database action a job carries out, for the job's page."""
+    record = DatabaseAction.objects.select_related("database").filter(task_id=task_id).first()
+    if record is None:
+        return None
+    message = record.message
+    if record.status_after:
+        message = (
+            f"{record.status_before or '?'} → {record.status_after}"
+            + (
+                f" (AWS took {duration_text(record.wait_seconds)})"
+                if record.wait_seconds is not None
+                else ""
+            )
+            + (f"; {message}" if message else "")
+        )
+    return JobSubject(
+        label=f"{record.get_action_display()} {record.database.name} (action #{record.pk})",
+        url=reverse("admin:rds_databaseaction_change", args=[record.pk]),
+        state=record.get_state_display(),
+        message=message,
+    )

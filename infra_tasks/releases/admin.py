@@ -27,6 +27,7 @@ from infra_tasks.releases.services import (
     version_validate,
 )
 from workers.admin_base import ImmutableAdminMixin
+from workers.admin_live import LiveJobFieldsMixin
 from workers.enqueue import BrokerUnavailable, Requester
 
 RUN_PERMISSION = "releases.run_release"
@@ -50,7 +51,7 @@ class RunReleaseForm(forms.Form):
 
 
 @admin.register(Release)
-class ReleaseAdmin(ImmutableAdminMixin, admin.ModelAdmin):
+class ReleaseAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmin):
     list_display = (
         "version",
         "state",
@@ -64,6 +65,7 @@ class ReleaseAdmin(ImmutableAdminMixin, admin.ModelAdmin):
     list_filter = ("state",)
     search_fields = ("=version",)
     change_list_template = "admin/releases/release/change_list.html"
+    change_form_template = "admin/releases/release/change_form.html"
     fields = (
         "version",
         "state",
@@ -76,11 +78,23 @@ class ReleaseAdmin(ImmutableAdminMixin, admin.ModelAdmin):
         "created_at",
         "started_at",
         "finished_at",
-        "allow_unsafe",
+        "unsafe_allowed",
         "plan_table",
         "findings_list",
     )
     readonly_fields = fields
+    # The job's live summary at the top of the page shows these while its record exists.
+    live_fields = ("state", "summary", "error")
+
+    @admin.display(description="backward-incompatible migrations")
+    def unsafe_allowed(self, obj: Release) -> str:
+        """Whether the gate was lifted, and whether that mattered: a bare "✓" reads as if
+        something unsafe ran when nothing unsafe was pending (the dev stack's bootstrap)."""
+        if not obj.allow_unsafe:
+            return "not allowed (the default)"
+        if obj.unsafe_findings:
+            return f"allowed for the {len(obj.unsafe_findings)} operation(s) listed below"
+        return "allowed, and not needed: nothing backward-incompatible was pending"
 
     @admin.display(description="requested by")
     def requester(self, obj: Release) -> str:
@@ -188,7 +202,16 @@ class ReleaseAdmin(ImmutableAdminMixin, admin.ModelAdmin):
                 request, f"Release {version} is already {release.state}.", level=messages.WARNING
             )
         else:
-            self.message_user(request, f"Release {version} queued as job {release.task_id}.")
+            self.message_user(
+                request,
+                format_html(
+                    'Release <a href="{}">{}</a> queued as <a href="{}">job {}</a>.',
+                    reverse("admin:releases_release_change", args=[release.pk]),
+                    version,
+                    reverse("workers:job-detail", args=[release.task_id]),
+                    release.task_id,
+                ),
+            )
         return redirect("workers:job-detail", release.task_id)
 
 

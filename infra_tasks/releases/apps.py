@@ -6,3 +6,9 @@ class ReleasesConfig(AppConfig):
     label = "releases"
     verbose_name = "Releases"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from infra_tasks.releases.selectors import release_job_subject
+        from workers.subjects import job_subject_register
+
+        job_subject_register(("infra_tasks.releases.tasks.release_migrate",), release_job_subject)

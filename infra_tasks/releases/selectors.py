@@ -10,9 +10,11 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.migrations.executor import MigrationExecutor
 from django.db.migrations.loader import MigrationLoader
 from django.db.models import Field
+from django.urls import reverse
 
 from infra_tasks.releases.compat import FieldBefore, Finding, backward_incompatible
 from infra_tasks.releases.models import Release
+from workers.subjects import JobSubject
 
 
 @dataclass(frozen=True)
@@ -104,3 +106,16 @@ def plan_touches_records(plan: list[PlanStep]) -> bool:
 
 def release_get(*, version: str) -> Release | None:
     return Release.objects.filter(version=version).first()
+
+
+def release_job_subject(task_id: str) -> JobSubject | None:
+    """The release a migration job runs, for the job's page."""
+    release = Release.objects.filter(task_id=task_id).first()
+    if release is None:
+        return None
+    return JobSubject(
+        label=f"Release {release.version}",
+        url=reverse("admin:releases_release_change", args=[release.pk]),
+        state=release.get_state_display(),
+        message=release.error or release.summary,
+    )

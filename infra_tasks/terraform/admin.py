@@ -7,16 +7,15 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin import helpers
 from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import PermissionDenied
 from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import get_object_or_404
+from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.decorators import method_decorator
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from infra_tasks.terraform import selectors, services
@@ -29,6 +28,7 @@ from infra_tasks.terraform.models import (
     TerraformWorkspace,
 )
 from workers.admin_base import ImmutableAdminMixin
+from workers.admin_live import LiveJobFieldsMixin
 from workers.enqueue import BrokerUnavailable, Requester
 from workers.models import Job
 
@@ -76,15 +76,28 @@ class SecretInline(admin.TabularInline):
 class DestroyConfirmForm(forms.Form):
     confirm_name = forms.CharField(label="Type the workspace name to confirm")
 
+    def __init__(self, *args: Any, workspace: TerraformWorkspace, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.workspace = workspace
 
-def _report(modeladmin: admin.ModelAdmin, request: HttpRequest, call: Any, ok: str) -> bool:
-    """Call a service; tell the user how it went."""
+    def clean_confirm_name(self) -> str:
+        name: str = self.cleaned_data["confirm_name"]
+        if name != self.workspace.name:
+            raise forms.ValidationError("That is not the workspace's name; nothing was queued.")
+        return name
+
+
+def _report(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, call: Any, ok: str | None = None
+) -> bool:
+    """Call a service; tell the user how it went (`ok`: the message when it worked)."""
     try:
         call()
     except (services.RunError, BrokerUnavailable) as exc:
         modeladmin.message_user(request, str(exc), level=messages.ERROR)
         return False
-    modeladmin.message_user(request, ok, level=messages.SUCCESS)
+    if ok:
+        modeladmin.message_user(request, ok, level=messages.SUCCESS)
     return True
 
 
@@ -102,7 +115,7 @@ class TerraformWorkspaceAdmin(admin.ModelAdmin):
     )
     list_filter = ("drifted",)
     search_fields = ("name", "directory")
-    readonly_fields = ("outputs", "drifted", "drift_checked_at", "created_at")
+    readonly_fields = ("recent_runs", "outputs", "drifted", "drift_checked_at", "created_at")
     filter_horizontal = ("notify",)
     actions = ["plan", "plan_destroy", "check_drift"]
 
@@ -127,6 +140,27 @@ class TerraformWorkspaceAdmin(admin.ModelAdmin):
     def last_run_state(self, obj: Any) -> str:
         return RunState(obj.last_run_state).label if obj.last_run_state else "—"
 
+    @admin.display(description="latest runs")
+    def recent_runs(self, obj: TerraformWorkspace) -> str:
+        if not obj.pk:
+            return "—"
+        runs = selectors.workspace_runs_latest(workspace=obj)
+        if not runs:
+            return "none yet"
+        return format_html_join(
+            "",
+            '<div><a href="{}">#{}</a> {}: {}</div>',
+            (
+                (
+                    reverse("admin:terraform_terraformrun_change", args=[run.pk]),
+                    run.pk,
+                    run.get_kind_display(),
+                    run.get_state_display(),
+                )
+                for run in runs
+            ),
+        )
+
     def has_plan_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(PLAN_PERM)
 
@@ -150,13 +184,50 @@ class TerraformWorkspaceAdmin(admin.ModelAdmin):
         if queryset.count() != 1:
             self.message_user(request, "Destroy one workspace at a time.", level=messages.ERROR)
             return None
-        workspace = queryset.get()
-        form = DestroyConfirmForm(request.POST if "confirm_name" in request.POST else None)
-        if form.is_bound and form.is_valid():
-            if form.cleaned_data["confirm_name"] == workspace.name:
-                self._request(request, workspace, RunKind.DESTROY)
-                return None
-            form.add_error("confirm_name", "That is not the workspace's name; nothing was queued.")
+        return redirect("admin:terraform_workspace_destroy", queryset.get().pk)
+
+    def get_urls(self) -> list[Any]:
+        view = self.admin_site.admin_view
+        return [
+            path("<int:workspace_id>/plan/", view(self.plan_view), name="terraform_workspace_plan"),
+            path(
+                "<int:workspace_id>/drift-check/",
+                view(self.drift_view),
+                name="terraform_workspace_drift",
+            ),
+            path(
+                "<int:workspace_id>/destroy/",
+                view(self.destroy_view),
+                name="terraform_workspace_destroy",
+            ),
+            *super().get_urls(),
+        ]
+
+    @method_decorator(require_POST)
+    def plan_view(self, request: HttpRequest, workspace_id: int) -> HttpResponse:
+        """The workspace page's Plan button: queue a plan, then show its run."""
+        if not self.has_plan_permission(request):
+            raise PermissionDenied
+        workspace = get_object_or_404(TerraformWorkspace, pk=workspace_id)
+        return self._to_run(self._request(request, workspace, RunKind.APPLY), workspace)
+
+    @method_decorator(require_POST)
+    def drift_view(self, request: HttpRequest, workspace_id: int) -> HttpResponse:
+        if not self.has_plan_permission(request):
+            raise PermissionDenied
+        workspace = get_object_or_404(TerraformWorkspace, pk=workspace_id)
+        return self._to_run(self._request(request, workspace, RunKind.DRIFT_CHECK), workspace)
+
+    def destroy_view(self, request: HttpRequest, workspace_id: int) -> HttpResponse:
+        """Plan destroy: asks for the workspace's name, typed, before queueing anything."""
+        if not self.has_destroy_permission(request):
+            raise PermissionDenied
+        workspace = get_object_or_404(TerraformWorkspace, pk=workspace_id)
+        form = DestroyConfirmForm(
+            request.POST if request.method == "POST" else None, workspace=workspace
+        )
+        if form.is_valid():
+            return self._to_run(self._request(request, workspace, RunKind.DESTROY), workspace)
         return TemplateResponse(
             request,
             "admin/terraform/destroy_confirm.html",
@@ -164,13 +235,34 @@ class TerraformWorkspaceAdmin(admin.ModelAdmin):
                 **self.admin_site.each_context(request),
                 "title": f"Destroy {workspace}?",
                 "opts": self.model._meta,
+                "original": workspace,
                 "workspace": workspace,
                 "form": form,
-                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             },
         )
 
-    def _request(self, request: HttpRequest, workspace: TerraformWorkspace, kind: RunKind) -> None:
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        context = {
+            **(extra_context or {}),
+            "can_plan": self.has_plan_permission(request),
+            "can_destroy": self.has_destroy_permission(request),
+        }
+        return super().change_view(request, object_id, form_url, context)
+
+    def _to_run(self, run: TerraformRun | None, workspace: TerraformWorkspace) -> HttpResponse:
+        if run is None:
+            return redirect("admin:terraform_terraformworkspace_change", workspace.pk)
+        return redirect("admin:terraform_terraformrun_change", run.pk)
+
+    def _request(
+        self, request: HttpRequest, workspace: TerraformWorkspace, kind: RunKind
+    ) -> TerraformRun | None:
         result: dict[str, TerraformRun] = {}
 
         def call() -> None:
@@ -178,18 +270,30 @@ class TerraformWorkspaceAdmin(admin.ModelAdmin):
                 workspace=workspace, kind=kind, requester=Requester.for_user(request.user)
             )
 
-        if _report(self, request, call, f"{workspace}: {kind.label.lower()} requested."):
-            run = result["run"]
-            if run.state == RunState.WAITING:
-                self.message_user(
-                    request,
-                    f"{workspace}: run #{run.pk} waits for the active run to end.",
-                    level=messages.INFO,
-                )
+        if not _report(self, request, call):
+            return None
+        run = result["run"]
+        waits = ""
+        if run.state == RunState.WAITING:
+            active = selectors.run_active_id(workspace=workspace)
+            waits = f"; it waits for run #{active} to end" if active else "; it waits its turn"
+        self.message_user(
+            request,
+            format_html(
+                '{}: {} requested as <a href="{}">run #{}</a>{}.',
+                workspace,
+                kind.label.lower(),
+                reverse("admin:terraform_terraformrun_change", args=[run.pk]),
+                run.pk,
+                waits,
+            ),
+            level=messages.INFO if waits else messages.SUCCESS,
+        )
+        return run
 
 
 @admin.register(TerraformRun)
-class TerraformRunAdmin(ImmutableAdminMixin, admin.ModelAdmin):
+class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmin):
     list_display = (
         "id",
         "workspace",
@@ -234,6 +338,11 @@ class TerraformRunAdmin(ImmutableAdminMixin, admin.ModelAdmin):
     )
     # Run records are read-only: every field shown is a read-only one.
     readonly_fields = flatten_fieldsets(fieldsets)
+    # Shown by the current step's live job summary at the top of the page instead.
+    live_fields = ("state", "message", "progress")
+
+    def live_task_id(self, obj: TerraformRun) -> str:
+        return obj.current_task_id
 
     def has_apply_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(APPLY_PERM)
@@ -355,12 +464,17 @@ class TerraformRunAdmin(ImmutableAdminMixin, admin.ModelAdmin):
                 level=messages.ERROR,
             )
             return
-        _report(
-            self,
-            request,
-            lambda: services.run_approve(run=run, user=request.user),
-            f"{run}: approved; apply queued.",
-        )
+        if _report(self, request, lambda: services.run_approve(run=run, user=request.user)):
+            run.refresh_from_db(fields=["apply_task_id"])
+            self.message_user(
+                request,
+                format_html(
+                    '{}: approved; <a href="{}">apply job</a> queued.',
+                    run,
+                    reverse("workers:job-detail", args=[run.apply_task_id]),
+                ),
+                level=messages.SUCCESS,
+            )
 
     def get_urls(self) -> list[Any]:
         view = self.admin_site.admin_view
@@ -406,6 +520,12 @@ class TerraformRunAdmin(ImmutableAdminMixin, admin.ModelAdmin):
             "force_unlock_command": (
                 selectors.force_unlock_hint(run) if run is not None and run.state_lock else ""
             ),
+            "queue_position": selectors.run_queue_position(run=run) if run else 0,
+            "can_plan_again": run is not None
+            and run.is_finished
+            and run.kind != RunKind.DRIFT_CHECK
+            and self.has_plan_permission(request)
+            and (run.kind != RunKind.DESTROY or request.user.has_perm(DESTROY_PERM)),
             "can_approve": run is not None
             and run.state == RunState.PLANNED
             and not outdated

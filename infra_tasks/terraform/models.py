@@ -175,6 +175,8 @@ class TerraformRun(models.Model):
     state_lock = models.JSONField(null=True, blank=True)
     state_lock_checked_at = models.DateTimeField(null=True, blank=True)
     unlock_task_id = models.CharField(max_length=255, blank=True)
+    # What each resource will do (plan_changes.plan_changes), sensitive values already hidden.
+    plan_changes = models.JSONField(null=True, blank=True)
 
     # Who is at work on it, and the last sign of life: a redelivered message for a run in
     # progress on a worker that stopped beating must not start a second apply.

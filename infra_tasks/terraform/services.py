@@ -43,6 +43,7 @@ from infra_tasks.terraform.models import (
     TerraformSecret,
     TerraformWorkspace,
 )
+from infra_tasks.terraform.plan_changes import plan_changes
 from infra_tasks.terraform.secrets import SecretUnavailable, secrets_resolve
 from workers.enqueue import Requester, job_enqueue
 from workers.joblog import JobLogWriter
@@ -485,10 +486,11 @@ def _plan(run: TerraformRun, task_id: str) -> str | None:
         if shown is None:
             return _end_after_process(run_id, None, "terraform show could not read the saved plan.")
         summary = cli.plan_summary(shown)
+        changes = plan_changes(shown, redact=log.redactor)
         log.line(f"Plan saved: {summary}.")
 
         if run.kind == RunKind.DRIFT_CHECK:
-            _drift_found(run_id, workspace_id=workspace.pk, summary=summary)
+            _drift_found(run_id, workspace_id=workspace.pk, summary=summary, changes=changes)
             return RunState.DRIFTED
 
         saved = plan_file.read_bytes()
@@ -512,6 +514,7 @@ def _plan(run: TerraformRun, task_id: str) -> str | None:
             run.plan_key = plan_key
             run.plan_sha256 = configuration.sha256(saved)
             run.plan_summary = summary.as_dict()
+            run.plan_changes = changes
             run.config_sha256 = config_sha256
             run.bundle_key = bundle_key
             run.bundle_sha256 = bundle_sha256
@@ -915,7 +918,9 @@ def _plan_ended(run_id: int, state: RunState, message: str) -> None:
         _finish(run, state, message, plan_summary={"add": 0, "change": 0, "destroy": 0})
 
 
-def _drift_found(run_id: int, *, workspace_id: int, summary: cli.PlanSummary) -> None:
+def _drift_found(
+    run_id: int, *, workspace_id: int, summary: cli.PlanSummary, changes: dict[str, Any]
+) -> None:
     with transaction.atomic():
         run = _lock(TerraformRun.objects.get(pk=run_id))
         if run.state != RunState.PLANNING:
@@ -925,7 +930,13 @@ def _drift_found(run_id: int, *, workspace_id: int, summary: cli.PlanSummary) ->
         TerraformWorkspace.objects.filter(pk=workspace_id).update(
             drifted=True, drift_checked_at=timezone.now()
         )
-        _finish(run, RunState.DRIFTED, f"Drift: {summary}.", plan_summary=summary.as_dict())
+        _finish(
+            run,
+            RunState.DRIFTED,
+            f"Drift: {summary}.",
+            plan_summary=summary.as_dict(),
+            plan_changes=changes,
+        )
         if newly:
             transaction.on_commit(lambda: _drift_notify(workspace, summary))
 

@@ -1,5 +1,9 @@
 """Thin terraform tasks: take a run id, call a service. Routed to the `infra` queue, but for
-the lost-run check (workers/queues.py), which must run when every infra worker is gone."""
+the lost-run check (workers/queues.py), which must run when every infra worker is gone.
+
+A step that ends its run cancelled or failed ends its job the same way (REVOKED, FAILURE),
+so a job never reads SUCCESS for a run that did not succeed.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +11,37 @@ from typing import Any
 
 from celery import shared_task
 
-from infra_tasks.terraform import services
+from infra_tasks.terraform import selectors, services
+from infra_tasks.terraform.models import RunState
 from workers.enqueue import Requester
+from workers.outcomes import job_cancelled, job_failed
 
 
 @shared_task(bind=True)
 def terraform_plan(self: Any, run_id: int) -> str | None:
-    return services.run_plan_execute(
+    state = services.run_plan_execute(
         run_id=run_id, task_id=self.request.id, worker=self.request.hostname or ""
     )
+    return _job_end(self, run_id, state)
 
 
 @shared_task(bind=True)
 def terraform_apply(self: Any, run_id: int) -> str | None:
-    return services.run_apply_execute(
+    state = services.run_apply_execute(
         run_id=run_id, task_id=self.request.id, worker=self.request.hostname or ""
     )
+    return _job_end(self, run_id, state)
+
+
+def _job_end(task: Any, run_id: int, state: str | None) -> str | None:
+    if state not in (RunState.CANCELLED, RunState.FAILED, RunState.LOST):
+        return state
+    ended = selectors.run_ending_of_step(run_id=run_id, task_id=task.request.id)
+    if ended is None:
+        return state  # the run ended in a later step: this one went well
+    if state == RunState.CANCELLED:
+        job_cancelled(task, ended)
+    job_failed(task, ended)
 
 
 @shared_task(bind=True)

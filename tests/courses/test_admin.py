@@ -62,6 +62,8 @@ def test_uploading_in_the_admin_only_enqueues_and_the_job_names_the_user(
     assert not CoverVariant.objects.exists()
     job = Job.objects.get(task_id=course.cover_task_id)
     assert (job.queue, job.requester_label, job.requested_by) == ("media", user.username, user)
+    page = client.get(response["Location"]).content.decode()
+    assert f'(<a href="/ops/jobs/{course.cover_task_id}/">job and log</a>)' in page
 
 
 def test_change_page_shows_status_error_job_link_and_variant_previews(
@@ -90,6 +92,36 @@ def test_change_page_shows_status_error_job_link_and_variant_previews(
     assert 'src="/media/covers/variants/' in listing and "/bad/" not in listing
 
 
+def test_the_cover_section_follows_the_variants_until_they_are_made(
+    admin_client: Client, cover_jpeg: bytes, django_capture_on_commit_callbacks: Any
+) -> None:
+    course = make_course()
+    with django_capture_on_commit_callbacks(execute=True):
+        course_cover_set(
+            course_id=course.pk, upload=upload(cover_jpeg), requester=Requester.cli("t")
+        )
+    course.refresh_from_db()
+    url = f"/admin/courses/course/{course.pk}/cover/"
+
+    page = admin_client.get(f"/admin/courses/course/{course.pk}/change/").content.decode()
+    assert f'data-live-url="{url}" data-live-finished="0"' in page  # the page polls it
+    assert 'id="job-live"' in page  # and shows the variants job's log
+    pending = admin_client.get(url).json()
+    assert (pending["status"], pending["finished"]) == ("pending", False)
+    assert "Variants being made" in pending["html"] and "<img" not in pending["html"]
+
+    course_cover_variants_build(course_id=course.pk, source_hash=course.cover_sha256, task_id="a")
+    ready = admin_client.get(url).json()
+    assert (ready["status"], ready["finished"]) == ("ready", True)
+    assert ready["html"].count("<img ") == 4 and "w800-webp" in ready["html"]
+
+
+def test_the_cover_section_needs_the_view_permission(client: Client) -> None:
+    course = make_course()
+    client.force_login(staff("courses.view_enrolment"))
+    assert client.get(f"/admin/courses/course/{course.pk}/cover/").status_code == 403
+
+
 def regenerate(client: Client, *courses: Course) -> Any:
     return client.post(
         "/admin/courses/course/",
@@ -116,6 +148,7 @@ def test_regenerate_action_queues_jobs_for_courses_with_covers(
         response.content.decode()
     )
     with_cover.refresh_from_db()
+    assert f'<a href="/ops/jobs/{with_cover.cover_task_id}/">With</a>' in response.content.decode()
     assert Job.objects.get(task_id=with_cover.cover_task_id).requested_by == user
     assert TaskResult.objects.count() == 2
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -111,13 +112,39 @@ def test_detail_has_sections_lessons_and_variants_in_a_fixed_number_of_queries(
     assert "correct_option" not in str(data)
 
 
-def test_unpublished_or_unknown_courses_are_not_found(client: Client) -> None:
+def json_error(response: Any, status: int) -> str:
+    """The API's errors are JSON, like its answers: {"error": "..."} with the right status."""
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    error: str = json.loads(response.content)["error"]
+    return error
+
+
+def test_unpublished_or_unknown_courses_are_not_found_in_json(client: Client) -> None:
     make_course("draft", published=False)
-    assert client.get("/api/courses/draft/").status_code == 404
-    assert client.get("/api/courses/nope/").status_code == 404
+    assert (
+        json_error(client.get("/api/courses/draft/"), 404) == "No published course with that slug."
+    )
+    assert (
+        json_error(client.get("/api/courses/nope/"), 404) == "No published course with that slug."
+    )
+    assert json_error(client.get("/api/courses/?page=x"), 404) == "No such page."
+    assert "/api/courses/" in json_error(client.get("/api/lessons/"), 404)
 
 
-def test_the_api_is_read_only(client: Client) -> None:
+def test_the_api_is_read_only_and_says_so_in_json(client: Client) -> None:
     make_course("c")
-    assert client.post("/api/courses/").status_code == 405
-    assert client.delete("/api/courses/c/").status_code == 405
+    response = client.post("/api/courses/")
+    assert "use GET" in json_error(response, 405) and response["Allow"] == "GET, HEAD"
+    assert "DELETE is not allowed" in json_error(client.delete("/api/courses/c/"), 405)
+
+
+def test_a_server_error_under_the_api_is_answered_in_json() -> None:
+    from django.test import RequestFactory
+
+    from project.errors import server_error
+
+    api = server_error(RequestFactory().get("/api/courses/"))
+    assert json_error(api, 500) == "Server error; it has been logged."
+    page = server_error(RequestFactory().get("/admin/"))
+    assert page.status_code == 500 and page["Content-Type"].startswith("text/html")

@@ -118,7 +118,7 @@ def test_admin_job_list_shows_requester_and_queue_without_a_full_count(
         response = client.get(url)
     assert response.status_code == 200
     body = response.content.decode()
-    assert "user: carol" in body and ">default<" in body
+    assert "User: carol" in body and ">default<" in body
     assert "Run diagnostic job" in body
     counts = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"].upper()]
     assert counts and all("LIMIT" in sql.upper() for sql in counts)
@@ -132,7 +132,7 @@ def test_admin_job_page_has_the_live_log_panel(finished_job: TaskResult) -> None
     body = response.content.decode()
     assert 'id="job-log"' in body
     assert reverse("workers:job-log", args=["job-1"]) in body
-    assert "user: carol" in body
+    assert "User: carol" in body
 
 
 def test_job_detail_link_redirects_to_the_admin_page(finished_job: TaskResult) -> None:
@@ -147,3 +147,97 @@ def test_job_detail_link_redirects_to_the_admin_page(finished_job: TaskResult) -
 def test_healthz_answers_with_the_database_up() -> None:
     response = Client().get("/healthz/")
     assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+def job_at(status: str, *, started: float | None, done: float | None, **fields: object) -> str:
+    """A job record in `status`, started/done that many seconds after it was queued."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    task_id = f"job-{status.lower()}"
+    Job.objects.create(
+        task_id=task_id,
+        task_name="workers.tasks.run_diagnostic",
+        queue="default",
+        requester_kind=RequesterKind.USER,
+        requester_label="carol",
+    )
+    result = TaskResult.objects.create(
+        task_id=task_id, task_name="workers.tasks.run_diagnostic", status=status, **fields
+    )
+    created = timezone.now() - timedelta(seconds=30)
+    TaskResult.objects.filter(pk=result.pk).update(
+        date_created=created,
+        date_started=created + timedelta(seconds=started) if started is not None else None,
+        # django-celery-results stamps date_done on every save, finished or not.
+        date_done=created + timedelta(seconds=done) if done is not None else created,
+    )
+    return task_id
+
+
+def poll(task_id: str) -> dict[str, object]:
+    admin = get_user_model().objects.create_superuser("root", password="pw-123456")
+    response = client_for(admin).get(reverse("workers:job-log", args=[task_id]))
+    assert response.status_code == 200
+    data: dict[str, object] = response.json()
+    return data
+
+
+def test_a_queued_job_reads_queued_with_no_end_time_though_its_row_has_one() -> None:
+    data = poll(job_at("PENDING", started=None, done=None))
+    html = str(data["summary_html"])
+    assert data["status"] == "PENDING" and not data["finished"]
+    assert "Queued (PENDING)" in html and "waiting for" in html
+    assert "Finished" not in html and 'id="job-finished-at"' not in html
+
+
+def test_a_running_job_reads_running_for_never_a_negative_duration() -> None:
+    # As the result backend leaves it: date_done (the last save) before date_started.
+    data = poll(job_at("STARTED", started=10, done=5, worker="w1@host"))
+    html = str(data["summary_html"])
+    assert "Running (STARTED)" in html and "w1@host" in html
+    assert '<td id="job-duration">running for 2' in html  # ~20 s since it started
+    assert "Finished" not in html
+
+
+def test_a_finished_job_reads_its_duration_end_result_and_what_it_was_for() -> None:
+    run = DiagnosticRun.objects.create(task_id="job-success", state=DiagnosticRun.State.SUCCEEDED)
+    data = poll(job_at("SUCCESS", started=2, done=6.5, result='{"lines": 300}'))
+    html = str(data["summary_html"])
+    assert data["finished"] and data["result"] == '{\n  "lines": 300\n}'
+    assert "Succeeded (SUCCESS)" in html and 'id="job-finished-at"' in html
+    assert '<td id="job-duration">4.5 s</td>' in html
+    assert f'href="{reverse("admin:workers_diagnosticrun_change", args=[run.pk])}"' in html
+    assert '<strong id="job-subject-state">Succeeded</strong>' in html
+
+
+def test_a_cancelled_job_reads_cancelled_with_the_reason() -> None:
+    reason = '{"exc_type": "TaskRevokedError", "exc_message": ["Cancelled by grace."]}'
+    data = poll(job_at("REVOKED", started=1, done=3, result=reason))
+    html = str(data["summary_html"])
+    assert data["finished"] and data["error"] == "Cancelled by grace."
+    assert "Cancelled (REVOKED)" in html and "SUCCESS" not in html
+
+
+def test_a_failed_job_reads_its_error_and_keeps_the_traceback_folded() -> None:
+    error = '{"exc_type": "DiagnosticFailure", "exc_message": ["asked to fail"]}'
+    data = poll(job_at("FAILURE", started=1, done=2, result=error, traceback="Traceback ..."))
+    html = str(data["summary_html"])
+    assert data["error"] == "DiagnosticFailure: asked to fail"
+    assert "<details><summary>Traceback</summary>" in html
+
+
+def test_the_job_page_is_not_named_after_the_state_it_had_at_page_load() -> None:
+    task_id = job_at("PENDING", started=None, done=None)
+    admin = get_user_model().objects.create_superuser("root", password="pw-123456")
+    result = TaskResult.objects.get(task_id=task_id)
+    page = client_for(admin).get(
+        reverse("admin:django_celery_results_taskresult_change", args=[result.pk])
+    )
+    body = page.content.decode()
+    assert "(PENDING)" not in body.replace("Queued (PENDING)", "")
+    assert f"run_diagnostic {task_id}" in body
+    # Fields that change while the job runs are only in the live summary.
+    for frozen in ("Completed DateTime", "Result Data", "Task State"):
+        assert frozen not in body

@@ -4,6 +4,7 @@ that each queue a job."""
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -129,8 +130,11 @@ def test_keep_running_until_asks_for_a_time_then_queues_a_start(sqs_queues: AwsE
     form_page = operator.post(reverse(CHANGELIST), data)
     assert form_page.status_code == 200
     assert "Keep running" in form_page.content.decode()
+    assert "Local time in Europe/Warsaw" in form_page.content.decode()
 
-    until = timezone.localtime(timezone.now() + timedelta(days=1)).replace(second=0, microsecond=0)
+    # The time typed is read in the zone of the database's schedule, not the site's (UTC).
+    warsaw = ZoneInfo("Europe/Warsaw")
+    until = (timezone.now() + timedelta(days=1)).astimezone(warsaw).replace(second=0, microsecond=0)
     done = operator.post(
         reverse(CHANGELIST), {**data, "apply": "1", "until": until.strftime("%Y-%m-%dT%H:%M")}
     )
@@ -139,6 +143,38 @@ def test_keep_running_until_asks_for_a_time_then_queues_a_start(sqs_queues: AwsE
     database.refresh_from_db()
     assert database.keep_running_until == until
     assert DatabaseAction.objects.get(database=database).action == "start"
+
+
+def test_keep_running_until_a_past_time_keeps_the_form_with_the_error(
+    sqs_queues: AwsEndpoint,
+) -> None:
+    database = register("too-late")
+    operator = staff("rds.view_manageddatabase", "rds.operate_manageddatabase")
+    data = {"action": "keep_running_until", "_selected_action": [database.pk], "apply": "1"}
+
+    response = operator.post(reverse(CHANGELIST), {**data, "until": "2020-01-01T10:00"})
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "2020-01-01 10:00 Europe/Warsaw has passed" in page
+    assert 'value="2020-01-01T10:00"' in page
+    assert not DatabaseAction.objects.exists()
+    database.refresh_from_db()
+    assert database.keep_running_until is None
+
+
+def test_action_messages_link_the_action_record_and_its_job(sqs_queues: AwsEndpoint) -> None:
+    database = register("linked-stop")
+    operator = staff("rds.view_manageddatabase", "rds.operate_manageddatabase")
+
+    response = operator.post(
+        reverse(CHANGELIST), {"action": "stop_now", "_selected_action": [database.pk]}, follow=True
+    )
+
+    action = DatabaseAction.objects.get()
+    page = response.content.decode()
+    assert f'href="{reverse("admin:rds_databaseaction_change", args=[action.pk])}"' in page
+    assert f'href="{reverse("workers:job-detail", args=[action.task_id])}">job and log' in page
 
 
 def test_non_staff_cannot_reach_the_admin() -> None:
@@ -208,3 +244,28 @@ def test_a_malformed_identifier_or_region_is_refused_in_the_form() -> None:
     errors = response.context["adminform"].form.errors
     assert set(errors) == {"identifier", "region"}
     assert not ManagedDatabase.objects.exists()
+
+
+def test_an_action_page_shows_its_job_live_and_its_own_fields_once_the_job_expired() -> None:
+    from django_celery_results.models import TaskResult
+
+    database = register("watched")
+    action = DatabaseAction.objects.create(
+        database=database, action="stop", origin="cli: t", task_id="t-1", state="running"
+    )
+    TaskResult.objects.create(
+        task_id="t-1", task_name="infra_tasks.rds.tasks.execute_database_action", status="STARTED"
+    )
+    client = staff("rds.view_databaseaction", "django_celery_results.view_taskresult")
+    url = reverse("admin:rds_databaseaction_change", args=[action.pk])
+
+    live = client.get(url).content.decode()
+    assert 'id="job-live"' in live and 'data-reload-on-end="1"' in live
+    assert '<strong id="job-subject-state">Running</strong>' in live
+    # The form below does not repeat, frozen, what the live summary shows.
+    assert "field-state" not in live and "field-message" not in live
+    assert f'href="{reverse("workers:job-detail", args=["t-1"])}"' in live
+
+    TaskResult.objects.all().delete()  # results expire after JOB_RESULT_EXPIRES_DAYS
+    expired = client.get(url).content.decode()
+    assert "field-state" in expired and "No record of this job" in expired

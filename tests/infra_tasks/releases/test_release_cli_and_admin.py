@@ -147,3 +147,32 @@ def test_admin_previews_the_plan_then_queues_the_release_as_the_user(
     assert b"0005_fail" in page.content and b'name="_save"' not in page.content
     assert client.get(reverse("admin:releases_release_add")).status_code == 403
     assert client.get(reverse("admin:releases_release_delete", args=[record.pk])).status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("allow_unsafe", "findings", "shown"),
+    [
+        (False, [], "not allowed (the default)"),
+        # The dev stack's bootstrap: allowed, yet nothing unsafe was pending.
+        (True, [], "allowed, and not needed: nothing backward-incompatible was pending"),
+        (
+            True,
+            [{"migration": "m", "operation": "RemoveField", "reason": "old code reads it"}],
+            "allowed for the 1 operation(s) listed below",
+        ),
+    ],
+)
+def test_the_release_page_says_whether_allowing_unsafe_migrations_mattered(
+    allow_unsafe: bool, findings: list[dict[str, str]], shown: str
+) -> None:
+    release = Release.objects.create(
+        version="v1",
+        requester_kind=RequesterKind.CLI,
+        requester_label="manage.py release --run-here",
+        allow_unsafe=allow_unsafe,
+        unsafe_findings=findings,
+    )
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root"))
+    page = client.get(reverse("admin:releases_release_change", args=[release.pk]))
+    assert shown in page.content.decode()

@@ -20,6 +20,7 @@ from infra_tasks.terraform.selectors import (
     workspace_configuration_digest,
 )
 from infra_tasks.terraform.services import RunError, run_approve, run_cancel, run_request
+from tests.support.html_checks import html_problems
 from tests.support.servers import AwsEndpoint
 from workers.enqueue import Requester
 from workers.models import Job
@@ -80,23 +81,32 @@ def test_destroy_needs_its_permission_and_the_typed_workspace_name(
     sqs_queues: AwsEndpoint, make_workspace: MakeWorkspace
 ) -> None:
     workspace = make_workspace()
-    data = {"action": "plan_destroy", "_selected_action": [workspace.pk]}
+    destroy_url = reverse("admin:terraform_workspace_destroy", args=[workspace.pk])
 
     planner = client_for(staff("planner", "plan_terraformworkspace"))
-    planner.post(reverse(CHANGELIST), {**data, "confirm_name": workspace.name})
+    assert planner.post(destroy_url, {"confirm_name": workspace.name}).status_code == 403
     assert not TerraformRun.objects.exists()
 
     destroyer = client_for(staff("destroyer", "destroy_terraformworkspace"))
-    form = destroyer.post(reverse(CHANGELIST), data)
+    # The list action leads to the same confirmation page as the workspace page's link.
+    chosen = destroyer.post(
+        reverse(CHANGELIST), {"action": "plan_destroy", "_selected_action": [workspace.pk]}
+    )
+    assert chosen.status_code == 302 and chosen["Location"] == destroy_url
+    form = destroyer.get(destroy_url)
     assert form.status_code == 200 and b"Type the workspace name to confirm" in form.content
     assert not TerraformRun.objects.exists()
 
-    wrong = destroyer.post(reverse(CHANGELIST), {**data, "confirm_name": "production"})
-    assert b"not the workspace" in wrong.content
+    wrong = destroyer.post(destroy_url, {"confirm_name": "production"})
+    assert wrong.status_code == 200 and b"not the workspace" in wrong.content
+    assert b'value="production"' in wrong.content, "what was typed stays in the field"
     assert not TerraformRun.objects.exists()
 
-    destroyer.post(reverse(CHANGELIST), {**data, "confirm_name": workspace.name})
-    assert TerraformRun.objects.get().kind == RunKind.DESTROY
+    done = destroyer.post(destroy_url, {"confirm_name": workspace.name})
+    run = TerraformRun.objects.get()
+    assert run.kind == RunKind.DESTROY
+    assert done.status_code == 302
+    assert done["Location"] == reverse("admin:terraform_terraformrun_change", args=[run.pk])
 
 
 def test_approval_needs_the_apply_permission_and_destroy_approval_the_destroy_one(
@@ -318,3 +328,86 @@ def test_a_workspace_keeps_its_name_once_created(make_workspace: MakeWorkspace) 
     assert 'name="name"' not in page.content.decode(), "the name keys its state: read-only"
     add = client_for(admin).get(reverse("admin:terraform_terraformworkspace_add"))
     assert 'name="name"' in add.content.decode()
+
+
+def test_run_page_buttons_are_forms_of_their_own_outside_the_change_form(
+    make_workspace: MakeWorkspace,
+) -> None:
+    workspace = make_workspace()
+    alice = staff("alice", "plan_terraformworkspace", "apply_terraformworkspace")
+    run = planned_run(workspace, alice)
+
+    html = client_for(alice).get(reverse("admin:terraform_terraformrun_change", args=[run.pk]))
+    page = html.content.decode()
+
+    # A form inside the change form is dropped by browsers: its button posts the outer one.
+    assert html_problems(page) == []
+    approve = reverse("admin:terraform_run_do", args=[run.pk, "approve"])
+    assert page.index(f'action="{approve}"') < page.index('id="terraformrun_form"')
+
+
+def test_workspace_page_plan_button_queues_a_run_and_opens_the_run(
+    sqs_queues: AwsEndpoint, make_workspace: MakeWorkspace
+) -> None:
+    workspace = make_workspace()
+    plan_url = reverse("admin:terraform_workspace_plan", args=[workspace.pk])
+    viewer = client_for(staff("viewer"))
+    page = viewer.get(reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk]))
+    assert plan_url not in page.content.decode(), "no Plan button without the permission"
+    assert viewer.post(plan_url).status_code == 403
+    assert not TerraformRun.objects.exists()
+
+    planner = client_for(staff("planner", "plan_terraformworkspace", "change_terraformworkspace"))
+    page = planner.get(reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk]))
+    assert (
+        f'action="{plan_url}"' in page.content.decode()
+        and html_problems(page.content.decode()) == []
+    )
+    assert planner.get(plan_url).status_code == 405, "queueing needs a POST"
+
+    response = planner.post(plan_url, follow=True)
+    run = TerraformRun.objects.get()
+    run_url = reverse("admin:terraform_terraformrun_change", args=[run.pk])
+    assert response.redirect_chain == [(run_url, 302)]
+    assert f'requested as <a href="{run_url}">run #{run.pk}</a>' in response.content.decode()
+
+
+def test_run_page_shows_the_structured_plan(make_workspace: MakeWorkspace) -> None:
+    workspace = make_workspace()
+    alice = staff("alice", "plan_terraformworkspace")
+    run = planned_run(workspace, alice)
+    run.plan_changes = {
+        "resources": [
+            {
+                "address": "aws_db_instance.main",
+                "action": "replace",
+                "reason": "must be replaced",
+                "attributes": [
+                    {
+                        "name": "engine_version",
+                        "before": '"15.4"',
+                        "after": '"16.1"',
+                        "forces_replacement": True,
+                    },
+                    {
+                        "name": "password",
+                        "before": "(sensitive value)",
+                        "after": "(sensitive value)",
+                        "forces_replacement": False,
+                    },
+                ],
+            }
+        ],
+        "outputs": [
+            {"address": "output.endpoint", "action": "update", "before": '"a"', "after": None}
+        ],
+        "omitted": 0,
+    }
+    run.save()
+
+    page = client_for(alice).get(reverse("admin:terraform_terraformrun_change", args=[run.pk]))
+    html = page.content.decode()
+    assert 'data-address="aws_db_instance.main" data-action="replace"' in html
+    assert "&quot;15.4&quot;</td>" in html and "&quot;16.1&quot;</td>" in html
+    assert "forces replacement" in html and "(sensitive value)" in html
+    assert 'data-address="output.endpoint"' in html

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import IntegrityError
+from django_celery_results.models import TaskResult
 
 from infra_tasks.terraform import remote
 from infra_tasks.terraform.models import (
@@ -75,6 +76,16 @@ def lock_object(aws: AwsEndpoint, workspace: TerraformWorkspace) -> bytes | None
     return s3_objects(aws, key).get(key)
 
 
+def job_ended(task_id: str, status: str) -> TaskResult:
+    """The job's result once it reads `status` (the run is recorded before its task returns)."""
+    wait_until(
+        lambda: TaskResult.objects.filter(task_id=task_id, status=status).exists(),
+        timeout=30,
+        message=f"job {task_id} to end {status}",
+    )
+    return TaskResult.objects.get(task_id=task_id)
+
+
 def test_plan_then_approval_applies_the_saved_plan_with_progress_and_outputs(
     worker: WorkerProcess, aws: AwsEndpoint, make_workspace: MakeWorkspace
 ) -> None:
@@ -96,6 +107,24 @@ def test_plan_then_approval_applies_the_saved_plan_with_progress_and_outputs(
     assert run.state_key == state_key and len(run.config_sha256) == 64
     assert run.plan_inputs == {"variables": {}, "secrets": {}}
     assert state_key not in s3_objects(aws, state_key), "a plan changes no state"
+    # The structured plan, as the run page shows it: each resource and what it will get.
+    assert run.plan_changes is not None
+    resources = {r["address"]: r for r in run.plan_changes["resources"]}
+    assert {address: r["action"] for address, r in resources.items()} == {
+        "terraform_data.first": "create",
+        "terraform_data.second": "create",
+        "terraform_data.slow": "create",
+    }
+    first = {
+        a["name"]: (a["before"], a["after"])
+        for a in resources["terraform_data.first"]["attributes"]
+    }
+    assert first["input"] == (None, '"hello"')
+    assert first["id"] == (None, "(known after apply)")
+    assert {o["address"]: o["after"] for o in run.plan_changes["outputs"]} == {
+        "output.greeting": "(known after apply)",
+        "output.token": "(sensitive value)",
+    }
 
     run_approve(run=run, user=bob)
     wait_state(run, RunState.APPLIED, RunState.FAILED)
@@ -113,6 +142,8 @@ def test_plan_then_approval_applies_the_saved_plan_with_progress_and_outputs(
     assert run.plan_key not in s3_objects(aws, run.plan_key), "an applied plan is removed"
     assert run.bundle_key in s3_objects(aws, run.bundle_key), "the bundle stays for the record"
     assert list(Path(settings.TERRAFORM_WORK_DIR).iterdir()) == [], "step directories go"
+    assert job_ended(run.plan_task_id, "SUCCESS").result == '"planned"'
+    assert job_ended(run.apply_task_id, "SUCCESS").result == '"applied"'
 
 
 def test_plan_of_an_up_to_date_workspace_ends_as_no_changes(
@@ -138,6 +169,9 @@ def test_a_stale_plan_is_refused_and_nothing_is_applied(
     assert run.state == RunState.FAILED
     assert "stale" in run.message and "queue a new plan" in run.message
     assert "Error: Saved plan is stale" in log_of(run.apply_task_id)
+    # The apply failed, and its job says so; the plan step itself went well.
+    assert "queue a new plan" in job_ended(run.apply_task_id, "FAILURE").result
+    assert job_ended(run.plan_task_id, "SUCCESS").result == '"planned"'
     outputs = json.loads(terraform_outside(workspace, "output", "-json"))
     assert outputs["greeting"]["value"] == "by-hand"
 
@@ -197,6 +231,9 @@ def test_cancel_mid_apply_interrupts_terraform_releases_the_lock_and_a_new_plan_
     assert "sending SIGINT" in "\n".join(log_of(run.apply_task_id))
     assert "terraform_data.slow: (local-exec): slow step done" not in log_of(run.apply_task_id)
     assert lock_object(aws, workspace) is None
+    # A cancelled apply's job reads cancelled (REVOKED), never SUCCESS.
+    revoked = job_ended(run.apply_task_id, "REVOKED")
+    assert "Cancelled by grace" in revoked.result and revoked.worker
 
     # The interrupted resource is planned again; the state is usable, not locked.
     workspace.variables = {"sleep_seconds": 0}
@@ -313,6 +350,7 @@ def test_a_missing_secret_fails_the_run_naming_the_reference(
     run = wait_state(plan(workspace, user("rupert")), RunState.FAILED, RunState.PLANNED)
     assert run.state == RunState.FAILED
     assert "'/nope'" in run.message and "ParameterNotFound" in run.message
+    assert "'/nope'" in job_ended(run.plan_task_id, "FAILURE").result
 
 
 def test_drift_check_flags_a_change_made_outside_terraform_and_emails_staff(

@@ -1,14 +1,21 @@
-// Polls the job's log endpoint and appends new lines while the job runs; stops once the
-// job has finished and its last lines are shown.
+// The live job panel (workers/job_live.html): polls the job's log endpoint, appends new log
+// lines and redraws the summary from the same answer, so the state, duration, result and
+// log never disagree. Stops once the job has ended and its last lines are shown; a page
+// that asks for it (data-reload-on-end) is reloaded once when the job ends while watched.
+// When nothing more will change (no poll, no reload to come) the panel says so with
+// data-settled="1".
 (function () {
   "use strict";
+  const root = document.getElementById("job-live");
+  if (!root) { return; }
   const pre = document.getElementById("job-log");
-  if (!pre) { return; }
-  const statusEl = document.getElementById("job-live-status");
-  const progress = document.getElementById("job-progress");
-  const progressText = document.getElementById("job-progress-text");
-  const url = pre.dataset.url;
+  const summary = document.getElementById("job-summary");
+  const note = document.getElementById("job-poll-note");
+  const url = root.dataset.url;
+  const endedBeforeLoad = root.dataset.finished === "1";
+  const reloadOnEnd = root.dataset.reloadOnEnd === "1";
   let next = 0;
+  let shownSummary = null;
   let timer = null;
 
   function render(data) {
@@ -18,35 +25,35 @@
       if (atBottom) { pre.scrollTop = pre.scrollHeight; }
     }
     next = data.next;
-    statusEl.textContent = data.status + (data.worker ? " on " + data.worker : "");
-    statusEl.dataset.status = data.status;
-    if (data.finished && !document.getElementById("job-outcome")) {
-      const outcome = document.createElement("pre");
-      outcome.id = "job-outcome";
-      outcome.textContent = data.traceback ? data.traceback : "Result: " + data.result;
-      pre.after(outcome);
+    if (data.summary_html !== shownSummary) {
+      summary.innerHTML = data.summary_html;
+      shownSummary = data.summary_html;
     }
-    if (data.progress) {
-      progress.hidden = false;
-      progress.max = data.progress.total;
-      progress.value = data.progress.done;
-      progressText.textContent = data.progress.done + " / " + data.progress.total;
-    }
+    root.dataset.status = data.status;
+    note.textContent = "";
   }
 
   async function poll() {
     try {
       const response = await fetch(url + "?since=" + next, { credentials: "same-origin" });
       if (!response.ok) {
-        statusEl.textContent = "Log unavailable (HTTP " + response.status + ")";
+        note.textContent = "Log unavailable (HTTP " + response.status + ")";
         return;
       }
       const data = await response.json();
       render(data);
       // Keep reading until the finished job's log is drained.
-      if (data.finished && data.lines.length === 0) { return; }
+      if (data.finished && data.lines.length === 0) {
+        root.dataset.finished = "1";
+        if (reloadOnEnd && !endedBeforeLoad) {
+          window.location.reload();
+        } else {
+          root.dataset.settled = "1";
+        }
+        return;
+      }
     } catch (err) {
-      statusEl.textContent = "Connection lost; retrying…";
+      note.textContent = "Connection lost; retrying…";
     }
     timer = setTimeout(poll, 500);
   }

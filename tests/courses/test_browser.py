@@ -1,0 +1,56 @@
+"""Covers in a real headless Chromium: upload a cover on the course's page and watch its
+variants appear there, without reloading it."""
+
+from __future__ import annotations
+
+import pytest
+
+from courses.models import Course
+from tests.courses.conftest import make_course
+from tests.support.browser import Tour, wait_for
+from workers.enqueue import Requester
+from workers.models import DiagnosticRun
+from workers.services import diagnostic_run_start
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_a_cover_uploaded_on_the_course_page_gets_its_variants_shown_without_a_reload(
+    tour: Tour, cover_jpeg: bytes
+) -> None:
+    from playwright.sync_api import expect
+
+    page = tour.page
+    course = make_course("photography")
+    # Both of the worker's processes are busy for a few seconds, so the page is certainly
+    # on screen while the variants are still being made.
+    for _ in range(2):
+        diagnostic_run_start(requester=Requester.cli("test"), lines=40, duration_seconds=6)
+    wait_for(lambda: DiagnosticRun.objects.filter(state="running").count() == 2, page)
+
+    page.locator("#courses-course").get_by_role("link", name="Courses").click()
+    page.locator("#result_list").get_by_role("link", name=course.title).click()
+    page.set_input_files(
+        "#id_new_cover",
+        files=[{"name": "photo.jpg", "mimeType": "image/jpeg", "buffer": cover_jpeg}],
+    )
+    with tour.submitted(302):
+        page.click("input[name=_continue]")
+
+    course.refresh_from_db()
+    expect(page.locator("ul.messagelist")).to_contain_text("its variants are being made")
+    expect(
+        page.locator("ul.messagelist").get_by_role("link", name="job and log")
+    ).to_have_attribute("href", f"/ops/jobs/{course.cover_task_id}/")
+    expect(page.locator("#cover-status")).to_have_text("Variants being made")
+    pages_loaded, url = len(tour.documents), page.url
+    tour.screenshot("course-cover-pending")
+
+    expect(page.locator("#cover-variants img")).to_have_count(4, timeout=90_000)
+    expect(page.locator("#cover-status")).to_have_text("Ready")
+    expect(page.locator("#cover-variants")).to_contain_text("w800-webp")
+    expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)")
+    assert len(tour.documents) == pages_loaded and page.url == url, "no page was loaded"
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.READY
+    tour.assert_pages_sound()

@@ -1,0 +1,54 @@
+"""Releases in a real headless Chromium, clicking what is on screen: Run pending migrations
+from the Jobs home, its preview, the job's live page, and the release record with its log."""
+
+from __future__ import annotations
+
+import pytest
+
+from infra_tasks.releases.models import Release, ReleaseState
+from tests.infra_tasks.releases.support import probe_applied, probe_at
+from tests.support.browser import Tour
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("probe_restored"),
+]
+
+
+def test_run_pending_migrations_previews_the_plan_then_follows_the_release_to_its_log(
+    tour: Tour,
+) -> None:
+    from playwright.sync_api import expect
+
+    page = tour.page
+    probe_at("0002")
+
+    page.locator("#start-here").get_by_role("link", name="Run pending migrations").click()
+    plan = page.locator("#release-plan")
+    for name in ("0003_widget_colour", "0004_hold", "0005_fail"):
+        expect(plan).to_contain_text(name)
+    assert not Release.objects.exists(), "previewing queues nothing"
+    page.fill("#id_version", "browser-1")
+    with tour.submitted(302):
+        page.get_by_role("button", name="Run the release").click()
+
+    release = Release.objects.get(version="browser-1")
+    expect(page.locator("ul.messagelist")).to_contain_text(
+        f"Release browser-1 queued as job {release.task_id}"
+    )
+    expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)", timeout=90_000)
+    expect(page.locator("#job-subject-state")).to_have_text("Succeeded")
+    expect(page.locator("#job-log")).to_contain_text("release_probe.0005_fail")
+    release.refresh_from_db()
+    assert (release.state, release.applied) == (ReleaseState.SUCCEEDED, 3)
+    assert probe_applied()[-1] == "0005_fail"
+
+    # The release record: its job's summary and log inline, and its plan.
+    page.locator("#job-subject").click()
+    expect(page.locator(".breadcrumbs")).to_contain_text("browser-1")
+    expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)")
+    expect(page.locator("#job-log")).to_contain_text("release_probe.0005_fail")
+    expect(page.locator("#content-main")).to_contain_text("not allowed (the default)")
+    expect(page.locator("#content-main table").last).to_contain_text("0003_widget_colour")
+    tour.assert_pages_sound()

@@ -1,0 +1,102 @@
+"""The admin site: /admin/ is the Jobs home, the apps are grouped by what a person does,
+and a person sees only the jobs, places and starts their permissions allow."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django_celery_results.models import TaskResult
+
+from workers.models import Job, RequesterKind
+
+pytestmark = pytest.mark.django_db
+
+
+def staff(*perms: str) -> User:
+    user = get_user_model().objects.create_user("pat", is_staff=True)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return user
+
+
+def home(user: User) -> str:
+    client = Client()
+    client.force_login(user)
+    response = client.get("/admin/")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def captions(page: str) -> list[str]:
+    return re.findall(r'<caption>\s*<a href="[^"]*" class="section"[^>]*>([^<]+)</a>', page)
+
+
+def test_admin_index_is_the_jobs_home_with_recent_jobs_buttons_and_places(
+    settings: object,
+) -> None:
+    settings.FLOWER_URL = "https://flower.example.com/"  # type: ignore[attr-defined]
+    Job.objects.create(
+        task_id="t-1",
+        task_name="infra_tasks.terraform.tasks.terraform_apply",
+        queue="infra",
+        requester_kind=RequesterKind.USER,
+        requester_label="carol",
+    )
+    TaskResult.objects.create(
+        task_id="t-1", task_name="infra_tasks.terraform.tasks.terraform_apply", status="REVOKED"
+    )
+    page = home(get_user_model().objects.create_superuser("root"))
+
+    assert "<h1>Jobs home</h1>" in page
+    row = re.search(r'<tr data-task-id="t-1">(.*?)</tr>', page, re.S)
+    assert row is not None
+    cells = [
+        re.sub(r"<[^>]+>", "", cell).strip()
+        for cell in re.findall(r"<td[^>]*>(.*?)</td>", row[1], re.S)
+    ]
+    assert cells[:4] == ["terraform_apply", "Terraform", "Cancelled (REVOKED)", "User: carol"]
+    assert 'id="run-diagnostic"' in page and 'id="run-failing-diagnostic"' in page
+    for place, url in (
+        ("Operations", "/ops/operations/"),
+        ("Infrastructure", "/ops/infrastructure/"),
+        ("Flower", "https://flower.example.com/"),
+    ):
+        assert f'href="{url}" id="place-{place.lower()}"' in page
+    assert "View site" not in page
+    assert captions(page)[:5] == ["Jobs", "Terraform", "Databases", "Releases", "Courses"]
+    assert ">Jobs</a>" in page and ">Workspaces</a>" in page  # models named for people
+
+
+def test_a_person_sees_only_the_jobs_places_and_starts_they_may_use() -> None:
+    page = home(staff("rds.view_manageddatabase", "rds.operate_manageddatabase"))
+
+    assert 'id="recent-jobs"' not in page, "no permission to see jobs"
+    assert 'id="run-diagnostic"' not in page
+    assert "Operations" not in page and "Flower" not in page
+    assert "Stop or start a database" in page and "Plan a terraform workspace" not in page
+    assert captions(page) == ["Databases"]
+
+
+def test_each_apps_own_page_still_lists_that_app() -> None:
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root"))
+    page = client.get("/admin/terraform/").content.decode()
+    assert captions(page)[0] == "Terraform"
+    assert "Terraform runs" in page  # the app page keeps Django's model names
+
+
+def test_times_in_the_admin_name_their_zone() -> None:
+    TaskResult.objects.create(task_id="t-2", task_name="workers.tasks.run_diagnostic")
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root"))
+    page = client.get("/admin/django_celery_results/taskresult/").content.decode()
+    assert re.search(
+        r'<td class="field-date_created[^"]*">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</td>', page
+    )

@@ -1,0 +1,253 @@
+"""The admin site: /admin/ is the Jobs home, and the apps are grouped by what a person does.
+
+Django lists models by the library they come from ("Celery Results → Task results",
+"Periodic tasks → Crontabs"). A person comes to start or watch a job, run terraform, stop a
+database, release, or look after courses: the index and the side bar list those sections.
+A model no section names (a new app's) keeps its app's own group after them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.contrib import admin
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django.urls import NoReverseMatch, reverse
+from django_celery_results.models import TaskResult
+
+from workers import display
+
+RECENT_JOBS = 15
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    slug: str
+    # (app_label.ObjectName, the name shown; None keeps the model's own)
+    models: tuple[tuple[str, str | None], ...]
+
+
+SECTIONS = (
+    Section(
+        "Jobs",
+        "jobs",
+        (
+            ("django_celery_results.TaskResult", "Jobs"),
+            ("workers.DiagnosticRun", None),
+            ("workers.QueueDepth", "Queue depths"),
+            ("workers.WorkerHeartbeat", None),
+            ("django_celery_results.GroupResult", None),
+        ),
+    ),
+    Section(
+        "Terraform",
+        "terraform",
+        (("terraform.TerraformWorkspace", "Workspaces"), ("terraform.TerraformRun", "Runs")),
+    ),
+    Section(
+        "Databases",
+        "databases",
+        (
+            ("rds.ManagedDatabase", None),
+            ("rds.DatabaseAction", None),
+            ("rds.Divergence", None),
+        ),
+    ),
+    Section("Releases", "releases", (("releases.Release", "Releases (migrations)"),)),
+    Section(
+        "Courses",
+        "courses",
+        (
+            ("courses.Course", None),
+            ("courses.Section", None),
+            ("courses.Lesson", None),
+            ("courses.Enrolment", None),
+            ("courses.LessonCompletion", None),
+        ),
+    ),
+    Section(
+        "Infrastructure", "infrastructure", (("dashboard.EcsServiceSnapshot", "ECS services"),)
+    ),
+    Section(
+        "Schedules",
+        "schedules",
+        (
+            ("django_celery_beat.PeriodicTask", None),
+            ("django_celery_beat.CrontabSchedule", None),
+            ("django_celery_beat.IntervalSchedule", None),
+            ("django_celery_beat.ClockedSchedule", None),
+            ("django_celery_beat.SolarSchedule", None),
+        ),
+    ),
+    Section("Accounts", "accounts", (("auth.User", None), ("auth.Group", None))),
+)
+
+
+def app_list_grouped(app_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Django's app list regrouped into SECTIONS; models no section names stay in their app."""
+    by_label: dict[str, dict[str, Any]] = {}
+    for app in app_list:
+        for model in app["models"]:
+            by_label[model["model"]._meta.label] = model
+    placed: set[str] = set()
+    grouped = []
+    for section in SECTIONS:
+        models = []
+        for label, name in section.models:
+            model = by_label.get(label)
+            if model is None:
+                continue  # not registered, or this user may not see it
+            models.append({**model, "name": name or model["name"]})
+            placed.add(label)
+        if models:
+            grouped.append(
+                {
+                    "name": section.name,
+                    "app_label": section.slug,
+                    "app_url": next((m["admin_url"] for m in models if m["admin_url"]), ""),
+                    "has_module_perms": True,
+                    "models": models,
+                }
+            )
+    for app in app_list:
+        rest = [m for m in app["models"] if m["model"]._meta.label not in placed]
+        if rest:
+            grouped.append({**app, "models": rest})
+    return grouped
+
+
+@dataclass(frozen=True)
+class RecentJob:
+    task_id: str
+    url: str
+    name: str
+    family: str
+    status: str
+    state: str
+    requester: str
+    created_at: Any
+    duration: str
+
+
+@dataclass(frozen=True)
+class Link:
+    label: str
+    url: str
+    note: str
+
+
+class OpsqueueAdminSite(admin.AdminSite):
+    site_header = "opsqueue"
+    site_title = "opsqueue admin"
+    index_title = "Jobs home"
+    # There is no public site to view: the platform's pages are not part of opsqueue.
+    site_url = None
+    # A name of its own: an "admin/index.html" in an app is shadowed by Django's.
+    index_template = "admin/opsqueue/index.html"
+
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[Any]:
+        app_list = super().get_app_list(request, app_label)
+        # An app's own page (/admin/<app>/, the breadcrumbs' target) lists just that app.
+        return app_list if app_label else app_list_grouped(app_list)
+
+    def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        context = {
+            **(extra_context or {}),
+            "recent_jobs": self.recent_jobs(request),
+            "can_run_diagnostic": request.user.has_perm("workers.run_diagnostic"),
+            "jobs_url": reverse("admin:django_celery_results_taskresult_changelist"),
+            "places": self.places(request),
+            "starts": self.starts(request),
+        }
+        response: TemplateResponse = super().index(request, context)
+        return response
+
+    def recent_jobs(self, request: HttpRequest) -> list[RecentJob] | None:
+        """The latest jobs this user may see, through the jobs admin's own queryset and
+        permission checks (None: the user may not see jobs)."""
+        jobs_admin: Any = self._registry.get(TaskResult)
+        if jobs_admin is None or not jobs_admin.has_view_permission(request):
+            return None
+        rows = jobs_admin.get_queryset(request).order_by("-date_created")[:RECENT_JOBS]
+        return [
+            RecentJob(
+                task_id=row.task_id,
+                url=reverse("admin:django_celery_results_taskresult_change", args=[row.pk]),
+                name=display.task_short_name(row.task_name),
+                family=display.job_family(row.task_name),
+                status=row.status,
+                state=display.state_label(row.status),
+                requester=jobs_admin.requester(row),
+                created_at=row.date_created,
+                duration=jobs_admin.duration(row),
+            )
+            for row in rows
+        ]
+
+    def places(self, request: HttpRequest) -> list[Link]:
+        user = request.user
+        places = []
+        if user.has_perm("workers.view_operations"):
+            places.append(
+                Link(
+                    "Operations",
+                    reverse("workers:operations"),
+                    "queue depths, workers, failures and durations",
+                )
+            )
+        if user.has_perm("dashboard.view_dashboard"):
+            places.append(
+                Link(
+                    "Infrastructure",
+                    reverse("dashboard:infrastructure"),
+                    "managed databases, ECS services, latest terraform runs",
+                )
+            )
+        if settings.FLOWER_URL:
+            places.append(
+                Link("Flower", settings.FLOWER_URL, "live workers and tasks; revoke, pool size")
+            )
+        return places
+
+    def starts(self, request: HttpRequest) -> list[Link]:
+        """Where each kind of job is started, for the families this user may start."""
+        user = request.user
+        candidates = [
+            (
+                "terraform.plan_terraformworkspace",
+                "Plan a terraform workspace",
+                "admin:terraform_terraformworkspace_changelist",
+                "open a workspace, press Plan; approve the plan on its run page",
+            ),
+            (
+                "rds.operate_manageddatabase",
+                "Stop or start a database",
+                "admin:rds_manageddatabase_changelist",
+                "select databases, choose an action (stop, start, keep running until…)",
+            ),
+            (
+                "releases.run_release",
+                "Run pending migrations",
+                "admin:releases_release_run",
+                "preview the plan, then run it as a release",
+            ),
+            (
+                "courses.change_course",
+                "Upload a course cover",
+                "admin:courses_course_changelist",
+                "open a course, upload a cover; its variants appear on the page",
+            ),
+        ]
+        starts = []
+        for perm, label, url_name, note in candidates:
+            if not user.has_perm(perm):
+                continue
+            try:
+                starts.append(Link(label, reverse(url_name), note))
+            except NoReverseMatch:
+                continue
+        return starts

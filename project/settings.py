@@ -175,6 +175,11 @@ SQS_QUEUE_PREFIX = env.str("SQS_QUEUE_PREFIX", default="opsqueue-")
 SQS_QUEUE_URL_BASE = env.str("SQS_QUEUE_URL_BASE", default="")
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="sqs://")
+# kombu's SQS transport with a consumer loop that survives failed polls (kombu issue 1127);
+# "sqs" selects the stock one.
+CELERY_BROKER_TRANSPORT = env.str(
+    "CELERY_BROKER_TRANSPORT", default="workers.sqs_transport:Transport"
+)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "region": AWS_REGION,
     "queue_name_prefix": SQS_QUEUE_PREFIX,

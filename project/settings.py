@@ -288,6 +288,13 @@ INSTALLED_APPS += env.list("OPSQUEUE_EXTRA_APPS", default=[])
 CELERY_MONITOR_URL = env.str("CELERY_MONITOR_URL", default="")
 CELERY_WORKER_CONSUMER = "workers.monitoring:MonitoredConsumer"
 WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=15.0)
+# A consumer proves itself at every poll (at most wait time + polling interval + a request
+# timeout apart). Silent longer than this, the operations page calls its worker stalled;
+# silent longer than the second, the worker stops (exit code 3) for its supervisor to
+# replace it, and its liveness file goes stale for the container health check.
+WORKER_CONSUMER_STALLED_SECONDS = env.float("WORKER_CONSUMER_STALLED_SECONDS", default=60.0)
+WORKER_CONSUMER_EXIT_SECONDS = env.float("WORKER_CONSUMER_EXIT_SECONDS", default=180.0)
+WORKER_LIVENESS_FILE = env.str("WORKER_LIVENESS_FILE", default="")
 # Where people open Flower (behind its own login); the admin's Jobs home links it.
 FLOWER_URL = env.str("FLOWER_URL", default="")
 # The channel exists to carry events: task events are on whenever it is configured.

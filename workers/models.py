@@ -156,6 +156,12 @@ class WorkerHeartbeat(models.Model):
     )
     started_at = models.DateTimeField()
     last_seen_at = models.DateTimeField(db_index=True)
+    last_receive_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When its consumer last received from SQS (or skipped a poll, every slot "
+        "busy): the thread that writes this row can outlive a consumer that stopped.",
+    )
 
     class Meta:
         ordering = ["-last_seen_at"]

@@ -55,6 +55,8 @@ class QueueRow:
 class WorkerRow:
     heartbeat: WorkerHeartbeat
     online: bool
+    # Online, but its SQS consumer has not received for longer than polling allows.
+    stalled: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,10 +167,14 @@ def worker_rows(*, now: datetime) -> list[WorkerRow]:
     online_since = now - timedelta(
         seconds=settings.WORKER_HEARTBEAT_SECONDS * HEARTBEAT_MISSES_ALLOWED
     )
-    return [
-        WorkerRow(heartbeat, online=heartbeat.last_seen_at >= online_since)
-        for heartbeat in WorkerHeartbeat.objects.filter(last_seen_at__gte=now - timedelta(days=1))
-    ]
+    receiving_since = now - timedelta(seconds=settings.WORKER_CONSUMER_STALLED_SECONDS)
+    rows = []
+    for heartbeat in WorkerHeartbeat.objects.filter(last_seen_at__gte=now - timedelta(days=1)):
+        online = heartbeat.last_seen_at >= online_since
+        # A worker that never received counts from its start.
+        proof = heartbeat.last_receive_at or heartbeat.started_at
+        rows.append(WorkerRow(heartbeat, online=online, stalled=online and proof < receiving_since))
+    return rows
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,17 @@ def test_every_queue_has_exactly_one_worker_service_and_no_worker_reads_an_unkno
     assert set(worker_queues(template)) == set(QUEUES)
 
 
+def test_every_worker_container_is_replaced_when_its_consumer_stops_receiving(
+    template: Template,
+) -> None:
+    for service in template.services_running("worker"):
+        container = template.container(template.service_task_definition(service))
+        check = container["HealthCheck"]
+        assert check["Command"] == ["CMD", "python", "-m", "workers.liveness"]
+        # Failing for retries x interval: longer than the worker's own exit deadline would take.
+        assert check["Retries"] * check["Interval"] >= 60
+
+
 def test_workers_use_predefined_queues_at_the_accounts_sqs_url(template: Template) -> None:
     for role in APP_ROLES:
         for service in template.services_running(role):

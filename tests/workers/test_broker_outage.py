@@ -107,3 +107,49 @@ def test_every_worker_consumes_again_within_30s_of_sqs_coming_back(
     finally:
         for worker in workers.values():
             worker.stop()
+
+
+def test_a_worker_whose_consumer_stays_silent_exits_non_zero_and_its_liveness_goes_stale(
+    worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint, tmp_path: Path
+) -> None:
+    from workers.heartbeats import EXIT_CONSUMER_STALLED
+    from workers.liveness import consumer_alive
+    from workers.models import WorkerHeartbeat
+
+    prefix = new_queue_prefix()
+    _create_queues(endpoint, prefix)
+    liveness_file = tmp_path / "consuming"
+    worker = WorkerProcess(
+        env={
+            **worker_env,
+            "AWS_ENDPOINT_URL": endpoint.url,
+            "AWS_ENDPOINT_URL_SQS": endpoint.url,
+            "SQS_QUEUE_PREFIX": prefix,
+            "WORKER_HEARTBEAT_SECONDS": "0.5",
+            "WORKER_CONSUMER_EXIT_SECONDS": "5",
+            "WORKER_LIVENESS_FILE": str(liveness_file),
+        },
+        queues=["default"],
+        log_dir=run_dir,
+    )
+    try:
+        wait_until(
+            lambda: WorkerHeartbeat.objects.filter(
+                hostname=worker.hostname, last_receive_at__isnull=False
+            ).exists(),
+            timeout=30,
+            message="the heartbeat to record the consumer's receives",
+        )
+        wait_until(lambda: consumer_alive(str(liveness_file), 5), message="liveness file")
+
+        endpoint.halt()
+        wait_until(
+            lambda: worker.process.poll() is not None,
+            timeout=60,
+            message="the worker to stop once its consumer stayed silent",
+        )
+        assert worker.process.returncode == EXIT_CONSUMER_STALLED
+        assert "worker consumer silent for" in worker.log_text()
+        assert not consumer_alive(str(liveness_file), 5)
+    finally:
+        worker.stop()

@@ -174,6 +174,11 @@ SQS_QUEUE_PREFIX = env.str("SQS_QUEUE_PREFIX", default="opsqueue-")
 # e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/, and kombu never lists or creates.
 SQS_QUEUE_URL_BASE = env.str("SQS_QUEUE_URL_BASE", default="")
 
+# Every queue's visibility timeout. Short, so a job whose worker died is delivered again
+# within about this long; a worker extends what it holds every third of it (see
+# workers/visibility.py), so a long job is never delivered twice while its worker lives.
+SQS_VISIBILITY_TIMEOUT_SECONDS = env.int("SQS_VISIBILITY_TIMEOUT_SECONDS", default=90)
+
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="sqs://")
 # kombu's SQS transport with a consumer loop that survives failed polls (kombu issue 1127);
 # "sqs" selects the stock one.
@@ -187,9 +192,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # flight when a worker stops strands the messages it receives.
     "wait_time_seconds": env.int("SQS_WAIT_TIME_SECONDS", default=10),
     "polling_interval": env.float("SQS_POLLING_INTERVAL", default=1.0),
-    # Only used if kombu has to create a queue itself; our queues are created with
-    # per-queue timeouts by `manage.py sqs_queues` (dev) or CloudFormation (production).
-    "visibility_timeout": 300,
+    # Only used if kombu has to create a queue itself; our queues are created by
+    # `manage.py sqs_queues` (dev) or CloudFormation (production) with the same timeout.
+    "visibility_timeout": SQS_VISIBILITY_TIMEOUT_SECONDS,
     # Fail fast when the broker is unreachable so the request can report it.
     "client-config": {
         "connect_timeout": env.float("SQS_CONNECT_TIMEOUT", default=3.0),

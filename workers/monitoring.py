@@ -411,6 +411,7 @@ class MonitoredConsumer(Consumer):
             "workers.monitoring:Tasks",
             "workers.monitoring:Control",
             "workers.heartbeats:HeartbeatRecorder",
+            "workers.visibility:VisibilityExtender",
             "celery.worker.consumer.consumer:Evloop",
             "celery.worker.consumer.agent:Agent",
         ]

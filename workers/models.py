@@ -103,6 +103,8 @@ class DiagnosticRun(models.Model):
     task_id = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     summary = models.JSONField(null=True, blank=True)
+    # Why it failed when nothing in the run itself said so (its worker was lost).
+    error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -140,6 +142,33 @@ class QueueDepth(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue}: {self.visible} visible, {self.in_flight} in flight"
+
+
+class DeadLetterAction(models.Model):
+    """Who sent a dead letter back to its queue or discarded it, and when (the audit)."""
+
+    class Kind(models.TextChoices):
+        REDRIVE = "redrive", "Redriven to its queue"
+        DISCARD = "discard", "Discarded"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    queue = models.CharField(max_length=64)
+    message_id = models.CharField(max_length=128)
+    task_id = models.CharField(max_length=255, blank=True)
+    task_name = models.CharField(max_length=255, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept if the user is deleted later, so the audit trail survives.
+    username = models.CharField(max_length=150)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at"]
+        permissions = [("manage_dead_letters", "Can redrive or discard dead letters")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.queue} {self.message_id}"
 
 
 class WorkerHeartbeat(models.Model):

@@ -75,6 +75,13 @@ def diagnostic_run_execute(*, run_id: int, task_id: str) -> dict[str, Any] | Non
     return summary
 
 
+def diagnostic_run_mark_lost(*, task_id: str, reason: str) -> None:
+    """Its worker is gone and nobody took the job over: the run ends failed, saying why."""
+    DiagnosticRun.objects.filter(
+        task_id=task_id, state__in=(DiagnosticRun.State.QUEUED, DiagnosticRun.State.RUNNING)
+    ).update(state=DiagnosticRun.State.FAILED, error=reason, finished_at=timezone.now())
+
+
 def job_republish_unsent(*, older_than: timedelta = timedelta(minutes=1)) -> int:
     """Send jobs that were recorded but never reached the broker (their process died with
     them in its relay). Returns how many were sent; stops at the first broker failure."""

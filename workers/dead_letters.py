@@ -174,10 +174,10 @@ def _take(client: Any, url: str, message_id: str) -> dict[str, Any]:
             ).get("Messages", [])
             if not batch:
                 break
-            for message in batch:
-                if message["MessageId"] == message_id:
-                    return dict(message)
-                others.append(message["ReceiptHandle"])
+            wanted = [m for m in batch if m["MessageId"] == message_id]
+            others += [m["ReceiptHandle"] for m in batch if m["MessageId"] != message_id]
+            if wanted:
+                return dict(wanted[0])
         raise DeadLetterGone(f"message {message_id} is no longer in the dead-letter queue")
     finally:
         for receipt in others:

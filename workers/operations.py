@@ -12,20 +12,30 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q
 from django.db.models.functions import TruncHour
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_POST
 from django_celery_results.models import TaskResult
 
 from workers.charts import Bucket, Chart, timeline_chart
+from workers.dead_letters import (
+    DeadLetter,
+    DeadLetterGone,
+    dead_letter_discard,
+    dead_letter_redrive,
+    dead_letters_list,
+)
 from workers.models import QueueDepth, WorkerHeartbeat
 from workers.monitoring import monitor_url, redacted_url
 from workers.permissions import staff_permission_required
+from workers.queues import QUEUES
 
 STATES = ("PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
@@ -203,17 +213,63 @@ def operations_get(*, now: datetime | None = None) -> Operations:
     )
 
 
+@dataclass(frozen=True)
+class DeadLetterSection:
+    queue: str
+    letters: list[DeadLetter]
+    error: str = ""
+
+
+def dead_letter_sections(queues: list[QueueRow]) -> list[DeadLetterSection]:
+    """The messages of every dead-letter queue whose last sample counted any: SQS is asked
+    only about those, so the page costs no AWS call while every dead-letter queue is empty."""
+    sections = []
+    for row in queues:
+        if not row.depth.dead_letters:
+            continue
+        try:
+            sections.append(
+                DeadLetterSection(row.depth.queue, dead_letters_list(queue=row.depth.queue))
+            )
+        except (BotoCoreError, ClientError) as exc:
+            sections.append(DeadLetterSection(row.depth.queue, [], error=str(exc)[:300]))
+    return sections
+
+
 @require_GET
 @staff_permission_required("workers.view_operations")
 def operations_page(request: HttpRequest) -> HttpResponse:
+    ops = operations_get()
     return render(
         request,
         "admin/workers/operations.html",
         {
             **admin.site.each_context(request),
             "title": "Operations",
-            "ops": operations_get(),
+            "ops": ops,
+            "dead_letters": dead_letter_sections(ops.queues),
+            "can_manage_dead_letters": request.user.has_perm("workers.manage_dead_letters"),
             "heartbeat_seconds": settings.WORKER_HEARTBEAT_SECONDS,
             "flower_url": settings.FLOWER_URL,
         },
     )
+
+
+@require_POST
+@staff_permission_required("workers.manage_dead_letters")
+def dead_letter_act(request: HttpRequest, queue: str, message_id: str, action: str) -> HttpResponse:
+    """Redrive or discard one dead letter (the buttons beside it on the operations page)."""
+    act = {"redrive": dead_letter_redrive, "discard": dead_letter_discard}.get(action)
+    if act is None or queue not in QUEUES:
+        raise Http404
+    try:
+        record = act(queue=queue, message_id=message_id, user=request.user)
+    except DeadLetterGone as exc:
+        messages.warning(request, str(exc))
+    except (BotoCoreError, ClientError) as exc:
+        messages.error(request, f"SQS refused: {exc}")
+    else:
+        what = f"job {record.task_name} [{record.task_id}]" if record.task_id else "message"
+        done = "sent back to" if action == "redrive" else "discarded from"
+        messages.success(request, f"The {what} was {done} the {queue} queue.")
+    return HttpResponseRedirect(reverse("workers:operations") + "#dead-letters")

@@ -10,4 +10,9 @@ urlpatterns = [
     path("jobs/<str:task_id>/log/", views.job_log, name="job-log"),
     path("jobs/<str:task_id>/log.txt", views.job_log_download, name="job-log-download"),
     path("operations/", operations.operations_page, name="operations"),
+    path(
+        "operations/dead-letters/<str:queue>/<str:message_id>/<str:action>/",
+        operations.dead_letter_act,
+        name="dead-letter-act",
+    ),
 ]

@@ -4,13 +4,18 @@ staff see, redrive and discard what is in the dead-letter queues."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import pytest
-from django.test import override_settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.test import Client, override_settings
 from django_celery_results.models import TaskResult
 
 from tests.support.broker import publishing_to
+from tests.support.browser import Tour, wait_for
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
 from workers.dead_letters import REASON_ATTRIBUTE
 from workers.enqueue import Requester
@@ -20,12 +25,12 @@ from workers.services import diagnostic_run_start
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _queue_with_dlq(sqs: object, prefix: str, queue: str, visibility: int = 60) -> tuple[str, str]:
-    dlq_url = sqs.create_queue(QueueName=f"{prefix}{queue}-dlq")["QueueUrl"]  # type: ignore[attr-defined]
-    arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[  # type: ignore[attr-defined]
-        "Attributes"
-    ]["QueueArn"]
-    url = sqs.create_queue(  # type: ignore[attr-defined]
+def _queue_with_dlq(sqs: Any, prefix: str, queue: str, visibility: int = 60) -> tuple[str, str]:
+    dlq_url = sqs.create_queue(QueueName=f"{prefix}{queue}-dlq")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    url = sqs.create_queue(
         QueueName=f"{prefix}{queue}",
         Attributes={
             "VisibilityTimeout": str(visibility),
@@ -35,8 +40,15 @@ def _queue_with_dlq(sqs: object, prefix: str, queue: str, visibility: int = 60) 
     return url, dlq_url
 
 
-def _count(sqs: object, url: str) -> int:
-    attributes = sqs.get_queue_attributes(  # type: ignore[attr-defined]
+def _empty(sqs: Any, url: str) -> None:
+    # Not PurgeQueue: SQS allows one a minute per queue.
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        for message in batch:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _count(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(
         QueueUrl=url,
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
@@ -105,3 +117,83 @@ def test_a_job_whose_worker_is_gone_ends_failure_worker_lost_with_its_domain_row
     finally:
         worker.stop()
         sqs.purge_queue(QueueUrl=url)
+
+
+def _dead_letter_a_job_and_garbage(aws: AwsEndpoint) -> tuple[DiagnosticRun, str]:
+    """A real job's message and a garbage one in the session's default dead-letter queue,
+    sampled so the operations page looks at it. Returns the run and the queue's URL."""
+    from workers.broker import dead_letter_queue_name
+    from workers.queue_depths import queue_depths_record
+
+    sqs = aws.client("sqs")
+    prefix = new_queue_prefix()
+    holding = sqs.create_queue(QueueName=f"{prefix}default")["QueueUrl"]
+    with publishing_to(prefix):
+        run = diagnostic_run_start(requester=Requester.cli("test"), lines=3, duration_seconds=0.1)
+    body = sqs.receive_message(QueueUrl=holding, WaitTimeSeconds=5)["Messages"][0]["Body"]
+    sqs.delete_queue(QueueUrl=holding)
+    dlq = sqs.get_queue_url(QueueName=dead_letter_queue_name("default"))["QueueUrl"]
+    _empty(sqs, dlq)
+    sqs.send_message(QueueUrl=dlq, MessageBody=body)
+    sqs.send_message(QueueUrl=dlq, MessageBody="garbage that is no job")
+    queue_depths_record()
+    return run, dlq
+
+
+@pytest.mark.browser
+def test_staff_redrive_a_dead_job_and_discard_garbage_by_clicking_on_the_operations_page(
+    tour: Tour, aws: AwsEndpoint
+) -> None:
+    from playwright.sync_api import expect
+
+    from workers.models import DeadLetterAction
+
+    run, dlq = _dead_letter_a_job_and_garbage(aws)
+    page = tour.page
+    page.locator("#jobs-home").get_by_role("link", name="Operations").click()
+    section = page.locator('#dead-letters table[data-dlq="default"]')
+    job_row = section.locator(f'tr[data-task-id="{run.task_id}"]')
+    expect(job_row).to_contain_text("workers.tasks.run_diagnostic")
+    garbage_row = section.locator("tr", has_text="garbage that is no job")
+    expect(garbage_row).to_contain_text("not a job")
+    tour.screenshot("operations-dead-letters")
+
+    with tour.submitted(302):
+        job_row.get_by_role("button", name="Redrive").click()
+    expect(page.locator("ul.messagelist")).to_contain_text("sent back to the default queue")
+    wait_for(
+        lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(), page
+    )
+
+    with tour.submitted(302):
+        page.locator("#dead-letters tr", has_text="garbage that is no job").get_by_role(
+            "button", name="Discard"
+        ).click()
+    expect(page.locator("ul.messagelist")).to_contain_text("discarded from the default queue")
+    assert _count(aws.client("sqs"), dlq) == 0
+
+    actions = list(
+        DeadLetterAction.objects.order_by("at").values_list("kind", "task_id", "username")
+    )
+    assert actions == [("redrive", run.task_id, "ops"), ("discard", "", "ops")]
+    tour.assert_pages_sound()
+
+
+def test_staff_who_may_only_view_operations_see_dead_letters_but_cannot_act_on_them(
+    aws: AwsEndpoint, sqs_queues: AwsEndpoint, client: Client
+) -> None:
+    from workers.models import DeadLetterAction
+
+    run, dlq = _dead_letter_a_job_and_garbage(aws)
+    viewer = get_user_model().objects.create_user("viewer", password="pw-viewer-1", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_operations"))
+    client.force_login(viewer)
+
+    html = client.get("/ops/operations/").content.decode()
+    assert f'data-task-id="{run.task_id}"' in html
+    assert "Redrive" not in html and "Discard" not in html
+    message_id = re.search(r'data-message-id="([^"]+)"', html).group(1)  # type: ignore[union-attr]
+    url = f"/ops/operations/dead-letters/default/{message_id}/discard/"
+    assert client.post(url).status_code == 403
+    assert _count(aws.client("sqs"), dlq) == 2
+    assert not DeadLetterAction.objects.exists()

@@ -8,7 +8,8 @@ from workers.queues import DEFAULT_QUEUE, QueueTimeLimits, kombu_queues, route_t
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-app = Celery("opsqueue")
+# Every task claims its job before running (a duplicate delivery does nothing).
+app = Celery("opsqueue", task_cls="workers.claims:ClaimedTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.conf.update(
     task_default_queue=DEFAULT_QUEUE,

@@ -36,6 +36,9 @@ class Job(models.Model):
     sent_at = models.DateTimeField(null=True, blank=True)
     progress_done = models.PositiveIntegerField(null=True, blank=True)
     progress_total = models.PositiveIntegerField(null=True, blank=True)
+    # Which delivery runs the job, and until when its lease holds (workers/claims.py).
+    claimed_by = models.CharField(max_length=300, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         permissions = [("run_diagnostic", "Can run the diagnostic job")]

@@ -4,7 +4,8 @@ Queues have a short visibility timeout (SQS_VISIBILITY_TIMEOUT_SECONDS): a worke
 stops extending, and its messages, running or prefetched, are delivered again within about
 that long. While it lives, this consumer step's thread pushes the timeout of every message
 it has received and not yet acknowledged another full timeout into the future, every third
-of the timeout, so a long job is never delivered to a second worker.
+of the timeout, so a long job is never delivered to a second worker; it renews the claims
+its processes hold on those jobs with them (workers/claims.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from celery import bootsteps
 from celery.worker import state as worker_state
 from celery.worker.consumer import Consumer
 from django.conf import settings
+from django.db import DatabaseError, connection
+
+from workers.claims import job_claims_renew
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +48,7 @@ class VisibilityExtender(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.connection:Connection",)
 
     def __init__(self, c: Consumer, **kwargs: Any) -> None:
+        self.hostname = c.hostname
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         super().__init__(c, **kwargs)
@@ -72,6 +77,19 @@ class VisibilityExtender(bootsteps.StartStopStep):
         )
         while not self._stopping.wait(timeout / 3):
             self.extend(sqs, timeout)
+            self._renew_claims()
+
+    def _renew_claims(self) -> None:
+        task_ids = list(worker_state.requests)
+        if not task_ids:
+            return
+        try:
+            job_claims_renew(task_ids=task_ids, hostname=self.hostname)
+        except DatabaseError as exc:
+            logger.warning("job claims not renewed (%r); will retry", exc)
+        finally:
+            # Pool processes forked meanwhile must not inherit an open connection.
+            connection.close()
 
     @staticmethod
     def extend(sqs: Any, timeout: int) -> int:

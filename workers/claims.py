@@ -3,9 +3,10 @@
 SQS delivers at least once: the same message can reach two workers milliseconds apart.
 Every task (this is the app's task class) first claims its job with one conditional UPDATE
 of its `Job` row: it wins only if nobody holds the job or the holder's lease ran out. The
-lease lasts one visibility timeout and the holder's worker renews it with the message's
-visibility (workers/visibility.py), so a live holder keeps it and a dead one's job can be
-claimed by the delivery SQS makes once the message is visible again. A delivery that loses
+lease lasts half a visibility timeout and the holder's worker renews it with the message's
+visibility, every third of the timeout (workers/visibility.py): a live holder keeps it, and
+a dead one's lease has ended before SQS makes the message visible again (at least two thirds
+of a timeout after the holder's last extension), so that delivery wins. A delivery that loses
 logs that it is a duplicate and is dropped without touching the job's state (`Ignore`).
 
 The claim is released when the task ends, so a later redelivery of a finished job runs
@@ -35,6 +36,10 @@ class Claim(enum.Enum):
     UNTRACKED = "untracked"  # no Job row (not started through job_enqueue): nothing to claim
 
 
+def lease() -> timedelta:
+    return timedelta(seconds=settings.SQS_VISIBILITY_TIMEOUT_SECONDS / 2)
+
+
 def claim_holder(hostname: str | None) -> str:
     return f"{hostname or 'unknown'}:{os.getpid()}"
 
@@ -48,7 +53,7 @@ def job_claim(*, task_id: str, holder: str) -> Claim:
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
         .update(
             claimed_by=holder,
-            claimed_until=now + timedelta(seconds=settings.SQS_VISIBILITY_TIMEOUT_SECONDS),
+            claimed_until=now + lease(),
         )
     )
     if won:
@@ -66,7 +71,7 @@ def job_claims_renew(*, task_ids: list[str], hostname: str) -> int:
     """Push the leases this worker's processes hold on these jobs one timeout further."""
     from workers.models import Job
 
-    until = timezone.now() + timedelta(seconds=settings.SQS_VISIBILITY_TIMEOUT_SECONDS)
+    until = timezone.now() + lease()
     return Job.objects.filter(
         task_id__in=task_ids, claimed_by__startswith=f"{hostname}:", claimed_until__isnull=False
     ).update(claimed_until=until)

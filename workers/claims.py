@@ -24,6 +24,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Ignore
 from django.conf import settings
+from django.db import DatabaseError, connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -93,6 +94,12 @@ class ClaimedTask(Task):
             raise Ignore()
         try:
             return super().__call__(*args, **kwargs)
+        except DatabaseError:
+            if not connection.in_atomic_block:
+                # The error may have broken the connection: the result (with this, the
+                # real cause) and the release below go out on a fresh one.
+                connection.close()
+            raise
         finally:
             if claim is Claim.HELD:
                 try:

@@ -9,7 +9,7 @@ from typing import Any
 
 from celery import states
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
@@ -51,6 +51,19 @@ def diagnostic_run_execute(*, run_id: int, task_id: str) -> dict[str, Any] | Non
         run.attempts += 1
         run.save(update_fields=["state", "attempts"])
 
+    try:
+        return _diagnostic_run_work(run, run_id=run_id, task_id=task_id)
+    except DatabaseError as exc:
+        # The log writer has written the cause on a fresh connection; the row says it too.
+        DiagnosticRun.objects.filter(pk=run_id).exclude(state=DiagnosticRun.State.SUCCEEDED).update(
+            state=DiagnosticRun.State.FAILED,
+            error=f"{exc.__class__.__name__}: {exc}",
+            finished_at=timezone.now(),
+        )
+        raise
+
+
+def _diagnostic_run_work(run: DiagnosticRun, *, run_id: int, task_id: str) -> dict[str, Any]:
     pause = run.duration_seconds / run.lines
     with JobLogWriter(task_id) as log:
         if log.resumed:

@@ -48,6 +48,8 @@ def test_dev_stack_starts_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> 
             )
             text = log_path.read_text()
             assert "login        demo / pw-devstack-test" in text
+            # The operations page has a dead letter to redrive or discard.
+            assert "demo dead letter in the default queue's dead-letter queue" in text
             base = banner.group(1)  # type: ignore[attr-defined]
             with urllib.request.urlopen(f"{base}/healthz/", timeout=10) as response:
                 assert response.status == 200

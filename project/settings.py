@@ -180,11 +180,8 @@ SQS_QUEUE_URL_BASE = env.str("SQS_QUEUE_URL_BASE", default="")
 SQS_VISIBILITY_TIMEOUT_SECONDS = env.int("SQS_VISIBILITY_TIMEOUT_SECONDS", default=90)
 
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="sqs://")
-# kombu's SQS transport with a consumer loop that survives failed polls (kombu issue 1127);
-# "sqs" selects the stock one.
-CELERY_BROKER_TRANSPORT = env.str(
-    "CELERY_BROKER_TRANSPORT", default="workers.sqs_transport:Transport"
-)
+# sqs:// URLs use kombu's SQS transport with a consumer loop that survives failed polls
+# (kombu issue 1127; workers/sqs_transport.py, registered in workers/celery.py).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "region": AWS_REGION,
     "queue_name_prefix": SQS_QUEUE_PREFIX,

@@ -13,7 +13,7 @@ and retried after the polling interval. The channel also records when the consum
 received from SQS (`consumer_liveness`), which the worker's heartbeat reports and its
 watchdog acts on (workers/heartbeats.py).
 
-Selected with Celery's `broker_transport` setting (CELERY_BROKER_TRANSPORT).
+Registered for the sqs:// scheme in workers/celery.py.
 """
 
 from __future__ import annotations

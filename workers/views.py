@@ -19,15 +19,14 @@ from django.views.decorators.http import require_GET, require_POST
 
 from workers import display, selectors
 from workers.enqueue import BrokerUnavailable, Requester
-from workers.permissions import staff_permission_required
+from workers.permissions import job_permission_required, staff_permission_required
 from workers.services import diagnostic_run_start
 
-VIEW_JOBS = "django_celery_results.view_taskresult"
 FINISHED = display.FINISHED_STATES
 
 
 @require_GET
-@staff_permission_required(VIEW_JOBS)
+@job_permission_required
 def job_log(request: HttpRequest, task_id: str) -> HttpResponse:
     """Log lines after `since`, with the job's state: what the admin page polls."""
     try:
@@ -62,7 +61,7 @@ def job_log(request: HttpRequest, task_id: str) -> HttpResponse:
 
 
 @require_GET
-@staff_permission_required(VIEW_JOBS)
+@job_permission_required
 def job_log_download(request: HttpRequest, task_id: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(
         selectors.job_log_iter_text(task_id=task_id), content_type="text/plain; charset=utf-8"
@@ -94,7 +93,7 @@ def diagnostic_trigger(request: HttpRequest) -> HttpResponse:
 
 
 @require_GET
-@staff_permission_required(VIEW_JOBS)
+@job_permission_required
 def job_detail(request: HttpRequest, task_id: str) -> HttpResponse:
     """Stable link to a job's admin page by task id."""
     result = selectors.task_result_get(task_id=task_id)

@@ -99,13 +99,26 @@ def test_change_form_shows_the_schedule_as_beat_has_it() -> None:
     assert page.context["adminform"].form.initial["time_zone"] == "Europe/Warsaw"
 
 
-def test_actions_need_the_operate_permission(sqs_queues: AwsEndpoint) -> None:
+@pytest.mark.parametrize("action", ["stop_now", "start_now", "refresh_state", "keep_running_until"])
+def test_actions_need_the_operate_permission(sqs_queues: AwsEndpoint, action: str) -> None:
     database = register("guarded")
     viewer = staff("rds.view_manageddatabase", "rds.change_manageddatabase")
+    jobs = Job.objects.count()
 
-    viewer.post(reverse(CHANGELIST), {"action": "stop_now", "_selected_action": [database.pk]})
+    viewer.post(
+        reverse(CHANGELIST),
+        {
+            "action": action,
+            "_selected_action": [database.pk],
+            "apply": "1",
+            "until": "2099-01-01T10:00",
+        },
+    )
 
     assert not DatabaseAction.objects.exists()
+    assert Job.objects.count() == jobs
+    database.refresh_from_db()
+    assert database.keep_running_until is None
 
 
 def test_stop_now_queues_a_job_requested_by_the_user(sqs_queues: AwsEndpoint) -> None:

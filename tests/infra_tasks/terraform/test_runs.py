@@ -295,14 +295,14 @@ def test_secret_values_are_resolved_in_the_worker_and_never_stored(
 ) -> None:
     secret = "tok-5f2a9c81e7-very-secret"
     aws.client("ssm").put_parameter(
-        Name="/opsqueue/test/api-token", Value=secret, Type="SecureString", Overwrite=True
+        Name="/opsqueue/terraform/test/api-token", Value=secret, Type="SecureString", Overwrite=True
     )
     workspace = make_workspace()
     TerraformSecret.objects.create(
         workspace=workspace,
         variable="api_token",
         source=SecretSource.SSM,
-        reference="/opsqueue/test/api-token",
+        reference="/opsqueue/terraform/test/api-token",
     )
     run = wait_state(plan(workspace, user("mallory")), RunState.PLANNED, RunState.FAILED)
     assert run.state == RunState.PLANNED, run.message
@@ -328,13 +328,15 @@ def test_secrets_manager_reference_is_resolved_too(
     worker: WorkerProcess, aws: AwsEndpoint, make_workspace: MakeWorkspace
 ) -> None:
     secret = "sm-91c3e0d7b2-also-secret"
-    aws.client("secretsmanager").create_secret(Name="opsqueue-test-token", SecretString=secret)
+    aws.client("secretsmanager").create_secret(
+        Name="opsqueue/terraform/test-token", SecretString=secret
+    )
     workspace = make_workspace()
     TerraformSecret.objects.create(
         workspace=workspace,
         variable="api_token",
         source=SecretSource.SECRETS_MANAGER,
-        reference="opsqueue-test-token",
+        reference="opsqueue/terraform/test-token",
     )
     run = wait_state(plan(workspace, user("peggy")), RunState.PLANNED, RunState.FAILED)
     assert run.state == RunState.PLANNED, run.message
@@ -345,12 +347,15 @@ def test_a_missing_secret_fails_the_run_naming_the_reference(
 ) -> None:
     workspace = make_workspace()
     TerraformSecret.objects.create(
-        workspace=workspace, variable="api_token", source=SecretSource.SSM, reference="/nope"
+        workspace=workspace,
+        variable="api_token",
+        source=SecretSource.SSM,
+        reference="/opsqueue/terraform/nope",
     )
     run = wait_state(plan(workspace, user("rupert")), RunState.FAILED, RunState.PLANNED)
     assert run.state == RunState.FAILED
-    assert "'/nope'" in run.message and "ParameterNotFound" in run.message
-    assert "'/nope'" in job_ended(run.plan_task_id, "FAILURE").result
+    assert "'/opsqueue/terraform/nope'" in run.message and "ParameterNotFound" in run.message
+    assert "'/opsqueue/terraform/nope'" in job_ended(run.plan_task_id, "FAILURE").result
 
 
 def test_drift_check_flags_a_change_made_outside_terraform_and_emails_staff(

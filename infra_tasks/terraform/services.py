@@ -581,7 +581,7 @@ def _apply(run: TerraformRun, task_id: str) -> str | None:
                 return _end_after_process(run_id, result, _failure_text("terraform apply", log))
 
             outputs = _capture(cli.output_command(binary), directory, env, watch)
-            public = cli.public_outputs(outputs or {})
+            public = cli.public_outputs(outputs or {}, log.redactor)
             log.line(f"Apply complete; outputs stored: {', '.join(sorted(public)) or 'none'}.")
     finally:
         # Applied, refused or failed: this plan is spent either way.

@@ -18,6 +18,7 @@ from django.db import IntegrityError
 from django_celery_results.models import TaskResult
 
 from infra_tasks.terraform import remote
+from infra_tasks.terraform.cli import SENSITIVE_OUTPUT
 from infra_tasks.terraform.models import (
     RunKind,
     RunState,
@@ -136,7 +137,9 @@ def test_plan_then_approval_applies_the_saved_plan_with_progress_and_outputs(
     job = Job.objects.get(task_id=run.apply_task_id)
     assert (job.progress_done, job.progress_total) == (3, 3)
     workspace.refresh_from_db()
-    assert workspace.outputs == {"greeting": "hello"}, "sensitive outputs are not stored"
+    assert workspace.outputs == {"greeting": "hello", "token": SENSITIVE_OUTPUT}, (
+        "sensitive outputs are stored by name only"
+    )
     state = json.loads(s3_objects(aws, state_key)[state_key])
     assert {r["name"] for r in state["resources"]} == {"first", "second", "slow"}
     assert run.plan_key not in s3_objects(aws, run.plan_key), "an applied plan is removed"

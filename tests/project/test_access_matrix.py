@@ -2,11 +2,13 @@
 logs) by GET and POST, and every action of every registered admin on every row, for the four
 roles that may act on nothing: anonymous, non-staff (holding every permission), staff
 without permissions, staff with every view permission. None of them may change a row or
-queue a job. New admins and views are found from the registry and the URL conf."""
+queue a job. And a POST without a CSRF token is refused, even a superuser's. New admins and
+views are found from the registry and the URL conf."""
 
 from __future__ import annotations
 
 import pytest
+from django.contrib.auth import get_user_model
 from django.test import Client
 
 from tests.support.access import (
@@ -51,3 +53,23 @@ def test_a_role_that_may_only_look_changes_nothing_and_queues_nothing(role: str)
             problems.append(f"{probe}: changed {', '.join(changed)}")
     assert not problems, "\n".join(problems)
     assert set(Job.objects.values_list("task_id", flat=True)) == jobs_before
+
+
+def test_every_post_without_a_csrf_token_is_refused_even_for_a_superuser() -> None:
+    seed_records()
+    task_ids = seed_jobs()
+    client = Client(enforce_csrf_checks=True, raise_request_exception=False)
+    client.force_login(get_user_model().objects.create_superuser("root"))
+    jobs_before = Job.objects.count()
+
+    problems = []
+    for probe in probes(task_ids):
+        if probe.method != "POST":
+            continue
+        before = fingerprint()
+        status = client.post(probe.url, probe.data).status_code
+        changed = changed_tables(before, fingerprint())
+        if status not in (403, 405) or changed:
+            problems.append(f"{probe}: HTTP {status}, changed {changed or 'nothing'}")
+    assert not problems, "\n".join(problems)
+    assert Job.objects.count() == jobs_before

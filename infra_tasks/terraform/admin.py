@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import PermissionDenied
@@ -80,6 +81,14 @@ class SecretForm(forms.ModelForm):
     class Meta:
         model = TerraformSecret
         fields = ("variable", "source", "reference")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["reference"].help_text = (
+            f"Environment: a name starting with {settings.TERRAFORM_SECRET_ENV_PREFIX}; "
+            f"SSM: under {', '.join(settings.TERRAFORM_SECRET_SSM_PREFIXES)}; "
+            f"Secrets Manager: under {', '.join(settings.TERRAFORM_SECRET_MANAGER_PREFIXES)}."
+        )
 
     def clean_variable(self) -> str:
         variable: str = self.cleaned_data["variable"]

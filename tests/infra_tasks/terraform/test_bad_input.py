@@ -112,6 +112,14 @@ def test_a_secret_reference_outside_the_allowed_prefixes_is_a_form_error(
     assert not TerraformSecret.objects.exists()
 
 
+def test_the_secret_inline_says_which_references_are_allowed(
+    root: Client, workspace: TerraformWorkspace
+) -> None:
+    url = reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk])
+    page = root.get(url).content.decode()
+    assert "a name starting with TF_SECRET_" in page and "/opsqueue/terraform/" in page
+
+
 def test_an_allowed_secret_reference_is_saved(root: Client, workspace: TerraformWorkspace) -> None:
     secret = {"variable": "api_token", "source": "env", "reference": "TF_SECRET_API_TOKEN"}
     url = reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk])

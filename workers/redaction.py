@@ -86,25 +86,54 @@ def _mask_secret_keys_in_path(token: str) -> str:
     return token
 
 
+def literal_union(words: Iterable[str]) -> str:
+    """A pattern matching any of `words`, the longest where several start at one place (a
+    secret that contains another is masked whole). Built as a trie: a plain alternation of a
+    few hundred literals (each line of a key, in each encoding) is tried one by one at every
+    position of the log, a trie once."""
+    trie: dict[str, dict] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def pattern(node: dict[str, dict]) -> str:
+        ends = "" in node
+        branches = []
+        for char, child in node.items():
+            if not char:
+                continue
+            run = char  # a chain with no branch and no word ending is one literal
+            while len(child) == 1 and "" not in child:
+                ((next_char, child),) = child.items()
+                run += next_char
+            branches.append(re.escape(run) + pattern(child))
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if ends:  # a word ends here: the longer ones are tried first (greedy)
+            return "(?:" + body + ")?"
+        return body
+
+    return pattern(trie)
+
+
 def secret_forms(value: str) -> set[str]:
-    """The forms of a secret value a tool may print: the value and each of its lines, each
-    also base64-encoded (standard and URL-safe, padding dropped so an unpadded copy matches
-    too), URL-encoded and JSON-escaped."""
-    pieces = {value, *(line.strip() for line in value.splitlines())}
-    forms = set()
-    for piece in pieces:
-        if len(piece) < MIN_SECRET_LENGTH:
-            continue
-        raw = piece.encode()
-        forms |= {
-            piece,
-            base64.b64encode(raw).decode().rstrip("="),
-            base64.urlsafe_b64encode(raw).decode().rstrip("="),
-            urllib.parse.quote(piece, safe=""),
-            urllib.parse.quote_plus(piece, safe=""),
-            json.dumps(piece)[1:-1],
-            json.dumps(piece, ensure_ascii=False)[1:-1],
-        }
+    """The forms of a secret value a tool may print: the value, its base64 (standard and
+    URL-safe, padding dropped so an unpadded copy matches too), URL-encoded and JSON-escaped
+    forms, and each line of a multi-line value as it is (a tool prints those one by one)."""
+    raw = value.encode()
+    forms = {
+        value,
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        urllib.parse.quote(value, safe=""),
+        urllib.parse.quote_plus(value, safe=""),
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        *(line.strip() for line in value.splitlines()),
+    }
     return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
 
 
@@ -114,12 +143,7 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._secrets = tuple(s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH)
         forms = set().union(*(secret_forms(s) for s in self._secrets))
-        # Longest first, so a secret that contains another is masked whole.
-        self._values = (
-            re.compile("|".join(re.escape(v) for v in sorted(forms, key=len, reverse=True)))
-            if forms
-            else None
-        )
+        self._values = re.compile(literal_union(forms)) if forms else None
         # Lines left in a private key block that began in an earlier call; 0: not in one.
         self._key_lines_left = 0
 

@@ -38,19 +38,22 @@ def test_a_role_that_may_only_look_changes_nothing_and_queues_nothing(role: str)
     assert len(sweep) > 200  # the whole site, not a corner of it
 
     problems = []
+    before = fingerprint()
     for probe in sweep:
         if user is not None and "_auth_user_id" not in client.session:
             client.force_login(user)  # the sweep's POST to the logout view logged it out
-        before = fingerprint()
+            before = fingerprint()  # logging in stamps last_login
         if probe.method == "GET":
             response = client.get(probe.url)
         else:
             response = client.post(probe.url, probe.data)
         if response.status_code >= 500:
             problems.append(f"{probe}: HTTP {response.status_code}")
-        changed = changed_tables(before, fingerprint())
+        after = fingerprint()
+        changed = changed_tables(before, after)
         if changed:
             problems.append(f"{probe}: changed {', '.join(changed)}")
+        before = after
     assert not problems, "\n".join(problems)
     assert set(Job.objects.values_list("task_id", flat=True)) == jobs_before
 
@@ -63,13 +66,15 @@ def test_every_post_without_a_csrf_token_is_refused_even_for_a_superuser() -> No
     jobs_before = Job.objects.count()
 
     problems = []
+    before = fingerprint()
     for probe in probes(task_ids):
         if probe.method != "POST":
             continue
-        before = fingerprint()
         status = client.post(probe.url, probe.data).status_code
-        changed = changed_tables(before, fingerprint())
+        after = fingerprint()
+        changed = changed_tables(before, after)
         if status not in (403, 405) or changed:
             problems.append(f"{probe}: HTTP {status}, changed {changed or 'nothing'}")
+        before = after
     assert not problems, "\n".join(problems)
     assert Job.objects.count() == jobs_before

@@ -345,6 +345,21 @@ def test_secrets_manager_reference_is_resolved_too(
     assert run.state == RunState.PLANNED, run.message
 
 
+def test_a_secret_variable_name_saved_before_names_were_checked_fails_the_run_clearly(
+    worker: WorkerProcess, make_workspace: MakeWorkspace
+) -> None:
+    workspace = make_workspace()
+    TerraformSecret.objects.create(
+        workspace=workspace,
+        variable="a=b",
+        source=SecretSource.SSM,
+        reference="/opsqueue/terraform/anything",
+    )
+    run = wait_state(plan(workspace, user("quentin")), RunState.FAILED, RunState.PLANNED)
+    assert run.state == RunState.FAILED
+    assert run.message == "Not terraform variable names: 'a=b'."
+
+
 def test_a_missing_secret_fails_the_run_naming_the_reference(
     worker: WorkerProcess, make_workspace: MakeWorkspace
 ) -> None:

@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from workers.joblog import JobLogWriter
+from django.conf import settings
+
+from workers.joblog import JobLogWriter, cut_bytes
 
 
 class StopReason(StrEnum):
@@ -77,13 +79,14 @@ def run_streaming(
     interrupt_sent_at: float | None = None
     command_ended = False
     last_check = 0.0
-    pending = b""
+    lines = LineSplitter(limit=settings.JOB_LOG_MAX_LINE_BYTES)
     try:
         while True:
             for _key, _events in selector.select(timeout=min(check_every, 0.25)):
                 data = stream.read()
                 if data:
-                    pending = _emit_lines(pending + data, log, on_line)
+                    for line in lines.feed(data):
+                        _deliver(line, log, on_line)
                 elif data == b"":
                     selector.unregister(stream)
                     break
@@ -128,17 +131,52 @@ def run_streaming(
             _signal_group(process, signal.SIGKILL)
             process.wait()
         stream.close()
-    if pending:
-        _deliver(pending.decode("utf-8", "replace"), log, on_line)
+    last = lines.rest()
+    if last is not None:
+        _deliver(last, log, on_line)
     log.flush()
     return StreamResult(returncode=returncode, stopped=stopped, seconds=time.monotonic() - started)
 
 
-def _emit_lines(data: bytes, log: JobLogWriter, on_line: Callable[[str], None] | None) -> bytes:
-    *complete, rest = data.split(b"\n")
-    for raw in complete:
-        _deliver(raw.decode("utf-8", "replace"), log, on_line)
-    return rest
+class LineSplitter:
+    """Splits a byte stream into lines in time linear in its size, holding at most `limit`
+    bytes of a line that has not ended yet: a longer line comes out cut, with a marker
+    saying how much was dropped (each read used to be joined to the whole unfinished line,
+    quadratic in a long line's length, and all of it was kept)."""
+
+    def __init__(self, *, limit: int) -> None:
+        self._limit = limit
+        self._head = bytearray()  # the unfinished line's first `limit` bytes
+        self._seen = 0  # the unfinished line's length so far
+
+    def feed(self, data: bytes) -> list[str]:
+        *complete, rest = data.split(b"\n")
+        lines = []
+        if complete:
+            first = complete[0]
+            if self._seen:
+                self._take(first)
+                first, total = bytes(self._head), self._seen
+                self._head.clear()
+                self._seen = 0
+            else:
+                total = len(first)
+            lines.append(cut_bytes(first, total=total, limit=self._limit))
+            lines.extend(cut_bytes(raw, total=len(raw), limit=self._limit) for raw in complete[1:])
+        self._take(rest)
+        return lines
+
+    def rest(self) -> str | None:
+        """The last line, if the stream did not end with a newline."""
+        if not self._seen:
+            return None
+        return cut_bytes(bytes(self._head), total=self._seen, limit=self._limit)
+
+    def _take(self, data: bytes) -> None:
+        room = self._limit - len(self._head)
+        if room > 0:
+            self._head += data[:room]
+        self._seen += len(data)
 
 
 def _deliver(line: str, log: JobLogWriter, on_line: Callable[[str], None] | None) -> None:

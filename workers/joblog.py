@@ -88,11 +88,12 @@ class JobLogWriter:
         pieces = text.split("\n")
         rest = pieces.pop()
         if pieces:
+            has_cr = "\r" in text
             if self._partial:
+                has_cr = has_cr or self._partial[-1].endswith("\r")
                 pieces[0] = "".join([*self._partial, pieces[0]])
                 self._partial = []
-            limit = self._max_line_bytes
-            self._buffer.extend(cut_line(piece.rstrip("\r"), limit=limit) for piece in pieces)
+            self._buffer.extend(self._stored(pieces, has_cr=has_cr))
         if rest:
             self._partial.append(rest)
         if len(self._buffer) >= self._flush_lines:
@@ -102,6 +103,21 @@ class JobLogWriter:
 
     def line(self, text: str) -> None:
         self.write(text + "\n")
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Append complete lines (a read's worth): one call, not one per line."""
+        if lines:
+            self.write("\n".join(lines) + "\n")
+
+    def _stored(self, lines: list[str], *, has_cr: bool) -> list[str]:
+        """Lines as stored: without a trailing CR, cut to the limit. Checked once per batch
+        (scans in C), so the common case costs nothing per line."""
+        if has_cr:
+            lines = [line.rstrip("\r") for line in lines]
+        limit = self._max_line_bytes
+        if max(map(len, lines)) * 4 > limit:  # else no line can be over the limit
+            lines = [cut_line(line, limit=limit) for line in lines]
+        return lines
 
     def set_progress(self, done: int, total: int) -> None:
         """Report progress; stored with the next flush, not as an extra write per call."""

@@ -85,8 +85,11 @@ def run_streaming(
             for _key, _events in selector.select(timeout=min(check_every, 0.25)):
                 data = stream.read()
                 if data:
-                    for line in lines.feed(data):
-                        _deliver(line, log, on_line)
+                    if on_line is None:
+                        log.write_lines(lines.feed(data))
+                    else:
+                        for line in lines.feed(data):
+                            _deliver(line, log, on_line)
                 elif data == b"":
                     selector.unregister(stream)
                     break
@@ -150,20 +153,30 @@ class LineSplitter:
         self._seen = 0  # the unfinished line's length so far
 
     def feed(self, data: bytes) -> list[str]:
-        *complete, rest = data.split(b"\n")
+        end = data.rfind(b"\n")
+        if end == -1:
+            self._take(data)
+            return []
         lines = []
-        if complete:
-            first = complete[0]
-            if self._seen:
-                self._take(first)
-                first, total = bytes(self._head), self._seen
-                self._head.clear()
-                self._seen = 0
+        start = 0
+        if self._seen:
+            start = data.find(b"\n") + 1
+            self._take(data[: start - 1])
+            lines.append(cut_bytes(bytes(self._head), total=self._seen, limit=self._limit))
+            self._head.clear()
+            self._seen = 0
+        if start <= end:
+            complete = data[start:end]
+            # Decoded and split once per read; per line only when a line is too long.
+            decoded = complete.decode("utf-8", "replace").split("\n")
+            if len(complete) <= self._limit or max(map(len, decoded)) * 4 <= self._limit:
+                lines += decoded
             else:
-                total = len(first)
-            lines.append(cut_bytes(first, total=total, limit=self._limit))
-            lines.extend(cut_bytes(raw, total=len(raw), limit=self._limit) for raw in complete[1:])
-        self._take(rest)
+                lines += [
+                    cut_bytes(raw, total=len(raw), limit=self._limit)
+                    for raw in complete.split(b"\n")
+                ]
+        self._take(data[end + 1 :])
         return lines
 
     def rest(self) -> str | None:

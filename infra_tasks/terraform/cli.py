@@ -127,8 +127,11 @@ _FULL_PARSE_TYPES = frozenset({"diagnostic"})
 # An event whose message is all the log needs: not an error (kept for the run's summary),
 # not counted for progress, not skipped. One regex match, no JSON parse: a busy apply's
 # `provision_progress` lines come by the hundred thousand.
-_PLAIN_EVENT_START = re.compile(
-    r'\{"@level":"(?:info|warn|debug|trace)","@message":"([^"\\]*(?:\\.[^"\\]*)*)",'
+# The type is the last "type" key, as parse_event reads it: the atomic group keeps `.*` at
+# the last one instead of backtracking to an earlier one.
+_PLAIN_EVENT = re.compile(
+    r'\{"@level":"(?:info|warn|debug|trace)","@message":"([^"\\]*(?:\\.[^"\\]*)*)"'
+    r'(?>.*,"type":")([a-z_]+)"'
 )
 _COUNTED_TYPES = _FULL_PARSE_TYPES | {"version", "planned_change", "apply_complete"}
 
@@ -136,13 +139,8 @@ _COUNTED_TYPES = _FULL_PARSE_TYPES | {"version", "planned_change", "apply_comple
 def plain_event_message(line: str) -> str | None:
     """The message of an event whose message is all the log needs; None for any other line
     (take those through `parse_event`)."""
-    match = _PLAIN_EVENT_START.match(line)
-    if match is None:
-        return None
-    # The type is the last "type" key (parse_event reads it the same way).
-    at = line.rfind(_TYPE_KEY, match.end() - 1) + len(_TYPE_KEY)
-    end = line.find('"', at)
-    if at < len(_TYPE_KEY) or end == -1 or line[at:end] in _COUNTED_TYPES:
+    match = _PLAIN_EVENT.match(line)
+    if match is None or match[2] in _COUNTED_TYPES:
         return None
     message = match[1]
     return scanstring(message + '"', 0)[0] if "\\" in message else message

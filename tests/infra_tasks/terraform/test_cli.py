@@ -148,7 +148,8 @@ def test_plain_event_message_is_the_full_parse_message_and_leaves_what_counts_to
         '{"@level":"info","@message":"Outputs: 1","outputs":{"g":{"type":"string"}},'
         '"type":"outputs"}'
     )
-    for line in (progress, outputs):
+    right_after = '{"@level":"warn","@message":"hello","type":"log"}'
+    for line in (progress, outputs, right_after):
         assert cli.plain_event_message(line) == json.loads(line)["@message"]
     # Taken through parse_event: what the summary keeps, what progress counts, the rest.
     for line in (
@@ -157,6 +158,9 @@ def test_plain_event_message_is_the_full_parse_message_and_leaves_what_counts_to
         '"ui":"1.2"}',
         '{"@level":"info","@message":"a: Plan to create","change":{},"type":"planned_change"}',
         '{"@level":"info","@message":"a: Creation complete","hook":{},"type":"apply_complete"}',
+        # The last "type" key is the event's, whatever a nested one says.
+        '{"@level":"info","@message":"m","hook":{"type":"provision_progress"},'
+        '"type":"apply_complete"}',
         '{"@level":"error","@message":"Error: x","diagnostic":{"detail":"d"},"type":"diagnostic"}',
         "plain output",
         "{not json",

@@ -97,9 +97,7 @@ def test_a_log_answer_over_its_size_budget_says_more_and_the_next_poll_continues
     finished_job: TaskResult, settings: Any
 ) -> None:
     settings.JOB_LOG_MAX_POLL_BYTES = 14  # "line 0\nline 1\n"
-    client = client_for(
-        make_user("dave", staff=True, perms=("django_celery_results.view_taskresult",))
-    )
+    client = client_for(make_user("dave", staff=True, perms=DIAGNOSTIC_VIEWER))
     url = reverse("workers:job-log", args=["job-1"])
     first = client.get(url).json()
     assert (first["lines"], first["next"], first["more"]) == (["line 0", "line 1"], 2, True)

@@ -12,8 +12,9 @@ from django.utils.functional import cached_property
 from django_celery_results.admin import TaskResultAdmin
 from django_celery_results.models import TaskResult
 
-from workers import display
+from workers import display, job_actions
 from workers.admin_base import ReadOnlyAdminMixin
+from workers.job_filters import JOB_LIST_FILTERS
 from workers.models import DiagnosticRun, Job, RequesterKind
 
 # Counting every row of a large results table on each changelist view is what makes such
@@ -48,7 +49,7 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
         "date_created",
         "duration",
     )
-    list_filter = ("status",)
+    list_filter = JOB_LIST_FILTERS
     search_fields = ("=task_id", "^task_name", "^worker")
     date_hierarchy = None
     show_full_result_count = False
@@ -128,6 +129,7 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
         # which the live summary below soon contradicts.
         result = self.get_object(request, object_id)
         context = {
+            "job_actions": self.job_actions_context(request, result),
             "title": "Job",
             **(
                 {"subtitle": f"{display.task_short_name(result.task_name)} {result.task_id}"}
@@ -137,6 +139,25 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, context)
+
+    def job_actions_context(
+        self, request: HttpRequest, result: TaskResult | None
+    ) -> dict[str, Any] | None:
+        """What the job's page offers: only failed or lost jobs of a family the user may act
+        on; a retry the family refuses is explained instead of offered."""
+        if result is None or not request.user.has_perm(
+            job_actions.job_action_permission(result.task_name)
+        ):
+            return None
+        single = TaskResult.objects.filter(pk=result.pk)
+        lost = single.filter(job_actions.lost_condition()).exists()
+        if result.status not in job_actions.FAILED_STATES and not lost:
+            return None  # nothing to do about a job that waits, runs or succeeded
+        may_discard = job_actions.discard_candidates(single, user=request.user).exists()
+        refusal = job_actions.job_retry_refusal(
+            result=result, job=Job.objects.filter(task_id=result.task_id).first(), user=request.user
+        )
+        return {"retry_refusal": refusal, "may_discard": may_discard}
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

@@ -60,6 +60,7 @@ def test_jobs_home_starts_the_diagnostic_job_whose_page_follows_it_live_to_succe
     expect(page.locator("#job-subject-state")).to_have_text("Succeeded")
     expect(page.locator("#job-finished-at")).to_contain_text("UTC")
     assert re.fullmatch(r"\d+\.\d s", page.locator("#job-duration").inner_text())
+    tour.job_settled()  # the job's page reloads once when the job ends
 
     # The Jobs home lists it, as the job page says it ended.
     page.locator(".breadcrumbs").get_by_role("link", name="Home").click()
@@ -83,6 +84,7 @@ def test_failing_diagnostic_shows_its_error_and_the_operations_page_counts_it(
         page.click("#run-failing-diagnostic")
 
     expect(page.locator("#job-live-status")).to_have_text("Failed (FAILURE)")
+    tour.job_settled()  # the job's page reloads once when the job ends
     expect(page.locator("#job-outcome")).to_contain_text("DiagnosticFailure")
     page.locator("summary", has_text="Traceback").click()
     expect(page.locator("#job-traceback")).to_contain_text("Traceback (most recent call last)")
@@ -100,3 +102,67 @@ def test_failing_diagnostic_shows_its_error_and_the_operations_page_counts_it(
     page.locator("#jobs-home").get_by_role("link", name="Infrastructure").click()
     expect(page.locator("#content h1")).to_have_text("Infrastructure")
     tour.assert_pages_sound()
+
+
+def test_failed_diagnostic_is_retried_from_its_page_and_both_jobs_link_each_other(
+    tour: Tour,
+) -> None:
+    from playwright.sync_api import expect
+
+    page = tour.page
+    with tour.submitted(302):
+        page.click("#run-failing-diagnostic")
+    original = DiagnosticRun.objects.get()
+    expect(page.locator("#job-live-status")).to_have_text("Failed (FAILURE)")
+    tour.job_settled()  # the page reloads once the job has ended: the retry button is new
+    # What made it fail is put right (as an operator fixes a cause before retrying).
+    DiagnosticRun.objects.update(fail=False)
+
+    with tour.submitted(302):
+        page.click("#job-retry")
+    expect(page.locator("ul.messagelist")).to_contain_text("Queued again as job")
+    expect(page.locator("#job-retry-of")).to_have_text(f"job {original.task_id}")
+    expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)")
+    expect(page.locator("#job-live-status")).to_contain_text("Succeeded")
+    new = TaskResult.objects.exclude(task_id=original.task_id).get()
+    assert new.status == "SUCCESS"
+    assert display_requester(new.task_id) == "User: ops"
+    tour.job_settled()
+    tour.screenshot("job-retried")
+
+    page.click("#job-retry-of")
+    expect(page.locator("#job-retries a")).to_have_text(f"job {new.task_id}")
+    expect(page.locator("#job-retry-refusal")).to_contain_text("retried already")
+    expect(page.locator("#job-retry")).to_have_count(0)
+    page.locator("#job-retries a").click()
+    expect(page.locator("#job-retry-of")).to_have_text(f"job {original.task_id}")
+    tour.assert_pages_sound()
+
+
+def test_a_failed_terraform_apply_found_by_filter_says_plan_again_instead_of_retrying(
+    tour: Tour,
+) -> None:
+    from playwright.sync_api import expect
+
+    from tests.workers.jobs import job_row
+
+    job_row("infra_tasks.terraform.tasks.terraform_apply", "FAILURE", queue="infra")
+    job_row("workers.tasks.run_diagnostic", "FAILURE")
+    page = tour.page
+    page.locator("#all-jobs").click()
+    expect(page.locator("#result_list tbody tr")).to_have_count(2)
+    page.locator("#changelist-filter").get_by_role("link", name="Terraform", exact=True).click()
+    expect(page.locator("#result_list tbody tr")).to_have_count(1)
+    page.locator("#changelist-filter").get_by_role("link", name="infra", exact=True).click()
+    expect(page.locator("#result_list tbody tr")).to_have_count(1)
+    tour.screenshot("jobs-filtered")
+    page.locator("#result_list tbody tr th a").click()
+    expect(page.locator("#job-retry-refusal")).to_contain_text("Plan again instead")
+    expect(page.locator("#job-retry")).to_have_count(0)
+    tour.assert_pages_sound()
+
+
+def display_requester(task_id: str) -> str:
+    from workers.models import Job
+
+    return Job.objects.get(task_id=task_id).requester

@@ -14,6 +14,7 @@ from django_celery_results.models import TaskResult
 
 from workers import display, job_actions
 from workers.admin_base import ReadOnlyAdminMixin
+from workers.job_bulk_admin import JOB_BULK_ACTIONS
 from workers.job_filters import JOB_LIST_FILTERS
 from workers.models import DiagnosticRun, Job, RequesterKind
 
@@ -55,6 +56,7 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
     show_full_result_count = False
     paginator = CappedCountPaginator
     list_per_page = 50
+    actions = JOB_BULK_ACTIONS
     change_form_template = "admin/workers/taskresult/change_form.html"
     change_list_template = "admin/workers/taskresult/change_list.html"
     # State, worker, times, result and error are in the live summary above the form
@@ -139,6 +141,18 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, context)
+
+    def has_act_permission(self, request: HttpRequest) -> bool:
+        """May act on some family's jobs: the bulk actions are offered (each job is checked
+        against its own family's permission when acted on)."""
+        return job_actions.may_act_on_jobs(request.user)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Records go through "delete old records" (kept young ones, audited), not Django's
+        # unconditional delete.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
 
     def job_actions_context(
         self, request: HttpRequest, result: TaskResult | None

@@ -26,7 +26,13 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from workers import display
-from workers.enqueue import BrokerUnavailable, Requester, job_enqueue
+from workers.enqueue import (
+    BrokerUnavailable,
+    JobRequest,
+    Requester,
+    job_enqueue,
+    job_enqueue_many,
+)
 from workers.job_filters import family_slug, jobs_where, known_task_names, registered_task
 from workers.models import JOB_FAMILY_SLUGS, Job, JobLogChunk, WorkerHeartbeat
 from workers.retries import job_retry_rule
@@ -164,18 +170,47 @@ class BulkOutcome:
 
 
 def jobs_retry(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
-    """Retry up to BATCH_SIZE jobs, each in its own savepoint: one refusal spoils nothing."""
+    """Retry up to BATCH_SIZE jobs at once: what makes each retryable is checked again
+    under row locks, and the new jobs are recorded in one batch (job_enqueue_many)."""
+    ids = list(task_ids)[:BATCH_SIZE]
     outcome = BulkOutcome()
     with transaction.atomic():
-        for task_id in list(task_ids)[:BATCH_SIZE]:
-            try:
-                with transaction.atomic():
-                    outcome.done.append(job_retry(task_id=task_id, user=user))
-            except JobActionRefused as exc:
-                outcome.refused[str(exc)] += 1
-            except BrokerUnavailable as exc:
-                outcome.stopped = str(exc)
-                break
+        # Locked in a fixed order: two people retrying overlapping selections wait, and the
+        # second finds the jobs retried already.
+        originals = {
+            job.task_id: job
+            for job in Job.objects.select_for_update().filter(task_id__in=ids).order_by("pk")
+        }
+        chosen = []
+        for result in retry_candidates(TaskResult.objects.filter(task_id__in=ids), user=user):
+            task = registered_task(result.task_name or "")
+            if task is None or result.task_id not in originals:
+                continue
+            args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
+            queue = originals[result.task_id].queue
+            chosen.append((result, JobRequest(task, args, kwargs, queue)))
+        try:
+            new_jobs = job_enqueue_many(
+                [request for _, request in chosen], requester=Requester.for_user(user)
+            )
+        except BrokerUnavailable as exc:
+            outcome.stopped = str(exc)
+            return outcome
+        for new_job, (result, _) in zip(new_jobs, chosen, strict=True):
+            new_job.retry_of = originals[result.task_id]
+        Job.objects.bulk_update(new_jobs, ["retry_of"], batch_size=BATCH_SIZE)
+        _audit(
+            user,
+            [result for result, _ in chosen],
+            CHANGE,
+            [f"Retried as job {new_job.task_id}" for new_job in new_jobs],
+        )
+    outcome.done = [new_job.task_id for new_job in new_jobs]
+    if len(ids) > len(chosen):
+        outcome.refused[
+            "failed or lost no more, retried or discarded already, not retried "
+            "in its family, or not yours to act on"
+        ] = len(ids) - len(chosen)
     return outcome
 
 
@@ -214,9 +249,11 @@ def jobs_delete_old(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
     return outcome
 
 
-def _audit(user: User, results: list[TaskResult], flag: int, message: str) -> None:
+def _audit(user: User, results: list[TaskResult], flag: int, message: str | list[str]) -> None:
+    """One LogEntry per job, on its record: `message`, or each job's own."""
     if not results:
         return
+    texts = message if isinstance(message, list) else [message] * len(results)
     content_type = ContentType.objects.get_for_model(TaskResult)
     LogEntry.objects.bulk_create(
         [
@@ -226,9 +263,9 @@ def _audit(user: User, results: list[TaskResult], flag: int, message: str) -> No
                 object_id=str(result.pk),
                 object_repr=f"{display.task_short_name(result.task_name)} {result.task_id}"[:200],
                 action_flag=flag,
-                change_message=message,
+                change_message=text,
             )
-            for result in results
+            for result, text in zip(results, texts, strict=True)
         ]
     )
 

@@ -9,6 +9,7 @@ choices come from code (the task registry, the queues, the families) or a small 
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 from typing import Any
 
@@ -23,20 +24,23 @@ from workers.models import JOB_FAMILY_SLUGS, Job, RequesterKind
 from workers.queues import QUEUES
 
 
-def known_task_names() -> list[str]:
-    """Every task this code base defines (Celery's own excluded), from the registry."""
+@functools.cache
+def _task_registry() -> Any:
+    # Importing every app's tasks module runs Django's system checks (Celery's fixup): once.
     from workers.celery import app
 
     app.loader.import_default_modules()
-    return sorted(name for name in app.tasks if not name.startswith("celery."))
+    return app.tasks
+
+
+def known_task_names() -> list[str]:
+    """Every task this code base defines (Celery's own excluded), from the registry."""
+    return sorted(name for name in _task_registry() if not name.startswith("celery."))
 
 
 def registered_task(task_name: str) -> Any:
     """The task object of that name, or None if this code base has no such task."""
-    from workers.celery import app
-
-    app.loader.import_default_modules()
-    return app.tasks.get(task_name)
+    return _task_registry().get(task_name)
 
 
 def family_slug(task_name: str | None) -> str:

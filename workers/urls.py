@@ -12,4 +12,17 @@ urlpatterns = [
     path("jobs/<str:task_id>/log/", views.job_log, name="job-log"),
     path("jobs/<str:task_id>/log.txt", views.job_log_download, name="job-log-download"),
     path("operations/", operations.operations_page, name="operations"),
+    path("metrics.json", operations.metrics_json, name="metrics"),
+    path(
+        "queues/<str:queue>/pause/",
+        operations.queue_pause_toggle,
+        {"pause": True},
+        name="queue-pause",
+    ),
+    path(
+        "queues/<str:queue>/resume/",
+        operations.queue_pause_toggle,
+        {"pause": False},
+        name="queue-resume",
+    ),
 ]

@@ -8,7 +8,8 @@ import re
 import pytest
 from django_celery_results.models import TaskResult
 
-from tests.support.browser import Tour
+from tests.support.browser import Tour, wait_for
+from tests.support.servers import WorkerProcess
 from workers.models import DiagnosticRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -166,3 +167,92 @@ def display_requester(task_id: str) -> str:
     from workers.models import Job
 
     return Job.objects.get(task_id=task_id).requester
+
+
+def test_bulk_retry_of_every_failed_job_matching_a_filter_asks_once_and_queues_500(
+    tour: Tour,
+) -> None:
+    from django.contrib.admin.models import CHANGE, LogEntry
+    from playwright.sync_api import expect
+
+    from tests.workers.jobs import job_row
+    from workers.models import Job
+
+    # Runs of a diagnostic that no longer exists: the retries end quickly on the worker.
+    failed = {
+        job_row("workers.tasks.run_diagnostic", "FAILURE", args=[0]).task_id for _ in range(500)
+    }
+    job_row("workers.tasks.run_diagnostic", "SUCCESS", args=[0])
+    page = tour.page
+    page.locator("#all-jobs").click()
+    filters = page.locator("#changelist-filter")
+    filters.get_by_role("link", name="Diagnostic", exact=True).click()
+    filters.get_by_role("link", name="FAILURE", exact=True).click()
+    page.locator("#action-toggle").check()
+    page.locator(".actions .question a").click()  # "Select all … jobs"
+    page.locator("select[name=action]").select_option("retry_jobs")
+    page.locator(".actions button[name=index]").click()
+
+    expect(page.locator("#bulk-count")).to_contain_text("500 of the 500 jobs matching the filter")
+    tour.screenshot("jobs-bulk-retry-confirm")
+    with tour.submitted(302):
+        page.locator("#bulk-confirm").click()
+    expect(page.locator("ul.messagelist")).to_contain_text("Retried: 500 jobs.")
+    retries = Job.objects.filter(retry_of__isnull=False)
+    assert retries.count() == 500
+    assert set(retries.values_list("retry_of__task_id", flat=True)) == failed
+    assert set(retries.values_list("requester_label", flat=True)) == {"ops"}
+    # One entry per job retried, on its record (and job_enqueue's own on each new job).
+    assert (
+        LogEntry.objects.filter(action_flag=CHANGE, change_message__startswith="Retried as").count()
+        == 500
+    )
+    tour.assert_pages_sound()
+
+
+def test_pausing_the_media_queue_holds_a_cover_job_until_the_queue_is_resumed(
+    tour: Tour, worker: WorkerProcess
+) -> None:
+    from django.contrib.admin.models import LogEntry
+    from django.core.files.base import ContentFile
+    from playwright.sync_api import expect
+
+    from courses.models import Course
+    from courses.services import course_cover_set
+    from media_pipeline.samples import jpeg_bytes, photo
+    from workers.enqueue import Requester
+    from workers.models import Job
+
+    page = tour.page
+    page.locator("#jobs-home").get_by_role("link", name="Operations").click()
+    media = page.locator('#queue-control tr[data-queue="media"]')
+    expect(media.locator(".queue-state")).to_have_text("running")
+    with tour.submitted(302):
+        page.click("#pause-media")
+    expect(page.locator("ul.messagelist")).to_contain_text("Queue media paused")
+    expect(media.locator(".queue-state")).to_contain_text("paused by ops")
+    wait_for(lambda: "queue media paused: stop consuming" in worker.log_text(), page)
+
+    course = Course.objects.create(title="Paused", slug="paused")
+    course = course_cover_set(
+        course_id=course.pk,
+        upload=ContentFile(jpeg_bytes(photo(400, 300, seed=3)), name="cover.jpg"),
+        requester=Requester.cli("test"),
+    )
+    task_id = course.cover_task_id
+    wait_for(lambda: Job.objects.filter(task_id=task_id, sent_at__isnull=False).exists(), page)
+    # Many pause checks and SQS polls later, no worker has taken it.
+    page.wait_for_timeout(3000)
+    assert TaskResult.objects.get(task_id=task_id).status == "PENDING"
+    page.reload()
+    expect(media.locator(".latency")).not_to_have_text("nothing waits")
+    tour.screenshot("operations-queue-paused")
+
+    with tour.submitted(302):
+        page.click("#resume-media")
+    expect(media.locator(".queue-state")).to_have_text("running")
+    wait_for(lambda: TaskResult.objects.get(task_id=task_id).status == "SUCCESS", page)
+    assert Course.objects.get(pk=course.pk).cover_status == Course.CoverStatus.READY
+    messages = list(LogEntry.objects.order_by("pk").values_list("change_message", flat=True))
+    assert messages[-2:] == ["Paused queue media", "Resumed queue media"]
+    tour.assert_pages_sound()

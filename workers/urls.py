@@ -11,6 +11,7 @@ urlpatterns = [
     path("jobs/<str:task_id>/discard/", views.job_discard, name="job-discard"),
     path("jobs/<str:task_id>/log/", views.job_log, name="job-log"),
     path("jobs/<str:task_id>/log.txt", views.job_log_download, name="job-log-download"),
+    path("recurring/<int:periodic_task_id>/run/", views.recurring_run_now, name="recurring-run"),
     path("operations/", operations.operations_page, name="operations"),
     path("metrics.json", operations.metrics_json, name="metrics"),
     path(

@@ -20,6 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 from workers import display, job_actions, selectors
 from workers.enqueue import BrokerUnavailable, Requester
 from workers.permissions import staff_permission_required
+from workers.recurring import RunNowRefused, recurring_task_run_now
 from workers.services import diagnostic_run_start
 
 VIEW_JOBS = "django_celery_results.view_taskresult"
@@ -118,6 +119,19 @@ def job_discard(request: HttpRequest, task_id: str) -> HttpResponse:
     else:
         messages.error(request, f"Not discarded: {', '.join(outcome.refused)}.")
     return redirect("workers:job-detail", task_id)
+
+
+@require_POST
+@staff_permission_required("workers.run_recurring_now")
+def recurring_run_now(request: HttpRequest, periodic_task_id: int) -> HttpResponse:
+    try:
+        task_id = recurring_task_run_now(periodic_task_id=periodic_task_id, user=request.user)
+    except (RunNowRefused, BrokerUnavailable) as exc:
+        messages.error(request, f"Not run: {exc}")
+        return redirect("admin:index")
+    url = reverse("workers:job-detail", args=[task_id])
+    messages.success(request, format_html('Queued now: <a href="{}">job {}</a>.', url, task_id))
+    return redirect(url)
 
 
 @require_GET

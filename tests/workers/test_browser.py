@@ -256,3 +256,36 @@ def test_pausing_the_media_queue_holds_a_cover_job_until_the_queue_is_resumed(
     messages = list(LogEntry.objects.order_by("pk").values_list("change_message", flat=True))
     assert messages[-2:] == ["Paused queue media", "Resumed queue media"]
     tour.assert_pages_sound()
+
+
+def test_run_now_on_the_jobs_home_queues_the_recurring_task_as_the_person(tour: Tour) -> None:
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+    from playwright.sync_api import expect
+
+    # The migration's schedule, made again if an earlier test's flush removed it.
+    every_minute, _ = IntervalSchedule.objects.get_or_create(every=60, period="seconds")
+    schedule, _ = PeriodicTask.objects.update_or_create(
+        name="Record SQS queue depths",
+        defaults={
+            "task": "workers.tasks.record_queue_depths",
+            "interval": every_minute,
+            "last_run_at": None,
+        },
+    )
+    page = tour.page
+    page.reload()
+    row = page.locator('#recurring tr[data-schedule="Record SQS queue depths"]')
+    expect(row).to_contain_text("every 60 seconds")
+    expect(row).to_contain_text("UTC")
+    expect(row.locator(".next-run")).to_contain_text("UTC")
+    tour.screenshot("jobs-home-recurring")
+    with tour.submitted(302):
+        row.get_by_role("button", name="Run now").click()
+    expect(page.locator("ul.messagelist")).to_contain_text("Queued now")
+    expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)")
+    result = TaskResult.objects.get()
+    assert display_requester(result.task_id) == "User: ops"
+    schedule.refresh_from_db()
+    assert schedule.last_run_at is None  # the schedule itself is left as it was
+    tour.job_settled()
+    tour.assert_pages_sound()

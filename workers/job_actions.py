@@ -21,7 +21,7 @@ from django.conf import settings
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
@@ -33,7 +33,13 @@ from workers.enqueue import (
     job_enqueue,
     job_enqueue_many,
 )
-from workers.job_filters import family_slug, jobs_where, known_task_names, registered_task
+from workers.job_filters import (
+    discarded_condition,
+    family_slug,
+    known_task_names,
+    registered_task,
+    retried_condition,
+)
 from workers.models import JOB_FAMILY_SLUGS, Job, JobLogChunk, WorkerHeartbeat
 from workers.retries import job_retry_rule
 
@@ -74,10 +80,6 @@ def lost_condition(*, now: datetime | None = None) -> Q:
     return Q(status__in=RUNNING_STATES) & ~Q(worker__in=alive)
 
 
-def _retried() -> Exists:
-    return Exists(Job.objects.filter(retry_of__task_id=OuterRef("task_id")))
-
-
 def _permitted_task_names(user: User, *, retry: bool = False) -> list[str]:
     return [
         name
@@ -91,8 +93,8 @@ def retry_candidates(queryset: QuerySet[TaskResult], *, user: User) -> QuerySet[
     return (
         queryset.filter(task_name__in=_permitted_task_names(user, retry=True))
         .filter(Q(status__in=FAILED_STATES) | lost_condition())
-        .exclude(_retried())
-        .exclude(jobs_where(discarded_at__isnull=False))
+        .exclude(retried_condition())
+        .exclude(discarded_condition())
     )
 
 
@@ -100,8 +102,8 @@ def discard_candidates(queryset: QuerySet[TaskResult], *, user: User) -> QuerySe
     return (
         queryset.filter(task_name__in=_permitted_task_names(user))
         .filter(Q(status__in=FAILED_STATES) | lost_condition())
-        .exclude(_retried())
-        .filter(jobs_where(discarded_at__isnull=True))
+        .exclude(retried_condition())
+        .exclude(discarded_condition())
     )
 
 
@@ -218,7 +220,9 @@ def jobs_retry(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
 def jobs_discard(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
     ids = list(task_ids)[:BATCH_SIZE]
     chosen = discard_candidates(TaskResult.objects.filter(task_id__in=ids), user=user)
-    results = list(chosen)
+    # Only jobs with a Job record: that is where the mark is kept.
+    recorded = set(Job.objects.filter(task_id__in=ids).values_list("task_id", flat=True))
+    results = [r for r in chosen if r.task_id in recorded]
     done = [r.task_id for r in results]
     Job.objects.filter(task_id__in=done, discarded_at__isnull=True).update(
         discarded_at=timezone.now(), discarded_by_label=user.get_username()

@@ -27,7 +27,7 @@ COUNT_CAP = 10_000
 
 
 def capped_count(queryset: QuerySet[Any]) -> int:
-    return int(queryset.order_by()[: COUNT_CAP + 1].count())
+    return int(queryset.order_by().values("pk")[: COUNT_CAP + 1].count())
 
 
 BulkService = Callable[..., job_actions.BulkOutcome]

@@ -62,7 +62,9 @@ class Job(models.Model):
     # Discarded: a person looked at this failed job and decided nothing more is to be done.
     # The record stays; it is no longer offered for retry.
     discarded_at = models.DateTimeField(null=True, blank=True)
-    discarded_by_label = models.CharField(max_length=255, blank=True)
+    # A database default too: web processes of the previous release, still running during a
+    # deploy, insert jobs without this column.
+    discarded_by_label = models.CharField(max_length=255, blank=True, default="", db_default="")
 
     class Meta:
         permissions = [
@@ -78,6 +80,12 @@ class Job(models.Model):
             models.Index(fields=["queue", "-created_at"], name="job_queue_created_idx"),
             models.Index(
                 fields=["requester_label", "-created_at"], name="job_requester_created_idx"
+            ),
+            # "Not yet discarded" filters read the few discarded jobs, not every job.
+            models.Index(
+                fields=["task_id"],
+                condition=Q(discarded_at__isnull=False),
+                name="job_discarded_idx",
             ),
         ]
         constraints = [
@@ -134,7 +142,12 @@ class DiagnosticRun(models.Model):
 
     lines = models.PositiveIntegerField(default=300)
     duration_seconds = models.FloatField(default=4.0)
-    fail = models.BooleanField(default=False, help_text="End with an error, to see a failure.")
+    # A transient fault: the first attempt fails, a retry (a new job, or a redelivery of
+    # this one) succeeds. Shows a failure, and what retrying it does.
+    fail = models.BooleanField(
+        default=False,
+        help_text="End the first attempt with an error, to see a failure and a retry.",
+    )
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     task_id = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveIntegerField(default=0)

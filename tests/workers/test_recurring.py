@@ -40,7 +40,9 @@ def test_run_now_needs_its_permission() -> None:
     every = IntervalSchedule.objects.create(every=5, period="minutes")
     schedule = PeriodicTask.objects.create(name="often", task="x.often", interval=every)
     user = get_user_model().objects.create_user("viewer", is_staff=True)
-    user.user_permissions.add(*Permission.objects.filter(codename="view_periodictask"))
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_periodictask", "view_taskresult"])
+    )
     client = Client()
     client.force_login(user)
     assert client.post(f"/ops/recurring/{schedule.pk}/run/").status_code == 403

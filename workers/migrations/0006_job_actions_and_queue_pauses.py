@@ -37,7 +37,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='job',
             name='discarded_by_label',
-            field=models.CharField(blank=True, max_length=255),
+            field=models.CharField(blank=True, db_default='', default='', max_length=255),
         ),
         migrations.AddField(
             model_name='job',
@@ -51,5 +51,14 @@ class Migration(migrations.Migration):
         migrations.AddIndex(
             model_name='job',
             index=models.Index(fields=['requester_label', '-created_at'], name='job_requester_created_idx'),
+        ),
+        migrations.AlterField(
+            model_name='diagnosticrun',
+            name='fail',
+            field=models.BooleanField(default=False, help_text='End the first attempt with an error, to see a failure and a retry.'),
+        ),
+        migrations.AddIndex(
+            model_name='job',
+            index=models.Index(condition=models.Q(('discarded_at__isnull', False)), fields=['task_id'], name='job_discarded_idx'),
         ),
     ]

@@ -10,6 +10,12 @@ to a paused queue wait in SQS, PENDING, and run once the queue is resumed.
 
 A job a worker had already received when the pause came finishes: pausing stops new work,
 it cancels nothing.
+
+Why not broadcast cancel_consumer / add_consumer over the monitoring channel instead: a
+broadcast reaches only the workers listening at that moment (not those that start later,
+nor any while Redis is down), and add_consumer sent to all would make workers that were
+never started for the queue begin consuming it. Each worker knows its own queues; the row
+is the one truth all of them read.
 """
 
 from __future__ import annotations

@@ -22,8 +22,7 @@ from django.db.models import Aggregate, FloatField, Min
 from django_celery_results.models import TaskResult
 
 from workers.job_actions import lost_condition
-from workers.job_filters import jobs_where
-from workers.models import QueuePause
+from workers.models import Job, QueuePause
 from workers.queues import QUEUES
 
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
@@ -52,11 +51,19 @@ class RuntimePercentiles:
 
 def queue_latencies(*, now: datetime) -> list[QueueLatency]:
     pauses = {p.queue: p for p in QueuePause.objects.all()}
-    waiting = TaskResult.objects.filter(status="PENDING", date_created__gte=now - WAITING_LOOKBACK)
+    waiting = TaskResult.objects.filter(
+        status="PENDING", date_created__gte=now - WAITING_LOOKBACK
+    ).values("task_id")
+    # One query for every queue: the waiting jobs' Job rows, oldest per queue.
+    oldest_by_queue = dict(
+        Job.objects.filter(task_id__in=waiting)
+        .values("queue")
+        .annotate(oldest=Min("created_at"))
+        .values_list("queue", "oldest")
+    )
     rows = []
     for queue in QUEUES:
-        oldest = waiting.filter(jobs_where(queue=queue)).aggregate(oldest=Min("date_created"))
-        started = oldest["oldest"]
+        started = oldest_by_queue.get(queue)
         pause = pauses.get(queue)
         rows.append(
             QueueLatency(

@@ -223,7 +223,7 @@ def test_pausing_the_media_queue_holds_a_cover_job_until_the_queue_is_resumed(
 
     page = tour.page
     page.locator("#jobs-home").get_by_role("link", name="Operations").click()
-    media = page.locator('#queue-control tr[data-queue="media"]')
+    media = page.locator('#queue-control tr[data-queue-control="media"]')
     expect(media.locator(".queue-state")).to_have_text("running")
     with tour.submitted(302):
         page.click("#pause-media")

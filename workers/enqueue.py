@@ -21,6 +21,7 @@ from typing import Any
 from celery import Task, states
 from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
@@ -93,9 +94,10 @@ def job_enqueue(
 ) -> str:
     """Queue `task` to be sent once the current transaction commits; return its task id.
 
-    `audit_object` is the domain object the admin LogEntry points at (the Job row by
-    default); an entry is written only for jobs a person asked for. Pass `task_id` (from
-    `new_task_id()`) to store it on a domain row created before the call.
+    `audit_object` is the domain object the admin LogEntry points at (by default the Job
+    row just recorded, not looked up again); an entry is written only for jobs a person
+    asked for. Pass `task_id` (from `new_task_id()`) to store it on a domain row created
+    before the call.
 
     A follow-up job that must not undo the work that triggers it (the next run in a queue,
     started as the previous one finishes) passes `refuse_if_broker_down=False`: it is then
@@ -106,9 +108,10 @@ def job_enqueue(
     task_id = task_id or new_task_id()
     options = {"queue": queue} if queue else {}
     message = job_message(task, task_id, requester, args, kwargs or {}, options)
-    job_record_pending(message, requester=requester)
+    job = job_record_pending(message, requester=requester)
     if requester.kind == RequesterKind.USER and requester.user_id is not None:
-        _audit(requester, task_id=task_id, task_name=task.name, audit_object=audit_object)
+        target = audit_object if audit_object is not None else job
+        _audit(requester, task_id=task_id, task_name=task.name, audit_object=target)
     transaction.on_commit(lambda: relay.submit(message))
     return task_id
 
@@ -147,14 +150,21 @@ def job_enqueue_many(requests: Sequence[JobRequest], *, requester: Requester) ->
             [_pending_result(message, requester) for message in messages], batch_size=500
         )
         if requester.kind == RequesterKind.USER and requester.user_id is not None:
-            LogEntry.objects.log_actions(
-                user_id=requester.user_id,
-                queryset=jobs,
-                action_flag=ADDITION,
-                change_message="Queued job",
+            content_type = ContentType.objects.get_for_model(Job)
+            LogEntry.objects.bulk_create(
+                [
+                    LogEntry(
+                        user_id=requester.user_id,
+                        content_type=content_type,
+                        object_id=str(job.pk),
+                        object_repr=str(job)[:200],
+                        action_flag=ADDITION,
+                        change_message=f"Queued job {job.task_name} [{job.task_id}]",
+                    )
+                    for job in jobs
+                ]
             )
-    for message in messages:
-        transaction.on_commit(lambda message=message: relay.submit(message))  # type: ignore[misc]
+    transaction.on_commit(lambda: relay.submit(*messages))
     return jobs
 
 
@@ -208,11 +218,13 @@ def job_message(
     return OutboundJob(task=task, task_id=task_id, args=list(args), kwargs=kwargs, options=options)
 
 
-def job_record_pending(message: OutboundJob, *, requester: Requester) -> None:
+def job_record_pending(message: OutboundJob, *, requester: Requester) -> Job:
     # No savepoint: inside the caller's transaction the rows live or die with it anyway.
     with transaction.atomic(savepoint=False):
-        _job_row(message, requester).save(force_insert=True)
+        job = _job_row(message, requester)
+        job.save(force_insert=True)
         _pending_result(message, requester).save(force_insert=True)
+    return job
 
 
 def _job_row(message: OutboundJob, requester: Requester) -> Job:
@@ -248,11 +260,10 @@ def job_forget(*, task_id: str) -> None:
 
 
 def _audit(requester: Requester, *, task_id: str, task_name: str, audit_object: Any) -> None:
-    target = audit_object if audit_object is not None else Job.objects.get(task_id=task_id)
     assert requester.user_id is not None
     LogEntry.objects.log_actions(
         user_id=requester.user_id,
-        queryset=[target],
+        queryset=[audit_object],
         action_flag=ADDITION,
         change_message=f"Queued job {task_name} [{task_id}]",
         single_object=True,

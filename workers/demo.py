@@ -1,4 +1,6 @@
-"""Demo data for the dev stack: groups that show the permission rule at work.
+"""Demo data for the dev stack: a few diagnostic runs, some failing, so the Jobs dashboard has
+something to filter, retry (one by one or in bulk), discard, and figures on the operations
+page (queued once, on the first `make run`); and groups that show the permission rule at work.
 
 "Look only" holds every view permission and nothing else: its members see every page, every
 job and every log, and can change, run or queue nothing. "Database operators" see and
@@ -8,16 +10,38 @@ either under Accounts → Users to try the admin as that person.
 
 from __future__ import annotations
 
-from typing import TextIO
+from typing import Any
 
 from django.contrib.auth.models import Group, Permission
 from django.db.models import Q
 
+from workers.enqueue import Requester
+from workers.models import DiagnosticRun
+from workers.services import diagnostic_run_start
+
+FAILING = 3
+SUCCEEDING = 3
 LOOK_ONLY = "Look only"
 DATABASE_OPERATORS = "Database operators"
 
 
-def seed(*, stdout: TextIO) -> None:
+def seed(*, stdout: Any) -> None:
+    groups_seed(stdout=stdout)
+    if DiagnosticRun.objects.exists():
+        stdout.write("demo diagnostic jobs: queued before")
+        return
+    requester = Requester.system("demo seed")
+    for n in range(FAILING + SUCCEEDING):
+        diagnostic_run_start(
+            requester=requester, lines=20, duration_seconds=0.5 + n, fail=n < FAILING
+        )
+    stdout.write(
+        f"demo diagnostic jobs: {FAILING} failing and {SUCCEEDING} succeeding queued "
+        "(retry the failed ones from the job list or their pages)"
+    )
+
+
+def groups_seed(*, stdout: Any) -> None:
     look_only, _ = Group.objects.get_or_create(name=LOOK_ONLY)
     look_only.permissions.set(Permission.objects.filter(codename__startswith="view_"))
     operators, _ = Group.objects.get_or_create(name=DATABASE_OPERATORS)

@@ -14,6 +14,7 @@ from django.contrib.auth.models import Permission, User
 from django.db import connection
 from django.test import RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import GroupResult, TaskResult
 
 from workers.families import FAMILIES
@@ -121,6 +122,8 @@ def _other_urls(task_ids: list[str]) -> Iterator[str]:
         "app_label": [app_label],
         "slug": [course.slug if course else "no-such-course"],
         "path": ["no/such/page"],
+        "periodic_task_id": [_first_pk(PeriodicTask)],
+        "queue": ["default"],
     }
 
     def walk(patterns: list[Any], namespace: str) -> Iterator[str]:

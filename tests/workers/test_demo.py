@@ -13,7 +13,7 @@ from django_celery_beat.models import PeriodicTask
 
 from tests.infra_tasks.rds.support import register
 from tests.support.servers import AwsEndpoint
-from workers.demo import DATABASE_OPERATORS, LOOK_ONLY, seed
+from workers.demo import DATABASE_OPERATORS, LOOK_ONLY, groups_seed
 from workers.models import Job
 
 pytestmark = pytest.mark.django_db
@@ -28,8 +28,8 @@ def member_of(group: str) -> Client:
 
 
 def test_look_only_staff_see_the_schedules_but_cannot_run_one(sqs_queues: AwsEndpoint) -> None:
-    seed(stdout=io.StringIO())
-    seed(stdout=io.StringIO())  # again on every start: no duplicates
+    groups_seed(stdout=io.StringIO())
+    groups_seed(stdout=io.StringIO())  # again on every start: no duplicates
     register("demo-postgres")
     schedule = PeriodicTask.objects.get(name="rds: nightly stop of demo-postgres")
     changelist = reverse("admin:django_celery_beat_periodictask_changelist")

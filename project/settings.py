@@ -313,6 +313,17 @@ TERRAFORM_PLAN_PREFIX = env.str("TERRAFORM_PLAN_PREFIX", default="plans").strip(
 TERRAFORM_S3_ENDPOINT_URL = env.str(
     "AWS_ENDPOINT_URL_S3", default=env.str("AWS_ENDPOINT_URL", default="")
 )
+# Where secret variables may come from. A workspace editor names a reference, the worker
+# resolves it: without these bounds an editor could read any of the worker's own secrets
+# (DJANGO_SECRET_KEY, a database password) through a plan. Environment references must start
+# with this prefix; SSM parameter and Secrets Manager names with one of these path prefixes.
+TERRAFORM_SECRET_ENV_PREFIX = env.str("TERRAFORM_SECRET_ENV_PREFIX", default="TF_SECRET_")
+TERRAFORM_SECRET_SSM_PREFIXES = env.list(
+    "TERRAFORM_SECRET_SSM_PREFIXES", default=["/opsqueue/terraform/"]
+)
+TERRAFORM_SECRET_MANAGER_PREFIXES = env.list(
+    "TERRAFORM_SECRET_MANAGER_PREFIXES", default=["opsqueue/terraform/"]
+)
 # Each plan, apply or unlock runs in a fresh directory under this one, removed afterwards;
 # providers are cached per worker (TF_PLUGIN_CACHE_DIR).
 TERRAFORM_WORK_DIR = env.path(

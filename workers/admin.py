@@ -9,10 +9,10 @@ from django.core.paginator import Paginator
 from django.db.models import DurationField, ExpressionWrapper, F, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils.functional import cached_property
-from django_celery_results.admin import TaskResultAdmin
-from django_celery_results.models import TaskResult
+from django_celery_results.admin import GroupResultAdmin, TaskResultAdmin
+from django_celery_results.models import GroupResult, TaskResult
 
-from workers import display, job_actions
+from workers import display, families, job_actions, selectors
 from workers.admin_base import ReadOnlyAdminMixin
 from workers.job_bulk_admin import JOB_BULK_ACTIONS
 from workers.job_filters import JOB_LIST_FILTERS
@@ -77,18 +77,22 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
         "periodic_task_name",
     )
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A job's page and log follow its family's view permission (workers/families.py).
+        if obj is not None and not families.job_viewable(request.user, obj.task_name):
+            return False
+        return super().has_view_permission(request, obj)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaskResult]:
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                job_queue=_job_field("queue"),
-                job_requester_kind=_job_field("requester_kind"),
-                job_requester_label=_job_field("requester_label"),
-                job_duration=ExpressionWrapper(
-                    F("date_done") - F("date_started"), output_field=DurationField()
-                ),
-            )
+        # The list shows only jobs the user may open.
+        queryset = selectors.task_results_viewable(super().get_queryset(request), user=request.user)
+        return queryset.annotate(
+            job_queue=_job_field("queue"),
+            job_requester_kind=_job_field("requester_kind"),
+            job_requester_label=_job_field("requester_label"),
+            job_duration=ExpressionWrapper(
+                F("date_done") - F("date_started"), output_field=DurationField()
+            ),
         )
 
     @admin.display(description="queue", ordering="job_queue")
@@ -193,4 +197,13 @@ class DiagnosticRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = [f.name for f in DiagnosticRun._meta.fields]
 
 
-from workers import operations_admin  # noqa: E402, F401  (registers the operations records)
+admin.site.unregister(GroupResult)
+
+
+@admin.register(GroupResult)
+class ReadOnlyGroupResultAdmin(ReadOnlyAdminMixin, GroupResultAdmin):
+    """Written by Celery; deleting needs delete_groupresult, as for jobs."""
+
+
+# These register the operations records and django-celery-beat's admins, guarded.
+from workers import operations_admin, schedules_admin  # noqa: E402, F401

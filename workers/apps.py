@@ -33,3 +33,15 @@ class OpsqueueAdminConfig(admin_apps.AdminConfig):
 
     default = False
     default_site = "workers.admin_site.OpsqueueAdminSite"
+
+    def ready(self) -> None:
+        from django.contrib.admin import options
+        from django.db import models
+
+        from workers.storable import StorableJSONField
+
+        # Every JSON field of every admin form and inline, the libraries' too: a value
+        # PostgreSQL cannot store (`\u0000`) is a form error instead of a 500. Set before
+        # the admins are discovered, which copy these defaults when they are created.
+        options.FORMFIELD_FOR_DBFIELD_DEFAULTS[models.JSONField] = {"form_class": StorableJSONField}
+        super().ready()

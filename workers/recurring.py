@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
+from workers import families
 from workers.enqueue import Requester, job_enqueue
 from workers.job_filters import registered_task
 
@@ -90,6 +91,10 @@ def recurring_task_run_now(*, periodic_task_id: int, user: Any) -> str:
     pt = PeriodicTask.objects.filter(pk=periodic_task_id).first()
     if pt is None:
         raise RunNowRefused("That schedule no longer exists.")
+    # The one permission rule (workers/families.py): starting a family's job needs that
+    # family's operate permission, whichever button starts it.
+    if not families.job_startable(user, pt.task):
+        raise RunNowRefused(f"You may not start the jobs of {pt.name}.")
     task = registered_task(pt.task)
     if task is None:
         raise RunNowRefused(f"No task {pt.task} in this version of the code.")

@@ -9,11 +9,12 @@ from datetime import datetime
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from workers import display
+from workers import display, families
 from workers.models import DiagnosticRun, Job, JobLogChunk
 from workers.subjects import JobSubject, job_subject_get
 
@@ -77,6 +78,31 @@ def job_log_iter_text(*, task_id: str) -> Iterator[str]:
 
 def job_get(*, task_id: str) -> Job | None:
     return Job.objects.filter(task_id=task_id).select_related("requested_by", "retry_of").first()
+
+
+def job_task_name(*, task_id: str) -> str | None:
+    """The task a job runs: from its Job row (written at enqueue), else its result row."""
+    for model in (Job, TaskResult):
+        name = model.objects.filter(task_id=task_id).values_list("task_name", flat=True).first()
+        if name:
+            return str(name)
+    return None
+
+
+def task_results_viewable(queryset: QuerySet[TaskResult], *, user: object) -> QuerySet[TaskResult]:
+    """The rows of `queryset` whose family `user` may view (workers/families.py)."""
+    allowed = families.viewable_families(user)
+    if allowed is None:
+        return queryset
+    condition = Q(pk__in=[])
+    for family in allowed:
+        own = Q()
+        for prefix in family.prefixes:
+            own |= Q(task_name__startswith=prefix)
+        for prefix in families.task_prefixes_excluded_before(family):
+            own &= ~Q(task_name__startswith=prefix)
+        condition |= own
+    return queryset.filter(condition)
 
 
 def task_result_get(*, task_id: str) -> TaskResult | None:

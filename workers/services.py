@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from celery import states
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from workers.enqueue import Requester, job_enqueue, job_message, new_task_id
@@ -121,3 +123,43 @@ def job_records_cleanup(*, older_than: timedelta | None = None) -> int:
         JobLogChunk.objects.filter(task_id__in=expired).delete()
         Job.objects.filter(task_id__in=expired).delete()
     return len(expired)
+
+
+class ScheduleRunRefused(Exception):
+    """A schedule cannot be run now; the message says why, in words for the admin."""
+
+
+@transaction.atomic
+def periodic_tasks_run_now(
+    *, periodic_tasks: Iterable[PeriodicTask], requester: Requester
+) -> list[str]:
+    """Start each schedule's task now, as a job like any other (PENDING record, requester,
+    LogEntry on the schedule); all or none: one unknown task queues nothing."""
+    from workers.celery import app
+
+    app.loader.import_default_modules()
+    started = []
+    for periodic_task in periodic_tasks:
+        task = app.tasks.get(periodic_task.task)
+        if task is None:
+            raise ScheduleRunRefused(
+                f"Schedule {periodic_task.name!r} names an unknown task {periodic_task.task!r}."
+            )
+        try:
+            args = json.loads(periodic_task.args or "[]")
+            kwargs = json.loads(periodic_task.kwargs or "{}")
+        except ValueError:
+            raise ScheduleRunRefused(
+                f"Schedule {periodic_task.name!r} has arguments that are not JSON."
+            ) from None
+        started.append(
+            job_enqueue(
+                task,
+                requester=requester,
+                args=args,
+                kwargs=kwargs,
+                audit_object=periodic_task,
+                queue=periodic_task.queue or None,
+            )
+        )
+    return started

@@ -19,16 +19,15 @@ from django.views.decorators.http import require_GET, require_POST
 
 from workers import display, job_actions, selectors
 from workers.enqueue import BrokerUnavailable, Requester
-from workers.permissions import staff_permission_required
+from workers.permissions import job_permission_required, staff_permission_required
 from workers.recurring import RunNowRefused, recurring_task_run_now
 from workers.services import diagnostic_run_start
 
-VIEW_JOBS = "django_celery_results.view_taskresult"
 FINISHED = display.FINISHED_STATES
 
 
 @require_GET
-@staff_permission_required(VIEW_JOBS)
+@job_permission_required
 def job_log(request: HttpRequest, task_id: str) -> HttpResponse:
     """Log lines after `since`, with the job's state: what the admin page polls."""
     try:
@@ -65,7 +64,7 @@ def job_log(request: HttpRequest, task_id: str) -> HttpResponse:
 
 
 @require_GET
-@staff_permission_required(VIEW_JOBS)
+@job_permission_required
 def job_log_download(request: HttpRequest, task_id: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(
         selectors.job_log_iter_text(task_id=task_id), content_type="text/plain; charset=utf-8"
@@ -97,7 +96,7 @@ def diagnostic_trigger(request: HttpRequest) -> HttpResponse:
 
 
 @require_POST
-@staff_permission_required(VIEW_JOBS)
+@job_permission_required
 def job_retry(request: HttpRequest, task_id: str) -> HttpResponse:
     """Run a failed or lost job again (the service checks the family's permission and rule)."""
     try:
@@ -113,7 +112,7 @@ def job_retry(request: HttpRequest, task_id: str) -> HttpResponse:
 
 
 @require_POST
-@staff_permission_required(VIEW_JOBS)
+@job_permission_required
 def job_discard(request: HttpRequest, task_id: str) -> HttpResponse:
     outcome = job_actions.jobs_discard(task_ids=[task_id], user=request.user)
     if outcome.done:
@@ -137,7 +136,7 @@ def recurring_run_now(request: HttpRequest, periodic_task_id: int) -> HttpRespon
 
 
 @require_GET
-@staff_permission_required(VIEW_JOBS)
+@job_permission_required
 def job_detail(request: HttpRequest, task_id: str) -> HttpResponse:
     """Stable link to a job's admin page by task id."""
     result = selectors.task_result_get(task_id=task_id)

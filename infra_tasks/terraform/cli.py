@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
@@ -243,10 +243,30 @@ def plan_summary(show_json: Mapping[str, Any]) -> PlanSummary:
     return PlanSummary(add=add, change=change, destroy=destroy)
 
 
-def public_outputs(output_json: Mapping[str, Any]) -> dict[str, Any]:
-    """Non-sensitive values from `terraform output -json`."""
+# What a sensitive output is stored as: its name only, never its value.
+SENSITIVE_OUTPUT = "(sensitive: not stored)"
+
+
+def public_outputs(
+    output_json: Mapping[str, Any], redact: Callable[[str], str] = lambda text: text
+) -> dict[str, Any]:
+    """The outputs of `terraform output -json` as stored: sensitive ones by name only, the
+    others through `redact` (the run's redactor: an output not declared sensitive may still
+    carry a secret variable's value or a credential)."""
     return {
-        name: output.get("value")
+        name: SENSITIVE_OUTPUT
+        if output.get("sensitive")
+        else _redacted(output.get("value"), redact)
         for name, output in output_json.items()
-        if isinstance(output, dict) and not output.get("sensitive")
+        if isinstance(output, dict)
     }
+
+
+def _redacted(value: Any, redact: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact(str(k)): _redacted(v, redact) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(item, redact) for item in value]
+    return value

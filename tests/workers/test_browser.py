@@ -6,10 +6,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
+from tests.infra_tasks.rds.support import aws_status, new_instance, register
 from tests.support.browser import Tour, wait_for
-from tests.support.servers import WorkerProcess
+from tests.support.servers import AwsEndpoint, WorkerProcess
 from workers.models import DiagnosticRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -102,6 +104,33 @@ def test_failing_diagnostic_shows_its_error_and_the_operations_page_counts_it(
     page.locator(".breadcrumbs").get_by_role("link", name="Home").click()
     page.locator("#jobs-home").get_by_role("link", name="Infrastructure").click()
     expect(page.locator("#content h1")).to_have_text("Infrastructure")
+    tour.assert_pages_sound()
+
+
+def test_a_schedule_run_from_periodic_tasks_is_a_job_with_its_requester(
+    tour: Tour, aws: AwsEndpoint
+) -> None:
+    """Periodic tasks → tick the nightly stop → "Run selected tasks now (as jobs)" → Go: the
+    message links the job, whose page says who asked, and the database is stopped."""
+    from playwright.sync_api import expect
+
+    page = tour.page
+    database = register(new_instance(aws))
+    schedule = PeriodicTask.objects.get(name=f"rds: nightly stop of {database.name}")
+
+    page.locator("#content-main").get_by_role("link", name="Periodic tasks").click()
+    page.check(f'#result_list input[name="_selected_action"][value="{schedule.pk}"]')
+    page.select_option("select[name=action]", label="Run selected tasks now (as jobs)")
+    with tour.submitted(302):
+        page.locator("#changelist-form button[name=index]").click()
+
+    expect(page.locator("ul.messagelist")).to_contain_text("Queued 1 job(s): job ")
+    page.locator("ul.messagelist a").first.click()
+    expect(page).to_have_url(re.compile(r"/admin/django_celery_results/taskresult/\d+/change/$"))
+    expect(page.locator(".field-requester")).to_contain_text("User: ops")
+    expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)", timeout=90_000)
+    tour.job_settled()
+    assert aws_status(aws, database) == "stopped"
     tour.assert_pages_sound()
 
 

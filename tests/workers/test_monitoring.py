@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+from base64 import b64encode
 from collections.abc import Iterator
 from contextlib import suppress
 from functools import partial
@@ -154,6 +157,24 @@ def test_flower_lists_the_worker_with_its_queues_and_the_tasks_it_ran(
 def test_flower_api_refuses_requests_without_the_login(flower: FlowerProcess) -> None:
     status, _ = flower.request("/api/workers", auth=False)
     assert status == 401
+
+
+def test_flower_metrics_need_the_login_too(flower: FlowerProcess) -> None:
+    def metrics(auth: bool) -> tuple[int, str]:
+        request = urllib.request.Request(f"{flower.url}/metrics")
+        if auth:
+            token = b64encode(f"{flower.user}:{flower.password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(errors="replace")
+
+    status, body = metrics(auth=False)
+    assert status == 401 and "flower_" not in body
+    status, body = metrics(auth=True)
+    assert status == 200 and "flower_" in body
 
 
 def test_celery_inspect_ping_gets_the_workers_reply_through_the_channel(

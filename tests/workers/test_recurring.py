@@ -11,6 +11,9 @@ from django.test import Client
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
+from tests.infra_tasks.rds.support import register
+from tests.support.servers import AwsEndpoint
+from workers.models import Job
 from workers.recurring import recurring_tasks
 
 pytestmark = pytest.mark.django_db
@@ -47,3 +50,30 @@ def test_run_now_needs_its_permission() -> None:
     client.force_login(user)
     assert client.post(f"/ops/recurring/{schedule.pk}/run/").status_code == 403
     assert "Run now" not in client.get("/admin/").content.decode()
+
+
+def test_run_now_also_needs_the_operate_permission_of_the_jobs_family(
+    sqs_queues: AwsEndpoint,
+) -> None:
+    register("demo-postgres")
+    schedule = PeriodicTask.objects.get(name="rds: nightly stop of demo-postgres")
+    user = get_user_model().objects.create_user("runner", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=["view_periodictask", "view_taskresult", "run_recurring_now"]
+        )
+    )
+    client = Client()
+    client.force_login(user)
+
+    refused = client.post(f"/ops/recurring/{schedule.pk}/run/", follow=True)
+    assert "You may not start the jobs of rds: nightly stop of demo-postgres" in (
+        refused.content.decode()
+    )
+    assert not Job.objects.exists()
+
+    user.user_permissions.add(Permission.objects.get(codename="operate_manageddatabase"))
+    user = get_user_model().objects.get(pk=user.pk)  # permissions are cached per object
+    client.force_login(user)
+    client.post(f"/ops/recurring/{schedule.pk}/run/")
+    assert Job.objects.get().task_name == schedule.task

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra_tasks.terraform import cli
+from workers.redaction import MASK, Redactor
 
 
 def test_workspace_dir_accepts_a_directory_inside_the_root(tmp_path: Path) -> None:
@@ -112,12 +113,24 @@ def test_plan_summary_counts_like_terraform() -> None:
     assert not cli.plan_summary({}).has_changes
 
 
-def test_public_outputs_drop_sensitive_values() -> None:
+def test_public_outputs_keep_only_the_names_of_sensitive_ones() -> None:
     outputs = {
         "url": {"sensitive": False, "value": "https://x"},
         "password": {"sensitive": True, "value": "hunter22"},
     }
-    assert cli.public_outputs(outputs) == {"url": "https://x"}
+    assert cli.public_outputs(outputs) == {"url": "https://x", "password": cli.SENSITIVE_OUTPUT}
+
+
+def test_public_outputs_pass_through_the_redactor_however_nested() -> None:
+    outputs = {
+        "token": {"sensitive": False, "value": "the-token-value"},
+        "creds": {
+            "sensitive": False,
+            "value": {"id": "AKIAIOSFODNN7EXAMPLE", "paths": ["/x/the-token-value/y", 3]},
+        },
+    }
+    stored = cli.public_outputs(outputs, Redactor(["the-token-value"]))
+    assert stored == {"token": MASK, "creds": {"id": MASK, "paths": [f"/x/{MASK}/y", 3]}}
 
 
 def test_parse_event_fast_path_agrees_with_a_full_parse_on_terraform_lines() -> None:

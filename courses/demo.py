@@ -15,8 +15,10 @@ from PIL import Image
 
 from courses.models import Course, Lesson, QuizQuestion, Section
 from courses.services import course_cover_regenerate, course_cover_set
+from courses.tasks import course_outline_report
 from media_pipeline.samples import jpeg_bytes, photo
 from workers.enqueue import Requester
+from workers.requesters import requester_scope
 
 SLUG = "photography-basics"
 OUTLINE = {
@@ -47,6 +49,10 @@ def seed(*, stdout: Any) -> None:
         stdout.write(f"demo course “{course}”: cover variants queued again")
     else:
         stdout.write(f"demo course “{course}”: ready")
+    # A job through Django's Tasks API, beside the opsqueue-native ones.
+    with requester_scope(requester), transaction.atomic():
+        result = course_outline_report.enqueue(course.pk)
+    stdout.write(f"demo course “{course}”: outline report queued (Django task {result.id})")
 
 
 @transaction.atomic

@@ -54,3 +54,29 @@ def test_a_cover_uploaded_on_the_course_page_gets_its_variants_shown_without_a_r
     course.refresh_from_db()
     assert course.cover_status == Course.CoverStatus.READY
     tour.assert_pages_sound()
+
+
+def test_the_outline_report_action_queues_a_django_task_whose_job_page_shows_it_run(
+    tour: Tour,
+) -> None:
+    from playwright.sync_api import expect
+
+    page = tour.page
+    course = make_course("photography")
+    section = course.sections.create(title="Light", position=1)
+    section.lessons.create(title="Exposure", position=1)
+
+    page.locator("#courses-course").get_by_role("link", name="Courses").click()
+    page.locator("#result_list").get_by_role("row", name=course.title).locator(
+        "input.action-select"
+    ).check()
+    page.select_option("select[name=action]", label="Report the outline (Django task)")
+    with tour.submitted(302):
+        page.get_by_role("button", name="Go").click()
+
+    expect(page.locator("ul.messagelist")).to_contain_text("Queued the outline report for")
+    tour.click_in_message(course.title)
+    expect(page.locator("#job-log")).to_contain_text("1. Light: 1 lesson(s)", timeout=60_000)
+    expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)")
+    expect(page.locator("#job-live")).to_contain_text("User: ops · queue default")
+    tour.assert_pages_sound()

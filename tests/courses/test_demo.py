@@ -25,7 +25,9 @@ def test_demo_seed_is_idempotent_and_its_sideways_photo_comes_out_upright(
     assert course.is_published and course.cover_status == Course.CoverStatus.PENDING
     assert course.sections.count() == 2
     assert Lesson.objects.filter(section__course=course, kind=Lesson.Kind.QUIZ).count() == 1
-    assert TaskResult.objects.count() == 1
+    # The cover's variants, and the outline report through Django's Tasks API.
+    assert TaskResult.objects.count() == 2
+    assert TaskResult.objects.filter(task_name="courses.tasks.course_outline_report").exists()
 
     course_cover_variants_build(
         course_id=course.pk, source_hash=course.cover_sha256, task_id=course.cover_task_id
@@ -35,5 +37,5 @@ def test_demo_seed_is_idempotent_and_its_sideways_photo_comes_out_upright(
 
     with django_capture_on_commit_callbacks(execute=True):
         demo.seed(stdout=out)
-    assert Course.objects.count() == 1 and TaskResult.objects.count() == 1
+    assert Course.objects.count() == 1 and TaskResult.objects.count() == 2
     assert out.getvalue().endswith("ready")

@@ -9,7 +9,7 @@ from courses.models import Course
 from tests.courses.conftest import make_course
 from tests.support.browser import Tour, wait_for
 from workers.enqueue import Requester
-from workers.models import DiagnosticRun
+from workers.models import DiagnosticRun, Job
 from workers.services import diagnostic_run_start
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -79,4 +79,13 @@ def test_the_outline_report_action_queues_a_django_task_whose_job_page_shows_it_
     expect(page.locator("#job-log")).to_contain_text("1. Light: 1 lesson(s)", timeout=60_000)
     expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)")
     expect(page.locator("#job-live")).to_contain_text("User: ops · queue default")
+    tour.job_settled()
+
+    # On the Jobs home like any job: its name, state and who asked.
+    job = Job.objects.get(task_name="courses.tasks.course_outline_report")
+    page.locator(".breadcrumbs").get_by_role("link", name="Home").click()
+    row = page.locator(f'#recent-jobs tr[data-task-id="{job.task_id}"]')
+    expect(row).to_contain_text("course_outline_report")
+    expect(row).to_contain_text("Succeeded (SUCCESS)")
+    expect(row).to_contain_text("ops")
     tour.assert_pages_sound()

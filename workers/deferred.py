@@ -51,3 +51,11 @@ def deferred_job_send(*, task_id: str) -> bool:
     if not sent:
         logger.info("deferred job %s: already sent or no longer pending", task_id)
     return sent
+
+
+def deferred_entries_remove(*, task_ids: list[str]) -> None:
+    """Remove the clocked entries of these jobs (run or not: their records are going)."""
+    entries = PeriodicTask.objects.filter(name__in=[deferred_entry_name(t) for t in task_ids])
+    clocked_ids = list(entries.values_list("clocked_id", flat=True))
+    entries.delete()
+    ClockedSchedule.objects.filter(pk__in=clocked_ids, periodictask__isnull=True).delete()

@@ -14,6 +14,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from workers.deferred import deferred_entries_remove
 from workers.enqueue import Requester, job_enqueue, job_message, new_task_id
 from workers.joblog import JobLogWriter
 from workers.models import DiagnosticRun, Job, JobLogChunk, RequesterKind
@@ -148,4 +149,5 @@ def job_records_cleanup(*, older_than: timedelta | None = None) -> int:
     with transaction.atomic():
         JobLogChunk.objects.filter(task_id__in=expired).delete()
         Job.objects.filter(task_id__in=expired).delete()
+        deferred_entries_remove(task_ids=expired)
     return len(expired)

@@ -20,6 +20,7 @@ import ast
 import dataclasses
 import json
 import logging
+import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -259,9 +260,9 @@ def celery_task_register(task: Task) -> CeleryTask:
         {"time_limit": spec.time_limit, "soft_time_limit": spec.soft_time_limit} if spec else {}
     )
     # Not shared and not lazy: registered on this app now, whether or not it is finalized.
-    celery_task: CeleryTask = app.task(name=name, bind=True, shared=False, lazy=False, **limits)(
-        run
-    )
+    celery_task: CeleryTask = app.task(
+        name=name, bind=True, shared=False, lazy=False, track_started=False, **limits
+    )(run)
     _registered[name] = celery_task
     return celery_task
 
@@ -299,7 +300,17 @@ def _execute(celery_task: CeleryTask, name: str, args: list[Any], kwargs: dict[s
     if result.is_finished:
         # A late redelivery of a job that has run: it does not run twice, and its stored
         # outcome stays as it is.
+        logger.info("%s [%s]: finished already (%s), not run again", name, task_id, result.status)
         raise Ignore()
+    # Marked started here, after that look, not by Celery before the task (track_started
+    # is off for these tasks): Celery's mark would hide a finished job's outcome.
+    celery_task.backend.store_result(
+        task_id,
+        {"pid": os.getpid(), "hostname": celery_task.request.hostname},
+        states.STARTED,
+        request=celery_task.request,
+    )
+    result = backend.get_result(task_id)
     with (
         JobLogWriter(task_id) as log,
         _job_log_scope(log),

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.test import Client
 from django.test.utils import override_settings
 from django.utils import timezone
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import ClockedSchedule, PeriodicTask
 from django_celery_beat.schedulers import ModelEntry
 from django_celery_results.models import TaskResult as StoredResult
 
@@ -30,12 +30,12 @@ from tests.workers.tasks_app.views import RolledBack
 from workers.beat import RecordingDatabaseScheduler
 from workers.broker import sqs_queue_name
 from workers.celery import app
-from workers.enqueue import Requester
+from workers.enqueue import Requester, job_message
 from workers.models import Job, JobLogChunk, RequesterKind
-from workers.outbox import relay
+from workers.outbox import publish_now, relay
 from workers.requesters import requester_scope
 from workers.selectors import job_log_since
-from workers.services import job_republish_unsent
+from workers.services import job_records_cleanup, job_republish_unsent
 from workers.tasks_api import (
     InvalidTaskError,
     Task,
@@ -46,7 +46,7 @@ from workers.tasks_api import (
     task,
     task_backends,
 )
-from workers.tasks_backend import OpsqueueBackend, get_job_log
+from workers.tasks_backend import OpsqueueBackend, celery_task_register, get_job_log
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -189,6 +189,55 @@ def test_run_after_beyond_sqs_delay_waits_in_a_clocked_beat_entry_that_sends_the
     assert sent.id == result.id
     assert finished(result).return_value == 42
     assert Job.objects.count() == 1, "the scheduler started a second job"
+
+
+def test_a_deferred_jobs_beat_entry_goes_with_its_records(sqs_queues: AwsEndpoint) -> None:
+    with requester_scope(Requester.cli("test")), transaction.atomic():
+        result = tasks.add.using(run_after=timezone.now() + timedelta(hours=1)).enqueue(1, 1)
+    assert PeriodicTask.objects.filter(task="tests.workers.tasks_app.tasks.add").exists()
+
+    assert job_records_cleanup(older_than=timedelta(microseconds=1)) == 1
+
+    assert not Job.objects.filter(task_id=result.id).exists()
+    assert not PeriodicTask.objects.filter(task="tests.workers.tasks_app.tasks.add").exists()
+    assert not ClockedSchedule.objects.exists()
+
+
+def test_a_late_redelivery_of_a_finished_job_does_not_run_it_again(
+    worker: WorkerProcess, sqs_queues: AwsEndpoint
+) -> None:
+    with requester_scope(Requester.cli("test")):
+        result = tasks.note_start.enqueue("once")
+    first = finished(result).return_value
+    job = Job.objects.get(task_id=result.id)
+
+    # The same message again, as SQS would deliver it after a lost acknowledgement.
+    publish_now(
+        job_message(
+            celery_task_register(tasks.note_start),
+            result.id,
+            Requester.cli("test"),
+            ["once"],
+            {},
+            {"queue": job.queue},
+        )
+    )
+    wait_until(lambda: sqs_messages(sqs_queues, "default") == 0, message="redelivery taken")
+    wait_until(
+        lambda: "not run again" in worker.log_text() or None,
+        timeout=30,
+        message="the worker to set the redelivery aside",
+    )
+
+    result.refresh()
+    assert result.status == TaskResultStatus.SUCCESSFUL and result.return_value == first
+    assert len(job_log_since(task_id=result.id).lines) == 1
+
+
+def test_an_async_task_runs_to_completion_on_the_worker(worker: WorkerProcess) -> None:
+    with requester_scope(Requester.cli("test")):
+        result = tasks.add_later.enqueue(2, 40)
+    assert finished(result).return_value == 42
 
 
 def test_a_raising_task_fails_with_its_exception_class_and_traceback(

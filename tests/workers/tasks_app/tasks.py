@@ -45,6 +45,11 @@ def note_start(label: str) -> str:
 
 
 @task
+async def add_later(a: int, b: int) -> int:
+    return a + b
+
+
+@task
 def enqueue_follow_up(a: int) -> str:
     return add.enqueue(a, 1).id
 

@@ -24,15 +24,18 @@ from django_celery_beat.models import ClockedSchedule, PeriodicTask
 from django_celery_beat.schedulers import ModelEntry
 from django_celery_results.models import TaskResult as StoredResult
 
+from tests.support.broker import drop_broker_connections
 from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
 from tests.workers.tasks_app import tasks
 from tests.workers.tasks_app.views import RolledBack
 from workers.beat import RecordingDatabaseScheduler
 from workers.broker import sqs_queue_name
 from workers.celery import app
-from workers.enqueue import Requester, job_message
+from workers.devstack import free_port
+from workers.enqueue import BrokerUnavailable, Requester, job_message
 from workers.models import Job, JobLogChunk, RequesterKind
 from workers.outbox import publish_now, relay
+from workers.queues import QUEUES
 from workers.requesters import requester_scope
 from workers.selectors import job_log_since
 from workers.services import job_records_cleanup, job_republish_unsent
@@ -296,6 +299,38 @@ def test_a_task_on_another_queue_runs_there_with_that_queue_recorded(
     finished(result)
     assert result.return_value == 3
     assert result.task.queue_name == "media"
+
+
+def test_a_task_runs_under_the_time_limits_of_the_queue_it_is_sent_to(
+    worker: WorkerProcess,
+) -> None:
+    with requester_scope(Requester.cli("test")):
+        on_media = tasks.time_limits.enqueue()
+        on_default = tasks.time_limits.using(queue_name="default").enqueue()
+
+    media, default = QUEUES["media"], QUEUES["default"]
+    assert finished(on_media).return_value == [media.time_limit, media.soft_time_limit]
+    assert finished(on_default).return_value == [default.time_limit, default.soft_time_limit]
+
+
+def test_broker_unreachable_at_enqueue_raises_and_leaves_nothing_behind(
+    sqs_queues: AwsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", f"http://127.0.0.1:{free_port()}")
+    drop_broker_connections()
+    try:
+        with (
+            pytest.raises(BrokerUnavailable, match="unreachable"),
+            requester_scope(Requester.cli("test")),
+            transaction.atomic(),
+        ):
+            tasks.add.enqueue(1, 2)
+    finally:
+        monkeypatch.undo()
+        drop_broker_connections()
+
+    assert not Job.objects.exists()
+    assert not StoredResult.objects.exists()
 
 
 def test_takes_context_gives_the_task_its_own_result_and_attempt(worker: WorkerProcess) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from celery import current_task
 from django.utils import timezone
 
 from workers.tasks_api import TaskContext, task
@@ -47,6 +48,12 @@ def note_start(label: str) -> str:
 @task
 async def add_later(a: int, b: int) -> int:
     return a + b
+
+
+@task(queue_name="media")
+def time_limits() -> list[int | None]:
+    """The hard and soft limits the worker runs this job under."""
+    return list(current_task.request.timelimit or (None, None))
 
 
 @task

@@ -194,10 +194,18 @@ def test_run_after_beyond_sqs_delay_waits_in_a_clocked_beat_entry_that_sends_the
     assert Job.objects.count() == 1, "the scheduler started a second job"
 
 
-def test_a_deferred_jobs_beat_entry_goes_with_its_records(sqs_queues: AwsEndpoint) -> None:
+def test_a_deferred_job_shows_when_it_may_start_and_its_entry_goes_with_its_records(
+    sqs_queues: AwsEndpoint,
+) -> None:
+    run_after = timezone.now() + timedelta(hours=1)
     with requester_scope(Requester.cli("test")), transaction.atomic():
-        result = tasks.add.using(run_after=timezone.now() + timedelta(hours=1)).enqueue(1, 1)
+        result = tasks.add.using(run_after=run_after).enqueue(1, 1)
     assert PeriodicTask.objects.filter(task="tests.workers.tasks_app.tasks.add").exists()
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("ops"))
+    page = client.get(f"/ops/jobs/{result.id}/", follow=True).content.decode()
+    shown = timezone.localtime(run_after).strftime("%Y-%m-%d %H:%M:%S")
+    assert f'not before <span id="job-run-after">{shown}' in page
 
     assert job_records_cleanup(older_than=timedelta(microseconds=1)) == 1
 

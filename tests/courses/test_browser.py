@@ -25,7 +25,7 @@ def test_a_cover_uploaded_on_the_course_page_gets_its_variants_shown_without_a_r
     # Both of the worker's processes are busy for a few seconds, so the page is certainly
     # on screen while the variants are still being made.
     for _ in range(2):
-        diagnostic_run_start(requester=Requester.cli("test"), lines=40, duration_seconds=6)
+        diagnostic_run_start(requester=Requester.cli("test"), lines=40, duration_seconds=15)
     wait_for(lambda: DiagnosticRun.objects.filter(state="running").count() == 2, page)
 
     page.locator("#courses-course").get_by_role("link", name="Courses").click()

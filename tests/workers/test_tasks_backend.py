@@ -56,6 +56,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 BASE_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def ours(model: type[Job] | type[StoredResult]) -> int:
+    """Records of this file's tasks (the session's shared worker may record others)."""
+    return model.objects.filter(task_name__startswith="tests.workers.tasks_app.").count()
+
+
 def finished(result: TaskResult) -> TaskResult:
     def done() -> bool:
         result.refresh()
@@ -128,8 +133,7 @@ def test_a_view_rolled_back_after_enqueueing_leaves_nothing_queued_or_recorded(
         client.get("/enqueue-add/", {"a": 1, "b": 1, "fail": 1})
 
     assert relay.drain(timeout=10)
-    assert not Job.objects.exists()
-    assert not StoredResult.objects.exists()
+    assert not ours(Job) and not ours(StoredResult)
     assert sqs_messages(sqs_queues, "default") == 0
 
 
@@ -191,7 +195,7 @@ def test_run_after_beyond_sqs_delay_waits_in_a_clocked_beat_entry_that_sends_the
 
     assert sent.id == result.id
     assert finished(result).return_value == 42
-    assert Job.objects.count() == 1, "the scheduler started a second job"
+    assert ours(Job) == 1, "the scheduler started a second job"
 
 
 def test_a_deferred_job_shows_when_it_may_start_and_its_entry_goes_with_its_records(
@@ -207,7 +211,7 @@ def test_a_deferred_job_shows_when_it_may_start_and_its_entry_goes_with_its_reco
     shown = timezone.localtime(run_after).strftime("%Y-%m-%d %H:%M:%S")
     assert f'not before <span id="job-run-after">{shown}' in page
 
-    assert job_records_cleanup(older_than=timedelta(microseconds=1)) == 1
+    assert job_records_cleanup(older_than=timedelta(microseconds=1)) >= 1
 
     assert not Job.objects.filter(task_id=result.id).exists()
     assert not PeriodicTask.objects.filter(task="tests.workers.tasks_app.tasks.add").exists()
@@ -277,8 +281,7 @@ def test_a_non_json_argument_is_refused_at_enqueue_and_nothing_is_recorded() -> 
     with pytest.raises(TypeError, match="arguments must be JSON"):
         tasks.add.enqueue(float("nan"), 1)  # type: ignore[arg-type]
 
-    assert not Job.objects.exists()
-    assert not StoredResult.objects.exists()
+    assert not ours(Job) and not ours(StoredResult)
 
 
 def test_a_queue_the_backend_does_not_list_is_refused_with_the_queues_it_has() -> None:
@@ -288,7 +291,7 @@ def test_a_queue_the_backend_does_not_list_is_refused_with_the_queues_it_has() -
     with pytest.raises(InvalidTaskError, match="queue 'infra' is not one of"):
         tasks.add.using(queue_name="infra")
 
-    assert not Job.objects.exists()
+    assert not ours(Job)
 
 
 def test_priority_is_refused_because_sqs_cannot_honour_it() -> None:
@@ -337,8 +340,7 @@ def test_broker_unreachable_at_enqueue_raises_and_leaves_nothing_behind(
         monkeypatch.undo()
         drop_broker_connections()
 
-    assert not Job.objects.exists()
-    assert not StoredResult.objects.exists()
+    assert not ours(Job) and not ours(StoredResult)
 
 
 def test_takes_context_gives_the_task_its_own_result_and_attempt(worker: WorkerProcess) -> None:
@@ -431,7 +433,7 @@ def test_a_task_called_outside_a_job_logs_to_the_python_log_and_stores_nothing(
 
     assert "(no job) adding 2 and 2" in caplog.text
     assert "(no job) progress 1/2" in caplog.text
-    assert not JobLogChunk.objects.exists()
+    assert not JobLogChunk.objects.filter(text__contains="adding 2 and 2").exists()
 
 
 def test_the_documented_api_point_by_point(worker: WorkerProcess) -> None:

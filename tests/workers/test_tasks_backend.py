@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.core import checks
 from django.db import transaction
@@ -48,6 +49,7 @@ from workers.tasks_api import (
     default_task_backend,
     task,
     task_backends,
+    task_signals,
 )
 from workers.tasks_backend import OpsqueueBackend, celery_task_register, get_job_log
 
@@ -253,6 +255,45 @@ def test_an_async_task_runs_to_completion_on_the_worker(worker: WorkerProcess) -
     with requester_scope(Requester.cli("test")):
         result = tasks.add_later.enqueue(2, 40)
     assert finished(result).return_value == 42
+
+
+def test_the_frameworks_signals_fire_enqueued_after_commit_then_started_and_finished(
+    worker: WorkerProcess,
+) -> None:
+    enqueued: list[TaskResult] = []
+
+    def receive(sender: object, task_result: TaskResult, **kwargs: object) -> None:
+        enqueued.append(task_result)
+
+    task_signals.task_enqueued.connect(receive)
+    try:
+        with requester_scope(Requester.cli("test")), transaction.atomic():
+            result = tasks.add.enqueue(3, 4)
+            assert enqueued == [], "enqueued before the job was committed"
+        assert [r.id for r in enqueued] == [result.id]
+    finally:
+        task_signals.task_enqueued.disconnect(receive)
+    finished(result)
+
+    # On the worker, the backport's own receivers log each signal.
+    path = "tests.workers.tasks_app.tasks.add"
+    log = worker.log_text()
+    assert f"Task id={result.id} path={path} state=RUNNING" in log
+    assert f"Task id={result.id} path={path} state=SUCCESSFUL" in log
+
+
+def test_aenqueue_and_aget_result_work_from_async_code(worker: WorkerProcess) -> None:
+    async def enqueue_and_read() -> tuple[str, TaskResultStatus]:
+        result = await tasks.add.aenqueue(5, 6)
+        stored = await tasks.add.aget_result(result.id)
+        return result.id, stored.status
+
+    with requester_scope(Requester.cli("async caller")):
+        result_id, status = async_to_sync(enqueue_and_read)()
+
+    assert status == TaskResultStatus.READY
+    assert Job.objects.get(task_id=result_id).requester_label == "async caller"
+    assert finished(tasks.add.get_result(result_id)).return_value == 11
 
 
 def test_a_raising_task_fails_with_its_exception_class_and_traceback(

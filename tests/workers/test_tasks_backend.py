@@ -25,13 +25,14 @@ from django_celery_beat.models import ClockedSchedule, PeriodicTask
 from django_celery_beat.schedulers import ModelEntry
 from django_celery_results.models import TaskResult as StoredResult
 
-from tests.support.broker import drop_broker_connections
+from tests.support.broker import drop_broker_connections, publishing_to
 from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
 from tests.workers.tasks_app import tasks
 from tests.workers.tasks_app.views import RolledBack
 from workers.beat import RecordingDatabaseScheduler
 from workers.broker import sqs_queue_name
 from workers.celery import app
+from workers.deferred import deferred_job_send
 from workers.devstack import free_port
 from workers.enqueue import BrokerUnavailable, Requester, job_message
 from workers.models import Job, JobLogChunk, RequesterKind
@@ -198,6 +199,28 @@ def test_run_after_beyond_sqs_delay_waits_in_a_clocked_beat_entry_that_sends_the
     assert sent.id == result.id
     assert finished(result).return_value == 42
     assert ours(Job) == 1, "the scheduler started a second job"
+
+
+def test_a_deferred_job_is_sent_once_however_often_its_entry_or_the_sweep_fires(
+    sqs_queues: AwsEndpoint,
+) -> None:
+    with requester_scope(Requester.cli("test")), transaction.atomic():
+        result = tasks.add.using(run_after=timezone.now() + timedelta(hours=2)).enqueue(2, 2)
+    Job.objects.filter(task_id=result.id).update(run_after=timezone.now())
+
+    # Onto queues no worker reads, so the job stays PENDING while it is sent again.
+    with publishing_to("opsqueue-unread-i18-"):
+        assert deferred_job_send(task_id=result.id) is True
+        assert deferred_job_send(task_id=result.id) is False
+        assert job_republish_unsent(older_than=timedelta(0)) == 0
+
+    sqs = sqs_queues.client("sqs")
+    url = sqs.get_queue_url(QueueName="opsqueue-unread-i18-default")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessages"] == "1"
+    sqs.purge_queue(QueueUrl=url)
 
 
 def test_a_deferred_job_shows_when_it_may_start_and_its_entry_goes_with_its_records(

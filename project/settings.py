@@ -234,6 +234,11 @@ TASKS = {
 # --- Job logs ------------------------------------------------------------------------------
 JOB_LOG_FLUSH_LINES = env.int("JOB_LOG_FLUSH_LINES", default=200)
 JOB_LOG_FLUSH_SECONDS = env.float("JOB_LOG_FLUSH_SECONDS", default=0.25)
+# A longer line is stored cut, with a marker saying how much was dropped: one runaway line
+# (a 50 MB blob on one line) must not fill the database, a worker's memory or a page.
+JOB_LOG_MAX_LINE_BYTES = env.int("JOB_LOG_MAX_LINE_BYTES", default=64 * 1024)
+# One poll of a job's log answers with about this much text at most; the page asks again.
+JOB_LOG_MAX_POLL_BYTES = env.int("JOB_LOG_MAX_POLL_BYTES", default=1024 * 1024)
 
 # --- Media storage and cover images (courses, media_pipeline) --------------------------------
 # Local files by default. With a bucket, media go to S3: private objects (the bucket blocks

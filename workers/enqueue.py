@@ -101,11 +101,11 @@ def job_enqueue(
 ) -> str:
     """Queue `task` to be sent once the current transaction commits; return its task id.
 
-    `audit_object` is the domain object the admin LogEntry points at (the Job row by
-    default); an entry is written only for jobs a person asked for. Pass `task_id` (from
-    `new_task_id()`) to store it on a domain row created before the call. `run_after` (an
-    aware datetime) is the earliest the job may start; `options` are further Celery message
-    options (time limits, argument reprs).
+    `audit_object` is the domain object the admin LogEntry points at (by default the Job
+    row just recorded, not looked up again); an entry is written only for jobs a person
+    asked for. Pass `task_id` (from `new_task_id()`) to store it on a domain row created
+    before the call. `run_after` (an aware datetime) is the earliest the job may start;
+    `options` are further Celery message options (time limits, argument reprs).
 
     A follow-up job that must not undo the work that triggers it (the next run in a queue,
     started as the previous one finishes) passes `refuse_if_broker_down=False`: it is then
@@ -118,9 +118,10 @@ def job_enqueue(
     message = job_message(
         task, task_id, requester, args, kwargs or {}, message_options, run_after=run_after
     )
-    job_record_pending(message, requester=requester)
+    job = job_record_pending(message, requester=requester)
     if requester.kind == RequesterKind.USER and requester.user_id is not None:
-        _audit(requester, task_id=task_id, task_name=task.name, audit_object=audit_object)
+        target = audit_object if audit_object is not None else job
+        _audit(requester, task_id=task_id, task_name=task.name, audit_object=target)
     if run_after is not None and seconds_until(run_after) > MAX_SQS_DELAY_SECONDS:
         from workers.deferred import deferred_job_schedule
 
@@ -198,10 +199,10 @@ def job_message(
     )
 
 
-def job_record_pending(message: OutboundJob, *, requester: Requester) -> None:
+def job_record_pending(message: OutboundJob, *, requester: Requester) -> Job:
     # No savepoint: inside the caller's transaction the rows live or die with it anyway.
     with transaction.atomic(savepoint=False):
-        Job.objects.create(
+        job = Job.objects.create(
             task_id=message.task_id,
             task_name=message.task.name,
             queue=message.options["queue"],
@@ -222,6 +223,7 @@ def job_record_pending(message: OutboundJob, *, requester: Requester) -> None:
                 requester.label if requester.kind == RequesterKind.SCHEDULE else None
             ),
         )
+    return job
 
 
 def job_forget(*, task_id: str) -> None:
@@ -233,11 +235,10 @@ def job_forget(*, task_id: str) -> None:
 
 
 def _audit(requester: Requester, *, task_id: str, task_name: str, audit_object: Any) -> None:
-    target = audit_object if audit_object is not None else Job.objects.get(task_id=task_id)
     assert requester.user_id is not None
     LogEntry.objects.log_actions(
         user_id=requester.user_id,
-        queryset=[target],
+        queryset=[audit_object],
         action_flag=ADDITION,
         change_message=f"Queued job {task_name} [{task_id}]",
         single_object=True,

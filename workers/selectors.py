@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 from django.utils import timezone
@@ -24,12 +25,19 @@ MAX_CHUNKS_PER_READ = 50
 class LogSlice:
     lines: list[str]
     next_line: int
+    more: bool = False  # cut short by the size budget: more lines are already stored
 
 
 def job_log_since(
-    *, task_id: str, since: int = 0, max_chunks: int = MAX_CHUNKS_PER_READ
+    *,
+    task_id: str,
+    since: int = 0,
+    max_chunks: int = MAX_CHUNKS_PER_READ,
+    max_bytes: int | None = None,
 ) -> LogSlice:
-    """Lines from line `since` on, in one query on (task_id, end_line)."""
+    """Lines from line `since` on, in one query on (task_id, end_line), about `max_bytes`
+    of text at most (JOB_LOG_MAX_POLL_BYTES by default; always at least one line)."""
+    budget = settings.JOB_LOG_MAX_POLL_BYTES if max_bytes is None else max_bytes
     chunks = (
         JobLogChunk.objects.filter(task_id=task_id, end_line__gt=since)
         .order_by("start_line")
@@ -37,9 +45,20 @@ def job_log_since(
     )
     lines: list[str] = []
     next_line = since
+    size = 0
     for start, end, text in chunks:
-        chunk_lines = text.split("\n")
-        lines.extend(chunk_lines[max(0, since - start) :])
+        first = max(0, since - start)
+        if size + len(text) + 1 <= budget:  # the whole chunk fits: no count per line
+            lines.extend(text.split("\n")[first:])
+            size += len(text) + 1
+            next_line = end
+            continue
+        for offset, line in enumerate(text.split("\n")[first:]):
+            # Characters, not bytes: a cheap bound, exact for ASCII output.
+            size += len(line) + 1
+            if size > budget and lines:
+                return LogSlice(lines=lines, next_line=start + first + offset, more=True)
+            lines.append(line)
         next_line = end
     return LogSlice(lines=lines, next_line=next_line)
 

@@ -43,6 +43,8 @@ def job_log(request: HttpRequest, task_id: str) -> HttpResponse:
         {
             "lines": log.lines,
             "next": log.next_line,
+            # The answer was cut to its size budget: ask again at once.
+            "more": log.more,
             "status": status,
             "worker": summary.worker if summary else None,
             "finished": status in FINISHED,

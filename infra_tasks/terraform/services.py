@@ -775,6 +775,15 @@ class _RunLog(JobLogWriter):
                 self._tail = [*self._tail[-4:], self.redactor(text)]
         self._pending.append(text)
 
+    def write_lines(self, lines: list[str]) -> None:
+        pending = self._pending
+        for text in lines:
+            message = cli.plain_event_message(text) if text.startswith("{") else text
+            if message is None:
+                self.line(text)  # an event the summary or the progress count needs
+            else:
+                pending.append(message)
+
     def _hand_over(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission, User
@@ -89,6 +91,20 @@ def test_staff_with_permission_reads_the_log_since_an_offset(finished_job: TaskR
     assert data["lines"] == ["line 1", "line 2"]
     assert data["next"] == 3
     assert data["status"] == "SUCCESS" and data["finished"] and data["result"] == "42"
+
+
+def test_a_log_answer_over_its_size_budget_says_more_and_the_next_poll_continues(
+    finished_job: TaskResult, settings: Any
+) -> None:
+    settings.JOB_LOG_MAX_POLL_BYTES = 14  # "line 0\nline 1\n"
+    client = client_for(
+        make_user("dave", staff=True, perms=("django_celery_results.view_taskresult",))
+    )
+    url = reverse("workers:job-log", args=["job-1"])
+    first = client.get(url).json()
+    assert (first["lines"], first["next"], first["more"]) == (["line 0", "line 1"], 2, True)
+    second = client.get(url, {"since": first["next"]}).json()
+    assert (second["lines"], second["next"], second["more"]) == (["line 2"], 3, False)
 
 
 def test_log_download_is_the_whole_log_as_text(finished_job: TaskResult) -> None:

@@ -136,3 +136,33 @@ def test_parse_event_fast_path_agrees_with_a_full_parse_on_terraform_lines() -> 
         assert event is not None
         assert (event.type, event.message) == (data["type"], data["@message"])
         assert event.data["@level"] == "info"
+
+
+def test_plain_event_message_is_the_full_parse_message_and_leaves_what_counts_to_it() -> None:
+    progress = (
+        '{"@level":"info","@message":"terraform_data.slow: (local-exec): say \\"hi\\" \\u00e9",'
+        '"@module":"terraform.ui","hook":{"resource":{"resource_type":"terraform_data"},'
+        '"output":"x"},"type":"provision_progress"}'
+    )
+    outputs = (
+        '{"@level":"info","@message":"Outputs: 1","outputs":{"g":{"type":"string"}},'
+        '"type":"outputs"}'
+    )
+    right_after = '{"@level":"warn","@message":"hello","type":"log"}'
+    for line in (progress, outputs, right_after):
+        assert cli.plain_event_message(line) == json.loads(line)["@message"]
+    # Taken through parse_event: what the summary keeps, what progress counts, the rest.
+    for line in (
+        '{"@level":"error","@message":"Error: boom","@module":"terraform.ui","type":"log"}',
+        '{"@level":"info","@message":"Terraform 1.11.4","terraform":"1.11.4","type":"version",'
+        '"ui":"1.2"}',
+        '{"@level":"info","@message":"a: Plan to create","change":{},"type":"planned_change"}',
+        '{"@level":"info","@message":"a: Creation complete","hook":{},"type":"apply_complete"}',
+        # The last "type" key is the event's, whatever a nested one says.
+        '{"@level":"info","@message":"m","hook":{"type":"provision_progress"},'
+        '"type":"apply_complete"}',
+        '{"@level":"error","@message":"Error: x","diagnostic":{"detail":"d"},"type":"diagnostic"}',
+        "plain output",
+        "{not json",
+    ):
+        assert cli.plain_event_message(line) is None

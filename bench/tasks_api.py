@@ -3,7 +3,8 @@ Target: Tasks API enqueues/s >= 0.8 x direct.
 
 Both record the job (PENDING TaskResult + Job, in a transaction of its own per job, as a
 request would) and publish it to SQS on a local moto_server through the outbox relay; the
-Tasks API adds argument checks, the requester lookup and its TaskResult object.
+Tasks API adds argument checks, the requester lookup and its TaskResult object. Best of four
+interleaved runs each, every run on fresh queues.
 
     .venv/bin/python bench/tasks_api.py [jobs]
 """
@@ -52,7 +53,7 @@ def main() -> None:
 
         from courses.models import Course
         from courses.tasks import course_outline_report
-        from workers.broker import sqs_queue_name
+        from tests.support.broker import publishing_to
         from workers.enqueue import Requester, job_enqueue
         from workers.requesters import requester_scope
         from workers.tasks_backend import celery_task_register
@@ -68,30 +69,15 @@ def main() -> None:
         def tasks_api() -> object:
             return course_outline_report.enqueue(course.pk)
 
-        sqs = endpoint.client("sqs")
-        queue_url = sqs.get_queue_url(QueueName=sqs_queue_name("default"))["QueueUrl"]
-
-        def emptied() -> None:
-            # Nothing consumes here: a queue left full slows the local server's later sends.
-            while batch := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get(
-                "Messages"
-            ):
-                sqs.delete_message_batch(
-                    QueueUrl=queue_url,
-                    Entries=[
-                        {"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]}
-                        for n, m in enumerate(batch)
-                    ],
-                )
-
-        # Interleaved, best of three each: the machine is shared.
-        direct_runs, api_runs = [], []
-        for _ in range(3):
-            emptied()
-            direct_runs.append(measure(direct, count))
-            emptied()
-            with requester_scope(requester):
-                api_runs.append(measure(tasks_api, count))
+        # Each measurement on queues of its own: the local server slows down as a queue
+        # that nothing consumes fills up, which would favour whichever runs first.
+        runs: dict[str, list[tuple[float, float]]] = {"direct": [], "api": []}
+        for round_ in range(4):
+            order = ("direct", "api") if round_ % 2 == 0 else ("api", "direct")
+            for name in order:
+                with publishing_to(f"bench-tasks-{round_}-{name}-"), requester_scope(requester):
+                    runs[name].append(measure(direct if name == "direct" else tasks_api, count))
+        direct_runs, api_runs = runs["direct"], runs["api"]
         direct_wall, direct_cpu = max(r[0] for r in direct_runs), max(r[1] for r in direct_runs)
         api_wall, api_cpu = max(r[0] for r in api_runs), max(r[1] for r in api_runs)
         ratio_wall, ratio_cpu = api_wall / direct_wall, api_cpu / direct_cpu

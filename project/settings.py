@@ -303,6 +303,8 @@ INSTALLED_APPS += env.list("OPSQUEUE_EXTRA_APPS", default=[])
 CELERY_MONITOR_URL = env.str("CELERY_MONITOR_URL", default="")
 CELERY_WORKER_CONSUMER = "workers.monitoring:MonitoredConsumer"
 WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=15.0)
+# How often each worker looks for paused or resumed queues (workers/queue_pauses.py).
+QUEUE_PAUSE_CHECK_SECONDS = env.float("QUEUE_PAUSE_CHECK_SECONDS", default=5.0)
 # Where people open Flower (behind its own login); the admin's Jobs home links it.
 FLOWER_URL = env.str("FLOWER_URL", default="")
 # The channel exists to carry events: task events are on whenever it is configured.

@@ -12,8 +12,10 @@ from django.utils.functional import cached_property
 from django_celery_results.admin import TaskResultAdmin
 from django_celery_results.models import TaskResult
 
-from workers import display
+from workers import display, job_actions
 from workers.admin_base import ReadOnlyAdminMixin
+from workers.job_bulk_admin import JOB_BULK_ACTIONS
+from workers.job_filters import JOB_LIST_FILTERS
 from workers.models import DiagnosticRun, Job, RequesterKind
 
 # Counting every row of a large results table on each changelist view is what makes such
@@ -25,7 +27,9 @@ class CappedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         queryset: Any = self.object_list
-        return int(queryset[: COUNT_CAP + 1].count())
+        # Only the key: the list's annotations (a subquery each) are not worth computing
+        # for ten thousand rows that are only counted.
+        return int(queryset.values("pk")[: COUNT_CAP + 1].count())
 
 
 def _job_field(field: str) -> Subquery:
@@ -48,12 +52,13 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
         "date_created",
         "duration",
     )
-    list_filter = ("status",)
+    list_filter = JOB_LIST_FILTERS
     search_fields = ("=task_id", "^task_name", "^worker")
     date_hierarchy = None
     show_full_result_count = False
     paginator = CappedCountPaginator
     list_per_page = 50
+    actions = JOB_BULK_ACTIONS
     change_form_template = "admin/workers/taskresult/change_form.html"
     change_list_template = "admin/workers/taskresult/change_list.html"
     # State, worker, times, result and error are in the live summary above the form
@@ -128,6 +133,7 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
         # which the live summary below soon contradicts.
         result = self.get_object(request, object_id)
         context = {
+            "job_actions": self.job_actions_context(request, result),
             "title": "Job",
             **(
                 {"subtitle": f"{display.task_short_name(result.task_name)} {result.task_id}"}
@@ -137,6 +143,37 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, context)
+
+    def has_act_permission(self, request: HttpRequest) -> bool:
+        """May act on some family's jobs: the bulk actions are offered (each job is checked
+        against its own family's permission when acted on)."""
+        return job_actions.may_act_on_jobs(request.user)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Records go through "delete old records" (kept young ones, audited), not Django's
+        # unconditional delete.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def job_actions_context(
+        self, request: HttpRequest, result: TaskResult | None
+    ) -> dict[str, Any] | None:
+        """What the job's page offers: only failed or lost jobs of a family the user may act
+        on; a retry the family refuses is explained instead of offered."""
+        if result is None or not request.user.has_perm(
+            job_actions.job_action_permission(result.task_name)
+        ):
+            return None
+        single = TaskResult.objects.filter(pk=result.pk)
+        lost = single.filter(job_actions.lost_condition()).exists()
+        if result.status not in job_actions.FAILED_STATES and not lost:
+            return None  # nothing to do about a job that waits, runs or succeeded
+        may_discard = job_actions.discard_candidates(single, user=request.user).exists()
+        refusal = job_actions.job_retry_refusal(
+            result=result, job=Job.objects.filter(task_id=result.task_id).first(), user=request.user
+        )
+        return {"retry_refusal": refusal, "may_discard": may_discard}
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None

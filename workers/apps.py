@@ -10,10 +10,21 @@ class WorkersConfig(AppConfig):
     default = True
 
     def ready(self) -> None:
+        from workers.retries import job_retry_declare
         from workers.selectors import diagnostic_job_subject
         from workers.subjects import job_subject_register
 
         job_subject_register(("workers.tasks.run_diagnostic",), diagnostic_job_subject)
+        # Each re-reads its row or its inputs and does idempotent work.
+        job_retry_declare(
+            (
+                "workers.tasks.run_diagnostic",
+                "workers.tasks.republish_unsent_jobs",
+                "workers.tasks.cleanup_job_records",
+                "workers.tasks.record_queue_depths",
+            ),
+            safe=True,
+        )
 
 
 class OpsqueueAdminConfig(admin_apps.AdminConfig):

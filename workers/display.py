@@ -85,6 +85,13 @@ def arguments_text(task_args: str | None, task_kwargs: str | None) -> str:
     return ", ".join(parts) or "none"
 
 
+def arguments_decoded(
+    task_args: str | None, task_kwargs: str | None
+) -> tuple[list[Any], dict[str, Any]]:
+    """A job's stored arguments as values again (to run it with the same ones)."""
+    return list(_decoded(task_args, ())), dict(_decoded(task_kwargs, {}))
+
+
 def _decoded(stored: str | None, empty: Any) -> Any:
     if not stored:
         return empty

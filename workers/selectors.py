@@ -76,7 +76,7 @@ def job_log_iter_text(*, task_id: str) -> Iterator[str]:
 
 
 def job_get(*, task_id: str) -> Job | None:
-    return Job.objects.filter(task_id=task_id).select_related("requested_by").first()
+    return Job.objects.filter(task_id=task_id).select_related("requested_by", "retry_of").first()
 
 
 def task_result_get(*, task_id: str) -> TaskResult | None:
@@ -121,6 +121,9 @@ class JobSummary:
     progress_done: int | None
     progress_total: int | None
     subject: JobSubject | None
+    retry_of: str | None = None  # the task id of the job this one runs again
+    retries: tuple[str, ...] = ()  # the task ids of the jobs that ran this one again
+    discarded: str = ""  # who discarded it and when, if someone did
 
 
 def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary | None:
@@ -167,6 +170,15 @@ def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary 
         progress_done=job.progress_done if job else None,
         progress_total=job.progress_total if job else None,
         subject=job_subject_get(task_name=result.task_name, task_id=task_id),
+        retry_of=job.retry_of.task_id if job and job.retry_of else None,
+        retries=tuple(job.retries.order_by("created_at").values_list("task_id", flat=True))
+        if job
+        else (),
+        discarded=(
+            f"{job.discarded_by_label}, {timezone.localtime(job.discarded_at):%Y-%m-%d %H:%M %Z}"
+            if job and job.discarded_at
+            else ""
+        ),
     )
 
 

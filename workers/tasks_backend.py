@@ -155,10 +155,10 @@ class OpsqueueBackend(BaseTaskBackend):
                 # Limits of the queue the task runs on, not of the one its name routes to.
                 "time_limit": spec.time_limit,
                 "soft_time_limit": spec.soft_time_limit,
-                # Stored by the result backend as the job's arguments: exact JSON, never
-                # the truncated repr Celery keeps by default.
-                "argsrepr": json.dumps(json_args),
-                "kwargsrepr": json.dumps(json_kwargs),
+                # Stored by the worker's result backend as the job's arguments: the whole
+                # repr (Celery's own would be cut at 1 KiB), read back by get_result.
+                "argsrepr": repr(json_args),
+                "kwargsrepr": repr(json_kwargs),
             },
         )
         result: TaskResult[T] = TaskResult(
@@ -371,8 +371,8 @@ def _json_arguments(task: Task, args: Any, kwargs: Any) -> tuple[list[Any], dict
 
 
 def _stored_arguments(stored: str | None, empty: Any) -> Any:
-    """Arguments as stored: JSON from the enqueue path, then the JSON-encoded argsrepr the
-    worker's result backend writes (itself JSON here; Celery's repr for older jobs)."""
+    """Arguments as stored: JSON from the enqueue path, then the JSON-encoded Python repr
+    the worker's result backend writes (`argsrepr`)."""
     if not stored:
         return empty
     value = json.loads(stored)

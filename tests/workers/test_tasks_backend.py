@@ -319,6 +319,18 @@ def test_aenqueue_and_aget_result_work_from_async_code(worker: WorkerProcess) ->
     assert finished(tasks.add.get_result(result_id)).return_value == 11
 
 
+def test_json_arguments_of_every_kind_read_back_the_same_after_the_worker_stored_them(
+    worker: WorkerProcess,
+) -> None:
+    value = {"flag": True, "nothing": None, "list": [1.5, "it's", {"n": -2}], "long": "x" * 2000}
+    with requester_scope(Requester.cli("test")):
+        result = tasks.echo.enqueue(value)
+    finished(result)
+
+    assert result.return_value == value
+    assert result.args == [value]
+
+
 def test_a_raising_task_fails_with_its_exception_class_and_traceback(
     worker: WorkerProcess,
 ) -> None:

@@ -22,6 +22,11 @@ def add(a: int, b: int) -> int:
 
 
 @task
+def echo(value: Any) -> Any:
+    return value
+
+
+@task
 def fail_loudly(reason: str) -> None:
     get_job_log().line("about to fail")
     raise ReportFailure(reason)

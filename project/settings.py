@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import django
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
@@ -46,6 +47,9 @@ INSTALLED_APPS = [
     "infra_tasks.releases",
     "infra_tasks.dashboard",
 ]
+# Django's Tasks API: built in from Django 6; before it, the django-tasks backport (an app).
+if django.VERSION < (6, 0):
+    INSTALLED_APPS.append("django_tasks")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -53,6 +57,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Jobs enqueued through Django's Tasks API name the request's user (workers/requesters.py).
+    "workers.requesters.RequesterMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -215,6 +221,15 @@ CELERY_BEAT_SCHEDULER = "workers.beat:RecordingDatabaseScheduler"
 # SQS carries no events; the monitoring channel (CELERY_MONITOR_URL, below) does. The web
 # process publishes nothing there, so there are no task-sent events.
 CELERY_TASK_SEND_SENT_EVENT = False
+
+# --- Django's Tasks API (workers/tasks_backend.py) -------------------------------------------
+# Any app's @task runs as an opsqueue job; its queue_name must be one of these Celery queues.
+TASKS = {
+    "default": {
+        "BACKEND": "workers.tasks_backend.OpsqueueBackend",
+        "QUEUES": ["default", "media"],
+    }
+}
 
 # --- Job logs ------------------------------------------------------------------------------
 JOB_LOG_FLUSH_LINES = env.int("JOB_LOG_FLUSH_LINES", default=200)

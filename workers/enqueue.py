@@ -7,6 +7,12 @@ transaction (a PENDING `TaskResult` and a `Job` row saying who asked, plus an ad
 `LogEntry` for a person), so the admin shows it at once and a rolled-back request leaves no
 trace. After commit the message goes to the outbox relay (workers/outbox.py), which
 publishes it without making the request wait on SQS.
+
+A job may be given `run_after`, the earliest time it may start. Up to SQS's longest message
+delay away, the message is sent at once with that delay (`DelaySeconds`); further away, the
+job stays recorded and a one-off clocked beat entry sends it when it comes due
+(workers/deferred.py). Never a Celery countdown: a message held by a worker longer than the
+queue's visibility timeout is delivered again and again (DESIGN: redelivery loop).
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from celery import Task, states
@@ -29,6 +36,7 @@ from django_celery_results.models import TaskResult
 from workers.models import Job, JobLogChunk, RequesterKind
 from workers.outbox import (
     BROKER_ERRORS,
+    MAX_SQS_DELAY_SECONDS,
     BrokerUnavailable,
     OutboundJob,
     broker_health,
@@ -90,6 +98,8 @@ def job_enqueue(
     audit_object: Any = None,
     task_id: str | None = None,
     queue: str | None = None,
+    run_after: datetime | None = None,
+    options: Mapping[str, Any] | None = None,
     refuse_if_broker_down: bool = True,
 ) -> str:
     """Queue `task` to be sent once the current transaction commits; return its task id.
@@ -97,7 +107,8 @@ def job_enqueue(
     `audit_object` is the domain object the admin LogEntry points at (by default the Job
     row just recorded, not looked up again); an entry is written only for jobs a person
     asked for. Pass `task_id` (from `new_task_id()`) to store it on a domain row created
-    before the call.
+    before the call. `run_after` (an aware datetime) is the earliest the job may start;
+    `options` are further Celery message options (time limits, argument reprs).
 
     A follow-up job that must not undo the work that triggers it (the next run in a queue,
     started as the previous one finishes) passes `refuse_if_broker_down=False`: it is then
@@ -106,14 +117,30 @@ def job_enqueue(
     if refuse_if_broker_down:
         broker_health.ensure_available()
     task_id = task_id or new_task_id()
-    options = {"queue": queue} if queue else {}
-    message = job_message(task, task_id, requester, args, kwargs or {}, options)
+    message_options = {**(options or {}), **({"queue": queue} if queue else {})}
+    message = job_message(
+        task, task_id, requester, args, kwargs or {}, message_options, run_after=run_after
+    )
     job = job_record_pending(message, requester=requester)
     if requester.kind == RequesterKind.USER and requester.user_id is not None:
         target = audit_object if audit_object is not None else job
         _audit(requester, task_id=task_id, task_name=task.name, audit_object=target)
-    transaction.on_commit(lambda: relay.submit(message))
+    if run_after is not None and seconds_until(run_after) > MAX_SQS_DELAY_SECONDS:
+        from workers.deferred import deferred_job_schedule
+
+        deferred_job_schedule(
+            task_id=task_id,
+            task_name=task.name,
+            queue=message.options["queue"],
+            run_after=run_after,
+        )
+    else:
+        transaction.on_commit(lambda: relay.submit(message))
     return task_id
+
+
+def seconds_until(moment: datetime) -> float:
+    return (moment - timezone.now()).total_seconds()
 
 
 @dataclass(frozen=True)
@@ -209,13 +236,22 @@ def job_message(
     requester: Requester,
     args: Sequence[Any],
     kwargs: dict[str, Any],
-    options: dict[str, Any],
+    options: Mapping[str, Any],
+    *,
+    run_after: datetime | None = None,
 ) -> OutboundJob:
     """The message for a job: its queue, and who asked in a header the worker can read."""
     options = dict(options)
     options.setdefault("queue", queue_for_task(task.name))
     options["headers"] = {**options.get("headers", {}), REQUESTER_HEADER: requester.as_header()}
-    return OutboundJob(task=task, task_id=task_id, args=list(args), kwargs=kwargs, options=options)
+    return OutboundJob(
+        task=task,
+        task_id=task_id,
+        args=list(args),
+        kwargs=kwargs,
+        options=options,
+        run_after=run_after,
+    )
 
 
 def job_record_pending(message: OutboundJob, *, requester: Requester) -> Job:
@@ -235,6 +271,7 @@ def _job_row(message: OutboundJob, requester: Requester) -> Job:
         requester_kind=requester.kind,
         requester_label=requester.label,
         requested_by_id=requester.user_id,
+        run_after=message.run_after,
     )
 
 

@@ -53,6 +53,9 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     # Set when the message reached the broker; NULL means still in the outbox.
     sent_at = models.DateTimeField(null=True, blank=True)
+    # The earliest the job may start (SQS delay, or a clocked beat entry beyond SQS's limit);
+    # NULL: as soon as a worker is free.
+    run_after = models.DateTimeField(null=True, blank=True)
     progress_done = models.PositiveIntegerField(null=True, blank=True)
     progress_total = models.PositiveIntegerField(null=True, blank=True)
     # A retry is a new job with the same arguments; each knows the other.

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import queue
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -53,6 +55,8 @@ MAX_BACKOFF_SECONDS = 30.0
 # Jobs taken off the relay's queue at once: sent ten per SQS request, their "sent" marks
 # written in one UPDATE.
 MAX_BATCH = 50
+# The longest SQS holds a message back before any consumer may receive it (DelaySeconds).
+MAX_SQS_DELAY_SECONDS = 900
 
 
 class BrokerUnavailable(Exception):
@@ -66,13 +70,34 @@ class OutboundJob:
     args: list[Any]
     kwargs: dict[str, Any]
     options: dict[str, Any] = field(default_factory=dict)
+    # The earliest the job may start; the delay is worked out when the message is sent.
+    run_after: datetime | None = None
 
 
 def publish_now(job: OutboundJob) -> None:
     """Send one message; raises one of BROKER_ERRORS if the broker cannot take it."""
     job.task.apply_async(
-        args=job.args, kwargs=job.kwargs, task_id=job.task_id, retry=False, **job.options
+        args=job.args, kwargs=job.kwargs, task_id=job.task_id, retry=False, **message_options(job)
     )
+
+
+def sqs_delay_seconds(run_after: datetime | None) -> int:
+    """Whole seconds SQS should hold a message back so it starts no earlier than run_after
+    (rounded up; at most SQS's limit, beyond which a clocked beat entry waits instead)."""
+    if run_after is None:
+        return 0
+    remaining = (run_after - timezone.now()).total_seconds()
+    return max(0, min(MAX_SQS_DELAY_SECONDS, math.ceil(remaining)))
+
+
+def message_options(job: OutboundJob) -> dict[str, Any]:
+    """The job's `apply_async` options, with the SQS delay its run_after needs now."""
+    options = dict(job.options)
+    delay = sqs_delay_seconds(job.run_after)
+    if delay:
+        # kombu's SQS transport passes this message property on as DelaySeconds.
+        options["delay_seconds"] = delay
+    return options
 
 
 def encode_for_sqs(
@@ -95,7 +120,7 @@ def encode_for_sqs(
                     task_id=job.task_id,
                     retry=False,
                     producer=producer,
-                    **job.options,
+                    **message_options(job),
                 )
             except BROKER_ERRORS:
                 raise

@@ -139,6 +139,7 @@ class JobSummary:
     created_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    run_after: datetime | None  # the earliest it may start, if it was deferred
     duration: str
     result: str
     error: str
@@ -187,6 +188,7 @@ def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary 
         created_at=result.date_created,
         started_at=started,
         finished_at=done,
+        run_after=job.run_after if job else None,
         duration=duration,
         result=result_text,
         error=error,

@@ -28,6 +28,10 @@ def demo_jobs() -> int:
     return TaskResult.objects.filter(task_name="media_pipeline.tasks.build_cover_variants").count()
 
 
+def outline_reports() -> int:
+    return TaskResult.objects.filter(task_name="courses.tasks.course_outline_report").count()
+
+
 def test_demo_seed_is_idempotent_and_its_sideways_photo_comes_out_upright(
     django_capture_on_commit_callbacks: Any,
 ) -> None:
@@ -39,6 +43,8 @@ def test_demo_seed_is_idempotent_and_its_sideways_photo_comes_out_upright(
     assert course.sections.count() == 2
     assert Lesson.objects.filter(section__course=course, kind=Lesson.Kind.QUIZ).count() == 1
     assert demo_jobs() == 1
+    # Beside the cover's variants, the outline report through Django's Tasks API.
+    assert outline_reports() == 1
 
     course_cover_variants_build(
         course_id=course.pk, source_hash=course.cover_sha256, task_id=course.cover_task_id
@@ -48,5 +54,5 @@ def test_demo_seed_is_idempotent_and_its_sideways_photo_comes_out_upright(
 
     with django_capture_on_commit_callbacks(execute=True):
         demo.seed(stdout=out)
-    assert Course.objects.count() == 1 and demo_jobs() == 1
+    assert Course.objects.count() == 1 and demo_jobs() == 1 and outline_reports() == 1
     assert out.getvalue().endswith("ready")

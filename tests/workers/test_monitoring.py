@@ -154,6 +154,28 @@ def test_flower_lists_the_worker_with_its_queues_and_the_tasks_it_ran(
     assert task["name"] == "workers.tasks.run_diagnostic"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_flower_shows_a_django_task_under_its_module_path_like_any_job(
+    monitored: Monitored, flower: FlowerProcess
+) -> None:
+    from tests.workers.tasks_app.tasks import add
+    from workers.requesters import requester_scope
+
+    with publishing_to(monitored.prefix), requester_scope(Requester.cli("monitoring-test")):
+        result = add.enqueue(20, 22)
+
+    wait_until(
+        lambda: flower.get("/api/tasks").get(result.id, {}).get("state") == "SUCCESS",
+        timeout=60,
+        message="Flower to see the Django task succeed",
+    )
+    task = flower.get(f"/api/task/info/{result.id}")
+    assert task["name"] == "tests.workers.tasks_app.tasks.add"
+    assert task["worker"] == monitored.worker.hostname
+    result.refresh()
+    assert result.return_value == 42
+
+
 def test_flower_api_refuses_requests_without_the_login(flower: FlowerProcess) -> None:
     status, _ = flower.request("/api/workers", auth=False)
     assert status == 401

@@ -1,104 +1,201 @@
-"""Requests/s of an admin-style view that enqueues a job, against the same view that only
-inserts its row. Target: ratio >= 0.8.
+"""Requests/s of three admin-style views under gunicorn, 8 concurrent clients:
 
-Both views run the full middleware stack (session, CSRF, auth, messages) through Django's
-test client, as a logged-in staff user, against PostgreSQL; the enqueueing one also records
-the job (PENDING TaskResult + Job) and publishes to SQS on a local moto_server.
+- insert only: the row, a message, a redirect (no job);
+- plain Celery: the row, then Celery's `delay_on_commit` publishing to SQS in the request,
+  recording nothing (what one writes without opsqueue);
+- opsqueue: the diagnostic trigger, `job_enqueue` (Job + PENDING TaskResult + LogEntry,
+  published after commit by the outbox relay).
 
-    .venv/bin/python bench/dispatch.py [requests]
+Served by gunicorn as deployed (gthread, 2 workers x 4 threads) from bench/dispatch_app.py,
+against PostgreSQL and SQS on a local moto_server, as a logged-in staff user with a CSRF
+token. Figures: requests/s by wall clock; requests/s per second of CPU used by the web
+processes (their relay threads included; the clock for it stops once every job is
+published); p50/p95 latency. Targets: opsqueue >= 1.5x plain Celery by wall clock,
+>= 0.5x insert only by web CPU, p95 < 50 ms.
+
+    .venv/bin/python bench/dispatch.py [requests per view]
 """
 
 from __future__ import annotations
 
+import http.client
 import os
+import secrets
+import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import Any
 
 from _setup import ROOT, django_on_postgres, table
 
 sys.path.insert(0, str(ROOT))
 from tests.support.servers import AwsEndpoint, aws_environment
+from workers.devstack import free_port, wait_for_http
+
+DB = "opsqueue_bench_dispatch"
+CLIENTS = 8
+VIEWS = {
+    "insert only": "/bench/insert-only/",
+    "plain Celery (delay_on_commit)": "/bench/plain-celery/",
+    "opsqueue (job_enqueue)": "/ops/jobs/diagnostic/",
+}
 
 
-def insert_only_view(request: Any) -> Any:
-    """The trigger view's twin without the enqueue: same checks, same row, same reply."""
-    from django.contrib import messages
-    from django.shortcuts import redirect
-
-    from workers.models import DiagnosticRun
-    from workers.permissions import staff_permission_required
-
-    @staff_permission_required("workers.run_diagnostic")
-    def view(request: Any) -> Any:
-        run = DiagnosticRun.objects.create()
-        messages.success(request, f"Diagnostic run {run.pk} saved.")
-        return redirect("admin:django_celery_results_taskresult_changelist")
-
-    return view(request)
+def process_tree_cpu_seconds(root_pid: int) -> float:
+    """User + system CPU of a process and its children (gunicorn's master and workers)."""
+    pids = [root_pid]
+    out = subprocess.run(["pgrep", "-P", str(root_pid)], capture_output=True, text=True)
+    pids += [int(pid) for pid in out.stdout.split()]
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def measure(client: Any, url: str, count: int) -> tuple[float, float]:
-    """Requests/s by wall clock, and by this process's CPU time (every thread, the relay
-    included): the second is what a web worker can serve when SQS is not on its machine."""
-    from workers.outbox import relay
+def post_many(port: int, path: str, cookies: str, token: str, count: int) -> list[float]:
+    """`count` POSTs from CLIENTS threads on keep-alive connections; their latencies."""
+    latencies: list[float] = []
+    lock = threading.Lock()
+    remaining = [count]
 
-    for _ in range(20):  # warm-up: connections, caches, queue URL lookup
-        client.post(url)
-    relay.drain(timeout=60)
-    wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(count):
-        response = client.post(url)
-        assert response.status_code == 302, response.status_code
-    assert relay.drain(timeout=120), "the relay did not catch up"
-    return count / (time.perf_counter() - wall), count / (time.process_time() - cpu)
+    def client() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        headers = {"Cookie": cookies, "X-CSRFToken": token, "Content-Length": "0"}
+        while True:
+            with lock:
+                if remaining[0] == 0:
+                    break
+                remaining[0] -= 1
+            started = time.perf_counter()
+            conn.request("POST", path, headers=headers)
+            response = conn.getresponse()
+            response.read()
+            elapsed = time.perf_counter() - started
+            assert response.status == 302, (path, response.status)
+            with lock:
+                latencies.append(elapsed)
+        conn.close()
+
+    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return latencies
+
+
+def all_published() -> bool:
+    from workers.models import Job
+
+    return not Job.objects.filter(sent_at__isnull=True).exists()
 
 
 def main() -> None:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 300
-    endpoint = AwsEndpoint(Path(tempfile.mkdtemp(prefix="bench-dispatch-")))
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 600
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
+    endpoint = AwsEndpoint(run_dir)
+    gunicorn = None
     try:
-        os.environ.update(aws_environment(endpoint.url, "bench-"))
-        django_on_postgres()
-        from django.conf import settings
+        env = {
+            **os.environ,
+            **aws_environment(endpoint.url, "bench-"),
+            "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB}",
+            "DJANGO_DEBUG": "true",
+            "DJANGO_LOG_LEVEL": "WARNING",
+            "DJANGO_SETTINGS_MODULE": "project.settings",
+            "PYTHONPATH": f"{ROOT}:{ROOT / 'bench'}",
+        }
+        os.environ.update(env)
+        django_on_postgres(DB)
         from django.contrib.auth import get_user_model
         from django.core.management import call_command
         from django.test import Client
-        from django.urls import clear_url_caches, path
 
-        import project.urls
+        from workers.models import Job
 
-        project.urls.urlpatterns.append(path("bench/insert-only/", insert_only_view))
-        clear_url_caches()
-        settings.ALLOWED_HOSTS = ["testserver"]
         call_command("sqs_queues", stdout=open(os.devnull, "w"))  # noqa: SIM115
+        Job.objects.filter(sent_at__isnull=True).delete()  # left by an interrupted run
         user, _ = get_user_model().objects.get_or_create(username="bench-staff")
         user.is_staff = user.is_superuser = True
         user.save()
-        client = Client()
-        client.force_login(user)
+        login = Client()
+        login.force_login(user)
+        token = secrets.token_hex(16)  # a CSRF secret of 32 characters, as Django makes
+        cookies = f"sessionid={login.cookies['sessionid'].value}; csrftoken={token}"
 
-        insert_wall, insert_cpu = measure(client, "/bench/insert-only/", count)
-        enqueue_wall, enqueue_cpu = measure(client, "/ops/jobs/diagnostic/", count)
-        rows: list[list[object]] = [
-            ["insert only", count, f"{insert_wall:,.0f}", f"{insert_cpu:,.0f}"],
-            ["insert + enqueue (SQS)", count, f"{enqueue_wall:,.0f}", f"{enqueue_cpu:,.0f}"],
+        port = free_port()
+        gunicorn = subprocess.Popen(
             [
-                "ratio enqueue/insert",
-                "",
-                f"{enqueue_wall / insert_wall:.2f}",
-                f"{enqueue_cpu / insert_cpu:.2f}",
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "dispatch_app:application",
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                "2",
+                "--worker-class",
+                "gthread",
+                "--threads",
+                "4",
+                "--keep-alive",
+                "75",
             ],
-        ]
-        print(table(["view", "requests", "req/s (wall)", "req/s (web CPU)"], rows))
+            cwd=ROOT,
+            env=env,
+            stdout=(run_dir / "gunicorn.log").open("ab"),
+            stderr=subprocess.STDOUT,
+        )
+        wait_for_http(f"http://127.0.0.1:{port}/healthz/")
+
+        rows = []
+        figures = {}
+        for name, path in VIEWS.items():
+            post_many(port, path, cookies, token, 10 * CLIENTS)  # warm-up: every thread
+            while not all_published():
+                time.sleep(0.05)
+            cpu, wall = process_tree_cpu_seconds(gunicorn.pid), time.perf_counter()
+            latencies = post_many(port, path, cookies, token, count)
+            wall = time.perf_counter() - wall
+            while not all_published():
+                time.sleep(0.05)
+            cpu = process_tree_cpu_seconds(gunicorn.pid) - cpu
+            quantiles = statistics.quantiles(latencies, n=100)
+            figures[name] = (count / wall, count / cpu)
+            rows.append(
+                [
+                    name,
+                    count,
+                    f"{count / wall:,.0f}",
+                    f"{count / cpu:,.0f}",
+                    f"{quantiles[49] * 1000:.0f}",
+                    f"{quantiles[94] * 1000:.0f}",
+                ]
+            )
+        print(table(["view", "requests", "req/s wall", "req/s web CPU", "p50 ms", "p95 ms"], rows))
+        ops, plain, insert = (
+            figures["opsqueue (job_enqueue)"],
+            figures["plain Celery (delay_on_commit)"],
+            figures["insert only"],
+        )
         print(
-            "\ntarget: ratio >= 0.8. Wall-clock figures include the local SQS server "
-            "(moto_server) competing for this machine's cores; every enqueued job was "
-            "published before the clock stopped."
+            f"\nopsqueue / plain Celery by wall: {ops[0] / plain[0]:.2f} (target >= 1.5)"
+            f"\nopsqueue / insert only by web CPU: {ops[1] / insert[1]:.2f} (target >= 0.5)"
+            f"\nopsqueue / insert only by wall: {ops[0] / insert[0]:.2f}"
+            f"\np95 target < 50 ms at {CLIENTS} concurrent clients. gunicorn, PostgreSQL, "
+            "moto_server and the clients share this machine's cores."
         )
     finally:
+        if gunicorn is not None:
+            gunicorn.terminate()
+            gunicorn.wait(timeout=30)
         endpoint.stop()
 
 

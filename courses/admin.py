@@ -11,6 +11,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -30,6 +31,7 @@ from courses.models import (
 )
 from courses.selectors import course_cover_variants
 from courses.services import course_cover_regenerate, course_cover_set, course_delete
+from courses.tasks import course_outline_report
 from media_pipeline.formats import ACCEPTED_DESCRIPTION
 from workers.enqueue import BrokerUnavailable, Requester
 
@@ -70,7 +72,7 @@ class CourseAdmin(admin.ModelAdmin):
         ("Cover", {"fields": ("new_cover", "cover_live")}),
     )
     inlines = [SectionInline]
-    actions = ["regenerate_cover_variants"]
+    actions = ["regenerate_cover_variants", "report_outline"]
     change_form_template = "admin/courses/course/change_form.html"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Course]:
@@ -184,6 +186,32 @@ class CourseAdmin(admin.ModelAdmin):
 
     def has_regenerate_cover_variants_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("courses.regenerate_cover_variants")
+
+    @admin.action(description="Report the outline (Django task)", permissions=["report_outline"])
+    def report_outline(self, request: HttpRequest, queryset: QuerySet[Course]) -> None:
+        # Through Django's Tasks API: the backend records who asked from the request.
+        try:
+            with transaction.atomic():
+                results = [
+                    (course, course_outline_report.enqueue(course.pk)) for course in queryset
+                ]
+        except BrokerUnavailable as exc:
+            self.message_user(request, str(exc), level=messages.ERROR)
+            return
+        links = format_html_join(
+            ", ",
+            '<a href="{}">{}</a>',
+            (
+                (reverse("workers:job-detail", args=[result.id]), course.title)
+                for course, result in results[:MESSAGE_LINKS]
+            ),
+        )
+        self.message_user(
+            request, format_html("Queued the outline report for {}.", links), messages.SUCCESS
+        )
+
+    def has_report_outline_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("courses.report_course_outline")
 
 
 # A message lists at most this many jobs; the rest are in the job list.

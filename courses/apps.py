@@ -9,6 +9,9 @@ class CoursesConfig(AppConfig):
 
     def ready(self) -> None:
         from courses.selectors import cover_job_subject
+        from workers.retries import job_retry_declare
         from workers.subjects import job_subject_register
 
         job_subject_register(("media_pipeline.tasks.build_cover_variants",), cover_job_subject)
+        # Variants are content-addressed and rebuilt idempotently from the stored original.
+        job_retry_declare(("media_pipeline.tasks.build_cover_variants",), safe=True)

@@ -11,12 +11,15 @@ from typing import Any
 
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django_celery_results.models import TaskResult
 from PIL import Image
 
 from courses.models import Course, Lesson, QuizQuestion, Section
 from courses.services import course_cover_regenerate, course_cover_set
+from courses.tasks import course_outline_report
 from media_pipeline.samples import jpeg_bytes, photo
 from workers.enqueue import Requester
+from workers.requesters import requester_scope
 
 SLUG = "photography-basics"
 OUTLINE = {
@@ -35,6 +38,11 @@ OUTLINE = {
 def seed(*, stdout: Any) -> None:
     course = _catalogue()
     requester = Requester.system("demo seed")
+    if not TaskResult.objects.filter(task_name=course_outline_report.module_path).exists():
+        # A job through Django's Tasks API, beside the opsqueue-native ones.
+        with requester_scope(requester), transaction.atomic():
+            result = course_outline_report.enqueue(course.pk)
+        stdout.write(f"demo course “{course}”: outline report queued (Django task {result.id})")
     if not course.cover:
         course = course_cover_set(
             course_id=course.pk,

@@ -36,7 +36,10 @@ class Course(models.Model):
 
     class Meta:
         ordering = ["title", "pk"]
-        permissions = [("regenerate_cover_variants", "Can regenerate cover variants")]
+        permissions = [
+            ("regenerate_cover_variants", "Can regenerate cover variants"),
+            ("report_course_outline", "Can run the course outline report"),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=(Q(cover="") & Q(cover_sha256="") & Q(cover_status="none"))

@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import django
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
@@ -46,6 +47,9 @@ INSTALLED_APPS = [
     "infra_tasks.releases",
     "infra_tasks.dashboard",
 ]
+# Django's Tasks API: built in from Django 6; before it, the django-tasks backport (an app).
+if django.VERSION < (6, 0):
+    INSTALLED_APPS.append("django_tasks")
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -53,6 +57,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Jobs enqueued through Django's Tasks API name the request's user (workers/requesters.py).
+    "workers.requesters.RequesterMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -223,9 +229,23 @@ CELERY_BEAT_SCHEDULER = "workers.beat:RecordingDatabaseScheduler"
 # process publishes nothing there, so there are no task-sent events.
 CELERY_TASK_SEND_SENT_EVENT = False
 
+# --- Django's Tasks API (workers/tasks_backend.py) -------------------------------------------
+# Any app's @task runs as an opsqueue job; its queue_name must be one of these Celery queues.
+TASKS = {
+    "default": {
+        "BACKEND": "workers.tasks_backend.OpsqueueBackend",
+        "QUEUES": ["default", "media"],
+    }
+}
+
 # --- Job logs ------------------------------------------------------------------------------
 JOB_LOG_FLUSH_LINES = env.int("JOB_LOG_FLUSH_LINES", default=200)
 JOB_LOG_FLUSH_SECONDS = env.float("JOB_LOG_FLUSH_SECONDS", default=0.25)
+# A longer line is stored cut, with a marker saying how much was dropped: one runaway line
+# (a 50 MB blob on one line) must not fill the database, a worker's memory or a page.
+JOB_LOG_MAX_LINE_BYTES = env.int("JOB_LOG_MAX_LINE_BYTES", default=64 * 1024)
+# One poll of a job's log answers with about this much text at most; the page asks again.
+JOB_LOG_MAX_POLL_BYTES = env.int("JOB_LOG_MAX_POLL_BYTES", default=1024 * 1024)
 
 # --- Media storage and cover images (courses, media_pipeline) --------------------------------
 # Local files by default. With a bucket, media go to S3: private objects (the bucket blocks
@@ -297,6 +317,8 @@ WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=15.0)
 WORKER_CONSUMER_STALLED_SECONDS = env.float("WORKER_CONSUMER_STALLED_SECONDS", default=60.0)
 WORKER_CONSUMER_EXIT_SECONDS = env.float("WORKER_CONSUMER_EXIT_SECONDS", default=180.0)
 WORKER_LIVENESS_FILE = env.str("WORKER_LIVENESS_FILE", default="")
+# How often each worker looks for paused or resumed queues (workers/queue_pauses.py).
+QUEUE_PAUSE_CHECK_SECONDS = env.float("QUEUE_PAUSE_CHECK_SECONDS", default=5.0)
 # Where people open Flower (behind its own login); the admin's Jobs home links it.
 FLOWER_URL = env.str("FLOWER_URL", default="")
 # The channel exists to carry events: task events are on whenever it is configured.
@@ -319,6 +341,17 @@ TERRAFORM_PLAN_PREFIX = env.str("TERRAFORM_PLAN_PREFIX", default="plans").strip(
 # variables); terraform's s3 backend is pointed at it with path-style addressing.
 TERRAFORM_S3_ENDPOINT_URL = env.str(
     "AWS_ENDPOINT_URL_S3", default=env.str("AWS_ENDPOINT_URL", default="")
+)
+# Where secret variables may come from. A workspace editor names a reference, the worker
+# resolves it: without these bounds an editor could read any of the worker's own secrets
+# (DJANGO_SECRET_KEY, a database password) through a plan. Environment references must start
+# with this prefix; SSM parameter and Secrets Manager names with one of these path prefixes.
+TERRAFORM_SECRET_ENV_PREFIX = env.str("TERRAFORM_SECRET_ENV_PREFIX", default="TF_SECRET_")
+TERRAFORM_SECRET_SSM_PREFIXES = env.list(
+    "TERRAFORM_SECRET_SSM_PREFIXES", default=["/opsqueue/terraform/"]
+)
+TERRAFORM_SECRET_MANAGER_PREFIXES = env.list(
+    "TERRAFORM_SECRET_MANAGER_PREFIXES", default=["opsqueue/terraform/"]
 )
 # Each plan, apply or unlock runs in a fresh directory under this one, removed afterwards;
 # providers are cached per worker (TF_PLUGIN_CACHE_DIR).

@@ -14,10 +14,13 @@ os.environ.setdefault("SQS_QUEUE_PREFIX", f"t{os.getpid()}-")
 os.environ.setdefault("SQS_WAIT_TIME_SECONDS", "0")
 os.environ.setdefault("SQS_POLLING_INTERVAL", "0.1")
 os.environ.setdefault("JOB_LOG_FLUSH_SECONDS", "0.2")
+os.environ.setdefault("QUEUE_PAUSE_CHECK_SECONDS", "0.5")
 # Media written by the tests and by their worker processes (which inherit this) stay out of
 # the checkout; courses tests override MEDIA_ROOT per test where they need isolation.
 os.environ.setdefault("DJANGO_MEDIA_ROOT", tempfile.mkdtemp(prefix="opsqueue-test-media-"))
-os.environ.setdefault("OPSQUEUE_EXTRA_APPS", "tests.infra_tasks.releases.probe")
+os.environ.setdefault(
+    "OPSQUEUE_EXTRA_APPS", "tests.infra_tasks.releases.probe,tests.workers.tasks_app"
+)
 
 
 # Terraform: the session's workspaces, step directories and worker-sent mail live in temporary

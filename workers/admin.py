@@ -9,11 +9,13 @@ from django.core.paginator import Paginator
 from django.db.models import DurationField, ExpressionWrapper, F, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils.functional import cached_property
-from django_celery_results.admin import TaskResultAdmin
-from django_celery_results.models import TaskResult
+from django_celery_results.admin import GroupResultAdmin, TaskResultAdmin
+from django_celery_results.models import GroupResult, TaskResult
 
-from workers import display
+from workers import display, families, job_actions, selectors
 from workers.admin_base import ReadOnlyAdminMixin
+from workers.job_bulk_admin import JOB_BULK_ACTIONS
+from workers.job_filters import JOB_LIST_FILTERS
 from workers.models import DiagnosticRun, Job, RequesterKind
 
 # Counting every row of a large results table on each changelist view is what makes such
@@ -25,7 +27,9 @@ class CappedCountPaginator(Paginator):
     @cached_property
     def count(self) -> int:
         queryset: Any = self.object_list
-        return int(queryset[: COUNT_CAP + 1].count())
+        # Only the key: the list's annotations (a subquery each) are not worth computing
+        # for ten thousand rows that are only counted.
+        return int(queryset.values("pk")[: COUNT_CAP + 1].count())
 
 
 def _job_field(field: str) -> Subquery:
@@ -48,12 +52,13 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
         "date_created",
         "duration",
     )
-    list_filter = ("status",)
+    list_filter = JOB_LIST_FILTERS
     search_fields = ("=task_id", "^task_name", "^worker")
     date_hierarchy = None
     show_full_result_count = False
     paginator = CappedCountPaginator
     list_per_page = 50
+    actions = JOB_BULK_ACTIONS
     change_form_template = "admin/workers/taskresult/change_form.html"
     change_list_template = "admin/workers/taskresult/change_list.html"
     # State, worker, times, result and error are in the live summary above the form
@@ -72,18 +77,22 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
         "periodic_task_name",
     )
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # A job's page and log follow its family's view permission (workers/families.py).
+        if obj is not None and not families.job_viewable(request.user, obj.task_name):
+            return False
+        return super().has_view_permission(request, obj)
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[TaskResult]:
-        return (
-            super()
-            .get_queryset(request)
-            .annotate(
-                job_queue=_job_field("queue"),
-                job_requester_kind=_job_field("requester_kind"),
-                job_requester_label=_job_field("requester_label"),
-                job_duration=ExpressionWrapper(
-                    F("date_done") - F("date_started"), output_field=DurationField()
-                ),
-            )
+        # The list shows only jobs the user may open.
+        queryset = selectors.task_results_viewable(super().get_queryset(request), user=request.user)
+        return queryset.annotate(
+            job_queue=_job_field("queue"),
+            job_requester_kind=_job_field("requester_kind"),
+            job_requester_label=_job_field("requester_label"),
+            job_duration=ExpressionWrapper(
+                F("date_done") - F("date_started"), output_field=DurationField()
+            ),
         )
 
     @admin.display(description="queue", ordering="job_queue")
@@ -128,6 +137,7 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
         # which the live summary below soon contradicts.
         result = self.get_object(request, object_id)
         context = {
+            "job_actions": self.job_actions_context(request, result),
             "title": "Job",
             **(
                 {"subtitle": f"{display.task_short_name(result.task_name)} {result.task_id}"}
@@ -137,6 +147,37 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
             **(extra_context or {}),
         }
         return super().change_view(request, object_id, form_url, context)
+
+    def has_act_permission(self, request: HttpRequest) -> bool:
+        """May act on some family's jobs: the bulk actions are offered (each job is checked
+        against its own family's permission when acted on)."""
+        return job_actions.may_act_on_jobs(request.user)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        # Records go through "delete old records" (kept young ones, audited), not Django's
+        # unconditional delete.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def job_actions_context(
+        self, request: HttpRequest, result: TaskResult | None
+    ) -> dict[str, Any] | None:
+        """What the job's page offers: only failed or lost jobs of a family the user may act
+        on; a retry the family refuses is explained instead of offered."""
+        if result is None or not request.user.has_perm(
+            job_actions.job_action_permission(result.task_name)
+        ):
+            return None
+        single = TaskResult.objects.filter(pk=result.pk)
+        lost = single.filter(job_actions.lost_condition()).exists()
+        if result.status not in job_actions.FAILED_STATES and not lost:
+            return None  # nothing to do about a job that waits, runs or succeeded
+        may_discard = job_actions.discard_candidates(single, user=request.user).exists()
+        refusal = job_actions.job_retry_refusal(
+            result=result, job=Job.objects.filter(task_id=result.task_id).first(), user=request.user
+        )
+        return {"retry_refusal": refusal, "may_discard": may_discard}
 
     def changelist_view(
         self, request: HttpRequest, extra_context: dict[str, Any] | None = None
@@ -156,4 +197,13 @@ class DiagnosticRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = [f.name for f in DiagnosticRun._meta.fields]
 
 
-from workers import operations_admin  # noqa: E402, F401  (registers the operations records)
+admin.site.unregister(GroupResult)
+
+
+@admin.register(GroupResult)
+class ReadOnlyGroupResultAdmin(ReadOnlyAdminMixin, GroupResultAdmin):
+    """Written by Celery; deleting needs delete_groupresult, as for jobs."""
+
+
+# These register the operations records and django-celery-beat's admins, guarded.
+from workers import operations_admin, schedules_admin  # noqa: E402, F401

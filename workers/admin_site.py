@@ -19,8 +19,10 @@ from django.urls import NoReverseMatch, reverse
 from django_celery_results.models import TaskResult
 
 from workers import display
+from workers.recurring import recurring_tasks
 
 RECENT_JOBS = 15
+VIEW_SCHEDULES = "django_celery_beat.view_periodictask"
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,8 @@ class OpsqueueAdminSite(admin.AdminSite):
             "jobs_url": reverse("admin:django_celery_results_taskresult_changelist"),
             "places": self.places(request),
             "starts": self.starts(request),
+            "recurring": recurring_tasks() if request.user.has_perm(VIEW_SCHEDULES) else None,
+            "can_run_recurring": request.user.has_perm("workers.run_recurring_now"),
         }
         response: TemplateResponse = super().index(request, context)
         return response

@@ -1,7 +1,8 @@
 """The beat scheduler: django-celery-beat's, with every scheduled job recorded like any other.
 
 A job started by a schedule appears in the admin as PENDING with the schedule's name as its
-requester, the same way a job started by a person does.
+requester, the same way a job started by a person does. A deferred job's one-off entry
+(workers/deferred.py) sends the job recorded when it was enqueued instead of a new one.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from typing import Any
 from celery.beat import SchedulingError, _evaluate_entry_args, _evaluate_entry_kwargs
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
+from workers.deferred import DEFERRED_JOB_HEADER, deferred_job_send
 from workers.enqueue import BrokerUnavailable, Requester, job_publish, new_task_id
+from workers.outbox import BROKER_ERRORS
 
 
 class RecordingDatabaseScheduler(DatabaseScheduler):
@@ -23,6 +26,9 @@ class RecordingDatabaseScheduler(DatabaseScheduler):
     def apply_async(
         self, entry: ModelEntry, producer: Any = None, advance: bool = True, **kwargs: Any
     ) -> Any:
+        deferred_task_id = (entry.options.get("headers") or {}).get(DEFERRED_JOB_HEADER)
+        if deferred_task_id:
+            return self._send_deferred(entry, deferred_task_id, advance=advance)
         task = self.app.tasks.get(entry.task)
         if task is None:
             # Unknown to this process (e.g. a task of an app not installed here): send as is.
@@ -41,4 +47,14 @@ class RecordingDatabaseScheduler(DatabaseScheduler):
             )
         except BrokerUnavailable as exc:
             raise SchedulingError(f"Couldn't apply scheduled task {entry.name}: {exc}") from exc
+        return self.app.AsyncResult(task_id)
+
+    def _send_deferred(self, entry: ModelEntry, task_id: str, *, advance: bool) -> Any:
+        """A deferred job came due: send the job recorded at enqueue, under its own id.
+        If the broker is down, the outbox sweep sends it once it is back."""
+        entry = self.reserve(entry) if advance else entry
+        try:
+            deferred_job_send(task_id=task_id)
+        except BROKER_ERRORS as exc:
+            raise SchedulingError(f"Couldn't send deferred job {task_id}: {exc!r}") from exc
         return self.app.AsyncResult(task_id)

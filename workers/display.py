@@ -10,6 +10,8 @@ import ast
 import json
 from typing import Any
 
+from workers.families import family_for_task
+
 FINISHED_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 
 # Celery's state names stay visible (they are what Flower and the logs say); the words say
@@ -24,19 +26,6 @@ STATE_LABELS = {
     "REVOKED": "Cancelled",
 }
 
-# Task modules → the family a person knows the job by (what they went to the admin to do).
-FAMILIES = (
-    ("workers.tasks.run_diagnostic", "Diagnostic"),
-    ("media_pipeline.", "Courses"),
-    ("courses.", "Courses"),
-    ("infra_tasks.terraform.", "Terraform"),
-    ("infra_tasks.rds.", "Databases"),
-    ("infra_tasks.releases.", "Releases"),
-    ("infra_tasks.dashboard.", "Infrastructure"),
-    ("workers.", "System"),
-    ("celery.", "System"),
-)
-
 
 def state_label(status: str) -> str:
     """'Running (STARTED)': the meaning first, Celery's name in brackets."""
@@ -45,11 +34,9 @@ def state_label(status: str) -> str:
 
 
 def job_family(task_name: str | None) -> str:
-    name = task_name or ""
-    for prefix, family in FAMILIES:
-        if name.startswith(prefix):
-            return family
-    return "Other"
+    """The family a person knows the job by (what they went to the admin to do)."""
+    family = family_for_task(task_name)
+    return family.name if family else "Other"
 
 
 def task_short_name(task_name: str | None) -> str:
@@ -83,6 +70,13 @@ def arguments_text(task_args: str | None, task_kwargs: str | None) -> str:
     if isinstance(kwargs, dict):
         parts += [f"{key}={value!r}" for key, value in kwargs.items()]
     return ", ".join(parts) or "none"
+
+
+def arguments_decoded(
+    task_args: str | None, task_kwargs: str | None
+) -> tuple[list[Any], dict[str, Any]]:
+    """A job's stored arguments as values again (to run it with the same ones)."""
+    return list(_decoded(task_args, ())), dict(_decoded(task_kwargs, {}))
 
 
 def _decoded(stored: str | None, empty: Any) -> Any:

@@ -7,6 +7,12 @@ transaction (a PENDING `TaskResult` and a `Job` row saying who asked, plus an ad
 `LogEntry` for a person), so the admin shows it at once and a rolled-back request leaves no
 trace. After commit the message goes to the outbox relay (workers/outbox.py), which
 publishes it without making the request wait on SQS.
+
+A job may be given `run_after`, the earliest time it may start. Up to SQS's longest message
+delay away, the message is sent at once with that delay (`DelaySeconds`); further away, the
+job stays recorded and a one-off clocked beat entry sends it when it comes due
+(workers/deferred.py). Never a Celery countdown: a message held by a worker longer than the
+queue's visibility timeout is delivered again and again (DESIGN: redelivery loop).
 """
 
 from __future__ import annotations
@@ -14,13 +20,15 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from celery import Task, states
 from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
@@ -28,6 +36,7 @@ from django_celery_results.models import TaskResult
 from workers.models import Job, JobLogChunk, RequesterKind
 from workers.outbox import (
     BROKER_ERRORS,
+    MAX_SQS_DELAY_SECONDS,
     BrokerUnavailable,
     OutboundJob,
     broker_health,
@@ -42,8 +51,10 @@ REQUESTER_HEADER = "opsqueue_requester"
 
 __all__ = [
     "BrokerUnavailable",
+    "JobRequest",
     "Requester",
     "job_enqueue",
+    "job_enqueue_many",
     "job_publish",
     "job_queue_check",
     "new_task_id",
@@ -87,13 +98,17 @@ def job_enqueue(
     audit_object: Any = None,
     task_id: str | None = None,
     queue: str | None = None,
+    run_after: datetime | None = None,
+    options: Mapping[str, Any] | None = None,
     refuse_if_broker_down: bool = True,
 ) -> str:
     """Queue `task` to be sent once the current transaction commits; return its task id.
 
-    `audit_object` is the domain object the admin LogEntry points at (the Job row by
-    default); an entry is written only for jobs a person asked for. Pass `task_id` (from
-    `new_task_id()`) to store it on a domain row created before the call.
+    `audit_object` is the domain object the admin LogEntry points at (by default the Job
+    row just recorded, not looked up again); an entry is written only for jobs a person
+    asked for. Pass `task_id` (from `new_task_id()`) to store it on a domain row created
+    before the call. `run_after` (an aware datetime) is the earliest the job may start;
+    `options` are further Celery message options (time limits, argument reprs).
 
     A follow-up job that must not undo the work that triggers it (the next run in a queue,
     started as the previous one finishes) passes `refuse_if_broker_down=False`: it is then
@@ -102,13 +117,82 @@ def job_enqueue(
     if refuse_if_broker_down:
         broker_health.ensure_available()
     task_id = task_id or new_task_id()
-    options = {"queue": queue} if queue else {}
-    message = job_message(task, task_id, requester, args, kwargs or {}, options)
-    job_record_pending(message, requester=requester)
+    message_options = {**(options or {}), **({"queue": queue} if queue else {})}
+    message = job_message(
+        task, task_id, requester, args, kwargs or {}, message_options, run_after=run_after
+    )
+    job = job_record_pending(message, requester=requester)
     if requester.kind == RequesterKind.USER and requester.user_id is not None:
-        _audit(requester, task_id=task_id, task_name=task.name, audit_object=audit_object)
-    transaction.on_commit(lambda: relay.submit(message))
+        target = audit_object if audit_object is not None else job
+        _audit(requester, task_id=task_id, task_name=task.name, audit_object=target)
+    if run_after is not None and seconds_until(run_after) > MAX_SQS_DELAY_SECONDS:
+        from workers.deferred import deferred_job_schedule
+
+        deferred_job_schedule(
+            task_id=task_id,
+            task_name=task.name,
+            queue=message.options["queue"],
+            run_after=run_after,
+        )
+    else:
+        transaction.on_commit(lambda: relay.submit(message))
     return task_id
+
+
+def seconds_until(moment: datetime) -> float:
+    return (moment - timezone.now()).total_seconds()
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job of a batch: `job_enqueue`'s arguments but the requester."""
+
+    task: Task
+    args: Sequence[Any] = ()
+    kwargs: dict[str, Any] | None = None
+    queue: str | None = None
+
+
+def job_enqueue_many(requests: Sequence[JobRequest], *, requester: Requester) -> list[Job]:
+    """`job_enqueue` for many jobs at once (a bulk retry): the same records, audit entries
+    and after-commit sending, written with one INSERT per table instead of one per job, so
+    a few hundred jobs fit in a short request. Returns the new Job rows, in order."""
+    broker_health.ensure_available()
+    messages = [
+        job_message(
+            r.task,
+            new_task_id(),
+            requester,
+            r.args,
+            r.kwargs or {},
+            {"queue": r.queue} if r.queue else {},
+        )
+        for r in requests
+    ]
+    with transaction.atomic(savepoint=False):
+        jobs = Job.objects.bulk_create(
+            [_job_row(message, requester) for message in messages], batch_size=500
+        )
+        TaskResult.objects.bulk_create(
+            [_pending_result(message, requester) for message in messages], batch_size=500
+        )
+        if requester.kind == RequesterKind.USER and requester.user_id is not None:
+            content_type = ContentType.objects.get_for_model(Job)
+            LogEntry.objects.bulk_create(
+                [
+                    LogEntry(
+                        user_id=requester.user_id,
+                        content_type=content_type,
+                        object_id=str(job.pk),
+                        object_repr=str(job)[:200],
+                        action_flag=ADDITION,
+                        change_message=f"Queued job {job.task_name} [{job.task_id}]",
+                    )
+                    for job in jobs
+                ]
+            )
+    transaction.on_commit(lambda: relay.submit(*messages))
+    return jobs
 
 
 def job_queue_check() -> None:
@@ -152,38 +236,56 @@ def job_message(
     requester: Requester,
     args: Sequence[Any],
     kwargs: dict[str, Any],
-    options: dict[str, Any],
+    options: Mapping[str, Any],
+    *,
+    run_after: datetime | None = None,
 ) -> OutboundJob:
     """The message for a job: its queue, and who asked in a header the worker can read."""
     options = dict(options)
     options.setdefault("queue", queue_for_task(task.name))
     options["headers"] = {**options.get("headers", {}), REQUESTER_HEADER: requester.as_header()}
-    return OutboundJob(task=task, task_id=task_id, args=list(args), kwargs=kwargs, options=options)
+    return OutboundJob(
+        task=task,
+        task_id=task_id,
+        args=list(args),
+        kwargs=kwargs,
+        options=options,
+        run_after=run_after,
+    )
 
 
-def job_record_pending(message: OutboundJob, *, requester: Requester) -> None:
+def job_record_pending(message: OutboundJob, *, requester: Requester) -> Job:
     # No savepoint: inside the caller's transaction the rows live or die with it anyway.
     with transaction.atomic(savepoint=False):
-        Job.objects.create(
-            task_id=message.task_id,
-            task_name=message.task.name,
-            queue=message.options["queue"],
-            requester_kind=requester.kind,
-            requester_label=requester.label,
-            requested_by_id=requester.user_id,
-        )
-        TaskResult.objects.create(
-            task_id=message.task_id,
-            task_name=message.task.name,
-            task_args=json.dumps(message.args),
-            task_kwargs=json.dumps(message.kwargs),
-            status=states.PENDING,
-            content_type="application/json",
-            content_encoding="utf-8",
-            periodic_task_name=(
-                requester.label if requester.kind == RequesterKind.SCHEDULE else None
-            ),
-        )
+        job = _job_row(message, requester)
+        job.save(force_insert=True)
+        _pending_result(message, requester).save(force_insert=True)
+    return job
+
+
+def _job_row(message: OutboundJob, requester: Requester) -> Job:
+    return Job(
+        task_id=message.task_id,
+        task_name=message.task.name,
+        queue=message.options["queue"],
+        requester_kind=requester.kind,
+        requester_label=requester.label,
+        requested_by_id=requester.user_id,
+        run_after=message.run_after,
+    )
+
+
+def _pending_result(message: OutboundJob, requester: Requester) -> TaskResult:
+    return TaskResult(
+        task_id=message.task_id,
+        task_name=message.task.name,
+        task_args=json.dumps(message.args),
+        task_kwargs=json.dumps(message.kwargs),
+        status=states.PENDING,
+        content_type="application/json",
+        content_encoding="utf-8",
+        periodic_task_name=(requester.label if requester.kind == RequesterKind.SCHEDULE else None),
+    )
 
 
 def job_forget(*, task_id: str) -> None:
@@ -195,11 +297,10 @@ def job_forget(*, task_id: str) -> None:
 
 
 def _audit(requester: Requester, *, task_id: str, task_name: str, audit_object: Any) -> None:
-    target = audit_object if audit_object is not None else Job.objects.get(task_id=task_id)
     assert requester.user_id is not None
     LogEntry.objects.log_actions(
         user_id=requester.user_id,
-        queryset=[target],
+        queryset=[audit_object],
         action_flag=ADDITION,
         change_message=f"Queued job {task_name} [{task_id}]",
         single_object=True,

@@ -7,6 +7,10 @@ from Flower reach them. It refuses to start, saying why, without that channel or
 credentials (`FLOWER_BASIC_AUTH=user:password` or `--basic-auth`), and listens on loopback
 unless an address is given (`--address` or `FLOWER_ADDRESS`). Other options go to Flower.
 
+Flower serves `/metrics` (Prometheus: task names, worker host names) without asking for the
+login; here it asks like every other page (`guard_metrics`). `/healthcheck` stays open: it
+answers "OK" and nothing else.
+
 Flower's "apply task" API would publish onto the monitoring channel, where no worker reads
 tasks: start jobs from the admin instead.
 """
@@ -60,6 +64,17 @@ def _is_credential(value: str) -> bool:
     return bool(user and password)
 
 
+def guard_metrics() -> None:
+    """Put Flower's metrics endpoint behind its login, like its other pages."""
+    import tornado.web
+    from flower.views import monitor
+
+    if not getattr(monitor.Metrics.get, "opsqueue_guarded", False):
+        guarded = tornado.web.authenticated(monitor.Metrics.get)
+        guarded.opsqueue_guarded = True  # type: ignore[attr-defined]
+        monitor.Metrics.get = guarded
+
+
 def main(argv: Sequence[str]) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     import django
@@ -76,6 +91,7 @@ def main(argv: Sequence[str]) -> int:
         return 2
     # The whole app talks to the channel in this process: Flower's inspect, revoke and pool
     # commands are broadcasts, and its event receiver reads the events the workers send.
+    guard_metrics()
     app.conf.broker_url = url
     app.conf.broker_transport_options = dict(TRANSPORT_OPTIONS)
     app.start(argv=args)

@@ -6,6 +6,9 @@ comes first. One INSERT per batch keeps a 100k-line run to a few hundred stateme
 storage linear in output (the seed's approach, re-saving one growing text column per line,
 is quadratic). Callers that may block between lines (a subprocess that goes quiet) call
 `flush_if_due()` from their wait loop so the admin sees output within a second.
+
+A line longer than `JOB_LOG_MAX_LINE_BYTES` is stored cut, ending with a marker that says
+how many bytes were dropped (`cut_line`, `cut_bytes`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,30 @@ from django.db.models import Max
 
 from workers.models import Job, JobLogChunk
 from workers.redaction import default_redactor
+
+# Room kept at the end of a cut line for the marker, so that a cut line fits the limit
+# and cutting it again changes nothing.
+MARKER_ROOM = 96
+
+
+def cut_line(text: str, *, limit: int) -> str:
+    """`text` if it fits in `limit` bytes of UTF-8; else its start and a marker."""
+    if len(text) * 4 <= limit:  # no character takes more than 4 bytes: fits, unencoded
+        return text
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return cut_bytes(data, total=len(data), limit=limit)
+
+
+def cut_bytes(head: bytes, *, total: int, limit: int) -> str:
+    """A line of `total` bytes, of which `head` is the start (at least `limit` bytes of it
+    when the line is longer than `limit`), as stored: within `limit` bytes, marker included."""
+    if total <= limit:
+        return head.decode("utf-8", "replace")
+    kept = head[: max(limit - MARKER_ROOM, 0)].decode("utf-8", "ignore")
+    dropped = total - len(kept.encode())
+    return f"{kept} [… line cut: {dropped:,} more bytes not stored; limit {limit:,}]"
 
 
 class JobLogWriter:
@@ -39,8 +66,11 @@ class JobLogWriter:
             flush_seconds if flush_seconds is not None else settings.JOB_LOG_FLUSH_SECONDS
         )
         self._clock = clock
+        self._max_line_bytes: int = settings.JOB_LOG_MAX_LINE_BYTES
         self._buffer: list[str] = []
-        self._partial = ""
+        # The unfinished last line, in pieces: joined once it ends, so a long line written
+        # a piece at a time costs time linear in its length.
+        self._partial: list[str] = []
         self._last_flush = clock()
         self._progress: tuple[int, int] | None = None
         # A redelivered task appends after what the earlier attempt wrote.
@@ -56,9 +86,17 @@ class JobLogWriter:
         """Append text; complete lines are buffered, a trailing fragment waits for its end."""
         if not text:
             return
-        pieces = (self._partial + text).split("\n")
-        self._partial = pieces.pop()
-        self._buffer.extend(piece.rstrip("\r") for piece in pieces)
+        pieces = text.split("\n")
+        rest = pieces.pop()
+        if pieces:
+            has_cr = "\r" in text
+            if self._partial:
+                has_cr = has_cr or self._partial[-1].endswith("\r")
+                pieces[0] = "".join([*self._partial, pieces[0]])
+                self._partial = []
+            self._buffer.extend(self._stored(pieces, has_cr=has_cr))
+        if rest:
+            self._partial.append(rest)
         if len(self._buffer) >= self._flush_lines:
             self.flush()
         else:
@@ -66,6 +104,21 @@ class JobLogWriter:
 
     def line(self, text: str) -> None:
         self.write(text + "\n")
+
+    def write_lines(self, lines: list[str]) -> None:
+        """Append complete lines (a read's worth): one call, not one per line."""
+        if lines:
+            self.write("\n".join(lines) + "\n")
+
+    def _stored(self, lines: list[str], *, has_cr: bool) -> list[str]:
+        """Lines as stored: without a trailing CR, cut to the limit. Checked once per batch
+        (scans in C), so the common case costs nothing per line."""
+        if has_cr:
+            lines = [line.rstrip("\r") for line in lines]
+        limit = self._max_line_bytes
+        if max(map(len, lines)) * 4 > limit:  # else no line can be over the limit
+            lines = [cut_line(line, limit=limit) for line in lines]
+        return lines
 
     def set_progress(self, done: int, total: int) -> None:
         """Report progress; stored with the next flush, not as an extra write per call."""
@@ -79,8 +132,9 @@ class JobLogWriter:
 
     def flush(self, *, final: bool = False) -> None:
         if final and self._partial:
-            self._buffer.append(self._partial.rstrip("\r"))
-            self._partial = ""
+            line = "".join(self._partial).rstrip("\r")
+            self._buffer.append(cut_line(line, limit=self._max_line_bytes))
+            self._partial = []
         if self._buffer:
             start = self.next_line
             JobLogChunk.objects.create(

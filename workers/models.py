@@ -20,6 +20,25 @@ class RequesterKind(models.TextChoices):
     SYSTEM = "system", "System"
 
 
+# Acting on jobs (retry, discard, delete old records) is allowed per family: whoever may
+# retry a diagnostic job need not be allowed to touch terraform's. workers/job_actions.py
+# maps a family to its permission; the labels are display.FAMILIES'.
+JOB_FAMILY_SLUGS = (
+    ("diagnostic", "Diagnostic"),
+    ("courses", "Courses"),
+    ("terraform", "Terraform"),
+    ("databases", "Databases"),
+    ("releases", "Releases"),
+    ("infrastructure", "Infrastructure"),
+    ("system", "System"),
+    ("other", "Other"),
+)
+JOB_ACTION_PERMISSIONS = [
+    (f"act_on_{slug}_jobs", f"Can retry, discard and delete {label} jobs")
+    for slug, label in JOB_FAMILY_SLUGS
+]
+
+
 class Job(models.Model):
     task_id = models.CharField(max_length=255, unique=True)
     task_name = models.CharField(max_length=255)
@@ -34,18 +53,46 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     # Set when the message reached the broker; NULL means still in the outbox.
     sent_at = models.DateTimeField(null=True, blank=True)
+    # The earliest the job may start (SQS delay, or a clocked beat entry beyond SQS's limit);
+    # NULL: as soon as a worker is free.
+    run_after = models.DateTimeField(null=True, blank=True)
     progress_done = models.PositiveIntegerField(null=True, blank=True)
     progress_total = models.PositiveIntegerField(null=True, blank=True)
     # Which delivery runs the job, and until when its lease holds (workers/claims.py).
     claimed_by = models.CharField(max_length=300, blank=True)
     claimed_until = models.DateTimeField(null=True, blank=True)
+    # A retry is a new job with the same arguments; each knows the other.
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
+    )
+    # Discarded: a person looked at this failed job and decided nothing more is to be done.
+    # The record stays; it is no longer offered for retry.
+    discarded_at = models.DateTimeField(null=True, blank=True)
+    # A database default too: web processes of the previous release, still running during a
+    # deploy, insert jobs without this column.
+    discarded_by_label = models.CharField(max_length=255, blank=True, default="", db_default="")
 
     class Meta:
-        permissions = [("run_diagnostic", "Can run the diagnostic job")]
+        permissions = [
+            ("run_diagnostic", "Can run the diagnostic job"),
+            ("run_recurring_now", "Can run a recurring task now"),
+            *JOB_ACTION_PERMISSIONS,
+        ]
         indexes = [
             models.Index(
                 fields=["created_at"], condition=Q(sent_at__isnull=True), name="job_unsent_idx"
-            )
+            ),
+            # The job list's queue and requester filters, newest first.
+            models.Index(fields=["queue", "-created_at"], name="job_queue_created_idx"),
+            models.Index(
+                fields=["requester_label", "-created_at"], name="job_requester_created_idx"
+            ),
+            # "Not yet discarded" filters read the few discarded jobs, not every job.
+            models.Index(
+                fields=["task_id"],
+                condition=Q(discarded_at__isnull=False),
+                name="job_discarded_idx",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -101,7 +148,12 @@ class DiagnosticRun(models.Model):
 
     lines = models.PositiveIntegerField(default=300)
     duration_seconds = models.FloatField(default=4.0)
-    fail = models.BooleanField(default=False, help_text="End with an error, to see a failure.")
+    # A transient fault: the first attempt fails, a retry (a new job, or a redelivery of
+    # this one) succeeds. Shows a failure, and what retrying it does.
+    fail = models.BooleanField(
+        default=False,
+        help_text="End the first attempt with an error, to see a failure and a retry.",
+    )
     state = models.CharField(max_length=16, choices=State.choices, default=State.QUEUED)
     task_id = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -200,3 +252,18 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.hostname
+
+
+class QueuePause(models.Model):
+    """A paused queue: every worker stops taking its jobs, and one that starts later does
+    not begin to (workers/queue_pauses.py). Resuming deletes the row."""
+
+    queue = models.CharField(max_length=64, unique=True)
+    paused_at = models.DateTimeField(auto_now_add=True)
+    paused_by_label = models.CharField(max_length=255)
+
+    class Meta:
+        permissions = [("pause_queue", "Can pause and resume a queue")]
+
+    def __str__(self) -> str:
+        return f"{self.queue} paused by {self.paused_by_label}"

@@ -209,7 +209,8 @@ class Heart(heart_step.Heart):
 class Tasks(tasks_step.Tasks):
     # Tasks must start after the dispatcher: the task strategies capture it. Stock Tasks
     # reaches the dispatcher through Mingle, which is not part of this blueprint.
-    requires = (Events,)
+    # After QueuePauses: a worker started while a queue is paused never consumes from it.
+    requires = (Events, "workers.queue_pauses:QueuePauses")
 
 
 def control_mailbox(app: Celery) -> Mailbox:
@@ -427,6 +428,7 @@ class MonitoredConsumer(Consumer):
             "celery.worker.consumer.connection:Connection",
             "workers.monitoring:Events",
             "workers.monitoring:Heart",
+            "workers.queue_pauses:QueuePauses",
             "workers.monitoring:Tasks",
             "workers.monitoring:Control",
             "workers.heartbeats:HeartbeatRecorder",

@@ -17,8 +17,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q
 from django.db.models.functions import TruncHour
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.shortcuts import render
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
@@ -34,7 +34,15 @@ from workers.dead_letters import (
 )
 from workers.models import QueueDepth, WorkerHeartbeat
 from workers.monitoring import monitor_url, redacted_url
+from workers.ops_metrics import (
+    QueueLatency,
+    RuntimePercentiles,
+    orphaned_jobs,
+    queue_latencies,
+    runtime_percentiles,
+)
 from workers.permissions import staff_permission_required
+from workers.queue_pauses import QueuePauseRefused, queue_pause, queue_resume
 from workers.queues import QUEUES
 
 STATES = ("PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
@@ -197,10 +205,15 @@ class Operations:
     failing: list[FailingTask]
     chart: Chart
     monitor_url: str
+    latencies: list[QueueLatency]
+    percentiles: list[RuntimePercentiles]
+    orphan_count: int
+    orphans: list[TaskResult]
 
 
 def operations_get(*, now: datetime | None = None) -> Operations:
     now = now or timezone.now()
+    orphan_count, orphans = orphaned_jobs(now=now)
     return Operations(
         now=now,
         queues=queue_rows(now=now),
@@ -210,6 +223,10 @@ def operations_get(*, now: datetime | None = None) -> Operations:
         failing=failing_tasks(now=now),
         chart=timeline_chart(job_timeline(now=now)),
         monitor_url=redacted_url(monitor_url()),
+        latencies=queue_latencies(now=now),
+        percentiles=runtime_percentiles(now=now),
+        orphan_count=orphan_count,
+        orphans=orphans,
     )
 
 
@@ -251,6 +268,7 @@ def operations_page(request: HttpRequest) -> HttpResponse:
             "can_manage_dead_letters": request.user.has_perm("workers.manage_dead_letters"),
             "heartbeat_seconds": settings.WORKER_HEARTBEAT_SECONDS,
             "flower_url": settings.FLOWER_URL,
+            "may_pause": request.user.has_perm("workers.pause_queue"),
         },
     )
 
@@ -273,3 +291,77 @@ def dead_letter_act(request: HttpRequest, queue: str, message_id: str, action: s
         done = "sent back to" if action == "redrive" else "discarded from"
         messages.success(request, f"The {what} was {done} the {queue} queue.")
     return HttpResponseRedirect(reverse("workers:operations") + "#dead-letters")
+
+
+@require_POST
+@staff_permission_required("workers.pause_queue")
+def queue_pause_toggle(request: HttpRequest, queue: str, pause: bool) -> HttpResponse:
+    """Pause or resume a queue for every worker (workers/queue_pauses.py); audited."""
+    try:
+        if pause:
+            queue_pause(queue=queue, user=request.user)
+            messages.success(
+                request,
+                f"Queue {queue} paused: workers stop taking its jobs within "
+                f"{settings.QUEUE_PAUSE_CHECK_SECONDS:g} s; jobs sent to it wait.",
+            )
+        else:
+            queue_resume(queue=queue, user=request.user)
+            messages.success(request, f"Queue {queue} resumed: its waiting jobs run now.")
+    except QueuePauseRefused as exc:
+        messages.error(request, str(exc))
+    return redirect("workers:operations")
+
+
+def metrics_get(*, now: datetime | None = None) -> dict[str, Any]:
+    """The operations page's figures as plain data (times in seconds, ISO 8601 stamps)."""
+    now = now or timezone.now()
+    orphan_count, _ = orphaned_jobs(now=now, limit=0)
+    return {
+        "generated_at": now.isoformat(),
+        "queues": [
+            {
+                "queue": q.queue,
+                "oldest_waiting_seconds": round(q.oldest_waiting_seconds, 3),
+                "paused": bool(q.paused_by),
+                "visible": depths[q.queue].visible if q.queue in depths else None,
+                "in_flight": depths[q.queue].in_flight if q.queue in depths else None,
+                "dead_letters": depths[q.queue].dead_letters if q.queue in depths else None,
+            }
+            for depths in [{d.queue: d for d in QueueDepth.objects.all()}]
+            for q in queue_latencies(now=now)
+        ],
+        "runtimes": [
+            {
+                "task": r.task_name,
+                "period": r.period,
+                "runs": r.runs,
+                "p50_seconds": round(r.p50, 3),
+                "p95_seconds": round(r.p95, 3),
+                "max_seconds": round(r.max, 3),
+            }
+            for r in runtime_percentiles(now=now)
+        ],
+        "states": {
+            s.state: {"last_hour": s.last_hour, "last_day": s.last_day}
+            for s in job_state_counts(now=now)
+        },
+        "orphaned_jobs": orphan_count,
+        "workers": [
+            {
+                "hostname": w.heartbeat.hostname,
+                "online": w.online,
+                "queues": w.heartbeat.queues,
+                "active": w.heartbeat.active,
+                "last_seen_at": w.heartbeat.last_seen_at.isoformat(),
+            }
+            for w in worker_rows(now=now)
+        ],
+    }
+
+
+@require_GET
+@staff_permission_required("workers.view_operations")
+def metrics_json(request: HttpRequest) -> JsonResponse:
+    """Read-only figures for external monitoring: staff with the operations view permission."""
+    return JsonResponse(metrics_get())

@@ -2,7 +2,8 @@
 
 A job is recorded (Job + PENDING TaskResult) in the same transaction as the caller's domain
 row: that record is the outbox. After commit, the message goes to this process's relay, a
-background thread that publishes it and marks the job sent. A web request therefore never
+background thread that publishes it (with SendMessageBatch, ten per request: see
+workers/sqs_batch.py) and marks the job sent. A web request therefore never
 waits on an SQS round trip, and a broker that fails mid-flight loses nothing: the relay
 retries with backoff, and `job_republish_unsent` (a periodic task) picks up what a process
 that died before publishing left behind. Tasks are idempotent, so the rare double publish
@@ -17,12 +18,14 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import queue
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -34,6 +37,7 @@ from kombu.exceptions import KombuError, OperationalError
 
 from workers.broker import broker_probe
 from workers.models import Job
+from workers.sqs_batch import SqsMessage, recording_producer, send_batches
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +52,11 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 # How long a successful publish or probe vouches for the broker.
 HEALTH_TTL_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 30.0
-# Jobs sent back to back before their "sent" marks are written in one UPDATE.
+# Jobs taken off the relay's queue at once: sent ten per SQS request, their "sent" marks
+# written in one UPDATE.
 MAX_BATCH = 50
+# The longest SQS holds a message back before any consumer may receive it (DelaySeconds).
+MAX_SQS_DELAY_SECONDS = 900
 
 
 class BrokerUnavailable(Exception):
@@ -63,13 +70,67 @@ class OutboundJob:
     args: list[Any]
     kwargs: dict[str, Any]
     options: dict[str, Any] = field(default_factory=dict)
+    # The earliest the job may start; the delay is worked out when the message is sent.
+    run_after: datetime | None = None
 
 
 def publish_now(job: OutboundJob) -> None:
     """Send one message; raises one of BROKER_ERRORS if the broker cannot take it."""
     job.task.apply_async(
-        args=job.args, kwargs=job.kwargs, task_id=job.task_id, retry=False, **job.options
+        args=job.args, kwargs=job.kwargs, task_id=job.task_id, retry=False, **message_options(job)
     )
+
+
+def sqs_delay_seconds(run_after: datetime | None) -> int:
+    """Whole seconds SQS should hold a message back so it starts no earlier than run_after
+    (rounded up; at most SQS's limit, beyond which a clocked beat entry waits instead)."""
+    if run_after is None:
+        return 0
+    remaining = (run_after - timezone.now()).total_seconds()
+    return max(0, min(MAX_SQS_DELAY_SECONDS, math.ceil(remaining)))
+
+
+def message_options(job: OutboundJob) -> dict[str, Any]:
+    """The job's `apply_async` options, with the SQS delay its run_after needs now."""
+    options = dict(job.options)
+    delay = sqs_delay_seconds(job.run_after)
+    if delay:
+        # kombu's SQS transport passes this message property on as DelaySeconds.
+        options["delay_seconds"] = delay
+    return options
+
+
+def encode_for_sqs(
+    jobs: list[OutboundJob],
+) -> tuple[list[tuple[OutboundJob, SqsMessage]], list[tuple[OutboundJob, str]]]:
+    """Each job's SQS message as `apply_async` would send it, without sending it; and the
+    jobs that cannot be encoded (e.g. an argument that does not serialize), with why.
+    Raises one of BROKER_ERRORS if SQS cannot be asked for a queue's URL."""
+    encoded: list[tuple[OutboundJob, SqsMessage]] = []
+    unencodable: list[tuple[OutboundJob, str]] = []
+    with (
+        jobs[0].task.app.producer_or_acquire() as producer,
+        recording_producer(producer) as recorded,
+    ):
+        for job in jobs:
+            try:
+                job.task.apply_async(
+                    args=job.args,
+                    kwargs=job.kwargs,
+                    task_id=job.task_id,
+                    retry=False,
+                    producer=producer,
+                    **message_options(job),
+                )
+            except BROKER_ERRORS:
+                raise
+            except Exception:
+                unencodable.append((job, traceback.format_exc()))
+                continue
+            (message,) = recorded  # one apply_async, one message
+            recorded.clear()
+            encoded.append((job, message))
+    return encoded, unencodable
 
 
 class BrokerHealth:
@@ -83,9 +144,11 @@ class BrokerHealth:
             self._confirmed_at = time.monotonic()
             self._error = None
 
-    def fail(self, exc: BaseException) -> None:
+    def fail(self, cause: BaseException | str) -> None:
         with self._lock:
-            self._error = f"{exc.__class__.__name__}: {exc}"
+            self._error = (
+                cause if isinstance(cause, str) else f"{cause.__class__.__name__}: {cause}"
+            )
 
     def reset(self) -> None:
         with self._lock:
@@ -116,16 +179,17 @@ class Relay:
     def __init__(self, health: BrokerHealth) -> None:
         self.health = health
         self._pid: int | None = None
-        self._queue: queue.Queue[OutboundJob] = queue.Queue()
+        self._queue: queue.Queue[tuple[OutboundJob, ...]] = queue.Queue()
         self._unsent = 0
         self._unsent_changed = threading.Condition()
         self._start_lock = threading.Lock()
 
-    def submit(self, job: OutboundJob) -> None:
+    def submit(self, *jobs: OutboundJob) -> None:
+        """Hand jobs to the relay; jobs submitted together are sent in the same batches."""
         self._ensure_thread()
         with self._unsent_changed:
-            self._unsent += 1
-        self._queue.put(job)
+            self._unsent += len(jobs)
+        self._queue.put(jobs)
 
     def drain(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far is published; False on timeout."""
@@ -150,44 +214,73 @@ class Relay:
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
+            batch = list(self._queue.get())
             while len(batch) < MAX_BATCH:
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.extend(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            for job in batch:
-                self._publish_until_sent(job)
-            self._mark_sent([job.task_id for job in batch], idle=self._queue.empty())
+            sent = self._publish_until_sent(batch)
+            self._mark_sent(sent, idle=self._queue.empty())
             with self._unsent_changed:
                 self._unsent -= len(batch)
                 self._unsent_changed.notify_all()
 
-    def _publish_until_sent(self, job: OutboundJob) -> None:
+    def _publish_until_sent(self, batch: list[OutboundJob]) -> list[str]:
+        """Send `batch` ten per SQS request; return the task ids sent. A message SQS did
+        not take is retried on its own (its batch-mates are not sent again) until it is
+        sent, or refused for good and recorded as a failed job."""
+        encoded = self._encode_until_done(batch)
         backoff = 0.5
-        while True:
-            try:
-                publish_now(job)
-            except BROKER_ERRORS as exc:
-                self.health.fail(exc)
+        sent: list[str] = []
+        alone = False
+        while encoded:
+            failures = send_batches([message for _, message in encoded], alone=alone)
+            retry: list[tuple[OutboundJob, SqsMessage]] = []
+            for index, (job, message) in enumerate(encoded):
+                failure = failures.get(index)
+                if failure is None:
+                    sent.append(job.task_id)
+                elif failure.refused:
+                    logger.error(
+                        "job %s [%s] refused by SQS: %s", job.task.name, job.task_id, failure.reason
+                    )
+                    self._mark_unsendable(job.task_id, f"SQS refused the message: {failure.reason}")
+                else:
+                    retry.append((job, message))
+            if len(retry) < len(encoded):
+                self.health.confirm()
+            if retry:
+                reason = failures[encoded.index(retry[0])].reason
+                self.health.fail(reason)
                 logger.warning(
-                    "job %s [%s] not sent yet, retrying in %.1fs: %r",
-                    job.task.name,
-                    job.task_id,
+                    "%d job(s) not sent yet (%s), retrying each alone in %.1fs: %s",
+                    len(retry),
+                    reason,
                     backoff,
-                    exc,
+                    ", ".join(job.task_id for job, _ in retry),
                 )
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            encoded, alone = retry, True
+        return sent
+
+    def _encode_until_done(self, batch: list[OutboundJob]) -> list[tuple[OutboundJob, SqsMessage]]:
+        backoff = 0.5
+        while True:
+            try:
+                encoded, unencodable = encode_for_sqs(batch)
+            except BROKER_ERRORS as exc:
+                # Encoding only reaches SQS to look a queue's URL up.
+                self.health.fail(exc)
+                logger.warning("jobs not sent yet, retrying in %.1fs: %r", backoff, exc)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
                 continue
-            except Exception:
-                # Not the broker: the message itself cannot be sent (e.g. an argument that
-                # does not serialize). Retrying cannot help, and the relay must live on.
-                logger.exception("job %s [%s] cannot be sent", job.task.name, job.task_id)
-                self._mark_unsendable(job.task_id, traceback.format_exc())
-                return
-            self.health.confirm()
-            return
+            for job, trace in unencodable:
+                logger.error("job %s [%s] cannot be sent:\n%s", job.task.name, job.task_id, trace)
+                self._mark_unsendable(job.task_id, trace)
+            return encoded
 
     @staticmethod
     def _mark_unsendable(task_id: str, trace: str) -> None:

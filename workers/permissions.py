@@ -10,6 +10,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
+from workers import families, selectors
+
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
 
 
@@ -25,3 +27,17 @@ def staff_permission_required(perm: str) -> Callable[[View], View]:
         return cast(View, wrapped)
 
     return decorator
+
+
+def job_permission_required(view: View) -> View:
+    """For views of one job (`task_id`): the view permission of the job's family
+    (workers/families.py), so a permission for one family's jobs opens no other's logs."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        task_name = selectors.job_task_name(task_id=kwargs["task_id"])
+        if not families.job_viewable(request.user, task_name):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return cast(View, wrapped)

@@ -7,12 +7,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db.models import Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from workers import display
+from workers import display, families
 from workers.models import DiagnosticRun, Job, JobLogChunk
 from workers.subjects import JobSubject, job_subject_get
 
@@ -24,12 +26,19 @@ MAX_CHUNKS_PER_READ = 50
 class LogSlice:
     lines: list[str]
     next_line: int
+    more: bool = False  # cut short by the size budget: more lines are already stored
 
 
 def job_log_since(
-    *, task_id: str, since: int = 0, max_chunks: int = MAX_CHUNKS_PER_READ
+    *,
+    task_id: str,
+    since: int = 0,
+    max_chunks: int = MAX_CHUNKS_PER_READ,
+    max_bytes: int | None = None,
 ) -> LogSlice:
-    """Lines from line `since` on, in one query on (task_id, end_line)."""
+    """Lines from line `since` on, in one query on (task_id, end_line), about `max_bytes`
+    of text at most (JOB_LOG_MAX_POLL_BYTES by default; always at least one line)."""
+    budget = settings.JOB_LOG_MAX_POLL_BYTES if max_bytes is None else max_bytes
     chunks = (
         JobLogChunk.objects.filter(task_id=task_id, end_line__gt=since)
         .order_by("start_line")
@@ -37,9 +46,20 @@ def job_log_since(
     )
     lines: list[str] = []
     next_line = since
+    size = 0
     for start, end, text in chunks:
-        chunk_lines = text.split("\n")
-        lines.extend(chunk_lines[max(0, since - start) :])
+        first = max(0, since - start)
+        if size + len(text) + 1 <= budget:  # the whole chunk fits: no count per line
+            lines.extend(text.split("\n")[first:])
+            size += len(text) + 1
+            next_line = end
+            continue
+        for offset, line in enumerate(text.split("\n")[first:]):
+            # Characters, not bytes: a cheap bound, exact for ASCII output.
+            size += len(line) + 1
+            if size > budget and lines:
+                return LogSlice(lines=lines, next_line=start + first + offset, more=True)
+            lines.append(line)
         next_line = end
     return LogSlice(lines=lines, next_line=next_line)
 
@@ -57,7 +77,32 @@ def job_log_iter_text(*, task_id: str) -> Iterator[str]:
 
 
 def job_get(*, task_id: str) -> Job | None:
-    return Job.objects.filter(task_id=task_id).select_related("requested_by").first()
+    return Job.objects.filter(task_id=task_id).select_related("requested_by", "retry_of").first()
+
+
+def job_task_name(*, task_id: str) -> str | None:
+    """The task a job runs: from its Job row (written at enqueue), else its result row."""
+    for model in (Job, TaskResult):
+        name = model.objects.filter(task_id=task_id).values_list("task_name", flat=True).first()
+        if name:
+            return str(name)
+    return None
+
+
+def task_results_viewable(queryset: QuerySet[TaskResult], *, user: object) -> QuerySet[TaskResult]:
+    """The rows of `queryset` whose family `user` may view (workers/families.py)."""
+    allowed = families.viewable_families(user)
+    if allowed is None:
+        return queryset
+    condition = Q(pk__in=[])
+    for family in allowed:
+        own = Q()
+        for prefix in family.prefixes:
+            own |= Q(task_name__startswith=prefix)
+        for prefix in families.task_prefixes_excluded_before(family):
+            own &= ~Q(task_name__startswith=prefix)
+        condition |= own
+    return queryset.filter(condition)
 
 
 def task_result_get(*, task_id: str) -> TaskResult | None:
@@ -94,6 +139,7 @@ class JobSummary:
     created_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
+    run_after: datetime | None  # the earliest it may start, if it was deferred
     duration: str
     result: str
     error: str
@@ -101,6 +147,9 @@ class JobSummary:
     progress_done: int | None
     progress_total: int | None
     subject: JobSubject | None
+    retry_of: str | None = None  # the task id of the job this one runs again
+    retries: tuple[str, ...] = ()  # the task ids of the jobs that ran this one again
+    discarded: str = ""  # who discarded it and when, if someone did
 
 
 def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary | None:
@@ -139,6 +188,7 @@ def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary 
         created_at=result.date_created,
         started_at=started,
         finished_at=done,
+        run_after=job.run_after if job else None,
         duration=duration,
         result=result_text,
         error=error,
@@ -146,6 +196,15 @@ def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary 
         progress_done=job.progress_done if job else None,
         progress_total=job.progress_total if job else None,
         subject=job_subject_get(task_name=result.task_name, task_id=task_id),
+        retry_of=job.retry_of.task_id if job and job.retry_of else None,
+        retries=tuple(job.retries.order_by("created_at").values_list("task_id", flat=True))
+        if job
+        else (),
+        discarded=(
+            f"{job.discarded_by_label}, {timezone.localtime(job.discarded_at):%Y-%m-%d %H:%M %Z}"
+            if job and job.discarded_at
+            else ""
+        ),
     )
 
 

@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
 from celery import states
 from django.conf import settings
 from django.db import DatabaseError, transaction
+from django.db.models import Q
 from django.utils import timezone
+from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
+from workers.deferred import deferred_entries_remove
 from workers.enqueue import Requester, job_enqueue, job_message, new_task_id
 from workers.joblog import JobLogWriter
 from workers.models import DiagnosticRun, Job, JobLogChunk, RequesterKind
-from workers.outbox import publish_now
+from workers.outbox import MAX_SQS_DELAY_SECONDS, publish_now
 
 
 class DiagnosticFailure(RuntimeError):
@@ -72,12 +76,13 @@ def _diagnostic_run_work(run: DiagnosticRun, *, run_id: int, task_id: str) -> di
             log.line(f"diagnostic line {n}/{run.lines}")
             log.set_progress(n, run.lines)
             time.sleep(pause)
-        if run.fail:
+        if run.fail and run.attempts == 1:
             DiagnosticRun.objects.filter(pk=run_id).update(
                 state=DiagnosticRun.State.FAILED, finished_at=timezone.now()
             )
             raise DiagnosticFailure(
-                f"diagnostic run {run_id} failed on request after {run.lines} lines"
+                f"diagnostic run {run_id} failed on request after {run.lines} lines "
+                "(its first attempt only: a retry succeeds)"
             )
         summary = {"run": run_id, "lines": run.lines, "attempts": run.attempts}
         log.line(f"done: {summary}")
@@ -97,19 +102,47 @@ def diagnostic_run_mark_lost(*, task_id: str, reason: str) -> None:
 
 def job_republish_unsent(*, older_than: timedelta = timedelta(minutes=1)) -> int:
     """Send jobs that were recorded but never reached the broker (their process died with
-    them in its relay). Returns how many were sent; stops at the first broker failure."""
-    from workers.celery import app
+    them in its relay). Returns how many were sent; stops at the first broker failure.
 
-    cutoff = timezone.now() - older_than
-    unsent = Job.objects.filter(sent_at__isnull=True, created_at__lt=cutoff).order_by("created_at")
+    A job that may not start for longer than SQS can delay a message is left to its
+    clocked beat entry (workers/deferred.py)."""
+    now = timezone.now()
+    unsent = (
+        Job.objects.filter(sent_at__isnull=True, created_at__lt=now - older_than)
+        .filter(
+            Q(run_after__isnull=True)
+            | Q(run_after__lte=now + timedelta(seconds=MAX_SQS_DELAY_SECONDS))
+        )
+        .order_by("created_at")
+    )
     sent = 0
-    for job in unsent[:500]:
-        result = TaskResult.objects.filter(task_id=job.task_id, status=states.PENDING).first()
-        task = app.tasks.get(job.task_name)
+    for task_id in list(unsent.values_list("task_id", flat=True)[:500]):
+        sent += job_send_recorded(task_id=task_id)
+    return sent
+
+
+def job_send_recorded(*, task_id: str) -> bool:
+    """Publish a recorded, unsent job with its own task id and mark it sent; True if sent.
+
+    The job's row stays locked while it is published, so the outbox sweep and a deferred
+    job's beat entry never both send it. A job that has started already (a worker got it
+    after all), expired, or whose task this process does not know is marked sent and left.
+    """
+    from workers.tasks_backend import celery_task_named
+
+    with transaction.atomic():
+        job = (
+            Job.objects.select_for_update(skip_locked=True)
+            .filter(task_id=task_id, sent_at__isnull=True)
+            .first()
+        )
+        if job is None:
+            return False
+        result = TaskResult.objects.filter(task_id=task_id, status=states.PENDING).first()
+        task = celery_task_named(job.task_name)
         if result is None or task is None:
-            # Started already (a worker got it after all), expired, or not a task here.
             Job.objects.filter(pk=job.pk).update(sent_at=timezone.now())
-            continue
+            return False
         requester = Requester(
             RequesterKind(job.requester_kind), job.requester_label, job.requested_by_id
         )
@@ -121,11 +154,11 @@ def job_republish_unsent(*, older_than: timedelta = timedelta(minutes=1)) -> int
                 json.loads(result.task_args or "[]"),
                 json.loads(result.task_kwargs or "{}"),
                 {"queue": job.queue},
+                run_after=job.run_after,
             )
         )
         Job.objects.filter(pk=job.pk).update(sent_at=timezone.now())
-        sent += 1
-    return sent
+        return True
 
 
 def job_records_cleanup(*, older_than: timedelta | None = None) -> int:
@@ -139,4 +172,45 @@ def job_records_cleanup(*, older_than: timedelta | None = None) -> int:
     with transaction.atomic():
         JobLogChunk.objects.filter(task_id__in=expired).delete()
         Job.objects.filter(task_id__in=expired).delete()
+        deferred_entries_remove(task_ids=expired)
     return len(expired)
+
+
+class ScheduleRunRefused(Exception):
+    """A schedule cannot be run now; the message says why, in words for the admin."""
+
+
+@transaction.atomic
+def periodic_tasks_run_now(
+    *, periodic_tasks: Iterable[PeriodicTask], requester: Requester
+) -> list[str]:
+    """Start each schedule's task now, as a job like any other (PENDING record, requester,
+    LogEntry on the schedule); all or none: one unknown task queues nothing."""
+    from workers.celery import app
+
+    app.loader.import_default_modules()
+    started = []
+    for periodic_task in periodic_tasks:
+        task = app.tasks.get(periodic_task.task)
+        if task is None:
+            raise ScheduleRunRefused(
+                f"Schedule {periodic_task.name!r} names an unknown task {periodic_task.task!r}."
+            )
+        try:
+            args = json.loads(periodic_task.args or "[]")
+            kwargs = json.loads(periodic_task.kwargs or "{}")
+        except ValueError:
+            raise ScheduleRunRefused(
+                f"Schedule {periodic_task.name!r} has arguments that are not JSON."
+            ) from None
+        started.append(
+            job_enqueue(
+                task,
+                requester=requester,
+                args=args,
+                kwargs=kwargs,
+                audit_object=periodic_task,
+                queue=periodic_task.queue or None,
+            )
+        )
+    return started

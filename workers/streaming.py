@@ -14,6 +14,7 @@ between reads, to learn about a cancel request itself.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import selectors
 import signal
@@ -25,7 +26,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from workers.joblog import JobLogWriter
+from django.conf import settings
+
+from workers.joblog import JobLogWriter, cut_bytes
 
 
 class StopReason(StrEnum):
@@ -70,6 +73,7 @@ def run_streaming(
     assert process.stdout is not None
     stream = process.stdout
     os.set_blocking(stream.fileno(), False)
+    _enlarge_pipe(stream.fileno())
     selector = selectors.DefaultSelector()
     selector.register(stream, selectors.EVENT_READ)
 
@@ -77,13 +81,22 @@ def run_streaming(
     interrupt_sent_at: float | None = None
     command_ended = False
     last_check = 0.0
-    pending = b""
+    lines = LineSplitter(limit=settings.JOB_LOG_MAX_LINE_BYTES)
     try:
         while True:
             for _key, _events in selector.select(timeout=min(check_every, 0.25)):
                 data = stream.read()
+                if data and len(data) < PIPE_BYTES // 2:
+                    # Let output gather: a busy command's lines then cost one read, one
+                    # split and one hand-over per few hundred lines, not per dozen.
+                    time.sleep(GATHER_SECONDS)
+                    data += stream.read() or b""
                 if data:
-                    pending = _emit_lines(pending + data, log, on_line)
+                    if on_line is None:
+                        log.write_lines(lines.feed(data))
+                    else:
+                        for line in lines.feed(data):
+                            _deliver(line, log, on_line)
                 elif data == b"":
                     selector.unregister(stream)
                     break
@@ -128,17 +141,62 @@ def run_streaming(
             _signal_group(process, signal.SIGKILL)
             process.wait()
         stream.close()
-    if pending:
-        _deliver(pending.decode("utf-8", "replace"), log, on_line)
+    last = lines.rest()
+    if last is not None:
+        _deliver(last, log, on_line)
     log.flush()
     return StreamResult(returncode=returncode, stopped=stopped, seconds=time.monotonic() - started)
 
 
-def _emit_lines(data: bytes, log: JobLogWriter, on_line: Callable[[str], None] | None) -> bytes:
-    *complete, rest = data.split(b"\n")
-    for raw in complete:
-        _deliver(raw.decode("utf-8", "replace"), log, on_line)
-    return rest
+class LineSplitter:
+    """Splits a byte stream into lines in time linear in its size, holding at most `limit`
+    bytes of a line that has not ended yet: a longer line comes out cut, with a marker
+    saying how much was dropped (each read used to be joined to the whole unfinished line,
+    quadratic in a long line's length, and all of it was kept)."""
+
+    def __init__(self, *, limit: int) -> None:
+        self._limit = limit
+        self._head = bytearray()  # the unfinished line's first `limit` bytes
+        self._seen = 0  # the unfinished line's length so far
+
+    def feed(self, data: bytes) -> list[str]:
+        end = data.rfind(b"\n")
+        if end == -1:
+            self._take(data)
+            return []
+        lines = []
+        start = 0
+        if self._seen:
+            start = data.find(b"\n") + 1
+            self._take(data[: start - 1])
+            lines.append(cut_bytes(bytes(self._head), total=self._seen, limit=self._limit))
+            self._head.clear()
+            self._seen = 0
+        if start <= end:
+            complete = data[start:end]
+            # Decoded and split once per read; per line only when a line is too long.
+            decoded = complete.decode("utf-8", "replace").split("\n")
+            if len(complete) <= self._limit or max(map(len, decoded)) * 4 <= self._limit:
+                lines += decoded
+            else:
+                lines += [
+                    cut_bytes(raw, total=len(raw), limit=self._limit)
+                    for raw in complete.split(b"\n")
+                ]
+        self._take(data[end + 1 :])
+        return lines
+
+    def rest(self) -> str | None:
+        """The last line, if the stream did not end with a newline."""
+        if not self._seen:
+            return None
+        return cut_bytes(bytes(self._head), total=self._seen, limit=self._limit)
+
+    def _take(self, data: bytes) -> None:
+        room = self._limit - len(self._head)
+        if room > 0:
+            self._head += data[:room]
+        self._seen += len(data)
 
 
 def _deliver(line: str, log: JobLogWriter, on_line: Callable[[str], None] | None) -> None:
@@ -150,6 +208,19 @@ def _deliver(line: str, log: JobLogWriter, on_line: Callable[[str], None] | None
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, sig)
+
+
+# The pipe holds this much (Linux's default is 64 KiB), so that a pause to let output
+# gather never blocks the command.
+PIPE_BYTES = 1 << 20
+GATHER_SECONDS = 0.02
+
+
+def _enlarge_pipe(fd: int) -> None:
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is not None:
+        with contextlib.suppress(OSError):  # above /proc/sys/fs/pipe-max-size
+            fcntl.fcntl(fd, set_size, PIPE_BYTES)
 
 
 TETHER = Path(__file__).with_name("tether.py")

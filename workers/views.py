@@ -17,17 +17,17 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
-from workers import display, selectors
+from workers import display, job_actions, selectors
 from workers.enqueue import BrokerUnavailable, Requester
-from workers.permissions import staff_permission_required
+from workers.permissions import job_permission_required, staff_permission_required
+from workers.recurring import RunNowRefused, recurring_task_run_now
 from workers.services import diagnostic_run_start
 
-VIEW_JOBS = "django_celery_results.view_taskresult"
 FINISHED = display.FINISHED_STATES
 
 
 @require_GET
-@staff_permission_required(VIEW_JOBS)
+@job_permission_required
 def job_log(request: HttpRequest, task_id: str) -> HttpResponse:
     """Log lines after `since`, with the job's state: what the admin page polls."""
     try:
@@ -43,6 +43,8 @@ def job_log(request: HttpRequest, task_id: str) -> HttpResponse:
         {
             "lines": log.lines,
             "next": log.next_line,
+            # The answer was cut to its size budget: ask again at once.
+            "more": log.more,
             "status": status,
             "worker": summary.worker if summary else None,
             "finished": status in FINISHED,
@@ -62,7 +64,7 @@ def job_log(request: HttpRequest, task_id: str) -> HttpResponse:
 
 
 @require_GET
-@staff_permission_required(VIEW_JOBS)
+@job_permission_required
 def job_log_download(request: HttpRequest, task_id: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(
         selectors.job_log_iter_text(task_id=task_id), content_type="text/plain; charset=utf-8"
@@ -93,8 +95,48 @@ def diagnostic_trigger(request: HttpRequest) -> HttpResponse:
     return redirect(url)
 
 
+@require_POST
+@job_permission_required
+def job_retry(request: HttpRequest, task_id: str) -> HttpResponse:
+    """Run a failed or lost job again (the service checks the family's permission and rule)."""
+    try:
+        new_task_id = job_actions.job_retry(task_id=task_id, user=request.user)
+    except (job_actions.JobActionRefused, BrokerUnavailable) as exc:
+        messages.error(request, f"Not retried: {exc}")
+        return redirect("workers:job-detail", task_id)
+    url = reverse("workers:job-detail", args=[new_task_id])
+    messages.success(
+        request, format_html('Queued again as <a href="{}">job {}</a>.', url, new_task_id)
+    )
+    return redirect(url)
+
+
+@require_POST
+@job_permission_required
+def job_discard(request: HttpRequest, task_id: str) -> HttpResponse:
+    outcome = job_actions.jobs_discard(task_ids=[task_id], user=request.user)
+    if outcome.done:
+        messages.success(request, "Discarded: the record stays, and it is not offered for retry.")
+    else:
+        messages.error(request, f"Not discarded: {', '.join(outcome.refused)}.")
+    return redirect("workers:job-detail", task_id)
+
+
+@require_POST
+@staff_permission_required("workers.run_recurring_now")
+def recurring_run_now(request: HttpRequest, periodic_task_id: int) -> HttpResponse:
+    try:
+        task_id = recurring_task_run_now(periodic_task_id=periodic_task_id, user=request.user)
+    except (RunNowRefused, BrokerUnavailable) as exc:
+        messages.error(request, f"Not run: {exc}")
+        return redirect("admin:index")
+    url = reverse("workers:job-detail", args=[task_id])
+    messages.success(request, format_html('Queued now: <a href="{}">job {}</a>.', url, task_id))
+    return redirect(url)
+
+
 @require_GET
-@staff_permission_required(VIEW_JOBS)
+@job_permission_required
 def job_detail(request: HttpRequest, task_id: str) -> HttpResponse:
     """Stable link to a job's admin page by task id."""
     result = selectors.task_result_get(task_id=task_id)

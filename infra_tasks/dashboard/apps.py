@@ -11,7 +11,10 @@ class DashboardConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from workers.retries import job_retry_declare
+
         post_migrate.connect(_ensure_periodic_tasks, sender=self)
+        job_retry_declare(("infra_tasks.dashboard.tasks.refresh_ecs_services",), safe=True)
 
 
 def _ensure_periodic_tasks(**kwargs: Any) -> None:

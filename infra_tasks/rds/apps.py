@@ -12,6 +12,7 @@ class RdsConfig(AppConfig):
 
     def ready(self) -> None:
         from infra_tasks.rds.selectors import database_action_job_subject
+        from workers.retries import job_retry_declare
         from workers.subjects import job_subject_register
 
         post_migrate.connect(_ensure_periodic_tasks, sender=self)
@@ -21,6 +22,21 @@ class RdsConfig(AppConfig):
                 "infra_tasks.rds.tasks.run_scheduled_action",
             ),
             database_action_job_subject,
+        )
+        # A scheduled action and the enforcement pass look at the database's actual state
+        # first: running them again is harmless. A person's action is a record of its own.
+        job_retry_declare(
+            (
+                "infra_tasks.rds.tasks.run_scheduled_action",
+                "infra_tasks.rds.tasks.enforce_schedules",
+            ),
+            safe=True,
+        )
+        job_retry_declare(
+            ("infra_tasks.rds.tasks.execute_database_action",),
+            safe=False,
+            refusal="A database action is a record of what was asked. Choose the action again "
+            "on the database's page instead.",
         )
 
 

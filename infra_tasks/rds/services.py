@@ -368,9 +368,25 @@ def databases_enforce(
             )
             if outcome["verdict"] != "in step":
                 report["diverged"].append(database.name)
-            if outcome["verdict"] == "still off after a retry; staff notified":
-                report["notified"].append(database.name)
+            if outcome["verdict"] == NOTIFIED:
+                # Mail goes after the divergence is committed: an SMTP error is reported here
+                # and must neither undo what was recorded nor stop the pass.
+                try:
+                    _notify_staff(database, desired=outcome["desired"], status=status)
+                except Exception as exc:
+                    log.line(
+                        f"{database.name}: could not e-mail staff, next pass tries again: {exc}"
+                    )
+                    report["errors"].append(database.name)
+                    Divergence.objects.filter(database=database, resolved_at__isnull=True).update(
+                        notified_at=None
+                    )
+                else:
+                    report["notified"].append(database.name)
     return report
+
+
+NOTIFIED = "still off after a retry; staff notified"
 
 
 @transaction.atomic
@@ -405,10 +421,10 @@ def _enforce_one(*, database_id: int, status: str, now: datetime) -> dict[str, s
         if busy:
             verdict = "still off; a correction is under way"
         elif open_divergence.notified_at is None:
-            # The correction has run and the database is still off: people must look.
-            _notify_staff(database, desired=desired, status=status, since=open_divergence)
+            # The correction has run and the database is still off: people must look (the
+            # caller sends the mail once this is committed).
             open_divergence.notified_at = now
-            verdict = "still off after a retry; staff notified"
+            verdict = NOTIFIED
         else:
             verdict = "still off"
     if not busy:
@@ -445,9 +461,10 @@ def _action_enqueue(
     return record
 
 
-def _notify_staff(
-    database: ManagedDatabase, *, desired: str, status: str, since: Divergence
-) -> None:
+def _notify_staff(database: ManagedDatabase, *, desired: str, status: str) -> None:
+    since = Divergence.objects.filter(database=database, resolved_at__isnull=True).first()
+    if since is None:
+        return
     recipients = staff_email_addresses()
     if not recipients:
         logger.warning("no staff e-mail address to tell that %s is %s", database.name, status)

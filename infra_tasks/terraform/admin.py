@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.utils import flatten_fieldsets
 from django.core.exceptions import PermissionDenied
@@ -26,6 +27,11 @@ from infra_tasks.terraform.models import (
     TerraformRun,
     TerraformSecret,
     TerraformWorkspace,
+)
+from infra_tasks.terraform.secrets import (
+    TERRAFORM_VARIABLE_NAME,
+    SecretReferenceRefused,
+    secret_reference_check,
 )
 from workers.admin_base import ImmutableAdminMixin
 from workers.admin_live import LiveJobFieldsMixin
@@ -62,14 +68,50 @@ class WorkspaceForm(forms.ModelForm):
         variables = self.cleaned_data["variables"]
         if not isinstance(variables, dict):
             raise forms.ValidationError("Give the variables as a JSON object.")
-        bad = [name for name in variables if not str(name).isidentifier()]
+        bad = [name for name in variables if not TERRAFORM_VARIABLE_NAME.fullmatch(str(name))]
         if bad:
-            raise forms.ValidationError(f"Not a terraform variable name: {', '.join(bad)}")
+            raise forms.ValidationError(
+                "Not a terraform variable name (a letter or _, then letters, digits, _ or -): "
+                + ", ".join(repr(name) for name in bad)
+            )
         return variables
+
+
+class SecretForm(forms.ModelForm):
+    class Meta:
+        model = TerraformSecret
+        fields = ("variable", "source", "reference")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["reference"].help_text = (
+            f"Environment: a name starting with {settings.TERRAFORM_SECRET_ENV_PREFIX}; "
+            f"SSM: under {', '.join(settings.TERRAFORM_SECRET_SSM_PREFIXES)}; "
+            f"Secrets Manager: under {', '.join(settings.TERRAFORM_SECRET_MANAGER_PREFIXES)}."
+        )
+
+    def clean_variable(self) -> str:
+        variable: str = self.cleaned_data["variable"]
+        if not TERRAFORM_VARIABLE_NAME.fullmatch(variable):
+            raise forms.ValidationError(
+                "Not a terraform variable name (a letter or _, then letters, digits, _ or -)."
+            )
+        return variable
+
+    def clean(self) -> dict[str, Any]:
+        cleaned: dict[str, Any] = super().clean() or {}
+        source, reference = cleaned.get("source"), cleaned.get("reference")
+        if source and reference:
+            try:
+                secret_reference_check(source=source, reference=reference)
+            except SecretReferenceRefused as exc:
+                self.add_error("reference", str(exc))
+        return cleaned
 
 
 class SecretInline(admin.TabularInline):
     model = TerraformSecret
+    form = SecretForm
     extra = 0
 
 

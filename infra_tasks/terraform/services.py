@@ -44,7 +44,11 @@ from infra_tasks.terraform.models import (
     TerraformWorkspace,
 )
 from infra_tasks.terraform.plan_changes import plan_changes
-from infra_tasks.terraform.secrets import SecretUnavailable, secrets_resolve
+from infra_tasks.terraform.secrets import (
+    TERRAFORM_VARIABLE_NAME,
+    SecretUnavailable,
+    secrets_resolve,
+)
 from workers.enqueue import Requester, job_enqueue
 from workers.joblog import JobLogWriter
 from workers.models import RequesterKind
@@ -581,7 +585,7 @@ def _apply(run: TerraformRun, task_id: str) -> str | None:
                 return _end_after_process(run_id, result, _failure_text("terraform apply", log))
 
             outputs = _capture(cli.output_command(binary), directory, env, watch)
-            public = cli.public_outputs(outputs or {})
+            public = cli.public_outputs(outputs or {}, log.redactor)
             log.line(f"Apply complete; outputs stored: {', '.join(sorted(public)) or 'none'}.")
     finally:
         # Applied, refused or failed: this plan is spent either way.
@@ -714,6 +718,12 @@ def _prepare(
     """Environment with the variables and resolved secrets of `inputs`, and the deadline;
     or None after failing the run."""
     workspace = run.workspace
+    # The forms refuse such names; rows saved before they did are refused here, by name.
+    names = [*(inputs.get("variables") or {}), *(inputs.get("secrets") or {})]
+    bad = [name for name in names if not TERRAFORM_VARIABLE_NAME.fullmatch(str(name))]
+    if bad:
+        _fail(run.pk, log, f"Not terraform variable names: {', '.join(map(repr, bad))}.")
+        return None
     references = [
         TerraformSecret(workspace=workspace, variable=variable, **reference)
         for variable, reference in (inputs.get("secrets") or {}).items()
@@ -774,6 +784,15 @@ class _RunLog(JobLogWriter):
             if event.data.get("@level") == "error":
                 self._tail = [*self._tail[-4:], self.redactor(text)]
         self._pending.append(text)
+
+    def write_lines(self, lines: list[str]) -> None:
+        pending = self._pending
+        for text in lines:
+            message = cli.plain_event_message(text) if text.startswith("{") else text
+            if message is None:
+                self.line(text)  # an event the summary or the progress count needs
+            else:
+                pending.append(message)
 
     def _hand_over(self) -> None:
         if self._pending:

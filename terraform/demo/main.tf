@@ -36,8 +36,14 @@ resource "terraform_data" "app" {
   triggers_replace = [var.release]
   depends_on       = [terraform_data.database]
 
+  # Values reach the command through its environment, never spliced into the command
+  # text: a release named "$(id -un > canary)" is printed, not run, on the worker.
   provisioner "local-exec" {
-    command = "for i in $(seq ${var.slow_step_seconds}); do echo \"deploying release ${var.release}: step $i/${var.slow_step_seconds}\"; sleep 1; done"
+    command = "for i in $(seq \"$STEPS\"); do echo \"deploying release $RELEASE: step $i/$STEPS\"; sleep 1; done"
+    environment = {
+      RELEASE = var.release
+      STEPS   = var.slow_step_seconds
+    }
   }
 }
 

@@ -204,3 +204,39 @@ def test_backfill_queues_every_course_with_a_cover_in_batches(
         "t",
         "cover_variants_backfill",
     }
+
+
+def report_outline(client: Client, *courses: Course) -> Any:
+    return client.post(
+        "/admin/courses/course/",
+        {"action": "report_outline", "_selected_action": [c.pk for c in courses]},
+        follow=True,
+    )
+
+
+def test_outline_report_action_queues_a_django_task_per_course_named_for_the_user(
+    client: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    first, second = make_course("first"), make_course("second")
+    user = staff("courses.view_course", "courses.report_course_outline")
+    client.force_login(user)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = report_outline(client, first, second)
+
+    jobs = Job.objects.filter(task_name="courses.tasks.course_outline_report")
+    assert jobs.count() == 2
+    assert {job.requested_by for job in jobs} == {user}
+    page = response.content.decode()
+    assert "Queued the outline report for" in page
+    for job in jobs:
+        assert f'href="/ops/jobs/{job.task_id}/"' in page
+
+
+def test_outline_report_action_needs_its_permission(client: Client) -> None:
+    course = make_course()
+    client.force_login(staff("courses.view_course", "courses.change_course"))
+    response = report_outline(client, course)
+    assert response.status_code == 200
+    assert "Report the outline" not in response.content.decode()
+    assert not TaskResult.objects.exists()

@@ -9,7 +9,7 @@ from courses.models import Course
 from tests.courses.conftest import make_course
 from tests.support.browser import Tour, wait_for
 from workers.enqueue import Requester
-from workers.models import DiagnosticRun
+from workers.models import DiagnosticRun, Job
 from workers.services import diagnostic_run_start
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -25,7 +25,7 @@ def test_a_cover_uploaded_on_the_course_page_gets_its_variants_shown_without_a_r
     # Both of the worker's processes are busy for a few seconds, so the page is certainly
     # on screen while the variants are still being made.
     for _ in range(2):
-        diagnostic_run_start(requester=Requester.cli("test"), lines=40, duration_seconds=6)
+        diagnostic_run_start(requester=Requester.cli("test"), lines=40, duration_seconds=15)
     wait_for(lambda: DiagnosticRun.objects.filter(state="running").count() == 2, page)
 
     page.locator("#courses-course").get_by_role("link", name="Courses").click()
@@ -53,4 +53,39 @@ def test_a_cover_uploaded_on_the_course_page_gets_its_variants_shown_without_a_r
     assert len(tour.documents) == pages_loaded and page.url == url, "no page was loaded"
     course.refresh_from_db()
     assert course.cover_status == Course.CoverStatus.READY
+    tour.assert_pages_sound()
+
+
+def test_the_outline_report_action_queues_a_django_task_whose_job_page_shows_it_run(
+    tour: Tour,
+) -> None:
+    from playwright.sync_api import expect
+
+    page = tour.page
+    course = make_course("photography")
+    section = course.sections.create(title="Light", position=1)
+    section.lessons.create(title="Exposure", position=1)
+
+    page.locator("#courses-course").get_by_role("link", name="Courses").click()
+    page.locator("#result_list").get_by_role("row", name=course.title).locator(
+        "input.action-select"
+    ).check()
+    page.select_option("select[name=action]", label="Report the outline (Django task)")
+    with tour.submitted(302):
+        page.get_by_role("button", name="Go").click()
+
+    expect(page.locator("ul.messagelist")).to_contain_text("Queued the outline report for")
+    tour.click_in_message(course.title)
+    expect(page.locator("#job-log")).to_contain_text("1. Light: 1 lesson(s)", timeout=60_000)
+    expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)")
+    expect(page.locator("#job-live")).to_contain_text("User: ops · queue default")
+    tour.job_settled()
+
+    # On the Jobs home like any job: its name, state and who asked.
+    job = Job.objects.get(task_name="courses.tasks.course_outline_report")
+    page.locator(".breadcrumbs").get_by_role("link", name="Home").click()
+    row = page.locator(f'#recent-jobs tr[data-task-id="{job.task_id}"]')
+    expect(row).to_contain_text("course_outline_report")
+    expect(row).to_contain_text("Succeeded (SUCCESS)")
+    expect(row).to_contain_text("ops")
     tour.assert_pages_sound()

@@ -31,10 +31,26 @@ from media_pipeline.resize import ImageRejected, variant_name
 from media_pipeline.specs import COVER_SPECS
 from tests.courses.conftest import make_course, stored_files, stored_image, upload
 from tests.media_pipeline.images import photo_file, png_header_only, quadrants
+from tests.support.broker import publishing_to
 from workers.enqueue import Requester
 from workers.models import Job
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sqs_queues", "media_root")]
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.usefixtures("sqs_queues", "media_root", "queues_no_worker_reads"),
+]
+
+
+@pytest.fixture(scope="module", autouse=False)
+def queues_no_worker_reads(sqs_queues: Any) -> Any:
+    """These tests build covers themselves: the jobs they queue go where no worker reads.
+
+    Otherwise a session's shared worker (started by an earlier module) takes the same job and
+    builds the cover beside the test.
+    """
+    with publishing_to("opsqueue-unread-covers-"):
+        yield
+
 
 REQUESTER = Requester.cli("test")
 

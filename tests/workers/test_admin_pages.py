@@ -9,63 +9,18 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import NoReverseMatch, reverse
-from django_celery_results.models import TaskResult
 
-from courses.models import Course
-from infra_tasks.rds.models import DatabaseAction, ManagedDatabase
-from infra_tasks.releases.models import Release
-from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
-from tests.infra_tasks.rds.support import register
+from infra_tasks.rds.models import ManagedDatabase
+from infra_tasks.terraform.models import TerraformWorkspace
 from tests.support.html_checks import html_problems
-from workers.models import DiagnosticRun, Job, RequesterKind
+from tests.support.records import seed_records
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def records() -> None:
-    """One record of each kind a person opens, with its job."""
-    for task_id, name in (
-        ("job-plan", "infra_tasks.terraform.tasks.terraform_plan"),
-        ("job-action", "infra_tasks.rds.tasks.execute_database_action"),
-        ("job-release", "infra_tasks.releases.tasks.release_migrate"),
-        ("job-diagnostic", "workers.tasks.run_diagnostic"),
-    ):
-        Job.objects.create(
-            task_id=task_id,
-            task_name=name,
-            queue="default",
-            requester_kind=RequesterKind.CLI,
-            requester_label="test",
-        )
-        TaskResult.objects.create(task_id=task_id, task_name=name, status="STARTED")
-    workspace = TerraformWorkspace.objects.create(name="demo", directory="demo")
-    TerraformRun.objects.create(
-        workspace=workspace,
-        kind=RunKind.APPLY,
-        state=RunState.PLANNED,
-        requester_kind="cli",
-        requester_label="test",
-        plan_task_id="job-plan",
-        plan_summary={"add": 1, "change": 0, "destroy": 0},
-        plan_changes={
-            "resources": [{"address": "a.b", "action": "create", "reason": "", "attributes": []}],
-            "outputs": [],
-            "omitted": 0,
-        },
-    )
-    database = register("pages-db")
-    DatabaseAction.objects.create(
-        database=database, action="stop", origin="cli: test", task_id="job-action"
-    )
-    Release.objects.create(
-        version="v1",
-        requester_kind=RequesterKind.CLI,
-        requester_label="test",
-        task_id="job-release",
-    )
-    DiagnosticRun.objects.create(task_id="job-diagnostic")
-    Course.objects.create(title="Course", slug="course")
+    seed_records()
 
 
 def admin_pages() -> list[str]:

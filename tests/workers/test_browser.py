@@ -6,9 +6,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
-from tests.support.browser import Tour
+from tests.infra_tasks.rds.support import aws_status, new_instance, register
+from tests.support.browser import Tour, wait_for
+from tests.support.servers import AwsEndpoint, WorkerProcess
 from workers.models import DiagnosticRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -60,6 +63,7 @@ def test_jobs_home_starts_the_diagnostic_job_whose_page_follows_it_live_to_succe
     expect(page.locator("#job-subject-state")).to_have_text("Succeeded")
     expect(page.locator("#job-finished-at")).to_contain_text("UTC")
     assert re.fullmatch(r"\d+\.\d s", page.locator("#job-duration").inner_text())
+    tour.job_settled()  # the job's page reloads once when the job ends
 
     # The Jobs home lists it, as the job page says it ended.
     page.locator(".breadcrumbs").get_by_role("link", name="Home").click()
@@ -83,6 +87,7 @@ def test_failing_diagnostic_shows_its_error_and_the_operations_page_counts_it(
         page.click("#run-failing-diagnostic")
 
     expect(page.locator("#job-live-status")).to_have_text("Failed (FAILURE)")
+    tour.job_settled()  # the job's page reloads once when the job ends
     expect(page.locator("#job-outcome")).to_contain_text("DiagnosticFailure")
     page.locator("summary", has_text="Traceback").click()
     expect(page.locator("#job-traceback")).to_contain_text("Traceback (most recent call last)")
@@ -99,4 +104,215 @@ def test_failing_diagnostic_shows_its_error_and_the_operations_page_counts_it(
     page.locator(".breadcrumbs").get_by_role("link", name="Home").click()
     page.locator("#jobs-home").get_by_role("link", name="Infrastructure").click()
     expect(page.locator("#content h1")).to_have_text("Infrastructure")
+    tour.assert_pages_sound()
+
+
+def test_a_schedule_run_from_periodic_tasks_is_a_job_with_its_requester(
+    tour: Tour, aws: AwsEndpoint
+) -> None:
+    """Periodic tasks → tick the nightly stop → "Run selected tasks now (as jobs)" → Go: the
+    message links the job, whose page says who asked, and the database is stopped."""
+    from playwright.sync_api import expect
+
+    page = tour.page
+    database = register(new_instance(aws))
+    schedule = PeriodicTask.objects.get(name=f"rds: nightly stop of {database.name}")
+
+    page.locator("#content-main").get_by_role("link", name="Periodic tasks").click()
+    page.check(f'#result_list input[name="_selected_action"][value="{schedule.pk}"]')
+    page.select_option("select[name=action]", label="Run selected tasks now (as jobs)")
+    with tour.submitted(302):
+        page.locator("#changelist-form button[name=index]").click()
+
+    expect(page.locator("ul.messagelist")).to_contain_text("Queued 1 job(s): job ")
+    page.locator("ul.messagelist a").first.click()
+    expect(page).to_have_url(re.compile(r"/admin/django_celery_results/taskresult/\d+/change/$"))
+    expect(page.locator(".field-requester")).to_contain_text("User: ops")
+    expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)", timeout=90_000)
+    tour.job_settled()
+    assert aws_status(aws, database) == "stopped"
+    tour.assert_pages_sound()
+
+
+def test_failed_diagnostic_is_retried_from_its_page_and_both_jobs_link_each_other(
+    tour: Tour,
+) -> None:
+    from playwright.sync_api import expect
+
+    page = tour.page
+    with tour.submitted(302):
+        page.click("#run-failing-diagnostic")
+    original = DiagnosticRun.objects.get()
+    expect(page.locator("#job-live-status")).to_have_text("Failed (FAILURE)")
+    tour.job_settled()  # the page reloads once the job has ended: the retry button is new
+
+    with tour.submitted(302):
+        page.click("#job-retry")
+    expect(page.locator("ul.messagelist")).to_contain_text("Queued again as job")
+    expect(page.locator("#job-retry-of")).to_have_text(f"job {original.task_id}")
+    expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)")
+    expect(page.locator("#job-live-status")).to_contain_text("Succeeded")
+    new = TaskResult.objects.exclude(task_id=original.task_id).get()
+    assert new.status == "SUCCESS"
+    assert display_requester(new.task_id) == "User: ops"
+    tour.job_settled()
+    tour.screenshot("job-retried")
+
+    page.click("#job-retry-of")
+    expect(page.locator("#job-retries a")).to_have_text(f"job {new.task_id}")
+    expect(page.locator("#job-retry-refusal")).to_contain_text("retried already")
+    expect(page.locator("#job-retry")).to_have_count(0)
+    page.locator("#job-retries a").click()
+    expect(page.locator("#job-retry-of")).to_have_text(f"job {original.task_id}")
+    tour.assert_pages_sound()
+
+
+def test_a_failed_terraform_apply_found_by_filter_says_plan_again_instead_of_retrying(
+    tour: Tour,
+) -> None:
+    from playwright.sync_api import expect
+
+    from tests.workers.jobs import job_row
+
+    job_row("infra_tasks.terraform.tasks.terraform_apply", "FAILURE", queue="infra")
+    job_row("workers.tasks.run_diagnostic", "FAILURE")
+    page = tour.page
+    page.locator("#all-jobs").click()
+    expect(page.locator("#result_list tbody tr")).to_have_count(2)
+    page.locator("#changelist-filter").get_by_role("link", name="Terraform", exact=True).click()
+    expect(page.locator("#result_list tbody tr")).to_have_count(1)
+    page.locator("#changelist-filter").get_by_role("link", name="infra", exact=True).click()
+    expect(page.locator("#result_list tbody tr")).to_have_count(1)
+    tour.screenshot("jobs-filtered")
+    page.locator("#result_list tbody tr th a").click()
+    expect(page.locator("#job-retry-refusal")).to_contain_text("Plan again instead")
+    expect(page.locator("#job-retry")).to_have_count(0)
+    tour.assert_pages_sound()
+
+
+def display_requester(task_id: str) -> str:
+    from workers.models import Job
+
+    return Job.objects.get(task_id=task_id).requester
+
+
+def test_bulk_retry_of_every_failed_job_matching_a_filter_asks_once_and_queues_500(
+    tour: Tour,
+) -> None:
+    from django.contrib.admin.models import CHANGE, LogEntry
+    from playwright.sync_api import expect
+
+    from tests.workers.jobs import job_row
+    from workers.models import Job
+
+    # Runs of a diagnostic that no longer exists: the retries end quickly on the worker.
+    failed = {
+        job_row("workers.tasks.run_diagnostic", "FAILURE", args=[0]).task_id for _ in range(500)
+    }
+    job_row("workers.tasks.run_diagnostic", "SUCCESS", args=[0])
+    page = tour.page
+    page.locator("#all-jobs").click()
+    filters = page.locator("#changelist-filter")
+    filters.get_by_role("link", name="Diagnostic", exact=True).click()
+    filters.get_by_role("link", name="Failed (FAILURE)", exact=True).click()
+    page.locator("#action-toggle").check()
+    page.locator(".actions .question a").click()  # "Select all … jobs"
+    page.locator("select[name=action]").select_option("retry_jobs")
+    page.locator(".actions button[name=index]").click()
+
+    expect(page.locator("#bulk-count")).to_contain_text("500 of the 500 jobs matching the filter")
+    tour.screenshot("jobs-bulk-retry-confirm")
+    with tour.submitted(302):
+        page.locator("#bulk-confirm").click()
+    expect(page.locator("ul.messagelist")).to_contain_text("Retried: 500 jobs.")
+    retries = Job.objects.filter(retry_of__isnull=False)
+    assert retries.count() == 500
+    assert set(retries.values_list("retry_of__task_id", flat=True)) == failed
+    assert set(retries.values_list("requester_label", flat=True)) == {"ops"}
+    # One entry per job retried, on its record (and job_enqueue's own on each new job).
+    assert (
+        LogEntry.objects.filter(action_flag=CHANGE, change_message__startswith="Retried as").count()
+        == 500
+    )
+    tour.assert_pages_sound()
+
+
+def test_pausing_the_media_queue_holds_a_cover_job_until_the_queue_is_resumed(
+    tour: Tour, worker: WorkerProcess
+) -> None:
+    from django.contrib.admin.models import LogEntry
+    from django.core.files.base import ContentFile
+    from playwright.sync_api import expect
+
+    from courses.models import Course
+    from courses.services import course_cover_set
+    from media_pipeline.samples import jpeg_bytes, photo
+    from workers.enqueue import Requester
+    from workers.models import Job
+
+    page = tour.page
+    page.locator("#jobs-home").get_by_role("link", name="Operations").click()
+    media = page.locator('#queue-control tr[data-queue-control="media"]')
+    expect(media.locator(".queue-state")).to_have_text("running")
+    with tour.submitted(302):
+        page.click("#pause-media")
+    expect(page.locator("ul.messagelist")).to_contain_text("Queue media paused")
+    expect(media.locator(".queue-state")).to_contain_text("paused by ops")
+    wait_for(lambda: "queue media paused: stop consuming" in worker.log_text(), page)
+
+    course = Course.objects.create(title="Paused", slug="paused")
+    course = course_cover_set(
+        course_id=course.pk,
+        upload=ContentFile(jpeg_bytes(photo(400, 300, seed=3)), name="cover.jpg"),
+        requester=Requester.cli("test"),
+    )
+    task_id = course.cover_task_id
+    wait_for(lambda: Job.objects.filter(task_id=task_id, sent_at__isnull=False).exists(), page)
+    # Many pause checks and SQS polls later, no worker has taken it.
+    page.wait_for_timeout(3000)
+    assert TaskResult.objects.get(task_id=task_id).status == "PENDING"
+    page.reload()
+    expect(media.locator(".latency")).not_to_have_text("nothing waits")
+    tour.screenshot("operations-queue-paused")
+
+    with tour.submitted(302):
+        page.click("#resume-media")
+    expect(media.locator(".queue-state")).to_have_text("running")
+    wait_for(lambda: TaskResult.objects.get(task_id=task_id).status == "SUCCESS", page)
+    assert Course.objects.get(pk=course.pk).cover_status == Course.CoverStatus.READY
+    messages = list(LogEntry.objects.order_by("pk").values_list("change_message", flat=True))
+    assert messages[-2:] == ["Paused queue media", "Resumed queue media"]
+    tour.assert_pages_sound()
+
+
+def test_run_now_on_the_jobs_home_queues_the_recurring_task_as_the_person(tour: Tour) -> None:
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+    from playwright.sync_api import expect
+
+    # The migration's schedule, made again if an earlier test's flush removed it.
+    every_minute, _ = IntervalSchedule.objects.get_or_create(every=60, period="seconds")
+    schedule, _ = PeriodicTask.objects.update_or_create(
+        name="Record SQS queue depths",
+        defaults={
+            "task": "workers.tasks.record_queue_depths",
+            "interval": every_minute,
+            "last_run_at": None,
+        },
+    )
+    page = tour.page
+    page.reload()
+    row = page.locator('#recurring tr[data-schedule="Record SQS queue depths"]')
+    expect(row).to_contain_text("every 60 seconds")
+    expect(row).to_contain_text("UTC")
+    expect(row.locator(".next-run")).to_contain_text("UTC")
+    tour.screenshot("jobs-home-recurring")
+    with tour.submitted(302):
+        row.get_by_role("button", name="Run now").click()
+    expect(page.locator("ul.messagelist")).to_contain_text("Queued now")
+    expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)")
+    result = TaskResult.objects.get()
+    assert display_requester(result.task_id) == "User: ops"
+    schedule.refresh_from_db()
+    assert schedule.last_run_at is None  # the schedule itself is left as it was
+    tour.job_settled()
     tour.assert_pages_sound()

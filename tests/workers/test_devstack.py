@@ -55,6 +55,15 @@ def test_dev_stack_starts_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> 
                 assert response.status == 200
             flower = re.search(r"flower\s+(http://\S+)/", text)
             assert flower is not None
+            # The demo's job through Django's Tasks API runs on the stack's worker.
+            wait_until(
+                lambda: re.search(
+                    r"Task courses\.tasks\.course_outline_report\[\S+\] succeeded",
+                    log_path.read_text(),
+                ),
+                timeout=120,
+                message="the demo outline report (a Django task) to succeed",
+            )
             children = _descendants(stack.pid)
             assert len(children) >= 6  # endpoint, web, two workers, beat, Flower (+ pools)
 

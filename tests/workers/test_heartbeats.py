@@ -30,7 +30,7 @@ def record(hostname: str, **changes: object) -> WorkerHeartbeat:
 def test_each_beat_updates_the_workers_one_row() -> None:
     first = record("main@host", processed=3)
     second = record("main@host", processed=7, active=1)
-    assert WorkerHeartbeat.objects.count() == 1
+    assert WorkerHeartbeat.objects.filter(hostname="main@host").count() == 1
     second.refresh_from_db()
     assert (second.processed, second.active) == (7, 1)
     assert second.last_seen_at >= first.last_seen_at
@@ -43,4 +43,6 @@ def test_workers_gone_for_a_week_are_forgotten() -> None:
         last_seen_at=timezone.now() - timedelta(days=8)
     )
     assert worker_heartbeats_forget() == 1
-    assert list(WorkerHeartbeat.objects.values_list("hostname", flat=True)) == ["current@host"]
+    # (A real worker of the test session may have its own fresh row beside these.)
+    kept = set(WorkerHeartbeat.objects.values_list("hostname", flat=True))
+    assert "current@host" in kept and "gone@host" not in kept

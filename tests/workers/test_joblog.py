@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -89,3 +91,44 @@ def test_download_text_is_the_whole_log_in_order() -> None:
         for n in range(5):
             log.line(f"d{n}")
     assert "".join(job_log_iter_text(task_id="t-dl")) == "d0\nd1\nd2\nd3\nd4\n"
+
+
+def test_a_line_longer_than_the_limit_is_stored_cut_saying_how_much_was_dropped(
+    settings: Any,
+) -> None:
+    settings.JOB_LOG_MAX_LINE_BYTES = 1000
+    with JobLogWriter("t-long", flush_lines=100, flush_seconds=60) as log:
+        log.line("before")
+        log.line("é" * 3000)  # 6,000 bytes of UTF-8
+        log.write("x" * 700)  # a long line written in pieces is cut the same way
+        log.write("x" * 700 + "\nafter\n")
+
+    before, cut, pieces, after = job_log_since(task_id="t-long").lines
+    assert (before, after) == ("before", "after")
+    for line, total in ((cut, 6000), (pieces, 1400)):
+        assert len(line.encode()) <= 1000
+        kept = line.split(" [… line cut:")[0]
+        assert line.endswith(
+            f"[… line cut: {total - len(kept.encode()):,} more bytes not stored; limit 1,000]"
+        )
+    assert cut.startswith("é" * 400)
+
+
+def test_one_read_of_the_log_carries_about_the_size_budget_and_the_rest_follows() -> None:
+    lines = [f"{n:03d} " + "y" * 96 for n in range(300)]  # 101 characters a line, newline too
+    with JobLogWriter("t-budget", flush_lines=40, flush_seconds=60) as log:
+        for line in lines:
+            log.line(line)
+
+    first = job_log_since(task_id="t-budget", max_bytes=2000)
+    assert first.more and len(first.lines) == 19 and first.next_line == 19
+    read, since, polls = list(first.lines), first.next_line, 1
+    while True:
+        piece = job_log_since(task_id="t-budget", since=since, max_bytes=2000)
+        polls += 1
+        assert sum(len(line) + 1 for line in piece.lines) <= 2000
+        read += piece.lines
+        since = piece.next_line
+        if not piece.more:
+            break
+    assert read == lines and since == 300 and polls == 16

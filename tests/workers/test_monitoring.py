@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+from base64 import b64encode
 from collections.abc import Iterator
 from contextlib import suppress
 from functools import partial
@@ -151,9 +154,49 @@ def test_flower_lists_the_worker_with_its_queues_and_the_tasks_it_ran(
     assert task["name"] == "workers.tasks.run_diagnostic"
 
 
+@pytest.mark.django_db(transaction=True)
+def test_flower_shows_a_django_task_under_its_module_path_like_any_job(
+    monitored: Monitored, flower: FlowerProcess
+) -> None:
+    from tests.workers.tasks_app.tasks import add
+    from workers.requesters import requester_scope
+
+    with publishing_to(monitored.prefix), requester_scope(Requester.cli("monitoring-test")):
+        result = add.enqueue(20, 22)
+
+    wait_until(
+        lambda: flower.get("/api/tasks").get(result.id, {}).get("state") == "SUCCESS",
+        timeout=60,
+        message="Flower to see the Django task succeed",
+    )
+    task = flower.get(f"/api/task/info/{result.id}")
+    assert task["name"] == "tests.workers.tasks_app.tasks.add"
+    assert task["worker"] == monitored.worker.hostname
+    result.refresh()
+    assert result.return_value == 42
+
+
 def test_flower_api_refuses_requests_without_the_login(flower: FlowerProcess) -> None:
     status, _ = flower.request("/api/workers", auth=False)
     assert status == 401
+
+
+def test_flower_metrics_need_the_login_too(flower: FlowerProcess) -> None:
+    def metrics(auth: bool) -> tuple[int, str]:
+        request = urllib.request.Request(f"{flower.url}/metrics")
+        if auth:
+            token = b64encode(f"{flower.user}:{flower.password}".encode()).decode()
+            request.add_header("Authorization", f"Basic {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode(errors="replace")
+
+    status, body = metrics(auth=False)
+    assert status == 401 and "flower_" not in body
+    status, body = metrics(auth=True)
+    assert status == 200 and "flower_" in body
 
 
 def test_celery_inspect_ping_gets_the_workers_reply_through_the_channel(

@@ -273,7 +273,9 @@ def test_page_queries_stay_few_however_many_jobs(
         result(
             "SUCCESS" if n % 3 else "FAILURE", created_ago=timedelta(hours=n % 20), name=f"t{n % 7}"
         )
-    with django_assert_max_num_queries(12):  # type: ignore[operator]
+    # 12 for the page before the Jobs dashboard, then: pauses, queue latency, run-time
+    # percentiles for the hour and the day, orphaned jobs counted and listed.
+    with django_assert_max_num_queries(18):  # type: ignore[operator]
         assert ops_client.get(URL).status_code == 200
 
 

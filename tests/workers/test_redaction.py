@@ -59,3 +59,71 @@ def test_credentials_are_masked_in_lines_joined_by_newlines() -> None:
 def test_a_40_character_token_of_one_case_is_not_a_secret_key() -> None:
     token = "abcdefghij" * 4
     assert Redactor()(f"x {token} y") == f"x {token} y"
+
+
+PEM = (
+    "-----BEGIN RSA PRIVATE KEY-----\n"
+    "MIIEowIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo4lgOEePzNm0tRgeLezV6ffAt0gun\n"
+    "VTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u+qKhbwKfBstIs+bMY2Zkp18gnTxK\n"
+    "-----END RSA PRIVATE KEY-----"
+)
+
+
+def test_each_line_of_a_multi_line_secret_is_masked_where_a_tool_prints_it_line_by_line() -> None:
+    redact = Redactor([PEM])
+    printed = "\n".join(f"terraform_data.app (local-exec): {line}" for line in PEM.splitlines())
+    masked = redact(printed)
+    for line in PEM.splitlines():
+        assert line not in masked
+    assert masked.count("terraform_data.app (local-exec): ") == 4
+
+
+def test_a_private_key_block_is_masked_until_its_end_line_across_batches() -> None:
+    redact = Redactor()  # not told about this key
+    lines = [f"out: {line}" for line in PEM.splitlines()]
+    first, second = redact("\n".join(lines[:2])), redact("\n".join([*lines[2:], "after: done"]))
+    stored = first + "\n" + second
+    assert "MIIEow" not in stored and "VTLw7o" not in stored
+    assert "BEGIN RSA PRIVATE KEY" not in stored and "END RSA PRIVATE KEY" not in stored
+    assert stored.endswith("after: done")
+    assert redact("later: MIIEowIBAAKCAQEAu1SU1Lf") == "later: MIIEowIBAAKCAQEAu1SU1Lf"
+
+
+def test_encoded_forms_of_a_known_secret_are_masked() -> None:
+    import base64
+    import json
+    import urllib.parse
+
+    secret = "p@ss w/rd+Ünïcode?&=x"
+    redact = Redactor([secret])
+    forms = [
+        base64.b64encode(secret.encode()).decode(),
+        base64.urlsafe_b64encode(secret.encode()).decode().rstrip("="),
+        urllib.parse.quote(secret, safe=""),
+        urllib.parse.quote_plus(secret),
+        json.dumps(secret)[1:-1],
+        json.dumps(secret, ensure_ascii=False)[1:-1],
+    ]
+    for form in forms:
+        masked = redact(f"value: {form} end")
+        assert masked.startswith(f"value: {MASK}") and masked.endswith(" end"), (form, masked)
+
+
+def test_an_access_key_id_inside_a_sigv4_credential_is_masked() -> None:
+    line = (
+        "Authorization: AWS4-HMAC-SHA256 "
+        "Credential=AKIAIOSFODNN7EXAMPLE/20261203/us-east-1/s3/aws4_request"
+    )
+    assert "AKIAIOSFODNN7EXAMPLE" not in Redactor()(line)
+    assert "ASIAIOSFODNN7EXAMPLE" not in Redactor()("x ASIAIOSFODNN7EXAMPLE/2026 y")
+
+
+def test_a_secret_key_inside_a_longer_path_is_masked() -> None:
+    for text in (f"s3://bucket/{AWS_SECRET}/object", f"/tmp/x/{AWS_SECRET}", f"{AWS_SECRET}/tail"):
+        masked = Redactor()(text)
+        assert AWS_SECRET not in masked and MASK in masked, masked
+
+
+def test_paths_without_credentials_are_left_alone() -> None:
+    path = "/usr/local/lib/python3.11/site-packages/django/contrib/admin/templates/admin/x.html"
+    assert Redactor()(f"reading {path}") == f"reading {path}"

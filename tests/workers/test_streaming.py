@@ -8,8 +8,11 @@ import os
 import signal
 import sys
 import threading
+import time
+import tracemalloc
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from tests.support.servers import wait_until
 from workers.joblog import JobLogWriter
@@ -164,3 +167,56 @@ def test_what_a_stopped_command_leaves_behind_gets_the_grace_period_to_clean_up(
         assert gone(tree.pids)
     finally:
         tree.kill_leftovers()
+
+
+# Prints `argv[1]` MiB of "x" as one line, a MiB per write, then one more line.
+ONE_LONG_LINE = (
+    "import sys\n"
+    "out = sys.stdout.buffer\n"
+    "for _ in range(int(sys.argv[1])):\n"
+    "    out.write(b'x' * (1 << 20))\n"
+    "out.write(b'\\nafter\\n')\n"
+)
+
+
+def log_path_cost(mebibytes: int) -> tuple[float, int, list[str]]:
+    """This process's CPU seconds and peak Python memory streaming one line of that size."""
+    log = MemoryLog()
+    tracemalloc.start()
+    try:
+        cpu = time.process_time()
+        result = run_streaming(
+            [sys.executable, "-c", ONE_LONG_LINE, str(mebibytes)], log=log, timeout=300
+        )
+        cpu = time.process_time() - cpu
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.ok, result
+    return cpu, peak, log.lines
+
+
+def test_one_50_mb_line_costs_time_and_memory_per_byte_within_3x_of_a_5_mb_line(
+    settings: Any,
+) -> None:
+    small_cpu, small_peak, _ = log_path_cost(5)
+    big_cpu, big_peak, lines = log_path_cost(50)
+
+    # Ratios of this process's own costs, per byte of output: linear, not quadratic.
+    assert big_cpu / 50 <= 3 * small_cpu / 5, (small_cpu, big_cpu)
+    assert big_peak / 50 <= 3 * small_peak / 5, (small_peak, big_peak)
+    # What reaches the log is cut to the limit, saying how much was dropped.
+    limit = settings.JOB_LOG_MAX_LINE_BYTES
+    cut, after = lines
+    assert after == "after"
+    assert len(cut.encode()) <= limit and cut.startswith("x" * (limit // 2))
+    kept = len(cut.split(" ")[0])
+    assert cut.endswith(f"{50 * 2**20 - kept:,} more bytes not stored; limit {limit:,}]")
+
+
+def test_200k_lines_come_out_whole_and_in_order() -> None:
+    log = MemoryLog()
+    script = "import sys\nsys.stdout.write(''.join(f'line {n}\\n' for n in range(200_000)))\n"
+    result = run_streaming([sys.executable, "-c", script], log=log, timeout=300)
+    assert result.ok
+    assert log.lines == [f"line {n}" for n in range(200_000)]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission, User
@@ -15,6 +17,8 @@ from workers.joblog import JobLogWriter
 from workers.models import DiagnosticRun, Job, RequesterKind
 
 pytestmark = pytest.mark.django_db
+
+DIAGNOSTIC_VIEWER = ("django_celery_results.view_taskresult", "workers.view_diagnosticrun")
 
 
 def make_user(username: str, *, staff: bool, perms: tuple[str, ...] = ()) -> User:
@@ -82,19 +86,27 @@ def test_diagnostic_trigger_refuses_with_403_and_queues_nothing(
 
 
 def test_staff_with_permission_reads_the_log_since_an_offset(finished_job: TaskResult) -> None:
-    client = client_for(
-        make_user("dave", staff=True, perms=("django_celery_results.view_taskresult",))
-    )
+    client = client_for(make_user("dave", staff=True, perms=DIAGNOSTIC_VIEWER))
     data = client.get(reverse("workers:job-log", args=["job-1"]), {"since": 1}).json()
     assert data["lines"] == ["line 1", "line 2"]
     assert data["next"] == 3
     assert data["status"] == "SUCCESS" and data["finished"] and data["result"] == "42"
 
 
+def test_a_log_answer_over_its_size_budget_says_more_and_the_next_poll_continues(
+    finished_job: TaskResult, settings: Any
+) -> None:
+    settings.JOB_LOG_MAX_POLL_BYTES = 14  # "line 0\nline 1\n"
+    client = client_for(make_user("dave", staff=True, perms=DIAGNOSTIC_VIEWER))
+    url = reverse("workers:job-log", args=["job-1"])
+    first = client.get(url).json()
+    assert (first["lines"], first["next"], first["more"]) == (["line 0", "line 1"], 2, True)
+    second = client.get(url, {"since": first["next"]}).json()
+    assert (second["lines"], second["next"], second["more"]) == (["line 2"], 3, False)
+
+
 def test_log_download_is_the_whole_log_as_text(finished_job: TaskResult) -> None:
-    client = client_for(
-        make_user("dave", staff=True, perms=("django_celery_results.view_taskresult",))
-    )
+    client = client_for(make_user("dave", staff=True, perms=DIAGNOSTIC_VIEWER))
     response = client.get(reverse("workers:job-log-download", args=["job-1"]))
     assert response["Content-Type"].startswith("text/plain")
     assert "attachment" in response["Content-Disposition"]
@@ -102,9 +114,7 @@ def test_log_download_is_the_whole_log_as_text(finished_job: TaskResult) -> None
 
 
 def test_log_rejects_a_bad_offset(finished_job: TaskResult) -> None:
-    client = client_for(
-        make_user("dave", staff=True, perms=("django_celery_results.view_taskresult",))
-    )
+    client = client_for(make_user("dave", staff=True, perms=DIAGNOSTIC_VIEWER))
     assert client.get(reverse("workers:job-log", args=["job-1"]), {"since": "x"}).status_code == 400
 
 
@@ -241,3 +251,59 @@ def test_the_job_page_is_not_named_after_the_state_it_had_at_page_load() -> None
     # Fields that change while the job runs are only in the live summary.
     for frozen in ("Completed DateTime", "Result Data", "Task State"):
         assert frozen not in body
+
+
+def _job(task_id: str, task_name: str) -> TaskResult:
+    Job.objects.create(
+        task_id=task_id,
+        task_name=task_name,
+        queue="infra",
+        requester_kind=RequesterKind.CLI,
+        requester_label="test",
+    )
+    with JobLogWriter(task_id) as log:
+        log.line(f"output of {task_id}")
+    return TaskResult.objects.create(task_id=task_id, task_name=task_name, status="SUCCESS")
+
+
+def test_a_jobs_log_and_page_need_the_view_permission_of_its_family(
+    finished_job: TaskResult,
+) -> None:
+    apply = _job("apply-1", "infra_tasks.terraform.tasks.terraform_apply")
+    diagnostics_only = client_for(make_user("dina", staff=True, perms=DIAGNOSTIC_VIEWER))
+
+    for name in ("workers:job-log", "workers:job-log-download", "workers:job-detail"):
+        assert diagnostics_only.get(reverse(name, args=["apply-1"])).status_code == 403
+        assert diagnostics_only.get(reverse(name, args=["job-1"])).status_code in (200, 302)
+    page = reverse("admin:django_celery_results_taskresult_change", args=[apply.pk])
+    assert diagnostics_only.get(page).status_code in (302, 403, 404)
+    listing = diagnostics_only.get(reverse("admin:django_celery_results_taskresult_changelist"))
+    assert "job-1" in listing.content.decode() and "apply-1" not in listing.content.decode()
+
+    terraform = client_for(
+        make_user(
+            "tess",
+            staff=True,
+            perms=("django_celery_results.view_taskresult", "terraform.view_terraformrun"),
+        )
+    )
+    log = terraform.get(reverse("workers:job-log", args=["apply-1"])).json()
+    assert log["lines"] == ["output of apply-1"]
+    assert terraform.get(reverse("workers:job-log", args=["job-1"])).status_code == 403
+    assert terraform.get(page).status_code == 200
+
+
+def test_a_job_of_no_known_family_is_for_superusers_only() -> None:
+    _job("odd-1", "elsewhere.tasks.mystery")
+    everything = client_for(
+        make_user(
+            "vera",
+            staff=True,
+            perms=tuple(
+                f"{p.content_type.app_label}.{p.codename}" for p in Permission.objects.all()
+            ),
+        )
+    )
+    assert everything.get(reverse("workers:job-log", args=["odd-1"])).status_code == 403
+    root = client_for(get_user_model().objects.create_superuser("root", password="pw-123456"))
+    assert root.get(reverse("workers:job-log", args=["odd-1"])).status_code == 200

@@ -26,8 +26,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CHANGELIST = "admin:rds_manageddatabase_changelist"
 
 
-def staff(*perms: str) -> Client:
-    user = get_user_model().objects.create_user(f"staff{len(perms)}", is_staff=True)
+def staff(*perms: str, username: str = "") -> Client:
+    user = get_user_model().objects.create_user(username or f"staff{len(perms)}", is_staff=True)
     for perm in perms:
         app_label, codename = perm.split(".")
         user.user_permissions.add(
@@ -99,13 +99,46 @@ def test_change_form_shows_the_schedule_as_beat_has_it() -> None:
     assert page.context["adminform"].form.initial["time_zone"] == "Europe/Warsaw"
 
 
-def test_actions_need_the_operate_permission(sqs_queues: AwsEndpoint) -> None:
+def _until_tomorrow() -> str:
+    return (timezone.now() + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+
+
+@pytest.mark.parametrize(
+    ("action", "extra"),
+    [
+        ("stop_now", {}),
+        ("start_now", {}),
+        ("refresh_state", {}),
+        ("keep_running_until", {"apply": "1", "until": _until_tomorrow}),
+    ],
+)
+def test_every_action_needs_the_operate_permission(
+    sqs_queues: AwsEndpoint, action: str, extra: dict[str, object]
+) -> None:
     database = register("guarded")
-    viewer = staff("rds.view_manageddatabase", "rds.change_manageddatabase")
+    viewer = staff("rds.view_manageddatabase", "rds.change_manageddatabase", username="viewer")
+    data = {k: v() if callable(v) else v for k, v in extra.items()}
 
-    viewer.post(reverse(CHANGELIST), {"action": "stop_now", "_selected_action": [database.pk]})
+    page = viewer.get(reverse(CHANGELIST))
+    response = viewer.post(
+        reverse(CHANGELIST), {"action": action, "_selected_action": [database.pk], **data}
+    )
 
+    assert f'value="{action}"' not in page.content.decode(), "offered without the permission"
+    assert response.status_code in (200, 302)
     assert not DatabaseAction.objects.exists()
+    assert not Job.objects.exists()
+    database.refresh_from_db()
+    assert database.keep_running_until is None
+
+    # The same request by an operator does act: the refusal above is the permission's.
+    operator = staff("rds.view_manageddatabase", "rds.operate_manageddatabase")
+    assert f'value="{action}"' in operator.get(reverse(CHANGELIST)).content.decode()
+    operator.post(
+        reverse(CHANGELIST),
+        {"action": action, "_selected_action": [database.pk], **data},
+    )
+    assert DatabaseAction.objects.filter(database=database).exists()
 
 
 def test_stop_now_queues_a_job_requested_by_the_user(sqs_queues: AwsEndpoint) -> None:

@@ -4,6 +4,7 @@ recorded, and staff hear about it when it is still off after a retry."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -11,7 +12,13 @@ from django.core import mail
 from django.db import transaction
 from django_celery_results.models import TaskResult
 
-from infra_tasks.rds.models import ActionState, DatabaseAction, DesiredState, Divergence
+from infra_tasks.rds.models import (
+    ActionState,
+    DatabaseAction,
+    DesiredState,
+    Divergence,
+    ManagedDatabase,
+)
 from infra_tasks.rds.services import (
     ENFORCE_SCHEDULE_NAME,
     database_action_request,
@@ -20,6 +27,7 @@ from infra_tasks.rds.services import (
 from infra_tasks.rds.tasks import enforce_schedules
 from tests.infra_tasks.rds.support import aws_status, finished, new_instance, register
 from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
+from workers.devstack import free_port
 from workers.enqueue import Requester, job_enqueue
 from workers.selectors import job_log_since
 
@@ -122,3 +130,36 @@ def test_staff_are_emailed_once_when_still_off_schedule_after_a_retry(
     assert set(
         DatabaseAction.objects.filter(database=database).values_list("origin", "action")
     ) == {("system: rds enforcement", "stop")}
+
+
+def test_a_mail_that_cannot_be_sent_keeps_the_divergence_and_the_pass_goes_on(
+    aws: AwsEndpoint, sqs_queues: AwsEndpoint, settings: Any
+) -> None:
+    get_user_model().objects.create_user("oncall", email="oncall@example.com", is_staff=True)
+    primary = new_instance(aws)
+    first, second = (register(new_instance(aws, replica_of=primary)) for _ in range(2))
+    ManagedDatabase.objects.update(desired_state=DesiredState.STOPPED)
+    databases_enforce(task_id="enforce-1")
+    DatabaseAction.objects.update(state=ActionState.FAILED, message="AWS refused")
+    # Nothing listens there: every send fails with a connection error.
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()
+    settings.EMAIL_TIMEOUT = 5
+
+    report = databases_enforce(task_id="enforce-2")
+
+    # The first failure did not stop the pass: the second database was checked after it.
+    assert report["checked"] == 2
+    assert sorted(report["errors"]) == sorted([first.name, second.name])
+    assert report["notified"] == []
+    for database in (first, second):
+        divergence = Divergence.objects.get(database=database)  # kept, not rolled back
+        assert divergence.checks == 2 and divergence.notified_at is None  # the next pass retries
+    lines = job_log_since(task_id="enforce-2", max_chunks=100).lines
+    assert sum("could not e-mail staff" in line for line in lines) == 2
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    DatabaseAction.objects.update(state=ActionState.FAILED)
+    third = databases_enforce(task_id="enforce-3")
+    assert sorted(third["notified"]) == sorted([first.name, second.name])
+    assert len(mail.outbox) == 2

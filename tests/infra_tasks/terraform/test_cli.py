@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from infra_tasks.terraform import cli
+from workers.redaction import MASK, Redactor
 
 
 def test_workspace_dir_accepts_a_directory_inside_the_root(tmp_path: Path) -> None:
@@ -112,12 +113,24 @@ def test_plan_summary_counts_like_terraform() -> None:
     assert not cli.plan_summary({}).has_changes
 
 
-def test_public_outputs_drop_sensitive_values() -> None:
+def test_public_outputs_keep_only_the_names_of_sensitive_ones() -> None:
     outputs = {
         "url": {"sensitive": False, "value": "https://x"},
         "password": {"sensitive": True, "value": "hunter22"},
     }
-    assert cli.public_outputs(outputs) == {"url": "https://x"}
+    assert cli.public_outputs(outputs) == {"url": "https://x", "password": cli.SENSITIVE_OUTPUT}
+
+
+def test_public_outputs_pass_through_the_redactor_however_nested() -> None:
+    outputs = {
+        "token": {"sensitive": False, "value": "the-token-value"},
+        "creds": {
+            "sensitive": False,
+            "value": {"id": "AKIAIOSFODNN7EXAMPLE", "paths": ["/x/the-token-value/y", 3]},
+        },
+    }
+    stored = cli.public_outputs(outputs, Redactor(["the-token-value"]))
+    assert stored == {"token": MASK, "creds": {"id": MASK, "paths": [f"/x/{MASK}/y", 3]}}
 
 
 def test_parse_event_fast_path_agrees_with_a_full_parse_on_terraform_lines() -> None:
@@ -136,3 +149,33 @@ def test_parse_event_fast_path_agrees_with_a_full_parse_on_terraform_lines() -> 
         assert event is not None
         assert (event.type, event.message) == (data["type"], data["@message"])
         assert event.data["@level"] == "info"
+
+
+def test_plain_event_message_is_the_full_parse_message_and_leaves_what_counts_to_it() -> None:
+    progress = (
+        '{"@level":"info","@message":"terraform_data.slow: (local-exec): say \\"hi\\" \\u00e9",'
+        '"@module":"terraform.ui","hook":{"resource":{"resource_type":"terraform_data"},'
+        '"output":"x"},"type":"provision_progress"}'
+    )
+    outputs = (
+        '{"@level":"info","@message":"Outputs: 1","outputs":{"g":{"type":"string"}},'
+        '"type":"outputs"}'
+    )
+    right_after = '{"@level":"warn","@message":"hello","type":"log"}'
+    for line in (progress, outputs, right_after):
+        assert cli.plain_event_message(line) == json.loads(line)["@message"]
+    # Taken through parse_event: what the summary keeps, what progress counts, the rest.
+    for line in (
+        '{"@level":"error","@message":"Error: boom","@module":"terraform.ui","type":"log"}',
+        '{"@level":"info","@message":"Terraform 1.11.4","terraform":"1.11.4","type":"version",'
+        '"ui":"1.2"}',
+        '{"@level":"info","@message":"a: Plan to create","change":{},"type":"planned_change"}',
+        '{"@level":"info","@message":"a: Creation complete","hook":{},"type":"apply_complete"}',
+        # The last "type" key is the event's, whatever a nested one says.
+        '{"@level":"info","@message":"m","hook":{"type":"provision_progress"},'
+        '"type":"apply_complete"}',
+        '{"@level":"error","@message":"Error: x","diagnostic":{"detail":"d"},"type":"diagnostic"}',
+        "plain output",
+        "{not json",
+    ):
+        assert cli.plain_event_message(line) is None

@@ -98,3 +98,35 @@ def test_the_local_state_bucket_is_made_like_the_production_one(aws: AwsEndpoint
     assert all(block.values()) and len(block) == 4
     rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
     assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+
+
+def test_the_demo_passes_variables_to_its_command_as_data_not_shell(tmp_path: Path) -> None:
+    """A release value written as shell is printed as it is, never run."""
+    directory = tmp_path / "demo"
+    shutil.copytree(settings.BASE_DIR / "terraform" / "demo", directory)
+    main = directory / "main.tf"
+    main.write_text(main.read_text().replace('backend "s3" {}', ""))  # local state here
+    release = "$(id -un > canary)`touch canary2`"
+
+    def terraform(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [settings.TERRAFORM_BIN, *args, "-no-color"],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert terraform("init", "-input=false").returncode == 0
+    applied = terraform(
+        "apply",
+        "-auto-approve",
+        "-input=false",
+        f"-var=release={release}",
+        "-var=slow_step_seconds=1",
+    )
+
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    assert f"deploying release {release}: step 1/1" in applied.stdout
+    assert not (directory / "canary").exists() and not (directory / "canary2").exists()

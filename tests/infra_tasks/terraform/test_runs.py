@@ -18,6 +18,7 @@ from django.db import IntegrityError
 from django_celery_results.models import TaskResult
 
 from infra_tasks.terraform import remote
+from infra_tasks.terraform.cli import SENSITIVE_OUTPUT
 from infra_tasks.terraform.models import (
     RunKind,
     RunState,
@@ -136,7 +137,9 @@ def test_plan_then_approval_applies_the_saved_plan_with_progress_and_outputs(
     job = Job.objects.get(task_id=run.apply_task_id)
     assert (job.progress_done, job.progress_total) == (3, 3)
     workspace.refresh_from_db()
-    assert workspace.outputs == {"greeting": "hello"}, "sensitive outputs are not stored"
+    assert workspace.outputs == {"greeting": "hello", "token": SENSITIVE_OUTPUT}, (
+        "sensitive outputs are stored by name only"
+    )
     state = json.loads(s3_objects(aws, state_key)[state_key])
     assert {r["name"] for r in state["resources"]} == {"first", "second", "slow"}
     assert run.plan_key not in s3_objects(aws, run.plan_key), "an applied plan is removed"
@@ -295,14 +298,14 @@ def test_secret_values_are_resolved_in_the_worker_and_never_stored(
 ) -> None:
     secret = "tok-5f2a9c81e7-very-secret"
     aws.client("ssm").put_parameter(
-        Name="/opsqueue/test/api-token", Value=secret, Type="SecureString", Overwrite=True
+        Name="/opsqueue/terraform/test/api-token", Value=secret, Type="SecureString", Overwrite=True
     )
     workspace = make_workspace()
     TerraformSecret.objects.create(
         workspace=workspace,
         variable="api_token",
         source=SecretSource.SSM,
-        reference="/opsqueue/test/api-token",
+        reference="/opsqueue/terraform/test/api-token",
     )
     run = wait_state(plan(workspace, user("mallory")), RunState.PLANNED, RunState.FAILED)
     assert run.state == RunState.PLANNED, run.message
@@ -328,16 +331,33 @@ def test_secrets_manager_reference_is_resolved_too(
     worker: WorkerProcess, aws: AwsEndpoint, make_workspace: MakeWorkspace
 ) -> None:
     secret = "sm-91c3e0d7b2-also-secret"
-    aws.client("secretsmanager").create_secret(Name="opsqueue-test-token", SecretString=secret)
+    aws.client("secretsmanager").create_secret(
+        Name="opsqueue/terraform/test-token", SecretString=secret
+    )
     workspace = make_workspace()
     TerraformSecret.objects.create(
         workspace=workspace,
         variable="api_token",
         source=SecretSource.SECRETS_MANAGER,
-        reference="opsqueue-test-token",
+        reference="opsqueue/terraform/test-token",
     )
     run = wait_state(plan(workspace, user("peggy")), RunState.PLANNED, RunState.FAILED)
     assert run.state == RunState.PLANNED, run.message
+
+
+def test_a_secret_variable_name_saved_before_names_were_checked_fails_the_run_clearly(
+    worker: WorkerProcess, make_workspace: MakeWorkspace
+) -> None:
+    workspace = make_workspace()
+    TerraformSecret.objects.create(
+        workspace=workspace,
+        variable="a=b",
+        source=SecretSource.SSM,
+        reference="/opsqueue/terraform/anything",
+    )
+    run = wait_state(plan(workspace, user("quentin")), RunState.FAILED, RunState.PLANNED)
+    assert run.state == RunState.FAILED
+    assert run.message == "Not terraform variable names: 'a=b'."
 
 
 def test_a_missing_secret_fails_the_run_naming_the_reference(
@@ -345,12 +365,15 @@ def test_a_missing_secret_fails_the_run_naming_the_reference(
 ) -> None:
     workspace = make_workspace()
     TerraformSecret.objects.create(
-        workspace=workspace, variable="api_token", source=SecretSource.SSM, reference="/nope"
+        workspace=workspace,
+        variable="api_token",
+        source=SecretSource.SSM,
+        reference="/opsqueue/terraform/nope",
     )
     run = wait_state(plan(workspace, user("rupert")), RunState.FAILED, RunState.PLANNED)
     assert run.state == RunState.FAILED
-    assert "'/nope'" in run.message and "ParameterNotFound" in run.message
-    assert "'/nope'" in job_ended(run.plan_task_id, "FAILURE").result
+    assert "'/opsqueue/terraform/nope'" in run.message and "ParameterNotFound" in run.message
+    assert "'/opsqueue/terraform/nope'" in job_ended(run.plan_task_id, "FAILURE").result
 
 
 def test_drift_check_flags_a_change_made_outside_terraform_and_emails_staff(

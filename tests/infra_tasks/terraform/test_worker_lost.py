@@ -13,6 +13,7 @@ import pytest
 from django.apps import apps
 from django.contrib.auth import get_user_model
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_results.models import TaskResult
 
 from infra_tasks.terraform import remote
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
@@ -167,12 +168,16 @@ def test_a_worker_killed_mid_apply_takes_terraform_along_and_the_run_is_marked_l
             timeout=120,
             message="the apply message to come again",
         )
+        # It ends its job as the run ended: failed, saying the worker was lost.
         wait_until(
-            lambda: f"[{run.apply_task_id}] succeeded" in survivor.log_text(),
+            lambda: f"[{run.apply_task_id}] ignored" in survivor.log_text(),
             timeout=60,
             message="the redelivered apply to end",
         )
         assert state_of(run) == RunState.LOST
+        result = TaskResult.objects.get(task_id=run.apply_task_id)
+        assert result.status == "FAILURE"
+        assert WORKER_LOST in json.loads(result.result)["exc_message"][0]
         apply_lines = job_log_since(task_id=run.apply_task_id, max_chunks=10_000).lines
         assert sum(1 for line in apply_lines if line.startswith("-- plan and apply of")) == 1
 

@@ -20,7 +20,7 @@ def remove_schedule(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("workers", "0006_worker_last_receive"),
+        ("workers", "0009_worker_last_receive"),
         ("django_celery_beat", "0019_alter_periodictasks_options"),
     ]
 

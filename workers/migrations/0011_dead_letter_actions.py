@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workers', '0007_diagnostic_error'),
+        ('workers', '0010_diagnostic_error'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

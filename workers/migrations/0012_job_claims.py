@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workers', '0008_dead_letter_actions'),
+        ('workers', '0011_dead_letter_actions'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('workers', '0005_queue_depths_schedule'),
+        ('workers', '0008_job_run_after'),
     ]
 
     operations = [

@@ -1,0 +1,80 @@
+"""The access matrix: every URL of the URL conf (admin pages, custom admin views, /ops/, job
+logs) by GET and POST, and every action of every registered admin on every row, for the four
+roles that may act on nothing: anonymous, non-staff (holding every permission), staff
+without permissions, staff with every view permission. None of them may change a row or
+queue a job. And a POST without a CSRF token is refused, even a superuser's. New admins and
+views are found from the registry and the URL conf."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from tests.support.access import (
+    ROLES,
+    changed_tables,
+    fingerprint,
+    probes,
+    role_user,
+    seed_jobs,
+)
+from tests.support.records import seed_records
+from workers.models import Job
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_a_role_that_may_only_look_changes_nothing_and_queues_nothing(role: str) -> None:
+    seed_records()
+    task_ids = seed_jobs()
+    client = Client(raise_request_exception=False)  # a 500 is reported with the rest
+    user = role_user(role)
+    if user is not None:
+        client.force_login(user)
+    jobs_before = set(Job.objects.values_list("task_id", flat=True))
+    sweep = probes(task_ids)
+    assert len(sweep) > 200  # the whole site, not a corner of it
+
+    problems = []
+    before = fingerprint()
+    for probe in sweep:
+        if user is not None and "_auth_user_id" not in client.session:
+            client.force_login(user)  # the sweep's POST to the logout view logged it out
+            before = fingerprint()  # logging in stamps last_login
+        if probe.method == "GET":
+            response = client.get(probe.url)
+        else:
+            response = client.post(probe.url, probe.data)
+        if response.status_code >= 500:
+            problems.append(f"{probe}: HTTP {response.status_code}")
+        after = fingerprint()
+        changed = changed_tables(before, after)
+        if changed:
+            problems.append(f"{probe}: changed {', '.join(changed)}")
+        before = after
+    assert not problems, "\n".join(problems)
+    assert set(Job.objects.values_list("task_id", flat=True)) == jobs_before
+
+
+def test_every_post_without_a_csrf_token_is_refused_even_for_a_superuser() -> None:
+    seed_records()
+    task_ids = seed_jobs()
+    client = Client(enforce_csrf_checks=True, raise_request_exception=False)
+    client.force_login(get_user_model().objects.create_superuser("root"))
+    jobs_before = Job.objects.count()
+
+    problems = []
+    before = fingerprint()
+    for probe in probes(task_ids):
+        if probe.method != "POST":
+            continue
+        status = client.post(probe.url, probe.data).status_code
+        after = fingerprint()
+        changed = changed_tables(before, after)
+        if status not in (403, 405) or changed:
+            problems.append(f"{probe}: HTTP {status}, changed {changed or 'nothing'}")
+        before = after
+    assert not problems, "\n".join(problems)
+    assert Job.objects.count() == jobs_before

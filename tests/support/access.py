@@ -1,0 +1,197 @@
+"""The access matrix: every URL the project serves and every admin action, found from the URL
+conf and the admin registry (a new admin or view is swept without editing a test), and the
+writes to every table, to tell whether a request changed anything."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test import RequestFactory
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django_celery_beat.models import PeriodicTask
+from django_celery_results.models import GroupResult, TaskResult
+
+from workers.families import FAMILIES
+from workers.models import Job, RequesterKind
+
+# Sessions change on every login; they are the one table a refused request may write.
+UNWATCHED_TABLES = frozenset({"django_session"})
+# URL names that are not the project's pages (development media, Django's own catch-all).
+SKIPPED_URL_NAMES = frozenset({"admin:view_on_site"})
+
+ROLES = ("anonymous", "non-staff", "staff-without-permissions", "staff-view-only")
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One request of the sweep."""
+
+    method: str
+    url: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        extra = f" {self.data.get('action')}" if "action" in self.data else ""
+        return f"{self.method} {self.url}{extra}"
+
+
+def role_user(role: str) -> User | None:
+    """The user of a role; the non-staff user holds every permission (staff is what counts)."""
+    users = get_user_model().objects
+    if role == "anonymous":
+        return None
+    if role == "non-staff":
+        user = users.create_user("outsider", password="pw-123456")
+        user.user_permissions.set(Permission.objects.all())
+        return user
+    if role == "staff-without-permissions":
+        return users.create_user("bare-staff", password="pw-123456", is_staff=True)
+    if role == "staff-view-only":
+        user = users.create_user("viewer", password="pw-123456", is_staff=True)
+        user.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
+        return user
+    raise ValueError(role)
+
+
+def seed_jobs() -> list[str]:
+    """One finished job per family (and one no family claims), each with its log."""
+    from workers.joblog import JobLogWriter
+
+    task_ids = []
+    names = [
+        f.prefixes[0] + ("tasks.sweep" if f.prefixes[0].endswith(".") else "") for f in FAMILIES
+    ]
+    for n, name in enumerate([*names, "elsewhere.tasks.sweep"]):
+        task_id = f"sweep-job-{n}"
+        Job.objects.create(
+            task_id=task_id,
+            task_name=name,
+            queue="default",
+            requester_kind=RequesterKind.CLI,
+            requester_label="sweep",
+        )
+        TaskResult.objects.create(task_id=task_id, task_name=name, status="SUCCESS")
+        with JobLogWriter(task_id, redact=lambda text: text) as log:
+            log.line(f"log of {name}")
+        task_ids.append(task_id)
+    GroupResult.objects.create(group_id="sweep-group")
+    return task_ids
+
+
+def _first_pk(model: Any) -> str:
+    obj = model._default_manager.order_by("pk").first()
+    return str(obj.pk) if obj is not None else "999999"
+
+
+def _kwargs(pattern: URLPattern, value: str) -> dict[str, str]:
+    names = list(pattern.pattern.regex.groupindex)
+    return {name: value for name in names}
+
+
+def _model_admin_urls() -> Iterator[tuple[Any, str]]:
+    """(model admin, URL) for every URL of every registered model admin."""
+    for model, model_admin in admin.site._registry.items():
+        pk = _first_pk(model)
+        for pattern in model_admin.get_urls():
+            if not isinstance(pattern, URLPattern) or not pattern.name:
+                continue
+            yield model_admin, reverse(f"admin:{pattern.name}", kwargs=_kwargs(pattern, pk))
+
+
+def _other_urls(task_ids: list[str]) -> Iterator[str]:
+    """Every other named URL of the URL conf; one per seeded job where a task id is taken."""
+    model_admin_names = {
+        f"admin:{p.name}"
+        for model_admin in admin.site._registry.values()
+        for p in model_admin.get_urls()
+        if isinstance(p, URLPattern) and p.name
+    }
+    app_label = next(iter(admin.site._registry))._meta.app_label
+    from courses.models import Course
+
+    course = Course.objects.order_by("pk").first()
+    # Values for each parameter name the URL conf uses; a new one fails the sweep loudly.
+    values: dict[str, list[str]] = {
+        "task_id": task_ids,
+        "app_label": [app_label],
+        "slug": [course.slug if course else "no-such-course"],
+        "path": ["no/such/page"],
+        "periodic_task_id": [_first_pk(PeriodicTask)],
+        "queue": ["default"],
+    }
+
+    def walk(patterns: list[Any], namespace: str) -> Iterator[str]:
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                inner = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+                yield from walk(pattern.url_patterns, inner)
+                continue
+            if not pattern.name:
+                continue
+            name = f"{namespace}{pattern.name}"
+            if name in model_admin_names or name in SKIPPED_URL_NAMES:
+                continue
+            params = list(pattern.pattern.regex.groupindex)
+            unknown = [p for p in params if p not in values]
+            assert not unknown, f"the sweep does not know how to fill {name}: {unknown}"
+            if not params:
+                yield reverse(name)
+            elif len(params) == 1:
+                for value in values[params[0]]:
+                    yield reverse(name, kwargs={params[0]: value})
+            else:
+                yield reverse(name, kwargs={p: values[p][0] for p in params})
+
+    yield from walk(get_resolver().url_patterns, "")
+
+
+def _action_probes() -> Iterator[Probe]:
+    """Every action of every model admin, on every row, with its confirmation fields."""
+    superuser = get_user_model()(is_superuser=True, is_staff=True, is_active=True)
+    request = RequestFactory().get("/")
+    request.user = superuser
+    for model, model_admin in admin.site._registry.items():
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        pks = [str(pk) for pk in model._default_manager.values_list("pk", flat=True)]
+        for action in model_admin.get_actions(request):
+            yield Probe(
+                "POST",
+                url,
+                {
+                    "action": action,
+                    "_selected_action": pks or ["999999"],
+                    "index": "0",
+                    # The confirmation step of delete, "keep running until" and their kin.
+                    "post": "yes",
+                    "apply": "1",
+                },
+            )
+
+
+def probes(task_ids: list[str]) -> list[Probe]:
+    urls = [url for _, url in _model_admin_urls()] + list(_other_urls(task_ids))
+    found = [Probe(method, url) for url in dict.fromkeys(urls) for method in ("GET", "POST")]
+    return found + list(_action_probes())
+
+
+def fingerprint() -> dict[str, str]:
+    """Rows inserted, updated and deleted so far in this transaction (the test's), per
+    watched table: any write, even one that sets a value it already had, changes it.
+    PostgreSQL counts these per transaction (pg_stat_xact_user_tables), so one small query
+    tells what a request wrote."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, n_tup_ins || '/' || n_tup_upd || '/' || n_tup_del "
+            "FROM pg_stat_xact_user_tables"
+        )
+        return {t: counts for t, counts in cursor.fetchall() if t not in UNWATCHED_TABLES}
+
+
+def changed_tables(before: dict[str, str], after: dict[str, str]) -> list[str]:
+    return sorted(t for t in before.keys() | after.keys() if before.get(t) != after.get(t))

@@ -1,0 +1,154 @@
+"""Retry, discard and delete old records: who may, which jobs, what is recorded."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from tests.support.servers import WorkerProcess
+from tests.workers.jobs import job_row
+from workers import job_actions
+from workers.job_actions import JobActionRefused, job_retry
+from workers.models import Job, JobLogChunk, WorkerHeartbeat
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+DIAGNOSTIC = "workers.tasks.run_diagnostic"
+APPLY = "infra_tasks.terraform.tasks.terraform_apply"
+COVER = "media_pipeline.tasks.build_cover_variants"
+
+
+def staff(name: str, *codenames: str) -> object:
+    user = get_user_model().objects.create_user(name, is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    return get_user_model().objects.get(pk=user.pk)  # fresh permission cache
+
+
+@pytest.fixture
+def broker(worker: WorkerProcess) -> None:
+    """The queues, and a worker that runs (and so clears away) what a test queued."""
+
+
+@pytest.fixture
+def operator() -> object:
+    return staff(
+        "operator",
+        "view_taskresult",
+        "act_on_diagnostic_jobs",
+        "act_on_terraform_jobs",
+        "act_on_courses_jobs",
+    )
+
+
+def test_retry_queues_the_same_arguments_on_the_same_queue_linked_both_ways(
+    operator: object, broker: None
+) -> None:
+    failed = job_row(COVER, "FAILURE", queue="media", args=[7, "abc"])
+    new_id = job_retry(task_id=failed.task_id, user=operator)
+
+    new_job = Job.objects.get(task_id=new_id)
+    assert new_job.retry_of is not None and new_job.retry_of.task_id == failed.task_id
+    assert list(Job.objects.get(task_id=failed.task_id).retries.all()) == [new_job]
+    assert (new_job.queue, new_job.requester) == ("media", "User: operator")
+    new_result = TaskResult.objects.get(task_id=new_id)
+    assert (json.loads(new_result.task_args), new_result.status) == ([7, "abc"], "PENDING")
+    entry = LogEntry.objects.get(object_id=str(failed.pk))
+    assert (entry.user.username, entry.action_flag) == ("operator", CHANGE)
+    assert entry.change_message == f"Retried as job {new_id}"
+
+
+def test_retry_reads_arguments_a_worker_rewrote_as_a_python_repr(
+    operator: object, broker: None
+) -> None:
+    failed = job_row(COVER, "FAILURE", queue="media")
+    TaskResult.objects.filter(pk=failed.pk).update(task_args=json.dumps("(3, 'f00d')"))
+    new_id = job_retry(task_id=failed.task_id, user=operator)
+    assert json.loads(TaskResult.objects.get(task_id=new_id).task_args) == [3, "f00d"]
+
+
+def test_terraform_apply_is_not_retried_and_says_plan_again(operator: object) -> None:
+    failed = job_row(APPLY, "FAILURE", queue="infra")
+    with pytest.raises(JobActionRefused, match="Plan again instead"):
+        job_retry(task_id=failed.task_id, user=operator)
+    assert Job.objects.count() == 1
+
+
+def test_a_job_is_retried_once_and_only_when_failed_or_lost(operator: object, broker: None) -> None:
+    failed = job_row(DIAGNOSTIC, "FAILURE")
+    job_retry(task_id=failed.task_id, user=operator)
+    with pytest.raises(JobActionRefused, match="retried already"):
+        job_retry(task_id=failed.task_id, user=operator)
+    succeeded = job_row(DIAGNOSTIC, "SUCCESS")
+    with pytest.raises(JobActionRefused, match="Only a failed"):
+        job_retry(task_id=succeeded.task_id, user=operator)
+
+
+def test_a_job_started_on_a_worker_that_is_gone_is_lost_and_may_be_retried(
+    operator: object, broker: None
+) -> None:
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(hostname="alive@host", pid=1, started_at=now, last_seen_at=now)
+    on_live_worker = job_row(DIAGNOSTIC, "STARTED", worker="alive@host")
+    orphan = job_row(DIAGNOSTIC, "STARTED", worker="gone@host")
+    with pytest.raises(JobActionRefused, match="Only a failed"):
+        job_retry(task_id=on_live_worker.task_id, user=operator)
+    assert job_retry(task_id=orphan.task_id, user=operator)
+
+
+def test_view_only_staff_and_other_families_cannot_act(broker: None) -> None:
+    viewer = staff("viewer", "view_taskresult")
+    diagnostics_only = staff("diag", "view_taskresult", "act_on_diagnostic_jobs")
+    failed_diag = job_row(DIAGNOSTIC, "FAILURE")
+    failed_cover = job_row(COVER, "FAILURE", queue="media")
+    with pytest.raises(JobActionRefused, match="not act on them"):
+        job_retry(task_id=failed_diag.task_id, user=viewer)
+    with pytest.raises(JobActionRefused, match="Courses"):
+        job_retry(task_id=failed_cover.task_id, user=diagnostics_only)
+    assert not job_actions.may_act_on_jobs(viewer)
+    outcome = job_actions.jobs_discard(
+        task_ids=[failed_diag.task_id, failed_cover.task_id], user=diagnostics_only
+    )
+    assert outcome.done == [failed_diag.task_id]
+    assert sum(outcome.refused.values()) == 1
+
+
+def test_discard_keeps_the_record_and_stops_it_being_offered_for_retry(
+    operator: object,
+) -> None:
+    failed = job_row(DIAGNOSTIC, "FAILURE")
+    outcome = job_actions.jobs_discard(task_ids=[failed.task_id], user=operator)
+    assert outcome.done == [failed.task_id]
+    job = Job.objects.get(task_id=failed.task_id)
+    assert job.discarded_at is not None and job.discarded_by_label == "operator"
+    assert TaskResult.objects.filter(task_id=failed.task_id).exists()
+    assert LogEntry.objects.get(object_id=str(failed.pk)).change_message == "Discarded"
+    with pytest.raises(JobActionRefused, match="discarded"):
+        job_retry(task_id=failed.task_id, user=operator)
+    everything = TaskResult.objects.all()
+    assert not job_actions.retry_candidates(everything, user=operator).exists()
+
+
+def test_delete_old_records_removes_finished_jobs_past_the_minimum_age_only(
+    operator: object,
+) -> None:
+    old = job_row(DIAGNOSTIC, "SUCCESS", created_ago=timedelta(days=8))
+    JobLogChunk.objects.create(task_id=old.task_id, start_line=0, end_line=1, text="x")
+    recent = job_row(DIAGNOSTIC, "SUCCESS", created_ago=timedelta(days=2))
+    running = job_row(DIAGNOSTIC, "STARTED", created_ago=timedelta(days=8))
+    outcome = job_actions.jobs_delete_old(
+        task_ids=[old.task_id, recent.task_id, running.task_id], user=operator
+    )
+    assert outcome.done == [old.task_id]
+    assert not TaskResult.objects.filter(task_id=old.task_id).exists()
+    assert not Job.objects.filter(task_id=old.task_id).exists()
+    assert not JobLogChunk.objects.filter(task_id=old.task_id).exists()
+    assert TaskResult.objects.filter(task_id__in=[recent.task_id, running.task_id]).count() == 2
+    entry = LogEntry.objects.get(object_id=str(old.pk))
+    assert (entry.action_flag, entry.user.username) == (DELETION, "operator")

@@ -1,0 +1,70 @@
+"""The job list's filters: each narrows the list to the jobs it names, and they combine."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+
+from tests.workers.jobs import job_row
+from workers.models import Job, RequesterKind
+
+pytestmark = pytest.mark.django_db
+
+URL = "/admin/django_celery_results/taskresult/"
+
+
+@pytest.fixture
+def jobs() -> dict[str, str]:
+    rows = {
+        "diag-failed": job_row("workers.tasks.run_diagnostic", "FAILURE"),
+        "cover-ok": job_row("media_pipeline.tasks.build_cover_variants", "SUCCESS", queue="media"),
+        "apply-old": job_row(
+            "infra_tasks.terraform.tasks.terraform_apply",
+            "FAILURE",
+            queue="infra",
+            created_ago=timedelta(days=10),
+            requester="alice",
+        ),
+        "depths": job_row("workers.tasks.record_queue_depths", "SUCCESS"),
+    }
+    Job.objects.filter(task_id=rows["depths"].task_id).update(
+        requester_kind=RequesterKind.SCHEDULE, requester_label="Record SQS queue depths"
+    )
+    get_user_model().objects.create_user("alice", is_staff=True)
+    return {name: row.task_id for name, row in rows.items()}
+
+
+def listed(client: Client, query: str, jobs: dict[str, str]) -> set[str]:
+    response = client.get(f"{URL}?{query}")
+    assert response.status_code == 200, response.status_code
+    ids = set(re.findall(r"[0-9a-f]{8}-[0-9a-f-]{27}", response.content.decode()))
+    return {name for name, task_id in jobs.items() if task_id in ids}
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("", {"diag-failed", "cover-ok", "apply-old", "depths"}),
+        ("family=diagnostic", {"diag-failed"}),
+        ("family=system", {"depths"}),
+        ("family=terraform", {"apply-old"}),
+        ("task=media_pipeline.tasks.build_cover_variants", {"cover-ok"}),
+        ("queue=media", {"cover-ok"}),
+        ("queue=infra", {"apply-old"}),
+        ("status__exact=FAILURE", {"diag-failed", "apply-old"}),
+        ("requester=user:alice", {"apply-old"}),
+        ("requester=kind:schedule", {"depths"}),
+        ("created=24h", {"diag-failed", "cover-ok", "depths"}),
+        ("created=older-7d", {"apply-old"}),
+        ("followup=open", {"diag-failed", "apply-old"}),
+        ("status__exact=FAILURE&created=24h&queue=default", {"diag-failed"}),
+    ],
+)
+def test_each_filter_lists_only_the_jobs_it_names(
+    admin_client: Client, jobs: dict[str, str], query: str, expected: set[str]
+) -> None:
+    assert listed(admin_client, query, jobs) == expected

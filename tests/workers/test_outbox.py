@@ -1,0 +1,62 @@
+"""The outbox relay against a real moto_server: batched sends, one outcome per message."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from django_celery_results.models import TaskResult
+
+from tests.support.broker import publishing_to
+from tests.support.servers import AwsEndpoint, new_queue_prefix
+from workers.enqueue import Requester, job_record_pending, new_task_id
+from workers.models import Job
+from workers.outbox import BrokerHealth, OutboundJob, Relay
+from workers.tasks import run_diagnostic
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def task_ids_in_queue(aws: AwsEndpoint, url: str) -> list[str]:
+    sqs = aws.client("sqs")
+    ids: list[str] = []
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        for message in messages:
+            body = message["Body"]
+            if not body.startswith("{"):
+                body = base64.b64decode(body).decode()
+            ids.append(json.loads(body)["headers"]["id"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    return ids
+
+
+def test_a_message_sqs_refuses_is_retried_alone_and_its_batch_mates_are_sent_once(
+    aws: AwsEndpoint,
+) -> None:
+    prefix = new_queue_prefix()
+    # A size limit small enough that one job with a long argument does not fit. SQS
+    # refuses the whole batch it is in; only sending each message alone tells them apart.
+    url = aws.client("sqs").create_queue(
+        QueueName=f"{prefix}default", Attributes={"MaximumMessageSize": "8192"}
+    )["QueueUrl"]
+    small = [
+        OutboundJob(run_diagnostic, new_task_id(), [n], {}, {"queue": "default"}) for n in range(10)
+    ]
+    too_big = OutboundJob(run_diagnostic, new_task_id(), ["x" * 10_000], {}, {"queue": "default"})
+    jobs = [*small[:4], too_big, *small[4:]]
+    for job in jobs:
+        job_record_pending(job, requester=Requester.system("test"))
+
+    relay = Relay(BrokerHealth())
+    with publishing_to(prefix):
+        relay.submit(*jobs)
+        assert relay.drain(timeout=60), "the relay did not settle every job"
+
+    received = task_ids_in_queue(aws, url)
+    assert sorted(received) == sorted(job.task_id for job in small)  # each exactly once
+    refused = TaskResult.objects.get(task_id=too_big.task_id)
+    assert refused.status == "FAILURE"
+    assert "SQS refused the message: InvalidParameterValue" in refused.traceback
+    sent = set(Job.objects.filter(sent_at__isnull=False).values_list("task_id", flat=True))
+    assert sent == {job.task_id for job in small}

@@ -1,0 +1,79 @@
+"""Recurring jobs as the Jobs home lists them: when, in which zone, the next run; Run now."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.test import Client
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+from tests.infra_tasks.rds.support import register
+from tests.support.servers import AwsEndpoint
+from workers.models import Job
+from workers.recurring import recurring_tasks
+
+pytestmark = pytest.mark.django_db
+
+
+def test_each_schedule_reads_as_a_person_would_with_its_zone_and_next_run() -> None:
+    PeriodicTask.objects.all().delete()
+    nightly = CrontabSchedule.objects.create(
+        minute="0", hour="2", day_of_week="*", timezone="Europe/Paris"
+    )
+    PeriodicTask.objects.create(name="nightly", task="x.nightly", crontab=nightly)
+    every = IntervalSchedule.objects.create(every=5, period="minutes")
+    last = timezone.now() - timedelta(minutes=2)
+    PeriodicTask.objects.create(name="often", task="x.often", interval=every, last_run_at=last)
+    PeriodicTask.objects.create(name="off", task="x.off", interval=every, enabled=False)
+
+    rows = {r.name: r for r in recurring_tasks()}
+    assert "02:00" in rows["nightly"].when and rows["nightly"].time_zone == "Europe/Paris"
+    assert rows["often"].when == "every 5 minutes"
+    next_run = rows["often"].next_run_at
+    assert next_run is not None
+    assert abs((next_run - (last + timedelta(minutes=5))).total_seconds()) < 2
+    assert rows["off"].next_run_at is None
+
+
+def test_run_now_needs_its_permission() -> None:
+    every = IntervalSchedule.objects.create(every=5, period="minutes")
+    schedule = PeriodicTask.objects.create(name="often", task="x.often", interval=every)
+    user = get_user_model().objects.create_user("viewer", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_periodictask", "view_taskresult"])
+    )
+    client = Client()
+    client.force_login(user)
+    assert client.post(f"/ops/recurring/{schedule.pk}/run/").status_code == 403
+    assert "Run now" not in client.get("/admin/").content.decode()
+
+
+def test_run_now_also_needs_the_operate_permission_of_the_jobs_family(
+    sqs_queues: AwsEndpoint,
+) -> None:
+    register("demo-postgres")
+    schedule = PeriodicTask.objects.get(name="rds: nightly stop of demo-postgres")
+    user = get_user_model().objects.create_user("runner", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=["view_periodictask", "view_taskresult", "run_recurring_now"]
+        )
+    )
+    client = Client()
+    client.force_login(user)
+
+    refused = client.post(f"/ops/recurring/{schedule.pk}/run/", follow=True)
+    assert "You may not start the jobs of rds: nightly stop of demo-postgres" in (
+        refused.content.decode()
+    )
+    assert not Job.objects.exists()
+
+    user.user_permissions.add(Permission.objects.get(codename="operate_manageddatabase"))
+    user = get_user_model().objects.get(pk=user.pk)  # permissions are cached per object
+    client.force_login(user)
+    client.post(f"/ops/recurring/{schedule.pk}/run/")
+    assert Job.objects.get().task_name == schedule.task

@@ -1,0 +1,130 @@
+"""django-celery-beat's schedules in the admin: looking needs the view permission, every
+switch the change permission, and "Run" also the operate permission of the job's family;
+a run is a job like any other (PENDING record, requester, LogEntry)."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django.urls import reverse
+from django_celery_beat.models import PeriodicTask
+from django_celery_results.models import TaskResult
+
+from tests.infra_tasks.rds.support import register
+from tests.support.servers import AwsEndpoint
+from workers.models import Job, RequesterKind
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "admin:django_celery_beat_periodictask_changelist"
+
+
+def staff(username: str, *perms: str) -> tuple[User, Client]:
+    user = get_user_model().objects.create_user(username, is_staff=True)
+    for perm in perms:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    client = Client()
+    client.force_login(user)
+    return user, client
+
+
+def nightly_stop() -> PeriodicTask:
+    register("demo-postgres")
+    return PeriodicTask.objects.get(name="rds: nightly stop of demo-postgres")
+
+
+@pytest.mark.parametrize("action", ["enable_tasks", "disable_tasks", "toggle_tasks", "run_tasks"])
+def test_view_only_staff_cannot_switch_or_run_a_schedule(action: str) -> None:
+    schedule = nightly_stop()
+    _, viewer = staff(
+        "viewer", "django_celery_beat.view_periodictask", "rds.operate_manageddatabase"
+    )
+
+    viewer.post(reverse(CHANGELIST), {"action": action, "_selected_action": [schedule.pk]})
+
+    schedule.refresh_from_db()
+    assert schedule.enabled
+    assert not Job.objects.exists() and not TaskResult.objects.exists()
+
+
+def test_running_a_schedule_needs_the_operate_permission_of_its_family() -> None:
+    schedule = nightly_stop()
+    _, editor = staff(
+        "editor", "django_celery_beat.view_periodictask", "django_celery_beat.change_periodictask"
+    )
+
+    response = editor.post(
+        reverse(CHANGELIST), {"action": "run_tasks", "_selected_action": [schedule.pk]}, follow=True
+    )
+
+    assert "you may not start the jobs of rds: nightly stop of demo-postgres" in (
+        response.content.decode()
+    )
+    assert not Job.objects.exists()
+
+
+def test_run_queues_a_job_with_its_requester_and_an_audit_entry(sqs_queues: AwsEndpoint) -> None:
+    schedule = nightly_stop()
+    user, operator = staff(
+        "operator",
+        "django_celery_beat.view_periodictask",
+        "django_celery_beat.change_periodictask",
+        "rds.operate_manageddatabase",
+    )
+
+    response = operator.post(
+        reverse(CHANGELIST), {"action": "run_tasks", "_selected_action": [schedule.pk]}, follow=True
+    )
+
+    job = Job.objects.get()
+    assert job.task_name == schedule.task
+    assert job.requester_kind == RequesterKind.USER and job.requested_by == user
+    assert TaskResult.objects.get(task_id=job.task_id).status == "PENDING"
+    entry = LogEntry.objects.get(user=user)
+    assert entry.object_id == str(schedule.pk) and job.task_id in entry.change_message
+    assert reverse("workers:job-detail", args=[job.task_id]) in response.content.decode()
+
+
+def test_switches_need_the_change_permission_and_work_with_it() -> None:
+    schedule = nightly_stop()
+    _, editor = staff(
+        "editor", "django_celery_beat.view_periodictask", "django_celery_beat.change_periodictask"
+    )
+
+    editor.post(reverse(CHANGELIST), {"action": "disable_tasks", "_selected_action": [schedule.pk]})
+
+    schedule.refresh_from_db()
+    assert not schedule.enabled
+
+
+def test_a_schedule_can_only_name_a_task_its_editor_may_start() -> None:
+    _, editor = staff(
+        "editor", "django_celery_beat.view_periodictask", "django_celery_beat.add_periodictask"
+    )
+
+    response = editor.post(
+        reverse("admin:django_celery_beat_periodictask_add"),
+        {
+            "name": "sneaky stop",
+            "regtask": "infra_tasks.rds.tasks.run_scheduled_action",
+            "task": "",
+            "enabled": "on",
+            "args": '[1, "stop"]',
+            "kwargs": "{}",
+            "headers": "{}",
+            "priority": "",
+            "expire_seconds": "",
+        },
+    )
+
+    assert response.status_code == 200
+    assert "You may not start infra_tasks.rds.tasks.run_scheduled_action jobs" in (
+        response.content.decode()
+    )
+    assert not PeriodicTask.objects.filter(name="sneaky stop").exists()

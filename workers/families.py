@@ -1,0 +1,109 @@
+"""Job families: which task belongs to which family, and the permissions that go with it.
+
+One rule for every job: the family's view permission to look at a job (its page, its log,
+its line in the job list), the family's operate permission to start one from anywhere that
+is not the family's own page (a schedule's "Run" in the admin). A task no family claims is
+for superusers only. Pure: permission names only, checked through `user.has_perm`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# To reach any job page at all: the jobs admin's own view permission.
+VIEW_JOBS = "django_celery_results.view_taskresult"
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    # Task name prefixes (a module path with its dot, or a whole task name).
+    prefixes: tuple[str, ...]
+    view_permission: str | None  # None: superusers only
+    operate_permission: str | None  # None: superusers only
+
+
+# First match wins: the diagnostic task before the rest of workers.*.
+FAMILIES = (
+    Family(
+        "Diagnostic",
+        ("workers.tasks.run_diagnostic",),
+        "workers.view_diagnosticrun",
+        "workers.run_diagnostic",
+    ),
+    Family(
+        "Courses",
+        ("media_pipeline.", "courses."),
+        "courses.view_course",
+        "courses.regenerate_cover_variants",
+    ),
+    Family(
+        "Terraform",
+        ("infra_tasks.terraform.",),
+        "terraform.view_terraformrun",
+        "terraform.plan_terraformworkspace",
+    ),
+    Family(
+        "Databases",
+        ("infra_tasks.rds.",),
+        "rds.view_databaseaction",
+        "rds.operate_manageddatabase",
+    ),
+    Family(
+        "Releases",
+        ("infra_tasks.releases.",),
+        "releases.view_release",
+        "releases.run_release",
+    ),
+    Family("Infrastructure", ("infra_tasks.dashboard.",), "dashboard.view_dashboard", None),
+    # Housekeeping (outbox relay, job cleanup, queue depths): what the operations page shows.
+    Family("System", ("workers.", "celery."), "workers.view_operations", None),
+)
+
+
+def family_for_task(task_name: str | None) -> Family | None:
+    name = task_name or ""
+    for family in FAMILIES:
+        if any(name.startswith(prefix) for prefix in family.prefixes):
+            return family
+    return None
+
+
+def _has(user: Any, permission: str | None) -> bool:
+    if not (user.is_active and user.is_staff):
+        return False
+    if user.is_superuser:
+        return True
+    return permission is not None and bool(user.has_perm(permission))
+
+
+def job_viewable(user: Any, task_name: str | None) -> bool:
+    """May `user` open this job's page and read its log?"""
+    family = family_for_task(task_name)
+    return _has(user, VIEW_JOBS) and _has(user, family.view_permission if family else None)
+
+
+def job_startable(user: Any, task_name: str | None) -> bool:
+    """May `user` start this task outside its family's own pages (e.g. a schedule's Run)?"""
+    family = family_for_task(task_name)
+    return _has(user, family.operate_permission if family else None)
+
+
+def viewable_families(user: Any) -> list[Family] | None:
+    """The families whose jobs `user` may see; None means every job (a superuser)."""
+    if not _has(user, VIEW_JOBS):
+        return []
+    if user.is_superuser:
+        return None
+    return [f for f in FAMILIES if f.view_permission and user.has_perm(f.view_permission)]
+
+
+def task_prefixes_excluded_before(family: Family) -> tuple[str, ...]:
+    """Prefixes of the families listed before `family`: a name they claim is not its."""
+    earlier: list[str] = []
+    for other in FAMILIES:
+        if other is family:
+            break
+        earlier.extend(other.prefixes)
+    return tuple(earlier)

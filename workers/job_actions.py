@@ -1,0 +1,283 @@
+"""Acting on jobs a person picked: retry, discard, delete old records (one or many).
+
+One rule for all of them: whoever may view jobs may look; acting on a job needs the named
+permission of its family (`workers.act_on_<family>_jobs`), checked here, where the work is
+done, whichever page asked. Every job acted on gets an admin LogEntry on its record saying
+who did what (one entry per job, so a job's own history tells its story).
+
+Many jobs are handled in batches of at most BATCH_SIZE per call: a request stays short
+however many jobs a filter matches, and the page offers to go on with the rest.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.contrib.admin.models import CHANGE, DELETION, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from workers import display
+from workers.enqueue import (
+    BrokerUnavailable,
+    JobRequest,
+    Requester,
+    job_enqueue,
+    job_enqueue_many,
+)
+from workers.job_filters import (
+    discarded_condition,
+    family_slug,
+    known_task_names,
+    registered_task,
+    retried_condition,
+)
+from workers.models import JOB_FAMILY_SLUGS, Job, JobLogChunk, WorkerHeartbeat
+from workers.retries import job_retry_rule
+
+# request.user: has_perm, get_username and pk (django-stubs types it without has_perm).
+User = Any
+
+BATCH_SIZE = 500
+FAILED_STATES = ("FAILURE", "REVOKED")
+RUNNING_STATES = ("RECEIVED", "STARTED")
+# Records younger than this are kept by "delete old records": they may still be looked at.
+DELETE_MIN_AGE = timedelta(days=7)
+# A worker whose heartbeat is older than this many intervals is gone (its jobs are lost).
+HEARTBEAT_MISSES_ALLOWED = 3
+
+
+class JobActionRefused(Exception):
+    """The action is not allowed on this job; the message says why, for the person."""
+
+
+def job_action_permission(task_name: str | None) -> str:
+    return f"workers.act_on_{family_slug(task_name)}_jobs"
+
+
+def may_act_on_jobs(user: User) -> bool:
+    """Whether this user may act on any family's jobs (else the pages offer no action)."""
+    return any(user.has_perm(f"workers.act_on_{slug}_jobs") for slug, _ in JOB_FAMILY_SLUGS)
+
+
+def online_workers(*, now: datetime | None = None) -> QuerySet[WorkerHeartbeat]:
+    now = now or timezone.now()
+    since = now - timedelta(seconds=settings.WORKER_HEARTBEAT_SECONDS * HEARTBEAT_MISSES_ALLOWED)
+    return WorkerHeartbeat.objects.filter(last_seen_at__gte=since)
+
+
+def lost_condition(*, now: datetime | None = None) -> Q:
+    """Started on a worker that is no longer alive: nobody will finish it."""
+    alive = online_workers(now=now).values("hostname")
+    return Q(status__in=RUNNING_STATES) & ~Q(worker__in=alive)
+
+
+def _permitted_task_names(user: User, *, retry: bool = False) -> list[str]:
+    return [
+        name
+        for name in known_task_names()
+        if user.has_perm(job_action_permission(name)) and (not retry or job_retry_rule(name).safe)
+    ]
+
+
+def retry_candidates(queryset: QuerySet[TaskResult], *, user: User) -> QuerySet[TaskResult]:
+    """Of these jobs, the ones this user may retry now."""
+    return (
+        queryset.filter(task_name__in=_permitted_task_names(user, retry=True))
+        .filter(Q(status__in=FAILED_STATES) | lost_condition())
+        .exclude(retried_condition())
+        .exclude(discarded_condition())
+    )
+
+
+def discard_candidates(queryset: QuerySet[TaskResult], *, user: User) -> QuerySet[TaskResult]:
+    return (
+        queryset.filter(task_name__in=_permitted_task_names(user))
+        .filter(Q(status__in=FAILED_STATES) | lost_condition())
+        .exclude(retried_condition())
+        .exclude(discarded_condition())
+    )
+
+
+def delete_candidates(
+    queryset: QuerySet[TaskResult], *, user: User, now: datetime | None = None
+) -> QuerySet[TaskResult]:
+    cutoff = (now or timezone.now()) - DELETE_MIN_AGE
+    return queryset.filter(
+        task_name__in=_permitted_task_names(user),
+        status__in=display.FINISHED_STATES,
+        date_created__lt=cutoff,
+    )
+
+
+def job_retry_refusal(*, result: TaskResult | None, job: Job | None, user: User) -> str:
+    """Why this user cannot retry this job now ('' if they can)."""
+    if result is None or job is None:
+        return "There is no record of this job any more: it expired."
+    family = display.job_family(result.task_name)
+    if not user.has_perm(job_action_permission(result.task_name)):
+        return f"You may look at {family} jobs but not act on them."
+    rule = job_retry_rule(result.task_name)
+    if not rule.safe:
+        return f"{display.task_short_name(result.task_name)} jobs are not retried. {rule.refusal}"
+    if job.discarded_at is not None:
+        return "This job was discarded; it is not retried."
+    again = Job.objects.filter(retry_of=job).values_list("task_id", flat=True).first()
+    if again:
+        return f"This job was retried already, as job {again}."
+    lost = TaskResult.objects.filter(pk=result.pk).filter(lost_condition()).exists()
+    if result.status not in FAILED_STATES and not lost:
+        return (
+            f"Only a failed, cancelled or lost job is retried; this one is "
+            f"{display.state_label(result.status)}."
+        )
+    return ""
+
+
+@transaction.atomic
+def job_retry(*, task_id: str, user: User) -> str:
+    """Queue the job again with the same arguments, as asked by `user`; the new task id."""
+    job = Job.objects.select_for_update().filter(task_id=task_id).first()
+    result = TaskResult.objects.filter(task_id=task_id).first()
+    refusal = job_retry_refusal(result=result, job=job, user=user)
+    if refusal:
+        raise JobActionRefused(refusal)
+    assert job is not None and result is not None
+    task = registered_task(result.task_name or "")
+    if task is None:
+        raise JobActionRefused(f"No task {result.task_name} in this version of the code.")
+    args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
+    new_task_id = job_enqueue(
+        task, requester=Requester.for_user(user), args=args, kwargs=kwargs, queue=job.queue
+    )
+    Job.objects.filter(task_id=new_task_id).update(retry_of=job)
+    _audit(user, [result], CHANGE, f"Retried as job {new_task_id}")
+    return new_task_id
+
+
+@dataclass
+class BulkOutcome:
+    done: list[str] = field(default_factory=list)
+    # Why jobs were left alone, and how many for each reason.
+    refused: Counter[str] = field(default_factory=Counter)
+    stopped: str = ""  # set when the batch stopped early (the broker went away)
+
+
+def jobs_retry(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
+    """Retry up to BATCH_SIZE jobs at once: what makes each retryable is checked again
+    under row locks, and the new jobs are recorded in one batch (job_enqueue_many)."""
+    ids = list(task_ids)[:BATCH_SIZE]
+    outcome = BulkOutcome()
+    with transaction.atomic():
+        # Locked in a fixed order: two people retrying overlapping selections wait, and the
+        # second finds the jobs retried already.
+        originals = {
+            job.task_id: job
+            for job in Job.objects.select_for_update().filter(task_id__in=ids).order_by("pk")
+        }
+        chosen = []
+        for result in retry_candidates(TaskResult.objects.filter(task_id__in=ids), user=user):
+            task = registered_task(result.task_name or "")
+            if task is None or result.task_id not in originals:
+                continue
+            args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
+            queue = originals[result.task_id].queue
+            chosen.append((result, JobRequest(task, args, kwargs, queue)))
+        try:
+            new_jobs = job_enqueue_many(
+                [request for _, request in chosen], requester=Requester.for_user(user)
+            )
+        except BrokerUnavailable as exc:
+            outcome.stopped = str(exc)
+            return outcome
+        for new_job, (result, _) in zip(new_jobs, chosen, strict=True):
+            new_job.retry_of = originals[result.task_id]
+        Job.objects.bulk_update(new_jobs, ["retry_of"], batch_size=BATCH_SIZE)
+        _audit(
+            user,
+            [result for result, _ in chosen],
+            CHANGE,
+            [f"Retried as job {new_job.task_id}" for new_job in new_jobs],
+        )
+    outcome.done = [new_job.task_id for new_job in new_jobs]
+    if len(ids) > len(chosen):
+        outcome.refused[
+            "failed or lost no more, retried or discarded already, not retried "
+            "in its family, or not yours to act on"
+        ] = len(ids) - len(chosen)
+    return outcome
+
+
+@transaction.atomic
+def jobs_discard(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
+    ids = list(task_ids)[:BATCH_SIZE]
+    chosen = discard_candidates(TaskResult.objects.filter(task_id__in=ids), user=user)
+    # Only jobs with a Job record: that is where the mark is kept.
+    recorded = set(Job.objects.filter(task_id__in=ids).values_list("task_id", flat=True))
+    results = [r for r in chosen if r.task_id in recorded]
+    done = [r.task_id for r in results]
+    Job.objects.filter(task_id__in=done, discarded_at__isnull=True).update(
+        discarded_at=timezone.now(), discarded_by_label=user.get_username()
+    )
+    _audit(user, results, CHANGE, "Discarded")
+    outcome = BulkOutcome(done=done)
+    if len(ids) > len(done):
+        outcome.refused["not a failed or lost job you may act on, or done already"] = len(
+            ids
+        ) - len(done)
+    return outcome
+
+
+@transaction.atomic
+def jobs_delete_old(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
+    ids = list(task_ids)[:BATCH_SIZE]
+    results = list(delete_candidates(TaskResult.objects.filter(task_id__in=ids), user=user))
+    done = [r.task_id for r in results]
+    _audit(user, results, DELETION, "Deleted the old record of this job")
+    JobLogChunk.objects.filter(task_id__in=done).delete()
+    Job.objects.filter(task_id__in=done).delete()
+    TaskResult.objects.filter(task_id__in=done).delete()
+    outcome = BulkOutcome(done=done)
+    if len(ids) > len(done):
+        outcome.refused[
+            f"running, younger than {DELETE_MIN_AGE.days} days, or not yours to act on"
+        ] = len(ids) - len(done)
+    return outcome
+
+
+def _audit(user: User, results: list[TaskResult], flag: int, message: str | list[str]) -> None:
+    """One LogEntry per job, on its record: `message`, or each job's own."""
+    if not results:
+        return
+    texts = message if isinstance(message, list) else [message] * len(results)
+    content_type = ContentType.objects.get_for_model(TaskResult)
+    LogEntry.objects.bulk_create(
+        [
+            LogEntry(
+                user_id=user.pk,
+                content_type=content_type,
+                object_id=str(result.pk),
+                object_repr=f"{display.task_short_name(result.task_name)} {result.task_id}"[:200],
+                action_flag=flag,
+                change_message=text,
+            )
+            for result, text in zip(results, texts, strict=True)
+        ]
+    )
+
+
+def job_links(*, task_id: str) -> tuple[str | None, list[str]]:
+    """(the job this one retries, the jobs that retry it): task ids."""
+    job = Job.objects.filter(task_id=task_id).select_related("retry_of").first()
+    if job is None:
+        return None, []
+    original = job.retry_of.task_id if job.retry_of else None
+    return original, list(job.retries.order_by("created_at").values_list("task_id", flat=True))

@@ -1,0 +1,139 @@
+"""The job list's actions on many jobs: retry, discard, delete old records.
+
+Each asks first, on a page that counts what the selection (or, with "select all", every job
+matching the filter) holds and how many of those the action will touch; nothing happens
+until that page is confirmed. A confirmation handles at most job_actions.BATCH_SIZE jobs,
+oldest first, so a request stays short; when more remain, the page comes back with the
+count left. The services check permissions and write the audit entries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from django_celery_results.models import TaskResult
+
+from workers import job_actions
+from workers.enqueue import BrokerUnavailable
+
+# Counting stops here: "more than 10,000" is all a person needs to decide.
+COUNT_CAP = 10_000
+
+
+def capped_count(queryset: QuerySet[Any]) -> int:
+    return int(queryset.order_by().values("pk")[: COUNT_CAP + 1].count())
+
+
+BulkService = Callable[..., job_actions.BulkOutcome]
+Candidates = Callable[..., QuerySet[TaskResult]]
+
+
+def run_bulk_action(
+    model_admin: Any,
+    request: HttpRequest,
+    queryset: QuerySet[TaskResult],
+    *,
+    action: str,
+    verb: str,
+    command: str,
+    explanation: str,
+    candidates: Candidates,
+    service: BulkService,
+) -> TemplateResponse | None:
+    chosen = candidates(queryset, user=request.user).order_by("date_created")
+    if request.POST.get("post") == "yes":
+        ids = list(chosen.values_list("task_id", flat=True)[: job_actions.BATCH_SIZE])
+        try:
+            outcome = service(task_ids=ids, user=request.user)
+        except BrokerUnavailable as exc:
+            model_admin.message_user(request, str(exc), messages.ERROR)
+            return None
+        model_admin.message_user(
+            request, f"{verb.capitalize()}: {len(outcome.done)} jobs.", messages.SUCCESS
+        )
+        for reason, count in outcome.refused.items():
+            model_admin.message_user(request, f"{count} left alone: {reason}", messages.WARNING)
+        if outcome.stopped:
+            model_admin.message_user(request, outcome.stopped, messages.ERROR)
+            return None
+        if not outcome.done or not chosen.exists():
+            return None  # back to the list: all done
+    matching = capped_count(queryset)
+    to_do = capped_count(chosen)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": f"{verb.capitalize()} jobs?",
+        "opts": model_admin.model._meta,
+        "action": action,
+        "verb": verb,
+        "command": command,
+        "explanation": explanation,
+        "matching": matching,
+        "to_do": to_do,
+        "left_alone": max(matching - to_do, 0),
+        "cap": COUNT_CAP,
+        "batch": job_actions.BATCH_SIZE,
+        "across": request.POST.get("select_across") == "1",
+        "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+    }
+    return TemplateResponse(request, "admin/workers/taskresult/bulk_confirm.html", context)
+
+
+@admin.action(description="Retry the selected failed or lost jobs", permissions=["act"])
+def retry_jobs(model_admin: Any, request: HttpRequest, queryset: QuerySet[TaskResult]) -> Any:
+    return run_bulk_action(
+        model_admin,
+        request,
+        queryset,
+        action="retry_jobs",
+        verb="retried",
+        command="retry",
+        explanation="Each becomes a new job with the same arguments, requested by you. "
+        "Jobs already retried or discarded, of families that are not retried (terraform "
+        "applies), or that you may not act on, are left alone.",
+        candidates=job_actions.retry_candidates,
+        service=job_actions.jobs_retry,
+    )
+
+
+@admin.action(description="Discard the selected failed or lost jobs", permissions=["act"])
+def discard_jobs(model_admin: Any, request: HttpRequest, queryset: QuerySet[TaskResult]) -> Any:
+    return run_bulk_action(
+        model_admin,
+        request,
+        queryset,
+        action="discard_jobs",
+        verb="discarded",
+        command="discard",
+        explanation="Their records stay, marked as discarded by you; they are no longer "
+        "offered for retry.",
+        candidates=job_actions.discard_candidates,
+        service=job_actions.jobs_discard,
+    )
+
+
+@admin.action(description="Delete the records of the selected old jobs", permissions=["act"])
+def delete_old_jobs(model_admin: Any, request: HttpRequest, queryset: QuerySet[TaskResult]) -> Any:
+    return run_bulk_action(
+        model_admin,
+        request,
+        queryset,
+        action="delete_old_jobs",
+        verb="deleted",
+        command="delete",
+        explanation=f"Records and logs of finished jobs queued more than "
+        f"{job_actions.DELETE_MIN_AGE.days} days ago are deleted; newer or unfinished "
+        "ones are left alone. The admin history keeps who deleted which job.",
+        candidates=job_actions.delete_candidates,
+        service=job_actions.jobs_delete_old,
+    )
+
+
+JOB_BULK_ACTIONS = [retry_jobs, discard_jobs, delete_old_jobs]

@@ -180,7 +180,14 @@ SQS_QUEUE_PREFIX = env.str("SQS_QUEUE_PREFIX", default="opsqueue-")
 # e.g. https://sqs.eu-west-1.amazonaws.com/123456789012/, and kombu never lists or creates.
 SQS_QUEUE_URL_BASE = env.str("SQS_QUEUE_URL_BASE", default="")
 
+# Every queue's visibility timeout. Short, so a job whose worker died is delivered again
+# within about this long; a worker extends what it holds every third of it (see
+# workers/visibility.py), so a long job is never delivered twice while its worker lives.
+SQS_VISIBILITY_TIMEOUT_SECONDS = env.int("SQS_VISIBILITY_TIMEOUT_SECONDS", default=90)
+
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="sqs://")
+# sqs:// URLs use kombu's SQS transport with a consumer loop that survives failed polls
+# (kombu issue 1127; workers/sqs_transport.py, registered in workers/celery.py).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "region": AWS_REGION,
     "queue_name_prefix": SQS_QUEUE_PREFIX,
@@ -188,9 +195,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # flight when a worker stops strands the messages it receives.
     "wait_time_seconds": env.int("SQS_WAIT_TIME_SECONDS", default=10),
     "polling_interval": env.float("SQS_POLLING_INTERVAL", default=1.0),
-    # Only used if kombu has to create a queue itself; our queues are created with
-    # per-queue timeouts by `manage.py sqs_queues` (dev) or CloudFormation (production).
-    "visibility_timeout": 300,
+    # Only used if kombu has to create a queue itself; our queues are created by
+    # `manage.py sqs_queues` (dev) or CloudFormation (production) with the same timeout.
+    "visibility_timeout": SQS_VISIBILITY_TIMEOUT_SECONDS,
     # Fail fast when the broker is unreachable so the request can report it.
     "client-config": {
         "connect_timeout": env.float("SQS_CONNECT_TIMEOUT", default=3.0),
@@ -303,6 +310,13 @@ INSTALLED_APPS += env.list("OPSQUEUE_EXTRA_APPS", default=[])
 CELERY_MONITOR_URL = env.str("CELERY_MONITOR_URL", default="")
 CELERY_WORKER_CONSUMER = "workers.monitoring:MonitoredConsumer"
 WORKER_HEARTBEAT_SECONDS = env.float("WORKER_HEARTBEAT_SECONDS", default=15.0)
+# A consumer proves itself at every poll (at most wait time + polling interval + a request
+# timeout apart). Silent longer than this, the operations page calls its worker stalled;
+# silent longer than the second, the worker stops (exit code 3) for its supervisor to
+# replace it, and its liveness file goes stale for the container health check.
+WORKER_CONSUMER_STALLED_SECONDS = env.float("WORKER_CONSUMER_STALLED_SECONDS", default=60.0)
+WORKER_CONSUMER_EXIT_SECONDS = env.float("WORKER_CONSUMER_EXIT_SECONDS", default=180.0)
+WORKER_LIVENESS_FILE = env.str("WORKER_LIVENESS_FILE", default="")
 # How often each worker looks for paused or resumed queues (workers/queue_pauses.py).
 QUEUE_PAUSE_CHECK_SECONDS = env.float("QUEUE_PAUSE_CHECK_SECONDS", default=5.0)
 # Where people open Flower (behind its own login); the admin's Jobs home links it.

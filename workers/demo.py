@@ -1,6 +1,7 @@
 """Demo data for the dev stack: a few diagnostic runs, some failing, so the Jobs dashboard has
 something to filter, retry (one by one or in bulk), discard, and figures on the operations
-page (queued once, on the first `make run`); and groups that show the permission rule at work.
+page (queued once, on the first `make run`); a dead letter on the operations page to redrive
+or discard; and groups that show the permission rule at work.
 
 "Look only" holds every view permission and nothing else: its members see every page, every
 job and every log, and can change, run or queue nothing. "Database operators" see and
@@ -12,11 +13,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.contrib.auth.models import Group, Permission
 from django.db.models import Q
 
+from workers.broker import dead_letter_queue_name
+from workers.dead_letters import REASON_ATTRIBUTE, sqs_client
 from workers.enqueue import Requester
 from workers.models import DiagnosticRun
+from workers.queue_depths import queue_depths_record
 from workers.services import diagnostic_run_start
 
 FAILING = 3
@@ -27,6 +32,7 @@ DATABASE_OPERATORS = "Database operators"
 
 def seed(*, stdout: Any) -> None:
     groups_seed(stdout=stdout)
+    dead_letter_seed(stdout=stdout)
     if DiagnosticRun.objects.exists():
         stdout.write("demo diagnostic jobs: queued before")
         return
@@ -61,3 +67,28 @@ def groups_seed(*, stdout: Any) -> None:
         f"permission groups ready: {LOOK_ONLY!r} (every view permission, nothing else), "
         f"{DATABASE_OPERATORS!r} (Accounts → Groups)"
     )
+
+
+DEMO_BODY = "demo: a message that is no Celery job (discard it on the operations page)"
+
+
+def dead_letter_seed(*, stdout: Any) -> None:
+    client = sqs_client()
+    try:
+        url = client.get_queue_url(QueueName=dead_letter_queue_name("default"))["QueueUrl"]
+        depth = client.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+        )["Attributes"]["ApproximateNumberOfMessages"]
+        if int(depth) == 0:
+            client.send_message(
+                QueueUrl=url,
+                MessageBody=DEMO_BODY,
+                MessageAttributes={
+                    REASON_ATTRIBUTE: {"DataType": "String", "StringValue": "not a Celery job"}
+                },
+            )
+        queue_depths_record()
+    except (BotoCoreError, ClientError) as exc:
+        stdout.write(f"no demo dead letter: {exc}")
+        return
+    stdout.write("demo dead letter in the default queue's dead-letter queue")

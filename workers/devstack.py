@@ -66,9 +66,17 @@ def redis_reachable(url: str) -> bool:
 class Stack:
     env: dict[str, str]
     processes: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+    # Processes started again when they exit (workers: one whose consumer stalled exits
+    # on purpose, for its supervisor to start a fresh one), with how to start them.
+    restartable: dict[str, tuple[list[str], Path | None]] = field(default_factory=dict)
 
     def start(
-        self, name: str, command: Sequence[str], *, log_file: Path | None = None
+        self,
+        name: str,
+        command: Sequence[str],
+        *,
+        log_file: Path | None = None,
+        restart: bool = False,
     ) -> subprocess.Popen[bytes]:
         # Each child leads its own process group: Ctrl-C reaches only this runner, which
         # then stops every child (and whatever they started) in order.
@@ -82,7 +90,22 @@ class Stack:
             stderr=subprocess.STDOUT if output else None,
         )
         self.processes.append((name, process))
+        if restart:
+            self.restartable[name] = (list(command), log_file)
         return process
+
+    def restart_exited(self) -> list[tuple[str, int]]:
+        """Start again every restartable process that exited; return (name, exit code)s."""
+        restarted = []
+        for name, process in list(self.processes):
+            code = process.poll()
+            if code is None or name not in self.restartable:
+                continue
+            self.processes.remove((name, process))
+            command, log_file = self.restartable[name]
+            self.start(name, command, log_file=log_file, restart=True)
+            restarted.append((name, code))
+        return restarted
 
     def run(self, command: Sequence[str]) -> None:
         subprocess.run(list(command), cwd=BASE_DIR, env=self.env, check=True)
@@ -191,10 +214,12 @@ def main(argv: Sequence[str] = ()) -> int:
                 "--loglevel",
                 "INFO",
             ],
+            restart=True,
         )
         stack.start(
             "worker-infra",
             [*celery, "worker", "-Q", "infra", "-c", "2", "-n", "infra@%h", "--loglevel", "INFO"],
+            restart=True,
         )
         stack.start("beat", [*celery, "beat", "--loglevel", "INFO", "--pidfile", ""])
         if "CELERY_MONITOR_URL" in env:
@@ -223,6 +248,8 @@ def main(argv: Sequence[str] = ()) -> int:
             flush=True,
         )
         while not stopping:
+            for name, code in stack.restart_exited():
+                print(f"[devstack] {name} exited with {code}; starting a fresh one", flush=True)
             exited = stack.first_exited()
             if exited:
                 print(f"[devstack] {exited[0]} exited with {exited[1]}; stopping", flush=True)

@@ -2,6 +2,13 @@
 
 Every worker process upserts its own row from a small thread, monitoring channel or not, so
 the page knows which workers run, on which queues, even when Flower and Redis are down.
+
+The thread outliving the consumer proves nothing (kombu issue 1127: a consumer loop can die
+while the process lives on), so each row also says when the consumer last received from SQS,
+and the same thread is the worker's watchdog: once its consumer has been silent for
+WORKER_CONSUMER_EXIT_SECONDS it stops the worker with exit code 3, for its supervisor (ECS,
+compose, `make run`) to start a fresh one. While the consumer is alive it touches
+WORKER_LIVENESS_FILE, which the container health check reads (workers/liveness.py).
 """
 
 from __future__ import annotations
@@ -9,7 +16,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from datetime import datetime, timedelta
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from celery import bootsteps
@@ -21,11 +30,15 @@ from django.utils import timezone
 
 from workers.models import WorkerHeartbeat
 from workers.monitoring import monitor_url
+from workers.sqs_transport import Transport as WatchedTransport
+from workers.sqs_transport import consumer_liveness
 
 logger = logging.getLogger(__name__)
 
 # Rows of workers gone this long are removed when any worker starts.
 FORGET_AFTER = timedelta(days=7)
+# The worker's exit code when it stops because its consumer stalled.
+EXIT_CONSUMER_STALLED = 3
 
 
 @transaction.atomic
@@ -39,6 +52,7 @@ def worker_heartbeat_record(
     processed: int,
     monitored: bool,
     started_at: datetime,
+    last_receive_at: datetime | None = None,
 ) -> WorkerHeartbeat:
     heartbeat, _ = WorkerHeartbeat.objects.update_or_create(
         hostname=hostname,
@@ -51,6 +65,7 @@ def worker_heartbeat_record(
             "monitored": monitored,
             "started_at": started_at,
             "last_seen_at": timezone.now(),
+            "last_receive_at": last_receive_at,
         },
     )
     return heartbeat
@@ -71,11 +86,13 @@ class HeartbeatRecorder(bootsteps.StartStopStep):
     def __init__(self, c: Consumer, **kwargs: Any) -> None:
         self.consumer = c
         self.started_at = timezone.now()
+        self._started = time.monotonic()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         super().__init__(c, **kwargs)
 
     def start(self, c: Consumer) -> None:
+        self._started = time.monotonic()
         self._stopping.clear()
         self._thread = threading.Thread(target=self._run, name="heartbeat-recorder", daemon=True)
         self._thread.start()
@@ -105,8 +122,44 @@ class HeartbeatRecorder(bootsteps.StartStopStep):
                 # No connection stays open between beats: pool processes forked meanwhile
                 # would inherit its socket.
                 connection.close()
+            self._watch_consumer()
             if self._stopping.wait(interval):
                 return
+
+    def _watch_consumer(self) -> None:
+        if not self._consumer_watched():
+            return
+        silent = consumer_liveness.silent_for()
+        if silent is None:
+            silent = time.monotonic() - self._started
+        if silent < settings.WORKER_CONSUMER_EXIT_SECONDS:
+            self._touch_liveness_file()
+            return
+        if worker_state.should_stop is None:
+            logger.error(
+                "worker consumer silent for %.0fs (limit %gs): stopping with exit code %d so "
+                "that a fresh worker replaces this one",
+                silent,
+                settings.WORKER_CONSUMER_EXIT_SECONDS,
+                EXIT_CONSUMER_STALLED,
+            )
+            # Celery's own flag, checked by the event loop: a warm shutdown that lets
+            # running tasks finish, then exits with this code.
+            worker_state.should_stop = EXIT_CONSUMER_STALLED
+
+    def _consumer_watched(self) -> bool:
+        # Only our transport reports receives; any other would look silent forever.
+        conn = self.consumer.connection
+        return conn is not None and isinstance(conn.transport, WatchedTransport)
+
+    @staticmethod
+    def _touch_liveness_file() -> None:
+        path = settings.WORKER_LIVENESS_FILE
+        if path:
+            try:
+                Path(path).touch()
+            except OSError as exc:
+                logger.warning("worker liveness file %s: %r", path, exc)
 
     def _forget_old(self) -> None:
         try:
@@ -125,4 +178,9 @@ class HeartbeatRecorder(bootsteps.StartStopStep):
             processed=sum(worker_state.total_count.values()),
             monitored=bool(monitor_url()),
             started_at=self.started_at,
+            last_receive_at=_as_datetime(consumer_liveness.last_receive_wall()),
         )
+
+
+def _as_datetime(timestamp: float | None) -> datetime | None:
+    return None if timestamp is None else datetime.fromtimestamp(timestamp, tz=UTC)

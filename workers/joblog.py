@@ -18,6 +18,7 @@ from collections.abc import Callable
 from types import TracebackType
 
 from django.conf import settings
+from django.db import DatabaseError, connection
 from django.db.models import Max
 
 from workers.models import Job, JobLogChunk
@@ -167,6 +168,11 @@ class JobLogWriter:
         tb: TracebackType | None,
     ) -> None:
         # Flushed on failure too: the lines before an error are the ones worth reading.
+        if isinstance(exc, DatabaseError) and not connection.in_atomic_block:
+            # The error may have broken this connection (a terminated backend): the lines
+            # and the cause go out on a fresh one, or the log would end without the cause
+            # and the error left would be the secondary "connection already closed".
+            connection.close()
         if exc is not None:
             self.line(f"!! {exc_type.__name__ if exc_type else 'Error'}: {exc}")
         self.close()

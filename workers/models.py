@@ -58,6 +58,9 @@ class Job(models.Model):
     run_after = models.DateTimeField(null=True, blank=True)
     progress_done = models.PositiveIntegerField(null=True, blank=True)
     progress_total = models.PositiveIntegerField(null=True, blank=True)
+    # Which delivery runs the job, and until when its lease holds (workers/claims.py).
+    claimed_by = models.CharField(max_length=300, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
     # A retry is a new job with the same arguments; each knows the other.
     retry_of = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="retries"
@@ -155,6 +158,8 @@ class DiagnosticRun(models.Model):
     task_id = models.CharField(max_length=255, blank=True)
     attempts = models.PositiveIntegerField(default=0)
     summary = models.JSONField(null=True, blank=True)
+    # Why it failed when nothing in the run itself said so (its worker was lost).
+    error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -194,6 +199,33 @@ class QueueDepth(models.Model):
         return f"{self.queue}: {self.visible} visible, {self.in_flight} in flight"
 
 
+class DeadLetterAction(models.Model):
+    """Who sent a dead letter back to its queue or discarded it, and when (the audit)."""
+
+    class Kind(models.TextChoices):
+        REDRIVE = "redrive", "Redriven to its queue"
+        DISCARD = "discard", "Discarded"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    queue = models.CharField(max_length=64)
+    message_id = models.CharField(max_length=128)
+    task_id = models.CharField(max_length=255, blank=True)
+    task_name = models.CharField(max_length=255, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept if the user is deleted later, so the audit trail survives.
+    username = models.CharField(max_length=150)
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at"]
+        permissions = [("manage_dead_letters", "Can redrive or discard dead letters")]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: {self.queue} {self.message_id}"
+
+
 class WorkerHeartbeat(models.Model):
     """Each worker process upserts its row every few seconds while it runs."""
 
@@ -208,6 +240,12 @@ class WorkerHeartbeat(models.Model):
     )
     started_at = models.DateTimeField()
     last_seen_at = models.DateTimeField(db_index=True)
+    last_receive_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When its consumer last received from SQS (or skipped a poll, every slot "
+        "busy): the thread that writes this row can outlive a consumer that stopped.",
+    )
 
     class Meta:
         ordering = ["-last_seen_at"]

@@ -404,6 +404,25 @@ class MonitoredConsumer(Consumer):
     # Read by the `election` control command; there is no gossip over SQS.
     gossip = None
 
+    # A message that is no Celery job (or names no task here) goes to its dead-letter queue
+    # at once; Celery's own handling rejects it, and SQS then redelivers it five times
+    # before the redrive policy reaches the same verdict.
+    def on_unknown_message(self, body: Any, message: Any) -> None:
+        if not _dead_letter(message, "not a Celery job"):
+            super().on_unknown_message(body, message)
+
+    def on_unknown_task(self, body: Any, message: Any, exc: BaseException) -> None:
+        if not _dead_letter(message, f"unknown task: {exc!r}"):
+            super().on_unknown_task(body, message, exc)
+
+    def on_invalid_task(self, body: Any, message: Any, exc: BaseException) -> None:
+        if not _dead_letter(message, f"invalid task message: {exc!r}"):
+            super().on_invalid_task(body, message, exc)
+
+    def on_decode_error(self, message: Any, exc: BaseException) -> None:
+        if not _dead_letter(message, f"cannot be decoded: {exc!r}"):
+            super().on_decode_error(message, exc)
+
     class Blueprint(Consumer.Blueprint):
         default_steps = [
             "celery.worker.consumer.connection:Connection",
@@ -413,6 +432,13 @@ class MonitoredConsumer(Consumer):
             "workers.monitoring:Tasks",
             "workers.monitoring:Control",
             "workers.heartbeats:HeartbeatRecorder",
+            "workers.visibility:VisibilityExtender",
             "celery.worker.consumer.consumer:Evloop",
             "celery.worker.consumer.agent:Agent",
         ]
+
+
+def _dead_letter(message: Any, reason: str) -> bool:
+    from workers.dead_letters import dead_letter_now
+
+    return dead_letter_now(message, reason)

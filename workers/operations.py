@@ -12,17 +12,26 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q
 from django.db.models.functions import TruncHour
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 from django_celery_results.models import TaskResult
 
 from workers.charts import Bucket, Chart, timeline_chart
+from workers.dead_letters import (
+    DeadLetter,
+    DeadLetterGone,
+    dead_letter_discard,
+    dead_letter_redrive,
+    dead_letters_list,
+)
 from workers.models import QueueDepth, WorkerHeartbeat
 from workers.monitoring import monitor_url, redacted_url
 from workers.ops_metrics import (
@@ -34,6 +43,7 @@ from workers.ops_metrics import (
 )
 from workers.permissions import staff_permission_required
 from workers.queue_pauses import QueuePauseRefused, queue_pause, queue_resume
+from workers.queues import QUEUES
 
 STATES = ("PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
@@ -63,6 +73,8 @@ class QueueRow:
 class WorkerRow:
     heartbeat: WorkerHeartbeat
     online: bool
+    # Online, but its SQS consumer has not received for longer than polling allows.
+    stalled: bool = False
 
 
 @dataclass(frozen=True)
@@ -173,10 +185,14 @@ def worker_rows(*, now: datetime) -> list[WorkerRow]:
     online_since = now - timedelta(
         seconds=settings.WORKER_HEARTBEAT_SECONDS * HEARTBEAT_MISSES_ALLOWED
     )
-    return [
-        WorkerRow(heartbeat, online=heartbeat.last_seen_at >= online_since)
-        for heartbeat in WorkerHeartbeat.objects.filter(last_seen_at__gte=now - timedelta(days=1))
-    ]
+    receiving_since = now - timedelta(seconds=settings.WORKER_CONSUMER_STALLED_SECONDS)
+    rows = []
+    for heartbeat in WorkerHeartbeat.objects.filter(last_seen_at__gte=now - timedelta(days=1)):
+        online = heartbeat.last_seen_at >= online_since
+        # A worker that never received counts from its start.
+        proof = heartbeat.last_receive_at or heartbeat.started_at
+        rows.append(WorkerRow(heartbeat, online=online, stalled=online and proof < receiving_since))
+    return rows
 
 
 @dataclass(frozen=True)
@@ -214,21 +230,67 @@ def operations_get(*, now: datetime | None = None) -> Operations:
     )
 
 
+@dataclass(frozen=True)
+class DeadLetterSection:
+    queue: str
+    letters: list[DeadLetter]
+    error: str = ""
+
+
+def dead_letter_sections(queues: list[QueueRow]) -> list[DeadLetterSection]:
+    """The messages of every dead-letter queue whose last sample counted any: SQS is asked
+    only about those, so the page costs no AWS call while every dead-letter queue is empty."""
+    sections = []
+    for row in queues:
+        if not row.depth.dead_letters:
+            continue
+        try:
+            sections.append(
+                DeadLetterSection(row.depth.queue, dead_letters_list(queue=row.depth.queue))
+            )
+        except (BotoCoreError, ClientError) as exc:
+            sections.append(DeadLetterSection(row.depth.queue, [], error=str(exc)[:300]))
+    return sections
+
+
 @require_GET
 @staff_permission_required("workers.view_operations")
 def operations_page(request: HttpRequest) -> HttpResponse:
+    ops = operations_get()
     return render(
         request,
         "admin/workers/operations.html",
         {
             **admin.site.each_context(request),
             "title": "Operations",
-            "ops": operations_get(),
+            "ops": ops,
+            "dead_letters": dead_letter_sections(ops.queues),
+            "can_manage_dead_letters": request.user.has_perm("workers.manage_dead_letters"),
             "heartbeat_seconds": settings.WORKER_HEARTBEAT_SECONDS,
             "flower_url": settings.FLOWER_URL,
             "may_pause": request.user.has_perm("workers.pause_queue"),
         },
     )
+
+
+@require_POST
+@staff_permission_required("workers.manage_dead_letters")
+def dead_letter_act(request: HttpRequest, queue: str, message_id: str, action: str) -> HttpResponse:
+    """Redrive or discard one dead letter (the buttons beside it on the operations page)."""
+    act = {"redrive": dead_letter_redrive, "discard": dead_letter_discard}.get(action)
+    if act is None or queue not in QUEUES:
+        raise Http404
+    try:
+        record = act(queue=queue, message_id=message_id, user=request.user)
+    except DeadLetterGone as exc:
+        messages.warning(request, str(exc))
+    except (BotoCoreError, ClientError) as exc:
+        messages.error(request, f"SQS refused: {exc}")
+    else:
+        what = f"job {record.task_name} [{record.task_id}]" if record.task_id else "message"
+        done = "sent back to" if action == "redrive" else "discarded from"
+        messages.success(request, f"The {what} was {done} the {queue} queue.")
+    return HttpResponseRedirect(reverse("workers:operations") + "#dead-letters")
 
 
 @require_POST

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from workers.admin_base import ReadOnlyAdminMixin
-from workers.models import QueueDepth, WorkerHeartbeat
+from workers.models import DeadLetterAction, QueueDepth, WorkerHeartbeat
 
 
 class RecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
@@ -41,3 +41,12 @@ class WorkerHeartbeatAdmin(RecordAdmin):
     )
     list_filter = ("monitored",)
     search_fields = ("^hostname",)
+
+
+@admin.register(DeadLetterAction)
+class DeadLetterActionAdmin(RecordAdmin):
+    """The audit of redrives and discards made on the operations page."""
+
+    list_display = ("at", "kind", "queue", "task_name", "task_id", "username", "message_id")
+    list_filter = ("kind", "queue")
+    search_fields = ("=task_id", "=message_id", "username")

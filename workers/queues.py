@@ -1,9 +1,12 @@
 """Queues, their limits, and which tasks go where: the one place routing is decided.
 
-SQS redelivers a message that is not deleted within the queue's visibility timeout, so each
-queue's timeout is set above the hard time limit of the tasks routed to it. The SQS queues
-are created with these timeouts by `manage.py sqs_queues` (development, tests) and by the
-CloudFormation template (production); a test keeps the two in agreement.
+SQS redelivers a message that is not deleted within the queue's visibility timeout. Every
+queue has the same short timeout (SQS_VISIBILITY_TIMEOUT_SECONDS, 90 s) and a worker extends
+the messages it holds while it holds them (workers/visibility.py): a job whose worker died
+comes back within about that long, on every queue, while a live job of any length is never
+delivered again. Time limits are therefore independent of the visibility timeout. The SQS
+queues are created by `manage.py sqs_queues` (development, tests) and by the CloudFormation
+template (production); a test keeps the two in agreement.
 """
 
 from __future__ import annotations
@@ -17,13 +20,12 @@ from kombu import Queue
 @dataclass(frozen=True)
 class QueueSpec:
     name: str
-    visibility_timeout: int  # seconds; SQS allows up to 12 hours
     time_limit: int  # hard limit: the pool process is killed
     soft_time_limit: int  # SoftTimeLimitExceeded is raised in the task
 
     def __post_init__(self) -> None:
-        if not self.soft_time_limit < self.time_limit < self.visibility_timeout:
-            raise ValueError(f"queue {self.name}: need soft limit < hard limit < visibility")
+        if not self.soft_time_limit < self.time_limit:
+            raise ValueError(f"queue {self.name}: need soft limit < hard limit")
 
 
 DEFAULT_QUEUE = "default"
@@ -31,11 +33,11 @@ DEFAULT_QUEUE = "default"
 QUEUES: dict[str, QueueSpec] = {
     spec.name: spec
     for spec in (
-        QueueSpec("default", visibility_timeout=600, time_limit=300, soft_time_limit=270),
-        QueueSpec("media", visibility_timeout=300, time_limit=120, soft_time_limit=100),
+        QueueSpec("default", time_limit=300, soft_time_limit=270),
+        QueueSpec("media", time_limit=120, soft_time_limit=100),
         # Terraform and RDS waits are long; runs enforce their own, shorter, limits.
-        QueueSpec("infra", visibility_timeout=14400, time_limit=10800, soft_time_limit=10500),
-        QueueSpec("release", visibility_timeout=3600, time_limit=2700, soft_time_limit=2400),
+        QueueSpec("infra", time_limit=10800, soft_time_limit=10500),
+        QueueSpec("release", time_limit=2700, soft_time_limit=2400),
     )
 }
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from celery import states
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
@@ -55,6 +55,19 @@ def diagnostic_run_execute(*, run_id: int, task_id: str) -> dict[str, Any] | Non
         run.attempts += 1
         run.save(update_fields=["state", "attempts"])
 
+    try:
+        return _diagnostic_run_work(run, run_id=run_id, task_id=task_id)
+    except DatabaseError as exc:
+        # The log writer has written the cause on a fresh connection; the row says it too.
+        DiagnosticRun.objects.filter(pk=run_id).exclude(state=DiagnosticRun.State.SUCCEEDED).update(
+            state=DiagnosticRun.State.FAILED,
+            error=f"{exc.__class__.__name__}: {exc}",
+            finished_at=timezone.now(),
+        )
+        raise
+
+
+def _diagnostic_run_work(run: DiagnosticRun, *, run_id: int, task_id: str) -> dict[str, Any]:
     pause = run.duration_seconds / run.lines
     with JobLogWriter(task_id) as log:
         if log.resumed:
@@ -78,6 +91,13 @@ def diagnostic_run_execute(*, run_id: int, task_id: str) -> dict[str, Any] | Non
         state=DiagnosticRun.State.SUCCEEDED, summary=summary, finished_at=timezone.now()
     )
     return summary
+
+
+def diagnostic_run_mark_lost(*, task_id: str, reason: str) -> None:
+    """Its worker is gone and nobody took the job over: the run ends failed, saying why."""
+    DiagnosticRun.objects.filter(
+        task_id=task_id, state__in=(DiagnosticRun.State.QUEUED, DiagnosticRun.State.RUNNING)
+    ).update(state=DiagnosticRun.State.FAILED, error=reason, finished_at=timezone.now())
 
 
 def job_republish_unsent(*, older_than: timedelta = timedelta(minutes=1)) -> int:

@@ -26,6 +26,14 @@ def cleanup_job_records() -> int:
 
 
 @shared_task
+def reconcile_lost_jobs() -> int:
+    """Periodic: jobs still STARTED on a worker gone past the redelivery window end FAILURE."""
+    from workers.reconcile import jobs_mark_lost
+
+    return len(jobs_mark_lost())
+
+
+@shared_task
 def record_queue_depths() -> dict[str, int]:
     """Periodic: each queue's SQS depth into the database, for the operations page."""
     from workers.queue_depths import queue_depths_record

@@ -13,6 +13,11 @@ urlpatterns = [
     path("jobs/<str:task_id>/log.txt", views.job_log_download, name="job-log-download"),
     path("recurring/<int:periodic_task_id>/run/", views.recurring_run_now, name="recurring-run"),
     path("operations/", operations.operations_page, name="operations"),
+    path(
+        "operations/dead-letters/<str:queue>/<str:message_id>/<str:action>/",
+        operations.dead_letter_act,
+        name="dead-letter-act",
+    ),
     path("metrics.json", operations.metrics_json, name="metrics"),
     path(
         "queues/<str:queue>/pause/",

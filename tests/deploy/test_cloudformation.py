@@ -69,7 +69,7 @@ def test_there_is_one_sqs_queue_per_celery_queue_with_the_same_visibility_timeou
     queues = {n: q for n, q in queues_by_name(template).items() if not n.endswith("-dlq")}
     assert set(queues) == set(QUEUES) == {q.name for q in app.conf.task_queues}
     for name, (_, props) in queues.items():
-        assert props["VisibilityTimeout"] == QUEUES[name].visibility_timeout, name
+        assert props["VisibilityTimeout"] == settings.SQS_VISIBILITY_TIMEOUT_SECONDS == 90, name
         # The template's names are the ones the app computes from the same prefix.
         prefixed = props["QueueName"]["Fn::Sub"].replace(
             "${QueuePrefix}", settings.SQS_QUEUE_PREFIX
@@ -99,6 +99,17 @@ def test_every_queue_has_exactly_one_worker_service_and_no_worker_reads_an_unkno
     template: Template,
 ) -> None:
     assert set(worker_queues(template)) == set(QUEUES)
+
+
+def test_every_worker_container_is_replaced_when_its_consumer_stops_receiving(
+    template: Template,
+) -> None:
+    for service in template.services_running("worker"):
+        container = template.container(template.service_task_definition(service))
+        check = container["HealthCheck"]
+        assert check["Command"] == ["CMD", "python", "-m", "workers.liveness"]
+        # Failing for retries x interval: longer than the worker's own exit deadline would take.
+        assert check["Retries"] * check["Interval"] >= 60
 
 
 def test_workers_use_predefined_queues_at_the_accounts_sqs_url(template: Template) -> None:

@@ -1,5 +1,6 @@
 """Make this process open new broker connections, e.g. after changing where they point."""
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -24,10 +25,14 @@ def drop_broker_connections() -> None:
 
 
 @contextmanager
-def publishing_to(prefix: str) -> Iterator[None]:
-    """Make this process publish onto the SQS queues named with `prefix`."""
+def publishing_to(prefix: str, *, endpoint_url: str | None = None) -> Iterator[None]:
+    """Make this process publish onto the SQS queues named with `prefix` (at `endpoint_url`,
+    if given, instead of the session's endpoint)."""
     saved = app.conf.broker_transport_options
+    saved_endpoint = os.environ.get("AWS_ENDPOINT_URL_SQS")
     app.conf.broker_transport_options = {**saved, "queue_name_prefix": prefix}
+    if endpoint_url:
+        os.environ["AWS_ENDPOINT_URL_SQS"] = endpoint_url
     drop_broker_connections()
     try:
         yield
@@ -35,4 +40,6 @@ def publishing_to(prefix: str) -> Iterator[None]:
         relay.drain(timeout=30)
     finally:
         app.conf.broker_transport_options = saved
+        if saved_endpoint is not None:
+            os.environ["AWS_ENDPOINT_URL_SQS"] = saved_endpoint
         drop_broker_connections()

@@ -45,6 +45,10 @@ class AwsEndpoint:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._log = (log_dir / f"moto-{self.port}.log").open("ab")
+        self.start()
+
+    def start(self) -> None:
+        """Start serving on this endpoint's port (again, after `halt`: with no state)."""
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
             stdout=self._log,
@@ -52,6 +56,12 @@ class AwsEndpoint:
             start_new_session=True,
         )
         wait_for_http(f"{self.url}/moto-api/")
+
+    def halt(self) -> None:
+        """Stop serving, as an outage would; `start` brings it back on the same port."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
 
     def client(self, service: str) -> Any:
         return boto3.client(  # type: ignore[call-overload]

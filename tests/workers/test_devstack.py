@@ -48,6 +48,8 @@ def test_dev_stack_starts_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> 
             )
             text = log_path.read_text()
             assert "login        demo / pw-devstack-test" in text
+            # The operations page has a dead letter to redrive or discard.
+            assert "demo dead letter in the default queue's dead-letter queue" in text
             base = banner.group(1)  # type: ignore[attr-defined]
             with urllib.request.urlopen(f"{base}/healthz/", timeout=10) as response:
                 assert response.status == 200
@@ -93,3 +95,22 @@ def _alive(pid: int) -> bool:
     # A zombie has exited; it only waits for its parent to read its status.
     stat = Path(f"/proc/{pid}/stat")
     return stat.exists() and stat.read_text().split()[2] != "Z"
+
+
+def test_the_runner_starts_a_fresh_worker_when_one_exits(tmp_path: Path) -> None:
+    from workers.devstack import Stack
+
+    stack = Stack(env=dict(os.environ))
+    marker = tmp_path / "starts"
+    # Counts its starts, then exits as a worker whose consumer stalled does.
+    command = [sys.executable, "-c", f"open({str(marker)!r}, 'a').write('x'); raise SystemExit(3)"]
+    try:
+        stack.start("worker", command, restart=True)
+        stack.start("beat", [sys.executable, "-c", "import time; time.sleep(60)"])
+        wait_until(lambda: stack.processes[0][1].poll() is not None, message="first exit")
+        assert stack.restart_exited() == [("worker", 3)]
+        wait_until(lambda: marker.read_text() == "xx", message="a second start")
+        assert stack.first_exited() in (None, ("worker", 3))
+        assert [name for name, _ in stack.processes].count("worker") == 1
+    finally:
+        stack.stop(grace=2)

@@ -152,7 +152,7 @@ def test_worker_killed_mid_task_gets_the_job_again_and_completes_once(
 ) -> None:
     # Own queues with a short visibility timeout, so SQS redelivers within the test.
     prefix = new_queue_prefix()
-    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix}
+    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix, "SQS_VISIBILITY_TIMEOUT_SECONDS": "3"}
     sqs = aws.client("sqs")
     queue_url = sqs.create_queue(
         QueueName=f"{prefix}default", Attributes={"VisibilityTimeout": "3"}

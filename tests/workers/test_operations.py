@@ -179,6 +179,7 @@ def test_workers_are_listed_with_last_seen_and_online_state(ops_client: Client) 
         concurrency=2,
         started_at=now - timedelta(hours=1),
         last_seen_at=now,
+        last_receive_at=now - timedelta(seconds=5),
         monitored=True,
     )
     WorkerHeartbeat.objects.create(
@@ -208,6 +209,43 @@ def test_workers_are_listed_with_last_seen_and_online_state(ops_client: Client) 
     offline = workers[workers.index('data-worker="infra@web2"') :]
     assert "offline" in offline and "(not in Flower)" in offline
     assert "gone@old" not in workers
+
+
+@override_settings(WORKER_CONSUMER_STALLED_SECONDS=60)
+def test_a_worker_alive_whose_consumer_has_not_received_lately_is_shown_stalled(
+    ops_client: Client,
+) -> None:
+    now = timezone.now()
+    for hostname, last_receive_at, started_at in (
+        ("receiving@host", now - timedelta(seconds=20), now - timedelta(hours=1)),
+        ("silent@host", now - timedelta(minutes=5), now - timedelta(hours=1)),
+        ("never@host", None, now - timedelta(minutes=10)),
+        ("starting@host", None, now - timedelta(seconds=10)),
+    ):
+        WorkerHeartbeat.objects.create(
+            hostname=hostname,
+            pid=1,
+            queues=["default"],
+            concurrency=1,
+            started_at=started_at,
+            last_seen_at=now,
+            last_receive_at=last_receive_at,
+        )
+
+    html = ops_client.get(URL).content.decode()
+    workers = html[html.index('id="workers"') : html.index('id="states"')]
+    rows = {
+        re.search(r'data-worker="([^"]+)"', row).group(1): row  # type: ignore[union-attr]
+        for row in workers.split("<tr ")[1:]
+        if "data-worker" in row
+    }
+    cells = {host: re.findall(r'<td class="([^"]+)">', row)[-1] for host, row in rows.items()}
+    assert cells["receiving@host"] == "online"
+    assert cells["starting@host"] == "online"
+    assert cells["silent@host"] == "ops-bad stalled"
+    assert cells["never@host"] == "ops-bad stalled"
+    assert "consumer has not received from SQS for 5\xa0minutes" in rows["silent@host"]
+    assert "has not received from SQS since it started" in rows["never@host"]
 
 
 @override_settings(CELERY_MONITOR_URL="")

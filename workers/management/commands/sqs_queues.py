@@ -1,4 +1,4 @@
-"""Create the SQS queues with their per-queue visibility timeouts and dead-letter queues.
+"""Create the SQS queues with their visibility timeout and dead-letter queues.
 
 Used by the dev stack and the tests against the local SQS-compatible server. Production
 queues come from CloudFormation with the same settings (a test keeps them in agreement).
@@ -34,7 +34,7 @@ class Command(BaseCommand):
                 "Attributes"
             ]["QueueArn"]
             attributes: dict[Any, str] = {
-                "VisibilityTimeout": str(spec.visibility_timeout),
+                "VisibilityTimeout": str(settings.SQS_VISIBILITY_TIMEOUT_SECONDS),
                 "RedrivePolicy": json.dumps(
                     {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(MAX_RECEIVE_COUNT)}
                 ),
@@ -43,5 +43,6 @@ class Command(BaseCommand):
             url = sqs.create_queue(QueueName=name)["QueueUrl"]
             sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)
             self.stdout.write(
-                f"{name}: visibility {spec.visibility_timeout}s, dead letters to {dlq_arn}"
+                f"{name}: visibility {settings.SQS_VISIBILITY_TIMEOUT_SECONDS}s, "
+                f"dead letters to {dlq_arn}"
             )

@@ -1,0 +1,158 @@
+"""Workers consume again after an SQS outage (kombu issue 1127), busy or idle.
+
+Real worker processes against their own moto_server, which is killed for 30 seconds and
+started again on the same port, as an SQS endpoint outage looks to a worker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import transaction
+from django_celery_results.models import TaskResult
+
+from tests.support.broker import publishing_to
+from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from workers.enqueue import Requester, job_enqueue, new_task_id
+from workers.models import DiagnosticRun
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+OUTAGE_SECONDS = 30
+# One worker per queue, so a job on a queue proves that queue's worker consumes.
+QUEUES = ("default", "media", "release")
+
+
+@pytest.fixture
+def endpoint(run_dir: Path) -> Iterator[AwsEndpoint]:
+    endpoint = AwsEndpoint(run_dir)
+    yield endpoint
+    endpoint.stop()
+
+
+def _create_queues(endpoint: AwsEndpoint, prefix: str) -> None:
+    sqs = endpoint.client("sqs")
+    for queue in QUEUES:
+        sqs.create_queue(QueueName=f"{prefix}{queue}", Attributes={"VisibilityTimeout": "120"})
+
+
+def _start_diagnostic(
+    endpoint: AwsEndpoint, prefix: str, queue: str, *, duration_seconds: float
+) -> DiagnosticRun:
+    from workers.tasks import run_diagnostic
+
+    with publishing_to(prefix, endpoint_url=endpoint.url), transaction.atomic():
+        run = DiagnosticRun.objects.create(
+            lines=10, duration_seconds=duration_seconds, task_id=new_task_id()
+        )
+        job_enqueue(
+            run_diagnostic,
+            requester=Requester.cli("test"),
+            args=[run.pk],
+            task_id=run.task_id,
+            queue=queue,
+            # The probe looks at the session's queues, not this endpoint's.
+            refuse_if_broker_down=False,
+        )
+    return run
+
+
+def _status(task_id: str) -> str | None:
+    return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first()
+
+
+def test_every_worker_consumes_again_within_30s_of_sqs_coming_back(
+    worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint
+) -> None:
+    prefix = new_queue_prefix()
+    _create_queues(endpoint, prefix)
+    env = {
+        **worker_env,
+        "AWS_ENDPOINT_URL": endpoint.url,
+        "AWS_ENDPOINT_URL_SQS": endpoint.url,
+        "SQS_QUEUE_PREFIX": prefix,
+    }
+    workers = {
+        queue: WorkerProcess(env=env, queues=[queue], log_dir=run_dir, name=f"outage-{queue}")
+        for queue in QUEUES
+    }
+    try:
+        # The default queue's worker is busy through the outage; the other two are idle.
+        busy = _start_diagnostic(endpoint, prefix, "default", duration_seconds=OUTAGE_SECONDS + 10)
+        wait_until(lambda: _status(busy.task_id) == "STARTED", timeout=30, message="busy job")
+
+        endpoint.halt()
+        time.sleep(OUTAGE_SECONDS)
+        endpoint.start()
+        # A restarted moto_server has forgotten its queues; SQS itself would still have them.
+        _create_queues(endpoint, prefix)
+
+        runs = {
+            queue: _start_diagnostic(endpoint, prefix, queue, duration_seconds=0.1)
+            for queue in QUEUES
+        }
+        for queue, run in runs.items():
+            task_id = run.task_id
+            wait_until(
+                lambda: _status(task_id) == "SUCCESS",  # noqa: B023 (called at once)
+                timeout=30,
+                message=f"the {queue} worker to consume a job after the outage",
+            )
+        for queue, run in runs.items():
+            result = TaskResult.objects.get(task_id=run.task_id)
+            assert result.worker == workers[queue].hostname
+    finally:
+        for worker in workers.values():
+            worker.stop()
+
+
+def test_a_worker_whose_consumer_stays_silent_exits_non_zero_and_its_liveness_goes_stale(
+    worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint, tmp_path: Path
+) -> None:
+    from workers.heartbeats import EXIT_CONSUMER_STALLED
+    from workers.liveness import consumer_alive
+    from workers.models import WorkerHeartbeat
+
+    prefix = new_queue_prefix()
+    _create_queues(endpoint, prefix)
+    liveness_file = tmp_path / "consuming"
+    worker = WorkerProcess(
+        env={
+            **worker_env,
+            "AWS_ENDPOINT_URL": endpoint.url,
+            "AWS_ENDPOINT_URL_SQS": endpoint.url,
+            "SQS_QUEUE_PREFIX": prefix,
+            "WORKER_HEARTBEAT_SECONDS": "0.5",
+            "WORKER_CONSUMER_EXIT_SECONDS": "5",
+            "WORKER_LIVENESS_FILE": str(liveness_file),
+        },
+        queues=["default"],
+        log_dir=run_dir,
+    )
+    try:
+        wait_until(
+            lambda: WorkerHeartbeat.objects.filter(
+                hostname=worker.hostname, last_receive_at__isnull=False
+            ).exists(),
+            timeout=30,
+            message="the heartbeat to record the consumer's receives",
+        )
+        wait_until(lambda: consumer_alive(str(liveness_file), 5), message="liveness file")
+
+        endpoint.halt()
+        wait_until(
+            lambda: worker.process.poll() is not None,
+            timeout=60,
+            message="the worker to stop once its consumer stayed silent",
+        )
+        assert worker.process.returncode == EXIT_CONSUMER_STALLED
+        assert "worker consumer silent for" in worker.log_text()
+        # Touched last while the consumer still counted as alive: it goes stale from there.
+        wait_until(
+            lambda: not consumer_alive(str(liveness_file), 5), timeout=15, message="stale file"
+        )
+    finally:
+        worker.stop()

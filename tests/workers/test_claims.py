@@ -1,0 +1,114 @@
+"""Duplicate deliveries do nothing twice, also when they arrive at the same moment."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django_celery_results.models import TaskResult
+
+from tests.support.broker import publishing_to
+from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from workers.claims import Claim, ClaimedTask, job_claim, job_claim_release
+from workers.enqueue import Requester
+from workers.models import Job
+from workers.selectors import job_log_since
+from workers.services import diagnostic_run_start
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_the_same_message_delivered_to_two_workers_at_once_does_the_work_once(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    from workers.tasks import run_diagnostic
+
+    prefix = new_queue_prefix()
+    sqs = aws.client("sqs")
+    url = sqs.create_queue(QueueName=f"{prefix}default")["QueueUrl"]
+    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix}
+    workers = [
+        WorkerProcess(env=env, queues=["default"], log_dir=run_dir, name=f"dup-{n}-{prefix[1:-1]}")
+        for n in (1, 2)
+    ]
+    try:
+        with publishing_to(prefix):
+            run = diagnostic_run_start(
+                requester=Requester.cli("test"), lines=20, duration_seconds=3
+            )
+            # The same message again, at once: what SQS does when it delivers twice.
+            run_diagnostic.apply_async(args=[run.pk], task_id=run.task_id)
+        wait_until(
+            lambda: all(f"[{run.task_id}] received" in w.log_text() for w in workers),
+            message="both workers to receive the job",
+        )
+        wait_until(
+            lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(),
+            message="the job to succeed",
+        )
+        wait_until(lambda: _count(sqs, url) == 0, message="both messages to be acknowledged")
+        # Side effects, counted: one attempt, one pass through the work, one result.
+        run.refresh_from_db()
+        assert run.attempts == 1
+        lines = job_log_since(task_id=run.task_id).lines
+        assert sum(line.startswith("done:") for line in lines) == 1
+        assert sum(line == "diagnostic line 1/20" for line in lines) == 1
+        duplicate = f"duplicate delivery of workers.tasks.run_diagnostic [{run.task_id}]"
+        assert sum(duplicate in worker.log_text() for worker in workers) == 1
+    finally:
+        for worker in workers:
+            worker.stop()
+
+
+def _count(sqs: object, url: str) -> int:
+    attributes = sqs.get_queue_attributes(  # type: ignore[attr-defined]
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(v) for v in attributes.values())
+
+
+def test_of_many_concurrent_claims_on_one_job_exactly_one_wins(sqs_queues: AwsEndpoint) -> None:
+    run = diagnostic_run_start(requester=Requester.cli("test"), lines=1, duration_seconds=0)
+    barrier = threading.Barrier(8)
+    outcomes: list[Claim] = []
+
+    def claim(n: int) -> None:
+        try:
+            barrier.wait()
+            outcomes.append(job_claim(task_id=run.task_id, holder=f"w{n}:1"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=claim, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(o.value for o in outcomes) == ["held"] + ["lost"] * 7
+    holder = Job.objects.get(task_id=run.task_id).claimed_by
+    job_claim_release(task_id=run.task_id, holder=holder)
+    # Released when its task ends: a later redelivery meets the task's own guard.
+    assert job_claim(task_id=run.task_id, holder="later:1") is Claim.HELD
+
+
+@pytest.mark.parametrize(
+    "task_name",
+    [
+        "workers.tasks.run_diagnostic",
+        "media_pipeline.tasks.build_cover_variants",
+        "infra_tasks.rds.tasks.execute_database_action",
+        "infra_tasks.rds.tasks.run_scheduled_action",
+        "infra_tasks.releases.tasks.release_migrate",
+        "infra_tasks.terraform.tasks.terraform_plan",
+        "infra_tasks.terraform.tasks.terraform_apply",
+        "infra_tasks.terraform.tasks.terraform_state_unlock",
+    ],
+)
+def test_every_job_family_claims_its_job_before_running(task_name: str) -> None:
+    from workers.celery import app
+
+    app.loader.import_default_modules()
+    assert isinstance(app.tasks[task_name], ClaimedTask)

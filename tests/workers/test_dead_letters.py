@@ -1,0 +1,199 @@
+"""Dead letters: garbage goes to the dead-letter queue at once, lost jobs end visibly, and
+staff see, redrive and discard what is in the dead-letter queues."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.test import Client, override_settings
+from django_celery_results.models import TaskResult
+
+from tests.support.broker import publishing_to
+from tests.support.browser import Tour, wait_for
+from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from workers.dead_letters import REASON_ATTRIBUTE
+from workers.enqueue import Requester
+from workers.models import DiagnosticRun
+from workers.services import diagnostic_run_start
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def _queue_with_dlq(sqs: Any, prefix: str, queue: str, visibility: int = 60) -> tuple[str, str]:
+    dlq_url = sqs.create_queue(QueueName=f"{prefix}{queue}-dlq")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    url = sqs.create_queue(
+        QueueName=f"{prefix}{queue}",
+        Attributes={
+            "VisibilityTimeout": str(visibility),
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"}),
+        },
+    )["QueueUrl"]
+    return url, dlq_url
+
+
+def _empty(sqs: Any, url: str) -> None:
+    # Not PurgeQueue: SQS allows one a minute per queue.
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        for message in batch:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _count(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return sum(int(v) for v in attributes.values())
+
+
+def test_a_message_that_is_no_job_goes_to_the_dead_letter_queue_on_first_receipt(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    prefix = new_queue_prefix()
+    sqs = aws.client("sqs")
+    url, dlq_url = _queue_with_dlq(sqs, prefix, "default", visibility=600)
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix}, queues=["default"], log_dir=run_dir
+    )
+    try:
+        sqs.send_message(QueueUrl=url, MessageBody="not a job at all")
+        # Far sooner than the five 600 s receives the redrive policy would wait for.
+        wait_until(lambda: _count(sqs, dlq_url) == 1, timeout=30, message="the dead letter")
+        assert _count(sqs, url) == 0
+        message = sqs.receive_message(QueueUrl=dlq_url, MessageAttributeNames=["All"])["Messages"][
+            0
+        ]
+        assert message["Body"] == "not a job at all"
+        reason = message["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"]
+        assert reason
+        assert "moved a message" in worker.log_text()
+    finally:
+        worker.stop()
+
+
+def test_a_job_whose_worker_is_gone_ends_failure_worker_lost_with_its_domain_row(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    from workers.reconcile import jobs_mark_lost
+
+    prefix = new_queue_prefix()
+    sqs = aws.client("sqs")
+    url, _ = _queue_with_dlq(sqs, prefix, "default", visibility=600)
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "WORKER_HEARTBEAT_SECONDS": "1"},
+        queues=["default"],
+        log_dir=run_dir,
+    )
+    try:
+        with publishing_to(prefix):
+            run = diagnostic_run_start(
+                requester=Requester.cli("test"), lines=60, duration_seconds=60
+            )
+        wait_until(
+            lambda: TaskResult.objects.filter(task_id=run.task_id, status="STARTED").exists(),
+            message="the job to start",
+        )
+        # While its worker beats, the job is not lost, however short the window.
+        with override_settings(SQS_VISIBILITY_TIMEOUT_SECONDS=1, WORKER_HEARTBEAT_SECONDS=1):
+            assert jobs_mark_lost() == []
+            worker.kill()
+            lost = wait_until(jobs_mark_lost, timeout=30, message="the reconciler to act")
+        assert lost == [run.task_id]
+        result = TaskResult.objects.get(task_id=run.task_id)
+        assert result.status == "FAILURE"
+        assert "worker lost" in (result.traceback or "")
+        run.refresh_from_db()
+        assert run.state == DiagnosticRun.State.FAILED
+        assert run.error.startswith("worker lost: ") and worker.hostname in run.error
+    finally:
+        worker.stop()
+        sqs.purge_queue(QueueUrl=url)
+
+
+def _dead_letter_a_job_and_garbage(aws: AwsEndpoint) -> tuple[DiagnosticRun, str]:
+    """A real job's message and a garbage one in the session's default dead-letter queue,
+    sampled so the operations page looks at it. Returns the run and the queue's URL."""
+    from workers.broker import dead_letter_queue_name
+    from workers.queue_depths import queue_depths_record
+
+    sqs = aws.client("sqs")
+    prefix = new_queue_prefix()
+    holding = sqs.create_queue(QueueName=f"{prefix}default")["QueueUrl"]
+    with publishing_to(prefix):
+        run = diagnostic_run_start(requester=Requester.cli("test"), lines=3, duration_seconds=0.1)
+    body = sqs.receive_message(QueueUrl=holding, WaitTimeSeconds=5)["Messages"][0]["Body"]
+    sqs.delete_queue(QueueUrl=holding)
+    dlq = sqs.get_queue_url(QueueName=dead_letter_queue_name("default"))["QueueUrl"]
+    _empty(sqs, dlq)
+    sqs.send_message(QueueUrl=dlq, MessageBody=body)
+    sqs.send_message(QueueUrl=dlq, MessageBody="garbage that is no job")
+    queue_depths_record()
+    return run, dlq
+
+
+@pytest.mark.browser
+def test_staff_redrive_a_dead_job_and_discard_garbage_by_clicking_on_the_operations_page(
+    tour: Tour, aws: AwsEndpoint
+) -> None:
+    from playwright.sync_api import expect
+
+    from workers.models import DeadLetterAction
+
+    run, dlq = _dead_letter_a_job_and_garbage(aws)
+    page = tour.page
+    page.locator("#jobs-home").get_by_role("link", name="Operations").click()
+    section = page.locator('#dead-letters table[data-dlq="default"]')
+    job_row = section.locator(f'tr[data-task-id="{run.task_id}"]')
+    expect(job_row).to_contain_text("workers.tasks.run_diagnostic")
+    garbage_row = section.locator("tr", has_text="garbage that is no job")
+    expect(garbage_row).to_contain_text("not a job")
+    tour.screenshot("operations-dead-letters")
+
+    with tour.submitted(302):
+        job_row.get_by_role("button", name="Redrive").click()
+    expect(page.locator("ul.messagelist")).to_contain_text("sent back to the default queue")
+    wait_for(
+        lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(), page
+    )
+
+    with tour.submitted(302):
+        page.locator("#dead-letters tr", has_text="garbage that is no job").get_by_role(
+            "button", name="Discard"
+        ).click()
+    expect(page.locator("ul.messagelist")).to_contain_text("discarded from the default queue")
+    assert _count(aws.client("sqs"), dlq) == 0
+
+    actions = list(
+        DeadLetterAction.objects.order_by("at").values_list("kind", "task_id", "username")
+    )
+    assert actions == [("redrive", run.task_id, "ops"), ("discard", "", "ops")]
+    tour.assert_pages_sound()
+
+
+def test_staff_who_may_only_view_operations_see_dead_letters_but_cannot_act_on_them(
+    aws: AwsEndpoint, sqs_queues: AwsEndpoint, client: Client
+) -> None:
+    from workers.models import DeadLetterAction
+
+    run, dlq = _dead_letter_a_job_and_garbage(aws)
+    viewer = get_user_model().objects.create_user("viewer", password="pw-viewer-1", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_operations"))
+    client.force_login(viewer)
+
+    html = client.get("/ops/operations/").content.decode()
+    assert f'data-task-id="{run.task_id}"' in html
+    assert "Redrive" not in html and "Discard" not in html
+    message_id = re.search(r'data-message-id="([^"]+)"', html).group(1)  # type: ignore[union-attr]
+    url = f"/ops/operations/dead-letters/default/{message_id}/discard/"
+    assert client.post(url).status_code == 403
+    assert _count(aws.client("sqs"), dlq) == 2
+    assert not DeadLetterAction.objects.exists()

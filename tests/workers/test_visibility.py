@@ -1,0 +1,108 @@
+"""Short visibility timeouts with extension: a live worker keeps what it holds, a dead one's
+jobs, running or prefetched, come back to another worker within about one timeout.
+
+Real workers on the infra queue (an hour's time limit and more) of their own SQS queues,
+with a 6 s visibility timeout instead of 90 s so the test takes seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from django.db import transaction
+from django_celery_results.models import TaskResult
+
+from tests.support.broker import publishing_to
+from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from workers.enqueue import Requester, job_enqueue, new_task_id
+from workers.models import DiagnosticRun
+from workers.queues import QUEUES
+from workers.selectors import job_log_since
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+VISIBILITY = 6
+
+
+def _start_diagnostic(prefix: str, *, lines: int, duration_seconds: float) -> DiagnosticRun:
+    from workers.tasks import run_diagnostic
+
+    with publishing_to(prefix), transaction.atomic():
+        run = DiagnosticRun.objects.create(
+            lines=lines, duration_seconds=duration_seconds, task_id=new_task_id()
+        )
+        job_enqueue(
+            run_diagnostic,
+            requester=Requester.cli("test"),
+            args=[run.pk],
+            task_id=run.task_id,
+            queue="infra",
+            refuse_if_broker_down=False,
+        )
+    return run
+
+
+def _status(task_id: str) -> str | None:
+    return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first()
+
+
+def test_a_dead_workers_running_and_prefetched_jobs_complete_on_another_worker(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    assert QUEUES["infra"].time_limit >= 3600
+    prefix = new_queue_prefix()
+    sqs = aws.client("sqs")
+    queue_url = sqs.create_queue(
+        QueueName=f"{prefix}infra", Attributes={"VisibilityTimeout": str(VISIBILITY)}
+    )["QueueUrl"]
+    env = {
+        **worker_env,
+        "SQS_QUEUE_PREFIX": prefix,
+        "SQS_VISIBILITY_TIMEOUT_SECONDS": str(VISIBILITY),
+    }
+    # One pool process and room for a second message: one job runs, one waits prefetched.
+    first = WorkerProcess(
+        env=env,
+        queues=["infra"],
+        log_dir=run_dir,
+        name="holder",
+        extra_args=["--prefetch-multiplier", "2"],
+    )
+    second: WorkerProcess | None = None
+    try:
+        running = _start_diagnostic(prefix, lines=40, duration_seconds=40)
+        wait_until(lambda: _status(running.task_id) == "STARTED", message="the running job")
+        waiting = _start_diagnostic(prefix, lines=2, duration_seconds=0.1)
+        wait_until(
+            lambda: f"[{waiting.task_id}] received" in first.log_text(),
+            message="the second job to be prefetched",
+        )
+        assert _status(waiting.task_id) == "PENDING"
+
+        second = WorkerProcess(env=env, queues=["infra"], log_dir=run_dir, name="taker")
+        # Several timeouts pass while the first worker lives: it keeps both messages.
+        wait_until(
+            lambda: len(job_log_since(task_id=running.task_id).lines) >= 3 * VISIBILITY + 5,
+            timeout=60,
+            message="the running job to outlast three visibility timeouts",
+        )
+        assert " received" not in second.log_text()
+        assert DiagnosticRun.objects.get(pk=running.pk).attempts == 1
+
+        first.kill()
+        for run in (running, waiting):
+            task_id = run.task_id
+            wait_until(
+                lambda: _status(task_id) == "SUCCESS",  # noqa: B023 (called at once)
+                timeout=120,
+                message="the dead worker's job to complete on the other worker",
+            )
+            assert TaskResult.objects.get(task_id=task_id).worker == second.hostname
+        assert DiagnosticRun.objects.get(pk=running.pk).attempts == 2
+        assert DiagnosticRun.objects.get(pk=waiting.pk).attempts == 1
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        sqs.purge_queue(QueueUrl=queue_url)

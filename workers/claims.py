@@ -1,0 +1,109 @@
+"""Each delivery of a job claims it before doing anything; a duplicate does nothing.
+
+SQS delivers at least once: the same message can reach two workers milliseconds apart.
+Every task (this is the app's task class) first claims its job with one conditional UPDATE
+of its `Job` row: it wins only if nobody holds the job or the holder's lease ran out. The
+lease lasts half a visibility timeout and the holder's worker renews it with the message's
+visibility, every third of the timeout (workers/visibility.py): a live holder keeps it, and
+a dead one's lease has ended before SQS makes the message visible again (at least two thirds
+of a timeout after the holder's last extension), so that delivery wins. A delivery that loses
+logs that it is a duplicate and is dropped without touching the job's state (`Ignore`).
+
+The claim is released when the task ends, so a later redelivery of a finished job runs
+into the task's own guard (a succeeded run returns what it produced), as before.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+from datetime import timedelta
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Ignore
+from django.conf import settings
+from django.db import DatabaseError, connection
+from django.db.models import Q
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+
+class Claim(enum.Enum):
+    HELD = "held"
+    LOST = "lost"
+    UNTRACKED = "untracked"  # no Job row (not started through job_enqueue): nothing to claim
+
+
+def lease() -> timedelta:
+    return timedelta(seconds=settings.SQS_VISIBILITY_TIMEOUT_SECONDS / 2)
+
+
+def claim_holder(hostname: str | None) -> str:
+    return f"{hostname or 'unknown'}:{os.getpid()}"
+
+
+def job_claim(*, task_id: str, holder: str) -> Claim:
+    from workers.models import Job
+
+    now = timezone.now()
+    won = (
+        Job.objects.filter(task_id=task_id)
+        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
+        .update(
+            claimed_by=holder,
+            claimed_until=now + lease(),
+        )
+    )
+    if won:
+        return Claim.HELD
+    return Claim.LOST if Job.objects.filter(task_id=task_id).exists() else Claim.UNTRACKED
+
+
+def job_claim_release(*, task_id: str, holder: str) -> None:
+    from workers.models import Job
+
+    Job.objects.filter(task_id=task_id, claimed_by=holder).update(claimed_until=None)
+
+
+def job_claims_renew(*, task_ids: list[str], hostname: str) -> int:
+    """Push the leases this worker's processes hold on these jobs one timeout further."""
+    from workers.models import Job
+
+    until = timezone.now() + lease()
+    return Job.objects.filter(
+        task_id__in=task_ids, claimed_by__startswith=f"{hostname}:", claimed_until__isnull=False
+    ).update(claimed_until=until)
+
+
+class ClaimedTask(Task):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        request = self.request
+        if request.is_eager or not request.id or request.called_directly:
+            return super().__call__(*args, **kwargs)
+        holder = claim_holder(request.hostname)
+        claim = job_claim(task_id=request.id, holder=holder)
+        if claim is Claim.LOST:
+            logger.warning(
+                "duplicate delivery of %s [%s]: another delivery holds the job; skipped",
+                self.name,
+                request.id,
+            )
+            raise Ignore()
+        try:
+            return super().__call__(*args, **kwargs)
+        except DatabaseError:
+            if not connection.in_atomic_block:
+                # The error may have broken the connection: the result (with this, the
+                # real cause) and the release below go out on a fresh one.
+                connection.close()
+            raise
+        finally:
+            if claim is Claim.HELD:
+                try:
+                    job_claim_release(task_id=request.id, holder=holder)
+                except Exception:
+                    # The lease then just runs out; a redelivery waits that long at most.
+                    logger.exception("could not release the claim on job %s", request.id)

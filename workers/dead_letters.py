@@ -1,0 +1,225 @@
+"""Dead-letter queues: what is in them, which job each message was, and what to do with it.
+
+A message lands in `<queue>-dlq` after five receives without success (the redrive policy),
+or at once when a worker finds it is no Celery job at all (`dead_letter_now`, called from
+the consumer): redelivering garbage five times only delays the same verdict.
+
+On the operations page staff see each dead-letter queue's messages with the job they belong
+to; those with "Can redrive or discard dead letters" send one back to its queue or delete it,
+and each such action is recorded (`DeadLetterAction`: who, when, what).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+
+from workers.broker import dead_letter_queue_name, sqs_queue_name
+from workers.models import DeadLetterAction, Job
+
+logger = logging.getLogger(__name__)
+
+REASON_ATTRIBUTE = "opsqueue-dead-letter-reason"
+PEEK_LIMIT = 50
+CLIENT_CONFIG = Config(
+    connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 2}
+)
+
+
+class DeadLetterGone(Exception):
+    """The message is no longer in the dead-letter queue (acted on, or expired)."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    queue: str
+    message_id: str
+    sent_at: datetime | None
+    receive_count: int
+    task_id: str | None
+    task_name: str | None
+    reason: str
+    preview: str
+    job: Job | None = None
+
+
+@lru_cache(maxsize=4)
+def _client(region: str, endpoint_env: str) -> Any:
+    # Keyed by the endpoint variable (boto3 reads it itself) so tests that move it get a
+    # fresh client.
+    return boto3.client("sqs", region_name=region, config=CLIENT_CONFIG)
+
+
+def sqs_client() -> Any:
+    import os
+
+    return _client(settings.AWS_REGION, os.environ.get("AWS_ENDPOINT_URL_SQS", ""))
+
+
+def _url(client: Any, name: str) -> str:
+    base = settings.SQS_QUEUE_URL_BASE
+    if base:
+        return base.rstrip("/") + "/" + name
+    return str(client.get_queue_url(QueueName=name)["QueueUrl"])
+
+
+def job_identity(body: str) -> tuple[str | None, str | None]:
+    """(task id, task name) of a Celery message body as kombu puts it on SQS; Nones if the
+    body is not one."""
+    for decode in (lambda b: base64.b64decode(b, validate=True), lambda b: b.encode()):
+        try:
+            envelope = json.loads(decode(body))
+            headers = envelope["headers"]
+            return str(headers["id"]), str(headers["task"])
+        except (ValueError, KeyError, TypeError):
+            continue
+    return None, None
+
+
+def dead_letter_now(message: Any, reason: str) -> bool:
+    """Move a message a worker cannot run to its dead-letter queue and acknowledge it.
+    False if it could not be moved (the caller then falls back to rejecting it)."""
+    info = message.delivery_info or {}
+    sqs_message, queue_url = info.get("sqs_message"), info.get("sqs_queue")
+    if not sqs_message or not queue_url:
+        return False
+    try:
+        sqs_client().send_message(
+            QueueUrl=f"{queue_url}-dlq",
+            MessageBody=sqs_message["Body"],
+            MessageAttributes={
+                REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:1000]}
+            },
+        )
+    except Exception as exc:
+        logger.warning(
+            "could not move a message of %s to its dead-letter queue: %r", queue_url, exc
+        )
+        return False
+    message.ack()
+    logger.error("moved a message of %s to its dead-letter queue: %s", queue_url, reason)
+    return True
+
+
+def dead_letters_list(*, queue: str, limit: int = PEEK_LIMIT) -> list[DeadLetter]:
+    """The messages in `queue`'s dead-letter queue, without taking them out of it."""
+    client = sqs_client()
+    url = _url(client, dead_letter_queue_name(queue))
+    seen: dict[str, DeadLetter] = {}
+    receipts = []
+    # Each receive hides what it returns for a moment so the next one returns others; all
+    # are made visible again right after.
+    while len(seen) < limit:
+        batch = client.receive_message(
+            QueueUrl=url,
+            MaxNumberOfMessages=10,
+            VisibilityTimeout=5,
+            AttributeNames=["All"],
+            MessageAttributeNames=[REASON_ATTRIBUTE],
+        ).get("Messages", [])
+        fresh = [m for m in batch if m["MessageId"] not in seen]
+        if not fresh:
+            break
+        for message in fresh:
+            seen[message["MessageId"]] = _dead_letter(queue, message)
+            receipts.append(message["ReceiptHandle"])
+    for receipt in receipts:
+        client.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=0)
+    letters = list(seen.values())
+    jobs = Job.objects.in_bulk([d.task_id for d in letters if d.task_id], field_name="task_id")
+    return [
+        DeadLetter(**{**letter.__dict__, "job": jobs.get(letter.task_id or "")})
+        for letter in letters
+    ]
+
+
+def _dead_letter(queue: str, message: dict[str, Any]) -> DeadLetter:
+    attributes = message.get("Attributes", {})
+    sent = attributes.get("SentTimestamp")
+    task_id, task_name = job_identity(message["Body"])
+    reason = (
+        message.get("MessageAttributes", {}).get(REASON_ATTRIBUTE, {}).get("StringValue")
+        or "received too often without success"
+    )
+    return DeadLetter(
+        queue=queue,
+        message_id=message["MessageId"],
+        sent_at=datetime.fromtimestamp(int(sent) / 1000, tz=UTC) if sent else None,
+        receive_count=int(attributes.get("ApproximateReceiveCount", 0)),
+        task_id=task_id,
+        task_name=task_name,
+        reason=reason,
+        preview=message["Body"][:200],
+    )
+
+
+def _take(client: Any, url: str, message_id: str) -> dict[str, Any]:
+    """Receive until the message with this id turns up; the others go back at once."""
+    others = []
+    try:
+        for _ in range(20):
+            batch = client.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30
+            ).get("Messages", [])
+            if not batch:
+                break
+            wanted = [m for m in batch if m["MessageId"] == message_id]
+            others += [m["ReceiptHandle"] for m in batch if m["MessageId"] != message_id]
+            if wanted:
+                return dict(wanted[0])
+        raise DeadLetterGone(f"message {message_id} is no longer in the dead-letter queue")
+    finally:
+        for receipt in others:
+            client.change_message_visibility(
+                QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=0
+            )
+
+
+def dead_letter_redrive(
+    *, queue: str, message_id: str, user: AbstractBaseUser | AnonymousUser
+) -> DeadLetterAction:
+    """Send a dead letter back to its queue, as it was, and take it out of the DLQ."""
+    client = sqs_client()
+    dlq_url = _url(client, dead_letter_queue_name(queue))
+    message = _take(client, dlq_url, message_id)
+    client.send_message(QueueUrl=_url(client, sqs_queue_name(queue)), MessageBody=message["Body"])
+    client.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
+    return _record(DeadLetterAction.Kind.REDRIVE, queue, message, user)
+
+
+def dead_letter_discard(
+    *, queue: str, message_id: str, user: AbstractBaseUser | AnonymousUser
+) -> DeadLetterAction:
+    """Delete a dead letter for good."""
+    client = sqs_client()
+    dlq_url = _url(client, dead_letter_queue_name(queue))
+    message = _take(client, dlq_url, message_id)
+    client.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
+    return _record(DeadLetterAction.Kind.DISCARD, queue, message, user)
+
+
+@transaction.atomic
+def _record(
+    kind: str, queue: str, message: dict[str, Any], user: AbstractBaseUser | AnonymousUser
+) -> DeadLetterAction:
+    task_id, task_name = job_identity(message["Body"])
+    return DeadLetterAction.objects.create(
+        kind=kind,
+        queue=queue,
+        message_id=message["MessageId"],
+        task_id=task_id or "",
+        task_name=task_name or "",
+        user_id=user.pk,
+        username=user.get_username(),
+    )

@@ -1,0 +1,37 @@
+"""Container health check for a worker: `python -m workers.liveness`.
+
+Healthy while the worker's heartbeat thread has touched WORKER_LIVENESS_FILE within
+WORKER_CONSUMER_EXIT_SECONDS; it touches it only while the worker's SQS consumer is
+receiving (workers/heartbeats.py). Deliberately without Django: the check runs every few
+seconds and must stay cheap.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+
+def consumer_alive(path: str, max_age_seconds: float) -> bool:
+    try:
+        age = time.time() - os.stat(path).st_mtime
+    except OSError:
+        return False
+    return age < max_age_seconds
+
+
+def main() -> int:
+    path = os.environ.get("WORKER_LIVENESS_FILE", "")
+    if not path:
+        print("WORKER_LIVENESS_FILE is not set", file=sys.stderr)
+        return 1
+    max_age = float(os.environ.get("WORKER_CONSUMER_EXIT_SECONDS", "180"))
+    if consumer_alive(path, max_age):
+        return 0
+    print(f"worker consumer silent: {path} older than {max_age:g}s or missing", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,138 @@
+"""kombu's SQS transport, with a consumer loop that survives failed polls (kombu issue 1127).
+
+Why the stock loop dies: each queue is polled by a chain of promises that reschedules itself
+from the callback of the previous ReceiveMessage. When a poll fails (connection refused,
+timeout, 5xx) kombu's `_on_list_ready` returns `[]` instead of the parsed response, and the
+channel's `_on_messages_ready` calls `[].get("Messages")`: the AttributeError travels up the
+chain, the rescheduling callback is never called, and that queue is never polled again while
+the worker otherwise looks alive ("Error in timer: AttributeError(...)"). Other HTTP errors
+raise from `_on_list_ready` itself, with the same effect.
+
+Here every poll ends by scheduling the next one, whatever happened: a failed poll is logged
+and retried after the polling interval. The channel also records when the consumer last
+received from SQS (`consumer_liveness`), which the worker's heartbeat reports and its
+watchdog acts on (workers/heartbeats.py).
+
+Registered for the sqs:// scheme in workers/celery.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from kombu.transport import SQS
+from vine import ensure_promise, promise
+
+logger = logging.getLogger(__name__)
+
+
+class ConsumerLiveness:
+    """When this process's consumer last proved it is consuming (thread-safe, monotonic).
+
+    A successful ReceiveMessage counts, empty or not, and so does a pass of the loop that
+    skipped receiving because every slot was busy: that worker is working, not stalled.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_receive: float | None = None
+        self._last_receive_wall: float | None = None
+        self._failing_since: float | None = None
+
+    def received(self) -> bool:
+        """Note a successful poll; True if it ends a run of failures."""
+        with self._lock:
+            self._last_receive = time.monotonic()
+            self._last_receive_wall = time.time()
+            recovered = self._failing_since is not None
+            self._failing_since = None
+            return recovered
+
+    def failed(self) -> bool:
+        """Note a failed poll; True if it is the first of a run of failures."""
+        with self._lock:
+            first = self._failing_since is None
+            if first:
+                self._failing_since = time.monotonic()
+            return first
+
+    def silent_for(self) -> float | None:
+        """Seconds since the consumer last proved alive; None before it ever polled."""
+        with self._lock:
+            if self._last_receive is None:
+                return None
+            return time.monotonic() - self._last_receive
+
+    def last_receive_wall(self) -> float | None:
+        with self._lock:
+            return self._last_receive_wall
+
+    def reset(self) -> None:
+        with self._lock:
+            self._last_receive = self._last_receive_wall = self._failing_since = None
+
+
+consumer_liveness = ConsumerLiveness()
+
+
+class PollFailed(Exception):
+    """ReceiveMessage did not return a response (kombu passes `[]` for these)."""
+
+
+class Channel(SQS.Channel):
+    def _schedule_queue(self, queue: str) -> None:
+        if queue not in self._active_queues:
+            return
+        if not self.qos.can_consume():
+            # Every slot is busy: the loop is alive and polls again once one frees.
+            consumer_liveness.received()
+            self._loop1(queue)
+            return
+        done = promise(self._loop1, (queue,))
+        try:
+            self._get_bulk_async(queue, callback=done)
+        except Exception as exc:
+            # Raised before any request was made (e.g. the queue URL could not be looked up).
+            self._poll_failed(queue, done, exc)
+
+    def _get_async(self, queue: str, count: int = 1, callback: Any = None) -> Any:
+        q_url = self._new_queue(queue)
+        qname = self.canonical_queue_name(queue)
+        done = ensure_promise(callback)
+        # A promise with on_error: an exception anywhere below (kombu's response parsing,
+        # our delivery) ends here instead of unwinding past the rescheduling callback.
+        received = promise(
+            self._on_receive,
+            (q_url, queue, done),
+            on_error=lambda q_url, queue, done, exc: self._poll_failed(queue, done, exc),
+        )
+        return self._get_from_sqs(
+            queue_name=qname,
+            queue_url=q_url,
+            count=count,
+            connection=self.asynsqs(queue=qname),
+            callback=received,
+        )
+
+    def _on_receive(self, q_url: str, queue: str, done: promise, response: Any) -> None:
+        if not isinstance(response, dict):
+            raise PollFailed("no response from SQS (timeout, server error or unreachable)")
+        if consumer_liveness.received():
+            logger.warning("SQS poll of %s works again", queue)
+        delivered = self._on_messages_ready(q_url, queue, response)
+        done(delivered)
+
+    def _poll_failed(self, queue: str, done: promise, exc: BaseException) -> None:
+        if consumer_liveness.failed():
+            logger.warning("SQS poll of %s failed, retrying: %r", queue, exc)
+        if done.ready or done.failed:
+            # The failure came after the next poll was already scheduled.
+            return
+        done(0)
+
+
+class Transport(SQS.Transport):
+    Channel = Channel

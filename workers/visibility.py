@@ -1,0 +1,110 @@
+"""Keep the messages a worker holds invisible to other workers for as long as it holds them.
+
+Queues have a short visibility timeout (SQS_VISIBILITY_TIMEOUT_SECONDS): a worker that dies
+stops extending, and its messages, running or prefetched, are delivered again within about
+that long. While it lives, this consumer step's thread pushes the timeout of every message
+it has received and not yet acknowledged another full timeout into the future, every third
+of the timeout, so a long job is never delivered to a second worker; it renews the claims
+its processes hold on those jobs with them (workers/claims.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+from celery import bootsteps
+from celery.worker import state as worker_state
+from celery.worker.consumer import Consumer
+from django.conf import settings
+from django.db import DatabaseError, connection
+
+from workers.claims import job_claims_renew
+
+logger = logging.getLogger(__name__)
+
+
+def held_receipts() -> dict[str, list[str]]:
+    """Receipt handles of the SQS messages this worker holds, by queue URL."""
+    held: dict[str, list[str]] = defaultdict(list)
+    # list() of a dict's values runs without releasing the GIL: a consistent snapshot while
+    # the event loop adds and removes requests.
+    for request in list(worker_state.requests.values()):
+        info = getattr(request.message, "delivery_info", None) or {}
+        sqs_message, queue_url = info.get("sqs_message"), info.get("sqs_queue")
+        if sqs_message and queue_url:
+            held[queue_url].append(sqs_message["ReceiptHandle"])
+    return held
+
+
+class VisibilityExtender(bootsteps.StartStopStep):
+    """Consumer step: a thread that extends the visibility of held messages."""
+
+    requires = ("celery.worker.consumer.connection:Connection",)
+
+    def __init__(self, c: Consumer, **kwargs: Any) -> None:
+        self.hostname = c.hostname
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        super().__init__(c, **kwargs)
+
+    def start(self, c: Consumer) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name="visibility-extender", daemon=True)
+        self._thread.start()
+
+    def stop(self, c: Consumer) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    shutdown = stop
+
+    def _run(self) -> None:
+        timeout = settings.SQS_VISIBILITY_TIMEOUT_SECONDS
+        sqs = boto3.client(
+            "sqs",
+            region_name=settings.AWS_REGION,
+            config=Config(
+                connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 2}
+            ),
+        )
+        while not self._stopping.wait(timeout / 3):
+            self.extend(sqs, timeout)
+            self._renew_claims()
+
+    def _renew_claims(self) -> None:
+        task_ids = list(worker_state.requests)
+        if not task_ids:
+            return
+        try:
+            job_claims_renew(task_ids=task_ids, hostname=self.hostname)
+        except DatabaseError as exc:
+            logger.warning("job claims not renewed (%r); will retry", exc)
+        finally:
+            # Pool processes forked meanwhile must not inherit an open connection.
+            connection.close()
+
+    @staticmethod
+    def extend(sqs: Any, timeout: int) -> int:
+        extended = 0
+        for queue_url, receipts in held_receipts().items():
+            for receipt in receipts:
+                try:
+                    sqs.change_message_visibility(
+                        QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=timeout
+                    )
+                except ClientError as exc:
+                    # Acknowledged meanwhile (the handle is gone): nothing left to keep.
+                    logger.debug("visibility of a message in %s not extended: %r", queue_url, exc)
+                except BotoCoreError as exc:
+                    logger.warning("visibility in %s not extended (%r); will retry", queue_url, exc)
+                else:
+                    extended += 1
+        return extended

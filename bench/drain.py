@@ -25,7 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._setup import django_on_postgres, table
+from _setup import django_on_postgres, table
+
 from tests.support.servers import (
     AwsEndpoint,
     WorkerProcess,

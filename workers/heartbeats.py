@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from celery import bootsteps
 from celery.worker import state as worker_state
 from celery.worker.consumer import Consumer
 from django.conf import settings
@@ -32,6 +30,7 @@ from workers.models import WorkerHeartbeat
 from workers.monitoring import monitor_url
 from workers.sqs_transport import Transport as WatchedTransport
 from workers.sqs_transport import consumer_liveness
+from workers.thread_steps import ThreadStep
 
 logger = logging.getLogger(__name__)
 
@@ -78,32 +77,20 @@ def worker_heartbeats_forget(*, older_than: timedelta = FORGET_AFTER) -> int:
     return deleted
 
 
-class HeartbeatRecorder(bootsteps.StartStopStep):
+class HeartbeatRecorder(ThreadStep):
     """Consumer step: a thread that records this worker's heartbeat row."""
 
-    requires = ("celery.worker.consumer.connection:Connection",)
+    thread_name = "heartbeat-recorder"
 
     def __init__(self, c: Consumer, **kwargs: Any) -> None:
         self.consumer = c
         self.started_at = timezone.now()
         self._started = time.monotonic()
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         super().__init__(c, **kwargs)
 
     def start(self, c: Consumer) -> None:
         self._started = time.monotonic()
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="heartbeat-recorder", daemon=True)
-        self._thread.start()
-
-    def stop(self, c: Consumer) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    shutdown = stop
+        super().start(c)
 
     def _run(self) -> None:
         interval = settings.WORKER_HEARTBEAT_SECONDS

@@ -21,10 +21,8 @@ is the one truth all of them read.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
-from celery import bootsteps
 from celery.worker.consumer import Consumer
 from django.conf import settings
 from django.contrib.admin.models import ADDITION, DELETION, LogEntry
@@ -33,6 +31,7 @@ from django.db import DatabaseError, connection, transaction
 
 from workers.models import QueuePause
 from workers.queues import QUEUES
+from workers.thread_steps import ThreadStep
 
 
 class QueuePauseRefused(ValueError):
@@ -79,17 +78,15 @@ def _audit(user: Any, pause: QueuePause, flag: int, message: str) -> None:
 logger = logging.getLogger(__name__)
 
 
-class QueuePauses(bootsteps.StartStopStep):
+class QueuePauses(ThreadStep):
     """Consumer step: keeps this worker's consumption in line with the paused queues."""
 
-    requires = ("celery.worker.consumer.connection:Connection",)
+    thread_name = "queue-pauses"
 
     def __init__(self, c: Consumer, **kwargs: Any) -> None:
         self.consumer = c
         self.own: set[str] = set()  # the queues this worker was started for
         self.paused: set[str] = set()  # of those, the ones paused when last looked at
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         super().__init__(c, **kwargs)
 
     def start(self, c: Consumer) -> None:
@@ -106,17 +103,7 @@ class QueuePauses(bootsteps.StartStopStep):
         for queue in self.paused:
             logger.info("queue %s is paused: not consuming from it", queue)
             c.app.amqp.queues.deselect(queue)
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="queue-pauses", daemon=True)
-        self._thread.start()
-
-    def stop(self, c: Consumer) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    shutdown = stop
+        super().start(c)
 
     def _run(self) -> None:
         while not self._stopping.wait(settings.QUEUE_PAUSE_CHECK_SECONDS):

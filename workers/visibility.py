@@ -11,20 +11,19 @@ its processes hold on those jobs with them (workers/claims.py).
 from __future__ import annotations
 
 import logging
-import threading
 from collections import defaultdict
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from celery import bootsteps
 from celery.worker import state as worker_state
 from celery.worker.consumer import Consumer
 from django.conf import settings
 from django.db import DatabaseError, connection
 
 from workers.claims import job_claims_renew
+from workers.thread_steps import ThreadStep
 
 logger = logging.getLogger(__name__)
 
@@ -42,29 +41,14 @@ def held_receipts() -> dict[str, list[str]]:
     return held
 
 
-class VisibilityExtender(bootsteps.StartStopStep):
+class VisibilityExtender(ThreadStep):
     """Consumer step: a thread that extends the visibility of held messages."""
 
-    requires = ("celery.worker.consumer.connection:Connection",)
+    thread_name = "visibility-extender"
 
     def __init__(self, c: Consumer, **kwargs: Any) -> None:
         self.hostname = c.hostname
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         super().__init__(c, **kwargs)
-
-    def start(self, c: Consumer) -> None:
-        self._stopping.clear()
-        self._thread = threading.Thread(target=self._run, name="visibility-extender", daemon=True)
-        self._thread.start()
-
-    def stop(self, c: Consumer) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
-
-    shutdown = stop
 
     def _run(self) -> None:
         timeout = settings.SQS_VISIBILITY_TIMEOUT_SECONDS

@@ -19,6 +19,7 @@ from django.urls import NoReverseMatch, reverse
 from django_celery_results.models import TaskResult
 
 from workers import display
+from workers.families import HOUSEKEEPING_TASKS
 from workers.recurring import recurring_tasks
 
 RECENT_JOBS = 15
@@ -171,12 +172,16 @@ class OpsqueueAdminSite(admin.AdminSite):
         return response
 
     def recent_jobs(self, request: HttpRequest) -> list[RecentJob] | None:
-        """The latest jobs this user may see, through the jobs admin's own queryset and
-        permission checks (None: the user may not see jobs)."""
+        """The latest jobs this user may see, beat's bookkeeping left out, through the jobs
+        admin's own queryset and permission checks (None: the user may not see jobs)."""
         jobs_admin: Any = self._registry.get(TaskResult)
         if jobs_admin is None or not jobs_admin.has_view_permission(request):
             return None
-        rows = jobs_admin.get_queryset(request).order_by("-date_created")[:RECENT_JOBS]
+        rows = (
+            jobs_admin.get_queryset(request)
+            .exclude(task_name__in=HOUSEKEEPING_TASKS)
+            .order_by("-date_created")[:RECENT_JOBS]
+        )
         return [
             RecentJob(
                 task_id=row.task_id,

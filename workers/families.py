@@ -62,6 +62,18 @@ FAMILIES = (
 )
 
 
+# Beat's frequent bookkeeping (every 30 s to a few minutes): listed with every job, but left out
+# of the Jobs home, where they would push the jobs people started off the page.
+HOUSEKEEPING_TASKS = (
+    "workers.tasks.republish_unsent_jobs",
+    "workers.tasks.reconcile_lost_jobs",
+    "workers.tasks.record_queue_depths",
+    "workers.tasks.cleanup_job_records",
+    "infra_tasks.terraform.tasks.terraform_runs_mark_lost",
+    "infra_tasks.dashboard.tasks.refresh_ecs_services",
+)
+
+
 def family_for_task(task_name: str | None) -> Family | None:
     name = task_name or ""
     for family in FAMILIES:

@@ -11,6 +11,7 @@ from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django_celery_results.models import TaskResult
 
+from workers.families import HOUSEKEEPING_TASKS
 from workers.models import Job, RequesterKind
 
 pytestmark = pytest.mark.django_db
@@ -72,6 +73,19 @@ def test_admin_index_is_the_jobs_home_with_recent_jobs_buttons_and_places(
     assert "View site" not in page
     assert captions(page)[:5] == ["Jobs", "Terraform", "Databases", "Releases", "Courses"]
     assert ">Jobs</a>" in page and ">Workspaces</a>" in page  # models named for people
+
+
+def test_beats_bookkeeping_does_not_push_the_jobs_people_started_off_the_jobs_home() -> None:
+    TaskResult.objects.create(
+        task_id="mine", task_name="workers.tasks.run_diagnostic", status="SUCCESS"
+    )
+    for n, task_name in enumerate(HOUSEKEEPING_TASKS * 5):  # newer than the person's job
+        TaskResult.objects.create(task_id=f"tick-{n}", task_name=task_name, status="SUCCESS")
+
+    page = home(get_user_model().objects.create_superuser("root"))
+
+    assert '<tr data-task-id="mine">' in page
+    assert '<tr data-task-id="tick-' not in page
 
 
 def test_a_person_sees_only_the_jobs_places_and_starts_they_may_use() -> None:

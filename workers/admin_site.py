@@ -43,6 +43,7 @@ SECTIONS = (
             ("workers.DiagnosticRun", None),
             ("workers.QueueDepth", "Queue depths"),
             ("workers.WorkerHeartbeat", None),
+            ("workers.DeadLetterAction", None),
             ("django_celery_results.GroupResult", None),
         ),
     ),

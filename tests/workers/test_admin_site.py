@@ -72,6 +72,7 @@ def test_admin_index_is_the_jobs_home_with_recent_jobs_buttons_and_places(
         assert f'href="{url}" id="place-{place.lower()}"' in page
     assert "View site" not in page
     assert captions(page)[:5] == ["Jobs", "Terraform", "Databases", "Releases", "Courses"]
+    assert len(captions(page)) == len(set(captions(page))), "every model in its one section"
     assert ">Jobs</a>" in page and ">Workspaces</a>" in page  # models named for people
 
 

@@ -4,6 +4,7 @@ writes to every table, to tell whether a request changed anything."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,6 +125,9 @@ def _other_urls(task_ids: list[str]) -> Iterator[str]:
         "path": ["no/such/page"],
         "periodic_task_id": [_first_pk(PeriodicTask)],
         "queue": ["default"],
+        # A dead letter's id need not exist: refusal comes before any look at the queue.
+        "message_id": ["no-such-message"],
+        "action": ["redrive", "discard"],
     }
 
     def walk(patterns: list[Any], namespace: str) -> Iterator[str]:
@@ -140,13 +144,8 @@ def _other_urls(task_ids: list[str]) -> Iterator[str]:
             params = list(pattern.pattern.regex.groupindex)
             unknown = [p for p in params if p not in values]
             assert not unknown, f"the sweep does not know how to fill {name}: {unknown}"
-            if not params:
-                yield reverse(name)
-            elif len(params) == 1:
-                for value in values[params[0]]:
-                    yield reverse(name, kwargs={params[0]: value})
-            else:
-                yield reverse(name, kwargs={p: values[p][0] for p in params})
+            for combination in itertools.product(*(values[p] for p in params)):
+                yield reverse(name, kwargs=dict(zip(params, combination, strict=True)))
 
     yield from walk(get_resolver().url_patterns, "")
 

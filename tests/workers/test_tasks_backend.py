@@ -4,6 +4,9 @@ records (real PostgreSQL)."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextvars
 import json
 import logging
 import os
@@ -12,9 +15,9 @@ import sys
 import types
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from asgiref.sync import async_to_sync
 from django.contrib.auth import get_user_model
 from django.core import checks
 from django.db import transaction
@@ -305,6 +308,17 @@ def test_the_frameworks_signals_fire_enqueued_after_commit_then_started_and_fini
     assert f"Task id={result.id} path={path} state=SUCCESSFUL" in log
 
 
+def run_in_own_loop(coroutine_function: Any) -> Any:
+    """Await `coroutine_function()` in a thread of its own, with this context's variables.
+
+    Not `async_to_sync` here: a session's browser tests keep Playwright's event loop running
+    in the main thread, and asgiref refuses to start another one beside it.
+    """
+    context = contextvars.copy_context()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(context.run, asyncio.run, coroutine_function()).result(timeout=120)
+
+
 def test_aenqueue_and_aget_result_work_from_async_code(worker: WorkerProcess) -> None:
     async def enqueue_and_read() -> tuple[str, TaskResultStatus]:
         result = await tasks.add.aenqueue(5, 6)
@@ -312,7 +326,7 @@ def test_aenqueue_and_aget_result_work_from_async_code(worker: WorkerProcess) ->
         return result.id, stored.status
 
     with requester_scope(Requester.cli("async caller")):
-        result_id, status = async_to_sync(enqueue_and_read)()
+        result_id, status = run_in_own_loop(enqueue_and_read)
 
     assert status == TaskResultStatus.READY
     assert Job.objects.get(task_id=result_id).requester_label == "async caller"

@@ -23,7 +23,7 @@ from django.views.decorators.http import require_POST  # noqa: E402
 import project.urls  # noqa: E402
 from workers.models import DiagnosticRun  # noqa: E402
 from workers.permissions import staff_permission_required  # noqa: E402
-from workers.tasks import run_diagnostic  # noqa: E402
+from workers.tasks import diagnostic_run_execute  # noqa: E402
 
 
 @require_POST
@@ -40,7 +40,7 @@ def insert_only(request: Any) -> Any:
 def plain_celery(request: Any) -> Any:
     with transaction.atomic():
         run = DiagnosticRun.objects.create()
-        run_diagnostic.delay_on_commit(run.pk)
+        diagnostic_run_execute.delay_on_commit(run.pk)
     messages.success(request, f"Diagnostic run {run.pk} queued.")
     return redirect("admin:django_celery_results_taskresult_changelist")
 

@@ -28,13 +28,13 @@ sys.path.insert(0, str(ROOT))
 from tests.support.servers import AwsEndpoint, aws_environment
 
 TASKS = [
-    ("workers.tasks.run_diagnostic", "default"),
+    ("workers.tasks.diagnostic_run_execute", "default"),
     ("media_pipeline.tasks.build_cover_variants", "media"),
     ("infra_tasks.terraform.tasks.terraform_plan", "infra"),
     ("infra_tasks.terraform.tasks.terraform_apply", "infra"),
     ("infra_tasks.rds.tasks.run_scheduled_action", "infra"),
     ("infra_tasks.releases.tasks.release_migrate", "release"),
-    ("workers.tasks.record_queue_depths", "default"),
+    ("workers.tasks.queue_depths_record", "default"),
 ]
 
 FILL_RESULTS = """
@@ -137,7 +137,7 @@ def run(rows: int) -> None:
         print(table(["job list request", "ms (median of 3)"], results))
 
         for _ in range(500):
-            job_row("workers.tasks.run_diagnostic", "FAILURE", requester="bulkbench")
+            job_row("workers.tasks.diagnostic_run_execute", "FAILURE", requester="bulkbench")
         get_user_model().objects.create_user("bulkbench", is_staff=True)
         across = f"{url}?requester=user:bulkbench&status__exact=FAILURE"
         form = {

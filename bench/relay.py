@@ -37,12 +37,13 @@ def recorded_jobs(count: int) -> list[Any]:
     from django.db import transaction
 
     from workers.enqueue import Requester, job_message, job_record_pending, new_task_id
-    from workers.tasks import run_diagnostic
+    from workers.tasks import diagnostic_run_execute
 
     requester = Requester.system("bench")
     # Run 0 does not exist: the task looks it up and returns, a no-op job.
     jobs = [
-        job_message(run_diagnostic, new_task_id(), requester, [0], {}, {}) for _ in range(count)
+        job_message(diagnostic_run_execute, new_task_id(), requester, [0], {}, {})
+        for _ in range(count)
     ]
     with transaction.atomic():
         for job in jobs:

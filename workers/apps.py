@@ -10,18 +10,26 @@ class WorkersConfig(AppConfig):
     default = True
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        from workers.jobs_discovery import jobs_modules_import
+        from workers.periodic import periodic_jobs_sync
         from workers.retries import job_retry_declare
         from workers.selectors import diagnostic_job_subject
         from workers.subjects import job_subject_register
 
-        job_subject_register(("workers.tasks.run_diagnostic",), diagnostic_job_subject)
+        jobs_modules_import()
+        # After each migrate and after a test flushes the database: beat's rows follow the
+        # declarations in each app's jobs.py.
+        post_migrate.connect(periodic_jobs_sync, sender=self, dispatch_uid="periodic_jobs_sync")
+        job_subject_register(("workers.tasks.diagnostic_run_execute",), diagnostic_job_subject)
         # Each re-reads its row or its inputs and does idempotent work.
         job_retry_declare(
             (
-                "workers.tasks.run_diagnostic",
-                "workers.tasks.republish_unsent_jobs",
-                "workers.tasks.cleanup_job_records",
-                "workers.tasks.record_queue_depths",
+                "workers.tasks.diagnostic_run_execute",
+                "workers.tasks.job_republish_unsent",
+                "workers.tasks.job_records_cleanup",
+                "workers.tasks.queue_depths_record",
             ),
             safe=True,
         )

@@ -33,6 +33,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from workers.job_registry import JobSpec
 from workers.models import Job, JobLogChunk, RequesterKind
 from workers.outbox import (
     BROKER_ERRORS,
@@ -90,7 +91,7 @@ class Requester:
 
 
 def job_enqueue(
-    task: Task,
+    task: Task | JobSpec,
     *,
     requester: Requester,
     args: Sequence[Any] = (),
@@ -116,6 +117,7 @@ def job_enqueue(
     """
     if refuse_if_broker_down:
         broker_health.ensure_available()
+    task = celery_task(task)
     task_id = task_id or new_task_id()
     message_options = {**(options or {}), **({"queue": queue} if queue else {})}
     message = job_message(
@@ -147,7 +149,7 @@ def seconds_until(moment: datetime) -> float:
 class JobRequest:
     """One job of a batch: `job_enqueue`'s arguments but the requester."""
 
-    task: Task
+    task: Task | JobSpec
     args: Sequence[Any] = ()
     kwargs: dict[str, Any] | None = None
     queue: str | None = None
@@ -160,7 +162,7 @@ def job_enqueue_many(requests: Sequence[JobRequest], *, requester: Requester) ->
     broker_health.ensure_available()
     messages = [
         job_message(
-            r.task,
+            celery_task(r.task),
             new_task_id(),
             requester,
             r.args,
@@ -201,12 +203,17 @@ def job_queue_check() -> None:
     broker_health.ensure_available()
 
 
+def celery_task(task: Task | JobSpec) -> Task:
+    """Services name their jobs by spec (they never import tasks); the outbox needs the task."""
+    return task.task() if isinstance(task, JobSpec) else task
+
+
 def new_task_id() -> str:
     return str(uuid.uuid4())
 
 
 def job_publish(
-    task: Task,
+    task: Task | JobSpec,
     *,
     task_id: str,
     requester: Requester,
@@ -216,6 +223,7 @@ def job_publish(
 ) -> None:
     """Record and publish now, waiting for the broker (beat, which has no request to keep
     fast). If publishing fails the record is removed and BrokerUnavailable raised."""
+    task = celery_task(task)
     message = job_message(task, task_id, requester, args, kwargs or {}, options)
     job_record_pending(message, requester=requester)
     try:

@@ -28,7 +28,7 @@ class Family:
 FAMILIES = (
     Family(
         "Diagnostic",
-        ("workers.tasks.run_diagnostic",),
+        ("workers.tasks.diagnostic_run_execute",),
         "workers.view_diagnosticrun",
         "workers.run_diagnostic",
     ),
@@ -65,10 +65,10 @@ FAMILIES = (
 # Beat's frequent bookkeeping (every 30 s to a few minutes): listed with every job, but left out
 # of the Jobs home, where they would push the jobs people started off the page.
 HOUSEKEEPING_TASKS = (
-    "workers.tasks.republish_unsent_jobs",
-    "workers.tasks.reconcile_lost_jobs",
-    "workers.tasks.record_queue_depths",
-    "workers.tasks.cleanup_job_records",
+    "workers.tasks.job_republish_unsent",
+    "workers.tasks.jobs_mark_lost",
+    "workers.tasks.queue_depths_record",
+    "workers.tasks.job_records_cleanup",
     "infra_tasks.terraform.tasks.terraform_runs_mark_lost",
     "infra_tasks.dashboard.tasks.refresh_ecs_services",
 )

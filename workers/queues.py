@@ -16,6 +16,8 @@ from typing import Any
 
 from kombu import Queue
 
+from workers.job_registry import DEFAULT_QUEUE, spec_for
+
 
 @dataclass(frozen=True)
 class QueueSpec:
@@ -27,8 +29,6 @@ class QueueSpec:
         if not self.soft_time_limit < self.time_limit:
             raise ValueError(f"queue {self.name}: need soft limit < hard limit")
 
-
-DEFAULT_QUEUE = "default"
 
 QUEUES: dict[str, QueueSpec] = {
     spec.name: spec
@@ -53,6 +53,9 @@ ROUTES_BY_MODULE: dict[str, str] = {
 
 
 def queue_for_task(task_name: str) -> str:
+    spec = spec_for(task_name)
+    if spec is not None:
+        return spec.queue
     matches = [prefix for prefix in ROUTES_BY_MODULE if task_name.startswith(prefix)]
     if not matches:
         return DEFAULT_QUEUE

@@ -34,7 +34,7 @@ WORKER_LOST = "worker lost"
 
 # Task name -> what ends its domain row, given the task id and the reason.
 DOMAIN_LOST_HANDLERS: dict[str, str] = {
-    "workers.tasks.run_diagnostic": "workers.services.diagnostic_run_mark_lost",
+    "workers.tasks.diagnostic_run_execute": "workers.services.diagnostic_run_mark_lost",
     "infra_tasks.terraform.tasks.terraform_plan": "workers.reconcile.terraform_runs_check_lost",
     "infra_tasks.terraform.tasks.terraform_apply": "workers.reconcile.terraform_runs_check_lost",
 }

@@ -16,6 +16,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
+from workers import jobs
 from workers.deferred import deferred_entries_remove
 from workers.enqueue import Requester, job_enqueue, job_message, new_task_id
 from workers.joblog import JobLogWriter
@@ -31,13 +32,15 @@ class DiagnosticFailure(RuntimeError):
 def diagnostic_run_start(
     *, requester: Requester, lines: int = 300, duration_seconds: float = 4.0, fail: bool = False
 ) -> DiagnosticRun:
-    from workers.tasks import run_diagnostic
-
     run = DiagnosticRun.objects.create(
         lines=lines, duration_seconds=duration_seconds, fail=fail, task_id=new_task_id()
     )
     job_enqueue(
-        run_diagnostic, requester=requester, args=[run.pk], audit_object=run, task_id=run.task_id
+        jobs.DIAGNOSTIC_RUN_EXECUTE,
+        requester=requester,
+        args=[run.pk],
+        audit_object=run,
+        task_id=run.task_id,
     )
     return run
 

@@ -1,41 +1,36 @@
-"""Thin tasks of the job spine: take ids, call a service."""
+"""Thin tasks of the job spine: take ids, call a service (names: workers/jobs.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import shared_task
+from workers import jobs, queue_depths, reconcile, services
+from workers.job_registry import job_task
 
-from workers import services
 
-
-@shared_task(bind=True)
-def run_diagnostic(self: Any, run_id: int) -> dict[str, Any] | None:
+@job_task(jobs.DIAGNOSTIC_RUN_EXECUTE)
+def diagnostic_run_execute(self: Any, run_id: int) -> dict[str, Any] | None:
     return services.diagnostic_run_execute(run_id=run_id, task_id=self.request.id)
 
 
-@shared_task
-def republish_unsent_jobs() -> int:
+@job_task(jobs.JOB_REPUBLISH_UNSENT, bind=False)
+def job_republish_unsent() -> int:
     return services.job_republish_unsent()
 
 
-@shared_task
-def cleanup_job_records() -> int:
+@job_task(jobs.JOB_RECORDS_CLEANUP, bind=False)
+def job_records_cleanup() -> int:
     """Companion of celery.backend_cleanup: job rows and logs expire with their results."""
     return services.job_records_cleanup()
 
 
-@shared_task
-def reconcile_lost_jobs() -> int:
-    """Periodic: jobs still STARTED on a worker gone past the redelivery window end FAILURE."""
-    from workers.reconcile import jobs_mark_lost
-
-    return len(jobs_mark_lost())
+@job_task(jobs.JOBS_MARK_LOST, bind=False)
+def jobs_mark_lost() -> int:
+    """Jobs still STARTED on a worker gone past the redelivery window end FAILURE."""
+    return len(reconcile.jobs_mark_lost())
 
 
-@shared_task
-def record_queue_depths() -> dict[str, int]:
-    """Periodic: each queue's SQS depth into the database, for the operations page."""
-    from workers.queue_depths import queue_depths_record
-
-    return {depth.queue: depth.visible for depth in queue_depths_record()}
+@job_task(jobs.QUEUE_DEPTHS_RECORD, bind=False)
+def queue_depths_record() -> dict[str, int]:
+    """Each queue's SQS depth into the database, for the operations page."""
+    return {depth.queue: depth.visible for depth in queue_depths.queue_depths_record()}

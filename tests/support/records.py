@@ -17,7 +17,7 @@ def seed_records() -> None:
         ("job-plan", "infra_tasks.terraform.tasks.terraform_plan"),
         ("job-action", "infra_tasks.rds.tasks.execute_database_action"),
         ("job-release", "infra_tasks.releases.tasks.release_migrate"),
-        ("job-diagnostic", "workers.tasks.run_diagnostic"),
+        ("job-diagnostic", "workers.tasks.diagnostic_run_execute"),
     ):
         Job.objects.create(
             task_id=task_id,

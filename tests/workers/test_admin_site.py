@@ -78,7 +78,7 @@ def test_admin_index_is_the_jobs_home_with_recent_jobs_buttons_and_places(
 
 def test_beats_bookkeeping_does_not_push_the_jobs_people_started_off_the_jobs_home() -> None:
     TaskResult.objects.create(
-        task_id="mine", task_name="workers.tasks.run_diagnostic", status="SUCCESS"
+        task_id="mine", task_name="workers.tasks.diagnostic_run_execute", status="SUCCESS"
     )
     for n, task_name in enumerate(HOUSEKEEPING_TASKS * 5):  # newer than the person's job
         TaskResult.objects.create(task_id=f"tick-{n}", task_name=task_name, status="SUCCESS")
@@ -108,7 +108,7 @@ def test_each_apps_own_page_still_lists_that_app() -> None:
 
 
 def test_times_in_the_admin_name_their_zone() -> None:
-    TaskResult.objects.create(task_id="t-2", task_name="workers.tasks.run_diagnostic")
+    TaskResult.objects.create(task_id="t-2", task_name="workers.tasks.diagnostic_run_execute")
     client = Client()
     client.force_login(get_user_model().objects.create_superuser("root"))
     page = client.get("/admin/django_celery_results/taskresult/").content.decode()

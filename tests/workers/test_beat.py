@@ -24,7 +24,7 @@ def test_scheduled_job_is_recorded_with_the_schedule_as_requester_and_runs(
     every_hour, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.HOURS)
     periodic = PeriodicTask.objects.create(
         name="hourly diagnostic",
-        task="workers.tasks.run_diagnostic",
+        task="workers.tasks.diagnostic_run_execute",
         interval=every_hour,
         args=json.dumps([run.pk]),
     )
@@ -50,5 +50,5 @@ def test_scheduled_job_is_recorded_with_the_schedule_as_requester_and_runs(
 
 @pytest.mark.django_db(serialized_rollback=True)
 def test_job_cleanup_is_scheduled_out_of_the_box() -> None:
-    task = PeriodicTask.objects.get(task="workers.tasks.cleanup_job_records")
+    task = PeriodicTask.objects.get(task="workers.tasks.job_records_cleanup")
     assert task.enabled and task.crontab is not None

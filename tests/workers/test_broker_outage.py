@@ -42,14 +42,14 @@ def _create_queues(endpoint: AwsEndpoint, prefix: str) -> None:
 def _start_diagnostic(
     endpoint: AwsEndpoint, prefix: str, queue: str, *, duration_seconds: float
 ) -> DiagnosticRun:
-    from workers.tasks import run_diagnostic
+    from workers.tasks import diagnostic_run_execute
 
     with publishing_to(prefix, endpoint_url=endpoint.url), transaction.atomic():
         run = DiagnosticRun.objects.create(
             lines=10, duration_seconds=duration_seconds, task_id=new_task_id()
         )
         job_enqueue(
-            run_diagnostic,
+            diagnostic_run_execute,
             requester=Requester.cli("test"),
             args=[run.pk],
             task_id=run.task_id,

@@ -68,7 +68,7 @@ def test_jobs_home_starts_the_diagnostic_job_whose_page_follows_it_live_to_succe
     # The Jobs home lists it, as the job page says it ended.
     page.locator(".breadcrumbs").get_by_role("link", name="Home").click()
     row = page.locator(f'#recent-jobs tr[data-task-id="{run.task_id}"]')
-    expect(row).to_contain_text("run_diagnostic")
+    expect(row).to_contain_text("diagnostic_run_execute")
     expect(row).to_contain_text("Diagnostic")
     expect(row).to_contain_text("Succeeded (SUCCESS)")
     expect(row).to_contain_text("User: ops")
@@ -98,7 +98,7 @@ def test_failing_diagnostic_shows_its_error_and_the_operations_page_counts_it(
     expect(page.locator("#recent-jobs")).to_contain_text("Failed (FAILURE)")
     page.locator("#jobs-home").get_by_role("link", name="Operations").click()
     expect(page.locator("#content h1")).to_have_text("Operations")
-    failing = page.locator('#failing tr[data-task="workers.tasks.run_diagnostic"]')
+    failing = page.locator('#failing tr[data-task="workers.tasks.diagnostic_run_execute"]')
     expect(failing.locator(".failures")).to_have_text("1")
     expect(page.locator('#states tr[data-state="FAILURE"] .hour')).to_have_text("1")
     page.locator(".breadcrumbs").get_by_role("link", name="Home").click()
@@ -175,7 +175,7 @@ def test_a_failed_terraform_apply_found_by_filter_says_plan_again_instead_of_ret
     from tests.workers.jobs import job_row
 
     job_row("infra_tasks.terraform.tasks.terraform_apply", "FAILURE", queue="infra")
-    job_row("workers.tasks.run_diagnostic", "FAILURE")
+    job_row("workers.tasks.diagnostic_run_execute", "FAILURE")
     page = tour.page
     page.locator("#all-jobs").click()
     expect(page.locator("#result_list tbody tr")).to_have_count(2)
@@ -207,9 +207,10 @@ def test_bulk_retry_of_every_failed_job_matching_a_filter_asks_once_and_queues_5
 
     # Runs of a diagnostic that no longer exists: the retries end quickly on the worker.
     failed = {
-        job_row("workers.tasks.run_diagnostic", "FAILURE", args=[0]).task_id for _ in range(500)
+        job_row("workers.tasks.diagnostic_run_execute", "FAILURE", args=[0]).task_id
+        for _ in range(500)
     }
-    job_row("workers.tasks.run_diagnostic", "SUCCESS", args=[0])
+    job_row("workers.tasks.diagnostic_run_execute", "SUCCESS", args=[0])
     page = tour.page
     page.locator("#all-jobs").click()
     filters = page.locator("#changelist-filter")
@@ -294,7 +295,7 @@ def test_run_now_on_the_jobs_home_queues_the_recurring_task_as_the_person(tour: 
     schedule, _ = PeriodicTask.objects.update_or_create(
         name="Record SQS queue depths",
         defaults={
-            "task": "workers.tasks.record_queue_depths",
+            "task": "workers.tasks.queue_depths_record",
             "interval": every_minute,
             "last_run_at": None,
         },

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_the_same_message_delivered_to_two_workers_at_once_does_the_work_once(
     worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
 ) -> None:
-    from workers.tasks import run_diagnostic
+    from workers.tasks import diagnostic_run_execute
 
     prefix = new_queue_prefix()
     sqs = aws.client("sqs")
@@ -39,7 +39,7 @@ def test_the_same_message_delivered_to_two_workers_at_once_does_the_work_once(
                 requester=Requester.cli("test"), lines=20, duration_seconds=3
             )
             # The same message again, at once: what SQS does when it delivers twice.
-            run_diagnostic.apply_async(args=[run.pk], task_id=run.task_id)
+            diagnostic_run_execute.apply_async(args=[run.pk], task_id=run.task_id)
         wait_until(
             lambda: all(f"[{run.task_id}] received" in w.log_text() for w in workers),
             message="both workers to receive the job",
@@ -55,7 +55,7 @@ def test_the_same_message_delivered_to_two_workers_at_once_does_the_work_once(
         lines = job_log_since(task_id=run.task_id).lines
         assert sum(line.startswith("done:") for line in lines) == 1
         assert sum(line == "diagnostic line 1/20" for line in lines) == 1
-        duplicate = f"duplicate delivery of workers.tasks.run_diagnostic [{run.task_id}]"
+        duplicate = f"duplicate delivery of workers.tasks.diagnostic_run_execute [{run.task_id}]"
         assert sum(duplicate in worker.log_text() for worker in workers) == 1
     finally:
         for worker in workers:
@@ -97,7 +97,7 @@ def test_of_many_concurrent_claims_on_one_job_exactly_one_wins(sqs_queues: AwsEn
 @pytest.mark.parametrize(
     "task_name",
     [
-        "workers.tasks.run_diagnostic",
+        "workers.tasks.diagnostic_run_execute",
         "media_pipeline.tasks.build_cover_variants",
         "infra_tasks.rds.tasks.execute_database_action",
         "infra_tasks.rds.tasks.run_scheduled_action",

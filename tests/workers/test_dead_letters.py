@@ -153,7 +153,7 @@ def test_staff_redrive_a_dead_job_and_discard_garbage_by_clicking_on_the_operati
     page.locator("#jobs-home").get_by_role("link", name="Operations").click()
     section = page.locator('#dead-letters table[data-dlq="default"]')
     job_row = section.locator(f'tr[data-task-id="{run.task_id}"]')
-    expect(job_row).to_contain_text("workers.tasks.run_diagnostic")
+    expect(job_row).to_contain_text("workers.tasks.diagnostic_run_execute")
     garbage_row = section.locator("tr", has_text="garbage that is no job")
     expect(garbage_row).to_contain_text("not a job")
     tour.screenshot("operations-dead-letters")

@@ -28,8 +28,8 @@ def test_state_label_says_what_the_state_means_and_keeps_celerys_name(
 @pytest.mark.parametrize(
     ("task_name", "family"),
     [
-        ("workers.tasks.run_diagnostic", "Diagnostic"),
-        ("workers.tasks.record_queue_depths", "System"),
+        ("workers.tasks.diagnostic_run_execute", "Diagnostic"),
+        ("workers.tasks.queue_depths_record", "System"),
         ("media_pipeline.tasks.build_cover_variants", "Courses"),
         ("infra_tasks.terraform.tasks.terraform_apply", "Terraform"),
         ("infra_tasks.rds.tasks.execute_database_action", "Databases"),

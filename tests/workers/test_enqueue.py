@@ -23,17 +23,21 @@ class RequestFailed(Exception):
 def test_a_rolled_back_transaction_sends_nothing_and_a_committed_one_sends_its_job(
     sqs_queues: AwsEndpoint,
 ) -> None:
-    from workers.tasks import run_diagnostic
+    from workers.tasks import diagnostic_run_execute
 
     prefix = new_queue_prefix()
     sqs = sqs_queues.client("sqs")
     queue_url = sqs.create_queue(QueueName=f"{prefix}default")["QueueUrl"]
     with publishing_to(prefix):
         with pytest.raises(RequestFailed), transaction.atomic():
-            rolled_back = job_enqueue(run_diagnostic, requester=Requester.cli("test"), args=[1])
+            rolled_back = job_enqueue(
+                diagnostic_run_execute, requester=Requester.cli("test"), args=[1]
+            )
             raise RequestFailed
         with transaction.atomic():
-            committed = job_enqueue(run_diagnostic, requester=Requester.cli("test"), args=[2])
+            committed = job_enqueue(
+                diagnostic_run_execute, requester=Requester.cli("test"), args=[2]
+            )
     # publishing_to waited for the relay to send everything it was given.
 
     received = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)

@@ -20,7 +20,7 @@ from workers.models import Job, JobLogChunk, WorkerHeartbeat
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-DIAGNOSTIC = "workers.tasks.run_diagnostic"
+DIAGNOSTIC = "workers.tasks.diagnostic_run_execute"
 APPLY = "infra_tasks.terraform.tasks.terraform_apply"
 COVER = "media_pipeline.tasks.build_cover_variants"
 

@@ -20,7 +20,7 @@ URL = "/admin/django_celery_results/taskresult/"
 @pytest.fixture
 def jobs() -> dict[str, str]:
     rows = {
-        "diag-failed": job_row("workers.tasks.run_diagnostic", "FAILURE"),
+        "diag-failed": job_row("workers.tasks.diagnostic_run_execute", "FAILURE"),
         "cover-ok": job_row("media_pipeline.tasks.build_cover_variants", "SUCCESS", queue="media"),
         "apply-old": job_row(
             "infra_tasks.terraform.tasks.terraform_apply",
@@ -29,7 +29,7 @@ def jobs() -> dict[str, str]:
             created_ago=timedelta(days=10),
             requester="alice",
         ),
-        "depths": job_row("workers.tasks.record_queue_depths", "SUCCESS"),
+        "depths": job_row("workers.tasks.queue_depths_record", "SUCCESS"),
     }
     Job.objects.filter(task_id=rows["depths"].task_id).update(
         requester_kind=RequesterKind.SCHEDULE, requester_label="Record SQS queue depths"

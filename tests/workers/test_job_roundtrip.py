@@ -44,7 +44,7 @@ def test_job_round_trip_pending_started_success_with_requester_and_live_log(
     )
     assert job.queue == "default"
     result = TaskResult.objects.get(task_id=run.task_id)
-    assert result.task_name == "workers.tasks.run_diagnostic"
+    assert result.task_name == "workers.tasks.diagnostic_run_execute"
     assert json.loads(result.task_args) == [run.pk]
     assert LogEntry.objects.filter(user=user, object_id=str(run.pk)).exists()
 
@@ -130,12 +130,12 @@ def test_broker_lost_after_a_job_is_accepted_keeps_the_job_and_sends_it_when_bac
 
 def test_job_stranded_in_the_outbox_is_sent_by_the_sweeper(worker: WorkerProcess) -> None:
     from workers.outbox import OutboundJob
-    from workers.tasks import run_diagnostic
+    from workers.tasks import diagnostic_run_execute
 
     run = DiagnosticRun.objects.create(lines=3, duration_seconds=0.1)
     # What a process that died before its relay sent the message leaves behind.
     job_record_pending(
-        OutboundJob(run_diagnostic, "stranded-1", [run.pk], {}, {"queue": "default"}),
+        OutboundJob(diagnostic_run_execute, "stranded-1", [run.pk], {}, {"queue": "default"}),
         requester=Requester.system("test"),
     )
     Job.objects.filter(task_id="stranded-1").update(
@@ -185,14 +185,14 @@ def test_worker_killed_mid_task_gets_the_job_again_and_completes_once(
 
 
 def test_same_message_delivered_twice_does_no_harm(worker: WorkerProcess) -> None:
-    from workers.tasks import run_diagnostic
+    from workers.tasks import diagnostic_run_execute
 
     run = diagnostic_run_start(requester=Requester.cli("test"), lines=3, duration_seconds=0.1)
     wait_until(lambda: status_of(run.task_id) == "SUCCESS", timeout=30, message="first delivery")
     done_at = DiagnosticRun.objects.get(pk=run.pk).finished_at
 
     # The same message again, same task id: what SQS does on an at-least-once redelivery.
-    run_diagnostic.apply_async(args=[run.pk], task_id=run.task_id)
+    diagnostic_run_execute.apply_async(args=[run.pk], task_id=run.task_id)
     wait_until(
         lambda: worker.log_text().count(f"[{run.task_id}] succeeded") >= 2,
         timeout=30,
@@ -218,8 +218,8 @@ def test_arguments_that_are_not_json_are_refused_at_enqueue_and_nothing_is_recor
     sqs_queues: AwsEndpoint,
 ) -> None:
     from workers.enqueue import job_enqueue
-    from workers.tasks import run_diagnostic
+    from workers.tasks import diagnostic_run_execute
 
     with pytest.raises(TypeError, match="not JSON serializable"):
-        job_enqueue(run_diagnostic, requester=Requester.cli("test"), args=[object()])
+        job_enqueue(diagnostic_run_execute, requester=Requester.cli("test"), args=[object()])
     assert not Job.objects.exists() and not TaskResult.objects.exists()

@@ -151,7 +151,7 @@ def test_flower_lists_the_worker_with_its_queues_and_the_tasks_it_ran(
     )
     task = flower.get(f"/api/task/info/{ok.task_id}")
     assert task["worker"] == hostname
-    assert task["name"] == "workers.tasks.run_diagnostic"
+    assert task["name"] == "workers.tasks.diagnostic_run_execute"
 
 
 @pytest.mark.django_db(transaction=True)

@@ -20,7 +20,7 @@ from django_celery_results.models import TaskResult
 from tests.support.servers import AwsEndpoint, new_queue_prefix
 from workers.devstack import free_port
 from workers.models import QueueDepth, WorkerHeartbeat
-from workers.tasks import record_queue_depths
+from workers.tasks import queue_depths_record
 
 pytestmark = pytest.mark.django_db
 
@@ -80,7 +80,7 @@ def test_page_shows_the_queue_depths_the_periodic_task_recorded(
     ops_client: Client, queues_with_messages: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with override_settings(SQS_QUEUE_PREFIX=queues_with_messages):
-        record_queue_depths()
+        queue_depths_record()
     assert QueueDepth.objects.count() == 4
 
     # The page itself calls no AWS API: with every endpoint unreachable it renders the same.
@@ -103,7 +103,7 @@ def test_queue_sample_failure_is_shown_with_the_last_known_counts(
 ) -> None:
     QueueDepth.objects.create(queue="media", visible=7, sampled_at=timezone.now())
     with override_settings(SQS_QUEUE_PREFIX="no-such-prefix-"):
-        record_queue_depths()
+        queue_depths_record()
     depth = QueueDepth.objects.get(queue="media")
     assert depth.visible == 7
     assert "NonExistentQueue" in depth.error or "does not exist" in depth.error
@@ -300,7 +300,7 @@ def test_anonymous_visitors_are_refused() -> None:
 
 def test_queue_depth_schedule_is_installed_by_migration() -> None:
     task = PeriodicTask.objects.get(name="Record SQS queue depths")
-    assert task.task == "workers.tasks.record_queue_depths"
+    assert task.task == "workers.tasks.queue_depths_record"
     assert task.interval is not None and task.interval.every == 60
     assert task.enabled
 

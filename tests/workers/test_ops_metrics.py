@@ -17,7 +17,7 @@ from workers.ops_metrics import percentile
 pytestmark = pytest.mark.django_db
 
 URL = "/ops/metrics.json"
-DIAGNOSTIC = "workers.tasks.run_diagnostic"
+DIAGNOSTIC = "workers.tasks.diagnostic_run_execute"
 COVER = "media_pipeline.tasks.build_cover_variants"
 
 

@@ -13,7 +13,7 @@ from tests.support.servers import AwsEndpoint, new_queue_prefix
 from workers.enqueue import Requester, job_record_pending, new_task_id
 from workers.models import Job
 from workers.outbox import BrokerHealth, OutboundJob, Relay
-from workers.tasks import run_diagnostic
+from workers.tasks import diagnostic_run_execute
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -41,9 +41,12 @@ def test_a_message_sqs_refuses_is_retried_alone_and_its_batch_mates_are_sent_onc
         QueueName=f"{prefix}default", Attributes={"MaximumMessageSize": "8192"}
     )["QueueUrl"]
     small = [
-        OutboundJob(run_diagnostic, new_task_id(), [n], {}, {"queue": "default"}) for n in range(10)
+        OutboundJob(diagnostic_run_execute, new_task_id(), [n], {}, {"queue": "default"})
+        for n in range(10)
     ]
-    too_big = OutboundJob(run_diagnostic, new_task_id(), ["x" * 10_000], {}, {"queue": "default"})
+    too_big = OutboundJob(
+        diagnostic_run_execute, new_task_id(), ["x" * 10_000], {}, {"queue": "default"}
+    )
     jobs = [*small[:4], too_big, *small[4:]]
     for job in jobs:
         job_record_pending(job, requester=Requester.system("test"))

@@ -9,7 +9,7 @@ from workers.queues import QUEUES, QueueSpec, queue_for_task
 @pytest.mark.parametrize(
     ("task_name", "queue"),
     [
-        ("workers.tasks.run_diagnostic", "default"),
+        ("workers.tasks.diagnostic_run_execute", "default"),
         ("media_pipeline.tasks.make_cover_variants", "media"),
         ("infra_tasks.terraform.tasks.run_plan", "infra"),
         ("infra_tasks.rds.tasks.stop_database", "infra"),
@@ -32,7 +32,7 @@ def test_a_queue_spec_whose_soft_limit_is_not_below_its_hard_limit_is_refused() 
 
 def test_tasks_inherit_their_queues_time_limits() -> None:
     app.loader.import_default_modules()  # what a worker does at start: register every task
-    task = app.tasks["workers.tasks.run_diagnostic"]
+    task = app.tasks["workers.tasks.diagnostic_run_execute"]
     assert task.time_limit == QUEUES["default"].time_limit
     assert task.soft_time_limit == QUEUES["default"].soft_time_limit
 

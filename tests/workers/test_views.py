@@ -41,7 +41,7 @@ def client_for(user: User) -> Client:
 def finished_job() -> TaskResult:
     Job.objects.create(
         task_id="job-1",
-        task_name="workers.tasks.run_diagnostic",
+        task_name="workers.tasks.diagnostic_run_execute",
         queue="default",
         requester_kind=RequesterKind.USER,
         requester_label="carol",
@@ -50,7 +50,10 @@ def finished_job() -> TaskResult:
         for n in range(3):
             log.line(f"line {n}")
     return TaskResult.objects.create(
-        task_id="job-1", task_name="workers.tasks.run_diagnostic", status="SUCCESS", result="42"
+        task_id="job-1",
+        task_name="workers.tasks.diagnostic_run_execute",
+        status="SUCCESS",
+        result="42",
     )
 
 
@@ -168,13 +171,13 @@ def job_at(status: str, *, started: float | None, done: float | None, **fields: 
     task_id = f"job-{status.lower()}"
     Job.objects.create(
         task_id=task_id,
-        task_name="workers.tasks.run_diagnostic",
+        task_name="workers.tasks.diagnostic_run_execute",
         queue="default",
         requester_kind=RequesterKind.USER,
         requester_label="carol",
     )
     result = TaskResult.objects.create(
-        task_id=task_id, task_name="workers.tasks.run_diagnostic", status=status, **fields
+        task_id=task_id, task_name="workers.tasks.diagnostic_run_execute", status=status, **fields
     )
     created = timezone.now() - timedelta(seconds=30)
     TaskResult.objects.filter(pk=result.pk).update(
@@ -247,7 +250,7 @@ def test_the_job_page_is_not_named_after_the_state_it_had_at_page_load() -> None
     )
     body = page.content.decode()
     assert "(PENDING)" not in body.replace("Queued (PENDING)", "")
-    assert f"run_diagnostic {task_id}" in body
+    assert f"diagnostic_run_execute {task_id}" in body
     # Fields that change while the job runs are only in the live summary.
     for frozen in ("Completed DateTime", "Result Data", "Task State"):
         assert frozen not in body

@@ -26,14 +26,14 @@ VISIBILITY = 6
 
 
 def _start_diagnostic(prefix: str, *, lines: int, duration_seconds: float) -> DiagnosticRun:
-    from workers.tasks import run_diagnostic
+    from workers.tasks import diagnostic_run_execute
 
     with publishing_to(prefix), transaction.atomic():
         run = DiagnosticRun.objects.create(
             lines=lines, duration_seconds=duration_seconds, task_id=new_task_id()
         )
         job_enqueue(
-            run_diagnostic,
+            diagnostic_run_execute,
             requester=Requester.cli("test"),
             args=[run.pk],
             task_id=run.task_id,

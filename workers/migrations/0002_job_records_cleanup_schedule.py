@@ -8,12 +8,7 @@ NAME = "Expire old job records and logs"
 
 
 def create_schedule(apps, schema_editor):
-    CrontabSchedule = apps.get_model("django_celery_beat", "CrontabSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    crontab, _ = CrontabSchedule.objects.get_or_create(
-        minute="30", hour="4", day_of_week="*", day_of_month="*", month_of_year="*", timezone="UTC"
-    )
-    PeriodicTask.objects.get_or_create(name=NAME, defaults={"task": TASK, "crontab": crontab})
+    """Superseded: the row is written after migrate from workers/jobs.py (workers/periodic.py)."""
 
 
 def remove_schedule(apps, schema_editor):

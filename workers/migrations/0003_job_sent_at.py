@@ -8,14 +8,7 @@ SWEEP_NAME = "Send jobs left in the outbox"
 
 
 def create_sweep_schedule(apps, schema_editor):
-    # Jobs recorded by a process that died before its relay sent them go out within a
-    # minute or two; editable in the beat admin.
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    every_minute, _ = IntervalSchedule.objects.get_or_create(every=1, period="minutes")
-    PeriodicTask.objects.get_or_create(
-        name=SWEEP_NAME, defaults={"task": SWEEP_TASK, "interval": every_minute}
-    )
+    """Superseded: the row is written after migrate from workers/jobs.py (workers/periodic.py)."""
 
 
 def remove_sweep_schedule(apps, schema_editor):

@@ -8,12 +8,7 @@ NAME = "Record SQS queue depths"
 
 
 def create_schedule(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    every_minute, _ = IntervalSchedule.objects.get_or_create(every=60, period="seconds")
-    PeriodicTask.objects.get_or_create(
-        name=NAME, defaults={"task": TASK, "interval": every_minute}
-    )
+    """Superseded: the row is written after migrate from workers/jobs.py (workers/periodic.py)."""
 
 
 def remove_schedule(apps, schema_editor):

@@ -1,0 +1,48 @@
+"""What every admin shows of its jobs: a link to a job's live page, and a refusal reported
+to the person who clicked (one helper, so every admin says it the same way)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.contrib import admin, messages
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from workers.errors import ApplicationError
+
+NO_JOB = "—"
+
+
+def job_url(task_id: str) -> str:
+    return reverse("workers:job-detail", args=[task_id])
+
+
+def job_link(task_id: str | None, label: str | None = None) -> SafeString | str:
+    """`<a>` to the job's page, labelled with its id unless told; a dash when there is none."""
+    if not task_id:
+        return NO_JOB
+    return format_html('<a href="{}">{}</a>', job_url(task_id), label or task_id)
+
+
+def job_links(task_ids: Iterable[str], *, separator: str = ", ") -> SafeString | str:
+    ids = [task_id for task_id in task_ids if task_id]
+    if not ids:
+        return NO_JOB
+    return format_html_join(
+        separator, '<a href="{}">{}</a>', ((job_url(task_id), task_id) for task_id in ids)
+    )
+
+
+def refusal_report(
+    model_admin: admin.ModelAdmin,
+    request: HttpRequest,
+    error: ApplicationError,
+    *,
+    subject: object = None,
+) -> None:
+    """Tell the person why nothing was done (`subject`: what it was done to, if several)."""
+    text = f"{subject}: {error}" if subject is not None else str(error)
+    model_admin.message_user(request, text, messages.ERROR)

@@ -19,7 +19,7 @@ from django.urls import NoReverseMatch, reverse
 from django_celery_results.models import TaskResult
 
 from workers import display
-from workers.families import HOUSEKEEPING_TASKS
+from workers.families import housekeeping_task_names
 from workers.recurring import recurring_tasks
 
 RECENT_JOBS = 15
@@ -180,7 +180,7 @@ class OpsqueueAdminSite(admin.AdminSite):
             return None
         rows = (
             jobs_admin.get_queryset(request)
-            .exclude(task_name__in=HOUSEKEEPING_TASKS)
+            .exclude(task_name__in=housekeeping_task_names())
             .order_by("-date_created")[:RECENT_JOBS]
         )
         return [

@@ -14,6 +14,7 @@ class WorkersConfig(AppConfig):
 
         from workers.jobs_discovery import jobs_modules_import
         from workers.periodic import periodic_jobs_sync
+        from workers.reconcile import job_lost_register
         from workers.retries import job_retry_declare
         from workers.selectors import diagnostic_job_subject
         from workers.subjects import job_subject_register
@@ -23,6 +24,9 @@ class WorkersConfig(AppConfig):
         # declarations in each app's jobs.py.
         post_migrate.connect(periodic_jobs_sync, sender=self, dispatch_uid="periodic_jobs_sync")
         job_subject_register(("workers.tasks.diagnostic_run_execute",), diagnostic_job_subject)
+        job_lost_register(
+            ("workers.tasks.diagnostic_run_execute",), "workers.services.diagnostic_run_mark_lost"
+        )
         # Each re-reads its row or its inputs and does idempotent work.
         job_retry_declare(
             (

@@ -11,6 +11,7 @@ import json
 from typing import Any
 
 from workers.families import family_for_task
+from workers.job_registry import canonical_name
 
 FINISHED_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 
@@ -40,8 +41,9 @@ def job_family(task_name: str | None) -> str:
 
 
 def task_short_name(task_name: str | None) -> str:
-    """The function name of a task: 'terraform_apply' for infra_tasks.terraform.tasks.…"""
-    return (task_name or "?").rsplit(".", 1)[-1]
+    """The function name of a task: 'run_plan_execute' for infra_tasks.terraform.tasks.…
+    (its current name, for a row written under a former one)."""
+    return canonical_name(task_name or "?").rsplit(".", 1)[-1]
 
 
 def duration_text(seconds: float | None) -> str:

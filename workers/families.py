@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from workers.job_registry import canonical_name, declared_specs, task_names
+
 # To reach any job page at all: the jobs admin's own view permission.
 VIEW_JOBS = "django_celery_results.view_taskresult"
 
@@ -75,7 +77,12 @@ HOUSEKEEPING_TASKS = (
 
 
 def family_for_task(task_name: str | None) -> Family | None:
-    name = task_name or ""
+    """The family of a task, by its current name: a row written under a former name
+    belongs where the task is now."""
+    return _family_by_prefix(canonical_name(task_name or ""))
+
+
+def _family_by_prefix(name: str) -> Family | None:
     for family in FAMILIES:
         if any(name.startswith(prefix) for prefix in family.prefixes):
             return family
@@ -109,6 +116,31 @@ def viewable_families(user: Any) -> list[Family] | None:
     if user.is_superuser:
         return None
     return [f for f in FAMILIES if f.view_permission and user.has_perm(f.view_permission)]
+
+
+def housekeeping_task_names() -> tuple[str, ...]:
+    """HOUSEKEEPING_TASKS with their former names, for a query on stored rows."""
+    names = (name for task in HOUSEKEEPING_TASKS for name in (task, *task_names(task)))
+    return tuple(dict.fromkeys(names))
+
+
+def renamed_into_and_out_of(family: Family) -> tuple[list[str], list[str]]:
+    """Former task names the prefix match places wrongly for `family`: those that belong
+    to it now (to add to a prefix query) and those its prefixes claim but that belong
+    elsewhere now (to leave out)."""
+    into: list[str] = []
+    out_of: list[str] = []
+    for spec in declared_specs():
+        now = _family_by_prefix(spec.name)
+        for old in spec.old_names:
+            then = _family_by_prefix(old)
+            if then is now:
+                continue
+            if now is family:
+                into.append(old)
+            elif then is family:
+                out_of.append(old)
+    return into, out_of
 
 
 def task_prefixes_excluded_before(family: Family) -> tuple[str, ...]:

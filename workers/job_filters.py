@@ -20,6 +20,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from workers import display
+from workers.job_registry import canonical_name, task_names
 from workers.models import JOB_FAMILY_SLUGS, Job, RequesterKind
 from workers.queues import QUEUES
 
@@ -39,8 +40,10 @@ def known_task_names() -> list[str]:
 
 
 def registered_task(task_name: str) -> Any:
-    """The task object of that name, or None if this code base has no such task."""
-    return _task_registry().get(task_name)
+    """The task object of that name (its current name's, for a former name: a retry runs
+    under the current one), or None if this code base has no such task."""
+    registry = _task_registry()
+    return registry.get(canonical_name(task_name)) or registry.get(task_name)
 
 
 def family_slug(task_name: str | None) -> str:
@@ -90,10 +93,13 @@ class TaskFilter(admin.SimpleListFilter):
     parameter_name = "task"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(name, display.task_short_name(name)) for name in known_task_names()]
+        # A task once, by its current name; its rows under former names are listed with it.
+        current = [name for name in known_task_names() if canonical_name(name) == name]
+        return [(name, display.task_short_name(name)) for name in current]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
-        return queryset.filter(task_name=self.value()) if self.value() else queryset
+        value = self.value()
+        return queryset.filter(task_name__in=task_names(value)) if value else queryset
 
 
 class QueueFilter(admin.SimpleListFilter):

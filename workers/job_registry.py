@@ -20,7 +20,7 @@ the current one for the admin's bookkeeping (retry rules, job subjects).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, TypeVar
@@ -30,6 +30,7 @@ from celery import Task, shared_task
 DEFAULT_QUEUE = "default"
 
 F = TypeVar("F", bound=Callable[..., Any])
+V = TypeVar("V")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,29 @@ def spec_for(task_name: str) -> JobSpec | None:
 def canonical_name(task_name: str) -> str:
     spec = _SPECS.get(task_name)
     return spec.name if spec is not None else task_name
+
+
+def task_names(task_name: str) -> tuple[str, ...]:
+    """Every name a task's rows may carry: its current name first, then its former ones
+    (just `task_name` for a task the registry does not know)."""
+    spec = _SPECS.get(task_name)
+    return (spec.name, *spec.old_names) if spec is not None else (task_name,)
+
+
+def task_name_lookup(table: Mapping[str, V], task_name: str | None) -> V | None:
+    """`table`'s entry for a task, whichever of its names the table and the row use.
+
+    Registries keyed by task name (retry rules, job subjects, lost-job handlers) are read
+    through this, so a row written under a former name still finds its entry, and an entry
+    declared under either name is found."""
+    if not task_name:
+        return None
+    if task_name in table:
+        return table[task_name]
+    for name in task_names(task_name):
+        if name in table:
+            return table[name]
+    return None
 
 
 def declared_specs() -> list[JobSpec]:

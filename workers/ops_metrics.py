@@ -5,7 +5,8 @@ stay cheap on a large jobs table.
 - Queue latency: the age of the oldest job still waiting (PENDING) on each queue, i.e. how
   long the next job picked up will have waited. Zero when nothing waits.
 - Runtime percentiles: p50 / p95 / max of finished jobs' run time (date_started →
-  date_done) per task, over the last hour and the last day; PostgreSQL's percentile_cont,
+  date_done) per task (a task's runs under a former name counted with it), over the last
+  hour and the last day; PostgreSQL's percentile_cont,
   computed the same way in Python on other databases (SQLite in development).
 - Orphaned jobs: started on a worker whose heartbeat stopped (workers/job_actions.py).
 """
@@ -18,10 +19,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection
-from django.db.models import Aggregate, FloatField, Min
+from django.db.models import Aggregate, Case, CharField, F, FloatField, Min, Value, When
 from django_celery_results.models import TaskResult
 
 from workers.job_actions import lost_condition
+from workers.job_registry import canonical_name, declared_specs
 from workers.models import Job, QueuePause
 from workers.queues import QUEUES
 
@@ -101,24 +103,37 @@ def runtime_percentiles(*, now: datetime) -> list[RuntimePercentiles]:
     return sorted(rows, key=lambda r: (r.period != "hour", -r.p95, r.task_name))
 
 
+def current_task_name() -> Any:
+    """The row's task name, a former name read as the task's current one (one CASE)."""
+    renames = [
+        When(task_name__in=spec.old_names, then=Value(spec.name))
+        for spec in declared_specs()
+        if spec.old_names
+    ]
+    if not renames:
+        return F("task_name")
+    return Case(*renames, default=F("task_name"), output_field=CharField())
+
+
 def _percentiles(finished: Any, period: str) -> list[RuntimePercentiles]:
-    from django.db.models import Count, DurationField, ExpressionWrapper, F, Max
+    from django.db.models import Count, DurationField, ExpressionWrapper, Max
 
     duration = ExpressionWrapper(F("date_done") - F("date_started"), output_field=DurationField())
     if connection.vendor == "postgresql":
         grouped = (
-            finished.values("task_name")
+            finished.annotate(task=current_task_name())
+            .values("task")
             .annotate(
                 runs=Count("id"),
                 p50=_PercentileCont(duration, fraction=0.5),
                 p95=_PercentileCont(duration, fraction=0.95),
                 longest=Max(duration),
             )
-            .order_by("task_name")
+            .order_by("task")
         )
         return [
             RuntimePercentiles(
-                g["task_name"] or "?",
+                g["task"] or "?",
                 period,
                 g["runs"],
                 g["p50"],
@@ -129,7 +144,7 @@ def _percentiles(finished: Any, period: str) -> list[RuntimePercentiles]:
         ]
     by_task: dict[str, list[float]] = {}
     for name, started, done in finished.values_list("task_name", "date_started", "date_done"):
-        by_task.setdefault(name or "?", []).append((done - started).total_seconds())
+        by_task.setdefault(canonical_name(name or "?"), []).append((done - started).total_seconds())
     return [
         RuntimePercentiles(
             name,

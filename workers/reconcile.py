@@ -7,15 +7,16 @@ window was not taken over (no worker free, or the message went to the dead-lette
 it ends FAILURE "worker lost", and so does its domain row. Should the message still come
 back, the worker that takes it marks it STARTED again.
 
-Terraform runs have their own, finer check on their run heartbeat (issue 11): for them the
-reconciler runs that check instead of deciding itself.
+Each app registers what ends its domain row (`job_lost_register`, from its AppConfig.ready);
+terraform runs have their own, finer check on their run heartbeat (issue 11), which the
+reconciler runs instead of deciding itself.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from celery import states
@@ -25,6 +26,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_celery_results.models import TaskResult
 
+from workers.job_registry import task_name_lookup
 from workers.models import WorkerHeartbeat
 from workers.operations import HEARTBEAT_MISSES_ALLOWED
 
@@ -32,12 +34,16 @@ logger = logging.getLogger(__name__)
 
 WORKER_LOST = "worker lost"
 
-# Task name -> what ends its domain row, given the task id and the reason.
-DOMAIN_LOST_HANDLERS: dict[str, str] = {
-    "workers.tasks.diagnostic_run_execute": "workers.services.diagnostic_run_mark_lost",
-    "infra_tasks.terraform.tasks.terraform_plan": "workers.reconcile.terraform_runs_check_lost",
-    "infra_tasks.terraform.tasks.terraform_apply": "workers.reconcile.terraform_runs_check_lost",
-}
+# Task name -> what ends its domain row, called with the task id and the reason: a callable
+# or its dotted path (imported when first needed, so registering imports no service).
+LostHandler = Callable[..., object]
+_lost_handlers: dict[str, LostHandler | str] = {}
+
+
+def job_lost_register(task_names: Iterable[str], handler: LostHandler | str) -> None:
+    """Register `handler(task_id=..., reason=...)` for lost jobs of these tasks."""
+    for name in task_names:
+        _lost_handlers[name] = handler
 
 
 def lost_window() -> timedelta:
@@ -91,15 +97,9 @@ def _mark_lost(task_id: str, *, cutoff: datetime, now: datetime) -> bool:
         result.traceback = reason
         result.date_done = now
         result.save(update_fields=["status", "result", "traceback", "date_done"])
-        handler = DOMAIN_LOST_HANDLERS.get(result.task_name or "")
-        if handler:
-            mark: Callable[..., object] = import_string(handler)
+        handler = task_name_lookup(_lost_handlers, result.task_name)
+        if handler is not None:
+            mark: LostHandler = import_string(handler) if isinstance(handler, str) else handler
             mark(task_id=task_id, reason=reason)
     logger.warning("job %s [%s]: %s", result.task_name, task_id, reason)
     return True
-
-
-def terraform_runs_check_lost(*, task_id: str, reason: str) -> None:
-    from infra_tasks.terraform.services import runs_mark_lost
-
-    runs_mark_lost()

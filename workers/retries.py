@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from workers.job_registry import task_name_lookup
+
 
 @dataclass(frozen=True)
 class RetryRule:
@@ -33,4 +35,6 @@ def job_retry_declare(task_names: Iterable[str], *, safe: bool, refusal: str = "
 
 
 def job_retry_rule(task_name: str | None) -> RetryRule:
-    return _rules.get(task_name or "", UNDECLARED)
+    """The rule declared for the task, under its current or a former name."""
+    rule = task_name_lookup(_rules, task_name)
+    return rule if rule is not None else UNDECLARED

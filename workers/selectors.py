@@ -101,7 +101,9 @@ def task_results_viewable(queryset: QuerySet[TaskResult], *, user: object) -> Qu
             own |= Q(task_name__startswith=prefix)
         for prefix in families.task_prefixes_excluded_before(family):
             own &= ~Q(task_name__startswith=prefix)
-        condition |= own
+        # Rows written under a task's former name belong to the family it is in now.
+        into, out_of = families.renamed_into_and_out_of(family)
+        condition |= (own & ~Q(task_name__in=out_of)) | Q(task_name__in=into)
     return queryset.filter(condition)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from workers.job_registry import task_name_lookup
+
 
 @dataclass(frozen=True)
 class JobSubject:
@@ -33,5 +35,5 @@ def job_subject_register(task_names: Iterable[str], finder: SubjectFinder) -> No
 
 
 def job_subject_get(*, task_name: str | None, task_id: str) -> JobSubject | None:
-    finder = _finders.get(task_name or "")
+    finder = task_name_lookup(_finders, task_name)
     return finder(task_id) if finder is not None else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -82,13 +81,6 @@ def fields_before(loader: MigrationLoader, key: tuple[str, str]) -> FieldBefore:
         return model.fields.get(field_name) if model else None
 
     return field_before
-
-
-def migration_graph_fingerprint() -> str:
-    """A short digest of the migrations on disk: it changes when any migration is added."""
-    graph = MigrationLoader(None, ignore_no_migrations=True).graph
-    leaves = ",".join(f"{app}.{name}" for app, name in sorted(graph.leaf_nodes()))
-    return hashlib.sha256(leaves.encode()).hexdigest()[:12]
 
 
 # Apps whose tables a release record (with its job, result and log) is written to.

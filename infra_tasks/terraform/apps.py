@@ -9,6 +9,7 @@ class TerraformConfig(AppConfig):
 
     def ready(self) -> None:
         from infra_tasks.terraform.selectors import run_job_subject
+        from workers.reconcile import job_lost_register
         from workers.retries import job_retry_declare
         from workers.subjects import job_subject_register
 
@@ -18,6 +19,14 @@ class TerraformConfig(AppConfig):
                 "infra_tasks.terraform.tasks.terraform_apply",
             ),
             run_job_subject,
+        )
+        # A lost plan or apply: the run's own, finer heartbeat check decides, not the reconciler.
+        job_lost_register(
+            (
+                "infra_tasks.terraform.tasks.terraform_plan",
+                "infra_tasks.terraform.tasks.terraform_apply",
+            ),
+            _runs_check_lost,
         )
         T = "infra_tasks.terraform.tasks."
         job_retry_declare(
@@ -44,3 +53,9 @@ class TerraformConfig(AppConfig):
             ),
             safe=True,
         )
+
+
+def _runs_check_lost(*, task_id: str, reason: str) -> None:
+    from infra_tasks.terraform.services import runs_mark_lost
+
+    runs_mark_lost()

@@ -20,6 +20,27 @@ class RequesterKind(models.TextChoices):
     SYSTEM = "system", "System"
 
 
+class RequesterFields(models.Model):
+    """Who or what asked for a job, as every record of one keeps it (the job, a release, a
+    terraform run, a database action): the same fields, the same words on every page."""
+
+    requester_kind = models.CharField(max_length=16, choices=RequesterKind.choices)
+    # Human-readable: a username, a command name or a schedule name. Kept even if the
+    # user is deleted later, so the audit trail survives.
+    requester_label = models.CharField(max_length=255)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        abstract = True
+
+    @property
+    def requester(self) -> str:
+        """'User: alice', 'Schedule: Record SQS queue depths'."""
+        return f"{self.get_requester_kind_display()}: {self.requester_label}"
+
+
 # Acting on jobs (retry, discard, delete old records) is allowed per family: whoever may
 # retry a diagnostic job need not be allowed to touch terraform's. workers/job_actions.py
 # maps a family to its permission; the labels are display.FAMILIES'.
@@ -39,17 +60,10 @@ JOB_ACTION_PERMISSIONS = [
 ]
 
 
-class Job(models.Model):
+class Job(RequesterFields):
     task_id = models.CharField(max_length=255, unique=True)
     task_name = models.CharField(max_length=255)
     queue = models.CharField(max_length=64)
-    requester_kind = models.CharField(max_length=16, choices=RequesterKind.choices)
-    # Human-readable: a username, a command name or a schedule name. Kept even if the
-    # user is deleted later, so the audit trail survives.
-    requester_label = models.CharField(max_length=255)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     # Set when the message reached the broker; NULL means still in the outbox.
     sent_at = models.DateTimeField(null=True, blank=True)
@@ -109,10 +123,6 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name} [{self.task_id}]"
-
-    @property
-    def requester(self) -> str:
-        return f"{self.get_requester_kind_display()}: {self.requester_label}"
 
 
 class JobLogChunk(models.Model):

@@ -328,7 +328,7 @@ class DatabaseActionAdmin(LiveJobFieldsMixin, ReadOnlyAdminMixin, admin.ModelAdm
         "created_at",
         "database",
         "action",
-        "origin",
+        "requester",
         "state",
         "status_before",
         "status_after",
@@ -346,7 +346,7 @@ class DatabaseActionAdmin(LiveJobFieldsMixin, ReadOnlyAdminMixin, admin.ModelAdm
                 "fields": (
                     "database",
                     "action",
-                    "origin",
+                    "requester",
                     "state",
                     "status_before",
                     "status_after",

@@ -13,6 +13,8 @@ from django.db import models
 from django.db.models import Q
 from django_celery_beat.models import PeriodicTask
 
+from workers.models import RequesterFields
+
 
 class DatabaseKind(models.TextChoices):
     INSTANCE = "instance", "RDS instance"
@@ -76,6 +78,12 @@ class ManagedDatabase(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.get_kind_display()} {self.identifier})"
 
+    def schedule_name(self, action: str) -> str:
+        """The name of its beat entry for `action` (stop or start): what a firing's
+        action records as its requester."""
+        label = "nightly stop" if action == ActionKind.STOP else "morning start"
+        return f"rds: {label} of {self.name}"
+
 
 class ActionKind(models.TextChoices):
     STOP = "stop", "Stop"
@@ -100,12 +108,12 @@ FINISHED_ACTION_STATES = (
 )
 
 
-class DatabaseAction(models.Model):
-    """One stop/start/refresh of a database: a job with its log under `task_id`."""
+class DatabaseAction(RequesterFields):
+    """One stop/start/refresh of a database: a job with its log under `task_id`; who or
+    what asked is in RequesterFields (a schedule firing: its beat entry's name)."""
 
     database = models.ForeignKey(ManagedDatabase, on_delete=models.CASCADE, related_name="actions")
     action = models.CharField(max_length=16, choices=ActionKind.choices)
-    origin = models.CharField(max_length=255, help_text="Who or what asked.")
     state = models.CharField(max_length=16, choices=ActionState.choices, default=ActionState.QUEUED)
     task_id = models.CharField(max_length=255, blank=True, db_index=True)
     status_before = models.CharField(max_length=64, blank=True)

@@ -42,6 +42,7 @@ from infra_tasks.rds.selectors import (
 )
 from workers.enqueue import Requester, job_enqueue, new_task_id
 from workers.joblog import JobLogWriter
+from workers.models import RequesterKind
 from workers.queues import QUEUES
 from workers.selectors import staff_email_addresses
 
@@ -112,7 +113,7 @@ def _periodic_task_sync(
     )
     label = "nightly stop" if action == ActionKind.STOP else "morning start"
     fields = {
-        "name": f"rds: {label} of {database.name}",
+        "name": database.schedule_name(action),
         "task": SCHEDULED_TASK,
         "crontab": crontab,
         "interval": None,
@@ -238,7 +239,8 @@ def database_scheduled_run(
         record = DatabaseAction.objects.create(
             database=database,
             action=action,
-            origin="schedule",
+            requester_kind=RequesterKind.SCHEDULE,
+            requester_label=database.schedule_name(action),
             task_id=task_id,
             state=ActionState.SKIPPED if kept else ActionState.RUNNING,
             attempts=0 if kept else 1,
@@ -448,7 +450,9 @@ def _action_enqueue(
     record = DatabaseAction.objects.create(
         database=database,
         action=action,
-        origin=f"{requester.kind}: {requester.label}",
+        requester_kind=requester.kind,
+        requester_label=requester.label,
+        requested_by_id=requester.user_id,
         task_id=new_task_id(),
     )
     job_enqueue(

@@ -6,11 +6,10 @@ is copied here and `previous_task_ids` keeps the jobs of earlier, failed attempt
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from workers.models import RequesterKind
+from workers.models import RequesterFields
 
 
 class ReleaseState(models.TextChoices):
@@ -23,15 +22,10 @@ class ReleaseState(models.TextChoices):
 FINISHED_STATES = (ReleaseState.SUCCEEDED, ReleaseState.FAILED)
 
 
-class Release(models.Model):
+class Release(RequesterFields):
     version = models.CharField(max_length=100, unique=True)
     state = models.CharField(
         max_length=16, choices=ReleaseState.choices, default=ReleaseState.QUEUED
-    )
-    requester_kind = models.CharField(max_length=16, choices=RequesterKind.choices)
-    requester_label = models.CharField(max_length=255)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     task_id = models.CharField(max_length=255, blank=True)
     previous_task_ids = models.JSONField(default=list, blank=True)
@@ -67,10 +61,6 @@ class Release(models.Model):
 
     def __str__(self) -> str:
         return f"release {self.version} ({self.state})"
-
-    @property
-    def requester(self) -> str:
-        return f"{self.get_requester_kind_display()}: {self.requester_label}"
 
     @property
     def finished(self) -> bool:

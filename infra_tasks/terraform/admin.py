@@ -421,7 +421,7 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
 
     @admin.display(description="requested by")
     def requester(self, obj: TerraformRun) -> str:
-        return f"{obj.requester_kind}: {obj.requester_label}"
+        return obj.requester
 
     @admin.display(description="plan")
     def plan_summary_text(self, obj: TerraformRun) -> str:

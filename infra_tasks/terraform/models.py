@@ -15,6 +15,8 @@ from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
 
+from workers.models import RequesterFields
+
 
 class TerraformWorkspace(models.Model):
     name = models.SlugField(max_length=100, unique=True)
@@ -135,17 +137,12 @@ FINISHED_STATES = (
 WORKING_STATES = (RunState.PLANNING, RunState.APPLYING)
 
 
-class TerraformRun(models.Model):
+class TerraformRun(RequesterFields):
     workspace = models.ForeignKey(TerraformWorkspace, on_delete=models.PROTECT, related_name="runs")
     kind = models.CharField(max_length=16, choices=RunKind.choices)
     state = models.CharField(max_length=16, choices=RunState.choices)
     message = models.TextField(blank=True)
-
-    requester_kind = models.CharField(max_length=16)
-    requester_label = models.CharField(max_length=255)
-    requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
+    # requester_kind, requester_label, requested_by: RequesterFields.
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     approved_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -44,7 +44,11 @@ def seed_records() -> None:
     )
     database = register("pages-db")
     DatabaseAction.objects.create(
-        database=database, action="stop", origin="cli: test", task_id="job-action"
+        database=database,
+        action="stop",
+        requester_kind=RequesterKind.CLI,
+        requester_label="test",
+        task_id="job-action",
     )
     Release.objects.create(
         version="v1",

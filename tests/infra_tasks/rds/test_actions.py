@@ -248,7 +248,8 @@ def test_a_scheduled_stop_delivered_again_after_a_worker_died_finishes_the_stop(
     action = DatabaseAction.objects.create(
         database=database,
         action="stop",
-        origin="schedule",
+        requester_kind="schedule",
+        requester_label=database.schedule_name("stop"),
         task_id="firing-1",
         state=ActionState.RUNNING,
         attempts=1,

@@ -151,7 +151,8 @@ def test_stop_now_queues_a_job_requested_by_the_user(sqs_queues: AwsEndpoint) ->
 
     assert response.status_code == 302
     action = DatabaseAction.objects.get(database=database)
-    assert action.action == "stop" and action.origin == "user: staff2"
+    assert action.action == "stop" and action.requester == "User: staff2"
+    assert action.requested_by is not None and action.requested_by.get_username() == "staff2"
     assert Job.objects.get(task_id=action.task_id).requested_by is not None
 
 
@@ -284,7 +285,12 @@ def test_an_action_page_shows_its_job_live_and_its_own_fields_once_the_job_expir
 
     database = register("watched")
     action = DatabaseAction.objects.create(
-        database=database, action="stop", origin="cli: t", task_id="t-1", state="running"
+        database=database,
+        action="stop",
+        requester_kind="cli",
+        requester_label="t",
+        task_id="t-1",
+        state="running",
     )
     TaskResult.objects.create(
         task_id="t-1", task_name="infra_tasks.rds.tasks.execute_database_action", status="STARTED"

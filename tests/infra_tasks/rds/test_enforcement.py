@@ -68,7 +68,7 @@ def test_database_started_out_of_band_is_stopped_again_and_the_divergence_record
         "available",
     )
     corrective = DatabaseAction.objects.get(task_id=divergence.corrective_task_id)
-    assert corrective.origin == "system: rds enforcement"
+    assert (corrective.requester_kind, corrective.requester_label) == ("system", "rds enforcement")
     finished(corrective)
     assert corrective.state == ActionState.SUCCEEDED
     assert aws_status(aws, database) == "stopped"
@@ -128,8 +128,10 @@ def test_staff_are_emailed_once_when_still_off_schedule_after_a_retry(
     divergence = Divergence.objects.get(database=database)
     assert divergence.checks == 3 and divergence.notified_at is not None
     assert set(
-        DatabaseAction.objects.filter(database=database).values_list("origin", "action")
-    ) == {("system: rds enforcement", "stop")}
+        DatabaseAction.objects.filter(database=database).values_list(
+            "requester_kind", "requester_label", "action"
+        )
+    ) == {("system", "rds enforcement", "stop")}
 
 
 def test_a_mail_that_cannot_be_sent_keeps_the_divergence_and_the_pass_goes_on(

@@ -232,7 +232,9 @@ def test_failed_action_is_recorded_with_its_message_and_log(stub: Stubber, setti
     database = ManagedDatabase.objects.create(
         name="stuck", kind="instance", identifier="db1", region="us-east-1"
     )
-    action = DatabaseAction.objects.create(database=database, action="stop", origin="test")
+    action = DatabaseAction.objects.create(
+        database=database, action="stop", requester_kind="cli", requester_label="test"
+    )
     for _ in range(2):
         instance_status(stub, "backing-up")
 

@@ -190,7 +190,7 @@ def test_run_page_shows_plan_summary_people_and_the_live_log(
     html = page.content.decode()
     assert page.status_code == 200
     assert "1 to add, 0 to change, 0 to destroy" in html
-    assert "user: alice" in html
+    assert "User: alice" in html
     assert reverse("workers:job-log", args=["plan-task"]) in html
     assert "Approve and apply this plan" in html and "Discard the plan" in html
 

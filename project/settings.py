@@ -2,6 +2,9 @@
 
 `.env.example` documents each variable. Development defaults are safe; secrets have no
 production default (DJANGO_SECRET_KEY is required when DEBUG is off).
+
+Over 350 lines on purpose: one flat module, in sections by family (marked `# --- … ---`), so
+every setting is found with one search and later sections can read earlier values.
 """
 
 import tempfile

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.beat import SchedulingError, _evaluate_entry_args, _evaluate_entry_kwargs
+from celery.beat import SchedulingError
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
+from workers.celery_compat import beat_entry_arguments
 from workers.deferred import DEFERRED_JOB_HEADER, deferred_job_send
 from workers.enqueue import BrokerUnavailable, Requester, job_publish, new_task_id
 from workers.outbox import BROKER_ERRORS
@@ -35,13 +36,14 @@ class RecordingDatabaseScheduler(DatabaseScheduler):
             return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
         entry = self.reserve(entry) if advance else entry
         task_id = new_task_id()
+        args, kwargs = beat_entry_arguments(entry)
         try:
             job_publish(
                 task,
                 task_id=task_id,
                 requester=Requester.schedule(entry.name),
-                args=_evaluate_entry_args(entry.args),
-                kwargs=_evaluate_entry_kwargs(entry.kwargs),
+                args=args,
+                kwargs=kwargs,
                 producer=producer,
                 **entry.options,
             )

@@ -4,6 +4,7 @@ It works when Flower, Redis or AWS are down: queue depths come from the periodic
 `record_queue_depths` task, workers from their heartbeat rows, everything else from
 TaskResult. Every TaskResult read is a range on an indexed column (date_created or
 date_done) over at most a day, so the page stays fast however large the table grows.
+What the page reads is here; its views are in workers/operations_views.py.
 """
 
 from __future__ import annotations
@@ -14,22 +15,14 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
-from django.contrib import admin, messages
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q
 from django.db.models.functions import TruncHour
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
 from django_celery_results.models import TaskResult
 
 from workers.charts import Bucket, Chart, timeline_chart
 from workers.dead_letters import (
     DeadLetter,
-    DeadLetterGone,
-    dead_letter_discard,
-    dead_letter_redrive,
     dead_letters_list,
 )
 from workers.models import QueueDepth, WorkerHeartbeat
@@ -37,13 +30,11 @@ from workers.monitoring import monitor_url, redacted_url
 from workers.ops_metrics import (
     QueueLatency,
     RuntimePercentiles,
+    current_task_name,
     orphaned_jobs,
     queue_latencies,
     runtime_percentiles,
 )
-from workers.permissions import staff_permission_required
-from workers.queue_pauses import QueuePauseRefused, queue_pause, queue_resume
-from workers.queues import QUEUES
 
 STATES = ("PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
@@ -116,13 +107,14 @@ def slowest_tasks(*, now: datetime, limit: int = TOP_TASKS) -> list[TaskStat]:
     rows = (
         _finished_since(now - timedelta(days=1))
         .filter(date_started__isnull=False)
-        .values("task_name")
+        .annotate(task=current_task_name())
+        .values("task")
         .annotate(runs=Count("id"), mean=Avg(DURATION), longest=Max(DURATION))
         .order_by("-mean")[:limit]
     )
     return [
         TaskStat(
-            r["task_name"] or "?",
+            r["task"] or "?",
             r["runs"],
             r["mean"].total_seconds(),
             r["longest"].total_seconds(),
@@ -135,11 +127,12 @@ def slowest_tasks(*, now: datetime, limit: int = TOP_TASKS) -> list[TaskStat]:
 def failing_tasks(*, now: datetime, limit: int = TOP_TASKS) -> list[FailingTask]:
     rows = (
         TaskResult.objects.filter(date_done__gte=now - timedelta(days=1), status="FAILURE")
-        .values("task_name")
+        .annotate(task=current_task_name())
+        .values("task")
         .annotate(failures=Count("id"), last=Max("date_done"))
         .order_by("-failures", "-last")[:limit]
     )
-    return [FailingTask(r["task_name"] or "?", r["failures"], r["last"]) for r in rows]
+    return [FailingTask(r["task"] or "?", r["failures"], r["last"]) for r in rows]
 
 
 def job_timeline(*, now: datetime, hours: int = 24) -> list[Bucket]:
@@ -253,66 +246,6 @@ def dead_letter_sections(queues: list[QueueRow]) -> list[DeadLetterSection]:
     return sections
 
 
-@require_GET
-@staff_permission_required("workers.view_operations")
-def operations_page(request: HttpRequest) -> HttpResponse:
-    ops = operations_get()
-    return render(
-        request,
-        "admin/workers/operations.html",
-        {
-            **admin.site.each_context(request),
-            "title": "Operations",
-            "ops": ops,
-            "dead_letters": dead_letter_sections(ops.queues),
-            "can_manage_dead_letters": request.user.has_perm("workers.manage_dead_letters"),
-            "heartbeat_seconds": settings.WORKER_HEARTBEAT_SECONDS,
-            "flower_url": settings.FLOWER_URL,
-            "may_pause": request.user.has_perm("workers.pause_queue"),
-        },
-    )
-
-
-@require_POST
-@staff_permission_required("workers.manage_dead_letters")
-def dead_letter_act(request: HttpRequest, queue: str, message_id: str, action: str) -> HttpResponse:
-    """Redrive or discard one dead letter (the buttons beside it on the operations page)."""
-    act = {"redrive": dead_letter_redrive, "discard": dead_letter_discard}.get(action)
-    if act is None or queue not in QUEUES:
-        raise Http404
-    try:
-        record = act(queue=queue, message_id=message_id, user=request.user)
-    except DeadLetterGone as exc:
-        messages.warning(request, str(exc))
-    except (BotoCoreError, ClientError) as exc:
-        messages.error(request, f"SQS refused: {exc}")
-    else:
-        what = f"job {record.task_name} [{record.task_id}]" if record.task_id else "message"
-        done = "sent back to" if action == "redrive" else "discarded from"
-        messages.success(request, f"The {what} was {done} the {queue} queue.")
-    return HttpResponseRedirect(reverse("workers:operations") + "#dead-letters")
-
-
-@require_POST
-@staff_permission_required("workers.pause_queue")
-def queue_pause_toggle(request: HttpRequest, queue: str, pause: bool) -> HttpResponse:
-    """Pause or resume a queue for every worker (workers/queue_pauses.py); audited."""
-    try:
-        if pause:
-            queue_pause(queue=queue, user=request.user)
-            messages.success(
-                request,
-                f"Queue {queue} paused: workers stop taking its jobs within "
-                f"{settings.QUEUE_PAUSE_CHECK_SECONDS:g} s; jobs sent to it wait.",
-            )
-        else:
-            queue_resume(queue=queue, user=request.user)
-            messages.success(request, f"Queue {queue} resumed: its waiting jobs run now.")
-    except QueuePauseRefused as exc:
-        messages.error(request, str(exc))
-    return redirect("workers:operations")
-
-
 def metrics_get(*, now: datetime | None = None) -> dict[str, Any]:
     """The operations page's figures as plain data (times in seconds, ISO 8601 stamps)."""
     now = now or timezone.now()
@@ -358,10 +291,3 @@ def metrics_get(*, now: datetime | None = None) -> dict[str, Any]:
             for w in worker_rows(now=now)
         ],
     }
-
-
-@require_GET
-@staff_permission_required("workers.view_operations")
-def metrics_json(request: HttpRequest) -> JsonResponse:
-    """Read-only figures for external monitoring: staff with the operations view permission."""
-    return JsonResponse(metrics_get())

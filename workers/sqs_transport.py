@@ -13,7 +13,8 @@ and retried after the polling interval. The channel also records when the consum
 received from SQS (`consumer_liveness`), which the worker's heartbeat reports and its
 watchdog acts on (workers/heartbeats.py).
 
-Registered for the sqs:// scheme in workers/celery.py.
+Registered for the sqs:// scheme in workers/celery.py. The loop's steps are kombu's private
+methods, reached through workers/celery_compat.py.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any
 
 from kombu.transport import SQS
 from vine import ensure_promise, promise
+
+from workers.celery_compat import SQSChannelHooks
 
 logger = logging.getLogger(__name__)
 
@@ -82,24 +85,24 @@ class PollFailed(Exception):
     """ReceiveMessage did not return a response (kombu passes `[]` for these)."""
 
 
-class Channel(SQS.Channel):
-    def _schedule_queue(self, queue: str) -> None:
-        if queue not in self._active_queues:
+class Channel(SQSChannelHooks):
+    def poll_schedule(self, queue: str) -> None:
+        if not self.queue_consumed(queue):
             return
         if not self.qos.can_consume():
             # Every slot is busy: the loop is alive and polls again once one frees.
             consumer_liveness.received()
-            self._loop1(queue)
+            self.poll_next(queue)
             return
-        done = promise(self._loop1, (queue,))
+        done = promise(self.poll_next, (queue,))
         try:
-            self._get_bulk_async(queue, callback=done)
+            self.receive_bulk_async(queue, callback=done)
         except Exception as exc:
             # Raised before any request was made (e.g. the queue URL could not be looked up).
             self._poll_failed(queue, done, exc)
 
-    def _get_async(self, queue: str, count: int = 1, callback: Any = None) -> Any:
-        q_url = self._new_queue(queue)
+    def receive_async(self, queue: str, *, count: int = 1, callback: Any = None) -> Any:
+        q_url = self.queue_url(queue)
         qname = self.canonical_queue_name(queue)
         done = ensure_promise(callback)
         # A promise with on_error: an exception anywhere below (kombu's response parsing,
@@ -109,7 +112,7 @@ class Channel(SQS.Channel):
             (q_url, queue, done),
             on_error=lambda q_url, queue, done, exc: self._poll_failed(queue, done, exc),
         )
-        return self._get_from_sqs(
+        return self.receive_from_sqs(
             queue_name=qname,
             queue_url=q_url,
             count=count,
@@ -122,7 +125,7 @@ class Channel(SQS.Channel):
             raise PollFailed("no response from SQS (timeout, server error or unreachable)")
         if consumer_liveness.received():
             logger.warning("SQS poll of %s works again", queue)
-        delivered = self._on_messages_ready(q_url, queue, response)
+        delivered = self.messages_deliver(q_url, queue, response)
         done(delivered)
 
     def _poll_failed(self, queue: str, done: promise, exc: BaseException) -> None:

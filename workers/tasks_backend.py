@@ -7,7 +7,8 @@
 with its requester (workers/requesters.py) in the caller's transaction, the outbox relay
 after commit, a Celery worker on the task's queue over SQS. Each `@task` is registered as a
 Celery task named by its module path, so the Jobs page, Flower and django-celery-results
-show it by its own name. Inside the task, `get_job_log()` writes the job's log.
+show it by its own name. Inside the task, `get_job_log()` writes the job's log. The worker
+side (the Celery task of each Django task, what runs it) is workers/tasks_backend_worker.py.
 
 Results are read from the stored records (TaskResult, Job), so `get_result(id)` and
 `result.refresh()` work from any process. `run_after` becomes SQS's delay or a clocked beat
@@ -20,35 +21,28 @@ import ast
 import dataclasses
 import json
 import logging
-import os
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Iterable
 from importlib import import_module
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
-from celery import Task as CeleryTask
 from celery import states
-from celery.exceptions import Ignore
 from django.apps import apps
 from django.conf import settings
 from django.core import checks
 from django.db import transaction
 from django.utils import timezone
-from django.utils.module_loading import import_string, module_has_submodule
+from django.utils.module_loading import module_has_submodule
 from django_celery_results.models import TaskResult as StoredResult
 from typing_extensions import ParamSpec
 
-from workers.enqueue import Requester, job_enqueue
-from workers.joblog import JobLogWriter
+from workers.enqueue import job_enqueue
 from workers.models import Job
 from workers.queues import QUEUES
-from workers.requesters import current_requester, requester_scope
+from workers.requesters import current_requester
 from workers.tasks_api import (
     BaseTaskBackend,
     InvalidTaskError,
     Task,
-    TaskContext,
     TaskError,
     TaskResult,
     TaskResultDoesNotExist,
@@ -56,8 +50,26 @@ from workers.tasks_api import (
     normalize_json,
     task_signals,
 )
+from workers.tasks_backend_worker import (
+    JobLog,
+    _registered,
+    celery_task_named,
+    celery_task_register,
+    django_task_named,
+    get_job_log,
+)
 
 logger = logging.getLogger(__name__)
+
+# What tasks modules and callers import from here (the backend's public face).
+__all__ = [
+    "JobLog",
+    "OpsqueueBackend",
+    "celery_task_named",
+    "celery_task_register",
+    "django_task_named",
+    "get_job_log",
+]
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -74,38 +86,6 @@ STATUS_FROM_CELERY = {
     states.FAILURE: TaskResultStatus.FAILED,
     states.REVOKED: TaskResultStatus.FAILED,
 }
-
-_job_log: ContextVar[JobLogWriter | None] = ContextVar("opsqueue_task_job_log", default=None)
-
-
-class JobLog(Protocol):
-    def line(self, text: str) -> None: ...
-    def write(self, text: str) -> None: ...
-    def set_progress(self, done: int, total: int) -> None: ...
-
-
-def get_job_log() -> JobLog:
-    """The log of the job running this task: `get_job_log().line("copied 3 files")`.
-
-    On a worker, lines are redacted and stored in batches and the admin shows them live.
-    Called outside a job (`my_task.call(...)` in a shell or a test) it writes to the Python
-    log instead, so a task's function runs anywhere."""
-    return _job_log.get() or _UNSTORED_LOG
-
-
-class _PythonLog:
-    def line(self, text: str) -> None:
-        logger.info("(no job) %s", text)
-
-    def write(self, text: str) -> None:
-        for line in text.splitlines():
-            self.line(line)
-
-    def set_progress(self, done: int, total: int) -> None:
-        logger.info("(no job) progress %s/%s", done, total)
-
-
-_UNSTORED_LOG = _PythonLog()
 
 
 class OpsqueueBackend(BaseTaskBackend):
@@ -233,124 +213,6 @@ class OpsqueueBackend(BaseTaskBackend):
         if status == TaskResultStatus.SUCCESSFUL:
             object.__setattr__(result, "_return_value", json.loads(stored.result or "null"))
         return result
-
-
-# --- Celery side: one Celery task per Django task -----------------------------------------
-
-
-# The Celery tasks registered for Django tasks in this process, by name.
-_registered: dict[str, CeleryTask] = {}
-
-
-def celery_task_register(task: Task) -> CeleryTask:
-    """The Celery task that runs `task`, registered under its module path (once)."""
-    from workers.celery import app
-
-    name = task.module_path
-    if name in _registered:
-        return _registered[name]
-
-    def run(self: CeleryTask, *args: Any, **kwargs: Any) -> Any:
-        return _execute(self, name, list(args), kwargs)
-
-    run.__name__ = task.func.__name__
-    run.__doc__ = task.func.__doc__
-    spec = QUEUES.get(task.queue_name)
-    limits = (
-        {"time_limit": spec.time_limit, "soft_time_limit": spec.soft_time_limit} if spec else {}
-    )
-    # Not shared and not lazy: registered on this app now, whether or not it is finalized.
-    celery_task: CeleryTask = app.task(
-        name=name, bind=True, shared=False, lazy=False, track_started=False, **limits
-    )(run)
-    _registered[name] = celery_task
-    return celery_task
-
-
-def celery_task_named(name: str) -> CeleryTask | None:
-    """The Celery task of that name; a Django task's module is imported to register it."""
-    from workers.celery import app
-
-    task = app.tasks.get(name)
-    if task is None and django_task_named(name) is not None:
-        task = app.tasks.get(name)
-    return task
-
-
-def django_task_named(module_path: str) -> Task | None:
-    try:
-        found = import_string(module_path)
-    except ImportError:
-        return None
-    return found if isinstance(found, Task) else None
-
-
-def _execute(celery_task: CeleryTask, name: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
-    task_id = celery_task.request.id
-    task = django_task_named(name)
-    if task is None:
-        raise LookupError(f"{name} is not a Django task in this worker's code")
-    backend = task.get_backend()
-    try:
-        result = backend.get_result(task_id)
-    except TaskResultDoesNotExist:
-        # Its record expired or was removed: nothing asks for this job any more.
-        logger.warning("%s [%s]: no record of this job, not run", name, task_id)
-        raise Ignore() from None
-    if result.is_finished:
-        # A late redelivery of a job that has run: it does not run twice, and its stored
-        # outcome stays as it is.
-        logger.info("%s [%s]: finished already (%s), not run again", name, task_id, result.status)
-        raise Ignore()
-    # Marked started here, after that look, not by Celery before the task (track_started
-    # is off for these tasks): Celery's mark would hide a finished job's outcome.
-    celery_task.backend.store_result(
-        task_id,
-        {"pid": os.getpid(), "hostname": celery_task.request.hostname},
-        states.STARTED,
-        request=celery_task.request,
-    )
-    result = backend.get_result(task_id)
-    with (
-        JobLogWriter(task_id) as log,
-        _job_log_scope(log),
-        # A job this task enqueues names this job as its requester.
-        requester_scope(Requester.system(f"{name} [{task_id}]"[:255])),
-    ):
-        task_signals.task_started.send(type(backend), task_result=result)
-        try:
-            if task.takes_context:
-                value = task.call(TaskContext(task_result=result), *args, **kwargs)
-            else:
-                value = task.call(*args, **kwargs)
-            value = normalize_json(value)
-        except BaseException:
-            _send_finished(backend, task_id)
-            raise
-    _send_finished(backend, task_id, value=value)
-    return value
-
-
-def _send_finished(backend: BaseTaskBackend, task_id: str, **outcome: Any) -> None:
-    # Sent before Celery stores the outcome, so the result carries what is known here.
-    result = backend.get_result(task_id)
-    finished = dataclasses.replace(result, finished_at=timezone.now())
-    object.__setattr__(
-        finished,
-        "status",
-        TaskResultStatus.SUCCESSFUL if "value" in outcome else TaskResultStatus.FAILED,
-    )
-    object.__setattr__(finished, "_return_value", outcome.get("value"))
-    task_signals.task_finished.send(type(backend), task_result=finished)
-
-
-@contextmanager
-def _job_log_scope(log: JobLogWriter) -> Iterator[JobLogWriter]:
-    token = _job_log.set(log)
-    try:
-        yield log
-    finally:
-        _job_log.reset(token)
 
 
 # --- stored records -----------------------------------------------------------------------

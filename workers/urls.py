@@ -1,6 +1,6 @@
 from django.urls import path
 
-from workers import operations, views
+from workers import operations_views, views
 
 app_name = "workers"
 
@@ -12,22 +12,22 @@ urlpatterns = [
     path("jobs/<str:task_id>/log/", views.job_log, name="job-log"),
     path("jobs/<str:task_id>/log.txt", views.job_log_download, name="job-log-download"),
     path("recurring/<int:periodic_task_id>/run/", views.recurring_run_now, name="recurring-run"),
-    path("operations/", operations.operations_page, name="operations"),
+    path("operations/", operations_views.operations_page, name="operations"),
     path(
         "operations/dead-letters/<str:queue>/<str:message_id>/<str:action>/",
-        operations.dead_letter_act,
+        operations_views.dead_letter_act,
         name="dead-letter-act",
     ),
-    path("metrics.json", operations.metrics_json, name="metrics"),
+    path("metrics.json", operations_views.metrics_json, name="metrics"),
     path(
         "queues/<str:queue>/pause/",
-        operations.queue_pause_toggle,
+        operations_views.queue_pause_toggle,
         {"pause": True},
         name="queue-pause",
     ),
     path(
         "queues/<str:queue>/resume/",
-        operations.queue_pause_toggle,
+        operations_views.queue_pause_toggle,
         {"pause": False},
         name="queue-resume",
     ),

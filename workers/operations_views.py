@@ -1,0 +1,85 @@
+"""The operations page's views (its figures: workers/operations.py): the page, the dead-letter
+buttons, pausing a queue, and the JSON figures for external monitoring."""
+
+from __future__ import annotations
+
+from botocore.exceptions import BotoCoreError, ClientError
+from django.conf import settings
+from django.contrib import admin, messages
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_POST
+
+from workers.dead_letters import DeadLetterGone, dead_letter_discard, dead_letter_redrive
+from workers.operations import dead_letter_sections, metrics_get, operations_get
+from workers.permissions import staff_permission_required
+from workers.queue_pauses import QueuePauseRefused, queue_pause, queue_resume
+from workers.queues import QUEUES
+
+
+@require_GET
+@staff_permission_required("workers.view_operations")
+def operations_page(request: HttpRequest) -> HttpResponse:
+    ops = operations_get()
+    return render(
+        request,
+        "admin/workers/operations.html",
+        {
+            **admin.site.each_context(request),
+            "title": "Operations",
+            "ops": ops,
+            "dead_letters": dead_letter_sections(ops.queues),
+            "can_manage_dead_letters": request.user.has_perm("workers.manage_dead_letters"),
+            "heartbeat_seconds": settings.WORKER_HEARTBEAT_SECONDS,
+            "flower_url": settings.FLOWER_URL,
+            "may_pause": request.user.has_perm("workers.pause_queue"),
+        },
+    )
+
+
+@require_POST
+@staff_permission_required("workers.manage_dead_letters")
+def dead_letter_act(request: HttpRequest, queue: str, message_id: str, action: str) -> HttpResponse:
+    """Redrive or discard one dead letter (the buttons beside it on the operations page)."""
+    act = {"redrive": dead_letter_redrive, "discard": dead_letter_discard}.get(action)
+    if act is None or queue not in QUEUES:
+        raise Http404
+    try:
+        record = act(queue=queue, message_id=message_id, user=request.user)
+    except DeadLetterGone as exc:
+        messages.warning(request, str(exc))
+    except (BotoCoreError, ClientError) as exc:
+        messages.error(request, f"SQS refused: {exc}")
+    else:
+        what = f"job {record.task_name} [{record.task_id}]" if record.task_id else "message"
+        done = "sent back to" if action == "redrive" else "discarded from"
+        messages.success(request, f"The {what} was {done} the {queue} queue.")
+    return HttpResponseRedirect(reverse("workers:operations") + "#dead-letters")
+
+
+@require_POST
+@staff_permission_required("workers.pause_queue")
+def queue_pause_toggle(request: HttpRequest, queue: str, pause: bool) -> HttpResponse:
+    """Pause or resume a queue for every worker (workers/queue_pauses.py); audited."""
+    try:
+        if pause:
+            queue_pause(queue=queue, user=request.user)
+            messages.success(
+                request,
+                f"Queue {queue} paused: workers stop taking its jobs within "
+                f"{settings.QUEUE_PAUSE_CHECK_SECONDS:g} s; jobs sent to it wait.",
+            )
+        else:
+            queue_resume(queue=queue, user=request.user)
+            messages.success(request, f"Queue {queue} resumed: its waiting jobs run now.")
+    except QueuePauseRefused as exc:
+        messages.error(request, str(exc))
+    return redirect("workers:operations")
+
+
+@require_GET
+@staff_permission_required("workers.view_operations")
+def metrics_json(request: HttpRequest) -> JsonResponse:
+    """Read-only figures for external monitoring: staff with the operations view permission."""
+    return JsonResponse(metrics_get())

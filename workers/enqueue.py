@@ -34,7 +34,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from workers.job_registry import JobSpec
-from workers.models import Job, JobLogChunk, RequesterKind
+from workers.models import Job, JobLogChunk, RequesterFields, RequesterKind
 from workers.outbox import (
     BROKER_ERRORS,
     MAX_SQS_DELAY_SECONDS,
@@ -73,6 +73,13 @@ class Requester:
         if not user.is_authenticated:
             raise ValueError("an anonymous user cannot request a job")
         return cls(RequesterKind.USER, user.get_username(), user.pk)
+
+    @classmethod
+    def of(cls, record: RequesterFields) -> Requester:
+        """Who asked for a recorded job (a Job, a release, a terraform run, an action)."""
+        return cls(
+            RequesterKind(record.requester_kind), record.requester_label, record.requested_by_id
+        )
 
     @classmethod
     def cli(cls, command: str) -> Requester:

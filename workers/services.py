@@ -20,8 +20,9 @@ from workers import jobs
 from workers.deferred import deferred_entries_remove
 from workers.enqueue import Requester, job_enqueue, job_message, new_task_id
 from workers.joblog import JobLogWriter
-from workers.models import DiagnosticRun, Job, JobLogChunk, RequesterKind
+from workers.models import DiagnosticRun, Job, JobLogChunk
 from workers.outbox import MAX_SQS_DELAY_SECONDS, publish_now
+from workers.tasks_backend_worker import celery_task_named
 
 
 class DiagnosticFailure(RuntimeError):
@@ -131,8 +132,6 @@ def job_send_recorded(*, task_id: str) -> bool:
     job's beat entry never both send it. A job that has started already (a worker got it
     after all), expired, or whose task this process does not know is marked sent and left.
     """
-    from workers.tasks_backend import celery_task_named
-
     with transaction.atomic():
         job = (
             Job.objects.select_for_update(skip_locked=True)
@@ -146,9 +145,7 @@ def job_send_recorded(*, task_id: str) -> bool:
         if result is None or task is None:
             Job.objects.filter(pk=job.pk).update(sent_at=timezone.now())
             return False
-        requester = Requester(
-            RequesterKind(job.requester_kind), job.requester_label, job.requested_by_id
-        )
+        requester = Requester.of(job)
         publish_now(
             job_message(
                 task,

@@ -20,8 +20,12 @@ from django.utils.safestring import SafeString
 
 from infra_tasks.rds.admin.forms import KeepRunningForm, ManagedDatabaseForm, schedule_zones
 from infra_tasks.rds.models import ActionKind, DatabaseAction, ManagedDatabase
-from infra_tasks.rds.services.actions import database_action_request, database_keep_running
-from infra_tasks.rds.services.schedules import managed_database_delete, managed_database_save
+from infra_tasks.rds.services.actions import database_action_request
+from infra_tasks.rds.services.schedules import (
+    database_keep_running,
+    managed_database_delete,
+    managed_database_save,
+)
 from workers.admin_links import job_link, refusal_report
 from workers.enqueue import BrokerUnavailable, Requester
 from workers.errors import ApplicationError

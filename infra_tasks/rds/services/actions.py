@@ -3,7 +3,8 @@ carried out by a worker through `operations.Operator`.
 
 A request records a `DatabaseAction` and queues `jobs.DATABASE_ACTION_EXECUTE` in the
 caller's transaction; a schedule firing (`jobs.DATABASE_SCHEDULED_RUN`) records its own,
-once per occurrence. Either way the record ends in a finished state, whatever went wrong.
+once per occurrence (skipping a stop while the database is kept running: schedules.py).
+Either way the record ends in a finished state, whatever went wrong.
 """
 
 from __future__ import annotations
@@ -38,10 +39,6 @@ from workers.logsink import LogSink
 OCCURRENCE_TOLERANCE = timedelta(minutes=5)
 
 
-class KeepRunningRefused(ApplicationError, ValueError):
-    """The keep-running time asked for has already passed."""
-
-
 @transaction.atomic
 def database_action_request(
     *, database: ManagedDatabase, action: str, requester: Requester
@@ -56,20 +53,6 @@ def database_action_request(
     if action != ActionKind.REFRESH:
         database.save(update_fields=["desired_state", "keep_running_until"])
     return database_action_enqueue(database, action, requester=requester, audit_object=database)
-
-
-@transaction.atomic
-def database_keep_running(
-    *, database: ManagedDatabase, until: datetime, requester: Requester
-) -> DatabaseAction:
-    """Skip the nightly stop until `until`, and start the database now if it is stopped."""
-    if until <= timezone.now():
-        raise KeepRunningRefused("keep running until must be in the future")
-    record = database_action_request(
-        database=database, action=ActionKind.START, requester=requester
-    )
-    ManagedDatabase.objects.filter(pk=database.pk).update(keep_running_until=until)
-    return record
 
 
 def database_action_enqueue(

@@ -1,4 +1,5 @@
-"""A managed database's registration and its two beat rows (nightly stop, morning start).
+"""A managed database's registration, its two beat rows (nightly stop, morning start), and
+keeping it running past its nightly stop.
 
 The rows name `jobs.DATABASE_SCHEDULED_RUN`; rows written under the task's former name still
 run (the old name stays registered). The schedule lives in django-celery-beat only, so an
@@ -9,14 +10,22 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import time
+from datetime import datetime, time
 
 from django.db import transaction
+from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from infra_tasks.rds import jobs
-from infra_tasks.rds.models import ActionKind, ManagedDatabase
+from infra_tasks.rds.models import ActionKind, DatabaseAction, ManagedDatabase
 from infra_tasks.rds.schedule_times import CronSpec
+from infra_tasks.rds.services.actions import database_action_request
+from workers.enqueue import Requester
+from workers.errors import ApplicationError
+
+
+class KeepRunningRefused(ApplicationError, ValueError):
+    """The keep-running time asked for has already passed."""
 
 
 @dataclass(frozen=True)
@@ -96,3 +105,17 @@ def managed_database_delete(*, database: ManagedDatabase) -> None:
         if task is not None:
             task.delete()
     database.delete()
+
+
+@transaction.atomic
+def database_keep_running(
+    *, database: ManagedDatabase, until: datetime, requester: Requester
+) -> DatabaseAction:
+    """Skip the nightly stop until `until`, and start the database now if it is stopped."""
+    if until <= timezone.now():
+        raise KeepRunningRefused("keep running until must be in the future")
+    record = database_action_request(
+        database=database, action=ActionKind.START, requester=requester
+    )
+    ManagedDatabase.objects.filter(pk=database.pk).update(keep_running_until=until)
+    return record

@@ -19,9 +19,9 @@ from infra_tasks.rds.selectors import database_cron_spec
 from infra_tasks.rds.services.actions import (
     OCCURRENCE_TOLERANCE,
     database_action_request,
-    database_keep_running,
     database_scheduled_run,
 )
+from infra_tasks.rds.services.schedules import database_keep_running
 from tests.infra_tasks.rds.support import (
     aws_status,
     finished,

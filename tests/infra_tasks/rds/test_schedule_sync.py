@@ -1,4 +1,5 @@
-"""A managed database's schedule is two django-celery-beat rows kept in step by the service."""
+"""A managed database's schedule is two django-celery-beat rows kept in step by the service;
+keeping it running past its stop is refused for a time already past."""
 
 from __future__ import annotations
 
@@ -6,16 +7,20 @@ import json
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
+from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from infra_tasks.rds.jobs import DATABASE_SCHEDULED_RUN
-from infra_tasks.rds.models import ManagedDatabase
+from infra_tasks.rds.models import DatabaseAction, ManagedDatabase
 from infra_tasks.rds.selectors import database_next_change
 from infra_tasks.rds.services.schedules import (
     DatabaseSchedule,
+    database_keep_running,
     managed_database_delete,
     managed_database_save,
 )
+from workers.enqueue import Requester
+from workers.errors import ApplicationError
 
 pytestmark = pytest.mark.django_db
 
@@ -118,3 +123,17 @@ def test_a_row_written_under_the_former_task_name_takes_the_new_one_on_the_next_
     managed_database_save(database=database, schedule=DatabaseSchedule(time_zone="UTC"))
 
     assert PeriodicTask.objects.get(pk=database.stop_task_id).task == DATABASE_SCHEDULED_RUN.name
+
+
+def test_keeping_running_until_a_time_past_is_refused_in_words_and_changes_nothing() -> None:
+    database = make(DatabaseSchedule(time_zone="UTC"))
+
+    with pytest.raises(ApplicationError, match="keep running until must be in the future"):
+        database_keep_running(
+            database=database,
+            until=timezone.now() - timedelta(minutes=1),
+            requester=Requester.cli("t"),
+        )
+
+    database.refresh_from_db()
+    assert database.keep_running_until is None and not DatabaseAction.objects.exists()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -120,9 +121,5 @@ def test_no_module_level_import_cycle() -> None:
         if module not in state:
             walk(module)
     # A package's __init__ importing its own submodules (a re-export) is not a cycle.
-    real = [
-        cycle
-        for cycle in cycles
-        if not any(b.startswith(a + ".") for a, b in zip(cycle, cycle[1:], strict=False))
-    ]
+    real = [cycle for cycle in cycles if not any(b.startswith(a + ".") for a, b in pairwise(cycle))]
     assert [" -> ".join(cycle) for cycle in real] == []

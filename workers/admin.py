@@ -16,7 +16,7 @@ from workers import display, families, job_actions, selectors
 from workers.admin_base import ReadOnlyAdminMixin
 from workers.job_bulk_admin import JOB_BULK_ACTIONS
 from workers.job_filters import JOB_LIST_FILTERS
-from workers.models import DiagnosticRun, Job, RequesterKind
+from workers.models import DiagnosticRun, Job, requester_text
 
 # Counting every row of a large results table on each changelist view is what makes such
 # pages slow; past this many matches the paginator stops counting.
@@ -103,7 +103,7 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
     def requester(self, obj: Any) -> str:
         if not obj.job_requester_kind:
             return "—"
-        return f"{RequesterKind(obj.job_requester_kind).label}: {obj.job_requester_label}"
+        return requester_text(obj.job_requester_kind, obj.job_requester_label)
 
     @admin.display(description="family")
     def family(self, obj: TaskResult) -> str:

@@ -20,6 +20,12 @@ class RequesterKind(models.TextChoices):
     SYSTEM = "system", "System"
 
 
+def requester_text(kind: str, label: str) -> str:
+    """Who asked, as every page says it: 'User: alice', 'Schedule: Record SQS queue depths'
+    (a kind this code does not know is shown as stored)."""
+    return f"{dict(RequesterKind.choices).get(kind, kind)}: {label}"
+
+
 class RequesterFields(models.Model):
     """Who or what asked for a job, as every record of one keeps it (the job, a release, a
     terraform run, a database action): the same fields, the same words on every page."""
@@ -37,8 +43,7 @@ class RequesterFields(models.Model):
 
     @property
     def requester(self) -> str:
-        """'User: alice', 'Schedule: Record SQS queue depths'."""
-        return f"{self.get_requester_kind_display()}: {self.requester_label}"
+        return requester_text(self.requester_kind, self.requester_label)
 
 
 # Acting on jobs (retry, discard, delete old records) is allowed per family: whoever may

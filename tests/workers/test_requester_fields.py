@@ -13,7 +13,7 @@ from django.db.models import Field, Model
 from infra_tasks.rds.models import DatabaseAction
 from infra_tasks.releases.models import Release
 from infra_tasks.terraform.models import TerraformRun
-from workers.models import Job, RequesterFields, RequesterKind
+from workers.models import Job, RequesterFields, RequesterKind, requester_text
 
 RECORDS: list[type[Model]] = [Job, Release, TerraformRun, DatabaseAction]
 FIELDS = ("requester_kind", "requester_label", "requested_by")
@@ -44,6 +44,12 @@ def test_the_requester_reads_the_same_on_every_record(
 ) -> None:
     record = model(requester_kind=kind, requester_label=label)
     assert record.requester == shown  # type: ignore[attr-defined]
+    # The job list reads the same words from its annotated rows.
+    assert requester_text(kind, label) == shown
+
+
+def test_a_kind_this_code_does_not_know_is_shown_as_stored() -> None:
+    assert requester_text("robot", "r2") == "robot: r2"
 
 
 @pytest.mark.django_db

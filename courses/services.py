@@ -2,7 +2,7 @@
 
 Covers: the web process only stores the uploaded original (under its content hash, with the
 extension of its sniffed type, once the request's transaction commits) and enqueues
-`media_pipeline.tasks.build_cover_variants(course_id, source_hash)` after commit.
+`media_pipeline.tasks.course_cover_variants_build(course_id, source_hash)` after commit.
 The worker renders the variants, stores them under content-addressed names and records them;
 the (course id, source hash) pair makes a stale or repeated message harmless. Files are
 deleted only after the transaction that stopped referencing them commits, and only when no
@@ -26,9 +26,11 @@ from django.db import IntegrityError, connection, transaction
 from courses.models import Course, CoverVariant, Enrolment, Lesson, LessonCompletion
 from media_pipeline.decode_slots import whole_decode_slot
 from media_pipeline.formats import SNIFF_BYTES, sniff
+from media_pipeline.jobs import COURSE_COVER_VARIANTS_BUILD
 from media_pipeline.resize import ImageRejected, Variant, render_variants, sha256_of, variant_name
 from media_pipeline.specs import COVER_SPECS, VariantSpec
 from workers.enqueue import Requester, job_enqueue, job_queue_check
+from workers.errors import ApplicationError
 from workers.joblog import JobLogWriter
 
 if TYPE_CHECKING:
@@ -39,7 +41,7 @@ logger = logging.getLogger(__name__)
 ORIGINALS_PREFIX = "covers/originals"
 
 
-class CatalogueError(Exception):
+class CatalogueError(ApplicationError):
     """A request the catalogue refuses; `str(exc)` is fit to show the user."""
 
 
@@ -159,13 +161,11 @@ def course_delete(*, course_id: int) -> None:
 
 
 def _enqueue_build(course: Course, *, requester: Requester) -> None:
-    from media_pipeline.tasks import build_cover_variants
-
     course_id, source_hash = course.pk, course.cover_sha256
     course.cover_status = Course.CoverStatus.PENDING
     course.cover_error = ""
     course.cover_task_id = job_enqueue(
-        build_cover_variants,
+        COURSE_COVER_VARIANTS_BUILD,
         requester=requester,
         args=[course_id, source_hash],
         audit_object=course,

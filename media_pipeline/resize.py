@@ -38,6 +38,7 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 
 from media_pipeline.formats import ACCEPTED_DESCRIPTION, SNIFF_BYTES, sniff
 from media_pipeline.specs import OutputFormat, VariantSpec
+from workers.errors import ApplicationError
 
 # Pillow's names for the formats in formats.ACCEPTED_DESCRIPTION (pillow-heif reads HEIC and
 # HEIF as "HEIF"; Pillow reads AVIF itself).
@@ -70,7 +71,7 @@ _VIPS_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, RuntimeError, pyvips.Error)
 
 
-class ImageRejected(ValueError):
+class ImageRejected(ApplicationError, ValueError):
     """The source cannot be turned into variants; `str(exc)` is shown to the uploader."""
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from courses import services as courses_services
+from courses.services import covers
 from media_pipeline import jobs
 from media_pipeline.resize import ImageRejected
 from workers.job_registry import job_task
@@ -16,7 +16,7 @@ def course_cover_variants_build(
     self: Any, course_id: int, source_hash: str
 ) -> dict[str, Any] | None:
     try:
-        return courses_services.course_cover_variants_build(
+        return covers.course_cover_variants_build(
             course_id=course_id, source_hash=source_hash, task_id=self.request.id
         )
     except ImageRejected as exc:

@@ -35,6 +35,7 @@ from media_pipeline.resize import ImageRejected, Variant, render_variants, sha25
 from media_pipeline.specs import COVER_SPECS, VariantSpec
 from workers.enqueue import Requester, job_enqueue, job_queue_check
 from workers.joblog import JobLogWriter
+from workers.logsink import LogSink
 
 ORIGINALS_PREFIX = "covers/originals"
 
@@ -171,7 +172,7 @@ def course_cover_variants_build(
 
 
 def _build(
-    course: Course, todo: list[VariantSpec], *, specs: tuple[VariantSpec, ...], log: JobLogWriter
+    course: Course, todo: list[VariantSpec], *, specs: tuple[VariantSpec, ...], log: LogSink
 ) -> dict[str, Any] | None:
     source_hash = course.cover_sha256
     variants: list[Variant] = []

@@ -32,7 +32,7 @@ TASKS = [
     ("media_pipeline.tasks.course_cover_variants_build", "media"),
     ("infra_tasks.terraform.tasks.terraform_plan", "infra"),
     ("infra_tasks.terraform.tasks.terraform_apply", "infra"),
-    ("infra_tasks.rds.tasks.run_scheduled_action", "infra"),
+    ("infra_tasks.rds.tasks.database_scheduled_run", "infra"),
     ("infra_tasks.releases.tasks.release_execute", "release"),
     ("workers.tasks.queue_depths_record", "default"),
 ]

@@ -47,3 +47,10 @@ def test_a_task_declared_with_its_own_limits_keeps_them() -> None:
 def test_a_name_cannot_be_declared_twice_for_different_jobs() -> None:
     with pytest.raises(ValueError, match="declared twice"):
         job_spec("tests.elsewhere.tasks.x", old_names=("workers.tasks.run_diagnostic",))
+
+
+def test_tasks_keep_celerys_django_api_beside_the_claim() -> None:
+    from celery.contrib.django.task import DjangoTask
+
+    task = jobs.DIAGNOSTIC_RUN_EXECUTE.task()
+    assert isinstance(task, DjangoTask) and callable(task.delay_on_commit)

@@ -198,8 +198,22 @@ def _finish_job_here(release: Release, outcome: Outcome) -> None:
     )
 
 
-class _Tee:
-    """A LogSink writing to the job's log and echoing to the command's output."""
+class _Sink:
+    """A LogSink's `line` and `write_lines`, in terms of its `write`."""
+
+    def write(self, text: str) -> None:
+        raise NotImplementedError
+
+    def line(self, text: str) -> None:
+        self.write(text + "\n")
+
+    def write_lines(self, lines: list[str]) -> None:
+        for text in lines:
+            self.line(text)
+
+
+class _Tee(_Sink):
+    """Writes to the job's log, echoed to the command's output."""
 
     def __init__(self, log: LogSink, echo: Callable[[str], object]) -> None:
         self.log = log
@@ -209,15 +223,8 @@ class _Tee:
         self.log.write(text)
         self.echo(text)
 
-    def line(self, text: str) -> None:
-        self.write(text + "\n")
 
-    def write_lines(self, lines: list[str]) -> None:
-        for text in lines:
-            self.line(text)
-
-
-class _Kept:
+class _Kept(_Sink):
     """Output kept in memory (and echoed) until there is a job log to write it to."""
 
     def __init__(self, echo: Callable[[str], object]) -> None:
@@ -227,13 +234,6 @@ class _Kept:
     def write(self, text: str) -> None:
         self.parts.append(text)
         self.echo(text)
-
-    def line(self, text: str) -> None:
-        self.write(text + "\n")
-
-    def write_lines(self, lines: list[str]) -> None:
-        for text in lines:
-            self.line(text)
 
     def lines(self) -> list[str]:
         return "".join(self.parts).rstrip("\n").split("\n")

@@ -43,7 +43,7 @@ from workers.bookkeeping import job_failure, job_finish, job_record_in_process
 from workers.enqueue import Requester, new_task_id
 from workers.joblog import JobLogWriter
 from workers.logsink import LogSink
-from workers.models import RequesterKind
+from workers.models import requester_text
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def _bootstrap_here(
 ) -> RunHereResult:
     started_at = timezone.now()
     kept = _Kept(echo)
-    who = f"{RequesterKind(requester.kind).label}: {requester.label}"
+    who = requester_text(requester.kind, requester.label)
     kept.line(f"release {version}, requested by {who}, running in-process")
     kept.line("bootstrap: the release record tables are not up to date yet; output is kept")
     kept.line("in memory and recorded once the migrations below have created them")

@@ -40,7 +40,7 @@ def job_family(task_name: str | None) -> str:
 
 
 def task_short_name(task_name: str | None) -> str:
-    """The function name of a task: 'terraform_apply' for infra_tasks.terraform.tasks.…"""
+    """The function name of a task: 'run_apply_execute' for infra_tasks.terraform.tasks.…"""
     return (task_name or "?").rsplit(".", 1)[-1]
 
 

@@ -25,6 +25,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_celery_results.models import TaskResult
 
+from workers.job_registry import canonical_name
 from workers.models import WorkerHeartbeat
 from workers.operations import HEARTBEAT_MISSES_ALLOWED
 
@@ -35,8 +36,8 @@ WORKER_LOST = "worker lost"
 # Task name -> what ends its domain row, given the task id and the reason.
 DOMAIN_LOST_HANDLERS: dict[str, str] = {
     "workers.tasks.diagnostic_run_execute": "workers.services.diagnostic_run_mark_lost",
-    "infra_tasks.terraform.tasks.terraform_plan": "workers.reconcile.terraform_runs_check_lost",
-    "infra_tasks.terraform.tasks.terraform_apply": "workers.reconcile.terraform_runs_check_lost",
+    "infra_tasks.terraform.tasks.run_plan_execute": "workers.reconcile.terraform_runs_check_lost",
+    "infra_tasks.terraform.tasks.run_apply_execute": "workers.reconcile.terraform_runs_check_lost",
 }
 
 
@@ -91,7 +92,8 @@ def _mark_lost(task_id: str, *, cutoff: datetime, now: datetime) -> bool:
         result.traceback = reason
         result.date_done = now
         result.save(update_fields=["status", "result", "traceback", "date_done"])
-        handler = DOMAIN_LOST_HANDLERS.get(result.task_name or "")
+        # By the current name: a job queued before a rename ran under the old one.
+        handler = DOMAIN_LOST_HANDLERS.get(canonical_name(result.task_name or ""))
         if handler:
             mark: Callable[..., object] = import_string(handler)
             mark(task_id=task_id, reason=reason)

@@ -8,39 +8,38 @@ class TerraformConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from infra_tasks.terraform import jobs
         from infra_tasks.terraform.selectors import run_job_subject
+        from workers.job_registry import JobSpec
         from workers.retries import job_retry_declare
         from workers.subjects import job_subject_register
 
-        job_subject_register(
-            (
-                "infra_tasks.terraform.tasks.terraform_plan",
-                "infra_tasks.terraform.tasks.terraform_apply",
-            ),
-            run_job_subject,
-        )
-        T = "infra_tasks.terraform.tasks."
+        def names(*specs: JobSpec) -> list[str]:
+            # Former names too: job rows written before the rename keep their rules.
+            return [name for spec in specs for name in (spec.name, *spec.old_names)]
+
+        job_subject_register(names(jobs.RUN_PLAN_EXECUTE, jobs.RUN_APPLY_EXECUTE), run_job_subject)
         job_retry_declare(
-            (f"{T}terraform_apply",),
+            names(jobs.RUN_APPLY_EXECUTE),
             safe=False,
             refusal="An apply runs the plan it was approved with, once. Plan again instead: "
             "open the workspace and press Plan.",
         )
         job_retry_declare(
-            (f"{T}terraform_plan",),
+            names(jobs.RUN_PLAN_EXECUTE),
             safe=False,
             refusal="A plan belongs to its run. Start a new plan from the workspace instead.",
         )
         job_retry_declare(
-            (f"{T}terraform_state_unlock",),
+            names(jobs.RUN_STATE_UNLOCK_EXECUTE),
             safe=False,
             refusal="Force-unlock again from the run's page, after checking who holds the lock.",
         )
         job_retry_declare(
-            (
-                f"{T}terraform_state_lock_check",
-                f"{T}terraform_drift_check_all",
-                f"{T}terraform_runs_mark_lost",
+            names(
+                jobs.RUN_STATE_LOCK_CHECK_EXECUTE,
+                jobs.DRIFT_CHECK_REQUEST_ALL,
+                jobs.RUNS_MARK_LOST,
             ),
             safe=True,
         )

@@ -31,7 +31,7 @@ def test_state_label_says_what_the_state_means_and_keeps_celerys_name(
         ("workers.tasks.diagnostic_run_execute", "Diagnostic"),
         ("workers.tasks.queue_depths_record", "System"),
         ("media_pipeline.tasks.build_cover_variants", "Courses"),
-        ("infra_tasks.terraform.tasks.terraform_apply", "Terraform"),
+        ("infra_tasks.terraform.tasks.run_apply_execute", "Terraform"),
         ("infra_tasks.rds.tasks.execute_database_action", "Databases"),
         ("infra_tasks.releases.tasks.release_migrate", "Releases"),
         ("infra_tasks.dashboard.tasks.refresh_ecs_services", "Infrastructure"),

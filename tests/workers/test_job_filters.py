@@ -23,7 +23,7 @@ def jobs() -> dict[str, str]:
         "diag-failed": job_row("workers.tasks.diagnostic_run_execute", "FAILURE"),
         "cover-ok": job_row("media_pipeline.tasks.build_cover_variants", "SUCCESS", queue="media"),
         "apply-old": job_row(
-            "infra_tasks.terraform.tasks.terraform_apply",
+            "infra_tasks.terraform.tasks.run_apply_execute",
             "FAILURE",
             queue="infra",
             created_ago=timedelta(days=10),

@@ -10,9 +10,6 @@ to release it.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -21,8 +18,24 @@ from infra_tasks.terraform import cli, configuration, remote, selectors, workdir
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
 from infra_tasks.terraform.plan_changes import plan_changes
 from infra_tasks.terraform.run_output import RunLog, RunWatch, capture_json, failure_text, stream
-from infra_tasks.terraform.services import steps
 from infra_tasks.terraform.services.runs import run_finish, run_lock
+from infra_tasks.terraform.services.steps import (
+    drift_found,
+    end_after_process,
+    environment,
+    fail,
+    failed_on_error,
+    lock_created,
+    plan_ended,
+    plan_forget,
+    plans_forget,
+    prepare,
+    run_claim,
+    source_directory,
+    state_of,
+    summary_text,
+    terraform_init,
+)
 from workers.errors import ApplicationError
 from workers.joblog import JobLogWriter
 from workers.streaming import run_streaming
@@ -46,24 +59,22 @@ class RunStepError(ApplicationError):
 
 def run_plan_execute(*, run_id: int, task_id: str, worker: str) -> str | None:
     """Run init and plan for a queued run; returns the run's final or waiting state."""
-    run = steps.run_claim(run_id, queued=RunState.QUEUED, working=RunState.PLANNING, worker=worker)
+    run = run_claim(run_id, queued=RunState.QUEUED, working=RunState.PLANNING, worker=worker)
     if run is None:
-        return steps.state_of(run_id)
-    with _failed_on_error(run_id):
+        return state_of(run_id)
+    with failed_on_error(run_id):
         return _plan(run, task_id)
-    return steps.state_of(run_id)
+    return state_of(run_id)
 
 
 def run_apply_execute(*, run_id: int, task_id: str, worker: str) -> str | None:
     """Apply exactly the run's saved plan; returns the run's final state."""
-    run = steps.run_claim(
-        run_id, queued=RunState.APPLY_QUEUED, working=RunState.APPLYING, worker=worker
-    )
+    run = run_claim(run_id, queued=RunState.APPLY_QUEUED, working=RunState.APPLYING, worker=worker)
     if run is None:
-        return steps.state_of(run_id)
-    with _failed_on_error(run_id):
+        return state_of(run_id)
+    with failed_on_error(run_id):
         return _apply(run, task_id)
-    return steps.state_of(run_id)
+    return state_of(run_id)
 
 
 def run_state_lock_check_execute(*, run_id: int, task_id: str) -> str | None:
@@ -74,7 +85,7 @@ def run_state_lock_check_execute(*, run_id: int, task_id: str) -> str | None:
     with JobLogWriter(task_id) as log:
         lock = remote.state_lock_read(run.state_key)
         # A lock taken after the run ended belongs to whichever run holds the state now.
-        if lock is not None and run.finished_at and steps.lock_created(lock) > run.finished_at:
+        if lock is not None and run.finished_at and lock_created(lock) > run.finished_at:
             later = selectors.state_lock_text(lock)
             log.line(f"The state is locked by a later operation ({later}).")
             lock = None
@@ -113,7 +124,7 @@ def run_state_unlock_execute(*, run_id: int, task_id: str) -> str:
             (directory / "main.tf").write_text(BACKEND_ONLY_CONFIGURATION)
             backend_file = step / "backend.s3.tfbackend"
             backend_file.write_text(remote.backend_config(run.state_key))
-            env = steps.environment({})
+            env = environment({})
             binary = settings.TERRAFORM_BIN
             for command in (
                 cli.init_command(binary, backend_config=backend_file),
@@ -132,47 +143,29 @@ def run_state_unlock_execute(*, run_id: int, task_id: str) -> str:
     return "released"
 
 
-@contextmanager
-def _failed_on_error(run_id: int) -> Iterator[None]:
-    """An unexpected error (a soft time limit, a database hiccup) must not leave the run
-    active: it would hold its workspace forever. The bucket being unusable, or a bundle
-    that cannot be unpacked, fails the run with what went wrong."""
-    try:
-        yield
-    except (remote.StorageError, configuration.ConfigurationError) as exc:
-        steps.end_after_process(run_id, None, f"{exc}")
-    except Exception as exc:
-        steps.end_after_process(
-            run_id, None, f"Stopped by an internal error ({exc.__class__.__name__}); see the job."
-        )
-        raise
-
-
 def _plan(run: TerraformRun, task_id: str) -> str | None:
     run_id = run.pk
     workspace = run.workspace
     log = RunLog(task_id)
     with log, workdir.step_directory(run_id, "plan") as step:
         remote.bucket()  # unset: the run fails with what to set before anything runs
-        steps.plans_forget(workspace)
-        source = steps.source_directory(run, log)
+        plans_forget(workspace)
+        source = source_directory(run, log)
         if source is None:
-            return steps.state_of(run_id)
+            return state_of(run_id)
         inputs = selectors.workspace_inputs(workspace=workspace)
-        prepared = steps.prepare(run, log, inputs)
+        prepared = prepare(run, log, inputs)
         if prepared is None:
-            return steps.state_of(run_id)
+            return state_of(run_id)
         env, deadline = prepared
         try:
             entries = configuration.collect(source)
         except configuration.ConfigurationError as exc:
-            return steps.fail(
-                run_id, log, f"The configuration of {workspace} cannot be used: {exc}."
-            )
+            return fail(run_id, log, f"The configuration of {workspace} cannot be used: {exc}.")
         config_sha256 = configuration.digest(entries)
         backend = configuration.declared_backend(entries)
         if backend is None:
-            return steps.fail(
+            return fail(
                 run_id,
                 log,
                 f"The configuration of {workspace} declares no backend, so its state would "
@@ -193,11 +186,9 @@ def _plan(run: TerraformRun, task_id: str) -> str | None:
         )
         watch = RunWatch(run_id)
         binary = settings.TERRAFORM_BIN
-        result = steps.terraform_init(
-            step, directory, state_key, env, log, watch, deadline, pinned=False
-        )
+        result = terraform_init(step, directory, state_key, env, log, watch, deadline, pinned=False)
         if not result.ok:
-            return steps.end_after_process(run_id, result, "terraform init failed.")
+            return end_after_process(run_id, result, "terraform init failed.")
         # The bundle is what init left to pin: the files and the provider lock file.
         bundle = configuration.pack(configuration.collect(directory))
 
@@ -220,25 +211,23 @@ def _plan(run: TerraformRun, task_id: str) -> str | None:
             cli.PLAN_NO_CHANGES,
             cli.PLAN_HAS_CHANGES,
         ):
-            return steps.end_after_process(run_id, result, failure_text("terraform plan", log))
+            return end_after_process(run_id, result, failure_text("terraform plan", log))
 
         if result.returncode == cli.PLAN_NO_CHANGES:
-            steps.plan_ended(run_id, RunState.NO_CHANGES, "No changes: the infrastructure matches.")
+            plan_ended(run_id, RunState.NO_CHANGES, "No changes: the infrastructure matches.")
             return RunState.NO_CHANGES
 
         shown = capture_json(
             cli.show_plan_command(binary, plan_file=plan_file), directory, env, watch
         )
         if shown is None:
-            return steps.end_after_process(
-                run_id, None, "terraform show could not read the saved plan."
-            )
+            return end_after_process(run_id, None, "terraform show could not read the saved plan.")
         summary = cli.plan_summary(shown)
         changes = plan_changes(shown, redact=log.redactor)
         log.line(f"Plan saved: {summary}.")
 
         if run.kind == RunKind.DRIFT_CHECK:
-            steps.drift_found(run_id, workspace_id=workspace.pk, summary=summary, changes=changes)
+            drift_found(run_id, workspace_id=workspace.pk, summary=summary, changes=changes)
             return RunState.DRIFTED
 
         saved = plan_file.read_bytes()
@@ -285,18 +274,18 @@ def _apply(run: TerraformRun, task_id: str) -> str | None:
     log = RunLog(task_id)
     try:
         with log, workdir.step_directory(run_id, "apply") as step:
-            prepared = steps.prepare(run, log, run.plan_inputs or {})
+            prepared = prepare(run, log, run.plan_inputs or {})
             if prepared is None:
-                return steps.state_of(run_id)
+                return state_of(run_id)
             env, deadline = prepared
             directory = step / "config"
             plan_file = step / "plan.tfplan"
             bundle = remote.object_get(run.bundle_key) if run.bundle_key else None
             if bundle is None or configuration.sha256(bundle) != run.bundle_sha256:
-                return steps.fail(run_id, log, BUNDLE_ALTERED_MESSAGE)
+                return fail(run_id, log, BUNDLE_ALTERED_MESSAGE)
             saved = remote.object_get(run.plan_key) if run.plan_key else None
             if saved is None or configuration.sha256(saved) != run.plan_sha256:
-                return steps.fail(run_id, log, PLAN_ALTERED_MESSAGE)
+                return fail(run_id, log, PLAN_ALTERED_MESSAGE)
             configuration.unpack(bundle, directory)
             plan_file.write_bytes(saved)
             log.line(
@@ -304,11 +293,11 @@ def _apply(run: TerraformRun, task_id: str) -> str | None:
                 f"configuration {configuration.short(run.config_sha256)} --"
             )
             watch = RunWatch(run_id)
-            result = steps.terraform_init(
+            result = terraform_init(
                 step, directory, run.state_key, env, log, watch, deadline, pinned=True
             )
             if not result.ok:
-                return steps.end_after_process(run_id, result, "terraform init failed.")
+                return end_after_process(run_id, result, "terraform init failed.")
 
             log.progress = cli.Progress(total=sum((run.plan_summary or {}).values()) or None)
             log.set_progress(0, log.progress.total)
@@ -327,19 +316,19 @@ def _apply(run: TerraformRun, task_id: str) -> str | None:
             )
             if not result.ok:
                 if log.saw(cli.STALE_PLAN):
-                    return steps.end_after_process(run_id, result, STALE_PLAN_MESSAGE)
-                return steps.end_after_process(run_id, result, failure_text("terraform apply", log))
+                    return end_after_process(run_id, result, STALE_PLAN_MESSAGE)
+                return end_after_process(run_id, result, failure_text("terraform apply", log))
 
             outputs = capture_json(cli.output_command(binary), directory, env, watch)
             public = cli.public_outputs(outputs or {}, log.redactor)
             log.line(f"Apply complete; outputs stored: {', '.join(sorted(public)) or 'none'}.")
     finally:
         # Applied, refused or failed: this plan is spent either way.
-        steps.plan_forget(run_id)
+        plan_forget(run_id)
 
     with transaction.atomic():
         run = run_lock(run)
         # What is deployed is now what the configuration says: no drift.
         TerraformWorkspace.objects.filter(pk=run.workspace_id).update(outputs=public, drifted=False)
-        run_finish(run, RunState.APPLIED, f"Applied: {steps.summary_text(run)}.")
+        run_finish(run, RunState.APPLIED, f"Applied: {summary_text(run)}.")
     return RunState.APPLIED

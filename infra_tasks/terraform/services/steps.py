@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,22 @@ def run_claim(
         if run.state == working and silent_seconds(run) >= lost_after():
             run_mark_lost(run)
         return None
+
+
+@contextmanager
+def failed_on_error(run_id: int) -> Iterator[None]:
+    """An unexpected error (a soft time limit, a database hiccup) must not leave the run
+    active: it would hold its workspace forever. The bucket being unusable, or a bundle
+    that cannot be unpacked, fails the run with what went wrong."""
+    try:
+        yield
+    except (remote.StorageError, configuration.ConfigurationError) as exc:
+        end_after_process(run_id, None, f"{exc}")
+    except Exception as exc:
+        end_after_process(
+            run_id, None, f"Stopped by an internal error ({exc.__class__.__name__}); see the job."
+        )
+        raise
 
 
 def source_directory(run: TerraformRun, log: LogSink) -> Path | None:

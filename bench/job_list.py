@@ -32,7 +32,7 @@ TASKS = [
     ("media_pipeline.tasks.build_cover_variants", "media"),
     ("infra_tasks.terraform.tasks.run_plan_execute", "infra"),
     ("infra_tasks.terraform.tasks.run_apply_execute", "infra"),
-    ("infra_tasks.rds.tasks.run_scheduled_action", "infra"),
+    ("infra_tasks.rds.tasks.database_scheduled_run", "infra"),
     ("infra_tasks.releases.tasks.release_migrate", "release"),
     ("workers.tasks.queue_depths_record", "default"),
 ]

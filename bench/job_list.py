@@ -29,11 +29,11 @@ from tests.support.servers import AwsEndpoint, aws_environment
 
 TASKS = [
     ("workers.tasks.diagnostic_run_execute", "default"),
-    ("media_pipeline.tasks.build_cover_variants", "media"),
+    ("media_pipeline.tasks.course_cover_variants_build", "media"),
     ("infra_tasks.terraform.tasks.run_plan_execute", "infra"),
     ("infra_tasks.terraform.tasks.run_apply_execute", "infra"),
     ("infra_tasks.rds.tasks.database_scheduled_run", "infra"),
-    ("infra_tasks.releases.tasks.release_migrate", "release"),
+    ("infra_tasks.releases.tasks.release_execute", "release"),
     ("workers.tasks.queue_depths_record", "default"),
 ]
 
@@ -121,7 +121,7 @@ def run(rows: int) -> None:
             ("no filter", ""),
             ("state FAILURE", "status__exact=FAILURE"),
             ("family terraform", "family=terraform"),
-            ("task cover", "task=media_pipeline.tasks.build_cover_variants"),
+            ("task cover", "task=media_pipeline.tasks.course_cover_variants_build"),
             ("queue release", "queue=release"),
             ("requester alice", "requester=user:alice"),
             ("last hour", "created=1h"),

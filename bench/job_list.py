@@ -30,8 +30,8 @@ from tests.support.servers import AwsEndpoint, aws_environment
 TASKS = [
     ("workers.tasks.diagnostic_run_execute", "default"),
     ("media_pipeline.tasks.course_cover_variants_build", "media"),
-    ("infra_tasks.terraform.tasks.terraform_plan", "infra"),
-    ("infra_tasks.terraform.tasks.terraform_apply", "infra"),
+    ("infra_tasks.terraform.tasks.run_plan_execute", "infra"),
+    ("infra_tasks.terraform.tasks.run_apply_execute", "infra"),
     ("infra_tasks.rds.tasks.database_scheduled_run", "infra"),
     ("infra_tasks.releases.tasks.release_execute", "release"),
     ("workers.tasks.queue_depths_record", "default"),

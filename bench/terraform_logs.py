@@ -35,7 +35,7 @@ from django.conf import settings  # noqa: E402
 from django.db import connections  # noqa: E402
 
 from infra_tasks.terraform import cli  # noqa: E402
-from infra_tasks.terraform.services import _RunLog  # noqa: E402
+from infra_tasks.terraform.run_output import RunLog  # noqa: E402
 from workers.models import JobLogChunk  # noqa: E402
 from workers.selectors import job_log_since  # noqa: E402
 from workers.streaming import run_streaming  # noqa: E402
@@ -146,7 +146,7 @@ def logged(directory: Path, env: dict[str, str]) -> tuple[float, float, list[flo
     reader = multiprocessing.Process(target=read_log, args=(task_id, done, send))
     reader.start()
 
-    log = _RunLog(task_id)
+    log = RunLog(task_id)
     log.progress = cli.Progress(total=1)
     cpu_before = cpu_seconds(resource.RUSAGE_SELF)
     started = time.monotonic()

@@ -47,8 +47,6 @@ ROUTES_BY_MODULE: dict[str, str] = {
     "media_pipeline.": "media",
     "infra_tasks.": "infra",
     "infra_tasks.releases.": "release",
-    # It notices infra workers that are gone: it must not wait for one.
-    "infra_tasks.terraform.tasks.terraform_runs_mark_lost": "default",
 }
 
 

@@ -28,7 +28,8 @@ from pathlib import Path
 
 from django.conf import settings
 
-from workers.joblog import JobLogWriter, cut_bytes
+from workers.joblog import cut_bytes
+from workers.logsink import LogSink
 
 
 class StopReason(StrEnum):
@@ -50,7 +51,7 @@ class StreamResult:
 def run_streaming(
     command: Sequence[str],
     *,
-    log: JobLogWriter,
+    log: LogSink,
     cwd: str | Path | None = None,
     env: Mapping[str, str] | None = None,
     should_stop: Callable[[], bool] | None = None,
@@ -100,7 +101,7 @@ def run_streaming(
                 elif data == b"":
                     selector.unregister(stream)
                     break
-            log.flush_if_due()
+            _flush(log, due_only=True)
             if not selector.get_map():
                 break
 
@@ -144,7 +145,7 @@ def run_streaming(
     last = lines.rest()
     if last is not None:
         _deliver(last, log, on_line)
-    log.flush()
+    _flush(log, due_only=False)
     return StreamResult(returncode=returncode, stopped=stopped, seconds=time.monotonic() - started)
 
 
@@ -199,7 +200,15 @@ class LineSplitter:
         self._seen += len(data)
 
 
-def _deliver(line: str, log: JobLogWriter, on_line: Callable[[str], None] | None) -> None:
+def _flush(log: LogSink, *, due_only: bool) -> None:
+    """A sink that batches its lines (JobLogWriter) is flushed; one that keeps them in
+    memory (LineCapture) has nothing to flush."""
+    flush = getattr(log, "flush_if_due" if due_only else "flush", None)
+    if flush is not None:
+        flush()
+
+
+def _deliver(line: str, log: LogSink, on_line: Callable[[str], None] | None) -> None:
     if on_line is not None:
         on_line(line)
     log.line(line)

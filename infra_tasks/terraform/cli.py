@@ -14,6 +14,8 @@ from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
+from workers.errors import ApplicationError
+
 STALE_PLAN = "Saved plan is stale"
 LOCK_ERROR = "Error acquiring the state lock"
 
@@ -22,7 +24,7 @@ PLAN_NO_CHANGES = 0
 PLAN_HAS_CHANGES = 2
 
 
-class WorkspacePathError(ValueError):
+class WorkspacePathError(ApplicationError, ValueError):
     """A workspace directory that is not inside the configured root."""
 
 

@@ -21,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from workers.errors import ApplicationError
+
 # Bundles hold configuration, not data: anything bigger is almost certainly a mistake.
 MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 LOCK_FILE = ".terraform.lock.hcl"
@@ -29,7 +31,7 @@ _SKIPPED_DIRECTORIES = frozenset({".terraform", "terraform.tfstate.d", ".git"})
 _SKIPPED_FILES = re.compile(r"(\.tfstate|\.tfstate\.backup|\.tfstate\.lock\.info|\.tfplan)$")
 
 
-class ConfigurationError(ValueError):
+class ConfigurationError(ApplicationError, ValueError):
     """A configuration that cannot be bundled; the message says why."""
 
 

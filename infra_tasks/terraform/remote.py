@@ -18,11 +18,13 @@ import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
+from workers.errors import ApplicationError
+
 STATE_FILE = "terraform.tfstate"
 LOCK_SUFFIX = ".tflock"
 
 
-class StorageError(Exception):
+class StorageError(ApplicationError):
     """The bucket could not be used; the message says what to fix or what failed."""
 
 

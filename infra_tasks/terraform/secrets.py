@@ -11,9 +11,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 
 from infra_tasks.terraform.models import SecretSource, TerraformSecret
+from workers.errors import ApplicationError
 
 
-class SecretUnavailable(Exception):
+class SecretUnavailable(ApplicationError):
     """A secret reference could not be resolved; the message names it, never a value."""
 
 

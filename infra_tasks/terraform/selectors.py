@@ -6,7 +6,18 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import (
+    Case,
+    Count,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 
 from infra_tasks.terraform import cli, configuration
@@ -59,6 +70,25 @@ def run_queue_position(*, run: TerraformRun) -> int:
         TerraformRun.objects.filter(workspace_id=run.workspace_id, id__lt=run.pk)
         .exclude(state__in=FINISHED_STATES)
         .count()
+    )
+
+
+def runs_with_queue_position(runs: QuerySet[TerraformRun]) -> QuerySet[TerraformRun]:
+    """`runs` annotated with `queue_ahead`: `run_queue_position` of each, in the same query."""
+    ahead = (
+        TerraformRun.objects.filter(workspace_id=OuterRef("workspace_id"), id__lt=OuterRef("pk"))
+        .exclude(state__in=FINISHED_STATES)
+        .order_by()
+        .values("workspace_id")
+        .annotate(count=Count("id"))
+        .values("count")
+    )
+    return runs.annotate(
+        queue_ahead=Case(
+            When(state=RunState.WAITING, then=Coalesce(Subquery(ahead), 0)),
+            default=Value(0),
+            output_field=IntegerField(),
+        )
     )
 
 

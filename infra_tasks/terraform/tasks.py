@@ -1,5 +1,5 @@
-"""Thin terraform tasks: take a run id, call a service. Routed to the `infra` queue, but for
-the lost-run check (workers/queues.py), which must run when every infra worker is gone.
+"""Thin terraform tasks: take a run id, call the service each is named after (names, queues
+and former names: infra_tasks/terraform/jobs.py).
 
 A step that ends its run cancelled or failed ends its job the same way (REVOKED, FAILURE),
 so a job never reads SUCCESS for a run that did not succeed.
@@ -9,25 +9,25 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import shared_task
-
-from infra_tasks.terraform import selectors, services
+from infra_tasks.terraform import jobs, selectors
 from infra_tasks.terraform.models import RunState
+from infra_tasks.terraform.services import execution, runs
 from workers.enqueue import Requester
+from workers.job_registry import job_task
 from workers.outcomes import job_cancelled, job_failed
 
 
-@shared_task(bind=True)
-def terraform_plan(self: Any, run_id: int) -> str | None:
-    state = services.run_plan_execute(
+@job_task(jobs.RUN_PLAN_EXECUTE)
+def run_plan_execute(self: Any, run_id: int) -> str | None:
+    state = execution.run_plan_execute(
         run_id=run_id, task_id=self.request.id, worker=self.request.hostname or ""
     )
     return _job_end(self, run_id, state)
 
 
-@shared_task(bind=True)
-def terraform_apply(self: Any, run_id: int) -> str | None:
-    state = services.run_apply_execute(
+@job_task(jobs.RUN_APPLY_EXECUTE)
+def run_apply_execute(self: Any, run_id: int) -> str | None:
+    state = execution.run_apply_execute(
         run_id=run_id, task_id=self.request.id, worker=self.request.hostname or ""
     )
     return _job_end(self, run_id, state)
@@ -44,25 +44,23 @@ def _job_end(task: Any, run_id: int, state: str | None) -> str | None:
     job_failed(task, ended)
 
 
-@shared_task(bind=True)
-def terraform_state_lock_check(self: Any, run_id: int) -> str | None:
-    return services.run_state_lock_check_execute(run_id=run_id, task_id=self.request.id)
+@job_task(jobs.RUN_STATE_LOCK_CHECK_EXECUTE)
+def run_state_lock_check_execute(self: Any, run_id: int) -> str | None:
+    return execution.run_state_lock_check_execute(run_id=run_id, task_id=self.request.id)
 
 
-@shared_task(bind=True)
-def terraform_state_unlock(self: Any, run_id: int) -> str:
-    return services.run_state_unlock_execute(run_id=run_id, task_id=self.request.id)
+@job_task(jobs.RUN_STATE_UNLOCK_EXECUTE)
+def run_state_unlock_execute(self: Any, run_id: int) -> str:
+    return execution.run_state_unlock_execute(run_id=run_id, task_id=self.request.id)
 
 
-@shared_task
-def terraform_drift_check_all() -> int:
+@job_task(jobs.DRIFT_CHECK_REQUEST_ALL, bind=False)
+def drift_check_request_all() -> int:
     """Beat entry: queue a drift check of every workspace."""
-    return services.drift_check_request_all(
-        requester=Requester.schedule(services.DRIFT_SCHEDULE_NAME)
-    )
+    return runs.drift_check_request_all(requester=Requester.schedule(jobs.DRIFT_SCHEDULE_NAME))
 
 
-@shared_task
-def terraform_runs_mark_lost() -> int:
+@job_task(jobs.RUNS_MARK_LOST, bind=False)
+def runs_mark_lost() -> int:
     """Beat entry: mark runs whose worker stopped beating as lost."""
-    return services.runs_mark_lost()
+    return runs.runs_mark_lost()

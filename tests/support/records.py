@@ -14,7 +14,7 @@ from workers.models import DiagnosticRun, Job, RequesterKind
 
 def seed_records() -> None:
     for task_id, name in (
-        ("job-plan", "infra_tasks.terraform.tasks.terraform_plan"),
+        ("job-plan", "infra_tasks.terraform.tasks.run_plan_execute"),
         ("job-action", "infra_tasks.rds.tasks.database_action_execute"),
         ("job-release", "infra_tasks.releases.tasks.release_execute"),
         ("job-diagnostic", "workers.tasks.diagnostic_run_execute"),

@@ -45,13 +45,13 @@ def test_admin_index_is_the_jobs_home_with_recent_jobs_buttons_and_places(
     settings.FLOWER_URL = "https://flower.example.com/"  # type: ignore[attr-defined]
     Job.objects.create(
         task_id="t-1",
-        task_name="infra_tasks.terraform.tasks.terraform_apply",
+        task_name="infra_tasks.terraform.tasks.run_apply_execute",
         queue="infra",
         requester_kind=RequesterKind.USER,
         requester_label="carol",
     )
     TaskResult.objects.create(
-        task_id="t-1", task_name="infra_tasks.terraform.tasks.terraform_apply", status="REVOKED"
+        task_id="t-1", task_name="infra_tasks.terraform.tasks.run_apply_execute", status="REVOKED"
     )
     page = home(get_user_model().objects.create_superuser("root"))
 
@@ -62,7 +62,7 @@ def test_admin_index_is_the_jobs_home_with_recent_jobs_buttons_and_places(
         re.sub(r"<[^>]+>", "", cell).strip()
         for cell in re.findall(r"<td[^>]*>(.*?)</td>", row[1], re.S)
     ]
-    assert cells[:4] == ["terraform_apply", "Terraform", "Cancelled (REVOKED)", "User: carol"]
+    assert cells[:4] == ["run_apply_execute", "Terraform", "Cancelled (REVOKED)", "User: carol"]
     assert 'id="run-diagnostic"' in page and 'id="run-failing-diagnostic"' in page
     for place, url in (
         ("Operations", "/ops/operations/"),

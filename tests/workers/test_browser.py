@@ -174,7 +174,7 @@ def test_a_failed_terraform_apply_found_by_filter_says_plan_again_instead_of_ret
 
     from tests.workers.jobs import job_row
 
-    job_row("infra_tasks.terraform.tasks.terraform_apply", "FAILURE", queue="infra")
+    job_row("infra_tasks.terraform.tasks.run_apply_execute", "FAILURE", queue="infra")
     job_row("workers.tasks.diagnostic_run_execute", "FAILURE")
     page = tour.page
     page.locator("#all-jobs").click()

@@ -102,9 +102,9 @@ def test_of_many_concurrent_claims_on_one_job_exactly_one_wins(sqs_queues: AwsEn
         "infra_tasks.rds.tasks.database_action_execute",
         "infra_tasks.rds.tasks.database_scheduled_run",
         "infra_tasks.releases.tasks.release_execute",
-        "infra_tasks.terraform.tasks.terraform_plan",
-        "infra_tasks.terraform.tasks.terraform_apply",
-        "infra_tasks.terraform.tasks.terraform_state_unlock",
+        "infra_tasks.terraform.tasks.run_plan_execute",
+        "infra_tasks.terraform.tasks.run_apply_execute",
+        "infra_tasks.terraform.tasks.run_state_unlock_execute",
     ],
 )
 def test_every_job_family_claims_its_job_before_running(task_name: str) -> None:

@@ -21,7 +21,7 @@ from workers.models import Job, JobLogChunk, WorkerHeartbeat
 pytestmark = pytest.mark.django_db(transaction=True)
 
 DIAGNOSTIC = "workers.tasks.diagnostic_run_execute"
-APPLY = "infra_tasks.terraform.tasks.terraform_apply"
+APPLY = "infra_tasks.terraform.tasks.run_apply_execute"
 COVER = "media_pipeline.tasks.course_cover_variants_build"
 
 

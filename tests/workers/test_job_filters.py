@@ -25,7 +25,7 @@ def jobs() -> dict[str, str]:
             "media_pipeline.tasks.course_cover_variants_build", "SUCCESS", queue="media"
         ),
         "apply-old": job_row(
-            "infra_tasks.terraform.tasks.terraform_apply",
+            "infra_tasks.terraform.tasks.run_apply_execute",
             "FAILURE",
             queue="infra",
             created_ago=timedelta(days=10),

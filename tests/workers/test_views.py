@@ -272,7 +272,7 @@ def _job(task_id: str, task_name: str) -> TaskResult:
 def test_a_jobs_log_and_page_need_the_view_permission_of_its_family(
     finished_job: TaskResult,
 ) -> None:
-    apply = _job("apply-1", "infra_tasks.terraform.tasks.terraform_apply")
+    apply = _job("apply-1", "infra_tasks.terraform.tasks.run_apply_execute")
     diagnostics_only = client_for(make_user("dina", staff=True, perms=DIAGNOSTIC_VIEWER))
 
     for name in ("workers:job-log", "workers:job-log-download", "workers:job-detail"):

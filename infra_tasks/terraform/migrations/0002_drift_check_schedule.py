@@ -7,19 +7,8 @@ NAME = "Terraform drift check"
 
 
 def create_schedule(apps, schema_editor):
-    CrontabSchedule = apps.get_model("django_celery_beat", "CrontabSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    crontab, _ = CrontabSchedule.objects.get_or_create(
-        minute="0", hour="6", day_of_week="*", day_of_month="*", month_of_year="*", timezone="UTC"
-    )
-    PeriodicTask.objects.get_or_create(
-        name=NAME,
-        defaults={
-            "task": TASK,
-            "crontab": crontab,
-            "description": "Plans each workspace with -detailed-exitcode; flags and e-mails drift.",
-        },
-    )
+    """Superseded: the row is written after migrate from infra_tasks/terraform/jobs.py
+    (workers/periodic.py)."""
 
 
 def remove_schedule(apps, schema_editor):

@@ -8,21 +8,8 @@ NAME = "Terraform lost runs"
 
 
 def create_schedule(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    every, _ = IntervalSchedule.objects.get_or_create(every=30, period="seconds")
-    PeriodicTask.objects.get_or_create(
-        name=NAME,
-        defaults={
-            "task": TASK,
-            "interval": every,
-            "description": (
-                "Marks plans and applies whose worker has been silent for "
-                "TERRAFORM_LOST_AFTER_SECONDS as 'worker lost — check the state' and starts "
-                "the next queued run of their workspace."
-            ),
-        },
-    )
+    """Superseded: the row is written after migrate from infra_tasks/terraform/jobs.py
+    (workers/periodic.py)."""
 
 
 def remove_schedule(apps, schema_editor):

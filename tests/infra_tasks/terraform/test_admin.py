@@ -10,7 +10,9 @@ import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission, User
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,7 +21,7 @@ from infra_tasks.terraform.selectors import (
     terraform_run_list_latest,
     workspace_configuration_digest,
 )
-from infra_tasks.terraform.services import RunError, run_approve, run_cancel, run_request
+from infra_tasks.terraform.services.runs import RunError, run_approve, run_cancel, run_request
 from tests.support.html_checks import html_problems
 from tests.support.servers import AwsEndpoint
 from workers.enqueue import Requester
@@ -310,7 +312,7 @@ def test_a_lost_run_shows_the_lock_it_left_and_only_force_unlock_holders_release
     assert "force-unlock of its state lock queued" in response.content.decode()
     run.refresh_from_db()
     job = Job.objects.get(task_id=run.unlock_task_id)
-    assert job.task_name == "infra_tasks.terraform.tasks.terraform_state_unlock"
+    assert job.task_name == "infra_tasks.terraform.tasks.run_state_unlock_execute"
     assert (job.queue, job.requested_by) == ("infra", unlocker)
     assert LogEntry.objects.filter(user=unlocker, object_id=str(run.pk)).exists()
 
@@ -411,3 +413,56 @@ def test_run_page_shows_the_structured_plan(make_workspace: MakeWorkspace) -> No
     assert "&quot;15.4&quot;</td>" in html and "&quot;16.1&quot;</td>" in html
     assert "forces replacement" in html and "(sensitive value)" in html
     assert 'data-address="output.endpoint"' in html
+
+
+def _runs_page_queries(client: Client) -> tuple[int, str]:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(reverse("admin:terraform_terraformrun_changelist"))
+    assert response.status_code == 200
+    return len(queries), response.content.decode()
+
+
+def _queue(workspace: TerraformWorkspace, waiting: int, requester: User) -> None:
+    """One active run and `waiting` runs behind it, with a finished one among them."""
+    kwargs = {
+        "workspace": workspace,
+        "kind": RunKind.APPLY,
+        "requester_kind": "user",
+        "requester_label": requester.get_username(),
+        "requested_by": requester,
+    }
+    TerraformRun.objects.create(state=RunState.PLANNED, **kwargs)
+    TerraformRun.objects.create(state=RunState.CANCELLED, **kwargs)
+    for _ in range(waiting):
+        TerraformRun.objects.create(state=RunState.WAITING, **kwargs)
+
+
+def test_the_run_list_shows_queue_positions_in_a_number_of_queries_independent_of_its_rows() -> (
+    None
+):
+    viewer = staff("viewer")
+    client = client_for(viewer)
+    first = TerraformWorkspace.objects.create(name="first", directory="first")
+    second = TerraformWorkspace.objects.create(name="second", directory="second")
+    _queue(first, 1, viewer)
+    few, page = _runs_page_queries(client)
+    assert TerraformRun.objects.count() == 3
+    assert "waiting (1 ahead)" in page
+
+    _queue(second, 6, viewer)
+    TerraformRun.objects.create(
+        workspace=first,
+        kind=RunKind.DRIFT_CHECK,
+        state=RunState.WAITING,
+        requester_kind="schedule",
+        requester_label="Terraform drift check",
+    )
+    many, page = _runs_page_queries(client)
+    assert TerraformRun.objects.count() == 12
+    # The cancelled run is not ahead of anyone; each workspace keeps its own queue.
+    for ahead in (1, 2):
+        assert f"waiting ({ahead} ahead)" in page
+    for ahead in range(1, 7):
+        assert page.count(f"waiting ({ahead} ahead)") == (2 if ahead in (1, 2) else 1)
+    assert "waiting (7 ahead)" not in page
+    assert many == few

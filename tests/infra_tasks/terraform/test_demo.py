@@ -6,11 +6,9 @@ import io
 import shutil
 import subprocess
 import uuid
-from importlib import import_module
 from pathlib import Path
 
 import pytest
-from django.apps import apps
 from django.conf import settings
 from django.core.management import call_command
 from django.test import override_settings
@@ -19,11 +17,12 @@ from django_celery_beat.models import PeriodicTask
 from infra_tasks.terraform import cli
 from infra_tasks.terraform.configuration import collect, declared_backend
 from infra_tasks.terraform.demo import DEMO_NAME, seed
+from infra_tasks.terraform.jobs import DRIFT_CHECK_REQUEST_ALL, DRIFT_SCHEDULE_NAME
 from infra_tasks.terraform.models import RunKind, RunState, TerraformWorkspace
-from infra_tasks.terraform.services import DRIFT_SCHEDULE_NAME, run_request
-from infra_tasks.terraform.tasks import terraform_drift_check_all
+from infra_tasks.terraform.services.runs import run_request
 from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
 from workers.enqueue import Requester
+from workers.periodic import periodic_jobs_sync
 
 pytestmark = pytest.mark.django_db
 
@@ -50,15 +49,16 @@ def test_demo_configuration_ships_in_the_repository_and_is_valid() -> None:
     assert "terraform_data" in (directory / "main.tf").read_text()
 
 
-def test_drift_check_schedule_migration_creates_a_schedule_for_the_registered_task() -> None:
-    # Run again here: other tests' table flushes remove what migrations inserted. It is
-    # idempotent, like the migration run on a database that already has the schedule.
-    migration = import_module("infra_tasks.terraform.migrations.0002_drift_check_schedule")
-    migration.create_schedule(apps, None)
-    migration.create_schedule(apps, None)
+def test_the_drift_check_is_scheduled_daily_for_the_registered_task() -> None:
+    # Synced again here: other tests' table flushes remove what the sync after migrate
+    # wrote. It is idempotent, like the sync after each deploy's migrate.
+    periodic_jobs_sync()
+    periodic_jobs_sync()
     schedule = PeriodicTask.objects.get(name=DRIFT_SCHEDULE_NAME)
-    assert schedule.task == terraform_drift_check_all.name
+    assert schedule.task == DRIFT_CHECK_REQUEST_ALL.name
+    assert DRIFT_CHECK_REQUEST_ALL.task().name == schedule.task
     assert schedule.enabled and schedule.crontab is not None
+    assert (schedule.crontab.minute, schedule.crontab.hour) == ("0", "6")
 
 
 def test_the_demo_configuration_keeps_its_state_in_opsqueues_bucket() -> None:

@@ -16,7 +16,7 @@ from django.contrib.auth.models import User
 
 from infra_tasks.terraform import remote
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
-from infra_tasks.terraform.services import run_approve, run_request
+from infra_tasks.terraform.services.runs import run_approve, run_request
 from tests.infra_tasks.terraform.conftest import s3_objects
 from tests.support.broker import publishing_to
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until

@@ -27,7 +27,7 @@ from infra_tasks.terraform.models import (
     TerraformSecret,
     TerraformWorkspace,
 )
-from infra_tasks.terraform.services import run_approve, run_request
+from infra_tasks.terraform.services.runs import run_approve, run_request
 from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
 from workers.enqueue import Requester
 from workers.redaction import MASK

@@ -17,9 +17,8 @@ from django.contrib.auth.models import User
 from infra_tasks.terraform import configuration, remote
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
 from infra_tasks.terraform.selectors import workspace_configuration_digest
-from infra_tasks.terraform.services import (
-    BUNDLE_ALTERED_MESSAGE,
-    PLAN_ALTERED_MESSAGE,
+from infra_tasks.terraform.services.execution import BUNDLE_ALTERED_MESSAGE, PLAN_ALTERED_MESSAGE
+from infra_tasks.terraform.services.runs import (
     RunError,
     run_approve,
     run_discard,

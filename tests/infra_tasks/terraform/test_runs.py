@@ -19,6 +19,7 @@ from django_celery_results.models import TaskResult
 
 from infra_tasks.terraform import remote
 from infra_tasks.terraform.cli import SENSITIVE_OUTPUT
+from infra_tasks.terraform.jobs import DRIFT_SCHEDULE_NAME
 from infra_tasks.terraform.models import (
     RunKind,
     RunState,
@@ -27,8 +28,7 @@ from infra_tasks.terraform.models import (
     TerraformSecret,
     TerraformWorkspace,
 )
-from infra_tasks.terraform.services import (
-    DRIFT_SCHEDULE_NAME,
+from infra_tasks.terraform.services.runs import (
     drift_check_request_all,
     run_approve,
     run_cancel,

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from importlib import import_module
 from pathlib import Path
 
 import pytest
-from django.apps import apps
 from django.contrib.auth import get_user_model
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
 from infra_tasks.terraform import remote
+from infra_tasks.terraform.jobs import LOST_RUNS_SCHEDULE_NAME
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
-from infra_tasks.terraform.services import (
-    LOST_RUNS_SCHEDULE_NAME,
+from infra_tasks.terraform.services.runs import (
     WORKER_LOST,
     run_approve,
     run_request,
@@ -34,6 +32,7 @@ from tests.support.servers import (
     wait_until,
 )
 from workers.enqueue import Requester
+from workers.periodic import periodic_jobs_sync
 from workers.selectors import job_log_since
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -48,11 +47,9 @@ def state_of(run: TerraformRun) -> str:
 
 
 def lost_run_check_every_second() -> None:
-    """The migration's schedule (flushed by earlier tests: made again), at a test's pace, and
+    """The declared schedule (flushed by earlier tests: made again), at a test's pace, and
     nothing else scheduled."""
-    import_module("infra_tasks.terraform.migrations.0004_lost_runs_schedule").create_schedule(
-        apps, None
-    )
+    periodic_jobs_sync()
     every, _ = IntervalSchedule.objects.get_or_create(
         every=BEAT_INTERVAL_SECONDS, period=IntervalSchedule.SECONDS
     )

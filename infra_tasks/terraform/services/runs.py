@@ -1,0 +1,275 @@
+"""Requests for terraform runs (web process) and the workspace's queue of runs.
+
+Every state change of a run happens under a row lock (`run_lock`), so a cancel and a worker
+picking the run up, or two approvals, cannot interleave. The workspace row is locked whenever
+the active run may change, which keeps the FIFO queue strict: `run_finish` ends a run and
+starts the next waiting one. Permission checks are the caller's (the admin).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from celery import states
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from infra_tasks.terraform import cli, jobs, selectors
+from infra_tasks.terraform.models import (
+    ACTIVE_STATES,
+    WORKING_STATES,
+    RunKind,
+    RunState,
+    TerraformRun,
+    TerraformWorkspace,
+)
+from workers.enqueue import Requester, job_enqueue
+from workers.errors import ApplicationError
+from workers.models import RequesterKind
+
+WORKER_LOST = "worker lost — check the state"
+
+
+class RunError(ApplicationError):
+    """A request that does not fit the run's current state; the message is for the admin."""
+
+
+def workspace_directory_validate(*, directory: str) -> Path:
+    try:
+        return cli.workspace_dir(Path(settings.TERRAFORM_ROOT), directory)
+    except cli.WorkspacePathError as exc:
+        raise RunError(str(exc)) from None
+
+
+@transaction.atomic
+def run_request(
+    *,
+    workspace: TerraformWorkspace,
+    kind: RunKind,
+    requester: Requester,
+) -> TerraformRun:
+    """Queue a plan (of kind apply, destroy or drift check); it waits if another run is active.
+
+    Permission checks are the caller's (the admin); this checks the workspace itself.
+    """
+    workspace = TerraformWorkspace.objects.select_for_update().get(pk=workspace.pk)
+    workspace_directory_validate(directory=workspace.directory)
+    run = TerraformRun.objects.create(
+        workspace=workspace,
+        kind=kind,
+        state=RunState.WAITING,
+        requester_kind=requester.kind,
+        requester_label=requester.label,
+        requested_by_id=requester.user_id,
+    )
+    # With the job queue down this raises, and the request rolls back as a whole.
+    _queue_next(workspace, refuse_if_broker_down=True)
+    run.refresh_from_db()
+    return run
+
+
+@transaction.atomic
+def run_approve(*, run: TerraformRun, user: AbstractBaseUser | AnonymousUser) -> TerraformRun:
+    """Approve a planned run: its saved plan is queued for apply."""
+    run = run_lock(run)
+    if run.state != RunState.PLANNED:
+        raise RunError(
+            f"{run} is {run.get_state_display().lower()}; only a planned run can be approved."
+        )
+    if run.workspace.require_distinct_approver and run.requested_by_id == user.pk:
+        raise RunError(
+            f"{run.workspace} requires approval by someone other than the requester "
+            f"({run.requester_label})."
+        )
+    outdated = selectors.run_plan_outdated(run=run)
+    if outdated:
+        raise RunError(
+            f"{outdated} Approving it needs a fresh plan: discard this one and plan again."
+        )
+    run.state = RunState.APPLY_QUEUED
+    run.approved_by_id = user.pk
+    run.approved_at = timezone.now()
+    run.apply_task_id = job_enqueue(
+        jobs.RUN_APPLY_EXECUTE, requester=Requester.for_user(user), args=[run.pk], audit_object=run
+    )
+    run.save(update_fields=["state", "approved_by", "approved_at", "apply_task_id"])
+    return run
+
+
+@transaction.atomic
+def run_discard(*, run: TerraformRun, user: AbstractBaseUser | AnonymousUser) -> TerraformRun:
+    """Throw a planned run's plan away; the next waiting run starts."""
+    run = run_lock(run)
+    if run.state != RunState.PLANNED:
+        raise RunError(f"{run} is {run.get_state_display().lower()}; only a plan can be discarded.")
+    run.cancel_requested_by_id = user.pk
+    run.cancel_requested_at = timezone.now()
+    run.save(update_fields=["cancel_requested_by", "cancel_requested_at"])
+    return run_finish(run, RunState.DISCARDED, f"Discarded by {user.get_username()}.")
+
+
+@transaction.atomic
+def run_cancel(*, run: TerraformRun, user: AbstractBaseUser | AnonymousUser) -> TerraformRun:
+    """Cancel a run. One a worker is executing is stopped by that worker (SIGINT, then
+    SIGKILL after the grace period); anything else ends at once."""
+    run = run_lock(run)
+    if run.is_finished:
+        raise RunError(f"{run} has already ended ({run.get_state_display().lower()}).")
+    if run.state in WORKING_STATES and silent_seconds(run) >= lost_after():
+        # Nobody is left to see the flag: end it now rather than at the next lost-run check.
+        run.cancel_requested_by_id = user.pk
+        run.cancel_requested_at = timezone.now()
+        return run_mark_lost(run)
+    if run.cancel_requested_at is not None:
+        raise RunError(f"{run} is already being cancelled.")
+    run.cancel_requested_by_id = user.pk
+    run.cancel_requested_at = timezone.now()
+    run.save(update_fields=["cancel_requested_by", "cancel_requested_at"])
+    if run.state in WORKING_STATES:
+        return run
+    return run_finish(run, RunState.CANCELLED, f"Cancelled by {user.get_username()}.")
+
+
+def drift_check_request_all(*, requester: Requester) -> int:
+    """Queue a drift check of every workspace that has none waiting or running."""
+    queued = 0
+    for workspace in TerraformWorkspace.objects.order_by("name"):
+        pending = workspace.runs.filter(
+            kind=RunKind.DRIFT_CHECK, state__in=(RunState.WAITING, *ACTIVE_STATES)
+        ).exists()
+        if not pending:
+            run_request(workspace=workspace, kind=RunKind.DRIFT_CHECK, requester=requester)
+            queued += 1
+    return queued
+
+
+def runs_mark_lost() -> int:
+    """Mark every plan or apply whose worker has been silent past TERRAFORM_LOST_AFTER_SECONDS
+    as lost, freeing its workspace for the next run (the periodic task's work)."""
+    cutoff = timezone.now() - timedelta(seconds=lost_after())
+    silent = TerraformRun.objects.filter(state__in=WORKING_STATES).filter(
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True)
+    )
+    marked = 0
+    for run_id in silent.values_list("id", flat=True):
+        with transaction.atomic():
+            run = run_lock(TerraformRun.objects.get(pk=run_id))
+            # Looked at again under the lock: it may have beaten or ended since.
+            if run.state in WORKING_STATES and silent_seconds(run) >= lost_after():
+                run_mark_lost(run)
+                marked += 1
+    return marked
+
+
+@transaction.atomic
+def run_state_unlock(*, run: TerraformRun, user: AbstractBaseUser | AnonymousUser) -> TerraformRun:
+    """Queue the release of the state lock a lost run left behind (terraform force-unlock).
+
+    Permission checks are the caller's (the admin); the job is audited as the user's.
+    """
+    run = run_lock(run)
+    lock_id = (run.state_lock or {}).get("ID")
+    if not run.is_finished or not lock_id:
+        raise RunError(f"{run} has no state lock left behind to release.")
+    if (
+        run.unlock_task_id
+        and TaskResult.objects.filter(
+            task_id=run.unlock_task_id, status__in=states.UNREADY_STATES
+        ).exists()
+    ):
+        raise RunError(f"The state lock of {run} is already being released.")
+    run.unlock_task_id = job_enqueue(
+        jobs.RUN_STATE_UNLOCK_EXECUTE,
+        requester=Requester.for_user(user),
+        args=[run.pk],
+        audit_object=run,
+    )
+    run.save(update_fields=["unlock_task_id"])
+    return run
+
+
+# --- The queue: what every state change of a run goes through (web and worker) -------------
+
+
+def run_lock(run: TerraformRun) -> TerraformRun:
+    """The run, locked with its workspace (call inside a transaction)."""
+    # Workspace first, then run: the same order everywhere, so no deadlock.
+    TerraformWorkspace.objects.select_for_update().filter(pk=run.workspace_id).first()
+    return TerraformRun.objects.select_for_update().select_related("workspace").get(pk=run.pk)
+
+
+def run_finish(run: TerraformRun, state: RunState, message: str, **fields: Any) -> TerraformRun:
+    """End a run and start the next waiting one. Caller holds the locks."""
+    run.state = state
+    run.message = message
+    run.finished_at = timezone.now()
+    for name, value in fields.items():
+        setattr(run, name, value)
+    run.save()
+    # Its stored plan, if any, is removed by the next worker step of the workspace (the web
+    # process has no access to the bucket).
+    # The run's end must be recorded whatever the broker's state: the next run is sent once
+    # the broker is back (outbox relay, sweeper).
+    _queue_next(run.workspace, refuse_if_broker_down=False)
+    return run
+
+
+def run_mark_lost(run: TerraformRun) -> TerraformRun:
+    """End a run whose worker is gone, and look for the state lock it may have left.
+    Caller holds the locks."""
+    run_finish(run, RunState.LOST, _worker_lost_message(run))
+    if run.state_key:
+        job_enqueue(
+            jobs.RUN_STATE_LOCK_CHECK_EXECUTE,
+            requester=Requester.system(jobs.LOST_RUNS_SCHEDULE_NAME),
+            args=[run.pk],
+            refuse_if_broker_down=False,
+        )
+    return run
+
+
+def lost_after() -> float:
+    """Seconds without a heartbeat after which a run's worker is taken for gone."""
+    return float(settings.TERRAFORM_LOST_AFTER_SECONDS)
+
+
+def silent_seconds(run: TerraformRun) -> float:
+    if run.heartbeat_at is None:
+        return float("inf")
+    return (timezone.now() - run.heartbeat_at).total_seconds()
+
+
+def _requester_of(run: TerraformRun) -> Requester:
+    return Requester(RequesterKind(run.requester_kind), run.requester_label, run.requested_by_id)
+
+
+def _queue_next(workspace: TerraformWorkspace, *, refuse_if_broker_down: bool) -> None:
+    """Start the oldest waiting run if the workspace has no active one. Caller holds the
+    workspace lock."""
+    if workspace.runs.filter(state__in=ACTIVE_STATES).exists():
+        return
+    run = workspace.runs.filter(state=RunState.WAITING).order_by("id").first()
+    if run is None:
+        return
+    run.state = RunState.QUEUED
+    run.plan_task_id = job_enqueue(
+        jobs.RUN_PLAN_EXECUTE,
+        requester=_requester_of(run),
+        args=[run.pk],
+        audit_object=run,
+        refuse_if_broker_down=refuse_if_broker_down,
+    )
+    run.save(update_fields=["state", "plan_task_id"])
+
+
+def _worker_lost_message(run: TerraformRun) -> str:
+    return (
+        f"{run.get_state_display()} on {run.worker or 'a worker'} stopped: {WORKER_LOST}. "
+        "Terraform may have been interrupted mid-way; plan again to see what is left."
+    )

@@ -91,15 +91,24 @@ def test_every_command_in_the_shell_blocks_exists(page: Path) -> None:
     assert not problems, f"{page.name} commands that do not exist:\n" + "\n".join(problems)
 
 
+def anchors(page: Path) -> set[str]:
+    """The fragment GitHub gives each heading of the page."""
+    headings = re.findall(r"^#+ (.+)$", page.read_text(), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
+
+
 @pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
 def test_every_relative_link_resolves(page: Path) -> None:
-    targets = re.findall(r"\]\(([^)\s]+)\)", page.read_text())
-    broken = [
-        target
-        for target in targets
-        if not target.startswith(("http://", "https://", "#"))
-        and not (page.parent / target.split("#", 1)[0]).exists()
-    ]
+    broken = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", page.read_text()):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, fragment = target.partition("#")
+        linked = (page.parent / path).resolve() if path else page
+        if not linked.exists() or (
+            fragment and linked.suffix == ".md" and fragment not in anchors(linked)
+        ):
+            broken.append(target)
     assert not broken, f"{page.name} links to what does not exist: {broken}"
 
 

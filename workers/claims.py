@@ -21,7 +21,7 @@ import os
 from datetime import timedelta
 from typing import Any
 
-from celery import Task
+from celery.contrib.django.task import DjangoTask
 from celery.exceptions import Ignore
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -78,7 +78,9 @@ def job_claims_renew(*, task_ids: list[str], hostname: str) -> int:
     ).update(claimed_until=until)
 
 
-class ClaimedTask(Task):
+class ClaimedTask(DjangoTask):
+    # DjangoTask: the app's tasks keep Celery's Django API (`delay_on_commit`), which a
+    # project's own code may use beside opsqueue's `job_enqueue`.
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         if request.is_eager or not request.id or request.called_directly:

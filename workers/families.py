@@ -70,7 +70,7 @@ HOUSEKEEPING_TASKS = (
     "workers.tasks.queue_depths_record",
     "workers.tasks.job_records_cleanup",
     "infra_tasks.terraform.tasks.terraform_runs_mark_lost",
-    "infra_tasks.dashboard.tasks.refresh_ecs_services",
+    "infra_tasks.dashboard.tasks.ecs_services_refresh",
 )
 
 

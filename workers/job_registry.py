@@ -105,8 +105,10 @@ def job_task(spec: JobSpec, *, bind: bool = True, **options: Any) -> Callable[[F
             )
             if value is not None
         }
+        # The queue is not a task attribute (deprecated in Celery 5): workers/queues.py's
+        # router reads it from the spec, for messages sent under any of the names.
         for old in spec.old_names:
-            shared_task(bind=bind, name=old, queue=spec.queue, **limits, **options)(func)
-        return shared_task(bind=bind, name=spec.name, queue=spec.queue, **limits, **options)(func)
+            shared_task(bind=bind, name=old, **limits, **options)(func)
+        return shared_task(bind=bind, name=spec.name, **limits, **options)(func)
 
     return decorate

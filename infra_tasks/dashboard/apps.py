@@ -1,7 +1,4 @@
-from typing import Any
-
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
 
 
 class DashboardConfig(AppConfig):
@@ -11,13 +8,8 @@ class DashboardConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from infra_tasks.dashboard.jobs import ECS_SERVICES_REFRESH
         from workers.retries import job_retry_declare
 
-        post_migrate.connect(_ensure_periodic_tasks, sender=self)
-        job_retry_declare(("infra_tasks.dashboard.tasks.refresh_ecs_services",), safe=True)
-
-
-def _ensure_periodic_tasks(**kwargs: Any) -> None:
-    from infra_tasks.dashboard.services import system_periodic_tasks_ensure
-
-    system_periodic_tasks_ensure()
+        # Former name too: a job queued before the rename keeps its rule.
+        job_retry_declare((ECS_SERVICES_REFRESH.name, *ECS_SERVICES_REFRESH.old_names), safe=True)

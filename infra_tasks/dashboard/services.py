@@ -1,4 +1,5 @@
-"""Writes for the dashboard: the ECS snapshot, refreshed by a worker on a schedule."""
+"""Writes for the dashboard: the ECS snapshot, refreshed by a worker on a schedule
+(jobs.ECS_SERVICES_REFRESH, declared with its schedule in infra_tasks/dashboard/jobs.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,9 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
 from infra_tasks.dashboard.models import EcsServiceSnapshot
 
-REFRESH_TASK = "infra_tasks.dashboard.tasks.refresh_ecs_services"
-REFRESH_SCHEDULE_NAME = "dashboard: refresh ECS services"
 DESCRIBE_BATCH = 10  # DescribeServices takes at most ten services per call
 
 
@@ -55,13 +53,3 @@ def ecs_services_refresh(*, cluster: str | None = None, client: Any = None) -> d
             service_name__in=[s["serviceName"] for s in described]
         ).delete()
     return {"cluster": cluster, "services": len(described)}
-
-
-def system_periodic_tasks_ensure() -> None:
-    interval, _ = IntervalSchedule.objects.get_or_create(
-        every=settings.ECS_REFRESH_INTERVAL_SECONDS, period=IntervalSchedule.SECONDS
-    )
-    PeriodicTask.objects.update_or_create(
-        name=REFRESH_SCHEDULE_NAME,
-        defaults={"task": REFRESH_TASK, "interval": interval, "crontab": None},
-    )

@@ -1,14 +1,13 @@
-"""Thin tasks of the dashboard (routed to the `infra` queue by module)."""
+"""Thin tasks of the dashboard (name, queue and former name: infra_tasks/dashboard/jobs.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import shared_task
+from infra_tasks.dashboard import jobs, services
+from workers.job_registry import job_task
 
-from infra_tasks.dashboard import services
 
-
-@shared_task
-def refresh_ecs_services() -> dict[str, Any]:
+@job_task(jobs.ECS_SERVICES_REFRESH, bind=False)
+def ecs_services_refresh() -> dict[str, Any]:
     return services.ecs_services_refresh()

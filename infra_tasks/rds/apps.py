@@ -1,7 +1,4 @@
-from typing import Any
-
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
 
 
 class RdsConfig(AppConfig):
@@ -11,37 +8,26 @@ class RdsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from infra_tasks.rds import jobs
         from infra_tasks.rds.selectors import database_action_job_subject
+        from workers.job_registry import JobSpec
         from workers.retries import job_retry_declare
         from workers.subjects import job_subject_register
 
-        post_migrate.connect(_ensure_periodic_tasks, sender=self)
+        def names(*specs: JobSpec) -> tuple[str, ...]:
+            # Former names too: a job queued before the rename keeps its subject and rule.
+            return tuple(name for spec in specs for name in (spec.name, *spec.old_names))
+
         job_subject_register(
-            (
-                "infra_tasks.rds.tasks.execute_database_action",
-                "infra_tasks.rds.tasks.run_scheduled_action",
-            ),
+            names(jobs.DATABASE_ACTION_EXECUTE, jobs.DATABASE_SCHEDULED_RUN),
             database_action_job_subject,
         )
         # A scheduled action and the enforcement pass look at the database's actual state
         # first: running them again is harmless. A person's action is a record of its own.
+        job_retry_declare(names(jobs.DATABASE_SCHEDULED_RUN, jobs.DATABASES_ENFORCE), safe=True)
         job_retry_declare(
-            (
-                "infra_tasks.rds.tasks.run_scheduled_action",
-                "infra_tasks.rds.tasks.enforce_schedules",
-            ),
-            safe=True,
-        )
-        job_retry_declare(
-            ("infra_tasks.rds.tasks.execute_database_action",),
+            names(jobs.DATABASE_ACTION_EXECUTE),
             safe=False,
             refusal="A database action is a record of what was asked. Choose the action again "
             "on the database's page instead.",
         )
-
-
-def _ensure_periodic_tasks(**kwargs: Any) -> None:
-    # After every migrate (each deploy), so the interval follows the setting.
-    from infra_tasks.rds.services import system_periodic_tasks_ensure
-
-    system_periodic_tasks_ensure()

@@ -15,13 +15,10 @@ from botocore.exceptions import ClientError
 from django.conf import settings
 from django.db import transaction
 
-from infra_tasks.dashboard.tasks import refresh_ecs_services
+from infra_tasks.dashboard.jobs import ECS_SERVICES_REFRESH
 from infra_tasks.rds.models import ActionKind, DatabaseKind, ManagedDatabase
-from infra_tasks.rds.services import (
-    DatabaseSchedule,
-    database_action_request,
-    managed_database_save,
-)
+from infra_tasks.rds.services.actions import database_action_request
+from infra_tasks.rds.services.schedules import DatabaseSchedule, managed_database_save
 from workers.enqueue import Requester, job_enqueue
 
 DEMO_SCHEDULE = DatabaseSchedule(
@@ -61,7 +58,7 @@ def seed(*, stdout: TextIO) -> None:
             database_action_request(
                 database=database, action=ActionKind.REFRESH, requester=requester
             )
-        job_enqueue(refresh_ecs_services, requester=requester)
+        job_enqueue(ECS_SERVICES_REFRESH, requester=requester)
     stdout.write(
         "managed databases ready: demo-postgres, demo-aurora (stop 22:00, start 07:00 Mon-Fri,"
         f" Europe/Warsaw); dashboard at /ops/infrastructure/ (ECS cluster {settings.ECS_CLUSTER!r})"

@@ -1,6 +1,7 @@
 """Stop, start and describe an RDS instance or Aurora cluster, whatever state it is in.
 
-No Django models in here: the service passes a boto3 client, a log and the limits. The
+No Django models in here: the service passes a boto3 client, a `workers.logsink.LogSink`
+and the limits. Its failures are `ApplicationError`s, worded for the person who asked. The
 rules (what is a no-op, what is worth waiting for, what is AWS refusing for good):
 
 - stop of stopped/stopping, start of available/starting: nothing to ask; wait for the
@@ -17,10 +18,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from botocore.config import Config
 from botocore.exceptions import ClientError
+
+from workers.errors import ApplicationError
+from workers.logsink import LogSink
 
 THROTTLING_CODES = frozenset(
     {"Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException"}
@@ -33,19 +37,15 @@ STATE_FAULT_CODES = frozenset(
 STOPPED, AVAILABLE = "stopped", "available"
 
 
-class Log(Protocol):
-    def line(self, text: str) -> None: ...
-
-
-class ActionRefused(Exception):
+class ActionRefused(ApplicationError):
     """AWS will not do this to this database; its reason is the message."""
 
 
-class StillTransitional(Exception):
+class StillTransitional(ApplicationError):
     """The database stayed in a transitional state past the retry bound."""
 
 
-class WaitTimedOut(Exception):
+class WaitTimedOut(ApplicationError):
     """The database did not reach the target state in time."""
 
 
@@ -92,7 +92,7 @@ class Operator:
         client: Any,
         target: Target,
         *,
-        log: Log,
+        log: LogSink,
         limits: Limits,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,

@@ -14,7 +14,7 @@ from workers.models import DiagnosticRun, RequesterKind
 def seed_records() -> None:
     for task_id, name in (
         ("job-plan", "infra_tasks.terraform.tasks.terraform_plan"),
-        ("job-action", "infra_tasks.rds.tasks.execute_database_action"),
+        ("job-action", "infra_tasks.rds.tasks.database_action_execute"),
         ("job-release", "infra_tasks.releases.tasks.release_migrate"),
         ("job-diagnostic", "workers.tasks.diagnostic_run_execute"),
     ):

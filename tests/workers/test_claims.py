@@ -99,8 +99,8 @@ def test_of_many_concurrent_claims_on_one_job_exactly_one_wins(sqs_queues: AwsEn
     [
         "workers.tasks.diagnostic_run_execute",
         "media_pipeline.tasks.build_cover_variants",
-        "infra_tasks.rds.tasks.execute_database_action",
-        "infra_tasks.rds.tasks.run_scheduled_action",
+        "infra_tasks.rds.tasks.database_action_execute",
+        "infra_tasks.rds.tasks.database_scheduled_run",
         "infra_tasks.releases.tasks.release_migrate",
         "infra_tasks.terraform.tasks.terraform_plan",
         "infra_tasks.terraform.tasks.terraform_apply",

@@ -112,7 +112,7 @@ def test_a_schedule_can_only_name_a_task_its_editor_may_start() -> None:
         reverse("admin:django_celery_beat_periodictask_add"),
         {
             "name": "sneaky stop",
-            "regtask": "infra_tasks.rds.tasks.run_scheduled_action",
+            "regtask": "infra_tasks.rds.tasks.database_scheduled_run",
             "task": "",
             "enabled": "on",
             "args": '[1, "stop"]',
@@ -124,7 +124,7 @@ def test_a_schedule_can_only_name_a_task_its_editor_may_start() -> None:
     )
 
     assert response.status_code == 200
-    assert "You may not start infra_tasks.rds.tasks.run_scheduled_action jobs" in (
+    assert "You may not start infra_tasks.rds.tasks.database_scheduled_run jobs" in (
         response.content.decode()
     )
     assert not PeriodicTask.objects.filter(name="sneaky stop").exists()

@@ -6,7 +6,7 @@ import uuid
 from datetime import time
 
 from infra_tasks.rds.models import FINISHED_ACTION_STATES, DatabaseAction, ManagedDatabase
-from infra_tasks.rds.services import DatabaseSchedule, managed_database_save
+from infra_tasks.rds.services.schedules import DatabaseSchedule, managed_database_save
 from tests.support.servers import AwsEndpoint, wait_until
 
 SCHEDULE = DatabaseSchedule(time_zone="Europe/Warsaw", stop_at=time(22, 0), start_at=time(7, 0))

@@ -16,12 +16,12 @@ from django_celery_results.models import TaskResult
 from infra_tasks.rds.models import ActionState, DatabaseAction, DesiredState, ManagedDatabase
 from infra_tasks.rds.schedule_times import previous_occurrence
 from infra_tasks.rds.selectors import database_cron_spec
-from infra_tasks.rds.services import (
+from infra_tasks.rds.services.actions import (
     OCCURRENCE_TOLERANCE,
     database_action_request,
-    database_keep_running,
     database_scheduled_run,
 )
+from infra_tasks.rds.services.schedules import database_keep_running
 from tests.infra_tasks.rds.support import (
     aws_status,
     finished,

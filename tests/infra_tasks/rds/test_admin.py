@@ -287,7 +287,7 @@ def test_an_action_page_shows_its_job_live_and_its_own_fields_once_the_job_expir
         database=database, action="stop", origin="cli: t", task_id="t-1", state="running"
     )
     TaskResult.objects.create(
-        task_id="t-1", task_name="infra_tasks.rds.tasks.execute_database_action", status="STARTED"
+        task_id="t-1", task_name="infra_tasks.rds.tasks.database_action_execute", status="STARTED"
     )
     client = staff("rds.view_databaseaction", "django_celery_results.view_taskresult")
     url = reverse("admin:rds_databaseaction_change", args=[action.pk])

@@ -12,6 +12,7 @@ from django.core import mail
 from django.db import transaction
 from django_celery_results.models import TaskResult
 
+from infra_tasks.rds.jobs import DATABASES_ENFORCE, ENFORCE_SCHEDULE_NAME
 from infra_tasks.rds.models import (
     ActionState,
     DatabaseAction,
@@ -19,12 +20,8 @@ from infra_tasks.rds.models import (
     Divergence,
     ManagedDatabase,
 )
-from infra_tasks.rds.services import (
-    ENFORCE_SCHEDULE_NAME,
-    database_action_request,
-    databases_enforce,
-)
-from infra_tasks.rds.tasks import enforce_schedules
+from infra_tasks.rds.services.actions import database_action_request
+from infra_tasks.rds.services.enforcement import databases_enforce
 from tests.infra_tasks.rds.support import aws_status, finished, new_instance, register
 from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
 from workers.devstack import free_port
@@ -37,7 +34,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def enforcement_pass() -> dict:
     with transaction.atomic():
         task_id = job_enqueue(
-            enforce_schedules, requester=Requester.schedule(ENFORCE_SCHEDULE_NAME)
+            DATABASES_ENFORCE, requester=Requester.schedule(ENFORCE_SCHEDULE_NAME)
         )
 
     def succeeded() -> bool:

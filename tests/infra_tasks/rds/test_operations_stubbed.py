@@ -18,7 +18,8 @@ from botocore.stub import Stubber
 
 from infra_tasks.rds.models import ActionState, DatabaseAction, ManagedDatabase
 from infra_tasks.rds.operations import Limits, Operator, StillTransitional, Target, WaitTimedOut
-from infra_tasks.rds.services import database_action_execute
+from infra_tasks.rds.services.actions import database_action_execute
+from workers.logsink import LineCapture
 from workers.selectors import job_log_since
 
 LIMITS = Limits(
@@ -29,14 +30,6 @@ LIMITS = Limits(
     poll_seconds=10.0,
     wait_timeout_seconds=60.0,
 )
-
-
-class ListLog:
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def line(self, text: str) -> None:
-        self.lines.append(text)
 
 
 class FakeTime:
@@ -86,9 +79,9 @@ def cluster_status(stub: Stubber, status: str, identifier: str = "c1") -> None:
 
 def operator(
     client: Any, kind: str = "instance", identifier: str = "db1", **limits: Any
-) -> tuple[Operator, ListLog, FakeTime]:
+) -> tuple[Operator, LineCapture, FakeTime]:
     fake = FakeTime()
-    log = ListLog()
+    log = LineCapture()
     limits_ = Limits(**{**LIMITS.__dict__, **limits})
     op = Operator(
         client,

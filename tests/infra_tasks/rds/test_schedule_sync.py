@@ -1,4 +1,5 @@
-"""A managed database's schedule is two django-celery-beat rows kept in step by the service."""
+"""A managed database's schedule is two django-celery-beat rows kept in step by the service;
+keeping it running past its stop is refused for a time already past."""
 
 from __future__ import annotations
 
@@ -6,16 +7,20 @@ import json
 from datetime import UTC, datetime, time, timedelta
 
 import pytest
+from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
-from infra_tasks.rds.models import ManagedDatabase
+from infra_tasks.rds.jobs import DATABASE_SCHEDULED_RUN
+from infra_tasks.rds.models import DatabaseAction, ManagedDatabase
 from infra_tasks.rds.selectors import database_next_change
-from infra_tasks.rds.services import (
-    ENFORCE_SCHEDULE_NAME,
+from infra_tasks.rds.services.schedules import (
     DatabaseSchedule,
+    database_keep_running,
     managed_database_delete,
     managed_database_save,
 )
+from workers.enqueue import Requester
+from workers.errors import ApplicationError
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +40,7 @@ def test_registering_creates_the_nightly_stop_and_morning_start_in_beat() -> Non
     stop = PeriodicTask.objects.get(pk=database.stop_task_id)
     start = PeriodicTask.objects.get(pk=database.start_task_id)
     assert stop.name == "rds: nightly stop of orders" and stop.enabled
-    assert stop.task == "infra_tasks.rds.tasks.run_scheduled_action"
+    assert stop.task == DATABASE_SCHEDULED_RUN.name
     assert json.loads(stop.args) == [database.pk, "stop"]
     assert json.loads(start.args) == [database.pk, "start"]
     assert stop.crontab is not None and start.crontab is not None
@@ -108,10 +113,27 @@ def test_deleting_a_database_removes_its_schedule() -> None:
     assert not PeriodicTask.objects.filter(pk__in=pks).exists()
 
 
-def test_the_enforcement_pass_is_scheduled_out_of_the_box() -> None:
-    task = PeriodicTask.objects.get(name=ENFORCE_SCHEDULE_NAME)
-    assert task.task == "infra_tasks.rds.tasks.enforce_schedules"
-    assert task.interval is not None and task.interval.every == 300
-    assert PeriodicTask.objects.filter(
-        task="infra_tasks.dashboard.tasks.refresh_ecs_services"
-    ).exists()
+def test_a_row_written_under_the_former_task_name_takes_the_new_one_on_the_next_save() -> None:
+    database = make(DatabaseSchedule(time_zone="UTC"))
+    PeriodicTask.objects.filter(pk=database.stop_task_id).update(
+        task="infra_tasks.rds.tasks.run_scheduled_action"
+    )
+    database.refresh_from_db()
+
+    managed_database_save(database=database, schedule=DatabaseSchedule(time_zone="UTC"))
+
+    assert PeriodicTask.objects.get(pk=database.stop_task_id).task == DATABASE_SCHEDULED_RUN.name
+
+
+def test_keeping_running_until_a_time_past_is_refused_in_words_and_changes_nothing() -> None:
+    database = make(DatabaseSchedule(time_zone="UTC"))
+
+    with pytest.raises(ApplicationError, match="keep running until must be in the future"):
+        database_keep_running(
+            database=database,
+            until=timezone.now() - timedelta(minutes=1),
+            requester=Requester.cli("t"),
+        )
+
+    database.refresh_from_db()
+    assert database.keep_running_until is None and not DatabaseAction.objects.exists()

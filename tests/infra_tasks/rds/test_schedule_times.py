@@ -24,7 +24,7 @@ from django_celery_beat.schedulers import ModelEntry
 
 from infra_tasks.rds.models import ManagedDatabase
 from infra_tasks.rds.schedule_times import CronSpec, next_occurrence, previous_occurrence
-from infra_tasks.rds.services import DatabaseSchedule, managed_database_save
+from infra_tasks.rds.services.schedules import DatabaseSchedule, managed_database_save
 from workers.celery import app
 
 BEAT_TICK = timedelta(minutes=1)

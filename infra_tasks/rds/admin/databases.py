@@ -1,0 +1,219 @@
+"""The managed databases in the admin: registration with a schedule, and the four actions
+(stop now, start now, refresh state, keep running until), each one a job per database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from infra_tasks.rds.admin.forms import KeepRunningForm, ManagedDatabaseForm, schedule_zones
+from infra_tasks.rds.models import ActionKind, DatabaseAction, ManagedDatabase
+from infra_tasks.rds.services.actions import database_action_request
+from infra_tasks.rds.services.schedules import (
+    database_keep_running,
+    managed_database_delete,
+    managed_database_save,
+)
+from workers.admin_links import job_link, refusal_report
+from workers.enqueue import BrokerUnavailable, Requester
+from workers.errors import ApplicationError
+
+
+def _action_links(records: Iterable[DatabaseAction]) -> SafeString:
+    """'demo-postgres (job and log)', linking the action record and its job, for messages."""
+    return format_html_join(
+        ", ",
+        '<a href="{}">{}</a> ({})',
+        (
+            (
+                reverse("admin:rds_databaseaction_change", args=[record.pk]),
+                record.database.name,
+                job_link(record.task_id, "job and log"),
+            )
+            for record in records
+        ),
+    )
+
+
+@admin.register(ManagedDatabase)
+class ManagedDatabaseAdmin(admin.ModelAdmin):
+    form = ManagedDatabaseForm
+    list_display = (
+        "name",
+        "kind",
+        "identifier",
+        "region",
+        "status",
+        "desired_state",
+        "keep_running_until",
+        "status_checked_at",
+    )
+    list_filter = ("kind", "desired_state", "enforce")
+    search_fields = ("name", "identifier")
+    readonly_fields = (
+        "status",
+        "status_checked_at",
+        "desired_state",
+        "keep_running_until",
+        "stop_task",
+        "start_task",
+        "history",
+    )
+    fieldsets = (
+        (None, {"fields": ("name", "kind", "identifier", "region", "enforce")}),
+        ("Schedule", {"fields": ("time_zone", "stop_at", "stop_days", "start_at", "start_days")}),
+        (
+            "State",
+            {
+                "fields": (
+                    "status",
+                    "status_checked_at",
+                    "desired_state",
+                    "keep_running_until",
+                    "stop_task",
+                    "start_task",
+                    "history",
+                )
+            },
+        ),
+    )
+    change_list_template = "admin/rds/manageddatabase/change_list.html"
+    actions = ["stop_now", "start_now", "refresh_state", "keep_running_until"]
+
+    @admin.display(description="history")
+    def history(self, obj: ManagedDatabase) -> str:
+        if not obj.pk:
+            return "—"
+        actions = reverse("admin:rds_databaseaction_changelist")
+        divergences = reverse("admin:rds_divergence_changelist")
+        return format_html(
+            '<a href="{}?database__id__exact={}">actions and their jobs</a> · '
+            '<a href="{}?database__id__exact={}">divergences</a>',
+            actions,
+            obj.pk,
+            divergences,
+            obj.pk,
+        )
+
+    def save_model(
+        self, request: HttpRequest, obj: ManagedDatabase, form: Any, change: bool
+    ) -> None:
+        managed_database_save(database=obj, schedule=form.schedule())
+
+    def delete_model(self, request: HttpRequest, obj: ManagedDatabase) -> None:
+        managed_database_delete(database=obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ManagedDatabase]) -> None:
+        for database in queryset:
+            managed_database_delete(database=database)
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("rds.operate_manageddatabase")
+
+    def _request(
+        self, request: HttpRequest, queryset: QuerySet[ManagedDatabase], action: str
+    ) -> None:
+        queued = []
+        for database in queryset:
+            try:
+                queued.append(
+                    database_action_request(
+                        database=database, action=action, requester=Requester.for_user(request.user)
+                    )
+                )
+            except (ApplicationError, BrokerUnavailable) as exc:
+                refusal_report(
+                    self,
+                    request,
+                    exc if isinstance(exc, ApplicationError) else ApplicationError(str(exc)),
+                )
+                return
+        self.message_user(
+            request,
+            format_html("{} queued for {}.", ActionKind(action).label, _action_links(queued)),
+        )
+
+    @admin.action(description="Stop now", permissions=["operate"])
+    def stop_now(self, request: HttpRequest, queryset: QuerySet[ManagedDatabase]) -> None:
+        self._request(request, queryset, ActionKind.STOP)
+
+    @admin.action(description="Start now", permissions=["operate"])
+    def start_now(self, request: HttpRequest, queryset: QuerySet[ManagedDatabase]) -> None:
+        self._request(request, queryset, ActionKind.START)
+
+    @admin.action(description="Refresh state from AWS", permissions=["operate"])
+    def refresh_state(self, request: HttpRequest, queryset: QuerySet[ManagedDatabase]) -> None:
+        self._request(request, queryset, ActionKind.REFRESH)
+
+    @admin.action(description="Keep running until…", permissions=["operate"])
+    def keep_running_until(
+        self, request: HttpRequest, queryset: QuerySet[ManagedDatabase]
+    ) -> HttpResponse | None:
+        zones = schedule_zones(queryset)
+        if len(zones) > 1:
+            self.message_user(
+                request,
+                "These databases' schedules are in different time zones "
+                f"({', '.join(sorted(zones))}): keep them running one zone at a time.",
+                level=messages.ERROR,
+            )
+            return None
+        zone = zones.pop() if zones else settings.TIME_ZONE
+        form = KeepRunningForm(request.POST if "apply" in request.POST else None, zone=zone)
+        if form.is_valid():
+            until = form.cleaned_data["until"]
+            records = []
+            try:
+                for database in queryset:
+                    records.append(
+                        database_keep_running(
+                            database=database,
+                            until=until,
+                            requester=Requester.for_user(request.user),
+                        )
+                    )
+            except (ApplicationError, BrokerUnavailable) as exc:
+                form.add_error(None, str(exc))
+                if records:  # those before the failure were queued: say so
+                    self.message_user(
+                        request,
+                        format_html("Kept running already: {}.", _action_links(records)),
+                        level=messages.WARNING,
+                    )
+            else:
+                local = timezone.localtime(until, ZoneInfo(zone))
+                self.message_user(
+                    request,
+                    format_html(
+                        "Kept running until {} ({}); started if stopped: {}.",
+                        f"{local:%Y-%m-%d %H:%M %Z}",
+                        zone,
+                        _action_links(records),
+                    ),
+                )
+                return None
+        return TemplateResponse(
+            request,
+            "admin/rds/manageddatabase/keep_running.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Keep running until",
+                "form": form,
+                "zone": zone,
+                "databases": queryset,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "opts": self.model._meta,
+            },
+        )

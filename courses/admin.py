@@ -33,7 +33,9 @@ from courses.selectors import course_cover_variants
 from courses.services import course_cover_regenerate, course_cover_set, course_delete
 from courses.tasks import course_outline_report
 from media_pipeline.formats import ACCEPTED_DESCRIPTION
+from workers.admin_links import job_link, refusal_report
 from workers.enqueue import BrokerUnavailable, Requester
+from workers.errors import ApplicationError
 
 
 class CourseAdminForm(forms.ModelForm):
@@ -134,8 +136,8 @@ class CourseAdmin(admin.ModelAdmin):
                 self.message_user(
                     request,
                     format_html(
-                        'Cover stored; its variants are being made (<a href="{}">job and log</a>).',
-                        reverse("workers:job-detail", args=[course.cover_task_id]),
+                        "Cover stored; its variants are being made ({}).",
+                        job_link(course.cover_task_id, "job and log"),
                     ),
                 )
 
@@ -146,6 +148,9 @@ class CourseAdmin(admin.ModelAdmin):
             return super().changeform_view(request, *args, **kwargs)
         except BrokerUnavailable as exc:
             self.message_user(request, str(exc), level=messages.ERROR)
+            return HttpResponseRedirect(reverse("admin:courses_course_changelist"))
+        except ApplicationError as exc:
+            refusal_report(self, request, exc)
             return HttpResponseRedirect(reverse("admin:courses_course_changelist"))
 
     def delete_model(self, request: HttpRequest, obj: Course) -> None:
@@ -168,6 +173,9 @@ class CourseAdmin(admin.ModelAdmin):
             except BrokerUnavailable as exc:
                 self.message_user(request, str(exc), level=messages.ERROR)
                 break
+            except ApplicationError as exc:
+                refusal_report(self, request, exc)
+                break
             if course is None:
                 skipped += 1
             else:
@@ -179,7 +187,7 @@ class CourseAdmin(admin.ModelAdmin):
                     "Queued cover variants for {} course(s){}{}",
                     len(queued),
                     f"; skipped {skipped} without a cover." if skipped else ".",
-                    _job_links(queued),
+                    _jobs_sentence([(course.cover_task_id, course.title) for course in queued]),
                 ),
                 level=messages.SUCCESS if queued else messages.WARNING,
             )
@@ -198,14 +206,7 @@ class CourseAdmin(admin.ModelAdmin):
         except BrokerUnavailable as exc:
             self.message_user(request, str(exc), level=messages.ERROR)
             return
-        links = format_html_join(
-            ", ",
-            '<a href="{}">{}</a>',
-            (
-                (reverse("workers:job-detail", args=[result.id]), course.title)
-                for course, result in results[:MESSAGE_LINKS]
-            ),
-        )
+        links = _titled_job_links([(result.id, course.title) for course, result in results])
         self.message_user(
             request, format_html("Queued the outline report for {}.", links), messages.SUCCESS
         )
@@ -218,19 +219,20 @@ class CourseAdmin(admin.ModelAdmin):
 MESSAGE_LINKS = 10
 
 
-def _job_links(courses: list[Course]) -> SafeString:
-    if not courses:
-        return format_html("")
-    links = format_html_join(
-        ", ",
-        '<a href="{}">{}</a>',
-        (
-            (reverse("workers:job-detail", args=[course.cover_task_id]), course.title)
-            for course in courses[:MESSAGE_LINKS]
-        ),
+def _titled_job_links(jobs: list[tuple[str, str]]) -> SafeString:
+    """Links to the first MESSAGE_LINKS of these (task id, course title) jobs, by title."""
+    return format_html_join(
+        ", ", "{}", ((job_link(task_id, title),) for task_id, title in jobs[:MESSAGE_LINKS])
     )
-    more = len(courses) - MESSAGE_LINKS
-    return format_html(" Jobs: {}{}.", links, f" and {more} more" if more > 0 else "")
+
+
+def _jobs_sentence(jobs: list[tuple[str, str]]) -> SafeString:
+    if not jobs:
+        return format_html("")
+    more = len(jobs) - MESSAGE_LINKS
+    return format_html(
+        " Jobs: {}{}.", _titled_job_links(jobs), f" and {more} more" if more > 0 else ""
+    )
 
 
 def _cover_html(course: Course) -> str:

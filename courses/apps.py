@@ -9,9 +9,12 @@ class CoursesConfig(AppConfig):
 
     def ready(self) -> None:
         from courses.selectors import cover_job_subject
+        from media_pipeline.jobs import COURSE_COVER_VARIANTS_BUILD
         from workers.retries import job_retry_declare
         from workers.subjects import job_subject_register
 
-        job_subject_register(("media_pipeline.tasks.build_cover_variants",), cover_job_subject)
+        # Jobs recorded under the task's former name keep their subject and retry rule.
+        task_names = (COURSE_COVER_VARIANTS_BUILD.name, *COURSE_COVER_VARIANTS_BUILD.old_names)
+        job_subject_register(task_names, cover_job_subject)
         # Variants are content-addressed and rebuilt idempotently from the stored original.
-        job_retry_declare(("media_pipeline.tasks.build_cover_variants",), safe=True)
+        job_retry_declare(task_names, safe=True)

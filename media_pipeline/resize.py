@@ -18,7 +18,8 @@ The order of operations is what keeps this fast and small:
    with no metadata at all (no EXIF, GPS, ICC or comments leave the pipeline).
 
 Animated WebP and GIF and multi-picture JPEG (MPO) give their first picture. The source is
-only ever read.
+only ever read. One module, a little over 350 lines, because the steps above are one pipeline
+whose order is the point: split, each part would only make sense beside the others.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 
 from media_pipeline.formats import ACCEPTED_DESCRIPTION, SNIFF_BYTES, sniff
 from media_pipeline.specs import OutputFormat, VariantSpec
+from workers.errors import ApplicationError
 
 # Pillow's names for the formats in formats.ACCEPTED_DESCRIPTION (pillow-heif reads HEIC and
 # HEIF as "HEIF"; Pillow reads AVIF itself).
@@ -70,7 +72,7 @@ _VIPS_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, RuntimeError, pyvips.Error)
 
 
-class ImageRejected(ValueError):
+class ImageRejected(ApplicationError, ValueError):
     """The source cannot be turned into variants; `str(exc)` is shown to the uploader."""
 
 

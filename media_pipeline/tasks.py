@@ -1,21 +1,22 @@
-"""Media tasks (routed to the `media` queue by module): thin, they take ids and call services."""
+"""Media tasks (names and queue: jobs.py): thin, they take ids and call services."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import shared_task
-
+from courses.services import covers
+from media_pipeline import jobs
 from media_pipeline.resize import ImageRejected
+from workers.job_registry import job_task
 from workers.outcomes import job_failed
 
 
-@shared_task(bind=True)
-def build_cover_variants(self: Any, course_id: int, source_hash: str) -> dict[str, Any] | None:
-    from courses.services import course_cover_variants_build
-
+@job_task(jobs.COURSE_COVER_VARIANTS_BUILD)
+def course_cover_variants_build(
+    self: Any, course_id: int, source_hash: str
+) -> dict[str, Any] | None:
     try:
-        return course_cover_variants_build(
+        return covers.course_cover_variants_build(
             course_id=course_id, source_hash=source_hash, task_id=self.request.id
         )
     except ImageRejected as exc:

@@ -13,7 +13,6 @@ reconciler runs that check instead of deciding itself.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -25,6 +24,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_celery_results.models import TaskResult
 
+from workers.bookkeeping import job_failure, job_finish
 from workers.models import WorkerHeartbeat
 from workers.operations import HEARTBEAT_MISSES_ALLOWED
 
@@ -60,12 +60,12 @@ def jobs_mark_lost(*, now: datetime | None = None) -> list[str]:
     )
     lost = []
     for task_id in list(candidates[:500]):
-        if _mark_lost(task_id, cutoff=cutoff, now=now):
+        if _mark_lost(task_id, cutoff=cutoff):
             lost.append(task_id)
     return lost
 
 
-def _mark_lost(task_id: str, *, cutoff: datetime, now: datetime) -> bool:
+def _mark_lost(task_id: str, *, cutoff: datetime) -> bool:
     with transaction.atomic():
         result = TaskResult.objects.select_for_update().filter(task_id=task_id).first()
         # Looked at again under the lock: another worker may have taken it over since.
@@ -84,13 +84,12 @@ def _mark_lost(task_id: str, *, cutoff: datetime, now: datetime) -> bool:
             f"{WORKER_LOST}: {result.worker or 'its worker'} last seen "
             f"{last_seen.isoformat() if last_seen else 'never'}"
         )
-        result.status = states.FAILURE
-        result.result = json.dumps(
-            {"exc_type": "WorkerLost", "exc_message": [reason], "exc_module": "builtins"}
+        job_finish(
+            task_id=task_id,
+            status=states.FAILURE,
+            result=job_failure("WorkerLost", reason),
+            traceback=reason,
         )
-        result.traceback = reason
-        result.date_done = now
-        result.save(update_fields=["status", "result", "traceback", "date_done"])
         handler = DOMAIN_LOST_HANDLERS.get(result.task_name or "")
         if handler:
             mark: Callable[..., object] = import_string(handler)

@@ -20,15 +20,12 @@ from infra_tasks.releases.selectors import (
     migration_plan_pending,
     plan_touches_records,
 )
-from infra_tasks.releases.services import (
-    ReleaseRefused,
-    StartStatus,
-    release_start,
-    version_validate,
-)
+from infra_tasks.releases.services import StartStatus, release_start, version_validate
 from workers.admin_base import ImmutableAdminMixin
+from workers.admin_links import job_link, job_links, refusal_report
 from workers.admin_live import LiveJobFieldsMixin
 from workers.enqueue import BrokerUnavailable, Requester
+from workers.errors import ApplicationError
 
 RUN_PERMISSION = "releases.run_release"
 
@@ -45,7 +42,7 @@ class RunReleaseForm(forms.Form):
         version = self.cleaned_data["version"].strip()
         try:
             version_validate(version)
-        except ReleaseRefused as exc:
+        except ApplicationError as exc:
             raise forms.ValidationError(str(exc)) from exc
         return version
 
@@ -106,21 +103,11 @@ class ReleaseAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmin):
 
     @admin.display(description="job")
     def job(self, obj: Release) -> str:
-        if not obj.task_id:
-            return "—"
-        return format_html(
-            '<a href="{}">{}</a>', reverse("workers:job-detail", args=[obj.task_id]), obj.task_id
-        )
+        return job_link(obj.task_id)
 
     @admin.display(description="earlier attempts")
     def earlier_jobs(self, obj: Release) -> str:
-        if not obj.previous_task_ids:
-            return "—"
-        return format_html_join(
-            ", ",
-            '<a href="{}">{}</a>',
-            ((reverse("workers:job-detail", args=[t]), t) for t in obj.previous_task_ids),
-        )
+        return job_links(obj.previous_task_ids)
 
     @admin.display(description="migration plan")
     def plan_table(self, obj: Release) -> str:
@@ -186,8 +173,11 @@ class ReleaseAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmin):
                 requester=Requester.for_user(request.user),
                 allow_unsafe=allow_unsafe,
             )
-        except (BrokerUnavailable, ReleaseRefused) as exc:
+        except BrokerUnavailable as exc:
             self.message_user(request, str(exc), level=messages.ERROR)
+            return redirect("admin:releases_release_changelist")
+        except ApplicationError as exc:
+            refusal_report(self, request, exc)
             return redirect("admin:releases_release_changelist")
         release = started.release
         if started.status == StartStatus.ALREADY_SUCCEEDED:
@@ -205,11 +195,10 @@ class ReleaseAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmin):
             self.message_user(
                 request,
                 format_html(
-                    'Release <a href="{}">{}</a> queued as <a href="{}">job {}</a>.',
+                    'Release <a href="{}">{}</a> queued as {}.',
                     reverse("admin:releases_release_change", args=[release.pk]),
                     version,
-                    reverse("workers:job-detail", args=[release.task_id]),
-                    release.task_id,
+                    job_link(release.task_id, f"job {release.task_id}"),
                 ),
             )
         return redirect("workers:job-detail", release.task_id)

@@ -8,13 +8,16 @@ class ReleasesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from infra_tasks.releases.jobs import RELEASE_EXECUTE
         from infra_tasks.releases.selectors import release_job_subject
         from workers.retries import job_retry_declare
         from workers.subjects import job_subject_register
 
-        job_subject_register(("infra_tasks.releases.tasks.release_migrate",), release_job_subject)
+        # Jobs recorded under the task's former name keep their subject and retry rule.
+        task_names = (RELEASE_EXECUTE.name, *RELEASE_EXECUTE.old_names)
+        job_subject_register(task_names, release_job_subject)
         job_retry_declare(
-            ("infra_tasks.releases.tasks.release_migrate",),
+            task_names,
             safe=False,
             refusal="A release is retried from its own page, which checks the migration plan "
             "first: open the release and press Retry.",

@@ -28,12 +28,14 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from workers.errors import ApplicationError
+
 # Advisory locks share one key space per database; this one is ASCII "opsqrele".
 ADVISORY_LOCK_KEY = 0x6F70_7371_7265_6C65
 POLL_SECONDS = 0.5
 
 
-class MigrationLockTimeout(Exception):
+class MigrationLockTimeout(ApplicationError):
     """Another release held the lock for longer than we were willing to wait."""
 
 

@@ -1,14 +1,13 @@
-"""The release job (queue `release`, by module): take the release id, call the service."""
+"""The release job (name and queue: jobs.py): take the release id, call the service."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery import shared_task
+from infra_tasks.releases import jobs, services
+from workers.job_registry import job_task
 
-from infra_tasks.releases import services
 
-
-@shared_task(bind=True)
-def release_migrate(self: Any, release_id: int) -> dict[str, Any] | None:
+@job_task(jobs.RELEASE_EXECUTE)
+def release_execute(self: Any, release_id: int) -> dict[str, Any] | None:
     return services.release_execute(release_id=release_id, task_id=self.request.id)

@@ -82,7 +82,7 @@ def test_upload_stores_the_original_and_queues_a_media_job_without_resizing(
 
     result = TaskResult.objects.get(task_id=course.cover_task_id)
     assert result.status == "PENDING"
-    assert result.task_name == "media_pipeline.tasks.build_cover_variants"
+    assert result.task_name == "media_pipeline.tasks.course_cover_variants_build"
     assert json.loads(result.task_args) == [course.pk, course.cover_sha256]
     assert Job.objects.get(task_id=course.cover_task_id).queue == "media"
 
@@ -110,6 +110,24 @@ def test_build_makes_every_variant_with_the_right_type_and_marks_the_cover_ready
             == (variant.width, variant.height)
             == (spec.width, spec.width * 3 // 4)
         )
+
+
+def test_a_job_queued_under_the_tasks_former_name_builds_the_same_variants(
+    cover_jpeg: bytes, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A message sent before the rename (build_cover_variants) runs the renamed task's code."""
+    from workers.celery import app
+
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    old = app.tasks["media_pipeline.tasks.build_cover_variants"]
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = old.apply(
+            args=[course.pk, course.cover_sha256], task_id=course.cover_task_id
+        ).get()
+
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.READY
+    assert sorted(summary["written"]) == sorted(spec.name for spec in COVER_SPECS)
 
 
 def test_rerun_renders_and_writes_nothing(

@@ -25,7 +25,9 @@ def queues_no_worker_reads(sqs_queues: Any) -> Any:
 
 def demo_jobs() -> int:
     """Jobs the seed queued (a session's shared worker may record others of its own)."""
-    return TaskResult.objects.filter(task_name="media_pipeline.tasks.build_cover_variants").count()
+    return TaskResult.objects.filter(
+        task_name="media_pipeline.tasks.course_cover_variants_build"
+    ).count()
 
 
 def outline_reports() -> int:

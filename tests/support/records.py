@@ -15,7 +15,7 @@ def seed_records() -> None:
     for task_id, name in (
         ("job-plan", "infra_tasks.terraform.tasks.terraform_plan"),
         ("job-action", "infra_tasks.rds.tasks.database_action_execute"),
-        ("job-release", "infra_tasks.releases.tasks.release_migrate"),
+        ("job-release", "infra_tasks.releases.tasks.release_execute"),
         ("job-diagnostic", "workers.tasks.diagnostic_run_execute"),
     ):
         job_record(task_id, name, status="STARTED")

@@ -98,10 +98,10 @@ def test_of_many_concurrent_claims_on_one_job_exactly_one_wins(sqs_queues: AwsEn
     "task_name",
     [
         "workers.tasks.diagnostic_run_execute",
-        "media_pipeline.tasks.build_cover_variants",
+        "media_pipeline.tasks.course_cover_variants_build",
         "infra_tasks.rds.tasks.database_action_execute",
         "infra_tasks.rds.tasks.database_scheduled_run",
-        "infra_tasks.releases.tasks.release_migrate",
+        "infra_tasks.releases.tasks.release_execute",
         "infra_tasks.terraform.tasks.terraform_plan",
         "infra_tasks.terraform.tasks.terraform_apply",
         "infra_tasks.terraform.tasks.terraform_state_unlock",

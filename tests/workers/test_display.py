@@ -30,10 +30,10 @@ def test_state_label_says_what_the_state_means_and_keeps_celerys_name(
     [
         ("workers.tasks.diagnostic_run_execute", "Diagnostic"),
         ("workers.tasks.queue_depths_record", "System"),
-        ("media_pipeline.tasks.build_cover_variants", "Courses"),
+        ("media_pipeline.tasks.course_cover_variants_build", "Courses"),
         ("infra_tasks.terraform.tasks.terraform_apply", "Terraform"),
         ("infra_tasks.rds.tasks.database_action_execute", "Databases"),
-        ("infra_tasks.releases.tasks.release_migrate", "Releases"),
+        ("infra_tasks.releases.tasks.release_execute", "Releases"),
         ("infra_tasks.dashboard.tasks.ecs_services_refresh", "Infrastructure"),
         ("celery.backend_cleanup", "System"),
         ("elsewhere.task", "Other"),

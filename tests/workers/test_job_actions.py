@@ -22,7 +22,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 DIAGNOSTIC = "workers.tasks.diagnostic_run_execute"
 APPLY = "infra_tasks.terraform.tasks.terraform_apply"
-COVER = "media_pipeline.tasks.build_cover_variants"
+COVER = "media_pipeline.tasks.course_cover_variants_build"
 
 
 def staff(name: str, *codenames: str) -> object:

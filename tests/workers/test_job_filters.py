@@ -21,7 +21,9 @@ URL = "/admin/django_celery_results/taskresult/"
 def jobs() -> dict[str, str]:
     rows = {
         "diag-failed": job_row("workers.tasks.diagnostic_run_execute", "FAILURE"),
-        "cover-ok": job_row("media_pipeline.tasks.build_cover_variants", "SUCCESS", queue="media"),
+        "cover-ok": job_row(
+            "media_pipeline.tasks.course_cover_variants_build", "SUCCESS", queue="media"
+        ),
         "apply-old": job_row(
             "infra_tasks.terraform.tasks.terraform_apply",
             "FAILURE",
@@ -52,7 +54,7 @@ def listed(client: Client, query: str, jobs: dict[str, str]) -> set[str]:
         ("family=diagnostic", {"diag-failed"}),
         ("family=system", {"depths"}),
         ("family=terraform", {"apply-old"}),
-        ("task=media_pipeline.tasks.build_cover_variants", {"cover-ok"}),
+        ("task=media_pipeline.tasks.course_cover_variants_build", {"cover-ok"}),
         ("queue=media", {"cover-ok"}),
         ("queue=infra", {"apply-old"}),
         ("status__exact=FAILURE", {"diag-failed", "apply-old"}),

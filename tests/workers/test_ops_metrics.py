@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 URL = "/ops/metrics.json"
 DIAGNOSTIC = "workers.tasks.diagnostic_run_execute"
-COVER = "media_pipeline.tasks.build_cover_variants"
+COVER = "media_pipeline.tasks.course_cover_variants_build"
 
 
 def client_with(*codenames: str, staff: bool = True) -> Client:

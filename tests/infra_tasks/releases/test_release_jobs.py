@@ -10,6 +10,7 @@ import pytest
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
+from django.db import transaction
 from django.db.migrations.recorder import MigrationRecorder
 from django_celery_results.models import TaskResult
 
@@ -28,7 +29,7 @@ from tests.infra_tasks.releases.support import (
     release_finished,
 )
 from tests.support.servers import WorkerProcess, wait_until
-from workers.enqueue import Requester
+from workers.enqueue import Requester, job_enqueue, new_task_id
 from workers.models import Job, RequesterKind
 
 pytestmark = [
@@ -204,4 +205,31 @@ def test_backward_incompatible_migration_is_refused_unless_allowed_for_that_rele
         True,
     )
     assert allowed.unsafe_findings == refused.unsafe_findings
+    assert probe_applied() == PROBE_MIGRATIONS
+
+
+def test_a_job_queued_under_the_tasks_former_name_still_runs_its_release() -> None:
+    """A message sent before the task was renamed (release_migrate → release_execute) goes
+    to the release queue and runs the release, as one sent under the new name does."""
+    from workers.celery import app
+
+    probe_at("0004")
+    with transaction.atomic():
+        record = Release.objects.create(
+            version="old-name-1",
+            requester_kind=RequesterKind.CLI,
+            requester_label="test",
+            task_id=new_task_id(),
+        )
+        job_enqueue(
+            app.tasks["infra_tasks.releases.tasks.release_migrate"],
+            requester=Requester.cli("test"),
+            args=[record.pk],
+            task_id=record.task_id,
+        )
+
+    record = release_finished("old-name-1")
+    assert (record.state, record.applied) == (ReleaseState.SUCCEEDED, 1)
+    assert Job.objects.get(task_id=record.task_id).queue == "release"
+    job_status(record.task_id, "SUCCESS")
     assert probe_applied() == PROBE_MIGRATIONS

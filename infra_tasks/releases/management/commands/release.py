@@ -18,15 +18,10 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django_celery_results.models import TaskResult
 
-from infra_tasks.releases.locking import MigrationLockTimeout
 from infra_tasks.releases.models import Release, ReleaseState
-from infra_tasks.releases.services import (
-    ReleaseRefused,
-    StartStatus,
-    release_run_here,
-    release_start,
-)
+from infra_tasks.releases.services import StartStatus, release_run_here, release_start
 from workers.enqueue import BrokerUnavailable, Requester
+from workers.errors import ApplicationError
 from workers.selectors import job_log_since
 
 TIMED_OUT = 3
@@ -78,7 +73,7 @@ class Command(BaseCommand):
                 self._run_here(release_version, allow_unsafe=allow_unsafe)
             else:
                 self._queue(release_version, allow_unsafe=allow_unsafe, wait=wait, timeout=timeout)
-        except (ReleaseRefused, MigrationLockTimeout) as exc:
+        except ApplicationError as exc:  # refused, or the migration lock stayed taken
             raise CommandError(f"release {release_version}: {exc}") from exc
 
     def _queue(

@@ -1,87 +1,43 @@
-"""Writes for the catalogue: enrolment, lesson completion, covers and their variants.
+"""Writes for covers: an upload stored and its variants queued; the variants built.
 
-Covers: the web process only stores the uploaded original (under its content hash, with the
+The web process only stores the uploaded original (under its content hash, with the
 extension of its sniffed type, once the request's transaction commits) and enqueues
-`media_pipeline.tasks.build_cover_variants(course_id, source_hash)` after commit.
+`media_pipeline.tasks.course_cover_variants_build(course_id, source_hash)` after commit.
 The worker renders the variants, stores them under content-addressed names and records them;
 the (course id, source hash) pair makes a stale or repeated message harmless. Files are
 deleted only after the transaction that stopped referencing them commits, and only when no
-other row still references them (identical covers share files); storing, referencing and
-deleting one file name are serialised by a transaction-scoped lock on that name.
+other row still references them (identical covers share files: cover_files.py).
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import Any, BinaryIO, cast
 
 from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, connection, transaction
+from django.db import transaction
 
-from courses.models import Course, CoverVariant, Enrolment, Lesson, LessonCompletion
+from courses.models import Course, CoverVariant
+from courses.services.cover_files import (
+    course_file_names,
+    file_name_lock,
+    file_store,
+    files_delete_unreferenced,
+)
 from media_pipeline.decode_slots import whole_decode_slot
 from media_pipeline.formats import SNIFF_BYTES, sniff
+from media_pipeline.jobs import COURSE_COVER_VARIANTS_BUILD
 from media_pipeline.resize import ImageRejected, Variant, render_variants, sha256_of, variant_name
 from media_pipeline.specs import COVER_SPECS, VariantSpec
 from workers.enqueue import Requester, job_enqueue, job_queue_check
 from workers.joblog import JobLogWriter
-
-if TYPE_CHECKING:
-    from django.contrib.auth.models import User
-
-logger = logging.getLogger(__name__)
+from workers.logsink import LogSink
 
 ORIGINALS_PREFIX = "covers/originals"
-
-
-class CatalogueError(Exception):
-    """A request the catalogue refuses; `str(exc)` is fit to show the user."""
-
-
-class NotEnrolled(CatalogueError):
-    pass
-
-
-class AlreadyEnrolled(CatalogueError):
-    pass
-
-
-class AlreadyCompleted(CatalogueError):
-    pass
-
-
-class CourseNotPublished(CatalogueError):
-    pass
-
-
-# --- enrolment and completion --------------------------------------------------------------
-
-
-def course_enrol(*, user: User, course: Course) -> Enrolment:
-    if not course.is_published:
-        raise CourseNotPublished(f"“{course}” is not open for enrolment.")
-    try:
-        with transaction.atomic():
-            return Enrolment.objects.create(user=user, course=course)
-    except IntegrityError as exc:
-        raise AlreadyEnrolled(f"You are already enrolled in “{course}”.") from exc
-
-
-def lesson_complete(*, user: User, lesson: Lesson) -> LessonCompletion:
-    """Mark a lesson done; a second completion is refused with a clear message."""
-    if not Enrolment.objects.filter(user=user, course_id=lesson.section.course_id).exists():
-        raise NotEnrolled("Enrol in the course before completing its lessons.")
-    # The unique constraint decides, so two concurrent requests cannot both succeed.
-    try:
-        with transaction.atomic():
-            return LessonCompletion.objects.create(user=user, lesson=lesson)
-    except IntegrityError as exc:
-        raise AlreadyCompleted(f"“{lesson.title}” is already marked as complete.") from exc
 
 
 # --- covers: the web side ------------------------------------------------------------------
@@ -107,7 +63,7 @@ def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> C
     upload.seek(0)
     stored_type = sniff(upload.read(SNIFF_BYTES))
     name = f"{ORIGINALS_PREFIX}/{source_hash[:2]}/{source_hash}.{stored_type.extension}"
-    previous = _file_names(course)
+    previous = course_file_names(course)
     course.cover = name
     course.cover_sha256 = source_hash
     course.cover_status = Course.CoverStatus.PENDING
@@ -127,12 +83,12 @@ def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> C
 def _original_store(name: str, upload: File) -> None:
     """Store a committed upload under `name`, unless no course references it any more."""
     with transaction.atomic():
-        _lock_file_name(name)
+        file_name_lock(name)
         # Another request may have replaced this cover between our commit and now; its
         # clean-up found no file to delete, so storing now would leave an orphan.
         if Course.objects.filter(cover=name).exists():
             upload.seek(0)
-            _store(name, upload)
+            file_store(name, upload)
 
 
 @transaction.atomic
@@ -153,19 +109,17 @@ def course_delete(*, course_id: int) -> None:
     course = Course.objects.select_for_update().filter(pk=course_id).first()
     if course is None:
         return
-    names = _file_names(course)
+    names = course_file_names(course)
     course.delete()
     transaction.on_commit(lambda: files_delete_unreferenced(names=names))
 
 
 def _enqueue_build(course: Course, *, requester: Requester) -> None:
-    from media_pipeline.tasks import build_cover_variants
-
     course_id, source_hash = course.pk, course.cover_sha256
     course.cover_status = Course.CoverStatus.PENDING
     course.cover_error = ""
     course.cover_task_id = job_enqueue(
-        build_cover_variants,
+        COURSE_COVER_VARIANTS_BUILD,
         requester=requester,
         args=[course_id, source_hash],
         audit_object=course,
@@ -218,7 +172,7 @@ def course_cover_variants_build(
 
 
 def _build(
-    course: Course, todo: list[VariantSpec], *, specs: tuple[VariantSpec, ...], log: JobLogWriter
+    course: Course, todo: list[VariantSpec], *, specs: tuple[VariantSpec, ...], log: LogSink
 ) -> dict[str, Any] | None:
     source_hash = course.cover_sha256
     variants: list[Variant] = []
@@ -271,8 +225,8 @@ def _record_variants(
         written = set()
         for variant in sorted(variants, key=lambda v: variant_name(source_hash, v.spec)):
             name = variant_name(source_hash, variant.spec)
-            _lock_file_name(name)
-            if _store(name, ContentFile(variant.data)):
+            file_name_lock(name)
+            if file_store(name, ContentFile(variant.data)):
                 written.add(variant.spec.name)
         stale = CoverVariant.objects.filter(course=course).exclude(
             source_sha256=source_hash, spec_name__in=[spec.name for spec in specs]
@@ -305,53 +259,3 @@ def _record_failure(course_id: int, source_hash: str, message: str) -> None:
     Course.objects.filter(pk=course_id, cover_sha256=source_hash).update(
         cover_status=Course.CoverStatus.FAILED, cover_error=message
     )
-
-
-# --- files ---------------------------------------------------------------------------------
-
-
-def files_delete_unreferenced(*, names: Iterable[str]) -> list[str]:
-    """Delete the stored files among `names` that no course or variant references now."""
-    deleted = []
-    for name in sorted({name for name in names if name}):
-        with transaction.atomic():
-            # Waits for a transaction that is storing this same file for another course,
-            # then sees that course's reference and keeps the file.
-            _lock_file_name(name)
-            if (
-                Course.objects.filter(cover=name).exists()
-                or CoverVariant.objects.filter(file=name).exists()
-            ):
-                continue
-            default_storage.delete(name)
-            deleted.append(name)
-    return deleted
-
-
-def _lock_file_name(name: str) -> None:
-    """Serialise storing, referencing and deleting one shared, content-addressed file.
-
-    Held until the surrounding transaction ends. PostgreSQL only; SQLite already runs one
-    writing transaction at a time (IMMEDIATE mode).
-    """
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])
-
-
-def _file_names(course: Course) -> set[str]:
-    names = set(course.cover_variants.values_list("file", flat=True))
-    if course.cover:
-        names.add(course.cover.name)
-    return names
-
-
-def _store(name: str, content: File) -> bool:
-    """Store `content` under `name` unless that content-addressed name already exists.
-
-    Callers hold the name's lock (`_lock_file_name`), so no one else stores it meanwhile.
-    """
-    if default_storage.exists(name):
-        return False
-    default_storage.save(name, content)
-    return True

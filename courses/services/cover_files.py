@@ -1,0 +1,64 @@
+"""The stored files of covers: content-addressed, shared by identical covers, deleted only
+when nothing references them.
+
+Storing, referencing and deleting one file name are serialised by a transaction-scoped lock
+on that name (`file_name_lock`), so a file another course has just started to use is never
+deleted under it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.core.files import File
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+
+from courses.models import Course, CoverVariant
+
+
+def files_delete_unreferenced(*, names: Iterable[str]) -> list[str]:
+    """Delete the stored files among `names` that no course or variant references now."""
+    deleted = []
+    for name in sorted({name for name in names if name}):
+        with transaction.atomic():
+            # Waits for a transaction that is storing this same file for another course,
+            # then sees that course's reference and keeps the file.
+            file_name_lock(name)
+            if (
+                Course.objects.filter(cover=name).exists()
+                or CoverVariant.objects.filter(file=name).exists()
+            ):
+                continue
+            default_storage.delete(name)
+            deleted.append(name)
+    return deleted
+
+
+def file_name_lock(name: str) -> None:
+    """Serialise storing, referencing and deleting one shared, content-addressed file.
+
+    Held until the surrounding transaction ends. PostgreSQL only; SQLite already runs one
+    writing transaction at a time (IMMEDIATE mode).
+    """
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])
+
+
+def course_file_names(course: Course) -> set[str]:
+    names = set(course.cover_variants.values_list("file", flat=True))
+    if course.cover:
+        names.add(course.cover.name)
+    return names
+
+
+def file_store(name: str, content: File) -> bool:
+    """Store `content` under `name` unless that content-addressed name already exists.
+
+    Callers hold the name's lock (`file_name_lock`), so no one else stores it meanwhile.
+    """
+    if default_storage.exists(name):
+        return False
+    default_storage.save(name, content)
+    return True

@@ -2,15 +2,20 @@
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cksum requirements.txt | cut -d' ' -f1)
+# The locks (requirements/*.txt, hashed) are compiled from requirements/*.in by `make lock`.
+LOCKS := requirements/runtime.txt requirements/dev.txt
+# The venv is reinstalled when a lock changes: its stamp carries the locks' checksum.
+STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint check lock browser screenshots clean
+.PHONY: venv run test lint check lock browser screenshots clean
 
-$(STAMP): requirements.txt
+venv: $(STAMP)
+
+$(STAMP): $(LOCKS)
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) is required"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --require-hashes -r requirements/dev.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -40,10 +45,24 @@ lint: $(STAMP)
 check: lint
 	DJANGO_DEBUG=true $(PY) manage.py makemigrations --check --dry-run
 
+# pip-compile runs from its own venv (not .venv) against PyPI alone, whatever the machine's pip
+# configuration says; it keeps every version already locked (move one with
+# `make lock UPGRADE="--upgrade-package NAME"`). The development lock takes the runtime
+# packages at their runtime pins.
+LOCK_TOOLS ?= var/lock-tools
+UPGRADE ?=
+COMPILE := --quiet --generate-hashes --allow-unsafe --strip-extras --no-emit-index-url \
+	--no-emit-find-links
+LOCK_ENV := PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= PIP_EXTRA_INDEX_URL= \
+	PIP_INDEX_URL=https://pypi.org/simple
+
 lock:
-	$(PY) -m pip install --quiet -r requirements.in
-	{ echo "# Pinned from requirements.in with \`make lock\`. Install with pip install -r requirements.txt."; \
-	  $(PY) -m pip freeze --exclude-editable; } > requirements.txt
+	test -x $(LOCK_TOOLS)/bin/pip-compile || { $(PYTHON) -m venv $(LOCK_TOOLS) \
+	  && $(LOCK_ENV) $(LOCK_TOOLS)/bin/pip install --quiet pip-tools==7.7.0; }
+	cd requirements && $(LOCK_ENV) $(abspath $(LOCK_TOOLS))/bin/pip-compile $(COMPILE) $(UPGRADE) \
+	  --output-file=runtime.txt runtime.in
+	cd requirements && $(LOCK_ENV) $(abspath $(LOCK_TOOLS))/bin/pip-compile $(COMPILE) $(UPGRADE) \
+	  --output-file=dev.txt dev.in
 
 clean:
 	rm -rf $(VENV) var db.sqlite3*

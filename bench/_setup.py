@@ -1,11 +1,16 @@
-"""Shared set-up for benchmarks: Django against a PostgreSQL database of their own."""
+"""Shared set-up for benchmarks: Django against a PostgreSQL database of their own, a large
+TaskResult table filled in one statement, a median timer and a plain table."""
 
 from __future__ import annotations
 
 import os
+import statistics
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,3 +41,45 @@ def table(headers: list[str], rows: Sequence[Sequence[object]]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def timed(fn: Callable[[], object], repeat: int) -> float:
+    """The median of `repeat` calls of `fn`, in milliseconds."""
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
+FILL_TASK_RESULTS = """
+INSERT INTO django_celery_results_taskresult
+    (task_id, status, content_type, content_encoding, result, date_created, date_started,
+     date_done, traceback, meta, task_args, task_kwargs, task_name, worker, periodic_task_name)
+SELECT 'bench-' || n,
+       (%s::text[])[1 + n %% %s],
+       'application/json', 'utf-8', '{}', created, created + interval '1 second',
+       created + interval '1 second' + (n %% 300) * interval '1 second',
+       NULL, '{}', %s, '{}', (%s::text[])[1 + n %% %s], 'bench@host', NULL
+FROM (SELECT n, %s::timestamptz - (n::float / %s) * interval '30 days' AS created
+      FROM generate_series(1, %s) AS n) AS rows
+"""
+
+
+def task_results_fill(
+    cursor: Any,
+    *,
+    rows: int,
+    now: datetime,
+    statuses: Sequence[str],
+    task_names: Sequence[str],
+    task_args: str = "[]",
+) -> None:
+    """Insert `rows` TaskResult rows `bench-<n>` spread evenly over the 30 days before `now`:
+    row n has the status `statuses[n % len]` and the task `task_names[n % len]`, and ran
+    for n % 300 seconds, starting a second after it was created."""
+    states, names = list(statuses), list(task_names)
+    cursor.execute(
+        FILL_TASK_RESULTS, [states, len(states), task_args, names, len(names), now, rows, rows]
+    )

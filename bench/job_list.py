@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _setup import ROOT, django_on_postgres, table
+from _setup import ROOT, django_on_postgres, table, task_results_fill, timed
 
 sys.path.insert(0, str(ROOT))
 from tests.support.servers import AwsEndpoint, aws_environment
@@ -37,35 +36,15 @@ TASKS = [
     ("workers.tasks.queue_depths_record", "default"),
 ]
 
-FILL_RESULTS = """
-INSERT INTO django_celery_results_taskresult
-    (task_id, status, content_type, content_encoding, result, date_created, date_started,
-     date_done, traceback, meta, task_args, task_kwargs, task_name, worker, periodic_task_name)
-SELECT 'bench-' || n,
-       (ARRAY['SUCCESS','SUCCESS','SUCCESS','SUCCESS','SUCCESS','SUCCESS','FAILURE',
-              'REVOKED','SUCCESS','SUCCESS'])[1 + n %% 10],
-       'application/json', 'utf-8', '{}', created, created + interval '1 second',
-       created + interval '1 second' + (n %% 300) * interval '1 second',
-       NULL, '{}', '[1]', '{}', (%s::text[])[1 + n %% %s], 'bench@host', NULL
-FROM (SELECT n, %s::timestamptz - (n::float / %s) * interval '30 days' AS created
-      FROM generate_series(1, %s) AS n) AS rows
-"""
+# Eight in ten succeed, one fails, one is cancelled (the statuses repeat every ten rows).
+STATUSES = ["SUCCESS"] * 6 + ["FAILURE", "REVOKED", "SUCCESS", "SUCCESS"]
 FILL_JOBS = """
 INSERT INTO workers_job
-    (task_id, task_name, queue, requester_kind, requester_label, created_at)
+    (task_id, task_name, queue, requester_kind, requester_label, created_at, claimed_by)
 SELECT task_id, task_name, (%s::text[])[array_position(%s::text[], task_name)],
-       'user', (ARRAY['ops','alice','bob'])[1 + (id %% 3)], date_created
+       'user', (ARRAY['ops','alice','bob'])[1 + (id %% 3)], date_created, ''
 FROM django_celery_results_taskresult WHERE task_id LIKE 'bench-%%'
 """
-
-
-def timed(fn: Callable[[], object], repeat: int = 3) -> float:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
 
 
 def main() -> None:
@@ -99,7 +78,14 @@ def run(rows: int) -> None:
     with transaction.atomic():
         start = time.perf_counter()
         with connection.cursor() as cursor:
-            cursor.execute(FILL_RESULTS, [names, len(names), timezone.now(), rows, rows])
+            task_results_fill(
+                cursor,
+                rows=rows,
+                now=timezone.now(),
+                statuses=STATUSES,
+                task_names=names,
+                task_args="[1]",
+            )
             cursor.execute(FILL_JOBS, [queues, names])
             cursor.execute("ANALYZE django_celery_results_taskresult")
             cursor.execute("ANALYZE workers_job")
@@ -130,9 +116,9 @@ def run(rows: int) -> None:
             ("FAILURE + queue + 24h", "status__exact=FAILURE&queue=infra&created=24h"),
             ("page 100", "p=100"),
         ]
-        results = [[label, f"{timed(get(query)):.0f}"] for label, query in cases]
+        results = [[label, f"{timed(get(query), 3):.0f}"] for label, query in cases]
         results.append(
-            ["/ops/metrics.json", f"{timed(lambda: client.get('/ops/metrics.json')):.0f}"]
+            ["/ops/metrics.json", f"{timed(lambda: client.get('/ops/metrics.json'), 3):.0f}"]
         )
         print(table(["job list request", "ms (median of 3)"], results))
 

@@ -10,11 +10,10 @@ how PostgreSQL reads TaskResult for each query.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from collections.abc import Callable
 
-from _setup import django_on_postgres
+from _setup import django_on_postgres, task_results_fill, timed
 
 django_on_postgres()
 
@@ -24,29 +23,9 @@ from django.utils import timezone  # noqa: E402
 
 from workers import operations  # noqa: E402
 
-FILL = """
-INSERT INTO django_celery_results_taskresult
-    (task_id, status, content_type, content_encoding, result, date_created, date_started,
-     date_done, traceback, meta, task_args, task_kwargs, task_name, worker, periodic_task_name)
-SELECT 'bench-' || n,
-       (ARRAY['SUCCESS','SUCCESS','SUCCESS','SUCCESS','SUCCESS','SUCCESS','FAILURE',
-              'REVOKED','STARTED','PENDING'])[1 + n %% 10],
-       'application/json', 'utf-8', '{}', created, created + interval '1 second',
-       created + interval '1 second' + (n %% 300) * interval '1 second',
-       NULL, '{}', '[]', '{}',
-       'bench.tasks.t' || (n %% 40), 'bench@host', NULL
-FROM (SELECT n, %s::timestamptz - (n::float / %s) * interval '30 days' AS created
-      FROM generate_series(1, %s) AS n) AS rows
-"""
-
-
-def timed(fn: Callable[[], object], repeat: int = 5) -> float:
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return statistics.median(samples)
+# Six in ten succeed; the rest fail, are cancelled, run or wait (repeating every ten rows).
+STATUSES = ["SUCCESS"] * 6 + ["FAILURE", "REVOKED", "STARTED", "PENDING"]
+TASK_NAMES = [f"bench.tasks.t{n}" for n in range(40)]
 
 
 def access_path(sql: str) -> str:
@@ -69,7 +48,7 @@ def main() -> None:
     with transaction.atomic():
         start = time.perf_counter()
         with connection.cursor() as cursor:
-            cursor.execute(FILL, [now, rows, rows])
+            task_results_fill(cursor, rows=rows, now=now, statuses=STATUSES, task_names=TASK_NAMES)
             cursor.execute("ANALYZE django_celery_results_taskresult")
         print(f"filled {rows:,} TaskResult rows over 30 days in {time.perf_counter() - start:.1f}s")
         cases: list[tuple[str, Callable[[], object]]] = [
@@ -84,7 +63,7 @@ def main() -> None:
             with CaptureQueriesContext(connection) as queries:
                 fn()
             paths = {access_path(q["sql"]) for q in queries if "taskresult" in q["sql"]}
-            print(f"{name:<30} {timed(fn):>10.1f}  {'; '.join(sorted(paths)) or '-'}")
+            print(f"{name:<30} {timed(fn, 5):>10.1f}  {'; '.join(sorted(paths)) or '-'}")
         transaction.set_rollback(True)
 
 

@@ -45,16 +45,44 @@ def test_terraform_comes_from_a_stage_pinned_by_a_build_argument() -> None:
     assert ("COPY", "--from=terraform /bin/terraform /usr/local/bin/terraform") in final_stage()
 
 
+def locked(name: str) -> dict[str, tuple[str, list[str]]]:
+    """requirements/<name>.txt as {package: (version, hashes)}."""
+    text = re.sub(r"\\\n", " ", (ROOT / "requirements" / name).read_text())
+    pins: dict[str, tuple[str, list[str]]] = {}
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line and not line.startswith("-"):
+            requirement, *options = line.split()
+            package, version = requirement.split("==")
+            hashes = [o.split("=", 1)[1] for o in options if o.startswith("--hash=")]
+            pins[re.sub(r"[-_.]+", "-", package).lower()] = (version, hashes)
+    return pins
+
+
 def test_the_image_installs_runtime_requirements_without_the_development_tools() -> None:
-    requirements = (ROOT / "requirements.in").read_text().splitlines()
-    dev_only = (ROOT / "deploy" / "requirements-dev-only.in").read_text().splitlines()
-    # The Dockerfile drops these lines verbatim (grep -x -F): each must exist as written.
-    assert set(dev_only) <= set(requirements)
-    runtime = {
-        re.split(r"[\[=<>]", line)[0].lower() for line in requirements if line not in dev_only
+    runs = [v for k, v in instructions() if k == "RUN"]
+    assert any(
+        "pip install --require-hashes -r /tmp/requirements/runtime.txt" in run for run in runs
+    )
+    assert ("COPY", "requirements/runtime.txt /tmp/requirements/runtime.txt") in instructions()
+    runtime = locked("runtime.txt")
+    assert {"gunicorn", "celery", "flower", "psycopg", "pycurl", "whitenoise"} <= set(runtime)
+    assert not {"pytest", "moto", "playwright", "mypy", "ruff"} & set(runtime)
+
+
+def test_the_locks_pin_every_package_with_hashes_and_development_keeps_the_runtime_pins() -> None:
+    runtime, dev = locked("runtime.txt"), locked("dev.txt")
+    for lock in (runtime, dev):
+        assert lock and all(re.fullmatch(r"[\w.+!]+", version) for version, _ in lock.values())
+        assert all(hashes for _, hashes in lock.values())
+    assert {name: pin[0] for name, pin in dev.items() if name in runtime} == {
+        name: pin[0] for name, pin in runtime.items()
     }
-    assert {"gunicorn", "celery", "flower", "psycopg", "pycurl", "whitenoise"} <= runtime
-    assert not {"pytest", "moto", "playwright", "mypy", "ruff"} & runtime
+    assert set(runtime) < set(dev) and {"pytest", "moto", "playwright", "mypy", "ruff"} <= set(dev)
+    # Celery and kombu exactly: workers/ adapts private parts of both.
+    assert {"celery==5.7.0", "kombu==5.7.0"} <= set(
+        (ROOT / "requirements" / "runtime.in").read_text().replace("celery[sqs]", "celery").split()
+    )
 
 
 def test_static_files_are_collected_at_build_time_not_at_start() -> None:

@@ -16,10 +16,10 @@ from django.db import connection
 from django.test import RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django_celery_beat.models import PeriodicTask
-from django_celery_results.models import GroupResult, TaskResult
+from django_celery_results.models import GroupResult
 
+from tests.support.jobs import job_record
 from workers.families import FAMILIES
-from workers.models import Job, RequesterKind
 
 # Sessions change on every login; they are the one table a refused request may write.
 UNWATCHED_TABLES = frozenset({"django_session"})
@@ -62,24 +62,13 @@ def role_user(role: str) -> User | None:
 
 def seed_jobs() -> list[str]:
     """One finished job per family (and one no family claims), each with its log."""
-    from workers.joblog import JobLogWriter
-
     task_ids = []
     names = [
         f.prefixes[0] + ("tasks.sweep" if f.prefixes[0].endswith(".") else "") for f in FAMILIES
     ]
     for n, name in enumerate([*names, "elsewhere.tasks.sweep"]):
         task_id = f"sweep-job-{n}"
-        Job.objects.create(
-            task_id=task_id,
-            task_name=name,
-            queue="default",
-            requester_kind=RequesterKind.CLI,
-            requester_label="sweep",
-        )
-        TaskResult.objects.create(task_id=task_id, task_name=name, status="SUCCESS")
-        with JobLogWriter(task_id, redact=lambda text: text) as log:
-            log.line(f"log of {name}")
+        job_record(task_id, name, status="SUCCESS", requester_label="sweep", log=f"log of {name}")
         task_ids.append(task_id)
     GroupResult.objects.create(group_id="sweep-group")
     return task_ids

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from django_celery_results.models import TaskResult
-
 from courses.models import Course
 from infra_tasks.rds.models import DatabaseAction
 from infra_tasks.releases.models import Release
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
 from tests.infra_tasks.rds.support import register
-from workers.models import DiagnosticRun, Job, RequesterKind
+from tests.support.jobs import job_record
+from workers.models import DiagnosticRun, RequesterKind
 
 
 def seed_records() -> None:
@@ -19,14 +18,7 @@ def seed_records() -> None:
         ("job-release", "infra_tasks.releases.tasks.release_execute"),
         ("job-diagnostic", "workers.tasks.diagnostic_run_execute"),
     ):
-        Job.objects.create(
-            task_id=task_id,
-            task_name=name,
-            queue="default",
-            requester_kind=RequesterKind.CLI,
-            requester_label="test",
-        )
-        TaskResult.objects.create(task_id=task_id, task_name=name, status="STARTED")
+        job_record(task_id, name, status="STARTED")
     workspace = TerraformWorkspace.objects.create(name="demo", directory="demo")
     TerraformRun.objects.create(
         workspace=workspace,

@@ -99,7 +99,58 @@ def new_queue_prefix() -> str:
     return f"t{uuid.uuid4().hex[:8]}-"
 
 
-class WorkerProcess:
+def process_group_stop(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM the process's group; SIGKILL it when it has not ended after `timeout`."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+class CeleryProcess:
+    """A real `celery -A workers <command>` subprocess in its own process group, logging to
+    `log_path`, started once its log says `ready_text`."""
+
+    def __init__(
+        self,
+        command: list[str],
+        *,
+        env: Mapping[str, str],
+        log_path: Path,
+        what: str,
+        ready_text: str,
+    ) -> None:
+        self.log_path = log_path
+        self._what = what
+        self._ready_text = ready_text
+        self._log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers", *command],
+            cwd=BASE_DIR,
+            env={**os.environ, **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        wait_until(self._ready, timeout=60, message=f"{what} to start")
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def _ready(self) -> bool:
+        if self.process.poll() is not None:
+            raise AssertionError(f"{self._what} exited early:\n{self.log_text()[-4000:]}")
+        return self._ready_text in self.log_text()
+
+    def stop(self, timeout: float = 20.0) -> None:
+        process_group_stop(self.process, timeout)
+        self._log.close()
+
+
+class WorkerProcess(CeleryProcess):
     """A real `celery worker` subprocess on the given queues."""
 
     def __init__(
@@ -114,15 +165,8 @@ class WorkerProcess:
         extra_args: Iterable[str] = (),
     ) -> None:
         self.name = name or f"test-{uuid.uuid4().hex[:6]}"
-        self.log_path = log_dir / f"worker-{self.name}.log"
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
+        super().__init__(
             [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers",
                 "worker",
                 "-Q",
                 ",".join(queues),
@@ -138,25 +182,15 @@ class WorkerProcess:
                 "--without-mingle",
                 *extra_args,
             ],
-            cwd=BASE_DIR,
-            env={**os.environ, **env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+            env=env,
+            log_path=log_dir / f"worker-{self.name}.log",
+            what=f"worker {self.name}",
+            ready_text=" ready.",
         )
-        wait_until(self._ready, timeout=60, message=f"worker {self.name} to start")
 
     @property
     def hostname(self) -> str:
         return f"{self.name}@{os.uname().nodename}"
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def _ready(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"worker exited early:\n{self.log_text()[-4000:]}")
-        return " ready." in self.log_text()
 
     def pool_pids(self) -> list[int]:
         out = subprocess.run(
@@ -171,59 +205,15 @@ class WorkerProcess:
             self.process.wait(timeout=10)
         self._log.close()
 
-    def stop(self, timeout: float = 20.0) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log.close()
 
-
-class BeatProcess:
+class BeatProcess(CeleryProcess):
     """A real `celery beat` with the database scheduler, looking at its schedule every second."""
 
     def __init__(self, *, env: Mapping[str, str], log_dir: Path) -> None:
-        self.log_path = log_dir / f"beat-{uuid.uuid4().hex[:6]}.log"
-        self._log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "-A",
-                "workers",
-                "beat",
-                "--loglevel",
-                "INFO",
-                "--pidfile=",
-                "--max-interval",
-                "1",
-            ],
-            cwd=BASE_DIR,
-            env={**os.environ, **env},
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        super().__init__(
+            ["beat", "--loglevel", "INFO", "--pidfile=", "--max-interval", "1"],
+            env=env,
+            log_path=log_dir / f"beat-{uuid.uuid4().hex[:6]}.log",
+            what="beat",
+            ready_text="beat: Starting...",
         )
-        wait_until(self._ready, timeout=60, message="beat to start")
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def _ready(self) -> bool:
-        if self.process.poll() is not None:
-            raise AssertionError(f"beat exited early:\n{self.log_text()[-4000:]}")
-        return "beat: Starting..." in self.log_text()
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
-        self._log.close()

@@ -10,6 +10,7 @@ from datetime import timedelta
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from tests.support.jobs import job_record
 from workers.models import Job, RequesterKind
 
 
@@ -27,17 +28,13 @@ def job_row(
     """One job: its Job record and its result, created `created_ago` and `seconds` long."""
     task_id = str(uuid.uuid4())
     created = timezone.now() - created_ago
-    Job.objects.create(
-        task_id=task_id,
-        task_name=task_name,
+    row = job_record(
+        task_id,
+        task_name,
+        status=status,
         queue=queue,
         requester_kind=RequesterKind.USER,
         requester_label=requester,
-    )
-    row = TaskResult.objects.create(
-        task_id=task_id,
-        task_name=task_name,
-        status=status,
         task_args=json.dumps(args or [1]),
         task_kwargs="{}",
         worker=worker if status != "PENDING" else None,

@@ -13,6 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django_celery_results.models import TaskResult
 
+from tests.support.jobs import job_record
 from workers.joblog import JobLogWriter
 from workers.models import DiagnosticRun, Job, RequesterKind
 
@@ -257,16 +258,9 @@ def test_the_job_page_is_not_named_after_the_state_it_had_at_page_load() -> None
 
 
 def _job(task_id: str, task_name: str) -> TaskResult:
-    Job.objects.create(
-        task_id=task_id,
-        task_name=task_name,
-        queue="infra",
-        requester_kind=RequesterKind.CLI,
-        requester_label="test",
+    return job_record(
+        task_id, task_name, status="SUCCESS", queue="infra", log=f"output of {task_id}"
     )
-    with JobLogWriter(task_id) as log:
-        log.line(f"output of {task_id}")
-    return TaskResult.objects.create(task_id=task_id, task_name=task_name, status="SUCCESS")
 
 
 def test_a_jobs_log_and_page_need_the_view_permission_of_its_family(

@@ -66,7 +66,7 @@ def enqueue_follow_up(a: int) -> str:
     return add.enqueue(a, 1).id
 
 
-# The README's example (README.md, "Django's Tasks API"), copied as it is written there.
+# The documented example (docs/tasks-api.md), copied as it is written there.
 @task
 def send_welcome(user_id: int) -> str:
     get_job_log().line(f"welcoming user {user_id}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-# What the upload form, the README and the worker's refusals name, in this order.
+# What the upload form, docs/covers.md and the worker's refusals name, in this order.
 ACCEPTED_DESCRIPTION = "JPEG, PNG, WebP, GIF, HEIC/HEIF or AVIF"
 # Bytes enough for every signature below (an ISO-BMFF `ftyp` box lists its brands early).
 SNIFF_BYTES = 64

@@ -1,6 +1,6 @@
 """Every private Celery and kombu name opsqueue uses, behind names of its own.
 
-Celery and kombu are pinned exactly (requirements.in); each adapter below says which version
+Celery and kombu are pinned exactly (requirements/runtime.in); each adapter below says which version
 it was checked against and why no public API does the job. tests/workers/test_celery_compat.py
 exercises each against the installed versions with real Celery/kombu objects, so an upgrade
 that renames or reshapes one fails there, not in a worker at night.

@@ -1,4 +1,4 @@
-"""The import rule, checked (docs/architecture in README's layout section says it in words):
+"""The import rule, checked (docs/jobs.md, "One shape for every job family", says it in words):
 
 1. Tasks import services; services never import tasks. A service names the job it starts by
    its spec in the app's `jobs.py` (workers/job_registry.py), so there is no services ↔ tasks

@@ -146,10 +146,7 @@ class CourseAdmin(admin.ModelAdmin):
         # written; the admin's transaction rolls back and the admin is told why.
         try:
             return super().changeform_view(request, *args, **kwargs)
-        except BrokerUnavailable as exc:
-            self.message_user(request, str(exc), level=messages.ERROR)
-            return HttpResponseRedirect(reverse("admin:courses_course_changelist"))
-        except ApplicationError as exc:
+        except ApplicationError as exc:  # a refusal, or the job queue unreachable
             refusal_report(self, request, exc)
             return HttpResponseRedirect(reverse("admin:courses_course_changelist"))
 
@@ -170,10 +167,7 @@ class CourseAdmin(admin.ModelAdmin):
         for course_id in queryset.values_list("pk", flat=True):
             try:
                 course = course_cover_regenerate(course_id=course_id, requester=requester)
-            except BrokerUnavailable as exc:
-                self.message_user(request, str(exc), level=messages.ERROR)
-                break
-            except ApplicationError as exc:
+            except ApplicationError as exc:  # a refusal, or the job queue unreachable
                 refusal_report(self, request, exc)
                 break
             if course is None:

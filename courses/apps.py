@@ -13,8 +13,7 @@ class CoursesConfig(AppConfig):
         from workers.retries import job_retry_declare
         from workers.subjects import job_subject_register
 
-        # Jobs recorded under the task's former name keep their subject and retry rule.
-        task_names = (COURSE_COVER_VARIANTS_BUILD.name, *COURSE_COVER_VARIANTS_BUILD.old_names)
+        task_names = (COURSE_COVER_VARIANTS_BUILD.name,)  # rows under its former name too
         job_subject_register(task_names, cover_job_subject)
         # Variants are content-addressed and rebuilt idempotently from the stored original.
         job_retry_declare(task_names, safe=True)

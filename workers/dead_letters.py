@@ -26,6 +26,7 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
 from workers.broker import dead_letter_queue_name, sqs_queue_name
+from workers.errors import ApplicationError
 from workers.models import DeadLetterAction, Job
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ CLIENT_CONFIG = Config(
 )
 
 
-class DeadLetterGone(Exception):
+class DeadLetterGone(ApplicationError):
     """The message is no longer in the dead-letter queue (acted on, or expired)."""
 
 

@@ -22,6 +22,8 @@ import os
 import sys
 from collections.abc import Sequence
 
+from workers.errors import ApplicationError
+
 NO_CHANNEL = (
     "Flower would see no workers: CELERY_MONITOR_URL is not set. With tasks on SQS, workers "
     "send events and answer remote control only over the monitoring channel (Redis); set "
@@ -33,7 +35,7 @@ NO_AUTH = (
 )
 
 
-class LaunchRefused(Exception):
+class LaunchRefused(ApplicationError):
     pass
 
 

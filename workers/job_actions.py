@@ -33,6 +33,7 @@ from workers.enqueue import (
     job_enqueue,
     job_enqueue_many,
 )
+from workers.errors import ApplicationError
 from workers.job_filters import (
     discarded_condition,
     family_slug,
@@ -55,7 +56,7 @@ DELETE_MIN_AGE = timedelta(days=7)
 HEARTBEAT_MISSES_ALLOWED = 3
 
 
-class JobActionRefused(Exception):
+class JobActionRefused(ApplicationError):
     """The action is not allowed on this job; the message says why, for the person."""
 
 

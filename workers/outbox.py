@@ -36,6 +36,7 @@ from django_celery_results.models import TaskResult
 from kombu.exceptions import KombuError, OperationalError
 
 from workers.broker import broker_probe
+from workers.errors import ApplicationError
 from workers.models import Job
 from workers.sqs_batch import SqsMessage, recording_producer, send_batches
 
@@ -59,7 +60,7 @@ MAX_BATCH = 50
 MAX_SQS_DELAY_SECONDS = 900
 
 
-class BrokerUnavailable(Exception):
+class BrokerUnavailable(ApplicationError):
     """The job could not be queued; nothing was recorded."""
 
 

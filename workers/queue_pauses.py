@@ -29,12 +29,13 @@ from django.contrib.admin.models import ADDITION, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db import DatabaseError, connection, transaction
 
+from workers.errors import ApplicationError
 from workers.models import QueuePause
 from workers.queues import QUEUES
 from workers.thread_steps import ThreadStep
 
 
-class QueuePauseRefused(ValueError):
+class QueuePauseRefused(ApplicationError, ValueError):
     """Not a queue, or already in the asked state; the message says which."""
 
 

@@ -1,4 +1,4 @@
-"""Queues, their limits, and which tasks go where: the one place routing is decided.
+"""Queues and their limits; a task goes to the queue its declaration names (job_registry).
 
 SQS redelivers a message that is not deleted within the queue's visibility timeout. Every
 queue has the same short timeout (SQS_VISIBILITY_TIMEOUT_SECONDS, 90 s) and a worker extends
@@ -41,23 +41,12 @@ QUEUES: dict[str, QueueSpec] = {
     )
 }
 
-# Longest matching module prefix wins. A new task module needs an entry only if it does
-# not belong on the default queue.
-ROUTES_BY_MODULE: dict[str, str] = {
-    "media_pipeline.": "media",
-    "infra_tasks.": "infra",
-    "infra_tasks.releases.": "release",
-}
-
 
 def queue_for_task(task_name: str) -> str:
+    """The queue a job's declaration names (its app's jobs.py), under any of its names;
+    a task nobody declared (Celery's own, a test's) goes to the default queue."""
     spec = spec_for(task_name)
-    if spec is not None:
-        return spec.queue
-    matches = [prefix for prefix in ROUTES_BY_MODULE if task_name.startswith(prefix)]
-    if not matches:
-        return DEFAULT_QUEUE
-    return ROUTES_BY_MODULE[max(matches, key=len)]
+    return spec.queue if spec is not None else DEFAULT_QUEUE
 
 
 def route_task(name: str, args: Any, kwargs: Any, options: Any, task: Any = None, **kw: Any):

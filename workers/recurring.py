@@ -19,10 +19,11 @@ from django_celery_beat.models import PeriodicTask
 
 from workers import families
 from workers.enqueue import Requester, job_enqueue
+from workers.errors import ApplicationError
 from workers.job_filters import registered_task
 
 
-class RunNowRefused(ValueError):
+class RunNowRefused(ApplicationError, ValueError):
     """The schedule cannot be run now; the message says why."""
 
 

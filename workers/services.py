@@ -19,6 +19,7 @@ from django_celery_results.models import TaskResult
 from workers import jobs
 from workers.deferred import deferred_entries_remove
 from workers.enqueue import Requester, job_enqueue, job_message, new_task_id
+from workers.errors import ApplicationError
 from workers.joblog import JobLogWriter
 from workers.models import DiagnosticRun, Job, JobLogChunk
 from workers.outbox import MAX_SQS_DELAY_SECONDS, publish_now
@@ -176,7 +177,7 @@ def job_records_cleanup(*, older_than: timedelta | None = None) -> int:
     return len(expired)
 
 
-class ScheduleRunRefused(Exception):
+class ScheduleRunRefused(ApplicationError):
     """A schedule cannot be run now; the message says why, in words for the admin."""
 
 

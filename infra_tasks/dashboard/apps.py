@@ -12,4 +12,4 @@ class DashboardConfig(AppConfig):
         from workers.retries import job_retry_declare
 
         # Former name too: a job queued before the rename keeps its rule.
-        job_retry_declare((ECS_SERVICES_REFRESH.name, *ECS_SERVICES_REFRESH.old_names), safe=True)
+        job_retry_declare((ECS_SERVICES_REFRESH.name,), safe=True)

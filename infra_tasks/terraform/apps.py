@@ -10,39 +10,38 @@ class TerraformConfig(AppConfig):
     def ready(self) -> None:
         from infra_tasks.terraform import jobs
         from infra_tasks.terraform.selectors import run_job_subject
-        from workers.job_registry import JobSpec
         from workers.reconcile import job_lost_register
         from workers.retries import job_retry_declare
         from workers.subjects import job_subject_register
 
-        def names(*specs: JobSpec) -> list[str]:
-            # Former names too: job rows written before the rename keep their rules.
-            return [name for spec in specs for name in (spec.name, *spec.old_names)]
-
-        job_subject_register(names(jobs.RUN_PLAN_EXECUTE, jobs.RUN_APPLY_EXECUTE), run_job_subject)
+        job_subject_register(
+            (jobs.RUN_PLAN_EXECUTE.name, jobs.RUN_APPLY_EXECUTE.name), run_job_subject
+        )
         # A lost plan or apply: the run's own, finer heartbeat check decides, not the reconciler.
-        job_lost_register(names(jobs.RUN_PLAN_EXECUTE, jobs.RUN_APPLY_EXECUTE), _runs_check_lost)
+        job_lost_register(
+            (jobs.RUN_PLAN_EXECUTE.name, jobs.RUN_APPLY_EXECUTE.name), _runs_check_lost
+        )
         job_retry_declare(
-            names(jobs.RUN_APPLY_EXECUTE),
+            (jobs.RUN_APPLY_EXECUTE.name,),
             safe=False,
             refusal="An apply runs the plan it was approved with, once. Plan again instead: "
             "open the workspace and press Plan.",
         )
         job_retry_declare(
-            names(jobs.RUN_PLAN_EXECUTE),
+            (jobs.RUN_PLAN_EXECUTE.name,),
             safe=False,
             refusal="A plan belongs to its run. Start a new plan from the workspace instead.",
         )
         job_retry_declare(
-            names(jobs.RUN_STATE_UNLOCK_EXECUTE),
+            (jobs.RUN_STATE_UNLOCK_EXECUTE.name,),
             safe=False,
             refusal="Force-unlock again from the run's page, after checking who holds the lock.",
         )
         job_retry_declare(
-            names(
-                jobs.RUN_STATE_LOCK_CHECK_EXECUTE,
-                jobs.DRIFT_CHECK_REQUEST_ALL,
-                jobs.RUNS_MARK_LOST,
+            (
+                jobs.RUN_STATE_LOCK_CHECK_EXECUTE.name,
+                jobs.DRIFT_CHECK_REQUEST_ALL.name,
+                jobs.RUNS_MARK_LOST.name,
             ),
             safe=True,
         )

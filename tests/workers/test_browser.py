@@ -311,6 +311,9 @@ def test_run_now_on_the_jobs_home_queues_the_recurring_task_as_the_person(tour: 
         row.get_by_role("button", name="Run now").click()
     expect(page.locator("ul.messagelist")).to_contain_text("Queued now")
     expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)")
+    # The page reloads when the job ends; what was just done is still said after it.
+    expect(page.locator("#job-live")).to_have_attribute("data-settled", "1")
+    expect(page.locator("ul.messagelist")).to_contain_text("Queued now")
     result = TaskResult.objects.get()
     assert display_requester(result.task_id) == "User: ops"
     schedule.refresh_from_db()

@@ -10,13 +10,16 @@ from workers.queues import QUEUES, QueueSpec, queue_for_task
     ("task_name", "queue"),
     [
         ("workers.tasks.diagnostic_run_execute", "default"),
-        ("media_pipeline.tasks.make_cover_variants", "media"),
-        ("infra_tasks.terraform.tasks.run_plan", "infra"),
-        ("infra_tasks.rds.tasks.stop_database", "infra"),
-        ("infra_tasks.releases.tasks.run_release", "release"),
+        ("media_pipeline.tasks.course_cover_variants_build", "media"),
+        ("media_pipeline.tasks.build_cover_variants", "media"),  # its former name
+        ("infra_tasks.terraform.tasks.run_plan_execute", "infra"),
+        ("infra_tasks.terraform.tasks.runs_mark_lost", "default"),
+        ("infra_tasks.rds.tasks.database_action_execute", "infra"),
+        ("infra_tasks.releases.tasks.release_execute", "release"),
+        ("celery.backend_cleanup", "default"),  # declared by nobody
     ],
 )
-def test_tasks_are_routed_by_module(task_name: str, queue: str) -> None:
+def test_tasks_go_to_the_queue_their_declaration_names(task_name: str, queue: str) -> None:
     assert queue_for_task(task_name) == queue
 
 

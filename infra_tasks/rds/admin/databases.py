@@ -27,7 +27,7 @@ from infra_tasks.rds.services.schedules import (
     managed_database_save,
 )
 from workers.admin_links import job_link, refusal_report
-from workers.enqueue import BrokerUnavailable, Requester
+from workers.enqueue import Requester
 from workers.errors import ApplicationError
 
 
@@ -133,12 +133,8 @@ class ManagedDatabaseAdmin(admin.ModelAdmin):
                         database=database, action=action, requester=Requester.for_user(request.user)
                     )
                 )
-            except (ApplicationError, BrokerUnavailable) as exc:
-                refusal_report(
-                    self,
-                    request,
-                    exc if isinstance(exc, ApplicationError) else ApplicationError(str(exc)),
-                )
+            except ApplicationError as exc:  # a refusal, or the job queue unreachable
+                refusal_report(self, request, exc)
                 return
         self.message_user(
             request,
@@ -184,7 +180,7 @@ class ManagedDatabaseAdmin(admin.ModelAdmin):
                             requester=Requester.for_user(request.user),
                         )
                     )
-            except (ApplicationError, BrokerUnavailable) as exc:
+            except ApplicationError as exc:  # a refusal, or the job queue unreachable
                 form.add_error(None, str(exc))
                 if records:  # those before the failure were queued: say so
                     self.message_user(

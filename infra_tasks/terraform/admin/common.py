@@ -9,7 +9,6 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from workers.admin_links import refusal_report
-from workers.enqueue import BrokerUnavailable
 from workers.errors import ApplicationError
 
 PLAN_PERM = "terraform.plan_terraformworkspace"
@@ -27,11 +26,8 @@ def service_call_report(
     """Call a service; tell the user how it went (`ok`: the message when it worked)."""
     try:
         call()
-    except ApplicationError as exc:
+    except ApplicationError as exc:  # a refusal, or the job queue unreachable
         refusal_report(modeladmin, request, exc)
-        return False
-    except BrokerUnavailable as exc:
-        modeladmin.message_user(request, str(exc), level=messages.ERROR)
         return False
     if ok:
         modeladmin.message_user(request, ok, level=messages.SUCCESS)

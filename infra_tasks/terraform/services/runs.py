@@ -31,7 +31,6 @@ from infra_tasks.terraform.models import (
 )
 from workers.enqueue import Requester, job_enqueue
 from workers.errors import ApplicationError
-from workers.models import RequesterKind
 
 WORKER_LOST = "worker lost — check the state"
 
@@ -245,10 +244,6 @@ def silent_seconds(run: TerraformRun) -> float:
     return (timezone.now() - run.heartbeat_at).total_seconds()
 
 
-def _requester_of(run: TerraformRun) -> Requester:
-    return Requester(RequesterKind(run.requester_kind), run.requester_label, run.requested_by_id)
-
-
 def _queue_next(workspace: TerraformWorkspace, *, refuse_if_broker_down: bool) -> None:
     """Start the oldest waiting run if the workspace has no active one. Caller holds the
     workspace lock."""
@@ -260,7 +255,7 @@ def _queue_next(workspace: TerraformWorkspace, *, refuse_if_broker_down: bool) -
     run.state = RunState.QUEUED
     run.plan_task_id = job_enqueue(
         jobs.RUN_PLAN_EXECUTE,
-        requester=_requester_of(run),
+        requester=Requester.of(run),
         args=[run.pk],
         audit_object=run,
         refuse_if_broker_down=refuse_if_broker_down,

@@ -17,6 +17,15 @@
   let next = 0;
   let shownSummary = null;
   let timer = null;
+  // Django's messages are shown once: the reload at the job's end would drop the one that
+  // said what was just done ("Queued now"). It is carried over the reload and shown again.
+  const KEPT = "opsqueue-job-messages:" + url;
+  const kept = sessionStorage.getItem(KEPT);
+  sessionStorage.removeItem(KEPT);
+  const content = document.getElementById("content");
+  if (kept && content && !document.querySelector("ul.messagelist")) {
+    content.insertAdjacentHTML("beforebegin", kept);
+  }
 
   function render(data) {
     if (data.lines.length) {
@@ -47,6 +56,8 @@
       if (data.finished && data.lines.length === 0) {
         root.dataset.finished = "1";
         if (reloadOnEnd && !endedBeforeLoad) {
+          const shown = document.querySelector("ul.messagelist");
+          if (shown) { sessionStorage.setItem(KEPT, shown.outerHTML); }
           window.location.reload();
         } else {
           root.dataset.settled = "1";

@@ -19,6 +19,9 @@ task per action (AWS scales in conservatively); cooldowns; a new Fargate task co
 after a start delay; a task scaled in finishes its running jobs first.
 
     .venv/bin/python bench/scale_sim.py
+
+One module on purpose (over 350 lines): a benchmark script run by path, whose model, policies
+and report are read top to bottom together.
 """
 
 from __future__ import annotations

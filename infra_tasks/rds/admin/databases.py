@@ -47,6 +47,18 @@ def _action_links(records: Iterable[DatabaseAction]) -> SafeString:
     )
 
 
+# What the system keeps about a database (read-only): its observed state and schedule rows.
+STATE_FIELDS = (
+    "status",
+    "status_checked_at",
+    "desired_state",
+    "keep_running_until",
+    "stop_task",
+    "start_task",
+    "history",
+)
+
+
 @admin.register(ManagedDatabase)
 class ManagedDatabaseAdmin(admin.ModelAdmin):
     form = ManagedDatabaseForm
@@ -62,31 +74,13 @@ class ManagedDatabaseAdmin(admin.ModelAdmin):
     )
     list_filter = ("kind", "desired_state", "enforce")
     search_fields = ("name", "identifier")
-    readonly_fields = (
-        "status",
-        "status_checked_at",
-        "desired_state",
-        "keep_running_until",
-        "stop_task",
-        "start_task",
-        "history",
-    )
+    readonly_fields = STATE_FIELDS
     fieldsets = (
         (None, {"fields": ("name", "kind", "identifier", "region", "enforce")}),
         ("Schedule", {"fields": ("time_zone", "stop_at", "stop_days", "start_at", "start_days")}),
         (
             "State",
-            {
-                "fields": (
-                    "status",
-                    "status_checked_at",
-                    "desired_state",
-                    "keep_running_until",
-                    "stop_task",
-                    "start_task",
-                    "history",
-                )
-            },
+            {"fields": STATE_FIELDS},
         ),
     )
     change_list_template = "admin/rds/manageddatabase/change_list.html"

@@ -93,6 +93,14 @@ class Requester:
     def system(cls, what: str) -> Requester:
         return cls(RequesterKind.SYSTEM, what)
 
+    def as_fields(self) -> dict[str, Any]:
+        """The RequesterFields of a record this requester asked for: `Model(**r.as_fields())`."""
+        return {
+            "requester_kind": self.kind,
+            "requester_label": self.label,
+            "requested_by_id": self.user_id,
+        }
+
     def as_header(self) -> dict[str, Any]:
         return {"kind": str(self.kind), "label": self.label, "user_id": self.user_id}
 
@@ -283,9 +291,7 @@ def _job_row(message: OutboundJob, requester: Requester) -> Job:
         task_id=message.task_id,
         task_name=message.task.name,
         queue=message.options["queue"],
-        requester_kind=requester.kind,
-        requester_label=requester.label,
-        requested_by_id=requester.user_id,
+        **requester.as_fields(),
         run_after=message.run_after,
     )
 

@@ -63,9 +63,7 @@ def database_action_enqueue(
     record = DatabaseAction.objects.create(
         database=database,
         action=action,
-        requester_kind=requester.kind,
-        requester_label=requester.label,
-        requested_by_id=requester.user_id,
+        **requester.as_fields(),
         task_id=new_task_id(),
     )
     job_enqueue(

@@ -91,12 +91,7 @@ def release_start(
 
 def requested_by(requester: Requester, *, allow_unsafe: bool) -> dict[str, Any]:
     """A release's fields saying who asked for it, and whether unsafe migrations may run."""
-    return {
-        "requester_kind": requester.kind,
-        "requester_label": requester.label,
-        "requested_by_id": requester.user_id,
-        "allow_unsafe": allow_unsafe,
-    }
+    return {**requester.as_fields(), "allow_unsafe": allow_unsafe}
 
 
 def release_reset_for_retry(release: Release, *, requester: Requester, allow_unsafe: bool) -> None:

@@ -63,9 +63,7 @@ def run_request(
         workspace=workspace,
         kind=kind,
         state=RunState.WAITING,
-        requester_kind=requester.kind,
-        requester_label=requester.label,
-        requested_by_id=requester.user_id,
+        **requester.as_fields(),
     )
     # With the job queue down this raises, and the request rolls back as a whole.
     _queue_next(workspace, refuse_if_broker_down=True)

@@ -12,41 +12,27 @@ from workers.admin_links import job_link
 from workers.admin_live import LiveJobFieldsMixin
 from workers.display import duration_text
 
+# What was asked of which database, by whom, and how it went: in the list and on the page.
+OUTCOME = (
+    "database",
+    "action",
+    "requester",
+    "state",
+    "status_before",
+    "status_after",
+    "wait",
+)
+
 
 @admin.register(DatabaseAction)
 class DatabaseActionAdmin(LiveJobFieldsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = (
-        "created_at",
-        "database",
-        "action",
-        "requester",
-        "state",
-        "status_before",
-        "status_after",
-        "wait",
-        "job",
-    )
+    list_display = ("created_at", *OUTCOME, "job")
     list_filter = ("state", "action", "database")
     list_select_related = ("database",)
     search_fields = ("database__name", "=task_id")
     change_form_template = "admin/rds/databaseaction/change_form.html"
     fieldsets = (
-        (
-            None,
-            {
-                "fields": (
-                    "database",
-                    "action",
-                    "requester",
-                    "state",
-                    "status_before",
-                    "status_after",
-                    "wait",
-                    "message",
-                    "job",
-                )
-            },
-        ),
+        (None, {"fields": (*OUTCOME, "message", "job")}),
         ("When", {"fields": ("created_at", "finished_at", "attempts")}),
     )
     readonly_fields = flatten_fieldsets(fieldsets)

@@ -24,15 +24,14 @@ from infra_tasks.terraform.services.steps import (
     end_after_process,
     environment,
     fail,
-    failed_on_error,
     lock_created,
     plan_ended,
     plan_forget,
     plans_forget,
     prepare,
-    run_claim,
     source_directory,
     state_of,
+    step_execute,
     summary_text,
     terraform_init,
 )
@@ -59,22 +58,24 @@ class RunStepError(ApplicationError):
 
 def run_plan_execute(*, run_id: int, task_id: str, worker: str) -> str | None:
     """Run init and plan for a queued run; returns the run's final or waiting state."""
-    run = run_claim(run_id, queued=RunState.QUEUED, working=RunState.PLANNING, worker=worker)
-    if run is None:
-        return state_of(run_id)
-    with failed_on_error(run_id):
-        return _plan(run, task_id)
-    return state_of(run_id)
+    return step_execute(
+        run_id,
+        queued=RunState.QUEUED,
+        working=RunState.PLANNING,
+        worker=worker,
+        step=lambda run: _plan(run, task_id),
+    )
 
 
 def run_apply_execute(*, run_id: int, task_id: str, worker: str) -> str | None:
     """Apply exactly the run's saved plan; returns the run's final state."""
-    run = run_claim(run_id, queued=RunState.APPLY_QUEUED, working=RunState.APPLYING, worker=worker)
-    if run is None:
-        return state_of(run_id)
-    with failed_on_error(run_id):
-        return _apply(run, task_id)
-    return state_of(run_id)
+    return step_execute(
+        run_id,
+        queued=RunState.APPLY_QUEUED,
+        working=RunState.APPLYING,
+        worker=worker,
+        step=lambda run: _apply(run, task_id),
+    )
 
 
 def run_state_lock_check_execute(*, run_id: int, task_id: str) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +74,24 @@ def run_claim(
         if run.state == working and silent_seconds(run) >= lost_after():
             run_mark_lost(run)
         return None
+
+
+def step_execute(
+    run_id: int,
+    *,
+    queued: RunState,
+    working: RunState,
+    worker: str,
+    step: Callable[[TerraformRun], str | None],
+) -> str | None:
+    """Claim the run for this worker and do `step` on it; return the run's state. A run
+    not claimed (gone, already taken, a repeated message) is left as it is."""
+    run = run_claim(run_id, queued=queued, working=working, worker=worker)
+    if run is None:
+        return state_of(run_id)
+    with failed_on_error(run_id):
+        return step(run)
+    return state_of(run_id)
 
 
 @contextmanager

@@ -18,6 +18,7 @@ operator's.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -66,8 +67,6 @@ def periodic_jobs_sync(**signal_kwargs: Any) -> int:
 
 
 def _sync(job: PeriodicJob) -> bool:
-    import json
-
     from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
     row = PeriodicTask.objects.filter(name=job.name).first()

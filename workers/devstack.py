@@ -192,7 +192,7 @@ def main(argv: Sequence[str] = ()) -> int:
         # The endpoint logs every request; that goes to a file, not the terminal.
         stack.start(
             "aws",
-            [python, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(ports["aws"])],
+            [python, "-m", "workers.local_aws", "-H", "127.0.0.1", "-p", str(ports["aws"])],
             log_file=STATE_DIR / "aws-endpoint.log",
         )
         wait_for_http(f"{env['AWS_ENDPOINT_URL']}/moto-api/")

@@ -39,7 +39,8 @@ def wait_until(
 
 
 class AwsEndpoint:
-    """moto_server from PyPI: one process serving SQS, S3, RDS, ECS, SSM, Secrets Manager."""
+    """moto_server from PyPI (as started by workers/local_aws.py): one process serving SQS,
+    S3, RDS, ECS, SSM, Secrets Manager."""
 
     def __init__(self, log_dir: Path) -> None:
         self.port = free_port()
@@ -50,7 +51,8 @@ class AwsEndpoint:
     def start(self) -> None:
         """Start serving on this endpoint's port (again, after `halt`: with no state)."""
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+            [sys.executable, "-m", "workers.local_aws", "-H", "127.0.0.1", "-p", str(self.port)],
+            cwd=BASE_DIR,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

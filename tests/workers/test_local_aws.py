@@ -1,0 +1,24 @@
+"""workers/local_aws.py: the local endpoint's cheaper SQS counts give moto's own answers."""
+
+from __future__ import annotations
+
+from moto.sqs.models import SQSBackend
+
+from workers.local_aws import _delayed_count, _not_visible_count, _visible_messages
+
+
+def test_counts_equal_motos_own_for_visible_in_flight_and_delayed_messages() -> None:
+    # moto's SQS backend itself, in this process: no endpoint, no patched class.
+    backend = SQSBackend("us-east-1", "123456789012")
+    queue = backend.create_queue("counts")
+    for n in range(6):
+        backend.send_message("counts", f"ready {n}")
+    for n in range(3):
+        backend.send_message("counts", f"later {n}", delay_seconds=600)
+    received = backend.receive_message("counts", 2, 0, 600)
+    assert len(received) == 2
+
+    assert [m.id for m in _visible_messages(queue)] == [m.id for m in queue.messages]
+    assert len(queue.messages) == 4
+    assert _not_visible_count(queue) == queue.approximate_number_of_messages_not_visible == 2
+    assert _delayed_count(queue) == queue.approximate_number_of_messages_delayed == 3

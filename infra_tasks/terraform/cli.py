@@ -136,6 +136,13 @@ _PLAIN_EVENT = re.compile(
     r'(?>.*,"type":")([a-z_]+)"'
 )
 _COUNTED_TYPES = _FULL_PARSE_TYPES | {"version", "planned_change", "apply_complete"}
+# _PLAIN_EVENT for every line of a text at once, for messages without escapes: the whole
+# line becomes its message in one pass, and what does not match is left as it was.
+_PLAIN_EVENT_LINE = re.compile(
+    r'^\{"@level":"(?:info|warn|debug|trace)","@message":"([^"\\\n]*)"'
+    r'(?>.*,"type":")(?!(?:' + "|".join(sorted(_COUNTED_TYPES)) + r')")[a-z_]+".*$',
+    re.MULTILINE,
+)
 
 
 def plain_event_message(line: str) -> str | None:
@@ -146,6 +153,16 @@ def plain_event_message(line: str) -> str | None:
         return None
     message = match[1]
     return scanstring(message + '"', 0)[0] if "\\" in message else message
+
+
+def plain_event_messages(text: str) -> str:
+    """`text` (lines joined by newlines) with each line that is a plain event without
+    escapes in its message replaced by that message. A replaced line never holds `"` (a
+    JSON string escapes it), so a line left starting with `{"` was not replaced: those go
+    through `plain_event_message` and `parse_event` one by one."""
+    # `split` keeps the captured messages between the unmatched parts and runs in C;
+    # `sub(r"\1", ...)` would call back into Python for every line.
+    return "".join(_PLAIN_EVENT_LINE.split(text))
 
 
 def parse_event(line: str) -> Event | None:

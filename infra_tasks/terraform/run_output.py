@@ -52,11 +52,20 @@ class RunLog(JobLogWriter):
         self._pending.append(text)
 
     def write_lines(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        # A read's worth at once: plain events become their messages in one regex pass,
+        # and only lines still starting with `{"` (other events, escaped messages) are
+        # looked at one by one. A busy apply's read is then handled without a Python loop.
+        text = cli.plain_event_messages("\n".join(lines))
+        if not (text.startswith('{"') or '\n{"' in text):
+            self._pending.append(text)
+            return
         pending = self._pending
-        for text in lines:
-            message = cli.plain_event_message(text) if text.startswith("{") else text
+        for line in text.split("\n"):
+            message = cli.plain_event_message(line) if line.startswith("{") else line
             if message is None:
-                self.line(text)  # an event the summary or the progress count needs
+                self.line(line)  # an event the summary or the progress count needs
             else:
                 pending.append(message)
 

@@ -179,3 +179,32 @@ def test_plain_event_message_is_the_full_parse_message_and_leaves_what_counts_to
         "{not json",
     ):
         assert cli.plain_event_message(line) is None
+
+
+def test_plain_event_messages_replaces_exactly_the_lines_plain_event_message_would() -> None:
+    lines = [
+        '{"@level":"info","@message":"a: (local-exec): line 1","@module":"terraform.ui",'
+        '"hook":{"resource":{}},"type":"provision_progress"}',
+        '{"@level":"warn","@message":"hello","type":"log"}',
+        '{"@level":"info","@message":"{not an event}","type":"log"}',
+        '{"@level":"info","@message":"m","hook":{"type":"provision_progress"},'
+        '"type":"apply_complete"}',
+        '{"@level":"info","@message":"a: Plan to create","change":{},"type":"planned_change"}',
+        '{"@level":"info","@message":"Terraform 1.11.4","terraform":"1.11.4","type":"version"}',
+        '{"@level":"error","@message":"Error: boom","type":"log"}',
+        '{"@level":"info","@message":"say \\"hi\\"","type":"log"}',
+        '{"@level":"info","@message":"typed","type":"versions"}',
+        "plain output",
+        "{not json",
+        "",
+        '{"@level":"info","@message":"trailing CR","type":"log"}\r',
+    ]
+    replaced = cli.plain_event_messages("\n".join(lines)).split("\n")
+    assert len(replaced) == len(lines)
+    for line, result in zip(lines, replaced, strict=True):
+        message = cli.plain_event_message(line)
+        if message is not None and "\\" not in line:
+            assert result == message
+            assert '"' not in result
+        else:
+            assert result == line  # left for the line-by-line path

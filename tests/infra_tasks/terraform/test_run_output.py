@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from infra_tasks.terraform import cli
 from infra_tasks.terraform.run_output import RunLog, RunWatch, capture_json, failure_text, stream
 from workers.models import JobLogChunk
 
@@ -67,3 +68,32 @@ def test_a_captured_document_is_read_past_warnings_and_never_logged(tmp_path: Pa
 )
 def test_a_failed_or_unreadable_capture_is_none(tmp_path: Path, script: str) -> None:
     assert capture_json(python(script), tmp_path, {}, RunWatch(NO_RUN)) is None
+
+
+def test_a_read_is_logged_as_line_by_line_handling_would_log_it() -> None:
+    lines = [
+        event("info", "Terraform 1.9.0", "version"),
+        event("info", "a: (local-exec): one", "provision_progress"),
+        event("info", 'say "hi" é', "provision_progress"),
+        event("info", "{}", "log"),
+        event("info", "{not an event}", "log"),
+        event("info", "a: Creation complete", "apply_complete"),
+        event("error", "Error: boom", "diagnostic"),
+        "plain output",
+        "{not json",
+        "",
+        event("warn", "last", "log"),
+    ]
+    expected = []
+    for line in lines:
+        parsed = cli.parse_event(line)
+        if parsed is None:
+            expected.append(line)
+        elif parsed.type != "version":
+            expected.append(cli.event_text(parsed))
+    log = RunLog("run-output-read")
+    log.progress = cli.Progress(total=1)
+    with log:
+        log.write_lines(lines)
+    assert logged_text("run-output-read") == "\n".join(expected)
+    assert (log.progress.done, log.errors) == (1, ["Error: boom"])

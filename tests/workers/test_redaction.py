@@ -1,6 +1,15 @@
 """The redactor masks secrets in a line; pure, no database."""
 
-from workers.redaction import MASK, Redactor, secret_values_from_environment
+import random
+import string
+
+from workers.redaction import (
+    _TOKEN,
+    MASK,
+    Redactor,
+    has_token,
+    secret_values_from_environment,
+)
 
 AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
@@ -127,3 +136,15 @@ def test_a_secret_key_inside_a_longer_path_is_masked() -> None:
 def test_paths_without_credentials_are_left_alone() -> None:
     path = "/usr/local/lib/python3.11/site-packages/django/contrib/admin/templates/admin/x.html"
     assert Redactor()(f"reading {path}") == f"reading {path}"
+
+
+def test_has_token_agrees_with_the_token_pattern_on_any_text() -> None:
+    alphabet = string.ascii_letters + string.digits + "/+"
+    others = ' .-_:é€\n"=,\U0001f600'
+    chooser = random.Random(16)
+    for _ in range(5000):
+        text = "".join(
+            chooser.choice(alphabet if chooser.random() < 0.9 else others)
+            for _ in range(chooser.randint(0, 60))
+        )
+        assert has_token(text) == bool(_TOKEN.search(text)), text

@@ -30,7 +30,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from celery import Task, states
-from django.db import close_old_connections, connection
+from django.db import connection
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 from kombu.exceptions import KombuError, OperationalError
@@ -286,22 +286,24 @@ class Relay:
     @staticmethod
     def _mark_unsendable(task_id: str, trace: str) -> None:
         try:
-            close_old_connections()
             TaskResult.objects.filter(task_id=task_id, status=states.PENDING).update(
                 status=states.FAILURE, traceback=trace, date_done=timezone.now()
             )
         except Exception:
             logger.exception("could not record that job %s cannot be sent", task_id)
+            connection.close()
 
     @staticmethod
     def _mark_sent(task_ids: list[str], *, idle: bool) -> None:
+        # No health check (a round trip) per batch: a failed UPDATE closes the connection,
+        # and the next batch connects afresh.
         try:
-            close_old_connections()
             Job.objects.filter(task_id__in=task_ids).update(sent_at=timezone.now())
         except Exception:
             # The messages are out; only the bookkeeping failed. The sweeper may send them
             # again, which an idempotent task shrugs off.
             logger.exception("could not mark jobs %s as sent", task_ids)
+            connection.close()
         finally:
             if idle:
                 # This thread's connection must not sit open while there is nothing to

@@ -27,7 +27,7 @@ browser:
 	@command -v chromium >/dev/null || scripts/install-chromium
 
 test: $(STAMP) browser
-	$(PY) -m pytest
+	$(PY) tests/run_sessions.py
 
 # Pictures of the admin a person would want (the Jobs home, a job live, a run with its plan, a
 # cover being made), taken by the browser tests; kept out of the repository.

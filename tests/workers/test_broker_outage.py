@@ -19,7 +19,7 @@ from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, 
 from workers.enqueue import Requester, job_enqueue, new_task_id
 from workers.models import DiagnosticRun
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.waits]
 
 OUTAGE_SECONDS = 30
 # One worker per queue, so a job on a queue proves that queue's worker consumes.

@@ -80,6 +80,7 @@ def test_a_message_that_is_no_job_goes_to_the_dead_letter_queue_on_first_receipt
         worker.stop()
 
 
+@pytest.mark.waits
 def test_a_job_whose_worker_is_gone_ends_failure_worker_lost_with_its_domain_row(
     worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
 ) -> None:

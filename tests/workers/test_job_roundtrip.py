@@ -107,6 +107,7 @@ def test_broker_unreachable_at_enqueue_leaves_nothing_behind(
     assert not LogEntry.objects.exists()
 
 
+@pytest.mark.waits
 def test_broker_lost_after_a_job_is_accepted_keeps_the_job_and_sends_it_when_back(
     worker: WorkerProcess, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -147,6 +148,7 @@ def test_job_stranded_in_the_outbox_is_sent_by_the_sweeper(worker: WorkerProcess
     assert job_republish_unsent() == 0
 
 
+@pytest.mark.waits
 def test_worker_killed_mid_task_gets_the_job_again_and_completes_once(
     worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
 ) -> None:

@@ -20,7 +20,7 @@ from workers.models import DiagnosticRun
 from workers.queues import QUEUES
 from workers.selectors import job_log_since
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.waits]
 
 VISIBILITY = 6
 

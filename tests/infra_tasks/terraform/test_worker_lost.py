@@ -35,7 +35,7 @@ from workers.enqueue import Requester
 from workers.periodic import periodic_jobs_sync
 from workers.selectors import job_log_since
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.waits]
 
 LOST_AFTER_SECONDS = 10
 BEAT_INTERVAL_SECONDS = 1

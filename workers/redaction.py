@@ -39,6 +39,8 @@ _TOKEN_BYTES = bytes(
     for b in range(256)
 )
 _TOKEN_RUN = b"a" * 20
+# Above this, the two copies `has_token` makes would cost more memory than its time saves.
+_TOKEN_PREFILTER_MAX_CHARS = 1 << 22
 
 
 def has_token(text: str) -> bool:
@@ -167,7 +169,7 @@ class Redactor:
             text = self._values.sub(MASK, text)
         if self._key_lines_left or "PRIVATE KEY-----" in text:
             text = "\n".join(self._mask_private_key_line(line) for line in text.split("\n"))
-        if has_token(text):
+        if len(text) > _TOKEN_PREFILTER_MAX_CHARS or has_token(text):
             text = _TOKEN.sub(_mask_credential, text)
         lowered = text.lower()
         if any(hint in lowered for hint in _ASSIGNED_HINTS):

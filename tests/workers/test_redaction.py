@@ -148,3 +148,9 @@ def test_has_token_agrees_with_the_token_pattern_on_any_text() -> None:
             for _ in range(chooser.randint(0, 60))
         )
         assert has_token(text) == bool(_TOKEN.search(text)), text
+
+
+def test_a_credential_at_the_end_of_a_very_large_batch_is_masked() -> None:
+    # Past the size where has_token's copies are skipped, the scan itself still runs.
+    text = "line of output\n" * 300_000 + "id AKIAIOSFODNN7EXAMPLE"
+    assert Redactor()(text).endswith(f"id {MASK}")

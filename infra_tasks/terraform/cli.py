@@ -131,16 +131,20 @@ _FULL_PARSE_TYPES = frozenset({"diagnostic"})
 # `provision_progress` lines come by the hundred thousand.
 # The type is the last "type" key, as parse_event reads it: the atomic group keeps `.*` at
 # the last one instead of backtracking to an earlier one.
-_PLAIN_EVENT = re.compile(
-    r'\{"@level":"(?:info|warn|debug|trace)","@message":"([^"\\]*(?:\\.[^"\\]*)*)"'
-    r'(?>.*,"type":")([a-z_]+)"'
-)
+_PLAIN_START = r'\{"@level":"(?:info|warn|debug|trace)","@message":"'
+_LAST_TYPE = r'(?>.*,"type":")'
+_PLAIN_EVENT = re.compile(_PLAIN_START + r'([^"\\]*(?:\\.[^"\\]*)*)"' + _LAST_TYPE + r'([a-z_]+)"')
 _COUNTED_TYPES = _FULL_PARSE_TYPES | {"version", "planned_change", "apply_complete"}
 # _PLAIN_EVENT for every line of a text at once, for messages without escapes: the whole
 # line becomes its message in one pass, and what does not match is left as it was.
 _PLAIN_EVENT_LINE = re.compile(
-    r'^\{"@level":"(?:info|warn|debug|trace)","@message":"([^"\\\n]*)"'
-    r'(?>.*,"type":")(?!(?:' + "|".join(sorted(_COUNTED_TYPES)) + r')")[a-z_]+".*$',
+    "^"
+    + _PLAIN_START
+    + r'([^"\\\n]*)"'
+    + _LAST_TYPE
+    + r"(?!(?:"
+    + "|".join(sorted(_COUNTED_TYPES))
+    + r')")[a-z_]+".*$',
     re.MULTILINE,
 )
 

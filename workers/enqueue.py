@@ -30,6 +30,7 @@ from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
+from django.db.models import Model
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
@@ -45,6 +46,7 @@ from workers.outbox import (
     relay,
 )
 from workers.queues import queue_for_task
+from workers.row_inserts import insert_rows
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +140,7 @@ def job_enqueue(
     message = job_message(
         task, task_id, requester, args, kwargs or {}, message_options, run_after=run_after
     )
-    job = job_record_pending(message, requester=requester)
-    if requester.kind == RequesterKind.USER and requester.user_id is not None:
-        target = audit_object if audit_object is not None else job
-        _audit(requester, task_id=task_id, task_name=task.name, audit_object=target)
+    _record_pending_audited(message, requester=requester, audit_object=audit_object)
     if run_after is not None and seconds_until(run_after) > MAX_SQS_DELAY_SECONDS:
         from workers.deferred import deferred_job_schedule
 
@@ -194,18 +193,10 @@ def job_enqueue_many(requests: Sequence[JobRequest], *, requester: Requester) ->
             [_pending_result(message, requester) for message in messages], batch_size=500
         )
         if requester.kind == RequesterKind.USER and requester.user_id is not None:
-            content_type = ContentType.objects.get_for_model(Job)
             LogEntry.objects.bulk_create(
                 [
-                    LogEntry(
-                        user_id=requester.user_id,
-                        content_type=content_type,
-                        object_id=str(job.pk),
-                        object_repr=str(job)[:200],
-                        action_flag=ADDITION,
-                        change_message=f"Queued job {job.task_name} [{job.task_id}]",
-                    )
-                    for job in jobs
+                    _queued_log_entry(requester, message, job)
+                    for message, job in zip(messages, jobs, strict=True)
                 ]
             )
     transaction.on_commit(lambda: relay.submit(*messages))
@@ -278,12 +269,28 @@ def job_message(
 
 
 def job_record_pending(message: OutboundJob, *, requester: Requester) -> Job:
+    """Record a job that is not sent yet: its Job row and PENDING TaskResult."""
+    job = _job_row(message, requester)
     # No savepoint: inside the caller's transaction the rows live or die with it anyway.
     with transaction.atomic(savepoint=False):
-        job = _job_row(message, requester)
-        job.save(force_insert=True)
-        _pending_result(message, requester).save(force_insert=True)
+        insert_rows(job, _pending_result(message, requester))
     return job
+
+
+def _record_pending_audited(
+    message: OutboundJob, *, requester: Requester, audit_object: Any
+) -> None:
+    """job_record_pending, plus the admin LogEntry of a job a person asked for, pointing at
+    `audit_object` (by default the Job). One round trip, or two when the entry points at
+    the Job, whose id it needs."""
+    rows: list[Model] = [_job_row(message, requester), _pending_result(message, requester)]
+    with transaction.atomic(savepoint=False):
+        if requester.kind == RequesterKind.USER and requester.user_id is not None:
+            if audit_object is None:
+                insert_rows(*rows)
+                audit_object, rows = rows[0], []
+            rows.append(_queued_log_entry(requester, message, audit_object))
+        insert_rows(*rows)
 
 
 def _job_row(message: OutboundJob, requester: Requester) -> Job:
@@ -317,12 +324,15 @@ def job_forget(*, task_id: str) -> None:
         Job.objects.filter(task_id=task_id).delete()
 
 
-def _audit(requester: Requester, *, task_id: str, task_name: str, audit_object: Any) -> None:
+def _queued_log_entry(requester: Requester, message: OutboundJob, audit_object: Model) -> LogEntry:
+    """The admin history entry "Queued job …" on `audit_object`, as LogEntry.log_actions
+    would write it."""
     assert requester.user_id is not None
-    LogEntry.objects.log_actions(
+    return LogEntry(
         user_id=requester.user_id,
-        queryset=[audit_object],
+        content_type=ContentType.objects.get_for_model(audit_object, for_concrete_model=False),
+        object_id=str(audit_object.pk),
+        object_repr=str(audit_object)[:200],
         action_flag=ADDITION,
-        change_message=f"Queued job {task_name} [{task_id}]",
-        single_object=True,
+        change_message=f"Queued job {message.task.name} [{message.task_id}]",
     )

@@ -59,8 +59,10 @@ def test_retry_queues_the_same_arguments_on_the_same_queue_linked_both_ways(
     assert (new_job.queue, new_job.requester) == ("media", "User: operator")
     new_result = TaskResult.objects.get(task_id=new_id)
     assert (json.loads(new_result.task_args), new_result.status) == ([7, "abc"], "PENDING")
-    entry = LogEntry.objects.get(object_id=str(failed.pk))
-    assert (entry.user.username, entry.action_flag) == ("operator", CHANGE)
+    entry = LogEntry.objects.get(
+        content_type__model="taskresult", object_id=str(failed.pk), action_flag=CHANGE
+    )
+    assert entry.user.username == "operator"
     assert entry.change_message == f"Retried as job {new_id}"
 
 

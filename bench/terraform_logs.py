@@ -93,6 +93,19 @@ def reset(directory: Path) -> None:
         (directory / name).unlink(missing_ok=True)
 
 
+def postgres_cpu_seconds() -> float:
+    """CPU used so far by this machine's PostgreSQL processes (server and backends)."""
+    ticks = 0
+    found = subprocess.run(["pgrep", "postgres"], capture_output=True, text=True)
+    for pid in found.stdout.split():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_seconds(who: int) -> float:
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
@@ -133,7 +146,7 @@ class ReadOnly:
     def line(self, text: str) -> None:
         pass
 
-    def write_lines(self, lines: list[str]) -> None:
+    def write_block(self, text: str) -> None:
         pass
 
 
@@ -171,12 +184,14 @@ def read_log(task_id: str, done: Event, results: Connection) -> None:
             break
         if not got.more:
             time.sleep(POLL_SECONDS)
-    results.send((delays, seen_lines))
+    results.send((delays, seen_lines, cpu_seconds(resource.RUSAGE_SELF)))
 
 
-def logged(directory: Path, env: dict[str, str]) -> tuple[float, float, list[float], int, int]:
-    """Wall time and this process's CPU time of a logged run, the sampled delays, the
-    lines the reader saw, chunks written."""
+def logged(
+    directory: Path, env: dict[str, str]
+) -> tuple[float, float, float, float, list[float], int, int]:
+    """Wall time, the CPU time of this process, PostgreSQL and the reader during a logged
+    run, the sampled delays, the lines the reader saw, chunks written."""
     reset(directory)
     command = cli.apply_command(
         settings.TERRAFORM_BIN, plan_file=plan(directory, env), lock_timeout=5
@@ -190,20 +205,21 @@ def logged(directory: Path, env: dict[str, str]) -> tuple[float, float, list[flo
 
     log = RunLog(task_id)
     log.progress = cli.Progress(total=1)
-    cpu_before = cpu_seconds(resource.RUSAGE_SELF)
+    cpu_before, pg_before = cpu_seconds(resource.RUSAGE_SELF), postgres_cpu_seconds()
     started = time.monotonic()
     with log:
         result = run_streaming(command, log=log, cwd=directory, env=env, timeout=3600)
     seconds = time.monotonic() - started
     cpu = cpu_seconds(resource.RUSAGE_SELF) - cpu_before
+    pg_cpu = postgres_cpu_seconds() - pg_before
     done.set()
-    delays, seen_lines = receive.recv()
+    delays, seen_lines, reader_cpu = receive.recv()
     reader.join()
     stored = JobLogChunk.objects.filter(task_id=task_id).count()
     JobLogChunk.objects.filter(task_id=task_id).delete()
     if not result.ok:
         raise SystemExit(f"apply failed: {result}")
-    return seconds, cpu, delays, seen_lines, stored
+    return seconds, cpu, pg_cpu, reader_cpu, delays, seen_lines, stored
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -220,22 +236,27 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="opsqueue-bench-tf-"))
     try:
         directory, env = prepare(root, args.lines)
-        bases, reads, runs, cpus, tf_cpus, all_delays, chunks = [], [], [], [], [], [], 0
+        bases, reads, runs, cpus, pg_cpus, reader_cpus, tf_cpus = [], [], [], [], [], [], []
+        all_delays: list[float] = []
+        chunks = 0
         for n in range(1, args.rounds + 1):
             base_seconds, tf_cpu = baseline(directory, env)
             bases.append(base_seconds)
             tf_cpus.append(tf_cpu)
             reads.append(read_only(directory, env))
-            seconds, cpu, delays, seen_lines, chunks = logged(directory, env)
+            seconds, cpu, pg_cpu, reader_cpu, delays, seen_lines, chunks = logged(directory, env)
             runs.append(seconds)
             cpus.append(cpu)
+            pg_cpus.append(pg_cpu)
+            reader_cpus.append(reader_cpu)
             if seen_lines != args.lines:
                 raise SystemExit(f"reader saw {seen_lines} of {args.lines} lines")
             all_delays.extend(delays)
             print(
                 f"round {n}: discarded {bases[-1]:.2f} s, read only {reads[-1]:.2f} s, "
                 f"logged {seconds:.2f} s "
-                f"(log process CPU {cpu:.2f} s)"
+                f"(CPU: log process {cpu:.2f} s, PostgreSQL {pg_cpu:.2f} s, "
+                f"reader {reader_cpu:.2f} s)"
             )
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -257,6 +278,10 @@ def main() -> None:
     print(f"{'CPU of terraform (and its local-exec)':<44}{tf_cpu:>10.2f} s{'':>10}")
     print(f"{'CPU of the log path (pipe, parse, redact, DB)':<44}{cpu:>10.2f} s{'':>10}")
     print(f"{'log CPU relative to terraform CPU':<44}{cpu / tf_cpu * 100:>10.1f} %{'':>10}")
+    # PostgreSQL stores the chunks and serves the reader's polls; the reader is the job page.
+    pg_cpu, reader_cpu = statistics.median(pg_cpus), statistics.median(reader_cpus)
+    print(f"{'CPU of PostgreSQL during the logged run':<44}{pg_cpu:>10.2f} s")
+    print(f"{'CPU of the reader (polling as the job page)':<44}{reader_cpu:>10.2f} s")
     print(f"{'log chunks written per run':<44}{chunks:>12}{'':>10}")
     for label, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
         print(

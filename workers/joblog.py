@@ -39,6 +39,19 @@ def cut_line(text: str, *, limit: int) -> str:
     return cut_bytes(data, total=len(data), limit=limit)
 
 
+def lines_within(text: str | bytes, width: int) -> bool:
+    """Whether every line of `text` is at most `width` long (characters or bytes), checked
+    without splitting it: `text` is cut into windows of about width/2 and a line longer than
+    `width` would fill one of them, so a newline in every window rules that out. A few
+    C-level finds per batch instead of an object per line; False (check line by line)
+    also when a window is empty of newlines for another reason, e.g. at an unfinished end."""
+    step = max(width // 2, 1)
+    starts = range(0, len(text), step)
+    if isinstance(text, str):
+        return all(text.find("\n", start, start + step) != -1 for start in starts)
+    return all(text.find(b"\n", start, start + step) != -1 for start in starts)
+
+
 def cut_bytes(head: bytes, *, total: int, limit: int) -> str:
     """A line of `total` bytes, of which `head` is the start (at least `limit` bytes of it
     when the line is longer than `limit`), as stored: within `limit` bytes, marker included."""
@@ -67,7 +80,11 @@ class JobLogWriter:
         )
         self._clock = clock
         self._max_line_bytes: int = settings.JOB_LOG_MAX_LINE_BYTES
+        # Complete lines as stored, in blocks of text that each end with a newline: a
+        # busy command's read goes from the pipe to the database without being split
+        # into lines and joined again.
         self._buffer: list[str] = []
+        self._buffered_lines = 0
         # The unfinished last line, in pieces: joined once it ends, so a long line written
         # a piece at a time costs time linear in its length.
         self._partial: list[str] = []
@@ -84,20 +101,22 @@ class JobLogWriter:
 
     def write(self, text: str) -> None:
         """Append text; complete lines are buffered, a trailing fragment waits for its end."""
-        if not text:
+        end = text.rfind("\n")
+        if end == -1:
+            if text:
+                self._partial.append(text)
+                self.flush_if_due()
             return
-        pieces = text.split("\n")
-        rest = pieces.pop()
-        if pieces:
-            has_cr = "\r" in text
-            if self._partial:
-                has_cr = has_cr or self._partial[-1].endswith("\r")
-                pieces[0] = "".join([*self._partial, pieces[0]])
-                self._partial = []
-            self._buffer.extend(self._stored(pieces, has_cr=has_cr))
+        complete, rest = text[: end + 1], text[end + 1 :]  # no copy when text ends a line
+        if self._partial:
+            first = complete.find("\n")
+            complete = "".join([*self._partial, complete[:first], complete[first:]])
+            self._partial = []
+        self._buffer.append(self._stored(complete))
+        self._buffered_lines += complete.count("\n")
         if rest:
             self._partial.append(rest)
-        if len(self._buffer) >= self._flush_lines:
+        if self._buffered_lines >= self._flush_lines:
             self.flush()
         else:
             self.flush_if_due()
@@ -105,20 +124,20 @@ class JobLogWriter:
     def line(self, text: str) -> None:
         self.write(text + "\n")
 
-    def write_lines(self, lines: list[str]) -> None:
-        """Append complete lines (a read's worth): one call, not one per line."""
-        if lines:
-            self.write("\n".join(lines) + "\n")
+    def write_block(self, text: str) -> None:
+        """Append complete lines, each ending in a newline (a read's worth), in one call."""
+        self.write(text)
 
-    def _stored(self, lines: list[str], *, has_cr: bool) -> list[str]:
-        """Lines as stored: without a trailing CR, cut to the limit. Checked once per batch
+    def _stored(self, block: str) -> str:
+        """Lines as stored: without a trailing CR, cut to the limit. Checked once per block
         (scans in C), so the common case costs nothing per line."""
-        if has_cr:
-            lines = [line.rstrip("\r") for line in lines]
         limit = self._max_line_bytes
-        if max(map(len, lines)) * 4 > limit:  # else no line can be over the limit
-            lines = [cut_line(line, limit=limit) for line in lines]
-        return lines
+        # A line of at most limit/4 characters fits in `limit` bytes of UTF-8, whatever
+        # they are; only a block that may hold a longer one is looked at line by line.
+        if "\r" not in block and lines_within(block, limit // 4):
+            return block
+        lines = block.split("\n")[:-1]
+        return "".join(cut_line(line.rstrip("\r"), limit=limit) + "\n" for line in lines)
 
     def set_progress(self, done: int, total: int) -> None:
         """Report progress; stored with the next flush, not as an extra write per call."""
@@ -133,20 +152,24 @@ class JobLogWriter:
     def flush(self, *, final: bool = False) -> None:
         if final and self._partial:
             line = "".join(self._partial).rstrip("\r")
-            self._buffer.append(cut_line(line, limit=self._max_line_bytes))
+            self._buffer.append(cut_line(line, limit=self._max_line_bytes) + "\n")
+            self._buffered_lines += 1
             self._partial = []
         if self._buffer:
             start = self.next_line
+            # Stored as lines joined by newlines, without a last one.
+            self._buffer[-1] = self._buffer[-1][:-1]
             JobLogChunk.objects.create(
                 task_id=self.task_id,
                 start_line=start,
-                end_line=start + len(self._buffer),
+                end_line=start + self._buffered_lines,
                 # Redacted as one text: one pass per batch instead of one per line. The
                 # patterns never span a newline, so the result is the same line by line.
-                text=self._redact("\n".join(self._buffer)),
+                text=self._redact("".join(self._buffer)),
             )
-            self.next_line = start + len(self._buffer)
+            self.next_line = start + self._buffered_lines
             self._buffer = []
+            self._buffered_lines = 0
         if self._progress is not None:
             done, total = self._progress
             Job.objects.filter(task_id=self.task_id).update(

@@ -7,7 +7,6 @@ takes a `LogSink` and never knows which.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Protocol, runtime_checkable
 
 
@@ -19,8 +18,8 @@ class LogSink(Protocol):
     def line(self, text: str) -> None:
         """One whole line (no newline needed)."""
 
-    def write_lines(self, lines: list[str]) -> None:
-        """Whole lines at once (a batch read from a process)."""
+    def write_block(self, text: str) -> None:
+        """Whole lines at once, each ending in a newline (a read from a process)."""
 
 
 class LineCapture:
@@ -37,8 +36,8 @@ class LineCapture:
     def line(self, text: str) -> None:
         self.lines.append(text)
 
-    def write_lines(self, lines: Iterable[str]) -> None:
-        self.lines.extend(lines)
+    def write_block(self, text: str) -> None:
+        self.lines.extend(text.split("\n")[:-1])
 
     @property
     def text(self) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from workers.joblog import cut_bytes
+from workers.joblog import cut_bytes, lines_within
 from workers.logsink import LogSink
 
 
@@ -93,10 +93,12 @@ def run_streaming(
                     time.sleep(GATHER_SECONDS)
                     data += stream.read() or b""
                 if data:
+                    block = lines.feed(data)
                     if on_line is None:
-                        log.write_lines(lines.feed(data))
+                        if block:
+                            log.write_block(block)
                     else:
-                        for line in lines.feed(data):
+                        for line in block.split("\n")[:-1]:
                             _deliver(line, log, on_line)
                 elif data == b"":
                     selector.unregister(stream)
@@ -160,32 +162,34 @@ class LineSplitter:
         self._head = bytearray()  # the unfinished line's first `limit` bytes
         self._seen = 0  # the unfinished line's length so far
 
-    def feed(self, data: bytes) -> list[str]:
+    def feed(self, data: bytes) -> str:
+        """The lines `data` completes, as one text with a newline after each ("" if none)."""
         end = data.rfind(b"\n")
         if end == -1:
             self._take(data)
-            return []
-        lines = []
+            return ""
+        parts = []
         start = 0
         if self._seen:
             start = data.find(b"\n") + 1
             self._take(data[: start - 1])
-            lines.append(cut_bytes(bytes(self._head), total=self._seen, limit=self._limit))
+            head = cut_bytes(bytes(self._head), total=self._seen, limit=self._limit)
+            parts.append(head + "\n")
             self._head.clear()
             self._seen = 0
         if start <= end:
-            complete = data[start:end]
-            # Decoded and split once per read; per line only when a line is too long.
-            decoded = complete.decode("utf-8", "replace").split("\n")
-            if len(complete) <= self._limit or max(map(len, decoded)) * 4 <= self._limit:
-                lines += decoded
+            complete = data[start : end + 1]
+            # Decoded once per read, and not split: per line only when a line may be too
+            # long.
+            if len(complete) <= self._limit or lines_within(complete, self._limit):
+                parts.append(complete.decode("utf-8", "replace"))
             else:
-                lines += [
-                    cut_bytes(raw, total=len(raw), limit=self._limit)
-                    for raw in complete.split(b"\n")
+                parts += [
+                    cut_bytes(raw, total=len(raw), limit=self._limit) + "\n"
+                    for raw in complete[:-1].split(b"\n")
                 ]
         self._take(data[end + 1 :])
-        return lines
+        return parts[0] if len(parts) == 1 else "".join(parts)
 
     def rest(self) -> str | None:
         """The last line, if the stream did not end with a newline."""

@@ -35,8 +35,8 @@ class RunLog(JobLogWriter):
         )
         self.progress: cli.Progress | None = None
         self._tail: list[str] = []
-        # Lines are handed to the writer a read's worth at a time (run_streaming calls
-        # flush_if_due after each read), not one call per line.
+        # Text is handed to the writer a read's worth at a time (run_streaming calls
+        # flush_if_due after each read), each piece ending in a newline.
         self._pending: list[str] = []
 
     def line(self, text: str) -> None:
@@ -49,30 +49,28 @@ class RunLog(JobLogWriter):
             text = cli.event_text(event)
             if event.data.get("@level") == "error":
                 self._tail = [*self._tail[-4:], self.redactor(text)]
-        self._pending.append(text)
+        self._pending.append(text + "\n")
 
-    def write_lines(self, lines: list[str]) -> None:
-        if not lines:
-            return
+    def write_block(self, text: str) -> None:
         # A read's worth at once: plain events become their messages in one regex pass,
         # and only lines still starting with `{"` (other events, escaped messages) are
         # looked at one by one. A busy apply's read is then handled without a Python loop.
-        text = cli.plain_event_messages("\n".join(lines))
+        text = cli.plain_event_messages(text)
         if not (text.startswith('{"') or '\n{"' in text):
             self._pending.append(text)
             return
         pending = self._pending
-        for line in text.split("\n"):
+        for line in text.split("\n")[:-1]:
             message = cli.plain_event_message(line) if line.startswith("{") else line
             if message is None:
                 self.line(line)  # an event the summary or the progress count needs
             else:
-                pending.append(message)
+                pending.append(message + "\n")
 
     def _hand_over(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, []
-            super().write("\n".join(pending) + "\n")
+            super().write(pending[0] if len(pending) == 1 else "".join(pending))
 
     def flush_if_due(self) -> None:
         self._hand_over()

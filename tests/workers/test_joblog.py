@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from workers.joblog import JobLogWriter
+from workers.joblog import JobLogWriter, lines_within
 from workers.models import JobLogChunk
 from workers.redaction import Redactor
 from workers.selectors import job_log_iter_text, job_log_since
@@ -132,3 +133,63 @@ def test_one_read_of_the_log_carries_about_the_size_budget_and_the_rest_follows(
         if not piece.more:
             break
     assert read == lines and since == 300 and polls == 16
+
+
+def test_lines_within_never_passes_a_text_with_a_longer_line() -> None:
+    rng = random.Random(7)
+    for _ in range(2000):
+        width = rng.randint(1, 40)
+        lines = [rng.choice("ab\r") * rng.randint(0, 2 * width) for _ in range(rng.randint(1, 8))]
+        text = "\n".join(lines) + rng.choice(["", "\n"])
+        longest = max(len(line) for line in text.split("\n"))
+        for form in (text, text.encode()):
+            if lines_within(form, width):
+                assert longest <= width, (form, width)
+    # Lines well within the width, as a busy command prints them, pass without a split.
+    block = "".join(f"line {n}\n" for n in range(10_000))
+    assert lines_within(block, 64) and lines_within(block.encode(), 64)
+
+
+def test_text_written_in_blocks_is_stored_as_written_line_by_line(settings: Any) -> None:
+    settings.JOB_LOG_MAX_LINE_BYTES = 200
+    rng = random.Random(11)
+    lines = [
+        rng.choice(["plain", "é" * 30, "x" * 500, "crlf\r", "", "ü" * 90]) + str(n)
+        for n in range(3000)
+    ]
+    text = "".join(line + "\n" for line in lines) + "unfinished"
+    with JobLogWriter("t-lines", flush_lines=700, flush_seconds=60) as log:
+        for line in lines:
+            log.line(line)
+        log.write("unfinished")
+    with JobLogWriter("t-blocks", flush_lines=700, flush_seconds=60) as log:
+        at = 0
+        while at < len(text):  # pieces cut anywhere, mid-line included
+            size = rng.randint(1, 5000)
+            piece = text[at : at + size]
+            if piece.endswith("\n") and (at == 0 or text[at - 1] == "\n"):
+                log.write_block(piece)  # whole lines, as run_streaming hands them over
+            else:
+                log.write(piece)
+            at += size
+
+    def stored(task_id: str) -> tuple[list[str], int]:
+        chunks = JobLogChunk.objects.filter(task_id=task_id).order_by("start_line")
+        ends = [chunk.end_line for chunk in chunks]
+        return "\n".join(chunk.text for chunk in chunks).split("\n"), ends[-1]
+
+    assert stored("t-blocks") == stored("t-lines")
+    assert stored("t-blocks")[1] == len(lines) + 1
+
+
+def test_log_text_is_stored_lz4_compressed() -> None:
+    with JobLogWriter("t-lz4", flush_lines=5000, flush_seconds=60) as log:
+        log.write_block(
+            "".join(f"terraform_data.noisy (local-exec): line {n}\n" for n in range(3000))
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_column_compression(text) FROM workers_joblogchunk WHERE task_id = %s",
+            ["t-lz4"],
+        )
+        assert cursor.fetchall() == [("lz4",)]

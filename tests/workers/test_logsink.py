@@ -17,6 +17,6 @@ def test_the_capture_joins_text_written_in_pieces_into_whole_lines() -> None:
     capture.write("ne\nsecond\nthi")
     capture.line("fourth")  # a whole line goes in as it is given
     capture.write("rd")
-    capture.write_lines(["fifth", "sixth"])
+    capture.write_block("fifth\nsixth\n")
     assert capture.lines == ["first line", "second", "fourth", "fifth", "sixth"]
     assert capture.text.endswith("sixth\nthird")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import sys
 import threading
@@ -15,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.servers import wait_until
-from workers.joblog import JobLogWriter
-from workers.streaming import StopReason, StreamResult, run_streaming
+from workers.joblog import JobLogWriter, cut_bytes
+from workers.streaming import LineSplitter, StopReason, StreamResult, run_streaming
 
 
 class MemoryLog(JobLogWriter):
@@ -220,3 +221,25 @@ def test_200k_lines_come_out_whole_and_in_order() -> None:
     result = run_streaming([sys.executable, "-c", script], log=log, timeout=300)
     assert result.ok
     assert log.lines == [f"line {n}" for n in range(200_000)]
+
+
+def test_reads_cut_anywhere_come_out_as_the_lines_they_complete() -> None:
+    limit = 100
+    rng = random.Random(5)
+    lines = [
+        rng.choice([b"short", b"\xc3\xa9" * 30, b"x" * 250, b"bad \xff byte", b""]) + b"%d" % n
+        for n in range(2000)
+    ]
+    stream = b"".join(line + b"\n" for line in lines) + b"y" * 130
+    splitter = LineSplitter(limit=limit)
+    text = ""
+    at = 0
+    while at < len(stream):
+        size = rng.choice([1, 7, 300, 5000])
+        text += splitter.feed(stream[at : at + size])
+        at += size
+    last = splitter.rest()
+
+    expected = [cut_bytes(line, total=len(line), limit=limit) for line in lines]
+    assert text == "".join(line + "\n" for line in expected)
+    assert last == cut_bytes(b"y" * 130, total=130, limit=limit)

@@ -199,7 +199,7 @@ def _finish_job_here(release: Release, outcome: Outcome) -> None:
 
 
 class _Sink:
-    """A LogSink's `line` and `write_lines`, in terms of its `write`."""
+    """A LogSink's `line` and `write_block`, in terms of its `write`."""
 
     def write(self, text: str) -> None:
         raise NotImplementedError
@@ -207,9 +207,8 @@ class _Sink:
     def line(self, text: str) -> None:
         self.write(text + "\n")
 
-    def write_lines(self, lines: list[str]) -> None:
-        for text in lines:
-            self.line(text)
+    def write_block(self, text: str) -> None:
+        self.write(text)
 
 
 class _Tee(_Sink):

@@ -94,6 +94,6 @@ def test_a_read_is_logged_as_line_by_line_handling_would_log_it() -> None:
     log = RunLog("run-output-read")
     log.progress = cli.Progress(total=1)
     with log:
-        log.write_lines(lines)
+        log.write_block("".join(line + "\n" for line in lines))
     assert logged_text("run-output-read") == "\n".join(expected)
     assert (log.progress.done, log.errors) == (1, ["Error: boom"])

@@ -6,10 +6,10 @@ import random
 from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection
 from django.test.utils import CaptureQueriesContext
 
-from workers.joblog import JobLogWriter, lines_within
+from workers.joblog import JobLogWriter, chunk_insert, lines_within
 from workers.models import JobLogChunk
 from workers.redaction import Redactor
 from workers.selectors import job_log_iter_text, job_log_since
@@ -193,3 +193,15 @@ def test_log_text_is_stored_lz4_compressed() -> None:
             ["t-lz4"],
         )
         assert cursor.fetchall() == [("lz4",)]
+
+
+def test_a_chunk_is_stored_as_the_orm_stores_it() -> None:
+    text = "line with 'quotes', a backslash \\ and é\n" * 50 + "last"
+    JobLogChunk.objects.create(task_id="t-orm", start_line=0, end_line=51, text=text)
+    chunk_insert(task_id="t-bound", start_line=0, end_line=51, text=text)
+
+    orm, bound = (JobLogChunk.objects.get(task_id=task_id) for task_id in ("t-orm", "t-bound"))
+    assert (bound.start_line, bound.end_line, bound.text) == (0, 51, text)
+    assert abs((bound.created_at - orm.created_at).total_seconds()) < 60
+    with pytest.raises(IntegrityError):  # the table's constraints hold as for the ORM
+        chunk_insert(task_id="t-bound", start_line=0, end_line=60, text="again")

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import os
 import statistics
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,23 @@ def django_on_postgres(db_name: str = "opsqueue_bench") -> None:
 
     django.setup()
     call_command("migrate", verbosity=0)
+
+
+def pgrep(*args: str) -> list[int]:
+    found = subprocess.run(["pgrep", *args], capture_output=True, text=True)
+    return [int(pid) for pid in found.stdout.split()]
+
+
+def cpu_seconds_of(pids: Iterable[int]) -> float:
+    """User + system CPU used so far by the processes `pids`."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:
+            continue  # ended since it was listed
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def table(headers: list[str], rows: Sequence[Sequence[object]]) -> str:

@@ -33,7 +33,7 @@ import threading
 import time
 from pathlib import Path
 
-from _setup import ROOT, django_on_postgres, table
+from _setup import ROOT, cpu_seconds_of, django_on_postgres, pgrep, table
 
 sys.path.insert(0, str(ROOT))
 from tests.support.servers import AwsEndpoint, aws_environment
@@ -51,17 +51,7 @@ VIEWS = {
 
 def process_tree_cpu_seconds(root_pid: int) -> float:
     """User + system CPU of a process and its children (gunicorn's master and workers)."""
-    pids = [root_pid]
-    out = subprocess.run(["pgrep", "-P", str(root_pid)], capture_output=True, text=True)
-    pids += [int(pid) for pid in out.stdout.split()]
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds_of([root_pid, *pgrep("-P", str(root_pid))])
 
 
 def post_many(port: int, path: str, cookies: str, token: str, count: int) -> list[float]:

@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
-from _setup import django_on_postgres
+from _setup import cpu_seconds_of, django_on_postgres, pgrep
 
 django_on_postgres()
 
@@ -95,15 +95,7 @@ def reset(directory: Path) -> None:
 
 def postgres_cpu_seconds() -> float:
     """CPU used so far by this machine's PostgreSQL processes (server and backends)."""
-    ticks = 0
-    found = subprocess.run(["pgrep", "postgres"], capture_output=True, text=True)
-    for pid in found.stdout.split():
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except FileNotFoundError:
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return cpu_seconds_of(pgrep("postgres"))
 
 
 def cpu_seconds(who: int) -> float:

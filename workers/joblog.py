@@ -132,8 +132,7 @@ class JobLogWriter:
             return
         complete, rest = text[: end + 1], text[end + 1 :]  # no copy when text ends a line
         if self._partial:
-            first = complete.find("\n")
-            complete = "".join([*self._partial, complete[:first], complete[first:]])
+            complete = "".join([*self._partial, complete])
             self._partial = []
         self._buffer.append(self._stored(complete))
         self._buffered_lines += complete.count("\n")

@@ -6,12 +6,16 @@ import json
 from base64 import b64decode
 
 import pytest
-from django.db import transaction
+from django.contrib.admin.models import LogEntry
+from django.contrib.auth import get_user_model
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
+from django_celery_results.models import TaskResult
 
 from tests.support.broker import publishing_to
 from tests.support.servers import AwsEndpoint, new_queue_prefix
 from workers.enqueue import Requester, job_enqueue
-from workers.models import Job
+from workers.models import DiagnosticRun, Job
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,3 +52,40 @@ def test_a_rolled_back_transaction_sends_nothing_and_a_committed_one_sends_its_j
     assert task_ids == [committed]
     assert rolled_back != committed
     assert list(Job.objects.values_list("task_id", flat=True)) == [committed]
+
+
+def test_a_person_s_job_is_recorded_with_its_history_entry_in_one_round_trip(
+    sqs_queues: AwsEndpoint,
+) -> None:
+    from workers.tasks import diagnostic_run_execute
+
+    user = get_user_model().objects.create_user("ada", is_staff=True)
+    run = DiagnosticRun.objects.create()
+    prefix = new_queue_prefix()
+    sqs_queues.client("sqs").create_queue(QueueName=f"{prefix}default")
+    with publishing_to(prefix):
+        with transaction.atomic(), CaptureQueriesContext(connection) as on_run:
+            on_run_id = job_enqueue(
+                diagnostic_run_execute,
+                requester=Requester.for_user(user),
+                args=[run.pk],
+                audit_object=run,
+            )
+        with transaction.atomic(), CaptureQueriesContext(connection) as on_job:
+            on_job_id = job_enqueue(
+                diagnostic_run_execute, requester=Requester.for_user(user), args=[run.pk]
+            )
+
+    def inserts(queries: CaptureQueriesContext) -> list[str]:
+        return [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+
+    # Job, TaskResult and LogEntry in one statement batch; an entry about the Job itself
+    # waits for the Job's id.
+    assert len(inserts(on_run)) == 1 and inserts(on_run)[0].count("INSERT INTO") == 3
+    assert len(inserts(on_job)) == 2
+    about_run = LogEntry.objects.get(change_message__contains=on_run_id)
+    assert (about_run.get_edited_object(), about_run.user) == (run, user)
+    about_job = LogEntry.objects.get(change_message__contains=on_job_id)
+    assert about_job.get_edited_object() == Job.objects.get(task_id=on_job_id)
+    assert about_job.change_message == f"Queued job {diagnostic_run_execute.name} [{on_job_id}]"
+    assert TaskResult.objects.get(task_id=on_job_id).status == "PENDING"

@@ -1,9 +1,9 @@
 """Job-log writer throughput into PostgreSQL: 10k and 100k lines.
 
 Targets: 10k lines <= 1 s, 100k lines <= 3 s, 100k/10k ratio <= 12 (linear growth), on
-medians of 7 and 3 runs. Beside
-it, the seed's approach (append each line to one text column and save the row), which is
-quadratic; it is run at 2k lines only, because at 10k it takes minutes.
+medians of 7 and 3 runs. Beside it, the seed's approach (append each line to one text
+column and save the row), which is quadratic; it is run at 2k lines only, because at 10k it
+takes minutes.
 
     .venv/bin/python bench/job_log.py
 """

@@ -140,7 +140,7 @@ def job_enqueue(
     message = job_message(
         task, task_id, requester, args, kwargs or {}, message_options, run_after=run_after
     )
-    _record_pending_audited(message, requester=requester, audit_object=audit_object)
+    job_record_pending(message, requester=requester, audit=True, audit_object=audit_object)
     if run_after is not None and seconds_until(run_after) > MAX_SQS_DELAY_SECONDS:
         from workers.deferred import deferred_job_schedule
 
@@ -268,29 +268,24 @@ def job_message(
     )
 
 
-def job_record_pending(message: OutboundJob, *, requester: Requester) -> Job:
-    """Record a job that is not sent yet: its Job row and PENDING TaskResult."""
+def job_record_pending(
+    message: OutboundJob, *, requester: Requester, audit: bool = False, audit_object: Any = None
+) -> Job:
+    """Record a job that is not sent yet: its Job row and PENDING TaskResult and, with
+    `audit` for a job a person asked for, the admin LogEntry pointing at `audit_object` (by
+    default the Job). One round trip, or two when the entry points at the Job, whose id it
+    needs."""
     job = _job_row(message, requester)
+    rows: list[Model] = [job, _pending_result(message, requester)]
     # No savepoint: inside the caller's transaction the rows live or die with it anyway.
     with transaction.atomic(savepoint=False):
-        insert_rows(job, _pending_result(message, requester))
-    return job
-
-
-def _record_pending_audited(
-    message: OutboundJob, *, requester: Requester, audit_object: Any
-) -> None:
-    """job_record_pending, plus the admin LogEntry of a job a person asked for, pointing at
-    `audit_object` (by default the Job). One round trip, or two when the entry points at
-    the Job, whose id it needs."""
-    rows: list[Model] = [_job_row(message, requester), _pending_result(message, requester)]
-    with transaction.atomic(savepoint=False):
-        if requester.kind == RequesterKind.USER and requester.user_id is not None:
+        if audit and requester.kind == RequesterKind.USER and requester.user_id is not None:
             if audit_object is None:
                 insert_rows(*rows)
-                audit_object, rows = rows[0], []
+                audit_object, rows = job, []
             rows.append(_queued_log_entry(requester, message, audit_object))
         insert_rows(*rows)
+    return job
 
 
 def _job_row(message: OutboundJob, requester: Requester) -> Job:

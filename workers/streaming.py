@@ -189,7 +189,7 @@ class LineSplitter:
                     for raw in complete[:-1].split(b"\n")
                 ]
         self._take(data[end + 1 :])
-        return parts[0] if len(parts) == 1 else "".join(parts)
+        return "".join(parts)  # one part: returned as it is, not copied
 
     def rest(self) -> str | None:
         """The last line, if the stream did not end with a newline."""

@@ -70,7 +70,7 @@ class RunLog(JobLogWriter):
     def _hand_over(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, []
-            super().write(pending[0] if len(pending) == 1 else "".join(pending))
+            super().write("".join(pending))  # one piece: passed on as it is, not copied
 
     def flush_if_due(self) -> None:
         self._hand_over()

@@ -11,7 +11,9 @@ HTTPS as the load balancer marks them) from bench/dispatch_app.py,
 against PostgreSQL and SQS on a local moto_server, as a logged-in staff user with a CSRF
 token. Figures: requests/s by wall clock; requests/s per second of CPU used by the web
 processes (their relay threads included; the clock for it stops once every job is
-published); p50/p95 latency. Targets: opsqueue >= 1.5x plain Celery by wall clock,
+published); p50/p95 latency; and the CPU each request costs in the web processes, in
+PostgreSQL, in the SQS endpoint and in the clients, whose sum on a saturated machine sets
+the wall-clock rate. Targets: opsqueue >= 1.5x plain Celery by wall clock,
 >= 0.5x insert only by web CPU, p95 < 50 ms.
 
     .venv/bin/python bench/dispatch.py [requests per view and round]
@@ -52,6 +54,16 @@ VIEWS = {
 def process_tree_cpu_seconds(root_pid: int) -> float:
     """User + system CPU of a process and its children (gunicorn's master and workers)."""
     return cpu_seconds_of([root_pid, *pgrep("-P", str(root_pid))])
+
+
+def cpu_by_component(gunicorn_pid: int, endpoint_pid: int) -> dict[str, float]:
+    """CPU seconds used so far by each part of the system under test."""
+    return {
+        "web": process_tree_cpu_seconds(gunicorn_pid),
+        "PostgreSQL": cpu_seconds_of(pgrep("postgres")),
+        "SQS endpoint": process_tree_cpu_seconds(endpoint_pid),
+        "clients": time.process_time(),
+    }
 
 
 def post_many(port: int, path: str, cookies: str, token: str, count: int) -> list[float]:
@@ -174,6 +186,7 @@ def main() -> None:
         # more than the views differ, and turns spread the drift evenly over them.
         walls: dict[str, list[float]] = {name: [] for name in VIEWS}
         cpus: dict[str, list[float]] = {name: [] for name in VIEWS}
+        spent: dict[str, list[dict[str, float]]] = {name: [] for name in VIEWS}
         latencies: dict[str, list[float]] = {name: [] for name in VIEWS}
         for path in VIEWS.values():
             post_many(port, path, cookies, token, 10 * CLIENTS)  # warm-up: every thread
@@ -184,14 +197,17 @@ def main() -> None:
             for name, path in VIEWS.items():
                 while not all_published():
                     time.sleep(0.05)
-                cpu, wall = process_tree_cpu_seconds(gunicorn.pid), time.perf_counter()
+                before = cpu_by_component(gunicorn.pid, endpoint.process.pid)
+                wall = time.perf_counter()
                 latencies[name] += post_many(port, path, cookies, token, count)
                 wall = time.perf_counter() - wall
                 while not all_published():
                     time.sleep(0.05)
-                cpu = process_tree_cpu_seconds(gunicorn.pid) - cpu
+                after = cpu_by_component(gunicorn.pid, endpoint.process.pid)
+                used = {part: after[part] - before[part] for part in after}
                 walls[name].append(count / wall)
-                cpus[name].append(count / cpu)
+                cpus[name].append(count / used["web"])
+                spent[name].append(used)
         rows = []
         figures = {}
         for name in VIEWS:
@@ -208,6 +224,27 @@ def main() -> None:
                 ]
             )
         print(table(["view", "requests", "req/s wall", "req/s web CPU", "p50 ms", "p95 ms"], rows))
+        parts = list(spent[next(iter(VIEWS))][0])
+
+        def per_request_ms(name: str, part: str | None) -> str:
+            """Median CPU per request of `part` (None: all of them) under view `name`."""
+            used = [u[part] if part else sum(u.values()) for u in spent[name]]
+            return f"{statistics.median(used) / count * 1000:.2f}"
+
+        print("\nCPU per request, ms (medians of the rounds):")
+        print(
+            table(
+                ["view", *parts, "total"],
+                [
+                    [
+                        name,
+                        *(per_request_ms(name, part) for part in parts),
+                        per_request_ms(name, None),
+                    ]
+                    for name in VIEWS
+                ],
+            )
+        )
         jobs, batches = relay_batches(measured_from)
         print(
             f"\nrelay: {jobs} jobs sent in {batches} batches "

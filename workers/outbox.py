@@ -26,6 +26,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -33,10 +34,11 @@ from celery import Task, states
 from django.db import connection
 from django.utils import timezone
 from django_celery_results.models import TaskResult
-from kombu.exceptions import KombuError, OperationalError
+from kombu.exceptions import KombuError, OperationalError, SerializationError
 
 from workers.broker import broker_probe
 from workers.errors import ApplicationError
+from workers.message_templates import templates_for, templating_allowed
 from workers.models import Job
 from workers.sqs_batch import MAX_ENTRIES, SqsMessage, recording_producer, send_batches
 
@@ -110,30 +112,46 @@ def encode_for_sqs(
 ) -> tuple[list[tuple[OutboundJob, SqsMessage]], list[tuple[OutboundJob, str]]]:
     """Each job's SQS message as `apply_async` would send it, without sending it; and the
     jobs that cannot be encoded (e.g. an argument that does not serialize), with why.
-    Raises one of BROKER_ERRORS if SQS cannot be asked for a queue's URL."""
+    Raises one of BROKER_ERRORS if SQS cannot be asked for a queue's URL.
+
+    Messages of a shape already seen are filled in from a template Celery made
+    (workers/message_templates.py), which is about ten times cheaper."""
     encoded: list[tuple[OutboundJob, SqsMessage]] = []
     unencodable: list[tuple[OutboundJob, str]] = []
-    with (
-        jobs[0].task.app.producer_or_acquire() as producer,
-        recording_producer(producer) as recorded,
-    ):
+    app = jobs[0].task.app
+    with app.producer_or_acquire() as producer, recording_producer(producer) as recorded:
+        templates = templates_for(producer) if templating_allowed(app, producer) else None
+
+        def celery_encode(job: OutboundJob, options: dict[str, Any]) -> SqsMessage:
+            job.task.apply_async(
+                args=job.args,
+                kwargs=job.kwargs,
+                task_id=job.task_id,
+                retry=False,
+                producer=producer,
+                **options,
+            )
+            (message,) = recorded  # one apply_async, one message
+            return message
+
         for job in jobs:
+            options = message_options(job)
             try:
-                job.task.apply_async(
-                    args=job.args,
-                    kwargs=job.kwargs,
-                    task_id=job.task_id,
-                    retry=False,
-                    producer=producer,
-                    **message_options(job),
-                )
+                if templates is None:
+                    message = celery_encode(job, options)
+                else:
+                    message = templates.encode(job, options, partial(celery_encode, job, options))
+            except SerializationError:
+                # A KombuError, but the job's fault, not the broker's.
+                unencodable.append((job, traceback.format_exc()))
+                continue
             except BROKER_ERRORS:
                 raise
             except Exception:
                 unencodable.append((job, traceback.format_exc()))
                 continue
-            (message,) = recorded  # one apply_async, one message
-            recorded.clear()
+            finally:
+                recorded.clear()  # also what a failed apply_async left
             encoded.append((job, message))
     return encoded, unencodable
 
@@ -224,7 +242,7 @@ class Relay:
             # Under load, requests hand jobs over one by one, each right after its commit,
             # and a batch would hold three or four (measured in bench/dispatch.py). Waiting
             # a moment for the next ones fills an SQS request (ten messages), which costs
-            # the relay about five times the CPU of encoding a job. A job that arrives
+            # the relay about as much CPU as encoding twenty jobs. A job that arrives
             # after a quiet spell goes out at once.
             busy = time.monotonic() - last_batch_at < BUSY_WINDOW_SECONDS
             deadline = time.monotonic() + (LINGER_SECONDS if busy else 0.0)

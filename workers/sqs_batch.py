@@ -1,8 +1,9 @@
 """Sending Celery messages to SQS up to ten per request (SendMessageBatch), one outcome each.
 
 A message is encoded by Celery and kombu themselves (`apply_async` through a producer whose
-SQS client only records what it would send), so a batched message is byte for byte the
-one `apply_async` sends: same body, encoding, delay and FIFO attributes. The recorded
+SQS client only records what it would send), or filled in from a template such a message
+proved reproducible (workers/message_templates.py), so a batched message is byte for byte
+the one `apply_async` sends: same body, encoding, delay and FIFO attributes. The recorded
 `SendMessage` arguments are then sent grouped per queue, ten per call and within SQS's
 256 KiB per request, and each message gets its own outcome: sent, worth retrying, or
 refused for good (retrying cannot help).

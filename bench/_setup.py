@@ -101,3 +101,13 @@ def task_results_fill(
     cursor.execute(
         FILL_TASK_RESULTS, [states, len(states), task_args, names, len(names), now, rows, rows]
     )
+
+
+def sqs_queue_empty(sqs: Any, url: str) -> None:
+    """Delete every message the SQS queue at `url` holds (PurgeQueue allows one a minute)."""
+    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
+        entries = [
+            {"Id": str(n), "ReceiptHandle": message["ReceiptHandle"]}
+            for n, message in enumerate(messages)
+        ]
+        sqs.delete_message_batch(QueueUrl=url, Entries=entries)

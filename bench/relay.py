@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from _setup import ROOT, django_on_postgres, table
+from _setup import ROOT, django_on_postgres, sqs_queue_empty, table
 
 sys.path.insert(0, str(ROOT))
 from tests.support.servers import AwsEndpoint, WorkerProcess, aws_environment
@@ -95,13 +95,7 @@ def empty_default_queue() -> None:
     from workers.broker import sqs_queue_name
 
     sqs: Any = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.get_queue_url(QueueName=sqs_queue_name("default"))["QueueUrl"]
-    while messages := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages"):
-        entries = [
-            {"Id": str(n), "ReceiptHandle": message["ReceiptHandle"]}
-            for n, message in enumerate(messages)
-        ]
-        sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+    sqs_queue_empty(sqs, sqs.get_queue_url(QueueName=sqs_queue_name("default"))["QueueUrl"])
 
 
 def wait_until_done(ids: list[str]) -> None:

@@ -7,11 +7,12 @@ the same way: configuration, routing, exchange, delivery mode, time limits. Unde
 that was the largest part of what recording a job costs beyond inserting its rows
 (bench/dispatch.py).
 
-So, per shape of message (its task, its options, the names of its headers, on one producer
-channel), Celery encodes the first job as before and its message is kept as the shape's
-template. A later job of that shape is the template with what comes from the job itself
-put in: its id (also the root and correlation ids), its arguments (the body and their
-reprs), its header values, and a fresh delivery tag.
+So, per shape of message (its task, its options but the job's own values, the names of its
+headers, on one producer channel), Celery encodes the first job as before and its message
+is kept as the shape's template. A later job of that shape is the template with what comes
+from the job itself put in: its id (also the root and correlation ids), its arguments (the
+body and their reprs, worked out or as given), its header values, and a fresh delivery tag.
+A channel keeps at most MAX_SHAPES templates.
 
 That stays Celery's message because a template is checked before it is trusted: the
 second job of a shape is encoded both ways, and only if the two messages are identical,
@@ -55,6 +56,11 @@ logger = logging.getLogger(__name__)
 TEMPLATABLE_OPTIONS = frozenset(
     {"queue", "headers", "time_limit", "soft_time_limit", "argsrepr", "kwargsrepr", "priority"}
 )
+# Of those, the ones whose values are the job's own (and filled in, not part of the shape).
+PER_JOB_OPTIONS = frozenset({"headers", "argsrepr", "kwargsrepr"})
+# Shapes a channel keeps templates for: options that vary per job in a way we do not fill
+# in (a priority per job, say) make a shape per job, which must not grow without end.
+MAX_SHAPES = 200
 
 
 @dataclass
@@ -65,8 +71,6 @@ class _Template:
     embed: Any
     serializer: str
     header_names: tuple[str, ...]
-    fill_argsrepr: bool
-    fill_kwargsrepr: bool
     base64_envelope: bool
     # Celery's limits on argument reprs, as configured when the template was learned.
     argsrepr_maxsize: int
@@ -92,16 +96,17 @@ class MessageTemplates:
             return celery_encode()
         if shape not in self._shapes:
             message = celery_encode()
-            self._shapes[shape] = self._learn(job, options, message)
+            if len(self._shapes) < MAX_SHAPES:
+                self._shapes[shape] = self._learn(job, options, message)
             return message
         template = self._shapes[shape]
         if template is None:
             return celery_encode()
         if template.verified:
-            return _fill(template, job)
+            return _fill(template, job, options)
         message = celery_encode()
         tag = _envelope(message, template.base64_envelope)["properties"]["delivery_tag"]
-        if _fill(template, job, delivery_tag=tag) == message:
+        if _fill(template, job, options, delivery_tag=tag) == message:
             template.verified = True
         else:
             self._shapes[shape] = None
@@ -111,6 +116,10 @@ class MessageTemplates:
                 job.task.name,
             )
         return message
+
+    def __len__(self) -> int:
+        """How many shapes of message this channel has met (with a template or without)."""
+        return len(self._shapes)
 
     def _learn(
         self, job: OutboundJob, options: dict[str, Any], message: SqsMessage
@@ -137,8 +146,6 @@ class MessageTemplates:
             embed=embed,
             serializer=serializer,
             header_names=tuple(options.get("headers", {})),
-            fill_argsrepr="argsrepr" not in options,
-            fill_kwargsrepr="kwargsrepr" not in options,
             base64_envelope=self.base64_envelope,
             argsrepr_maxsize=task.app.amqp.argsrepr_maxsize,
             kwargsrepr_maxsize=task.app.amqp.kwargsrepr_maxsize,
@@ -196,13 +203,17 @@ def _shape(job: OutboundJob, options: dict[str, Any]) -> str | None:
         or getattr(task, "_dump_pydantic_arguments", None) is not None
     ):
         return None
-    fixed = {name: value for name, value in options.items() if name != "headers"}
+    # Per-job values (header values, given argument reprs) are filled in; only their
+    # names are part of the shape.
+    fixed = {name: value for name, value in options.items() if name not in PER_JOB_OPTIONS}
     try:
         described = json.dumps(fixed, sort_keys=True)
     except (TypeError, ValueError):
         return None
+    given = ",".join(sorted(options.keys() & PER_JOB_OPTIONS))
     headers = ",".join(options.get("headers", {}))
-    return f"{type(task).__module__}.{type(task).__qualname__}|{task.name}|{described}|{headers}"
+    task_class = f"{type(task).__module__}.{type(task).__qualname__}"
+    return f"{task_class}|{task.name}|{described}|{given}|{headers}"
 
 
 def _task_object(task: Task) -> Task:
@@ -215,7 +226,13 @@ def _envelope(message: SqsMessage, base64_envelope: bool) -> dict[str, Any]:
     return json.loads(base64.b64decode(body) if base64_envelope else body)
 
 
-def _fill(template: _Template, job: OutboundJob, *, delivery_tag: str | None = None) -> SqsMessage:
+def _fill(
+    template: _Template,
+    job: OutboundJob,
+    options: dict[str, Any],
+    *,
+    delivery_tag: str | None = None,
+) -> SqsMessage:
     task = template.task
     # As apply_async and as_task_v2 take them.
     args, kwargs = job.args or (), job.kwargs or {}
@@ -223,16 +240,23 @@ def _fill(template: _Template, job: OutboundJob, *, delivery_tag: str | None = N
         task.__header__(*args, **kwargs)  # Celery's check of the arguments against the task
     headers = dict(template.envelope["headers"])
     headers["id"] = headers["root_id"] = job.task_id
+    # Given reprs go in as given; else Celery's saferepr, as as_task_v2 writes them.
     maxlevels = template.repr_maxlevels
-    if template.fill_argsrepr:
-        headers["argsrepr"] = saferepr(args, template.argsrepr_maxsize, maxlevels=maxlevels)
-    if template.fill_kwargsrepr:
-        headers["kwargsrepr"] = saferepr(kwargs, template.kwargsrepr_maxsize, maxlevels=maxlevels)
+    argsrepr, kwargsrepr = options.get("argsrepr"), options.get("kwargsrepr")
+    if argsrepr is None:
+        argsrepr = saferepr(args, template.argsrepr_maxsize, maxlevels=maxlevels)
+    if kwargsrepr is None:
+        kwargsrepr = saferepr(kwargs, template.kwargsrepr_maxsize, maxlevels=maxlevels)
+    headers["argsrepr"], headers["kwargsrepr"] = argsrepr, kwargsrepr
     for name in template.header_names:
-        headers[name] = job.options["headers"][name]
+        headers[name] = options["headers"][name]
     properties = dict(template.envelope["properties"])
     properties["correlation_id"] = job.task_id
     properties["delivery_tag"] = delivery_tag or uuid()
+    for name in ("argsrepr", "kwargsrepr"):
+        if name in options:
+            # Celery passes the options it was given on to kombu as message properties.
+            properties[name] = options[name]
     _, _, body = serialization.dumps((args, kwargs, template.embed), serializer=template.serializer)
     envelope = {
         **template.envelope,

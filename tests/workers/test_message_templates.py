@@ -18,6 +18,7 @@ from tests.support.broker import publishing_to
 from tests.support.servers import AwsEndpoint, new_queue_prefix
 from workers.celery import app
 from workers.enqueue import Requester, job_message, job_record_pending, new_task_id
+from workers.message_templates import MAX_SHAPES, templates_for
 from workers.models import Job, RequesterKind
 from workers.outbox import BrokerHealth, OutboundJob, Relay, encode_for_sqs, message_options
 from workers.sqs_batch import SqsMessage, recording_producer
@@ -82,6 +83,15 @@ def jobs_of_every_kind() -> list[OutboundJob]:
             {},
             {"time_limit": 60, "soft_time_limit": 50, "argsrepr": "[<hidden>]"},
         ),
+        # Reprs given per job, as the Tasks API backend gives them: the job's own.
+        job_message(
+            diagnostic_run_execute,
+            new_task_id(),
+            alice,
+            [5],
+            {},
+            {"argsrepr": f"[<run {uuid.uuid4()}>]", "kwargsrepr": "{}"},
+        ),
         job_message(
             diagnostic_run_execute, new_task_id(), alice, [4], {}, {"queue": "infra", "priority": 3}
         ),
@@ -113,6 +123,24 @@ def test_every_message_is_byte_for_byte_what_apply_async_makes(
             assert calls == []
         for job, message in encoded:
             assert same_but_delivery_tag(message, by_apply_async(job)), job
+
+
+def test_options_that_vary_per_job_do_not_grow_the_templates_without_end(prefix: str) -> None:
+    # A priority per job makes a shape per job: past MAX_SHAPES they are encoded by
+    # apply_async and not remembered.
+    requester = Requester.system("t")
+    jobs = [
+        job_message(
+            diagnostic_run_execute, new_task_id(), requester, [n], {}, {"priority": n % 250}
+        )
+        for n in range(MAX_SHAPES + 50)
+    ]
+    encoded, unencodable = encode_for_sqs(jobs)
+    assert unencodable == []
+    for job, message in encoded[-5:]:
+        assert same_but_delivery_tag(message, by_apply_async(job))
+    with app.producer_or_acquire() as producer:
+        assert len(templates_for(producer)) == MAX_SHAPES
 
 
 def test_each_message_gets_its_own_delivery_tag(prefix: str) -> None:

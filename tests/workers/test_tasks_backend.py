@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model
 from django.core import checks
-from django.db import transaction
+from django.db import connections, transaction
 from django.test import Client
 from django.test.utils import override_settings
 from django.utils import timezone
@@ -314,9 +315,18 @@ def run_in_own_loop(coroutine_function: Any) -> Any:
     Not `async_to_sync` here: a session's browser tests keep Playwright's event loop running
     in the main thread, and asgiref refuses to start another one beside it.
     """
+
+    async def then_close_connections() -> Any:
+        try:
+            return await coroutine_function()
+        finally:
+            # The ORM calls ran in asgiref's executor thread: its connection would stay
+            # open past the session and keep the test database from being dropped.
+            await sync_to_async(connections.close_all)()
+
     context = contextvars.copy_context()
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(context.run, asyncio.run, coroutine_function()).result(timeout=120)
+        return pool.submit(context.run, asyncio.run, then_close_connections()).result(timeout=120)
 
 
 def test_aenqueue_and_aget_result_work_from_async_code(worker: WorkerProcess) -> None:

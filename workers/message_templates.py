@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import threading
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -154,18 +155,20 @@ class MessageTemplates:
 
 
 _by_channel: weakref.WeakKeyDictionary[Any, MessageTemplates] = weakref.WeakKeyDictionary()
+_by_channel_lock = threading.Lock()
 
 
 def templates_for(producer: Producer) -> MessageTemplates:
     """The templates of `producer`'s channel (a new channel, e.g. after the broker's
     address changed, learns its own: a template holds its queue's URL and client)."""
     channel = producer.channel
-    templates = _by_channel.get(channel)
-    if templates is None:
-        templates = MessageTemplates(
-            base64_envelope=bool(getattr(channel, "sqs_base64_encoding", False))
-        )
-        _by_channel[channel] = templates
+    with _by_channel_lock:  # the relay's thread and a beat or test thread may both ask
+        templates = _by_channel.get(channel)
+        if templates is None:
+            templates = MessageTemplates(
+                base64_envelope=bool(getattr(channel, "sqs_base64_encoding", False))
+            )
+            _by_channel[channel] = templates
     return templates
 
 

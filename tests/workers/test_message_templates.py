@@ -20,7 +20,14 @@ from workers.celery import app
 from workers.enqueue import Requester, job_message, job_record_pending, new_task_id
 from workers.message_templates import MAX_SHAPES, templates_for
 from workers.models import Job, RequesterKind
-from workers.outbox import BrokerHealth, OutboundJob, Relay, encode_for_sqs, message_options
+from workers.outbox import (
+    BrokerHealth,
+    OutboundJob,
+    Relay,
+    encode_by_celery,
+    encode_for_sqs,
+    message_options,
+)
 from workers.sqs_batch import SqsMessage, recording_producer
 from workers.tasks import diagnostic_run_execute
 
@@ -43,16 +50,7 @@ def envelope(message: SqsMessage) -> dict[str, Any]:
 def by_apply_async(job: OutboundJob) -> SqsMessage:
     """The message Celery's apply_async makes for `job`, recorded instead of sent."""
     with app.producer_or_acquire() as producer, recording_producer(producer) as recorded:
-        job.task.apply_async(
-            args=job.args,
-            kwargs=job.kwargs,
-            task_id=job.task_id,
-            retry=False,
-            producer=producer,
-            **message_options(job),
-        )
-        (message,) = recorded
-    return message
+        return encode_by_celery(job, message_options(job), producer, recorded)
 
 
 def same_but_delivery_tag(ours: SqsMessage, celerys: SqsMessage) -> bool:

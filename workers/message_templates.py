@@ -98,7 +98,11 @@ class MessageTemplates:
         if shape not in self._shapes:
             message = celery_encode()
             if len(self._shapes) < MAX_SHAPES:
-                self._shapes[shape] = self._learn(job, options, message)
+                try:
+                    self._shapes[shape] = self._learn(job, options, message)
+                except Exception:  # a message unlike what we know: leave it to Celery
+                    logger.exception("cannot learn a template from %s", job.task.name)
+                    self._shapes[shape] = None
             return message
         template = self._shapes[shape]
         if template is None:
@@ -106,8 +110,7 @@ class MessageTemplates:
         if template.verified:
             return _fill(template, job, options)
         message = celery_encode()
-        tag = _envelope(message, template.base64_envelope)["properties"]["delivery_tag"]
-        if _fill(template, job, options, delivery_tag=tag) == message:
+        if self._reproduces(template, job, options, message):
             template.verified = True
         else:
             self._shapes[shape] = None
@@ -117,6 +120,18 @@ class MessageTemplates:
                 job.task.name,
             )
         return message
+
+    @staticmethod
+    def _reproduces(
+        template: _Template, job: OutboundJob, options: dict[str, Any], message: SqsMessage
+    ) -> bool:
+        try:
+            tag = _envelope(message, template.base64_envelope)["properties"]["delivery_tag"]
+            return _fill(template, job, options, delivery_tag=tag) == message
+        except Exception:
+            # Celery made this message; a template that cannot must not cost the job.
+            logger.exception("template of %s failed", job.task.name)
+            return False
 
     def __len__(self) -> int:
         """How many shapes of message this channel has met (with a template or without)."""

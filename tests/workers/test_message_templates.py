@@ -16,6 +16,7 @@ from django_celery_results.models import TaskResult
 
 from tests.support.broker import publishing_to
 from tests.support.servers import AwsEndpoint, new_queue_prefix
+from workers import message_templates
 from workers.celery import app
 from workers.enqueue import Requester, job_message, job_record_pending, new_task_id
 from workers.message_templates import MAX_SHAPES, templates_for
@@ -199,6 +200,26 @@ def test_a_template_that_does_not_reproduce_celerys_message_is_never_used(
     encoded, _ = encode_for_sqs(jobs)
     for job, message in encoded:
         assert envelope(message)["headers"]["argsrepr"] == f"«[{job.args[0]}]»"
+        assert same_but_delivery_tag(message, by_apply_async(job))
+
+
+def test_a_template_that_fails_to_fill_in_costs_no_job_its_message(
+    prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fault in our own filling in (say, after a Celery upgrade) when a shape is checked:
+    # Celery made the message already, so the job goes with it and the shape stays on Celery.
+    def broken(*args: Any, **kwargs: Any) -> SqsMessage:
+        raise RuntimeError("template broken")
+
+    monkeypatch.setattr(message_templates, "_fill", broken)
+    requester = Requester.system("t")
+    jobs = [
+        job_message(diagnostic_run_execute, new_task_id(), requester, [n], {}, {"priority": 7})
+        for n in range(4)
+    ]
+    encoded, unencodable = encode_for_sqs(jobs)
+    assert unencodable == []
+    for job, message in encoded:
         assert same_but_delivery_tag(message, by_apply_async(job))
 
 

@@ -1,10 +1,12 @@
-"""workers/local_aws.py: the local endpoint's cheaper SQS counts give moto's own answers."""
+"""workers/local_aws.py: the local endpoint's cheaper SQS counts and remembered names give
+moto's own answers."""
 
 from __future__ import annotations
 
-from moto.sqs.models import SQSBackend
+from moto.core.utils import camelcase_to_underscores
+from moto.sqs.models import Queue, SQSBackend
 
-from workers.local_aws import _delayed_count, _not_visible_count, _visible_messages
+from workers.local_aws import _delayed_count, _not_visible_count, _visible_messages, python_name
 
 
 def test_counts_equal_motos_own_for_visible_in_flight_and_delayed_messages() -> None:
@@ -22,3 +24,19 @@ def test_counts_equal_motos_own_for_visible_in_flight_and_delayed_messages() -> 
     assert len(queue.messages) == 4
     assert _not_visible_count(queue) == queue.approximate_number_of_messages_not_visible == 2
     assert _delayed_count(queue) == queue.approximate_number_of_messages_delayed == 3
+
+
+def test_remembered_names_equal_motos_own_for_every_queue_attribute_and_action() -> None:
+    names = [
+        *Queue.BASE_ATTRIBUTES,
+        *Queue.FIFO_ATTRIBUTES,
+        *Queue.KMS_ATTRIBUTES,
+        "SendMessageBatch",
+        "ReceiveMessage",
+        "GetQueueAttributes",
+    ]
+    for _ in range(2):  # the second pass answers from memory
+        assert [python_name(n) for n in names] == [camelcase_to_underscores(n) for n in names]
+    assert python_name("ApproximateNumberOfMessagesDelayed") == (
+        "approximate_number_of_messages_delayed"
+    )

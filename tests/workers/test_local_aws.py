@@ -1,12 +1,21 @@
-"""workers/local_aws.py: the local endpoint's cheaper SQS counts and remembered names give
-moto's own answers."""
+"""workers/local_aws.py: the local endpoint's cheaper SQS counts, remembered names and
+module list give moto's own answers."""
 
 from __future__ import annotations
 
+import moto.backends
+import pytest
 from moto.core.utils import camelcase_to_underscores
 from moto.sqs.models import Queue, SQSBackend
 
-from workers.local_aws import _delayed_count, _not_visible_count, _visible_messages, python_name
+from workers.local_aws import (
+    _delayed_count,
+    _not_visible_count,
+    _visible_messages,
+    modules_patch,
+    moto_modules,
+    python_name,
+)
 
 
 def test_counts_equal_motos_own_for_visible_in_flight_and_delayed_messages() -> None:
@@ -40,3 +49,14 @@ def test_remembered_names_equal_motos_own_for_every_queue_attribute_and_action()
     assert python_name("ApproximateNumberOfMessagesDelayed") == (
         "approximate_number_of_messages_delayed"
     )
+
+
+def test_module_list_read_once_equals_motos_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(moto.backends, "list_of_moto_modules", moto_modules)
+    listed = list(moto_modules())
+    assert "sqs" in listed and "s3" in listed
+
+    modules_patch()
+
+    assert list(moto.backends.list_of_moto_modules()) == listed
+    assert list(moto.backends.list_of_moto_modules()) == listed  # and again, from memory

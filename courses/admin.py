@@ -11,7 +11,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
+from django.db import models, transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -236,9 +236,15 @@ def _cover_html(course: Course) -> str:
     )
 
 
+# A video address typed without a scheme ("youtu.be/…") is read as https, as Django 6 will
+# by default: what a course platform's videos are served over.
+LESSON_FORMFIELDS: dict[Any, dict[str, Any]] = {models.URLField: {"assume_scheme": "https"}}
+
+
 class LessonInline(admin.TabularInline):
     model = Lesson
     extra = 0
+    formfield_overrides = LESSON_FORMFIELDS
     fields = ("position", "title", "kind", "video_url")
     show_change_link = True
 
@@ -272,6 +278,7 @@ class LessonAdmin(admin.ModelAdmin):
     search_fields = ("title", "section__title", "section__course__title")
     autocomplete_fields = ("section",)
     inlines = [QuizQuestionInline]
+    formfield_overrides = LESSON_FORMFIELDS
 
 
 @admin.register(Enrolment)

@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.test import Client
 from django_celery_results.models import TaskResult
 
-from courses.models import Course, CoverVariant
+from courses.models import Course, CoverVariant, Lesson, Section
 from courses.services import course_cover_set, course_cover_variants_build
 from media_pipeline.resize import ImageRejected
 from tests.courses.conftest import make_course, stored_files, upload
@@ -240,3 +240,27 @@ def test_outline_report_action_needs_its_permission(client: Client) -> None:
     assert response.status_code == 200
     assert "Report the outline" not in response.content.decode()
     assert not TaskResult.objects.exists()
+
+
+def test_a_video_address_typed_without_a_scheme_is_saved_as_https(client: Client) -> None:
+    section = Section.objects.create(course=make_course(), title="Intro", position=1)
+    lesson = Lesson.objects.create(section=section, title="Hello", position=1)
+    client.force_login(staff("courses.change_lesson", "courses.view_section"))
+
+    response = client.post(
+        f"/admin/courses/lesson/{lesson.pk}/change/",
+        {
+            "section": section.pk,
+            "title": "Hello",
+            "position": 1,
+            "kind": Lesson.Kind.LESSON,
+            "body": "",
+            "video_url": "videos.example.com/intro.mp4",
+            "questions-TOTAL_FORMS": 0,
+            "questions-INITIAL_FORMS": 0,
+        },
+    )
+
+    assert response.status_code == 302, response.content[:2000]
+    lesson.refresh_from_db()
+    assert lesson.video_url == "https://videos.example.com/intro.mp4"

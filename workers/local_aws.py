@@ -12,7 +12,7 @@ unchanged.
 
 Every SendMessage also builds all of the queue's attributes, turning each attribute's name
 into a Python name character by character: a tenth of the endpoint's CPU in the relay and
-dispatch benchmarks. That conversion is a pure function of a name from a fixed set, so it
+dispatch benchmarks. That conversion is a pure function of a name from a small set, so it
 is remembered (`names_patch`). And on every request, to find which service it is for,
 moto lists its own package directory (a `listdir` and an `isdir` per entry): another tenth,
 per request. The installed package does not change while the server runs, so the list is
@@ -59,7 +59,8 @@ def counts_patch() -> None:
     )
 
 
-# Bounded anyway: its arguments are queue attribute names and API action names.
+# Its arguments are queue attribute names and API action names, a small set; the bound
+# covers anything else a client sends as an attribute name at CreateQueue.
 python_name = functools.lru_cache(maxsize=4096)(camelcase_to_underscores)
 
 

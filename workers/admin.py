@@ -153,12 +153,12 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
         against its own family's permission when acted on)."""
         return job_actions.may_act_on_jobs(request.user)
 
-    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
-        # Records go through "delete old records" (kept young ones, audited), not Django's
-        # unconditional delete.
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Records go through "Delete the records of the selected old jobs": the family's act
+        # permission, young jobs kept, the Job row and log removed with the result, audited.
+        # Django's delete (the page's button, its URL, "delete selected") would remove the
+        # TaskResult alone, on delete_taskresult, of a job that may still be queued.
+        return False
 
     def job_actions_context(
         self, request: HttpRequest, result: TaskResult | None
@@ -202,8 +202,9 @@ admin.site.unregister(GroupResult)
 
 @admin.register(GroupResult)
 class ReadOnlyGroupResultAdmin(ReadOnlyAdminMixin, GroupResultAdmin):
-    """Written by Celery; deleting needs delete_groupresult, as for jobs."""
+    """Written by Celery; deleting needs delete_groupresult (a group has no Job rows)."""
 
 
-# These register the operations records and django-celery-beat's admins, guarded.
-from workers import operations_admin, schedules_admin  # noqa: E402, F401
+# These register the operations records, and django-celery-beat's and Django's user admins,
+# guarded.
+from workers import operations_admin, schedules_admin, users_admin  # noqa: E402, F401

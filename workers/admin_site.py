@@ -18,7 +18,7 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django_celery_results.models import TaskResult
 
-from workers import display
+from workers import display, families
 from workers.families import housekeeping_task_names
 from workers.recurring import recurring_tasks
 
@@ -166,11 +166,25 @@ class OpsqueueAdminSite(admin.AdminSite):
             "jobs_url": reverse("admin:django_celery_results_taskresult_changelist"),
             "places": self.places(request),
             "starts": self.starts(request),
-            "recurring": recurring_tasks() if request.user.has_perm(VIEW_SCHEDULES) else None,
-            "can_run_recurring": request.user.has_perm("workers.run_recurring_now"),
+            **self.recurring(request),
         }
         response: TemplateResponse = super().index(request, context)
         return response
+
+    def recurring(self, request: HttpRequest) -> dict[str, Any]:
+        """The schedules (None: the user may not see them) and the ids of those whose
+        "Run now" this user may press: the permission to run schedules, and the operate
+        permission of the family each one starts."""
+        user = request.user
+        if not user.has_perm(VIEW_SCHEDULES):
+            return {"recurring": None, "runnable": set()}
+        rows = recurring_tasks()
+        runnable = (
+            {r.pk for r in rows if families.job_startable(user, r.task)}
+            if user.has_perm("workers.run_recurring_now")
+            else set()
+        )
+        return {"recurring": rows, "runnable": runnable}
 
     def recent_jobs(self, request: HttpRequest) -> list[RecentJob] | None:
         """The latest jobs this user may see, beat's bookkeeping left out, through the jobs

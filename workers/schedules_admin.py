@@ -2,15 +2,22 @@
 
 The library's PeriodicTask admin offers run, enable, disable and toggle to anyone who may
 see the list (its actions name no permission), and "run" sends the task straight to the
-broker: no Job row, no requester, no LogEntry. Here the three switches need
-`change_periodictask`; run needs it too, plus the operate permission of the family of every
-task it starts (workers/families.py), and goes through `job_enqueue` like any other job.
-Saving a schedule for a task also needs that task's operate permission: a schedule is a
-way of starting it.
+broker: no Job row, no requester, no LogEntry. A schedule is a way of starting its task, so
+here whatever changes when a task runs needs the operate permission of the task's family
+(workers/families.py) besides the model permission Django asks for:
+
+- run, enable, disable and toggle need `change_periodictask` and may start every selected
+  task; run goes through `job_enqueue` like any other job, the switches are audited;
+- editing or deleting a periodic task, or saving one for a task, needs that task's;
+- editing or deleting a crontab, interval, solar or clocked schedule re-times or (by
+  cascade) removes every periodic task that uses it, so it needs each of theirs.
+
+Where it is missing the page is read-only, as for a user with view permission only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from django import forms
@@ -19,12 +26,43 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
-from django_celery_beat.admin import PeriodicTaskAdmin
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.admin import (
+    ClockedScheduleAdmin,
+    CrontabScheduleAdmin,
+    IntervalScheduleAdmin,
+    PeriodicTaskAdmin,
+    SolarScheduleAdmin,
+)
+from django_celery_beat.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
 
 from workers import families
 from workers.enqueue import BrokerUnavailable, Requester
 from workers.services import ScheduleRunRefused, periodic_tasks_run_now
+
+
+def not_startable(user: Any, schedules: Iterable[PeriodicTask]) -> list[str]:
+    """The names of the periodic tasks among `schedules` whose jobs `user` may not start."""
+    return [s.name for s in schedules if not families.job_startable(user, s.task)]
+
+
+def refused_deletions(
+    user: Any, schedules: Iterable[PeriodicTask], deleted: tuple[Any, Any, Any, Any]
+) -> tuple[Any, Any, Any, Any]:
+    """`get_deleted_objects`' answer, with the periodic tasks `user` may not start among
+    what would go: Django then refuses the deletion and names them, on the delete page and
+    for "delete selected" alike."""
+    objects, counts, perms_needed, protected = deleted
+    refused = not_startable(user, schedules)
+    if refused:
+        perms_needed = {*perms_needed, *(f"periodic task “{name}”" for name in refused)}
+    return objects, counts, perms_needed, protected
+
 
 admin.site.unregister(PeriodicTask)
 
@@ -32,6 +70,19 @@ admin.site.unregister(PeriodicTask)
 @admin.register(PeriodicTask)
 class GuardedPeriodicTaskAdmin(PeriodicTaskAdmin):
     actions = ("enable_tasks", "disable_tasks", "toggle_tasks", "run_tasks")
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and (
+            obj is None or not not_startable(request.user, [obj])
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and (
+            obj is None or not not_startable(request.user, [obj])
+        )
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        return refused_deletions(request.user, objs, super().get_deleted_objects(objs, request))
 
     def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         form: Any = super().get_form(request, obj, **kwargs)
@@ -51,29 +102,54 @@ class GuardedPeriodicTaskAdmin(PeriodicTaskAdmin):
 
         return StartableTaskForm
 
-    # The library's switches, each now behind the change permission.
+    # The library's switches, each behind the change permission and the operate permission
+    # of every selected task, and written to the admin history.
     @admin.action(description="Enable selected tasks", permissions=["change"])
     def enable_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
-        super().enable_tasks(request, queryset)
+        self.switch(request, queryset, super().enable_tasks)
 
     @admin.action(description="Disable selected tasks", permissions=["change"])
     def disable_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
-        super().disable_tasks(request, queryset)
+        self.switch(request, queryset, super().disable_tasks)
 
     @admin.action(description="Toggle activity of selected tasks", permissions=["change"])
     def toggle_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
-        super().toggle_tasks(request, queryset)
+        self.switch(request, queryset, super().toggle_tasks)
+
+    def switch(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[PeriodicTask],
+        flip: Callable[[HttpRequest, QuerySet[PeriodicTask]], None],
+    ) -> None:
+        """Enable, disable or toggle (the library's `flip`) all the selected schedules, or
+        none of them."""
+        schedules = list(queryset)
+        if self.refused(request, schedules, "Nothing was changed"):
+            return
+        flip(request, queryset)
+        for schedule in PeriodicTask.objects.filter(pk__in=[s.pk for s in schedules]):
+            self.log_change(
+                request,
+                schedule,
+                f"{'Enabled' if schedule.enabled else 'Disabled'} from the schedules list.",
+            )
+
+    def refused(self, request: HttpRequest, schedules: list[PeriodicTask], outcome: str) -> bool:
+        """Say so, and True, if the user may not start the jobs of some of `schedules`."""
+        refused = not_startable(request.user, schedules)
+        if refused:
+            self.message_user(
+                request,
+                f"{outcome}: you may not start the jobs of " + ", ".join(refused) + ".",
+                level=messages.ERROR,
+            )
+        return bool(refused)
 
     @admin.action(description="Run selected tasks now (as jobs)", permissions=["change"])
     def run_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
         schedules = list(queryset)
-        refused = [s.name for s in schedules if not families.job_startable(request.user, s.task)]
-        if refused:
-            self.message_user(
-                request,
-                "Nothing was run: you may not start the jobs of " + ", ".join(refused) + ".",
-                level=messages.ERROR,
-            )
+        if self.refused(request, schedules, "Nothing was run"):
             return
         try:
             task_ids = periodic_tasks_run_now(
@@ -88,3 +164,44 @@ class GuardedPeriodicTaskAdmin(PeriodicTaskAdmin):
             ((reverse("workers:job-detail", args=[task_id]), task_id) for task_id in task_ids),
         )
         self.message_user(request, format_html("Queued {} job(s): {}.", len(task_ids), links))
+
+
+class GuardedScheduleAdminMixin:
+    """A crontab, interval, solar or clocked schedule is shared by the periodic tasks that
+    use it: changing it re-times each of them, deleting it deletes them (CASCADE). Both need
+    the operate permission of every one of those tasks; a new schedule starts nothing."""
+
+    # PeriodicTask's foreign key to this kind of schedule.
+    periodic_task_field: str
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and (  # type: ignore[misc]
+            obj is None or not not_startable(request.user, obj.periodictask_set.all())
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and (  # type: ignore[misc]
+            obj is None or not not_startable(request.user, obj.periodictask_set.all())
+        )
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        using = PeriodicTask.objects.filter(**{f"{self.periodic_task_field}__in": objs})
+        deleted = super().get_deleted_objects(objs, request)  # type: ignore[misc]
+        return refused_deletions(request.user, using, deleted)
+
+
+for _model, _library_admin, _field in (
+    (CrontabSchedule, CrontabScheduleAdmin, "crontab"),
+    (IntervalSchedule, IntervalScheduleAdmin, "interval"),
+    (SolarSchedule, SolarScheduleAdmin, "solar"),
+    (ClockedSchedule, ClockedScheduleAdmin, "clocked"),
+):
+    admin.site.unregister(_model)
+    admin.site.register(
+        _model,
+        type(
+            f"Guarded{_library_admin.__name__}",
+            (GuardedScheduleAdminMixin, _library_admin),
+            {"periodic_task_field": _field},
+        ),
+    )

@@ -7,9 +7,12 @@ views are found from the registry and the URL conf."""
 
 from __future__ import annotations
 
+from urllib.parse import urljoin, urlsplit
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client
+from django.urls import reverse
 
 from tests.support.access import (
     ROLES,
@@ -19,6 +22,7 @@ from tests.support.access import (
     role_user,
     seed_jobs,
 )
+from tests.support.html_checks import page_offers
 from tests.support.records import seed_records
 from workers.models import Job
 
@@ -78,3 +82,40 @@ def test_every_post_without_a_csrf_token_is_refused_even_for_a_superuser() -> No
         before = after
     assert not problems, "\n".join(problems)
     assert Job.objects.count() == jobs_before
+
+
+@pytest.mark.parametrize("role", ["staff-without-permissions", "staff-view-only"])
+def test_a_role_that_may_only_look_is_offered_no_button_and_no_link_that_refuses_it(
+    role: str,
+) -> None:
+    """What is refused is not offered: every page the role may open, walked for the buttons
+    it shows (none may post but logging out, and changing one's own password) and the links
+    it shows (none may answer 403)."""
+    seed_records()
+    task_ids = seed_jobs()
+    client = Client()
+    client.force_login(role_user(role))
+    pages = [p.url for p in probes(task_ids) if p.method == "GET"]
+    offered_links: dict[str, str] = {}  # path -> the page that links to it
+    problems = []
+    for page in pages:
+        response = client.get(page)
+        if response.status_code != 200 or "html" not in response.get("Content-Type", ""):
+            continue
+        links, forms = page_offers(response.content.decode())
+        if page != reverse("admin:password_change"):
+            problems += [
+                f"{page} offers a button posting to {form!r}"
+                for form in forms
+                if not form.endswith("/logout/")
+            ]
+        for href in links:
+            url = urljoin(page, href)
+            path = urlsplit(url).path
+            if url.startswith("/") and not path.startswith(("/static/", "/media/")):
+                offered_links.setdefault(url.split("#")[0], page)
+    for url, page in offered_links.items():
+        status = client.get(url).status_code
+        if status == 403:
+            problems.append(f"{page} links to {url}, which answers 403")
+    assert not problems, "\n".join(problems)

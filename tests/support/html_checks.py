@@ -69,3 +69,39 @@ def html_problems(html: str) -> list[str]:
     for _line, element, _is_post, _token in checker._forms:
         checker.problems.append(f"form never closed: {element}")
     return checker.problems
+
+
+class _Offers(HTMLParser):
+    """The links of a page, and its POST forms that can be submitted."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[str] = []
+        self.post_forms: list[str] = []
+        self._form: dict[str, str | None] | None = None
+        self._submits = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "a" and attributes.get("href"):
+            self.links.append(attributes["href"] or "")
+        elif tag == "form" and (attributes.get("method") or "").lower() == "post":
+            self._form, self._submits = attributes, False
+        elif self._form is not None and (
+            tag == "button" or (tag == "input" and attributes.get("type") == "submit")
+        ):
+            self._submits = True
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form" and self._form is not None:
+            if self._submits:
+                self.post_forms.append(self._form.get("action") or self._form.get("id") or "")
+            self._form = None
+
+
+def page_offers(html: str) -> tuple[list[str], list[str]]:
+    """The hrefs of a page's links, and the action (or id) of each POST form with a
+    button: what a person can follow and what they can press."""
+    parser = _Offers()
+    parser.feed(html)
+    return parser.links, parser.post_forms

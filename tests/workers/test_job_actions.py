@@ -154,3 +154,29 @@ def test_delete_old_records_removes_finished_jobs_past_the_minimum_age_only(
     assert TaskResult.objects.filter(task_id__in=[recent.task_id, running.task_id]).count() == 2
     entry = LogEntry.objects.get(object_id=str(old.pk))
     assert (entry.action_flag, entry.user.username) == (DELETION, "operator")
+
+
+def test_a_job_record_is_deleted_only_through_delete_old_records_never_django_s_delete() -> None:
+    from django.test import Client
+    from django.urls import reverse
+
+    pending = job_row(DIAGNOSTIC, "PENDING", created_ago=timedelta(days=8))
+    deleter = staff("deleter", "view_taskresult", "delete_taskresult", "view_diagnosticrun")
+    root = get_user_model().objects.create_superuser("root")
+    page = reverse("admin:django_celery_results_taskresult_change", args=[pending.pk])
+    delete = reverse("admin:django_celery_results_taskresult_delete", args=[pending.pk])
+    changelist = reverse("admin:django_celery_results_taskresult_changelist")
+
+    for user in (deleter, root):
+        client = Client()
+        client.force_login(user)
+        assert delete not in client.get(page).content.decode()  # no Delete button
+        assert client.post(delete, {"post": "yes"}).status_code == 403
+        listed = client.get(changelist).content.decode()
+        assert 'value="delete_selected"' not in listed
+        client.post(
+            changelist,
+            {"action": "delete_selected", "_selected_action": [pending.pk], "post": "yes"},
+        )
+    assert TaskResult.objects.filter(pk=pending.pk).exists()
+    assert Job.objects.filter(task_id=pending.task_id).exists()

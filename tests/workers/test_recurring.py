@@ -77,3 +77,35 @@ def test_run_now_also_needs_the_operate_permission_of_the_jobs_family(
     client.force_login(user)
     client.post(f"/ops/recurring/{schedule.pk}/run/")
     assert Job.objects.get().task_name == schedule.task
+
+
+def test_run_now_is_offered_only_on_schedules_whose_family_the_user_may_start(
+    sqs_queues: AwsEndpoint,
+) -> None:
+    register("demo-postgres")
+    every = IntervalSchedule.objects.create(every=5, period="minutes")
+    diagnostic = PeriodicTask.objects.create(
+        name="diagnostics", task="workers.tasks.diagnostic_run_execute", interval=every
+    )
+    nightly = PeriodicTask.objects.get(name="rds: nightly stop of demo-postgres")
+    user = get_user_model().objects.create_user("runner", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=[
+                "view_periodictask",
+                "view_taskresult",
+                "run_recurring_now",
+                "run_diagnostic",
+            ]
+        )
+    )
+    client = Client()
+    client.force_login(user)
+
+    home = client.get("/admin/").content.decode()
+    assert f'id="run-now-{diagnostic.pk}"' in home
+    assert f'id="run-now-{nightly.pk}"' not in home  # refused if pressed: not shown
+
+    user.user_permissions.add(Permission.objects.get(codename="operate_manageddatabase"))
+    client.force_login(get_user_model().objects.get(pk=user.pk))
+    assert f'id="run-now-{nightly.pk}"' in client.get("/admin/").content.decode()

@@ -1,6 +1,7 @@
-"""django-celery-beat's schedules in the admin: looking needs the view permission, every
-switch the change permission, and "Run" also the operate permission of the job's family;
-a run is a job like any other (PENDING record, requester, LogEntry)."""
+"""django-celery-beat's schedules in the admin: looking needs the view permission; every
+switch, edit or deletion the model permission and the operate permission of the family of
+each task whose runs it changes (a shared crontab's included); a run is a job like any other
+(PENDING record, requester, LogEntry), a switch is written to the admin history."""
 
 from __future__ import annotations
 
@@ -91,16 +92,99 @@ def test_run_queues_a_job_with_its_requester_and_an_audit_entry(sqs_queues: AwsE
     assert reverse("workers:job-detail", args=[job.task_id]) in response.content.decode()
 
 
-def test_switches_need_the_change_permission_and_work_with_it() -> None:
+@pytest.mark.parametrize("action", ["enable_tasks", "disable_tasks", "toggle_tasks"])
+def test_a_switch_needs_the_operate_permission_of_every_selected_schedule(action: str) -> None:
     schedule = nightly_stop()
+    schedule.enabled = action == "disable_tasks"
+    schedule.save()
     _, editor = staff(
         "editor", "django_celery_beat.view_periodictask", "django_celery_beat.change_periodictask"
+    )
+
+    response = editor.post(
+        reverse(CHANGELIST), {"action": action, "_selected_action": [schedule.pk]}, follow=True
+    )
+
+    assert "Nothing was changed: you may not start the jobs of rds: nightly stop" in (
+        response.content.decode()
+    )
+    schedule.refresh_from_db()
+    assert schedule.enabled == (action == "disable_tasks")
+    assert not LogEntry.objects.exists()
+
+
+def test_a_switch_works_with_both_permissions_and_is_written_to_the_history() -> None:
+    schedule = nightly_stop()
+    user, editor = staff(
+        "editor",
+        "django_celery_beat.view_periodictask",
+        "django_celery_beat.change_periodictask",
+        "rds.operate_manageddatabase",
     )
 
     editor.post(reverse(CHANGELIST), {"action": "disable_tasks", "_selected_action": [schedule.pk]})
 
     schedule.refresh_from_db()
     assert not schedule.enabled
+    entry = LogEntry.objects.get(user=user)
+    assert entry.object_id == str(schedule.pk) and "Disabled" in entry.get_change_message()
+
+
+def test_a_schedule_of_a_family_the_user_may_not_start_is_read_only_and_kept() -> None:
+    schedule = nightly_stop()
+    _, editor = staff(
+        "editor",
+        "django_celery_beat.view_periodictask",
+        "django_celery_beat.change_periodictask",
+        "django_celery_beat.delete_periodictask",
+    )
+    page = reverse("admin:django_celery_beat_periodictask_change", args=[schedule.pk])
+
+    assert 'name="_save"' not in editor.get(page).content.decode()
+    assert editor.post(page, {"name": "renamed"}).status_code == 403
+    delete = reverse("admin:django_celery_beat_periodictask_delete", args=[schedule.pk])
+    assert editor.post(delete, {"post": "yes"}).status_code == 403
+    editor.post(
+        reverse(CHANGELIST),
+        {"action": "delete_selected", "_selected_action": [schedule.pk], "post": "yes"},
+    )
+    assert PeriodicTask.objects.filter(pk=schedule.pk, name=schedule.name).exists()
+
+
+def test_a_shared_crontab_changes_only_with_the_operate_permission_of_the_tasks_on_it() -> None:
+    schedule = nightly_stop()
+    crontab = schedule.crontab
+    assert crontab is not None
+    perms = [
+        "django_celery_beat.view_crontabschedule",
+        "django_celery_beat.change_crontabschedule",
+        "django_celery_beat.delete_crontabschedule",
+    ]
+    _, editor = staff("editor", *perms)
+    page = reverse("admin:django_celery_beat_crontabschedule_change", args=[crontab.pk])
+    every_minute = {
+        "minute": "*",
+        "hour": "*",
+        "day_of_month": "*",
+        "month_of_year": "*",
+        "day_of_week": "*",
+        "timezone": "UTC",
+    }
+
+    assert editor.post(page, every_minute).status_code == 403
+    delete = reverse("admin:django_celery_beat_crontabschedule_delete", args=[crontab.pk])
+    assert editor.post(delete, {"post": "yes"}).status_code == 403
+    editor.post(
+        reverse("admin:django_celery_beat_crontabschedule_changelist"),
+        {"action": "delete_selected", "_selected_action": [crontab.pk], "post": "yes"},
+    )
+    crontab.refresh_from_db()
+    assert crontab.minute != "*" and PeriodicTask.objects.filter(pk=schedule.pk).exists()
+
+    _, operator = staff("operator", *perms, "rds.operate_manageddatabase")
+    assert operator.post(page, every_minute).status_code == 302
+    crontab.refresh_from_db()
+    assert crontab.minute == "*"
 
 
 def test_a_schedule_can_only_name_a_task_its_editor_may_start() -> None:

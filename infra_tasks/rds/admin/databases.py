@@ -116,6 +116,20 @@ class ManagedDatabaseAdmin(admin.ModelAdmin):
     def has_operate_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("rds.operate_manageddatabase")
 
+    # A managed database is the schedules that stop and start a real one (and, enforced, the
+    # jobs that undo a divergence): registering, editing or removing it decides what those
+    # jobs do, so it needs the operate permission besides Django's model permission, as a
+    # schedule in the beat admin does (workers/schedules_admin.py). Without it the page is
+    # read-only.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and self.has_operate_permission(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and self.has_operate_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and self.has_operate_permission(request)
+
     def _request(
         self, request: HttpRequest, queryset: QuerySet[ManagedDatabase], action: str
     ) -> None:

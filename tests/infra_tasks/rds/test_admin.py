@@ -39,7 +39,9 @@ def staff(*perms: str, username: str = "") -> Client:
 
 
 def test_registering_in_the_admin_creates_its_schedule_in_beat() -> None:
-    client = staff("rds.add_manageddatabase", "rds.view_manageddatabase")
+    client = staff(
+        "rds.add_manageddatabase", "rds.view_manageddatabase", "rds.operate_manageddatabase"
+    )
 
     response = client.post(
         reverse("admin:rds_manageddatabase_add"),
@@ -66,7 +68,7 @@ def test_registering_in_the_admin_creates_its_schedule_in_beat() -> None:
 
 
 def test_an_invalid_schedule_is_refused_in_the_form() -> None:
-    client = staff("rds.add_manageddatabase")
+    client = staff("rds.add_manageddatabase", "rds.operate_manageddatabase")
 
     response = client.post(
         reverse("admin:rds_manageddatabase_add"),
@@ -97,6 +99,43 @@ def test_change_form_shows_the_schedule_as_beat_has_it() -> None:
     assert page.status_code == 200
     assert page.context["adminform"].form.initial["stop_at"].hour == 22
     assert page.context["adminform"].form.initial["time_zone"] == "Europe/Warsaw"
+
+
+def test_a_schedule_changes_only_with_the_operate_permission_too() -> None:
+    database = register("timed")
+    page = reverse("admin:rds_manageddatabase_change", args=[database.pk])
+    every_morning = {
+        "name": "timed",
+        "kind": "instance",
+        "identifier": database.identifier,
+        "region": database.region,
+        "time_zone": "UTC",
+        "stop_at": "09:05",
+        "stop_days": "*",
+        "start_at": "",
+        "start_days": "*",
+    }
+    editor = staff("rds.view_manageddatabase", "rds.change_manageddatabase", username="editor")
+
+    assert 'name="_save"' not in editor.get(page).content.decode()
+    assert editor.post(page, every_morning).status_code == 403
+    assert editor.post(page.replace("change", "delete"), {"post": "yes"}).status_code == 403
+    database.refresh_from_db()
+    assert database.start_task is not None
+    assert database.stop_task is not None and database.stop_task.crontab is not None
+    assert database.stop_task.crontab.hour == "22"
+
+    operator = staff(
+        "rds.view_manageddatabase",
+        "rds.change_manageddatabase",
+        "rds.operate_manageddatabase",
+        username="operator",
+    )
+    assert operator.post(page, every_morning).status_code == 302
+    database.refresh_from_db()
+    assert database.start_task is None
+    assert database.stop_task is not None and database.stop_task.crontab is not None
+    assert (database.stop_task.crontab.hour, database.stop_task.crontab.minute) == ("9", "5")
 
 
 def _until_tomorrow() -> str:
@@ -223,11 +262,21 @@ def test_non_staff_cannot_reach_the_admin() -> None:
 
 def test_history_links_open_the_database_actions_and_divergences() -> None:
     database = register("linked")
-    client = staff("rds.view_manageddatabase", "rds.view_databaseaction", "rds.view_divergence")
+    client = staff(
+        "rds.view_manageddatabase",
+        "rds.view_databaseaction",
+        "rds.view_divergence",
+        "dashboard.view_dashboard",
+    )
     page = client.get(reverse("admin:rds_manageddatabase_change", args=[database.pk]))
     assert f"?database__id__exact={database.pk}" in page.content.decode()
     changelist = client.get(reverse(CHANGELIST))
     assert reverse("dashboard:infrastructure") in changelist.content.decode()
+    # Not offered to whom the dashboard would refuse.
+    without = staff("rds.view_manageddatabase", username="no-dashboard")
+    assert (
+        reverse("dashboard:infrastructure") not in without.get(reverse(CHANGELIST)).content.decode()
+    )
 
     for name in ("admin:rds_databaseaction_changelist", "admin:rds_divergence_changelist"):
         response = client.get(reverse(name), {"database__id__exact": database.pk})
@@ -258,7 +307,7 @@ def test_broker_down_reports_an_error_and_changes_nothing(
 
 
 def test_a_malformed_identifier_or_region_is_refused_in_the_form() -> None:
-    client = staff("rds.add_manageddatabase")
+    client = staff("rds.add_manageddatabase", "rds.operate_manageddatabase")
 
     response = client.post(
         reverse("admin:rds_manageddatabase_add"),

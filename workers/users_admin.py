@@ -1,0 +1,42 @@
+"""Django's user admin under the project's one rule: what a person may not do is not
+offered. Django's user page shows everyone who may open it a "Reset password" button,
+whose page then refuses those without `change_user`; here they see the password's summary
+without the button."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
+from django.contrib.auth.forms import ReadOnlyPasswordHashWidget
+from django.http import HttpRequest
+
+User = get_user_model()
+
+
+class PasswordSummaryWidget(ReadOnlyPasswordHashWidget):
+    """The password's algorithm and salt summary, without the button to its page."""
+
+    template_name = "admin/auth/user/password_summary.html"
+
+
+admin.site.unregister(User)
+
+
+@admin.register(User)
+class GuardedUserAdmin(UserAdmin):
+    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+        form: Any = super().get_form(request, obj, **kwargs)
+        if obj is None or self.has_change_permission(request, obj):
+            return form
+
+        class LookOnlyUserForm(form):
+            def __init__(self, *args: Any, **kwargs: Any) -> None:
+                super().__init__(*args, **kwargs)
+                # The instance's own copy of the field: the class's is shared with Django's.
+                if "password" in self.fields:
+                    self.fields["password"].widget = PasswordSummaryWidget()
+
+        return LookOnlyUserForm

@@ -6,7 +6,9 @@ the consumer): redelivering garbage five times only delays the same verdict.
 
 On the operations page staff see each dead-letter queue's messages with the job they belong
 to; those with "Can redrive or discard dead letters" send one back to its queue or delete it,
-and each such action is recorded (`DeadLetterAction`: who, when, what).
+and each such action is recorded (`DeadLetterAction`: who, when, what). Sending a job back
+starts it again, so it also needs the operate permission of the job's family, as starting it
+does (workers/families.py); a message that is no job is never sent back.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 
+from workers import families
 from workers.broker import dead_letter_queue_name, sqs_queue_name
 from workers.errors import ApplicationError
 from workers.models import DeadLetterAction, Job
@@ -40,6 +43,19 @@ CLIENT_CONFIG = Config(
 
 class DeadLetterGone(ApplicationError):
     """The message is no longer in the dead-letter queue (acted on, or expired)."""
+
+
+class DeadLetterRefused(ApplicationError):
+    """This user may not send this message back (it is no job, or not one they may start)."""
+
+
+def redrive_refusal(task_name: str | None, user: AbstractBaseUser | AnonymousUser) -> str | None:
+    """Why `user` may not send back a dead letter of `task_name`; None if they may."""
+    if not task_name:
+        return "it is no job: sent back, it would only come back here"
+    if not families.job_startable(user, task_name):
+        return f"you may not start {task_name} jobs"
+    return None
 
 
 @dataclass(frozen=True)
@@ -194,6 +210,13 @@ def dead_letter_redrive(
     client = sqs_client()
     dlq_url = _url(client, dead_letter_queue_name(queue))
     message = _take(client, dlq_url, message_id)
+    refusal = redrive_refusal(job_identity(message["Body"])[1], user)
+    if refusal:
+        # Back where it was, for someone who may.
+        client.change_message_visibility(
+            QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+        raise DeadLetterRefused(f"Not sent back: {refusal}.")
     client.send_message(QueueUrl=_url(client, sqs_queue_name(queue)), MessageBody=message["Body"])
     client.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
     return _record(DeadLetterAction.Kind.REDRIVE, queue, message, user)

@@ -11,7 +11,13 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from workers.dead_letters import DeadLetterGone, dead_letter_discard, dead_letter_redrive
+from workers.dead_letters import (
+    DeadLetterGone,
+    DeadLetterRefused,
+    dead_letter_discard,
+    dead_letter_redrive,
+    redrive_refusal,
+)
 from workers.operations import dead_letter_sections, metrics_get, operations_get
 from workers.permissions import staff_permission_required
 from workers.queue_pauses import QueuePauseRefused, queue_pause, queue_resume
@@ -22,6 +28,8 @@ from workers.queues import QUEUES
 @staff_permission_required("workers.view_operations")
 def operations_page(request: HttpRequest) -> HttpResponse:
     ops = operations_get()
+    dead_letters = dead_letter_sections(ops.queues)
+    may_manage = request.user.has_perm("workers.manage_dead_letters")
     return render(
         request,
         "admin/workers/operations.html",
@@ -29,8 +37,15 @@ def operations_page(request: HttpRequest) -> HttpResponse:
             **admin.site.each_context(request),
             "title": "Operations",
             "ops": ops,
-            "dead_letters": dead_letter_sections(ops.queues),
-            "can_manage_dead_letters": request.user.has_perm("workers.manage_dead_letters"),
+            "dead_letters": dead_letters,
+            "can_manage_dead_letters": may_manage,
+            # Redrive is offered only where it would be done.
+            "redrivable": {
+                letter.message_id
+                for section in dead_letters
+                for letter in section.letters
+                if may_manage and redrive_refusal(letter.task_name, request.user) is None
+            },
             "heartbeat_seconds": settings.WORKER_HEARTBEAT_SECONDS,
             "flower_url": settings.FLOWER_URL,
             "may_pause": request.user.has_perm("workers.pause_queue"),
@@ -49,6 +64,8 @@ def dead_letter_act(request: HttpRequest, queue: str, message_id: str, action: s
         record = act(queue=queue, message_id=message_id, user=request.user)
     except DeadLetterGone as exc:
         messages.warning(request, str(exc))
+    except DeadLetterRefused as exc:
+        messages.error(request, str(exc))
     except (BotoCoreError, ClientError) as exc:
         messages.error(request, f"SQS refused: {exc}")
     else:

@@ -198,3 +198,38 @@ def test_staff_who_may_only_view_operations_see_dead_letters_but_cannot_act_on_t
     assert client.post(url).status_code == 403
     assert _count(aws.client("sqs"), dlq) == 2
     assert not DeadLetterAction.objects.exists()
+
+
+def test_redrive_needs_the_operate_permission_of_the_job_s_family_and_is_not_offered_without(
+    aws: AwsEndpoint, sqs_queues: AwsEndpoint, client: Client
+) -> None:
+    from workers.models import DeadLetterAction
+
+    run, dlq = _dead_letter_a_job_and_garbage(aws)
+    manager = get_user_model().objects.create_user("manager", is_staff=True)
+    manager.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_operations", "manage_dead_letters"])
+    )
+    client.force_login(manager)
+
+    html = client.get("/ops/operations/").content.decode()
+    row = re.search(
+        rf'<tr data-message-id="([^"]+)" data-task-id="{run.task_id}">.*?</tr>', html, re.S
+    )
+    assert row is not None and "Discard" in row.group(0)
+    assert "Redrive" not in html  # neither the diagnostic job nor the garbage
+    url = f"/ops/operations/dead-letters/default/{row.group(1)}/redrive/"
+    refused = client.post(url, follow=True).content.decode()
+    assert "Not sent back: you may not start workers.tasks.diagnostic_run_execute jobs" in refused
+    assert _count(aws.client("sqs"), dlq) == 2
+    assert not DeadLetterAction.objects.exists()
+
+    manager.user_permissions.add(Permission.objects.get(codename="run_diagnostic"))
+    client.force_login(get_user_model().objects.get(pk=manager.pk))
+    assert html.count("Redrive") < client.get("/ops/operations/").content.decode().count("Redrive")
+    wait_until(lambda: _count(aws.client("sqs"), dlq) == 2, message="the refused letter back")
+    sent = client.post(url, follow=True).content.decode()
+    assert "sent back to the default queue" in sent
+    assert list(DeadLetterAction.objects.values_list("kind", "task_id")) == [
+        ("redrive", run.task_id)
+    ]

@@ -27,7 +27,9 @@ admin.site.unregister(User)
 
 @admin.register(User)
 class GuardedUserAdmin(UserAdmin):
-    def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
+    def get_form(  # type: ignore[override]  # as django-stubs' UserAdmin.get_form
+        self, request: HttpRequest, obj: Any = None, **kwargs: Any
+    ) -> Any:
         form: Any = super().get_form(request, obj, **kwargs)
         if obj is None or self.has_change_permission(request, obj):
             return form

@@ -93,8 +93,10 @@ def test_a_role_that_may_only_look_is_offered_no_button_and_no_link_that_refuses
     it shows (none may answer 403)."""
     seed_records()
     task_ids = seed_jobs()
+    user = role_user(role)
+    assert user is not None
     client = Client()
-    client.force_login(role_user(role))
+    client.force_login(user)
     pages = [p.url for p in probes(task_ids) if p.method == "GET"]
     offered_links: dict[str, str] = {}  # path -> the page that links to it
     problems = []

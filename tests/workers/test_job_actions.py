@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.admin.models import CHANGE, DELETION, LogEntry
@@ -161,7 +162,7 @@ def test_a_job_record_is_deleted_only_through_delete_old_records_never_django_s_
     from django.urls import reverse
 
     pending = job_row(DIAGNOSTIC, "PENDING", created_ago=timedelta(days=8))
-    deleter = staff("deleter", "view_taskresult", "delete_taskresult", "view_diagnosticrun")
+    deleter: Any = staff("deleter", "view_taskresult", "delete_taskresult", "view_diagnosticrun")
     root = get_user_model().objects.create_superuser("root")
     page = reverse("admin:django_celery_results_taskresult_change", args=[pending.pk])
     delete = reverse("admin:django_celery_results_taskresult_delete", args=[pending.pk])

@@ -4,13 +4,14 @@ from django.contrib import admin
 from django.urls import include, path
 
 from media_pipeline.storage import serve_media
-from workers.views import healthz
+from workers.views import favicon, healthz
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("ops/infrastructure/", include("infra_tasks.dashboard.urls")),
     path("ops/", include("workers.urls")),
     path("healthz/", healthz, name="healthz"),
+    path("favicon.ico", favicon, name="favicon"),
     path("api/", include("courses.urls")),
 ]
 # Development only (empty unless DEBUG): local media, e.g. cover variants in the admin.

@@ -181,6 +181,7 @@ def main(argv: Sequence[str] = ()) -> int:
     stack = Stack(env=env)
 
     stopping = False
+    settling: subprocess.Popen[bytes] | None = None
 
     def request_stop(signum: int, frame: object) -> None:
         nonlocal stopping
@@ -238,16 +239,26 @@ def main(argv: Sequence[str] = ()) -> int:
         else:
             flower = "not started: no monitoring channel (Redis), so it would see no workers"
         wait_for_http(f"http://127.0.0.1:{ports['web']}/healthz/")
-        print(
-            "\n"
-            "  opsqueue is running (Ctrl-C stops everything)\n"
+        banner = (
             f"  admin        http://127.0.0.1:{ports['web']}/admin/\n"
             f"  flower       {flower}\n"
             f"  AWS endpoint {env['AWS_ENDPOINT_URL']}\n"
-            f"  login        {DEMO_USERNAME} / {password}\n",
-            flush=True,
+            f"  login        {DEMO_USERNAME} / {password}\n"
         )
+        print(f"\n  opsqueue is running (Ctrl-C stops everything)\n{banner}", flush=True)
+        # The workers' start-up and the demo's first jobs (three of them fail on purpose, with
+        # their tracebacks) push that off the screen: once they are done, say it again, last.
+        settling = subprocess.Popen([*manage, "devstack_settled"], cwd=BASE_DIR, env=env)
         while not stopping:
+            if settling is not None and settling.poll() is not None:
+                state = (
+                    "the demo's first jobs have run (the DiagnosticFailure tracebacks above "
+                    "are its failing ones, on purpose)"
+                    if settling.returncode == 0
+                    else "the demo's first jobs are still running"
+                )
+                print(f"\n  opsqueue is ready: {state}\n{banner}", flush=True)
+                settling = None
             for name, code in stack.restart_exited():
                 print(f"[devstack] {name} exited with {code}; starting a fresh one", flush=True)
             exited = stack.first_exited()
@@ -258,6 +269,8 @@ def main(argv: Sequence[str] = ()) -> int:
         return 0
     finally:
         print("[devstack] stopping…", flush=True)
+        if settling is not None:
+            settling.kill()
         stack.stop()
 
 

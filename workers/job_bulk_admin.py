@@ -54,8 +54,11 @@ def run_bulk_action(
         except BrokerUnavailable as exc:
             model_admin.message_user(request, str(exc), messages.ERROR)
             return None
+        done = len(outcome.done)
         model_admin.message_user(
-            request, f"{verb.capitalize()}: {len(outcome.done)} jobs.", messages.SUCCESS
+            request,
+            f"{verb.capitalize()}: {done} {'job' if done == 1 else 'jobs'}.",
+            messages.SUCCESS,
         )
         for reason, count in outcome.refused.items():
             model_admin.message_user(request, f"{count} left alone: {reason}", messages.WARNING)
@@ -68,7 +71,7 @@ def run_bulk_action(
     to_do = capped_count(chosen)
     context = {
         **model_admin.admin_site.each_context(request),
-        "title": f"{verb.capitalize()} jobs?",
+        "title": f"{command.capitalize()} the selected jobs?",
         "opts": model_admin.model._meta,
         "action": action,
         "verb": verb,

@@ -154,6 +154,23 @@ class JobSummary:
     discarded: str = ""  # who discarded it and when, if someone did
 
 
+# Retries of retries: a bound, not a limit anyone meets.
+RETRY_CHAIN_LIMIT = 20
+
+
+def job_subject(*, task_name: str | None, task_id: str, job: Job | None) -> JobSubject | None:
+    """The record a job works on. A record names the job first queued for it, so a retry
+    (a new job, same arguments) finds it through the job it runs again."""
+    subject = job_subject_get(task_name=task_name, task_id=task_id)
+    for _ in range(RETRY_CHAIN_LIMIT):
+        if subject is not None or job is None or job.retry_of_id is None:
+            break
+        job = job.retry_of
+        if job is not None:
+            subject = job_subject_get(task_name=job.task_name, task_id=job.task_id)
+    return subject
+
+
 def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary | None:
     """The job's state as one consistent reading (None if there is no such job)."""
     result = task_result_get(task_id=task_id)
@@ -197,7 +214,7 @@ def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary 
         traceback=(result.traceback or "") if status == "FAILURE" else "",
         progress_done=job.progress_done if job else None,
         progress_total=job.progress_total if job else None,
-        subject=job_subject_get(task_name=result.task_name, task_id=task_id),
+        subject=job_subject(task_name=result.task_name, task_id=task_id, job=job),
         retry_of=job.retry_of.task_id if job and job.retry_of else None,
         retries=tuple(job.retries.order_by("created_at").values_list("task_id", flat=True))
         if job

@@ -8,11 +8,13 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBadRequest,
+    HttpResponsePermanentRedirect,
     JsonResponse,
     StreamingHttpResponse,
 )
 from django.shortcuts import redirect
 from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.urls import reverse
 from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
@@ -154,3 +156,9 @@ def healthz(request: HttpRequest) -> HttpResponse:
     except Exception as exc:  # any database failure means unhealthy
         return JsonResponse({"status": "unhealthy", "database": exc.__class__.__name__}, status=503)
     return JsonResponse({"status": "ok"})
+
+
+@require_GET
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask every site for /favicon.ico: without an answer each page logs a 404."""
+    return HttpResponsePermanentRedirect(static("workers/favicon.svg"))

@@ -142,6 +142,15 @@ def course_cover_variants_build(
     specs = tuple(specs)
     course = Course.objects.filter(pk=course_id).first()
     if course is None or course.cover_sha256 != source_hash:
+        # Said in the job's log: a retried job that finds nothing to do must not read as
+        # if it had made variants of the cover it was queued for.
+        with JobLogWriter(task_id) as log:
+            log.line(
+                f"course {course_id} is gone: nothing to do"
+                if course is None
+                else f"course {course_id}: its cover is no longer {source_hash[:12]} (replaced "
+                "since this job was queued): nothing to do; the new cover has its own job"
+            )
         return None
     have = {
         v.spec_name: v.file.name

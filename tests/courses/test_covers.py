@@ -193,7 +193,13 @@ def test_replacing_the_cover_removes_the_old_original_and_variants(
     assert {(v.width, v.height) for v in course.cover_variants.filter(width=200)} == {(200, 267)}
 
 
-def test_a_job_for_a_replaced_cover_returns_quietly_and_writes_nothing(
+def job_log_text(task_id: str) -> str:
+    from workers.selectors import job_log_iter_text
+
+    return "".join(job_log_iter_text(task_id=task_id))
+
+
+def test_a_job_for_a_replaced_cover_returns_quietly_says_why_and_writes_nothing(
     cover_jpeg: bytes, other_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any
 ) -> None:
     course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
@@ -207,9 +213,10 @@ def test_a_job_for_a_replaced_cover_returns_quietly_and_writes_nothing(
     assert stored_files(media_root) == {course.cover.name}
     course.refresh_from_db()
     assert course.cover_status == Course.CoverStatus.PENDING
+    assert "replaced since this job was queued" in job_log_text("stale")
 
 
-def test_a_job_for_a_deleted_course_returns_quietly(
+def test_a_job_for_a_deleted_course_returns_quietly_and_says_why(
     cover_jpeg: bytes, django_capture_on_commit_callbacks: Any
 ) -> None:
     course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
@@ -220,6 +227,7 @@ def test_a_job_for_a_deleted_course_returns_quietly(
         course_cover_variants_build(course_id=course_id, source_hash=source_hash, task_id="gone")
         is None
     )
+    assert f"course {course_id} is gone" in job_log_text("gone")
 
 
 def test_deleting_a_course_removes_its_files_but_not_those_another_course_shares(

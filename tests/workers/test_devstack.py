@@ -64,6 +64,16 @@ def test_dev_stack_starts_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> 
                 timeout=120,
                 message="the demo outline report (a Django task) to succeed",
             )
+            # Once the demo's first jobs are done the login is said again, below their output.
+            wait_until(
+                lambda: "opsqueue is ready: the demo's first jobs have run" in log_path.read_text(),
+                timeout=180,
+                message="the dev stack to say it is ready",
+            )
+            text = log_path.read_text()
+            last_login = text.rindex("login        demo / pw-devstack-test")
+            assert last_login > text.rindex("opsqueue is ready")
+            assert "DiagnosticFailure" in text[: text.rindex("opsqueue is ready")]
             children = _descendants(stack.pid)
             assert len(children) >= 6  # endpoint, web, two workers, beat, Flower (+ pools)
 

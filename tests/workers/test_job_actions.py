@@ -181,3 +181,21 @@ def test_a_job_record_is_deleted_only_through_delete_old_records_never_django_s_
         )
     assert TaskResult.objects.filter(pk=pending.pk).exists()
     assert Job.objects.filter(task_id=pending.task_id).exists()
+
+
+def test_a_retry_s_page_names_the_record_its_original_job_was_for(
+    operator: object, broker: None
+) -> None:
+    from workers.models import DiagnosticRun
+    from workers.selectors import job_summary_get
+
+    failed = job_row(DIAGNOSTIC, "FAILURE")
+    run = DiagnosticRun.objects.create(task_id=failed.task_id, state="failed")
+    failed.task_args = json.dumps([run.pk])
+    failed.save(update_fields=["task_args"])
+
+    retry = job_retry(task_id=failed.task_id, user=operator)
+    summary = job_summary_get(task_id=retry)
+
+    assert summary is not None and summary.subject is not None
+    assert summary.subject.label.startswith(f"Diagnostic run #{run.pk}")

@@ -304,3 +304,13 @@ def test_a_job_of_no_known_family_is_for_superusers_only() -> None:
     assert everything.get(reverse("workers:job-log", args=["odd-1"])).status_code == 403
     root = client_for(get_user_model().objects.create_superuser("root", password="pw-123456"))
     assert root.get(reverse("workers:job-log", args=["odd-1"])).status_code == 200
+
+
+def test_the_browser_s_favicon_request_finds_an_icon_not_a_404() -> None:
+    from django.contrib.staticfiles import finders
+
+    response = Client().get("/favicon.ico")
+
+    assert response.status_code == 301
+    assert response["Location"].endswith("workers/favicon.svg")
+    assert finders.find("workers/favicon.svg")

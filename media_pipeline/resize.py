@@ -53,6 +53,12 @@ DRAFT_HEADROOM = 2.0
 REDUCING_GAP = 3.0
 # Rows converted and reduced at a time from a compact full-size buffer (GIF, HEIC).
 STRIP_ROWS = 256
+# No side may be longer, whatever the pixel count: libvips reads a PNG in strips of rows, so
+# a 10,000,000 x 5 image (50 megapixels, 145 KB of PNG) would need gigabytes for a strip.
+MAX_SIDE = 32_768
+# WebP cannot store a side longer than this: a variant of a very tall or very wide source is
+# made smaller than its spec's width rather than not at all.
+WEBP_MAX_SIDE = 16_383
 # libavif's encoder effort (0 slowest .. 10 fastest): near its default quality per byte at a
 # fraction of the time for cover-sized images.
 AVIF_SPEED = 8
@@ -153,6 +159,10 @@ def render_variants(
                 f"{image.format} images are not supported; upload a {ACCEPTED_DESCRIPTION}."
             )
         width, height = image.size
+        if max(width, height) > MAX_SIDE:
+            raise ImageTooLarge(
+                f"The image is {width}x{height}; no side may be longer than {MAX_SIDE:,} pixels."
+            )
         if width * height > max_pixels:
             raise ImageTooLarge(
                 f"The image is {width}x{height} ({width * height / 1e6:.1f} megapixels); "
@@ -167,8 +177,10 @@ def render_variants(
             with slot(width * height):
                 base = decode_reduced(image, source, max(sizes.values()))
         except _DECODE_ERRORS as exc:
+            # The codec's own words (several lines of libpng, say) stay in the job's log,
+            # through the exception's cause; the uploader gets one sentence.
             raise CorruptImage(
-                f"The image data is truncated or corrupt and cannot be decoded ({exc})."
+                "The image data is truncated or corrupt and cannot be decoded."
             ) from exc
         icc_profile = image.info.get("icc_profile")
         # Inside the `with`: closing the source also releases its decoded pixels.
@@ -210,10 +222,10 @@ def _stored_size(width: int, height: int, target_width: int, orientation: int) -
     """The size to resize to, in the stored (not yet rotated) orientation.
 
     The spec's width is the width of the upright image, which for orientations 5-8 is the
-    stored height. Never upscales.
+    stored height. Never upscales, and no side is longer than every output format can store.
     """
     upright_width = height if orientation >= 5 else width
-    scale = min(1.0, target_width / upright_width)
+    scale = min(1.0, target_width / upright_width, WEBP_MAX_SIDE / max(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
@@ -351,8 +363,9 @@ def _to_srgb(image: Image.Image, icc_profile: bytes) -> Image.Image:
             outputMode=image.mode,
             renderingIntent=ImageCms.Intent.PERCEPTUAL,
         )
-    except ImageCms.PyCMSError:
-        # A broken or non-RGB profile: treat the pixels as sRGB, as a browser would.
+    except (ImageCms.PyCMSError, OSError):
+        # A broken or non-RGB profile (littleCMS refuses to open a damaged one with OSError):
+        # treat the pixels as sRGB, as a browser would.
         return image
     assert converted is not None
     return converted

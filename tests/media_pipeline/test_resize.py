@@ -149,6 +149,40 @@ def test_source_with_an_icc_profile_is_colour_converted_not_broken() -> None:
     assert close_to(decode(variant.data).getpixel((100, 50)), (0, 200, 0), tolerance=6)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+@pytest.mark.parametrize(
+    "profile", [b"\0" * 200, b"acsp" * 50, b""], ids=["zeros", "garbage", "empty"]
+)
+def test_a_damaged_colour_profile_is_ignored_as_a_browser_would(fmt: str, profile: bytes) -> None:
+    buffer = io.BytesIO()
+    Image.new("RGB", (400, 200), (0, 200, 0)).save(buffer, fmt, icc_profile=profile)
+    [variant] = render_variants(io.BytesIO(buffer.getvalue()), [JPEG_200], max_pixels=LIMIT)
+    assert close_to(decode(variant.data).getpixel((100, 50)), (0, 200, 0), tolerance=6)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("size", [(1080, 24_000), (24_000, 1080), (1, 20_000)])
+def test_a_very_long_source_gives_variants_no_format_refuses(size: tuple[int, int]) -> None:
+    """A long phone screenshot: scaled to the spec's width, a WebP variant would be taller
+    than WebP can store; it is made smaller instead of failing."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (30, 60, 90)).save(buffer, "PNG")
+    variants = render_variants(io.BytesIO(buffer.getvalue()), COVER_SPECS, max_pixels=LIMIT)
+    assert len(variants) == len(COVER_SPECS)
+    for variant in variants:
+        assert max(variant.width, variant.height) <= 16_383
+        assert decode(variant.data).size == (variant.width, variant.height)
+
+
+@pytest.mark.parametrize("size", [(10_000_000, 5), (5, 10_000_000), (32_769, 2)])
+def test_a_side_too_long_is_refused_from_the_header_whatever_the_pixel_count(
+    size: tuple[int, int],
+) -> None:
+    # 10,000,000 x 5 is 50 megapixels, within the limit, and 145 KB of PNG; reading it would
+    # take gigabytes (libvips reads a PNG in strips of full-width rows).
+    with pytest.raises(ImageTooLarge, match=r"no side may be longer than 32,768 pixels"):
+        render_variants(io.BytesIO(png_header_only(*size)), COVER_SPECS, max_pixels=LIMIT)
+
+
 def test_small_sources_are_never_upscaled() -> None:
     source = jpeg_bytes(photo(120, 90))
     variants = render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=LIMIT)

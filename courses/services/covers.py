@@ -167,6 +167,10 @@ def course_cover_variants_build(
         try:
             return _build(course, todo, specs=specs, log=log)
         except ImageRejected as exc:
+            log.line(f"refused: {exc}")
+            if exc.__cause__ is not None:
+                # The codec's own words, for whoever looks into it, on one line.
+                log.line(f"the decoder said: {' '.join(str(exc.__cause__).split())}")
             _record_failure(course_id, source_hash, str(exc))
             raise
         except Exception as exc:

@@ -279,6 +279,10 @@ def test_a_bad_source_fails_with_a_clear_message_and_the_course_and_original_int
         assert handle.read() == data
     assert stored_files(media_root) == {course.cover.name}
     assert not course.cover_variants.exists()
+    log = job_log_text(course.cover_task_id)
+    assert f"refused: {course.cover_error}" in log
+    if case == "truncated jpeg":
+        assert "the decoder said: " in log  # the codec's words, kept out of the message
 
 
 @override_settings(MEDIA_MAX_IMAGE_PIXELS=500_000)

@@ -10,10 +10,13 @@ class CoursesConfig(AppConfig):
     def ready(self) -> None:
         from courses.selectors import cover_job_subject
         from media_pipeline.jobs import COURSE_COVER_VARIANTS_BUILD
+        from workers.reconcile import job_lost_register
         from workers.retries import job_retry_declare
         from workers.subjects import job_subject_register
 
         task_names = (COURSE_COVER_VARIANTS_BUILD.name,)  # rows under its former name too
         job_subject_register(task_names, cover_job_subject)
+        # Its worker lost, or killed at its time limit: the course says so, not "pending".
+        job_lost_register(task_names, "courses.services.covers.course_cover_mark_lost")
         # Variants are content-addressed and rebuilt idempotently from the stored original.
         job_retry_declare(task_names, safe=True)

@@ -22,7 +22,7 @@ from datetime import timedelta
 from typing import Any
 
 from celery.contrib.django.task import DjangoTask
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, TimeLimitExceeded
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.models import Q
@@ -109,3 +109,22 @@ class ClaimedTask(DjangoTask):
                 except Exception:
                     # The lease then just runs out; a redelivery waits that long at most.
                     logger.exception("could not release the claim on job %s", request.id)
+
+    def on_failure(
+        self, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        if isinstance(exc, TimeLimitExceeded):
+            # Called in the worker's main process, which killed the one running the job at
+            # its hard time limit: the job's own code, which records how its domain row
+            # ended, never ran to its end. The job is FAILURE already (Celery records it).
+            from workers.reconcile import job_ended_unseen
+
+            try:
+                job_ended_unseen(
+                    task_name=self.name,
+                    task_id=task_id,
+                    reason=f"killed at its hard time limit ({exc.args[0] if exc.args else '?'} s)",
+                )
+            except Exception:
+                logger.exception("could not end the record of job %s [%s]", self.name, task_id)
+        super().on_failure(exc, task_id, args, kwargs, einfo)

@@ -7,6 +7,14 @@ window was not taken over (no worker free, or the message went to the dead-lette
 it ends FAILURE "worker lost", and so does its domain row. Should the message still come
 back, the worker that takes it marks it STARTED again.
 
+The worker may also live on while the process running the job died (a pool process killed
+by the kernel for memory, or by a person): nobody renews the job's claim (workers/claims.py)
+any more, and a redelivery that found the dead process's lease still running was dropped as
+a duplicate. A STARTED job whose claim ran out longer than that window ago is lost too.
+A job killed at its hard time limit is recorded FAILURE by its worker's main process, where
+the job's own code never runs: `job_ended_unseen` ends its domain row there (from the task
+class, workers/claims.py).
+
 Each app registers what ends its domain row (`job_lost_register`, from its AppConfig.ready);
 terraform runs have their own, finer check on their run heartbeat (issue 11), which the
 reconciler runs instead of deciding itself.
@@ -21,13 +29,14 @@ from datetime import datetime, timedelta
 from celery import states
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_celery_results.models import TaskResult
 
 from workers.bookkeeping import job_failure, job_finish
 from workers.job_registry import task_name_lookup
-from workers.models import WorkerHeartbeat
+from workers.models import Job, WorkerHeartbeat
 from workers.operations import HEARTBEAT_MISSES_ALLOWED
 
 logger = logging.getLogger(__name__)
@@ -55,13 +64,15 @@ def lost_window() -> timedelta:
 
 
 def jobs_mark_lost(*, now: datetime | None = None) -> list[str]:
-    """End every STARTED job whose worker is gone past the window; return their task ids."""
+    """End every STARTED job whose worker, or whose claim, is gone past the window; return
+    their task ids."""
     now = now or timezone.now()
     cutoff = now - lost_window()
     alive = WorkerHeartbeat.objects.filter(last_seen_at__gte=cutoff).values("hostname")
+    unclaimed = Job.objects.filter(claimed_until__lt=cutoff).values("task_id")
     candidates = (
         TaskResult.objects.filter(status=states.STARTED, date_started__lt=cutoff)
-        .exclude(worker__in=alive)
+        .filter(~Q(worker__in=alive) | Q(task_id__in=unclaimed))
         .values_list("task_id", flat=True)
     )
     lost = []
@@ -77,28 +88,45 @@ def _mark_lost(task_id: str, *, cutoff: datetime) -> bool:
         # Looked at again under the lock: another worker may have taken it over since.
         if result is None or result.status != states.STARTED:
             return False
-        if WorkerHeartbeat.objects.filter(
+        claim_ended = (
+            Job.objects.filter(task_id=task_id, claimed_until__lt=cutoff)
+            .values_list("claimed_until", flat=True)
+            .first()
+        )
+        if claim_ended is not None:
+            reason = (
+                f"{WORKER_LOST}: the process running it on {result.worker or 'its worker'} "
+                f"stopped renewing its claim at {claim_ended.isoformat()}"
+            )
+        elif WorkerHeartbeat.objects.filter(
             hostname=result.worker, last_seen_at__gte=cutoff
         ).exists():
             return False
-        last_seen = (
-            WorkerHeartbeat.objects.filter(hostname=result.worker)
-            .values_list("last_seen_at", flat=True)
-            .first()
-        )
-        reason = (
-            f"{WORKER_LOST}: {result.worker or 'its worker'} last seen "
-            f"{last_seen.isoformat() if last_seen else 'never'}"
-        )
+        else:
+            last_seen = (
+                WorkerHeartbeat.objects.filter(hostname=result.worker)
+                .values_list("last_seen_at", flat=True)
+                .first()
+            )
+            reason = (
+                f"{WORKER_LOST}: {result.worker or 'its worker'} last seen "
+                f"{last_seen.isoformat() if last_seen else 'never'}"
+            )
         job_finish(
             task_id=task_id,
             status=states.FAILURE,
             result=job_failure("WorkerLost", reason),
             traceback=reason,
         )
-        handler = task_name_lookup(_lost_handlers, result.task_name)
-        if handler is not None:
-            mark: LostHandler = import_string(handler) if isinstance(handler, str) else handler
-            mark(task_id=task_id, reason=reason)
+        job_ended_unseen(task_name=result.task_name, task_id=task_id, reason=reason)
     logger.warning("job %s [%s]: %s", result.task_name, task_id, reason)
     return True
+
+
+def job_ended_unseen(*, task_name: str | None, task_id: str, reason: str) -> None:
+    """End the domain row of a job that ended where its own code could not say so (its
+    worker lost, killed at its hard time limit), through its app's registered handler."""
+    handler = task_name_lookup(_lost_handlers, task_name)
+    if handler is not None:
+        mark: LostHandler = import_string(handler) if isinstance(handler, str) else handler
+        mark(task_id=task_id, reason=reason)

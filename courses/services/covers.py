@@ -184,6 +184,25 @@ def course_cover_variants_build(
             raise
 
 
+def course_cover_mark_lost(*, task_id: str, reason: str) -> None:
+    """A variants job that ended where it could not say so (its worker lost, killed at its
+    time limit): the course must not read "Variants being made" for good."""
+    with transaction.atomic():
+        course = (
+            Course.objects.select_for_update()
+            .filter(cover_task_id=task_id, cover_status=Course.CoverStatus.PENDING)
+            .first()
+        )
+        if course is None:
+            return  # done meanwhile, replaced, or another job's
+        course.cover_status = Course.CoverStatus.FAILED
+        course.cover_error = (
+            f"Making the variants did not finish: {reason}. See the job's log, then use "
+            "“Regenerate cover variants”, or upload another cover."
+        )
+        course.save(update_fields=["cover_status", "cover_error", "updated_at"])
+
+
 def _build(
     course: Course, todo: list[VariantSpec], *, specs: tuple[VariantSpec, ...], log: LogSink
 ) -> dict[str, Any] | None:

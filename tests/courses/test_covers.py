@@ -388,3 +388,27 @@ def test_a_large_avif_waits_for_the_machine_wide_whole_decode_slot(
     assert done.wait(60)
     course.refresh_from_db()
     assert course.cover_status == Course.CoverStatus.READY
+
+
+def test_a_variants_job_that_ended_unseen_leaves_the_course_failed_not_pending(
+    cover_jpeg: bytes, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Its worker lost, or killed at its hard time limit: the family's handler says so."""
+    from workers.reconcile import job_ended_unseen
+
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    assert course.cover_status == Course.CoverStatus.PENDING
+
+    job_ended_unseen(
+        task_name="media_pipeline.tasks.course_cover_variants_build",
+        task_id=course.cover_task_id,
+        reason="killed at its hard time limit (120 s)",
+    )
+
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.FAILED
+    assert "did not finish: killed at its hard time limit (120 s)" in course.cover_error
+    # Uploading the same file again is not "already the cover": it is queued anew.
+    again = set_cover(course, cover_jpeg, django_capture_on_commit_callbacks)
+    assert again.cover_status == Course.CoverStatus.PENDING
+    assert again.cover_task_id != course.cover_task_id

@@ -124,3 +124,37 @@ def test_a_started_job_whose_worker_never_beat_ends_failure_worker_lost() -> Non
     summary = job_summary_get(task_id=task_id)
     assert summary is not None
     assert summary.error == f"WorkerLost: {WORKER_LOST}: gone@nowhere last seen never"
+
+
+def test_a_started_job_on_a_live_worker_whose_claim_ran_out_long_ago_is_lost() -> None:
+    """The pool process running it died (killed for memory, say) while its worker lives on:
+    nobody renews its claim, and a redelivery found the dead process's lease still held."""
+    from workers.models import DiagnosticRun, WorkerHeartbeat
+
+    long_ago = timezone.now() - timedelta(days=1)
+    dead, running = new_task_id(), new_task_id()
+    for task_id in (dead, running):
+        record_here(task_id)
+        TaskResult.objects.filter(task_id=task_id).update(
+            date_started=long_ago, worker="main@alive"
+        )
+    run = DiagnosticRun.objects.create(task_id=dead, state=DiagnosticRun.State.RUNNING)
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(
+        hostname="main@alive", pid=1, started_at=long_ago, last_seen_at=now, last_receive_at=now
+    )
+    Job.objects.filter(task_id=dead).update(claimed_by="main@alive:123", claimed_until=long_ago)
+    Job.objects.filter(task_id=running).update(
+        claimed_by="main@alive:124", claimed_until=timezone.now() + timedelta(minutes=5)
+    )
+
+    assert jobs_mark_lost() == [dead]
+
+    result = TaskResult.objects.get(task_id=dead)
+    assert result.status == states.FAILURE
+    assert "the process running it on main@alive stopped renewing its claim" in (
+        result.traceback or ""
+    )
+    run.refresh_from_db()
+    assert run.state == DiagnosticRun.State.FAILED and "stopped renewing" in run.error
+    assert TaskResult.objects.get(task_id=running).status == states.STARTED

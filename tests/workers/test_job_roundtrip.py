@@ -225,3 +225,34 @@ def test_arguments_that_are_not_json_are_refused_at_enqueue_and_nothing_is_recor
     with pytest.raises(TypeError, match="not JSON serializable"):
         job_enqueue(diagnostic_run_execute, requester=Requester.cli("test"), args=[object()])
     assert not Job.objects.exists() and not TaskResult.objects.exists()
+
+
+def test_a_job_killed_at_its_hard_time_limit_ends_its_domain_row_too(
+    worker: WorkerProcess,
+) -> None:
+    """The worker's main process kills the job's process and records FAILURE; the job's own
+    code, which ends its record, never runs to its end: the family's handler does it."""
+    from django.db import transaction
+
+    from workers.enqueue import job_enqueue, new_task_id
+    from workers.jobs import DIAGNOSTIC_RUN_EXECUTE
+
+    with transaction.atomic():
+        run = DiagnosticRun.objects.create(lines=60, duration_seconds=60, task_id=new_task_id())
+        job_enqueue(
+            DIAGNOSTIC_RUN_EXECUTE,
+            requester=Requester.cli("test"),
+            args=[run.pk],
+            task_id=run.task_id,
+            # The hard limit first: the soft one would let the job's own code record it.
+            options={"time_limit": 3, "soft_time_limit": 30},
+        )
+
+    wait_until(
+        lambda: DiagnosticRun.objects.get(pk=run.pk).state == DiagnosticRun.State.FAILED,
+        timeout=60,
+        message="the run to end failed",
+    )
+    run.refresh_from_db()
+    assert "killed at its hard time limit (3" in run.error
+    assert status_of(run.task_id) == "FAILURE"

@@ -98,6 +98,18 @@ def database_action_execute(
         return _perform(record, log=log, client=client)
 
 
+def database_action_mark_lost(*, task_id: str, reason: str) -> None:
+    """An action whose job ended where it could not say so (its worker lost, killed at its
+    time limit): recorded as failed, not left running; what AWS did is looked at again by the
+    next refresh or enforcement pass."""
+    DatabaseAction.objects.filter(task_id=task_id).exclude(state__in=FINISHED_ACTION_STATES).update(
+        state=ActionState.FAILED,
+        message=f"The job did not finish: {reason}. Refresh the database's state to see "
+        "where it is.",
+        finished_at=timezone.now(),
+    )
+
+
 def database_scheduled_run(
     *, database_id: int, action: str, task_id: str, now: datetime | None = None, client: Any = None
 ) -> dict[str, Any] | None:

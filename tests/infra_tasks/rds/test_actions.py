@@ -265,3 +265,24 @@ def test_a_scheduled_stop_delivered_again_after_a_worker_died_finishes_the_stop(
     again = database_scheduled_run(database_id=database.pk, action="stop", task_id="firing-2")
     assert again is not None and "duplicate_of" in again
     assert not DatabaseAction.objects.filter(task_id="firing-2").exists()
+
+
+def test_an_action_whose_job_ended_unseen_is_failed_not_left_running() -> None:
+    """Its worker lost, or killed at its hard time limit: the action says so."""
+    from infra_tasks.rds.jobs import DATABASE_ACTION_EXECUTE
+    from workers.reconcile import job_ended_unseen
+
+    database = register("unseen")
+    action = DatabaseAction.objects.create(
+        database=database, action="stop", state=ActionState.RUNNING, task_id="unseen-job"
+    )
+
+    job_ended_unseen(
+        task_name=DATABASE_ACTION_EXECUTE.name,
+        task_id="unseen-job",
+        reason="killed at its hard time limit (10800 s)",
+    )
+
+    action.refresh_from_db()
+    assert action.state == ActionState.FAILED and action.finished_at is not None
+    assert "did not finish: killed at its hard time limit" in action.message

@@ -59,6 +59,9 @@ MAX_SIDE = 32_768
 # WebP cannot store a side longer than this: a variant of a very tall or very wide source is
 # made smaller than its spec's width rather than not at all.
 WEBP_MAX_SIDE = 16_383
+# A progressive JPEG holds about ten scans (libjpeg's default script); each is decoded over
+# the whole picture, so a file of thousands of tiny scans keeps a worker busy for minutes.
+MAX_JPEG_SCANS = 100
 # libavif's encoder effort (0 slowest .. 10 fastest): near its default quality per byte at a
 # fraction of the time for cover-sized images.
 AVIF_SPEED = 8
@@ -168,6 +171,8 @@ def render_variants(
                 f"The image is {width}x{height} ({width * height / 1e6:.1f} megapixels); "
                 f"the limit is {max_pixels / 1e6:.1f} megapixels."
             )
+        if image.format in ("JPEG", "MPO"):
+            _refuse_endless_scans(source)
         orientation = _orientation(image)
         sizes = {spec: _stored_size(width, height, spec.width, orientation) for spec in specs}
         if not sizes:
@@ -188,6 +193,25 @@ def render_variants(
             _encode(base, spec, size, orientation=orientation, icc_profile=icc_profile)
             for spec, size in sizes.items()
         ]
+
+
+def _refuse_endless_scans(source: BinaryIO) -> None:
+    """Count a JPEG's start-of-scan markers without decoding: in entropy-coded data 0xFF is
+    always followed by 0x00 or a restart marker, so FF DA is a scan (or an embedded
+    thumbnail's)."""
+    position = source.tell()
+    source.seek(0)
+    scans, tail = 0, b""
+    while chunk := source.read(1 << 20):
+        block = tail + chunk
+        scans += block.count(b"\xff\xda")
+        if scans > MAX_JPEG_SCANS:
+            raise CorruptImage(
+                f"The image is a JPEG of more than {MAX_JPEG_SCANS} scans (a photo has about "
+                "ten); decoding it would take minutes."
+            )
+        tail = block[-1:]  # a marker split between two reads is counted in the second
+    source.seek(position)
 
 
 def _unreadable(source: BinaryIO) -> ImageRejected:

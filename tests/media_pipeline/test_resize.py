@@ -183,6 +183,17 @@ def test_a_side_too_long_is_refused_from_the_header_whatever_the_pixel_count(
         render_variants(io.BytesIO(png_header_only(*size)), COVER_SPECS, max_pixels=LIMIT)
 
 
+def test_a_jpeg_of_endless_scans_is_refused_before_decoding() -> None:
+    """Each scan is decoded over the whole picture: thousands of tiny refinement scans keep
+    a worker busy for minutes. A progressive photo's ten or so are fine."""
+    progressive = jpeg_bytes(photo(800, 600), progressive=True)
+    assert render_variants(io.BytesIO(progressive), [JPEG_200], max_pixels=LIMIT)
+    last_scan = progressive[progressive.rfind(b"\xff\xda") : -2]
+    endless = progressive[:-2] + last_scan * 150 + b"\xff\xd9"
+    with pytest.raises(CorruptImage, match="more than 100 scans"):
+        render_variants(io.BytesIO(endless), COVER_SPECS, max_pixels=LIMIT)
+
+
 def test_small_sources_are_never_upscaled() -> None:
     source = jpeg_bytes(photo(120, 90))
     variants = render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=LIMIT)

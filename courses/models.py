@@ -31,6 +31,12 @@ class Course(models.Model):
     )
     cover_error = models.TextField(blank=True, editable=False)
     cover_task_id = models.CharField(max_length=255, blank=True, editable=False)
+    # The last good cover's original while a new one's variants are made: its variants stay
+    # served, and it is the cover again should the new one be refused. A database default
+    # too: web processes of the previous release insert courses without this column.
+    cover_previous = models.CharField(
+        max_length=255, blank=True, editable=False, default="", db_default=""
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -53,6 +59,10 @@ class Course(models.Model):
             models.CheckConstraint(
                 condition=~Q(cover_status="failed") | ~Q(cover_error=""),
                 name="course_cover_failure_explained",
+            ),
+            models.CheckConstraint(
+                condition=Q(cover_previous="") | Q(cover_status="pending"),
+                name="course_cover_previous_only_while_pending",
             ),
         ]
 

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
+from django.db.models import Q
 
 from courses.models import Course, CoverVariant
 
@@ -26,7 +27,7 @@ def files_delete_unreferenced(*, names: Iterable[str]) -> list[str]:
             # then sees that course's reference and keeps the file.
             file_name_lock(name)
             if (
-                Course.objects.filter(cover=name).exists()
+                Course.objects.filter(Q(cover=name) | Q(cover_previous=name)).exists()
                 or CoverVariant.objects.filter(file=name).exists()
             ):
                 continue
@@ -47,9 +48,12 @@ def file_name_lock(name: str) -> None:
 
 
 def course_file_names(course: Course) -> set[str]:
+    """Every stored file the course references: its originals and its variants."""
     names = set(course.cover_variants.values_list("file", flat=True))
     if course.cover:
         names.add(course.cover.name)
+    if course.cover_previous:
+        names.add(course.cover_previous)
     return names
 
 

@@ -64,20 +64,44 @@ def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> C
     stored_type = sniff(upload.read(SNIFF_BYTES))
     name = f"{ORIGINALS_PREFIX}/{source_hash[:2]}/{source_hash}.{stored_type.extension}"
     previous = course_file_names(course)
+    # The last good cover stays, its variants served, until the new one's are made: an
+    # upload that turns out not to be a usable image then loses nothing.
+    kept = _last_good_original(course)
+    if kept == name:
+        kept = ""  # the good cover uploaded again over a pending one: it is simply the cover
     course.cover = name
     course.cover_sha256 = source_hash
     course.cover_status = Course.CoverStatus.PENDING
     course.cover_error = ""
-    course.save(update_fields=["cover", "cover_sha256", "cover_status", "cover_error"])
-    # The old variants belong to a picture the course no longer has.
-    course.cover_variants.all().delete()
+    course.cover_previous = kept
+    course.save(
+        update_fields=["cover", "cover_sha256", "cover_status", "cover_error", "cover_previous"]
+    )
+    # Variants of any other picture (a pending upload this one replaces) go now.
+    keep_hashes = {original_hash(kept) if kept else source_hash}
+    course.cover_variants.exclude(source_sha256__in=keep_hashes).delete()
+    still_used = course_file_names(course)
     # Registered before the job's own on-commit publish, so the file is there before any
     # worker can look for it. Robust: should storing fail, the job still runs and fails
     # with "the uploaded original is missing", which the admin shows on the course.
     transaction.on_commit(lambda: _original_store(name, upload), robust=True)
-    transaction.on_commit(lambda: files_delete_unreferenced(names=previous - {name}))
+    transaction.on_commit(lambda: files_delete_unreferenced(names=previous - still_used))
     _enqueue_build(course, requester=requester)
     return course
+
+
+def _last_good_original(course: Course) -> str:
+    """The original of the course's last cover whose variants were made, if it has one."""
+    if course.cover_status == Course.CoverStatus.READY and course.cover:
+        return str(course.cover.name)
+    if course.cover_status == Course.CoverStatus.PENDING:
+        return course.cover_previous
+    return ""
+
+
+def original_hash(name: str) -> str:
+    """The content hash an original is stored under (`<prefix>/ab/<hash>.<ext>`)."""
+    return name.rsplit("/", 1)[-1].split(".", 1)[0]
 
 
 def _original_store(name: str, upload: File) -> None:
@@ -187,20 +211,19 @@ def course_cover_variants_build(
 def course_cover_mark_lost(*, task_id: str, reason: str) -> None:
     """A variants job that ended where it could not say so (its worker lost, killed at its
     time limit): the course must not read "Variants being made" for good."""
-    with transaction.atomic():
-        course = (
-            Course.objects.select_for_update()
-            .filter(cover_task_id=task_id, cover_status=Course.CoverStatus.PENDING)
-            .first()
-        )
-        if course is None:
-            return  # done meanwhile, replaced, or another job's
-        course.cover_status = Course.CoverStatus.FAILED
-        course.cover_error = (
-            f"Making the variants did not finish: {reason}. See the job's log, then use "
-            "“Regenerate cover variants”, or upload another cover."
-        )
-        course.save(update_fields=["cover_status", "cover_error", "updated_at"])
+    course = (
+        Course.objects.filter(cover_task_id=task_id, cover_status=Course.CoverStatus.PENDING)
+        .values_list("pk", "cover_sha256")
+        .first()
+    )
+    if course is None:
+        return  # done meanwhile, replaced, or another job's
+    _record_failure(
+        course[0],
+        course[1],
+        f"Making the variants did not finish: {reason}. See the job's log, then use "
+        "“Regenerate cover variants”, or upload another cover.",
+    )
 
 
 def _build(
@@ -278,16 +301,49 @@ def _record_variants(
                     "size_bytes": len(variant.data),
                 },
             )
+        if course.cover_previous:
+            # The cover it stood in for is no longer needed.
+            stale_names.add(course.cover_previous)
         course.cover_status = Course.CoverStatus.READY
         course.cover_error = ""
-        course.save(update_fields=["cover_status", "cover_error", "updated_at"])
+        course.cover_previous = ""
+        course.save(update_fields=["cover_status", "cover_error", "cover_previous", "updated_at"])
         transaction.on_commit(lambda: files_delete_unreferenced(names=stale_names))
     return written
 
 
 def _record_failure(course_id: int, source_hash: str, message: str) -> None:
-    # The job log gets the message from JobLogWriter as the exception leaves it. Only the
-    # cover this job was for: a newer upload has its own job and status.
-    Course.objects.filter(pk=course_id, cover_sha256=source_hash).update(
-        cover_status=Course.CoverStatus.FAILED, cover_error=message
-    )
+    """The cover `source_hash` cannot be used. Only the cover this job was for: a newer
+    upload has its own job and status. A course that had a good cover has it again."""
+    with transaction.atomic():
+        course = (
+            Course.objects.select_for_update()
+            .filter(pk=course_id, cover_sha256=source_hash)
+            .first()
+        )
+        if course is None:
+            return
+        if not course.cover_previous:
+            course.cover_status = Course.CoverStatus.FAILED
+            course.cover_error = message
+            course.save(update_fields=["cover_status", "cover_error", "updated_at"])
+            return
+        refused = course_file_names(course)
+        course.cover = course.cover_previous
+        course.cover_sha256 = original_hash(course.cover_previous)
+        course.cover_status = Course.CoverStatus.READY
+        course.cover_error = f"The new cover was not used, the previous one is kept: {message}"
+        course.cover_previous = ""
+        course.save(
+            update_fields=[
+                "cover",
+                "cover_sha256",
+                "cover_status",
+                "cover_error",
+                "cover_previous",
+                "updated_at",
+            ]
+        )
+        course.cover_variants.exclude(source_sha256=course.cover_sha256).delete()
+        unused = refused - course_file_names(course)
+        transaction.on_commit(lambda: files_delete_unreferenced(names=unused))

@@ -173,24 +173,70 @@ def test_a_spec_added_later_renders_only_the_new_variant(
     assert course.cover_variants.count() == 4
 
 
-def test_replacing_the_cover_removes_the_old_original_and_variants(
+def test_replacing_the_cover_serves_the_old_variants_until_the_new_ones_are_made(
     cover_jpeg: bytes, other_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any
 ) -> None:
     course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
     build(course)
     old_files = stored_files(media_root)
+    old_variants = set(CoverVariant.objects.values_list("file", flat=True))
     assert len(old_files) == 1 + len(COVER_SPECS)
 
     course = set_cover(course, other_jpeg, django_capture_on_commit_callbacks)
 
-    assert not CoverVariant.objects.filter(course=course).exists()
-    assert stored_files(media_root) == {course.cover.name}
+    assert set(CoverVariant.objects.values_list("file", flat=True)) == old_variants
+    assert stored_files(media_root) == old_files | {course.cover.name}
     with django_capture_on_commit_callbacks(execute=True):
         build(course)
     new_files = stored_files(media_root)
     assert len(new_files) == 1 + len(COVER_SPECS) and not new_files & old_files
+    course.refresh_from_db()
+    assert (course.cover_status, course.cover_previous) == (Course.CoverStatus.READY, "")
     # Portrait source: 200 px wide variants are 267 px high.
     assert {(v.width, v.height) for v in course.cover_variants.filter(width=200)} == {(200, 267)}
+
+
+@pytest.mark.parametrize("case", ["text", "truncated", "lost"])
+def test_a_cover_that_cannot_be_used_leaves_the_good_one_in_place_and_says_why(
+    case: str,
+    cover_jpeg: bytes,
+    other_jpeg: bytes,
+    media_root: Path,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """Bad input loses nothing: the course keeps its last good cover, served throughout."""
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    build(course)
+    course.refresh_from_db()
+    good = (course.cover.name, course.cover_sha256)
+    good_files = stored_files(media_root)
+    variants = set(CoverVariant.objects.values_list("file", flat=True))
+    bad = {
+        "text": b"not a picture\n" * 100,
+        "truncated": other_jpeg[: len(other_jpeg) // 2],
+        "lost": other_jpeg,
+    }[case]
+
+    course = set_cover(course, bad, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=True):
+        if case == "lost":
+            from workers.reconcile import job_ended_unseen
+
+            job_ended_unseen(
+                task_name="media_pipeline.tasks.course_cover_variants_build",
+                task_id=course.cover_task_id,
+                reason="killed at its hard time limit (120 s)",
+            )
+        else:
+            with pytest.raises(ImageRejected):
+                build(course)
+
+    course.refresh_from_db()
+    assert (course.cover.name, course.cover_sha256) == good
+    assert course.cover_status == Course.CoverStatus.READY and course.cover_previous == ""
+    assert course.cover_error.startswith("The new cover was not used, the previous one is kept")
+    assert set(CoverVariant.objects.values_list("file", flat=True)) == variants
+    assert stored_files(media_root) == good_files  # the refused original is gone, nothing else
 
 
 def job_log_text(task_id: str) -> str:

@@ -44,7 +44,8 @@ from workers.errors import ApplicationError
 # Pillow's names for the formats in formats.ACCEPTED_DESCRIPTION (pillow-heif reads HEIC and
 # HEIF as "HEIF"; Pillow reads AVIF itself).
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "HEIF", "AVIF"})
-# Decoded at full size by their codec whatever we do afterwards (see decode_reduced).
+# Decoded at full size by their codec whatever we do afterwards (see decode_reduced), as are
+# progressive JPEGs and interlaced PNGs (`_decoded_whole`).
 WHOLE_DECODE_FORMATS = frozenset({"HEIF", "AVIF"})
 # Decode at least this many times the largest target, so the resampling filter has real
 # pixels to average rather than an already-blocky draft.
@@ -177,7 +178,7 @@ def render_variants(
         sizes = {spec: _stored_size(width, height, spec.width, orientation) for spec in specs}
         if not sizes:
             return []
-        slot = whole_decode_slot if image.format in WHOLE_DECODE_FORMATS else _no_slot
+        slot = whole_decode_slot if _decoded_whole(image) else _no_slot
         try:
             with slot(width * height):
                 base = decode_reduced(image, source, max(sizes.values()))
@@ -193,6 +194,17 @@ def render_variants(
             _encode(base, spec, size, orientation=orientation, icc_profile=icc_profile)
             for spec, size in sizes.items()
         ]
+
+
+def _decoded_whole(image: Image.Image) -> bool:
+    """Whether its codec holds the whole picture whatever the scale asked: HEIF and AVIF
+    always; a progressive JPEG keeps every DCT coefficient until its last scan (two bytes a
+    sample: 294 MiB for 7000x7000 at 4:4:4), an interlaced PNG its full image."""
+    return (
+        image.format in WHOLE_DECODE_FORMATS
+        or (image.format in ("JPEG", "MPO") and bool(image.info.get("progressive")))
+        or (image.format == "PNG" and bool(image.info.get("interlace")))
+    )
 
 
 def _refuse_endless_scans(source: BinaryIO) -> None:

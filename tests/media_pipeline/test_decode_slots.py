@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from media_pipeline.decode_slots import whole_decode_slot
 from media_pipeline.resize import render_variants
@@ -74,3 +75,38 @@ def test_only_formats_decoded_whole_take_a_slot(fmt: str, slotted: bool) -> None
     source = photo_file(fmt, quadrants(300, 200), orientation=1)
     render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=BUDGET, whole_decode_slot=slot)
     assert asked == ([300 * 200] if slotted else [])
+
+
+def _interlaced(png: bytes) -> bytes:
+    """The same PNG header saying Adam7 interlacing (the pixel data is not re-encoded, so
+    only opening it is meaningful)."""
+    import struct
+    import zlib
+
+    data = bytearray(png)
+    data[28] = 1  # IHDR's interlace method
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def test_a_progressive_jpeg_and_an_interlaced_png_take_a_slot_too() -> None:
+    """Their codecs hold the whole picture (every DCT coefficient, every row) whatever the
+    scale: big ones wait their turn like HEIC and AVIF."""
+    from media_pipeline.resize import _decoded_whole
+    from media_pipeline.samples import jpeg_bytes, photo
+
+    asked: list[int] = []
+
+    @contextmanager
+    def slot(pixels: int) -> Iterator[None]:
+        asked.append(pixels)
+        yield
+
+    progressive = jpeg_bytes(photo(300, 200), progressive=True)
+    render_variants(io.BytesIO(progressive), COVER_SPECS, max_pixels=BUDGET, whole_decode_slot=slot)
+    assert asked == [300 * 200]
+    png = photo_file("PNG", quadrants(300, 200), orientation=1)
+    with Image.open(io.BytesIO(_interlaced(png))) as image:
+        assert _decoded_whole(image)
+    with Image.open(io.BytesIO(png)) as image:
+        assert not _decoded_whole(image)

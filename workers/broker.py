@@ -35,8 +35,14 @@ def broker_probe() -> None:
     sqs = _probe_client(settings.AWS_REGION, os.environ.get("AWS_ENDPOINT_URL_SQS", ""))
     name = sqs_queue_name(DEFAULT_QUEUE)
     predefined = predefined_queues()
-    url = predefined[name]["url"] if predefined else sqs.get_queue_url(QueueName=name)["QueueUrl"]
+    url = predefined[name]["url"] if predefined else _queue_url(sqs, name)
     sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+
+
+@lru_cache(maxsize=16)
+def _queue_url(sqs: Any, name: str) -> str:
+    # Looked up once per client: a probe is then one call, so one timeout, not two.
+    return str(sqs.get_queue_url(QueueName=name)["QueueUrl"])
 
 
 @lru_cache(maxsize=4)
@@ -50,7 +56,9 @@ def _probe_client(region: str, endpoint_env: str) -> Any:
             connect_timeout=settings.CELERY_BROKER_TRANSPORT_OPTIONS["client-config"][
                 "connect_timeout"
             ],
-            read_timeout=5,
+            # A person's request waits on this at most once per HEALTH_TTL_SECONDS; SQS
+            # answers GetQueueAttributes in milliseconds when it is there at all.
+            read_timeout=3,
             retries={"mode": "standard", "max_attempts": 1},
         ),
     )

@@ -284,9 +284,16 @@ def metrics_get(*, now: datetime | None = None) -> dict[str, Any]:
             {
                 "hostname": w.heartbeat.hostname,
                 "online": w.online,
+                # A worker is alive when it consumes: online (its process beats) and not
+                # stalled (its consumer received from SQS lately) is what to alert on.
+                "stalled": w.stalled,
+                "consuming": w.online and not w.stalled,
                 "queues": w.heartbeat.queues,
                 "active": w.heartbeat.active,
                 "last_seen_at": w.heartbeat.last_seen_at.isoformat(),
+                "last_receive_at": (
+                    w.heartbeat.last_receive_at.isoformat() if w.heartbeat.last_receive_at else None
+                ),
             }
             for w in worker_rows(now=now)
         ],

@@ -162,9 +162,16 @@ def encode_by_celery(
 
 
 class BrokerHealth:
+    """What this process knows of SQS: reachable (a publish or probe succeeded in the last
+    HEALTH_TTL_SECONDS), unreachable (one failed in that time), or unknown, when one cheap
+    probe decides. Known either way, `ensure_available` answers at once: a hanging SQS would
+    otherwise hold every request that enqueues for a probe's timeout, each in parallel."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._probing = threading.Lock()
         self._confirmed_at = float("-inf")
+        self._failed_at = float("-inf")
         self._error: str | None = None
 
     def confirm(self) -> None:
@@ -174,31 +181,49 @@ class BrokerHealth:
 
     def fail(self, cause: BaseException | str) -> None:
         with self._lock:
+            self._failed_at = time.monotonic()
             self._error = (
                 cause if isinstance(cause, str) else f"{cause.__class__.__name__}: {cause}"
             )
 
     def reset(self) -> None:
         with self._lock:
-            self._confirmed_at = float("-inf")
+            self._confirmed_at = self._failed_at = float("-inf")
             self._error = None
 
     def ensure_available(self) -> None:
         """Return if the broker is believed reachable; else raise BrokerUnavailable."""
         with self._lock:
             error = self._error
-            fresh = time.monotonic() - self._confirmed_at < HEALTH_TTL_SECONDS
+            now = time.monotonic()
+            fresh = now - self._confirmed_at < HEALTH_TTL_SECONDS
+            failed_lately = error is not None and now - self._failed_at < HEALTH_TTL_SECONDS
         if error is None and fresh:
+            return
+        if failed_lately:
+            raise BrokerUnavailable(unreachable_message(error))
+        if not self._probing.acquire(blocking=False):
+            # Another request is asking SQS this moment: answer from what was last known
+            # instead of waiting out a probe of its own beside it.
+            if error is not None:
+                raise BrokerUnavailable(unreachable_message(error))
             return
         try:
             broker_probe()
         except BROKER_ERRORS as exc:
             self.fail(exc)
-            raise BrokerUnavailable(
-                f"The job queue is unreachable ({exc.__class__.__name__}), so nothing was "
-                "queued and nothing was changed. Try again once the broker is back."
-            ) from exc
+            raise BrokerUnavailable(unreachable_message(exc.__class__.__name__)) from exc
+        finally:
+            self._probing.release()
         self.confirm()
+
+
+def unreachable_message(error: str | None) -> str:
+    cause = (error or "unknown").split(":", 1)[0]
+    return (
+        f"The job queue is unreachable ({cause}), so nothing was queued and nothing was "
+        "changed. Try again once the broker is back."
+    )
 
 
 class Relay:

@@ -156,3 +156,47 @@ def test_a_worker_whose_consumer_stays_silent_exits_non_zero_and_its_liveness_go
         )
     finally:
         worker.stop()
+
+
+def test_an_sqs_that_hangs_is_asked_once_and_refusals_then_come_at_once(
+    sqs_queues: AwsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An endpoint that accepts connections and never answers (a frozen process, a
+    black-holed route): one probe waits out its timeout; the requests after it, for the
+    next HEALTH_TTL_SECONDS, are refused without asking again."""
+    import socket
+    import threading
+
+    from tests.support.broker import drop_broker_connections
+    from workers.enqueue import BrokerUnavailable
+    from workers.outbox import broker_health
+
+    server = socket.create_server(("127.0.0.1", 0))
+    connections: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            connections.append(connection)  # held open, never answered
+
+    threading.Thread(target=accept, daemon=True).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", f"http://127.0.0.1:{server.getsockname()[1]}")
+    drop_broker_connections()
+    try:
+        with pytest.raises(BrokerUnavailable, match="unreachable"):
+            broker_health.ensure_available()  # the probe waits out its read timeout
+        asked = len(connections)
+        assert asked
+        for _ in range(2):
+            with pytest.raises(BrokerUnavailable, match="unreachable"):
+                broker_health.ensure_available()
+        assert len(connections) == asked  # refused from what the probe learnt
+    finally:
+        server.close()
+        for connection in connections:
+            connection.close()
+        monkeypatch.undo()
+        drop_broker_connections()

@@ -247,6 +247,13 @@ def test_a_worker_alive_whose_consumer_has_not_received_lately_is_shown_stalled(
     assert "consumer has not received from SQS for 5\xa0minutes" in rows["silent@host"]
     assert "has not received from SQS since it started" in rows["never@host"]
 
+    # The same, for monitoring that reads the JSON: a beating process is not a consumer.
+    metrics = {w["hostname"]: w for w in ops_client.get("/ops/metrics.json").json()["workers"]}
+    assert metrics["silent@host"]["online"] and metrics["silent@host"]["stalled"]
+    assert not metrics["silent@host"]["consuming"]
+    assert metrics["receiving@host"]["consuming"] and not metrics["receiving@host"]["stalled"]
+    assert metrics["never@host"]["last_receive_at"] is None
+
 
 @override_settings(CELERY_MONITOR_URL="")
 def test_without_a_monitoring_channel_the_page_works_and_says_why_flower_is_empty(

@@ -10,7 +10,11 @@ of a timeout after the holder's last extension), so that delivery wins. A delive
 logs that it is a duplicate and is dropped without touching the job's state (`Ignore`).
 
 The claim is released when the task ends, so a later redelivery of a finished job runs
-into the task's own guard (a succeeded run returns what it produced), as before.
+into the task's own guard (a succeeded run returns what it produced), as before. A pool
+process killed mid-job (the kernel's OOM killer) holds its lease while its worker hands the
+message straight back: a delivery on that same worker sees the holder's process is gone
+and takes the job over; on another worker the reconciler ends the job once the lease has
+run out (workers/reconcile.py).
 """
 
 from __future__ import annotations
@@ -59,7 +63,40 @@ def job_claim(*, task_id: str, holder: str) -> Claim:
     )
     if won:
         return Claim.HELD
-    return Claim.LOST if Job.objects.filter(task_id=task_id).exists() else Claim.UNTRACKED
+    held_by = Job.objects.filter(task_id=task_id).values_list("claimed_by", flat=True).first()
+    if held_by is None:
+        return Claim.UNTRACKED
+    if _holder_died_here(held_by, holder) and (
+        Job.objects.filter(task_id=task_id, claimed_by=held_by).update(
+            claimed_by=holder, claimed_until=now + lease()
+        )
+    ):
+        # The pool process that held it was killed (by the kernel for memory, by a person)
+        # and its worker gave the message straight back: this is no duplicate but the job's
+        # only delivery left, and dropping it would leave the job STARTED for good.
+        logger.warning("job %s: its process %s is gone; taken over", task_id, held_by)
+        return Claim.HELD
+    return Claim.LOST
+
+
+def _holder_died_here(held_by: str, holder: str) -> bool:
+    """Whether `held_by` is a process of this same worker (so of this machine) that no
+    longer exists. Another worker's processes cannot be looked at: their leases run out."""
+    node, _, pid = held_by.rpartition(":")
+    if node != holder.rpartition(":")[0] or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # exists, another user's
+    # A zombie has exited too: only its parent has not read its status yet.
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] == "Z"
+    except OSError:
+        return False
 
 
 def job_claim_release(*, task_id: str, holder: str) -> None:

@@ -112,3 +112,47 @@ def test_every_job_family_claims_its_job_before_running(task_name: str) -> None:
 
     app.loader.import_default_modules()
     assert isinstance(app.tasks[task_name], ClaimedTask)
+
+
+def test_a_job_whose_pool_process_was_killed_is_taken_over_and_finished_on_its_worker(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    """The kernel's OOM killer takes the pool process mid-job; the worker lives on and hands
+    the message straight back. The dead process's lease still runs: the delivery sees its
+    holder is gone and runs the job, instead of dropping it as a duplicate."""
+    import os
+    import signal
+
+    from workers.models import DiagnosticRun
+
+    prefix = new_queue_prefix()
+    aws.client("sqs").create_queue(QueueName=f"{prefix}default")
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix},
+        queues=["default"],
+        log_dir=run_dir,
+        name=f"oom-{prefix[1:-1]}",
+    )
+    try:
+        with publishing_to(prefix):
+            run = diagnostic_run_start(
+                requester=Requester.cli("test"), lines=40, duration_seconds=8
+            )
+        wait_until(
+            lambda: len(job_log_since(task_id=run.task_id).lines) >= 3,
+            message="the job to be under way",
+        )
+        for pid in worker.pool_pids():
+            os.kill(pid, signal.SIGKILL)
+
+        wait_until(
+            lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(),
+            timeout=90,
+            message="the job to be taken over and succeed",
+        )
+        run.refresh_from_db()
+        assert run.state == DiagnosticRun.State.SUCCEEDED and run.attempts == 2
+        assert f"job {run.task_id}: its process" in worker.log_text()
+        assert "duplicate delivery" not in worker.log_text()
+    finally:
+        worker.stop()

@@ -76,9 +76,15 @@ def online_workers(*, now: datetime | None = None) -> QuerySet[WorkerHeartbeat]:
 
 
 def lost_condition(*, now: datetime | None = None) -> Q:
-    """Started on a worker that is no longer alive: nobody will finish it."""
+    """Started on a worker that is no longer alive, or whose claim nobody has renewed for a
+    visibility timeout (the process running it died on a live worker): nobody will finish
+    it."""
+    now = now or timezone.now()
     alive = online_workers(now=now).values("hostname")
-    return Q(status__in=RUNNING_STATES) & ~Q(worker__in=alive)
+    unclaimed = Job.objects.filter(
+        claimed_until__lt=now - timedelta(seconds=settings.SQS_VISIBILITY_TIMEOUT_SECONDS)
+    ).values("task_id")
+    return Q(status__in=RUNNING_STATES) & (~Q(worker__in=alive) | Q(task_id__in=unclaimed))
 
 
 def _permitted_task_names(user: User, *, retry: bool = False) -> list[str]:

@@ -103,6 +103,11 @@ def test_a_job_started_on_a_worker_that_is_gone_is_lost_and_may_be_retried(
     with pytest.raises(JobActionRefused, match="Only a failed"):
         job_retry(task_id=on_live_worker.task_id, user=operator)
     assert job_retry(task_id=orphan.task_id, user=operator)
+    # On the live worker, but its process died: nobody renews its claim.
+    Job.objects.filter(task_id=on_live_worker.task_id).update(
+        claimed_by="alive@host:123", claimed_until=now - timedelta(minutes=10)
+    )
+    assert job_retry(task_id=on_live_worker.task_id, user=operator)
 
 
 def test_view_only_staff_and_other_families_cannot_act(broker: None) -> None:

@@ -88,21 +88,15 @@ def _mark_lost(task_id: str, *, cutoff: datetime) -> bool:
         # Looked at again under the lock: another worker may have taken it over since.
         if result is None or result.status != states.STARTED:
             return False
+        worker_alive = WorkerHeartbeat.objects.filter(
+            hostname=result.worker, last_seen_at__gte=cutoff
+        ).exists()
         claim_ended = (
             Job.objects.filter(task_id=task_id, claimed_until__lt=cutoff)
             .values_list("claimed_until", flat=True)
             .first()
         )
-        if claim_ended is not None:
-            reason = (
-                f"{WORKER_LOST}: the process running it on {result.worker or 'its worker'} "
-                f"stopped renewing its claim at {claim_ended.isoformat()}"
-            )
-        elif WorkerHeartbeat.objects.filter(
-            hostname=result.worker, last_seen_at__gte=cutoff
-        ).exists():
-            return False
-        else:
+        if not worker_alive:
             last_seen = (
                 WorkerHeartbeat.objects.filter(hostname=result.worker)
                 .values_list("last_seen_at", flat=True)
@@ -112,6 +106,13 @@ def _mark_lost(task_id: str, *, cutoff: datetime) -> bool:
                 f"{WORKER_LOST}: {result.worker or 'its worker'} last seen "
                 f"{last_seen.isoformat() if last_seen else 'never'}"
             )
+        elif claim_ended is not None:
+            reason = (
+                f"{WORKER_LOST}: the process running it on {result.worker} stopped "
+                f"renewing its claim at {claim_ended.isoformat()}"
+            )
+        else:
+            return False
         job_finish(
             task_id=task_id,
             status=states.FAILURE,

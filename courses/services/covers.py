@@ -31,7 +31,14 @@ from courses.services.cover_files import (
 from media_pipeline.decode_slots import whole_decode_slot
 from media_pipeline.formats import SNIFF_BYTES, sniff
 from media_pipeline.jobs import COURSE_COVER_VARIANTS_BUILD
-from media_pipeline.resize import ImageRejected, Variant, render_variants, sha256_of, variant_name
+from media_pipeline.resize import (
+    CorruptImage,
+    ImageRejected,
+    Variant,
+    render_variants,
+    sha256_of,
+    variant_name,
+)
 from media_pipeline.specs import COVER_SPECS, VariantSpec
 from workers.enqueue import Requester, job_enqueue, job_queue_check
 from workers.joblog import JobLogWriter
@@ -192,8 +199,8 @@ def course_cover_variants_build(
             return _build(course, todo, specs=specs, log=log)
         except ImageRejected as exc:
             log.line(f"refused: {exc}")
-            if exc.__cause__ is not None:
-                # The codec's own words, for whoever looks into it, on one line.
+            if isinstance(exc, CorruptImage) and exc.__cause__ is not None:
+                # The codec's own words on what is damaged, for whoever looks into it.
                 log.line(f"the decoder said: {' '.join(str(exc.__cause__).split())}")
             _record_failure(course_id, source_hash, str(exc))
             raise

@@ -28,6 +28,7 @@ import functools
 import hashlib
 import io
 import math
+import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -208,22 +209,102 @@ def _decoded_whole(image: Image.Image) -> bool:
 
 
 def _refuse_endless_scans(source: BinaryIO) -> None:
-    """Count a JPEG's start-of-scan markers without decoding: in entropy-coded data 0xFF is
-    always followed by 0x00 or a restart marker, so FF DA is a scan (or an embedded
-    thumbnail's)."""
     position = source.tell()
     source.seek(0)
-    scans, tail = 0, b""
-    while chunk := source.read(1 << 20):
-        block = tail + chunk
-        scans += block.count(b"\xff\xda")
-        if scans > MAX_JPEG_SCANS:
-            raise CorruptImage(
-                f"The image is a JPEG of more than {MAX_JPEG_SCANS} scans (a photo has about "
-                "ten); decoding it would take minutes."
-            )
-        tail = block[-1:]  # a marker split between two reads is counted in the second
+    scans = _jpeg_scans(_Window(source), stop_after=MAX_JPEG_SCANS)
     source.seek(position)
+    if scans > MAX_JPEG_SCANS:
+        raise CorruptImage(
+            f"The image is a JPEG of more than {MAX_JPEG_SCANS} scans (a photo has about ten); "
+            "decoding it would take minutes."
+        )
+
+
+# What ends entropy-coded data: 0xFF followed by anything but a stuffed 0x00, a restart
+# marker (D0-D7) or another fill byte.
+_END_OF_ENTROPY = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def _jpeg_scans(data: _Window, *, stop_after: int) -> int:
+    """The scans of a JPEG's first picture, counted without decoding (up to `stop_after` + 1):
+    segments are skipped by their length (an EXIF thumbnail's scans are not the picture's),
+    entropy-coded data is searched for the next marker, and the count ends at the picture's
+    end, so what follows it (a motion photo's video, an MPO's second picture) is not read."""
+    if data.take(2) != b"\xff\xd8":
+        return 0
+    scans = 0
+    while scans <= stop_after:
+        marker = data.next_marker()
+        if marker is None or marker == 0xD9:  # the file's or the picture's end
+            break
+        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
+            continue  # no length field
+        length = data.take(2)
+        if len(length) < 2:
+            break
+        data.skip(int.from_bytes(length, "big") - 2)
+        if marker == 0xDA:
+            scans += 1
+            if not data.skip_entropy_coded():
+                break
+    return scans
+
+
+class _Window:
+    """A forward-only view of a stream, read 64 KiB at a time."""
+
+    def __init__(self, source: BinaryIO) -> None:
+        self._source = source
+        self._buffer = b""
+        self._at = 0
+
+    def _fill(self) -> bool:
+        chunk = self._source.read(1 << 16)
+        self._buffer = self._buffer[self._at :] + chunk
+        self._at = 0
+        return bool(chunk)
+
+    def take(self, count: int) -> bytes:
+        while len(self._buffer) - self._at < count and self._fill():
+            pass
+        taken = self._buffer[self._at : self._at + count]
+        self._at += len(taken)
+        return taken
+
+    def skip(self, count: int) -> None:
+        while count > len(self._buffer) - self._at:
+            count -= len(self._buffer) - self._at
+            self._at = len(self._buffer)
+            if not self._fill():
+                return
+        self._at += max(count, 0)
+
+    def next_marker(self) -> int | None:
+        """The next marker's code, past fill bytes (and any stray byte, as libjpeg skips
+        them); None at the end of the stream."""
+        while byte := self.take(1):
+            if byte != b"\xff":
+                continue
+            code = self.take(1)
+            while code == b"\xff":
+                code = self.take(1)
+            if not code:
+                return None
+            if code != b"\x00":
+                return code[0]
+        return None
+
+    def skip_entropy_coded(self) -> bool:
+        """Move to the marker that ends a scan's data; False if the stream ends first."""
+        while True:
+            found = _END_OF_ENTROPY.search(self._buffer, self._at)
+            if found is not None:
+                self._at = found.start()
+                return True
+            # Keep a last 0xFF: its marker code may be in the next read.
+            self._at = max(self._at, len(self._buffer) - 1)
+            if not self._fill():
+                return False
 
 
 def _unreadable(source: BinaryIO) -> ImageRejected:

@@ -194,6 +194,29 @@ def test_a_jpeg_of_endless_scans_is_refused_before_decoding() -> None:
         render_variants(io.BytesIO(endless), COVER_SPECS, max_pixels=LIMIT)
 
 
+def test_a_motion_photo_s_video_after_the_picture_is_not_taken_for_scans() -> None:
+    """Phones append the clip's MP4 after the JPEG's end; compressed video holds FF DA pairs
+    by chance (about 15 a megabyte). Only the picture's own scans count."""
+    import random
+
+    base = jpeg_bytes(photo(1200, 900), progressive=True)
+    motion = base + random.Random(7).randbytes(8 << 20)
+    assert motion.count(b"\xff\xda") > 100
+    assert len(render_variants(io.BytesIO(motion), COVER_SPECS, max_pixels=LIMIT)) == 4
+
+
+def test_an_exif_thumbnail_s_scans_are_skipped_with_its_segment() -> None:
+    thumbnail = jpeg_bytes(photo(160, 120), progressive=True)
+    exif = Image.Exif()
+    exif[0x010F] = "camera"
+    source = jpeg_bytes(photo(800, 600), exif=exif.tobytes())
+    # An APP1 segment holding a whole progressive JPEG of its own, before the picture.
+    app1 = b"\xff\xe1" + (len(thumbnail) + 2).to_bytes(2, "big") + thumbnail
+    with_thumbnail = source[:2] + app1 * 20 + source[2:]
+    assert with_thumbnail.count(b"\xff\xda") > 100
+    assert len(render_variants(io.BytesIO(with_thumbnail), [JPEG_200], max_pixels=LIMIT)) == 1
+
+
 def test_small_sources_are_never_upscaled() -> None:
     source = jpeg_bytes(photo(120, 90))
     variants = render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=LIMIT)

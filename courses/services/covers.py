@@ -209,8 +209,8 @@ def course_cover_variants_build(
             _record_failure(
                 course_id,
                 source_hash,
-                f"Making the variants failed ({type(exc).__name__}: {exc}). See the job's log, "
-                "then use “Regenerate cover variants”.",
+                f"Making the variants failed ({type(exc).__name__}: {exc}).",
+                advice=REGENERATE_ADVICE,
             )
             raise
 
@@ -228,8 +228,8 @@ def course_cover_mark_lost(*, task_id: str, reason: str) -> None:
     _record_failure(
         course[0],
         course[1],
-        f"Making the variants did not finish: {reason}. See the job's log, then use "
-        "“Regenerate cover variants”, or upload another cover.",
+        f"Making the variants did not finish: {reason}.",
+        advice=REGENERATE_ADVICE,
     )
 
 
@@ -319,7 +319,12 @@ def _record_variants(
     return written
 
 
-def _record_failure(course_id: int, source_hash: str, message: str) -> None:
+# What to do about a failure that may be no fault of the picture (storage, a time limit):
+# said only where the failed cover stays the course's, since regenerating rebuilds that one.
+REGENERATE_ADVICE = " See the job's log, then use “Regenerate cover variants”."
+
+
+def _record_failure(course_id: int, source_hash: str, message: str, *, advice: str = "") -> None:
     """The cover `source_hash` cannot be used. Only the cover this job was for: a newer
     upload has its own job and status. A course that had a good cover has it again."""
     with transaction.atomic():
@@ -332,7 +337,7 @@ def _record_failure(course_id: int, source_hash: str, message: str) -> None:
             return
         if not course.cover_previous:
             course.cover_status = Course.CoverStatus.FAILED
-            course.cover_error = message
+            course.cover_error = message + advice
             course.save(update_fields=["cover_status", "cover_error", "updated_at"])
             return
         refused = course_file_names(course)

@@ -235,6 +235,8 @@ def test_a_cover_that_cannot_be_used_leaves_the_good_one_in_place_and_says_why(
     assert (course.cover.name, course.cover_sha256) == good
     assert course.cover_status == Course.CoverStatus.READY and course.cover_previous == ""
     assert course.cover_error.startswith("The new cover was not used, the previous one is kept")
+    # Regenerating would rebuild the kept cover, not the refused one: not offered.
+    assert "Regenerate" not in course.cover_error
     assert set(CoverVariant.objects.values_list("file", flat=True)) == variants
     assert stored_files(media_root) == good_files  # the refused original is gone, nothing else
 
@@ -454,6 +456,7 @@ def test_a_variants_job_that_ended_unseen_leaves_the_course_failed_not_pending(
     course.refresh_from_db()
     assert course.cover_status == Course.CoverStatus.FAILED
     assert "did not finish: killed at its hard time limit (120 s)" in course.cover_error
+    assert "Regenerate cover variants" in course.cover_error  # it is this cover's to rebuild
     # Uploading the same file again is not "already the cover": it is queued anew.
     again = set_cover(course, cover_jpeg, django_capture_on_commit_callbacks)
     assert again.cover_status == Course.CoverStatus.PENDING

@@ -220,6 +220,10 @@ class JobLogWriter:
             # and the cause go out on a fresh one, or the log would end without the cause
             # and the error left would be the secondary "connection already closed".
             connection.close()
-        if exc is not None:
+        if isinstance(exc, SystemExit):
+            # Its process was made to exit mid-job (its hard time limit, the worker shutting
+            # down): the code alone ("SystemExit: -241") tells a reader nothing.
+            self.line(f"!! stopped: its process was made to exit (code {exc.code})")
+        elif exc is not None:
             self.line(f"!! {exc_type.__name__ if exc_type else 'Error'}: {exc}")
         self.close()

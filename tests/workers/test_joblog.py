@@ -66,6 +66,16 @@ def test_buffered_lines_are_flushed_when_the_job_fails() -> None:
     assert job_log_since(task_id="t-fail").lines == ["before the error", "!! RuntimeError: boom"]
 
 
+def test_a_process_made_to_exit_mid_job_says_so_in_words() -> None:
+    with pytest.raises(SystemExit), JobLogWriter("t-exit") as log:
+        log.line("working")
+        raise SystemExit(-241)  # what a pool process killed at its hard time limit raises
+    assert job_log_since(task_id="t-exit").lines == [
+        "working",
+        "!! stopped: its process was made to exit (code -241)",
+    ]
+
+
 def test_reading_since_an_offset_is_one_query_and_returns_only_newer_lines() -> None:
     with JobLogWriter("t-offset", flush_lines=10, flush_seconds=60) as log:
         for n in range(35):

@@ -13,7 +13,7 @@ from django_celery_results.admin import GroupResultAdmin, TaskResultAdmin
 from django_celery_results.models import GroupResult, TaskResult
 
 from workers import display, families, job_actions, selectors
-from workers.admin_base import ReadOnlyAdminMixin
+from workers.admin_base import ImmutableAdminMixin, ReadOnlyAdminMixin
 from workers.job_bulk_admin import JOB_BULK_ACTIONS
 from workers.job_filters import JOB_LIST_FILTERS
 from workers.models import DiagnosticRun, Job, requester_text
@@ -191,7 +191,9 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
 
 
 @admin.register(DiagnosticRun)
-class DiagnosticRunAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DiagnosticRunAdmin(ImmutableAdminMixin, admin.ModelAdmin):
+    """Not deletable either: deleting a queued run would quietly cancel its job."""
+
     list_display = ("id", "state", "lines", "attempts", "task_id", "created_at", "finished_at")
     list_filter = ("state",)
     readonly_fields = [f.name for f in DiagnosticRun._meta.fields]

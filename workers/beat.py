@@ -13,7 +13,7 @@ from celery.beat import SchedulingError
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
 from workers.celery_compat import beat_entry_arguments
-from workers.deferred import DEFERRED_JOB_HEADER, deferred_job_send
+from workers.deferred import DEFERRED_JOB_HEADER, deferred_job_send, is_deferred_entry
 from workers.enqueue import BrokerUnavailable, Requester, job_publish, new_task_id
 from workers.outbox import BROKER_ERRORS
 
@@ -29,6 +29,11 @@ class RecordingDatabaseScheduler(DatabaseScheduler):
     ) -> Any:
         deferred_task_id = (entry.options.get("headers") or {}).get(DEFERRED_JOB_HEADER)
         if deferred_task_id:
+            if not is_deferred_entry(entry.name, entry.task, deferred_task_id):
+                # The header alone is no proof: beat's schedules can be edited in the admin.
+                raise SchedulingError(
+                    f"{entry.name}: not the deferred entry of job {deferred_task_id}; not sent"
+                )
             return self._send_deferred(entry, deferred_task_id, advance=advance)
         task = self.app.tasks.get(entry.task)
         if task is None:

@@ -16,6 +16,8 @@ from datetime import datetime
 from django.db import transaction
 from django_celery_beat.models import ClockedSchedule, PeriodicTask
 
+from workers.models import Job
+
 logger = logging.getLogger(__name__)
 
 # Marks a beat entry as "send this recorded job" rather than "start a new job".
@@ -24,6 +26,14 @@ DEFERRED_JOB_HEADER = "opsqueue_deferred_job"
 
 def deferred_entry_name(task_id: str) -> str:
     return f"Deferred job {task_id}"
+
+
+def is_deferred_entry(entry_name: str, entry_task: str, task_id: str) -> bool:
+    """Whether a beat entry carrying the deferred-job header is the one written for that job:
+    its name, and the recorded job's own task."""
+    return entry_name == deferred_entry_name(task_id) and (
+        Job.objects.filter(task_id=task_id, task_name=entry_task).exists()
+    )
 
 
 def deferred_job_schedule(*, task_id: str, task_name: str, queue: str, run_after: datetime) -> None:

@@ -51,6 +51,35 @@ from workers.row_inserts import insert_rows
 logger = logging.getLogger(__name__)
 
 REQUESTER_HEADER = "opsqueue_requester"
+# Celery's own message headers (protocol 2) and ours. Celery lets extra headers overwrite its
+# own, and a worker runs the task its "task" header names: a schedule's headers (editable in
+# the beat admin) must not choose another task, id or parent, or claim to be a deferred job.
+RESERVED_HEADERS = frozenset(
+    {
+        "lang",
+        "task",
+        "id",
+        "shadow",
+        "eta",
+        "expires",
+        "group",
+        "group_index",
+        "retries",
+        "timelimit",
+        "root_id",
+        "parent_id",
+        "argsrepr",
+        "kwargsrepr",
+        "origin",
+        "ignore_result",
+        "replaced_task_nesting",
+        "stamped_headers",
+        "stamps",
+        "compression",
+        REQUESTER_HEADER,
+        "opsqueue_deferred_job",
+    }
+)
 
 __all__ = [
     "BrokerUnavailable",
@@ -257,7 +286,11 @@ def job_message(
     """The message for a job: its queue, and who asked in a header the worker can read."""
     options = dict(options)
     options.setdefault("queue", queue_for_task(task.name))
-    options["headers"] = {**options.get("headers", {}), REQUESTER_HEADER: requester.as_header()}
+    given = options.get("headers") or {}
+    options["headers"] = {
+        **{name: value for name, value in given.items() if name not in RESERVED_HEADERS},
+        REQUESTER_HEADER: requester.as_header(),
+    }
     return OutboundJob(
         task=task,
         task_id=task_id,

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from workers.job_registry import canonical_name, declared_specs, task_names
+from workers.job_registry import canonical_name, declared_specs, task_name_lookup, task_names
 
 # To reach any job page at all: the jobs admin's own view permission.
 VIEW_JOBS = "django_celery_results.view_taskresult"
@@ -103,10 +103,24 @@ def job_viewable(user: Any, task_name: str | None) -> bool:
     return _has(user, VIEW_JOBS) and _has(user, family.view_permission if family else None)
 
 
+# Tasks whose start needs, besides their family's operate permission, the permission their
+# own page asks for: a schedule, Run now or a dead letter's redrive is no way around it.
+TASK_START_PERMISSIONS = {
+    "infra_tasks.terraform.tasks.run_apply_execute": "terraform.apply_terraformworkspace",
+    "infra_tasks.terraform.tasks.run_state_unlock_execute": (
+        "terraform.force_unlock_terraformworkspace"
+    ),
+    "courses.tasks.course_outline_report": "courses.report_course_outline",
+}
+
+
 def job_startable(user: Any, task_name: str | None) -> bool:
     """May `user` start this task outside its family's own pages (e.g. a schedule's Run)?"""
     family = family_for_task(task_name)
-    return _has(user, family.operate_permission if family else None)
+    own = task_name_lookup(TASK_START_PERMISSIONS, task_name)
+    return _has(user, family.operate_permission if family else None) and (
+        own is None or _has(user, own)
+    )
 
 
 def viewable_families(user: Any) -> list[Family] | None:

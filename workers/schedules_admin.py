@@ -17,6 +17,7 @@ Where it is missing the page is read-only, as for a user with view permission on
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -42,8 +43,22 @@ from django_celery_beat.models import (
 )
 
 from workers import families
-from workers.enqueue import BrokerUnavailable, Requester
+from workers.enqueue import RESERVED_HEADERS, BrokerUnavailable, Requester
 from workers.services import ScheduleRunRefused, periodic_tasks_run_now
+
+
+def _header_names(headers: Any) -> list[str]:
+    try:
+        parsed = json.loads(headers) if isinstance(headers, str) else headers
+    except ValueError:
+        return []  # the library's own validation says what is wrong with it
+    return [str(name) for name in parsed] if isinstance(parsed, dict) else []
+
+
+def may_start_some_family(user: Any) -> bool:
+    return bool(user.is_superuser) or any(
+        f.operate_permission and user.has_perm(f.operate_permission) for f in families.FAMILIES
+    )
 
 
 def not_startable(user: Any, schedules: Iterable[PeriodicTask]) -> list[str]:
@@ -84,6 +99,18 @@ class GuardedPeriodicTaskAdmin(PeriodicTaskAdmin):
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         return refused_deletions(request.user, objs, super().get_deleted_objects(objs, request))
 
+    def has_switch_permission(self, request: HttpRequest) -> bool:
+        """May change schedules and start some family's jobs: without the latter every
+        switch and Run would be refused, so none is offered. (Django offers an action on
+        any one of its permissions, hence one that says both.)"""
+        return self.has_change_permission(request) and may_start_some_family(request.user)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        if not may_start_some_family(request.user):
+            actions.pop("delete_selected", None)  # it would refuse every schedule
+        return actions
+
     def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         form: Any = super().get_form(request, obj, **kwargs)
         user = request.user
@@ -91,6 +118,14 @@ class GuardedPeriodicTaskAdmin(PeriodicTaskAdmin):
         class StartableTaskForm(form):
             def clean(self) -> dict[str, Any]:
                 cleaned: dict[str, Any] = super().clean()
+                reserved = sorted(set(_header_names(cleaned.get("headers"))) & RESERVED_HEADERS)
+                if reserved:
+                    # Celery lets a header named "task" choose which task a worker runs.
+                    self.add_error(
+                        "headers",
+                        "These headers are the job's own and cannot be set here: "
+                        + ", ".join(reserved),
+                    )
                 task = cleaned.get("task")
                 if task and not families.job_startable(user, task):
                     raise forms.ValidationError(
@@ -104,15 +139,15 @@ class GuardedPeriodicTaskAdmin(PeriodicTaskAdmin):
 
     # The library's switches, each behind the change permission and the operate permission
     # of every selected task, and written to the admin history.
-    @admin.action(description="Enable selected tasks", permissions=["change"])
+    @admin.action(description="Enable selected tasks", permissions=["switch"])
     def enable_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
         self.switch(request, queryset, super().enable_tasks)
 
-    @admin.action(description="Disable selected tasks", permissions=["change"])
+    @admin.action(description="Disable selected tasks", permissions=["switch"])
     def disable_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
         self.switch(request, queryset, super().disable_tasks)
 
-    @admin.action(description="Toggle activity of selected tasks", permissions=["change"])
+    @admin.action(description="Toggle activity of selected tasks", permissions=["switch"])
     def toggle_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
         self.switch(request, queryset, super().toggle_tasks)
 
@@ -146,7 +181,7 @@ class GuardedPeriodicTaskAdmin(PeriodicTaskAdmin):
             )
         return bool(refused)
 
-    @admin.action(description="Run selected tasks now (as jobs)", permissions=["change"])
+    @admin.action(description="Run selected tasks now (as jobs)", permissions=["switch"])
     def run_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
         schedules = list(queryset)
         if self.refused(request, schedules, "Nothing was run"):

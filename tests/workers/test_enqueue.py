@@ -89,3 +89,47 @@ def test_a_person_s_job_is_recorded_with_its_history_entry_in_one_round_trip(
     assert about_job.get_edited_object() == Job.objects.get(task_id=on_job_id)
     assert about_job.change_message == f"Queued job {diagnostic_run_execute.name} [{on_job_id}]"
     assert TaskResult.objects.get(task_id=on_job_id).status == "PENDING"
+
+
+def test_headers_given_cannot_choose_the_task_its_id_or_its_requester() -> None:
+    """Celery lets extra headers overwrite its own and a worker runs the task its "task"
+    header names: whatever a caller or a schedule passes, the message names its own task."""
+    from workers.enqueue import job_message, new_task_id
+    from workers.tasks import diagnostic_run_execute
+
+    message = job_message(
+        diagnostic_run_execute,
+        new_task_id(),
+        Requester.cli("test"),
+        [1],
+        {},
+        {
+            "headers": {
+                "task": "infra_tasks.releases.tasks.release_execute",
+                "id": "someone-else",
+                "opsqueue_requester": {"kind": "user", "label": "root", "user_id": 1},
+                "opsqueue_deferred_job": "another-job",
+                "trace": "kept",
+            }
+        },
+    )
+    assert message.options["headers"] == {
+        "trace": "kept",
+        "opsqueue_requester": Requester.cli("test").as_header(),
+    }
+
+
+def test_a_beat_entry_is_taken_for_a_deferred_job_only_if_it_is_that_job_s_own() -> None:
+    from workers.deferred import deferred_entry_name, is_deferred_entry
+    from workers.enqueue import job_message, job_record_pending, new_task_id
+    from workers.tasks import diagnostic_run_execute
+
+    task_id = new_task_id()
+    job_record_pending(
+        job_message(diagnostic_run_execute, task_id, Requester.cli("test"), [1], {}, {}),
+        requester=Requester.cli("test"),
+    )
+    name = deferred_entry_name(task_id)
+    assert is_deferred_entry(name, diagnostic_run_execute.name, task_id)
+    assert not is_deferred_entry("my schedule", diagnostic_run_execute.name, task_id)
+    assert not is_deferred_entry(name, "infra_tasks.releases.tasks.release_execute", task_id)

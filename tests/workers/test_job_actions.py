@@ -204,3 +204,30 @@ def test_a_retry_s_page_names_the_record_its_original_job_was_for(
 
     assert summary is not None and summary.subject is not None
     assert summary.subject.label.startswith(f"Diagnostic run #{run.pk}")
+
+
+@pytest.mark.parametrize(
+    ("model", "perm"),
+    [
+        ("workers/diagnosticrun", "delete_diagnosticrun"),
+        ("rds/databaseaction", "delete_databaseaction"),
+    ],
+)
+def test_a_queued_job_s_record_cannot_be_deleted_from_the_admin(model: str, perm: str) -> None:
+    """Deleting it would quietly cancel its job (the task finds no row), and lose who asked."""
+    from django.test import Client
+
+    from infra_tasks.rds.models import DatabaseAction
+    from tests.infra_tasks.rds.support import register
+    from workers.models import DiagnosticRun
+
+    if model == "workers/diagnosticrun":
+        row: Any = DiagnosticRun.objects.create(task_id="queued-1")
+    else:
+        row = DatabaseAction.objects.create(database=register("kept"), action="stop", task_id="q-2")
+    app_label, model_name = model.split("/")
+    client = Client()
+    client.force_login(staff("deleter", f"view_{model_name}", perm))  # type: ignore[arg-type]
+    url = f"/admin/{app_label}/{model_name}/{row.pk}/delete/"
+    assert client.post(url, {"post": "yes"}).status_code == 403
+    assert type(row).objects.filter(pk=row.pk).exists()

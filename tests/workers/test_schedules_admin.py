@@ -5,6 +5,8 @@ each task whose runs it changes (a shared crontab's included); a run is a job li
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
@@ -56,8 +58,12 @@ def test_view_only_staff_cannot_switch_or_run_a_schedule(action: str) -> None:
 
 def test_running_a_schedule_needs_the_operate_permission_of_its_family() -> None:
     schedule = nightly_stop()
+    # May start diagnostic jobs, so Run is offered; not database jobs, so this one is refused.
     _, editor = staff(
-        "editor", "django_celery_beat.view_periodictask", "django_celery_beat.change_periodictask"
+        "editor",
+        "django_celery_beat.view_periodictask",
+        "django_celery_beat.change_periodictask",
+        "workers.run_diagnostic",
     )
 
     response = editor.post(
@@ -98,7 +104,10 @@ def test_a_switch_needs_the_operate_permission_of_every_selected_schedule(action
     schedule.enabled = action == "disable_tasks"
     schedule.save()
     _, editor = staff(
-        "editor", "django_celery_beat.view_periodictask", "django_celery_beat.change_periodictask"
+        "editor",
+        "django_celery_beat.view_periodictask",
+        "django_celery_beat.change_periodictask",
+        "workers.run_diagnostic",
     )
 
     response = editor.post(
@@ -212,3 +221,60 @@ def test_a_schedule_can_only_name_a_task_its_editor_may_start() -> None:
         response.content.decode()
     )
     assert not PeriodicTask.objects.filter(name="sneaky stop").exists()
+
+
+def test_a_user_who_may_start_no_family_s_jobs_is_offered_no_switch_run_or_delete() -> None:
+    nightly_stop()
+    _, editor = staff(
+        "editor",
+        "django_celery_beat.view_periodictask",
+        "django_celery_beat.change_periodictask",
+        "django_celery_beat.delete_periodictask",
+    )
+    page = editor.get(reverse(CHANGELIST)).content.decode()
+    for action in ("enable_tasks", "disable_tasks", "toggle_tasks", "run_tasks", "delete_selected"):
+        assert f'value="{action}"' not in page
+
+
+@pytest.mark.parametrize("header", ["task", "id", "parent_id", "opsqueue_deferred_job"])
+def test_a_schedule_cannot_set_the_headers_that_decide_which_job_runs(header: str) -> None:
+    """Celery lets extra headers overwrite its own, and a worker runs the task its "task"
+    header names: a database operator could otherwise run a release from a database
+    schedule."""
+    _, editor = staff(
+        "editor",
+        "django_celery_beat.view_periodictask",
+        "django_celery_beat.add_periodictask",
+        "rds.operate_manageddatabase",
+    )
+    response = editor.post(
+        reverse("admin:django_celery_beat_periodictask_add"),
+        {
+            "name": "smuggled",
+            "regtask": "infra_tasks.rds.tasks.database_action_execute",
+            "task": "",
+            "enabled": "on",
+            "args": "[2]",
+            "kwargs": "{}",
+            "headers": json.dumps({header: "infra_tasks.releases.tasks.release_execute"}),
+            "priority": "",
+            "expire_seconds": "",
+        },
+    )
+    assert response.status_code == 200
+    assert "cannot be set here: " + header in response.content.decode()
+    assert not PeriodicTask.objects.filter(name="smuggled").exists()
+
+
+def test_a_step_of_a_terraform_run_needs_its_own_permission_to_be_scheduled() -> None:
+    """Planning permission is the family's; force-unlocking state asks for its own on the
+    run's page, and a schedule is no way around it."""
+    from workers.families import job_startable
+
+    planner, _ = staff("planner", "terraform.plan_terraformworkspace")
+    unlock = "infra_tasks.terraform.tasks.run_state_unlock_execute"
+    assert job_startable(planner, "infra_tasks.terraform.tasks.drift_check_request_all")
+    assert not job_startable(planner, unlock)
+    assert not job_startable(planner, "infra_tasks.terraform.tasks.run_apply_execute")
+    planner.user_permissions.add(Permission.objects.get(codename="force_unlock_terraformworkspace"))
+    assert job_startable(get_user_model().objects.get(pk=planner.pk), unlock)

@@ -7,7 +7,7 @@ from django.contrib.admin.utils import flatten_fieldsets
 from django.utils.safestring import SafeString
 
 from infra_tasks.rds.models import DatabaseAction, Divergence
-from workers.admin_base import ReadOnlyAdminMixin
+from workers.admin_base import ImmutableAdminMixin
 from workers.admin_links import job_link
 from workers.admin_live import LiveJobFieldsMixin
 from workers.display import duration_text
@@ -25,7 +25,7 @@ OUTCOME = (
 
 
 @admin.register(DatabaseAction)
-class DatabaseActionAdmin(LiveJobFieldsMixin, ReadOnlyAdminMixin, admin.ModelAdmin):
+class DatabaseActionAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", *OUTCOME, "job")
     list_filter = ("state", "action", "database")
     list_select_related = ("database",)
@@ -49,7 +49,7 @@ class DatabaseActionAdmin(LiveJobFieldsMixin, ReadOnlyAdminMixin, admin.ModelAdm
 
 
 @admin.register(Divergence)
-class DivergenceAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+class DivergenceAdmin(ImmutableAdminMixin, admin.ModelAdmin):
     list_display = (
         "detected_at",
         "database",

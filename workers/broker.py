@@ -59,6 +59,7 @@ def _probe_client(region: str, endpoint_env: str) -> Any:
             # A person's request waits on this at most once per HEALTH_TTL_SECONDS; SQS
             # answers GetQueueAttributes in milliseconds when it is there at all.
             read_timeout=3,
-            retries={"mode": "standard", "max_attempts": 1},
+            # One attempt: botocore's max_attempts counts retries, total_max_attempts all.
+            retries={"mode": "standard", "total_max_attempts": 1},
         ),
     )

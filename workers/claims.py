@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 class Claim(enum.Enum):
     HELD = "held"
+    # Held, from a process of this worker that died holding it: the job was under way.
+    TAKEN_OVER = "taken over"
     LOST = "lost"
     UNTRACKED = "untracked"  # no Job row (not started through job_enqueue): nothing to claim
 
@@ -75,7 +77,7 @@ def job_claim(*, task_id: str, holder: str) -> Claim:
         # and its worker gave the message straight back: this is no duplicate but the job's
         # only delivery left, and dropping it would leave the job STARTED for good.
         logger.warning("job %s: its process %s is gone; taken over", task_id, held_by)
-        return Claim.HELD
+        return Claim.TAKEN_OVER
     return Claim.LOST
 
 
@@ -131,6 +133,9 @@ class ClaimedTask(DjangoTask):
                 request.id,
             )
             raise Ignore()
+        # A step that must not be done twice (a terraform apply) reads this: the job was
+        # under way in a process that died, and may have stopped half-way.
+        request.taken_over = claim is Claim.TAKEN_OVER
         try:
             return super().__call__(*args, **kwargs)
         except DatabaseError:
@@ -140,7 +145,7 @@ class ClaimedTask(DjangoTask):
                 connection.close()
             raise
         finally:
-            if claim is Claim.HELD:
+            if claim in (Claim.HELD, Claim.TAKEN_OVER):
                 try:
                     job_claim_release(task_id=request.id, holder=holder)
                 except Exception:

@@ -91,9 +91,9 @@ def _mark_lost(task_id: str, *, cutoff: datetime) -> bool:
         worker_alive = WorkerHeartbeat.objects.filter(
             hostname=result.worker, last_seen_at__gte=cutoff
         ).exists()
-        claim_ended = (
+        claim = (
             Job.objects.filter(task_id=task_id, claimed_until__lt=cutoff)
-            .values_list("claimed_until", flat=True)
+            .values_list("claimed_by", "claimed_until")
             .first()
         )
         if not worker_alive:
@@ -106,10 +106,12 @@ def _mark_lost(task_id: str, *, cutoff: datetime) -> bool:
                 f"{WORKER_LOST}: {result.worker or 'its worker'} last seen "
                 f"{last_seen.isoformat() if last_seen else 'never'}"
             )
-        elif claim_ended is not None:
+        elif claim is not None and claim[1] is not None:
+            # The claim names the process (worker:pid) that held it: a duplicate delivery
+            # may since have written another worker's name on the result.
             reason = (
-                f"{WORKER_LOST}: the process running it on {result.worker} stopped "
-                f"renewing its claim at {claim_ended.isoformat()}"
+                f"{WORKER_LOST}: the process running it ({claim[0] or result.worker}) "
+                f"stopped renewing its claim at {claim[1].isoformat()}"
             )
         else:
             return False

@@ -60,8 +60,11 @@ class VisibilityExtender(ThreadStep):
             ),
         )
         while not self._stopping.wait(timeout / 3):
-            self.extend(sqs, timeout)
+            # Claims first: they are one UPDATE in the database, where extending each held
+            # message can wait out SQS's timeouts while it hangs, and a claim left to run out
+            # meanwhile makes a live job look abandoned.
             self._renew_claims()
+            self.extend(sqs, timeout)
 
     def _renew_claims(self) -> None:
         task_ids = list(worker_state.requests)

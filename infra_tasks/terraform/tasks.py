@@ -20,7 +20,10 @@ from workers.outcomes import job_cancelled, job_failed
 @job_task(jobs.RUN_PLAN_EXECUTE)
 def run_plan_execute(self: Any, run_id: int) -> str | None:
     state = execution.run_plan_execute(
-        run_id=run_id, task_id=self.request.id, worker=self.request.hostname or ""
+        run_id=run_id,
+        task_id=self.request.id,
+        worker=self.request.hostname or "",
+        taken_over=bool(getattr(self.request, "taken_over", False)),
     )
     return _job_end(self, run_id, state)
 
@@ -28,7 +31,10 @@ def run_plan_execute(self: Any, run_id: int) -> str | None:
 @job_task(jobs.RUN_APPLY_EXECUTE)
 def run_apply_execute(self: Any, run_id: int) -> str | None:
     state = execution.run_apply_execute(
-        run_id=run_id, task_id=self.request.id, worker=self.request.hostname or ""
+        run_id=run_id,
+        task_id=self.request.id,
+        worker=self.request.hostname or "",
+        taken_over=bool(getattr(self.request, "taken_over", False)),
     )
     return _job_end(self, run_id, state)
 

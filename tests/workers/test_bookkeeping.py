@@ -152,7 +152,7 @@ def test_a_started_job_on_a_live_worker_whose_claim_ran_out_long_ago_is_lost() -
 
     result = TaskResult.objects.get(task_id=dead)
     assert result.status == states.FAILURE
-    assert "the process running it on main@alive stopped renewing its claim" in (
+    assert "the process running it (main@alive:123) stopped renewing its claim" in (
         result.traceback or ""
     )
     run.refresh_from_db()

@@ -56,7 +56,9 @@ class RunStepError(ApplicationError):
     """A worker step that could not be done; the message says why (the job fails with it)."""
 
 
-def run_plan_execute(*, run_id: int, task_id: str, worker: str) -> str | None:
+def run_plan_execute(
+    *, run_id: int, task_id: str, worker: str, taken_over: bool = False
+) -> str | None:
     """Run init and plan for a queued run; returns the run's final or waiting state."""
     return step_execute(
         run_id,
@@ -64,10 +66,13 @@ def run_plan_execute(*, run_id: int, task_id: str, worker: str) -> str | None:
         working=RunState.PLANNING,
         worker=worker,
         step=lambda run: _plan(run, task_id),
+        taken_over=taken_over,
     )
 
 
-def run_apply_execute(*, run_id: int, task_id: str, worker: str) -> str | None:
+def run_apply_execute(
+    *, run_id: int, task_id: str, worker: str, taken_over: bool = False
+) -> str | None:
     """Apply exactly the run's saved plan; returns the run's final state."""
     return step_execute(
         run_id,
@@ -75,6 +80,7 @@ def run_apply_execute(*, run_id: int, task_id: str, worker: str) -> str | None:
         working=RunState.APPLYING,
         worker=worker,
         step=lambda run: _apply(run, task_id),
+        taken_over=taken_over,
     )
 
 

@@ -50,13 +50,15 @@ PASSED_ENVIRONMENT = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "SSL_C
 
 
 def run_claim(
-    run_id: int, *, queued: RunState, working: RunState, worker: str
+    run_id: int, *, queued: RunState, working: RunState, worker: str, taken_over: bool = False
 ) -> TerraformRun | None:
     """Take the run for this worker, or return None if there is nothing (more) to do.
 
     A run already in `working` means the message came again: it is dropped. If its worker
-    has been silent past the limit, the run is marked lost now, rather than at the next
-    lost-run check; terraform may have stopped half-way, so it is never started again.
+    has been silent past the limit, or this delivery took the job over from a process that
+    died running it (`taken_over`, workers/claims.py), the run is marked lost now, rather
+    than at the next lost-run check; terraform may have stopped half-way, so it is never
+    started again.
     """
     with transaction.atomic():
         found = TerraformRun.objects.filter(pk=run_id).first()
@@ -71,7 +73,7 @@ def run_claim(
             run.started_at = run.started_at or now
             run.save(update_fields=["state", "worker", "heartbeat_at", "started_at"])
             return TerraformRun.objects.select_related("workspace").get(pk=run_id)
-        if run.state == working and silent_seconds(run) >= lost_after():
+        if run.state == working and (taken_over or silent_seconds(run) >= lost_after()):
             run_mark_lost(run)
         return None
 
@@ -83,10 +85,11 @@ def step_execute(
     working: RunState,
     worker: str,
     step: Callable[[TerraformRun], str | None],
+    taken_over: bool = False,
 ) -> str | None:
     """Claim the run for this worker and do `step` on it; return the run's state. A run
     not claimed (gone, already taken, a repeated message) is left as it is."""
-    run = run_claim(run_id, queued=queued, working=working, worker=worker)
+    run = run_claim(run_id, queued=queued, working=working, worker=worker, taken_over=taken_over)
     if run is None:
         return state_of(run_id)
     with failed_on_error(run_id):

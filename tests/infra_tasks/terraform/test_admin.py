@@ -466,3 +466,33 @@ def test_the_run_list_shows_queue_positions_in_a_number_of_queries_independent_o
         assert page.count(f"waiting ({ahead} ahead)") == (2 if ahead in (1, 2) else 1)
     assert "waiting (7 ahead)" not in page
     assert many == few
+
+
+def test_an_apply_taken_over_from_a_process_that_died_is_marked_lost_not_run_again(
+    make_workspace: MakeWorkspace,
+) -> None:
+    """Its pool process was killed mid-apply and its worker handed the message straight
+    back; the run's heartbeat is still fresh. Terraform may have stopped half-way: the
+    run is lost now (plan again), never applied a second time, and the job fails."""
+    from infra_tasks.terraform.services.steps import run_claim
+
+    run = TerraformRun.objects.create(
+        workspace=make_workspace(),
+        kind=RunKind.APPLY,
+        state=RunState.APPLYING,
+        requester_kind="user",
+        requester_label="alice",
+        plan_task_id="plan-task",
+        worker="main@host",
+        heartbeat_at=timezone.now(),
+    )
+    claim = {"queued": RunState.APPLY_QUEUED, "working": RunState.APPLYING, "worker": "main@host"}
+
+    assert run_claim(run.pk, **claim) is None  # a repeated message: left as it is
+    run.refresh_from_db()
+    assert run.state == RunState.APPLYING
+
+    assert run_claim(run.pk, **claim, taken_over=True) is None
+    run.refresh_from_db()
+    assert run.state == RunState.LOST
+    assert "worker lost" in run.message

@@ -486,13 +486,21 @@ def test_an_apply_taken_over_from_a_process_that_died_is_marked_lost_not_run_aga
         worker="main@host",
         heartbeat_at=timezone.now(),
     )
-    claim = {"queued": RunState.APPLY_QUEUED, "working": RunState.APPLYING, "worker": "main@host"}
 
-    assert run_claim(run.pk, **claim) is None  # a repeated message: left as it is
+    def claim(*, taken_over: bool) -> TerraformRun | None:
+        return run_claim(
+            run.pk,
+            queued=RunState.APPLY_QUEUED,
+            working=RunState.APPLYING,
+            worker="main@host",
+            taken_over=taken_over,
+        )
+
+    assert claim(taken_over=False) is None  # a repeated message: left as it is
     run.refresh_from_db()
     assert run.state == RunState.APPLYING
 
-    assert run_claim(run.pk, **claim, taken_over=True) is None
+    assert claim(taken_over=True) is None
     run.refresh_from_db()
     assert run.state == RunState.LOST
     assert "worker lost" in run.message

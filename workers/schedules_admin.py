@@ -66,38 +66,46 @@ def not_startable(user: Any, schedules: Iterable[PeriodicTask]) -> list[str]:
     return [s.name for s in schedules if not families.job_startable(user, s.task)]
 
 
-def refused_deletions(
-    user: Any, schedules: Iterable[PeriodicTask], deleted: tuple[Any, Any, Any, Any]
-) -> tuple[Any, Any, Any, Any]:
-    """`get_deleted_objects`' answer, with the periodic tasks `user` may not start among
-    what would go: Django then refuses the deletion and names them, on the delete page and
-    for "delete selected" alike."""
-    objects, counts, perms_needed, protected = deleted
-    refused = not_startable(user, schedules)
-    if refused:
-        perms_needed = {*perms_needed, *(f"periodic task “{name}”" for name in refused)}
-    return objects, counts, perms_needed, protected
+class StartGuardedAdminMixin:
+    """Changing or deleting a row changes when the periodic tasks it stands for run (a
+    periodic task itself; a crontab, interval, solar or clocked schedule shared by several,
+    which a deletion removes by CASCADE): both need the operate permission of every one of
+    those tasks. Without it the page is read-only, and a deletion is refused naming them,
+    on the delete page and for "delete selected" alike."""
+
+    def periodic_tasks(self, objs: Any) -> Iterable[PeriodicTask]:
+        """The periodic tasks whose runs `objs` (rows of this admin) decide."""
+        raise NotImplementedError
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and (  # type: ignore[misc]
+            obj is None or not not_startable(request.user, self.periodic_tasks([obj]))
+        )
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and (  # type: ignore[misc]
+            obj is None or not not_startable(request.user, self.periodic_tasks([obj]))
+        )
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(  # type: ignore[misc]
+            objs, request
+        )
+        refused = not_startable(request.user, self.periodic_tasks(objs))
+        if refused:
+            perms_needed = {*perms_needed, *(f"periodic task “{name}”" for name in refused)}
+        return deleted, counts, perms_needed, protected
 
 
 admin.site.unregister(PeriodicTask)
 
 
 @admin.register(PeriodicTask)
-class GuardedPeriodicTaskAdmin(PeriodicTaskAdmin):
+class GuardedPeriodicTaskAdmin(StartGuardedAdminMixin, PeriodicTaskAdmin):
     actions = ("enable_tasks", "disable_tasks", "toggle_tasks", "run_tasks")
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_change_permission(request, obj) and (
-            obj is None or not not_startable(request.user, [obj])
-        )
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_delete_permission(request, obj) and (
-            obj is None or not not_startable(request.user, [obj])
-        )
-
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
-        return refused_deletions(request.user, objs, super().get_deleted_objects(objs, request))
+    def periodic_tasks(self, objs: Any) -> Iterable[PeriodicTask]:
+        return objs
 
     def has_switch_permission(self, request: HttpRequest) -> bool:
         """May change schedules and start some family's jobs: without the latter every
@@ -201,28 +209,14 @@ class GuardedPeriodicTaskAdmin(PeriodicTaskAdmin):
         self.message_user(request, format_html("Queued {} job(s): {}.", len(task_ids), links))
 
 
-class GuardedScheduleAdminMixin:
-    """A crontab, interval, solar or clocked schedule is shared by the periodic tasks that
-    use it: changing it re-times each of them, deleting it deletes them (CASCADE). Both need
-    the operate permission of every one of those tasks; a new schedule starts nothing."""
+class GuardedScheduleAdminMixin(StartGuardedAdminMixin):
+    """A crontab, interval, solar or clocked schedule; a new one starts nothing."""
 
     # PeriodicTask's foreign key to this kind of schedule.
     periodic_task_field: str
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_change_permission(request, obj) and (  # type: ignore[misc]
-            obj is None or not not_startable(request.user, obj.periodictask_set.all())
-        )
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return super().has_delete_permission(request, obj) and (  # type: ignore[misc]
-            obj is None or not not_startable(request.user, obj.periodictask_set.all())
-        )
-
-    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
-        using = PeriodicTask.objects.filter(**{f"{self.periodic_task_field}__in": objs})
-        deleted = super().get_deleted_objects(objs, request)  # type: ignore[misc]
-        return refused_deletions(request.user, using, deleted)
+    def periodic_tasks(self, objs: Any) -> Iterable[PeriodicTask]:
+        return PeriodicTask.objects.filter(**{f"{self.periodic_task_field}__in": objs})
 
 
 for _model, _library_admin, _field in (

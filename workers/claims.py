@@ -6,15 +6,21 @@ of its `Job` row: it wins only if nobody holds the job or the holder's lease ran
 lease lasts half a visibility timeout and the holder's worker renews it with the message's
 visibility, every third of the timeout (workers/visibility.py): a live holder keeps it, and
 a dead one's lease has ended before SQS makes the message visible again (at least two thirds
-of a timeout after the holder's last extension), so that delivery wins. A delivery that loses
-logs that it is a duplicate and is dropped without touching the job's state (`Ignore`).
+of a timeout after the holder's last extension), so that delivery wins.
 
 The claim is released when the task ends, so a later redelivery of a finished job runs
-into the task's own guard (a succeeded run returns what it produced), as before. A pool
-process killed mid-job (the kernel's OOM killer) holds its lease while its worker hands the
-message straight back: a delivery on that same worker sees the holder's process is gone
-and takes the job over; on another worker the reconciler ends the job once the lease has
-run out (workers/reconcile.py).
+into the task's own guard (a succeeded run returns what it produced), as before.
+
+A delivery that loses cannot tell a true duplicate from the last delivery of a job whose
+process died: a pool process killed mid-job (the kernel's OOM killer, a person) holds its
+lease while its worker hands the message straight back. On that same worker the delivery
+sees the holder's process is gone and takes the job over. On another worker it cannot look,
+so it leaves a copy of the message that SQS holds back until the lease has run out (a
+"recheck", `DelaySeconds`) and is dropped (`Ignore`). The recheck claims like any delivery:
+a lapsed lease means the holder died, and the job is taken over and run; a released claim
+means the job finished, and the task's guard answers; a lease still renewed means a live
+holder, and the recheck is dropped for good. No job is left to the reconciler
+(workers/reconcile.py) because its process died on a worker that lives on.
 """
 
 from __future__ import annotations
@@ -43,6 +49,12 @@ class Claim(enum.Enum):
     UNTRACKED = "untracked"  # no Job row (not started through job_enqueue): nothing to claim
 
 
+# The header a recheck carries (a copy left by a delivery that lost its claim).
+RECHECK_HEADER = "opsqueue_claim_recheck"
+# A recheck comes back this long after the lease it waits for was due to end.
+RECHECK_MARGIN = timedelta(seconds=2)
+
+
 def lease() -> timedelta:
     return timedelta(seconds=settings.SQS_VISIBILITY_TIMEOUT_SECONDS / 2)
 
@@ -51,10 +63,19 @@ def claim_holder(hostname: str | None) -> str:
     return f"{hostname or 'unknown'}:{os.getpid()}"
 
 
-def job_claim(*, task_id: str, holder: str) -> Claim:
+def job_claim(*, task_id: str, holder: str, recheck: bool = False) -> Claim:
+    """Claim the job for `holder`. A `recheck` (see the module's docstring) that finds a
+    lapsed lease takes the job over: its holder stopped renewing, so it died mid-job."""
     from workers.models import Job
 
     now = timezone.now()
+    if recheck and (
+        Job.objects.filter(task_id=task_id, claimed_until__lt=now).update(
+            claimed_by=holder, claimed_until=now + lease()
+        )
+    ):
+        logger.warning("job %s: its holder stopped renewing its claim; taken over", task_id)
+        return Claim.TAKEN_OVER
     won = (
         Job.objects.filter(task_id=task_id)
         .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
@@ -101,6 +122,48 @@ def _holder_died_here(held_by: str, holder: str) -> bool:
         return False
 
 
+def job_recheck_leave(task: Any, request: Any) -> bool:
+    """Leave a copy of the message being run, held back by SQS until the lease on its job
+    has run out, marked as a recheck; False if the job is not held, or the copy could not
+    be sent (the reconciler then ends the job if its holder is gone)."""
+    from workers.enqueue import REQUESTER_HEADER, Requester
+    from workers.models import Job
+    from workers.outbox import BROKER_ERRORS, OutboundJob, publish_now
+
+    job = Job.objects.filter(task_id=request.id, claimed_until__isnull=False).first()
+    if job is None or job.claimed_until is None:
+        return False
+    options: dict[str, Any] = {
+        "queue": job.queue,
+        "headers": {
+            REQUESTER_HEADER: Requester.of(job).as_header(),
+            RECHECK_HEADER: job.claimed_by,
+        },
+    }
+    hard, soft = request.timelimit or (None, None)
+    if hard:
+        options["time_limit"] = hard
+    if soft:
+        options["soft_time_limit"] = soft
+    for name in ("argsrepr", "kwargsrepr"):
+        if getattr(request, name, None) is not None:
+            options[name] = getattr(request, name)
+    copy = OutboundJob(
+        task=task,
+        task_id=request.id,
+        args=list(request.args or ()),
+        kwargs=dict(request.kwargs or {}),
+        options=options,
+        run_after=job.claimed_until + RECHECK_MARGIN,
+    )
+    try:
+        publish_now(copy)
+    except BROKER_ERRORS as exc:
+        logger.warning("job %s: could not leave a recheck: %r", request.id, exc)
+        return False
+    return True
+
+
 def job_claim_release(*, task_id: str, holder: str) -> None:
     from workers.models import Job
 
@@ -125,13 +188,28 @@ class ClaimedTask(DjangoTask):
         if request.is_eager or not request.id or request.called_directly:
             return super().__call__(*args, **kwargs)
         holder = claim_holder(request.hostname)
-        claim = job_claim(task_id=request.id, holder=holder)
+        recheck = getattr(request, RECHECK_HEADER, None) is not None
+        claim = job_claim(task_id=request.id, holder=holder, recheck=recheck)
         if claim is Claim.LOST:
-            logger.warning(
-                "duplicate delivery of %s [%s]: another delivery holds the job; skipped",
-                self.name,
-                request.id,
-            )
+            if recheck:
+                logger.warning(
+                    "recheck of %s [%s]: the job's holder is alive; duplicate dropped",
+                    self.name,
+                    request.id,
+                )
+            elif job_recheck_leave(self, request):
+                logger.warning(
+                    "duplicate delivery of %s [%s]: another delivery holds the job; "
+                    "skipped, and checked again once its lease has run out",
+                    self.name,
+                    request.id,
+                )
+            else:
+                logger.warning(
+                    "duplicate delivery of %s [%s]: another delivery holds the job; skipped",
+                    self.name,
+                    request.id,
+                )
             raise Ignore()
         # A step that must not be done twice (a terraform apply) reads this: the job was
         # under way in a process that died, and may have stopped half-way.

@@ -78,6 +78,7 @@ RESERVED_HEADERS = frozenset(
         "compression",
         REQUESTER_HEADER,
         "opsqueue_deferred_job",
+        "opsqueue_claim_recheck",
     }
 )
 

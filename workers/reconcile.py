@@ -9,8 +9,9 @@ back, the worker that takes it marks it STARTED again.
 
 The worker may also live on while the process running the job died (a pool process killed
 by the kernel for memory, or by a person): nobody renews the job's claim (workers/claims.py)
-any more, and a redelivery that found the dead process's lease still running was dropped as
-a duplicate. A STARTED job whose claim ran out longer than that window ago is lost too.
+any more. A redelivery that found the dead process's lease still running normally leaves a
+recheck that takes the job over once the lease has run out; if that copy could not be sent,
+nothing comes back. A STARTED job whose claim ran out longer than that window ago is lost too.
 A job killed at its hard time limit is recorded FAILURE by its worker's main process, where
 the job's own code never runs: `job_ended_unseen` ends its domain row there (from the task
 class, workers/claims.py).

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
+from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from tests.support.broker import publishing_to
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
-from workers.claims import Claim, ClaimedTask, job_claim, job_claim_release
-from workers.enqueue import Requester
+from workers.claims import RECHECK_HEADER, Claim, ClaimedTask, job_claim, job_claim_release
+from workers.enqueue import RESERVED_HEADERS, Requester
 from workers.models import Job
 from workers.selectors import job_log_since
 from workers.services import diagnostic_run_start
@@ -156,3 +158,160 @@ def test_a_job_whose_pool_process_was_killed_is_taken_over_and_finished_on_its_w
         assert "duplicate delivery" not in worker.log_text()
     finally:
         worker.stop()
+
+
+def _ghost_claim(task_id: str, *, seconds: float) -> str:
+    """Make a process of another worker, which no longer renews it, hold the job's lease
+    for `seconds` more: what a pool process killed mid-job on another machine leaves."""
+    holder = "gone-worker@elsewhere:4242"
+    Job.objects.filter(task_id=task_id).update(
+        claimed_by=holder, claimed_until=timezone.now() + timedelta(seconds=seconds)
+    )
+    return holder
+
+
+def test_a_job_whose_process_died_on_another_worker_is_taken_over_once_its_lease_runs_out(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    """The message comes back to a worker that cannot see the holder's process: it leaves a
+    recheck that SQS holds back until the lease has run out, and the recheck runs the job."""
+    from workers.models import DiagnosticRun
+
+    prefix = new_queue_prefix()
+    aws.client("sqs").create_queue(QueueName=f"{prefix}default")
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix},
+        queues=["default"],
+        log_dir=run_dir,
+        name=f"other-{prefix[1:-1]}",
+    )
+    try:
+        with publishing_to(prefix), transaction.atomic():
+            run = diagnostic_run_start(requester=Requester.cli("test"), lines=3, duration_seconds=0)
+            _ghost_claim(run.task_id, seconds=4)
+        wait_until(
+            lambda: "checked again once its lease has run out" in worker.log_text(),
+            message="the first delivery to leave a recheck",
+        )
+        wait_until(
+            lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(),
+            timeout=60,
+            message="the recheck to take the job over and finish it",
+        )
+        run.refresh_from_db()
+        assert run.state == DiagnosticRun.State.SUCCEEDED and run.attempts == 1
+        assert f"job {run.task_id}: its holder stopped renewing its claim; taken over" in (
+            worker.log_text()
+        )
+        job = Job.objects.get(task_id=run.task_id)
+        assert job.claimed_by.startswith(f"{worker.name}@") and job.claimed_until is None
+    finally:
+        worker.stop()
+
+
+def test_a_recheck_finding_the_lease_renewed_drops_the_duplicate_without_running_it(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    """A true duplicate: the holder lives and renews its lease. The recheck finds it renewed
+    and is dropped; the job is neither run twice nor touched."""
+    from workers.models import DiagnosticRun
+
+    prefix = new_queue_prefix()
+    sqs = aws.client("sqs")
+    url = sqs.create_queue(QueueName=f"{prefix}default")["QueueUrl"]
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix},
+        queues=["default"],
+        log_dir=run_dir,
+        name=f"alive-{prefix[1:-1]}",
+    )
+    try:
+        with publishing_to(prefix), transaction.atomic():
+            run = diagnostic_run_start(requester=Requester.cli("test"), lines=3, duration_seconds=0)
+            holder = _ghost_claim(run.task_id, seconds=4)
+        wait_until(
+            lambda: "checked again once its lease has run out" in worker.log_text(),
+            message="the first delivery to leave a recheck",
+        )
+        # The holder renews its lease, as a live one does every third of a timeout.
+        Job.objects.filter(task_id=run.task_id).update(
+            claimed_until=timezone.now() + timedelta(seconds=120)
+        )
+        wait_until(
+            lambda: (
+                f"recheck of workers.tasks.diagnostic_run_execute [{run.task_id}]: the job's "
+                "holder is alive; duplicate dropped" in worker.log_text()
+            ),
+            timeout=60,
+            message="the recheck to find the holder alive",
+        )
+        wait_until(lambda: _count(sqs, url) == 0, message="the recheck to be acknowledged")
+        run.refresh_from_db()
+        assert run.state == DiagnosticRun.State.QUEUED and run.attempts == 0
+        assert Job.objects.get(task_id=run.task_id).claimed_by == holder
+    finally:
+        worker.stop()
+
+
+def test_a_recheck_claims_a_lapsed_lease_as_taken_over_and_otherwise_as_any_delivery(
+    sqs_queues: AwsEndpoint,
+) -> None:
+    run = diagnostic_run_start(requester=Requester.cli("test"), lines=1, duration_seconds=0)
+    _ghost_claim(run.task_id, seconds=60)
+    assert job_claim(task_id=run.task_id, holder="w1:1", recheck=True) is Claim.LOST
+    _ghost_claim(run.task_id, seconds=-1)
+    assert job_claim(task_id=run.task_id, holder="w1:1", recheck=True) is Claim.TAKEN_OVER
+    # Released when the job ended: the recheck meets the task's own guard, as a late
+    # redelivery does.
+    job_claim_release(task_id=run.task_id, holder="w1:1")
+    assert job_claim(task_id=run.task_id, holder="w2:1", recheck=True) is Claim.HELD
+
+
+def test_no_schedule_can_mark_its_message_as_a_recheck() -> None:
+    assert RECHECK_HEADER in RESERVED_HEADERS
+
+
+def test_two_workers_a_job_whose_pool_process_is_killed_finishes_wherever_it_comes_back(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    """Two workers on one queue; the process running the job is SIGKILLed. Its worker hands
+    the message back and either worker may receive it: on the same worker it is taken over
+    at once, on the other after a recheck. Either way the job finishes, run twice at most."""
+    import os
+    import signal
+
+    from workers.models import DiagnosticRun
+
+    prefix = new_queue_prefix()
+    aws.client("sqs").create_queue(
+        QueueName=f"{prefix}default", Attributes={"VisibilityTimeout": "20"}
+    )
+    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix, "SQS_VISIBILITY_TIMEOUT_SECONDS": "20"}
+    workers = [
+        WorkerProcess(env=env, queues=["default"], log_dir=run_dir, name=f"k{n}-{prefix[1:-1]}")
+        for n in (1, 2)
+    ]
+    try:
+        with publishing_to(prefix):
+            run = diagnostic_run_start(
+                requester=Requester.cli("test"), lines=40, duration_seconds=6
+            )
+        wait_until(
+            lambda: len(job_log_since(task_id=run.task_id).lines) >= 3,
+            message="the job to be under way",
+        )
+        holder = Job.objects.get(task_id=run.task_id).claimed_by
+        os.kill(int(holder.rpartition(":")[2]), signal.SIGKILL)
+
+        wait_until(
+            lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(),
+            timeout=90,
+            message="the job to come back and succeed",
+        )
+        run.refresh_from_db()
+        assert run.state == DiagnosticRun.State.SUCCEEDED and run.attempts == 2
+        logs = "".join(worker.log_text() for worker in workers)
+        assert "taken over" in logs
+    finally:
+        for worker in workers:
+            worker.stop()

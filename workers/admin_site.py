@@ -44,6 +44,7 @@ SECTIONS = (
             ("workers.QueueDepth", "Queue depths"),
             ("workers.WorkerHeartbeat", None),
             ("workers.DeadLetterAction", None),
+            ("workers.FlowerAction", None),
             ("django_celery_results.GroupResult", None),
         ),
     ),

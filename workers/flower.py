@@ -11,24 +11,62 @@ Flower serves `/metrics` (Prometheus: task names, worker host names) without ask
 login; here it asks like every other page (`guard_metrics`). `/healthcheck` stays open: it
 answers "OK" and nothing else.
 
-Flower's "apply task" API would publish onto the monitoring channel, where no worker reads
-tasks: start jobs from the admin instead.
+Every use of Flower's remote control (shut a worker down, restart or resize its pool, add
+or cancel a queue consumer, revoke or terminate a task, set a task's limits or rate, abort)
+is recorded with the Flower login that asked, the target, the options, what Flower answered
+and when (`FlowerAction`, read-only in the admin: Workers → Flower actions), and logged.
+Flower's "apply" and "send task" API would publish onto the monitoring channel, where no
+worker reads tasks, and would start work outside `job_enqueue`: they answer 403 and say to
+start jobs from the admin (the attempt is recorded too).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import functools
+import inspect
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from workers.errors import ApplicationError
+
+logger = logging.getLogger(__name__)
 
 NO_CHANNEL = (
     "Flower would see no workers: CELERY_MONITOR_URL is not set. With tasks on SQS, workers "
     "send events and answer remote control only over the monitoring channel (Redis); set "
     "CELERY_MONITOR_URL for the workers and for Flower."
 )
+START_REFUSED = (
+    "Flower cannot start jobs here: it would publish onto the monitoring channel, where no "
+    "worker reads tasks, and the job would not be recorded. Start jobs from the admin."
+)
+# Flower's handlers that act on workers or tasks (module, class) -> the action's name in the
+# audit. tests/workers/test_monitoring.py checks that every POST handler of the installed
+# Flower is here or in STARTS, so an upgrade that adds one is noticed.
+AUDITED_ACTIONS = {
+    ("flower.api.control", "WorkerShutDown"): "worker shut down",
+    ("flower.api.control", "WorkerPoolRestart"): "worker pool restart",
+    ("flower.api.control", "WorkerPoolGrow"): "worker pool grow",
+    ("flower.api.control", "WorkerPoolShrink"): "worker pool shrink",
+    ("flower.api.control", "WorkerPoolAutoscale"): "worker pool autoscale",
+    ("flower.api.control", "WorkerQueueAddConsumer"): "worker queue add consumer",
+    ("flower.api.control", "WorkerQueueCancelConsumer"): "worker queue cancel consumer",
+    ("flower.api.control", "TaskRevoke"): "task revoke",
+    ("flower.api.control", "TaskTimout"): "task time limits",
+    ("flower.api.control", "TaskRateLimit"): "task rate limit",
+    ("flower.api.tasks", "TaskAbort"): "task abort",
+}
+STARTS = {
+    ("flower.api.tasks", "TaskApply"): "task apply",
+    ("flower.api.tasks", "TaskAsyncApply"): "task async apply",
+    ("flower.api.tasks", "TaskSend"): "task send",
+}
+
 NO_AUTH = (
     "Flower needs a login: set FLOWER_BASIC_AUTH=user:password (or pass --basic-auth); "
     "it never runs without one."
@@ -77,6 +115,101 @@ def guard_metrics() -> None:
         monitor.Metrics.get = guarded
 
 
+def audit_actions() -> None:
+    """Record every use of Flower's remote control; refuse its ways of starting tasks."""
+    import importlib
+
+    import tornado.web
+
+    def refused(self: Any, *args: Any, **kwargs: Any) -> None:
+        raise tornado.web.HTTPError(403, START_REFUSED)
+
+    for table, replace in ((AUDITED_ACTIONS, None), (STARTS, refused)):
+        for (module, name), action in table.items():
+            handler = getattr(importlib.import_module(module), name)
+            if not getattr(handler.post, "opsqueue_audited", False):
+                handler.post = _audited(replace or handler.post, action)
+
+
+def _audited(post: Callable[..., Any], action: str) -> Callable[..., Any]:
+    from asgiref.sync import sync_to_async
+    from tornado.web import HTTPError
+
+    @functools.wraps(post)
+    async def audited_post(self: Any, target: str, *args: Any, **kwargs: Any) -> None:
+        # A request without the login is refused (401, or 403 under OAuth), not recorded.
+        if not self.current_user:
+            raise HTTPError(403)
+        username = flower_login(self)
+        status = 500
+        try:
+            result = post(self, target, *args, **kwargs)
+            if inspect.isawaitable(result):
+                await result
+            status = self.get_status()
+        except HTTPError as exc:
+            status = exc.status_code
+            raise
+        finally:
+            await sync_to_async(flower_action_record)(
+                action=action,
+                target=target,
+                arguments=_arguments(self.request.arguments),
+                username=username,
+                remote_addr=self.request.remote_ip or "",
+                status=status,
+            )
+
+    audited_post.opsqueue_audited = True  # type: ignore[attr-defined]
+    return audited_post
+
+
+def flower_login(handler: Any) -> str:
+    """The name of the Flower login making this request."""
+    user = handler.current_user
+    if isinstance(user, str):
+        return user  # OAuth: the account's e-mail address
+    scheme, _, credentials = handler.request.headers.get("Authorization", "").partition(" ")
+    if scheme == "Basic":
+        try:
+            return base64.b64decode(credentials).decode().partition(":")[0]
+        except ValueError:
+            pass
+    return "?"
+
+
+def _arguments(arguments: dict[str, list[bytes]]) -> str:
+    return " ".join(
+        f"{name}={value.decode(errors='replace')}"
+        for name, values in sorted(arguments.items())
+        for value in values
+    )[:255]
+
+
+def flower_action_record(
+    *, action: str, target: str, arguments: str, username: str, remote_addr: str, status: int
+) -> None:
+    """Write the audit row of one Flower action, and log it. Should the database be
+    unreachable, the log line (an error) is the record."""
+    from workers.models import FlowerAction
+
+    line = "flower: %s %s (%s) by %s from %s: %s"
+    fields = (action, target, arguments or "no options", username, remote_addr, status)
+    try:
+        FlowerAction.objects.create(
+            action=action,
+            target=target[:255],
+            arguments=arguments,
+            username=username[:150],
+            remote_addr=remote_addr[:64],
+            status=status,
+        )
+    except Exception:
+        logger.exception("could not record " + line, *fields)
+        return
+    logger.info(line, *fields)
+
+
 def main(argv: Sequence[str]) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     import django
@@ -94,6 +227,7 @@ def main(argv: Sequence[str]) -> int:
     # The whole app talks to the channel in this process: Flower's inspect, revoke and pool
     # commands are broadcasts, and its event receiver reads the events the workers send.
     guard_metrics()
+    audit_actions()
     app.conf.broker_url = url
     app.conf.broker_transport_options = dict(TRANSPORT_OPTIONS)
     app.start(argv=args)

@@ -241,6 +241,30 @@ class DeadLetterAction(models.Model):
         return f"{self.get_kind_display()}: {self.queue} {self.message_id}"
 
 
+class FlowerAction(models.Model):
+    """Who used Flower's remote control, on what, and when (the audit; workers/flower.py).
+
+    Flower has its own login (basic auth or OAuth), not a Django account: the login's name
+    is what is kept."""
+
+    action = models.CharField(max_length=64)
+    # The worker, task id or task name the action was aimed at.
+    target = models.CharField(max_length=255)
+    # The request's options as Flower read them ("n=1", "terminate=true signal=SIGKILL").
+    arguments = models.CharField(max_length=255, blank=True)
+    username = models.CharField(max_length=150)
+    remote_addr = models.CharField(max_length=64, blank=True)
+    # What Flower answered: 200 done, 403 refused, 4xx/5xx failed.
+    status = models.PositiveSmallIntegerField()
+    at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-at"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target} by {self.username}"
+
+
 class WorkerHeartbeat(models.Model):
     """Each worker process upserts its row every few seconds while it runs."""
 

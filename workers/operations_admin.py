@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 
 from workers.admin_base import ReadOnlyAdminMixin
-from workers.models import DeadLetterAction, QueueDepth, WorkerHeartbeat
+from workers.models import DeadLetterAction, FlowerAction, QueueDepth, WorkerHeartbeat
 
 
 class RecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
@@ -50,3 +50,12 @@ class DeadLetterActionAdmin(RecordAdmin):
     list_display = ("at", "kind", "queue", "task_name", "task_id", "username", "message_id")
     list_filter = ("kind", "queue")
     search_fields = ("=task_id", "=message_id", "username")
+
+
+@admin.register(FlowerAction)
+class FlowerActionAdmin(RecordAdmin):
+    """The audit of Flower's remote control: who shut down, resized, revoked, and when."""
+
+    list_display = ("at", "action", "target", "arguments", "username", "status", "remote_addr")
+    list_filter = ("action", "status")
+    search_fields = ("=target", "username")

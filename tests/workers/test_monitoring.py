@@ -30,8 +30,16 @@ from tests.support.monitoring import FlowerProcess, RedisServer
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
 from workers.devstack import BASE_DIR, free_port
 from workers.enqueue import Requester
-from workers.flower import NO_AUTH, NO_CHANNEL, LaunchRefused, flower_argv
-from workers.models import DiagnosticRun, WorkerHeartbeat
+from workers.flower import (
+    AUDITED_ACTIONS,
+    NO_AUTH,
+    NO_CHANNEL,
+    START_REFUSED,
+    STARTS,
+    LaunchRefused,
+    flower_argv,
+)
+from workers.models import DiagnosticRun, FlowerAction, WorkerHeartbeat
 from workers.monitoring import MAX_BUFFERED_EVENTS, ChannelEventDispatcher, monitor_connection
 from workers.selectors import job_log_since
 from workers.services import diagnostic_run_start
@@ -229,6 +237,10 @@ def test_task_revoked_in_flower_while_queued_never_runs(
     queued.refresh_from_db()
     assert (queued.state, queued.attempts) == (DiagnosticRun.State.QUEUED, 0)
     assert job_log_since(task_id=queued.task_id).lines == []
+    # Who revoked it, from Flower, and when: the audit.
+    action = FlowerAction.objects.get(target=queued.task_id)
+    assert (action.action, action.username, action.status) == ("task revoke", flower.user, 200)
+    assert action.remote_addr == "127.0.0.1" and action.at is not None
 
 
 @pytest.mark.django_db(transaction=True)
@@ -248,6 +260,12 @@ def test_running_task_terminated_from_flower_stops_and_is_not_run_again(
     after = diagnostic(monitored.prefix, lines=2, duration_seconds=0.1)
     wait_until(lambda: status_of(after.task_id) == "SUCCESS", timeout=60, message="next job")
     assert status_of(run.task_id) == "REVOKED"
+    action = FlowerAction.objects.get(target=run.task_id)
+    assert (action.action, action.arguments, action.username) == (
+        "task revoke",
+        "terminate=true",
+        flower.user,
+    )
     lines = job_log_since(task_id=run.task_id).lines
     assert not any(line.startswith("done:") for line in lines)
     assert len(lines) < 300
@@ -272,6 +290,55 @@ def test_pool_grows_and_shrinks_from_flower(monitored: Monitored, flower: Flower
     )
     flower.post(f"/api/worker/pool/shrink/{hostname}?n=1")
     wait_until(lambda: pool_size() == 1, timeout=60, message="the pool to shrink")
+    assert list(
+        FlowerAction.objects.filter(target=hostname)
+        .order_by("at")
+        .values_list("action", "arguments", "username", "status")
+    ) == [
+        ("worker pool grow", "n=1", flower.user, 200),
+        ("worker pool shrink", "n=1", flower.user, 200),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flower_refuses_to_start_tasks_and_records_the_attempt(flower: FlowerProcess) -> None:
+    """Flower's apply and send-task API would publish where no worker reads, unrecorded."""
+    task = "workers.tasks.diagnostic_run_execute"
+    for path in ("apply", "async-apply", "send-task"):
+        status, body = flower.request(f"/api/task/{path}/{task}", method="POST")
+        assert status == 403 and START_REFUSED in body, (path, status, body)
+    assert sorted(
+        FlowerAction.objects.filter(target=task).values_list("action", "status", "username")
+    ) == [
+        ("task apply", 403, flower.user),
+        ("task async apply", 403, flower.user),
+        ("task send", 403, flower.user),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flower_actions_without_the_login_are_refused_and_not_recorded(
+    flower: FlowerProcess,
+) -> None:
+    status, _ = flower.request("/api/task/revoke/some-task", method="POST", auth=False)
+    assert status == 401
+    status, _ = flower.request("/api/task/send-task/some-task", method="POST", auth=False)
+    assert status == 401
+    assert not FlowerAction.objects.filter(target="some-task").exists()
+
+
+def test_every_flower_handler_that_acts_is_audited_or_refused() -> None:
+    """A Flower upgrade that adds a POST handler to its API fails here until it is listed."""
+    import importlib
+    import inspect as inspect_module
+
+    acting = set()
+    for module_name in ("flower.api.control", "flower.api.tasks", "flower.api.workers"):
+        module = importlib.import_module(module_name)
+        for name, handler in inspect_module.getmembers(module, inspect_module.isclass):
+            if handler.__module__ == module_name and "post" in vars(handler):
+                acting.add((module_name, name))
+    assert acting == set(AUDITED_ACTIONS) | set(STARTS)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -513,3 +513,54 @@ def test_events_buffer_while_the_channel_is_down_bounded_and_flush_when_it_retur
             redis.stop()
     finally:
         dispatcher.close()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_staff_grow_and_shrink_the_pool_by_clicking_in_flower_and_each_click_is_recorded(
+    monitored: Monitored, flower: FlowerProcess, chromium: object
+) -> None:
+    """Flower's own page, as a person uses it: its login, the worker's page, the buttons."""
+    from playwright.sync_api import expect
+
+    hostname = monitored.worker.hostname
+    context = chromium.new_context(  # type: ignore[attr-defined]
+        http_credentials={"username": flower.user, "password": flower.password}
+    )
+    try:
+        page = context.new_page()
+        page.goto(f"{flower.url}/workers")
+        wait_until(
+            lambda: page.reload() and page.get_by_role("link", name=hostname).count() > 0,
+            timeout=60,
+            message="Flower's workers page to list the worker",
+        )
+        page.get_by_role("link", name=hostname).first.click()
+        expect(page.locator("#workername")).to_have_text(hostname)
+        before = FlowerAction.objects.count()
+
+        page.get_by_role("button", name="Grow", exact=True).click()
+        # Flower's answer, as the page shows it (a toast).
+        expect(page.get_by_role("status").filter(has_text="pool").first).to_be_visible()
+        wait_until(
+            lambda: WorkerHeartbeat.objects.filter(hostname=hostname, concurrency=2).exists(),
+            timeout=60,
+            message="the pool to grow to two processes",
+        )
+        page.get_by_role("button", name="Shrink", exact=True).click()
+        wait_until(
+            lambda: WorkerHeartbeat.objects.filter(hostname=hostname, concurrency=1).exists(),
+            timeout=60,
+            message="the pool to shrink back to one process",
+        )
+        recorded = list(
+            FlowerAction.objects.order_by("at")[before:].values_list(
+                "action", "target", "username", "status"
+            )
+        )
+        assert recorded == [
+            ("worker pool grow", hostname, flower.user, 200),
+            ("worker pool shrink", hostname, flower.user, 200),
+        ]
+    finally:
+        context.close()

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,11 +19,39 @@ from tests.support.broker import publishing_to
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
 from workers.claims import RECHECK_HEADER, Claim, ClaimedTask, job_claim, job_claim_release
 from workers.enqueue import RESERVED_HEADERS, Requester
-from workers.models import Job
+from workers.models import DiagnosticRun, Job
 from workers.selectors import job_log_since
 from workers.services import diagnostic_run_start
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@contextmanager
+def workers_on_a_queue(
+    aws: AwsEndpoint,
+    worker_env: dict[str, str],
+    run_dir: Path,
+    *names: str,
+    visibility_seconds: int | None = None,
+) -> Iterator[tuple[str, str, list[WorkerProcess]]]:
+    """Workers named `names` on a `default` queue of their own; yields the queue prefix,
+    the queue's URL and the workers, and stops them afterwards."""
+    prefix = new_queue_prefix()
+    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix}
+    attributes = {}
+    if visibility_seconds is not None:
+        attributes = {"VisibilityTimeout": str(visibility_seconds)}
+        env["SQS_VISIBILITY_TIMEOUT_SECONDS"] = str(visibility_seconds)
+    url = aws.client("sqs").create_queue(QueueName=f"{prefix}default", Attributes=attributes)
+    workers = [
+        WorkerProcess(env=env, queues=["default"], log_dir=run_dir, name=f"{n}-{prefix[1:-1]}")
+        for n in names
+    ]
+    try:
+        yield prefix, url["QueueUrl"], workers
+    finally:
+        for worker in workers:
+            worker.stop()
 
 
 def test_the_same_message_delivered_to_two_workers_at_once_does_the_work_once(
@@ -27,15 +59,8 @@ def test_the_same_message_delivered_to_two_workers_at_once_does_the_work_once(
 ) -> None:
     from workers.tasks import diagnostic_run_execute
 
-    prefix = new_queue_prefix()
     sqs = aws.client("sqs")
-    url = sqs.create_queue(QueueName=f"{prefix}default")["QueueUrl"]
-    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix}
-    workers = [
-        WorkerProcess(env=env, queues=["default"], log_dir=run_dir, name=f"dup-{n}-{prefix[1:-1]}")
-        for n in (1, 2)
-    ]
-    try:
+    with workers_on_a_queue(aws, worker_env, run_dir, "dup-1", "dup-2") as (prefix, url, workers):
         with publishing_to(prefix):
             run = diagnostic_run_start(
                 requester=Requester.cli("test"), lines=20, duration_seconds=3
@@ -59,9 +84,6 @@ def test_the_same_message_delivered_to_two_workers_at_once_does_the_work_once(
         assert sum(line == "diagnostic line 1/20" for line in lines) == 1
         duplicate = f"duplicate delivery of workers.tasks.diagnostic_run_execute [{run.task_id}]"
         assert sum(duplicate in worker.log_text() for worker in workers) == 1
-    finally:
-        for worker in workers:
-            worker.stop()
 
 
 def _count(sqs: object, url: str) -> int:
@@ -122,20 +144,7 @@ def test_a_job_whose_pool_process_was_killed_is_taken_over_and_finished_on_its_w
     """The kernel's OOM killer takes the pool process mid-job; the worker lives on and hands
     the message straight back. The dead process's lease still runs: the delivery sees its
     holder is gone and runs the job, instead of dropping it as a duplicate."""
-    import os
-    import signal
-
-    from workers.models import DiagnosticRun
-
-    prefix = new_queue_prefix()
-    aws.client("sqs").create_queue(QueueName=f"{prefix}default")
-    worker = WorkerProcess(
-        env={**worker_env, "SQS_QUEUE_PREFIX": prefix},
-        queues=["default"],
-        log_dir=run_dir,
-        name=f"oom-{prefix[1:-1]}",
-    )
-    try:
+    with workers_on_a_queue(aws, worker_env, run_dir, "oom") as (prefix, _, (worker,)):
         with publishing_to(prefix):
             run = diagnostic_run_start(
                 requester=Requester.cli("test"), lines=40, duration_seconds=8
@@ -156,43 +165,36 @@ def test_a_job_whose_pool_process_was_killed_is_taken_over_and_finished_on_its_w
         assert run.state == DiagnosticRun.State.SUCCEEDED and run.attempts == 2
         assert f"job {run.task_id}: its process" in worker.log_text()
         assert "duplicate delivery" not in worker.log_text()
-    finally:
-        worker.stop()
 
 
-def _ghost_claim(task_id: str, *, seconds: float) -> str:
-    """Make a process of another worker, which no longer renews it, hold the job's lease
-    for `seconds` more: what a pool process killed mid-job on another machine leaves."""
+def _start_held_elsewhere(prefix: str, worker: WorkerProcess) -> tuple[DiagnosticRun, str]:
+    """Start a diagnostic job whose lease a process of another worker holds for 4 s more
+    and does not renew (what a pool process killed mid-job on another machine leaves);
+    return it and that holder once `worker` has received it and left a recheck."""
     holder = "gone-worker@elsewhere:4242"
-    Job.objects.filter(task_id=task_id).update(
-        claimed_by=holder, claimed_until=timezone.now() + timedelta(seconds=seconds)
+    with publishing_to(prefix), transaction.atomic():
+        run = diagnostic_run_start(requester=Requester.cli("test"), lines=3, duration_seconds=0)
+        Job.objects.filter(task_id=run.task_id).update(
+            claimed_by=holder, claimed_until=timezone.now() + timedelta(seconds=4)
+        )
+    wait_until(
+        lambda: (
+            f"[{run.task_id}]: another delivery holds the job; skipped, and checked "
+            "again once its lease has run out" in worker.log_text()
+        ),
+        message="the delivery to leave a recheck",
     )
-    return holder
+    return run, holder
 
 
+@pytest.mark.waits  # on a lease running out
 def test_a_job_whose_process_died_on_another_worker_is_taken_over_once_its_lease_runs_out(
     worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
 ) -> None:
     """The message comes back to a worker that cannot see the holder's process: it leaves a
     recheck that SQS holds back until the lease has run out, and the recheck runs the job."""
-    from workers.models import DiagnosticRun
-
-    prefix = new_queue_prefix()
-    aws.client("sqs").create_queue(QueueName=f"{prefix}default")
-    worker = WorkerProcess(
-        env={**worker_env, "SQS_QUEUE_PREFIX": prefix},
-        queues=["default"],
-        log_dir=run_dir,
-        name=f"other-{prefix[1:-1]}",
-    )
-    try:
-        with publishing_to(prefix), transaction.atomic():
-            run = diagnostic_run_start(requester=Requester.cli("test"), lines=3, duration_seconds=0)
-            _ghost_claim(run.task_id, seconds=4)
-        wait_until(
-            lambda: "checked again once its lease has run out" in worker.log_text(),
-            message="the first delivery to leave a recheck",
-        )
+    with workers_on_a_queue(aws, worker_env, run_dir, "other") as (prefix, _, (worker,)):
+        run, _ = _start_held_elsewhere(prefix, worker)
         wait_until(
             lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(),
             timeout=60,
@@ -205,34 +207,17 @@ def test_a_job_whose_process_died_on_another_worker_is_taken_over_once_its_lease
         )
         job = Job.objects.get(task_id=run.task_id)
         assert job.claimed_by.startswith(f"{worker.name}@") and job.claimed_until is None
-    finally:
-        worker.stop()
 
 
+@pytest.mark.waits  # on a lease running out
 def test_a_recheck_finding_the_lease_renewed_drops_the_duplicate_without_running_it(
     worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
 ) -> None:
     """A true duplicate: the holder lives and renews its lease. The recheck finds it renewed
     and is dropped; the job is neither run twice nor touched."""
-    from workers.models import DiagnosticRun
-
-    prefix = new_queue_prefix()
     sqs = aws.client("sqs")
-    url = sqs.create_queue(QueueName=f"{prefix}default")["QueueUrl"]
-    worker = WorkerProcess(
-        env={**worker_env, "SQS_QUEUE_PREFIX": prefix},
-        queues=["default"],
-        log_dir=run_dir,
-        name=f"alive-{prefix[1:-1]}",
-    )
-    try:
-        with publishing_to(prefix), transaction.atomic():
-            run = diagnostic_run_start(requester=Requester.cli("test"), lines=3, duration_seconds=0)
-            holder = _ghost_claim(run.task_id, seconds=4)
-        wait_until(
-            lambda: "checked again once its lease has run out" in worker.log_text(),
-            message="the first delivery to leave a recheck",
-        )
+    with workers_on_a_queue(aws, worker_env, run_dir, "alive") as (prefix, url, (worker,)):
+        run, holder = _start_held_elsewhere(prefix, worker)
         # The holder renews its lease, as a live one does every third of a timeout.
         Job.objects.filter(task_id=run.task_id).update(
             claimed_until=timezone.now() + timedelta(seconds=120)
@@ -249,17 +234,16 @@ def test_a_recheck_finding_the_lease_renewed_drops_the_duplicate_without_running
         run.refresh_from_db()
         assert run.state == DiagnosticRun.State.QUEUED and run.attempts == 0
         assert Job.objects.get(task_id=run.task_id).claimed_by == holder
-    finally:
-        worker.stop()
 
 
 def test_a_recheck_claims_a_lapsed_lease_as_taken_over_and_otherwise_as_any_delivery(
     sqs_queues: AwsEndpoint,
 ) -> None:
     run = diagnostic_run_start(requester=Requester.cli("test"), lines=1, duration_seconds=0)
-    _ghost_claim(run.task_id, seconds=60)
+    held = Job.objects.filter(task_id=run.task_id)
+    held.update(claimed_by="w0:1", claimed_until=timezone.now() + timedelta(seconds=60))
     assert job_claim(task_id=run.task_id, holder="w1:1", recheck=True) is Claim.LOST
-    _ghost_claim(run.task_id, seconds=-1)
+    held.update(claimed_until=timezone.now() - timedelta(seconds=1))
     assert job_claim(task_id=run.task_id, holder="w1:1", recheck=True) is Claim.TAKEN_OVER
     # Released when the job ended: the recheck meets the task's own guard, as a late
     # redelivery does.
@@ -271,27 +255,15 @@ def test_no_schedule_can_mark_its_message_as_a_recheck() -> None:
     assert RECHECK_HEADER in RESERVED_HEADERS
 
 
+@pytest.mark.waits  # on a lease running out
 def test_two_workers_a_job_whose_pool_process_is_killed_finishes_wherever_it_comes_back(
     worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
 ) -> None:
     """Two workers on one queue; the process running the job is SIGKILLed. Its worker hands
     the message back and either worker may receive it: on the same worker it is taken over
     at once, on the other after a recheck. Either way the job finishes, run twice at most."""
-    import os
-    import signal
-
-    from workers.models import DiagnosticRun
-
-    prefix = new_queue_prefix()
-    aws.client("sqs").create_queue(
-        QueueName=f"{prefix}default", Attributes={"VisibilityTimeout": "20"}
-    )
-    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix, "SQS_VISIBILITY_TIMEOUT_SECONDS": "20"}
-    workers = [
-        WorkerProcess(env=env, queues=["default"], log_dir=run_dir, name=f"k{n}-{prefix[1:-1]}")
-        for n in (1, 2)
-    ]
-    try:
+    workers = workers_on_a_queue(aws, worker_env, run_dir, "k1", "k2", visibility_seconds=20)
+    with workers as (prefix, _, both):
         with publishing_to(prefix):
             run = diagnostic_run_start(
                 requester=Requester.cli("test"), lines=40, duration_seconds=6
@@ -310,8 +282,4 @@ def test_two_workers_a_job_whose_pool_process_is_killed_finishes_wherever_it_com
         )
         run.refresh_from_db()
         assert run.state == DiagnosticRun.State.SUCCEEDED and run.attempts == 2
-        logs = "".join(worker.log_text() for worker in workers)
-        assert "taken over" in logs
-    finally:
-        for worker in workers:
-            worker.stop()
+        assert "taken over" in "".join(worker.log_text() for worker in both)

@@ -43,7 +43,8 @@ logger = logging.getLogger(__name__)
 
 class Claim(enum.Enum):
     HELD = "held"
-    # Held, from a process of this worker that died holding it: the job was under way.
+    # Held, from a process that died holding it (seen gone on this worker, or its lease
+    # found lapsed by a recheck): the job was under way and may have stopped half-way.
     TAKEN_OVER = "taken over"
     LOST = "lost"
     UNTRACKED = "untracked"  # no Job row (not started through job_enqueue): nothing to claim

@@ -71,6 +71,10 @@ if not DEBUG:
     # development the staticfiles app serves them.
     MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 
+# Database sessions (logging out ends a session everywhere at once), read with one fixed
+# statement instead of an ORM query built per request (project/sessions.py).
+SESSION_ENGINE = "project.sessions"
+
 ROOT_URLCONF = "project.urls"
 
 TEMPLATES = [

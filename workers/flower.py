@@ -14,7 +14,7 @@ answers "OK" and nothing else.
 Every use of Flower's remote control (shut a worker down, restart or resize its pool, add
 or cancel a queue consumer, revoke or terminate a task, set a task's limits or rate, abort)
 is recorded with the Flower login that asked, the target, the options, what Flower answered
-and when (`FlowerAction`, read-only in the admin: Workers → Flower actions), and logged.
+and when (`FlowerAction`, read-only in the admin: Jobs → Flower actions), and logged.
 Flower's "apply" and "send task" API would publish onto the monitoring channel, where no
 worker reads tasks, and would start work outside `job_enqueue`: they answer 403 and say to
 start jobs from the admin (the attempt is recorded too).

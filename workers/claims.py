@@ -21,6 +21,11 @@ a lapsed lease means the holder died, and the job is taken over and run; a relea
 means the job finished, and the task's guard answers; a lease still renewed means a live
 holder, and the recheck is dropped for good. No job is left to the reconciler
 (workers/reconcile.py) because its process died on a worker that lives on.
+
+A recheck leaves no recheck of its own. Should the job's process die again and its message
+come back to another worker, the job is left to the reconciler ("worker lost"): a job that
+kills its process every time cannot go round for ever in fresh copies, out of reach of the
+receive count that sends a poison message to the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -194,7 +199,7 @@ class ClaimedTask(DjangoTask):
         if claim is Claim.LOST:
             if recheck:
                 logger.warning(
-                    "recheck of %s [%s]: the job's holder is alive; duplicate dropped",
+                    "recheck of %s [%s]: another delivery holds the job; dropped",
                     self.name,
                     request.id,
                 )

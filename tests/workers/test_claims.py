@@ -86,10 +86,13 @@ def test_the_same_message_delivered_to_two_workers_at_once_does_the_work_once(
         assert sum(duplicate in worker.log_text() for worker in workers) == 1
 
 
-def _count(sqs: object, url: str) -> int:
+def _count(sqs: object, url: str, *, delayed: bool = False) -> int:
+    """Messages in the queue: visible and in flight, and with `delayed` those SQS holds back."""
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    if delayed:
+        names.append("ApproximateNumberOfMessagesDelayed")
     attributes = sqs.get_queue_attributes(  # type: ignore[attr-defined]
-        QueueUrl=url,
-        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        QueueUrl=url, AttributeNames=names
     )["Attributes"]
     return sum(int(v) for v in attributes.values())
 
@@ -224,13 +227,17 @@ def test_a_recheck_finding_the_lease_renewed_drops_the_duplicate_without_running
         )
         wait_until(
             lambda: (
-                f"recheck of workers.tasks.diagnostic_run_execute [{run.task_id}]: the job's "
-                "holder is alive; duplicate dropped" in worker.log_text()
+                f"recheck of workers.tasks.diagnostic_run_execute [{run.task_id}]: another "
+                "delivery holds the job; dropped" in worker.log_text()
             ),
             timeout=60,
             message="the recheck to find the holder alive",
         )
-        wait_until(lambda: _count(sqs, url) == 0, message="the recheck to be acknowledged")
+        # Acknowledged, and no recheck of its own left behind.
+        wait_until(
+            lambda: _count(sqs, url, delayed=True) == 0,
+            message="the recheck to be acknowledged",
+        )
         run.refresh_from_db()
         assert run.state == DiagnosticRun.State.QUEUED and run.attempts == 0
         assert Job.objects.get(task_id=run.task_id).claimed_by == holder

@@ -139,12 +139,11 @@ def job_recheck_leave(task: Any, request: Any) -> bool:
     job = Job.objects.filter(task_id=request.id, claimed_until__isnull=False).first()
     if job is None or job.claimed_until is None:
         return False
+    # The message's own headers (who asked, a schedule's), marked as a recheck.
+    headers = {REQUESTER_HEADER: Requester.of(job).as_header(), **(request.headers or {})}
     options: dict[str, Any] = {
         "queue": job.queue,
-        "headers": {
-            REQUESTER_HEADER: Requester.of(job).as_header(),
-            RECHECK_HEADER: job.claimed_by,
-        },
+        "headers": {**headers, RECHECK_HEADER: job.claimed_by},
     }
     hard, soft = request.timelimit or (None, None)
     if hard:

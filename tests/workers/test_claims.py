@@ -141,6 +141,27 @@ def test_every_job_family_claims_its_job_before_running(task_name: str) -> None:
     assert isinstance(app.tasks[task_name], ClaimedTask)
 
 
+def _under_way(prefix: str, *, duration_seconds: float) -> DiagnosticRun:
+    """Start a 40-line diagnostic job on `prefix`'s queues; return it once it is running."""
+    with publishing_to(prefix):
+        run = diagnostic_run_start(
+            requester=Requester.cli("test"), lines=40, duration_seconds=duration_seconds
+        )
+    wait_until(
+        lambda: len(job_log_since(task_id=run.task_id).lines) >= 3,
+        message="the job to be under way",
+    )
+    return run
+
+
+def _succeeds(run: DiagnosticRun, message: str) -> None:
+    wait_until(
+        lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(),
+        timeout=90,
+        message=message,
+    )
+
+
 def test_a_job_whose_pool_process_was_killed_is_taken_over_and_finished_on_its_worker(
     worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
 ) -> None:
@@ -148,22 +169,11 @@ def test_a_job_whose_pool_process_was_killed_is_taken_over_and_finished_on_its_w
     the message straight back. The dead process's lease still runs: the delivery sees its
     holder is gone and runs the job, instead of dropping it as a duplicate."""
     with workers_on_a_queue(aws, worker_env, run_dir, "oom") as (prefix, _, (worker,)):
-        with publishing_to(prefix):
-            run = diagnostic_run_start(
-                requester=Requester.cli("test"), lines=40, duration_seconds=8
-            )
-        wait_until(
-            lambda: len(job_log_since(task_id=run.task_id).lines) >= 3,
-            message="the job to be under way",
-        )
+        run = _under_way(prefix, duration_seconds=8)
         for pid in worker.pool_pids():
             os.kill(pid, signal.SIGKILL)
 
-        wait_until(
-            lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(),
-            timeout=90,
-            message="the job to be taken over and succeed",
-        )
+        _succeeds(run, "the job to be taken over and succeed")
         run.refresh_from_db()
         assert run.state == DiagnosticRun.State.SUCCEEDED and run.attempts == 2
         assert f"job {run.task_id}: its process" in worker.log_text()
@@ -198,11 +208,7 @@ def test_a_job_whose_process_died_on_another_worker_is_taken_over_once_its_lease
     recheck that SQS holds back until the lease has run out, and the recheck runs the job."""
     with workers_on_a_queue(aws, worker_env, run_dir, "other") as (prefix, _, (worker,)):
         run, _ = _start_held_elsewhere(prefix, worker)
-        wait_until(
-            lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(),
-            timeout=60,
-            message="the recheck to take the job over and finish it",
-        )
+        _succeeds(run, "the recheck to take the job over and finish it")
         run.refresh_from_db()
         assert run.state == DiagnosticRun.State.SUCCEEDED and run.attempts == 1
         assert f"job {run.task_id}: its holder stopped renewing its claim; taken over" in (
@@ -271,22 +277,11 @@ def test_two_workers_a_job_whose_pool_process_is_killed_finishes_wherever_it_com
     at once, on the other after a recheck. Either way the job finishes, run twice at most."""
     workers = workers_on_a_queue(aws, worker_env, run_dir, "k1", "k2", visibility_seconds=20)
     with workers as (prefix, _, both):
-        with publishing_to(prefix):
-            run = diagnostic_run_start(
-                requester=Requester.cli("test"), lines=40, duration_seconds=6
-            )
-        wait_until(
-            lambda: len(job_log_since(task_id=run.task_id).lines) >= 3,
-            message="the job to be under way",
-        )
+        run = _under_way(prefix, duration_seconds=6)
         holder = Job.objects.get(task_id=run.task_id).claimed_by
         os.kill(int(holder.rpartition(":")[2]), signal.SIGKILL)
 
-        wait_until(
-            lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(),
-            timeout=90,
-            message="the job to come back and succeed",
-        )
+        _succeeds(run, "the job to come back and succeed")
         run.refresh_from_db()
         assert run.state == DiagnosticRun.State.SUCCEEDED and run.attempts == 2
         assert "taken over" in "".join(worker.log_text() for worker in both)

@@ -4,7 +4,7 @@ directory check; the run page. Requests are queued on the real SQS endpoint."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -57,6 +57,26 @@ def planned_run(workspace: TerraformWorkspace, requester: User) -> TerraformRun:
         requested_by=requester,
         plan_task_id="plan-task",
         plan_summary={"add": 1, "change": 0, "destroy": 0},
+    )
+
+
+def applying_run(
+    workspace: TerraformWorkspace,
+    *,
+    heartbeat_at: datetime,
+    worker: str = "",
+    plan_task_id: str = "plan-task",
+) -> TerraformRun:
+    """A run whose apply is under way on `worker`, last heard from at `heartbeat_at`."""
+    return TerraformRun.objects.create(
+        workspace=workspace,
+        kind=RunKind.APPLY,
+        state=RunState.APPLYING,
+        requester_kind="user",
+        requester_label="alice",
+        plan_task_id=plan_task_id,
+        worker=worker,
+        heartbeat_at=heartbeat_at,
     )
 
 
@@ -207,15 +227,8 @@ def test_cancelling_a_run_whose_worker_went_silent_frees_the_workspace_at_once(
 ) -> None:
     workspace = make_workspace()
     alice = staff("alice", "plan_terraformworkspace")
-    run = TerraformRun.objects.create(
-        workspace=workspace,
-        kind=RunKind.APPLY,
-        state=RunState.APPLYING,
-        requester_kind="user",
-        requester_label="alice",
-        plan_task_id="plan-task",
-        worker="gone@host",
-        heartbeat_at=timezone.now() - timedelta(minutes=10),
+    run = applying_run(
+        workspace, worker="gone@host", heartbeat_at=timezone.now() - timedelta(minutes=10)
     )
     run = run_cancel(run=run, user=alice)
     assert run.state == RunState.LOST
@@ -223,15 +236,7 @@ def test_cancelling_a_run_whose_worker_went_silent_frees_the_workspace_at_once(
     assert run.cancel_requested_by == alice
 
     # A live worker (recent heartbeat) is asked instead, and the run keeps going until it stops.
-    live = TerraformRun.objects.create(
-        workspace=workspace,
-        kind=RunKind.APPLY,
-        state=RunState.APPLYING,
-        requester_kind="user",
-        requester_label="alice",
-        plan_task_id="plan-task-2",
-        heartbeat_at=timezone.now(),
-    )
+    live = applying_run(workspace, plan_task_id="plan-task-2", heartbeat_at=timezone.now())
     live = run_cancel(run=live, user=alice)
     assert live.state == RunState.APPLYING and live.cancel_requested_at is not None
 
@@ -476,16 +481,7 @@ def test_an_apply_taken_over_from_a_process_that_died_is_marked_lost_not_run_aga
     run is lost now (plan again), never applied a second time, and the job fails."""
     from infra_tasks.terraform.services.steps import run_claim
 
-    run = TerraformRun.objects.create(
-        workspace=make_workspace(),
-        kind=RunKind.APPLY,
-        state=RunState.APPLYING,
-        requester_kind="user",
-        requester_label="alice",
-        plan_task_id="plan-task",
-        worker="main@host",
-        heartbeat_at=timezone.now(),
-    )
+    run = applying_run(make_workspace(), worker="main@host", heartbeat_at=timezone.now())
 
     def claim(*, taken_over: bool) -> TerraformRun | None:
         return run_claim(

@@ -203,6 +203,8 @@ def job_enqueue_many(requests: Sequence[JobRequest], *, requester: Requester) ->
     """`job_enqueue` for many jobs at once (a bulk retry): the same records, audit entries
     and after-commit sending, written with one INSERT per table instead of one per job, so
     a few hundred jobs fit in a short request. Returns the new Job rows, in order."""
+    if not requests:
+        return []
     broker_health.ensure_available()
     messages = [
         job_message(

@@ -239,6 +239,8 @@ class Relay:
 
     def submit(self, *jobs: OutboundJob) -> None:
         """Hand jobs to the relay; jobs submitted together are sent in the same batches."""
+        if not jobs:
+            return
         self._ensure_thread()
         with self._unsent_changed:
             self._unsent += len(jobs)
@@ -286,11 +288,22 @@ class Relay:
                 except queue.Empty:
                     break
             last_batch_at = time.monotonic()
-            sent = self._publish_until_sent(batch)
-            self._mark_sent(sent, idle=self._queue.empty())
-            with self._unsent_changed:
-                self._unsent -= len(batch)
-                self._unsent_changed.notify_all()
+            try:
+                sent = self._publish_until_sent(batch)
+                self._mark_sent(sent, idle=self._queue.empty())
+            except Exception:
+                # A bug, not the broker (its errors are retried above). The thread must
+                # outlive it, or this process would never publish again; the jobs stay
+                # recorded as unsent, and the sweeper (job_republish_unsent) sends them.
+                logger.exception(
+                    "relay could not send %s; left to the unsent-job sweeper",
+                    ", ".join(job.task_id for job in batch),
+                )
+                connection.close()
+            finally:
+                with self._unsent_changed:
+                    self._unsent -= len(batch)
+                    self._unsent_changed.notify_all()
 
     def _publish_until_sent(self, batch: list[OutboundJob]) -> list[str]:
         """Send `batch` ten per SQS request; return the task ids sent. A message SQS did

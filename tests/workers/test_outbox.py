@@ -63,3 +63,27 @@ def test_a_message_sqs_refuses_is_retried_alone_and_its_batch_mates_are_sent_onc
     assert "SQS refused the message: InvalidParameterValue" in refused.traceback
     sent = set(Job.objects.filter(sent_at__isnull=False).values_list("task_id", flat=True))
     assert sent == {job.task_id for job in small}
+
+
+def test_a_batch_that_breaks_the_relay_leaves_it_sending_the_next_jobs(
+    aws: AwsEndpoint, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected error (here a job whose task is no Celery task) costs that batch only:
+    the relay thread lives on, and its jobs stay unsent for the sweeper."""
+    prefix = new_queue_prefix()
+    url = aws.client("sqs").create_queue(QueueName=f"{prefix}default")["QueueUrl"]
+    broken = OutboundJob(object(), new_task_id(), [], {}, {"queue": "default"})  # type: ignore[arg-type]
+    good = OutboundJob(diagnostic_run_execute, new_task_id(), [1], {}, {"queue": "default"})
+    job_record_pending(good, requester=Requester.system("test"))
+
+    relay = Relay(BrokerHealth())
+    relay.submit()  # nothing to send: no batch at all
+    with publishing_to(prefix):
+        relay.submit(broken)
+        assert relay.drain(timeout=60), "the broken batch was not settled"
+        relay.submit(good)
+        assert relay.drain(timeout=60), "the relay stopped after the broken batch"
+
+    assert task_ids_in_queue(aws, url) == [good.task_id]
+    assert Job.objects.get(task_id=good.task_id).sent_at is not None
+    assert f"relay could not send {broken.task_id}" in caplog.text

@@ -2,7 +2,8 @@
 
 One rule for all of them: whoever may view jobs may look; acting on a job needs the named
 permission of its family (`workers.act_on_<family>_jobs`), checked here, where the work is
-done, whichever page asked. Every job acted on gets an admin LogEntry on its record saying
+done, whichever page asked. A retry starts the job anew, so it also needs what starting it
+from anywhere else needs (`families.job_startable`: a schedule's Run now, a redrive). Every job acted on gets an admin LogEntry on its record saying
 who did what (one entry per job, so a job's own history tells its story).
 
 Many jobs are handled in batches of at most BATCH_SIZE per call: a request stays short
@@ -34,6 +35,7 @@ from workers.enqueue import (
     job_enqueue_many,
 )
 from workers.errors import ApplicationError
+from workers.families import job_startable
 from workers.job_filters import (
     discarded_condition,
     family_slug,
@@ -91,7 +93,8 @@ def _permitted_task_names(user: User, *, retry: bool = False) -> list[str]:
     return [
         name
         for name in known_task_names()
-        if user.has_perm(job_action_permission(name)) and (not retry or job_retry_rule(name).safe)
+        if user.has_perm(job_action_permission(name))
+        and (not retry or (job_retry_rule(name).safe and job_startable(user, name)))
     ]
 
 
@@ -135,6 +138,9 @@ def job_retry_refusal(*, result: TaskResult | None, job: Job | None, user: User)
     rule = job_retry_rule(result.task_name)
     if not rule.safe:
         return f"{display.task_short_name(result.task_name)} jobs are not retried. {rule.refusal}"
+    if not job_startable(user, result.task_name):
+        # A retry starts the job anew: it needs what Run now and a schedule need.
+        return f"Retrying starts a new {family} job, and you may not start those."
     if job.discarded_at is not None:
         return "This job was discarded; it is not retried."
     again = Job.objects.filter(retry_of=job).values_list("task_id", flat=True).first()

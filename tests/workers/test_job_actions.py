@@ -45,6 +45,10 @@ def operator() -> object:
         "act_on_diagnostic_jobs",
         "act_on_terraform_jobs",
         "act_on_courses_jobs",
+        # A retry starts the job again: the families' start permissions.
+        "run_diagnostic",
+        "regenerate_cover_variants",
+        "plan_terraformworkspace",
     )
 
 
@@ -125,6 +129,25 @@ def test_view_only_staff_and_other_families_cannot_act(broker: None) -> None:
     )
     assert outcome.done == [failed_diag.task_id]
     assert sum(outcome.refused.values()) == 1
+
+
+def test_acting_on_a_family_without_leave_to_start_its_jobs_allows_no_retry(
+    broker: None,
+) -> None:
+    """Retrying starts the job anew: it needs what Run now needs, so System jobs (superusers
+    only) and a diagnostic without workers.run_diagnostic are discarded but not retried."""
+    system_actor = staff("system-actor", "view_taskresult", "act_on_system_jobs")
+    diagnostic_actor = staff("diag-actor", "view_taskresult", "act_on_diagnostic_jobs")
+    failed_system = job_row("workers.tasks.job_records_cleanup", "FAILURE")
+    failed_diag = job_row(DIAGNOSTIC, "FAILURE")
+    for user, failed in ((system_actor, failed_system), (diagnostic_actor, failed_diag)):
+        with pytest.raises(JobActionRefused, match="you may not start those"):
+            job_retry(task_id=failed.task_id, user=user)
+        assert not job_actions.retry_candidates(TaskResult.objects.all(), user=user).exists()
+        outcome = job_actions.jobs_retry(task_ids=[failed.task_id], user=user)
+        assert outcome.done == [] and sum(outcome.refused.values()) == 1
+        assert job_actions.discard_candidates(TaskResult.objects.all(), user=user).exists()
+    assert Job.objects.count() == 2  # no job was queued
 
 
 def test_discard_keeps_the_record_and_stops_it_being_offered_for_retry(

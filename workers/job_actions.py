@@ -3,8 +3,9 @@
 One rule for all of them: whoever may view jobs may look; acting on a job needs the named
 permission of its family (`workers.act_on_<family>_jobs`), checked here, where the work is
 done, whichever page asked. A retry starts the job anew, so it also needs what starting it
-from anywhere else needs (`families.job_startable`: a schedule's Run now, a redrive). Every job acted on gets an admin LogEntry on its record saying
-who did what (one entry per job, so a job's own history tells its story).
+from anywhere else needs (`families.job_startable`: a schedule's Run now, a redrive).
+Every job acted on gets an admin LogEntry on its record saying who did what (one entry per
+job, so a job's own history tells its story).
 
 Many jobs are handled in batches of at most BATCH_SIZE per call: a request stays short
 however many jobs a filter matches, and the page offers to go on with the rest.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from workers.admin_base import ReadOnlyAdminMixin
+from workers.admin_base import ImmutableAdminMixin, ReadOnlyAdminMixin
 from workers.models import DeadLetterAction, FlowerAction, QueueDepth, WorkerHeartbeat
 
 
@@ -12,6 +12,10 @@ class RecordAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Rows written by workers and the periodic task: read-only here."""
 
     change_list_template = "admin/workers/operations_record_change_list.html"
+
+
+class AuditRecordAdmin(ImmutableAdminMixin, RecordAdmin):
+    """Who did what, and when: an audit trail is not deleted from the admin either."""
 
 
 @admin.register(QueueDepth)
@@ -44,7 +48,7 @@ class WorkerHeartbeatAdmin(RecordAdmin):
 
 
 @admin.register(DeadLetterAction)
-class DeadLetterActionAdmin(RecordAdmin):
+class DeadLetterActionAdmin(AuditRecordAdmin):
     """The audit of redrives and discards made on the operations page."""
 
     list_display = ("at", "kind", "queue", "task_name", "task_id", "username", "message_id")
@@ -53,7 +57,7 @@ class DeadLetterActionAdmin(RecordAdmin):
 
 
 @admin.register(FlowerAction)
-class FlowerActionAdmin(RecordAdmin):
+class FlowerActionAdmin(AuditRecordAdmin):
     """The audit of Flower's remote control: who shut down, resized, revoked, and when."""
 
     list_display = ("at", "action", "target", "arguments", "username", "status", "remote_addr")

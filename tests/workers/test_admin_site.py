@@ -115,3 +115,27 @@ def test_times_in_the_admin_name_their_zone() -> None:
     assert re.search(
         r'<td class="field-date_created[^"]*">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC</td>', page
     )
+
+
+def test_audit_trails_cannot_be_deleted_from_the_admin_even_by_a_superuser() -> None:
+    from workers.models import DeadLetterAction, FlowerAction
+
+    root = get_user_model().objects.create_superuser("root")
+    client = Client()
+    client.force_login(root)
+    records = [
+        DeadLetterAction.objects.create(
+            kind=DeadLetterAction.Kind.DISCARD, queue="default", message_id="m-1", username="pat"
+        ),
+        FlowerAction.objects.create(
+            action="pool_grow", target="w@host", username="pat", status=200
+        ),
+    ]
+    for record in records:
+        info = (record._meta.app_label, record._meta.model_name)
+        changelist = client.get(f"/admin/{info[0]}/{info[1]}/")
+        assert changelist.status_code == 200
+        assert "delete_selected" not in changelist.content.decode()
+        page = f"/admin/{info[0]}/{info[1]}/{record.pk}/delete/"
+        assert client.post(page, {"post": "yes"}).status_code == 403
+        assert type(record).objects.filter(pk=record.pk).exists()

@@ -203,10 +203,17 @@ def _take(client: Any, url: str, message_id: str) -> dict[str, Any]:
             )
 
 
+@transaction.atomic
 def dead_letter_redrive(
     *, queue: str, message_id: str, user: AbstractBaseUser | AnonymousUser
 ) -> DeadLetterAction:
-    """Send a dead letter back to its queue, as it was, and take it out of the DLQ."""
+    """Send a dead letter back to its queue, as it was, and take it out of the DLQ.
+
+    Not `job_enqueue`: the message keeps its task id, so it is the job already recorded
+    (its Job and result rows) delivered again, not a new one; starting it needs what
+    starting that job anywhere else needs (`redrive_refusal`). The audit row is written
+    first, in the same transaction: if it cannot be written nothing is sent, and if SQS
+    refuses the send it is rolled back."""
     client = sqs_client()
     dlq_url = _url(client, dead_letter_queue_name(queue))
     message = _take(client, dlq_url, message_id)
@@ -217,20 +224,23 @@ def dead_letter_redrive(
             QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
         )
         raise DeadLetterRefused(f"Not sent back: {refusal}.")
+    action = _record(DeadLetterAction.Kind.REDRIVE, queue, message, user)
     client.send_message(QueueUrl=_url(client, sqs_queue_name(queue)), MessageBody=message["Body"])
     client.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
-    return _record(DeadLetterAction.Kind.REDRIVE, queue, message, user)
+    return action
 
 
+@transaction.atomic
 def dead_letter_discard(
     *, queue: str, message_id: str, user: AbstractBaseUser | AnonymousUser
 ) -> DeadLetterAction:
-    """Delete a dead letter for good."""
+    """Delete a dead letter for good (recorded first, as a redrive is)."""
     client = sqs_client()
     dlq_url = _url(client, dead_letter_queue_name(queue))
     message = _take(client, dlq_url, message_id)
+    action = _record(DeadLetterAction.Kind.DISCARD, queue, message, user)
     client.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
-    return _record(DeadLetterAction.Kind.DISCARD, queue, message, user)
+    return action
 
 
 @transaction.atomic

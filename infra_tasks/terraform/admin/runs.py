@@ -271,7 +271,8 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
             "can_approve": run is not None
             and run.state == RunState.PLANNED
             and not outdated
-            and self.has_apply_permission(request),
+            and self.has_apply_permission(request)
+            and (run.kind != RunKind.DESTROY or request.user.has_perm(DESTROY_PERM)),
             "can_force_unlock": run is not None
             and bool(run.state_lock)
             and self.has_force_unlock_permission(request),

@@ -16,7 +16,12 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.http import require_POST
 
 from infra_tasks.terraform import selectors
-from infra_tasks.terraform.admin.common import DESTROY_PERM, PLAN_PERM, service_call_report
+from infra_tasks.terraform.admin.common import (
+    APPLY_PERM,
+    DESTROY_PERM,
+    PLAN_PERM,
+    service_call_report,
+)
 from infra_tasks.terraform.admin.forms import DestroyConfirmForm, SecretInline, WorkspaceForm
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
 from infra_tasks.terraform.services import runs
@@ -85,6 +90,19 @@ class TerraformWorkspaceAdmin(admin.ModelAdmin):
 
     def has_plan_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(PLAN_PERM)
+
+    # A workspace is what an apply does: its directory, variables, secrets and whether the
+    # requester may approve their own plan. Adding, editing or removing one therefore needs
+    # the apply permission besides Django's model permission (as a managed database needs
+    # its operate permission); without it the page is read-only.
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return super().has_add_permission(request) and request.user.has_perm(APPLY_PERM)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_change_permission(request, obj) and request.user.has_perm(APPLY_PERM)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return super().has_delete_permission(request, obj) and request.user.has_perm(APPLY_PERM)
 
     def has_destroy_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm(DESTROY_PERM)

@@ -500,3 +500,36 @@ def test_an_apply_taken_over_from_a_process_that_died_is_marked_lost_not_run_aga
     run.refresh_from_db()
     assert run.state == RunState.LOST
     assert "worker lost" in run.message
+
+
+def test_a_destroy_plan_offers_approval_only_to_who_may_approve_a_destroy(
+    make_workspace: MakeWorkspace,
+) -> None:
+    run = planned_run(make_workspace(), staff("bob"))
+    TerraformRun.objects.filter(pk=run.pk).update(kind=RunKind.DESTROY)
+    page = reverse("admin:terraform_terraformrun_change", args=[run.pk])
+
+    apply_only = client_for(staff("approver", "apply_terraformworkspace"))
+    assert "Approve and apply this plan" not in apply_only.get(page).content.decode()
+    both = client_for(staff("both", "apply_terraformworkspace", "destroy_terraformworkspace"))
+    assert "Approve and apply this plan" in both.get(page).content.decode()
+
+
+def test_editing_a_workspace_needs_the_apply_permission_besides_the_change_one(
+    make_workspace: MakeWorkspace,
+) -> None:
+    """Its directory, variables, secrets and four-eyes rule decide what an apply does."""
+    workspace = make_workspace(require_distinct_approver=True)
+    page = reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk])
+
+    editor = client_for(staff("editor", "change_terraformworkspace", "plan_terraformworkspace"))
+    html = editor.get(page).content.decode()
+    assert 'name="_save"' not in html, "the page is read-only without the apply permission"
+    refused = editor.post(page, {"directory": "elsewhere", "require_distinct_approver": ""})
+    assert refused.status_code == 403
+    workspace.refresh_from_db()
+    assert (workspace.directory, workspace.require_distinct_approver) == (workspace.name, True)
+    assert editor.get(reverse("admin:terraform_terraformworkspace_add")).status_code == 403
+
+    owner = client_for(staff("owner", "change_terraformworkspace", "apply_terraformworkspace"))
+    assert 'name="_save"' in owner.get(page).content.decode()

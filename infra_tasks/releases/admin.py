@@ -14,7 +14,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from infra_tasks.releases.models import Release
+from infra_tasks.releases.models import Release, ReleaseState
 from infra_tasks.releases.selectors import (
     migration_plan_findings,
     migration_plan_pending,
@@ -144,6 +144,22 @@ class ReleaseAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmin):
         }
         return super().changelist_view(request, extra_context)
 
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> Any:
+        release = self.get_object(request, object_id)
+        extra_context = {
+            **(extra_context or {}),
+            "can_run_again": release is not None
+            and release.state == ReleaseState.FAILED
+            and request.user.has_perm(RUN_PERMISSION),
+        }
+        return super().change_view(request, object_id, form_url, extra_context)
+
     def run_view(self, request: HttpRequest) -> HttpResponse:
         """GET: the plan as it stands now and a form; POST: queue the release."""
         if not request.user.has_perm(RUN_PERMISSION):
@@ -153,7 +169,9 @@ class ReleaseAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmin):
             if form.is_valid():
                 return self._start(request, **form.cleaned_data)
         else:
-            form = RunReleaseForm(initial={"version": f"admin-{timezone.now():%Y%m%d-%H%M%S}"})
+            # A failed release's "Run this release again" comes with its version.
+            version = request.GET.get("version") or f"admin-{timezone.now():%Y%m%d-%H%M%S}"
+            form = RunReleaseForm(initial={"version": version})
         plan = migration_plan_pending()
         context = {
             **self.admin_site.each_context(request),

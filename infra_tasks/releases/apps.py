@@ -18,6 +18,6 @@ class ReleasesConfig(AppConfig):
         job_retry_declare(
             task_names,
             safe=False,
-            refusal="A release is retried from its own page, which checks the migration plan "
-            "first: open the release and press Retry.",
+            refusal="A release is run again from its own page, which shows the migration plan "
+            "first: open the release and press Run this release again.",
         )

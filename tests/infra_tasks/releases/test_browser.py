@@ -52,3 +52,32 @@ def test_run_pending_migrations_previews_the_plan_then_follows_the_release_to_it
     expect(page.locator("#content-main")).to_contain_text("not allowed (the default)")
     expect(page.locator("#content-main table").last).to_contain_text("0003_widget_colour")
     tour.assert_pages_sound()
+
+
+def test_a_failed_release_is_run_again_from_its_page_under_the_same_version(tour: Tour) -> None:
+    from playwright.sync_api import expect
+
+    from tests.infra_tasks.releases.probe.models import Switch
+
+    page = tour.page
+    probe_at("0004")
+    Switch.objects.create(name="fail")
+    page.locator("#start-here").get_by_role("link", name="Run pending migrations").click()
+    page.fill("#id_version", "browser-again")
+    with tour.submitted(302):
+        page.get_by_role("button", name="Run the release").click()
+    expect(page.locator("#job-live-status")).to_have_text("Failed (FAILURE)", timeout=90_000)
+
+    Switch.objects.all().delete()  # what was wrong is fixed
+    page.locator("#job-subject").click()
+    page.get_by_role("link", name="Run this release again…").click()
+    expect(page.locator("#release-plan")).to_contain_text("0005_fail")
+    expect(page.locator("#id_version")).to_have_value("browser-again")
+    with tour.submitted(302):
+        page.get_by_role("button", name="Run the release").click()
+    expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)", timeout=90_000)
+    release = Release.objects.get(version="browser-again")
+    assert release.state == ReleaseState.SUCCEEDED
+    assert probe_applied()[-1] == "0005_fail"
+    page.locator("#job-subject").click()
+    expect(page.get_by_role("link", name="Run this release again…")).to_have_count(0)

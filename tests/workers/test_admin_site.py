@@ -139,3 +139,43 @@ def test_audit_trails_cannot_be_deleted_from_the_admin_even_by_a_superuser() -> 
         page = f"/admin/{info[0]}/{info[1]}/{record.pk}/delete/"
         assert client.post(page, {"post": "yes"}).status_code == 403
         assert type(record).objects.filter(pk=record.pk).exists()
+
+
+def test_a_person_who_may_not_open_a_job_is_shown_no_link_or_live_box_that_would_refuse() -> None:
+    """Looking at a record, an operations list or the operations page without the jobs'
+    own view permissions: the job is named, never linked, and its log is not polled."""
+    from courses.models import Course
+    from tests.support.jobs import job_record
+
+    cover_job = job_record(
+        "cover-job", "media_pipeline.tasks.course_cover_variants_build", status="SUCCESS"
+    )
+    course = Course.objects.create(title="Course", slug="course", cover_task_id=cover_job.task_id)
+    job_record("orphan", "workers.tasks.diagnostic_run_execute", status="STARTED")
+
+    def page(url: str, *perms: str) -> str:
+        client = Client()
+        client.force_login(staff(*perms))
+        response = client.get(url)
+        assert response.status_code == 200
+        get_user_model().objects.filter(username="pat").delete()
+        return response.content.decode()
+
+    course_page = f"/admin/courses/course/{course.pk}/change/"
+    html = page(course_page, "courses.view_course")
+    assert "job-live-hidden" in html and "/ops/jobs/" not in html
+    html = page(course_page, "courses.view_course", "django_celery_results.view_taskresult")
+    assert "/ops/jobs/cover-job/log/" in html
+
+    assert "Operations page" not in page("/admin/workers/queuedepth/", "workers.view_queuedepth")
+
+    operations = "/ops/operations/"
+    html = page(operations, "workers.view_operations")
+    assert "diagnostic_run_execute" in html and "/ops/jobs/orphan/" not in html
+    html = page(
+        operations,
+        "workers.view_operations",
+        "django_celery_results.view_taskresult",
+        "workers.view_diagnosticrun",
+    )
+    assert "/ops/jobs/orphan/" in html

@@ -6,25 +6,46 @@ from typing import Any
 
 from django import template
 
+from workers.families import job_viewable
 from workers.selectors import job_summary_get
 
 register = template.Library()
 
 
-@register.inclusion_tag("workers/job_live.html")
+@register.inclusion_tag("workers/job_live.html", takes_context=True)
 def job_live(
-    task_id: str, title: str = "Log", reload_on_end: bool = False, link_to_job: bool = True
+    context: dict[str, Any],
+    task_id: str,
+    title: str = "Log",
+    reload_on_end: bool = False,
+    link_to_job: bool = True,
 ) -> dict[str, Any]:
     """The summary (state, worker, duration, result or error, progress, the record it is
     for) and the log, both refreshed while the job runs.
 
     `reload_on_end`: reload the page once when the job ends while it is watched, for pages
     whose other parts (buttons, the record's fields) follow from how the job ended.
+
+    A person who may look at the record but not at its job (the job's family view permission
+    and the jobs' own) gets a line saying so, not a box whose log and links answer 403.
     """
+    summary = job_summary_get(task_id=task_id)
+    request = context.get("request")
+    # No record left (expired): the box says so, and there is nothing in it to withhold.
+    viewable = summary is None or (
+        request is not None and job_viewable(request.user, summary.task_name)
+    )
     return {
+        "viewable": viewable,
         "task_id": task_id,
         "title": title,
-        "summary": job_summary_get(task_id=task_id),
+        "summary": summary if viewable else None,
         "reload_on_end": reload_on_end,
         "link_to_job": link_to_job,
     }
+
+
+@register.filter
+def may_view_job(user: Any, task_name: str | None) -> bool:
+    """`{% if request.user|may_view_job:task_name %}`: link a job only for who may open it."""
+    return job_viewable(user, task_name)

@@ -25,11 +25,17 @@ from workers.devstack import free_port
 URL = reverse("dashboard:infrastructure")
 
 
-def client_for(*, staff: bool, permitted: bool) -> Client:
+def client_for(*, staff: bool, permitted: bool, also: tuple[str, ...] = ()) -> Client:
+    """`also`: further permissions, as "app_label.codename"."""
     user = get_user_model().objects.create_user(f"u{uuid.uuid4().hex[:6]}", is_staff=staff)
     if permitted:
         user.user_permissions.add(
             Permission.objects.get(content_type__app_label="dashboard", codename="view_dashboard")
+        )
+    for perm in also:
+        app_label, codename = perm.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
         )
     client = Client()
     client.force_login(user)
@@ -173,4 +179,8 @@ def test_dashboard_lists_the_latest_terraform_runs_newest_first() -> None:
     assert [run.pk for run in response.context["terraform_runs"]] == [newer.pk, older.pk]
     html = response.content.decode()
     assert "network <strong>(drifted)</strong>" in html
-    assert reverse("admin:terraform_terraformrun_change", args=[newer.pk]) in html
+    run_page = reverse("admin:terraform_terraformrun_change", args=[newer.pk])
+    assert f"#{newer.pk}" in html
+    assert run_page not in html, "no link to a page this person may not open"
+    runs_viewer = client_for(staff=True, permitted=True, also=("terraform.view_terraformrun",))
+    assert run_page in runs_viewer.get(URL).content.decode()

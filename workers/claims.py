@@ -38,6 +38,7 @@ from typing import Any
 
 from celery.contrib.django.task import DjangoTask
 from celery.exceptions import Ignore, TimeLimitExceeded
+from celery.signals import task_revoked
 from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.models import Q
@@ -253,3 +254,33 @@ class ClaimedTask(DjangoTask):
             except Exception:
                 logger.exception("could not end the record of job %s [%s]", self.name, task_id)
         super().on_failure(exc, task_id, args, kwargs, einfo)
+
+
+@task_revoked.connect
+def _job_revoked(
+    sender: Any = None,
+    request: Any = None,
+    terminated: bool = False,
+    signum: Any = None,
+    expired: bool = False,
+    **kwargs: Any,
+) -> None:
+    """A job revoked (Flower's Revoke or Terminate, `celery control revoke`) or expired is
+    recorded REVOKED by its worker's main process: its own code never ran, or was killed
+    mid-way, and could not end its domain row. It is ended here, as at the hard time limit,
+    by the handler its app registered (each leaves a row that has ended already alone)."""
+    task_id = getattr(request, "id", None)
+    if sender is None or not task_id:
+        return
+    from workers.reconcile import job_ended_unseen
+
+    if terminated:
+        reason = f"terminated while running (revoked with signal {signum})"
+    elif expired:
+        reason = "expired before it started"
+    else:
+        reason = "revoked before it started"
+    try:
+        job_ended_unseen(task_name=sender.name, task_id=task_id, reason=reason)
+    except Exception:
+        logger.exception("could not end the record of job %s [%s]", sender.name, task_id)

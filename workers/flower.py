@@ -115,6 +115,28 @@ def guard_metrics() -> None:
         monitor.Metrics.get = guarded
 
 
+def api_asks_for_login() -> None:
+    """Make Flower's API answer a request without the login with a Basic challenge, as its
+    pages do. A browser sends a login it was given only under the path it was asked for:
+    signed in on /worker/<name>, its buttons' requests to /api/… went out without it, got a
+    bare 401, and failed silently (an empty red notice, nothing done). Challenged in the same
+    realm, the browser sends the login again."""
+    from flower.api import BaseApiHandler
+
+    write_error = BaseApiHandler.write_error
+    if getattr(write_error, "opsqueue_challenges", False):
+        return
+
+    @functools.wraps(write_error)
+    def challenging(self: Any, status_code: int, **kwargs: Any) -> None:
+        if status_code == 401:
+            self.set_header("WWW-Authenticate", 'Basic realm="flower"')
+        write_error(self, status_code, **kwargs)
+
+    challenging.opsqueue_challenges = True  # type: ignore[attr-defined]
+    BaseApiHandler.write_error = challenging  # type: ignore[method-assign]
+
+
 def audit_actions() -> None:
     """Record every use of Flower's remote control; refuse its ways of starting tasks."""
     import importlib
@@ -227,6 +249,7 @@ def main(argv: Sequence[str]) -> int:
     # The whole app talks to the channel in this process: Flower's inspect, revoke and pool
     # commands are broadcasts, and its event receiver reads the events the workers send.
     guard_metrics()
+    api_asks_for_login()
     audit_actions()
     app.conf.broker_url = url
     app.conf.broker_transport_options = dict(TRANSPORT_OPTIONS)

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from base64 import b64encode
 from collections.abc import Iterator
@@ -234,8 +235,16 @@ def test_task_revoked_in_flower_while_queued_never_runs(
         timeout=60,
         message="the worker to receive the revoked task and drop it",
     )
+    # Its record ends too (just after REVOKED is stored), saying why, instead of reading
+    # Queued for good.
+    wait_until(
+        lambda: DiagnosticRun.objects.get(pk=queued.pk).state == DiagnosticRun.State.FAILED,
+        timeout=30,
+        message="the revoked job's record to end",
+    )
     queued.refresh_from_db()
-    assert (queued.state, queued.attempts) == (DiagnosticRun.State.QUEUED, 0)
+    assert queued.attempts == 0
+    assert queued.error == "revoked before it started"
     assert job_log_since(task_id=queued.task_id).lines == []
     # Who revoked it, from Flower, and when: the audit.
     action = FlowerAction.objects.get(target=queued.task_id)
@@ -269,6 +278,14 @@ def test_running_task_terminated_from_flower_stops_and_is_not_run_again(
     lines = job_log_since(task_id=run.task_id).lines
     assert not any(line.startswith("done:") for line in lines)
     assert len(lines) < 300
+    # Its record does not read Running for good: it ended with the job, saying why.
+    wait_until(
+        lambda: DiagnosticRun.objects.get(pk=run.pk).state == DiagnosticRun.State.FAILED,
+        timeout=30,
+        message="the terminated job's record to end",
+    )
+    run.refresh_from_db()
+    assert run.error.startswith("terminated while running (revoked with signal")
 
 
 @pytest.mark.django_db(transaction=True)
@@ -520,22 +537,23 @@ def test_events_buffer_while_the_channel_is_down_bounded_and_flush_when_it_retur
 def test_staff_grow_and_shrink_the_pool_by_clicking_in_flower_and_each_click_is_recorded(
     monitored: Monitored, flower: FlowerProcess, chromium: object
 ) -> None:
-    """Flower's own page, as a person uses it: its login, the worker's page, the buttons."""
+    """Flower's own page, as a person uses it: its login, the worker's page, the buttons.
+    The worker's page is opened directly (a bookmark, a link from the operations page), so
+    the browser holds the login for /worker/ only and must be asked again by the API."""
     from playwright.sync_api import expect
 
     hostname = monitored.worker.hostname
+    wait_until(
+        lambda: hostname in (flower.get("/api/workers?refresh=1") or {}),
+        timeout=60,
+        message="Flower to know the worker",
+    )
     context = chromium.new_context(  # type: ignore[attr-defined]
         http_credentials={"username": flower.user, "password": flower.password}
     )
     try:
         page = context.new_page()
-        page.goto(f"{flower.url}/workers")
-        wait_until(
-            lambda: page.reload() and page.get_by_role("link", name=hostname).count() > 0,
-            timeout=60,
-            message="Flower's workers page to list the worker",
-        )
-        page.get_by_role("link", name=hostname).first.click()
+        page.goto(f"{flower.url}/worker/{urllib.parse.quote(hostname)}")
         expect(page.locator("#workername")).to_have_text(hostname)
         before = FlowerAction.objects.count()
 

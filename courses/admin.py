@@ -32,7 +32,7 @@ from courses.models import (
 from courses.selectors import course_cover_variants
 from courses.services import course_cover_regenerate, course_cover_set, course_delete
 from courses.tasks import course_outline_report
-from media_pipeline.formats import ACCEPTED_DESCRIPTION
+from media_pipeline.formats import ACCEPTED_DESCRIPTION, SNIFF_BYTES, UNKNOWN, sniff
 from workers.admin_links import job_link, refusal_report
 from workers.enqueue import BrokerUnavailable, Requester
 from workers.errors import ApplicationError
@@ -52,6 +52,22 @@ class CourseAdminForm(forms.ModelForm):
     class Meta:
         model = Course
         fields = ["title", "slug", "summary", "is_published"]
+
+    def clean_new_cover(self) -> Any:
+        """Refuse, on the form, a file whose first bytes are no accepted image type (a text
+        file, a PDF): its job could only fail, and the page would say "being made" above
+        the refusal. Only the signature is read here; the worker decodes and judges the rest."""
+        upload = self.cleaned_data.get("new_cover")
+        if upload:
+            upload.seek(0)
+            head = upload.read(SNIFF_BYTES)
+            upload.seek(0)
+            if sniff(head) is UNKNOWN:
+                raise forms.ValidationError(
+                    f"This file is not a picture this site takes ({ACCEPTED_DESCRIPTION}). "
+                    "Nothing was changed; the course keeps its cover."
+                )
+        return upload
 
 
 class SectionInline(admin.TabularInline):

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from courses.models import Course
-from tests.courses.conftest import make_course
+from courses.services import course_cover_set
+from tests.courses.conftest import make_course, upload
 from tests.support.browser import Tour, wait_for
 from workers.enqueue import Requester
 from workers.models import DiagnosticRun, Job
@@ -88,4 +89,35 @@ def test_the_outline_report_action_queues_a_django_task_whose_job_page_shows_it_
     expect(row).to_contain_text("course_outline_report")
     expect(row).to_contain_text("Succeeded (SUCCESS)")
     expect(row).to_contain_text("ops")
+    tour.assert_pages_sound()
+
+
+def test_a_text_file_chosen_as_cover_is_refused_on_the_form_and_the_course_keeps_its_cover(
+    tour: Tour, cover_jpeg: bytes
+) -> None:
+    from playwright.sync_api import expect
+
+    page = tour.page
+    course = make_course("typing")
+    course_cover_set(course_id=course.pk, upload=upload(cover_jpeg), requester=Requester.cli("t"))
+    course.refresh_from_db()
+    cover, task_id = course.cover.name, course.cover_task_id
+
+    page.locator("#courses-course").get_by_role("link", name="Courses").click()
+    page.locator("#result_list").get_by_role("link", name=course.title).click()
+    page.fill("#id_title", "Typing, renamed")
+    page.set_input_files(
+        "#id_new_cover",
+        files=[{"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"my notes\n" * 50}],
+    )
+    with tour.submitted(200):
+        page.click("input[name=_continue]")
+
+    expect(page.locator(".errornote")).to_be_visible()
+    expect(page.locator(".field-new_cover .errorlist")).to_contain_text(
+        "This file is not a picture this site takes"
+    )
+    expect(page.locator("ul.messagelist")).to_have_count(0)  # no "being made" above it
+    course.refresh_from_db()
+    assert (course.title, course.cover.name, course.cover_task_id) == ("Typing", cover, task_id)
     tour.assert_pages_sound()

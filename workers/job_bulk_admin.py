@@ -100,7 +100,7 @@ def retry_jobs(model_admin: Any, request: HttpRequest, queryset: QuerySet[TaskRe
         command="retry",
         explanation="Each becomes a new job with the same arguments, requested by you. "
         "Jobs already retried or discarded, of families that are not retried (terraform "
-        "applies), or that you may not act on, are left alone.",
+        "applies), or that you may not act on or start, are left alone.",
         candidates=job_actions.retry_candidates,
         service=job_actions.jobs_retry,
     )

@@ -254,3 +254,25 @@ def test_a_queued_job_s_record_cannot_be_deleted_from_the_admin(model: str, perm
     url = f"/admin/{app_label}/{model_name}/{row.pk}/delete/"
     assert client.post(url, {"post": "yes"}).status_code == 403
     assert type(row).objects.filter(pk=row.pk).exists()
+
+
+def test_the_bulk_confirmation_counts_its_jobs_in_words_that_agree() -> None:
+    from django.test import Client
+    from django.urls import reverse
+
+    client = Client()
+    client.force_login(
+        staff("bulk", "view_taskresult", "view_diagnosticrun", "act_on_diagnostic_jobs")
+    )
+    changelist = reverse("admin:django_celery_results_taskresult_changelist")
+    failed = [job_row(DIAGNOSTIC, "FAILURE") for _ in range(2)]
+
+    def button(selected: list[TaskResult]) -> str:
+        page = client.post(
+            changelist,
+            {"action": "discard_jobs", "_selected_action": [row.pk for row in selected]},
+        ).content.decode()
+        return page.split('id="bulk-confirm" value="', 1)[1].split('"', 1)[0]
+
+    assert button(failed[:1]) == "Yes, discard 1 job"
+    assert button(failed) == "Yes, discard 2 jobs"

@@ -134,7 +134,7 @@ def api_asks_for_login() -> None:
         write_error(self, status_code, **kwargs)
 
     challenging.opsqueue_challenges = True  # type: ignore[attr-defined]
-    BaseApiHandler.write_error = challenging  # type: ignore[method-assign]
+    BaseApiHandler.write_error = challenging
 
 
 def audit_actions() -> None:

@@ -262,7 +262,7 @@ def test_the_bulk_confirmation_counts_its_jobs_in_words_that_agree() -> None:
 
     client = Client()
     client.force_login(
-        staff("bulk", "view_taskresult", "view_diagnosticrun", "act_on_diagnostic_jobs")
+        staff("bulk", "view_taskresult", "view_diagnosticrun", "act_on_diagnostic_jobs")  # type: ignore[arg-type]
     )
     changelist = reverse("admin:django_celery_results_taskresult_changelist")
     failed = [job_row(DIAGNOSTIC, "FAILURE") for _ in range(2)]

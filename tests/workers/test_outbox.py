@@ -72,7 +72,7 @@ def test_a_batch_that_breaks_the_relay_leaves_it_sending_the_next_jobs(
     the relay thread lives on, and its jobs stay unsent for the sweeper."""
     prefix = new_queue_prefix()
     url = aws.client("sqs").create_queue(QueueName=f"{prefix}default")["QueueUrl"]
-    broken = OutboundJob(object(), new_task_id(), [], {}, {"queue": "default"})  # type: ignore[arg-type]
+    broken = OutboundJob(object(), new_task_id(), [], {}, {"queue": "default"})
     good = OutboundJob(diagnostic_run_execute, new_task_id(), [1], {}, {"queue": "default"})
     job_record_pending(good, requester=Requester.system("test"))
 

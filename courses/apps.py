@@ -9,7 +9,7 @@ class CoursesConfig(AppConfig):
 
     def ready(self) -> None:
         from courses.selectors import cover_job_subject
-        from media_pipeline.jobs import COURSE_COVER_VARIANTS_BUILD
+        from media_pipeline.jobs import COURSE_COVER_VARIANTS_BUILD, RETIRED_COVER_FILES_DELETE
         from workers.reconcile import job_lost_register
         from workers.retries import job_retry_declare
         from workers.subjects import job_subject_register
@@ -20,3 +20,5 @@ class CoursesConfig(AppConfig):
         job_lost_register(task_names, "courses.services.covers.course_cover_mark_lost")
         # Variants are content-addressed and rebuilt idempotently from the stored original.
         job_retry_declare(task_names, safe=True)
+        # Deletes only what is past its grace period and unreferenced; a rerun finds less.
+        job_retry_declare((RETIRED_COVER_FILES_DELETE.name,), safe=True)

@@ -95,6 +95,17 @@ class CoverVariant(models.Model):
         return f"{self.course} · {self.spec_name}"
 
 
+class RetiredFile(models.Model):
+    """A stored cover file nothing should use any more (a replaced cover's variants), kept
+    for a grace period: pages and API answers made a moment ago still point at it."""
+
+    name = models.CharField(max_length=255, unique=True)
+    retired_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Section(models.Model):
     course = models.ForeignKey(Course, on_delete=models.CASCADE, related_name="sections")
     title = models.CharField(max_length=200)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from courses.services import covers
+from courses.services import cover_files, covers
 from media_pipeline import jobs
 from media_pipeline.resize import ImageRejected
 from workers.job_registry import job_task
@@ -22,3 +22,8 @@ def course_cover_variants_build(
     except ImageRejected as exc:
         # A refused image is an expected outcome: FAILURE with its message, no traceback.
         job_failed(self, exc)
+
+
+@job_task(jobs.RETIRED_COVER_FILES_DELETE)
+def retired_cover_files_delete(self: Any) -> int:
+    return cover_files.retired_files_delete()

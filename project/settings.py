@@ -279,6 +279,10 @@ if AWS_STORAGE_BUCKET_NAME:
     }
 # Images with more pixels than this are refused from their header, before decoding.
 MEDIA_MAX_IMAGE_PIXELS = env.int("MEDIA_MAX_IMAGE_PIXELS", default=50_000_000)
+# A replaced cover's files stay this long (pages and API answers made just before still point
+# at them), then the sweep that runs every MEDIA_RETIRED_FILES_SWEEP_SECONDS deletes them.
+MEDIA_RETIRED_FILE_GRACE_SECONDS = env.int("MEDIA_RETIRED_FILE_GRACE_SECONDS", default=600)
+MEDIA_RETIRED_FILES_SWEEP_SECONDS = env.int("MEDIA_RETIRED_FILES_SWEEP_SECONDS", default=300)
 # HEIC and AVIF cannot be decoded reduced: above this many pixels their decodes run one at a
 # time per machine (media_pipeline.decode_slots), so two never add up on one media worker.
 MEDIA_WHOLE_DECODE_BUDGET_PIXELS = env.int("MEDIA_WHOLE_DECODE_BUDGET_PIXELS", default=16_000_000)

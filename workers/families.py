@@ -73,6 +73,7 @@ HOUSEKEEPING_TASKS = (
     "workers.tasks.job_records_cleanup",
     "infra_tasks.terraform.tasks.runs_mark_lost",
     "infra_tasks.dashboard.tasks.ecs_services_refresh",
+    "media_pipeline.tasks.retired_cover_files_delete",
 )
 
 

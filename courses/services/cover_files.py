@@ -9,13 +9,47 @@ deleted under it.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.db.models import Q
+from django.utils import timezone
 
-from courses.models import Course, CoverVariant
+from courses.models import Course, CoverVariant, RetiredFile
+
+RETIRED_BATCH = 500
+
+
+def files_retire(*, names: Iterable[str]) -> None:
+    """Delete these files once MEDIA_RETIRED_FILE_GRACE_SECONDS have passed, if nothing
+    references them then: a page drawn a moment ago, or a client that read the API, may
+    still load them (deleted at once, they answered 404 until the page redrew)."""
+    now = timezone.now()
+    RetiredFile.objects.bulk_create(
+        [RetiredFile(name=name, retired_at=now) for name in sorted(set(names)) if name],
+        update_conflicts=True,
+        unique_fields=["name"],
+        update_fields=["retired_at"],
+    )
+
+
+def retired_files_delete(*, now: datetime | None = None) -> int:
+    """Delete the retired files whose grace period is over and that nothing references
+    again; returns how many were deleted. Safe to run twice, or beside itself."""
+    now = now or timezone.now()
+    due = now - timedelta(seconds=settings.MEDIA_RETIRED_FILE_GRACE_SECONDS)
+    deleted = 0
+    while batch := list(
+        RetiredFile.objects.filter(retired_at__lte=due)
+        .order_by("retired_at")
+        .values_list("pk", "name")[:RETIRED_BATCH]
+    ):
+        deleted += len(files_delete_unreferenced(names=[name for _, name in batch]))
+        RetiredFile.objects.filter(pk__in=[pk for pk, _ in batch], retired_at__lte=due).delete()
+    return deleted
 
 
 def files_delete_unreferenced(*, names: Iterable[str]) -> list[str]:

@@ -27,6 +27,7 @@ from courses.services.cover_files import (
     file_name_lock,
     file_store,
     files_delete_unreferenced,
+    files_retire,
 )
 from media_pipeline.decode_slots import whole_decode_slot
 from media_pipeline.formats import SNIFF_BYTES, sniff
@@ -315,7 +316,8 @@ def _record_variants(
         course.cover_error = ""
         course.cover_previous = ""
         course.save(update_fields=["cover_status", "cover_error", "cover_previous", "updated_at"])
-        transaction.on_commit(lambda: files_delete_unreferenced(names=stale_names))
+        # Served until this moment: kept a while for the pages that show them now.
+        files_retire(names=stale_names)
     return written
 
 

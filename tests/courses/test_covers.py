@@ -10,22 +10,26 @@ import fcntl
 import json
 import tempfile
 import threading
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.test import override_settings
+from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from courses.models import Course, CoverVariant
+from courses.models import Course, CoverVariant, RetiredFile
 from courses.services import (
     course_cover_regenerate,
     course_cover_set,
     course_cover_variants_build,
     course_delete,
 )
+from courses.services.cover_files import retired_files_delete
 from media_pipeline.decode_slots import LOCK_NAME
 from media_pipeline.resize import ImageRejected, variant_name
 from media_pipeline.specs import COVER_SPECS
@@ -188,10 +192,19 @@ def test_replacing_the_cover_serves_the_old_variants_until_the_new_ones_are_made
     assert stored_files(media_root) == old_files | {course.cover.name}
     with django_capture_on_commit_callbacks(execute=True):
         build(course)
-    new_files = stored_files(media_root)
-    assert len(new_files) == 1 + len(COVER_SPECS) and not new_files & old_files
     course.refresh_from_db()
     assert (course.cover_status, course.cover_previous) == (Course.CoverStatus.READY, "")
+    # The old files outlive their use by a grace period: a page drawn a moment ago, or a
+    # client that read the API, still loads them. Then the sweep deletes them.
+    new_variants = set(course.cover_variants.values_list("file", flat=True))
+    assert not new_variants & old_variants
+    assert stored_files(media_root) == old_files | new_variants | {course.cover.name}
+    grace = timedelta(seconds=settings.MEDIA_RETIRED_FILE_GRACE_SECONDS)
+    assert retired_files_delete(now=timezone.now() + grace / 2) == 0
+    assert retired_files_delete(now=timezone.now() + grace) == len(old_files)
+    new_files = stored_files(media_root)
+    assert len(new_files) == 1 + len(COVER_SPECS) and not new_files & old_files
+    assert not RetiredFile.objects.exists()
     # Portrait source: 200 px wide variants are 267 px high.
     assert {(v.width, v.height) for v in course.cover_variants.filter(width=200)} == {(200, 267)}
 
@@ -461,3 +474,20 @@ def test_a_variants_job_that_ended_unseen_leaves_the_course_failed_not_pending(
     again = set_cover(course, cover_jpeg, django_capture_on_commit_callbacks)
     assert again.cover_status == Course.CoverStatus.PENDING
     assert again.cover_task_id != course.cover_task_id
+
+
+def test_a_retired_file_that_is_used_again_before_its_grace_ends_is_kept(
+    cover_jpeg: bytes, other_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    build(course)
+    first = stored_files(media_root)
+    course = set_cover(course, other_jpeg, django_capture_on_commit_callbacks)
+    build(course)
+    # Back to the first picture while its files wait for deletion: they are its files again.
+    course = set_cover(course, cover_jpeg, django_capture_on_commit_callbacks)
+    build(course)
+    grace = timedelta(seconds=settings.MEDIA_RETIRED_FILE_GRACE_SECONDS)
+    retired_files_delete(now=timezone.now() + grace)
+    assert first <= stored_files(media_root)
+    assert set(course.cover_variants.values_list("file", flat=True)) <= first

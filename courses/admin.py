@@ -33,7 +33,7 @@ from courses.selectors import course_cover_variants
 from courses.services import course_cover_regenerate, course_cover_set, course_delete
 from courses.tasks import course_outline_report
 from media_pipeline.formats import ACCEPTED_DESCRIPTION, SNIFF_BYTES, UNKNOWN, sniff
-from workers.admin_links import job_link, refusal_report
+from workers.admin_links import job_link, may_open_jobs, refusal_report
 from workers.enqueue import BrokerUnavailable, Requester
 from workers.errors import ApplicationError
 
@@ -153,7 +153,9 @@ class CourseAdmin(admin.ModelAdmin):
                     request,
                     format_html(
                         "Cover stored; its variants are being made ({}).",
-                        job_link(course.cover_task_id, "job and log"),
+                        job_link(course.cover_task_id, "job and log")
+                        if may_open_jobs()
+                        else f"job {course.cover_task_id}",
                     ),
                 )
 

@@ -12,6 +12,8 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from workers.errors import ApplicationError
+from workers.families import VIEW_JOBS
+from workers.requesters import current_request
 
 NO_JOB = "—"
 
@@ -21,9 +23,12 @@ def job_url(task_id: str) -> str:
 
 
 def job_link(task_id: str | None, label: str | None = None) -> SafeString | str:
-    """`<a>` to the job's page, labelled with its id unless told; a dash when there is none."""
+    """`<a>` to the job's page, labelled with its id unless told; a dash when there is none.
+    Plain text for a person who may not open job pages at all (it would answer 403)."""
     if not task_id:
         return NO_JOB
+    if not may_open_jobs():
+        return label or task_id
     return format_html('<a href="{}">{}</a>', job_url(task_id), label or task_id)
 
 
@@ -31,9 +36,20 @@ def job_links(task_ids: Iterable[str], *, separator: str = ", ") -> SafeString |
     ids = [task_id for task_id in task_ids if task_id]
     if not ids:
         return NO_JOB
+    if not may_open_jobs():
+        return separator.join(ids)
     return format_html_join(
         separator, '<a href="{}">{}</a>', ((job_url(task_id), task_id) for task_id in ids)
     )
+
+
+def may_open_jobs() -> bool:
+    """Whether the person being served may open job pages at all (the jobs' own view
+    permission; the family's is theirs on the family's own pages). Outside a request, e.g.
+    a message a service builds for a command, links are made."""
+    request = current_request()
+    user = getattr(request, "user", None)
+    return user is None or bool(user.has_perm(VIEW_JOBS))
 
 
 def refusal_report(

@@ -51,6 +51,11 @@ def current_requester() -> Requester:
     return Requester.system(f"process {Path(sys.argv[0]).name if sys.argv else '?'}")
 
 
+def current_request() -> HttpRequest | None:
+    """The request being served in this context, if any (kept by RequesterMiddleware)."""
+    return _request.get()
+
+
 class RequesterMiddleware:
     """Keeps the request being served, so a job enqueued during it names its user.
 

@@ -238,7 +238,12 @@ def test_keep_running_until_a_past_time_keeps_the_form_with_the_error(
 
 def test_action_messages_link_the_action_record_and_its_job(sqs_queues: AwsEndpoint) -> None:
     database = register("linked-stop")
-    operator = staff("rds.view_manageddatabase", "rds.operate_manageddatabase")
+    operator = staff(
+        "rds.view_manageddatabase",
+        "rds.operate_manageddatabase",
+        "rds.view_databaseaction",
+        "django_celery_results.view_taskresult",
+    )
 
     response = operator.post(
         reverse(CHANGELIST), {"action": "stop_now", "_selected_action": [database.pk]}, follow=True

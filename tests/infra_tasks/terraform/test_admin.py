@@ -533,3 +533,26 @@ def test_editing_a_workspace_needs_the_apply_permission_besides_the_change_one(
 
     owner = client_for(staff("owner", "change_terraformworkspace", "apply_terraformworkspace"))
     assert 'name="_save"' in owner.get(page).content.decode()
+
+
+def test_a_run_page_shows_its_state_in_the_form_to_who_may_not_open_its_job(
+    make_workspace: MakeWorkspace,
+) -> None:
+    """The live box (state, message, progress) is for who may open the job; a person who
+    may only look at runs reads the same in the form, and no job box that would refuse."""
+    from tests.support.jobs import job_record
+
+    run = planned_run(make_workspace(), staff("bob"))
+    job_record("plan-task", "infra_tasks.terraform.tasks.run_plan_execute", status="SUCCESS")
+    page = reverse("admin:terraform_terraformrun_change", args=[run.pk])
+
+    runs_only = client_for(staff("reader")).get(page).content.decode()
+    assert 'field-state"' in runs_only and "job-live-hidden" in runs_only
+    assert "/ops/jobs/plan-task/" not in runs_only, "no link to a job page that would refuse"
+    assert "plan-task" in runs_only  # the job is still named
+
+    with_jobs = staff("operator")
+    with_jobs.user_permissions.add(Permission.objects.get(codename="view_taskresult"))
+    both = client_for(with_jobs).get(page).content.decode()
+    assert 'field-state"' not in both and "/ops/jobs/plan-task/log/" in both
+    assert 'href="/ops/jobs/plan-task/"' in both

@@ -2,7 +2,7 @@
 logs) by GET and POST, and every action of every registered admin on every row, for the four
 roles that may act on nothing: anonymous, non-staff (holding every permission), staff
 without permissions, staff with every view permission. None of them may change a row or
-queue a job. And a POST without a CSRF token is refused, even a superuser's. New admins and
+queue a job, and each opens only the pages its role allows (OPEN_TO). And a POST without a CSRF token is refused, even a superuser's. New admins and
 views are found from the registry and the URL conf."""
 
 from __future__ import annotations
@@ -27,6 +27,27 @@ from tests.support.records import seed_records
 from workers.models import Job
 
 pytestmark = pytest.mark.django_db
+
+# What each role may open (HTTP 200) at all; everything else sends it to the login page, or
+# answers 403, 404 or 405.
+PUBLIC = ("/healthz/", "/api/", "/admin/login/")
+OPEN_TO = {
+    "anonymous": PUBLIC,
+    "non-staff": PUBLIC,
+    "staff-without-permissions": (
+        *PUBLIC,
+        "/admin/jsi18n/",
+        "/admin/password_change/",
+    ),
+    # Every list and record, read-only: what "view" means.
+    "staff-view-only": ("/",),
+}
+
+
+def may_open(role: str, path: str) -> bool:
+    # Any staff member sees the admin's home (saying what they may do, if nothing).
+    staff_home = role.startswith("staff") and path == "/admin/"
+    return staff_home or path.startswith(OPEN_TO[role])
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -53,6 +74,13 @@ def test_a_role_that_may_only_look_changes_nothing_and_queues_nothing(role: str)
             response = client.post(probe.url, probe.data)
         if response.status_code >= 500:
             problems.append(f"{probe}: HTTP {response.status_code}")
+        elif (
+            probe.method == "GET"
+            and response.status_code == 200
+            and not may_open(role, urlsplit(probe.url).path)
+        ):
+            # A view that forgot its permission check shows its page to whoever asks.
+            problems.append(f"{probe}: HTTP 200 for {role}")
         after = fingerprint()
         changed = changed_tables(before, after)
         if changed:

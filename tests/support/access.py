@@ -79,9 +79,15 @@ def _first_pk(model: Any) -> str:
     return str(obj.pk) if obj is not None else "999999"
 
 
-def _kwargs(pattern: URLPattern, value: str) -> dict[str, str]:
+# Model admin URL parameters that are not the row's id: every value their view acts on.
+ADMIN_URL_VALUES = {"what": ["approve", "discard", "cancel", "force_unlock"]}
+
+
+def _kwargs(pattern: URLPattern, pk: str) -> Iterator[dict[str, str]]:
     names = list(pattern.pattern.regex.groupindex)
-    return {name: value for name in names}
+    choices = [ADMIN_URL_VALUES.get(name, [pk]) for name in names]
+    for combination in itertools.product(*choices):
+        yield dict(zip(names, combination, strict=True))
 
 
 def _model_admin_urls() -> Iterator[tuple[Any, str]]:
@@ -91,7 +97,8 @@ def _model_admin_urls() -> Iterator[tuple[Any, str]]:
         for pattern in model_admin.get_urls():
             if not isinstance(pattern, URLPattern) or not pattern.name:
                 continue
-            yield model_admin, reverse(f"admin:{pattern.name}", kwargs=_kwargs(pattern, pk))
+            for kwargs in _kwargs(pattern, pk):
+                yield model_admin, reverse(f"admin:{pattern.name}", kwargs=kwargs)
 
 
 def _other_urls(task_ids: list[str]) -> Iterator[str]:

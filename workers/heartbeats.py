@@ -81,6 +81,9 @@ class HeartbeatRecorder(ThreadStep):
     """Consumer step: a thread that records this worker's heartbeat row."""
 
     thread_name = "heartbeat-recorder"
+    # Through a warm shutdown the worker still runs jobs: it must not look gone (the
+    # reconciler would end them "worker lost").
+    drain = True
 
     def __init__(self, c: Consumer, **kwargs: Any) -> None:
         self.consumer = c
@@ -110,7 +113,7 @@ class HeartbeatRecorder(ThreadStep):
                 # would inherit its socket.
                 connection.close()
             self._watch_consumer()
-            if self._stopping.wait(interval):
+            if not self._tick(interval):
                 return
 
     def _watch_consumer(self) -> None:

@@ -107,7 +107,7 @@ class QueuePauses(ThreadStep):
         super().start(c)
 
     def _run(self) -> None:
-        while not self._stopping.wait(settings.QUEUE_PAUSE_CHECK_SECONDS):
+        while self._tick(settings.QUEUE_PAUSE_CHECK_SECONDS):
             try:
                 paused = paused_queues() & self.own
             except DatabaseError as exc:

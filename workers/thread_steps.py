@@ -3,22 +3,36 @@
 The heartbeat recorder, the visibility extender and the queue-pause watcher each keep a
 daemon thread beside Celery's consumer: started with it, asked to stop through an event,
 joined (bounded) when the consumer stops or shuts down.
+
+A warm shutdown (SIGTERM, or the worker stopping itself when its consumer went silent)
+stops the consumer first and only then waits for the pool to finish the jobs it runs. A
+step with `drain` keeps its thread going through that wait, for as long as the worker still
+holds a job: without it those jobs' messages and claims would lapse while they run, and
+another worker would start the same job beside them.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from typing import Any
 
 from celery import bootsteps
+from celery.worker import state as worker_state
 from celery.worker.consumer import Consumer
+
+logger = logging.getLogger(__name__)
 
 
 class ThreadStep(bootsteps.StartStopStep):
-    """Consumer step running `_run` in a daemon thread named `thread_name`."""
+    """Consumer step running `_run` in a daemon thread named `thread_name`. `_run` loops
+    `while self._tick(interval): ...`."""
 
     requires = ("celery.worker.consumer.connection:Connection",)
     thread_name = "consumer-step"
+    # Keep running after the consumer stops while the worker still holds jobs.
+    drain = False
 
     def __init__(self, c: Consumer, **kwargs: Any) -> None:
         self._stopping = threading.Event()
@@ -26,17 +40,42 @@ class ThreadStep(bootsteps.StartStopStep):
         super().__init__(c, **kwargs)
 
     def start(self, c: Consumer) -> None:
-        self._stopping.clear()
+        # A thread still draining from before a consumer restart sees it was replaced.
+        self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
 
     def stop(self, c: Consumer) -> None:
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        thread = self._thread
+        if thread is None:
+            return
+        if self.drain and worker_state.requests:
+            # Not joined: it ends once the last job is done, or with the process.
+            logger.info(
+                "%s goes on while the worker finishes %d job(s)",
+                self.thread_name,
+                len(worker_state.requests),
+            )
+            return
+        thread.join(timeout=10)
+        self._thread = None
 
     shutdown = stop
+
+    def _tick(self, interval: float) -> bool:
+        """Wait `interval` seconds; whether the thread should go on: not asked to stop, or
+        draining while the worker still holds jobs (and not replaced by a newer thread)."""
+        stopping = self._stopping
+        if stopping.is_set():
+            time.sleep(interval)  # draining: at the usual pace
+        else:
+            stopping.wait(interval)
+        if self._thread is not threading.current_thread():
+            return False
+        if not stopping.is_set():
+            return True
+        return self.drain and bool(worker_state.requests)
 
     def _run(self) -> None:
         raise NotImplementedError

@@ -45,6 +45,7 @@ class VisibilityExtender(ThreadStep):
     """Consumer step: a thread that extends the visibility of held messages."""
 
     thread_name = "visibility-extender"
+    drain = True  # running jobs keep their messages and claims through a warm shutdown
 
     def __init__(self, c: Consumer, **kwargs: Any) -> None:
         self.hostname = c.hostname
@@ -59,7 +60,7 @@ class VisibilityExtender(ThreadStep):
                 connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 2}
             ),
         )
-        while not self._stopping.wait(timeout / 3):
+        while self._tick(timeout / 3):
             # Claims first: they are one UPDATE in the database, where extending each held
             # message can wait out SQS's timeouts while it hangs, and a claim left to run out
             # meanwhile makes a live job look abandoned.

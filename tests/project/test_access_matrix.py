@@ -2,8 +2,9 @@
 logs) by GET and POST, and every action of every registered admin on every row, for the four
 roles that may act on nothing: anonymous, non-staff (holding every permission), staff
 without permissions, staff with every view permission. None of them may change a row or
-queue a job, and each opens only the pages its role allows (OPEN_TO). And a POST without a CSRF token is refused, even a superuser's. New admins and
-views are found from the registry and the URL conf."""
+queue a job, and each opens only the pages its role allows (OPEN_TO). And a POST without
+a CSRF token is refused, even a superuser's. New admins and views are found from the
+registry and the URL conf."""
 
 from __future__ import annotations
 

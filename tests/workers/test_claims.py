@@ -285,3 +285,33 @@ def test_two_workers_a_job_whose_pool_process_is_killed_finishes_wherever_it_com
         run.refresh_from_db()
         assert run.state == DiagnosticRun.State.SUCCEEDED and run.attempts == 2
         assert "taken over" in "".join(worker.log_text() for worker in both)
+
+
+@pytest.mark.waits  # on the job outliving its message's and its claim's first timeouts
+def test_a_worker_stopping_mid_job_keeps_the_job_to_itself_until_it_is_done(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    """A warm shutdown (SIGTERM from a deploy, or the worker stopping itself after its
+    consumer went silent) stops the consumer before the running job ends. The job's message
+    and claim are still renewed until it does, so the other worker never starts it too."""
+    workers = workers_on_a_queue(aws, worker_env, run_dir, "w1", "w2", visibility_seconds=6)
+    with workers as (prefix, _, both):
+        # 16 s: more than two visibility timeouts (and five leases) after the SIGTERM.
+        run = _under_way(prefix, duration_seconds=16)
+        holder = Job.objects.get(task_id=run.task_id).claimed_by
+        stopping = next(w for w in both if holder.startswith(w.hostname))
+        other = next(w for w in both if w is not stopping)
+        os.kill(stopping.process.pid, signal.SIGTERM)
+
+        _succeeds(run, "the job to finish on the worker that is stopping")
+        wait_until(
+            lambda: stopping.process.poll() is not None,
+            timeout=60,
+            message="the stopping worker to exit once its job is done",
+        )
+        run.refresh_from_db()
+        assert (run.state, run.attempts, run.error) == (DiagnosticRun.State.SUCCEEDED, 1, "")
+        assert run.task_id not in other.log_text(), "the other worker received the job"
+        assert "visibility-extender goes on while the worker finishes 1 job(s)" in (
+            stopping.log_text()
+        )

@@ -232,6 +232,8 @@ CELERY_WORKER_MAX_TASKS_PER_CHILD = env.int("CELERY_WORKER_MAX_TASKS_PER_CHILD",
 
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BEAT_SCHEDULER = "workers.beat:RecordingDatabaseScheduler"
+# Save an entry's last run as soon as it is sent (workers/beat.py), not every three minutes.
+CELERY_BEAT_SYNC_EVERY = 1
 # SQS carries no events; the monitoring channel (CELERY_MONITOR_URL, below) does. The web
 # process publishes nothing there, so there are no task-sent events.
 CELERY_TASK_SEND_SENT_EVENT = False

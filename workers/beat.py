@@ -54,7 +54,17 @@ class RecordingDatabaseScheduler(DatabaseScheduler):
             )
         except BrokerUnavailable as exc:
             raise SchedulingError(f"Couldn't apply scheduled task {entry.name}: {exc}") from exc
+        self._sent()
         return self.app.AsyncResult(task_id)
+
+    def _sent(self) -> None:
+        """Count a send as beat's own apply_async does, so CELERY_BEAT_SYNC_EVERY = 1 saves
+        the entry's last run at once. django-celery-beat otherwise writes it every three
+        minutes: a beat killed in between (out of memory, a lost host) starts again from the
+        older time and sends the same occurrence a second time."""
+        self._tasks_since_sync += 1
+        if self.should_sync():
+            self._do_sync()
 
     def _send_deferred(self, entry: ModelEntry, task_id: str, *, advance: bool) -> Any:
         """A deferred job came due: send the job recorded at enqueue, under its own id.
@@ -64,4 +74,5 @@ class RecordingDatabaseScheduler(DatabaseScheduler):
             deferred_job_send(task_id=task_id)
         except BROKER_ERRORS as exc:
             raise SchedulingError(f"Couldn't send deferred job {task_id}: {exc!r}") from exc
+        self._sent()
         return self.app.AsyncResult(task_id)

@@ -39,6 +39,11 @@ PEEK_LIMIT = 50
 CLIENT_CONFIG = Config(
     connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 2}
 )
+# The operations page asks while a person waits (and gunicorn's timeout runs): an answer in
+# seconds, or the page says SQS did not answer.
+PAGE_CLIENT_CONFIG = Config(
+    connect_timeout=2, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 1}
+)
 
 
 class DeadLetterGone(ApplicationError):
@@ -71,17 +76,19 @@ class DeadLetter:
     job: Job | None = None
 
 
-@lru_cache(maxsize=4)
-def _client(region: str, endpoint_env: str) -> Any:
+@lru_cache(maxsize=8)
+def _client(region: str, endpoint_env: str, for_page: bool) -> Any:
     # Keyed by the endpoint variable (boto3 reads it itself) so tests that move it get a
     # fresh client.
-    return boto3.client("sqs", region_name=region, config=CLIENT_CONFIG)
+    config = PAGE_CLIENT_CONFIG if for_page else CLIENT_CONFIG
+    return boto3.client("sqs", region_name=region, config=config)
 
 
-def sqs_client() -> Any:
+def sqs_client(*, for_page: bool = False) -> Any:
+    """The SQS client of dead-letter work; `for_page`: with the short timeouts of a page."""
     import os
 
-    return _client(settings.AWS_REGION, os.environ.get("AWS_ENDPOINT_URL_SQS", ""))
+    return _client(settings.AWS_REGION, os.environ.get("AWS_ENDPOINT_URL_SQS", ""), for_page)
 
 
 def _url(client: Any, name: str) -> str:
@@ -129,9 +136,11 @@ def dead_letter_now(message: Any, reason: str) -> bool:
     return True
 
 
-def dead_letters_list(*, queue: str, limit: int = PEEK_LIMIT) -> list[DeadLetter]:
+def dead_letters_list(
+    *, queue: str, limit: int = PEEK_LIMIT, client: Any = None
+) -> list[DeadLetter]:
     """The messages in `queue`'s dead-letter queue, without taking them out of it."""
-    client = sqs_client()
+    client = client or sqs_client()
     url = _url(client, dead_letter_queue_name(queue))
     seen: dict[str, DeadLetter] = {}
     receipts = []

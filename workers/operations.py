@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from django.conf import settings
 from django.db.models import Avg, Count, DurationField, ExpressionWrapper, F, Max, Q
 from django.db.models.functions import TruncHour
@@ -24,6 +30,7 @@ from workers.charts import Bucket, Chart, timeline_chart
 from workers.dead_letters import (
     DeadLetter,
     dead_letters_list,
+    sqs_client,
 )
 from workers.models import QueueDepth, WorkerHeartbeat
 from workers.monitoring import monitor_url, redacted_url
@@ -230,19 +237,33 @@ class DeadLetterSection:
     error: str = ""
 
 
+# SQS not answering at all (down, hanging), as opposed to answering with an error.
+SQS_SILENT = (ConnectTimeoutError, EndpointConnectionError, ReadTimeoutError)
+
+
 def dead_letter_sections(queues: list[QueueRow]) -> list[DeadLetterSection]:
     """The messages of every dead-letter queue whose last sample counted any: SQS is asked
-    only about those, so the page costs no AWS call while every dead-letter queue is empty."""
+    only about those, so the page costs no AWS call while every dead-letter queue is empty.
+
+    Asked with a page's short timeouts; once SQS has not answered for one queue the others
+    are not asked (each would wait as long), so a hanging SQS costs the page seconds, not
+    minutes."""
+    client = sqs_client(for_page=True)
+    silent = ""
     sections = []
     for row in queues:
+        queue = row.depth.queue
         if not row.depth.dead_letters:
             continue
+        if silent:
+            sections.append(DeadLetterSection(queue, [], error=f"Not asked: {silent}."))
+            continue
         try:
-            sections.append(
-                DeadLetterSection(row.depth.queue, dead_letters_list(queue=row.depth.queue))
-            )
+            sections.append(DeadLetterSection(queue, dead_letters_list(queue=queue, client=client)))
         except (BotoCoreError, ClientError) as exc:
-            sections.append(DeadLetterSection(row.depth.queue, [], error=str(exc)[:300]))
+            sections.append(DeadLetterSection(queue, [], error=str(exc)[:300]))
+            if isinstance(exc, SQS_SILENT):
+                silent = f"SQS did not answer about the {queue} queue"
     return sections
 
 

@@ -233,3 +233,54 @@ def test_redrive_needs_the_operate_permission_of_the_job_s_family_and_is_not_off
     assert list(DeadLetterAction.objects.values_list("kind", "task_id")) == [
         ("redrive", run.task_id)
     ]
+
+
+@pytest.mark.django_db
+def test_a_hanging_sqs_costs_the_operations_page_one_short_question_not_one_per_queue(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """SQS that accepts connections and never answers (frozen, not down): the page asks
+    about one dead-letter queue, with a page's short timeouts, and says why the others
+    were not asked, instead of waiting out a long timeout, with retries, for each."""
+    import socket
+
+    from django.utils import timezone
+
+    from workers.models import QueueDepth
+    from workers.queues import QUEUES
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # connections complete in the kernel; nothing ever reads or answers
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SQS", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    for queue in QUEUES:
+        QueueDepth.objects.create(
+            queue=queue,
+            visible=0,
+            in_flight=0,
+            delayed=0,
+            dead_letters=1,
+            sampled_at=timezone.now(),
+        )
+    viewer = get_user_model().objects.create_user("ops", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_operations"))
+    client = Client()
+    client.force_login(viewer)
+    try:
+        html = client.get("/ops/operations/").content.decode()
+        silent.setblocking(False)
+        asked = 0
+        while True:
+            try:
+                silent.accept()[0].close()
+            except BlockingIOError:
+                break
+            asked += 1
+    finally:
+        silent.close()
+    assert asked == 1, "one connection, one question, no retry"
+    first, *others = [q for q in QUEUES]
+    assert f"SQS did not answer about the {first} queue" in html
+    assert html.count("Not asked: SQS did not answer") == len(others)

@@ -19,6 +19,7 @@ from workers.dead_letters import (
     redrive_refusal,
 )
 from workers.operations import dead_letter_sections, metrics_get, operations_get
+from workers.outbox import broker_health
 from workers.permissions import staff_permission_required
 from workers.queue_pauses import QueuePauseRefused, queue_pause, queue_resume
 from workers.queues import QUEUES
@@ -49,6 +50,9 @@ def operations_page(request: HttpRequest) -> HttpResponse:
             "heartbeat_seconds": settings.WORKER_HEARTBEAT_SECONDS,
             "flower_url": settings.FLOWER_URL,
             "may_pause": request.user.has_perm("workers.pause_queue"),
+            # The page is built from the database, whose queue figures only stop while SQS
+            # is away (their sampler is a job too): this says why.
+            "sqs_unreachable": broker_health.unreachable_cause(),
         },
     )
 

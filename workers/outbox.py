@@ -191,6 +191,16 @@ class BrokerHealth:
             self._confirmed_at = self._failed_at = float("-inf")
             self._error = None
 
+    def unreachable_cause(self) -> str | None:
+        """None if the broker is believed reachable (one cheap probe decides when that is
+        unknown); else the kind of error that says why not."""
+        try:
+            self.ensure_available()
+        except BrokerUnavailable:
+            with self._lock:
+                return (self._error or "unknown").split(":", 1)[0]
+        return None
+
     def ensure_available(self) -> None:
         """Return if the broker is believed reachable; else raise BrokerUnavailable."""
         with self._lock:

@@ -322,3 +322,20 @@ def test_admin_lists_link_to_the_operations_page() -> None:
         "/admin/django_celery_results/taskresult/",
     ):
         assert f'href="{URL}"' in client.get(page).content.decode(), page
+
+
+def test_the_page_says_when_sqs_is_unreachable_and_not_when_it_answers(
+    ops_client: Client, sqs_queues: AwsEndpoint
+) -> None:
+    """The page's figures come from the database and only go stale while SQS is away (the
+    sampler is a job too); a banner says why."""
+    from tests.support.broker import publishing_to
+
+    nobody_listens = f"http://127.0.0.1:{free_port()}"
+    with publishing_to(os.environ["SQS_QUEUE_PREFIX"], endpoint_url=nobody_listens):
+        html = ops_client.get(URL).content.decode()
+    assert 'id="ops-sqs-unreachable"' in html
+    assert "SQS is unreachable from this web server (EndpointConnectionError)" in html
+
+    with publishing_to(os.environ["SQS_QUEUE_PREFIX"]):
+        assert 'id="ops-sqs-unreachable"' not in ops_client.get(URL).content.decode()

@@ -3,7 +3,7 @@ directory check; the run page. Requests are queued on the real SQS endpoint."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 import pytest
@@ -22,8 +22,10 @@ from infra_tasks.terraform.selectors import (
     workspace_configuration_digest,
 )
 from infra_tasks.terraform.services.runs import RunError, run_approve, run_cancel, run_request
+from tests.support.broker import publishing_to
 from tests.support.html_checks import html_problems
-from tests.support.servers import AwsEndpoint
+from tests.support.servers import AwsEndpoint, new_queue_prefix
+from tests.workers.test_monitoring import sqs_queues_named
 from workers.enqueue import Requester
 from workers.models import Job
 
@@ -31,6 +33,17 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 MakeWorkspace = Callable[..., TerraformWorkspace]
 CHANGELIST = "admin:terraform_terraformworkspace_changelist"
+
+
+@pytest.fixture
+def unread_queues(sqs_queues: AwsEndpoint) -> Iterator[None]:
+    """Jobs a test queues go to queues of their own that no worker reads: the session's
+    worker would otherwise run them while the test's database is emptied (a deadlock at
+    teardown). What the admin records and says is what these tests look at."""
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    with publishing_to(prefix):
+        yield
 
 
 def staff(name: str, *perms: str) -> User:
@@ -81,7 +94,7 @@ def applying_run(
 
 
 def test_plan_action_needs_the_plan_permission(
-    sqs_queues: AwsEndpoint, make_workspace: MakeWorkspace
+    unread_queues: None, make_workspace: MakeWorkspace
 ) -> None:
     workspace = make_workspace()
     data = {"action": "plan", "_selected_action": [workspace.pk]}
@@ -100,7 +113,7 @@ def test_plan_action_needs_the_plan_permission(
 
 
 def test_destroy_needs_its_permission_and_the_typed_workspace_name(
-    sqs_queues: AwsEndpoint, make_workspace: MakeWorkspace
+    unread_queues: None, make_workspace: MakeWorkspace
 ) -> None:
     workspace = make_workspace()
     destroy_url = reverse("admin:terraform_workspace_destroy", args=[workspace.pk])
@@ -132,7 +145,7 @@ def test_destroy_needs_its_permission_and_the_typed_workspace_name(
 
 
 def test_approval_needs_the_apply_permission_and_destroy_approval_the_destroy_one(
-    make_workspace: MakeWorkspace, sqs_queues: AwsEndpoint
+    make_workspace: MakeWorkspace, unread_queues: None
 ) -> None:
     workspace = make_workspace()
     alice = staff("alice", "plan_terraformworkspace")
@@ -295,7 +308,7 @@ def lost_run(workspace: TerraformWorkspace) -> TerraformRun:
 
 
 def test_a_lost_run_shows_the_lock_it_left_and_only_force_unlock_holders_release_it(
-    make_workspace: MakeWorkspace, sqs_queues: AwsEndpoint
+    make_workspace: MakeWorkspace, unread_queues: None
 ) -> None:
     run = lost_run(make_workspace())
     page_url = reverse("admin:terraform_terraformrun_change", args=[run.pk])
@@ -354,7 +367,7 @@ def test_run_page_buttons_are_forms_of_their_own_outside_the_change_form(
 
 
 def test_workspace_page_plan_button_queues_a_run_and_opens_the_run(
-    sqs_queues: AwsEndpoint, make_workspace: MakeWorkspace
+    unread_queues: None, make_workspace: MakeWorkspace
 ) -> None:
     workspace = make_workspace()
     plan_url = reverse("admin:terraform_workspace_plan", args=[workspace.pk])

@@ -198,7 +198,7 @@ class BrokerHealth:
             self.ensure_available()
         except BrokerUnavailable:
             with self._lock:
-                return (self._error or "unknown").split(":", 1)[0]
+                return error_kind(self._error)
         return None
 
     def ensure_available(self) -> None:
@@ -228,11 +228,15 @@ class BrokerHealth:
         self.confirm()
 
 
+def error_kind(error: str | None) -> str:
+    """The kind of a recorded broker error ("EndpointConnectionError: …" -> its class)."""
+    return (error or "unknown").split(":", 1)[0]
+
+
 def unreachable_message(error: str | None) -> str:
-    cause = (error or "unknown").split(":", 1)[0]
     return (
-        f"The job queue is unreachable ({cause}), so nothing was queued and nothing was "
-        "changed. Try again once the broker is back."
+        f"The job queue is unreachable ({error_kind(error)}), so nothing was queued and "
+        "nothing was changed. Try again once the broker is back."
     )
 
 

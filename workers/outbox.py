@@ -6,8 +6,9 @@ background thread that publishes it (with SendMessageBatch, ten per request: see
 workers/sqs_batch.py) and marks the job sent. A web request therefore never
 waits on an SQS round trip, and a broker that fails mid-flight loses nothing: the relay
 retries with backoff, and `job_republish_unsent` (a periodic task) picks up what a process
-that died before publishing left behind. Tasks are idempotent, so the rare double publish
-(sent, then the process died before marking it) is harmless.
+that died before publishing left behind. A retry holds the jobs' rows, as the sweeper does,
+so the two never both send a job after a long outage. Tasks are idempotent, so the rare
+double publish (sent, then the process died before marking it) is harmless.
 
 `BrokerHealth` lets the enqueue path refuse work while the broker is known to be down,
 probing it at most every few seconds, so a person sees a clear error instead of a job that
@@ -31,7 +32,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 from celery import Task, states
-from django.db import connection
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 from kombu import Producer
@@ -320,46 +321,94 @@ class Relay:
                     self._unsent_changed.notify_all()
 
     def _publish_until_sent(self, batch: list[OutboundJob]) -> list[str]:
-        """Send `batch` ten per SQS request; return the task ids sent. A message SQS did
-        not take is retried on its own (its batch-mates are not sent again) until it is
-        sent, or refused for good and recorded as a failed job."""
-        encoded = self._encode_until_done(batch)
-        backoff = 0.5
+        """Send `batch` ten per SQS request; return the task ids sent (still to be marked).
+        A message SQS did not take is retried on its own (its batch-mates are not sent
+        again) until it is sent, refused for good and recorded as a failed job, or sent by
+        the unsent-job sweeper in the meantime (see `_send_again`)."""
+        encoded, waited = self._encode_until_done(batch)
         sent: list[str] = []
-        alone = False
-        while encoded:
-            failures = send_batches([message for _, message in encoded], alone=alone)
-            retry: list[tuple[OutboundJob, SqsMessage]] = []
-            for index, (job, message) in enumerate(encoded):
-                failure = failures.get(index)
-                if failure is None:
-                    sent.append(job.task_id)
-                elif failure.refused:
-                    logger.error(
-                        "job %s [%s] refused by SQS: %s", job.task.name, job.task_id, failure.reason
-                    )
-                    self._mark_unsendable(job.task_id, f"SQS refused the message: {failure.reason}")
-                else:
-                    retry.append((job, message))
-            if len(retry) < len(encoded):
-                self.health.confirm()
-            if retry:
-                reason = failures[encoded.index(retry[0])].reason
-                self.health.fail(reason)
-                logger.warning(
-                    "%d job(s) not sent yet (%s), retrying each alone in %.1fs: %s",
-                    len(retry),
-                    reason,
-                    backoff,
-                    ", ".join(job.task_id for job, _ in retry),
-                )
-                time.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
-            encoded, alone = retry, True
+        if waited:
+            # SQS was out of reach while the jobs were encoded: the sweeper may have sent
+            # some of them meanwhile.
+            retry = self._send_again(encoded, alone=False)
+        else:
+            sent, retry = self._send(encoded, alone=False)
+        backoff = 0.5
+        while retry:
+            logger.warning("retrying %d job(s) each alone in %.1fs", len(retry), backoff)
+            time.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+            retry = self._send_again(retry, alone=True)
         return sent
 
-    def _encode_until_done(self, batch: list[OutboundJob]) -> list[tuple[OutboundJob, SqsMessage]]:
+    def _send(
+        self, encoded: list[tuple[OutboundJob, SqsMessage]], *, alone: bool
+    ) -> tuple[list[str], list[tuple[OutboundJob, SqsMessage]]]:
+        """One attempt: the task ids sent, and the jobs worth another try."""
+        if not encoded:
+            return [], []
+        failures = send_batches([message for _, message in encoded], alone=alone)
+        sent: list[str] = []
+        retry: list[tuple[OutboundJob, SqsMessage]] = []
+        for index, (job, message) in enumerate(encoded):
+            failure = failures.get(index)
+            if failure is None:
+                sent.append(job.task_id)
+            elif failure.refused:
+                logger.error(
+                    "job %s [%s] refused by SQS: %s", job.task.name, job.task_id, failure.reason
+                )
+                self._mark_unsendable(job.task_id, f"SQS refused the message: {failure.reason}")
+            else:
+                retry.append((job, message))
+        if len(retry) < len(encoded):
+            self.health.confirm()
+        if retry:
+            reason = failures[encoded.index(retry[0])].reason
+            self.health.fail(reason)
+            logger.warning(
+                "%d job(s) not sent (%s): %s",
+                len(retry),
+                reason,
+                ", ".join(job.task_id for job, _ in retry),
+            )
+        return sent, retry
+
+    def _send_again(
+        self, retry: list[tuple[OutboundJob, SqsMessage]], *, alone: bool
+    ) -> list[tuple[OutboundJob, SqsMessage]]:
+        """Another try at jobs that could not be sent before, holding their rows while
+        they are sent and marked: after a long outage the unsent-job sweeper may have sent
+        them already (it too locks a row while it sends it), and a second message would
+        start the job twice. Returns the jobs still to retry; a job the sweeper sent, or
+        is sending now, is dropped. If the database cannot be asked, every job is left to
+        the sweeper, which finds it recorded as unsent."""
+        try:
+            with transaction.atomic():
+                held = set(
+                    Job.objects.select_for_update(skip_locked=True)
+                    .filter(task_id__in=[job.task_id for job, _ in retry], sent_at__isnull=True)
+                    .values_list("task_id", flat=True)
+                )
+                sent, again = self._send(
+                    [(job, message) for job, message in retry if job.task_id in held], alone=alone
+                )
+                Job.objects.filter(task_id__in=sent).update(sent_at=timezone.now())
+        except DatabaseError:
+            logger.exception(
+                "could not hold jobs %s to send them again; left to the unsent-job sweeper",
+                ", ".join(job.task_id for job, _ in retry),
+            )
+            connection.close()
+            return []
+        return again
+
+    def _encode_until_done(
+        self, batch: list[OutboundJob]
+    ) -> tuple[list[tuple[OutboundJob, SqsMessage]], bool]:
+        """The batch's messages, and whether SQS had to be waited for to make them."""
         backoff = 0.5
+        waited = False
         while True:
             try:
                 encoded, unencodable = encode_for_sqs(batch)
@@ -369,11 +418,12 @@ class Relay:
                 logger.warning("jobs not sent yet, retrying in %.1fs: %r", backoff, exc)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_SECONDS)
+                waited = True
                 continue
             for job, trace in unencodable:
                 logger.error("job %s [%s] cannot be sent:\n%s", job.task.name, job.task_id, trace)
                 self._mark_unsendable(job.task_id, trace)
-            return encoded
+            return encoded, waited
 
     @staticmethod
     def _mark_unsendable(task_id: str, trace: str) -> None:

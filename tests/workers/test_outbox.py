@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
+from datetime import timedelta
 
 import pytest
 from django_celery_results.models import TaskResult
 
 from tests.support.broker import publishing_to
-from tests.support.servers import AwsEndpoint, new_queue_prefix
+from tests.support.servers import AwsEndpoint, new_queue_prefix, wait_until
 from workers.enqueue import Requester, job_record_pending, new_task_id
 from workers.models import Job
 from workers.outbox import BrokerHealth, OutboundJob, Relay
+from workers.services import job_republish_unsent
 from workers.tasks import diagnostic_run_execute
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -87,3 +90,40 @@ def test_a_batch_that_breaks_the_relay_leaves_it_sending_the_next_jobs(
     assert task_ids_in_queue(aws, url) == [good.task_id]
     assert Job.objects.get(task_id=good.task_id).sent_at is not None
     assert f"relay could not send {broken.task_id}" in caplog.text
+
+
+@pytest.mark.waits
+def test_jobs_the_sweeper_sent_during_an_outage_are_not_sent_again_by_the_relay(
+    aws: AwsEndpoint, caplog: pytest.LogCaptureFixture
+) -> None:
+    """During a long outage both the relay (retrying what it holds) and the unsent-job
+    sweeper (sending what stays unsent past a minute) try the same jobs; once SQS is back,
+    each job must reach it once, whichever of the two gets there first."""
+    prefix = new_queue_prefix()
+    sqs = aws.client("sqs")
+    url = sqs.create_queue(QueueName=f"{prefix}default")["QueueUrl"]
+    jobs = [
+        OutboundJob(diagnostic_run_execute, new_task_id(), [n], {}, {"queue": "default"})
+        for n in range(3)
+    ]
+    for job in jobs:
+        job_record_pending(job, requester=Requester.system("test"))
+    warm = OutboundJob(diagnostic_run_execute, new_task_id(), [9], {}, {"queue": "default"})
+    job_record_pending(warm, requester=Requester.system("test"))
+
+    relay = Relay(BrokerHealth())
+    with publishing_to(prefix), caplog.at_level(logging.WARNING, logger="workers.outbox"):
+        relay.submit(warm)  # the relay learns the queue's URL, as a running process has
+        assert relay.drain(timeout=60)
+        sqs.delete_queue(QueueUrl=url)  # the outage: every send fails, nothing is refused
+        relay.submit(*jobs)
+        # Three failed tries in, the relay waits four seconds before its next one.
+        wait_until(lambda: "retrying 3 job(s) each alone in 4.0s" in caplog.text, timeout=30)
+        assert Job.objects.filter(sent_at__isnull=True).count() == 3
+        sqs.create_queue(QueueName=f"{prefix}default")  # SQS is back
+        assert job_republish_unsent(older_than=timedelta(0)) == 3  # the sweeper's turn
+        assert relay.drain(timeout=60), "the relay did not settle the jobs"
+
+    received = task_ids_in_queue(aws, url)
+    assert sorted(received) == sorted(job.task_id for job in jobs)  # each exactly once
+    assert not Job.objects.filter(sent_at__isnull=True).exists()

@@ -232,7 +232,7 @@ def main(argv: Sequence[str] = ()) -> int:
                     "workers.flower",
                     "--address=127.0.0.1",
                     f"--port={ports['flower']}",
-                    f"--basic-auth={DEMO_USERNAME}:{password}",
+                    # No login of its own: the admin's accounts sign in (the demo one too).
                 ],
             )
             flower = f"http://127.0.0.1:{ports['flower']}/"

@@ -3,9 +3,14 @@
 Over SQS alone Flower sees no worker and no task (no events, no remote control). Here its
 broker is the monitoring channel (`CELERY_MONITOR_URL`), which the workers use for events
 and remote control while their tasks stay on SQS; so revoke, terminate and pool grow/shrink
-from Flower reach them. It refuses to start, saying why, without that channel or without
-credentials (`FLOWER_BASIC_AUTH=user:password` or `--basic-auth`), and listens on loopback
-unless an address is given (`--address` or `FLOWER_ADDRESS`). Other options go to Flower.
+from Flower reach them. It refuses to start, saying why, without that channel, and listens
+on loopback unless an address is given (`--address` or `FLOWER_ADDRESS`). Other options go
+to Flower.
+
+Its logins are the project's Django accounts, under the admin's rule: staff with the
+operations page's view permission look, `workers.control_workers` acts
+(workers/flower_accounts.py). Given logins of its own (`FLOWER_BASIC_AUTH=user:password`,
+`--basic-auth`, or OAuth with `--auth`), Flower uses those instead, as Flower does.
 
 Flower serves `/metrics` (Prometheus: task names, worker host names) without asking for the
 login; here it asks like every other page (`guard_metrics`). `/healthcheck` stays open: it
@@ -33,6 +38,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from workers.errors import ApplicationError
+from workers.flower_accounts import FlowerAccount
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +74,16 @@ STARTS = {
 }
 
 NO_AUTH = (
-    "Flower needs a login: set FLOWER_BASIC_AUTH=user:password (or pass --basic-auth); "
-    "it never runs without one."
+    "Flower needs a login of the form user:password in FLOWER_BASIC_AUTH (or --basic-auth); "
+    "leave both unset to sign in with the project's Django accounts."
+)
+LOOK_REFUSED = (
+    "This account may not look at Flower: it needs staff status and the permission to view "
+    "the operations page (workers.view_operations)."
+)
+ACT_REFUSED = (
+    "This account may look but not act in Flower: controlling workers and tasks needs the "
+    "permission workers.control_workers."
 )
 
 
@@ -88,7 +102,7 @@ def flower_argv(argv: Sequence[str], environ: dict[str, str], monitor_url: str) 
     credentials = known.basic_auth or [
         c for c in environ.get("FLOWER_BASIC_AUTH", "").split(",") if c
     ]
-    if not credentials or not all(_is_credential(c) for c in credentials):
+    if not all(_is_credential(c) for c in credentials):
         raise LaunchRefused(NO_AUTH)
     address = known.address or environ.get("FLOWER_ADDRESS") or "127.0.0.1"
     return [
@@ -97,6 +111,73 @@ def flower_argv(argv: Sequence[str], environ: dict[str, str], monitor_url: str) 
         *(f"--basic-auth={c}" for c in known.basic_auth or []),
         *rest,
     ]
+
+
+def uses_own_logins(argv: Sequence[str], environ: dict[str, str]) -> bool:
+    """Whether Flower was given logins of its own (basic auth or OAuth) instead of the
+    project's Django accounts."""
+    return bool(environ.get("FLOWER_BASIC_AUTH") or environ.get("FLOWER_AUTH")) or any(
+        arg.split("=", 1)[0] in ("--basic-auth", "--basic_auth", "--auth") for arg in argv
+    )
+
+
+def django_accounts() -> None:
+    """Sign Flower's requests in with the project's Django accounts: a Basic login is
+    checked against them, an account without the view permission gets 403, and Flower's own
+    check (which lets everyone in when it has no logins of its own) never runs."""
+    from urllib.parse import urlparse
+
+    import tornado.web
+    from asgiref.sync import sync_to_async
+    from flower.api import BaseApiHandler
+    from flower.views import BaseHandler
+
+    from workers.flower_accounts import flower_account
+
+    if getattr(BaseHandler.prepare, "opsqueue_accounts", False):
+        return
+
+    async def prepare(self: Any) -> None:
+        login = basic_login(self.request.headers.get("Authorization", ""))
+        account = await sync_to_async(flower_account)(*login) if login else None
+        if account is None:
+            return  # a page that needs the login asks for it: get_current_user, below
+        self.current_user = account
+        if not account.can_look:
+            raise tornado.web.HTTPError(403, LOOK_REFUSED)
+
+    def get_current_user(self: Any) -> None:
+        # Reached only without a right login (prepare signs a right one in).
+        raise tornado.web.HTTPError(401)
+
+    def check_xsrf_cookie(self: Any) -> None:
+        # Flower's own cross-site checks, which it skips when it has no logins of its own:
+        # a browser would send the Basic login it remembers with a forged form's POST.
+        site = self.request.headers.get("Sec-Fetch-Site")
+        origin = self.request.headers.get("Origin")
+        if site and site != "same-origin":
+            raise tornado.web.HTTPError(403, "Cross-site request forbidden")
+        if not site and origin and urlparse(origin).netloc != self.request.host:
+            raise tornado.web.HTTPError(403, "Cross-origin request forbidden")
+
+    prepare.opsqueue_accounts = True  # type: ignore[attr-defined]
+    BaseHandler.prepare = prepare
+    # The API's own prepare refuses every request when Flower has no logins of its own.
+    BaseApiHandler.prepare = prepare
+    BaseHandler.get_current_user = get_current_user
+    BaseHandler.check_xsrf_cookie = check_xsrf_cookie
+
+
+def basic_login(header: str) -> tuple[str, str] | None:
+    """(user, password) of an `Authorization: Basic …` header, or None."""
+    scheme, _, credentials = header.partition(" ")
+    if scheme != "Basic":
+        return None
+    try:
+        user, colon, password = base64.b64decode(credentials.strip()).decode().partition(":")
+    except ValueError:
+        return None
+    return (user, password) if colon and user else None
 
 
 def _is_credential(value: str) -> bool:
@@ -165,6 +246,8 @@ def _audited(post: Callable[..., Any], action: str) -> Callable[..., Any]:
         username = flower_login(self)
         status = 500
         try:
+            if isinstance(self.current_user, FlowerAccount) and not self.current_user.can_act:
+                raise HTTPError(403, ACT_REFUSED)  # recorded below, as the attempt it was
             result = post(self, target, *args, **kwargs)
             if inspect.isawaitable(result):
                 await result
@@ -189,6 +272,8 @@ def _audited(post: Callable[..., Any], action: str) -> Callable[..., Any]:
 def flower_login(handler: Any) -> str:
     """The name of the Flower login making this request."""
     user = handler.current_user
+    if isinstance(user, FlowerAccount):
+        return user.username  # a Django account
     if isinstance(user, str):
         return user  # OAuth: the account's e-mail address
     scheme, _, credentials = handler.request.headers.get("Authorization", "").partition(" ")
@@ -248,6 +333,8 @@ def main(argv: Sequence[str]) -> int:
         return 2
     # The whole app talks to the channel in this process: Flower's inspect, revoke and pool
     # commands are broadcasts, and its event receiver reads the events the workers send.
+    if not uses_own_logins(args, dict(os.environ)):
+        django_accounts()
     guard_metrics()
     api_asks_for_login()
     audit_actions()

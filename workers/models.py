@@ -244,8 +244,8 @@ class DeadLetterAction(models.Model):
 class FlowerAction(models.Model):
     """Who used Flower's remote control, on what, and when (the audit; workers/flower.py).
 
-    Flower has its own login (basic auth or OAuth), not a Django account: the login's name
-    is what is kept."""
+    Flower's logins are the project's Django accounts (workers/flower_accounts.py), unless
+    it was started with logins of its own (basic auth or OAuth): the login's name is kept."""
 
     action = models.CharField(max_length=64)
     # The worker, task id or task name the action was aimed at.
@@ -260,6 +260,7 @@ class FlowerAction(models.Model):
 
     class Meta:
         ordering = ["-at"]
+        permissions = [("control_workers", "Can control workers and tasks from Flower")]
 
     def __str__(self) -> str:
         return f"{self.action} {self.target} by {self.username}"

@@ -30,7 +30,7 @@ ROLE_VARIABLES = {
     "web": {"WEB_CONCURRENCY"},
     "worker": {"CELERY_WORKER_CONCURRENCY"},
     "beat": set(),
-    "flower": {"FLOWER_BASIC_AUTH"},
+    "flower": set(),
     "release": {"RELEASE_VERSION"},
 }
 

@@ -187,7 +187,7 @@ def test_beat_runs_exactly_one_task_even_during_a_deployment(template: Template)
     assert template.scalable_target_for(beat) is None
 
 
-def test_flower_is_private_and_needs_its_basic_auth_secret(template: Template) -> None:
+def test_flower_is_private_and_keeps_no_login_of_its_own(template: Template) -> None:
     (flower,) = template.services_running("flower")
     props = template.props(flower)
     assert "LoadBalancers" not in props
@@ -196,9 +196,10 @@ def test_flower_is_private_and_needs_its_basic_auth_secret(template: Template) -
     for group in network["SecurityGroups"]:
         for rule in template.props(group["Ref"]).get("SecurityGroupIngress", []):
             assert rule.get("CidrIp") == {"Ref": "OperatorCidr"}
-    secrets = template.container(template.service_task_definition(flower))["Secrets"]
-    assert {"Name": "FLOWER_BASIC_AUTH", "ValueFrom": {"Ref": "FlowerSecret"}} in secrets
-    assert template.parameters["FlowerBasicAuth"]["NoEcho"] is True
+    # Its logins are the Django accounts (workers/flower_accounts.py).
+    container = template.container(template.service_task_definition(flower))
+    assert "FLOWER_BASIC_AUTH" not in {s["Name"] for s in container["Secrets"]}
+    assert "FlowerBasicAuth" not in template.parameters
 
 
 def test_the_release_task_runs_the_release_command_for_the_release_image_tag(

@@ -35,7 +35,6 @@ DEPLOYED = {
 SECRETS = {
     "DJANGO_SECRET_KEY": "k" * 20 + "-long-random-generated-by-secrets-manager-" + "x" * 20,
     "DATABASE_PASSWORD": "generated",
-    "FLOWER_BASIC_AUTH": "ops:generated-password",
 }
 
 

@@ -54,12 +54,16 @@ class RedisServer:
 
 
 class FlowerProcess:
-    """`python -m workers.flower` on a free port, read through its HTTP API with basic auth."""
+    """`python -m workers.flower` on a free port, read through its HTTP API with basic auth:
+    with a login of its own (`user`/`password`), or, with `django_accounts`, none, so that
+    it signs in the project's Django accounts."""
 
     user = "ops"
     password = "flower-test-password"
 
-    def __init__(self, *, env: Mapping[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, *, env: Mapping[str, str], log_dir: Path, django_accounts: bool = False
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"flower-{self.port}.log"
@@ -70,7 +74,7 @@ class FlowerProcess:
                 "-m",
                 "workers.flower",
                 f"--port={self.port}",
-                f"--basic-auth={self.user}:{self.password}",
+                *([] if django_accounts else [f"--basic-auth={self.user}:{self.password}"]),
                 "--inspect_timeout=5000",
             ],
             cwd=BASE_DIR,
@@ -82,17 +86,30 @@ class FlowerProcess:
         log.close()
         wait_for_http(f"{self.url}/healthcheck", timeout=60)
 
-    def request(self, path: str, *, method: str = "GET", auth: bool = True) -> tuple[int, Any]:
+    def request(
+        self,
+        path: str,
+        *,
+        method: str = "GET",
+        auth: bool = True,
+        login: tuple[str, str] | None = None,
+    ) -> tuple[int, Any]:
+        """Status and body (JSON when it parses) of a request with the login, another
+        `login`, or none."""
         request = urllib.request.Request(
             f"{self.url}{path}", method=method, data=b"" if method == "POST" else None
         )
         if auth:
-            token = b64encode(f"{self.user}:{self.password}".encode()).decode()
+            user, password = login or (self.user, self.password)
+            token = b64encode(f"{user}:{password}".encode()).decode()
             request.add_header("Authorization", f"Basic {token}")
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 body = response.read()
-                return response.status, json.loads(body) if body else None
+                try:
+                    return response.status, json.loads(body) if body else None
+                except ValueError:
+                    return response.status, body.decode(errors="replace")  # a page
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode(errors="replace")
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import signal
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -55,6 +57,12 @@ def test_dev_stack_starts_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> 
                 assert response.status == 200
             flower = re.search(r"flower\s+(http://\S+)/", text)
             assert flower is not None
+            # Flower signs in the admin's accounts: the demo login opens it.
+            wait_until(
+                lambda: _status(f"{flower.group(1)}/api/workers", "demo:pw-devstack-test") == 200,
+                timeout=60,
+                message="Flower to let the demo login in",
+            )
             # The demo's job through Django's Tasks API runs on the stack's worker.
             wait_until(
                 lambda: re.search(
@@ -89,6 +97,19 @@ def test_dev_stack_starts_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> 
             if stack.poll() is None:
                 os.killpg(stack.pid, signal.SIGKILL)
                 stack.wait()
+
+
+def _status(url: str, login: str) -> int | None:
+    """The status of a GET with a Basic `login`; None while nothing listens."""
+    request = urllib.request.Request(url)
+    request.add_header("Authorization", f"Basic {base64.b64encode(login.encode()).decode()}")
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
 
 
 def _descendants(pid: int) -> list[int]:

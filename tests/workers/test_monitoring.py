@@ -32,13 +32,16 @@ from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, 
 from workers.devstack import BASE_DIR, free_port
 from workers.enqueue import Requester
 from workers.flower import (
+    ACT_REFUSED,
     AUDITED_ACTIONS,
+    LOOK_REFUSED,
     NO_AUTH,
     NO_CHANNEL,
     START_REFUSED,
     STARTS,
     LaunchRefused,
     flower_argv,
+    uses_own_logins,
 )
 from workers.models import DiagnosticRun, FlowerAction, WorkerHeartbeat
 from workers.monitoring import MAX_BUFFERED_EVENTS, ChannelEventDispatcher, monitor_connection
@@ -456,18 +459,90 @@ def test_flower_launcher_refuses_to_start_without_the_channel_and_says_why() -> 
 @pytest.mark.parametrize(
     ("argv", "environ"),
     [
-        ([], {}),
         (["--basic-auth=ops"], {}),
         (["--basic-auth=ops:"], {}),
         ([], {"FLOWER_BASIC_AUTH": ":secret"}),
     ],
 )
-def test_flower_launcher_refuses_to_run_without_a_login(
+def test_flower_launcher_refuses_a_malformed_login_of_its_own(
     argv: list[str], environ: dict[str, str]
 ) -> None:
     with pytest.raises(LaunchRefused, match="needs a login"):
         flower_argv(argv, environ, "redis://127.0.0.1:6379/15")
     assert NO_AUTH
+
+
+def test_flower_signs_in_django_accounts_unless_given_logins_of_its_own() -> None:
+    assert not uses_own_logins(flower_argv(["--port=5555"], {}, "redis://x/0"), {})
+    assert uses_own_logins(["flower", "--basic-auth=ops:secret"], {})
+    assert uses_own_logins(["flower"], {"FLOWER_BASIC_AUTH": "ops:secret"})
+    assert uses_own_logins(["flower", "--auth=.*@example\\.com"], {})
+    assert uses_own_logins(["flower"], {"FLOWER_AUTH": ".*@example\\.com"})
+
+
+@pytest.fixture(scope="module")
+def flower_on_accounts(
+    monitored: Monitored, worker_env: dict[str, str], run_dir: Path
+) -> Iterator[FlowerProcess]:
+    process = FlowerProcess(
+        env={**worker_env, "CELERY_MONITOR_URL": monitored.redis.url},
+        log_dir=run_dir,
+        django_accounts=True,
+    )
+    yield process
+    process.stop()
+
+
+def staff_account(username: str, *permissions: str, is_staff: bool = True) -> tuple[str, str]:
+    """A Django account with `permissions` ("app.codename"); its login."""
+    from django.contrib.auth.models import Permission, User
+
+    password = f"{username}-password"
+    user = User.objects.create_user(username, password=password, is_staff=is_staff)
+    for name in permissions:
+        app_label, codename = name.split(".")
+        user.user_permissions.add(
+            Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        )
+    return username, password
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flower_on_django_accounts_lets_view_permission_look_and_control_permission_act(
+    flower_on_accounts: FlowerProcess,
+) -> None:
+    """The admin's rule in Flower: staff with the operations view permission look, the
+    control permission acts; a wrong login is asked again, an account without the right
+    is told why, and a refused action is recorded under the account that tried it."""
+    viewer = staff_account("flower-viewer", "workers.view_operations")
+    operator = staff_account(
+        "flower-operator", "workers.view_operations", "workers.control_workers"
+    )
+    outsider = staff_account("flower-outsider", is_staff=False)
+    staff_only = staff_account("flower-staff-only")
+    flower = flower_on_accounts
+
+    challenge = urllib.request.Request(f"{flower.url}/api/workers")
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(challenge, timeout=30)
+    assert refused.value.code == 401
+    assert refused.value.headers["WWW-Authenticate"] == 'Basic realm="flower"'
+    assert flower.request("/workers", login=(viewer[0], "wrong"))[0] == 401
+    for login in (outsider, staff_only):
+        status, body = flower.request("/api/workers", login=login)
+        assert status == 403 and LOOK_REFUSED in body, (login, status, body)
+    assert flower.request("/healthcheck", auth=False)[0] == 200
+    assert flower.request("/metrics", auth=False)[0] == 401
+
+    assert flower.request("/api/workers", login=viewer)[0] == 200
+    assert flower.request("/api/workers", login=operator)[0] == 200
+    status, body = flower.request("/api/task/revoke/a-task", method="POST", login=viewer)
+    assert status == 403 and ACT_REFUSED in body
+    status, body = flower.request("/api/task/revoke/a-task", method="POST", login=operator)
+    assert status == 200, body
+    assert sorted(
+        FlowerAction.objects.filter(target="a-task").values_list("username", "status")
+    ) == [("flower-operator", 200), ("flower-viewer", 403)]
 
 
 def test_flower_launcher_listens_on_loopback_unless_told_otherwise() -> None:
@@ -535,50 +610,62 @@ def test_events_buffer_while_the_channel_is_down_bounded_and_flush_when_it_retur
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
 def test_staff_grow_and_shrink_the_pool_by_clicking_in_flower_and_each_click_is_recorded(
-    monitored: Monitored, flower: FlowerProcess, chromium: object
+    monitored: Monitored, flower_on_accounts: FlowerProcess, chromium: object
 ) -> None:
-    """Flower's own page, as a person uses it: its login, the worker's page, the buttons.
-    The worker's page is opened directly (a bookmark, a link from the operations page), so
-    the browser holds the login for /worker/ only and must be asked again by the API."""
+    """Flower's own page, as a person uses it, signed in with their Django account: the
+    worker's page, the buttons. A look-only account's click is refused, said on the page,
+    and changes nothing; an operator's grows and shrinks the pool. The worker's page is
+    opened directly (a bookmark, a link from the operations page), so the browser holds the
+    login for /worker/ only and must be asked again by the API."""
     from playwright.sync_api import expect
 
+    flower = flower_on_accounts
+    viewer = staff_account("pool-viewer", "workers.view_operations")
+    operator = staff_account("pool-operator", "workers.view_operations", "workers.control_workers")
     hostname = monitored.worker.hostname
     wait_until(
-        lambda: hostname in (flower.get("/api/workers?refresh=1") or {}),
+        lambda: hostname in (flower.request("/api/workers?refresh=1", login=viewer)[1] or {}),
         timeout=60,
         message="Flower to know the worker",
     )
-    context = chromium.new_context(  # type: ignore[attr-defined]
-        http_credentials={"username": flower.user, "password": flower.password}
-    )
-    try:
-        page = context.new_page()
-        page.goto(f"{flower.url}/worker/{urllib.parse.quote(hostname)}")
-        expect(page.locator("#workername")).to_have_text(hostname)
-        before = FlowerAction.objects.count()
-
-        page.get_by_role("button", name="Grow", exact=True).click()
-        # Flower's answer, as the page shows it (a toast).
-        expect(page.get_by_role("status").filter(has_text="pool").first).to_be_visible()
-        wait_until(
-            lambda: WorkerHeartbeat.objects.filter(hostname=hostname, concurrency=2).exists(),
-            timeout=60,
-            message="the pool to grow to two processes",
+    before = FlowerAction.objects.count()
+    for (username, password), may_act in ((viewer, False), (operator, True)):
+        context = chromium.new_context(  # type: ignore[attr-defined]
+            http_credentials={"username": username, "password": password}
         )
-        page.get_by_role("button", name="Shrink", exact=True).click()
-        wait_until(
-            lambda: WorkerHeartbeat.objects.filter(hostname=hostname, concurrency=1).exists(),
-            timeout=60,
-            message="the pool to shrink back to one process",
-        )
-        recorded = list(
-            FlowerAction.objects.order_by("at")[before:].values_list(
-                "action", "target", "username", "status"
+        try:
+            page = context.new_page()
+            page.goto(f"{flower.url}/worker/{urllib.parse.quote(hostname)}")
+            expect(page.locator("#workername")).to_have_text(hostname)
+            page.get_by_role("button", name="Grow", exact=True).click()
+            if not may_act:
+                # Flower's answer, as the page shows it (an error toast): the missing right.
+                expect(
+                    page.get_by_role("alert").filter(has_text="workers.control_workers").first
+                ).to_be_visible()
+                assert WorkerHeartbeat.objects.get(hostname=hostname).concurrency == 1
+                continue
+            expect(page.get_by_role("status").filter(has_text="pool").first).to_be_visible()
+            wait_until(
+                lambda: WorkerHeartbeat.objects.filter(hostname=hostname, concurrency=2).exists(),
+                timeout=60,
+                message="the pool to grow to two processes",
             )
+            page.get_by_role("button", name="Shrink", exact=True).click()
+            wait_until(
+                lambda: WorkerHeartbeat.objects.filter(hostname=hostname, concurrency=1).exists(),
+                timeout=60,
+                message="the pool to shrink back to one process",
+            )
+        finally:
+            context.close()
+    recorded = list(
+        FlowerAction.objects.order_by("at")[before:].values_list(
+            "action", "target", "username", "status"
         )
-        assert recorded == [
-            ("worker pool grow", hostname, flower.user, 200),
-            ("worker pool shrink", hostname, flower.user, 200),
-        ]
-    finally:
-        context.close()
+    )
+    assert recorded == [
+        ("worker pool grow", hostname, "pool-viewer", 403),
+        ("worker pool grow", hostname, "pool-operator", 200),
+        ("worker pool shrink", hostname, "pool-operator", 200),
+    ]

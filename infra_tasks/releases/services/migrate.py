@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from infra_tasks.releases.compat import Finding
 from infra_tasks.releases.locking import MigrationLockTimeout, migration_lock
-from infra_tasks.releases.models import Release, ReleaseState
+from infra_tasks.releases.models import FINISHED_STATES, Release, ReleaseState
 from infra_tasks.releases.selectors import (
     PlanStep,
     migration_plan_findings,
@@ -59,7 +59,9 @@ def release_execute(*, release_id: int, task_id: str) -> dict[str, Any] | None:
         if release.state == ReleaseState.SUCCEEDED:
             return release_result(release)  # a duplicate delivery: report what was done
         if release.state == ReleaseState.FAILED:
-            return None
+            # This attempt was ended without its job (its worker lost, release_mark_lost):
+            # its message, delivered again after all, fails too rather than reading SUCCESS.
+            raise ReleaseFailed(f"release {release.version} failed: {release.error}")
         release.state = ReleaseState.RUNNING
         release.attempts += 1
         release.started_at = timezone.now()
@@ -144,6 +146,19 @@ def release_record_outcome(*, release_id: int, outcome: Outcome) -> Release:
         release.finished_at = timezone.now()
         release.save(update_fields=["state", "summary", "error", "applied", "finished_at"])
     return release
+
+
+def release_mark_lost(*, task_id: str, reason: str) -> None:
+    """A release whose job ended where it could not say so (its worker lost for good, killed
+    at the hard time limit): failed, not "running" for good, so its page offers to run it
+    again. Each migration commits on its own: those it applied stay applied."""
+    Release.objects.filter(task_id=task_id).exclude(state__in=FINISHED_STATES).update(
+        state=ReleaseState.FAILED,
+        summary="the job was lost",
+        error=f"its job {task_id} did not finish ({reason}); migrations it had applied stay "
+        "applied: run it again to apply the rest",
+        finished_at=timezone.now(),
+    )
 
 
 def release_plan_record(release_id: int, plan: list[PlanStep], findings: list[Finding]) -> None:
@@ -255,6 +270,13 @@ class _Stream:
 
     def write(self, text: str) -> None:
         self.log.write(text if text.endswith("\n") else text + "\n")
+        # A job log stores its lines in batches, on the next write once a batch is due; a
+        # migration that runs for minutes writes nothing meanwhile. Stored now, the live log
+        # names the migration under way, and so does the log of a worker killed during it.
+        # (migrate writes between migrations, outside their transactions.)
+        flush = getattr(self.log, "flush", None)
+        if callable(flush):
+            flush()
 
     def flush(self) -> None:
         pass

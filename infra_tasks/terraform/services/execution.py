@@ -180,6 +180,10 @@ def _plan(run: TerraformRun, task_id: str) -> str | None:
                 "supplies the bucket and key.",
             )
         state_key = remote.state_key(workspace.name) if backend == "s3" else ""
+        # Recorded before terraform runs, not with the plan: a plan holds the state lock too,
+        # and a worker killed mid-plan leaves it behind. The lost-run check looks for that lock
+        # only on runs that name their state.
+        TerraformRun.objects.filter(pk=run_id).update(state_key=state_key)
         directory = step / "config"
         configuration.unpack(configuration.pack(entries), directory)
         log.line(

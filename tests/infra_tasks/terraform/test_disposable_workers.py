@@ -26,7 +26,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 class Machine:
-    """A worker's own disk: the image's configurations, a work directory, a provider cache."""
+    """A worker's own disk: the image's configurations, a work directory, a provider cache,
+    a home and a temporary directory (terraform's own ~/.terraform.d and temporary files)."""
 
     def __init__(self, path: Path, workspace: TerraformWorkspace) -> None:
         self.path = path
@@ -34,10 +35,14 @@ class Machine:
         shutil.copytree(
             Path(settings.TERRAFORM_ROOT) / workspace.directory, root / workspace.directory
         )
+        for private in ("home", "tmp"):
+            (path / private).mkdir()
         self.env = {
             "TERRAFORM_ROOT": str(root),
             "TERRAFORM_WORK_DIR": str(path / "work"),
             "TERRAFORM_PLUGIN_CACHE_DIR": str(path / "plugin-cache"),
+            "HOME": str(path / "home"),
+            "TMPDIR": str(path / "tmp"),
         }
 
     def wipe(self) -> None:
@@ -88,7 +93,7 @@ def resources_in_state(aws: AwsEndpoint, workspace: TerraformWorkspace) -> set[s
     return {r["name"] for r in json.loads(state)["resources"]} if state else set()
 
 
-def test_a_plan_made_on_one_worker_is_applied_by_another_that_shares_no_disk(
+def test_a_plan_or_destroy_made_on_one_worker_is_applied_by_another_that_shares_no_disk(
     cluster: Callable[[str, TerraformWorkspace], tuple[Machine, WorkerProcess]],
     aws: AwsEndpoint,
     make_workspace: Callable[..., TerraformWorkspace],
@@ -105,7 +110,7 @@ def test_a_plan_made_on_one_worker_is_applied_by_another_that_shares_no_disk(
     worker_a.stop()
     machine_a.wipe()
 
-    _machine_b, worker_b = cluster("b", workspace)
+    machine_b, worker_b = cluster("b", workspace)
     run_approve(run=run, user=bob)
     wait_state(run, RunState.APPLIED, RunState.FAILED)
     assert run.state == RunState.APPLIED, run.message
@@ -114,6 +119,23 @@ def test_a_plan_made_on_one_worker_is_applied_by_another_that_shares_no_disk(
 
     again = wait_state(plan(workspace, alice), RunState.NO_CHANGES, RunState.PLANNED)
     assert again.state == RunState.NO_CHANGES, again.message
+
+    # The other way round, for a destroy: planned on B, applied on a fresh A once B is gone.
+    destroy = run_request(
+        workspace=workspace, kind=RunKind.DESTROY, requester=Requester.for_user(alice)
+    )
+    wait_state(destroy, RunState.PLANNED, RunState.FAILED)
+    assert destroy.state == RunState.PLANNED, destroy.message
+    assert destroy.worker == worker_b.hostname
+    worker_b.stop()
+    machine_b.wipe()
+
+    _fresh_a, fresh_a = cluster("a-again", workspace)
+    run_approve(run=destroy, user=bob)
+    wait_state(destroy, RunState.APPLIED, RunState.FAILED)
+    assert destroy.state == RunState.APPLIED, destroy.message
+    assert destroy.worker == fresh_a.hostname
+    assert resources_in_state(aws, workspace) == set()
 
 
 def test_the_state_survives_losing_every_local_directory_of_the_worker(

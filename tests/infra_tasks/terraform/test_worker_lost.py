@@ -1,10 +1,12 @@
 """A worker SIGKILLed mid-apply: terraform goes with it, the lost-run check (a real beat and
 worker) marks the run lost within minutes and starts the next run, the redelivered message
-does nothing, and the state lock left behind is shown and released by a force-unlock job."""
+does nothing, and the state lock left behind is shown and released by a force-unlock job.
+A worker SIGKILLed mid-plan leaves the lock too; it is found and released the same way."""
 
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from django_celery_results.models import TaskResult
 from infra_tasks.terraform import remote
 from infra_tasks.terraform.jobs import LOST_RUNS_SCHEDULE_NAME
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
+from infra_tasks.terraform.services import runs
 from infra_tasks.terraform.services.runs import (
     WORKER_LOST,
     run_approve,
@@ -205,3 +208,99 @@ def test_a_worker_killed_mid_apply_takes_terraform_along_and_the_run_is_marked_l
         beat.stop()
         for url in urls:
             sqs.purge_queue(QueueUrl=url)
+
+
+def test_a_worker_killed_mid_plan_has_the_state_lock_it_left_shown_and_releasable(
+    worker_env: dict[str, str],
+    run_dir: Path,
+    aws: AwsEndpoint,
+    tmp_path: Path,
+    make_workspace: Callable[..., TerraformWorkspace],
+) -> None:
+    # A plan holds the state lock as an apply does. Killed mid-plan, its run is marked lost
+    # (here by calling the lost-run check, which the test above drives with a real beat);
+    # the lock it left must be looked for and shown, or every later plan of the workspace
+    # fails on it with no run offering to release it.
+    prefix = new_queue_prefix()
+    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix}
+    sqs = aws.client("sqs")
+    url = sqs.create_queue(QueueName=f"{prefix}infra", Attributes={"VisibilityTimeout": "60"})[
+        "QueueUrl"
+    ]
+    # A server that takes terraform's connection and never answers: the plan hangs there.
+    silent = socket.create_server(("127.0.0.1", 0))
+    hang_url = f"http://127.0.0.1:{silent.getsockname()[1]}/state"
+    alice = get_user_model().objects.create_user("alice", is_staff=True)
+    workspace = make_workspace("hanging_plan", variables={"hang_url": hang_url})
+    lock_key = remote.state_key(workspace.name) + remote.LOCK_SUFFIX
+
+    def worker(name: str) -> WorkerProcess:
+        return WorkerProcess(
+            env={**env, "TERRAFORM_WORK_DIR": str(tmp_path / name)},
+            queues=["infra"],
+            log_dir=run_dir,
+            name=f"{name}-{prefix[1:-1]}",
+        )
+
+    victim = worker("victim")
+    survivor: WorkerProcess | None = None
+    try:
+        with publishing_to(prefix):
+            run = run_request(
+                workspace=workspace, kind=RunKind.APPLY, requester=Requester.for_user(alice)
+            )
+        wait_until(
+            lambda: state_of(run) == RunState.PLANNING and s3_objects(aws, lock_key),
+            timeout=90,
+            message="the plan to hold the state lock",
+        )
+        victim.kill()
+        survivor = worker("survivor")
+
+        wait_until(
+            lambda: (
+                TerraformRun.objects.get(pk=run.pk).heartbeat_at is not None
+                and runs.silent_seconds(TerraformRun.objects.get(pk=run.pk)) >= runs.lost_after()
+            ),
+            timeout=60,
+            message="the run's heartbeat to go silent",
+        )
+        with publishing_to(prefix):
+            assert runs.runs_mark_lost() == 1
+        assert state_of(run) == RunState.LOST and WORKER_LOST in run.message
+        wait_until(
+            lambda: TerraformRun.objects.get(pk=run.pk).state_lock_checked_at,
+            timeout=60,
+            message="the state lock to be looked for",
+        )
+        run.refresh_from_db()
+        left = json.loads(s3_objects(aws, lock_key)[lock_key])
+        assert run.state_lock is not None and run.state_lock["ID"] == left["ID"]
+        assert run.state_lock["Operation"] == "OperationTypePlan"
+
+        admin = get_user_model().objects.create_superuser("root")
+        with publishing_to(prefix):
+            run_state_unlock(run=run, user=admin)
+        wait_until(
+            lambda: TerraformRun.objects.get(pk=run.pk).state_lock is None,
+            timeout=60,
+            message="the lock to be released",
+        )
+        assert lock_key not in s3_objects(aws, lock_key)
+        TerraformWorkspace.objects.filter(pk=workspace.pk).update(variables={})
+        with publishing_to(prefix):
+            again = run_request(
+                workspace=workspace, kind=RunKind.APPLY, requester=Requester.for_user(alice)
+            )
+        wait_until(
+            lambda: state_of(again) in (RunState.PLANNED, RunState.FAILED),
+            timeout=90,
+            message="a plan after the unlock",
+        )
+        assert again.state == RunState.PLANNED, again.message
+    finally:
+        silent.close()
+        victim.kill()
+        if survivor is not None:
+            survivor.stop()
+        sqs.purge_queue(QueueUrl=url)

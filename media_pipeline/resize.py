@@ -137,18 +137,34 @@ def _no_slot(pixels: int) -> AbstractContextManager[object]:
     return nullcontext()
 
 
+def refuse_oversized_file(size: int, max_bytes: int) -> None:
+    """Raise ImageTooLarge for a file of more than `max_bytes` (WebP, HEIC and AVIF are read
+    whole into memory before any header check could refuse them)."""
+    if size > max_bytes:
+        raise ImageTooLarge(
+            f"The file is {size / 2**20:.1f} MiB; a cover may be at most "
+            f"{max_bytes / 2**20:.1f} MiB."
+        )
+
+
 def render_variants(
     source: BinaryIO,
     specs: Sequence[VariantSpec],
     *,
     max_pixels: int,
+    max_bytes: int | None = None,
     whole_decode_slot: Callable[[int], AbstractContextManager[object]] = _no_slot,
 ) -> list[Variant]:
     """Encode every spec from one decode of `source`; raise ImageRejected for bad input.
 
-    A source in one of WHOLE_DECODE_FORMATS is decoded inside `whole_decode_slot(pixels)`,
-    which may make it wait for its turn (media_pipeline.decode_slots).
+    A source longer than `max_bytes` is refused before it is read. A source in one of
+    WHOLE_DECODE_FORMATS is decoded inside `whole_decode_slot(pixels)`, which may make it
+    wait for its turn (media_pipeline.decode_slots).
     """
+    if max_bytes is not None:
+        start = source.tell()
+        refuse_oversized_file(source.seek(0, io.SEEK_END) - start, max_bytes)
+        source.seek(start)
     _register_heif_opener()
     try:
         image = Image.open(source)

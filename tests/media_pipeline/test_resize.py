@@ -237,6 +237,26 @@ def test_absurd_dimensions_are_refused_as_too_large() -> None:
         )
 
 
+@pytest.mark.parametrize("fmt", ["WEBP", "HEIF", "AVIF"])
+def test_a_small_picture_padded_to_a_large_file_is_refused_before_it_is_read(fmt: str) -> None:
+    """WebP, HEIC and AVIF are read whole (twice over) before their header is judged: a
+    64x64 picture followed by 300 MB of zeros cost the worker 600 MiB."""
+
+    class Unreadable(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            raise AssertionError("the source was read")
+
+    padded = Unreadable(photo_file(fmt, quadrants(64, 48), orientation=1) + b"\0" * 3 * 2**20)
+    with pytest.raises(ImageTooLarge, match=r"The file is 3\.\d MiB; .* at most 2\.0 MiB"):
+        render_variants(padded, COVER_SPECS, max_pixels=LIMIT, max_bytes=2 * 2**20)
+
+
+def test_a_file_within_the_byte_limit_is_rendered_from_where_the_stream_stands() -> None:
+    source = io.BytesIO(jpeg_bytes(photo(400, 300)))
+    size = len(source.getvalue())
+    assert render_variants(source, [JPEG_200], max_pixels=LIMIT, max_bytes=size)
+
+
 def test_limit_is_configurable() -> None:
     source = jpeg_bytes(photo(400, 300))
     with pytest.raises(ImageTooLarge, match=r"limit is 0\.1 megapixels"):

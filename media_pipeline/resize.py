@@ -38,6 +38,7 @@ import pillow_heif
 import pyvips
 from PIL import Image, ImageCms, UnidentifiedImageError
 
+from media_pipeline.av1_frames import largest_av1_frame
 from media_pipeline.formats import ACCEPTED_DESCRIPTION, SNIFF_BYTES, sniff
 from media_pipeline.specs import OutputFormat, VariantSpec
 from workers.errors import ApplicationError
@@ -180,6 +181,8 @@ def render_variants(
                 f"{image.format} images are not supported; upload a {ACCEPTED_DESCRIPTION}."
             )
         width, height = image.size
+        if image.format == "AVIF":
+            _refuse_larger_av1_frames(source, width, height)
         if max(width, height) > MAX_SIDE:
             raise ImageTooLarge(
                 f"The image is {width}x{height}; no side may be longer than {MAX_SIDE:,} pixels."
@@ -211,6 +214,20 @@ def render_variants(
             _encode(base, spec, size, orientation=orientation, icc_profile=icc_profile)
             for spec, size in sizes.items()
         ]
+
+
+def _refuse_larger_av1_frames(source: BinaryIO, width: int, height: int) -> None:
+    """libavif gives the size of an AVIF's `ispe` box but decodes the frames its AV1 data
+    declares: a small header over a huge frame got past the pixel limit and the slot."""
+    try:
+        coded = largest_av1_frame(source)
+    except ValueError as exc:
+        raise CorruptImage("The image data is truncated or corrupt and cannot be decoded.") from exc
+    if coded is not None and (coded[0] > width or coded[1] > height):
+        raise CorruptImage(
+            f"The image's data holds a {coded[0]}x{coded[1]} picture but its header says "
+            f"{width}x{height}; the file is damaged or forged."
+        )
 
 
 def _decoded_whole(image: Image.Image) -> bool:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from contextlib import nullcontext
+from typing import Any
 
 import pytest
 import pyvips
@@ -32,6 +34,7 @@ from tests.media_pipeline.images import (
     WHITE,
     assert_no_metadata,
     exif_bytes,
+    ispe_forged,
     photo_file,
     png_header_only,
     quadrants,
@@ -255,6 +258,25 @@ def test_a_file_within_the_byte_limit_is_rendered_from_where_the_stream_stands()
     source = io.BytesIO(jpeg_bytes(photo(400, 300)))
     size = len(source.getvalue())
     assert render_variants(source, [JPEG_200], max_pixels=LIMIT, max_bytes=size)
+
+
+def test_an_avif_whose_header_understates_its_frame_is_refused_before_decoding() -> None:
+    """libavif reports the `ispe` box's size but dav1d decodes the AV1 frame: a 2 KB file
+    claiming 1000x1000 decoded a 144-megapixel frame, past the limit and the decode slot."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (3000, 2000), (200, 30, 90)).save(buffer, "AVIF", speed=10)
+    forged = ispe_forged(buffer.getvalue(), 300, 200)
+    slots: list[int] = []
+
+    def slot(pixels: int) -> Any:
+        slots.append(pixels)
+        return nullcontext()
+
+    with pytest.raises(
+        CorruptImage, match=r"holds a 3000x2000 picture but its header says 300x200"
+    ):
+        render_variants(io.BytesIO(forged), COVER_SPECS, max_pixels=LIMIT, whole_decode_slot=slot)
+    assert slots == []  # refused before any decode
 
 
 def test_limit_is_configurable() -> None:

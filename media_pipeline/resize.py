@@ -46,6 +46,9 @@ from workers.errors import ApplicationError
 # Pillow's names for the formats in formats.ACCEPTED_DESCRIPTION (pillow-heif reads HEIC and
 # HEIF as "HEIF"; Pillow reads AVIF itself).
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "HEIF", "AVIF"})
+# The only Pillow plugins ever tried on an upload (MPO comes through JPEG's): the other
+# parsers (forty-odd, rarely used, EPS's running Ghostscript on loading) never see its bytes.
+OPENERS = ("JPEG", "PNG", "WEBP", "GIF", "HEIF", "AVIF")
 # Decoded at full size by their codec whatever we do afterwards (see decode_reduced), as are
 # progressive JPEGs and interlaced PNGs (`_decoded_whole`).
 WHOLE_DECODE_FORMATS = frozenset({"HEIF", "AVIF"})
@@ -168,7 +171,7 @@ def render_variants(
         source.seek(start)
     _register_heif_opener()
     try:
-        image = Image.open(source)
+        image = Image.open(source, formats=OPENERS)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(
             f"The image has far too many pixels; the limit is {max_pixels / 1e6:.1f} megapixels."

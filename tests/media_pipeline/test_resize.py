@@ -15,7 +15,6 @@ from media_pipeline.resize import (
     CorruptImage,
     ImageTooLarge,
     NotAnImage,
-    UnsupportedFormat,
     _orientation,
     _reduce_in_strips,
     _register_heif_opener,
@@ -354,11 +353,33 @@ def test_a_large_png_is_decoded_reduced_yet_matches_a_full_decode() -> None:
     assert_upright_quadrants(decode(variant.data), (200, 150))
 
 
-@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO"])
-def test_formats_we_do_not_serve_are_refused_by_name(fmt: str) -> None:
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO", "EPS", "PSD", "TGA", "DDS", "PDF"])
+def test_formats_we_do_not_serve_are_refused_without_any_other_plugin_parsing_them(
+    fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pillow's EPS plugin runs Ghostscript on loading; no plugin but those of the accepted
+    formats may even read the header of an upload."""
     buffer = io.BytesIO()
-    photo(64, 48).save(buffer, fmt)
-    with pytest.raises(UnsupportedFormat, match=f"{fmt} images are not supported"):
+    if fmt == "PSD":  # Pillow cannot write one: a header is enough for its plugin
+        buffer.write(b"8BPS\0\1" + b"\0" * 6 + b"\0\3\0\0\0\x40\0\0\0\x30\0\x08\0\3")
+    else:
+        photo(64, 48).convert("RGBA" if fmt == "DDS" else "RGB").save(buffer, fmt)
+    Image.init()  # every plugin registered, as in a worker that has opened anything before
+
+    def parsed(self: Any) -> None:
+        raise AssertionError(f"{type(self).__name__} parsed an upload")
+
+    for plugin in ("EpsImagePlugin", "PsdImagePlugin", "TgaImagePlugin", "BmpImagePlugin"):
+        module = __import__(f"PIL.{plugin}", fromlist=["_"])
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, Image.Image)
+                and "_open" in vars(value)
+            ):
+                monkeypatch.setattr(value, "_open", parsed)
+
+    with pytest.raises(NotAnImage, match=r"not an image \(or not one we can read\)"):
         render_variants(io.BytesIO(buffer.getvalue()), COVER_SPECS, max_pixels=LIMIT)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import models, transaction
@@ -33,6 +34,7 @@ from courses.selectors import course_cover_variants
 from courses.services import course_cover_regenerate, course_cover_set, course_delete
 from courses.tasks import course_outline_report
 from media_pipeline.formats import ACCEPTED_DESCRIPTION, SNIFF_BYTES, UNKNOWN, sniff
+from media_pipeline.resize import ImageTooLarge, refuse_oversized_file
 from workers.admin_links import job_link, may_open_jobs, refusal_report
 from workers.enqueue import BrokerUnavailable, Requester
 from workers.errors import ApplicationError
@@ -59,6 +61,12 @@ class CourseAdminForm(forms.ModelForm):
         the refusal. Only the signature is read here; the worker decodes and judges the rest."""
         upload = self.cleaned_data.get("new_cover")
         if upload:
+            try:
+                refuse_oversized_file(upload.size, settings.MEDIA_MAX_UPLOAD_BYTES)
+            except ImageTooLarge as exc:
+                raise forms.ValidationError(
+                    f"{exc} Nothing was changed; the course keeps its cover."
+                ) from exc
             upload.seek(0)
             head = upload.read(SNIFF_BYTES)
             upload.seek(0)

@@ -38,6 +38,7 @@ import pillow_heif
 import pyvips
 from PIL import Image, ImageCms, UnidentifiedImageError
 
+from media_pipeline.av1_frames import largest_av1_frame
 from media_pipeline.formats import ACCEPTED_DESCRIPTION, SNIFF_BYTES, sniff
 from media_pipeline.specs import OutputFormat, VariantSpec
 from workers.errors import ApplicationError
@@ -45,6 +46,9 @@ from workers.errors import ApplicationError
 # Pillow's names for the formats in formats.ACCEPTED_DESCRIPTION (pillow-heif reads HEIC and
 # HEIF as "HEIF"; Pillow reads AVIF itself).
 SUPPORTED_FORMATS = frozenset({"JPEG", "MPO", "PNG", "WEBP", "GIF", "HEIF", "AVIF"})
+# The only Pillow plugins ever tried on an upload (MPO comes through JPEG's): the other
+# parsers (forty-odd, rarely used, EPS's running Ghostscript on loading) never see its bytes.
+OPENERS = ("JPEG", "PNG", "WEBP", "GIF", "HEIF", "AVIF")
 # Decoded at full size by their codec whatever we do afterwards (see decode_reduced), as are
 # progressive JPEGs and interlaced PNGs (`_decoded_whole`).
 WHOLE_DECODE_FORMATS = frozenset({"HEIF", "AVIF"})
@@ -137,21 +141,37 @@ def _no_slot(pixels: int) -> AbstractContextManager[object]:
     return nullcontext()
 
 
+def refuse_oversized_file(size: int, max_bytes: int) -> None:
+    """Raise ImageTooLarge for a file of more than `max_bytes` (WebP, HEIC and AVIF are read
+    whole into memory before any header check could refuse them)."""
+    if size > max_bytes:
+        raise ImageTooLarge(
+            f"The file is {size / 2**20:.1f} MiB; a cover may be at most "
+            f"{max_bytes / 2**20:.1f} MiB."
+        )
+
+
 def render_variants(
     source: BinaryIO,
     specs: Sequence[VariantSpec],
     *,
     max_pixels: int,
+    max_bytes: int | None = None,
     whole_decode_slot: Callable[[int], AbstractContextManager[object]] = _no_slot,
 ) -> list[Variant]:
     """Encode every spec from one decode of `source`; raise ImageRejected for bad input.
 
-    A source in one of WHOLE_DECODE_FORMATS is decoded inside `whole_decode_slot(pixels)`,
-    which may make it wait for its turn (media_pipeline.decode_slots).
+    A source longer than `max_bytes` is refused before it is read. A source in one of
+    WHOLE_DECODE_FORMATS is decoded inside `whole_decode_slot(pixels)`, which may make it
+    wait for its turn (media_pipeline.decode_slots).
     """
+    if max_bytes is not None:
+        start = source.tell()
+        refuse_oversized_file(source.seek(0, io.SEEK_END) - start, max_bytes)
+        source.seek(start)
     _register_heif_opener()
     try:
-        image = Image.open(source)
+        image = Image.open(source, formats=OPENERS)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(
             f"The image has far too many pixels; the limit is {max_pixels / 1e6:.1f} megapixels."
@@ -164,6 +184,8 @@ def render_variants(
                 f"{image.format} images are not supported; upload a {ACCEPTED_DESCRIPTION}."
             )
         width, height = image.size
+        if image.format == "AVIF":
+            _refuse_larger_av1_frames(source, width, height)
         if max(width, height) > MAX_SIDE:
             raise ImageTooLarge(
                 f"The image is {width}x{height}; no side may be longer than {MAX_SIDE:,} pixels."
@@ -195,6 +217,20 @@ def render_variants(
             _encode(base, spec, size, orientation=orientation, icc_profile=icc_profile)
             for spec, size in sizes.items()
         ]
+
+
+def _refuse_larger_av1_frames(source: BinaryIO, width: int, height: int) -> None:
+    """libavif gives the size of an AVIF's `ispe` box but decodes the frames its AV1 data
+    declares: a small header over a huge frame got past the pixel limit and the slot."""
+    try:
+        coded = largest_av1_frame(source)
+    except ValueError as exc:
+        raise CorruptImage("The image data is truncated or corrupt and cannot be decoded.") from exc
+    if coded is not None and (coded[0] > width or coded[1] > height):
+        raise CorruptImage(
+            f"The image's data holds a {coded[0]}x{coded[1]} picture but its header says "
+            f"{width}x{height}; the file is damaged or forged."
+        )
 
 
 def _decoded_whole(image: Image.Image) -> bool:

@@ -281,6 +281,10 @@ if AWS_STORAGE_BUCKET_NAME:
     }
 # Images with more pixels than this are refused from their header, before decoding.
 MEDIA_MAX_IMAGE_PIXELS = env.int("MEDIA_MAX_IMAGE_PIXELS", default=50_000_000)
+# Larger cover uploads are refused on the form, and by the worker before opening them: WebP,
+# HEIC and AVIF are read whole (twice over) before their header can be judged, so a small
+# picture followed by a gigabyte of padding cost the worker two gigabytes.
+MEDIA_MAX_UPLOAD_BYTES = env.int("MEDIA_MAX_UPLOAD_BYTES", default=64 * 1024 * 1024)
 # A replaced cover's files stay this long (pages and API answers made just before still point
 # at them), then the sweep that runs every MEDIA_RETIRED_FILES_SWEEP_SECONDS deletes them.
 MEDIA_RETIRED_FILE_GRACE_SECONDS = env.int("MEDIA_RETIRED_FILE_GRACE_SECONDS", default=600)

@@ -36,6 +36,7 @@ from media_pipeline.resize import (
     CorruptImage,
     ImageRejected,
     Variant,
+    refuse_oversized_file,
     render_variants,
     sha256_of,
     variant_name,
@@ -58,8 +59,10 @@ def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> C
     Uploading the cover the course already has does nothing. Nothing is decoded here; the
     first bytes decide the stored name's extension (and so the type it is served as), not
     the uploader's file name or Content-Type. The file is stored only once the transaction
-    commits, so an upload that rolls back leaves nothing in storage.
+    commits, so an upload that rolls back leaves nothing in storage. A file over
+    MEDIA_MAX_UPLOAD_BYTES is refused (ImageTooLarge) with nothing changed.
     """
+    refuse_oversized_file(upload.size, settings.MEDIA_MAX_UPLOAD_BYTES)
     upload.seek(0)
     source_hash = sha256_of(cast(BinaryIO, upload))
     course = Course.objects.select_for_update().get(pk=course_id)
@@ -246,6 +249,8 @@ def _build(
                     cast(BinaryIO, source),
                     todo,
                     max_pixels=settings.MEDIA_MAX_IMAGE_PIXELS,
+                    # Stored before the limit was lowered, or by a path that skipped it.
+                    max_bytes=settings.MEDIA_MAX_UPLOAD_BYTES,
                     whole_decode_slot=functools.partial(
                         whole_decode_slot, budget_pixels=settings.MEDIA_WHOLE_DECODE_BUDGET_PIXELS
                     ),

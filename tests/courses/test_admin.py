@@ -68,6 +68,29 @@ def test_uploading_in_the_admin_only_enqueues_and_the_job_names_the_user(
     assert f"its variants are being made (job {course.cover_task_id})." in page
 
 
+def test_an_upload_over_the_size_limit_is_refused_on_the_form_and_nothing_changes(
+    admin_client: Client, cover_jpeg: bytes, media_root: Path, settings: Any
+) -> None:
+    settings.MEDIA_MAX_UPLOAD_BYTES = 2**20
+    course = make_course()
+    padded = cover_jpeg + b"\0" * 2**20
+    response = admin_client.post(
+        f"/admin/courses/course/{course.pk}/change/",
+        {
+            "title": "Renamed",
+            "slug": course.slug,
+            "new_cover": SimpleUploadedFile("photo.jpg", padded, "image/jpeg"),
+            "sections-TOTAL_FORMS": "0",
+            "sections-INITIAL_FORMS": "0",
+        },
+    )
+    assert response.status_code == 200  # the form again, with its error
+    assert "a cover may be at most 1.0 MiB. Nothing was changed" in response.content.decode()
+    course.refresh_from_db()
+    assert course.title != "Renamed" and course.cover_status == Course.CoverStatus.NONE
+    assert stored_files(media_root) == set() and not TaskResult.objects.exists()
+
+
 def test_change_page_shows_status_error_job_link_and_variant_previews(
     admin_client: Client, cover_jpeg: bytes, django_capture_on_commit_callbacks: Any
 ) -> None:

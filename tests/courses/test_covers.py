@@ -355,6 +355,40 @@ def test_the_pixel_limit_comes_from_settings(
         build(course)
 
 
+def test_an_upload_over_the_size_limit_is_refused_and_changes_nothing(
+    cover_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    build(course)
+    course.refresh_from_db()
+    before = (course.cover.name, course.cover_status, course.cover_task_id)
+    files = stored_files(media_root)
+    jobs = TaskResult.objects.count()
+    settings.MEDIA_MAX_UPLOAD_BYTES = len(cover_jpeg)
+
+    with pytest.raises(ImageRejected, match=r"a cover may be at most"):
+        set_cover(course, cover_jpeg + b"\0", django_capture_on_commit_callbacks)
+
+    course.refresh_from_db()
+    assert (course.cover.name, course.cover_status, course.cover_task_id) == before
+    assert stored_files(media_root) == files and TaskResult.objects.count() == jobs
+
+
+def test_an_original_over_the_size_limit_is_refused_by_the_worker_with_a_clear_message(
+    cover_jpeg: bytes, django_capture_on_commit_callbacks: Any, settings: Any
+) -> None:
+    """Stored before the limit was lowered: the worker refuses it before reading it."""
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    settings.MEDIA_MAX_UPLOAD_BYTES = 1000
+
+    with pytest.raises(ImageRejected, match=r"a cover may be at most 0\.0 MiB"):
+        build(course)
+
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.FAILED
+    assert "a cover may be at most" in course.cover_error
+
+
 def test_regenerating_a_course_without_a_cover_does_nothing() -> None:
     course = make_course()
     assert course_cover_regenerate(course_id=course.pk, requester=REQUESTER) is None

@@ -101,3 +101,9 @@ def assert_no_metadata(data: bytes) -> None:
     assert not image.getexif()
     assert not {"exif", "icc_profile", "xmp", "comment"} & set(image.info)
     assert MAKER.encode() not in data and SECRET_COMMENT not in data
+
+
+def ispe_forged(data: bytes, width: int, height: int) -> bytes:
+    """An AVIF or HEIC whose (first) `ispe` box claims `width`x`height`, its data unchanged."""
+    at = data.index(b"ispe") + 8  # past the type and the FullBox version and flags
+    return data[:at] + struct.pack(">II", width, height) + data[at + 8 :]

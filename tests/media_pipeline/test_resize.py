@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+from contextlib import nullcontext
+from typing import Any
 
 import pytest
 import pyvips
@@ -13,7 +15,6 @@ from media_pipeline.resize import (
     CorruptImage,
     ImageTooLarge,
     NotAnImage,
-    UnsupportedFormat,
     _orientation,
     _reduce_in_strips,
     _register_heif_opener,
@@ -32,6 +33,7 @@ from tests.media_pipeline.images import (
     WHITE,
     assert_no_metadata,
     exif_bytes,
+    ispe_forged,
     photo_file,
     png_header_only,
     quadrants,
@@ -237,6 +239,45 @@ def test_absurd_dimensions_are_refused_as_too_large() -> None:
         )
 
 
+@pytest.mark.parametrize("fmt", ["WEBP", "HEIF", "AVIF"])
+def test_a_small_picture_padded_to_a_large_file_is_refused_before_it_is_read(fmt: str) -> None:
+    """WebP, HEIC and AVIF are read whole (twice over) before their header is judged: a
+    64x64 picture followed by 300 MB of zeros cost the worker 600 MiB."""
+
+    class Unreadable(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            raise AssertionError("the source was read")
+
+    padded = Unreadable(photo_file(fmt, quadrants(64, 48), orientation=1) + b"\0" * 3 * 2**20)
+    with pytest.raises(ImageTooLarge, match=r"The file is 3\.\d MiB; .* at most 2\.0 MiB"):
+        render_variants(padded, COVER_SPECS, max_pixels=LIMIT, max_bytes=2 * 2**20)
+
+
+def test_a_file_within_the_byte_limit_is_rendered_from_where_the_stream_stands() -> None:
+    source = io.BytesIO(jpeg_bytes(photo(400, 300)))
+    size = len(source.getvalue())
+    assert render_variants(source, [JPEG_200], max_pixels=LIMIT, max_bytes=size)
+
+
+def test_an_avif_whose_header_understates_its_frame_is_refused_before_decoding() -> None:
+    """libavif reports the `ispe` box's size but dav1d decodes the AV1 frame: a 2 KB file
+    claiming 1000x1000 decoded a 144-megapixel frame, past the limit and the decode slot."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (3000, 2000), (200, 30, 90)).save(buffer, "AVIF", speed=10)
+    forged = ispe_forged(buffer.getvalue(), 300, 200)
+    slots: list[int] = []
+
+    def slot(pixels: int) -> Any:
+        slots.append(pixels)
+        return nullcontext()
+
+    with pytest.raises(
+        CorruptImage, match=r"holds a 3000x2000 picture but its header says 300x200"
+    ):
+        render_variants(io.BytesIO(forged), COVER_SPECS, max_pixels=LIMIT, whole_decode_slot=slot)
+    assert slots == []  # refused before any decode
+
+
 def test_limit_is_configurable() -> None:
     source = jpeg_bytes(photo(400, 300))
     with pytest.raises(ImageTooLarge, match=r"limit is 0\.1 megapixels"):
@@ -312,11 +353,33 @@ def test_a_large_png_is_decoded_reduced_yet_matches_a_full_decode() -> None:
     assert_upright_quadrants(decode(variant.data), (200, 150))
 
 
-@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO"])
-def test_formats_we_do_not_serve_are_refused_by_name(fmt: str) -> None:
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO", "EPS", "PSD", "TGA", "DDS", "PDF"])
+def test_formats_we_do_not_serve_are_refused_without_any_other_plugin_parsing_them(
+    fmt: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pillow's EPS plugin runs Ghostscript on loading; no plugin but those of the accepted
+    formats may even read the header of an upload."""
     buffer = io.BytesIO()
-    photo(64, 48).save(buffer, fmt)
-    with pytest.raises(UnsupportedFormat, match=f"{fmt} images are not supported"):
+    if fmt == "PSD":  # Pillow cannot write one: a header is enough for its plugin
+        buffer.write(b"8BPS\0\1" + b"\0" * 6 + b"\0\3\0\0\0\x40\0\0\0\x30\0\x08\0\3")
+    else:
+        photo(64, 48).convert("RGBA" if fmt == "DDS" else "RGB").save(buffer, fmt)
+    Image.init()  # every plugin registered, as in a worker that has opened anything before
+
+    def parsed(self: Any) -> None:
+        raise AssertionError(f"{type(self).__name__} parsed an upload")
+
+    for plugin in ("EpsImagePlugin", "PsdImagePlugin", "TgaImagePlugin", "BmpImagePlugin"):
+        module = __import__(f"PIL.{plugin}", fromlist=["_"])
+        for value in vars(module).values():
+            if (
+                isinstance(value, type)
+                and issubclass(value, Image.Image)
+                and "_open" in vars(value)
+            ):
+                monkeypatch.setattr(value, "_open", parsed)
+
+    with pytest.raises(NotAnImage, match=r"not an image \(or not one we can read\)"):
         render_variants(io.BytesIO(buffer.getvalue()), COVER_SPECS, max_pixels=LIMIT)
 
 

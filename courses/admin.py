@@ -248,7 +248,9 @@ def _titled_job_links(jobs: list[tuple[str, str]]) -> SafeString:
 
 def _jobs_sentence(jobs: list[tuple[str, str]]) -> SafeString:
     if not jobs:
-        return format_html("")
+        # format_html() with no arguments is deprecated (a TypeError from Django 6.0,
+        # which would turn a course action's message into a 500).
+        return SafeString("")
     more = len(jobs) - MESSAGE_LINKS
     return format_html(
         " Jobs: {}{}.", _titled_job_links(jobs), f" and {more} more" if more > 0 else ""

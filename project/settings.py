@@ -11,6 +11,7 @@ import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import django
 import environ
@@ -336,8 +337,18 @@ WORKER_CONSUMER_EXIT_SECONDS = env.float("WORKER_CONSUMER_EXIT_SECONDS", default
 WORKER_LIVENESS_FILE = env.str("WORKER_LIVENESS_FILE", default="")
 # How often each worker looks for paused or resumed queues (workers/queue_pauses.py).
 QUEUE_PAUSE_CHECK_SECONDS = env.float("QUEUE_PAUSE_CHECK_SECONDS", default=5.0)
+
+
 # Where people open Flower (behind its own login); the admin's Jobs home links it.
-FLOWER_URL = env.str("FLOWER_URL", default="")
+def flower_url_setting(url: str) -> str:
+    """FLOWER_URL without any login in it: the link is shown to staff on the Jobs home and
+    the operations page, so `https://user:password@flower…` would hand Flower's password to
+    all of them. Flower asks each person for their own login instead."""
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+FLOWER_URL = flower_url_setting(env.str("FLOWER_URL", default=""))
 # The channel exists to carry events: task events are on whenever it is configured.
 CELERY_WORKER_SEND_TASK_EVENTS = bool(CELERY_MONITOR_URL)
 

@@ -63,3 +63,14 @@ def test_queues_are_predefined_when_a_queue_url_base_is_set() -> None:
     assert result.stdout.strip() == str(
         ["prod-default", "prod-infra", "prod-media", "prod-release"]
     )
+
+
+def test_a_login_in_flower_url_is_dropped_because_every_staff_member_sees_the_link() -> None:
+    from project.settings import flower_url_setting
+
+    assert flower_url_setting("https://ops:s3cret@flower.example.com:5555/flower/") == (
+        "https://flower.example.com:5555/flower/"
+    )
+    assert flower_url_setting("https://token@[::1]:5555/") == "https://[::1]:5555/"
+    assert flower_url_setting("https://flower.example.com/") == "https://flower.example.com/"
+    assert flower_url_setting("") == ""

@@ -4,14 +4,16 @@ writes to every table, to tell whether a request changed anything."""
 
 from __future__ import annotations
 
+import io
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.sites import all_sites
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Group, Permission, User
 from django.db import connection
 from django.test import RequestFactory
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
@@ -27,6 +29,8 @@ UNWATCHED_TABLES = frozenset({"django_session"})
 SKIPPED_URL_NAMES = frozenset({"admin:view_on_site"})
 
 ROLES = ("anonymous", "non-staff", "staff-without-permissions", "staff-view-only")
+# Roles that may act: on what their permissions name (operator), on everything (superuser).
+ACTING_ROLES = ("operator", "superuser")
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,16 @@ def role_user(role: str) -> User | None:
         user = users.create_user("viewer", password="pw-123456", is_staff=True)
         user.user_permissions.set(Permission.objects.filter(codename__startswith="view_"))
         return user
+    if role == "operator":
+        # The dev stack's "Database operators": databases and their schedules, nothing else.
+        from workers.demo import DATABASE_OPERATORS, groups_seed
+
+        groups_seed(stdout=io.StringIO())
+        user = users.create_user("operator", password="pw-123456", is_staff=True)
+        user.groups.add(Group.objects.get(name=DATABASE_OPERATORS))
+        return user
+    if role == "superuser":
+        return users.create_superuser("root", password="pw-123456")
     raise ValueError(role)
 
 
@@ -74,13 +88,37 @@ def seed_jobs() -> list[str]:
     return task_ids
 
 
-def _first_pk(model: Any) -> str:
-    obj = model._default_manager.order_by("pk").first()
-    return str(obj.pk) if obj is not None else "999999"
+def _pks(model: Any, every_row: bool) -> list[str]:
+    """The first row's id, or the ids of every row (up to ROWS_PER_MODEL); a made-up id
+    when there is none, so the page's refusal or 404 is swept too."""
+    rows = model._default_manager.order_by("pk").values_list("pk", flat=True)
+    pks = [str(pk) for pk in rows[: ROWS_PER_MODEL if every_row else 1]]
+    return pks or ["999999"]
 
+
+ROWS_PER_MODEL = 25
 
 # Model admin URL parameters that are not the row's id: every value their view acts on.
 ADMIN_URL_VALUES = {"what": ["approve", "discard", "cancel", "force_unlock"]}
+
+# URL patterns with no name, each with how it is swept: the URL to request (None: not
+# swept, and why). A new unnamed pattern fails the sweep until it is classified here.
+UNNAMED_PATTERNS: dict[str, str | None] = {
+    # Django's redirect from /admin/<app>/<model>/<id>/ to the change page: swept through
+    # the change page itself, for every admin.
+    "<path:object_id>/": None,
+    # Django's catch-all: an unknown admin URL (login redirect for anonymous, 404 for staff).
+    "(?P<url>.*)$": "/admin/no/such/page/",
+    # Development media (DEBUG only; S3 with presigned URLs in production).
+    "^media/(?P<path>.*)$": "/media/no/such/file.webp",
+}
+
+
+def admin_sites() -> list[admin.AdminSite]:
+    """Every admin site the URL conf serves: a second site is swept like the first."""
+    sites = list(all_sites)
+    assert admin.site in sites
+    return sites
 
 
 def _kwargs(pattern: URLPattern, pk: str) -> Iterator[dict[str, str]]:
@@ -90,22 +128,25 @@ def _kwargs(pattern: URLPattern, pk: str) -> Iterator[dict[str, str]]:
         yield dict(zip(names, combination, strict=True))
 
 
-def _model_admin_urls() -> Iterator[tuple[Any, str]]:
-    """(model admin, URL) for every URL of every registered model admin."""
-    for model, model_admin in admin.site._registry.items():
-        pk = _first_pk(model)
-        for pattern in model_admin.get_urls():
-            if not isinstance(pattern, URLPattern) or not pattern.name:
-                continue
-            for kwargs in _kwargs(pattern, pk):
-                yield model_admin, reverse(f"admin:{pattern.name}", kwargs=kwargs)
+def _model_admin_urls(every_row: bool) -> Iterator[str]:
+    """Every named URL of every model admin of every admin site, for the first row or for
+    every row."""
+    for site in admin_sites():
+        for model, model_admin in site._registry.items():
+            for pk in _pks(model, every_row):
+                for pattern in model_admin.get_urls():
+                    if not isinstance(pattern, URLPattern) or not pattern.name:
+                        continue
+                    for kwargs in _kwargs(pattern, pk):
+                        yield reverse(f"{site.name}:{pattern.name}", kwargs=kwargs)
 
 
 def _other_urls(task_ids: list[str]) -> Iterator[str]:
-    """Every other named URL of the URL conf; one per seeded job where a task id is taken."""
+    """Every other URL of the URL conf; one per seeded job where a task id is taken."""
     model_admin_names = {
-        f"admin:{p.name}"
-        for model_admin in admin.site._registry.values()
+        f"{site.name}:{p.name}"
+        for site in admin_sites()
+        for model_admin in site._registry.values()
         for p in model_admin.get_urls()
         if isinstance(p, URLPattern) and p.name
     }
@@ -119,7 +160,7 @@ def _other_urls(task_ids: list[str]) -> Iterator[str]:
         "app_label": [app_label],
         "slug": [course.slug if course else "no-such-course"],
         "path": ["no/such/page"],
-        "periodic_task_id": [_first_pk(PeriodicTask)],
+        "periodic_task_id": _pks(PeriodicTask, every_row=True),
         "queue": ["default"],
         # A dead letter's id need not exist: refusal comes before any look at the queue.
         "message_id": ["no-such-message"],
@@ -133,6 +174,14 @@ def _other_urls(task_ids: list[str]) -> Iterator[str]:
                 yield from walk(pattern.url_patterns, inner)
                 continue
             if not pattern.name:
+                route = str(pattern.pattern)
+                assert route in UNNAMED_PATTERNS, (
+                    f"the sweep does not know the unnamed URL pattern {route!r}: "
+                    "name it, or classify it in UNNAMED_PATTERNS"
+                )
+                url = UNNAMED_PATTERNS[route]
+                if url is not None:
+                    yield url
                 continue
             name = f"{namespace}{pattern.name}"
             if name in model_admin_names or name in SKIPPED_URL_NAMES:
@@ -147,30 +196,36 @@ def _other_urls(task_ids: list[str]) -> Iterator[str]:
 
 
 def _action_probes() -> Iterator[Probe]:
-    """Every action of every model admin, on every row, with its confirmation fields."""
+    """Every action of every model admin of every site, on every row, with its
+    confirmation fields."""
     superuser = get_user_model()(is_superuser=True, is_staff=True, is_active=True)
     request = RequestFactory().get("/")
     request.user = superuser
-    for model, model_admin in admin.site._registry.items():
-        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
-        pks = [str(pk) for pk in model._default_manager.values_list("pk", flat=True)]
-        for action in model_admin.get_actions(request):
-            yield Probe(
-                "POST",
-                url,
-                {
-                    "action": action,
-                    "_selected_action": pks or ["999999"],
-                    "index": "0",
-                    # The confirmation step of delete, "keep running until" and their kin.
-                    "post": "yes",
-                    "apply": "1",
-                },
+    for site in admin_sites():
+        for model, model_admin in site._registry.items():
+            url = reverse(
+                f"{site.name}:{model._meta.app_label}_{model._meta.model_name}_changelist"
             )
+            pks = [str(pk) for pk in model._default_manager.values_list("pk", flat=True)]
+            for action in model_admin.get_actions(request):
+                yield Probe(
+                    "POST",
+                    url,
+                    {
+                        "action": action,
+                        "_selected_action": pks or ["999999"],
+                        "index": "0",
+                        # The confirmation step of delete, "keep running until" and their kin.
+                        "post": "yes",
+                        "apply": "1",
+                    },
+                )
 
 
-def probes(task_ids: list[str]) -> list[Probe]:
-    urls = [url for _, url in _model_admin_urls()] + list(_other_urls(task_ids))
+def probes(task_ids: list[str], *, every_row: bool = False) -> list[Probe]:
+    """The sweep: every URL by GET and POST (each admin's pages for its first row, or for
+    every row), then every admin action."""
+    urls = list(_model_admin_urls(every_row)) + list(_other_urls(task_ids))
     found = [Probe(method, url) for url in dict.fromkeys(urls) for method in ("GET", "POST")]
     return found + list(_action_probes())
 

@@ -105,3 +105,91 @@ def page_offers(html: str) -> tuple[list[str], list[str]]:
     parser = _Offers()
     parser.feed(html)
     return parser.links, parser.post_forms
+
+
+class _Forms(HTMLParser):
+    """Every POST form of a page with the values a browser would send: its fields as they
+    stand, and one submission per button (a button's own name and value go with it)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.forms: list[PostForm] = []
+        self._form: PostForm | None = None
+        self._select: str | None = None
+        self._first_option: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = {k: v or "" for k, v in attrs}
+        if tag == "form":
+            if (a.get("method") or "").lower() == "post":
+                self._form = PostForm(action=a.get("action", ""), form_id=a.get("id", ""))
+            return
+        if self._form is None:
+            return
+        name, kind = a.get("name", ""), a.get("type", "text").lower()
+        if tag == "button" or (tag == "input" and kind in ("submit", "image")):
+            if kind != "button" and kind != "reset":
+                self._form.buttons.append((name, a.get("value", "")))
+        elif tag == "input" and name and "disabled" not in a:
+            if kind in ("checkbox", "radio"):
+                if "checked" in a or (kind == "checkbox" and name == "_selected_action"):
+                    self._form.fields.setdefault(name, []).append(a.get("value", "on"))
+            elif kind != "file":
+                self._form.fields.setdefault(name, []).append(a.get("value", ""))
+        elif tag == "select" and name:
+            self._select, self._first_option = name, None
+            self._form.options.setdefault(name, [])
+        elif tag == "option" and self._select:
+            value = a.get("value", "")
+            self._form.options[self._select].append(value)
+            if self._first_option is None or "selected" in a:
+                self._first_option = value
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self._form.fields[name] = [""]
+
+    def handle_data(self, data: str) -> None:
+        if self._form is not None and self._textarea:
+            self._form.fields[self._textarea] = [self._form.fields[self._textarea][0] + data]
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._form is None:
+            return
+        if tag == "select" and self._select:
+            if self._first_option is not None:
+                self._form.fields[self._select] = [self._first_option]
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+        elif tag == "form":
+            self.forms.append(self._form)
+            self._form = None
+
+
+class PostForm:
+    def __init__(self, action: str, form_id: str) -> None:
+        self.action = action
+        self.form_id = form_id
+        self.fields: dict[str, list[str]] = {}
+        self.options: dict[str, list[str]] = {}  # each select's choices
+        self.buttons: list[tuple[str, str]] = []
+
+    def submissions(self) -> list[dict[str, list[str]]]:
+        """What pressing each of its buttons sends; for the admin's action bar, each action
+        it offers on every row shown."""
+        variants = [dict(self.fields)]
+        if "action" in self.options:
+            variants = [{**self.fields, "action": [a]} for a in self.options["action"] if a]
+        found = []
+        for variant in variants:
+            for name, value in self.buttons or [("", "")]:
+                found.append({**variant, name: [value]} if name else dict(variant))
+        return found
+
+
+def page_post_forms(html: str) -> list[PostForm]:
+    """The POST forms of a page that can be submitted (those with a button)."""
+    parser = _Forms()
+    parser.feed(html)
+    return [f for f in parser.forms if f.buttons]

@@ -246,6 +246,10 @@ def _plan(run: TerraformRun, task_id: str) -> str | None:
         bundle_key = remote.bundle_key(workspace.name, bundle_sha256)
         plan_key = remote.plan_key(workspace.name, run_id)
         remote.object_put(bundle_key, bundle)
+        # Named on the run before it is stored: a worker killed between the upload and the
+        # record below leaves a plan (variable values in it) that the workspace's next plan
+        # removes with the other ended runs' plans, not an object nobody owns.
+        TerraformRun.objects.filter(pk=run_id).update(plan_key=plan_key)
         remote.object_put(plan_key, saved)
         log.line(
             f"Plan and configuration {configuration.short(config_sha256)} stored "

@@ -11,7 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import transaction
 from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
@@ -19,6 +21,7 @@ from infra_tasks.terraform import remote
 from infra_tasks.terraform.jobs import LOST_RUNS_SCHEDULE_NAME
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
 from infra_tasks.terraform.services import runs
+from infra_tasks.terraform.services.execution import run_plan_execute
 from infra_tasks.terraform.services.runs import (
     WORKER_LOST,
     run_approve,
@@ -34,6 +37,7 @@ from tests.support.servers import (
     new_queue_prefix,
     wait_until,
 )
+from tests.workers.test_monitoring import sqs_queues_named
 from workers.enqueue import Requester
 from workers.periodic import periodic_jobs_sync
 from workers.selectors import job_log_since
@@ -304,3 +308,49 @@ def test_a_worker_killed_mid_plan_has_the_state_lock_it_left_shown_and_releasabl
         if survivor is not None:
             survivor.stop()
         sqs.purge_queue(QueueUrl=url)
+
+
+class WorkerKilled(BaseException):
+    """The worker dying on the spot: no handler in the code under test catches it."""
+
+
+def test_a_plan_stored_by_a_worker_killed_before_recording_it_is_removed_by_the_next_plan(
+    aws: AwsEndpoint,
+    sqs_queues: AwsEndpoint,
+    make_workspace: Callable[..., TerraformWorkspace],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A saved plan holds the run's variable values: a worker killed right after uploading
+    it, before the run records it, must not leave it in the bucket for good."""
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)  # queues no worker reads: this test runs the plans itself
+    workspace = make_workspace()
+    requester = Requester.system("test")
+    put = remote.object_put
+
+    def put_then_die(key: str, body: bytes) -> None:
+        put(key, body)
+        if key.endswith(".tfplan"):
+            raise WorkerKilled
+
+    with publishing_to(prefix):
+        killed = run_request(workspace=workspace, kind=RunKind.APPLY, requester=requester)
+        monkeypatch.setattr(remote, "object_put", put_then_die)
+        with pytest.raises(WorkerKilled):
+            run_plan_execute(run_id=killed.pk, task_id=killed.plan_task_id, worker="killed")
+        monkeypatch.undo()
+        orphan = remote.plan_key(workspace.name, killed.pk)
+        assert orphan in s3_objects(aws, orphan)
+        killed.refresh_from_db()
+        assert killed.state == RunState.PLANNING  # what the lost-run check then finds
+        with transaction.atomic():
+            runs.run_mark_lost(runs.run_lock(killed))
+
+        again = run_request(workspace=workspace, kind=RunKind.APPLY, requester=requester)
+        run_plan_execute(run_id=again.pk, task_id=again.plan_task_id, worker="next")
+
+    again.refresh_from_db()
+    assert again.state == RunState.PLANNED, again.message
+    stored = s3_objects(aws, f"{settings.TERRAFORM_PLAN_PREFIX}/{workspace.name}/")
+    assert orphan not in stored
+    assert again.plan_key in stored

@@ -1,15 +1,18 @@
-"""`make test`: the whole suite as two pytest sessions side by side.
+"""`make test`: the whole suite as three pytest sessions side by side.
 
 Tests marked `waits` spend most of their time waiting on real clocks: an SQS visibility
 timeout running out, a broker outage, a dead worker's heartbeat going stale, a terraform
 run declared lost. On two cores they use little CPU, so they run in a session of their own
-beside the rest: their waiting overlaps the other tests' work instead of adding to it.
+beside the rest: their waiting overlaps the other tests' work instead of adding to it. The
+browser tests (marked `browser`) wait on pages and workers as much as they compute, and
+have a session of their own too: run with the rest, that session took half as long again
+as the other (14.6 against 6.1 minutes, using about a third of the two cores).
 
-Each session has its own test database (DATABASE_URL's name plus `_waits` / `_rest`), and,
-as every session does (tests/environment.py), its own SQS queue names, endpoint, worker
-processes, terraform directories and state bucket, so the two cannot collide.
+Each session has its own test database (DATABASE_URL's name plus `_waits`, `_browser`,
+`_rest`), and, as every session does (tests/environment.py), its own SQS queue names,
+endpoint, worker processes, terraform directories and state bucket, so they cannot collide.
 
-    python tests/run_sessions.py            # both sessions; exit status 0 only if both pass
+    python tests/run_sessions.py            # every session; exit status 0 only if all pass
     python tests/run_sessions.py ARGS...    # one ordinary pytest session with ARGS
 """
 
@@ -24,11 +27,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/opsqueue"
-SESSIONS = {"waits": "waits", "rest": "not waits"}
+SESSIONS = {
+    "waits": "waits",
+    "browser": "browser and not waits",
+    "rest": "not waits and not browser",
+}
 # pytest's status when a session selects no test: not a failure of the suite.
 NO_TESTS_COLLECTED = 5
 # Per-session values that tests/environment.py derives from the process id when unset: an
-# inherited value would make the two sessions share queues, directories or a bucket.
+# inherited value would make the sessions share queues, directories or a bucket.
 PER_SESSION = (
     "SQS_QUEUE_PREFIX",
     "TERRAFORM_ROOT",

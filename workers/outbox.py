@@ -377,30 +377,40 @@ class Relay:
     def _send_again(
         self, retry: list[tuple[OutboundJob, SqsMessage]], *, alone: bool
     ) -> list[tuple[OutboundJob, SqsMessage]]:
-        """Another try at jobs that could not be sent before, holding their rows while
-        they are sent and marked: after a long outage the unsent-job sweeper may have sent
-        them already (it too locks a row while it sends it), and a second message would
-        start the job twice. Returns the jobs still to retry; a job the sweeper sent, or
-        is sending now, is dropped. If the database cannot be asked, every job is left to
-        the sweeper, which finds it recorded as unsent."""
-        try:
-            with transaction.atomic():
-                held = set(
-                    Job.objects.select_for_update(skip_locked=True)
-                    .filter(task_id__in=[job.task_id for job, _ in retry], sent_at__isnull=True)
-                    .values_list("task_id", flat=True)
+        """Another try at jobs that could not be sent before, holding the rows of each
+        request's jobs while it is sent and they are marked: after a long outage the
+        unsent-job sweeper may have sent them already (it too locks a row while it sends
+        it), and a second message would start the job twice. A job the sweeper sent, or is
+        sending now, is dropped. One request at a time, so a worker that receives a job at
+        once waits on its row no longer than that request. Returns the jobs still to retry;
+        after a request that sent nothing, the rest are not tried this time. If the
+        database cannot be asked, a request's jobs are left to the sweeper, which finds
+        them recorded as unsent."""
+        size = 1 if alone else MAX_ENTRIES
+        again: list[tuple[OutboundJob, SqsMessage]] = []
+        for start in range(0, len(retry), size):
+            chunk = retry[start : start + size]
+            try:
+                with transaction.atomic():
+                    held = set(
+                        Job.objects.select_for_update(skip_locked=True)
+                        .filter(task_id__in=[job.task_id for job, _ in chunk], sent_at__isnull=True)
+                        .values_list("task_id", flat=True)
+                    )
+                    mine = [(job, message) for job, message in chunk if job.task_id in held]
+                    sent, failed = self._send(mine, alone=alone)
+                    Job.objects.filter(task_id__in=sent).update(sent_at=timezone.now())
+            except DatabaseError:
+                logger.exception(
+                    "could not hold jobs %s to send them again; left to the unsent-job sweeper",
+                    ", ".join(job.task_id for job, _ in chunk),
                 )
-                sent, again = self._send(
-                    [(job, message) for job, message in retry if job.task_id in held], alone=alone
-                )
-                Job.objects.filter(task_id__in=sent).update(sent_at=timezone.now())
-        except DatabaseError:
-            logger.exception(
-                "could not hold jobs %s to send them again; left to the unsent-job sweeper",
-                ", ".join(job.task_id for job, _ in retry),
-            )
-            connection.close()
-            return []
+                connection.close()
+                continue
+            again += failed
+            if failed and not sent:
+                again += retry[start + size :]
+                break
         return again
 
     def _encode_until_done(

@@ -204,8 +204,18 @@ def _perform(record: DatabaseAction, *, log: LogSink, client: Any) -> dict[str, 
         if outcome.changed or record.action == ActionKind.REFRESH
         else ActionState.NOOP
     )
-    _finish(record, state=state, outcome=outcome, message=outcome.message)
-    log.line(f"done: {state.label.lower()} ({outcome.message})")
+    message = outcome.message
+    if state == ActionState.NOOP and record.attempts > 1:
+        # A redelivery after a lost worker finds the target reached, most likely because the
+        # lost attempt asked AWS before it could record it: "Nothing to do" would deny that
+        # this action stopped (started) the database. Done, and saying how it was found.
+        state = ActionState.SUCCEEDED
+        message = (
+            f"{outcome.message} when attempt {record.attempts} looked: an earlier attempt's"
+            f" worker was lost, possibly after asking AWS to {record.action}"
+        )
+    _finish(record, state=state, outcome=outcome, message=message)
+    log.line(f"done: {state.label.lower()} ({message})")
     return _summary(record)
 
 

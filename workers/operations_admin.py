@@ -35,7 +35,7 @@ class QueueDepthAdmin(RecordAdmin):
 class WorkerHeartbeatAdmin(RecordAdmin):
     list_display = (
         "hostname",
-        "queues",
+        "queue_names",
         "concurrency",
         "active",
         "processed",
@@ -45,6 +45,12 @@ class WorkerHeartbeatAdmin(RecordAdmin):
     )
     list_filter = ("monitored",)
     search_fields = ("^hostname",)
+
+    @admin.display(description="queues")
+    def queue_names(self, heartbeat: WorkerHeartbeat) -> str:
+        # `queues` is a JSON list: shown as it is stored it read ["default", "media"], brackets
+        # and quotes; the operations page names them the same way as here.
+        return ", ".join(heartbeat.queues or ()) or "-"
 
 
 @admin.register(DeadLetterAction)

@@ -44,6 +44,17 @@ class _Checker(HTMLParser):
         elif tag == "input" and attributes.get("name") == CSRF_FIELD and self._forms:
             self._forms[-1][3] = True
 
+    def handle_data(self, data: str) -> None:
+        # Django's `{# ... #}` comment is one line only: spread over two, it is printed on
+        # the page as it stands (it once was, above a course's cover). A page shows no
+        # template syntax.
+        for marker in ("{#", "{%"):
+            if marker in data:
+                snippet = data[data.index(marker) :][:60].strip()
+                self.problems.append(
+                    f"template syntax shown as text on line {self.getpos()[0]}: {snippet!r}"
+                )
+
     def handle_endtag(self, tag: str) -> None:
         if tag == "form" and self._forms:
             _line, element, is_post, has_token = self._forms.pop()
@@ -61,8 +72,8 @@ def _describe(tag: str, attributes: dict[str, str | None], line: int) -> str:
 
 
 def html_problems(html: str) -> list[str]:
-    """Nested forms, duplicate ids and POST forms without a CSRF token, each named with
-    its element and line; empty when the page is sound."""
+    """Nested forms, duplicate ids, POST forms without a CSRF token and template syntax
+    left as text, each named with its element and line; empty when the page is sound."""
     checker = _Checker()
     checker.feed(html)
     checker.close()

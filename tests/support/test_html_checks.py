@@ -42,3 +42,10 @@ def test_a_token_in_another_form_does_not_count() -> None:
     html = f'<form method="post">{TOKEN}</form><form method="post" id="b"></form>'
     problems = html_problems(html)
     assert problems == ['POST form without a CSRF token: <form id="b" method="post"> (line 1)']
+
+
+def test_a_template_comment_printed_as_text_is_reported() -> None:
+    # A `{# #}` comment over two lines is not a comment to Django: the page prints it.
+    html = "<div>\n{# A course's cover: status,\n   and variants. #}\n<p>Ready</p></div>"
+    [problem] = html_problems(html)
+    assert problem.startswith("template syntax shown as text on line 1: \"{# A course's cover")

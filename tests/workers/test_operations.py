@@ -339,3 +339,20 @@ def test_the_page_says_when_sqs_is_unreachable_and_not_when_it_answers(
 
     with publishing_to(os.environ["SQS_QUEUE_PREFIX"]):
         assert 'id="ops-sqs-unreachable"' not in ops_client.get(URL).content.decode()
+
+
+def test_the_worker_heartbeat_list_names_queues_as_words_not_json() -> None:
+    now = timezone.now()
+    WorkerHeartbeat.objects.create(
+        hostname="main@web1",
+        pid=1,
+        queues=["default", "media", "release"],
+        concurrency=2,
+        started_at=now,
+        last_seen_at=now,
+    )
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root", password="x"))
+    html = client.get("/admin/workers/workerheartbeat/").content.decode()
+    assert '<td class="field-queue_names">default, media, release</td>' in html
+    assert "[&quot;default&quot;" not in html

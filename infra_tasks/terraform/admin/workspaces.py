@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin import widgets
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -48,6 +49,16 @@ class TerraformWorkspaceAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[TerraformWorkspace]:
         return selectors.workspace_list_with_last_run()
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        # The two-box chooser is titled with the field's name: "notify" read "Available
+        # notify", "Choose all notify". It names who is e-mailed instead.
+        if db_field.name == "notify":
+            kwargs.setdefault("label", "Drift e-mails to")
+            kwargs.setdefault(
+                "widget", widgets.FilteredSelectMultiple("staff to e-mail", is_stacked=False)
+            )
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: TerraformWorkspace | None = None

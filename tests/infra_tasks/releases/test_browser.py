@@ -29,6 +29,17 @@ def test_run_pending_migrations_previews_the_plan_then_follows_the_release_to_it
     for name in ("0003_widget_colour", "0004_hold", "0005_fail"):
         expect(plan).to_contain_text(name)
     assert not Release.objects.exists(), "previewing queues nothing"
+    # The form is laid out as the admin's other forms: each label beside its field (it once
+    # stood above, help and field stacked under it, the checkbox alone on a line).
+    for label, field in (
+        ("Version:", "#id_version"),
+        ("Allow backward-incompatible migrations", "#id_allow_unsafe"),
+    ):
+        label_box = page.locator("label", has_text=label).bounding_box()
+        field_box = page.locator(field).bounding_box()
+        assert label_box and field_box
+        assert abs(label_box["y"] - field_box["y"]) < label_box["height"], label
+    tour.screenshot("release-run-form")
     page.fill("#id_version", "browser-1")
     with tour.submitted(302):
         page.get_by_role("button", name="Run the release").click()

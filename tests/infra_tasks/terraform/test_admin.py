@@ -350,6 +350,20 @@ def test_a_workspace_keeps_its_name_once_created(make_workspace: MakeWorkspace) 
     assert 'name="name"' in add.content.decode()
 
 
+def test_the_drift_mail_chooser_says_who_it_chooses(make_workspace: MakeWorkspace) -> None:
+    """The two-box chooser was titled with the bare field name: "Available notify"."""
+    workspace = make_workspace()
+    admin = get_user_model().objects.create_superuser("root", password="pw-for-tests")
+    html = (
+        client_for(admin)
+        .get(reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk]))
+        .content.decode()
+    )
+    assert '<label for="id_notify">Drift e-mails to:</label>' in html
+    assert 'data-field-name="staff to e-mail"' in html
+    assert 'data-field-name="notify"' not in html
+
+
 def test_run_page_buttons_are_forms_of_their_own_outside_the_change_form(
     make_workspace: MakeWorkspace,
 ) -> None:

@@ -95,8 +95,14 @@ def test_dev_stack_starts_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> 
             )
         finally:
             if stack.poll() is None:
-                os.killpg(stack.pid, signal.SIGKILL)
-                stack.wait()
+                # A failed check: Ctrl-C first, so the runner stops the children it started
+                # in sessions of their own (web, Flower), which a signal to its group misses.
+                stack.send_signal(signal.SIGINT)
+                try:
+                    stack.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    os.killpg(stack.pid, signal.SIGKILL)
+                    stack.wait()
 
 
 def _status(url: str, login: str) -> int | None:

@@ -87,7 +87,7 @@ def test_a_worker_killed_after_asking_aws_to_stop_leaves_the_stop_finished_by_an
         dbname=db["NAME"],
     )
     blocker.execute(f"LOCK TABLE {table} IN SHARE MODE")
-    first = WorkerProcess(env=env, queues=["infra"], log_dir=run_dir, name="killed")
+    first = WorkerProcess(env=env, queues=["infra"], log_dir=run_dir, name=f"killed-{prefix[1:-1]}")
     second: WorkerProcess | None = None
     try:
         wait_until(
@@ -104,9 +104,14 @@ def test_a_worker_killed_after_asking_aws_to_stop_leaves_the_stop_finished_by_an
         action.refresh_from_db()
         assert action.state == ActionState.RUNNING  # nothing recorded the stop
 
-        second = WorkerProcess(env=env, queues=["infra"], log_dir=run_dir, name="taker")
+        second = WorkerProcess(
+            env=env, queues=["infra"], log_dir=run_dir, name=f"taker-{prefix[1:-1]}"
+        )
         finished(action, timeout=90)
-        assert _job_status(action.task_id) == "SUCCESS"
+        # The action's row ends inside the task; its result is stored once the task returns.
+        wait_until(
+            lambda: _job_status(action.task_id) == "SUCCESS", timeout=30, message="the job's result"
+        )
         assert TaskResult.objects.get(task_id=action.task_id).worker == second.hostname
         # The stop this action asked for is its own, not "nothing to do" (status_before is
         # what the second attempt saw: the lost one never got to record it).

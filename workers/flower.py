@@ -276,13 +276,8 @@ def flower_login(handler: Any) -> str:
         return user.username  # a Django account
     if isinstance(user, str):
         return user  # OAuth: the account's e-mail address
-    scheme, _, credentials = handler.request.headers.get("Authorization", "").partition(" ")
-    if scheme == "Basic":
-        try:
-            return base64.b64decode(credentials).decode().partition(":")[0]
-        except ValueError:
-            pass
-    return "?"
+    login = basic_login(handler.request.headers.get("Authorization", ""))
+    return login[0] if login else "?"  # Flower's own Basic logins
 
 
 def _arguments(arguments: dict[str, list[bytes]]) -> str:

@@ -25,6 +25,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
+@pytest.fixture(autouse=True)
+def broker_health_forgotten() -> Iterator[None]:
+    """What a test taught this process about SQS (a hanging endpoint it pointed at) is
+    forgotten after it: the next test would otherwise be refused jobs for the health
+    check's lifetime, with nothing in it to say why."""
+    yield
+    from workers.outbox import broker_health
+
+    broker_health.reset()
+
+
 @pytest.fixture(scope="session")
 def run_dir() -> Iterator[Path]:
     """Logs of the servers a test session starts; kept on failure for reading."""

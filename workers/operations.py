@@ -42,6 +42,7 @@ from workers.ops_metrics import (
     queue_latencies,
     runtime_percentiles,
 )
+from workers.outbox import broker_health
 
 STATES = ("PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
@@ -264,6 +265,9 @@ def dead_letter_sections(queues: list[QueueRow]) -> list[DeadLetterSection]:
             sections.append(DeadLetterSection(queue, [], error=str(exc)[:300]))
             if isinstance(exc, SQS_SILENT):
                 silent = f"SQS did not answer about the {queue} queue"
+                # The page's banner asks the broker's health next: it knows now, and does
+                # not make the page wait on a second question to a silent SQS.
+                broker_health.fail(exc)
     return sections
 
 

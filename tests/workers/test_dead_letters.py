@@ -284,3 +284,5 @@ def test_a_hanging_sqs_costs_the_operations_page_one_short_question_not_one_per_
     first, *others = [q for q in QUEUES]
     assert f"SQS did not answer about the {first} queue" in html
     assert html.count("Not asked: SQS did not answer") == len(others)
+    # The banner knows from that one question; it does not ask a second time.
+    assert 'id="ops-sqs-unreachable"' in html

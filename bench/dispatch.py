@@ -16,10 +16,10 @@ PostgreSQL, in the SQS endpoint and in the clients, whose sum on a saturated mac
 the wall-clock rate. Targets: opsqueue >= 1.5x plain Celery by wall clock,
 >= 0.5x insert only by web CPU, p95 < 50 ms.
 
-    .venv/bin/python bench/dispatch.py [requests per view and round]
+    [ROUNDS=n] .venv/bin/python bench/dispatch.py [requests per view and round]
 
-The views take turns, three rounds; req/s figures are the medians of the rounds, latencies
-are over all requests of a view.
+The views take turns, three rounds (ROUNDS=n for more); req/s figures are the medians of
+the rounds, latencies are over all requests of a view.
 """
 
 from __future__ import annotations
@@ -43,7 +43,6 @@ from workers.devstack import free_port, wait_for_http
 
 DB = "opsqueue_bench_dispatch"
 CLIENTS = 8
-ROUNDS = 3
 VIEWS = {
     "insert only": "/bench/insert-only/",
     "plain Celery (delay_on_commit)": "/bench/plain-celery/",
@@ -134,6 +133,7 @@ def all_published() -> bool:
 
 def main() -> None:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 400
+    rounds = int(os.environ.get("ROUNDS", "3"))
     run_dir = Path(tempfile.mkdtemp(prefix="bench-dispatch-"))
     endpoint = AwsEndpoint(run_dir)
     gunicorn = None
@@ -193,7 +193,7 @@ def main() -> None:
         )
         wait_for_http(f"http://127.0.0.1:{port}/healthz/")
 
-        # The views take turns, ROUNDS times: the machine's speed drifts over a run by
+        # The views take turns, `rounds` times: the machine's speed drifts over a run by
         # more than the views differ, and turns spread the drift evenly over them.
         walls: dict[str, list[float]] = {name: [] for name in VIEWS}
         cpus: dict[str, list[float]] = {name: [] for name in VIEWS}
@@ -204,7 +204,7 @@ def main() -> None:
         from django.utils import timezone
 
         measured_from = timezone.now()
-        for _ in range(ROUNDS):
+        for _ in range(rounds):
             for name, path in VIEWS.items():
                 while not all_published():
                     time.sleep(0.05)
@@ -228,7 +228,7 @@ def main() -> None:
             rows.append(
                 [
                     name,
-                    count * ROUNDS,
+                    count * rounds,
                     f"{figures[name][0]:,.0f}",
                     f"{figures[name][1]:,.0f}",
                     f"{quantiles[49] * 1000:.0f}",

@@ -35,3 +35,8 @@ def job_record(
         with JobLogWriter(task_id, redact=lambda text: text) as writer:
             writer.line(log)
     return TaskResult.objects.create(task_id=task_id, task_name=task_name, status=status, **result)
+
+
+def job_status(task_id: str) -> str | None:
+    """The state a job's result is in now (None before it is recorded)."""
+    return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first()

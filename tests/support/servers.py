@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +100,32 @@ def aws_environment(endpoint_url: str, queue_prefix: str) -> dict[str, str]:
 
 def new_queue_prefix() -> str:
     return f"t{uuid.uuid4().hex[:8]}-"
+
+
+@dataclass(frozen=True)
+class ShortVisibilityQueue:
+    """An infra queue of a test's own whose messages come back `seconds` after a worker
+    stops extending them (instead of the production timeout), and the worker environment
+    that uses it."""
+
+    prefix: str
+    url: str
+    env: dict[str, str]
+
+
+def short_visibility_queue(
+    aws: AwsEndpoint, worker_env: dict[str, str], seconds: int
+) -> ShortVisibilityQueue:
+    prefix = new_queue_prefix()
+    url = aws.client("sqs").create_queue(
+        QueueName=f"{prefix}infra", Attributes={"VisibilityTimeout": str(seconds)}
+    )["QueueUrl"]
+    env = {
+        **worker_env,
+        "SQS_QUEUE_PREFIX": prefix,
+        "SQS_VISIBILITY_TIMEOUT_SECONDS": str(seconds),
+    }
+    return ShortVisibilityQueue(prefix, url, env)
 
 
 def process_group_stop(process: subprocess.Popen[bytes], timeout: float) -> None:

@@ -15,6 +15,7 @@ from django.db import transaction
 from django_celery_results.models import TaskResult
 
 from tests.support.broker import publishing_to
+from tests.support.jobs import job_status
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
 from workers.enqueue import Requester, job_enqueue, new_task_id
 from workers.models import DiagnosticRun
@@ -60,10 +61,6 @@ def _start_diagnostic(
     return run
 
 
-def _status(task_id: str) -> str | None:
-    return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first()
-
-
 def test_every_worker_consumes_again_within_30s_of_sqs_coming_back(
     worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint
 ) -> None:
@@ -82,7 +79,7 @@ def test_every_worker_consumes_again_within_30s_of_sqs_coming_back(
     try:
         # The default queue's worker is busy through the outage; the other two are idle.
         busy = _start_diagnostic(endpoint, prefix, "default", duration_seconds=OUTAGE_SECONDS + 10)
-        wait_until(lambda: _status(busy.task_id) == "STARTED", timeout=30, message="busy job")
+        wait_until(lambda: job_status(busy.task_id) == "STARTED", timeout=30, message="busy job")
 
         endpoint.halt()
         time.sleep(OUTAGE_SECONDS)
@@ -97,7 +94,7 @@ def test_every_worker_consumes_again_within_30s_of_sqs_coming_back(
         for queue, run in runs.items():
             task_id = run.task_id
             wait_until(
-                lambda: _status(task_id) == "SUCCESS",  # noqa: B023 (called at once)
+                lambda: job_status(task_id) == "SUCCESS",  # noqa: B023 (called at once)
                 timeout=30,
                 message=f"the {queue} worker to consume a job after the outage",
             )

@@ -14,6 +14,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from tests.support.broker import drop_broker_connections, publishing_to, reset_broker_pools
+from tests.support.jobs import job_status
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
 from workers.devstack import free_port
 from workers.enqueue import BrokerUnavailable, Requester, job_record_pending
@@ -23,10 +24,6 @@ from workers.selectors import job_log_since
 from workers.services import diagnostic_run_start, job_republish_unsent
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def status_of(task_id: str) -> str | None:
-    return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first()
 
 
 def test_job_round_trip_pending_started_success_with_requester_and_live_log(
@@ -48,7 +45,7 @@ def test_job_round_trip_pending_started_success_with_requester_and_live_log(
     assert json.loads(result.task_args) == [run.pk]
     assert LogEntry.objects.filter(user=user, object_id=str(run.pk)).exists()
 
-    wait_until(lambda: status_of(run.task_id) == "STARTED", timeout=30, message="STARTED")
+    wait_until(lambda: job_status(run.task_id) == "STARTED", timeout=30, message="STARTED")
     assert TaskResult.objects.get(task_id=run.task_id).worker == worker.hostname
 
     # Another connection reads the log while the task is still running.
@@ -64,10 +61,10 @@ def test_job_round_trip_pending_started_success_with_requester_and_live_log(
             return row[0] if row else 0
 
         wait_until(lambda: lines_seen_elsewhere() > 0, timeout=10, message="first log lines")
-        assert status_of(run.task_id) == "STARTED"
+        assert job_status(run.task_id) == "STARTED"
         assert lines_seen_elsewhere() < 41
 
-    wait_until(lambda: status_of(run.task_id) == "SUCCESS", timeout=30, message="SUCCESS")
+    wait_until(lambda: job_status(run.task_id) == "SUCCESS", timeout=30, message="SUCCESS")
     result = TaskResult.objects.get(task_id=run.task_id)
     assert json.loads(result.result) == {"run": run.pk, "lines": 40, "attempts": 1}
     assert result.date_started is not None and result.date_done is not None
@@ -80,7 +77,7 @@ def test_failing_job_ends_failure_with_traceback_and_its_log(worker: WorkerProce
     run = diagnostic_run_start(
         requester=Requester.cli("test"), lines=5, duration_seconds=0.1, fail=True
     )
-    wait_until(lambda: status_of(run.task_id) == "FAILURE", timeout=30, message="FAILURE")
+    wait_until(lambda: job_status(run.task_id) == "FAILURE", timeout=30, message="FAILURE")
     result = TaskResult.objects.get(task_id=run.task_id)
     assert "DiagnosticFailure" in result.traceback
     assert job_log_since(task_id=run.task_id).lines[-1].startswith("!! DiagnosticFailure")
@@ -120,12 +117,12 @@ def test_broker_lost_after_a_job_is_accepted_keeps_the_job_and_sends_it_when_bac
 
     assert not relay.drain(timeout=2), "the relay should still be retrying"
     job = Job.objects.get(task_id=run.task_id)
-    assert job.sent_at is None and status_of(run.task_id) == "PENDING"
+    assert job.sent_at is None and job_status(run.task_id) == "PENDING"
 
     monkeypatch.undo()
     reset_broker_pools()
     assert relay.drain(timeout=60)
-    wait_until(lambda: status_of(run.task_id) == "SUCCESS", timeout=30, message="SUCCESS")
+    wait_until(lambda: job_status(run.task_id) == "SUCCESS", timeout=30, message="SUCCESS")
     assert Job.objects.get(task_id=run.task_id).sent_at is not None
 
 
@@ -144,7 +141,7 @@ def test_job_stranded_in_the_outbox_is_sent_by_the_sweeper(worker: WorkerProcess
     )
 
     assert job_republish_unsent() == 1
-    wait_until(lambda: status_of("stranded-1") == "SUCCESS", timeout=30, message="SUCCESS")
+    wait_until(lambda: job_status("stranded-1") == "SUCCESS", timeout=30, message="SUCCESS")
     assert job_republish_unsent() == 0
 
 
@@ -170,11 +167,11 @@ def test_worker_killed_mid_task_gets_the_job_again_and_completes_once(
         )
     finally:
         first.kill()
-    assert status_of(run.task_id) == "STARTED"
+    assert job_status(run.task_id) == "STARTED"
 
     second = WorkerProcess(env=env, queues=["default"], log_dir=run_dir)
     try:
-        wait_until(lambda: status_of(run.task_id) == "SUCCESS", timeout=60, message="SUCCESS")
+        wait_until(lambda: job_status(run.task_id) == "SUCCESS", timeout=60, message="SUCCESS")
     finally:
         second.stop()
     run.refresh_from_db()
@@ -190,7 +187,7 @@ def test_same_message_delivered_twice_does_no_harm(worker: WorkerProcess) -> Non
     from workers.tasks import diagnostic_run_execute
 
     run = diagnostic_run_start(requester=Requester.cli("test"), lines=3, duration_seconds=0.1)
-    wait_until(lambda: status_of(run.task_id) == "SUCCESS", timeout=30, message="first delivery")
+    wait_until(lambda: job_status(run.task_id) == "SUCCESS", timeout=30, message="first delivery")
     done_at = DiagnosticRun.objects.get(pk=run.pk).finished_at
 
     # The same message again, same task id: what SQS does on an at-least-once redelivery.
@@ -255,4 +252,4 @@ def test_a_job_killed_at_its_hard_time_limit_ends_its_domain_row_too(
     )
     run.refresh_from_db()
     assert "killed at its hard time limit (3" in run.error
-    assert status_of(run.task_id) == "FAILURE"
+    assert job_status(run.task_id) == "FAILURE"

@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
-from django_celery_results.models import TaskResult
 from kombu import Consumer
 
 from tests.support.broker import publishing_to
+from tests.support.jobs import job_status
 from tests.support.monitoring import FlowerProcess, RedisServer
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
 from workers.devstack import BASE_DIR, free_port
@@ -49,10 +49,6 @@ from workers.selectors import job_log_since
 from workers.services import diagnostic_run_start
 
 QUEUES = ["default", "media", "infra", "release"]
-
-
-def status_of(task_id: str) -> str | None:
-    return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first()
 
 
 def sqs_queues_named(prefix: str) -> None:
@@ -226,15 +222,15 @@ def test_task_revoked_in_flower_while_queued_never_runs(
 ) -> None:
     # The worker's one process is busy, so the second job waits on SQS.
     blocker = diagnostic(monitored.prefix, lines=20, duration_seconds=4)
-    wait_until(lambda: status_of(blocker.task_id) == "STARTED", timeout=60, message="blocker")
+    wait_until(lambda: job_status(blocker.task_id) == "STARTED", timeout=60, message="blocker")
     queued = diagnostic(monitored.prefix, lines=3, duration_seconds=0.1)
-    assert status_of(queued.task_id) == "PENDING"
+    assert job_status(queued.task_id) == "PENDING"
 
     flower.post(f"/api/task/revoke/{queued.task_id}")
 
-    wait_until(lambda: status_of(blocker.task_id) == "SUCCESS", timeout=60, message="blocker")
+    wait_until(lambda: job_status(blocker.task_id) == "SUCCESS", timeout=60, message="blocker")
     wait_until(
-        lambda: status_of(queued.task_id) == "REVOKED",
+        lambda: job_status(queued.task_id) == "REVOKED",
         timeout=60,
         message="the worker to receive the revoked task and drop it",
     )
@@ -266,12 +262,12 @@ def test_running_task_terminated_from_flower_stops_and_is_not_run_again(
         message="the task to be running",
     )
     flower.post(f"/api/task/revoke/{run.task_id}?terminate=true")
-    wait_until(lambda: status_of(run.task_id) == "REVOKED", timeout=60, message="REVOKED")
+    wait_until(lambda: job_status(run.task_id) == "REVOKED", timeout=60, message="REVOKED")
 
     # The worker goes on with other work, and the terminated job never completes.
     after = diagnostic(monitored.prefix, lines=2, duration_seconds=0.1)
-    wait_until(lambda: status_of(after.task_id) == "SUCCESS", timeout=60, message="next job")
-    assert status_of(run.task_id) == "REVOKED"
+    wait_until(lambda: job_status(after.task_id) == "SUCCESS", timeout=60, message="next job")
+    assert job_status(run.task_id) == "REVOKED"
     action = FlowerAction.objects.get(target=run.task_id)
     assert (action.action, action.arguments, action.username) == (
         "task revoke",
@@ -384,7 +380,7 @@ def test_channel_down_tasks_keep_flowing_and_worker_reconnects_when_it_returns(
         # With the channel gone, jobs still go through SQS, one after the other.
         runs = [diagnostic(prefix, lines=2, duration_seconds=0.1) for _ in range(3)]
         wait_until(
-            lambda: all(status_of(r.task_id) == "SUCCESS" for r in runs),
+            lambda: all(job_status(r.task_id) == "SUCCESS" for r in runs),
             timeout=60,
             message="the jobs",
         )
@@ -401,7 +397,7 @@ def test_channel_down_tasks_keep_flowing_and_worker_reconnects_when_it_returns(
         result = inspect_ping(redis.url, worker.hostname)
         assert "pong" in result.stdout, result.stdout + result.stderr
         run = diagnostic(prefix, lines=2, duration_seconds=0.1)
-        wait_until(lambda: status_of(run.task_id) == "SUCCESS", timeout=60, message="job")
+        wait_until(lambda: job_status(run.task_id) == "SUCCESS", timeout=60, message="job")
         wait_until(
             lambda: "monitoring channel: publishing events again" in worker.log_text(),
             timeout=60,
@@ -426,7 +422,7 @@ def test_worker_without_a_channel_runs_jobs_and_records_its_heartbeat(
     )
     try:
         run = diagnostic(prefix, lines=2, duration_seconds=0.1)
-        wait_until(lambda: status_of(run.task_id) == "SUCCESS", timeout=60, message="job")
+        wait_until(lambda: job_status(run.task_id) == "SUCCESS", timeout=60, message="job")
         heartbeat = wait_until(
             lambda: WorkerHeartbeat.objects.filter(hostname=worker.hostname).first(),
             timeout=60,

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from django_celery_results.models import TaskResult
 
 from tests.support.broker import publishing_to
+from tests.support.jobs import job_status
 from tests.support.servers import WorkerProcess, new_queue_prefix, wait_until
 from tests.workers.test_monitoring import sqs_queues_named
 from workers.enqueue import Requester
@@ -46,10 +46,6 @@ def late_worker(
     process.stop()
 
 
-def status_of(task_id: str) -> str | None:
-    return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first()
-
-
 def test_a_worker_started_while_its_queue_is_paused_waits_and_runs_after_resume(
     late_worker: WorkerProcess, own_queues: str, ops: object
 ) -> None:
@@ -58,10 +54,10 @@ def test_a_worker_started_while_its_queue_is_paused_waits_and_runs_after_resume(
         run = diagnostic_run_start(requester=Requester.cli("test"), lines=2, duration_seconds=0.1)
     # Several pause checks and SQS polls later, the worker has not taken it.
     time.sleep(3)
-    assert status_of(run.task_id) == "PENDING"
+    assert job_status(run.task_id) == "PENDING"
 
     queue_resume(queue="default", user=ops)
-    wait_until(lambda: status_of(run.task_id) == "SUCCESS", timeout=60, message="the job to run")
+    wait_until(lambda: job_status(run.task_id) == "SUCCESS", timeout=60, message="the job to run")
 
 
 def test_pausing_twice_or_an_unknown_queue_is_refused(ops: object) -> None:

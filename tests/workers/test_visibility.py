@@ -14,7 +14,13 @@ from django.db import transaction
 from django_celery_results.models import TaskResult
 
 from tests.support.broker import publishing_to
-from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from tests.support.jobs import job_status
+from tests.support.servers import (
+    AwsEndpoint,
+    WorkerProcess,
+    short_visibility_queue,
+    wait_until,
+)
 from workers.enqueue import Requester, job_enqueue, new_task_id
 from workers.models import DiagnosticRun
 from workers.queues import QUEUES
@@ -43,24 +49,12 @@ def _start_diagnostic(prefix: str, *, lines: int, duration_seconds: float) -> Di
     return run
 
 
-def _status(task_id: str) -> str | None:
-    return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first()
-
-
 def test_a_dead_workers_running_and_prefetched_jobs_complete_on_another_worker(
     worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
 ) -> None:
     assert QUEUES["infra"].time_limit >= 3600
-    prefix = new_queue_prefix()
-    sqs = aws.client("sqs")
-    queue_url = sqs.create_queue(
-        QueueName=f"{prefix}infra", Attributes={"VisibilityTimeout": str(VISIBILITY)}
-    )["QueueUrl"]
-    env = {
-        **worker_env,
-        "SQS_QUEUE_PREFIX": prefix,
-        "SQS_VISIBILITY_TIMEOUT_SECONDS": str(VISIBILITY),
-    }
+    own = short_visibility_queue(aws, worker_env, VISIBILITY)
+    prefix, env = own.prefix, own.env
     # One pool process and room for a second message: one job runs, one waits prefetched.
     first = WorkerProcess(
         env=env,
@@ -72,13 +66,13 @@ def test_a_dead_workers_running_and_prefetched_jobs_complete_on_another_worker(
     second: WorkerProcess | None = None
     try:
         running = _start_diagnostic(prefix, lines=40, duration_seconds=40)
-        wait_until(lambda: _status(running.task_id) == "STARTED", message="the running job")
+        wait_until(lambda: job_status(running.task_id) == "STARTED", message="the running job")
         waiting = _start_diagnostic(prefix, lines=2, duration_seconds=0.1)
         wait_until(
             lambda: f"[{waiting.task_id}] received" in first.log_text(),
             message="the second job to be prefetched",
         )
-        assert _status(waiting.task_id) == "PENDING"
+        assert job_status(waiting.task_id) == "PENDING"
 
         second = WorkerProcess(env=env, queues=["infra"], log_dir=run_dir, name="taker")
         # Several timeouts pass while the first worker lives: it keeps both messages.
@@ -94,7 +88,7 @@ def test_a_dead_workers_running_and_prefetched_jobs_complete_on_another_worker(
         for run in (running, waiting):
             task_id = run.task_id
             wait_until(
-                lambda: _status(task_id) == "SUCCESS",  # noqa: B023 (called at once)
+                lambda: job_status(task_id) == "SUCCESS",  # noqa: B023 (called at once)
                 timeout=120,
                 message="the dead worker's job to complete on the other worker",
             )
@@ -105,4 +99,4 @@ def test_a_dead_workers_running_and_prefetched_jobs_complete_on_another_worker(
         first.stop()
         if second is not None:
             second.stop()
-        sqs.purge_queue(QueueUrl=queue_url)
+        aws.client("sqs").purge_queue(QueueUrl=own.url)

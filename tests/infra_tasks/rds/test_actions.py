@@ -29,6 +29,7 @@ from tests.infra_tasks.rds.support import (
     new_instance,
     register,
 )
+from tests.support.jobs import job_status
 from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
 from workers.beat import RecordingDatabaseScheduler
 from workers.celery import app
@@ -37,10 +38,6 @@ from workers.models import Job, RequesterKind
 from workers.selectors import job_log_since
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def job_status(task_id: str) -> str | None:
-    return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first()
 
 
 def wait_for_job(task_id: str, status: str) -> TaskResult:

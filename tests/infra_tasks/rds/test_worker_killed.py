@@ -28,7 +28,13 @@ from infra_tasks.rds.services.actions import database_action_request
 from tests.infra_tasks.rds.support import aws_status, finished, new_instance, register
 from tests.infra_tasks.rds.test_actions import scheduled
 from tests.support.broker import publishing_to
-from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from tests.support.jobs import job_status
+from tests.support.servers import (
+    AwsEndpoint,
+    WorkerProcess,
+    short_visibility_queue,
+    wait_until,
+)
 from workers.enqueue import Requester
 from workers.selectors import job_log_since
 
@@ -52,23 +58,11 @@ def job_log_lines(task_id: str) -> list[str]:
     return job_log_since(task_id=task_id).lines
 
 
-def _job_status(task_id: str) -> str | None:
-    return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first()
-
-
 def test_a_worker_killed_after_asking_aws_to_stop_leaves_the_stop_finished_by_another(
     worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
 ) -> None:
-    prefix = new_queue_prefix()
-    sqs = aws.client("sqs")
-    queue_url = sqs.create_queue(
-        QueueName=f"{prefix}infra", Attributes={"VisibilityTimeout": str(VISIBILITY)}
-    )["QueueUrl"]
-    env = {
-        **worker_env,
-        "SQS_QUEUE_PREFIX": prefix,
-        "SQS_VISIBILITY_TIMEOUT_SECONDS": str(VISIBILITY),
-    }
+    own = short_visibility_queue(aws, worker_env, VISIBILITY)
+    prefix, env = own.prefix, own.env
     database = register(new_instance(aws))
     table = ManagedDatabase._meta.db_table
     admin_user = get_user_model().objects.create_superuser("ops", "ops@example.com", "x")
@@ -110,7 +104,7 @@ def test_a_worker_killed_after_asking_aws_to_stop_leaves_the_stop_finished_by_an
         finished(action, timeout=90)
         # The action's row ends inside the task; its result is stored once the task returns.
         wait_until(
-            lambda: _job_status(action.task_id) == "SUCCESS", timeout=30, message="the job's result"
+            lambda: job_status(action.task_id) == "SUCCESS", timeout=30, message="the job's result"
         )
         assert TaskResult.objects.get(task_id=action.task_id).worker == second.hostname
         # The stop this action asked for is its own, not "nothing to do" (status_before is
@@ -132,7 +126,7 @@ def test_a_worker_killed_after_asking_aws_to_stop_leaves_the_stop_finished_by_an
         # The nightly stop of a database already stopped: a clear "nothing to do".
         with publishing_to(prefix):
             firing = scheduled(database, "stop")
-        wait_until(lambda: _job_status(firing) == "SUCCESS", timeout=60, message="the firing")
+        wait_until(lambda: job_status(firing) == "SUCCESS", timeout=60, message="the firing")
         again = DatabaseAction.objects.get(task_id=firing)
         assert (again.state, again.message) == (ActionState.NOOP, "already stopped")
         assert json.loads(TaskResult.objects.get(task_id=firing).result)["state"] == "noop"
@@ -157,4 +151,4 @@ def test_a_worker_killed_after_asking_aws_to_stop_leaves_the_stop_finished_by_an
         first.stop()
         if second is not None:
             second.stop()
-        sqs.purge_queue(QueueUrl=queue_url)
+        aws.client("sqs").purge_queue(QueueUrl=own.url)

@@ -1,0 +1,157 @@
+"""SQS unreachable when a job finishes: the worker cannot acknowledge (delete) its message.
+
+A real worker (acks_late) runs a diagnostic job against its own moto_server; the endpoint
+is killed while the job runs and the job finishes during the outage, so DeleteMessage fails.
+The endpoint then comes back. moto comes back with no state at all (no queues, no messages,
+no receipt handles), so SQS's own redelivery of the unacknowledged message cannot happen
+here: the redelivery is played by sending the identical message (same task id, same
+arguments) again, which is what SQS would deliver once the visibility timeout ran out.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from django.db import transaction
+from django_celery_results.models import TaskResult
+
+from tests.support.broker import publishing_to
+from tests.support.jobs import job_status
+from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from workers.enqueue import Requester, job_enqueue, new_task_id
+from workers.models import DiagnosticRun
+from workers.outbox import OutboundJob, publish_now
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.waits]
+
+
+@pytest.fixture
+def endpoint(run_dir: Path) -> Iterator[AwsEndpoint]:
+    endpoint = AwsEndpoint(run_dir)
+    yield endpoint
+    endpoint.stop()
+
+
+def _create_queue(endpoint: AwsEndpoint, prefix: str) -> None:
+    endpoint.client("sqs").create_queue(
+        QueueName=f"{prefix}default", Attributes={"VisibilityTimeout": "120"}
+    )
+
+
+def _queue_empty(endpoint: AwsEndpoint, prefix: str) -> bool:
+    sqs = endpoint.client("sqs")
+    url = sqs.get_queue_url(QueueName=f"{prefix}default")["QueueUrl"]
+    counts = sqs.get_queue_attributes(
+        QueueUrl=url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return not any(int(count) for count in counts.values())
+
+
+def _start_diagnostic(
+    endpoint: AwsEndpoint, prefix: str, *, lines: int, duration_seconds: float
+) -> DiagnosticRun:
+    from workers.tasks import diagnostic_run_execute
+
+    with publishing_to(prefix, endpoint_url=endpoint.url), transaction.atomic():
+        run = DiagnosticRun.objects.create(
+            lines=lines, duration_seconds=duration_seconds, task_id=new_task_id()
+        )
+        job_enqueue(
+            diagnostic_run_execute,
+            requester=Requester.cli("test"),
+            args=[run.pk],
+            task_id=run.task_id,
+            queue="default",
+            refuse_if_broker_down=False,
+        )
+    return run
+
+
+def test_a_job_finishing_while_sqs_is_down_stays_succeeded_and_its_worker_consumes_again(
+    worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint
+) -> None:
+    from workers.tasks import diagnostic_run_execute
+
+    prefix = new_queue_prefix()
+    _create_queue(endpoint, prefix)
+    worker = WorkerProcess(
+        env={
+            **worker_env,
+            "AWS_ENDPOINT_URL": endpoint.url,
+            "AWS_ENDPOINT_URL_SQS": endpoint.url,
+            "SQS_QUEUE_PREFIX": prefix,
+        },
+        queues=["default"],
+        log_dir=run_dir,
+        name="ackless",
+    )
+    try:
+        run = _start_diagnostic(endpoint, prefix, lines=20, duration_seconds=6)
+        wait_until(lambda: job_status(run.task_id) == "STARTED", message="the job to start")
+
+        endpoint.halt()
+        wait_until(
+            lambda: job_status(run.task_id) == "SUCCESS",
+            timeout=30,
+            message="the job to finish while SQS is down",
+        )
+        wait_until(
+            lambda: "Couldn't ack" in worker.log_text(),
+            timeout=30,
+            message="the worker to fail to delete the finished job's message",
+        )
+        wait_until(
+            lambda: "SQS poll of default failed" in worker.log_text(),
+            timeout=30,
+            message="the worker to poll SQS in vain",
+        )
+        result = TaskResult.objects.get(task_id=run.task_id)
+        summary = {"run": run.pk, "lines": 20, "attempts": 1}
+        assert json.loads(result.result) == summary
+
+        endpoint.start()
+        # A restarted moto_server has forgotten its queues; SQS itself would still have them.
+        _create_queue(endpoint, prefix)
+
+        after = _start_diagnostic(endpoint, prefix, lines=2, duration_seconds=0.1)
+        wait_until(
+            lambda: job_status(after.task_id) == "SUCCESS",
+            timeout=60,
+            message="the worker to consume a job after the outage",
+        )
+        assert worker.process.poll() is None
+
+        # SQS's redelivery of the message it never saw deleted: the very same message.
+        finished = TaskResult.objects.get(task_id=run.task_id)
+        with publishing_to(prefix, endpoint_url=endpoint.url):
+            publish_now(
+                OutboundJob(
+                    task=diagnostic_run_execute,
+                    task_id=run.task_id,
+                    args=[run.pk],
+                    kwargs={},
+                    options={"queue": "default"},
+                )
+            )
+        wait_until(
+            lambda: worker.log_text().count(f"[{run.task_id}] received") == 2,
+            message="the message to be delivered again",
+        )
+        wait_until(lambda: _queue_empty(endpoint, prefix), message="the redelivery to be acked")
+        run.refresh_from_db()
+        assert run.state == DiagnosticRun.State.SUCCEEDED
+        assert run.attempts == 1  # the work was not done again
+        # The finished record was left as it was: not marked STARTED again, not rewritten.
+        again = TaskResult.objects.get(task_id=run.task_id)
+        assert (again.status, again.result, again.worker) == (
+            "SUCCESS",
+            finished.result,
+            finished.worker,
+        )
+        assert (again.date_started, again.date_done) == (finished.date_started, finished.date_done)
+    finally:
+        worker.stop()

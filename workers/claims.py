@@ -8,8 +8,14 @@ visibility, every third of the timeout (workers/visibility.py): a live holder ke
 a dead one's lease has ended before SQS makes the message visible again (at least two thirds
 of a timeout after the holder's last extension), so that delivery wins.
 
-The claim is released when the task ends, so a later redelivery of a finished job runs
-into the task's own guard (a succeeded run returns what it produced), as before.
+The claim is released when the task ends. A later delivery of a job that succeeded (SQS
+could not be told it was done: the DeleteMessage failed in an outage, or the visibility
+timeout ran out just before it) finds the job's result SUCCESS and is dropped without
+running or touching the record. Celery itself would mark the job STARTED before any of this
+(CELERY_TASK_TRACK_STARTED), overwriting a finished job's record and, for a duplicate, the
+running holder's worker: so the app's tasks mark STARTED here instead, once the delivery
+holds the job and has found it unfinished. A job that failed may run again (each task's own
+guard decides what that does).
 
 A delivery that loses cannot tell a true duplicate from the last delivery of a job whose
 process died: a pool process killed mid-job (the kernel's OOM killer, a person) holds its
@@ -36,6 +42,7 @@ import os
 from datetime import timedelta
 from typing import Any
 
+from celery import states
 from celery.contrib.django.task import DjangoTask
 from celery.exceptions import Ignore, TimeLimitExceeded
 from celery.signals import task_revoked
@@ -186,9 +193,36 @@ def job_claims_renew(*, task_ids: list[str], hostname: str) -> int:
     ).update(claimed_until=until)
 
 
+def _job_succeeded(task_id: str) -> bool:
+    from django_celery_results.models import TaskResult
+
+    return TaskResult.objects.filter(task_id=task_id, status=states.SUCCESS).exists()
+
+
 class ClaimedTask(DjangoTask):
     # DjangoTask: the app's tasks keep Celery's Django API (`delay_on_commit`), which a
     # project's own code may use beside opsqueue's `job_enqueue`.
+
+    # Celery's own STARTED mark comes before `__call__`, so before the claim and the look
+    # at the job's result: off, and done by `_mark_started` (when CELERY_TASK_TRACK_STARTED
+    # asks for it) unless the task marks itself (`marks_started_itself`, Django's Tasks API).
+    track_started = False
+    marks_started_itself = False
+
+    def _mark_started(self, request: Any) -> None:
+        ignore_result = (
+            request.ignore_result if request.ignore_result is not None else self.ignore_result
+        )
+        if self.marks_started_itself or ignore_result or not self.app.conf.task_track_started:
+            return
+        # What Celery's tracer stores for STARTED.
+        self.backend.store_result(
+            request.id,
+            {"pid": os.getpid(), "hostname": request.hostname},
+            states.STARTED,
+            request=request,
+        )
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         if request.is_eager or not request.id or request.called_directly:
@@ -221,6 +255,14 @@ class ClaimedTask(DjangoTask):
         # under way in a process that died, and may have stopped half-way.
         request.taken_over = claim is Claim.TAKEN_OVER
         try:
+            if _job_succeeded(request.id):
+                logger.info(
+                    "late delivery of %s [%s]: it succeeded already; not run again",
+                    self.name,
+                    request.id,
+                )
+                raise Ignore()
+            self._mark_started(request)
             return super().__call__(*args, **kwargs)
         except DatabaseError:
             if not connection.in_atomic_block:

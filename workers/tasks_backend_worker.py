@@ -93,7 +93,13 @@ def celery_task_register(task: Task) -> CeleryTask:
     )
     # Not shared and not lazy: registered on this app now, whether or not it is finalized.
     celery_task: CeleryTask = app.task(
-        name=name, bind=True, shared=False, lazy=False, track_started=False, **limits
+        name=name,
+        bind=True,
+        shared=False,
+        lazy=False,
+        track_started=False,
+        marks_started_itself=True,
+        **limits,
     )(run)
     _registered[name] = celery_task
     return celery_task

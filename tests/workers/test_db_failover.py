@@ -1,0 +1,231 @@
+"""PostgreSQL drops every connection under a running system (an RDS failover or restart).
+
+A real worker, this process's relay and the worker's heartbeat thread all hold or reopen
+connections to the test database; every backend of it but this test's own is terminated
+(pg_terminate_backend, what a failover does to clients), and the system must carry on.
+Only the test database's backends are terminated: the server is shared.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from tests.support.broker import publishing_to
+from tests.support.jobs import job_status
+from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from workers.enqueue import Requester
+from workers.models import DiagnosticRun, Job, WorkerHeartbeat
+from workers.selectors import job_log_since
+from workers.services import diagnostic_run_start
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.waits]
+
+
+def _terminate_other_backends() -> int:
+    """Terminate every connection to the test database but this one; how many."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_database()")
+        (name,) = cursor.fetchone()
+        assert name.startswith("test_"), name  # never another database on the shared server
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return len(cursor.fetchall())
+
+
+@pytest.fixture
+def prefix(aws: AwsEndpoint) -> str:
+    prefix = new_queue_prefix()
+    aws.client("sqs").create_queue(
+        QueueName=f"{prefix}default", Attributes={"VisibilityTimeout": "120"}
+    )
+    return prefix
+
+
+@pytest.fixture
+def db_worker(
+    worker_env: dict[str, str], run_dir: Path, prefix: str, tmp_path: Path
+) -> Iterator[WorkerProcess]:
+    worker = WorkerProcess(
+        env={
+            **worker_env,
+            "SQS_QUEUE_PREFIX": prefix,
+            "WORKER_HEARTBEAT_SECONDS": "0.5",
+            "WORKER_LIVENESS_FILE": str(tmp_path / "consuming"),
+        },
+        queues=["default"],
+        log_dir=run_dir,
+        concurrency=1,
+        name="failover",
+    )
+    yield worker
+    worker.stop()
+
+
+def _run_diagnostic(prefix: str, *, lines: int, duration_seconds: float) -> DiagnosticRun:
+    with publishing_to(prefix):
+        return diagnostic_run_start(
+            requester=Requester.cli("test"), lines=lines, duration_seconds=duration_seconds
+        )
+
+
+def test_after_every_database_connection_is_dropped_an_idle_worker_runs_the_next_job(
+    db_worker: WorkerProcess, prefix: str, tmp_path: Path
+) -> None:
+    from workers.liveness import consumer_alive
+
+    # A first job: the pool process keeps its connection open (CONN_MAX_AGE) afterwards.
+    first = _run_diagnostic(prefix, lines=2, duration_seconds=0.1)
+    wait_until(lambda: job_status(first.task_id) == "SUCCESS", message="the first job")
+    wait_until(
+        lambda: WorkerHeartbeat.objects.filter(hostname=db_worker.hostname).exists(),
+        message="the worker's heartbeat",
+    )
+
+    dropped_at = timezone.now()
+    # Often nothing is open to terminate: between jobs the pool process (Celery's Django
+    # fixup), the heartbeat and visibility threads and this process's relay all close their
+    # connections. Whatever is open is cut.
+    _terminate_other_backends()
+
+    run = _run_diagnostic(prefix, lines=3, duration_seconds=0.1)
+    wait_until(
+        lambda: job_status(run.task_id) == "SUCCESS",
+        message="the worker to run a job after its connections were dropped",
+    )
+    result = TaskResult.objects.get(task_id=run.task_id)
+    assert json.loads(result.result) == {"run": run.pk, "lines": 3, "attempts": 1}
+    run.refresh_from_db()
+    assert run.state == DiagnosticRun.State.SUCCEEDED
+    # The relay published it, and recorded that it did.
+    assert Job.objects.get(task_id=run.task_id).sent_at is not None
+
+    # The heartbeat thread records again, with the consumer receiving, and the container's
+    # health check still sees a live consumer.
+    wait_until(
+        lambda: WorkerHeartbeat.objects.filter(
+            hostname=db_worker.hostname,
+            last_seen_at__gt=dropped_at,
+            last_receive_at__gt=dropped_at,
+        ).exists(),
+        message="the worker's heartbeat after the connections were dropped",
+    )
+    assert consumer_alive(str(tmp_path / "consuming"), 5)
+    assert db_worker.process.poll() is None
+
+
+@contextmanager
+def _database_down() -> Iterator[None]:
+    """The failover window: every other connection to the test database cut and none
+    accepted until the block ends; only this test's own connection lives through it."""
+    import psycopg
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_database()")
+        (name,) = cursor.fetchone()
+    assert name.startswith("test_"), name  # never another database on the shared server
+    db = connection.settings_dict
+    # A database cannot refuse connections from a session connected to it.
+    with psycopg.connect(
+        host=db["HOST"],
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"] or None,
+        dbname="postgres",
+        autocommit=True,
+    ) as admin:
+        quoted = connection.ops.quote_name(name)
+        admin.execute(f"ALTER DATABASE {quoted} WITH ALLOW_CONNECTIONS false")
+        try:
+            _terminate_other_backends()
+            yield
+        finally:
+            admin.execute(f"ALTER DATABASE {quoted} WITH ALLOW_CONNECTIONS true")
+
+
+def test_a_job_that_arrives_while_the_database_refuses_connections_runs_once_it_is_back(
+    db_worker: WorkerProcess, prefix: str, tmp_path: Path
+) -> None:
+    from workers.liveness import consumer_alive
+
+    first = _run_diagnostic(prefix, lines=2, duration_seconds=0.1)
+    wait_until(lambda: job_status(first.task_id) == "SUCCESS", message="the first job")
+
+    with _database_down():
+        down_at = timezone.now()
+        run = _run_diagnostic(prefix, lines=3, duration_seconds=0.1)
+        wait_until(
+            lambda: f"[{run.task_id}] received" in db_worker.log_text(),
+            message="the worker to receive the job while the database is down",
+        )
+        # Not failed (its failure could not be recorded either), not lost: sent again.
+        wait_until(
+            lambda: (
+                "the database is unreachable" in db_worker.log_text()
+                and "not started, delivered again" in db_worker.log_text()
+            ),
+            message="the delivery to be put off until the database is back",
+        )
+        assert job_status(run.task_id) == "PENDING"
+        wait_until(
+            lambda: "worker heartbeat: cannot record" in db_worker.log_text(),
+            message="the heartbeat to notice",
+        )
+    wait_until(
+        lambda: job_status(run.task_id) == "SUCCESS",
+        timeout=120,
+        message="the job to run once the database is back",
+    )
+    run.refresh_from_db()
+    assert run.state == DiagnosticRun.State.SUCCEEDED
+    wait_until(
+        lambda: WorkerHeartbeat.objects.filter(
+            hostname=db_worker.hostname, last_seen_at__gt=down_at, last_receive_at__gt=down_at
+        ).exists(),
+        message="the worker's heartbeat once the database is back",
+    )
+    assert consumer_alive(str(tmp_path / "consuming"), 5)
+    assert db_worker.process.poll() is None
+
+
+def test_a_job_whose_connections_are_dropped_mid_run_ends_recorded_and_the_worker_goes_on(
+    db_worker: WorkerProcess, prefix: str
+) -> None:
+    run = _run_diagnostic(prefix, lines=100, duration_seconds=10)
+    wait_until(
+        lambda: len(job_log_since(task_id=run.task_id).lines) >= 5,
+        message="the job to be writing its log",
+    )
+    assert _terminate_other_backends() >= 1
+
+    wait_until(
+        lambda: job_status(run.task_id) in ("SUCCESS", "FAILURE"),
+        timeout=60,
+        message="the job to end in a recorded state",
+    )
+    result = TaskResult.objects.get(task_id=run.task_id)
+    run.refresh_from_db()
+    if result.status == "FAILURE":
+        outcome = json.loads(result.result)
+        assert outcome["exc_type"] == "OperationalError", outcome
+        assert "terminating connection" in str(outcome["exc_message"])
+        assert run.state == DiagnosticRun.State.FAILED
+        assert "terminating connection" in run.error
+        assert job_log_since(task_id=run.task_id).lines[-1].startswith("!! OperationalError")
+    else:
+        assert run.state == DiagnosticRun.State.SUCCEEDED
+
+    after = _run_diagnostic(prefix, lines=2, duration_seconds=0.1)
+    wait_until(
+        lambda: job_status(after.task_id) == "SUCCESS",
+        message="the worker to run the next job",
+    )

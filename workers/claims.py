@@ -40,7 +40,7 @@ import enum
 import logging
 import os
 from datetime import timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from celery import states
 from celery.contrib.django.task import DjangoTask
@@ -65,6 +65,8 @@ class Claim(enum.Enum):
 
 # The header a recheck carries (a copy left by a delivery that lost its claim).
 RECHECK_HEADER = "opsqueue_claim_recheck"
+# A delivery that found the database unreachable comes back this much later.
+DATABASE_RETRY_DELAY = timedelta(seconds=10)
 # A recheck comes back this long after the lease it waits for was due to end.
 RECHECK_MARGIN = timedelta(seconds=2)
 
@@ -136,23 +138,13 @@ def _holder_died_here(held_by: str, holder: str) -> bool:
         return False
 
 
-def job_recheck_leave(task: Any, request: Any) -> bool:
-    """Leave a copy of the message being run, held back by SQS until the lease on its job
-    has run out, marked as a recheck; False if the job is not held, or the copy could not
-    be sent (the reconciler then ends the job if its holder is gone)."""
-    from workers.enqueue import REQUESTER_HEADER, Requester
-    from workers.models import Job
-    from workers.outbox import BROKER_ERRORS, OutboundJob, publish_now
+def _message_copy(
+    task: Any, request: Any, *, queue: str, headers: dict[str, Any], run_after: Any
+) -> Any:
+    """The message being run, as a new message to `queue` held back until `run_after`."""
+    from workers.outbox import OutboundJob
 
-    job = Job.objects.filter(task_id=request.id, claimed_until__isnull=False).first()
-    if job is None or job.claimed_until is None:
-        return False
-    # The message's own headers (who asked, a schedule's), marked as a recheck.
-    headers = {REQUESTER_HEADER: Requester.of(job).as_header(), **(request.headers or {})}
-    options: dict[str, Any] = {
-        "queue": job.queue,
-        "headers": {**headers, RECHECK_HEADER: job.claimed_by},
-    }
+    options: dict[str, Any] = {"queue": queue, "headers": headers}
     hard, soft = request.timelimit or (None, None)
     if hard:
         options["time_limit"] = hard
@@ -161,12 +153,34 @@ def job_recheck_leave(task: Any, request: Any) -> bool:
     for name in ("argsrepr", "kwargsrepr"):
         if getattr(request, name, None) is not None:
             options[name] = getattr(request, name)
-    copy = OutboundJob(
+    return OutboundJob(
         task=task,
         task_id=request.id,
         args=list(request.args or ()),
         kwargs=dict(request.kwargs or {}),
         options=options,
+        run_after=run_after,
+    )
+
+
+def job_recheck_leave(task: Any, request: Any) -> bool:
+    """Leave a copy of the message being run, held back by SQS until the lease on its job
+    has run out, marked as a recheck; False if the job is not held, or the copy could not
+    be sent (the reconciler then ends the job if its holder is gone)."""
+    from workers.enqueue import REQUESTER_HEADER, Requester
+    from workers.models import Job
+    from workers.outbox import BROKER_ERRORS, publish_now
+
+    job = Job.objects.filter(task_id=request.id, claimed_until__isnull=False).first()
+    if job is None or job.claimed_until is None:
+        return False
+    # The message's own headers (who asked, a schedule's), marked as a recheck.
+    headers = {REQUESTER_HEADER: Requester.of(job).as_header(), **(request.headers or {})}
+    copy = _message_copy(
+        task,
+        request,
+        queue=job.queue,
+        headers={**headers, RECHECK_HEADER: job.claimed_by},
         run_after=job.claimed_until + RECHECK_MARGIN,
     )
     try:
@@ -175,6 +189,36 @@ def job_recheck_leave(task: Any, request: Any) -> bool:
         logger.warning("job %s: could not leave a recheck: %r", request.id, exc)
         return False
     return True
+
+
+def job_later_leave(task: Any, request: Any, *, delay: timedelta) -> bool:
+    """Leave a copy of the message being run that SQS holds back for `delay`, from the
+    message alone (the database cannot be asked); False if it could not be sent."""
+    from workers.enqueue import REQUESTER_HEADER
+    from workers.outbox import BROKER_ERRORS, publish_now
+
+    headers = dict(request.headers or {})
+    for name in (REQUESTER_HEADER, RECHECK_HEADER):
+        value = getattr(request, name, None)
+        if value is not None:
+            headers.setdefault(name, value)
+    queue = (request.delivery_info or {}).get("routing_key") or spec_queue(task.name)
+    copy = _message_copy(
+        task, request, queue=queue, headers=headers, run_after=timezone.now() + delay
+    )
+    try:
+        publish_now(copy)
+    except BROKER_ERRORS as exc:
+        logger.warning("job %s: could not send it again for later: %r", request.id, exc)
+        return False
+    return True
+
+
+def spec_queue(task_name: str) -> str:
+    from workers.job_registry import DEFAULT_QUEUE, spec_for
+
+    spec = spec_for(task_name)
+    return spec.queue if spec is not None else DEFAULT_QUEUE
 
 
 def job_claim_release(*, task_id: str, holder: str) -> None:
@@ -223,13 +267,34 @@ class ClaimedTask(DjangoTask):
             request=request,
         )
 
+    def _leave_for_later(self, request: Any, exc: DatabaseError) -> NoReturn:
+        """The database could not be reached before the job started (a failover, a
+        restart): nothing of the job has run, and nothing can be recorded. Failing it would
+        acknowledge the message and then fail to store the failure, leaving the job PENDING
+        for good; so a copy of the message comes back after DATABASE_RETRY_DELAY and this
+        delivery is dropped. If SQS cannot take the copy either, the job fails as before."""
+        connection.close()
+        if not job_later_leave(self, request, delay=DATABASE_RETRY_DELAY):
+            raise exc
+        logger.warning(
+            "%s [%s]: the database is unreachable (%s); not started, delivered again in %ds",
+            self.name,
+            request.id,
+            exc,
+            DATABASE_RETRY_DELAY.total_seconds(),
+        )
+        raise Ignore() from exc
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         if request.is_eager or not request.id or request.called_directly:
             return super().__call__(*args, **kwargs)
         holder = claim_holder(request.hostname)
         recheck = getattr(request, RECHECK_HEADER, None) is not None
-        claim = job_claim(task_id=request.id, holder=holder, recheck=recheck)
+        try:
+            claim = job_claim(task_id=request.id, holder=holder, recheck=recheck)
+        except DatabaseError as exc:
+            self._leave_for_later(request, exc)
         if claim is Claim.LOST:
             if recheck:
                 logger.warning(
@@ -255,14 +320,19 @@ class ClaimedTask(DjangoTask):
         # under way in a process that died, and may have stopped half-way.
         request.taken_over = claim is Claim.TAKEN_OVER
         try:
-            if _job_succeeded(request.id):
+            try:
+                succeeded = _job_succeeded(request.id)
+                if not succeeded:
+                    self._mark_started(request)
+            except DatabaseError as exc:
+                self._leave_for_later(request, exc)
+            if succeeded:
                 logger.info(
                     "late delivery of %s [%s]: it succeeded already; not run again",
                     self.name,
                     request.id,
                 )
                 raise Ignore()
-            self._mark_started(request)
             return super().__call__(*args, **kwargs)
         except DatabaseError:
             if not connection.in_atomic_block:

@@ -9,6 +9,7 @@ Only the test database's backends are terminated: the server is shared.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,9 @@ from workers.enqueue import Requester
 from workers.models import DiagnosticRun, Job, WorkerHeartbeat
 from workers.selectors import job_log_since
 from workers.services import diagnostic_run_start
+
+# How long the database stays down after a job it broke has given up.
+OUTAGE_AFTER_JOB_SECONDS = 5
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.waits]
 
@@ -221,6 +225,50 @@ def test_a_job_whose_connections_are_dropped_mid_run_ends_recorded_and_the_worke
         assert run.state == DiagnosticRun.State.FAILED
         assert "terminating connection" in run.error
         assert job_log_since(task_id=run.task_id).lines[-1].startswith("!! OperationalError")
+    else:
+        assert run.state == DiagnosticRun.State.SUCCEEDED
+
+    after = _run_diagnostic(prefix, lines=2, duration_seconds=0.1)
+    wait_until(
+        lambda: job_status(after.task_id) == "SUCCESS",
+        message="the worker to run the next job",
+    )
+
+
+def test_a_job_whose_database_stays_down_past_its_end_is_recorded_failed_once_it_is_back(
+    db_worker: WorkerProcess, prefix: str
+) -> None:
+    """The database goes away mid-job and only comes back after the job has given up: the
+    failure could not be stored when it happened, and must be once the database is back."""
+    run = _run_diagnostic(prefix, lines=100, duration_seconds=10)
+    wait_until(
+        lambda: len(job_log_since(task_id=run.task_id).lines) >= 5,
+        message="the job to be writing its log",
+    )
+    with _database_down():
+        wait_until(
+            lambda: (
+                "could not release the claim" in db_worker.log_text()
+                or "waiting for the database" in db_worker.log_text()
+            ),
+            timeout=30,
+            message="the job to give up while the database is down",
+        )
+        # The outage lasts on after the job has given up.
+        time.sleep(OUTAGE_AFTER_JOB_SECONDS)
+        assert job_status(run.task_id) == "STARTED"
+    wait_until(
+        lambda: job_status(run.task_id) in ("SUCCESS", "FAILURE"),
+        timeout=60,
+        message="the job to end in a recorded state once the database is back",
+    )
+    result = TaskResult.objects.get(task_id=run.task_id)
+    run.refresh_from_db()
+    if result.status == "FAILURE":
+        outcome = json.loads(result.result)
+        assert outcome["exc_type"] == "OperationalError", outcome
+        assert run.state == DiagnosticRun.State.FAILED
+        assert "OperationalError" in run.error or "terminating connection" in run.error
     else:
         assert run.state == DiagnosticRun.State.SUCCEEDED
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
+import time
 from datetime import timedelta
 from typing import Any, NoReturn
 
@@ -67,6 +68,9 @@ class Claim(enum.Enum):
 RECHECK_HEADER = "opsqueue_claim_recheck"
 # A delivery that found the database unreachable comes back this much later.
 DATABASE_RETRY_DELAY = timedelta(seconds=10)
+# A job that failed on its database waits this long for it to come back, to record that
+# (an RDS Multi-AZ failover takes one to two minutes).
+DATABASE_WAIT = timedelta(seconds=120)
 # A recheck comes back this long after the lease it waits for was due to end.
 RECHECK_MARGIN = timedelta(seconds=2)
 
@@ -237,6 +241,30 @@ def job_claims_renew(*, task_ids: list[str], hostname: str) -> int:
     ).update(claimed_until=until)
 
 
+def database_wait(timeout: timedelta, *, what: str) -> bool:
+    """Wait until this thread's connection to the database can be opened again; False if
+    it could not within `timeout`."""
+    deadline = time.monotonic() + timeout.total_seconds()
+    pause = 0.2
+    logged = False
+    while True:
+        try:
+            connection.ensure_connection()
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1")
+        except DatabaseError as exc:
+            connection.close()
+            if time.monotonic() + pause > deadline:
+                return False
+            if not logged:
+                logger.warning("waiting for the database %s: %s", what, exc)
+                logged = True
+            time.sleep(pause)
+            pause = min(pause * 2, 5.0)
+        else:
+            return True
+
+
 def _job_succeeded(task_id: str) -> bool:
     from django_celery_results.models import TaskResult
 
@@ -284,6 +312,34 @@ class ClaimedTask(DjangoTask):
             DATABASE_RETRY_DELAY.total_seconds(),
         )
         raise Ignore() from exc
+
+    def _end_when_database_back(self, request: Any, exc: DatabaseError) -> None:
+        """The job failed on its database. If the database is gone (a failover, a
+        restart), Celery could not store the failure and the worker would acknowledge the
+        message anyway: the job would read STARTED until the reconciler called it lost,
+        its domain row RUNNING. So the failure waits (up to DATABASE_WAIT) for the database
+        to come back, and the job's domain row is ended with the cause (its handler leaves
+        a row the job's own code ended alone); Celery then stores FAILURE with it."""
+        if not database_wait(DATABASE_WAIT, what=f"to record how job {request.id} ended"):
+            logger.error(
+                "job %s [%s]: the database stayed unreachable for %ds; its failure is not "
+                "recorded (the reconciler ends it)",
+                self.name,
+                request.id,
+                DATABASE_WAIT.total_seconds(),
+            )
+            return
+        from workers.reconcile import job_ended_unseen
+
+        try:
+            job_ended_unseen(
+                task_name=self.name,
+                task_id=request.id,
+                reason=f"{exc.__class__.__name__}: {exc}".strip(),
+            )
+        except Exception:
+            logger.exception("could not end the record of job %s [%s]", self.name, request.id)
+            connection.close()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
@@ -334,11 +390,12 @@ class ClaimedTask(DjangoTask):
                 )
                 raise Ignore()
             return super().__call__(*args, **kwargs)
-        except DatabaseError:
+        except DatabaseError as exc:
             if not connection.in_atomic_block:
                 # The error may have broken the connection: the result (with this, the
                 # real cause) and the release below go out on a fresh one.
                 connection.close()
+                self._end_when_database_back(request, exc)
             raise
         finally:
             if claim in (Claim.HELD, Claim.TAKEN_OVER):

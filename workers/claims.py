@@ -17,6 +17,11 @@ running holder's worker: so the app's tasks mark STARTED here instead, once the 
 holds the job and has found it unfinished. A job that failed may run again (each task's own
 guard decides what that does).
 
+A database that is gone (a failover) is waited out, never turned into a job that reads
+PENDING or STARTED for good: a delivery that cannot claim its job leaves a copy of its
+message for 10 s later and is dropped, and a job that fails on the database waits for it to
+record the failure and end its domain row.
+
 A delivery that loses cannot tell a true duplicate from the last delivery of a job whose
 process died: a pool process killed mid-job (the kernel's OOM killer, a person) holds its
 lease while its worker hands the message straight back. On that same worker the delivery

@@ -53,7 +53,7 @@ from celery.contrib.django.task import DjangoTask
 from celery.exceptions import Ignore, TimeLimitExceeded
 from celery.signals import task_revoked
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.db.models import Q
 from django.utils import timezone
 
@@ -300,7 +300,7 @@ class ClaimedTask(DjangoTask):
             request=request,
         )
 
-    def _leave_for_later(self, request: Any, exc: DatabaseError) -> NoReturn:
+    def _leave_for_later(self, request: Any, exc: OperationalError | InterfaceError) -> NoReturn:
         """The database could not be reached before the job started (a failover, a
         restart): nothing of the job has run, and nothing can be recorded. Failing it would
         acknowledge the message and then fail to store the failure, leaving the job PENDING
@@ -354,7 +354,8 @@ class ClaimedTask(DjangoTask):
         recheck = getattr(request, RECHECK_HEADER, None) is not None
         try:
             claim = job_claim(task_id=request.id, holder=holder, recheck=recheck)
-        except DatabaseError as exc:
+        except (OperationalError, InterfaceError) as exc:
+            # Unreachable, not a bug: a missing table would otherwise come back for ever.
             self._leave_for_later(request, exc)
         if claim is Claim.LOST:
             if recheck:
@@ -385,7 +386,7 @@ class ClaimedTask(DjangoTask):
                 succeeded = _job_succeeded(request.id)
                 if not succeeded:
                     self._mark_started(request)
-            except DatabaseError as exc:
+            except (OperationalError, InterfaceError) as exc:
                 self._leave_for_later(request, exc)
             if succeeded:
                 logger.info(

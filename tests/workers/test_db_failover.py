@@ -191,6 +191,10 @@ def test_a_job_that_arrives_while_the_database_refuses_connections_runs_once_it_
     )
     run.refresh_from_db()
     assert run.state == DiagnosticRun.State.SUCCEEDED
+    # This process's relay, whose "sent" mark failed in the outage, publishes and marks again.
+    after = _run_diagnostic(prefix, lines=2, duration_seconds=0.1)
+    wait_until(lambda: job_status(after.task_id) == "SUCCESS", message="a job after the outage")
+    assert Job.objects.get(task_id=after.task_id).sent_at is not None
     wait_until(
         lambda: WorkerHeartbeat.objects.filter(
             hostname=db_worker.hostname, last_seen_at__gt=down_at, last_receive_at__gt=down_at

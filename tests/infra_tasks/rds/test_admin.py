@@ -101,6 +101,18 @@ def test_change_form_shows_the_schedule_as_beat_has_it() -> None:
     assert page.context["adminform"].form.initial["time_zone"] == "Europe/Warsaw"
 
 
+def test_a_read_only_page_says_the_schedule_instead_of_none() -> None:
+    database = register("looked-at")
+    client = staff("rds.view_manageddatabase", "rds.operate_manageddatabase")
+
+    page = client.get(reverse("admin:rds_manageddatabase_change", args=[database.pk]))
+
+    html = page.content.decode()
+    assert 'name="_save"' not in html, "read-only"
+    assert "None" not in html
+    assert "stop at 22:00 every day; start at 07:00 on days 1-5 (Europe/Warsaw)" in html
+
+
 def test_a_schedule_changes_only_with_the_operate_permission_too() -> None:
     database = register("timed")
     page = reverse("admin:rds_manageddatabase_change", args=[database.pk])

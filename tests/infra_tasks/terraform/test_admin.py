@@ -3,6 +3,7 @@ directory check; the run page. Requests are queued on the real SQS endpoint."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
@@ -348,6 +349,28 @@ def test_a_workspace_keeps_its_name_once_created(make_workspace: MakeWorkspace) 
     assert 'name="name"' not in page.content.decode(), "the name keys its state: read-only"
     add = client_for(admin).get(reverse("admin:terraform_terraformworkspace_add"))
     assert 'name="name"' in add.content.decode()
+
+
+def test_a_workspace_never_checked_for_drift_says_so_instead_of_no(
+    make_workspace: MakeWorkspace,
+) -> None:
+    workspace = make_workspace()
+    client = client_for(get_user_model().objects.create_superuser("root", password="pw-x"))
+    page = reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk])
+    listing = reverse("admin:terraform_terraformworkspace_changelist")
+
+    def drift_cell(html: str) -> str:
+        cell = re.search(r'class="[^"]*field-drift[^"]*"[^>]*>(.*?)</(?:td|div)>', html, re.S)
+        assert cell is not None
+        return re.sub(r"<[^>]+>", "", cell[1]).strip()
+
+    assert "not checked yet" in drift_cell(client.get(listing).content.decode())
+    assert "not checked yet" in client.get(page).content.decode()
+
+    TerraformWorkspace.objects.filter(pk=workspace.pk).update(drift_checked_at=timezone.now())
+    assert drift_cell(client.get(listing).content.decode()) == "no"
+    TerraformWorkspace.objects.filter(pk=workspace.pk).update(drifted=True)
+    assert drift_cell(client.get(listing).content.decode()) == "yes: drift found"
 
 
 def test_the_drift_mail_chooser_says_who_it_chooses(make_workspace: MakeWorkspace) -> None:

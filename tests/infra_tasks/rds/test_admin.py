@@ -346,6 +346,22 @@ def test_a_malformed_identifier_or_region_is_refused_in_the_form() -> None:
     assert not ManagedDatabase.objects.exists()
 
 
+def test_an_action_page_is_titled_with_its_state_in_words_not_its_code() -> None:
+    action = DatabaseAction.objects.create(
+        database=register("idle"),
+        action="stop",
+        requester_kind="cli",
+        requester_label="t",
+        state="noop",
+        finished_at=timezone.now(),
+    )
+    client = staff("rds.view_databaseaction")
+
+    page = client.get(reverse("admin:rds_databaseaction_change", args=[action.pk]))
+
+    assert "<h2>Stop idle (nothing to do)</h2>" in page.content.decode()
+
+
 def test_an_action_page_shows_its_job_live_and_its_own_fields_once_the_job_expired() -> None:
     from django_celery_results.models import TaskResult
 

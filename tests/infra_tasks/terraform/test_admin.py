@@ -335,6 +335,18 @@ def test_a_lost_run_shows_the_lock_it_left_and_only_force_unlock_holders_release
     assert (job.queue, job.requested_by) == ("infra", unlocker)
     assert LogEntry.objects.filter(user=unlocker, object_id=str(run.pk)).exists()
 
+    # While the release runs the page says so and refreshes, with no second button.
+    html = client_for(unlocker).get(page_url).content.decode()
+    assert 'id="state-unlocking"' in html and 'http-equiv="refresh"' in html
+    assert 'id="run-force-unlock"' not in html
+    root = get_user_model().objects.create_superuser("root", password="pw-for-tests")
+    job_page = client_for(root).get(
+        reverse("workers:job-detail", args=[run.unlock_task_id]), follow=True
+    )
+    assert f"Run #{run.pk} of {run.workspace} (plan and apply), its state unlock" in (
+        job_page.content.decode()
+    ), "the unlock job's page names its run"
+
     again = client_for(unlocker).post(unlock_url, follow=True)
     assert "already being released" in again.content.decode()
     assert Job.objects.filter(task_name=job.task_name).count() == 1

@@ -253,7 +253,12 @@ def _outcome(stored: str | None, status: str) -> tuple[str, str]:
             # Celery's TaskRevokedError says nothing a person needs: the reason does.
             return str(message or "Cancelled."), ""
         return f"{value['exc_type']}: {message}" if message else str(value["exc_type"]), ""
-    text = json.dumps(value, indent=2, sort_keys=True, default=str)
+    # A word ("planned", "applied") reads as itself, not as a quoted JSON string.
+    text = (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, indent=2, sort_keys=True, default=str)
+    )
     if len(text) > RESULT_TEXT_LIMIT:
         text = text[:RESULT_TEXT_LIMIT] + "\n… (cut; the whole result is in the database)"
     return "", text

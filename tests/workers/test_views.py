@@ -224,6 +224,11 @@ def test_a_queued_job_on_a_paused_queue_says_it_waits_for_the_resume() -> None:
     ) in html
 
 
+def test_a_result_that_is_one_word_reads_as_the_word_not_as_quoted_json() -> None:
+    html = str(poll(job_at("SUCCESS", started=1, done=2, result='"planned"'))["summary_html"])
+    assert '<pre id="job-outcome">planned</pre>' in html
+
+
 def test_a_running_job_reads_running_for_never_a_negative_duration() -> None:
     # As the result backend leaves it: date_done (the last save) before date_started.
     data = poll(job_at("STARTED", started=10, done=5, worker="w1@host"))

@@ -46,7 +46,7 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
         "kind",
         "state",
         "progress",
-        "requester_label",
+        "requester",
         "created_at",
         "approved_by",
         "finished_at",
@@ -123,7 +123,7 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
     def unlock_job(self, obj: TerraformRun) -> str:
         return job_link(obj.unlock_task_id)
 
-    @admin.display(description="requested by")
+    @admin.display(description="requested by", ordering="requester_label")
     def requester(self, obj: TerraformRun) -> str:
         return obj.requester
 

@@ -533,6 +533,9 @@ def test_the_run_list_shows_queue_positions_in_a_number_of_queries_independent_o
         assert page.count(f"waiting ({ahead} ahead)") == (2 if ahead in (1, 2) else 1)
     assert "waiting (7 ahead)" not in page
     assert many == few
+    # Who asked, in the words every page uses (not the bare stored label).
+    assert ">Requested by</a>" in page and "Requester label" not in page
+    assert ">Schedule: Terraform drift check</td>" in page
 
 
 def test_an_apply_taken_over_from_a_process_that_died_is_marked_lost_not_run_again(

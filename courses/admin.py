@@ -104,6 +104,16 @@ class CourseAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[Course]:
         return super().get_queryset(request).prefetch_related("cover_variants")
 
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        # Read-only, the upload field is no field of the model: Django would show "None".
+        return tuple(
+            (name, {**options, "fields": tuple(f for f in options["fields"] if f != "new_cover")})
+            for name, options in fieldsets
+        )
+
     @admin.display(description="cover")
     def thumbnail(self, obj: Course) -> str:
         smallest = next(iter(obj.cover_variants.all()), None)

@@ -35,5 +35,8 @@ def course_outline_report(course_id: int) -> dict[str, Any] | None:
         "quizzes": quizzes,
         "enrolments": course.enrolments.count(),
     }
-    log.line(f"done: {report}")
+    log.line(
+        f"done: {report['sections']} section(s), {lessons} lesson(s) of which {quizzes} "
+        f"quiz(zes), {report['enrolments']} enrolment(s)"
+    )
     return report

@@ -20,6 +20,7 @@ from django_celery_results.models import TaskResult
 
 from workers import display, families
 from workers.families import housekeeping_task_names
+from workers.flower_accounts import VIEW_PERMISSION as FLOWER_VIEW_PERMISSION
 from workers.recurring import recurring_tasks
 
 RECENT_JOBS = 15
@@ -232,7 +233,9 @@ class OpsqueueAdminSite(admin.AdminSite):
                     "managed databases, ECS services, latest terraform runs",
                 )
             )
-        if settings.FLOWER_URL:
+        # Flower lets in the same people as the operations page (workers/flower_accounts.py):
+        # anyone else would follow the link to a refusal.
+        if settings.FLOWER_URL and user.has_perm(FLOWER_VIEW_PERMISSION):
             places.append(
                 Link("Flower", settings.FLOWER_URL, "live workers and tasks; revoke, pool size")
             )

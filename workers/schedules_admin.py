@@ -119,6 +119,17 @@ class GuardedPeriodicTaskAdmin(StartGuardedAdminMixin, PeriodicTaskAdmin):
             actions.pop("delete_selected", None)  # it would refuse every schedule
         return actions
 
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        # Read-only, the library's task picker ("regtask") is no field of the model: Django
+        # would show "Regtask: None" above the task's name.
+        return tuple(
+            (name, {**options, "fields": tuple(f for f in options["fields"] if f != "regtask")})
+            for name, options in fieldsets
+        )
+
     def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         form: Any = super().get_form(request, obj, **kwargs)
         user = request.user

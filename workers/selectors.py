@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from workers import display, families
-from workers.models import DiagnosticRun, Job, JobLogChunk
+from workers.models import DiagnosticRun, Job, JobLogChunk, QueuePause
 from workers.subjects import JobSubject, job_subject_get
 
 # Bounds one poll's response; a reader far behind catches up over a few polls.
@@ -152,6 +152,7 @@ class JobSummary:
     retry_of: str | None = None  # the task id of the job this one runs again
     retries: tuple[str, ...] = ()  # the task ids of the jobs that ran this one again
     discarded: str = ""  # who discarded it and when, if someone did
+    queue_paused_by: str = ""  # not started yet and its queue is paused: by whom
 
 
 # Retries of retries: a bound, not a limit anyone meets.
@@ -224,6 +225,15 @@ def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary 
             if job and job.discarded_at
             else ""
         ),
+        # A queued job whose queue is paused waits for the resume, not for a worker.
+        queue_paused_by=(
+            QueuePause.objects.filter(queue=job.queue)
+            .values_list("paused_by_label", flat=True)
+            .first()
+            or ""
+            if job and job.queue and not started and not finished
+            else ""
+        ),
     )
 
 
@@ -243,7 +253,12 @@ def _outcome(stored: str | None, status: str) -> tuple[str, str]:
             # Celery's TaskRevokedError says nothing a person needs: the reason does.
             return str(message or "Cancelled."), ""
         return f"{value['exc_type']}: {message}" if message else str(value["exc_type"]), ""
-    text = json.dumps(value, indent=2, sort_keys=True, default=str)
+    # A word ("planned", "applied") reads as itself, not as a quoted JSON string.
+    text = (
+        value
+        if isinstance(value, str)
+        else json.dumps(value, indent=2, sort_keys=True, default=str)
+    )
     if len(text) > RESULT_TEXT_LIMIT:
         text = text[:RESULT_TEXT_LIMIT] + "\n… (cut; the whole result is in the database)"
     return "", text

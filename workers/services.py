@@ -90,7 +90,7 @@ def _diagnostic_run_work(run: DiagnosticRun, *, run_id: int, task_id: str) -> di
                 "(its first attempt only: a retry succeeds)"
             )
         summary = {"run": run_id, "lines": run.lines, "attempts": run.attempts}
-        log.line(f"done: {summary}")
+        log.line(f"done: run {run_id}, {run.lines} lines, attempt {run.attempts}")
 
     DiagnosticRun.objects.filter(pk=run_id).update(
         state=DiagnosticRun.State.SUCCEEDED, summary=summary, finished_at=timezone.now()

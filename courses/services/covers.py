@@ -275,7 +275,10 @@ def _build(
         "rendered": [v.spec.name for v in variants],
         "written": sorted(written),
     }
-    log.line(f"done: {summary}")
+    log.line(
+        f"done: {len(variants)} variant(s) of the cover {source_hash[:12]}, "
+        f"{len(written)} newly stored"
+    )
     return summary
 
 

@@ -140,7 +140,9 @@ class DatabaseAction(RequesterFields):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_action_display()} {self.database.name} ({self.state})"
+        return (
+            f"{self.get_action_display()} {self.database.name} ({self.get_state_display().lower()})"
+        )
 
 
 class Divergence(models.Model):

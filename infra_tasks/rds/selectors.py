@@ -39,6 +39,28 @@ def database_cron_spec(*, database: ManagedDatabase, action: str) -> CronSpec | 
     return periodic_task_cron_spec(task)
 
 
+def database_schedule_summary(*, database: ManagedDatabase) -> str:
+    """The schedule as beat has it, in words: "stop at 22:00 every day; start at 07:00 on
+    days 1-5 (Europe/Warsaw)"; a part that is off says so."""
+    parts = []
+    zones = set()
+    for action, verb in ((ActionKind.STOP, "stop"), (ActionKind.START, "start")):
+        spec = database_cron_spec(database=database, action=action)
+        if spec is None:
+            parts.append(f"no {verb}")
+            continue
+        zones.add(spec.time_zone)
+        at = (
+            f"{int(spec.hour):02d}:{int(spec.minute):02d}"
+            if spec.hour.isdigit() and spec.minute.isdigit()
+            else f"cron {spec.minute} {spec.hour}"
+        )
+        days = "every day" if spec.day_of_week == "*" else f"on days {spec.day_of_week}"
+        parts.append(f"{verb} at {at} {days}")
+    zone = f" ({', '.join(sorted(zones))})" if zones else ""
+    return "; ".join(parts) + zone
+
+
 def database_effective_desired_state(*, database: ManagedDatabase, now: datetime) -> str:
     if database.keep_running_until is not None and database.keep_running_until > now:
         return DesiredState.RUNNING

@@ -22,7 +22,7 @@ from infra_tasks.releases.selectors import (
 )
 from infra_tasks.releases.services import StartStatus, release_start, version_validate
 from workers.admin_base import ImmutableAdminMixin
-from workers.admin_links import job_link, job_links, refusal_report
+from workers.admin_links import job_link, job_links, may_open_jobs, refusal_report
 from workers.admin_live import LiveJobFieldsMixin
 from workers.enqueue import Requester
 from workers.errors import ApplicationError
@@ -216,7 +216,10 @@ class ReleaseAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmin):
                     job_link(release.task_id, f"job {release.task_id}"),
                 ),
             )
-        return redirect("workers:job-detail", release.task_id)
+        if may_open_jobs():
+            return redirect("workers:job-detail", release.task_id)
+        # The release's page shows its job live too, to those who may not open job pages.
+        return redirect("admin:releases_release_change", release.pk)
 
 
 def _plan_html(plan: list[dict[str, str]]) -> str:

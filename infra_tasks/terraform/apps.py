@@ -15,7 +15,12 @@ class TerraformConfig(AppConfig):
         from workers.subjects import job_subject_register
 
         job_subject_register(
-            (jobs.RUN_PLAN_EXECUTE.name, jobs.RUN_APPLY_EXECUTE.name), run_job_subject
+            (
+                jobs.RUN_PLAN_EXECUTE.name,
+                jobs.RUN_APPLY_EXECUTE.name,
+                jobs.RUN_STATE_UNLOCK_EXECUTE.name,
+            ),
+            run_job_subject,
         )
         # A lost plan or apply: the run's own, finer heartbeat check decides, not the reconciler.
         job_lost_register(

@@ -99,7 +99,7 @@ def output_command(binary: str) -> list[str]:
 
 
 def force_unlock_command(binary: str, *, lock_id: str) -> list[str]:
-    return [binary, "force-unlock", "-force", lock_id]
+    return [binary, "force-unlock", "-force", "-no-color", lock_id]
 
 
 def variables_environment(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from celery import states
 from django.conf import settings
 from django.db.models import (
     Case,
@@ -19,6 +20,7 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce
 from django.urls import reverse
+from django_celery_results.models import TaskResult
 
 from infra_tasks.terraform import cli, configuration
 from infra_tasks.terraform.models import (
@@ -152,6 +154,16 @@ def force_unlock_hint(run: TerraformRun) -> str:
     return f"terraform force-unlock -force {lock_id}"
 
 
+def run_unlock_in_progress(*, run: TerraformRun) -> bool:
+    """A force-unlock job of the run's state lock is queued or running."""
+    return (
+        bool(run.unlock_task_id)
+        and TaskResult.objects.filter(
+            task_id=run.unlock_task_id, status__in=states.UNREADY_STATES
+        ).exists()
+    )
+
+
 def state_lock_text(lock: dict[str, Any]) -> str:
     return (
         f"ID {lock.get('ID') or '?'}, {lock.get('Operation') or 'operation unknown'} "
@@ -160,15 +172,15 @@ def state_lock_text(lock: dict[str, Any]) -> str:
 
 
 def run_job_subject(task_id: str) -> JobSubject | None:
-    """The run a plan or apply job belongs to, for the job's page."""
+    """The run a plan, apply or state-unlock job belongs to, for the job's page."""
     run = (
         TerraformRun.objects.select_related("workspace")
-        .filter(Q(plan_task_id=task_id) | Q(apply_task_id=task_id))
+        .filter(Q(plan_task_id=task_id) | Q(apply_task_id=task_id) | Q(unlock_task_id=task_id))
         .first()
     )
     if run is None:
         return None
-    step = "apply" if run.apply_task_id == task_id else "plan"
+    step = {run.apply_task_id: "apply", run.unlock_task_id: "state unlock"}.get(task_id, "plan")
     return JobSubject(
         label=f"Run #{run.pk} of {run.workspace} ({run.get_kind_display().lower()}), its {step}",
         url=reverse("admin:terraform_terraformrun_change", args=[run.pk]),

@@ -147,6 +147,17 @@ def test_the_cover_section_needs_the_view_permission(client: Client) -> None:
     assert client.get(f"/admin/courses/course/{course.pk}/cover/").status_code == 403
 
 
+def test_a_read_only_course_page_offers_no_upload_and_shows_no_none(client: Client) -> None:
+    course = make_course()
+    client.force_login(staff("courses.view_course"))
+
+    page = client.get(f"/admin/courses/course/{course.pk}/change/").content.decode()
+
+    assert 'name="_save"' not in page, "read-only"
+    assert "New cover" not in page and "None" not in page
+    assert 'id="cover-live"' in page, "the cover itself is still shown"
+
+
 def regenerate(client: Client, *courses: Course) -> Any:
     return client.post(
         "/admin/courses/course/",

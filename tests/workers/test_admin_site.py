@@ -99,6 +99,19 @@ def test_a_person_sees_only_the_jobs_places_and_starts_they_may_use() -> None:
     assert captions(page) == ["Databases"]
 
 
+def test_the_flower_link_is_shown_only_to_those_flower_lets_in(settings: object) -> None:
+    settings.FLOWER_URL = "https://flower.example.com/"  # type: ignore[attr-defined]
+
+    jobs = "django_celery_results.view_taskresult"
+    operator = home(staff(jobs, "rds.view_manageddatabase", "rds.operate_manageddatabase"))
+    assert 'id="recent-jobs"' in operator
+    assert 'id="place-flower"' not in operator, "Flower refuses them (403): no link to it"
+
+    User.objects.filter(username="pat").delete()
+    watcher = home(staff(jobs, "workers.view_operations"))
+    assert 'href="https://flower.example.com/" id="place-flower"' in watcher
+
+
 def test_each_apps_own_page_still_lists_that_app() -> None:
     client = Client()
     client.force_login(get_user_model().objects.create_superuser("root"))

@@ -276,6 +276,15 @@ def test_pausing_the_media_queue_holds_a_cover_job_until_the_queue_is_resumed(
     expect(media.locator(".latency")).not_to_have_text("nothing waits")
     tour.screenshot("operations-queue-paused")
 
+    # The job's own page says why it waits, from the Jobs home's list of recent jobs.
+    page.locator(".breadcrumbs").get_by_role("link", name="Home").click()
+    page.locator(f'tr[data-task-id="{task_id}"] a').first.click()
+    expect(page.locator("#job-queue-paused")).to_have_text(
+        "Queue media is paused (by ops): the job waits until it is resumed on the operations page."
+    )
+    page.locator(".breadcrumbs").get_by_role("link", name="Home").click()
+    page.locator("#jobs-home").get_by_role("link", name="Operations").click()
+
     with tour.submitted(302):
         page.click("#resume-media")
     expect(media.locator(".queue-state")).to_have_text("running")

@@ -69,7 +69,8 @@ def test_job_round_trip_pending_started_success_with_requester_and_live_log(
     assert json.loads(result.result) == {"run": run.pk, "lines": 40, "attempts": 1}
     assert result.date_started is not None and result.date_done is not None
     lines = job_log_since(task_id=run.task_id).lines
-    assert lines[0] == "diagnostic line 1/40" and lines[-1].startswith("done:")
+    assert lines[0] == "diagnostic line 1/40"
+    assert lines[-1] == f"done: run {run.pk}, 40 lines, attempt 1", "words, not a Python dict"
     assert Job.objects.get(task_id=run.task_id).progress_done == 40
 
 

@@ -160,6 +160,18 @@ def test_a_schedule_of_a_family_the_user_may_not_start_is_read_only_and_kept() -
     assert PeriodicTask.objects.filter(pk=schedule.pk, name=schedule.name).exists()
 
 
+def test_a_read_only_schedule_page_shows_its_task_without_the_task_picker() -> None:
+    schedule = nightly_stop()
+    _, viewer = staff("viewer", "django_celery_beat.view_periodictask")
+    page = reverse("admin:django_celery_beat_periodictask_change", args=[schedule.pk])
+
+    html = viewer.get(page).content.decode()
+
+    assert 'name="_save"' not in html, "read-only"
+    assert "Regtask" not in html and '<div class="readonly">None</div>' not in html
+    assert "infra_tasks.rds.tasks.database_scheduled_run" in html
+
+
 def test_a_shared_crontab_changes_only_with_the_operate_permission_of_the_tasks_on_it() -> None:
     schedule = nightly_stop()
     crontab = schedule.crontab

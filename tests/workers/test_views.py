@@ -206,6 +206,29 @@ def test_a_queued_job_reads_queued_with_no_end_time_though_its_row_has_one() -> 
     assert "Finished" not in html and 'id="job-finished-at"' not in html
 
 
+def test_a_queued_job_on_a_paused_queue_says_it_waits_for_the_resume() -> None:
+    from workers.models import QueuePause
+
+    task_id = job_at("PENDING", started=None, done=None)
+    client = client_for(get_user_model().objects.create_superuser("root", password="pw-1234"))
+
+    def summary() -> str:
+        return str(client.get(reverse("workers:job-log", args=[task_id])).json()["summary_html"])
+
+    assert 'id="job-queue-paused"' not in summary()
+    QueuePause.objects.create(queue="default", paused_by_label="dana")
+    html = summary()
+    assert (
+        '<div id="job-queue-paused">Queue default is paused (by dana): the job waits until it '
+        "is resumed on the operations page.</div>"
+    ) in html
+
+
+def test_a_result_that_is_one_word_reads_as_the_word_not_as_quoted_json() -> None:
+    html = str(poll(job_at("SUCCESS", started=1, done=2, result='"planned"'))["summary_html"])
+    assert '<pre id="job-outcome">planned</pre>' in html
+
+
 def test_a_running_job_reads_running_for_never_a_negative_duration() -> None:
     # As the result backend leaves it: date_done (the last save) before date_started.
     data = poll(job_at("STARTED", started=10, done=5, worker="w1@host"))

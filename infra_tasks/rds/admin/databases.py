@@ -20,6 +20,7 @@ from django.utils.safestring import SafeString
 
 from infra_tasks.rds.admin.forms import KeepRunningForm, ManagedDatabaseForm, schedule_zones
 from infra_tasks.rds.models import ActionKind, DatabaseAction, ManagedDatabase
+from infra_tasks.rds.selectors import database_schedule_summary
 from infra_tasks.rds.services.actions import database_action_request
 from infra_tasks.rds.services.schedules import (
     database_keep_running,
@@ -74,7 +75,7 @@ class ManagedDatabaseAdmin(admin.ModelAdmin):
     )
     list_filter = ("kind", "desired_state", "enforce")
     search_fields = ("name", "identifier")
-    readonly_fields = STATE_FIELDS
+    readonly_fields = (*STATE_FIELDS, "schedule")
     fieldsets = (
         (None, {"fields": ("name", "kind", "identifier", "region", "enforce")}),
         ("Schedule", {"fields": ("time_zone", "stop_at", "stop_days", "start_at", "start_days")}),
@@ -85,6 +86,21 @@ class ManagedDatabaseAdmin(admin.ModelAdmin):
     )
     change_list_template = "admin/rds/manageddatabase/change_list.html"
     actions = ["stop_now", "start_now", "refresh_state", "keep_running_until"]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        # Read-only, Django would look the schedule's form fields up on the model, which has
+        # none, and print "None" for each: say the schedule as beat has it instead.
+        return tuple(
+            (name, {**options, "fields": ("schedule",)}) if name == "Schedule" else (name, options)
+            for name, options in fieldsets
+        )
+
+    @admin.display(description="schedule")
+    def schedule(self, obj: ManagedDatabase) -> str:
+        return database_schedule_summary(database=obj)
 
     @admin.display(description="history")
     def history(self, obj: ManagedDatabase) -> str:

@@ -46,7 +46,7 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
         "kind",
         "state",
         "progress",
-        "requester_label",
+        "requester",
         "created_at",
         "approved_by",
         "finished_at",
@@ -123,7 +123,7 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
     def unlock_job(self, obj: TerraformRun) -> str:
         return job_link(obj.unlock_task_id)
 
-    @admin.display(description="requested by")
+    @admin.display(description="requested by", ordering="requester_label")
     def requester(self, obj: TerraformRun) -> str:
         return obj.requester
 
@@ -255,6 +255,7 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
             if run is not None and run.state == RunState.PLANNED
             else None
         )
+        unlocking = run is not None and selectors.run_unlock_in_progress(run=run)
         context = {
             **(extra_context or {}),
             "plan_outdated": outdated,
@@ -273,8 +274,13 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
             and not outdated
             and self.has_apply_permission(request)
             and (run.kind != RunKind.DESTROY or request.user.has_perm(DESTROY_PERM)),
+            "unlocking": unlocking,
+            "unlock_job": job_link(run.unlock_task_id, f"job {run.unlock_task_id}")
+            if unlocking and run is not None
+            else "",
             "can_force_unlock": run is not None
             and bool(run.state_lock)
+            and not unlocking
             and self.has_force_unlock_permission(request),
             "can_discard": run is not None
             and run.state == RunState.PLANNED

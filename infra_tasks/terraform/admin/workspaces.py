@@ -38,12 +38,12 @@ class TerraformWorkspaceAdmin(admin.ModelAdmin):
         "directory",
         "last_run",
         "last_run_state",
-        "drifted",
+        "drift",
         "drift_checked_at",
     )
     list_filter = ("drifted",)
     search_fields = ("name", "directory")
-    readonly_fields = ("recent_runs", "outputs", "drifted", "drift_checked_at", "created_at")
+    readonly_fields = ("recent_runs", "outputs", "drift", "drift_checked_at", "created_at")
     filter_horizontal = ("notify",)
     actions = ["plan", "plan_destroy", "check_drift"]
 
@@ -77,6 +77,13 @@ class TerraformWorkspaceAdmin(admin.ModelAdmin):
     @admin.display(description="last run state", ordering="last_run_state")
     def last_run_state(self, obj: Any) -> str:
         return RunState(obj.last_run_state).label if obj.last_run_state else "—"
+
+    @admin.display(description="drifted", ordering="drifted")
+    def drift(self, obj: TerraformWorkspace) -> str:
+        # "No" before the first check would claim a check that never happened.
+        if obj.drift_checked_at is None:
+            return "not checked yet"
+        return "yes: drift found" if obj.drifted else "no"
 
     @admin.display(description="latest runs")
     def recent_runs(self, obj: TerraformWorkspace) -> str:

@@ -12,13 +12,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from celery import states
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
-from django_celery_results.models import TaskResult
 
 from infra_tasks.terraform import cli, jobs, selectors
 from infra_tasks.terraform.models import (
@@ -174,12 +172,7 @@ def run_state_unlock(*, run: TerraformRun, user: AbstractBaseUser | AnonymousUse
     lock_id = (run.state_lock or {}).get("ID")
     if not run.is_finished or not lock_id:
         raise RunError(f"{run} has no state lock left behind to release.")
-    if (
-        run.unlock_task_id
-        and TaskResult.objects.filter(
-            task_id=run.unlock_task_id, status__in=states.UNREADY_STATES
-        ).exists()
-    ):
+    if selectors.run_unlock_in_progress(run=run):
         raise RunError(f"The state lock of {run} is already being released.")
     run.unlock_task_id = job_enqueue(
         jobs.RUN_STATE_UNLOCK_EXECUTE,

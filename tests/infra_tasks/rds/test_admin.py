@@ -101,6 +101,18 @@ def test_change_form_shows_the_schedule_as_beat_has_it() -> None:
     assert page.context["adminform"].form.initial["time_zone"] == "Europe/Warsaw"
 
 
+def test_a_read_only_page_says_the_schedule_instead_of_none() -> None:
+    database = register("looked-at")
+    client = staff("rds.view_manageddatabase", "rds.operate_manageddatabase")
+
+    page = client.get(reverse("admin:rds_manageddatabase_change", args=[database.pk]))
+
+    html = page.content.decode()
+    assert 'name="_save"' not in html, "read-only"
+    assert "None" not in html
+    assert "stop at 22:00 every day; start at 07:00 on days 1-5 (Europe/Warsaw)" in html
+
+
 def test_a_schedule_changes_only_with_the_operate_permission_too() -> None:
     database = register("timed")
     page = reverse("admin:rds_manageddatabase_change", args=[database.pk])
@@ -332,6 +344,22 @@ def test_a_malformed_identifier_or_region_is_refused_in_the_form() -> None:
     errors = response.context["adminform"].form.errors
     assert set(errors) == {"identifier", "region"}
     assert not ManagedDatabase.objects.exists()
+
+
+def test_an_action_page_is_titled_with_its_state_in_words_not_its_code() -> None:
+    action = DatabaseAction.objects.create(
+        database=register("idle"),
+        action="stop",
+        requester_kind="cli",
+        requester_label="t",
+        state="noop",
+        finished_at=timezone.now(),
+    )
+    client = staff("rds.view_databaseaction")
+
+    page = client.get(reverse("admin:rds_databaseaction_change", args=[action.pk]))
+
+    assert "<h2>Stop idle (nothing to do)</h2>" in page.content.decode()
 
 
 def test_an_action_page_shows_its_job_live_and_its_own_fields_once_the_job_expired() -> None:

@@ -135,7 +135,10 @@ def test_admin_previews_the_plan_then_queues_the_release_as_the_user(
     response = client.post(RUN_URL, {"version": "web-1"})
     record = Release.objects.get(version="web-1")
     assert response.status_code == 302
-    assert response["Location"] == reverse("workers:job-detail", args=[record.task_id])
+    # Not the job's page: this user may not open job pages (it would answer 403).
+    assert response["Location"] == reverse("admin:releases_release_change", args=[record.pk])
+    page = client.get(response["Location"])
+    assert page.status_code == 200 and b"release web-1" in page.content
     assert (record.requester_kind, record.requested_by) == (RequesterKind.USER, user)
     assert LogEntry.objects.filter(user=user, object_id=str(record.pk)).exists()
     done = release_finished("web-1")

@@ -3,6 +3,7 @@ directory check; the run page. Requests are queued on the real SQS endpoint."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
@@ -334,6 +335,18 @@ def test_a_lost_run_shows_the_lock_it_left_and_only_force_unlock_holders_release
     assert (job.queue, job.requested_by) == ("infra", unlocker)
     assert LogEntry.objects.filter(user=unlocker, object_id=str(run.pk)).exists()
 
+    # While the release runs the page says so and refreshes, with no second button.
+    html = client_for(unlocker).get(page_url).content.decode()
+    assert 'id="state-unlocking"' in html and 'http-equiv="refresh"' in html
+    assert 'id="run-force-unlock"' not in html
+    root = get_user_model().objects.create_superuser("root", password="pw-for-tests")
+    job_page = client_for(root).get(
+        reverse("workers:job-detail", args=[run.unlock_task_id]), follow=True
+    )
+    assert f"Run #{run.pk} of {run.workspace} (plan and apply), its state unlock" in (
+        job_page.content.decode()
+    ), "the unlock job's page names its run"
+
     again = client_for(unlocker).post(unlock_url, follow=True)
     assert "already being released" in again.content.decode()
     assert Job.objects.filter(task_name=job.task_name).count() == 1
@@ -348,6 +361,28 @@ def test_a_workspace_keeps_its_name_once_created(make_workspace: MakeWorkspace) 
     assert 'name="name"' not in page.content.decode(), "the name keys its state: read-only"
     add = client_for(admin).get(reverse("admin:terraform_terraformworkspace_add"))
     assert 'name="name"' in add.content.decode()
+
+
+def test_a_workspace_never_checked_for_drift_says_so_instead_of_no(
+    make_workspace: MakeWorkspace,
+) -> None:
+    workspace = make_workspace()
+    client = client_for(get_user_model().objects.create_superuser("root", password="pw-x"))
+    page = reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk])
+    listing = reverse("admin:terraform_terraformworkspace_changelist")
+
+    def drift_cell(html: str) -> str:
+        cell = re.search(r'class="[^"]*field-drift[^"]*"[^>]*>(.*?)</(?:td|div)>', html, re.S)
+        assert cell is not None
+        return re.sub(r"<[^>]+>", "", cell[1]).strip()
+
+    assert "not checked yet" in drift_cell(client.get(listing).content.decode())
+    assert "not checked yet" in client.get(page).content.decode()
+
+    TerraformWorkspace.objects.filter(pk=workspace.pk).update(drift_checked_at=timezone.now())
+    assert drift_cell(client.get(listing).content.decode()) == "no"
+    TerraformWorkspace.objects.filter(pk=workspace.pk).update(drifted=True)
+    assert drift_cell(client.get(listing).content.decode()) == "yes: drift found"
 
 
 def test_the_drift_mail_chooser_says_who_it_chooses(make_workspace: MakeWorkspace) -> None:
@@ -498,6 +533,9 @@ def test_the_run_list_shows_queue_positions_in_a_number_of_queries_independent_o
         assert page.count(f"waiting ({ahead} ahead)") == (2 if ahead in (1, 2) else 1)
     assert "waiting (7 ahead)" not in page
     assert many == few
+    # Who asked, in the words every page uses (not the bare stored label).
+    assert ">Requested by</a>" in page and "Requester label" not in page
+    assert ">Schedule: Terraform drift check</td>" in page
 
 
 def test_an_apply_taken_over_from_a_process_that_died_is_marked_lost_not_run_again(

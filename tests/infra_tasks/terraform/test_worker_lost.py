@@ -291,6 +291,15 @@ def test_a_worker_killed_mid_plan_has_the_state_lock_it_left_shown_and_releasabl
             message="the lock to be released",
         )
         assert lock_key not in s3_objects(aws, lock_key)
+        run.refresh_from_db()
+        wait_until(
+            lambda: TaskResult.objects.get(task_id=run.unlock_task_id).status == "SUCCESS",
+            timeout=30,
+            message="the unlock job to end",
+        )
+        unlock_lines = job_log_since(task_id=run.unlock_task_id).lines
+        assert "Terraform state has been successfully unlocked!" in unlock_lines
+        assert not any("\x1b" in line for line in unlock_lines), "no colour codes in its log"
         TerraformWorkspace.objects.filter(pk=workspace.pk).update(variables={})
         with publishing_to(prefix):
             again = run_request(

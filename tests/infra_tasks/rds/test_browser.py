@@ -49,6 +49,7 @@ def test_stop_start_and_keep_running_from_the_list_through_to_the_job_log(
     expect(page.locator("#job-subject-message")).to_contain_text("available → stopped")
     expect(page.locator("#job-log")).to_contain_text("stopped")
     assert aws_status(aws, database) == "stopped"
+    tour.job_settled()  # the page reloads once at the job's end: not over the next click
 
     # Start now: the message's database link opens the action record, whose page shows
     # its job live and, once it ends, what AWS reported and how long it took.

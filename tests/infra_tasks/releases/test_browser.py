@@ -54,6 +54,7 @@ def test_run_pending_migrations_previews_the_plan_then_follows_the_release_to_it
     release.refresh_from_db()
     assert (release.state, release.applied) == (ReleaseState.SUCCEEDED, 3)
     assert probe_applied()[-1] == "0005_fail"
+    tour.job_settled()  # the page reloads once at the job's end: not over the next click
 
     # The release record: its job's summary and log inline, and its plan.
     page.locator("#job-subject").click()
@@ -78,6 +79,7 @@ def test_a_failed_release_is_run_again_from_its_page_under_the_same_version(tour
     with tour.submitted(302):
         page.get_by_role("button", name="Run the release").click()
     expect(page.locator("#job-live-status")).to_have_text("Failed (FAILURE)", timeout=90_000)
+    tour.job_settled()
 
     Switch.objects.all().delete()  # what was wrong is fixed
     page.locator("#job-subject").click()
@@ -90,5 +92,6 @@ def test_a_failed_release_is_run_again_from_its_page_under_the_same_version(tour
     release = Release.objects.get(version="browser-again")
     assert release.state == ReleaseState.SUCCEEDED
     assert probe_applied()[-1] == "0005_fail"
+    tour.job_settled()
     page.locator("#job-subject").click()
     expect(page.get_by_role("link", name="Run this release again…")).to_have_count(0)

@@ -1,14 +1,16 @@
-"""A job's records as a finished or running worker leaves them, written straight into the
-tables: for pages that show a job without running one."""
+"""Jobs in tests: a job's records as a finished or running worker leaves them, written
+straight into the tables (for pages that show a job without running one); the state a job's
+result is in; a diagnostic job queued onto a test's own SQS queues."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
 from django_celery_results.models import TaskResult
 
 from workers.joblog import JobLogWriter
-from workers.models import Job, RequesterKind
+from workers.models import DiagnosticRun, Job, RequesterKind
 
 
 def job_record(
@@ -40,3 +42,33 @@ def job_record(
 def job_status(task_id: str) -> str | None:
     """The state a job's result is in now (None before it is recorded)."""
     return TaskResult.objects.filter(task_id=task_id).values_list("status", flat=True).first()
+
+
+def diagnostic_queued(
+    prefix: str,
+    *,
+    queue: str,
+    duration_seconds: float,
+    lines: int = 10,
+    endpoint_url: str | None = None,
+) -> DiagnosticRun:
+    """A diagnostic run queued onto `queue` among the SQS queues named with `prefix` (at
+    `endpoint_url`, if given). Recorded and sent even if this process believes SQS is down:
+    its probe asks the session's queues, not these."""
+    from tests.support.broker import publishing_to
+    from workers.enqueue import Requester, job_enqueue, new_task_id
+    from workers.tasks import diagnostic_run_execute
+
+    with publishing_to(prefix, endpoint_url=endpoint_url), transaction.atomic():
+        run = DiagnosticRun.objects.create(
+            lines=lines, duration_seconds=duration_seconds, task_id=new_task_id()
+        )
+        job_enqueue(
+            diagnostic_run_execute,
+            requester=Requester.cli("test"),
+            args=[run.pk],
+            task_id=run.task_id,
+            queue=queue,
+            refuse_if_broker_down=False,
+        )
+    return run

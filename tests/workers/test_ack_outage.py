@@ -15,13 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.db import transaction
 from django_celery_results.models import TaskResult
 
 from tests.support.broker import publishing_to
-from tests.support.jobs import job_status
+from tests.support.jobs import diagnostic_queued, job_status
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
-from workers.enqueue import Requester, job_enqueue, new_task_id
 from workers.models import DiagnosticRun
 from workers.outbox import OutboundJob, publish_now
 
@@ -51,26 +49,6 @@ def _queue_empty(endpoint: AwsEndpoint, prefix: str) -> bool:
     return not any(int(count) for count in counts.values())
 
 
-def _start_diagnostic(
-    endpoint: AwsEndpoint, prefix: str, *, lines: int, duration_seconds: float
-) -> DiagnosticRun:
-    from workers.tasks import diagnostic_run_execute
-
-    with publishing_to(prefix, endpoint_url=endpoint.url), transaction.atomic():
-        run = DiagnosticRun.objects.create(
-            lines=lines, duration_seconds=duration_seconds, task_id=new_task_id()
-        )
-        job_enqueue(
-            diagnostic_run_execute,
-            requester=Requester.cli("test"),
-            args=[run.pk],
-            task_id=run.task_id,
-            queue="default",
-            refuse_if_broker_down=False,
-        )
-    return run
-
-
 def test_a_job_finishing_while_sqs_is_down_stays_succeeded_and_its_worker_consumes_again(
     worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint
 ) -> None:
@@ -90,7 +68,9 @@ def test_a_job_finishing_while_sqs_is_down_stays_succeeded_and_its_worker_consum
         name="ackless",
     )
     try:
-        run = _start_diagnostic(endpoint, prefix, lines=20, duration_seconds=6)
+        run = diagnostic_queued(
+            prefix, queue="default", lines=20, duration_seconds=6, endpoint_url=endpoint.url
+        )
         wait_until(lambda: job_status(run.task_id) == "STARTED", message="the job to start")
 
         endpoint.halt()
@@ -117,7 +97,9 @@ def test_a_job_finishing_while_sqs_is_down_stays_succeeded_and_its_worker_consum
         # A restarted moto_server has forgotten its queues; SQS itself would still have them.
         _create_queue(endpoint, prefix)
 
-        after = _start_diagnostic(endpoint, prefix, lines=2, duration_seconds=0.1)
+        after = diagnostic_queued(
+            prefix, queue="default", lines=2, duration_seconds=0.1, endpoint_url=endpoint.url
+        )
         wait_until(
             lambda: job_status(after.task_id) == "SUCCESS",
             timeout=60,

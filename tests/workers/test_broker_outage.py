@@ -11,14 +11,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.db import transaction
 from django_celery_results.models import TaskResult
 
-from tests.support.broker import publishing_to
-from tests.support.jobs import job_status
+from tests.support.jobs import diagnostic_queued, job_status
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
-from workers.enqueue import Requester, job_enqueue, new_task_id
-from workers.models import DiagnosticRun
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.waits]
 
@@ -40,27 +36,6 @@ def _create_queues(endpoint: AwsEndpoint, prefix: str) -> None:
         sqs.create_queue(QueueName=f"{prefix}{queue}", Attributes={"VisibilityTimeout": "120"})
 
 
-def _start_diagnostic(
-    endpoint: AwsEndpoint, prefix: str, queue: str, *, duration_seconds: float
-) -> DiagnosticRun:
-    from workers.tasks import diagnostic_run_execute
-
-    with publishing_to(prefix, endpoint_url=endpoint.url), transaction.atomic():
-        run = DiagnosticRun.objects.create(
-            lines=10, duration_seconds=duration_seconds, task_id=new_task_id()
-        )
-        job_enqueue(
-            diagnostic_run_execute,
-            requester=Requester.cli("test"),
-            args=[run.pk],
-            task_id=run.task_id,
-            queue=queue,
-            # The probe looks at the session's queues, not this endpoint's.
-            refuse_if_broker_down=False,
-        )
-    return run
-
-
 def test_every_worker_consumes_again_within_30s_of_sqs_coming_back(
     worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint
 ) -> None:
@@ -78,7 +53,12 @@ def test_every_worker_consumes_again_within_30s_of_sqs_coming_back(
     }
     try:
         # The default queue's worker is busy through the outage; the other two are idle.
-        busy = _start_diagnostic(endpoint, prefix, "default", duration_seconds=OUTAGE_SECONDS + 10)
+        busy = diagnostic_queued(
+            prefix,
+            queue="default",
+            duration_seconds=OUTAGE_SECONDS + 10,
+            endpoint_url=endpoint.url,
+        )
         wait_until(lambda: job_status(busy.task_id) == "STARTED", timeout=30, message="busy job")
 
         endpoint.halt()
@@ -88,7 +68,9 @@ def test_every_worker_consumes_again_within_30s_of_sqs_coming_back(
         _create_queues(endpoint, prefix)
 
         runs = {
-            queue: _start_diagnostic(endpoint, prefix, queue, duration_seconds=0.1)
+            queue: diagnostic_queued(
+                prefix, queue=queue, duration_seconds=0.1, endpoint_url=endpoint.url
+            )
             for queue in QUEUES
         }
         for queue, run in runs.items():

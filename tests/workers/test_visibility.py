@@ -10,18 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from django.db import transaction
 from django_celery_results.models import TaskResult
 
-from tests.support.broker import publishing_to
-from tests.support.jobs import job_status
+from tests.support.jobs import diagnostic_queued, job_status
 from tests.support.servers import (
     AwsEndpoint,
     WorkerProcess,
     short_visibility_queue,
     wait_until,
 )
-from workers.enqueue import Requester, job_enqueue, new_task_id
 from workers.models import DiagnosticRun
 from workers.queues import QUEUES
 from workers.selectors import job_log_since
@@ -29,24 +26,6 @@ from workers.selectors import job_log_since
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.waits]
 
 VISIBILITY = 6
-
-
-def _start_diagnostic(prefix: str, *, lines: int, duration_seconds: float) -> DiagnosticRun:
-    from workers.tasks import diagnostic_run_execute
-
-    with publishing_to(prefix), transaction.atomic():
-        run = DiagnosticRun.objects.create(
-            lines=lines, duration_seconds=duration_seconds, task_id=new_task_id()
-        )
-        job_enqueue(
-            diagnostic_run_execute,
-            requester=Requester.cli("test"),
-            args=[run.pk],
-            task_id=run.task_id,
-            queue="infra",
-            refuse_if_broker_down=False,
-        )
-    return run
 
 
 def test_a_dead_workers_running_and_prefetched_jobs_complete_on_another_worker(
@@ -65,9 +44,9 @@ def test_a_dead_workers_running_and_prefetched_jobs_complete_on_another_worker(
     )
     second: WorkerProcess | None = None
     try:
-        running = _start_diagnostic(prefix, lines=40, duration_seconds=40)
+        running = diagnostic_queued(prefix, queue="infra", lines=40, duration_seconds=40)
         wait_until(lambda: job_status(running.task_id) == "STARTED", message="the running job")
-        waiting = _start_diagnostic(prefix, lines=2, duration_seconds=0.1)
+        waiting = diagnostic_queued(prefix, queue="infra", lines=2, duration_seconds=0.1)
         wait_until(
             lambda: f"[{waiting.task_id}] received" in first.log_text(),
             message="the second job to be prefetched",

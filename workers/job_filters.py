@@ -20,6 +20,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from workers import display
+from workers.families import job_viewable, viewable_families
 from workers.job_registry import canonical_name, task_names
 from workers.models import JOB_FAMILY_SLUGS, Job, RequesterKind
 from workers.queues import QUEUES
@@ -77,7 +78,12 @@ class FamilyFilter(admin.SimpleListFilter):
     parameter_name = "family"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return list(JOB_FAMILY_SLUGS)
+        # Only the families whose jobs this person may see: another would list nothing.
+        families = viewable_families(request.user)
+        if families is None:
+            return list(JOB_FAMILY_SLUGS)
+        names = {family.name for family in families}
+        return [(slug, label) for slug, label in JOB_FAMILY_SLUGS if label in names]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         slug = self.value()
@@ -94,7 +100,12 @@ class TaskFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         # A task once, by its current name; its rows under former names are listed with it.
-        current = [name for name in known_task_names() if canonical_name(name) == name]
+        # Only the tasks whose jobs this person may see.
+        current = [
+            name
+            for name in known_task_names()
+            if canonical_name(name) == name and job_viewable(request.user, name)
+        ]
         return [(name, display.task_short_name(name)) for name in current]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:

@@ -70,3 +70,37 @@ def test_each_filter_lists_only_the_jobs_it_names(
     admin_client: Client, jobs: dict[str, str], query: str, expected: set[str]
 ) -> None:
     assert listed(admin_client, query, jobs) == expected
+
+
+def test_the_family_and_task_choices_are_only_those_whose_jobs_the_person_may_see(
+    jobs: dict[str, str],
+) -> None:
+    from django.contrib.auth.models import Permission
+
+    operator = get_user_model().objects.create_user("dbop", is_staff=True)
+    operator.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=["view_taskresult", "view_databaseaction"],
+        )
+    )
+    client = Client()
+    client.force_login(operator)
+    page = client.get(URL).content.decode()
+    families = re.findall(r'href="\?family=(\w+)"', page)
+    assert families == ["databases"]
+    tasks = set(re.findall(r'href="\?task=([\w.]+)"', page))
+    assert tasks and all(name.startswith("infra_tasks.rds.") for name in tasks), tasks
+
+    superuser = get_user_model().objects.create_superuser("root", "root@example.com", "x")
+    client.force_login(superuser)
+    page = client.get(URL).content.decode()
+    assert set(re.findall(r'href="\?family=(\w+)"', page)) == {
+        "diagnostic",
+        "courses",
+        "terraform",
+        "databases",
+        "releases",
+        "infrastructure",
+        "system",
+        "other",
+    }

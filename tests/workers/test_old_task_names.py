@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
+from django.test import RequestFactory
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
@@ -75,10 +76,12 @@ def test_an_old_named_task_result_finds_its_subject_and_is_listed_in_its_family(
 def test_the_task_filter_lists_a_task_once_and_finds_its_rows_under_either_name() -> None:
     old = job_row(OLD, "SUCCESS")
     new = job_row(NEW, "SUCCESS")
-    names = [name for name, _ in TaskFilter.lookups(None, None, None)]  # type: ignore[arg-type]
+    request = RequestFactory().get("/admin/django_celery_results/taskresult/")
+    request.user = get_user_model().objects.create_superuser("root", "root@example.com", "x")
+    names = [name for name, _ in TaskFilter.lookups(None, request, None)]  # type: ignore[arg-type]
     assert NEW in names and OLD not in names
-    task_filter = TaskFilter(None, {"task": [NEW]}, TaskResult, None)  # type: ignore[arg-type]
-    assert set(task_filter.queryset(None, TaskResult.objects.all())) == {old, new}  # type: ignore[arg-type]
+    task_filter = TaskFilter(request, {"task": [NEW]}, TaskResult, None)  # type: ignore[arg-type]
+    assert set(task_filter.queryset(request, TaskResult.objects.all())) == {old, new}
 
 
 @pytest.mark.django_db

@@ -178,7 +178,6 @@ def job_recheck_leave(task: Any, request: Any) -> bool:
     be sent (the reconciler then ends the job if its holder is gone)."""
     from workers.enqueue import REQUESTER_HEADER, Requester
     from workers.models import Job
-    from workers.outbox import BROKER_ERRORS, publish_now
 
     job = Job.objects.filter(task_id=request.id, claimed_until__isnull=False).first()
     if job is None or job.claimed_until is None:
@@ -192,10 +191,17 @@ def job_recheck_leave(task: Any, request: Any) -> bool:
         headers={**headers, RECHECK_HEADER: job.claimed_by},
         run_after=job.claimed_until + RECHECK_MARGIN,
     )
+    return _copy_send(copy, request, what="leave a recheck")
+
+
+def _copy_send(copy: Any, request: Any, *, what: str) -> bool:
+    """Publish a copy of the message being run; False (logged) if SQS could not take it."""
+    from workers.outbox import BROKER_ERRORS, publish_now
+
     try:
         publish_now(copy)
     except BROKER_ERRORS as exc:
-        logger.warning("job %s: could not leave a recheck: %r", request.id, exc)
+        logger.warning("job %s: could not %s: %r", request.id, what, exc)
         return False
     return True
 
@@ -204,30 +210,18 @@ def job_later_leave(task: Any, request: Any, *, delay: timedelta) -> bool:
     """Leave a copy of the message being run that SQS holds back for `delay`, from the
     message alone (the database cannot be asked); False if it could not be sent."""
     from workers.enqueue import REQUESTER_HEADER
-    from workers.outbox import BROKER_ERRORS, publish_now
+    from workers.queues import queue_for_task
 
     headers = dict(request.headers or {})
     for name in (REQUESTER_HEADER, RECHECK_HEADER):
         value = getattr(request, name, None)
         if value is not None:
             headers.setdefault(name, value)
-    queue = (request.delivery_info or {}).get("routing_key") or spec_queue(task.name)
+    queue = (request.delivery_info or {}).get("routing_key") or queue_for_task(task.name)
     copy = _message_copy(
         task, request, queue=queue, headers=headers, run_after=timezone.now() + delay
     )
-    try:
-        publish_now(copy)
-    except BROKER_ERRORS as exc:
-        logger.warning("job %s: could not send it again for later: %r", request.id, exc)
-        return False
-    return True
-
-
-def spec_queue(task_name: str) -> str:
-    from workers.job_registry import DEFAULT_QUEUE, spec_for
-
-    spec = spec_for(task_name)
-    return spec.queue if spec is not None else DEFAULT_QUEUE
+    return _copy_send(copy, request, what="send it again for later")
 
 
 def job_claim_release(*, task_id: str, holder: str) -> None:

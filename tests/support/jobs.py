@@ -72,3 +72,41 @@ def diagnostic_queued(
             refuse_if_broker_down=False,
         )
     return run
+
+
+# What psycopg reports for a connection PostgreSQL terminated depends on whether it read the
+# server's FATAL message before the socket closed: either names what happened.
+CONNECTION_LOST = (
+    "terminating connection due to administrator command",
+    "server closed the connection unexpectedly",
+)
+
+
+def names_connection_loss(text: str) -> bool:
+    return any(cause in text for cause in CONNECTION_LOST)
+
+
+def log_error_at_end(task_id: str) -> str:
+    """The error a job's log ends with: from its last "!! " line on (a database error's
+    message may run over several lines)."""
+    from workers.selectors import job_log_since
+
+    lines = job_log_since(task_id=task_id).lines
+    last = max((i for i, line in enumerate(lines) if line.startswith("!! ")), default=None)
+    assert last is not None, lines[-3:]
+    return "\n".join(lines[last:])
+
+
+def assert_failed_on_connection_loss(run: DiagnosticRun) -> None:
+    """A diagnostic job whose database connection was cut mid-run: its result, its run and
+    the end of its log each name what happened."""
+    import json
+
+    outcome = json.loads(TaskResult.objects.get(task_id=run.task_id).result)
+    assert outcome["exc_type"] == "OperationalError", outcome
+    assert names_connection_loss(str(outcome["exc_message"])), outcome
+    run.refresh_from_db()
+    assert run.state == DiagnosticRun.State.FAILED
+    assert names_connection_loss(run.error), run.error
+    error = log_error_at_end(run.task_id)
+    assert error.startswith("!! OperationalError: ") and names_connection_loss(error), error

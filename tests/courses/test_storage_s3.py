@@ -7,10 +7,6 @@ AWS_STORAGE_BUCKET_NAME is set, read from a fresh process, not restated here.
 from __future__ import annotations
 
 import io
-import json
-import os
-import subprocess
-import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -26,30 +22,12 @@ from PIL import Image
 
 from courses.services import course_cover_set, course_cover_variants_build
 from media_pipeline.specs import COVER_SPECS
-from tests.courses.conftest import make_course, upload
+from tests.courses.conftest import make_course, storage_from_settings, upload
 from tests.media_pipeline.images import photo_file, quadrants
 from tests.support.servers import AwsEndpoint
-from workers.devstack import BASE_DIR
 from workers.enqueue import Requester
 
 pytestmark = pytest.mark.django_db
-
-
-def storage_from_settings(bucket: str) -> dict[str, Any]:
-    script = (
-        "import django, json; django.setup(); from django.conf import settings; "
-        "print(json.dumps(settings.STORAGES['default']))"
-    )
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "project.settings",
-        "AWS_STORAGE_BUCKET_NAME": bucket,
-        "AWS_QUERYSTRING_EXPIRE": "120",
-    }
-    out = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=BASE_DIR, capture_output=True, check=True
-    )
-    return json.loads(out.stdout)
 
 
 def fetch(url: str) -> tuple[int, bytes]:

@@ -57,7 +57,7 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
 # How long a successful publish or probe vouches for the broker.
 HEALTH_TTL_SECONDS = 10.0
 MAX_BACKOFF_SECONDS = 30.0
-# Jobs taken off the relay's queue at once: sent ten per SQS request, their "sent" marks
+# Jobs the relay takes into one batch: sent ten per SQS request, their "sent" marks
 # written in one UPDATE.
 MAX_BATCH = 50
 # While jobs keep coming (the last batch began less than BUSY_WINDOW_SECONDS ago), how long

@@ -71,6 +71,7 @@ def planned_run(workspace: TerraformWorkspace, requester: User) -> TerraformRun:
         requested_by=requester,
         plan_task_id="plan-task",
         plan_summary={"add": 1, "change": 0, "destroy": 0},
+        message="Plan: 1 to add, 0 to change, 0 to destroy. Waiting for approval.",
     )
 
 
@@ -171,6 +172,10 @@ def test_approval_needs_the_apply_permission_and_destroy_approval_the_destroy_on
     run.refresh_from_db()
     assert (run.state, run.approved_by) == (RunState.APPLY_QUEUED, approver)
     assert run.apply_task_id
+    # The run (and its apply job's page, which shows this) no longer waits for approval.
+    assert (
+        run.message == "Plan: 1 to add, 0 to change, 0 to destroy. Approved by approver; applying."
+    )
 
 
 def test_four_eyes_refuses_approval_by_the_requester(make_workspace: MakeWorkspace) -> None:

@@ -65,7 +65,24 @@ class TerraformWorkspaceAdmin(admin.ModelAdmin):
     ) -> tuple[str, ...]:
         # The name is the state's key in the bucket: renamed, the workspace would start afresh.
         readonly = tuple(super().get_readonly_fields(request, obj))
-        return (*readonly, "name") if obj is not None else readonly
+        if obj is None:
+            return readonly
+        if not self.has_change_permission(request, obj):
+            readonly = (*readonly, "drift_emails_to")
+        return (*readonly, "name")
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # Read-only, the chooser was a bare "Notify:" row with nothing after it when nobody is
+        # chosen: who is e-mailed is said instead, the default included.
+        fields = [f for f in super().get_fields(request, obj) if f != "drift_emails_to"]
+        if obj is not None and not self.has_change_permission(request, obj):
+            fields = ["drift_emails_to" if f == "notify" else f for f in fields]
+        return fields
+
+    @admin.display(description="drift e-mails to")
+    def drift_emails_to(self, obj: TerraformWorkspace) -> str:
+        names = sorted(user.get_username() for user in obj.notify.all())
+        return ", ".join(names) or "every active staff member (no one chosen)"
 
     @admin.display(description="last run", ordering="last_run_id")
     def last_run(self, obj: Any) -> str:

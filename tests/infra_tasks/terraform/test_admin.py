@@ -404,6 +404,23 @@ def test_the_drift_mail_chooser_says_who_it_chooses(make_workspace: MakeWorkspac
     assert 'data-field-name="notify"' not in html
 
 
+def test_a_viewer_reads_who_gets_drift_mail_not_a_blank_notify_row(
+    make_workspace: MakeWorkspace,
+) -> None:
+    """Read-only, the chooser was a row "Notify:" with nothing after it."""
+    workspace = make_workspace()
+    page = reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk])
+    viewer = client_for(staff("viewer"))
+
+    html = viewer.get(page).content.decode()
+    assert "Notify:" not in html
+    assert "<label>Drift e-mails to:</label>" in html
+    assert "every active staff member (no one chosen)" in html
+
+    workspace.notify.add(staff("zoe"), staff("adam"))
+    assert "adam, zoe" in viewer.get(page).content.decode()
+
+
 def test_run_page_buttons_are_forms_of_their_own_outside_the_change_form(
     make_workspace: MakeWorkspace,
 ) -> None:

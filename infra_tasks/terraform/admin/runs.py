@@ -27,10 +27,12 @@ from infra_tasks.terraform.admin.common import (
 from infra_tasks.terraform.configuration import short
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun
 from infra_tasks.terraform.services.runs import (
+    lost_after,
     run_approve,
     run_cancel,
     run_discard,
     run_state_unlock,
+    silent_seconds,
 )
 from workers.admin_base import ImmutableAdminMixin
 from workers.admin_links import job_link
@@ -285,9 +287,12 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
             "can_discard": run is not None
             and run.state == RunState.PLANNED
             and self.has_plan_permission(request),
+            # Once asked to stop, the worker is stopping terraform: a second press only said
+            # "already being cancelled". It is offered again if that worker went silent.
             "can_cancel": run is not None
             and not run.is_finished
             and run.state != RunState.PLANNED
+            and (run.cancel_requested_at is None or silent_seconds(run) >= lost_after())
             and self.has_plan_permission(request),
         }
         return super().change_view(request, object_id, form_url, context)

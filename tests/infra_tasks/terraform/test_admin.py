@@ -260,6 +260,29 @@ def test_cancelling_a_run_whose_worker_went_silent_frees_the_workspace_at_once(
     assert live.state == RunState.APPLYING and live.cancel_requested_at is not None
 
 
+def test_a_run_being_cancelled_says_so_and_offers_no_second_cancel(
+    make_workspace: MakeWorkspace,
+) -> None:
+    """Its page kept "Cancel the run", whose second press only said "already being
+    cancelled"."""
+    workspace = make_workspace()
+    alice = staff("alice", "plan_terraformworkspace")
+    run = applying_run(workspace, worker="busy@host", heartbeat_at=timezone.now())
+    page = reverse("admin:terraform_terraformrun_change", args=[run.pk])
+    assert 'id="run-cancel"' in client_for(alice).get(page).content.decode()
+
+    run_cancel(run=run, user=alice)
+    html = client_for(alice).get(page).content.decode()
+    assert 'id="run-cancel"' not in html
+    assert "Cancel requested by alice: the worker is stopping terraform." in html
+
+    # Should that worker go silent, cancelling again ends the run at once: offered again.
+    TerraformRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(minutes=10)
+    )
+    assert 'id="run-cancel"' in client_for(alice).get(page).content.decode()
+
+
 def test_a_plan_for_another_configuration_says_so_and_cannot_be_approved(
     make_workspace: MakeWorkspace,
 ) -> None:

@@ -137,6 +137,10 @@ class TerraformWorkspaceAdmin(admin.ModelAdmin):
         return super().has_change_permission(request, obj) and request.user.has_perm(APPLY_PERM)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Its runs are the record of what was done to it and keep it (nobody may delete a run):
+        # a Delete button would only lead to "Cannot delete terraform workspace".
+        if obj is not None and obj.runs.exists():
+            return False
         return super().has_delete_permission(request, obj) and request.user.has_perm(APPLY_PERM)
 
     def has_destroy_permission(self, request: HttpRequest) -> bool:

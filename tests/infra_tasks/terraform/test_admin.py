@@ -391,6 +391,22 @@ def test_a_workspace_keeps_its_name_once_created(make_workspace: MakeWorkspace) 
     assert 'name="name"' in add.content.decode()
 
 
+def test_a_workspace_with_runs_offers_no_delete_that_could_only_be_refused(
+    make_workspace: MakeWorkspace,
+) -> None:
+    """Its Delete button led even a superuser to "Cannot delete terraform workspace": its runs
+    keep it, and nobody may delete a run."""
+    workspace = make_workspace()
+    client = client_for(get_user_model().objects.create_superuser("root", password="pw-x"))
+    page = reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk])
+    delete = reverse("admin:terraform_terraformworkspace_delete", args=[workspace.pk])
+    assert f'href="{delete}"' in client.get(page).content.decode(), "no runs yet: deletable"
+
+    planned_run(workspace, get_user_model().objects.get(username="root"))
+    assert f'href="{delete}"' not in client.get(page).content.decode()
+    assert client.get(delete).status_code == 403
+
+
 def test_a_workspace_never_checked_for_drift_says_so_instead_of_no(
     make_workspace: MakeWorkspace,
 ) -> None:

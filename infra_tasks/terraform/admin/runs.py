@@ -244,6 +244,14 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
             raise PermissionDenied
         return HttpResponseRedirect(reverse("admin:terraform_terraformrun_change", args=[run_id]))
 
+    @staticmethod
+    def _own_plan_under_four_eyes(request: HttpRequest, run: TerraformRun) -> bool:
+        """The requester's own plan in a workspace that wants someone else to approve it:
+        an Approve button would only be refused."""
+        return bool(
+            run.workspace.require_distinct_approver and run.requested_by_id == request.user.pk
+        )
+
     def change_view(
         self,
         request: HttpRequest,
@@ -274,8 +282,12 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
             "can_approve": run is not None
             and run.state == RunState.PLANNED
             and not outdated
+            and not self._own_plan_under_four_eyes(request, run)
             and self.has_apply_permission(request)
             and (run.kind != RunKind.DESTROY or request.user.has_perm(DESTROY_PERM)),
+            "four_eyes_wait": run is not None
+            and run.state == RunState.PLANNED
+            and self._own_plan_under_four_eyes(request, run),
             "unlocking": unlocking,
             "unlock_job": job_link(run.unlock_task_id, f"job {run.unlock_task_id}")
             if unlocking and run is not None

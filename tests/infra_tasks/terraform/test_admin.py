@@ -193,6 +193,15 @@ def test_four_eyes_refuses_approval_by_the_requester(make_workspace: MakeWorkspa
     )
     assert "someone other than the requester" in response.content.decode()
 
+    # Her own run's page offered "Approve and apply this plan", which could only be refused:
+    # it says who approves instead; another approver gets the button.
+    page = reverse("admin:terraform_terraformrun_change", args=[run.pk])
+    html = client_for(alice).get(page).content.decode()
+    assert 'id="run-approve"' not in html
+    assert "requires approval by someone other than the requester" in html
+    other = client_for(staff("bob", "apply_terraformworkspace")).get(page).content.decode()
+    assert 'id="run-approve"' in other and 'id="run-four-eyes"' not in other
+
 
 def test_a_directory_outside_the_root_is_refused(make_workspace: MakeWorkspace) -> None:
     admin = get_user_model().objects.create_superuser("root", password="pw-for-tests")

@@ -144,6 +144,10 @@ class ManagedDatabaseAdmin(admin.ModelAdmin):
         return super().has_change_permission(request, obj) and self.has_operate_permission(request)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Its actions and divergences are an audit trail nobody may delete, and would go with
+        # it: a Delete button would only lead to "Cannot delete managed database".
+        if obj is not None and (obj.actions.exists() or obj.divergences.exists()):
+            return False
         return super().has_delete_permission(request, obj) and self.has_operate_permission(request)
 
     def _request(

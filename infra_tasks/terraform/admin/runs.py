@@ -27,10 +27,12 @@ from infra_tasks.terraform.admin.common import (
 from infra_tasks.terraform.configuration import short
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun
 from infra_tasks.terraform.services.runs import (
+    lost_after,
     run_approve,
     run_cancel,
     run_discard,
     run_state_unlock,
+    silent_seconds,
 )
 from workers.admin_base import ImmutableAdminMixin
 from workers.admin_links import job_link
@@ -242,6 +244,14 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
             raise PermissionDenied
         return HttpResponseRedirect(reverse("admin:terraform_terraformrun_change", args=[run_id]))
 
+    @staticmethod
+    def _own_plan_under_four_eyes(request: HttpRequest, run: TerraformRun) -> bool:
+        """The requester's own plan in a workspace that wants someone else to approve it:
+        an Approve button would only be refused."""
+        return bool(
+            run.workspace.require_distinct_approver and run.requested_by_id == request.user.pk
+        )
+
     def change_view(
         self,
         request: HttpRequest,
@@ -272,8 +282,12 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
             "can_approve": run is not None
             and run.state == RunState.PLANNED
             and not outdated
+            and not self._own_plan_under_four_eyes(request, run)
             and self.has_apply_permission(request)
             and (run.kind != RunKind.DESTROY or request.user.has_perm(DESTROY_PERM)),
+            "four_eyes_wait": run is not None
+            and run.state == RunState.PLANNED
+            and self._own_plan_under_four_eyes(request, run),
             "unlocking": unlocking,
             "unlock_job": job_link(run.unlock_task_id, f"job {run.unlock_task_id}")
             if unlocking and run is not None
@@ -285,9 +299,12 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
             "can_discard": run is not None
             and run.state == RunState.PLANNED
             and self.has_plan_permission(request),
+            # Once asked to stop, the worker is stopping terraform: a second press only said
+            # "already being cancelled". It is offered again if that worker went silent.
             "can_cancel": run is not None
             and not run.is_finished
             and run.state != RunState.PLANNED
+            and (run.cancel_requested_at is None or silent_seconds(run) >= lost_after())
             and self.has_plan_permission(request),
         }
         return super().change_view(request, object_id, form_url, context)

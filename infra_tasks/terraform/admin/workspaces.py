@@ -65,7 +65,24 @@ class TerraformWorkspaceAdmin(admin.ModelAdmin):
     ) -> tuple[str, ...]:
         # The name is the state's key in the bucket: renamed, the workspace would start afresh.
         readonly = tuple(super().get_readonly_fields(request, obj))
-        return (*readonly, "name") if obj is not None else readonly
+        if obj is None:
+            return readonly
+        if not self.has_change_permission(request, obj):
+            readonly = (*readonly, "drift_emails_to")
+        return (*readonly, "name")
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # Read-only, the chooser was a bare "Notify:" row with nothing after it when nobody is
+        # chosen: who is e-mailed is said instead, the default included.
+        fields = [f for f in super().get_fields(request, obj) if f != "drift_emails_to"]
+        if obj is not None and not self.has_change_permission(request, obj):
+            fields = ["drift_emails_to" if f == "notify" else f for f in fields]
+        return fields
+
+    @admin.display(description="drift e-mails to")
+    def drift_emails_to(self, obj: TerraformWorkspace) -> str:
+        names = sorted(user.get_username() for user in obj.notify.all())
+        return ", ".join(names) or "every active staff member (no one chosen)"
 
     @admin.display(description="last run", ordering="last_run_id")
     def last_run(self, obj: Any) -> str:
@@ -120,6 +137,10 @@ class TerraformWorkspaceAdmin(admin.ModelAdmin):
         return super().has_change_permission(request, obj) and request.user.has_perm(APPLY_PERM)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Its runs are the record of what was done to it and keep it (nobody may delete a run):
+        # a Delete button would only lead to "Cannot delete terraform workspace".
+        if obj is not None and obj.runs.exists():
+            return False
         return super().has_delete_permission(request, obj) and request.user.has_perm(APPLY_PERM)
 
     def has_destroy_permission(self, request: HttpRequest) -> bool:

@@ -90,10 +90,13 @@ def run_approve(*, run: TerraformRun, user: AbstractBaseUser | AnonymousUser) ->
     run.state = RunState.APPLY_QUEUED
     run.approved_by_id = user.pk
     run.approved_at = timezone.now()
+    # No longer "waiting for approval": the run's pages and its apply job say who approved it.
+    summary = cli.PlanSummary(**(run.plan_summary or {"add": 0, "change": 0, "destroy": 0}))
+    run.message = f"Plan: {summary}. Approved by {user.get_username()}; applying."
     run.apply_task_id = job_enqueue(
         jobs.RUN_APPLY_EXECUTE, requester=Requester.for_user(user), args=[run.pk], audit_object=run
     )
-    run.save(update_fields=["state", "approved_by", "approved_at", "apply_task_id"])
+    run.save(update_fields=["state", "approved_by", "approved_at", "message", "apply_task_id"])
     return run
 
 

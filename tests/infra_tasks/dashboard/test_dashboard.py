@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from botocore.client import BaseClient
@@ -70,8 +71,9 @@ def test_dashboard_shows_databases_and_ecs_services_without_calling_aws(
         status_checked_at=timezone.now(),
     )
     kept = register("analytics")
+    kept_until = (timezone.now() + timedelta(days=3)).replace(microsecond=0)
     ManagedDatabase.objects.filter(pk=kept.pk).update(
-        status="available", keep_running_until=timezone.now() + timedelta(days=3)
+        status="available", keep_running_until=kept_until
     )
     EcsServiceSnapshot.objects.create(
         cluster="prod",
@@ -115,6 +117,10 @@ def test_dashboard_shows_databases_and_ecs_services_without_calling_aws(
     assert "(Europe/Warsaw)" in response.content.decode()
     html = response.content.decode()
     assert "billing" in html and "search" in html and "kept running until" in html
+    # In the zone of its schedule, as typed into "Keep running until…" and as the next
+    # scheduled change beside it (it was in UTC, beside a stop time in CET).
+    local = timezone.localtime(kept_until, ZoneInfo("Europe/Warsaw"))
+    assert f"kept running until {local:%Y-%m-%d %H:%M:%S %Z} (Europe/Warsaw)" in html
     assert [s.service_name for s in response.context["ecs"]["services"]] == ["web"]
     assert "<td>3</td><td>2</td><td>1</td>" in html
     assert "elsewhere" not in html

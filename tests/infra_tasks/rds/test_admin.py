@@ -346,6 +346,24 @@ def test_a_malformed_identifier_or_region_is_refused_in_the_form() -> None:
     assert not ManagedDatabase.objects.exists()
 
 
+def test_a_database_with_a_history_offers_no_delete_that_could_only_be_refused() -> None:
+    """Its Delete button led even a superuser to "Cannot delete managed database": its
+    actions and divergences are an audit trail nobody may delete."""
+    database = register("recorded")
+    root = get_user_model().objects.create_superuser("root", password="pw-x")
+    client = Client()
+    client.force_login(root)
+    page = reverse("admin:rds_manageddatabase_change", args=[database.pk])
+    delete = reverse("admin:rds_manageddatabase_delete", args=[database.pk])
+    assert f'href="{delete}"' in client.get(page).content.decode(), "no history yet: deletable"
+
+    DatabaseAction.objects.create(
+        database=database, action="stop", requester_kind="cli", requester_label="t"
+    )
+    assert f'href="{delete}"' not in client.get(page).content.decode()
+    assert client.get(delete).status_code == 403
+
+
 def test_an_action_page_is_titled_with_its_state_in_words_not_its_code() -> None:
     action = DatabaseAction.objects.create(
         database=register("idle"),

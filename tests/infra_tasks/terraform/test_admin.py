@@ -71,6 +71,7 @@ def planned_run(workspace: TerraformWorkspace, requester: User) -> TerraformRun:
         requested_by=requester,
         plan_task_id="plan-task",
         plan_summary={"add": 1, "change": 0, "destroy": 0},
+        message="Plan: 1 to add, 0 to change, 0 to destroy. Waiting for approval.",
     )
 
 
@@ -171,6 +172,10 @@ def test_approval_needs_the_apply_permission_and_destroy_approval_the_destroy_on
     run.refresh_from_db()
     assert (run.state, run.approved_by) == (RunState.APPLY_QUEUED, approver)
     assert run.apply_task_id
+    # The run (and its apply job's page, which shows this) no longer waits for approval.
+    assert (
+        run.message == "Plan: 1 to add, 0 to change, 0 to destroy. Approved by approver; applying."
+    )
 
 
 def test_four_eyes_refuses_approval_by_the_requester(make_workspace: MakeWorkspace) -> None:
@@ -187,6 +192,15 @@ def test_four_eyes_refuses_approval_by_the_requester(make_workspace: MakeWorkspa
         reverse("admin:terraform_run_do", args=[run.pk, "approve"]), follow=True
     )
     assert "someone other than the requester" in response.content.decode()
+
+    # Her own run's page offered "Approve and apply this plan", which could only be refused:
+    # it says who approves instead; another approver gets the button.
+    page = reverse("admin:terraform_terraformrun_change", args=[run.pk])
+    html = client_for(alice).get(page).content.decode()
+    assert 'id="run-approve"' not in html
+    assert "requires approval by someone other than the requester" in html
+    other = client_for(staff("bob", "apply_terraformworkspace")).get(page).content.decode()
+    assert 'id="run-approve"' in other and 'id="run-four-eyes"' not in other
 
 
 def test_a_directory_outside_the_root_is_refused(make_workspace: MakeWorkspace) -> None:
@@ -253,6 +267,29 @@ def test_cancelling_a_run_whose_worker_went_silent_frees_the_workspace_at_once(
     live = applying_run(workspace, plan_task_id="plan-task-2", heartbeat_at=timezone.now())
     live = run_cancel(run=live, user=alice)
     assert live.state == RunState.APPLYING and live.cancel_requested_at is not None
+
+
+def test_a_run_being_cancelled_says_so_and_offers_no_second_cancel(
+    make_workspace: MakeWorkspace,
+) -> None:
+    """Its page kept "Cancel the run", whose second press only said "already being
+    cancelled"."""
+    workspace = make_workspace()
+    alice = staff("alice", "plan_terraformworkspace")
+    run = applying_run(workspace, worker="busy@host", heartbeat_at=timezone.now())
+    page = reverse("admin:terraform_terraformrun_change", args=[run.pk])
+    assert 'id="run-cancel"' in client_for(alice).get(page).content.decode()
+
+    run_cancel(run=run, user=alice)
+    html = client_for(alice).get(page).content.decode()
+    assert 'id="run-cancel"' not in html
+    assert "Cancel requested by alice: the worker is stopping terraform." in html
+
+    # Should that worker go silent, cancelling again ends the run at once: offered again.
+    TerraformRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(minutes=10)
+    )
+    assert 'id="run-cancel"' in client_for(alice).get(page).content.decode()
 
 
 def test_a_plan_for_another_configuration_says_so_and_cannot_be_approved(
@@ -363,6 +400,22 @@ def test_a_workspace_keeps_its_name_once_created(make_workspace: MakeWorkspace) 
     assert 'name="name"' in add.content.decode()
 
 
+def test_a_workspace_with_runs_offers_no_delete_that_could_only_be_refused(
+    make_workspace: MakeWorkspace,
+) -> None:
+    """Its Delete button led even a superuser to "Cannot delete terraform workspace": its runs
+    keep it, and nobody may delete a run."""
+    workspace = make_workspace()
+    client = client_for(get_user_model().objects.create_superuser("root", password="pw-x"))
+    page = reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk])
+    delete = reverse("admin:terraform_terraformworkspace_delete", args=[workspace.pk])
+    assert f'href="{delete}"' in client.get(page).content.decode(), "no runs yet: deletable"
+
+    planned_run(workspace, get_user_model().objects.get(username="root"))
+    assert f'href="{delete}"' not in client.get(page).content.decode()
+    assert client.get(delete).status_code == 403
+
+
 def test_a_workspace_never_checked_for_drift_says_so_instead_of_no(
     make_workspace: MakeWorkspace,
 ) -> None:
@@ -397,6 +450,23 @@ def test_the_drift_mail_chooser_says_who_it_chooses(make_workspace: MakeWorkspac
     assert '<label for="id_notify">Drift e-mails to:</label>' in html
     assert 'data-field-name="staff to e-mail"' in html
     assert 'data-field-name="notify"' not in html
+
+
+def test_a_viewer_reads_who_gets_drift_mail_not_a_blank_notify_row(
+    make_workspace: MakeWorkspace,
+) -> None:
+    """Read-only, the chooser was a row "Notify:" with nothing after it."""
+    workspace = make_workspace()
+    page = reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk])
+    viewer = client_for(staff("viewer"))
+
+    html = viewer.get(page).content.decode()
+    assert "Notify:" not in html
+    assert "<label>Drift e-mails to:</label>" in html
+    assert "every active staff member (no one chosen)" in html
+
+    workspace.notify.add(staff("zoe"), staff("adam"))
+    assert "adam, zoe" in viewer.get(page).content.decode()
 
 
 def test_run_page_buttons_are_forms_of_their_own_outside_the_change_form(

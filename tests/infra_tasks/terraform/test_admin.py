@@ -645,9 +645,11 @@ def test_a_destroy_plan_offers_approval_only_to_who_may_approve_a_destroy(
     page = reverse("admin:terraform_terraformrun_change", args=[run.pk])
 
     apply_only = client_for(staff("approver", "apply_terraformworkspace"))
-    assert "Approve and apply this plan" not in apply_only.get(page).content.decode()
+    assert 'id="run-approve"' not in apply_only.get(page).content.decode()
     both = client_for(staff("both", "apply_terraformworkspace", "destroy_terraformworkspace"))
-    assert "Approve and apply this plan" in both.get(page).content.decode()
+    html = both.get(page).content.decode()
+    # The button says what approving does: it destroys, it does not apply a plan.
+    assert ">Approve and destroy</button>" in html and "Approve and apply" not in html
 
 
 def test_editing_a_workspace_needs_the_apply_permission_besides_the_change_one(

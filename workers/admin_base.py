@@ -25,3 +25,38 @@ class ImmutableAdminMixin(ReadOnlyAdminMixin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+class HistoryKeepsRecordMixin:
+    """Records a history keeps (a workspace its runs, a database its actions): their
+    `has_delete_permission(request, obj)` says False once they have one. Django's bulk delete
+    would then only lead to "Cannot delete …"; here it leaves those out, says which and why,
+    and asks to confirm the rest as Django does."""
+
+    history_name = "history"  # what keeps a record, in words: "runs", "actions"
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions: dict[str, Any] = super().get_actions(request)  # type: ignore[misc]
+        if "delete_selected" in actions:
+            _, name, description = actions["delete_selected"]
+            actions[name] = (_delete_selected_but_kept, name, description)
+        return actions
+
+
+def _delete_selected_but_kept(modeladmin: Any, request: HttpRequest, queryset: Any) -> Any:
+    from django.contrib import messages
+    from django.contrib.admin.actions import delete_selected
+
+    kept = [obj for obj in queryset if not modeladmin.has_delete_permission(request, obj)]
+    if kept:
+        if "post" not in request.POST:  # said once, on the confirmation page or instead of it
+            modeladmin.message_user(
+                request,
+                f"Not deleted, kept by their {modeladmin.history_name}: "
+                f"{', '.join(str(obj) for obj in kept)}.",
+                messages.WARNING,
+            )
+        queryset = queryset.exclude(pk__in=[obj.pk for obj in kept])
+        if not queryset.exists():
+            return None
+    return delete_selected(modeladmin, request, queryset)

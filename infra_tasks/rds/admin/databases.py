@@ -27,6 +27,7 @@ from infra_tasks.rds.services.schedules import (
     managed_database_delete,
     managed_database_save,
 )
+from workers.admin_base import HistoryKeepsRecordMixin
 from workers.admin_links import job_link, refusal_report
 from workers.enqueue import Requester
 from workers.errors import ApplicationError
@@ -61,7 +62,8 @@ STATE_FIELDS = (
 
 
 @admin.register(ManagedDatabase)
-class ManagedDatabaseAdmin(admin.ModelAdmin):
+class ManagedDatabaseAdmin(HistoryKeepsRecordMixin, admin.ModelAdmin):
+    history_name = "actions and divergences"
     form = ManagedDatabaseForm
     list_display = (
         "name",

@@ -26,11 +26,13 @@ from infra_tasks.terraform.admin.common import (
 from infra_tasks.terraform.admin.forms import DestroyConfirmForm, SecretInline, WorkspaceForm
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
 from infra_tasks.terraform.services import runs
+from workers.admin_base import HistoryKeepsRecordMixin
 from workers.enqueue import Requester
 
 
 @admin.register(TerraformWorkspace)
-class TerraformWorkspaceAdmin(admin.ModelAdmin):
+class TerraformWorkspaceAdmin(HistoryKeepsRecordMixin, admin.ModelAdmin):
+    history_name = "runs"
     form = WorkspaceForm
     inlines = [SecretInline]
     list_display = (

@@ -416,6 +416,32 @@ def test_a_workspace_with_runs_offers_no_delete_that_could_only_be_refused(
     assert client.get(delete).status_code == 403
 
 
+def test_bulk_delete_leaves_out_workspaces_their_runs_keep_and_deletes_the_rest(
+    make_workspace: MakeWorkspace,
+) -> None:
+    """Deleting selected workspaces led to "Cannot delete terraform workspace" as soon as one
+    had runs: now that one is named and left, and the rest are deleted once confirmed."""
+    root = get_user_model().objects.create_superuser("root", password="pw-x")
+    client = client_for(root)
+    kept, spare = make_workspace(), make_workspace()
+    planned_run(kept, root)
+    listing = reverse("admin:terraform_terraformworkspace_changelist")
+    selected = {"action": "delete_selected", "_selected_action": [kept.pk, spare.pk]}
+
+    confirm = client.post(listing, selected)
+    html = confirm.content.decode()
+    assert confirm.status_code == 200 and "Cannot delete" not in html
+    assert f"Not deleted, kept by their runs: {kept.name}." in html and spare.name in html
+
+    done = client.post(listing, {**selected, "post": "yes"}, follow=True)
+    assert done.status_code == 200
+    assert list(TerraformWorkspace.objects.values_list("pk", flat=True)) == [kept.pk]
+
+    only_kept = client.post(listing, {**selected, "_selected_action": [kept.pk]}, follow=True)
+    assert f"Not deleted, kept by their runs: {kept.name}." in only_kept.content.decode()
+    assert TerraformWorkspace.objects.filter(pk=kept.pk).exists()
+
+
 def test_a_workspace_never_checked_for_drift_says_so_instead_of_no(
     make_workspace: MakeWorkspace,
 ) -> None:

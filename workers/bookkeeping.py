@@ -48,10 +48,12 @@ def job_record_in_process(
         options={"queue": IN_PROCESS_QUEUE},
     )
     job_record_pending(message, requester=requester)
-    # Never to be sent: marking it so keeps the unsent-job sweeper from publishing it.
-    Job.objects.filter(task_id=task_id).update(sent_at=timezone.now())
+    # Never to be sent: marking it so keeps the unsent-job sweeper from publishing it. It was
+    # never queued either: it reads queued when it started, not after (a release that runs
+    # its migrations before its tables exist is recorded once they have run).
+    Job.objects.filter(task_id=task_id).update(sent_at=timezone.now(), created_at=started_at)
     TaskResult.objects.filter(task_id=task_id).update(
-        status=states.STARTED, date_started=started_at, worker=worker
+        status=states.STARTED, date_created=started_at, date_started=started_at, worker=worker
     )
 
 

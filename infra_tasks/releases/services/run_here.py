@@ -153,7 +153,11 @@ def _bootstrap_here(
         release, created = Release.objects.select_for_update().get_or_create(
             version=version, defaults=requested_by(requester, allow_unsafe=allow_unsafe)
         )
-        if not created:
+        if created:
+            # Recorded once its migrations had made the table: it was asked for when it began.
+            Release.objects.filter(pk=release.pk).update(created_at=started_at)
+            release.created_at = started_at
+        else:
             release_reset_for_retry(release, requester=requester, allow_unsafe=allow_unsafe)
         task_id = _record_job_here(release, requester=requester, started_at=started_at)
         release_plan_record(release.pk, outcome.plan, outcome.findings)

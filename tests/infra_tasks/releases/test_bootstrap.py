@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.servers import AwsEndpoint
 from workers.devstack import BASE_DIR
 
 
@@ -23,8 +24,10 @@ def manage(*args: str, database: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_devstack_setup_migrates_a_fresh_database_through_a_recorded_release(
-    tmp_path: Path,
+    tmp_path: Path, sqs_queues: AwsEndpoint
 ) -> None:
+    """`sqs_queues` points this process's environment, which `manage` passes on, at the local
+    endpoint: the setup seeds demo jobs (it passed only after another test had started it)."""
     database = tmp_path / "dev.sqlite3"
     setup = ("devstack_setup", "--username", "demo", "--password", "a-demo-password")
 
@@ -46,6 +49,22 @@ def test_devstack_setup_migrates_a_fresh_database_through_a_recorded_release(
         assert db.execute(
             "SELECT status FROM django_celery_results_taskresult WHERE task_id = ?", [task_id]
         ).fetchone() == ("SUCCESS",)
+        # Recorded after its migrations ran, it still reads asked for, then started, then
+        # done, as its page and its job's show them.
+        created, started, finished = db.execute(
+            "SELECT created_at, started_at, finished_at FROM releases_release"
+        ).fetchone()
+        assert created <= started <= finished
+        queued, job_started, done = db.execute(
+            "SELECT date_created, date_started, date_done FROM django_celery_results_taskresult"
+            " WHERE task_id = ?",
+            [task_id],
+        ).fetchone()
+        assert queued <= job_started <= done
+        (job_created,) = db.execute(
+            "SELECT created_at FROM workers_job WHERE task_id = ?", [task_id]
+        ).fetchone()
+        assert job_created == queued
         log = "\n".join(
             text
             for (text,) in db.execute(

@@ -35,9 +35,14 @@ def test_run_pending_migrations_previews_the_plan_then_follows_the_release_to_it
         ("Version:", "#id_version"),
         ("Allow backward-incompatible migrations", "#id_allow_unsafe"),
     ):
-        label_box = page.locator("label", has_text=label).bounding_box()
-        field_box = page.locator(field).bounding_box()
-        assert label_box and field_box
+        # Both measured at one instant: the page may still be growing above the form.
+        label_box, field_box = page.evaluate(
+            """([text, field]) => [
+                [...document.querySelectorAll("label")].find((l) => l.textContent.includes(text)),
+                document.querySelector(field),
+            ].map((element) => element.getBoundingClientRect().toJSON())""",
+            [label, field],
+        )
         assert abs(label_box["y"] - field_box["y"]) < label_box["height"], label
     tour.screenshot("release-run-form")
     page.fill("#id_version", "browser-1")

@@ -68,7 +68,8 @@ class DeadLetter:
     queue: str
     message_id: str
     sent_at: datetime | None
-    receive_count: int
+    # No receive count: SQS counts the looks this page takes (a receive each), so it would
+    # rise every time someone opened the page.
     task_id: str | None
     task_name: str | None
     reason: str
@@ -182,7 +183,6 @@ def _dead_letter(queue: str, message: dict[str, Any]) -> DeadLetter:
         queue=queue,
         message_id=message["MessageId"],
         sent_at=datetime.fromtimestamp(int(sent) / 1000, tz=UTC) if sent else None,
-        receive_count=int(attributes.get("ApproximateReceiveCount", 0)),
         task_id=task_id,
         task_name=task_name,
         reason=reason,

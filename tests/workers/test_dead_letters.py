@@ -200,6 +200,26 @@ def test_staff_who_may_only_view_operations_see_dead_letters_but_cannot_act_on_t
     assert not DeadLetterAction.objects.exists()
 
 
+def test_looking_at_dead_letters_changes_nothing_the_page_shows_of_them(
+    aws: AwsEndpoint, sqs_queues: AwsEndpoint, client: Client
+) -> None:
+    """The page peeks at a dead-letter queue by receiving from it; it showed SQS's receive
+    count, which its own looks raised (1, then 2 on the next view)."""
+    _dead_letter_a_job_and_garbage(aws)
+    viewer = get_user_model().objects.create_user("viewer", password="pw-viewer-1", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_operations"))
+    client.force_login(viewer)
+
+    def letters() -> list[str]:
+        html = client.get("/ops/operations/").content.decode()
+        rows = re.findall(r"<tr data-message-id=.*?</tr>", html, re.S)
+        assert len(rows) == 2, html
+        return sorted(rows)
+
+    first = letters()
+    assert letters() == first and letters() == first
+
+
 def test_redrive_needs_the_operate_permission_of_the_job_s_family_and_is_not_offered_without(
     aws: AwsEndpoint, sqs_queues: AwsEndpoint, client: Client
 ) -> None:

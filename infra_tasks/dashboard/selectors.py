@@ -41,7 +41,7 @@ def dashboard_databases(*, now: datetime) -> list[DatabaseRow]:
                     if database.status
                     else None
                 ),
-                next_change=database_next_change(database=database, now=now),
+                next_change=database_next_change(database=database, now=now, desired=desired),
             )
         )
     return rows

@@ -80,15 +80,19 @@ class ScheduledChange:
     skipped_by_override: bool
 
 
-def database_next_change(*, database: ManagedDatabase, now: datetime) -> ScheduledChange | None:
-    """The next schedule firing, stop or start, as the scheduler will fire it."""
+def database_next_change(
+    *, database: ManagedDatabase, now: datetime, desired: str | None = None
+) -> ScheduledChange | None:
+    """The next schedule firing, stop or start, as the scheduler will fire it. Given the
+    state the database is held in now (`desired`), a firing that would leave it so (the
+    nightly stop of a database stopped by hand) is passed over for the one that changes it."""
     candidates: list[tuple[datetime, str, str]] = []
-    for kind, task in (
-        (ActionKind.STOP, database.stop_task),
-        (ActionKind.START, database.start_task),
+    for kind, task, target in (
+        (ActionKind.STOP, database.stop_task, DesiredState.STOPPED),
+        (ActionKind.START, database.start_task, DesiredState.RUNNING),
     ):
         spec = periodic_task_cron_spec(task)
-        if spec is None:
+        if spec is None or target == desired:
             continue
         at = next_occurrence(spec, now)
         if at is not None:

@@ -104,6 +104,27 @@ def test_next_change_says_when_keep_running_skips_the_stop() -> None:
     assert change is not None and change.skipped_by_override
 
 
+def test_next_change_passes_over_a_firing_that_would_change_nothing() -> None:
+    """A database stopped by hand read "next change: stop at 22:00", which does nothing to
+    it: its next change is the morning start."""
+    database = make(DatabaseSchedule(time_zone="UTC"))  # stop 22:00 daily, start 07:00 weekdays
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)  # a Monday
+
+    held_stopped = database_next_change(database=database, now=now, desired="stopped")
+    held_running = database_next_change(database=database, now=now, desired="running")
+
+    assert held_stopped is not None and (held_stopped.action, held_stopped.at) == (
+        "start",
+        datetime(2026, 6, 2, 7, 0, tzinfo=UTC),
+    )
+    assert held_running is not None and (held_running.action, held_running.at) == (
+        "stop",
+        datetime(2026, 6, 1, 22, 0, tzinfo=UTC),
+    )
+    only_stop = make(DatabaseSchedule(time_zone="UTC", start_at=None), name="reports")
+    assert database_next_change(database=only_stop, now=now, desired="stopped") is None
+
+
 def test_deleting_a_database_removes_its_schedule() -> None:
     database = make(DatabaseSchedule(time_zone="UTC"))
     pks = [database.stop_task_id, database.start_task_id]

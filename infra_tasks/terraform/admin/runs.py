@@ -176,7 +176,7 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
                 self,
                 request,
                 lambda run=run: run_discard(run=run, user=request.user),
-                f"{run}: plan discarded.",
+                f"Run {run}: plan discarded.",
             )
 
     @admin.action(description="Cancel", permissions=["plan"])
@@ -186,7 +186,7 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
                 self,
                 request,
                 lambda run=run: run_cancel(run=run, user=request.user),
-                f"{run}: cancel requested.",
+                f"Run {run}: cancel requested.",
             )
 
     @admin.action(
@@ -199,14 +199,14 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
                 self,
                 request,
                 lambda run=run: run_state_unlock(run=run, user=request.user),
-                f"{run}: force-unlock of its state lock queued.",
+                f"Run {run}: force-unlock of its state lock queued.",
             )
 
     def _approve(self, request: HttpRequest, run: TerraformRun) -> None:
         if run.kind == RunKind.DESTROY and not request.user.has_perm(DESTROY_PERM):
             self.message_user(
                 request,
-                f"{run}: approving a destroy needs the destroy permission too.",
+                f"Run {run}: approving a destroy needs the destroy permission too.",
                 level=messages.ERROR,
             )
             return
@@ -215,7 +215,7 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
             self.message_user(
                 request,
                 format_html(
-                    "{}: approved; {} queued.", run, job_link(run.apply_task_id, "apply job")
+                    "Run {}: approved; {} queued.", run, job_link(run.apply_task_id, "apply job")
                 ),
                 level=messages.SUCCESS,
             )

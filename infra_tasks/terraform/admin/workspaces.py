@@ -261,7 +261,9 @@ class TerraformWorkspaceAdmin(HistoryKeepsRecordMixin, admin.ModelAdmin):
         self.message_user(
             request,
             format_html(
-                '{}: {} requested as <a href="{}">run #{}</a>{}.',
+                # "Workspace …": the admin capitalises a message's first letter, and a
+                # workspace's name is its own ("demo", not "Demo").
+                'Workspace {}: {} requested as <a href="{}">run #{}</a>{}.',
                 workspace,
                 kind.label.lower(),
                 reverse("admin:terraform_terraformrun_change", args=[run.pk]),

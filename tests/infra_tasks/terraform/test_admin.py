@@ -365,7 +365,7 @@ def test_a_lost_run_shows_the_lock_it_left_and_only_force_unlock_holders_release
     html = client_for(unlocker).get(page_url).content.decode()
     assert "Force-unlock the state" in html
     response = client_for(unlocker).post(unlock_url, follow=True)
-    assert "force-unlock of its state lock queued" in response.content.decode()
+    assert f"Run {run}: force-unlock of its state lock queued" in response.content.decode()
     run.refresh_from_db()
     job = Job.objects.get(task_id=run.unlock_task_id)
     assert job.task_name == "infra_tasks.terraform.tasks.run_state_unlock_execute"
@@ -535,6 +535,9 @@ def test_workspace_page_plan_button_queues_a_run_and_opens_the_run(
     run_url = reverse("admin:terraform_terraformrun_change", args=[run.pk])
     assert response.redirect_chain == [(run_url, 302)]
     assert f'requested as <a href="{run_url}">run #{run.pk}</a>' in response.content.decode()
+    # Named as it is spelled: the admin capitalises a message's first letter, so the message
+    # does not begin with the workspace's name.
+    assert f"Workspace {run.workspace.name}: " in response.content.decode()
 
 
 def test_run_page_shows_the_structured_plan(make_workspace: MakeWorkspace) -> None:

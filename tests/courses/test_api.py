@@ -139,6 +139,14 @@ def test_the_api_is_read_only_and_says_so_in_json(client: Client) -> None:
     assert "DELETE is not allowed" in json_error(client.delete("/api/courses/c/"), 405)
 
 
+def test_a_write_without_a_csrf_token_is_refused_in_json_not_as_an_html_403() -> None:
+    # A real client sends no CSRF token; Django's test client skips the check by default.
+    client = Client(enforce_csrf_checks=True)
+    make_course("c")
+    assert "use GET" in json_error(client.post("/api/courses/"), 405)
+    assert "DELETE is not allowed" in json_error(client.delete("/api/courses/c/"), 405)
+
+
 def test_a_server_error_under_the_api_is_answered_in_json() -> None:
     from django.test import RequestFactory
 

@@ -82,7 +82,7 @@ def course_detail(request: HttpRequest, slug: str) -> JsonResponse:
 
 
 @api_view
-def not_found(request: HttpRequest, path: str) -> HttpResponse:
+def not_found(request: HttpRequest, path: str = "") -> HttpResponse:
     """Any other address under the API."""
     raise Http404(f"No API endpoint at /api/{path}; the courses are at /api/courses/.")
 

@@ -147,6 +147,11 @@ def test_a_write_without_a_csrf_token_is_refused_in_json_not_as_an_html_403() ->
     assert "DELETE is not allowed" in json_error(client.delete("/api/courses/c/"), 405)
 
 
+def test_the_api_root_is_a_json_404_pointing_at_the_courses(client: Client) -> None:
+    assert "/api/courses/" in json_error(client.get("/api/"), 404)
+    assert client.get("/api").headers["Location"] == "/api/"
+
+
 def test_a_server_error_under_the_api_is_answered_in_json() -> None:
     from django.test import RequestFactory
 

@@ -72,6 +72,23 @@ def test_each_filter_lists_only_the_jobs_it_names(
     assert listed(admin_client, query, jobs) == expected
 
 
+@pytest.mark.parametrize(
+    ("term", "expected"),
+    [
+        # The name the Jobs home and the task filter show, and the start of it.
+        ("diagnostic_run_execute", {"diag-failed"}),
+        ("course_cover", {"cover-ok"}),
+        # The stored dotted name and a job's id still find it.
+        ("workers.tasks.queue_depths", {"depths"}),
+        ("nothing_like_it", set()),
+    ],
+)
+def test_the_search_box_finds_jobs_by_the_task_name_the_admin_shows(
+    admin_client: Client, jobs: dict[str, str], term: str, expected: set[str]
+) -> None:
+    assert listed(admin_client, f"q={term}", jobs) == expected
+
+
 def test_the_family_and_task_choices_are_only_those_whose_jobs_the_person_may_see(
     jobs: dict[str, str],
 ) -> None:

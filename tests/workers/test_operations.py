@@ -356,3 +356,16 @@ def test_the_worker_heartbeat_list_names_queues_as_words_not_json() -> None:
     html = client.get("/admin/workers/workerheartbeat/").content.decode()
     assert '<td class="field-queue_names">default, media, release</td>' in html
     assert "[&quot;default&quot;" not in html
+
+
+def test_run_times_are_written_as_the_job_list_writes_them(ops_client: Client) -> None:
+    # A 40 ms job read "0.0 s" here and "< 0.1 s" on the job list; two minutes read "125.0 s".
+    result("SUCCESS", created_ago=timedelta(minutes=5), seconds=0.04, name="app.tasks.quick")
+    result("SUCCESS", created_ago=timedelta(minutes=5), seconds=125, name="app.tasks.long")
+
+    html = ops_client.get(URL).content.decode()
+
+    assert cell(html, 'data-task="app.tasks.quick" data-period="hour"', "p50") == "&lt; 0.1 s"
+    assert cell(html, 'data-task="app.tasks.long" data-period="hour"', "max") == "2 min 05 s"
+    slowest = html[html.index('id="slowest"') :]
+    assert "0.0 s" not in slowest and "2 min 05 s" in slowest

@@ -6,6 +6,7 @@ from typing import Any
 
 from django import template
 
+from workers.display import duration_text
 from workers.families import job_viewable
 from workers.selectors import job_summary_get
 
@@ -49,3 +50,9 @@ def job_live(
 def may_view_job(user: Any, task_name: str | None) -> bool:
     """`{% if request.user|may_view_job:task_name %}`: link a job only for who may open it."""
     return job_viewable(user, task_name)
+
+
+@register.filter
+def duration(seconds: float | None) -> str:
+    """`{{ seconds|duration }}`: as the job list and pages write it ('< 0.1 s', '3 min 04 s')."""
+    return duration_text(seconds)

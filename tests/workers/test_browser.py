@@ -12,6 +12,7 @@ from django_celery_results.models import TaskResult
 from tests.infra_tasks.rds.support import aws_status, new_instance, register
 from tests.support.browser import Tour, wait_for
 from tests.support.servers import AwsEndpoint, WorkerProcess
+from tests.workers.jobs import job_row
 from workers.models import DiagnosticRun
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -172,8 +173,6 @@ def test_a_failed_terraform_apply_found_by_filter_says_plan_again_instead_of_ret
 ) -> None:
     from playwright.sync_api import expect
 
-    from tests.workers.jobs import job_row
-
     job_row("infra_tasks.terraform.tasks.run_apply_execute", "FAILURE", queue="infra")
     job_row("workers.tasks.diagnostic_run_execute", "FAILURE")
     page = tour.page
@@ -328,4 +327,15 @@ def test_run_now_on_the_jobs_home_queues_the_recurring_task_as_the_person(tour: 
     schedule.refresh_from_db()
     assert schedule.last_run_at is None  # the schedule itself is left as it was
     tour.job_settled()
+    tour.assert_pages_sound()
+
+
+def test_a_finished_job_that_wrote_no_log_says_so_instead_of_an_empty_box(tour: Tour) -> None:
+    from playwright.sync_api import expect
+
+    result = job_row("workers.tasks.jobs_mark_lost", "SUCCESS")
+    page = tour.page
+    page.goto(f"{tour.base_url}/ops/jobs/{result.task_id}/")
+    expect(page.locator("#job-live")).to_have_attribute("data-settled", "1")
+    expect(page.locator("#job-log")).to_have_text("The job wrote no log lines.")
     tour.assert_pages_sound()

@@ -55,6 +55,11 @@
       // Keep reading until the finished job's log is drained.
       if (data.finished && data.lines.length === 0) {
         root.dataset.finished = "1";
+        // An ended job that wrote nothing: say so, not an empty black box.
+        if (!pre.textContent) {
+          pre.textContent = "The job wrote no log lines.";
+          pre.classList.add("job-log-empty");
+        }
         if (reloadOnEnd && !endedBeforeLoad) {
           const shown = document.querySelector("ul.messagelist");
           if (shown) { sessionStorage.setItem(KEPT, shown.outerHTML); }

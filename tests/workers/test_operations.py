@@ -369,3 +369,12 @@ def test_run_times_are_written_as_the_job_list_writes_them(ops_client: Client) -
     assert cell(html, 'data-task="app.tasks.long" data-period="hour"', "max") == "2 min 05 s"
     slowest = html[html.index('id="slowest"') :]
     assert "0.0 s" not in slowest and "2 min 05 s" in slowest
+
+
+def test_jobs_by_state_name_each_state_as_the_job_list_does(ops_client: Client) -> None:
+    # The table read bare Celery codes (PENDING, RECEIVED) where every other page says
+    # "Queued (PENDING)".
+    html = ops_client.get(URL).content.decode()
+
+    assert cell(html, 'data-state="PENDING"', "state") == "Queued (PENDING)"
+    assert cell(html, 'data-state="FAILURE"', "state") == "Failed (FAILURE)"

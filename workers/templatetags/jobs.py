@@ -6,7 +6,7 @@ from typing import Any
 
 from django import template
 
-from workers.display import duration_text
+from workers.display import duration_text, state_label
 from workers.families import job_viewable
 from workers.selectors import job_summary_get
 
@@ -56,3 +56,9 @@ def may_view_job(user: Any, task_name: str | None) -> bool:
 def duration(seconds: float | None) -> str:
     """`{{ seconds|duration }}`: as the job list and pages write it ('< 0.1 s', '3 min 04 s')."""
     return duration_text(seconds)
+
+
+@register.filter(name="state_label")
+def state_label_filter(status: str) -> str:
+    """`{{ status|state_label }}`: 'Queued (PENDING)', as the job list and pages say it."""
+    return state_label(status)

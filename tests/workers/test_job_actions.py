@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -276,3 +277,19 @@ def test_the_bulk_confirmation_counts_its_jobs_in_words_that_agree() -> None:
 
     assert button(failed[:1]) == "Yes, discard 1 job"
     assert button(failed) == "Yes, discard 2 jobs"
+
+
+def test_a_job_page_that_offers_no_retry_says_so_without_claiming_a_retry_was_refused(
+    operator: object, admin_client: Any
+) -> None:
+    # The page read "Not retried: This job was retried already", as if a retry had just
+    # been tried and refused; nobody had pressed anything.
+    failed = job_row(DIAGNOSTIC, "FAILURE")
+    job_actions.jobs_discard(task_ids=[failed.task_id], user=operator)
+
+    url = f"/admin/django_celery_results/taskresult/{failed.pk}/change/"
+    html = admin_client.get(url).content.decode()
+    refusal = re.search(r'<p id="job-retry-refusal">([^<]*)</p>', html)
+
+    assert refusal is not None, html
+    assert refusal.group(1) == "Retry not offered: This job was discarded; it is not retried."

@@ -78,6 +78,13 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
         "periodic_task_name",
     )
 
+    def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
+        # The schedule's name only for a job a schedule sent: others showed a "Schedule"
+        # section holding a bare "-".
+        if obj is not None and not obj.periodic_task_name:
+            return self.fieldsets[:1]
+        return self.fieldsets
+
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         # A job's page and log follow its family's view permission (workers/families.py).
         if obj is not None and not families.job_viewable(request.user, obj.task_name):

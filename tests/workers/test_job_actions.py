@@ -293,3 +293,19 @@ def test_a_job_page_that_offers_no_retry_says_so_without_claiming_a_retry_was_re
 
     assert refusal is not None, html
     assert refusal.group(1) == "Retry not offered: This job was discarded; it is not retried."
+
+
+def test_a_job_page_has_a_schedule_section_only_for_a_job_a_schedule_sent(
+    admin_client: Any,
+) -> None:
+    # Every job's page had a "Schedule" section, holding a bare "-" for one nobody scheduled.
+    by_hand = job_row("workers.tasks.queue_depths_record", "SUCCESS")
+    scheduled = job_row("workers.tasks.queue_depths_record", "SUCCESS")
+    TaskResult.objects.filter(pk=scheduled.pk).update(periodic_task_name="Record depths")
+
+    def page(row: TaskResult) -> str:
+        url = f"/admin/django_celery_results/taskresult/{row.pk}/change/"
+        return str(admin_client.get(url).content.decode())
+
+    assert "Periodic Task Name" not in page(by_hand)
+    assert "Record depths" in page(scheduled)

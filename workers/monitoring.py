@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 from celery.worker.consumer import Consumer
 from celery.worker.consumer import events as events_step
@@ -60,8 +61,18 @@ def monitor_connection(url: str) -> Connection:
 
 
 def redacted_url(url: str) -> str:
-    """The URL without its password, for logs and pages."""
-    return monitor_connection(url).as_uri() if url else ""
+    """The URL without its password, for logs and pages.
+
+    A URL with no password is shown as it is: kombu's as_uri() writes ":**@" into every
+    one, so a Redis without a password read as if it had one.
+    """
+    if not url:
+        return ""
+    try:
+        has_password = urlsplit(url).password is not None
+    except ValueError:
+        has_password = True
+    return monitor_connection(url).as_uri() if has_password else url
 
 
 class Backoff:

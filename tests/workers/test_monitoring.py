@@ -665,3 +665,19 @@ def test_staff_grow_and_shrink_the_pool_by_clicking_in_flower_and_each_click_is_
         ("worker pool grow", hostname, "pool-operator", 200),
         ("worker pool shrink", hostname, "pool-operator", 200),
     ]
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        # The Operations page read "redis://:**@127.0.0.1:6379/15" for a Redis without one.
+        ("redis://127.0.0.1:6379/15", "redis://127.0.0.1:6379/15"),
+        ("redis://:secret@127.0.0.1:6379/15", "redis://:**@127.0.0.1:6379/15"),
+        ("redis://user:secret@h:6379/0", "redis://user:**@h:6379/0"),
+        ("", ""),
+    ],
+)
+def test_the_monitoring_url_hides_a_password_and_invents_none(url: str, shown: str) -> None:
+    from workers.monitoring import redacted_url
+
+    assert redacted_url(url) == shown

@@ -57,6 +57,15 @@ def aws(run_dir: Path) -> Iterator[AwsEndpoint]:
     endpoint.stop()
 
 
+@pytest.fixture
+def endpoint(run_dir: Path) -> Iterator[AwsEndpoint]:
+    """An endpoint of this test's own, apart from the session's: one it may halt and restart
+    (an SQS outage) without touching what other tests use."""
+    endpoint = AwsEndpoint(run_dir)
+    yield endpoint
+    endpoint.stop()
+
+
 @pytest.fixture(scope="session")
 def sqs_queues(aws: AwsEndpoint) -> AwsEndpoint:
     from django.core.management import call_command

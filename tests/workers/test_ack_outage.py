@@ -11,7 +11,6 @@ arguments) again, which is what SQS would deliver once the visibility timeout ra
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,13 +23,6 @@ from workers.models import DiagnosticRun
 from workers.outbox import OutboundJob, publish_now
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.waits]
-
-
-@pytest.fixture
-def endpoint(run_dir: Path) -> Iterator[AwsEndpoint]:
-    endpoint = AwsEndpoint(run_dir)
-    yield endpoint
-    endpoint.stop()
 
 
 def _create_queue(endpoint: AwsEndpoint, prefix: str) -> None:

@@ -7,7 +7,6 @@ started again on the same port, as an SQS endpoint outage looks to a worker.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,13 +20,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.waits]
 OUTAGE_SECONDS = 30
 # One worker per queue, so a job on a queue proves that queue's worker consumes.
 QUEUES = ("default", "media", "release")
-
-
-@pytest.fixture
-def endpoint(run_dir: Path) -> Iterator[AwsEndpoint]:
-    endpoint = AwsEndpoint(run_dir)
-    yield endpoint
-    endpoint.stop()
 
 
 def _create_queues(endpoint: AwsEndpoint, prefix: str) -> None:

@@ -103,7 +103,7 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
             names = [
                 old_or_new
                 for name in known_task_names()
-                if name.rsplit(".", 1)[-1].lower().startswith(term)
+                if display.task_short_name(name).lower().startswith(term)
                 for old_or_new in task_names(name)
             ]
             if names:

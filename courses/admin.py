@@ -36,6 +36,7 @@ from courses.tasks import course_outline_report
 from media_pipeline.formats import ACCEPTED_DESCRIPTION, SNIFF_BYTES, UNKNOWN, sniff
 from media_pipeline.resize import ImageTooLarge, refuse_oversized_file
 from workers.admin_links import job_link, may_open_jobs, refusal_report
+from workers.display import counted
 from workers.enqueue import BrokerUnavailable, Requester
 from workers.errors import ApplicationError
 
@@ -214,8 +215,8 @@ class CourseAdmin(admin.ModelAdmin):
             self.message_user(
                 request,
                 format_html(
-                    "Queued cover variants for {} course(s){}{}",
-                    len(queued),
+                    "Queued cover variants for {}{}{}",
+                    counted(len(queued), "course"),
                     f"; skipped {skipped} without a cover." if skipped else ".",
                     _jobs_sentence([(course.cover_task_id, course.title) for course in queued]),
                 ),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from courses.models import Course, Lesson
+from workers.display import counted
 from workers.tasks_api import task
 from workers.tasks_backend import get_job_log
 
@@ -27,7 +28,7 @@ def course_outline_report(course_id: int) -> dict[str, Any] | None:
         kinds = [lesson.kind for lesson in section.lessons.all()]
         lessons += len(kinds)
         quizzes += kinds.count(Lesson.Kind.QUIZ)
-        log.line(f"  {section.position}. {section.title}: {len(kinds)} lesson(s)")
+        log.line(f"  {section.position}. {section.title}: {counted(len(kinds), 'lesson')}")
     report = {
         "course": course.pk,
         "sections": course.sections.count(),
@@ -36,7 +37,8 @@ def course_outline_report(course_id: int) -> dict[str, Any] | None:
         "enrolments": course.enrolments.count(),
     }
     log.line(
-        f"done: {report['sections']} section(s), {lessons} lesson(s) of which {quizzes} "
-        f"quiz(zes), {report['enrolments']} enrolment(s)"
+        f"done: {counted(report['sections'], 'section')}, {counted(lessons, 'lesson')} of "
+        f"which {counted(quizzes, 'quiz', 'quizzes')}, "
+        f"{counted(report['enrolments'], 'enrolment')}"
     )
     return report

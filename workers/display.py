@@ -13,6 +13,12 @@ from typing import Any
 from workers.families import family_for_task
 from workers.job_registry import canonical_name
 
+
+def counted(n: int, singular: str, plural: str | None = None) -> str:
+    """'1 course', '3 courses', '2 quizzes': a count in words that agree with it."""
+    return f"{n:,} {singular if n == 1 else (plural or singular + 's')}"
+
+
 FINISHED_STATES = frozenset({"SUCCESS", "FAILURE", "REVOKED"})
 
 # Celery's state names stay visible (they are what Flower and the logs say); the words say

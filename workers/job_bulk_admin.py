@@ -30,6 +30,28 @@ def capped_count(queryset: QuerySet[Any]) -> int:
     return int(queryset.order_by().values("pk")[: COUNT_CAP + 1].count())
 
 
+def bulk_count_sentence(*, to_do: int, matching: int, across: bool, verb: str) -> str:
+    """What the confirmation will touch, in words that agree with the numbers: "The
+    selected job will be discarded.", "All 3 selected jobs …", "2 of the 3 …; 1 is left
+    alone." (it read "1 of the 1 selected jobs will be discarded")."""
+
+    what = "jobs matching the filter" if across else "selected jobs"
+    one = "job matching the filter" if across else "selected job"
+    if matching > COUNT_CAP:
+        if to_do > COUNT_CAP:
+            return f"More than {COUNT_CAP:,} of the {what} will be {verb}."
+        return f"{to_do:,} of the more than {COUNT_CAP:,} {what} will be {verb}."
+    if matching == 1:
+        return f"The {one} will be {verb}." if to_do else f"The {one} is left alone."
+    if to_do == matching:
+        return f"All {matching:,} {what} will be {verb}."
+    if to_do == 0:
+        return f"None of the {matching:,} {what} will be {verb}."
+    sentence = f"{to_do:,} of the {matching:,} {what} will be {verb}"
+    left = matching - to_do
+    return f"{sentence}; {left} {'is' if left == 1 else 'are'} left alone."
+
+
 BulkService = Callable[..., job_actions.BulkOutcome]
 Candidates = Callable[..., QuerySet[TaskResult]]
 
@@ -77,10 +99,13 @@ def run_bulk_action(
         "verb": verb,
         "command": command,
         "explanation": explanation,
-        "matching": matching,
+        "count_sentence": bulk_count_sentence(
+            to_do=to_do,
+            matching=matching,
+            across=request.POST.get("select_across") == "1",
+            verb=verb,
+        ),
         "to_do": to_do,
-        "left_alone": max(matching - to_do, 0),
-        "cap": COUNT_CAP,
         "batch": job_actions.BATCH_SIZE,
         "across": request.POST.get("select_across") == "1",
         "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),

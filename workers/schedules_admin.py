@@ -43,6 +43,7 @@ from django_celery_beat.models import (
 )
 
 from workers import families
+from workers.display import counted
 from workers.enqueue import RESERVED_HEADERS, BrokerUnavailable, Requester
 from workers.services import ScheduleRunRefused, periodic_tasks_run_now
 
@@ -217,7 +218,8 @@ class GuardedPeriodicTaskAdmin(StartGuardedAdminMixin, PeriodicTaskAdmin):
             '<a href="{}">job {}</a>',
             ((reverse("workers:job-detail", args=[task_id]), task_id) for task_id in task_ids),
         )
-        self.message_user(request, format_html("Queued {} job(s): {}.", len(task_ids), links))
+        queued = counted(len(task_ids), "job")
+        self.message_user(request, format_html("Queued {}: {}.", queued, links))
 
 
 class GuardedScheduleAdminMixin(StartGuardedAdminMixin):

@@ -42,6 +42,7 @@ from media_pipeline.resize import (
     variant_name,
 )
 from media_pipeline.specs import COVER_SPECS, VariantSpec
+from workers.display import counted
 from workers.enqueue import Requester, job_enqueue, job_queue_check
 from workers.joblog import JobLogWriter
 from workers.logsink import LogSink
@@ -276,7 +277,7 @@ def _build(
         "written": sorted(written),
     }
     log.line(
-        f"done: {len(variants)} variant(s) of the cover {source_hash[:12]}, "
+        f"done: {counted(len(variants), 'variant')} of the cover {source_hash[:12]}, "
         f"{len(written)} newly stored"
     )
     return summary

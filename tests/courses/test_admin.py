@@ -180,7 +180,7 @@ def test_regenerate_action_queues_jobs_for_courses_with_covers(
     with django_capture_on_commit_callbacks(execute=True):
         response = regenerate(client, with_cover, without)
 
-    assert "Queued cover variants for 1 course(s); skipped 1 without a cover." in (
+    assert "Queued cover variants for 1 course; skipped 1 without a cover." in (
         response.content.decode()
     )
     with_cover.refresh_from_db()
@@ -236,7 +236,7 @@ def test_backfill_queues_every_course_with_a_cover_in_batches(
     with django_capture_on_commit_callbacks(execute=True):
         call_command("cover_variants_backfill", batch_size=2, stdout=out, verbosity=0)
 
-    assert out.getvalue().strip() == "queued cover variants for 5 of 5 course(s)"
+    assert out.getvalue().strip() == "queued cover variants for 5 of 5 courses"
     assert TaskResult.objects.count() == before + 5
     assert set(Job.objects.values_list("requester_label", flat=True)) == {
         "t",

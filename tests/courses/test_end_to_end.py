@@ -72,7 +72,7 @@ def test_upload_returns_before_any_variant_exists_and_the_worker_makes_them(
     wait_until(lambda: TaskResult.objects.get(pk=result.pk).status == "SUCCESS", timeout=30)
     assert TaskResult.objects.get(pk=result.pk).worker == worker.hostname
     assert job_log_since(task_id=course.cover_task_id).lines[-1] == (
-        f"done: {len(COVER_SPECS)} variant(s) of the cover {course.cover_sha256[:12]}, "
+        f"done: {len(COVER_SPECS)} variants of the cover {course.cover_sha256[:12]}, "
         f"{len(COVER_SPECS)} newly stored"
     ), "words, not a Python dict"
 

@@ -125,7 +125,7 @@ def test_a_schedule_run_from_periodic_tasks_is_a_job_with_its_requester(
     with tour.submitted(302):
         page.locator("#changelist-form button[name=index]").click()
 
-    expect(page.locator("ul.messagelist")).to_contain_text("Queued 1 job(s): job ")
+    expect(page.locator("ul.messagelist")).to_contain_text("Queued 1 job: job ")
     page.locator("ul.messagelist a").first.click()
     expect(page).to_have_url(re.compile(r"/admin/django_celery_results/taskresult/\d+/change/$"))
     expect(page.locator(".field-requester")).to_contain_text("User: ops")
@@ -220,7 +220,9 @@ def test_bulk_retry_of_every_failed_job_matching_a_filter_asks_once_and_queues_5
     page.locator("select[name=action]").select_option("retry_jobs")
     page.locator(".actions button[name=index]").click()
 
-    expect(page.locator("#bulk-count")).to_contain_text("500 of the 500 jobs matching the filter")
+    expect(page.locator("#bulk-count")).to_have_text(
+        "All 500 jobs matching the filter will be retried."
+    )
     tour.screenshot("jobs-bulk-retry-confirm")
     with tour.submitted(302):
         page.locator("#bulk-confirm").click()

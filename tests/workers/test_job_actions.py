@@ -268,15 +268,54 @@ def test_the_bulk_confirmation_counts_its_jobs_in_words_that_agree() -> None:
     changelist = reverse("admin:django_celery_results_taskresult_changelist")
     failed = [job_row(DIAGNOSTIC, "FAILURE") for _ in range(2)]
 
-    def button(selected: list[TaskResult]) -> str:
+    succeeded = job_row(DIAGNOSTIC, "SUCCESS")
+
+    def confirmation(selected: list[TaskResult]) -> tuple[str, str]:
         page = client.post(
             changelist,
             {"action": "discard_jobs", "_selected_action": [row.pk for row in selected]},
         ).content.decode()
-        return page.split('id="bulk-confirm" value="', 1)[1].split('"', 1)[0]
+        count = re.search(r'<p id="bulk-count">([^<]*)</p>', page)
+        assert count is not None, page
+        button = re.search(r'id="bulk-confirm" value="([^"]*)"', page)
+        return count.group(1), button.group(1) if button else ""
 
-    assert button(failed[:1]) == "Yes, discard 1 job"
-    assert button(failed) == "Yes, discard 2 jobs"
+    assert confirmation(failed[:1]) == (
+        "The selected job will be discarded.",
+        "Yes, discard 1 job",
+    )
+    assert confirmation(failed) == ("All 2 selected jobs will be discarded.", "Yes, discard 2 jobs")
+    assert confirmation([*failed[:1], succeeded]) == (
+        "1 of the 2 selected jobs will be discarded; 1 is left alone.",
+        "Yes, discard 1 job",
+    )
+    assert confirmation([succeeded]) == ("The selected job is left alone.", "")
+
+
+@pytest.mark.parametrize(
+    ("to_do", "matching", "across", "sentence"),
+    [
+        (1, 1, True, "The job matching the filter will be retried."),
+        (3, 5, True, "3 of the 5 jobs matching the filter will be retried; 2 are left alone."),
+        (0, 4, False, "None of the 4 selected jobs will be retried."),
+        (10_001, 10_001, True, "More than 10,000 of the jobs matching the filter will be retried."),
+        (
+            700,
+            10_001,
+            True,
+            "700 of the more than 10,000 jobs matching the filter will be retried.",
+        ),
+    ],
+)
+def test_the_bulk_count_sentence_agrees_with_its_numbers(
+    to_do: int, matching: int, across: bool, sentence: str
+) -> None:
+    from workers.job_bulk_admin import bulk_count_sentence
+
+    assert (
+        bulk_count_sentence(to_do=to_do, matching=matching, across=across, verb="retried")
+        == sentence
+    )
 
 
 def test_a_job_page_that_offers_no_retry_says_so_without_claiming_a_retry_was_refused(

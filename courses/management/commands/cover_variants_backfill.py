@@ -56,4 +56,6 @@ class Command(BaseCommand):
                         ) from exc
                     bar.update(1)
                 last_pk = batch[-1]
-        self.stdout.write(f"queued cover variants for {queued} of {total} course(s)")
+        self.stdout.write(
+            f"queued cover variants for {queued} of {total} course{'' if total == 1 else 's'}"
+        )

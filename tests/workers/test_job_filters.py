@@ -121,3 +121,21 @@ def test_the_family_and_task_choices_are_only_those_whose_jobs_the_person_may_se
         "system",
         "other",
     }
+
+
+def test_the_requested_by_choices_name_only_staff_who_asked_for_a_job(
+    admin_client: Client, jobs: dict[str, str]
+) -> None:
+    # It listed every staff member, so most names led to an empty list.
+    get_user_model().objects.create_user("bob", is_staff=True)  # never asked for a job
+
+    page = admin_client.get(URL).content.decode()
+    people = re.findall(r'href="\?requester=user%3A(\w+)"', page)
+
+    assert people == ["alice"]
+    assert re.findall(r'href="\?requester=kind%3A(\w+)"', page) == [
+        "user",
+        "cli",
+        "schedule",
+        "system",
+    ]

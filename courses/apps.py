@@ -8,7 +8,8 @@ class CoursesConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from courses.selectors import cover_job_subject
+        from courses.selectors import cover_job_subject, outline_report_job_subject
+        from courses.tasks import course_outline_report
         from media_pipeline.jobs import COURSE_COVER_VARIANTS_BUILD, RETIRED_COVER_FILES_DELETE
         from workers.reconcile import job_lost_register
         from workers.retries import job_retry_declare
@@ -16,6 +17,7 @@ class CoursesConfig(AppConfig):
 
         task_names = (COURSE_COVER_VARIANTS_BUILD.name,)  # rows under its former name too
         job_subject_register(task_names, cover_job_subject)
+        job_subject_register((course_outline_report.module_path,), outline_report_job_subject)
         # Its worker lost, or killed at its time limit: the course says so, not "pending".
         job_lost_register(task_names, "courses.services.covers.course_cover_mark_lost")
         # Variants are content-addressed and rebuilt idempotently from the stored original.

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from django.db.models import Count, Prefetch, QuerySet
 from django.urls import reverse
+from django_celery_results.models import TaskResult
 
 from courses.models import Course, CoverVariant, Lesson, Section
+from workers import display
 from workers.subjects import JobSubject
 
 
@@ -42,6 +44,25 @@ def cover_job_subject(task_id: str) -> JobSubject | None:
         url=reverse("admin:courses_course_change", args=[course.pk]),
         state=course.get_cover_status_display(),
         message=course.cover_error,
+    )
+
+
+def outline_report_job_subject(task_id: str) -> JobSubject | None:
+    """The course an outline report job reads (its one argument, the course's id)."""
+    stored = TaskResult.objects.filter(task_id=task_id).values("task_args", "task_kwargs").first()
+    if stored is None:
+        return None
+    args, kwargs = display.arguments_decoded(stored["task_args"], stored["task_kwargs"])
+    course_id = args[0] if args else kwargs.get("course_id")
+    if not isinstance(course_id, int):
+        return None
+    course = Course.objects.filter(pk=course_id).first()
+    if course is None:
+        return None
+    return JobSubject(
+        label=f"Outline of course {course.title}",
+        url=reverse("admin:courses_course_change", args=[course.pk]),
+        state="Published" if course.is_published else "Not published",
     )
 
 

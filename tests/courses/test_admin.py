@@ -275,6 +275,31 @@ def test_outline_report_action_queues_a_django_task_per_course_named_for_the_use
         assert f'href="/ops/jobs/{job.task_id}/"' in page
 
 
+def test_an_outline_report_job_page_names_the_course_it_reports_on(
+    client: Client, django_capture_on_commit_callbacks: Any
+) -> None:
+    # It had no "For" row, unlike every other job's page.
+    course = make_course("first")
+    client.force_login(
+        staff(
+            "courses.view_course",
+            "courses.report_course_outline",
+            "django_celery_results.view_taskresult",
+        )
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        report_outline(client, course)
+    job = Job.objects.get(task_name="courses.tasks.course_outline_report")
+
+    page = client.get(f"/ops/jobs/{job.task_id}/", follow=True).content.decode()
+
+    assert (
+        f'<a href="/admin/courses/course/{course.pk}/change/" id="job-subject">'
+        f"Outline of course {course.title}</a>"
+    ) in page
+    assert '<strong id="job-subject-state">Published</strong>' in page
+
+
 def test_outline_report_action_needs_its_permission(client: Client) -> None:
     course = make_course()
     client.force_login(staff("courses.view_course", "courses.change_course"))

@@ -83,6 +83,9 @@ def test_the_outline_report_action_queues_a_django_task_whose_job_page_shows_it_
     expect(page.locator("#job-log")).to_contain_text("done: 1 section, 1 lesson of which")
     expect(page.locator("#job-log")).not_to_contain_text("{'course'")
     expect(page.locator("#job-live")).to_contain_text("User: ops · queue default")
+    # The page says which course it reports on, as every other job's page names its record.
+    expect(page.locator("#job-subject")).to_have_text(f"Outline of course {course.title}")
+    expect(page.locator("#job-subject-state")).to_have_text("Published")
     tour.job_settled()
 
     # On the Jobs home like any job: its name, state and who asked.

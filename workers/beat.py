@@ -3,6 +3,10 @@
 A job started by a schedule appears in the admin as PENDING with the schedule's name as its
 requester, the same way a job started by a person does. A deferred job's one-off entry
 (workers/deferred.py) sends the job recorded when it was enqueued instead of a new one.
+
+A firing that meets an unreachable SQS is not lost: its job stays recorded, unsent, and the
+outbox sweeper or the schedule's next firing sends it once SQS is back (one such job per
+schedule, however many firings the outage spans).
 """
 
 from __future__ import annotations
@@ -15,7 +19,28 @@ from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 from workers.celery_compat import beat_entry_arguments
 from workers.deferred import DEFERRED_JOB_HEADER, deferred_job_send, is_deferred_entry
 from workers.enqueue import BrokerUnavailable, Requester, job_publish, new_task_id
+from workers.models import Job, RequesterKind
 from workers.outbox import BROKER_ERRORS
+from workers.services import job_send_recorded
+
+
+def schedule_unsent_job(name: str, task_name: str) -> str | None:
+    """The task id of a job the schedule `name` started as `task_name` that is recorded but
+    not sent yet (its firing met an unreachable SQS), if there is one. The task name keeps
+    out jobs a scheduled job queued in turn under the schedule's name (the drift check's
+    plans), which are not this schedule's firings."""
+    return (
+        Job.objects.filter(
+            sent_at__isnull=True,
+            run_after__isnull=True,
+            requester_kind=RequesterKind.SCHEDULE,
+            requester_label=name,
+            task_name=task_name,
+        )
+        .values_list("task_id", flat=True)
+        .order_by("created_at")
+        .first()
+    )
 
 
 class RecordingDatabaseScheduler(DatabaseScheduler):
@@ -40,6 +65,12 @@ class RecordingDatabaseScheduler(DatabaseScheduler):
             # Unknown to this process (e.g. a task of an app not installed here): send as is.
             return super().apply_async(entry, producer=producer, advance=advance, **kwargs)
         entry = self.reserve(entry) if advance else entry
+        waiting = schedule_unsent_job(entry.name, task.name)
+        # An earlier firing could not be sent (SQS was down) and is still recorded, waiting:
+        # this firing sends that job instead of adding a second one, so an outage leaves one
+        # catch-up job per schedule, not one per missed firing.
+        if waiting is not None and self._send_waiting(entry, waiting):
+            return self.app.AsyncResult(waiting)
         task_id = new_task_id()
         args, kwargs = beat_entry_arguments(entry)
         try:
@@ -53,9 +84,28 @@ class RecordingDatabaseScheduler(DatabaseScheduler):
                 **entry.options,
             )
         except BrokerUnavailable as exc:
+            # The firing is recorded (its job waits to be sent): saved as served like a sent
+            # one, so a beat restarted in the outage does not fire the occurrence again.
+            self._sent()
             raise SchedulingError(f"Couldn't apply scheduled task {entry.name}: {exc}") from exc
         self._sent()
         return self.app.AsyncResult(task_id)
+
+    def _send_waiting(self, entry: ModelEntry, task_id: str) -> bool:
+        """Send the schedule's waiting job; False if it no longer waits (the outbox sweeper
+        is sending it, or it was discarded), when this firing goes out as a new job."""
+        try:
+            sent = job_send_recorded(task_id=task_id)
+        except BROKER_ERRORS as exc:
+            self._sent()  # served by the waiting job, as above
+            raise SchedulingError(
+                f"Couldn't apply scheduled task {entry.name}: the job queue is still "
+                f"unreachable ({exc.__class__.__name__}); job {task_id}, recorded at an "
+                "earlier firing, waits to be sent once it is back."
+            ) from exc
+        if sent:
+            self._sent()
+        return sent
 
     def _sent(self) -> None:
         """Count a send as beat's own apply_async does, so CELERY_BEAT_SYNC_EVERY = 1 saves

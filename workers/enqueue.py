@@ -35,7 +35,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from workers.job_registry import JobSpec
-from workers.models import Job, JobLogChunk, RequesterFields, RequesterKind
+from workers.models import Job, RequesterFields, RequesterKind
 from workers.outbox import (
     BROKER_ERRORS,
     MAX_SQS_DELAY_SECONDS,
@@ -260,7 +260,10 @@ def job_publish(
     **options: Any,
 ) -> None:
     """Record and publish now, waiting for the broker (beat, which has no request to keep
-    fast). If publishing fails the record is removed and BrokerUnavailable raised."""
+    fast). If publishing fails the job stays recorded as unsent, and BrokerUnavailable is
+    raised: nobody is waiting on a schedule's firing to be told to try again, so it is not
+    dropped (a nightly stop would be lost) but left to the outbox sweeper
+    (`job_republish_unsent`), which sends it once the broker is back."""
     task = celery_task(task)
     message = job_message(task, task_id, requester, args, kwargs or {}, options)
     job_record_pending(message, requester=requester)
@@ -268,10 +271,9 @@ def job_publish(
         publish_now(message)
     except BROKER_ERRORS as exc:
         logger.warning("could not publish %s [%s]: %r", task.name, task_id, exc)
-        job_forget(task_id=task_id)
         raise BrokerUnavailable(
-            f"The job queue is unreachable, so {task.name} was not queued "
-            f"({exc.__class__.__name__})."
+            f"The job queue is unreachable ({exc.__class__.__name__}), so {task.name} "
+            f"[{task_id}] is recorded and waits to be sent once it is back."
         ) from exc
     Job.objects.filter(task_id=task_id).update(sent_at=timezone.now())
 
@@ -345,14 +347,6 @@ def _pending_result(message: OutboundJob, requester: Requester) -> TaskResult:
         content_encoding="utf-8",
         periodic_task_name=(requester.label if requester.kind == RequesterKind.SCHEDULE else None),
     )
-
-
-def job_forget(*, task_id: str) -> None:
-    """Remove every record of a job that never reached the broker."""
-    with transaction.atomic():
-        TaskResult.objects.filter(task_id=task_id).delete()
-        JobLogChunk.objects.filter(task_id=task_id).delete()
-        Job.objects.filter(task_id=task_id).delete()
 
 
 def _queued_log_entry(requester: Requester, message: OutboundJob, audit_object: Model) -> LogEntry:

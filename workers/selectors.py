@@ -16,6 +16,7 @@ from django_celery_results.models import TaskResult
 
 from workers import display, families
 from workers.models import DiagnosticRun, Job, JobLogChunk, QueuePause
+from workers.outbox import MAX_SQS_DELAY_SECONDS
 from workers.subjects import JobSubject, job_subject_get
 
 # Bounds one poll's response; a reader far behind catches up over a few polls.
@@ -153,6 +154,8 @@ class JobSummary:
     retries: tuple[str, ...] = ()  # the task ids of the jobs that ran this one again
     discarded: str = ""  # who discarded it and when, if someone did
     queue_paused_by: str = ""  # not started yet and its queue is paused: by whom
+    # Recorded but not yet handed to SQS (and not a deferred job waiting for its time).
+    unsent: bool = False
 
 
 # Retries of retries: a bound, not a limit anyone meets.
@@ -224,6 +227,18 @@ def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary 
             f"{job.discarded_by_label}, {timezone.localtime(job.discarded_at):%Y-%m-%d %H:%M %Z}"
             if job and job.discarded_at
             else ""
+        ),
+        # A queued job that never reached SQS (it was down, or the process that recorded
+        # the job died first) waits for the outbox sweeper, not for a worker.
+        unsent=bool(
+            job
+            and job.sent_at is None
+            and not started
+            and not finished
+            and (
+                job.run_after is None
+                or (job.run_after - now).total_seconds() <= MAX_SQS_DELAY_SECONDS
+            )
         ),
         # A queued job whose queue is paused waits for the resume, not for a worker.
         queue_paused_by=(

@@ -8,6 +8,7 @@ deleted under it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 
@@ -19,6 +20,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from courses.models import Course, CoverVariant, RetiredFile
+
+logger = logging.getLogger(__name__)
 
 RETIRED_BATCH = 500
 
@@ -92,11 +95,24 @@ def course_file_names(course: Course) -> set[str]:
 
 
 def file_store(name: str, content: File) -> bool:
-    """Store `content` under `name` unless that content-addressed name already exists.
+    """Store `content` under `name` unless that content-addressed name already holds it.
 
     Callers hold the name's lock (`file_name_lock`), so no one else stores it meanwhile.
     """
     if default_storage.exists(name):
-        return False
+        if default_storage.size(name) == content.size:
+            return False
+        # The name stands for these bytes, so another size is a write cut short: local files
+        # are written in place, and a process killed mid-write (a worker, or a web process
+        # storing an upload) leaves the first part under the final name. Kept, it would be
+        # served, and counted as stored by every later build. (An S3 object appears whole
+        # or not at all.)
+        logger.warning(
+            "%s holds %d bytes, not %d: a write cut short; storing it again",
+            name,
+            default_storage.size(name),
+            content.size,
+        )
+        default_storage.delete(name)
     default_storage.save(name, content)
     return True

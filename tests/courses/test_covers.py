@@ -153,6 +153,32 @@ def test_rerun_renders_and_writes_nothing(
     assert course.cover_status == Course.CoverStatus.READY
 
 
+def test_files_a_killed_process_left_half_written_are_stored_again_whole(
+    cover_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Local files are written in place: a worker killed while storing a variant, or a web
+    process killed while storing an upload, leaves the first part of the file under its
+    content-addressed name. The next build, or the same upload again, stores the whole file
+    instead of taking the part for it (and serving a broken image as ready)."""
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    spec = COVER_SPECS[0]
+    cut_variant = media_root / variant_name(course.cover_sha256, spec)
+    cut_variant.parent.mkdir(parents=True, exist_ok=True)
+    cut_variant.write_bytes(b"\xff\xd8\xff\xe0" + b"\0" * 60)
+
+    with django_capture_on_commit_callbacks(execute=True):
+        summary = build(course)
+
+    assert summary is not None and spec.name in summary["written"]
+    image = stored_image(cut_variant.relative_to(media_root).as_posix())
+    assert (image.width, image.height) == (spec.width, spec.width * 3 // 4)
+
+    original = media_root / str(course.cover.name)
+    original.write_bytes(cover_jpeg[: len(cover_jpeg) // 2])
+    set_cover(make_course("another"), cover_jpeg, django_capture_on_commit_callbacks)
+    assert original.read_bytes() == cover_jpeg
+
+
 def test_uploading_the_same_file_again_does_no_work(
     cover_jpeg: bytes, django_capture_on_commit_callbacks: Any
 ) -> None:

@@ -102,6 +102,18 @@ def new_queue_prefix() -> str:
     return f"t{uuid.uuid4().hex[:8]}-"
 
 
+def own_queues_create(
+    endpoint: AwsEndpoint, prefix: str, queues: Iterable[str] = ("default",)
+) -> None:
+    """Create a test's own `<prefix><queue>` queues on `endpoint` (again after `halt` and
+    `start`: a restarted moto_server has forgotten them, where SQS would keep them). Their
+    120 s visibility timeout outlasts any outage a test plays, so a message is delivered
+    again only when a test sends it again."""
+    sqs = endpoint.client("sqs")
+    for queue in queues:
+        sqs.create_queue(QueueName=f"{prefix}{queue}", Attributes={"VisibilityTimeout": "120"})
+
+
 @dataclass(frozen=True)
 class ShortVisibilityQueue:
     """An infra queue of a test's own whose messages come back `seconds` after a worker

@@ -18,17 +18,17 @@ from django_celery_results.models import TaskResult
 
 from tests.support.broker import publishing_to
 from tests.support.jobs import diagnostic_queued, job_status
-from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from tests.support.servers import (
+    AwsEndpoint,
+    WorkerProcess,
+    new_queue_prefix,
+    own_queues_create,
+    wait_until,
+)
 from workers.models import DiagnosticRun
 from workers.outbox import OutboundJob, publish_now
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.waits]
-
-
-def _create_queue(endpoint: AwsEndpoint, prefix: str) -> None:
-    endpoint.client("sqs").create_queue(
-        QueueName=f"{prefix}default", Attributes={"VisibilityTimeout": "120"}
-    )
 
 
 def _queue_empty(endpoint: AwsEndpoint, prefix: str) -> bool:
@@ -47,7 +47,7 @@ def test_a_job_finishing_while_sqs_is_down_stays_succeeded_and_its_worker_consum
     from workers.tasks import diagnostic_run_execute
 
     prefix = new_queue_prefix()
-    _create_queue(endpoint, prefix)
+    own_queues_create(endpoint, prefix)
     worker = WorkerProcess(
         env={
             **worker_env,
@@ -87,7 +87,7 @@ def test_a_job_finishing_while_sqs_is_down_stays_succeeded_and_its_worker_consum
 
         endpoint.start()
         # A restarted moto_server has forgotten its queues; SQS itself would still have them.
-        _create_queue(endpoint, prefix)
+        own_queues_create(endpoint, prefix)
 
         after = diagnostic_queued(
             prefix, queue="default", lines=2, duration_seconds=0.1, endpoint_url=endpoint.url

@@ -14,11 +14,20 @@ from django_celery_beat.models import IntervalSchedule, PeriodicTask
 from django_celery_beat.schedulers import ModelEntry
 from django_celery_results.models import TaskResult
 
-from tests.support.servers import BeatProcess, WorkerProcess, new_queue_prefix, wait_until
+from tests.support.jobs import job_status
+from tests.support.servers import (
+    AwsEndpoint,
+    BeatProcess,
+    WorkerProcess,
+    new_queue_prefix,
+    own_queues_create,
+    wait_until,
+)
 from tests.workers.test_monitoring import sqs_queues_named
 from workers.beat import RecordingDatabaseScheduler
 from workers.celery import app
 from workers.models import DiagnosticRun, Job, RequesterKind
+from workers.selectors import job_summary_get
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -111,3 +120,89 @@ def test_a_beat_killed_right_after_sending_does_not_send_that_occurrence_again(
         assert sent("hourly cleanup") == 1, "the hourly occurrence was sent again"
     finally:
         again.stop()
+
+
+@pytest.mark.waits
+def test_a_schedule_firing_while_sqs_is_down_is_recorded_once_and_runs_once_sqs_is_back(
+    worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint
+) -> None:
+    """A firing that cannot reach SQS stays recorded, unsent, and says so on its page; the
+    outbox sweeper sends it when SQS is back. A frequent schedule's firings through the
+    outage leave one waiting job, which its next firing sends; a nightly one's runs late,
+    not never (a database's nightly stop would otherwise be lost until the next night)."""
+    prefix = new_queue_prefix()
+    own_queues_create(endpoint, prefix)
+    env = {
+        **worker_env,
+        "AWS_ENDPOINT_URL": endpoint.url,
+        "AWS_ENDPOINT_URL_SQS": endpoint.url,
+        "SQS_QUEUE_PREFIX": prefix,
+    }
+    every_two_seconds, _ = IntervalSchedule.objects.get_or_create(
+        every=2, period=IntervalSchedule.SECONDS
+    )
+    hourly, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.HOURS)
+    PeriodicTask.objects.create(
+        name="sweep the outbox",
+        task="workers.tasks.job_republish_unsent",
+        interval=every_two_seconds,
+    )
+
+    def jobs_of(name: str) -> list[Job]:
+        return list(Job.objects.filter(requester_label=name).order_by("created_at"))
+
+    worker = WorkerProcess(env=env, queues=["default"], log_dir=run_dir, name="after-outage")
+    beat = BeatProcess(env=env, log_dir=run_dir)
+    try:
+        wait_until(
+            lambda: any(job_status(j.task_id) == "SUCCESS" for j in jobs_of("sweep the outbox")),
+            message="beat and the worker to run the sweeper while SQS is up",
+        )
+        endpoint.halt()
+        before_outage = {j.task_id for j in jobs_of("sweep the outbox")}
+        fired = PeriodicTask.objects.get(name="sweep the outbox").total_run_count
+        run = DiagnosticRun.objects.create(lines=2, duration_seconds=0.1)
+        PeriodicTask.objects.create(
+            name="nightly diagnostic",
+            task="workers.tasks.diagnostic_run_execute",
+            interval=hourly,
+            args=json.dumps([run.pk]),
+            last_run_at=timezone.now() - timedelta(hours=1),  # due now
+        )
+        wait_until(lambda: jobs_of("nightly diagnostic"), message="the nightly firing recorded")
+        (nightly,) = jobs_of("nightly diagnostic")
+        # Firings beat could not send are saved as served too (a beat restarted in the
+        # outage would fire them again, if only to meet the waiting job).
+        wait_until(
+            lambda: PeriodicTask.objects.get(name="sweep the outbox").total_run_count >= fired + 3,
+            message="the sweeper's schedule to fire three times into the outage",
+        )
+        waiting = [j for j in jobs_of("sweep the outbox") if j.task_id not in before_outage]
+        assert len(waiting) == 1, "one waiting job per schedule, not one per firing"
+        for job in (nightly, *waiting):
+            job.refresh_from_db()
+            assert job.sent_at is None
+            summary = job_summary_get(task_id=job.task_id)
+            assert summary is not None and summary.status == "PENDING" and summary.unsent
+
+        endpoint.start()
+        own_queues_create(endpoint, prefix)
+        # Sent by the sweeper once it is a minute old (a younger one may be in a live
+        # process's relay still): a minute or so after the outage ends.
+        wait_until(
+            lambda: job_status(nightly.task_id) == "SUCCESS",
+            timeout=150,
+            message="the nightly firing recorded in the outage to run once SQS is back",
+        )
+        run.refresh_from_db()
+        assert (run.state, run.attempts) == (DiagnosticRun.State.SUCCEEDED, 1)
+        assert len(jobs_of("nightly diagnostic")) == 1
+        wait_until(
+            lambda: job_status(waiting[0].task_id) == "SUCCESS",
+            message="the sweeper's waiting job to be sent by its next firing and run",
+        )
+        summary = job_summary_get(task_id=nightly.task_id)
+        assert summary is not None and not summary.unsent
+    finally:
+        beat.stop()
+        worker.stop()

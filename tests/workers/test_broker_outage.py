@@ -13,7 +13,13 @@ import pytest
 from django_celery_results.models import TaskResult
 
 from tests.support.jobs import diagnostic_queued, job_status
-from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from tests.support.servers import (
+    AwsEndpoint,
+    WorkerProcess,
+    new_queue_prefix,
+    own_queues_create,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.waits]
 
@@ -22,17 +28,11 @@ OUTAGE_SECONDS = 30
 QUEUES = ("default", "media", "release")
 
 
-def _create_queues(endpoint: AwsEndpoint, prefix: str) -> None:
-    sqs = endpoint.client("sqs")
-    for queue in QUEUES:
-        sqs.create_queue(QueueName=f"{prefix}{queue}", Attributes={"VisibilityTimeout": "120"})
-
-
 def test_every_worker_consumes_again_within_30s_of_sqs_coming_back(
     worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint
 ) -> None:
     prefix = new_queue_prefix()
-    _create_queues(endpoint, prefix)
+    own_queues_create(endpoint, prefix, QUEUES)
     env = {
         **worker_env,
         "AWS_ENDPOINT_URL": endpoint.url,
@@ -56,8 +56,7 @@ def test_every_worker_consumes_again_within_30s_of_sqs_coming_back(
         endpoint.halt()
         time.sleep(OUTAGE_SECONDS)
         endpoint.start()
-        # A restarted moto_server has forgotten its queues; SQS itself would still have them.
-        _create_queues(endpoint, prefix)
+        own_queues_create(endpoint, prefix, QUEUES)
 
         runs = {
             queue: diagnostic_queued(
@@ -88,7 +87,7 @@ def test_a_worker_whose_consumer_stays_silent_exits_non_zero_and_its_liveness_go
     from workers.models import WorkerHeartbeat
 
     prefix = new_queue_prefix()
-    _create_queues(endpoint, prefix)
+    own_queues_create(endpoint, prefix, QUEUES)
     liveness_file = tmp_path / "consuming"
     worker = WorkerProcess(
         env={

@@ -21,7 +21,13 @@ from django_celery_results.models import TaskResult
 
 from tests.support.broker import publishing_to
 from tests.support.jobs import assert_failed_on_connection_loss, job_status
-from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from tests.support.servers import (
+    AwsEndpoint,
+    WorkerProcess,
+    new_queue_prefix,
+    own_queues_create,
+    wait_until,
+)
 from workers.enqueue import Requester
 from workers.models import DiagnosticRun, Job, WorkerHeartbeat
 from workers.selectors import job_log_since
@@ -49,9 +55,7 @@ def _terminate_other_backends() -> int:
 @pytest.fixture
 def prefix(aws: AwsEndpoint) -> str:
     prefix = new_queue_prefix()
-    aws.client("sqs").create_queue(
-        QueueName=f"{prefix}default", Attributes={"VisibilityTimeout": "120"}
-    )
+    own_queues_create(aws, prefix)
     return prefix
 
 

@@ -10,6 +10,8 @@ import psycopg
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
@@ -127,9 +129,17 @@ def test_broker_lost_after_a_job_is_accepted_keeps_the_job_and_sends_it_when_bac
     assert Job.objects.get(task_id=run.task_id).sent_at is not None
 
 
-def test_job_stranded_in_the_outbox_is_sent_by_the_sweeper(worker: WorkerProcess) -> None:
+def test_job_stranded_in_the_outbox_is_sent_by_the_sweeper_and_its_page_says_it_waits(
+    worker: WorkerProcess, client: Client
+) -> None:
     from workers.outbox import OutboundJob
     from workers.tasks import diagnostic_run_execute
+
+    client.force_login(get_user_model().objects.create_superuser("root"))
+
+    def page() -> str:
+        url = reverse("workers:job-detail", args=["stranded-1"])
+        return client.get(url, follow=True).content.decode()
 
     run = DiagnosticRun.objects.create(lines=3, duration_seconds=0.1)
     # What a process that died before its relay sent the message leaves behind.
@@ -141,7 +151,11 @@ def test_job_stranded_in_the_outbox_is_sent_by_the_sweeper(worker: WorkerProcess
         created_at=timezone.now() - timedelta(minutes=5)
     )
 
+    # Queued, and not just waiting for a worker: nothing has reached SQS yet.
+    assert 'id="job-unsent"' in page()
+
     assert job_republish_unsent() == 1
+    assert 'id="job-unsent"' not in page()
     wait_until(lambda: job_status("stranded-1") == "SUCCESS", timeout=30, message="SUCCESS")
     assert job_republish_unsent() == 0
 

@@ -57,9 +57,16 @@ def database_action_request(
 
 
 def database_action_enqueue(
-    database: ManagedDatabase, action: str, *, requester: Requester, audit_object: Any = None
+    database: ManagedDatabase,
+    action: str,
+    *,
+    requester: Requester,
+    audit_object: Any = None,
+    refuse_if_broker_down: bool = True,
 ) -> DatabaseAction:
-    """Record an action and queue its job, in the caller's transaction."""
+    """Record an action and queue its job, in the caller's transaction. With
+    `refuse_if_broker_down=False` it is recorded even while SQS is down, and sent once it is
+    back (see job_enqueue)."""
     record = DatabaseAction.objects.create(
         database=database,
         action=action,
@@ -72,6 +79,7 @@ def database_action_enqueue(
         args=[record.pk],
         audit_object=audit_object,
         task_id=record.task_id,
+        refuse_if_broker_down=refuse_if_broker_down,
     )
     return record
 

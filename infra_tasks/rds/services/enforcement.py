@@ -123,7 +123,15 @@ def _enforce_one(*, database_id: int, status: str, now: datetime) -> dict[str, s
 
 def _corrective_action(database: ManagedDatabase, desired: str) -> DatabaseAction:
     action = ActionKind.STOP if desired == DesiredState.STOPPED else ActionKind.START
-    return database_action_enqueue(database, action, requester=Requester.system("rds enforcement"))
+    # Nobody waits on the pass to be told to try again: with SQS down, the correction is
+    # recorded and sent once it is back, and the pass goes on to the other databases (a
+    # refusal here failed the pass and left them unchecked).
+    return database_action_enqueue(
+        database,
+        action,
+        requester=Requester.system("rds enforcement"),
+        refuse_if_broker_down=False,
+    )
 
 
 def _notify_staff(database: ManagedDatabase, *, desired: str, status: str) -> None:

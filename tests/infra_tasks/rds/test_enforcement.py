@@ -4,9 +4,11 @@ recorded, and staff hear about it when it is still off after a retry."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from django.contrib.auth import get_user_model
 from django.core import mail
 from django.db import transaction
@@ -26,7 +28,10 @@ from tests.infra_tasks.rds.support import aws_status, finished, new_instance, re
 from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
 from workers.devstack import free_port
 from workers.enqueue import Requester, job_enqueue
+from workers.models import Job
+from workers.outbox import broker_health
 from workers.selectors import job_log_since
+from workers.services import job_republish_unsent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -129,6 +134,30 @@ def test_staff_are_emailed_once_when_still_off_schedule_after_a_retry(
             "requester_kind", "requester_label", "action"
         )
     ) == {("system", "rds enforcement", "stop")}
+
+
+def test_with_sqs_known_down_the_pass_records_every_correction_and_sends_them_once_it_is_back(
+    aws: AwsEndpoint, sqs_queues: AwsEndpoint
+) -> None:
+    # The pass refused at the first diverged database (BrokerUnavailable from job_enqueue):
+    # the job failed and the databases after it went unchecked until the next pass.
+    first, second = (register(new_instance(aws)) for _ in range(2))
+    ManagedDatabase.objects.update(desired_state=DesiredState.STOPPED)
+    broker_health.fail(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
+    try:
+        report = databases_enforce(task_id="enforce-outage")
+    finally:
+        broker_health.reset()
+
+    assert report["checked"] == 2
+    assert sorted(report["diverged"]) == sorted([first.name, second.name])
+    corrections = DatabaseAction.objects.filter(database__in=[first, second])
+    assert set(corrections.values_list("action", "state")) == {("stop", ActionState.QUEUED)}
+    task_ids = set(corrections.values_list("task_id", flat=True))
+    assert len(task_ids) == 2
+    # Recorded, and sent once the broker answers (here the sweeper's pass).
+    job_republish_unsent(older_than=timedelta(0))
+    assert not Job.objects.filter(task_id__in=task_ids, sent_at__isnull=True).exists()
 
 
 def test_a_mail_that_cannot_be_sent_keeps_the_divergence_and_the_pass_goes_on(

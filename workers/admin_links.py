@@ -4,15 +4,17 @@ to the person who clicked (one helper, so every admin says it the same way)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from django.contrib import admin, messages
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from workers import selectors
 from workers.errors import ApplicationError
-from workers.families import VIEW_JOBS
+from workers.families import VIEW_JOBS, job_viewable
 from workers.requesters import current_request
 
 NO_JOB = "—"
@@ -41,6 +43,24 @@ def job_links(task_ids: Iterable[str], *, separator: str = ", ") -> SafeString |
     return format_html_join(
         separator, '<a href="{}">{}</a>', ((job_url(task_id), task_id) for task_id in ids)
     )
+
+
+def started_job_link(user: Any, task_id: str, label: str | None = None) -> SafeString | str:
+    """The link to a job `user` just started, in the message that says so: plain text when
+    its page would refuse them. Starting a job needs its family's operate permission, opening
+    it the jobs' and the family's view permissions (workers/families.py); one does not bring
+    the other."""
+    if not job_viewable(user, selectors.job_task_name(task_id=task_id)):
+        return label or task_id
+    return format_html('<a href="{}">{}</a>', job_url(task_id), label or task_id)
+
+
+def started_job_redirect(user: Any, task_id: str, fallback: str) -> HttpResponseRedirect:
+    """After starting a job: to its page if `user` may open it, else to the `fallback` URL,
+    where the message says what was queued (sent to the job's page, they met a 403)."""
+    if job_viewable(user, selectors.job_task_name(task_id=task_id)):
+        return HttpResponseRedirect(job_url(task_id))
+    return HttpResponseRedirect(fallback)
 
 
 def may_open_jobs() -> bool:

@@ -242,7 +242,9 @@ class OpsqueueAdminSite(admin.AdminSite):
         return places
 
     def starts(self, request: HttpRequest) -> list[Link]:
-        """Where each kind of job is started, for the families this user may start."""
+        """Where each kind of job is started, for the families this user may start and
+        whose starting page opens for them (a list of records needs its view permission:
+        the operate permission alone led to a 403)."""
         user = request.user
         candidates = [
             (
@@ -272,10 +274,19 @@ class OpsqueueAdminSite(admin.AdminSite):
         ]
         starts = []
         for perm, label, url_name, note in candidates:
-            if not user.has_perm(perm):
+            if not user.has_perm(perm) or not self.opens_for(request, url_name):
                 continue
             try:
                 starts.append(Link(label, reverse(url_name), note))
             except NoReverseMatch:
                 continue
         return starts
+
+    def opens_for(self, request: HttpRequest, url_name: str) -> bool:
+        """Whether a model admin's list (`admin:<app>_<model>_changelist`) opens for this
+        user; any other page checks its own permission."""
+        for model, model_admin in self._registry.items():
+            opts = model._meta
+            if url_name == f"admin:{opts.app_label}_{opts.model_name}_changelist":
+                return bool(model_admin.has_view_or_change_permission(request))
+        return True

@@ -25,7 +25,6 @@ from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django_celery_beat.admin import (
     ClockedScheduleAdmin,
@@ -43,6 +42,7 @@ from django_celery_beat.models import (
 )
 
 from workers import families
+from workers.admin_links import started_job_link
 from workers.display import counted
 from workers.enqueue import RESERVED_HEADERS, BrokerUnavailable, Requester
 from workers.services import ScheduleRunRefused, periodic_tasks_run_now
@@ -215,8 +215,8 @@ class GuardedPeriodicTaskAdmin(StartGuardedAdminMixin, PeriodicTaskAdmin):
             return
         links = format_html_join(
             ", ",
-            '<a href="{}">job {}</a>',
-            ((reverse("workers:job-detail", args=[task_id]), task_id) for task_id in task_ids),
+            "{}",
+            ((started_job_link(request.user, task_id, f"job {task_id}"),) for task_id in task_ids),
         )
         queued = counted(len(task_ids), "job")
         self.message_user(request, format_html("Queued {}: {}.", queued, links))

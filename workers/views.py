@@ -20,6 +20,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
 from workers import display, job_actions, selectors
+from workers.admin_links import started_job_link, started_job_redirect
 from workers.enqueue import BrokerUnavailable, Requester
 from workers.permissions import job_permission_required, staff_permission_required
 from workers.recurring import RunNowRefused, recurring_task_run_now
@@ -84,17 +85,15 @@ def diagnostic_trigger(request: HttpRequest) -> HttpResponse:
     except BrokerUnavailable as exc:
         messages.error(request, str(exc))
         return redirect("admin:django_celery_results_taskresult_changelist")
-    url = reverse("workers:job-detail", args=[run.task_id])
     messages.success(
         request,
         format_html(
-            '{} diagnostic job queued: <a href="{}">job {}</a>.',
+            "{} diagnostic job queued: {}.",
             "Failing" if fail else "A",
-            url,
-            run.task_id,
+            started_job_link(request.user, run.task_id, f"job {run.task_id}"),
         ),
     )
-    return redirect(url)
+    return started_job_redirect(request.user, run.task_id, reverse("admin:index"))
 
 
 @require_POST
@@ -132,9 +131,11 @@ def recurring_run_now(request: HttpRequest, periodic_task_id: int) -> HttpRespon
     except (RunNowRefused, BrokerUnavailable) as exc:
         messages.error(request, f"Not run: {exc}")
         return redirect("admin:index")
-    url = reverse("workers:job-detail", args=[task_id])
-    messages.success(request, format_html('Queued now: <a href="{}">job {}</a>.', url, task_id))
-    return redirect(url)
+    messages.success(
+        request,
+        format_html("Queued now: {}.", started_job_link(request.user, task_id, f"job {task_id}")),
+    )
+    return started_job_redirect(request.user, task_id, reverse("admin:index"))
 
 
 @require_GET

@@ -22,7 +22,13 @@ from infra_tasks.releases.selectors import (
 )
 from infra_tasks.releases.services import StartStatus, release_start, version_validate
 from workers.admin_base import ImmutableAdminMixin
-from workers.admin_links import job_link, job_links, may_open_jobs, refusal_report
+from workers.admin_links import (
+    job_link,
+    job_links,
+    refusal_report,
+    started_job_link,
+    started_job_redirect,
+)
 from workers.admin_live import LiveJobFieldsMixin
 from workers.enqueue import Requester
 from workers.errors import ApplicationError
@@ -193,15 +199,21 @@ class ReleaseAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmin):
             )
         except ApplicationError as exc:  # a refusal, or the job queue unreachable
             refusal_report(self, request, exc)
+            if not self.has_view_permission(request):
+                return redirect("admin:releases_release_run")  # the list would refuse them
             return redirect("admin:releases_release_changelist")
         release = started.release
+        # Whoever may run releases but not look at them is told on the Jobs home: the
+        # release's page (and the job's, unless they may open it) would refuse them.
+        may_view = self.has_view_permission(request, release)
+        release_url = reverse("admin:releases_release_change", args=[release.pk])
         if started.status == StartStatus.ALREADY_SUCCEEDED:
             self.message_user(
                 request,
                 f"Release {version} already succeeded ({release.summary}): nothing to do.",
                 level=messages.WARNING,
             )
-            return redirect("admin:releases_release_change", release.pk)
+            return redirect(release_url if may_view else reverse("admin:index"))
         if started.status == StartStatus.IN_PROGRESS:
             self.message_user(
                 request, f"Release {version} is already {release.state}.", level=messages.WARNING
@@ -210,16 +222,17 @@ class ReleaseAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmin):
             self.message_user(
                 request,
                 format_html(
-                    'Release <a href="{}">{}</a> queued as {}.',
-                    reverse("admin:releases_release_change", args=[release.pk]),
-                    version,
-                    job_link(release.task_id, f"job {release.task_id}"),
+                    "Release {} queued as {}.",
+                    format_html('<a href="{}">{}</a>', release_url, version)
+                    if may_view
+                    else version,
+                    started_job_link(request.user, release.task_id, f"job {release.task_id}"),
                 ),
             )
-        if may_open_jobs():
-            return redirect("workers:job-detail", release.task_id)
         # The release's page shows its job live too, to those who may not open job pages.
-        return redirect("admin:releases_release_change", release.pk)
+        return started_job_redirect(
+            request.user, release.task_id, release_url if may_view else reverse("admin:index")
+        )
 
 
 def _plan_html(plan: list[dict[str, str]]) -> str:

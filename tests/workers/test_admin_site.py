@@ -99,6 +99,31 @@ def test_a_person_sees_only_the_jobs_places_and_starts_they_may_use() -> None:
     assert captions(page) == ["Databases"]
 
 
+@pytest.mark.parametrize(
+    ("operate", "view", "start"),
+    [
+        ("terraform.plan_terraformworkspace", "terraform.view_terraformworkspace", "Plan a"),
+        ("rds.operate_manageddatabase", "rds.view_manageddatabase", "Stop or start a database"),
+    ],
+)
+def test_a_start_is_offered_only_where_its_page_opens(operate: str, view: str, start: str) -> None:
+    """The operate permission alone opens no list of records to start from: its link on
+    the Jobs home would answer 403, so it is not there; with the list's view it is, and
+    the page it leads to opens."""
+    user = staff(operate)
+    assert start not in home(user)
+
+    user.user_permissions.add(Permission.objects.get(codename=view.split(".")[1]))
+    user = get_user_model().objects.get(pk=user.pk)
+    page = home(user)
+    assert start in page
+    href = re.search(rf'<a href="([^"]+)">{start}', page)
+    assert href is not None
+    client = Client()
+    client.force_login(user)
+    assert client.get(href.group(1)).status_code == 200
+
+
 def test_the_flower_link_is_shown_only_to_those_flower_lets_in(settings: object) -> None:
     settings.FLOWER_URL = "https://flower.example.com/"  # type: ignore[attr-defined]
 

@@ -109,3 +109,41 @@ def test_run_now_is_offered_only_on_schedules_whose_family_the_user_may_start(
     user.user_permissions.add(Permission.objects.get(codename="operate_manageddatabase"))
     client.force_login(get_user_model().objects.get(pk=user.pk))
     assert f'id="run-now-{nightly.pk}"' in client.get("/admin/").content.decode()
+
+
+def test_run_now_by_whom_may_not_open_the_jobs_page_ends_on_the_jobs_home_not_a_403(
+    sqs_queues: AwsEndpoint,
+) -> None:
+    """Starting a family's jobs and looking at them are two permissions: a database
+    operator without the databases' job view is told what was queued on the Jobs home,
+    with no link that would refuse them, instead of being sent to a 403."""
+    register("demo-postgres")
+    schedule = PeriodicTask.objects.get(name="rds: nightly stop of demo-postgres")
+    user = get_user_model().objects.create_user("operator", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=[
+                "view_periodictask",
+                "view_taskresult",
+                "run_recurring_now",
+                "operate_manageddatabase",
+            ]
+        )
+    )
+    client = Client()
+    client.force_login(user)
+    assert f'id="run-now-{schedule.pk}"' in client.get("/admin/").content.decode()
+
+    response = client.post(f"/ops/recurring/{schedule.pk}/run/", follow=True)
+
+    job = Job.objects.get()
+    assert response.status_code == 200
+    assert response.redirect_chain == [("/admin/", 302)]
+    assert f"Queued now: job {job.task_id}." in response.content.decode()
+    assert f"/ops/jobs/{job.task_id}/" not in response.content.decode()
+
+    user.user_permissions.add(Permission.objects.get(codename="view_databaseaction"))
+    client.force_login(get_user_model().objects.get(pk=user.pk))
+    again = client.post(f"/ops/recurring/{schedule.pk}/run/")
+    newest = Job.objects.latest("created_at")
+    assert again["Location"] == f"/ops/jobs/{newest.task_id}/"

@@ -95,7 +95,33 @@ def test_run_queues_a_job_with_its_requester_and_an_audit_entry(sqs_queues: AwsE
     assert TaskResult.objects.get(task_id=job.task_id).status == "PENDING"
     entry = LogEntry.objects.get(user=user)
     assert entry.object_id == str(schedule.pk) and job.task_id in entry.change_message
-    assert reverse("workers:job-detail", args=[job.task_id]) in response.content.decode()
+    assert f"Queued 1 job(s): job {job.task_id}." in response.content.decode()
+
+
+@pytest.mark.parametrize("may_open_jobs", [False, True], ids=["without", "with"])
+def test_run_links_the_jobs_it_queued_only_for_whom_may_open_them(
+    sqs_queues: AwsEndpoint, may_open_jobs: bool
+) -> None:
+    """The message after Run links each job to its page only where that page would open
+    (the jobs' and the family's view permissions): a link to a 403 is not offered."""
+    schedule = nightly_stop()
+    views = ("django_celery_results.view_taskresult", "rds.view_databaseaction")
+    _, operator = staff(
+        "operator",
+        "django_celery_beat.view_periodictask",
+        "django_celery_beat.change_periodictask",
+        "rds.operate_manageddatabase",
+        *(views if may_open_jobs else ()),
+    )
+
+    response = operator.post(
+        reverse(CHANGELIST), {"action": "run_tasks", "_selected_action": [schedule.pk]}, follow=True
+    )
+
+    job_url = reverse("workers:job-detail", args=[Job.objects.get().task_id])
+    assert (job_url in response.content.decode()) is may_open_jobs
+    if may_open_jobs:
+        assert operator.get(job_url).status_code == 302  # on to the job's admin page
 
 
 @pytest.mark.parametrize("action", ["enable_tasks", "disable_tasks", "toggle_tasks"])

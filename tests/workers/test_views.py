@@ -89,6 +89,40 @@ def test_diagnostic_trigger_refuses_with_403_and_queues_nothing(
     assert not Job.objects.exists()
 
 
+def test_the_diagnostic_button_by_whom_may_not_open_its_job_ends_on_the_jobs_home(
+    sqs_queues: Any,
+) -> None:
+    """The Jobs home offers Run diagnostic job to whoever may run it and see jobs; one who
+    may not open diagnostic jobs (their family's view permission) is told what was queued
+    there, without a link that would refuse them, instead of being sent to a 403."""
+    client = client_for(
+        make_user(
+            "dave",
+            staff=True,
+            perms=("workers.run_diagnostic", "django_celery_results.view_taskresult"),
+        )
+    )
+    assert 'id="run-diagnostic"' in client.get(reverse("admin:index")).content.decode()
+
+    response = client.post(reverse("workers:diagnostic-trigger"), follow=True)
+
+    run = DiagnosticRun.objects.get()
+    assert response.redirect_chain == [(reverse("admin:index"), 302)]
+    page = response.content.decode()
+    assert f"A diagnostic job queued: job {run.task_id}." in page
+    assert reverse("workers:job-detail", args=[run.task_id]) not in page
+
+
+def test_the_diagnostic_button_leads_to_the_job_for_whom_may_open_it(sqs_queues: Any) -> None:
+    client = client_for(
+        make_user("erin", staff=True, perms=("workers.run_diagnostic", *DIAGNOSTIC_VIEWER))
+    )
+    response = client.post(reverse("workers:diagnostic-trigger"))
+    run = DiagnosticRun.objects.get()
+    assert response["Location"] == reverse("workers:job-detail", args=[run.task_id])
+    assert client.get(response["Location"]).status_code == 302  # on to the job's admin page
+
+
 def test_staff_with_permission_reads_the_log_since_an_offset(finished_job: TaskResult) -> None:
     client = client_for(make_user("dave", staff=True, perms=DIAGNOSTIC_VIEWER))
     data = client.get(reverse("workers:job-log", args=["job-1"]), {"since": 1}).json()

@@ -229,7 +229,10 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
 
     @method_decorator(require_POST)
     def run_button(self, request: HttpRequest, run_id: int, what: str) -> HttpResponse:
-        """The buttons on a run's page: the same checks as the list actions."""
+        """The buttons on a run's page: the same checks as the list actions, whose list
+        needs the runs' view permission (a run's id in the URL is no way around it)."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
         run = get_object_or_404(TerraformRun.objects.select_related("workspace"), pk=run_id)
         this_run = TerraformRun.objects.filter(pk=run_id)
         if what == "approve" and self.has_apply_permission(request):

@@ -187,21 +187,27 @@ class TerraformWorkspaceAdmin(HistoryKeepsRecordMixin, admin.ModelAdmin):
     @method_decorator(require_POST)
     def plan_view(self, request: HttpRequest, workspace_id: int) -> HttpResponse:
         """The workspace page's Plan button: queue a plan, then show its run."""
-        if not self.has_plan_permission(request):
+        if not (self.has_plan_permission(request) and self.has_view_or_change_permission(request)):
             raise PermissionDenied
         workspace = get_object_or_404(TerraformWorkspace, pk=workspace_id)
         return self._to_run(self._request(request, workspace, RunKind.APPLY), workspace)
 
     @method_decorator(require_POST)
     def drift_view(self, request: HttpRequest, workspace_id: int) -> HttpResponse:
-        if not self.has_plan_permission(request):
+        if not (self.has_plan_permission(request) and self.has_view_or_change_permission(request)):
             raise PermissionDenied
         workspace = get_object_or_404(TerraformWorkspace, pk=workspace_id)
         return self._to_run(self._request(request, workspace, RunKind.DRIFT_CHECK), workspace)
 
     def destroy_view(self, request: HttpRequest, workspace_id: int) -> HttpResponse:
-        """Plan destroy: asks for the workspace's name, typed, before queueing anything."""
-        if not self.has_destroy_permission(request):
+        """Plan destroy: asks for the workspace's name, typed, before queueing anything.
+
+        Like the list's actions, these buttons' views need the workspace's view permission
+        besides their own: a workspace nobody may look at is not planned (nor shown) by
+        typing its id into the URL."""
+        if not (
+            self.has_destroy_permission(request) and self.has_view_or_change_permission(request)
+        ):
             raise PermissionDenied
         workspace = get_object_or_404(TerraformWorkspace, pk=workspace_id)
         form = DestroyConfirmForm(

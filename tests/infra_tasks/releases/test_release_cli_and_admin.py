@@ -30,7 +30,7 @@ from tests.infra_tasks.releases.support import (
     probe_at,
     release_finished,
 )
-from tests.support.servers import WorkerProcess
+from tests.support.servers import AwsEndpoint, WorkerProcess
 from workers.devstack import BASE_DIR
 from workers.models import Job, RequesterKind
 
@@ -150,6 +150,27 @@ def test_admin_previews_the_plan_then_queues_the_release_as_the_user(
     assert b"0005_fail" in page.content and b'name="_save"' not in page.content
     assert client.get(reverse("admin:releases_release_add")).status_code == 403
     assert client.get(reverse("admin:releases_release_delete", args=[record.pk])).status_code == 403
+
+
+def test_whom_may_run_releases_but_not_look_at_them_is_told_on_the_jobs_home(
+    sqs_queues: AwsEndpoint, client: Client
+) -> None:
+    """Run pending migrations needs only run_release; the release's page and its job's need
+    their view permissions. Without them the person lands on the Jobs home, told what was
+    queued, with no link that would refuse them, instead of on a 403."""
+    user = get_user_model().objects.create_user("runner", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="run_release"))
+    client.force_login(user)
+
+    response = client.post(RUN_URL, {"version": "web-blind"}, follow=True)
+
+    record = Release.objects.get(version="web-blind")
+    assert response.redirect_chain == [(reverse("admin:index"), 302)]
+    page = response.content.decode()
+    assert f"Release web-blind queued as job {record.task_id}." in page
+    assert reverse("admin:releases_release_change", args=[record.pk]) not in page
+    assert reverse("workers:job-detail", args=[record.task_id]) not in page
+    assert LogEntry.objects.filter(user=user, object_id=str(record.pk)).exists()
 
 
 @pytest.mark.parametrize(

@@ -146,6 +146,45 @@ def test_destroy_needs_its_permission_and_the_typed_workspace_name(
     assert done["Location"] == reverse("admin:terraform_terraformrun_change", args=[run.pk])
 
 
+@pytest.mark.parametrize(
+    "permission",
+    [
+        "plan_terraformworkspace",
+        "apply_terraformworkspace",
+        "destroy_terraformworkspace",
+        "force_unlock_terraformworkspace",
+    ],
+)
+def test_a_named_permission_without_the_view_one_acts_on_no_workspace_or_run_by_its_url(
+    make_workspace: MakeWorkspace, unread_queues: None, permission: str
+) -> None:
+    """The buttons' URLs ask what the list's actions ask (whose list needs the view
+    permission): a staff member holding only the permission to act, who may look at no
+    workspace or run, is refused every one of them, shown nothing and starts nothing."""
+    workspace = make_workspace()
+    run = planned_run(workspace, staff("alice"))
+    user = get_user_model().objects.create_user("blind", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename=permission))
+    client = client_for(user)
+    urls = [
+        reverse("admin:terraform_workspace_plan", args=[workspace.pk]),
+        reverse("admin:terraform_workspace_drift", args=[workspace.pk]),
+        reverse("admin:terraform_workspace_destroy", args=[workspace.pk]),
+        *(
+            reverse("admin:terraform_run_do", args=[run.pk, what])
+            for what in ("approve", "discard", "cancel", "force_unlock")
+        ),
+    ]
+
+    for url in urls:
+        assert client.post(url, {"confirm_name": workspace.name}).status_code == 403, url
+    destroy_page = client.get(reverse("admin:terraform_workspace_destroy", args=[workspace.pk]))
+    assert destroy_page.status_code == 403
+
+    assert list(TerraformRun.objects.values_list("pk", "state")) == [(run.pk, RunState.PLANNED)]
+    assert not Job.objects.exists()
+
+
 def test_approval_needs_the_apply_permission_and_destroy_approval_the_destroy_one(
     make_workspace: MakeWorkspace, unread_queues: None
 ) -> None:

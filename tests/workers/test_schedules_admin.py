@@ -95,7 +95,7 @@ def test_run_queues_a_job_with_its_requester_and_an_audit_entry(sqs_queues: AwsE
     assert TaskResult.objects.get(task_id=job.task_id).status == "PENDING"
     entry = LogEntry.objects.get(user=user)
     assert entry.object_id == str(schedule.pk) and job.task_id in entry.change_message
-    assert f"Queued 1 job(s): job {job.task_id}." in response.content.decode()
+    assert f"Queued 1 job: job {job.task_id}." in response.content.decode()
 
 
 @pytest.mark.parametrize("may_open_jobs", [False, True], ids=["without", "with"])

@@ -83,8 +83,9 @@ def diagnostic_trigger(request: HttpRequest) -> HttpResponse:
     try:
         run = diagnostic_run_start(requester=Requester.for_user(request.user), fail=fail)
     except BrokerUnavailable as exc:
+        # Back to the Jobs home, where the button is (the job list may refuse them).
         messages.error(request, str(exc))
-        return redirect("admin:django_celery_results_taskresult_changelist")
+        return redirect("admin:index")
     messages.success(
         request,
         format_html(

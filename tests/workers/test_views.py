@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission, User
 from django.db import connection
@@ -16,6 +17,7 @@ from django_celery_results.models import TaskResult
 from tests.support.jobs import job_record
 from workers.joblog import JobLogWriter
 from workers.models import DiagnosticRun, Job, RequesterKind
+from workers.outbox import broker_health
 
 pytestmark = pytest.mark.django_db
 
@@ -111,6 +113,21 @@ def test_the_diagnostic_button_by_whom_may_not_open_its_job_ends_on_the_jobs_hom
     page = response.content.decode()
     assert f"A diagnostic job queued: job {run.task_id}." in page
     assert reverse("workers:job-detail", args=[run.task_id]) not in page
+
+
+def test_the_diagnostic_button_with_sqs_down_says_so_on_the_jobs_home_and_queues_nothing() -> None:
+    # It went to the job list, which answers 403 to whom may run the job but not list jobs.
+    client = client_for(make_user("fay", staff=True, perms=("workers.run_diagnostic",)))
+    broker_health.fail(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
+    try:
+        response = client.post(reverse("workers:diagnostic-trigger"), follow=True)
+    finally:
+        broker_health.reset()
+
+    assert response.redirect_chain == [(reverse("admin:index"), 302)]
+    assert response.status_code == 200
+    assert "The job queue is unreachable" in response.content.decode()
+    assert not DiagnosticRun.objects.exists()
 
 
 def test_the_diagnostic_button_leads_to_the_job_for_whom_may_open_it(sqs_queues: Any) -> None:

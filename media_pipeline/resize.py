@@ -201,7 +201,7 @@ def render_variants(
         sizes = {spec: _stored_size(width, height, spec.width, orientation) for spec in specs}
         if not sizes:
             return []
-        slot = whole_decode_slot if _decoded_whole(image) else _no_slot
+        slot = whole_decode_slot if _decoded_whole(image, source) else _no_slot
         try:
             with slot(width * height):
                 base = decode_reduced(image, source, max(sizes.values()))
@@ -233,15 +233,31 @@ def _refuse_larger_av1_frames(source: BinaryIO, width: int, height: int) -> None
         )
 
 
-def _decoded_whole(image: Image.Image) -> bool:
+def _decoded_whole(image: Image.Image, source: BinaryIO) -> bool:
     """Whether its codec holds the whole picture whatever the scale asked: HEIF and AVIF
     always; a progressive JPEG keeps every DCT coefficient until its last scan (two bytes a
-    sample: 294 MiB for 7000x7000 at 4:4:4), an interlaced PNG its full image."""
+    sample: 294 MiB for 7000x7000 at 4:4:4), an interlaced PNG its full image, a WebP
+    animation its canvas (`_is_webp_animation`)."""
     return (
         image.format in WHOLE_DECODE_FORMATS
         or (image.format in ("JPEG", "MPO") and bool(image.info.get("progressive")))
         or (image.format == "PNG" and bool(image.info.get("interlace")))
+        or (image.format == "WEBP" and _is_webp_animation(source))
     )
+
+
+def _is_webp_animation(source: BinaryIO) -> bool:
+    """Whether a WebP is an animation (its VP8X chunk's animation flag), one frame or many.
+
+    libvips scales a WebP while decoding only if every frame of an animation fills the
+    canvas; encoders store each later frame as the rectangle that changed, so an animation
+    is decoded at its canvas size: a 156-byte file with a 16x16 frame on a 7000x7000 canvas
+    cost 450 MiB. Pillow's `is_animated` says nothing of a one-frame animation."""
+    position = source.tell()
+    source.seek(0)
+    head = source.read(21)
+    source.seek(position)
+    return head[12:16] == b"VP8X" and bool(head[20] & 0x02)
 
 
 def _refuse_endless_scans(source: BinaryIO) -> None:
@@ -391,7 +407,7 @@ def decode_reduced(image: Image.Image, source: BinaryIO, largest: tuple[int, int
         image.draft(None, wanted)
     elif image.format in ("PNG", "WEBP"):
         source.seek(0)
-        return _working_mode(_decode_with_vips(source, image.format, factor))
+        return _working_mode(_decode_with_vips(source, image.format, factor, image.width))
     elif image.format == "GIF":
         image.load()  # one byte a pixel: palette indices
         return _reduce_in_strips(image.size, factor, lambda box: image.crop(box))
@@ -402,7 +418,7 @@ def decode_reduced(image: Image.Image, source: BinaryIO, largest: tuple[int, int
     return _working_mode(image)
 
 
-def _decode_with_vips(source: BinaryIO, fmt: str, factor: int) -> Image.Image:
+def _decode_with_vips(source: BinaryIO, fmt: str, factor: int, width: int) -> Image.Image:
     """WebP scaled by libwebp while decoding; PNG read row by row into a box filter."""
     pyvips.cache_set_max(0)  # a long-lived worker must not keep decoded images around
     vips_source = pyvips.SourceCustom()
@@ -410,18 +426,23 @@ def _decode_with_vips(source: BinaryIO, fmt: str, factor: int) -> Image.Image:
     vips_source.on_seek(source.seek)
     if fmt == "WEBP":
         picture = pyvips.Image.webpload_source(vips_source, scale=1 / factor, fail_on="error")
+        # An animation libvips could not scale (see _is_webp_animation) comes at its canvas
+        # size: shrunk here, so that Pillow never gets a full-size copy of it.
+        shrink = factor if picture.width == width else 1
     else:
         picture = pyvips.Image.pngload_source(vips_source, access="sequential", fail_on="error")
+        shrink = factor
+    if shrink > 1:
         has_alpha = picture.hasalpha()
         if has_alpha:
             # Average colours weighted by opacity, as Pillow's resize does.
             picture = picture.premultiply()
-        picture = picture.shrink(factor, factor)
+        picture = picture.shrink(shrink, shrink)
         if has_alpha:
             picture = picture.unpremultiply()
-        if picture.interpretation in ("rgb16", "grey16"):
-            picture = picture / 257
-        picture = picture.cast("uchar")
+    if picture.interpretation in ("rgb16", "grey16"):
+        picture = picture / 257
+    picture = picture.cast("uchar")
     size = (picture.width, picture.height)
     return Image.frombytes(_VIPS_MODES[picture.bands], size, picture.write_to_memory())
 

@@ -37,6 +37,8 @@ from tests.media_pipeline.images import (
     photo_file,
     png_header_only,
     quadrants,
+    webp_animation,
+    webp_one_small_frame_on_a_canvas,
 )
 
 LIMIT = 50_000_000
@@ -424,6 +426,26 @@ def test_a_large_source_is_decoded_at_reduced_size_never_whole(fmt: str) -> None
         base = decode_reduced(image, io.BytesIO(source), (300, 200))
     assert 600 <= base.width <= 1200 and 400 <= base.height <= 800
     assert_upright_quadrants(base, base.size)
+
+
+def test_a_webp_animation_whose_later_frames_are_rectangles_is_still_decoded_reduced() -> None:
+    """libvips scales a WebP while decoding only if every frame fills the canvas; an
+    encoder stores each later frame as the rectangle that changed. Such an animation came
+    out at full canvas size (a 156-byte file on a 7000x7000 canvas cost 450 MiB)."""
+    source = webp_animation(quadrants(2400, 1600))
+    with Image.open(io.BytesIO(source)) as image:
+        base = decode_reduced(image, io.BytesIO(source), (300, 200))
+    assert 600 <= base.width <= 1200 and 400 <= base.height <= 800
+    assert_upright_quadrants(base, base.size)
+
+
+def test_a_small_frame_on_a_large_webp_canvas_gives_the_canvas_reduced() -> None:
+    source = webp_one_small_frame_on_a_canvas(4000, 3000)
+    with Image.open(io.BytesIO(source)) as image:
+        base = decode_reduced(image, io.BytesIO(source), (800, 600))
+    assert base.size == (2000, 1500)
+    variants = render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=LIMIT)
+    assert {(v.width, v.height) for v in variants} == {(200, 150), (800, 600)}
 
 
 @pytest.mark.parametrize("exif", [exif_bytes(6), None])

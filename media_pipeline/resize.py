@@ -28,7 +28,6 @@ import functools
 import hashlib
 import io
 import math
-import re
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ import pyvips
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from media_pipeline.av1_frames import largest_av1_frame
+from media_pipeline.containers import Pieces, count_pieces
 from media_pipeline.formats import ACCEPTED_DESCRIPTION, SNIFF_BYTES, sniff
 from media_pipeline.specs import OutputFormat, VariantSpec
 from workers.errors import ApplicationError
@@ -65,9 +65,22 @@ MAX_SIDE = 32_768
 # WebP cannot store a side longer than this: a variant of a very tall or very wide source is
 # made smaller than its spec's width rather than not at all.
 WEBP_MAX_SIDE = 16_383
-# A progressive JPEG holds about ten scans (libjpeg's default script); each is decoded over
-# the whole picture, so a file of thousands of tiny scans keeps a worker busy for minutes.
-MAX_JPEG_SCANS = 100
+CONTAINER_LIMITS = Pieces(
+    # A picture has a few dozen segments, chunks or blocks; an animation one a frame.
+    count=10_000,
+    # A progressive JPEG holds about ten scans (libjpeg's default script); each is decoded
+    # over the whole picture, so a file of thousands of tiny scans keeps a worker busy for
+    # minutes.
+    scans=100,
+    # Encoders write no fill bytes or a few; libjpeg and Pillow pass them one at a time.
+    stray_bytes=65_536,
+)
+_PIECES = {
+    "jpg": "JPEG segments",
+    "png": "PNG chunks before its pixels",
+    "gif": "GIF blocks before its first picture",
+    "webp": "WebP chunks",
+}
 # libavif's encoder effort (0 slowest .. 10 fastest): near its default quality per byte at a
 # fraction of the time for cover-sized images.
 AVIF_SPEED = 8
@@ -169,6 +182,7 @@ def render_variants(
         start = source.tell()
         refuse_oversized_file(source.seek(0, io.SEEK_END) - start, max_bytes)
         source.seek(start)
+    _refuse_padded_container(source)
     _register_heif_opener()
     try:
         image = Image.open(source, formats=OPENERS)
@@ -195,13 +209,11 @@ def render_variants(
                 f"The image is {width}x{height} ({width * height / 1e6:.1f} megapixels); "
                 f"the limit is {max_pixels / 1e6:.1f} megapixels."
             )
-        if image.format in ("JPEG", "MPO"):
-            _refuse_endless_scans(source)
         orientation = _orientation(image)
         sizes = {spec: _stored_size(width, height, spec.width, orientation) for spec in specs}
         if not sizes:
             return []
-        slot = whole_decode_slot if _decoded_whole(image) else _no_slot
+        slot = whole_decode_slot if _decoded_whole(image, source) else _no_slot
         try:
             with slot(width * height):
                 base = decode_reduced(image, source, max(sizes.values()))
@@ -233,114 +245,56 @@ def _refuse_larger_av1_frames(source: BinaryIO, width: int, height: int) -> None
         )
 
 
-def _decoded_whole(image: Image.Image) -> bool:
+def _decoded_whole(image: Image.Image, source: BinaryIO) -> bool:
     """Whether its codec holds the whole picture whatever the scale asked: HEIF and AVIF
     always; a progressive JPEG keeps every DCT coefficient until its last scan (two bytes a
-    sample: 294 MiB for 7000x7000 at 4:4:4), an interlaced PNG its full image."""
+    sample: 294 MiB for 7000x7000 at 4:4:4), an interlaced PNG its full image, a WebP
+    animation its canvas (`_is_webp_animation`)."""
     return (
         image.format in WHOLE_DECODE_FORMATS
         or (image.format in ("JPEG", "MPO") and bool(image.info.get("progressive")))
         or (image.format == "PNG" and bool(image.info.get("interlace")))
+        or (image.format == "WEBP" and _is_webp_animation(source))
     )
 
 
-def _refuse_endless_scans(source: BinaryIO) -> None:
+def _is_webp_animation(source: BinaryIO) -> bool:
+    """Whether a WebP is an animation (its VP8X chunk's animation flag), one frame or many.
+
+    libvips scales a WebP while decoding only if every frame of an animation fills the
+    canvas; encoders store each later frame as the rectangle that changed, so an animation
+    is decoded at its canvas size: a 156-byte file with a 16x16 frame on a 7000x7000 canvas
+    cost 450 MiB. Pillow's `is_animated` says nothing of a one-frame animation."""
     position = source.tell()
     source.seek(0)
-    scans = _jpeg_scans(_Window(source), stop_after=MAX_JPEG_SCANS)
+    head = source.read(21)
     source.seek(position)
-    if scans > MAX_JPEG_SCANS:
+    return head[12:16] == b"VP8X" and bool(head[20] & 0x02)
+
+
+def _refuse_padded_container(source: BinaryIO) -> None:
+    """Refuse, before any parser reads it, a file padded with more pieces than a picture has
+    (media_pipeline.containers): Pillow would spend minutes and gigabytes on them."""
+    position = source.tell()
+    source.seek(0)
+    kind = sniff(source.read(SNIFF_BYTES))
+    source.seek(position)
+    pieces = count_pieces(source, kind, limits=CONTAINER_LIMITS)
+    if pieces.scans > CONTAINER_LIMITS.scans:
         raise CorruptImage(
-            f"The image is a JPEG of more than {MAX_JPEG_SCANS} scans (a photo has about ten); "
-            "decoding it would take minutes."
+            f"The image is a JPEG of more than {CONTAINER_LIMITS.scans} scans (a photo has about "
+            "ten); decoding it would take minutes."
         )
-
-
-# What ends entropy-coded data: 0xFF followed by anything but a stuffed 0x00, a restart
-# marker (D0-D7) or another fill byte.
-_END_OF_ENTROPY = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
-
-
-def _jpeg_scans(data: _Window, *, stop_after: int) -> int:
-    """The scans of a JPEG's first picture, counted without decoding (up to `stop_after` + 1):
-    segments are skipped by their length (an EXIF thumbnail's scans are not the picture's),
-    entropy-coded data is searched for the next marker, and the count ends at the picture's
-    end, so what follows it (a motion photo's video, an MPO's second picture) is not read."""
-    if data.take(2) != b"\xff\xd8":
-        return 0
-    scans = 0
-    while scans <= stop_after:
-        marker = data.next_marker()
-        if marker is None or marker == 0xD9:  # the file's or the picture's end
-            break
-        if 0xD0 <= marker <= 0xD7 or marker == 0x01:
-            continue  # no length field
-        length = data.take(2)
-        if len(length) < 2:
-            break
-        data.skip(int.from_bytes(length, "big") - 2)
-        if marker == 0xDA:
-            scans += 1
-            if not data.skip_entropy_coded():
-                break
-    return scans
-
-
-class _Window:
-    """A forward-only view of a stream, read 64 KiB at a time."""
-
-    def __init__(self, source: BinaryIO) -> None:
-        self._source = source
-        self._buffer = b""
-        self._at = 0
-
-    def _fill(self) -> bool:
-        chunk = self._source.read(1 << 16)
-        self._buffer = self._buffer[self._at :] + chunk
-        self._at = 0
-        return bool(chunk)
-
-    def take(self, count: int) -> bytes:
-        while len(self._buffer) - self._at < count and self._fill():
-            pass
-        taken = self._buffer[self._at : self._at + count]
-        self._at += len(taken)
-        return taken
-
-    def skip(self, count: int) -> None:
-        while count > len(self._buffer) - self._at:
-            count -= len(self._buffer) - self._at
-            self._at = len(self._buffer)
-            if not self._fill():
-                return
-        self._at += max(count, 0)
-
-    def next_marker(self) -> int | None:
-        """The next marker's code, past fill bytes (and any stray byte, as libjpeg skips
-        them); None at the end of the stream."""
-        while byte := self.take(1):
-            if byte != b"\xff":
-                continue
-            code = self.take(1)
-            while code == b"\xff":
-                code = self.take(1)
-            if not code:
-                return None
-            if code != b"\x00":
-                return code[0]
-        return None
-
-    def skip_entropy_coded(self) -> bool:
-        """Move to the marker that ends a scan's data; False if the stream ends first."""
-        while True:
-            found = _END_OF_ENTROPY.search(self._buffer, self._at)
-            if found is not None:
-                self._at = found.start()
-                return True
-            # Keep a last 0xFF: its marker code may be in the next read.
-            self._at = max(self._at, len(self._buffer) - 1)
-            if not self._fill():
-                return False
+    if pieces.count > CONTAINER_LIMITS.count:
+        raise CorruptImage(
+            f"The file holds more than {CONTAINER_LIMITS.count:,} {_PIECES[kind.extension]} "
+            "(a picture has a few dozen); reading it would take minutes."
+        )
+    if pieces.stray_bytes > CONTAINER_LIMITS.stray_bytes:
+        raise CorruptImage(
+            f"The file holds more than {CONTAINER_LIMITS.stray_bytes // 1024} KiB of padding "
+            "between the parts of its JPEG picture; reading it would take minutes."
+        )
 
 
 def _unreadable(source: BinaryIO) -> ImageRejected:
@@ -391,7 +345,7 @@ def decode_reduced(image: Image.Image, source: BinaryIO, largest: tuple[int, int
         image.draft(None, wanted)
     elif image.format in ("PNG", "WEBP"):
         source.seek(0)
-        return _working_mode(_decode_with_vips(source, image.format, factor))
+        return _working_mode(_decode_with_vips(source, image.format, factor, image.width))
     elif image.format == "GIF":
         image.load()  # one byte a pixel: palette indices
         return _reduce_in_strips(image.size, factor, lambda box: image.crop(box))
@@ -402,7 +356,7 @@ def decode_reduced(image: Image.Image, source: BinaryIO, largest: tuple[int, int
     return _working_mode(image)
 
 
-def _decode_with_vips(source: BinaryIO, fmt: str, factor: int) -> Image.Image:
+def _decode_with_vips(source: BinaryIO, fmt: str, factor: int, width: int) -> Image.Image:
     """WebP scaled by libwebp while decoding; PNG read row by row into a box filter."""
     pyvips.cache_set_max(0)  # a long-lived worker must not keep decoded images around
     vips_source = pyvips.SourceCustom()
@@ -410,18 +364,23 @@ def _decode_with_vips(source: BinaryIO, fmt: str, factor: int) -> Image.Image:
     vips_source.on_seek(source.seek)
     if fmt == "WEBP":
         picture = pyvips.Image.webpload_source(vips_source, scale=1 / factor, fail_on="error")
+        # An animation libvips could not scale (see _is_webp_animation) comes at its canvas
+        # size: shrunk here, so that Pillow never gets a full-size copy of it.
+        shrink = factor if picture.width == width else 1
     else:
         picture = pyvips.Image.pngload_source(vips_source, access="sequential", fail_on="error")
+        shrink = factor
+    if shrink > 1:
         has_alpha = picture.hasalpha()
         if has_alpha:
             # Average colours weighted by opacity, as Pillow's resize does.
             picture = picture.premultiply()
-        picture = picture.shrink(factor, factor)
+        picture = picture.shrink(shrink, shrink)
         if has_alpha:
             picture = picture.unpremultiply()
-        if picture.interpretation in ("rgb16", "grey16"):
-            picture = picture / 257
-        picture = picture.cast("uchar")
+    if picture.interpretation in ("rgb16", "grey16"):
+        picture = picture / 257
+    picture = picture.cast("uchar")
     size = (picture.width, picture.height)
     return Image.frombytes(_VIPS_MODES[picture.bands], size, picture.write_to_memory())
 

@@ -341,6 +341,11 @@ BAD_SOURCES = {
     "decompression bomb": (png_header_only(8000, 8000), "bomb.png", "64.0 megapixels"),
     "truncated jpeg": (None, "half.jpg", "truncated or corrupt"),
     "text named .jpg": (b"not a picture\n" * 100, "notes.jpg", "not an image"),
+    "jpeg padded with empty segments": (
+        b"\xff\xd8" + b"\xff\xe5\x00\x02" * 10_001 + b"\xff\xd9",
+        "padded.jpg",
+        "more than 10,000 JPEG segments",
+    ),
 }
 
 

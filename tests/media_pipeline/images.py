@@ -107,3 +107,33 @@ def ispe_forged(data: bytes, width: int, height: int) -> bytes:
     """An AVIF or HEIC whose (first) `ispe` box claims `width`x`height`, its data unchanged."""
     at = data.index(b"ispe") + 8  # past the type and the FullBox version and flags
     return data[:at] + struct.pack(">II", width, height) + data[at + 8 :]
+
+
+def webp_animation(first: Image.Image) -> bytes:
+    """A two-frame WebP animation as encoders write one: the second frame changes a small
+    rectangle, so it is stored as that rectangle, not the whole canvas."""
+    second = first.copy()
+    second.paste((128, 0, 128), (10, 10, 42, 42))
+    buffer = io.BytesIO()
+    first.save(buffer, "WEBP", save_all=True, append_images=[second], duration=[100, 100])
+    return buffer.getvalue()
+
+
+def webp_one_small_frame_on_a_canvas(width: int, height: int) -> bytes:
+    """A one-frame WebP animation: a 16x16 frame on a `width`x`height` canvas (156 bytes)."""
+    buffer = io.BytesIO()
+    frames = [Image.new("RGB", (16, 16), colour) for colour in (RED, BLUE)]
+    frames[0].save(buffer, "WEBP", save_all=True, append_images=frames[1:], lossless=True)
+    data = buffer.getvalue()
+    chunks, at = [], 12
+    while at < len(data):
+        size = struct.unpack("<I", data[at + 4 : at + 8])[0]
+        chunks.append(data[at : at + 8 + size + (size & 1)])
+        at += 8 + size + (size & 1)
+    first_frame = next(chunk for chunk in chunks if chunk[:4] == b"ANMF")
+    kept = [chunk for chunk in chunks if chunk[:4] != b"ANMF"] + [first_frame]
+    vp8x = kept[0]
+    assert vp8x[:4] == b"VP8X"
+    kept[0] = vp8x[:12] + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+    body = b"WEBP" + b"".join(kept)
+    return b"RIFF" + struct.pack("<I", len(body)) + body

@@ -19,7 +19,12 @@ from PIL import Image
 from media_pipeline.decode_slots import whole_decode_slot
 from media_pipeline.resize import render_variants
 from media_pipeline.specs import COVER_SPECS
-from tests.media_pipeline.images import photo_file, quadrants
+from tests.media_pipeline.images import (
+    photo_file,
+    quadrants,
+    webp_animation,
+    webp_one_small_frame_on_a_canvas,
+)
 
 BUDGET = 1_000_000
 
@@ -60,11 +65,37 @@ def test_decodes_within_the_budget_do_not_wait(tmp_path: Path) -> None:
     small_release.set()
 
 
+def still_webp(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "WEBP")
+    return buffer.getvalue()
+
+
+SOURCES = {
+    "HEIF": lambda: photo_file("HEIF", quadrants(300, 200), orientation=1),
+    "AVIF": lambda: photo_file("AVIF", quadrants(300, 200), orientation=1),
+    "JPEG": lambda: photo_file("JPEG", quadrants(300, 200), orientation=1),
+    "PNG": lambda: photo_file("PNG", quadrants(300, 200), orientation=1),
+    "still WebP": lambda: still_webp(quadrants(300, 200)),
+    # libvips decodes these at canvas size (resize._is_webp_animation).
+    "WebP animation": lambda: webp_animation(quadrants(300, 200)),
+    "one-frame WebP animation": lambda: webp_one_small_frame_on_a_canvas(300, 200),
+}
+
+
 @pytest.mark.parametrize(
-    ("fmt", "slotted"),
-    [("HEIF", True), ("AVIF", True), ("JPEG", False), ("PNG", False), ("WEBP", False)],
+    ("source", "slotted"),
+    [
+        ("HEIF", True),
+        ("AVIF", True),
+        ("JPEG", False),
+        ("PNG", False),
+        ("still WebP", False),
+        ("WebP animation", True),
+        ("one-frame WebP animation", True),
+    ],
 )
-def test_only_formats_decoded_whole_take_a_slot(fmt: str, slotted: bool) -> None:
+def test_only_formats_decoded_whole_take_a_slot(source: str, slotted: bool) -> None:
     asked: list[int] = []
 
     @contextmanager
@@ -72,8 +103,8 @@ def test_only_formats_decoded_whole_take_a_slot(fmt: str, slotted: bool) -> None
         asked.append(pixels)
         yield
 
-    source = photo_file(fmt, quadrants(300, 200), orientation=1)
-    render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=BUDGET, whole_decode_slot=slot)
+    data = SOURCES[source]()
+    render_variants(io.BytesIO(data), COVER_SPECS, max_pixels=BUDGET, whole_decode_slot=slot)
     assert asked == ([300 * 200] if slotted else [])
 
 
@@ -107,6 +138,6 @@ def test_a_progressive_jpeg_and_an_interlaced_png_take_a_slot_too() -> None:
     assert asked == [300 * 200]
     png = photo_file("PNG", quadrants(300, 200), orientation=1)
     with Image.open(io.BytesIO(_interlaced(png))) as image:
-        assert _decoded_whole(image)
+        assert _decoded_whole(image, io.BytesIO(_interlaced(png)))
     with Image.open(io.BytesIO(png)) as image:
-        assert not _decoded_whole(image)
+        assert not _decoded_whole(image, io.BytesIO(png))

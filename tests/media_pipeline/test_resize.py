@@ -35,8 +35,11 @@ from tests.media_pipeline.images import (
     exif_bytes,
     ispe_forged,
     photo_file,
+    png_chunk,
     png_header_only,
     quadrants,
+    webp_animation,
+    webp_one_small_frame_on_a_canvas,
 )
 
 LIMIT = 50_000_000
@@ -194,6 +197,56 @@ def test_a_jpeg_of_endless_scans_is_refused_before_decoding() -> None:
     endless = progressive[:-2] + last_scan * 150 + b"\xff\xd9"
     with pytest.raises(CorruptImage, match="more than 100 scans"):
         render_variants(io.BytesIO(endless), COVER_SPECS, max_pixels=LIMIT)
+
+
+def padded(fmt: str) -> bytes:
+    """A small picture padded with 10,001 pieces its format allows, each a few bytes."""
+    if fmt == "JPEG segments":
+        return b"\xff\xd8" + b"\xff\xe5\x00\x02" * 10_001 + jpeg_bytes(photo(64, 48))[2:]
+    if fmt == "JPEG fill bytes":
+        return b"\xff\xd8" + b"\xff" * 65_537 + jpeg_bytes(photo(64, 48))[2:]
+    picture = photo_file(fmt, quadrants(64, 48), orientation=1)
+    if fmt == "PNG":
+        return picture[:33] + png_chunk(b"teSt", b"") * 10_001 + picture[33:]
+    if fmt == "GIF":
+        at = picture.index(b",")  # the first image descriptor
+        return picture[:at] + b"\x21\xfe\x01c\x00" * 5_001 + picture[at:]
+    assert fmt == "WEBP"
+    body = picture[12:] + b"XXXX\0\0\0\0" * 10_001
+    return b"RIFF" + (len(body) + 4).to_bytes(4, "little") + b"WEBP" + body
+
+
+@pytest.mark.parametrize(
+    ("fmt", "message"),
+    [
+        ("JPEG segments", "more than 10,000 JPEG segments"),
+        ("JPEG fill bytes", "more than 64 KiB of padding"),
+        ("PNG", "more than 10,000 PNG chunks before its pixels"),
+        ("GIF", "more than 10,000 GIF blocks before its first picture"),
+        ("WEBP", "more than 10,000 WebP chunks"),
+    ],
+)
+def test_a_file_padded_with_pieces_is_refused_before_any_parser_reads_it(
+    fmt: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pillow reads these pieces one by one in Python and keeps them: 60 MiB of empty JPEG
+    segments took it 31 s and 2 GiB to open, of GIF comment blocks 2 GiB."""
+    from PIL import GifImagePlugin, JpegImagePlugin, PngImagePlugin, WebPImagePlugin
+
+    def parsed(self: Any) -> None:
+        raise AssertionError(f"{type(self).__name__} parsed the padded file")
+
+    plugins: list[type[Image.Image]] = [
+        JpegImagePlugin.JpegImageFile,
+        PngImagePlugin.PngImageFile,
+        GifImagePlugin.GifImageFile,
+        WebPImagePlugin.WebPImageFile,
+    ]
+    for plugin in plugins:
+        monkeypatch.setattr(plugin, "_open", parsed)
+
+    with pytest.raises(CorruptImage, match=message):
+        render_variants(io.BytesIO(padded(fmt)), COVER_SPECS, max_pixels=LIMIT)
 
 
 def test_a_motion_photo_s_video_after_the_picture_is_not_taken_for_scans() -> None:
@@ -424,6 +477,26 @@ def test_a_large_source_is_decoded_at_reduced_size_never_whole(fmt: str) -> None
         base = decode_reduced(image, io.BytesIO(source), (300, 200))
     assert 600 <= base.width <= 1200 and 400 <= base.height <= 800
     assert_upright_quadrants(base, base.size)
+
+
+def test_a_webp_animation_whose_later_frames_are_rectangles_is_still_decoded_reduced() -> None:
+    """libvips scales a WebP while decoding only if every frame fills the canvas; an
+    encoder stores each later frame as the rectangle that changed. Such an animation came
+    out at full canvas size (a 156-byte file on a 7000x7000 canvas cost 450 MiB)."""
+    source = webp_animation(quadrants(2400, 1600))
+    with Image.open(io.BytesIO(source)) as image:
+        base = decode_reduced(image, io.BytesIO(source), (300, 200))
+    assert 600 <= base.width <= 1200 and 400 <= base.height <= 800
+    assert_upright_quadrants(base, base.size)
+
+
+def test_a_small_frame_on_a_large_webp_canvas_gives_the_canvas_reduced() -> None:
+    source = webp_one_small_frame_on_a_canvas(4000, 3000)
+    with Image.open(io.BytesIO(source)) as image:
+        base = decode_reduced(image, io.BytesIO(source), (800, 600))
+    assert base.size == (2000, 1500)
+    variants = render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=LIMIT)
+    assert {(v.width, v.height) for v in variants} == {(200, 150), (800, 600)}
 
 
 @pytest.mark.parametrize("exif", [exif_bytes(6), None])

@@ -18,7 +18,7 @@ The order of operations is what keeps this fast and small:
    with no metadata at all (no EXIF, GPS, ICC or comments leave the pipeline).
 
 Animated WebP and GIF and multi-picture JPEG (MPO) give their first picture. The source is
-only ever read. One module, a little over 350 lines, because the steps above are one pipeline
+only ever read. One module, about 480 lines, because the steps above are one pipeline
 whose order is the point: split, each part would only make sense beside the others.
 """
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from django.db import transaction
 from django.db.models import Model
 from django.utils import timezone
 from django_celery_results.models import TaskResult
+from kombu.exceptions import SerializationError
 
 from workers.job_registry import JobSpec
 from workers.models import Job, RequesterFields, RequesterKind
@@ -42,6 +44,7 @@ from workers.outbox import (
     BrokerUnavailable,
     OutboundJob,
     broker_health,
+    job_unsendable_record,
     publish_now,
     relay,
 )
@@ -269,12 +272,22 @@ def job_publish(
     job_record_pending(message, requester=requester)
     try:
         publish_now(message)
-    except BROKER_ERRORS as exc:
-        logger.warning("could not publish %s [%s]: %r", task.name, task_id, exc)
-        raise BrokerUnavailable(
-            f"The job queue is unreachable ({exc.__class__.__name__}), so {task.name} "
-            f"[{task_id}] is recorded and waits to be sent once it is back."
-        ) from exc
+    except Exception as exc:
+        if isinstance(exc, BROKER_ERRORS) and not isinstance(exc, SerializationError):
+            logger.warning("could not publish %s [%s]: %r", task.name, task_id, exc)
+            raise BrokerUnavailable(
+                f"The job queue is unreachable ({exc.__class__.__name__}), so {task.name} "
+                f"[{task_id}] is recorded and waits to be sent once it is back."
+            ) from exc
+        # The job's own fault (arguments that do not fit its task): it ends failed, saying
+        # why, instead of waiting to be sent, which would fail the same way every time.
+        job_unsendable_record(
+            task_id=task_id,
+            reason=f"{exc.__class__.__name__}: {exc}",
+            trace=traceback.format_exc(),
+        )
+        Job.objects.filter(task_id=task_id).update(sent_at=timezone.now())
+        raise
     Job.objects.filter(task_id=task_id).update(sent_at=timezone.now())
 
 

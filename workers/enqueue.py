@@ -36,6 +36,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 from kombu.exceptions import SerializationError
 
+from workers.errors import ApplicationError
 from workers.job_registry import JobSpec
 from workers.models import Job, RequesterFields, RequesterKind
 from workers.outbox import (
@@ -87,6 +88,7 @@ RESERVED_HEADERS = frozenset(
 
 __all__ = [
     "BrokerUnavailable",
+    "JobArgumentsRefused",
     "JobRequest",
     "Requester",
     "job_enqueue",
@@ -140,6 +142,22 @@ class Requester:
         return {"kind": str(self.kind), "label": self.label, "user_id": self.user_id}
 
 
+class JobArgumentsRefused(ApplicationError):
+    """The task does not take the arguments given (a schedule saved with wrong ones);
+    nothing was recorded."""
+
+
+def job_arguments_check(task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+    """Raise JobArgumentsRefused if `task` cannot be called with these arguments: such a job
+    could never be sent (Celery checks them as it makes the message)."""
+    if not task.typing:
+        return
+    try:
+        task.__header__(*args, **kwargs)
+    except TypeError as exc:
+        raise JobArgumentsRefused(f"{task.name} does not take these arguments: {exc}.") from None
+
+
 def job_enqueue(
     task: Task | JobSpec,
     *,
@@ -168,6 +186,7 @@ def job_enqueue(
     if refuse_if_broker_down:
         broker_health.ensure_available()
     task = celery_task(task)
+    job_arguments_check(task, args, kwargs or {})
     task_id = task_id or new_task_id()
     message_options = {**(options or {}), **({"queue": queue} if queue else {})}
     message = job_message(

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import traceback
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +34,9 @@ from django.db import transaction
 from django.db.models import Model
 from django.utils import timezone
 from django_celery_results.models import TaskResult
+from kombu.exceptions import SerializationError
 
+from workers.errors import ApplicationError
 from workers.job_registry import JobSpec
 from workers.models import Job, RequesterFields, RequesterKind
 from workers.outbox import (
@@ -42,6 +45,7 @@ from workers.outbox import (
     BrokerUnavailable,
     OutboundJob,
     broker_health,
+    job_unsendable_record,
     publish_now,
     relay,
 )
@@ -84,6 +88,7 @@ RESERVED_HEADERS = frozenset(
 
 __all__ = [
     "BrokerUnavailable",
+    "JobArgumentsRefused",
     "JobRequest",
     "Requester",
     "job_enqueue",
@@ -137,6 +142,22 @@ class Requester:
         return {"kind": str(self.kind), "label": self.label, "user_id": self.user_id}
 
 
+class JobArgumentsRefused(ApplicationError):
+    """The task does not take the arguments given (a schedule saved with wrong ones);
+    nothing was recorded."""
+
+
+def job_arguments_check(task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+    """Raise JobArgumentsRefused if `task` cannot be called with these arguments: such a job
+    could never be sent (Celery checks them as it makes the message)."""
+    if not task.typing:
+        return
+    try:
+        task.__header__(*args, **kwargs)
+    except TypeError as exc:
+        raise JobArgumentsRefused(f"{task.name} does not take these arguments: {exc}.") from None
+
+
 def job_enqueue(
     task: Task | JobSpec,
     *,
@@ -165,6 +186,7 @@ def job_enqueue(
     if refuse_if_broker_down:
         broker_health.ensure_available()
     task = celery_task(task)
+    job_arguments_check(task, args, kwargs or {})
     task_id = task_id or new_task_id()
     message_options = {**(options or {}), **({"queue": queue} if queue else {})}
     message = job_message(
@@ -269,12 +291,22 @@ def job_publish(
     job_record_pending(message, requester=requester)
     try:
         publish_now(message)
-    except BROKER_ERRORS as exc:
-        logger.warning("could not publish %s [%s]: %r", task.name, task_id, exc)
-        raise BrokerUnavailable(
-            f"The job queue is unreachable ({exc.__class__.__name__}), so {task.name} "
-            f"[{task_id}] is recorded and waits to be sent once it is back."
-        ) from exc
+    except Exception as exc:
+        if isinstance(exc, BROKER_ERRORS) and not isinstance(exc, SerializationError):
+            logger.warning("could not publish %s [%s]: %r", task.name, task_id, exc)
+            raise BrokerUnavailable(
+                f"The job queue is unreachable ({exc.__class__.__name__}), so {task.name} "
+                f"[{task_id}] is recorded and waits to be sent once it is back."
+            ) from exc
+        # The job's own fault (arguments that do not fit its task): it ends failed, saying
+        # why, instead of waiting to be sent, which would fail the same way every time.
+        job_unsendable_record(
+            task_id=task_id,
+            reason=f"{exc.__class__.__name__}: {exc}",
+            trace=traceback.format_exc(),
+        )
+        Job.objects.filter(task_id=task_id).update(sent_at=timezone.now())
+        raise
     Job.objects.filter(task_id=task_id).update(sent_at=timezone.now())
 
 

@@ -18,6 +18,7 @@ sits unsent.
 from __future__ import annotations
 
 import atexit
+import json
 import logging
 import math
 import os
@@ -87,6 +88,22 @@ def publish_now(job: OutboundJob) -> None:
     """Send one message; raises one of BROKER_ERRORS if the broker cannot take it."""
     job.task.apply_async(
         args=job.args, kwargs=job.kwargs, task_id=job.task_id, retry=False, **message_options(job)
+    )
+
+
+def job_unsendable_record(*, task_id: str, reason: str, trace: str | None = None) -> None:
+    """End a queued job that can never be sent (its arguments do not fit its task or do not
+    serialize; SQS refuses its message for good) as FAILURE, its page saying why. Sending
+    it again would fail the same way."""
+    TaskResult.objects.filter(task_id=task_id, status=states.PENDING).update(
+        status=states.FAILURE,
+        # Stored as a worker stores an exception (workers/bookkeeping.py, job_failure), so
+        # the job page shows the reason as the job's error, not a bare "Failed".
+        result=json.dumps(
+            {"exc_type": "JobNotSent", "exc_message": [reason], "exc_module": __name__}
+        ),
+        traceback=trace or reason,
+        date_done=timezone.now(),
     )
 
 
@@ -453,15 +470,13 @@ class Relay:
                 continue
             for job, trace in unencodable:
                 logger.error("job %s [%s] cannot be sent:\n%s", job.task.name, job.task_id, trace)
-                self._mark_unsendable(job.task_id, trace)
+                self._mark_unsendable(job.task_id, trace.strip().splitlines()[-1], trace)
             return encoded, waited
 
     @staticmethod
-    def _mark_unsendable(task_id: str, trace: str) -> None:
+    def _mark_unsendable(task_id: str, reason: str, trace: str | None = None) -> None:
         try:
-            TaskResult.objects.filter(task_id=task_id, status=states.PENDING).update(
-                status=states.FAILURE, traceback=trace, date_done=timezone.now()
-            )
+            job_unsendable_record(task_id=task_id, reason=reason, trace=trace)
         except Exception:
             logger.exception("could not record that job %s cannot be sent", task_id)
             connection.close()

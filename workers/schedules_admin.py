@@ -32,6 +32,8 @@ from django_celery_beat.admin import (
     IntervalScheduleAdmin,
     PeriodicTaskAdmin,
     SolarScheduleAdmin,
+    TaskChoiceField,
+    TaskSelectWidget,
 )
 from django_celery_beat.models import (
     ClockedSchedule,
@@ -44,7 +46,15 @@ from django_celery_beat.models import (
 from workers import families
 from workers.admin_links import started_job_link
 from workers.display import counted
-from workers.enqueue import RESERVED_HEADERS, BrokerUnavailable, Requester
+from workers.enqueue import (
+    RESERVED_HEADERS,
+    BrokerUnavailable,
+    JobArgumentsRefused,
+    Requester,
+    job_arguments_check,
+)
+from workers.job_filters import registered_task
+from workers.job_registry import canonical_name
 from workers.services import ScheduleRunRefused, periodic_tasks_run_now
 
 
@@ -54,6 +64,39 @@ def _header_names(headers: Any) -> list[str]:
     except ValueError:
         return []  # the library's own validation says what is wrong with it
     return [str(name) for name in parsed] if isinstance(parsed, dict) else []
+
+
+def arguments_problem(task_name: str, args: str | None, kwargs: str | None) -> str:
+    """Why the task cannot run with a schedule's arguments (JSON texts), or "" if it can (or
+    is unknown here): saved as they are, each firing would fail before reaching SQS."""
+    task = registered_task(task_name)
+    if task is None:
+        return ""
+    try:
+        parsed_args, parsed_kwargs = json.loads(args or "[]"), json.loads(kwargs or "{}")
+    except ValueError:
+        return ""  # the library's own validation says what is wrong with it
+    if not isinstance(parsed_args, list) or not isinstance(parsed_kwargs, dict):
+        return 'Positional arguments are a JSON list ([1]), keyword arguments an object ({"a": 1}).'
+    try:
+        job_arguments_check(task, parsed_args, parsed_kwargs)
+    except JobArgumentsRefused as exc:
+        return str(exc)
+    return ""
+
+
+class CurrentTaskSelectWidget(TaskSelectWidget):
+    """The library's task picker without the tasks' former names: those stay registered
+    so that messages and schedules under an old name still run, but offered here they
+    read as a second task doing the same (`run_diagnostic` beside
+    `diagnostic_run_execute`)."""
+
+    def tasks_as_choices(self) -> tuple[tuple[str, str], ...]:
+        return tuple(
+            (name, label)
+            for name, label in super().tasks_as_choices()
+            if not name or canonical_name(name) == name
+        )
 
 
 def may_start_some_family(user: Any) -> bool:
@@ -104,6 +147,7 @@ admin.site.unregister(PeriodicTask)
 @admin.register(PeriodicTask)
 class GuardedPeriodicTaskAdmin(StartGuardedAdminMixin, PeriodicTaskAdmin):
     actions = ("enable_tasks", "disable_tasks", "toggle_tasks", "run_tasks")
+    change_form_template = "admin/django_celery_beat/periodictask/change_form.html"
 
     def periodic_tasks(self, objs: Any) -> Iterable[PeriodicTask]:
         return objs
@@ -136,6 +180,10 @@ class GuardedPeriodicTaskAdmin(StartGuardedAdminMixin, PeriodicTaskAdmin):
         user = request.user
 
         class StartableTaskForm(form):
+            regtask = TaskChoiceField(
+                label="Task (registered)", required=False, widget=CurrentTaskSelectWidget
+            )
+
             def clean(self) -> dict[str, Any]:
                 cleaned: dict[str, Any] = super().clean()
                 reserved = sorted(set(_header_names(cleaned.get("headers"))) & RESERVED_HEADERS)
@@ -147,6 +195,10 @@ class GuardedPeriodicTaskAdmin(StartGuardedAdminMixin, PeriodicTaskAdmin):
                         + ", ".join(reserved),
                     )
                 task = cleaned.get("task")
+                if task and "args" in cleaned and "kwargs" in cleaned:
+                    problem = arguments_problem(task, cleaned["args"], cleaned["kwargs"])
+                    if problem:
+                        self.add_error("args", problem)
                 if task and not families.job_startable(user, task):
                     raise forms.ValidationError(
                         "You may not start %(task)s jobs, so you may not schedule them.",
@@ -210,7 +262,7 @@ class GuardedPeriodicTaskAdmin(StartGuardedAdminMixin, PeriodicTaskAdmin):
             task_ids = periodic_tasks_run_now(
                 periodic_tasks=schedules, requester=Requester.for_user(request.user)
             )
-        except (ScheduleRunRefused, BrokerUnavailable) as exc:
+        except (ScheduleRunRefused, JobArgumentsRefused, BrokerUnavailable) as exc:
             self.message_user(request, f"Nothing was run: {exc}", level=messages.ERROR)
             return
         links = format_html_join(

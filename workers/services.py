@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
+import traceback
 from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
@@ -15,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
+from kombu.exceptions import SerializationError
 
 from workers import jobs
 from workers.deferred import deferred_entries_remove
@@ -22,8 +25,15 @@ from workers.enqueue import Requester, job_enqueue, job_message, new_task_id
 from workers.errors import ApplicationError
 from workers.joblog import JobLogWriter
 from workers.models import DiagnosticRun, Job, JobLogChunk
-from workers.outbox import MAX_SQS_DELAY_SECONDS, publish_now
+from workers.outbox import (
+    BROKER_ERRORS,
+    MAX_SQS_DELAY_SECONDS,
+    job_unsendable_record,
+    publish_now,
+)
 from workers.tasks_backend_worker import celery_task_named
+
+logger = logging.getLogger(__name__)
 
 
 class DiagnosticFailure(RuntimeError):
@@ -147,19 +157,36 @@ def job_send_recorded(*, task_id: str) -> bool:
             Job.objects.filter(pk=job.pk).update(sent_at=timezone.now())
             return False
         requester = Requester.of(job)
-        publish_now(
-            job_message(
-                task,
-                job.task_id,
-                requester,
-                json.loads(result.task_args or "[]"),
-                json.loads(result.task_kwargs or "{}"),
-                {"queue": job.queue},
-                run_after=job.run_after,
+        try:
+            publish_now(
+                job_message(
+                    task,
+                    job.task_id,
+                    requester,
+                    json.loads(result.task_args or "[]"),
+                    json.loads(result.task_kwargs or "{}"),
+                    {"queue": job.queue},
+                    run_after=job.run_after,
+                )
             )
-        )
+        except Exception as exc:
+            # A KombuError is the broker's, but for a message that does not serialize. Any
+            # other error is the job's own (arguments that do not fit its task, as a
+            # schedule saved with wrong ones gives): it would fail the same way at every
+            # sweep, holding up the jobs queued after it, so it ends here, saying why.
+            if isinstance(exc, BROKER_ERRORS) and not isinstance(exc, SerializationError):
+                raise
+            logger.exception("job %s [%s] cannot be sent", job.task_name, task_id)
+            job_unsendable_record(
+                task_id=task_id,
+                reason=f"{exc.__class__.__name__}: {exc}",
+                trace=traceback.format_exc(),
+            )
+            sent = False
+        else:
+            sent = True
         Job.objects.filter(pk=job.pk).update(sent_at=timezone.now())
-        return True
+        return sent
 
 
 def job_records_cleanup(*, older_than: timedelta | None = None) -> int:

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from workers import display, job_actions, selectors
 from workers.admin_links import started_job_link, started_job_redirect
-from workers.enqueue import BrokerUnavailable, Requester
+from workers.enqueue import BrokerUnavailable, JobArgumentsRefused, Requester
 from workers.permissions import job_permission_required, staff_permission_required
 from workers.recurring import RunNowRefused, recurring_task_run_now
 from workers.services import diagnostic_run_start
@@ -129,7 +129,7 @@ def job_discard(request: HttpRequest, task_id: str) -> HttpResponse:
 def recurring_run_now(request: HttpRequest, periodic_task_id: int) -> HttpResponse:
     try:
         task_id = recurring_task_run_now(periodic_task_id=periodic_task_id, user=request.user)
-    except (RunNowRefused, BrokerUnavailable) as exc:
+    except (RunNowRefused, JobArgumentsRefused, BrokerUnavailable) as exc:
         messages.error(request, f"Not run: {exc}")
         return redirect("admin:index")
     messages.success(

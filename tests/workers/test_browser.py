@@ -341,3 +341,43 @@ def test_a_finished_job_that_wrote_no_log_says_so_instead_of_an_empty_box(tour: 
     expect(page.locator("#job-live")).to_have_attribute("data-settled", "1")
     expect(page.locator("#job-log")).to_have_text("The job wrote no log lines.")
     tour.assert_pages_sound()
+
+
+def test_a_schedule_for_a_task_that_needs_arguments_is_refused_until_they_are_given(
+    tour: Tour,
+) -> None:
+    """Periodic tasks → Add: the task picker offers each task under its current name only,
+    and the crontab's help reads no "undefined". A schedule of the diagnostic job without
+    its run's id used to be saved; each firing then failed before reaching SQS. The form
+    now says what the task needs, and saves once it is given."""
+    from django_celery_beat.models import IntervalSchedule
+    from playwright.sync_api import expect
+
+    IntervalSchedule.objects.get_or_create(every=60, period="seconds")
+    page = tour.page
+    page.locator("#content-main").get_by_role("link", name="Periodic tasks").click()
+    page.get_by_role("link", name="Add periodic task").click()
+    expect(page.locator("#content h1")).to_have_text("Add periodic task")
+    offered = page.locator("#id_regtask option").all_inner_texts()
+    assert "workers.tasks.diagnostic_run_execute" in offered
+    assert "workers.tasks.run_diagnostic" not in offered  # its former name
+    expect(page.locator(".field-crontab .help")).not_to_contain_text("undefined")
+
+    page.fill("#id_name", "diagnostic every minute")
+    page.select_option("#id_regtask", "workers.tasks.diagnostic_run_execute")
+    page.select_option("#id_interval", label="every 60 seconds")
+    with tour.submitted(200):
+        page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".field-args .errorlist")).to_have_text(
+        "workers.tasks.diagnostic_run_execute does not take these arguments: "
+        "diagnostic_run_execute() missing 1 required positional argument: 'run_id'."
+    )
+    assert not PeriodicTask.objects.filter(name="diagnostic every minute").exists()
+
+    run = DiagnosticRun.objects.create(lines=3, duration_seconds=0.1)
+    page.fill("#id_args", f"[{run.pk}]")
+    with tour.submitted(302):
+        page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("ul.messagelist")).to_contain_text("was added successfully")
+    assert PeriodicTask.objects.get(name="diagnostic every minute").args == f"[{run.pk}]"
+    tour.assert_pages_sound()

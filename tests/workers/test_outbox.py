@@ -8,6 +8,9 @@ import logging
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.urls import reverse
 from django_celery_results.models import TaskResult
 
 from tests.support.broker import publishing_to
@@ -127,3 +130,31 @@ def test_jobs_the_sweeper_sent_during_an_outage_are_not_sent_again_by_the_relay(
     received = task_ids_in_queue(aws, url)
     assert sorted(received) == sorted(job.task_id for job in jobs)  # each exactly once
     assert not Job.objects.filter(sent_at__isnull=True).exists()
+
+
+def test_a_job_whose_arguments_do_not_fit_its_task_ends_failed_and_the_sweep_sends_the_rest(
+    aws: AwsEndpoint, client: Client
+) -> None:
+    """A job recorded with arguments its task does not take (a schedule saved without
+    them) can never become a message. The sweeper used to raise at it every minute, so
+    every unsent job queued after it stayed unsent; its page read "Failed" with no reason.
+    It now ends FAILURE saying why, and the jobs behind it are sent."""
+    prefix = new_queue_prefix()
+    url = aws.client("sqs").create_queue(QueueName=f"{prefix}default")["QueueUrl"]
+    broken = OutboundJob(diagnostic_run_execute, new_task_id(), [], {}, {"queue": "default"})
+    good = OutboundJob(diagnostic_run_execute, new_task_id(), [1], {}, {"queue": "default"})
+    for job in (broken, good):  # the broken one first, as the sweeper takes them
+        job_record_pending(job, requester=Requester.system("test"))
+
+    with publishing_to(prefix):
+        assert job_republish_unsent(older_than=timedelta(0)) == 1
+        assert job_republish_unsent(older_than=timedelta(0)) == 0  # nothing is left
+
+    assert task_ids_in_queue(aws, url) == [good.task_id]
+    assert TaskResult.objects.get(task_id=broken.task_id).status == "FAILURE"
+    client.force_login(get_user_model().objects.create_superuser("root"))
+    page = client.get(reverse("workers:job-detail", args=[broken.task_id]), follow=True)
+    assert (
+        '<pre id="job-outcome" class="job-error">JobNotSent: TypeError: diagnostic_run_execute() '
+        "missing 1 required positional argument: &#x27;run_id&#x27;</pre>"
+    ) in page.content.decode()

@@ -124,6 +124,36 @@ def test_run_links_the_jobs_it_queued_only_for_whom_may_open_them(
         assert operator.get(job_url).status_code == 302  # on to the job's admin page
 
 
+def test_run_of_a_schedule_without_the_arguments_its_task_needs_queues_nothing_and_says_why(
+    sqs_queues: AwsEndpoint,
+) -> None:
+    """A schedule saved before its arguments were checked (or written outside the admin):
+    Run now used to record a job that could never be sent, failed without a reason.
+    Nothing is queued now, on the schedules list and on the Jobs home alike."""
+    from django_celery_beat.models import IntervalSchedule
+
+    every_minute, _ = IntervalSchedule.objects.get_or_create(every=60, period="seconds")
+    schedule = PeriodicTask.objects.create(
+        name="diagnostic without its run",
+        task="workers.tasks.diagnostic_run_execute",
+        interval=every_minute,
+    )
+    admin = Client()
+    admin.force_login(get_user_model().objects.create_superuser("root"))
+
+    listed = admin.post(
+        reverse(CHANGELIST), {"action": "run_tasks", "_selected_action": [schedule.pk]}, follow=True
+    )
+    home = admin.post(reverse("workers:recurring-run", args=[schedule.pk]), follow=True)
+
+    said = "workers.tasks.diagnostic_run_execute does not take these arguments: " + (
+        "diagnostic_run_execute() missing 1 required positional argument: &#x27;run_id&#x27;."
+    )
+    assert f"Nothing was run: {said}" in listed.content.decode()
+    assert f"Not run: {said}" in home.content.decode()
+    assert not Job.objects.exists() and not TaskResult.objects.exists()
+
+
 @pytest.mark.parametrize("action", ["enable_tasks", "disable_tasks", "toggle_tasks"])
 def test_a_switch_needs_the_operate_permission_of_every_selected_schedule(action: str) -> None:
     schedule = nightly_stop()

@@ -98,6 +98,11 @@ def _has(user: Any, permission: str | None) -> bool:
     return permission is not None and bool(user.has_perm(permission))
 
 
+def jobs_viewable(user: Any) -> bool:
+    """May `user` look at jobs at all (the job list, of the families they may view)?"""
+    return _has(user, VIEW_JOBS)
+
+
 def job_viewable(user: Any, task_name: str | None) -> bool:
     """May `user` open this job's page and read its log?"""
     family = family_for_task(task_name)

@@ -41,3 +41,19 @@ def job_permission_required(view: View) -> View:
         return view(request, *args, **kwargs)
 
     return cast(View, wrapped)
+
+
+def job_page_permission_required(view: View) -> View:
+    """`job_permission_required` for the job's page, where an id that names no job (a typo,
+    an expired record) is no family's: whoever may look at jobs at all is let through to be
+    told there is no such job, not refused as if it were another family's."""
+
+    @wraps(view)
+    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        task_name = selectors.job_task_name(task_id=kwargs["task_id"])
+        missing = task_name is None and families.jobs_viewable(request.user)
+        if not (missing or families.job_viewable(request.user, task_name)):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return cast(View, wrapped)

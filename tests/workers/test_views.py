@@ -388,3 +388,30 @@ def test_the_browser_s_favicon_request_finds_an_icon_not_a_404() -> None:
     assert response.status_code == 301
     assert response["Location"].endswith("workers/favicon.svg")
     assert finders.find("workers/favicon.svg")
+
+
+def test_a_job_id_that_names_no_job_is_said_so_to_whom_may_look_at_jobs() -> None:
+    # A database operator who mistyped a job id got a bare 403, as if it were a job of a
+    # family they may not see.
+    operator = client_for(
+        make_user(
+            "olga",
+            staff=True,
+            perms=("django_celery_results.view_taskresult", "rds.view_databaseaction"),
+        )
+    )
+    missing = reverse("workers:job-detail", args=["0f0e0d0c-aaaa-bbbb-cccc-000000000000"])
+
+    response = operator.get(missing, follow=True)
+
+    assert response.status_code == 200
+    assert response.redirect_chain == [
+        (reverse("admin:django_celery_results_taskresult_changelist"), 302)
+    ]
+    assert "No job 0f0e0d0c-aaaa-bbbb-cccc-000000000000" in response.content.decode()
+    # A job of a family they may not see is still refused, and so is anyone who may not
+    # look at jobs at all.
+    job_record("diag-1", "workers.tasks.diagnostic_run_execute", status="SUCCESS")
+    assert operator.get(reverse("workers:job-detail", args=["diag-1"])).status_code == 403
+    outsider = client_for(make_user("ned", staff=True, perms=("rds.view_databaseaction",)))
+    assert outsider.get(missing).status_code == 403

@@ -280,6 +280,12 @@ if AWS_STORAGE_BUCKET_NAME:
             "max_memory_size": 2 * 1024 * 1024,
         },
     }
+# Every media S3 call: how long to wait to connect, how long for S3 to answer a read, and
+# attempts in all. A cover upload's request waits on one quick check (no retry) and then on
+# storing the original, so these bound how long an S3 that hangs holds a person's request.
+MEDIA_S3_CONNECT_TIMEOUT = env.float("MEDIA_S3_CONNECT_TIMEOUT", default=3.0)
+MEDIA_S3_READ_TIMEOUT = env.float("MEDIA_S3_READ_TIMEOUT", default=10.0)
+MEDIA_S3_ATTEMPTS = env.int("MEDIA_S3_ATTEMPTS", default=2)
 # Images with more pixels than this are refused from their header, before decoding.
 MEDIA_MAX_IMAGE_PIXELS = env.int("MEDIA_MAX_IMAGE_PIXELS", default=50_000_000)
 # Larger cover uploads are refused on the form, and by the worker before opening them: WebP,

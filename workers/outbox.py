@@ -179,11 +179,15 @@ def encode_by_celery(
     return message
 
 
-class BrokerHealth:
-    """What this process knows of SQS: reachable (a publish or probe succeeded in the last
-    HEALTH_TTL_SECONDS), unreachable (one failed in that time), or unknown, when one cheap
-    probe decides. Known either way, `ensure_available` answers at once: a hanging SQS would
-    otherwise hold every request that enqueues for a probe's timeout, each in parallel."""
+class ServiceHealth:
+    """What this process knows of a service it depends on: reachable (a use or probe
+    succeeded in the last HEALTH_TTL_SECONDS), unreachable (one failed in that time), or
+    unknown, when one cheap probe decides. Known either way, `ensure_available` answers at
+    once: a hanging service would otherwise hold every request that needs it for a probe's
+    timeout, each in parallel. Subclasses say how to probe and how to refuse."""
+
+    # The exceptions by which a probe says the service cannot be reached.
+    errors: tuple[type[BaseException], ...] = BROKER_ERRORS
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -191,6 +195,14 @@ class BrokerHealth:
         self._confirmed_at = float("-inf")
         self._failed_at = float("-inf")
         self._error: str | None = None
+
+    def probe(self) -> None:
+        """One cheap call that raises one of `errors` if the service cannot be reached."""
+        raise NotImplementedError
+
+    def refusal(self, error: str | None) -> ApplicationError:
+        """What a person is told while the service is unreachable (`error` says why)."""
+        raise NotImplementedError
 
     def confirm(self) -> None:
         with self._lock:
@@ -210,17 +222,17 @@ class BrokerHealth:
             self._error = None
 
     def unreachable_cause(self) -> str | None:
-        """None if the broker is believed reachable (one cheap probe decides when that is
+        """None if the service is believed reachable (one cheap probe decides when that is
         unknown); else the kind of error that says why not."""
         try:
             self.ensure_available()
-        except BrokerUnavailable:
+        except ApplicationError:
             with self._lock:
                 return error_kind(self._error)
         return None
 
     def ensure_available(self) -> None:
-        """Return if the broker is believed reachable; else raise BrokerUnavailable."""
+        """Return if the service is believed reachable; else raise its refusal."""
         with self._lock:
             error = self._error
             now = time.monotonic()
@@ -229,21 +241,31 @@ class BrokerHealth:
         if error is None and fresh:
             return
         if failed_lately:
-            raise BrokerUnavailable(unreachable_message(error))
+            raise self.refusal(error)
         if not self._probing.acquire(blocking=False):
-            # Another request is asking SQS this moment: answer from what was last known
-            # instead of waiting out a probe of its own beside it.
+            # Another request is asking the service this moment: answer from what was last
+            # known instead of waiting out a probe of its own beside it.
             if error is not None:
-                raise BrokerUnavailable(unreachable_message(error))
+                raise self.refusal(error)
             return
         try:
-            broker_probe()
-        except BROKER_ERRORS as exc:
+            self.probe()
+        except self.errors as exc:
             self.fail(exc)
-            raise BrokerUnavailable(unreachable_message(exc.__class__.__name__)) from exc
+            raise self.refusal(exc.__class__.__name__) from exc
         finally:
             self._probing.release()
         self.confirm()
+
+
+class BrokerHealth(ServiceHealth):
+    """What this process knows of SQS (see ServiceHealth)."""
+
+    def probe(self) -> None:
+        broker_probe()
+
+    def refusal(self, error: str | None) -> ApplicationError:
+        return BrokerUnavailable(unreachable_message(error))
 
 
 def error_kind(error: str | None) -> str:

@@ -12,9 +12,11 @@ other row still references them (identical covers share files: cover_files.py).
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterable
 from typing import Any, BinaryIO, cast
 
+from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
@@ -42,10 +44,13 @@ from media_pipeline.resize import (
     variant_name,
 )
 from media_pipeline.specs import COVER_SPECS, VariantSpec
+from media_pipeline.storage import media_storage_check, media_storage_health
 from workers.display import counted
 from workers.enqueue import Requester, job_enqueue, job_queue_check
 from workers.joblog import JobLogWriter
 from workers.logsink import LogSink
+
+logger = logging.getLogger(__name__)
 
 ORIGINALS_PREFIX = "covers/originals"
 
@@ -70,8 +75,10 @@ def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> C
     if course.cover_sha256 == source_hash and course.cover_status != Course.CoverStatus.FAILED:
         return course
 
-    # Refuse before anything else: nothing is recorded for an upload that cannot be queued.
+    # Refuse before anything else: nothing is recorded for an upload that cannot be queued,
+    # or whose original cannot be stored (S3 down or hanging: asked once, briefly).
     job_queue_check()
+    media_storage_check()
     upload.seek(0)
     stored_type = sniff(upload.read(SNIFF_BYTES))
     name = f"{ORIGINALS_PREFIX}/{source_hash[:2]}/{source_hash}.{stored_type.extension}"
@@ -96,7 +103,10 @@ def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> C
     # Registered before the job's own on-commit publish, so the file is there before any
     # worker can look for it. Robust: should storing fail, the job still runs and fails
     # with "the uploaded original is missing", which the admin shows on the course.
-    transaction.on_commit(lambda: _original_store(name, upload), robust=True)
+    transaction.on_commit(
+        lambda: _original_store(name, upload, course_id=course.pk, source_hash=source_hash),
+        robust=True,
+    )
     transaction.on_commit(lambda: files_delete_unreferenced(names=previous - still_used))
     _enqueue_build(course, requester=requester)
     return course
@@ -116,15 +126,29 @@ def original_hash(name: str) -> str:
     return name.rsplit("/", 1)[-1].split(".", 1)[0]
 
 
-def _original_store(name: str, upload: File) -> None:
-    """Store a committed upload under `name`, unless no course references it any more."""
-    with transaction.atomic():
-        file_name_lock(name)
-        # Another request may have replaced this cover between our commit and now; its
-        # clean-up found no file to delete, so storing now would leave an orphan.
-        if Course.objects.filter(cover=name).exists():
-            upload.seek(0)
-            file_store(name, upload)
+def _original_store(name: str, upload: File, *, course_id: int, source_hash: str) -> None:
+    """Store a committed upload under `name`, unless no course references it any more.
+
+    Should storage fail (it went down after `media_storage_check`), the course is told at
+    once, its previous good cover back if it had one: left pending, it read "variants being
+    made" over an original that was never stored until its job failed on it."""
+    try:
+        with transaction.atomic():
+            file_name_lock(name)
+            # Another request may have replaced this cover between our commit and now; its
+            # clean-up found no file to delete, so storing now would leave an orphan.
+            if Course.objects.filter(cover=name).exists():
+                upload.seek(0)
+                file_store(name, upload)
+    except (BotoCoreError, ClientError, OSError) as exc:
+        logger.exception("could not store the cover original %s", name)
+        media_storage_health.fail(exc)
+        _record_failure(
+            course_id,
+            source_hash,
+            f"The uploaded file could not be stored ({type(exc).__name__}); upload it again.",
+            storage_down=True,
+        )
 
 
 @transaction.atomic
@@ -335,9 +359,20 @@ def _record_variants(
 REGENERATE_ADVICE = " See the job's log, then use “Regenerate cover variants”."
 
 
-def _record_failure(course_id: int, source_hash: str, message: str, *, advice: str = "") -> None:
+def _record_failure(
+    course_id: int,
+    source_hash: str,
+    message: str,
+    *,
+    advice: str = "",
+    storage_down: bool = False,
+) -> None:
     """The cover `source_hash` cannot be used. Only the cover this job was for: a newer
-    upload has its own job and status. A course that had a good cover has it again."""
+    upload has its own job and status. A course that had a good cover has it again.
+
+    With `storage_down`, the files no longer used are retired (deleted by the sweep, once
+    storage answers) instead of deleted now: deleting them would wait on the storage that
+    just failed, in the request of the person uploading."""
     with transaction.atomic():
         course = (
             Course.objects.select_for_update()
@@ -369,4 +404,7 @@ def _record_failure(course_id: int, source_hash: str, message: str, *, advice: s
         )
         course.cover_variants.exclude(source_sha256=course.cover_sha256).delete()
         unused = refused - course_file_names(course)
-        transaction.on_commit(lambda: files_delete_unreferenced(names=unused))
+        if storage_down:
+            files_retire(names=unused)
+        else:
+            transaction.on_commit(lambda: files_delete_unreferenced(names=unused))

@@ -66,6 +66,16 @@ class AwsEndpoint:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
+    def freeze(self) -> None:
+        """SIGSTOP the endpoint: connections are still accepted (by the kernel) and never
+        answered, as a hung process or a black-holed route looks to a client."""
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT a frozen endpoint; it answers what it was asked meanwhile."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGCONT)
+
     def client(self, service: str) -> Any:
         return boto3.client(  # type: ignore[call-overload]
             service,
@@ -77,6 +87,7 @@ class AwsEndpoint:
 
     def stop(self) -> None:
         if self.process.poll() is None:
+            self.thaw()  # a stopped process would not act on SIGTERM
             os.killpg(self.process.pid, signal.SIGTERM)
             self.process.wait(timeout=10)
         self._log.close()

@@ -22,7 +22,7 @@ from storages.backends.s3 import S3Storage
 
 from media_pipeline.formats import stored_type_of
 from workers.errors import ApplicationError
-from workers.outbox import ServiceHealth, error_kind
+from workers.service_health import ServiceHealth, error_kind
 
 
 def content_disposition(name: str) -> str:

@@ -91,6 +91,7 @@ __all__ = [
     "JobArgumentsRefused",
     "JobRequest",
     "Requester",
+    "job_arguments_check",
     "job_enqueue",
     "job_enqueue_many",
     "job_publish",
@@ -228,6 +229,8 @@ def job_enqueue_many(requests: Sequence[JobRequest], *, requester: Requester) ->
     if not requests:
         return []
     broker_health.ensure_available()
+    for r in requests:
+        job_arguments_check(celery_task(r.task), r.args, r.kwargs or {})
     messages = [
         job_message(
             celery_task(r.task),

@@ -30,8 +30,10 @@ from django_celery_results.models import TaskResult
 from workers import display
 from workers.enqueue import (
     BrokerUnavailable,
+    JobArgumentsRefused,
     JobRequest,
     Requester,
+    job_arguments_check,
     job_enqueue,
     job_enqueue_many,
 )
@@ -147,12 +149,30 @@ def job_retry_refusal(*, result: TaskResult | None, job: Job | None, user: User)
     again = Job.objects.filter(retry_of=job).values_list("task_id", flat=True).first()
     if again:
         return f"This job was retried already, as job {again}."
+    misfit = _arguments_misfit(result)
+    if misfit:
+        return misfit
     lost = TaskResult.objects.filter(pk=result.pk).filter(lost_condition()).exists()
     if result.status not in FAILED_STATES and not lost:
         return (
             f"Only a failed, cancelled or lost job is retried; this one is "
             f"{display.state_label(result.status)}."
         )
+    return ""
+
+
+def _arguments_misfit(result: TaskResult) -> str:
+    """Why the job's stored arguments can no longer start its task ('' if they can): a
+    release changed what the task takes, or a schedule stored wrong ones. A retry would
+    be refused by job_enqueue; the page should not offer one."""
+    task = registered_task(result.task_name or "")
+    if task is None:
+        return ""  # said by job_retry: no such task in this version of the code
+    args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
+    try:
+        job_arguments_check(task, args, kwargs)
+    except JobArgumentsRefused as exc:
+        return f"Its arguments do not fit the task in this version of the code: {exc}"
     return ""
 
 
@@ -202,6 +222,8 @@ def jobs_retry(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
             task = registered_task(result.task_name or "")
             if task is None or result.task_id not in originals:
                 continue
+            if _arguments_misfit(result):
+                continue  # counted with the others left alone, below
             args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
             queue = originals[result.task_id].queue
             chosen.append((result, JobRequest(task, args, kwargs, queue)))
@@ -225,7 +247,7 @@ def jobs_retry(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
     if len(ids) > len(chosen):
         outcome.refused[
             "failed or lost no more, retried or discarded already, not retried "
-            "in its family, or not yours to act on"
+            "in its family, arguments the task no longer takes, or not yours to act on"
         ] = len(ids) - len(chosen)
     return outcome
 

@@ -348,3 +348,28 @@ def test_a_job_page_has_a_schedule_section_only_for_a_job_a_schedule_sent(
 
     assert "Periodic Task Name" not in page(by_hand)
     assert "Record depths" in page(scheduled)
+
+
+def test_a_job_whose_arguments_its_task_no_longer_takes_is_not_offered_for_retry(
+    operator: Any, admin_client: Any, sqs_queues: Any
+) -> None:
+    # Its Retry answered 500 (job_enqueue refused the arguments); a release that changes
+    # what a task takes, or a schedule saved with wrong ones, leaves such jobs behind.
+    misfit = job_row(DIAGNOSTIC, "FAILURE", args=[1, "since removed"])
+    fits = job_row(DIAGNOSTIC, "FAILURE", args=[1])
+    reason = (
+        "Its arguments do not fit the task in this version of the code: "
+        "workers.tasks.diagnostic_run_execute does not take these arguments:"
+    )
+
+    page = admin_client.get(f"/admin/django_celery_results/taskresult/{misfit.pk}/change/")
+    refusal = re.search(r'<p id="job-retry-refusal">([^<]*)</p>', page.content.decode())
+    assert refusal is not None and refusal.group(1).startswith(f"Retry not offered: {reason}")
+    response = admin_client.post(f"/ops/jobs/{misfit.task_id}/retry/", follow=True)
+    assert response.status_code == 200
+    assert not Job.objects.filter(retry_of__task_id=misfit.task_id).exists()
+
+    outcome = job_actions.jobs_retry(task_ids=[misfit.task_id, fits.task_id], user=operator)
+    assert len(outcome.done) == 1
+    assert Job.objects.get(task_id=outcome.done[0]).retry_of.task_id == fits.task_id  # type: ignore[union-attr]
+    assert sum(outcome.refused.values()) == 1

@@ -20,12 +20,13 @@ from workers.dead_letters import (
 )
 from workers.operations import dead_letter_sections, metrics_get, operations_get
 from workers.outbox import broker_health
-from workers.permissions import staff_permission_required
+from workers.permissions import page_login_required, staff_permission_required
 from workers.queue_pauses import QueuePauseRefused, queue_pause, queue_resume
 from workers.queues import QUEUES
 
 
 @require_GET
+@page_login_required
 @staff_permission_required("workers.view_operations")
 def operations_page(request: HttpRequest) -> HttpResponse:
     ops = operations_get()

@@ -22,7 +22,11 @@ from django.views.decorators.http import require_GET, require_POST
 from workers import display, job_actions, selectors
 from workers.admin_links import started_job_link, started_job_redirect
 from workers.enqueue import BrokerUnavailable, JobArgumentsRefused, Requester
-from workers.permissions import job_permission_required, staff_permission_required
+from workers.permissions import (
+    job_permission_required,
+    page_login_required,
+    staff_permission_required,
+)
 from workers.recurring import RunNowRefused, recurring_task_run_now
 from workers.services import diagnostic_run_start
 
@@ -67,6 +71,7 @@ def job_log(request: HttpRequest, task_id: str) -> HttpResponse:
 
 
 @require_GET
+@page_login_required
 @job_permission_required
 def job_log_download(request: HttpRequest, task_id: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(
@@ -140,6 +145,7 @@ def recurring_run_now(request: HttpRequest, periodic_task_id: int) -> HttpRespon
 
 
 @require_GET
+@page_login_required
 @job_permission_required
 def job_detail(request: HttpRequest, task_id: str) -> HttpResponse:
     """Stable link to a job's admin page by task id."""

@@ -16,6 +16,7 @@ from infra_tasks.rds.models import ActionKind, ManagedDatabase
 from infra_tasks.rds.schedule_times import CronSpec
 from infra_tasks.rds.selectors import database_cron_spec
 from infra_tasks.rds.services.schedules import DatabaseSchedule
+from workers.cron_fields import cron_field_check
 
 TIME_ZONES = sorted(available_timezones())
 
@@ -50,6 +51,16 @@ class ManagedDatabaseForm(forms.ModelForm):
                 if spec is not None:
                     self.initial[days] = spec.day_of_week
                     self.initial["time_zone"] = spec.time_zone
+
+    def clean_stop_days(self) -> str:
+        days: str = self.cleaned_data["stop_days"]
+        cron_field_check("day_of_week", days)
+        return days
+
+    def clean_start_days(self) -> str:
+        days: str = self.cleaned_data["start_days"]
+        cron_field_check("day_of_week", days)
+        return days
 
     def clean(self) -> dict[str, Any] | None:
         data = super().clean()

@@ -85,7 +85,11 @@ def test_an_invalid_schedule_is_refused_in_the_form() -> None:
     )
 
     assert response.status_code == 200
-    assert "Not a valid schedule" in response.content.decode()
+    # Beside the field, in words (it was the parser's "Invalid weekday literal 'someday'.").
+    assert response.context["adminform"].form.errors["stop_days"] == [
+        '"someday" is not valid here: use days of the week 0-6 (Sunday is 0) or sun-sat, '
+        'e.g. "1-5", "mon-fri" or "*".'
+    ]
     assert not ManagedDatabase.objects.exists()
     assert not PeriodicTask.objects.filter(name__startswith="rds: nightly").exists()
 

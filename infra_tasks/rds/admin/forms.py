@@ -89,14 +89,14 @@ def _time_of(spec: CronSpec | None) -> time | None:
 
 
 class KeepRunningForm(forms.Form):
-    """The time to keep running until: local to the zone of the databases' schedule."""
+    """The time to keep running until: local to the zone of the databases' schedule (the page
+    names it above the form)."""
 
     until = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
 
     def __init__(self, *args: Any, zone: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.zone = zone
-        self.fields["until"].help_text = f"Local time in {zone}, the zone of the schedule."
 
     def full_clean(self) -> None:
         # The typed time is read in the schedule's zone, not the site's.

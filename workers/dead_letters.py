@@ -8,7 +8,10 @@ On the operations page staff see each dead-letter queue's messages with the job 
 to; those with "Can redrive or discard dead letters" send one back to its queue or delete it,
 and each such action is recorded (`DeadLetterAction`: who, when, what). Sending a job back
 starts it again, so it also needs the operate permission of the job's family, as starting it
-does (workers/families.py); a message that is no job is never sent back.
+does (workers/families.py); a message that is no job is never sent back. Discarding a job's
+message discards the job: it will never run, so one that had not ended ends Cancelled
+(REVOKED) saying why, with its domain row, and it is marked discarded as the Jobs
+dashboard's discard marks it.
 """
 
 from __future__ import annotations
@@ -23,11 +26,15 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from celery import states
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
+from django.utils import timezone
+from django_celery_results.models import TaskResult
 
 from workers import families
+from workers.bookkeeping import job_failure, job_finish
 from workers.broker import dead_letter_queue_name, sqs_queue_name
 from workers.errors import ApplicationError
 from workers.models import DeadLetterAction, Job
@@ -243,13 +250,38 @@ def dead_letter_redrive(
 def dead_letter_discard(
     *, queue: str, message_id: str, user: AbstractBaseUser | AnonymousUser
 ) -> DeadLetterAction:
-    """Delete a dead letter for good (recorded first, as a redrive is)."""
+    """Delete a dead letter for good (recorded first, as a redrive is); a job's message
+    takes its job with it (`_job_discarded`)."""
     client = sqs_client()
     dlq_url = _url(client, dead_letter_queue_name(queue))
     message = _take(client, dlq_url, message_id)
     action = _record(DeadLetterAction.Kind.DISCARD, queue, message, user)
+    if action.task_id:
+        _job_discarded(action, user)
     client.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
     return action
+
+
+def _job_discarded(action: DeadLetterAction, user: AbstractBaseUser | AnonymousUser) -> None:
+    """The job whose message was discarded will never run: its page said "Queued" (or
+    "Running", until the reconciler came) for good, and its domain row too."""
+    from workers.reconcile import job_ended_unseen  # reconcile imports the operations page
+
+    reason = (
+        f"its message was discarded from the {action.queue} dead-letter queue "
+        f"by {user.get_username()}"
+    )
+    result = TaskResult.objects.select_for_update().filter(task_id=action.task_id).first()
+    if result is not None and result.status not in states.READY_STATES:
+        job_finish(
+            task_id=action.task_id,
+            status=states.REVOKED,
+            result=job_failure("DeadLetterDiscarded", reason),
+        )
+        job_ended_unseen(task_name=action.task_name, task_id=action.task_id, reason=reason)
+    Job.objects.filter(task_id=action.task_id, discarded_at__isnull=True).update(
+        discarded_at=timezone.now(), discarded_by_label=user.get_username()
+    )
 
 
 @transaction.atomic

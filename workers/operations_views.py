@@ -9,8 +9,11 @@ from django.contrib import admin, messages
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
 from django.views.decorators.http import require_GET, require_POST
 
+from workers.admin_links import started_job_link
 from workers.dead_letters import (
     DeadLetterGone,
     DeadLetterRefused,
@@ -20,12 +23,13 @@ from workers.dead_letters import (
 )
 from workers.operations import dead_letter_sections, metrics_get, operations_get
 from workers.outbox import broker_health
-from workers.permissions import staff_permission_required
+from workers.permissions import page_login_required, staff_permission_required
 from workers.queue_pauses import QueuePauseRefused, queue_pause, queue_resume
 from workers.queues import QUEUES
 
 
 @require_GET
+@page_login_required
 @staff_permission_required("workers.view_operations")
 def operations_page(request: HttpRequest) -> HttpResponse:
     ops = operations_get()
@@ -73,9 +77,20 @@ def dead_letter_act(request: HttpRequest, queue: str, message_id: str, action: s
     except (BotoCoreError, ClientError) as exc:
         messages.error(request, f"SQS refused: {exc}")
     else:
-        what = f"job {record.task_name} [{record.task_id}]" if record.task_id else "message"
-        done = "sent back to" if action == "redrive" else "discarded from"
-        messages.success(request, f"The {what} was {done} the {queue} queue.")
+        what: SafeString | str = "message"
+        if record.task_id:
+            what = format_html(
+                "job {}",
+                started_job_link(
+                    request.user, record.task_id, f"{record.task_name} [{record.task_id}]"
+                ),
+            )
+        if action == "redrive":
+            done = f"sent back to the {queue} queue"
+        else:
+            done = f"discarded from the {queue} dead-letter queue"
+            done += ": it will not run" if record.task_id else ""
+        messages.success(request, format_html("The {} was {}.", what, done))
     return HttpResponseRedirect(reverse("workers:operations") + "#dead-letters")
 
 

@@ -1,4 +1,8 @@
-"""Access checks for job views: staff only, and a named permission; 403 for anyone else."""
+"""Access checks for job views: staff only, and a named permission; 403 for anyone else.
+
+Pages a person opens by their address (a bookmark, a link in a message or a mail) send
+whoever is not logged in to the admin's login first, which brings them back
+(`page_login_required`); what a page polls and what is posted keep answering 403."""
 
 from __future__ import annotations
 
@@ -6,13 +10,21 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any, TypeVar, cast
 
+from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
+from django.urls import reverse_lazy
 
 from workers import families, selectors
 
 View = TypeVar("View", bound=Callable[..., HttpResponseBase])
+
+
+def page_login_required(view: View) -> View:
+    """Not logged in: the admin's login page, then back to this page (as the admin's own
+    pages do), rather than a bare 403 that does not say what to do."""
+    return cast(View, login_required(view, login_url=reverse_lazy("admin:login")))
 
 
 def staff_permission_required(perm: str) -> Callable[[View], View]:

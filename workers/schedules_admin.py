@@ -45,6 +45,7 @@ from django_celery_beat.models import (
 
 from workers import families
 from workers.admin_links import started_job_link
+from workers.cron_fields import DAY_OF_WEEK_HELP, cron_field_check
 from workers.display import counted
 from workers.enqueue import (
     RESERVED_HEADERS,
@@ -274,6 +275,40 @@ class GuardedPeriodicTaskAdmin(StartGuardedAdminMixin, PeriodicTaskAdmin):
         self.message_user(request, format_html("Queued {}: {}.", queued, links))
 
 
+class CrontabForm(forms.ModelForm):
+    """Beat's crontab, whose refusals say what each field takes and which refuses what
+    Celery could not run (workers/cron_fields.py)."""
+
+    class Meta:
+        model = CrontabSchedule
+        fields = ["minute", "hour", "day_of_month", "month_of_year", "day_of_week", "timezone"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "day_of_week" in self.fields:  # the library's help offers 7, which Celery refuses
+            self.fields["day_of_week"].help_text = DAY_OF_WEEK_HELP
+
+    def _cron(self, field: str) -> str:
+        value: str = self.cleaned_data[field]
+        cron_field_check(field, value)
+        return value
+
+    def clean_minute(self) -> str:
+        return self._cron("minute")
+
+    def clean_hour(self) -> str:
+        return self._cron("hour")
+
+    def clean_day_of_month(self) -> str:
+        return self._cron("day_of_month")
+
+    def clean_month_of_year(self) -> str:
+        return self._cron("month_of_year")
+
+    def clean_day_of_week(self) -> str:
+        return self._cron("day_of_week")
+
+
 class GuardedScheduleAdminMixin(StartGuardedAdminMixin):
     """A crontab, interval, solar or clocked schedule; a new one starts nothing."""
 
@@ -284,11 +319,11 @@ class GuardedScheduleAdminMixin(StartGuardedAdminMixin):
         return PeriodicTask.objects.filter(**{f"{self.periodic_task_field}__in": objs})
 
 
-for _model, _library_admin, _field in (
-    (CrontabSchedule, CrontabScheduleAdmin, "crontab"),
-    (IntervalSchedule, IntervalScheduleAdmin, "interval"),
-    (SolarSchedule, SolarScheduleAdmin, "solar"),
-    (ClockedSchedule, ClockedScheduleAdmin, "clocked"),
+for _model, _library_admin, _field, _attrs in (
+    (CrontabSchedule, CrontabScheduleAdmin, "crontab", {"form": CrontabForm}),
+    (IntervalSchedule, IntervalScheduleAdmin, "interval", {}),
+    (SolarSchedule, SolarScheduleAdmin, "solar", {}),
+    (ClockedSchedule, ClockedScheduleAdmin, "clocked", {}),
 ):
     admin.site.unregister(_model)
     admin.site.register(
@@ -296,6 +331,6 @@ for _model, _library_admin, _field in (
         type(
             f"Guarded{_library_admin.__name__}",
             (GuardedScheduleAdminMixin, _library_admin),
-            {"periodic_task_field": _field},
+            {"periodic_task_field": _field, **_attrs},
         ),
     )

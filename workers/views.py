@@ -25,6 +25,7 @@ from workers.enqueue import BrokerUnavailable, JobArgumentsRefused, Requester
 from workers.permissions import (
     job_page_permission_required,
     job_permission_required,
+    page_login_required,
     staff_permission_required,
 )
 from workers.recurring import RunNowRefused, recurring_task_run_now
@@ -71,6 +72,7 @@ def job_log(request: HttpRequest, task_id: str) -> HttpResponse:
 
 
 @require_GET
+@page_login_required
 @job_permission_required
 def job_log_download(request: HttpRequest, task_id: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(
@@ -144,6 +146,7 @@ def recurring_run_now(request: HttpRequest, periodic_task_id: int) -> HttpRespon
 
 
 @require_GET
+@page_login_required
 @job_page_permission_required
 def job_detail(request: HttpRequest, task_id: str) -> HttpResponse:
     """Stable link to a job's admin page by task id."""

@@ -15,10 +15,11 @@ from django.views.decorators.http import require_GET
 
 from infra_tasks.dashboard import selectors
 from infra_tasks.terraform.selectors import terraform_run_list_latest
-from workers.permissions import staff_permission_required
+from workers.permissions import page_login_required, staff_permission_required
 
 
 @require_GET
+@page_login_required
 @staff_permission_required("dashboard.view_dashboard")
 def infrastructure_dashboard(request: HttpRequest) -> HttpResponse:
     now = timezone.now()

@@ -10,7 +10,7 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from tests.infra_tasks.rds.support import aws_status, new_instance, register
-from tests.support.browser import Tour, wait_for
+from tests.support.browser import PASSWORD, Tour, wait_for
 from tests.support.servers import AwsEndpoint, WorkerProcess
 from tests.workers.jobs import job_row
 from workers.models import DiagnosticRun
@@ -380,4 +380,73 @@ def test_a_schedule_for_a_task_that_needs_arguments_is_refused_until_they_are_gi
         page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("ul.messagelist")).to_contain_text("was added successfully")
     assert PeriodicTask.objects.get(name="diagnostic every minute").args == f"[{run.pk}]"
+    tour.assert_pages_sound()
+
+
+def test_a_job_link_or_the_operations_page_opened_while_logged_out_opens_after_the_login(
+    tour: Tour,
+) -> None:
+    """A link to a job (from a message, a mail, a colleague) or to the operations page,
+    opened by someone logged out, used to answer a bare "403 Forbidden": nothing said that
+    logging in would open it. It now asks for the login and then shows the page asked for."""
+    from playwright.sync_api import expect
+
+    result = job_row("workers.tasks.jobs_mark_lost", "SUCCESS")
+    page = tour.page
+    for address, landed in (
+        (
+            f"/ops/jobs/{result.task_id}/",
+            f"/admin/django_celery_results/taskresult/{result.pk}/change/",
+        ),
+        ("/ops/operations/", "/ops/operations/"),
+    ):
+        with tour.submitted(200):
+            page.locator("#logout-form").get_by_role("button", name="Log out").click()
+        expect(page.locator("#content h1")).to_have_text("Logged out")
+        page.goto(f"{tour.base_url}{address}")
+        expect(page.locator("#id_username")).to_be_visible()
+        page.fill("#id_username", "ops")
+        page.fill("#id_password", PASSWORD)
+        with tour.submitted(302):
+            page.click("input[type=submit]")
+        expect(page).to_have_url(f"{tour.base_url}{landed}")
+        if address.startswith("/ops/jobs/"):
+            expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)")
+    expect(page.locator("#content h1")).to_have_text("Operations")
+    tour.assert_pages_sound()
+
+
+def test_a_crontab_refuses_a_bad_hour_and_a_sunday_7_in_words_and_saves_once_corrected(
+    tour: Tour,
+) -> None:
+    """Crontabs → Add: a bad hour read `"No enumeration for Hours: 'abc'"`, the library's
+    text; a day of the week 7, which the field's own help offered for Sunday, was saved, and
+    beat then skipped its schedule without a word (Celery takes 0-6 only)."""
+    from django_celery_beat.models import CrontabSchedule
+    from playwright.sync_api import expect
+
+    page = tour.page
+    page.locator("#content-main").get_by_role("link", name="Crontabs").click()
+    page.get_by_role("link", name="Add crontab").click()
+    expect(page.locator(".field-day_of_week .help")).to_contain_text("Sunday is 0, Monday 1")
+    page.fill("#id_minute", "0")
+    page.fill("#id_hour", "abc")
+    page.fill("#id_day_of_week", "7")
+    with tour.submitted(200):
+        page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".field-hour .errorlist")).to_have_text(
+        '"abc" is not valid here: use hours 0-23, e.g. "8", "8,20", "9-17" or "*".'
+    )
+    expect(page.locator(".field-day_of_week .errorlist")).to_have_text(
+        '"7" is not valid here: use days of the week 0-6 (Sunday is 0) or sun-sat, '
+        'e.g. "1-5", "mon-fri" or "*".'
+    )
+    assert not CrontabSchedule.objects.filter(day_of_week="7").exists()
+
+    page.fill("#id_hour", "6")
+    page.fill("#id_day_of_week", "0")
+    with tour.submitted(302):
+        page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("ul.messagelist")).to_contain_text("was added successfully")
+    assert CrontabSchedule.objects.filter(minute="0", hour="6", day_of_week="0").exists()
     tour.assert_pages_sound()

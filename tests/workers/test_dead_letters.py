@@ -170,13 +170,50 @@ def test_staff_redrive_a_dead_job_and_discard_garbage_by_clicking_on_the_operati
         page.locator("#dead-letters tr", has_text="garbage that is no job").get_by_role(
             "button", name="Discard"
         ).click()
-    expect(page.locator("ul.messagelist")).to_contain_text("discarded from the default queue")
+    expect(page.locator("ul.messagelist")).to_contain_text(
+        "The message was discarded from the default dead-letter queue."
+    )
     assert _count(aws.client("sqs"), dlq) == 0
 
     actions = list(
         DeadLetterAction.objects.order_by("at").values_list("kind", "task_id", "username")
     )
     assert actions == [("redrive", run.task_id, "ops"), ("discard", "", "ops")]
+    tour.assert_pages_sound()
+
+
+@pytest.mark.browser
+def test_discarding_a_job_s_dead_letter_cancels_the_job_whose_page_says_who_did_it(
+    tour: Tour, aws: AwsEndpoint
+) -> None:
+    """Its message discarded, a job never runs; its page went on saying "Queued (PENDING)"
+    and its diagnostic run "Queued", for good. Both now end, saying why and who."""
+    from playwright.sync_api import expect
+
+    run, dlq = _dead_letter_a_job_and_garbage(aws)
+    page = tour.page
+    page.locator("#jobs-home").get_by_role("link", name="Operations").click()
+    job_row = page.locator(f'#dead-letters tr[data-task-id="{run.task_id}"]')
+    with tour.submitted(302):
+        job_row.get_by_role("button", name="Discard").click()
+    message = page.locator("ul.messagelist")
+    expect(message).to_contain_text(
+        f"The job workers.tasks.diagnostic_run_execute [{run.task_id}] was discarded from the "
+        "default dead-letter queue: it will not run."
+    )
+    expect(page.locator(f'#dead-letters tr[data-task-id="{run.task_id}"]')).to_have_count(0)
+    assert _count(aws.client("sqs"), dlq) == 1  # the garbage, left alone
+
+    message.get_by_role("link", name=run.task_id, exact=False).click()
+    expect(page.locator("#job-live-status")).to_have_text("Cancelled (REVOKED)")
+    expect(page.locator("#job-outcome")).to_contain_text(
+        "its message was discarded from the default dead-letter queue by ops"
+    )
+    expect(page.locator("#job-discarded")).to_contain_text("by ops")
+    expect(page.locator("#job-subject-state")).to_have_text("Failed")
+    run.refresh_from_db()
+    assert run.state == DiagnosticRun.State.FAILED
+    assert run.error == "its message was discarded from the default dead-letter queue by ops"
     tour.assert_pages_sound()
 
 

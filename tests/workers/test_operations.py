@@ -301,8 +301,10 @@ def test_page_is_for_staff_with_the_permission_only(
     assert client.get(URL).status_code == expected
 
 
-def test_anonymous_visitors_are_refused() -> None:
-    assert Client().get(URL).status_code == 403
+def test_a_visitor_not_logged_in_is_sent_to_the_login_and_back() -> None:
+    response = Client().get(URL)
+    assert response.status_code == 302
+    assert response["Location"] == f"/admin/login/?next={URL}"
 
 
 def test_queue_depth_schedule_is_installed_by_migration() -> None:

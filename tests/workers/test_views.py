@@ -74,7 +74,18 @@ def test_log_views_refuse_with_403(
 
 
 def test_log_views_refuse_anonymous_with_403(finished_job: TaskResult) -> None:
+    # What the page polls: JSON, never a login page in its place.
     assert Client().get(reverse("workers:job-log", args=["job-1"])).status_code == 403
+
+
+@pytest.mark.parametrize("name", ["workers:job-detail", "workers:job-log-download"])
+def test_a_job_link_opened_while_logged_out_leads_to_the_login_and_back(
+    finished_job: TaskResult, name: str
+) -> None:
+    url = reverse(name, args=["job-1"])
+    response = Client().get(url)
+    assert response.status_code == 302
+    assert response["Location"] == f"{reverse('admin:login')}?next={url}"
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from infra_tasks.rds.models import ActionKind, ManagedDatabase
 from infra_tasks.rds.schedule_times import CronSpec
 from infra_tasks.rds.selectors import database_cron_spec
 from infra_tasks.rds.services.schedules import DatabaseSchedule
+from workers.cron_fields import cron_field_check
 
 TIME_ZONES = sorted(available_timezones())
 
@@ -51,6 +52,16 @@ class ManagedDatabaseForm(forms.ModelForm):
                     self.initial[days] = spec.day_of_week
                     self.initial["time_zone"] = spec.time_zone
 
+    def clean_stop_days(self) -> str:
+        days: str = self.cleaned_data["stop_days"]
+        cron_field_check("day_of_week", days)
+        return days
+
+    def clean_start_days(self) -> str:
+        days: str = self.cleaned_data["start_days"]
+        cron_field_check("day_of_week", days)
+        return days
+
     def clean(self) -> dict[str, Any] | None:
         data = super().clean()
         try:
@@ -78,14 +89,14 @@ def _time_of(spec: CronSpec | None) -> time | None:
 
 
 class KeepRunningForm(forms.Form):
-    """The time to keep running until: local to the zone of the databases' schedule."""
+    """The time to keep running until: local to the zone of the databases' schedule (the page
+    names it above the form)."""
 
     until = forms.DateTimeField(widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
 
     def __init__(self, *args: Any, zone: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.zone = zone
-        self.fields["until"].help_text = f"Local time in {zone}, the zone of the schedule."
 
     def full_clean(self) -> None:
         # The typed time is read in the schedule's zone, not the site's.

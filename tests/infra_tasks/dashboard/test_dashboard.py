@@ -50,8 +50,10 @@ def test_dashboard_is_forbidden_without_staff_and_permission(staff: bool, permit
 
 
 @pytest.mark.django_db
-def test_dashboard_is_forbidden_to_anonymous_visitors() -> None:
-    assert Client().get(URL).status_code == 403
+def test_dashboard_sends_a_visitor_not_logged_in_to_the_login_and_back() -> None:
+    response = Client().get(URL)
+    assert response.status_code == 302
+    assert response["Location"] == f"{reverse('admin:login')}?next={URL}"
 
 
 @pytest.mark.django_db

@@ -85,7 +85,11 @@ def test_an_invalid_schedule_is_refused_in_the_form() -> None:
     )
 
     assert response.status_code == 200
-    assert "Not a valid schedule" in response.content.decode()
+    # Beside the field, in words (it was the parser's "Invalid weekday literal 'someday'.").
+    assert response.context["adminform"].form.errors["stop_days"] == [
+        '"someday" is not valid here: use days of the week 0-6 (Sunday is 0) or sun-sat, '
+        'e.g. "1-5", "mon-fri" or "*".'
+    ]
     assert not ManagedDatabase.objects.exists()
     assert not PeriodicTask.objects.filter(name__startswith="rds: nightly").exists()
 
@@ -215,7 +219,10 @@ def test_keep_running_until_asks_for_a_time_then_queues_a_start(sqs_queues: AwsE
     form_page = operator.post(reverse(CHANGELIST), data)
     assert form_page.status_code == 200
     assert "Keep running" in form_page.content.decode()
-    assert "Local time in Europe/Warsaw" in form_page.content.decode()
+    # The zone is named once, above the form (its field's help said it again).
+    html = form_page.content.decode()
+    assert 'id="keep-running-zone">Europe/Warsaw</strong>' in html
+    assert html.count("Europe/Warsaw") == 1
 
     # The time typed is read in the zone of the database's schedule, not the site's (UTC).
     warsaw = ZoneInfo("Europe/Warsaw")

@@ -248,6 +248,13 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
         return HttpResponseRedirect(reverse("admin:terraform_terraformrun_change", args=[run_id]))
 
     @staticmethod
+    def _destroys_again(run: TerraformRun) -> bool:
+        """Whether the run page's next step is another destroy plan: after one that did not
+        destroy (failed, cancelled, discarded). Once a destroy is applied, the useful next
+        step is a plan that builds the workspace again."""
+        return run.kind == RunKind.DESTROY and run.state != RunState.APPLIED
+
+    @staticmethod
     def _own_plan_under_four_eyes(request: HttpRequest, run: TerraformRun) -> bool:
         """The requester's own plan in a workspace that wants someone else to approve it:
         an Approve button would only be refused."""
@@ -281,7 +288,8 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
             and run.is_finished
             and run.kind != RunKind.DRIFT_CHECK
             and self.has_plan_permission(request)
-            and (run.kind != RunKind.DESTROY or request.user.has_perm(DESTROY_PERM)),
+            and (not self._destroys_again(run) or request.user.has_perm(DESTROY_PERM)),
+            "plans_destroy_again": run is not None and self._destroys_again(run),
             "can_approve": run is not None
             and run.state == RunState.PLANNED
             and not outdated

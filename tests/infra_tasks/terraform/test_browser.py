@@ -145,4 +145,15 @@ def test_plan_approve_cancel_plan_again_and_destroy_from_the_workspace_and_run_p
     tour.job_settled()
     destroy.refresh_from_db()
     assert destroy.state == RunState.APPLIED, destroy.message
+
+    # Once destroyed, the run page's next step builds the workspace again (it offered
+    # "Plan destroy again…", which has nothing left to destroy).
+    page.locator("#job-subject").click()
+    expect(page.locator("#run-plan-again")).to_have_text("Plan to build it again")
+    with tour.submitted(302):
+        page.click("#run-plan-again")
+    expect(page.locator("#run-approve")).to_be_visible(timeout=90_000)
+    rebuild = TerraformRun.objects.latest("pk")
+    assert (rebuild.kind, rebuild.state) == (RunKind.APPLY, RunState.PLANNED)
+    expect(page.locator("#run-plan")).to_contain_text("3 to add")
     tour.assert_pages_sound()

@@ -206,8 +206,11 @@ def test_workers_are_listed_with_last_seen_and_online_state(ops_client: Client) 
         workers.index('data-worker="main@web1"') : workers.index('data-worker="infra@web2"')
     ]
     assert 'class="online"' in online
+    # Seen within the minute: "just now", not Django's "0 minutes ago".
+    assert "online, just now" in online and "0 minutes" not in online
     offline = workers[workers.index('data-worker="infra@web2"') :]
     assert "offline" in offline and "(not in Flower)" in offline
+    assert "offline, 2\xa0hours ago" in offline
     assert "gone@old" not in workers
 
 

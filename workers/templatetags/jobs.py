@@ -1,10 +1,13 @@
-"""`{% job_live task_id %}`: a job's live summary and log, on any page that shows a job."""
+"""Template tags of job pages: `{% job_live task_id %}` (a job's live summary and log, on any
+page that shows a job) and the filters that write jobs' words and times as every page does."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django import template
+from django.utils.timesince import timesince
 
 from workers.display import duration_text, state_label
 from workers.families import job_viewable
@@ -62,3 +65,14 @@ def duration(seconds: float | None) -> str:
 def state_label_filter(status: str) -> str:
     """`{{ status|state_label }}`: 'Queued (PENDING)', as the job list and pages say it."""
     return state_label(status)
+
+
+@register.filter
+def ago(moment: datetime | None, now: datetime) -> str:
+    """`{{ moment|ago:now }}`: '3 minutes ago', and 'just now' within the minute (Django's
+    timesince alone wrote '0 minutes ago')."""
+    if moment is None:
+        return ""
+    if (now - moment).total_seconds() < 60:
+        return "just now"
+    return f"{timesince(moment, now)} ago"

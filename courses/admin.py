@@ -164,19 +164,28 @@ class CourseAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         upload = form.cleaned_data.get("new_cover")
         if upload:
-            course = course_cover_set(
+            course_cover_set(
                 course_id=obj.pk, upload=upload, requester=Requester.for_user(request.user)
             )
-            if course.cover_status == Course.CoverStatus.PENDING and course.cover_task_id:
-                self.message_user(
-                    request,
-                    format_html(
-                        "Cover stored; its variants are being made ({}).",
-                        job_link(course.cover_task_id, "job and log")
-                        if may_open_jobs()
-                        else f"job {course.cover_task_id}",
-                    ),
-                )
+            # The original is stored once the admin's transaction commits (its callbacks
+            # run in order, so this one comes after the store): say what happened then, not
+            # "stored" over a store that may still fail.
+            transaction.on_commit(lambda: self._report_cover(request, obj.pk))
+
+    def _report_cover(self, request: HttpRequest, course_id: int) -> None:
+        course = Course.objects.get(pk=course_id)
+        if course.cover_status == Course.CoverStatus.PENDING and course.cover_task_id:
+            self.message_user(
+                request,
+                format_html(
+                    "Cover stored; its variants are being made ({}).",
+                    job_link(course.cover_task_id, "job and log")
+                    if may_open_jobs()
+                    else f"job {course.cover_task_id}",
+                ),
+            )
+        elif course.cover_error:
+            self.message_user(request, course.cover_error, messages.ERROR)
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         # A cover upload with the job queue unreachable is refused before anything is

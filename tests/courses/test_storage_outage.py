@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
 
@@ -173,3 +174,6 @@ def test_s3_lost_between_the_check_and_storing_gives_the_course_its_good_cover_b
         "stored (EndpointConnectionError); upload it again."
     )
     assert not course.cover_previous
+    # The admin says so too; it read "Cover stored; its variants are being made".
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
+    assert course.cover_error in shown and not any("Cover stored" in m for m in shown), shown

@@ -216,15 +216,20 @@ def course_cover_variants_build(
         v.spec_name: v.file.name
         for v in CoverVariant.objects.filter(course=course, source_sha256=source_hash)
     }
-    todo = [
-        spec
-        for spec in specs
-        if have.get(spec.name) != variant_name(source_hash, spec)
-        or not default_storage.exists(variant_name(source_hash, spec))
-    ]
     with JobLogWriter(task_id) as log:
-        log.line(f"course {course_id}: cover {source_hash[:12]}, {len(todo)} of {len(specs)} to do")
         try:
+            # Asks storage about the variants recorded already (a regenerate, a redelivery):
+            # inside the try, so storage down at this point fails the cover like any later
+            # step instead of leaving it "Variants being made" for good.
+            todo = [
+                spec
+                for spec in specs
+                if have.get(spec.name) != variant_name(source_hash, spec)
+                or not default_storage.exists(variant_name(source_hash, spec))
+            ]
+            log.line(
+                f"course {course_id}: cover {source_hash[:12]}, {len(todo)} of {len(specs)} to do"
+            )
             return _build(course, todo, specs=specs, log=log)
         except ImageRejected as exc:
             log.line(f"refused: {exc}")

@@ -19,7 +19,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, override_settings
 
 from courses.models import Course
-from courses.services import course_cover_set, course_cover_variants_build
+from courses.services import (
+    course_cover_regenerate,
+    course_cover_set,
+    course_cover_variants_build,
+)
 from tests.courses.conftest import make_course, storage_from_settings, upload
 from tests.support.servers import AwsEndpoint, wait_until
 from workers.enqueue import Requester
@@ -177,3 +181,40 @@ def test_s3_lost_between_the_check_and_storing_gives_the_course_its_good_cover_b
     # The admin says so too; it read "Cover stored; its variants are being made".
     shown = [str(m) for m in get_messages(response.wsgi_request)]
     assert course.cover_error in shown and not any("Cover stored" in m for m in shown), shown
+
+
+def test_a_regenerate_job_meeting_a_hanging_s3_fails_the_cover_and_a_retry_works(
+    media_bucket: tuple[Any, str],
+    endpoint: AwsEndpoint,
+    cover_jpeg: bytes,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    """S3 hangs as a regenerate job looks which of the variants it has are stored: the
+    course must say the variants failed (not "being made" for good), and the job once S3
+    answers again makes them."""
+    course = course_with_a_good_cover(cover_jpeg, django_capture_on_commit_callbacks)
+    with django_capture_on_commit_callbacks(execute=False):  # the job is run by hand below
+        course_cover_regenerate(course_id=course.pk, requester=Requester.cli("t"))
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.PENDING
+    # Short bounds (a fresh storage reads them), so the hang costs a second, not twenty.
+    with override_settings(
+        MEDIA_S3_READ_TIMEOUT=1.0, MEDIA_S3_ATTEMPTS=1, STORAGES={**settings.STORAGES}
+    ):
+        endpoint.freeze()
+        try:
+            with pytest.raises(Exception, match="Read timeout"):
+                course_cover_variants_build(
+                    course_id=course.pk, source_hash=course.cover_sha256, task_id=str(uuid.uuid4())
+                )
+        finally:
+            endpoint.thaw()
+        course.refresh_from_db()
+        assert course.cover_status == Course.CoverStatus.FAILED
+        assert course.cover_error.startswith("Making the variants failed (ReadTimeoutError")
+
+        course_cover_variants_build(
+            course_id=course.pk, source_hash=course.cover_sha256, task_id=str(uuid.uuid4())
+        )
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.READY

@@ -104,8 +104,9 @@ def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> C
     course.cover_variants.exclude(source_sha256__in=keep_hashes).delete()
     still_used = course_file_names(course)
     # Registered before the job's own on-commit publish, so the file is there before any
-    # worker can look for it. Robust: should storing fail, the job still runs and fails
-    # with "the uploaded original is missing", which the admin shows on the course.
+    # worker can look for it. Storage failing is answered there (the course has its good
+    # cover back at once; the job then finds nothing to do). Robust for anything else: the
+    # job still runs and fails with "the uploaded original is missing", shown on the course.
     transaction.on_commit(
         lambda: _original_store(name, upload, course_id=course.pk, source_hash=source_hash),
         robust=True,

@@ -174,9 +174,11 @@ def render_variants(
 ) -> list[Variant]:
     """Encode every spec from one decode of `source`; raise ImageRejected for bad input.
 
-    A source longer than `max_bytes` is refused before it is read. A source in one of
-    WHOLE_DECODE_FORMATS is decoded inside `whole_decode_slot(pixels)`, which may make it
-    wait for its turn (media_pipeline.decode_slots).
+    A source longer than `max_bytes` is refused before it is read, one padded with more
+    pieces than a picture has before any parser reads it. A source its codec decodes whole
+    (`_decoded_whole`: HEIF and AVIF, a progressive JPEG, an interlaced PNG, a WebP
+    animation) is decoded inside `whole_decode_slot(pixels)`, which may make it wait for its
+    turn (media_pipeline.decode_slots).
     """
     if max_bytes is not None:
         start = source.tell()

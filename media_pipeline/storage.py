@@ -89,6 +89,10 @@ def serve_media(request: HttpRequest, path: str, document_root: str) -> HttpResp
     return response
 
 
+# What media storage raises when it cannot be reached or cannot store a file.
+MEDIA_STORAGE_ERRORS: tuple[type[BaseException], ...] = (BotoCoreError, ClientError, OSError)
+
+
 class MediaStorageUnavailable(ApplicationError):
     """Media storage cannot be reached; nothing was changed."""
 
@@ -99,7 +103,7 @@ class MediaStorageHealth(ServiceHealth):
     keeps its cover, instead of a request that waits on S3 and a cover whose original was
     never stored."""
 
-    errors = (BotoCoreError, ClientError, OSError)
+    errors = MEDIA_STORAGE_ERRORS
 
     def probe(self) -> None:
         storage = default_storage

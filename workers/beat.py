@@ -93,7 +93,8 @@ class RecordingDatabaseScheduler(DatabaseScheduler):
 
     def _send_waiting(self, entry: ModelEntry, task_id: str) -> bool:
         """Send the schedule's waiting job; False if it no longer waits (the outbox sweeper
-        is sending it, or it was discarded), when this firing goes out as a new job."""
+        is sending it, it was discarded, or it could not be sent at all and ended failed),
+        when this firing goes out as a new job."""
         try:
             sent = job_send_recorded(task_id=task_id)
         except BROKER_ERRORS as exc:

@@ -34,17 +34,16 @@ from django.db import transaction
 from django.db.models import Model
 from django.utils import timezone
 from django_celery_results.models import TaskResult
-from kombu.exceptions import SerializationError
 
 from workers.errors import ApplicationError
 from workers.job_registry import JobSpec
 from workers.models import Job, RequesterFields, RequesterKind
 from workers.outbox import (
-    BROKER_ERRORS,
     MAX_SQS_DELAY_SECONDS,
     BrokerUnavailable,
     OutboundJob,
     broker_health,
+    broker_unreachable,
     job_unsendable_record,
     publish_now,
     relay,
@@ -285,17 +284,18 @@ def job_publish(
     **options: Any,
 ) -> None:
     """Record and publish now, waiting for the broker (beat, which has no request to keep
-    fast). If publishing fails the job stays recorded as unsent, and BrokerUnavailable is
-    raised: nobody is waiting on a schedule's firing to be told to try again, so it is not
-    dropped (a nightly stop would be lost) but left to the outbox sweeper
-    (`job_republish_unsent`), which sends it once the broker is back."""
+    fast). If the broker is unreachable the job stays recorded as unsent, and
+    BrokerUnavailable is raised: nobody is waiting on a schedule's firing to be told to try
+    again, so it is not dropped (a nightly stop would be lost) but left to the outbox
+    sweeper (`job_republish_unsent`), which sends it once the broker is back. A job whose
+    message cannot be made at all ends FAILURE saying why, and that error is raised."""
     task = celery_task(task)
     message = job_message(task, task_id, requester, args, kwargs or {}, options)
     job_record_pending(message, requester=requester)
     try:
         publish_now(message)
     except Exception as exc:
-        if isinstance(exc, BROKER_ERRORS) and not isinstance(exc, SerializationError):
+        if broker_unreachable(exc):
             logger.warning("could not publish %s [%s]: %r", task.name, task_id, exc)
             raise BrokerUnavailable(
                 f"The job queue is unreachable ({exc.__class__.__name__}), so {task.name} "

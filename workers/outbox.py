@@ -56,6 +56,15 @@ BROKER_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
 )
 
+
+def broker_unreachable(exc: BaseException) -> bool:
+    """Whether `exc`, met sending a job, says the broker could not take it (send it again
+    later) rather than that the job's own message is at fault: a SerializationError is a
+    KombuError too, and any other error (arguments that do not fit the task) is the job's,
+    and would come back at every attempt."""
+    return isinstance(exc, BROKER_ERRORS) and not isinstance(exc, SerializationError)
+
+
 MAX_BACKOFF_SECONDS = 30.0
 # Jobs the relay takes into one batch: sent ten per SQS request, their "sent" marks
 # written in one UPDATE.
@@ -146,13 +155,9 @@ def encode_for_sqs(
                 message = (
                     by_celery() if templates is None else templates.encode(job, options, by_celery)
                 )
-            except SerializationError:
-                # A KombuError, but the job's fault, not the broker's.
-                unencodable.append((job, traceback.format_exc()))
-                continue
-            except BROKER_ERRORS:
-                raise
-            except Exception:
+            except Exception as exc:
+                if broker_unreachable(exc):
+                    raise
                 unencodable.append((job, traceback.format_exc()))
                 continue
             finally:

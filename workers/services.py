@@ -17,7 +17,6 @@ from django.db.models import Q
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
-from kombu.exceptions import SerializationError
 
 from workers import jobs
 from workers.deferred import deferred_entries_remove
@@ -26,8 +25,8 @@ from workers.errors import ApplicationError
 from workers.joblog import JobLogWriter
 from workers.models import DiagnosticRun, Job, JobLogChunk
 from workers.outbox import (
-    BROKER_ERRORS,
     MAX_SQS_DELAY_SECONDS,
+    broker_unreachable,
     job_unsendable_record,
     publish_now,
 )
@@ -141,7 +140,9 @@ def job_send_recorded(*, task_id: str) -> bool:
 
     The job's row stays locked while it is published, so the outbox sweep and a deferred
     job's beat entry never both send it. A job that has started already (a worker got it
-    after all), expired, or whose task this process does not know is marked sent and left.
+    after all), expired, or whose task this process does not know is marked sent and left;
+    one whose message cannot be made (`job_unsendable_record`) ends FAILURE, saying why.
+    Raises what the broker raised if it is unreachable; the job then stays unsent.
     """
     with transaction.atomic():
         job = (
@@ -170,11 +171,10 @@ def job_send_recorded(*, task_id: str) -> bool:
                 )
             )
         except Exception as exc:
-            # A KombuError is the broker's, but for a message that does not serialize. Any
-            # other error is the job's own (arguments that do not fit its task, as a
-            # schedule saved with wrong ones gives): it would fail the same way at every
-            # sweep, holding up the jobs queued after it, so it ends here, saying why.
-            if isinstance(exc, BROKER_ERRORS) and not isinstance(exc, SerializationError):
+            # The job's own fault (arguments that do not fit its task, as a schedule saved
+            # with wrong ones gives) would fail the same way at every sweep, holding up the
+            # jobs queued after it, so it ends here, saying why.
+            if broker_unreachable(exc):
                 raise
             logger.exception("job %s [%s] cannot be sent", job.task_name, task_id)
             job_unsendable_record(

@@ -16,7 +16,6 @@ import logging
 from collections.abc import Iterable
 from typing import Any, BinaryIO, cast
 
-from botocore.exceptions import BotoCoreError, ClientError
 from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
@@ -44,7 +43,11 @@ from media_pipeline.resize import (
     variant_name,
 )
 from media_pipeline.specs import COVER_SPECS, VariantSpec
-from media_pipeline.storage import media_storage_check, media_storage_health
+from media_pipeline.storage import (
+    MEDIA_STORAGE_ERRORS,
+    media_storage_check,
+    media_storage_health,
+)
 from workers.display import counted
 from workers.enqueue import Requester, job_enqueue, job_queue_check
 from workers.joblog import JobLogWriter
@@ -101,8 +104,9 @@ def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> C
     course.cover_variants.exclude(source_sha256__in=keep_hashes).delete()
     still_used = course_file_names(course)
     # Registered before the job's own on-commit publish, so the file is there before any
-    # worker can look for it. Robust: should storing fail, the job still runs and fails
-    # with "the uploaded original is missing", which the admin shows on the course.
+    # worker can look for it. Storage failing is answered there (the course has its good
+    # cover back at once; the job then finds nothing to do). Robust for anything else: the
+    # job still runs and fails with "the uploaded original is missing", shown on the course.
     transaction.on_commit(
         lambda: _original_store(name, upload, course_id=course.pk, source_hash=source_hash),
         robust=True,
@@ -140,7 +144,7 @@ def _original_store(name: str, upload: File, *, course_id: int, source_hash: str
             if Course.objects.filter(cover=name).exists():
                 upload.seek(0)
                 file_store(name, upload)
-    except (BotoCoreError, ClientError, OSError) as exc:
+    except MEDIA_STORAGE_ERRORS as exc:
         logger.exception("could not store the cover original %s", name)
         media_storage_health.fail(exc)
         _record_failure(

@@ -16,6 +16,7 @@ import pytest
 from django.conf import settings
 from django.contrib.messages import get_messages
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test import Client, override_settings
 
 from courses.models import Course
@@ -76,22 +77,27 @@ def post_cover(client: Client, course: Course, image: bytes) -> Any:
     answer: list[Any] = []
 
     def post() -> None:
-        answer.append(
-            client.post(
-                f"/admin/courses/course/{course.pk}/change/",
-                {
-                    "title": course.title,
-                    "slug": course.slug,
-                    "summary": "",
-                    "is_published": "on",
-                    "new_cover": SimpleUploadedFile("photo.jpg", image, "image/jpeg"),
-                    "sections-TOTAL_FORMS": "0",
-                    "sections-INITIAL_FORMS": "0",
-                    "cover_variants-TOTAL_FORMS": "0",
-                    "cover_variants-INITIAL_FORMS": "0",
-                },
+        try:
+            answer.append(
+                client.post(
+                    f"/admin/courses/course/{course.pk}/change/",
+                    {
+                        "title": course.title,
+                        "slug": course.slug,
+                        "summary": "",
+                        "is_published": "on",
+                        "new_cover": SimpleUploadedFile("photo.jpg", image, "image/jpeg"),
+                        "sections-TOTAL_FORMS": "0",
+                        "sections-INITIAL_FORMS": "0",
+                        "cover_variants-TOTAL_FORMS": "0",
+                        "cover_variants-INITIAL_FORMS": "0",
+                    },
+                )
             )
-        )
+        finally:
+            # The request ran on this thread's own connection; left open, it kept the
+            # test database from being dropped.
+            connection.close()
 
     thread = threading.Thread(target=post, daemon=True)
     thread.start()

@@ -8,16 +8,18 @@ import logging
 from datetime import timedelta
 
 import pytest
+from botocore.exceptions import EndpointConnectionError
 from django.contrib.auth import get_user_model
 from django.test import Client
 from django.urls import reverse
 from django_celery_results.models import TaskResult
+from kombu.exceptions import OperationalError, SerializationError
 
 from tests.support.broker import publishing_to
 from tests.support.servers import AwsEndpoint, new_queue_prefix, wait_until
 from workers.enqueue import Requester, job_record_pending, new_task_id
 from workers.models import Job
-from workers.outbox import BrokerHealth, OutboundJob, Relay
+from workers.outbox import BrokerHealth, OutboundJob, Relay, broker_unreachable
 from workers.services import job_republish_unsent
 from workers.tasks import diagnostic_run_execute
 
@@ -158,3 +160,14 @@ def test_a_job_whose_arguments_do_not_fit_its_task_ends_failed_and_the_sweep_sen
         '<pre id="job-outcome" class="job-error">JobNotSent: TypeError: diagnostic_run_execute() '
         "missing 1 required positional argument: &#x27;run_id&#x27;</pre>"
     ) in page.content.decode()
+
+
+def test_only_the_broker_s_own_errors_leave_a_job_to_be_sent_again() -> None:
+    """A job whose message does not serialize, or whose arguments do not fit its task, would
+    fail the same way at every attempt: it is the job's fault, not an unreachable broker,
+    though a SerializationError is a KombuError like the broker's."""
+    assert broker_unreachable(OperationalError("connection refused"))
+    assert broker_unreachable(EndpointConnectionError(endpoint_url="http://sqs"))
+    assert broker_unreachable(ConnectionResetError())
+    assert not broker_unreachable(SerializationError("cannot encode"))
+    assert not broker_unreachable(TypeError("diagnostic_run_execute() missing 1 argument"))

@@ -27,15 +27,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 @pytest.fixture(autouse=True)
 def broker_health_forgotten() -> Iterator[None]:
-    """What a test taught this process about SQS or media storage (a hanging endpoint it
-    pointed at) is forgotten after it: the next test would otherwise be refused jobs or
-    uploads for the health check's lifetime, with nothing in it to say why."""
+    """What a test taught this process about SQS, media storage or the monitoring channel (a
+    hanging endpoint it pointed at) is forgotten after it: the next test would otherwise be
+    refused jobs or uploads for the health check's lifetime, with nothing in it to say why."""
     yield
     from media_pipeline.storage import media_storage_health
+    from workers.monitoring import monitoring_health
     from workers.outbox import broker_health
 
     broker_health.reset()
     media_storage_health.reset()
+    monitoring_health.reset()
 
 
 @pytest.fixture(scope="session")

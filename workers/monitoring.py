@@ -31,8 +31,11 @@ from celery.worker.consumer import tasks as tasks_step
 from django.conf import settings
 from kombu import Connection
 from kombu.common import ignore_errors
+from kombu.exceptions import KombuError
 
 from workers.celery_compat import PublishHookEventDispatcher, events_step_close
+from workers.errors import ApplicationError
+from workers.service_health import ServiceHealth, error_kind
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +61,29 @@ def monitor_url() -> str:
 
 def monitor_connection(url: str) -> Connection:
     return Connection(url, transport_options=dict(TRANSPORT_OPTIONS), connect_timeout=2)
+
+
+class MonitoringUnavailable(ApplicationError):
+    """The monitoring channel cannot be reached: Flower sees no workers, jobs still run."""
+
+
+class MonitoringHealth(ServiceHealth):
+    """What this process knows of the monitoring channel, so the operations page can say it
+    is down (it named the channel as if all were well, while Flower saw no worker)."""
+
+    errors = (OSError, KombuError)
+
+    def probe(self) -> None:
+        with monitor_connection(monitor_url()) as connection:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0)
+
+    def refusal(self, error: str | None) -> ApplicationError:
+        return MonitoringUnavailable(
+            f"The monitoring channel is unreachable ({error_kind(error)})."
+        )
+
+
+monitoring_health = MonitoringHealth()
 
 
 def redacted_url(url: str) -> str:

@@ -21,6 +21,7 @@ from workers.dead_letters import (
     dead_letter_redrive,
     redrive_refusal,
 )
+from workers.monitoring import monitor_url, monitoring_health
 from workers.operations import dead_letter_sections, metrics_get, operations_get
 from workers.outbox import broker_health
 from workers.permissions import page_login_required, staff_permission_required
@@ -57,6 +58,9 @@ def operations_page(request: HttpRequest) -> HttpResponse:
             # The page is built from the database, whose queue figures only stop while SQS
             # is away (their sampler is a job too): this says why.
             "sqs_unreachable": broker_health.unreachable_cause(),
+            "monitoring_unreachable": (
+                monitoring_health.unreachable_cause() if monitor_url() else None
+            ),
         },
     )
 

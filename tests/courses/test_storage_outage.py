@@ -108,9 +108,16 @@ def post_cover(client: Client, course: Course, image: bytes) -> Any:
 def cover_fields(course: Course) -> dict[str, Any]:
     """What the course says of its cover (not `updated_at`: the good cover's own job, sent
     to SQS, may be run again by a worker of another test, which touches the row)."""
-    return Course.objects.values(
-        "cover", "cover_sha256", "cover_status", "cover_error", "cover_previous", "cover_task_id"
-    ).get(pk=course.pk)
+    return dict(
+        Course.objects.values(
+            "cover",
+            "cover_sha256",
+            "cover_status",
+            "cover_error",
+            "cover_previous",
+            "cover_task_id",
+        ).get(pk=course.pk)
+    )
 
 
 def test_an_upload_while_s3_hangs_is_refused_at_once_and_the_course_keeps_its_cover(

@@ -7,6 +7,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -20,6 +21,7 @@ from django_celery_results.models import TaskResult
 from tests.support.servers import AwsEndpoint, new_queue_prefix
 from workers.devstack import free_port
 from workers.models import QueueDepth, WorkerHeartbeat
+from workers.monitoring import monitoring_health
 from workers.tasks import queue_depths_record
 
 pytestmark = pytest.mark.django_db
@@ -267,6 +269,23 @@ def test_without_a_monitoring_channel_the_page_works_and_says_why_flower_is_empt
     assert (
         "Flower sees no workers: no monitoring channel is configured" in response.content.decode()
     )
+
+
+def test_a_monitoring_channel_that_does_not_answer_is_said_so_and_the_page_still_works(
+    ops_client: Client, settings: Any
+) -> None:
+    # The page named the channel as if all were well while Flower saw no worker.
+    settings.CELERY_MONITOR_URL = f"redis://127.0.0.1:{free_port()}/0"  # nobody listens
+    response = ops_client.get(URL)
+    assert response.status_code == 200
+    note = re.search(r'<strong id="ops-monitoring-unreachable">([^<]*)</strong>', response.text)
+    assert note is not None and note.group(1).startswith(
+        "It is unreachable from this web server (OperationalError): Flower sees no workers"
+    )
+
+    monitoring_health.reset()
+    settings.CELERY_MONITOR_URL = "redis://127.0.0.1:6379/15"  # the machine's Redis
+    assert 'id="ops-monitoring-unreachable"' not in ops_client.get(URL).text
 
 
 @override_settings(CELERY_MONITOR_URL="redis://:hunter2@cache.internal:6379/3")

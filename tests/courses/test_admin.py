@@ -19,8 +19,11 @@ from courses.models import Course, CoverVariant, Lesson, Section
 from courses.services import course_cover_set, course_cover_variants_build
 from media_pipeline.resize import ImageRejected
 from tests.courses.conftest import make_course, stored_files, upload
+from tests.support.broker import publishing_to
+from tests.support.servers import AwsEndpoint, new_queue_prefix, own_queues_create
 from workers.enqueue import Requester
 from workers.models import Job
+from workers.queues import QUEUES
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("sqs_queues", "media_root")]
 
@@ -36,28 +39,33 @@ def staff(*perms: str) -> Any:
 
 
 # Committed as in production, so the original is stored and the message written within the
-# request (captured callbacks would run them after its response).
+# request (captured callbacks would run them after its response). The job goes to queues of
+# the test's own, which no worker reads: it must stay queued, and no worker of another test
+# may run it after this test's tables are emptied.
 @pytest.mark.django_db(transaction=True)
 def test_uploading_in_the_admin_only_enqueues_and_the_job_names_the_user(
-    client: Client, cover_jpeg: bytes, sqs_queues: Any
+    client: Client, cover_jpeg: bytes, sqs_queues: AwsEndpoint
 ) -> None:
     user = staff("courses.change_course", "courses.view_course")
     client.force_login(user)
     course = make_course()
-    response = client.post(
-        f"/admin/courses/course/{course.pk}/change/",
-        {
-            "title": course.title,
-            "slug": course.slug,
-            "summary": "",
-            "is_published": "on",
-            "new_cover": SimpleUploadedFile("photo.jpg", cover_jpeg, "image/jpeg"),
-            "sections-TOTAL_FORMS": "0",
-            "sections-INITIAL_FORMS": "0",
-            "cover_variants-TOTAL_FORMS": "0",
-            "cover_variants-INITIAL_FORMS": "0",
-        },
-    )
+    prefix = new_queue_prefix()
+    own_queues_create(sqs_queues, prefix, QUEUES)
+    with publishing_to(prefix):
+        response = client.post(
+            f"/admin/courses/course/{course.pk}/change/",
+            {
+                "title": course.title,
+                "slug": course.slug,
+                "summary": "",
+                "is_published": "on",
+                "new_cover": SimpleUploadedFile("photo.jpg", cover_jpeg, "image/jpeg"),
+                "sections-TOTAL_FORMS": "0",
+                "sections-INITIAL_FORMS": "0",
+                "cover_variants-TOTAL_FORMS": "0",
+                "cover_variants-INITIAL_FORMS": "0",
+            },
+        )
     assert response.status_code == 302, response.content.decode()[:3000]
     course.refresh_from_db()
     assert course.cover_status == Course.CoverStatus.PENDING

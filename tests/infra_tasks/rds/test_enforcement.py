@@ -25,11 +25,19 @@ from infra_tasks.rds.models import (
 from infra_tasks.rds.services.actions import database_action_request
 from infra_tasks.rds.services.enforcement import databases_enforce
 from tests.infra_tasks.rds.support import aws_status, finished, new_instance, register
-from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
+from tests.support.broker import publishing_to
+from tests.support.servers import (
+    AwsEndpoint,
+    WorkerProcess,
+    new_queue_prefix,
+    own_queues_create,
+    wait_until,
+)
 from workers.devstack import free_port
 from workers.enqueue import Requester, job_enqueue
 from workers.models import Job
 from workers.outbox import broker_health
+from workers.queues import QUEUES
 from workers.selectors import job_log_since
 from workers.services import job_republish_unsent
 
@@ -143,21 +151,26 @@ def test_with_sqs_known_down_the_pass_records_every_correction_and_sends_them_on
     # the job failed and the databases after it went unchecked until the next pass.
     first, second = (register(new_instance(aws)) for _ in range(2))
     ManagedDatabase.objects.update(desired_state=DesiredState.STOPPED)
-    broker_health.fail(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
-    try:
-        report = databases_enforce(task_id="enforce-outage")
-    finally:
-        broker_health.reset()
+    # Queues of the test's own, which no worker reads: the corrections stay queued, and no
+    # worker of another test runs them after this test's tables are emptied.
+    prefix = new_queue_prefix()
+    own_queues_create(sqs_queues, prefix, QUEUES)
+    with publishing_to(prefix):
+        broker_health.fail(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
+        try:
+            report = databases_enforce(task_id="enforce-outage")
+        finally:
+            broker_health.reset()
 
-    assert report["checked"] == 2
-    assert sorted(report["diverged"]) == sorted([first.name, second.name])
-    corrections = DatabaseAction.objects.filter(database__in=[first, second])
-    assert set(corrections.values_list("action", "state")) == {("stop", ActionState.QUEUED)}
-    task_ids = set(corrections.values_list("task_id", flat=True))
-    assert len(task_ids) == 2
-    # Recorded, and sent once the broker answers (here the sweeper's pass).
-    job_republish_unsent(older_than=timedelta(0))
-    assert not Job.objects.filter(task_id__in=task_ids, sent_at__isnull=True).exists()
+        assert report["checked"] == 2
+        assert sorted(report["diverged"]) == sorted([first.name, second.name])
+        corrections = DatabaseAction.objects.filter(database__in=[first, second])
+        assert set(corrections.values_list("action", "state")) == {("stop", ActionState.QUEUED)}
+        task_ids = set(corrections.values_list("task_id", flat=True))
+        assert len(task_ids) == 2
+        # Recorded, and sent once the broker answers (here the sweeper's pass).
+        job_republish_unsent(older_than=timedelta(0))
+        assert not Job.objects.filter(task_id__in=task_ids, sent_at__isnull=True).exists()
 
 
 def test_a_mail_that_cannot_be_sent_keeps_the_divergence_and_the_pass_goes_on(

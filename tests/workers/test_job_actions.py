@@ -351,7 +351,7 @@ def test_a_job_page_has_a_schedule_section_only_for_a_job_a_schedule_sent(
 
 
 def test_a_job_whose_arguments_its_task_no_longer_takes_is_not_offered_for_retry(
-    operator: Any, admin_client: Any, sqs_queues: Any
+    operator: Any, admin_client: Any, broker: None
 ) -> None:
     # Its Retry answered 500 (job_enqueue refused the arguments); a release that changes
     # what a task takes, or a schedule saved with wrong ones, leaves such jobs behind.

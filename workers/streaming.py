@@ -86,12 +86,15 @@ def run_streaming(
     try:
         while True:
             for _key, _events in selector.select(timeout=min(check_every, 0.25)):
-                data = stream.read()
+                # At most a pipeful per read: read() without a size goes on for as long as
+                # the command keeps the pipe filled, so a fast writer's 50 MiB line was
+                # held whole (twice, while joined) on a busy machine.
+                data = stream.read(PIPE_BYTES)
                 if data and len(data) < PIPE_BYTES // 2:
                     # Let output gather: a busy command's lines then cost one read, one
                     # split and one hand-over per few hundred lines, not per dozen.
                     time.sleep(GATHER_SECONDS)
-                    data += stream.read() or b""
+                    data += stream.read(PIPE_BYTES) or b""
                 if data:
                     block = lines.feed(data)
                     if on_line is None:

@@ -149,9 +149,12 @@ def job_retry_refusal(*, result: TaskResult | None, job: Job | None, user: User)
     again = Job.objects.filter(retry_of=job).values_list("task_id", flat=True).first()
     if again:
         return f"This job was retried already, as job {again}."
-    misfit = _arguments_misfit(result)
-    if misfit:
-        return misfit
+    task = registered_task(result.task_name or "")
+    if task is not None:  # an unknown task is said by job_retry
+        args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
+        misfit = _arguments_misfit(task, args, kwargs)
+        if misfit:
+            return misfit
     lost = TaskResult.objects.filter(pk=result.pk).filter(lost_condition()).exists()
     if result.status not in FAILED_STATES and not lost:
         return (
@@ -161,14 +164,10 @@ def job_retry_refusal(*, result: TaskResult | None, job: Job | None, user: User)
     return ""
 
 
-def _arguments_misfit(result: TaskResult) -> str:
-    """Why the job's stored arguments can no longer start its task ('' if they can): a
+def _arguments_misfit(task: Any, args: list[Any], kwargs: dict[str, Any]) -> str:
+    """Why a job's stored arguments can no longer start its task ('' if they can): a
     release changed what the task takes, or a schedule stored wrong ones. A retry would
     be refused by job_enqueue; the page should not offer one."""
-    task = registered_task(result.task_name or "")
-    if task is None:
-        return ""  # said by job_retry: no such task in this version of the code
-    args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
     try:
         job_arguments_check(task, args, kwargs)
     except JobArgumentsRefused as exc:
@@ -222,9 +221,9 @@ def jobs_retry(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
             task = registered_task(result.task_name or "")
             if task is None or result.task_id not in originals:
                 continue
-            if _arguments_misfit(result):
-                continue  # counted with the others left alone, below
             args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
+            if _arguments_misfit(task, args, kwargs):
+                continue  # counted with the others left alone, below
             queue = originals[result.task_id].queue
             chosen.append((result, JobRequest(task, args, kwargs, queue)))
         try:

@@ -44,26 +44,21 @@ def staff_permission_required(perm: str) -> Callable[[View], View]:
 def job_permission_required(view: View) -> View:
     """For views of one job (`task_id`): the view permission of the job's family
     (workers/families.py), so a permission for one family's jobs opens no other's logs."""
-
-    @wraps(view)
-    def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        task_name = selectors.job_task_name(task_id=kwargs["task_id"])
-        if not families.job_viewable(request.user, task_name):
-            raise PermissionDenied
-        return view(request, *args, **kwargs)
-
-    return cast(View, wrapped)
+    return _job_view_guarded(view, missing_job_told=False)
 
 
 def job_page_permission_required(view: View) -> View:
     """`job_permission_required` for the job's page, where an id that names no job (a typo,
     an expired record) is no family's: whoever may look at jobs at all is let through to be
     told there is no such job, not refused as if it were another family's."""
+    return _job_view_guarded(view, missing_job_told=True)
 
+
+def _job_view_guarded(view: View, *, missing_job_told: bool) -> View:
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         task_name = selectors.job_task_name(task_id=kwargs["task_id"])
-        missing = task_name is None and families.jobs_viewable(request.user)
+        missing = missing_job_told and task_name is None and families.jobs_viewable(request.user)
         if not (missing or families.job_viewable(request.user, task_name)):
             raise PermissionDenied
         return view(request, *args, **kwargs)

@@ -22,6 +22,7 @@ from django.views.decorators.http import require_GET, require_POST
 from workers import display, job_actions, selectors
 from workers.admin_links import started_job_link, started_job_redirect
 from workers.enqueue import BrokerUnavailable, JobArgumentsRefused, Requester
+from workers.jobs import DIAGNOSTIC_RUN_EXECUTE
 from workers.permissions import (
     job_page_permission_required,
     job_permission_required,
@@ -97,10 +98,17 @@ def diagnostic_trigger(request: HttpRequest) -> HttpResponse:
         format_html(
             "{} diagnostic job queued: {}.",
             "Failing" if fail else "A",
-            started_job_link(request.user, run.task_id, f"job {run.task_id}"),
+            started_job_link(
+                request.user,
+                run.task_id,
+                f"job {run.task_id}",
+                task_name=DIAGNOSTIC_RUN_EXECUTE.name,
+            ),
         ),
     )
-    return started_job_redirect(request.user, run.task_id, reverse("admin:index"))
+    return started_job_redirect(
+        request.user, run.task_id, reverse("admin:index"), task_name=DIAGNOSTIC_RUN_EXECUTE.name
+    )
 
 
 @require_POST

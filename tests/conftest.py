@@ -41,6 +41,17 @@ def broker_health_forgotten() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None) -> Iterator[None]:
+    """pytest-django's test database, dropped only once this process's outbox relay has let go
+    of its connection: it keeps one through a busy spell, and DROP DATABASE refuses while a
+    connection is open."""
+    yield
+    from workers.outbox import relay
+
+    relay.settle(timeout=30)
+
+
+@pytest.fixture(scope="session")
 def run_dir() -> Iterator[Path]:
     """Logs of the servers a test session starts; kept on failure for reading."""
     path = Path(tempfile.mkdtemp(prefix="opsqueue-tests-"))

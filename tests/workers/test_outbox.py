@@ -171,3 +171,80 @@ def test_only_the_broker_s_own_errors_leave_a_job_to_be_sent_again() -> None:
     assert broker_unreachable(ConnectionResetError())
     assert not broker_unreachable(SerializationError("cannot encode"))
     assert not broker_unreachable(TypeError("diagnostic_run_execute() missing 1 argument"))
+
+
+def other_backends_of_this_database() -> list[int]:
+    """PostgreSQL backends connected to the test database, but this thread's own."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+def recorded_jobs(count: int) -> list[OutboundJob]:
+    jobs = [
+        OutboundJob(diagnostic_run_execute, new_task_id(), [n], {}, {"queue": "default"})
+        for n in range(count)
+    ]
+    for job in jobs:
+        job_record_pending(job, requester=Requester.system("test"))
+    return jobs
+
+
+def test_the_relay_keeps_its_connection_through_a_busy_spell_and_closes_it_once_idle(
+    aws: AwsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reconnecting for every batch cost a new PostgreSQL backend per batch; a connection
+    left open with nothing to send counts against the server's limit and blocks dropping
+    the database."""
+    monkeypatch.setattr("workers.outbox.IDLE_CONNECTION_SECONDS", 0.5)
+    prefix = new_queue_prefix()
+    aws.client("sqs").create_queue(QueueName=f"{prefix}default")
+    assert other_backends_of_this_database() == []
+    relay = Relay(BrokerHealth())
+    with publishing_to(prefix):
+        relay.submit(*recorded_jobs(3))
+        assert relay.drain(timeout=60)
+        (held,) = other_backends_of_this_database()  # the relay's, open between batches
+        relay.submit(*recorded_jobs(3))
+        assert relay.drain(timeout=60)
+        assert other_backends_of_this_database() == [held]  # the same one, not a new one
+        assert relay.settle(timeout=30), "the relay did not let go of its connection"
+    assert other_backends_of_this_database() == []
+    assert not Job.objects.filter(sent_at__isnull=True).exists()
+
+
+def test_jobs_sent_after_the_relays_connection_was_cut_are_still_marked_sent(
+    aws: AwsEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failover or restart cuts the connection the relay keeps between batches: the next
+    batch's "sent" marks are written on a new one, not lost (the sweeper would send those
+    jobs a second time)."""
+    from django.db import connection
+
+    monkeypatch.setattr("workers.outbox.IDLE_CONNECTION_SECONDS", 60.0)
+    prefix = new_queue_prefix()
+    url = aws.client("sqs").create_queue(QueueName=f"{prefix}default")["QueueUrl"]
+    relay = Relay(BrokerHealth())
+    with publishing_to(prefix):
+        first = recorded_jobs(2)
+        relay.submit(*first)
+        assert relay.drain(timeout=60)
+        (held,) = other_backends_of_this_database()
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [held])
+        wait_until(lambda: held not in other_backends_of_this_database(), timeout=10)
+        second = recorded_jobs(3)
+        relay.submit(*second)
+        assert relay.drain(timeout=60)
+        monkeypatch.setattr("workers.outbox.IDLE_CONNECTION_SECONDS", 0.1)
+        relay.submit(*recorded_jobs(1))  # wakes the relay to see the new, shorter wait
+        assert relay.settle(timeout=30)
+
+    assert not Job.objects.filter(sent_at__isnull=True).exists()
+    received = task_ids_in_queue(aws, url)
+    assert len(received) == len(set(received)) == 6

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest
+from django.contrib import messages
+from django.contrib.admin import helpers
+from django.contrib.admin.utils import model_format_dict
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 
 
 class ReadOnlyAdminMixin:
@@ -60,3 +63,39 @@ def _delete_selected_but_kept(modeladmin: Any, request: HttpRequest, queryset: A
         if not queryset.exists():
             return None
     return delete_selected(modeladmin, request, queryset)
+
+
+def action_refusal(model_admin: Any, request: HttpRequest) -> HttpResponse | None:
+    """A changelist POST of an action this user is not offered (too few permissions), said
+    as such and sent back to the list; None for anything else (Django goes on as usual).
+
+    Django alone answered such a POST with the list as it stood, silently (no action
+    offered to the user at all), or with "No action selected." (some other action offered):
+    nothing was done, but nothing said why."""
+    post = request.POST
+    if request.method != "POST" or "action" not in post or "_save" in post:
+        return None
+    if not model_admin.has_view_or_change_permission(request):
+        return None  # the list itself refuses (403)
+    if "index" in post:  # the action bar: which of its action selects was used
+        try:
+            name = post.getlist("action")[int(post["index"])]
+        except (ValueError, IndexError):
+            return None
+    elif helpers.ACTION_CHECKBOX_NAME in post:  # the confirmation page of an action
+        name = post["action"]
+    else:
+        return None
+    if name in model_admin.get_actions(request):
+        return None
+    # Every action of the admin before the per-request permission filter (Django's own list).
+    described = {n: d for _f, n, d in model_admin._get_base_actions()}
+    if name not in described:
+        return None  # no such action: Django says "No action selected."
+    description = described[name] % model_format_dict(model_admin.opts)
+    model_admin.message_user(
+        request,
+        f"Not done: “{description}” needs a permission you do not have. Nothing was changed.",
+        messages.ERROR,
+    )
+    return HttpResponseRedirect(request.get_full_path())

@@ -9,6 +9,7 @@ A model no section names (a new app's) keeps its app's own group after them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from django.urls import NoReverseMatch, reverse
 from django_celery_results.models import TaskResult
 
 from workers import display, families
+from workers.admin_base import action_refusal
 from workers.families import housekeeping_task_names
 from workers.flower_accounts import VIEW_PERMISSION as FLOWER_VIEW_PERMISSION
 from workers.recurring import recurring_tasks
@@ -154,6 +156,20 @@ class OpsqueueAdminSite(admin.AdminSite):
     site_url = None
     # A name of its own: an "admin/index.html" in an app is shadowed by Django's.
     index_template = "admin/opsqueue/index.html"
+
+    def admin_view(self, view: Any, cacheable: bool = False) -> Any:
+        """Every model admin's list, its own and the libraries' alike, refuses an action the
+        user is not offered with a message saying so (workers/admin_base.action_refusal)."""
+        model_admin = getattr(view, "__self__", None)
+        if isinstance(model_admin, admin.ModelAdmin) and view.__name__ == "changelist_view":
+            list_view = view
+
+            @wraps(list_view)
+            def view(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                refused = action_refusal(model_admin, request)
+                return refused or list_view(request, *args, **kwargs)
+
+        return super().admin_view(view, cacheable)
 
     def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[Any]:
         app_list = super().get_app_list(request, app_label)

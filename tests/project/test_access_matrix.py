@@ -8,12 +8,13 @@ registry and the URL conf."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.test import Client
-from django.urls import reverse
+from django.test import Client, RequestFactory
+from django.urls import resolve, reverse
 
 from tests.support.access import (
     ROLES,
@@ -150,3 +151,49 @@ def test_a_role_that_may_only_look_is_offered_no_button_and_no_link_that_refuses
         if status == 403:
             problems.append(f"{page} links to {url}, which answers 403")
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("role", ["staff-view-only", "operator"])
+def test_an_action_a_role_is_not_offered_is_refused_with_a_message_saying_so(role: str) -> None:
+    """Every action of every admin, posted by a role whose permissions leave it out of the
+    list's action menu: back to the list, told that it needs a permission, nothing changed
+    and nothing queued. (Django alone showed the list again without a word, or said "No
+    action selected.")"""
+    seed_records()
+    task_ids = seed_jobs()
+    user = role_user(role)
+    assert user is not None
+    client = Client(raise_request_exception=False)
+    client.force_login(user)
+    jobs_before = Job.objects.count()
+    problems = []
+    refused = 0
+    before = fingerprint()
+    for probe in probes(task_ids):
+        if "action" not in probe.data:
+            continue
+        model_admin = admin_for_changelist(probe.url)
+        request = RequestFactory().get(probe.url)
+        request.user = user
+        if not model_admin.has_view_or_change_permission(request) or probe.data[
+            "action"
+        ] in model_admin.get_actions(request):
+            continue  # the list refuses the role outright, or offers it the action
+        response = client.post(probe.url, probe.data)
+        refused += 1
+        shown = client.get(probe.url).content.decode() if response.status_code == 302 else ""
+        if response.status_code != 302 or "needs a permission you do not have" not in shown:
+            problems.append(f"{probe}: HTTP {response.status_code}, not told it is refused")
+        after = fingerprint()
+        changed = changed_tables(before, after)
+        if changed:
+            problems.append(f"{probe}: changed {', '.join(changed)}")
+        before = after
+    assert refused > (30 if role == "staff-view-only" else 3)
+    assert not problems, "\n".join(problems)
+    assert Job.objects.count() == jobs_before
+
+
+def admin_for_changelist(url: str) -> Any:
+    view: Any = resolve(urlsplit(url).path).func
+    return view.model_admin  # set by ModelAdmin.get_urls on each of its views

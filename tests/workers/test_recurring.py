@@ -9,7 +9,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.test import Client
 from django.utils import timezone
-from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+from django_celery_beat.models import (
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
 
 from tests.infra_tasks.rds.support import register
 from tests.support.servers import AwsEndpoint
@@ -147,3 +152,20 @@ def test_run_now_by_whom_may_not_open_the_jobs_page_ends_on_the_jobs_home_not_a_
     again = client.post(f"/ops/recurring/{schedule.pk}/run/")
     newest = Job.objects.latest("created_at")
     assert again["Location"] == f"/ops/jobs/{newest.task_id}/"
+
+
+def test_a_solar_schedule_without_its_astronomy_library_has_no_next_run_and_home_opens() -> None:
+    """Celery computes solar times with ephem, which is not installed: asking raised
+    ImproperlyConfigured, and the Jobs home answered 500 to everyone who may see schedules."""
+    sunrise = SolarSchedule.objects.create(event="sunrise", latitude=48.85, longitude=2.35)
+    PeriodicTask.objects.create(name="at dawn", task="x.dawn", solar=sunrise)
+
+    rows = {r.name: r for r in recurring_tasks()}
+    assert rows["at dawn"].next_run_at is None
+    assert rows["at dawn"].when.startswith("Sunrise")
+
+    client = Client(raise_request_exception=False)
+    client.force_login(get_user_model().objects.create_superuser("root"))
+    home = client.get("/admin/")
+    assert home.status_code == 200
+    assert "at dawn" in home.content.decode()

@@ -5,19 +5,21 @@ each task whose runs it changes (a shared crontab's included); a run is a job li
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
 from django.contrib.admin.models import LogEntry
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission, User
+from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 from django.urls import reverse
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
 from tests.infra_tasks.rds.support import register
 from tests.support.servers import AwsEndpoint
+from workers.demo import DATABASE_OPERATORS, groups_seed
 from workers.models import Job, RequesterKind
 
 pytestmark = pytest.mark.django_db
@@ -346,3 +348,43 @@ def test_a_step_of_a_terraform_run_needs_its_own_permission_to_be_scheduled() ->
     assert not job_startable(planner, "infra_tasks.terraform.tasks.run_apply_execute")
     planner.user_permissions.add(Permission.objects.get(codename="force_unlock_terraformworkspace"))
     assert job_startable(get_user_model().objects.get(pk=planner.pk), unlock)
+
+
+def test_a_read_only_schedule_page_links_to_no_schedule_page_its_reader_may_not_open() -> None:
+    """A database operator sees periodic tasks, not intervals or crontabs: Django linked the
+    read-only schedule to its page anyway, which answered 403. It is shown as text; who
+    may open it still gets the link."""
+    groups_seed(stdout=io.StringIO())
+    every = IntervalSchedule.objects.create(every=7, period="minutes")
+    nightly = CrontabSchedule.objects.create(minute="0", hour="3")
+    # Diagnostic jobs, which the operator may not start: the page is read-only for it.
+    tasks = [
+        PeriodicTask.objects.create(
+            name=f"diag {n}", task="workers.tasks.diagnostic_run_execute", **s
+        )
+        for n, s in enumerate([{"interval": every}, {"crontab": nightly}])
+    ]
+    operator = get_user_model().objects.create_user("op", is_staff=True)
+    operator.groups.add(Group.objects.get(name=DATABASE_OPERATORS))
+    client = Client()
+    client.force_login(operator)
+    schedule_pages = [
+        reverse("admin:django_celery_beat_intervalschedule_change", args=[every.pk]),
+        reverse("admin:django_celery_beat_crontabschedule_change", args=[nightly.pk]),
+    ]
+    shown_as = ["every 7 minutes", "0 3"]
+    for task, schedule_page, shown in zip(tasks, schedule_pages, shown_as, strict=True):
+        page = client.get(reverse("admin:django_celery_beat_periodictask_change", args=[task.pk]))
+        html = page.content.decode()
+        assert page.status_code == 200 and 'name="_save"' not in html
+        assert schedule_page not in html
+        assert shown in html
+        assert client.get(schedule_page).status_code == 403
+
+    _viewer, viewer_client = staff(
+        "viewer", "django_celery_beat.view_periodictask", "django_celery_beat.view_intervalschedule"
+    )
+    html = viewer_client.get(
+        reverse("admin:django_celery_beat_periodictask_change", args=[tasks[0].pk])
+    ).content.decode()
+    assert schedule_pages[0] in html

@@ -172,22 +172,25 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
     @admin.action(description="Discard the plan", permissions=["plan"])
     def discard(self, request: HttpRequest, queryset: QuerySet[TerraformRun]) -> None:
         for run in queryset:
-            service_call_report(
+            if service_call_report(
                 self,
                 request,
                 lambda run=run: run_discard(run=run, user=request.user),
                 f"Run {run}: plan discarded.",
-            )
+            ):
+                # In the run's history, as approving and unlocking are (through their jobs).
+                self.log_change(request, run, "Discarded the plan.")
 
     @admin.action(description="Cancel", permissions=["plan"])
     def cancel(self, request: HttpRequest, queryset: QuerySet[TerraformRun]) -> None:
         for run in queryset:
-            service_call_report(
+            if service_call_report(
                 self,
                 request,
                 lambda run=run: run_cancel(run=run, user=request.user),
                 f"Run {run}: cancel requested.",
-            )
+            ):
+                self.log_change(request, run, "Asked to cancel the run.")
 
     @admin.action(
         description="Force-unlock the state lock a lost run left behind",

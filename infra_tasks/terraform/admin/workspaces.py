@@ -264,6 +264,9 @@ class TerraformWorkspaceAdmin(HistoryKeepsRecordMixin, admin.ModelAdmin):
         if run.state == RunState.WAITING:
             active = selectors.run_active_id(workspace=workspace)
             waits = f"; it waits for run #{active} to end" if active else "; it waits its turn"
+            # Its plan job (audited as this person's) is queued only when its turn comes,
+            # perhaps never (cancelled first): the request is in the run's history now.
+            self.log_addition(request, run, f"Requested ({kind.label.lower()}); waits its turn.")
         self.message_user(
             request,
             format_html(

@@ -761,3 +761,33 @@ def test_a_run_page_shows_its_state_in_the_form_to_who_may_not_open_its_job(
     both = client_for(with_jobs).get(page).content.decode()
     assert 'field-state"' not in both and "/ops/jobs/plan-task/log/" in both
     assert 'href="/ops/jobs/plan-task/"' in both
+
+
+def test_discarding_cancelling_and_a_plan_that_waits_are_in_the_run_history_with_who(
+    unread_queues: None, make_workspace: MakeWorkspace
+) -> None:
+    """Each changes a run for a person; none queues a job then, whose entry would say who.
+    The run's history said nothing of them."""
+    workspace = make_workspace()
+    alice = staff("alice", "plan_terraformworkspace")
+    client = client_for(alice)
+    planned = planned_run(workspace, alice)
+
+    def history(run: TerraformRun) -> list[str]:
+        entries = LogEntry.objects.filter(object_id=str(run.pk), content_type__model="terraformrun")
+        return [f"{e.user.get_username()}: {e.change_message}" for e in entries.order_by("pk")]
+
+    # The planned run holds the workspace: a new plan waits its turn.
+    client.post(reverse(CHANGELIST), {"action": "plan", "_selected_action": [workspace.pk]})
+    waiting = TerraformRun.objects.exclude(pk=planned.pk).get()
+    assert waiting.state == RunState.WAITING
+    assert history(waiting) == ["alice: Requested (plan and apply); waits its turn."]
+
+    run_button = "admin:terraform_run_do"
+    client.post(reverse(run_button, args=[planned.pk, "discard"]))
+    assert TerraformRun.objects.get(pk=planned.pk).state == RunState.DISCARDED
+    assert history(planned) == ["alice: Discarded the plan."]
+
+    client.post(reverse(run_button, args=[waiting.pk, "cancel"]))
+    assert TerraformRun.objects.get(pk=waiting.pk).state == RunState.CANCELLED
+    assert history(waiting)[-1] == "alice: Asked to cancel the run."

@@ -154,6 +154,11 @@ def test_a_schedule_whose_headers_are_no_json_object_is_disabled_and_beat_keeps_
     finally:
         beat.stop()
     assert not PeriodicTask.objects.get(name="bad headers").enabled
+    # Beat's log says so, and what it sends: once Django had set up logging in beat (after
+    # Celery had pointed stderr at its logger) every later line was dropped, the exit too.
+    log = beat.log_text()
+    assert "Disabling schedule bad headers: its headers are not a JSON object ([1])" in log
+    assert "Scheduler: Sending due task witness" in log
     assert not Job.objects.filter(requester_label="bad headers").exists()
 
 

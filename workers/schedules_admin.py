@@ -56,6 +56,7 @@ from workers.enqueue import (
 )
 from workers.job_filters import registered_task
 from workers.job_registry import canonical_name
+from workers.queues import QUEUES
 from workers.services import ScheduleRunRefused, periodic_tasks_run_now
 
 
@@ -202,6 +203,15 @@ class GuardedPeriodicTaskAdmin(StartGuardedAdminMixin, PeriodicTaskAdmin):
                 problem = headers_problem(cleaned.get("headers"))
                 if problem and "headers" in cleaned:
                     self.add_error("headers", problem)
+                queue = cleaned.get("queue")
+                if queue and queue not in QUEUES:
+                    # Sent there, each firing's job would read Queued for good: no worker
+                    # reads a queue that is not one of ours.
+                    self.add_error(
+                        "queue",
+                        f"No worker reads a queue named “{queue}”. Leave it empty for the "
+                        f"task's own queue, or name one of: {', '.join(QUEUES)}.",
+                    )
                 task = cleaned.get("task")
                 if task and "args" in cleaned and "kwargs" in cleaned:
                     problem = arguments_problem(task, cleaned["args"], cleaned["kwargs"])

@@ -168,7 +168,16 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            # The process's own stderr, not whatever sys.stderr is when Django sets logging
+            # up: in beat that is after Celery pointed sys.stderr at its logger, and every
+            # line (a schedule sent, beat's own crash) went round to it and was dropped.
+            "stream": "ext://sys.__stderr__",
+        }
+    },
     "root": {"handlers": ["console"], "level": env.str("DJANGO_LOG_LEVEL", default="INFO")},
     # boto announces where it found credentials on every client; that is noise, not news.
     "loggers": {

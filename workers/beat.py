@@ -11,6 +11,8 @@ schedule, however many firings the outage spans).
 
 from __future__ import annotations
 
+import json
+import logging
 from typing import Any
 
 from celery.beat import SchedulingError
@@ -22,6 +24,8 @@ from workers.enqueue import BrokerUnavailable, Requester, job_publish, new_task_
 from workers.models import Job, RequesterKind
 from workers.outbox import BROKER_ERRORS
 from workers.services import job_send_recorded
+
+logger = logging.getLogger(__name__)
 
 
 def schedule_unsent_job(name: str, task_name: str) -> str | None:
@@ -43,7 +47,34 @@ def schedule_unsent_job(name: str, task_name: str) -> str | None:
     )
 
 
+class CheckedModelEntry(ModelEntry):
+    """The library's entry, which stops at a row whose headers are not a JSON object.
+
+    The library adds its own header to them (`headers['periodic_task_name'] = ...`): for
+    `[1]` or `null` that is a TypeError, raised while beat reads its schedule, which ended
+    beat (and `make run` with it) at every start. Such a row is disabled and said so, as the
+    library does with arguments it cannot decode, and beat goes on with the others (a
+    ValueError is how the library's reader skips a row)."""
+
+    def __init__(self, model: Any, app: Any = None) -> None:
+        try:
+            headers = json.loads(model.headers or "{}")
+        except ValueError:
+            headers = {}  # the library's own loads raises ValueError, which skips the row
+        if not isinstance(headers, dict):
+            logger.error(
+                "Disabling schedule %s: its headers are not a JSON object (%.100s)",
+                model.name,
+                model.headers,
+            )
+            self._disable(model)
+            raise ValueError(f"schedule {model.name}: headers are not a JSON object")
+        super().__init__(model, app=app)
+
+
 class RecordingDatabaseScheduler(DatabaseScheduler):
+    Entry = CheckedModelEntry
+
     def setup_schedule(self) -> None:
         # Register every task module, so a scheduled name resolves to its Task here.
         self.app.loader.import_default_modules()

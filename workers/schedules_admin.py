@@ -56,15 +56,28 @@ from workers.enqueue import (
 )
 from workers.job_filters import registered_task
 from workers.job_registry import canonical_name
+from workers.queues import QUEUES
 from workers.services import ScheduleRunRefused, periodic_tasks_run_now
 
 
-def _header_names(headers: Any) -> list[str]:
+def headers_problem(headers: Any) -> str:
+    """Why a schedule's headers (a JSON text) cannot be sent, or "" if they can. The library
+    checks nothing here: saved as they were, `[1]` or `null` stopped beat itself, and every
+    schedule with it, once it read them (a TypeError in its entry); text that is not JSON
+    left the schedule silently never firing."""
+    if headers in (None, ""):
+        return ""
     try:
         parsed = json.loads(headers) if isinstance(headers, str) else headers
-    except ValueError:
-        return []  # the library's own validation says what is wrong with it
-    return [str(name) for name in parsed] if isinstance(parsed, dict) else []
+    except ValueError as exc:
+        return f"Unable to parse JSON: {exc}"
+    if not isinstance(parsed, dict):
+        return 'Headers are a JSON object, e.g. {"x-team": "ops"}.'
+    reserved = sorted(set(map(str, parsed)) & RESERVED_HEADERS)
+    if reserved:
+        # Celery lets a header named "task" choose which task a worker runs.
+        return "These headers are the job's own and cannot be set here: " + ", ".join(reserved)
+    return ""
 
 
 def arguments_problem(task_name: str, args: str | None, kwargs: str | None) -> str:
@@ -224,13 +237,17 @@ class GuardedPeriodicTaskAdmin(StartGuardedAdminMixin, PeriodicTaskAdmin):
 
             def clean(self) -> dict[str, Any]:
                 cleaned: dict[str, Any] = super().clean()
-                reserved = sorted(set(_header_names(cleaned.get("headers"))) & RESERVED_HEADERS)
-                if reserved:
-                    # Celery lets a header named "task" choose which task a worker runs.
+                problem = headers_problem(cleaned.get("headers"))
+                if problem and "headers" in cleaned:
+                    self.add_error("headers", problem)
+                queue = cleaned.get("queue")
+                if queue and queue not in QUEUES:
+                    # Sent there, each firing's job would read Queued for good: no worker
+                    # reads a queue that is not one of ours.
                     self.add_error(
-                        "headers",
-                        "These headers are the job's own and cannot be set here: "
-                        + ", ".join(reserved),
+                        "queue",
+                        f"No worker reads a queue named “{queue}”. Leave it empty for the "
+                        f"task's own queue, or name one of: {', '.join(QUEUES)}.",
                     )
                 task = cleaned.get("task")
                 if task and "args" in cleaned and "kwargs" in cleaned:

@@ -122,6 +122,46 @@ def test_a_beat_killed_right_after_sending_does_not_send_that_occurrence_again(
         again.stop()
 
 
+def test_a_schedule_whose_headers_are_no_json_object_is_disabled_and_beat_keeps_sending(
+    worker_env: dict[str, str], run_dir: Path
+) -> None:
+    """Headers saved as `[1]` (the admin took them until it checked them) made beat raise a
+    TypeError while it read its schedule, at every start: beat exited, and `make run`
+    stopped everything with it. Now that row is disabled and the others still fire."""
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix}
+    every_second, _ = IntervalSchedule.objects.get_or_create(
+        every=1, period=IntervalSchedule.SECONDS
+    )
+    PeriodicTask.objects.create(
+        name="bad headers",
+        task="workers.tasks.queue_depths_record",
+        interval=every_second,
+        headers="[1]",
+    )
+    PeriodicTask.objects.create(
+        name="witness", task="workers.tasks.queue_depths_record", interval=every_second
+    )
+    beat = BeatProcess(env=env, log_dir=run_dir)
+    try:
+        wait_until(
+            lambda: Job.objects.filter(requester_label="witness").count() >= 2,
+            timeout=30,
+            message="beat to go on sending the good schedule",
+        )
+        assert beat.process.poll() is None, "beat exited"
+    finally:
+        beat.stop()
+    assert not PeriodicTask.objects.get(name="bad headers").enabled
+    # Beat's log says so, and what it sends: once Django had set up logging in beat (after
+    # Celery had pointed stderr at its logger) every later line was dropped, the exit too.
+    log = beat.log_text()
+    assert "Disabling schedule bad headers: its headers are not a JSON object ([1])" in log
+    assert "Scheduler: Sending due task witness" in log
+    assert not Job.objects.filter(requester_label="bad headers").exists()
+
+
 @pytest.mark.waits
 def test_a_schedule_firing_while_sqs_is_down_is_recorded_once_and_runs_once_sqs_is_back(
     worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint

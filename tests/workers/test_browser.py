@@ -3,6 +3,7 @@ diagnostic jobs it starts, each job's live page, and the operations page it link
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -449,4 +450,78 @@ def test_a_crontab_refuses_a_bad_hour_and_a_sunday_7_in_words_and_saves_once_cor
         page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("ul.messagelist")).to_contain_text("was added successfully")
     assert CrontabSchedule.objects.filter(minute="0", hour="6", day_of_week="0").exists()
+    tour.assert_pages_sound()
+
+
+def test_a_schedule_whose_headers_are_no_json_object_is_refused_and_keeps_what_was_typed(
+    tour: Tour,
+) -> None:
+    """Periodic tasks → Add → Execution Options: headers `[1]` were saved as they were, and
+    beat, reading them, exited at every start (taking `make run` with it); text that is not
+    JSON was saved too, and its schedule never fired. The form now refuses both, keeps the
+    rest of what was typed, and saves once the headers are an object."""
+    from django_celery_beat.models import IntervalSchedule
+    from playwright.sync_api import expect
+
+    IntervalSchedule.objects.get_or_create(every=60, period="seconds")
+    page = tour.page
+    page.locator("#content-main").get_by_role("link", name="Periodic tasks").click()
+    page.get_by_role("link", name="Add periodic task").click()
+    page.fill("#id_name", "depths with headers")
+    page.select_option("#id_regtask", "workers.tasks.queue_depths_record")
+    page.select_option("#id_interval", label="every 60 seconds")
+    page.locator("summary", has_text="Execution Options").click()
+    for typed, refusal in (
+        ("[1]", 'Headers are a JSON object, e.g. {"x-team": "ops"}.'),
+        ("{not json", "Unable to parse JSON"),
+    ):
+        page.fill("#id_headers", typed)
+        with tour.submitted(200):
+            page.get_by_role("button", name="Save", exact=True).click()
+        expect(page.locator(".field-headers .errorlist")).to_contain_text(refusal)
+        expect(page.locator("#id_name")).to_have_value("depths with headers")
+        expect(page.locator("#id_headers")).to_have_value(typed)
+        assert not PeriodicTask.objects.filter(name="depths with headers").exists()
+
+    page.fill("#id_headers", '{"x-team": "ops"}')
+    with tour.submitted(302):
+        page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("ul.messagelist")).to_contain_text("was added successfully")
+    saved = PeriodicTask.objects.get(name="depths with headers")
+    assert json.loads(saved.headers) == {"x-team": "ops"}
+    tour.assert_pages_sound()
+
+
+def test_a_schedule_for_a_queue_no_worker_reads_is_refused_and_saves_without_one(
+    tour: Tour,
+) -> None:
+    """Periodic tasks → Add → Execution Options → Queue: a name that is not one of the
+    project's queues was saved, and every firing's job then read Queued (PENDING) for good,
+    sent where no worker reads. The form now names the queues there are."""
+    from django_celery_beat.models import IntervalSchedule
+    from playwright.sync_api import expect
+
+    IntervalSchedule.objects.get_or_create(every=60, period="seconds")
+    page = tour.page
+    page.locator("#content-main").get_by_role("link", name="Periodic tasks").click()
+    page.get_by_role("link", name="Add periodic task").click()
+    page.fill("#id_name", "depths on a queue")
+    page.select_option("#id_regtask", "workers.tasks.queue_depths_record")
+    page.select_option("#id_interval", label="every 60 seconds")
+    page.locator("summary", has_text="Execution Options").click()
+    page.fill("#id_queue", "bogus")
+    with tour.submitted(200):
+        page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".field-queue .errorlist")).to_have_text(
+        "No worker reads a queue named “bogus”. Leave it empty for the task's own queue, "
+        "or name one of: default, media, infra, release."
+    )
+    expect(page.locator("#id_name")).to_have_value("depths on a queue")
+    assert not PeriodicTask.objects.filter(name="depths on a queue").exists()
+
+    page.fill("#id_queue", "")
+    with tour.submitted(302):
+        page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("ul.messagelist")).to_contain_text("was added successfully")
+    assert PeriodicTask.objects.get(name="depths on a queue").queue is None
     tour.assert_pages_sound()

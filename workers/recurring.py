@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from celery.exceptions import ImproperlyConfigured
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -81,10 +80,6 @@ def _next_run(pt: PeriodicTask) -> datetime | None:
         last = pt.last_run_at or pt.start_time or timezone.now()
         remaining = schedule.remaining_estimate(last)
     except (AttributeError, ValueError, TypeError):
-        return None
-    except ImproperlyConfigured:
-        # A solar schedule needs the ephem library, which is not installed: no estimate,
-        # rather than the Jobs home failing for everyone while such a schedule exists.
         return None
     # The estimate is from the clock's now; an overdue run goes on beat's next tick.
     clock = timezone.now()

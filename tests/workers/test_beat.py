@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from django.utils import timezone
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django_celery_beat.models import IntervalSchedule, PeriodicTask, SolarSchedule
 from django_celery_beat.schedulers import ModelEntry
 from django_celery_results.models import TaskResult
 
@@ -24,9 +24,11 @@ from tests.support.servers import (
     wait_until,
 )
 from tests.workers.test_monitoring import sqs_queues_named
+from tests.workers.test_recurring import a_solar_noon_on_the_prime_meridian
 from workers.beat import RecordingDatabaseScheduler
 from workers.celery import app
 from workers.models import DiagnosticRun, Job, RequesterKind
+from workers.recurring import recurring_tasks
 from workers.selectors import job_summary_get
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -246,3 +248,49 @@ def test_a_schedule_firing_while_sqs_is_down_is_recorded_once_and_runs_once_sqs_
     finally:
         beat.stop()
         worker.stop()
+
+
+def test_beat_sends_a_solar_schedule_when_its_event_has_passed_and_knows_the_next(
+    worker_env: dict[str, str], run_dir: Path
+) -> None:
+    """The schedules admin offers solar events. Celery computes them with ephem: without it
+    the schedule raised ImproperlyConfigured as beat loaded it. Solar noon on the prime
+    meridian at the equator is at 12:00 UTC give or take the equation of time (17 minutes),
+    so its next occurrence is known without waiting for it."""
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix}
+    noon, _ = SolarSchedule.objects.get_or_create(event="solar_noon", latitude=0, longitude=0)
+    witness, _ = IntervalSchedule.objects.get_or_create(every=2, period=IntervalSchedule.SECONDS)
+    # Last run two days ago: a solar noon has passed since, so it is due at once.
+    PeriodicTask.objects.create(
+        name="at solar noon",
+        task="workers.tasks.queue_depths_record",
+        solar=noon,
+        last_run_at=timezone.now() - timedelta(days=2),
+    )
+    PeriodicTask.objects.create(
+        name="every two seconds", task="workers.tasks.queue_depths_record", interval=witness
+    )
+
+    def sent(name: str) -> int:
+        return Job.objects.filter(requester_label=name).count()
+
+    beat = BeatProcess(env=env, log_dir=run_dir)
+    try:
+        wait_until(
+            lambda: sent("at solar noon") == 1,
+            timeout=30,
+            message="beat to send the solar schedule",
+        )
+        # Beat goes on: the passed noon is sent once, the next one waits for its time.
+        wait_until(lambda: sent("every two seconds") >= 3, timeout=30, message="beat to go on")
+        assert sent("at solar noon") == 1
+        assert "Traceback" not in beat.log_text()
+    finally:
+        beat.stop()
+
+    # The run is saved, and the next solar noon is the one to come.
+    assert PeriodicTask.objects.get(name="at solar noon").total_run_count == 1
+    (row,) = [r for r in recurring_tasks() if r.name == "at solar noon"]
+    a_solar_noon_on_the_prime_meridian(row.next_run_at)

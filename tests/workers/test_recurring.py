@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import UTC, datetime, time, timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -154,18 +155,39 @@ def test_run_now_by_whom_may_not_open_the_jobs_page_ends_on_the_jobs_home_not_a_
     assert again["Location"] == f"/ops/jobs/{newest.task_id}/"
 
 
-def test_a_solar_schedule_without_its_astronomy_library_has_no_next_run_and_home_opens() -> None:
-    """Celery computes solar times with ephem, which is not installed: asking raised
-    ImproperlyConfigured, and the Jobs home answered 500 to everyone who may see schedules."""
-    sunrise = SolarSchedule.objects.create(event="sunrise", latitude=48.85, longitude=2.35)
-    PeriodicTask.objects.create(name="at dawn", task="x.dawn", solar=sunrise)
+def a_solar_noon_on_the_prime_meridian(when: datetime | None) -> datetime:
+    """`when` is the next solar noon at latitude 0, longitude 0: within the next day, at
+    12:00 UTC give or take the equation of time (at most 17 minutes)."""
+    assert when is not None
+    now = timezone.now()
+    assert now < when <= now + timedelta(hours=24, minutes=20), when
+    utc = when.astimezone(UTC)
+    assert time(11, 43) <= utc.time() <= time(12, 17), utc
+    return when
+
+
+def test_a_solar_schedule_shows_its_next_event_on_the_jobs_home() -> None:
+    """Celery computes solar times with ephem, which was not installed: asking raised
+    ImproperlyConfigured and the Jobs home answered 500 to everyone who may see schedules."""
+    noon = SolarSchedule.objects.create(event="solar_noon", latitude=0, longitude=0)
+    PeriodicTask.objects.create(
+        name="at solar noon", task="x.noon", solar=noon, last_run_at=timezone.now()
+    )
 
     rows = {r.name: r for r in recurring_tasks()}
-    assert rows["at dawn"].next_run_at is None
-    assert rows["at dawn"].when.startswith("Sunrise")
+    assert rows["at solar noon"].when.startswith("Solar noon")
+    next_run = a_solar_noon_on_the_prime_meridian(rows["at solar noon"].next_run_at)
 
     client = Client(raise_request_exception=False)
     client.force_login(get_user_model().objects.create_superuser("root"))
     home = client.get("/admin/")
     assert home.status_code == 200
-    assert "at dawn" in home.content.decode()
+    row = re.search(
+        r'<tr data-schedule="at solar noon">.*?<td class="next-run">([^<]*)</td>',
+        home.content.decode(),
+        re.S,
+    )
+    assert row is not None
+    shown = datetime.strptime(row.group(1).rsplit(" ", 1)[0], "%Y-%m-%d %H:%M:%S")
+    expected = timezone.localtime(next_run).replace(tzinfo=None)
+    assert abs((shown - expected).total_seconds()) < 2, (row.group(1), next_run)

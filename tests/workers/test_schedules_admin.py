@@ -14,7 +14,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 from django.urls import reverse
-from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+from django_celery_beat.models import (
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
 from django_celery_results.models import TaskResult
 
 from tests.infra_tasks.rds.support import register
@@ -388,3 +393,26 @@ def test_a_read_only_schedule_page_links_to_no_schedule_page_its_reader_may_not_
         reverse("admin:django_celery_beat_periodictask_change", args=[tasks[0].pk])
     ).content.decode()
     assert schedule_pages[0] in html
+
+
+def test_a_solar_schedule_with_an_unknown_event_or_a_latitude_off_the_globe_is_refused() -> None:
+    """Beat could not compute such a schedule; the form says why and keeps what was typed."""
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root"))
+    add = reverse("admin:django_celery_beat_solarschedule_add")
+    # The page's inline of periodic tasks on this schedule, empty.
+    inline = {"periodictask_set-TOTAL_FORMS": "0", "periodictask_set-INITIAL_FORMS": "0"}
+    page = client.post(add, {"event": "moonrise", "latitude": "91", "longitude": "181", **inline})
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "Select a valid choice. moonrise is not one of the available choices." in html
+    assert "Ensure this value is less than or equal to 90." in html
+    assert "Ensure this value is less than or equal to 180." in html
+    assert 'value="91"' in html
+    assert not SolarSchedule.objects.exists()
+
+    page = client.post(
+        add, {"event": "sunrise", "latitude": "48.85", "longitude": "2.35", **inline}
+    )
+    assert page.status_code == 302
+    assert SolarSchedule.objects.get().schedule.event == "sunrise"

@@ -3,10 +3,11 @@
 SQS delivers at least once: the same message can reach two workers milliseconds apart.
 Every task (this is the app's task class) first claims its job with one conditional UPDATE
 of its `Job` row: it wins only if nobody holds the job or the holder's lease ran out. The
-lease lasts half a visibility timeout and the holder's worker renews it with the message's
-visibility, every third of the timeout (workers/visibility.py): a live holder keeps it, and
-a dead one's lease has ended before SQS makes the message visible again (at least two thirds
-of a timeout after the holder's last extension), so that delivery wins.
+lease lasts half a visibility timeout and the holder's worker renews it every third of the
+timeout, from the database alone (workers/visibility.py, ClaimRenewer), so also while SQS
+is down or hangs: a live holder keeps it, and a dead one's lease has ended before SQS makes
+the message visible again (at least two thirds of a timeout after the holder's last
+extension), so that delivery wins.
 
 The claim is released when the task ends. A later delivery of a job that succeeded (SQS
 could not be told it was done: the DeleteMessage failed in an outage, or the visibility

@@ -332,6 +332,10 @@ RELEASE_LOCK_WAIT_SECONDS = env.float("RELEASE_LOCK_WAIT_SECONDS", default=300)
 # a migration blocked on a table lock fails after this instead of stalling every query behind it.
 RELEASE_DB_LOCK_TIMEOUT = env.str("RELEASE_DB_LOCK_TIMEOUT", default="5s")
 RELEASE_DB_STATEMENT_TIMEOUT = env.str("RELEASE_DB_STATEMENT_TIMEOUT", default="15min")
+# PostgreSQL 14+ client_connection_check_interval on the migrating connection: a worker killed
+# mid-statement has its session (the migration lock, the tables' locks) ended within this,
+# not when the statement ends.
+RELEASE_DB_CLIENT_CHECK_INTERVAL = env.str("RELEASE_DB_CLIENT_CHECK_INTERVAL", default="2s")
 
 # Tests only: extra apps to install (the release tests' probe app, whose migrations they
 # roll back and release again). Set by tests/environment.py; empty everywhere else.

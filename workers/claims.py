@@ -3,10 +3,13 @@
 SQS delivers at least once: the same message can reach two workers milliseconds apart.
 Every task (this is the app's task class) first claims its job with one conditional UPDATE
 of its `Job` row: it wins only if nobody holds the job or the holder's lease ran out. The
-lease lasts half a visibility timeout and the holder's worker renews it with the message's
-visibility, every third of the timeout (workers/visibility.py): a live holder keeps it, and
-a dead one's lease has ended before SQS makes the message visible again (at least two thirds
-of a timeout after the holder's last extension), so that delivery wins.
+lease lasts half a visibility timeout and the holder's worker renews it every third of the
+timeout, from the database alone (workers/visibility.py, ClaimRenewer), so also while SQS
+is down or hangs: a live holder keeps it, and a dead one's lease has ended before SQS makes
+the message visible again (at least two thirds of a timeout after the holder's last
+extension), so that delivery wins, and takes the job over (`request.taken_over`): it was
+under way when its holder died, and a step that must not be done twice (a terraform apply)
+is not started again.
 
 The claim is released when the task ends. A later delivery of a job that succeeded (SQS
 could not be told it was done: the DeleteMessage failed in an outage, or the visibility
@@ -54,7 +57,6 @@ from celery.exceptions import Ignore, TimeLimitExceeded
 from celery.signals import task_revoked
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
-from django.db.models import Q
 from django.utils import timezone
 
 logger = logging.getLogger(__name__)
@@ -63,7 +65,7 @@ logger = logging.getLogger(__name__)
 class Claim(enum.Enum):
     HELD = "held"
     # Held, from a process that died holding it (seen gone on this worker, or its lease
-    # found lapsed by a recheck): the job was under way and may have stopped half-way.
+    # found lapsed, not released): the job was under way and may have stopped half-way.
     TAKEN_OVER = "taken over"
     LOST = "lost"
     UNTRACKED = "untracked"  # no Job row (not started through job_enqueue): nothing to claim
@@ -101,16 +103,18 @@ def job_claim(*, task_id: str, holder: str, recheck: bool = False) -> Claim:
     ):
         logger.warning("job %s: its holder stopped renewing its claim; taken over", task_id)
         return Claim.TAKEN_OVER
-    won = (
-        Job.objects.filter(task_id=task_id)
-        .filter(Q(claimed_until__isnull=True) | Q(claimed_until__lt=now))
-        .update(
-            claimed_by=holder,
-            claimed_until=now + lease(),
-        )
-    )
-    if won:
+    if Job.objects.filter(task_id=task_id, claimed_until__isnull=True).update(
+        claimed_by=holder, claimed_until=now + lease()
+    ):
         return Claim.HELD
+    if Job.objects.filter(task_id=task_id, claimed_until__lt=now).update(
+        claimed_by=holder, claimed_until=now + lease()
+    ):
+        # Held and not released, nor renewed: its holder died mid-job (its worker killed,
+        # SQS delivering the message again once its visibility ran out). A step that must
+        # not be done twice (a terraform apply) reads this, as from a recheck.
+        logger.warning("job %s: its holder stopped renewing its claim; taken over", task_id)
+        return Claim.TAKEN_OVER
     held_by = Job.objects.filter(task_id=task_id).values_list("claimed_by", flat=True).first()
     if held_by is None:
         return Claim.UNTRACKED

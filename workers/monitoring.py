@@ -265,6 +265,7 @@ class MonitoredConsumer(Consumer):
             "workers.monitoring_control:Control",
             "workers.heartbeats:HeartbeatRecorder",
             "workers.visibility:VisibilityExtender",
+            "workers.visibility:ClaimRenewer",
             "celery.worker.consumer.consumer:Evloop",
             "celery.worker.consumer.agent:Agent",
         ]

@@ -4,8 +4,8 @@ Queues have a short visibility timeout (SQS_VISIBILITY_TIMEOUT_SECONDS): a worke
 stops extending, and its messages, running or prefetched, are delivered again within about
 that long. While it lives, this consumer step's thread pushes the timeout of every message
 it has received and not yet acknowledged another full timeout into the future, every third
-of the timeout, so a long job is never delivered to a second worker; it renews the claims
-its processes hold on those jobs with them (workers/claims.py).
+of the timeout, so a long job is never delivered to a second worker. A second thread renews
+the claims its processes hold on those jobs (workers/claims.py) at the same pace.
 """
 
 from __future__ import annotations
@@ -45,11 +45,7 @@ class VisibilityExtender(ThreadStep):
     """Consumer step: a thread that extends the visibility of held messages."""
 
     thread_name = "visibility-extender"
-    drain = True  # running jobs keep their messages and claims through a warm shutdown
-
-    def __init__(self, c: Consumer, **kwargs: Any) -> None:
-        self.hostname = c.hostname
-        super().__init__(c, **kwargs)
+    drain = True  # running jobs keep their messages through a warm shutdown
 
     def _run(self) -> None:
         timeout = settings.SQS_VISIBILITY_TIMEOUT_SECONDS
@@ -61,23 +57,7 @@ class VisibilityExtender(ThreadStep):
             ),
         )
         while self._tick(timeout / 3):
-            # Claims first: they are one UPDATE in the database, where extending each held
-            # message can wait out SQS's timeouts while it hangs, and a claim left to run out
-            # meanwhile makes a live job look abandoned.
-            self._renew_claims()
             self.extend(sqs, timeout)
-
-    def _renew_claims(self) -> None:
-        task_ids = list(worker_state.requests)
-        if not task_ids:
-            return
-        try:
-            job_claims_renew(task_ids=task_ids, hostname=self.hostname)
-        except DatabaseError as exc:
-            logger.warning("job claims not renewed (%r); will retry", exc)
-        finally:
-            # Pool processes forked meanwhile must not inherit an open connection.
-            connection.close()
 
     @staticmethod
     def extend(sqs: Any, timeout: int) -> int:
@@ -96,3 +76,37 @@ class VisibilityExtender(ThreadStep):
                 else:
                     extended += 1
         return extended
+
+
+class ClaimRenewer(ThreadStep):
+    """Consumer step: a thread that renews the claims this worker's processes hold.
+
+    Apart from the extender: while SQS hangs, extending each held message waits out its
+    timeouts (some 20 s a message), and renewals made between those rounds came too late;
+    a live job's lease ran out, and once SQS answered again its message, visible again, was
+    run a second time beside the first by whichever worker received it. Renewed here from
+    the database alone, the lease holds through an SQS outage, and a delivery after it is
+    dropped as a duplicate."""
+
+    thread_name = "claim-renewer"
+    drain = True  # running jobs keep their claims through a warm shutdown
+
+    def __init__(self, c: Consumer, **kwargs: Any) -> None:
+        self.hostname = c.hostname
+        super().__init__(c, **kwargs)
+
+    def _run(self) -> None:
+        while self._tick(settings.SQS_VISIBILITY_TIMEOUT_SECONDS / 3):
+            self._renew_claims()
+
+    def _renew_claims(self) -> None:
+        task_ids = list(worker_state.requests)
+        if not task_ids:
+            return
+        try:
+            job_claims_renew(task_ids=task_ids, hostname=self.hostname)
+        except DatabaseError as exc:
+            logger.warning("job claims not renewed (%r); will retry", exc)
+        finally:
+            # Pool processes forked meanwhile must not inherit an open connection.
+            connection.close()

@@ -7,6 +7,7 @@ with a 6 s visibility timeout instead of 90 s so the test takes seconds, not min
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -79,3 +80,47 @@ def test_a_dead_workers_running_and_prefetched_jobs_complete_on_another_worker(
         if second is not None:
             second.stop()
         aws.client("sqs").purge_queue(QueueUrl=own.url)
+
+
+def test_a_job_running_through_an_sqs_hang_is_not_run_again_by_another_worker(
+    worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint
+) -> None:
+    """SQS hangs (frozen: connections accepted, never answered) for longer than the
+    visibility timeout while a job runs. Its message is visible again when SQS answers, and
+    the other worker receives it; the job's claim, renewed from the database through the
+    hang, tells it the job is held, so it is not run a second time beside the first."""
+    queue = short_visibility_queue(
+        endpoint,
+        {**worker_env, "AWS_ENDPOINT_URL": endpoint.url, "AWS_ENDPOINT_URL_SQS": endpoint.url},
+        VISIBILITY,
+    )
+    workers = [
+        WorkerProcess(env=queue.env, queues=["infra"], log_dir=run_dir, name=f"hang-{n}")
+        for n in ("one", "two")
+    ]
+    try:
+        run = diagnostic_queued(
+            queue.prefix,
+            queue="infra",
+            duration_seconds=20,
+            lines=40,
+            endpoint_url=endpoint.url,
+        )
+        wait_until(lambda: job_status(run.task_id) == "STARTED", timeout=30, message="started")
+        endpoint.freeze()
+        # The outage itself, two visibility timeouts: the message is visible again once SQS
+        # answers.
+        time.sleep(2 * VISIBILITY)
+        endpoint.thaw()
+
+        wait_until(
+            lambda: job_status(run.task_id) == "SUCCESS", timeout=60, message="the job to succeed"
+        )
+        run.refresh_from_db()
+        assert (run.state, run.attempts, run.error) == (DiagnosticRun.State.SUCCEEDED, 1, "")
+        logs = "".join(worker.log_text() for worker in workers)
+        assert f"duplicate delivery of workers.tasks.diagnostic_run_execute [{run.task_id}]" in logs
+        assert "raised unexpected" not in logs
+    finally:
+        for worker in workers:
+            worker.stop()

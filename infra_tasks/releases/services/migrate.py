@@ -241,19 +241,27 @@ def _statement_limits(connection: BaseDatabaseWrapper) -> Iterator[None]:
     if connection.vendor != "postgresql":
         yield
         return
+    names = ["lock_timeout", "statement_timeout"]
+    values = [settings.RELEASE_DB_LOCK_TIMEOUT, settings.RELEASE_DB_STATEMENT_TIMEOUT]
+    # PostgreSQL notices a client gone only when it next talks to it: a worker killed in the
+    # middle of a long statement (an ALTER of a big table, a CREATE INDEX) would leave its
+    # session running the statement to its end, holding the migration lock and the tables'
+    # locks, so the release taken over would wait for it and fail. Checked every few seconds
+    # instead, the session ends with its process (PostgreSQL 14 and later).
+    if connection.pg_version >= 140000:  # type: ignore[attr-defined]
+        names.append("client_connection_check_interval")
+        values.append(settings.RELEASE_DB_CLIENT_CHECK_INTERVAL)
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT set_config('lock_timeout', %s, false),"
-            " set_config('statement_timeout', %s, false)",
-            [settings.RELEASE_DB_LOCK_TIMEOUT, settings.RELEASE_DB_STATEMENT_TIMEOUT],
+            "SELECT " + ", ".join(f"set_config('{name}', %s, false)" for name in names), values
         )
     try:
         yield
     finally:
         try:
             with connection.cursor() as cursor:
-                cursor.execute("RESET lock_timeout")
-                cursor.execute("RESET statement_timeout")
+                for name in names:
+                    cursor.execute(f"RESET {name}")
         except Exception:
             connection.close()  # a fresh connection starts with the server's defaults
 

@@ -56,7 +56,8 @@ def run_claim(
 
     A run already in `working` means the message came again: it is dropped. If its worker
     has been silent past the limit, or this delivery took the job over from a process that
-    died running it (`taken_over`, workers/claims.py), the run is marked lost now, rather
+    died running it (`taken_over`, workers/claims.py: its process seen gone, or its claim
+    found lapsed when SQS delivered its message again), the run is marked lost now, rather
     than at the next lost-run check; terraform may have stopped half-way, so it is never
     started again.
     """

@@ -4,11 +4,14 @@ wants it (see tests/infra_tasks/releases/probe)."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
@@ -158,3 +161,56 @@ def test_a_release_whose_worker_is_lost_for_good_ends_failed_and_runs_again(
     done = release_finished("kill-2", timeout=90)
     assert done.state == ReleaseState.SUCCEEDED, done.error
     assert probe_applied() == PROBE_MIGRATIONS
+
+
+def backends_holding_in_sql() -> list[int]:
+    """PostgreSQL backends running 0004's hold statement (see the probe's migration)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pid FROM pg_stat_activity WHERE state = 'active'"
+            " AND query LIKE %s AND pid <> pg_backend_pid()",
+            ["%name = 'hold-in-sql'%"],
+        )
+        return [pid for (pid,) in cursor.fetchall()]
+
+
+def test_a_release_whose_process_is_killed_inside_a_long_statement_leaves_no_session_behind(
+    release_workers: ReleaseWorkers,
+) -> None:
+    """PostgreSQL notices a client gone only when it next talks to it: a backend in the
+    middle of a long statement (an ALTER on a big table, a CREATE INDEX, a data UPDATE) runs
+    it to its end, up to RELEASE_DB_STATEMENT_TIMEOUT, holding the migration lock and the
+    tables' locks meanwhile. The release taken over would wait for that lock and fail. The
+    migrating session checks its client every few seconds instead, so it ends with it."""
+    probe_at("0002")
+    Switch.objects.create(name="hold-in-sql")
+    worker = release_workers.start("one")
+    release = release_workers.release("kill-3")
+    wait_until(backends_holding_in_sql, timeout=60, message="0004's statement running")
+    orphan = backends_holding_in_sql()
+    (pool_pid,) = worker.pool_pids()
+
+    os.kill(pool_pid, signal.SIGKILL)
+    # The statement's session ends with the process that ran it, not with the statement.
+    wait_until(
+        lambda: not sessions_of(orphan),
+        timeout=15,
+        message=f"the killed process's session {orphan} to end",
+    )
+    Switch.objects.filter(name="hold-in-sql").delete()
+    # Its worker took the job over and finishes it under the lock, once.
+    done = release_finished("kill-3", timeout=90)
+    assert done.state == ReleaseState.SUCCEEDED, done.error
+    assert done.attempts == 2
+    assert probe_applied() == PROBE_MIGRATIONS
+    assert "-- delivered again after the worker was lost; starting over --" in log_of(
+        release.task_id
+    )
+    job_status(release.task_id, "SUCCESS")
+
+
+def sessions_of(pids: list[int]) -> list[int]:
+    """Which of the backends `pids` still have a session."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pid FROM pg_stat_activity WHERE pid = ANY(%s)", [pids])
+        return [pid for (pid,) in cursor.fetchall()]

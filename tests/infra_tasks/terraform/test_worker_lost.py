@@ -35,6 +35,7 @@ from tests.support.servers import (
     BeatProcess,
     WorkerProcess,
     new_queue_prefix,
+    short_visibility_queue,
     wait_until,
 )
 from tests.workers.test_monitoring import sqs_queues_named
@@ -363,3 +364,78 @@ def test_a_plan_stored_by_a_worker_killed_before_recording_it_is_removed_by_the_
     stored = s3_objects(aws, f"{settings.TERRAFORM_PLAN_PREFIX}/{workspace.name}/")
     assert orphan not in stored
     assert again.plan_key in stored
+
+
+def test_an_apply_whose_worker_died_comes_back_before_the_lost_check_and_ends_it_failed(
+    worker_env: dict[str, str],
+    run_dir: Path,
+    aws: AwsEndpoint,
+    tmp_path: Path,
+    make_workspace: Callable[..., TerraformWorkspace],
+) -> None:
+    """As in production, SQS delivers a dead worker's apply again (one visibility timeout)
+    before the lost-run check would call its run lost (TERRAFORM_LOST_AFTER_SECONDS, left
+    at its default here, with no beat). The delivery finds the job's claim lapsed, not
+    released: its holder died mid-apply. The run is marked lost there and then, and its job
+    fails saying so; it neither applies again nor ends SUCCESS while the run reads
+    "applying"."""
+    queue = short_visibility_queue(aws, worker_env, seconds=5)
+    alice = get_user_model().objects.create_user("alice", is_staff=True)
+    bob = get_user_model().objects.create_user("bob", is_staff=True)
+    workspace = make_workspace(variables={"sleep_seconds": 120})
+    workers = {
+        name: WorkerProcess(
+            env={**queue.env, "TERRAFORM_WORK_DIR": str(tmp_path / name)},
+            queues=["infra"],
+            log_dir=run_dir,
+            name=f"{name}-{queue.prefix[1:-1]}",
+        )
+        for name in ("one", "two")
+    }
+    try:
+        with publishing_to(queue.prefix):
+            run = run_request(
+                workspace=workspace, kind=RunKind.APPLY, requester=Requester.for_user(alice)
+            )
+        wait_until(lambda: state_of(run) == RunState.PLANNED, timeout=90, message="PLANNED")
+        with publishing_to(queue.prefix):
+            run = run_approve(run=run, user=bob)
+        wait_until(
+            lambda: (
+                "terraform_data.slow: (local-exec): slow step started"
+                in job_log_since(task_id=run.apply_task_id).lines
+            ),
+            timeout=60,
+            message="the apply to be under way",
+        )
+        run.refresh_from_db()
+        (victim,) = [w for w in workers.values() if w.hostname == run.worker]
+        (survivor,) = [w for w in workers.values() if w is not victim]
+        victim.kill()
+
+        wait_until(
+            lambda: f"[{run.apply_task_id}]" in survivor.log_text(),
+            timeout=30,
+            message="the apply to be delivered again",
+        )
+        wait_until(
+            lambda: state_of(run) != RunState.APPLYING,
+            timeout=30,
+            message="the delivery to end the run",
+        )
+        assert run.state == RunState.LOST and WORKER_LOST in run.message
+        wait_until(
+            lambda: TaskResult.objects.filter(
+                task_id=run.apply_task_id, status__in=("SUCCESS", "FAILURE")
+            ).exists(),
+            timeout=30,
+            message="the apply's job to end",
+        )
+        result = TaskResult.objects.get(task_id=run.apply_task_id)
+        assert result.status == "FAILURE", result.result
+        assert WORKER_LOST in json.loads(result.result)["exc_message"][0]
+        apply_lines = job_log_since(task_id=run.apply_task_id, max_chunks=10_000).lines
+        assert sum(1 for line in apply_lines if line.startswith("-- plan and apply of")) == 1
+    finally:
+        for worker in workers.values():
+            worker.stop()

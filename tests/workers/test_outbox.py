@@ -173,16 +173,32 @@ def test_only_the_broker_s_own_errors_leave_a_job_to_be_sent_again() -> None:
     assert not broker_unreachable(TypeError("diagnostic_run_execute() missing 1 argument"))
 
 
-def other_backends_of_this_database() -> list[int]:
-    """PostgreSQL backends connected to the test database, but this thread's own."""
+def backends_of_this_database() -> set[int]:
+    """PostgreSQL backends connected to the test database."""
     from django.db import connection
 
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+            "AND backend_type = 'client backend'"
         )
-        return [pid for (pid,) in cursor.fetchall()]
+        return {pid for (pid,) in cursor.fetchall()}
+
+
+def relay_backends(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The PostgreSQL backend each batch of the relay marked its jobs "sent" on, in order,
+    read in the relay's own thread (other tests' threads and workers connect too)."""
+    from django.db import connection
+
+    seen: list[int] = []
+    mark_sent = Relay._mark_sent
+
+    def marking(task_ids: list[str]) -> None:
+        mark_sent(task_ids)
+        seen.append(connection.connection.info.backend_pid)
+
+    monkeypatch.setattr(Relay, "_mark_sent", staticmethod(marking))
+    return seen
 
 
 def recorded_jobs(count: int) -> list[OutboundJob]:
@@ -202,19 +218,19 @@ def test_the_relay_keeps_its_connection_through_a_busy_spell_and_closes_it_once_
     left open with nothing to send counts against the server's limit and blocks dropping
     the database."""
     monkeypatch.setattr("workers.outbox.IDLE_CONNECTION_SECONDS", 0.5)
+    seen = relay_backends(monkeypatch)
     prefix = new_queue_prefix()
     aws.client("sqs").create_queue(QueueName=f"{prefix}default")
-    assert other_backends_of_this_database() == []
     relay = Relay(BrokerHealth())
     with publishing_to(prefix):
         relay.submit(*recorded_jobs(3))
         assert relay.drain(timeout=60)
-        (held,) = other_backends_of_this_database()  # the relay's, open between batches
         relay.submit(*recorded_jobs(3))
         assert relay.drain(timeout=60)
-        assert other_backends_of_this_database() == [held]  # the same one, not a new one
         assert relay.settle(timeout=30), "the relay did not let go of its connection"
-    assert other_backends_of_this_database() == []
+    first, second = seen
+    assert second == first  # the same connection, kept between the batches
+    assert first not in backends_of_this_database()  # and closed once idle
     assert not Job.objects.filter(sent_at__isnull=True).exists()
 
 
@@ -227,24 +243,24 @@ def test_jobs_sent_after_the_relays_connection_was_cut_are_still_marked_sent(
     from django.db import connection
 
     monkeypatch.setattr("workers.outbox.IDLE_CONNECTION_SECONDS", 60.0)
+    seen = relay_backends(monkeypatch)
     prefix = new_queue_prefix()
     url = aws.client("sqs").create_queue(QueueName=f"{prefix}default")["QueueUrl"]
     relay = Relay(BrokerHealth())
     with publishing_to(prefix):
-        first = recorded_jobs(2)
-        relay.submit(*first)
+        relay.submit(*recorded_jobs(2))
         assert relay.drain(timeout=60)
-        (held,) = other_backends_of_this_database()
+        (held,) = seen
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_terminate_backend(%s)", [held])
-        wait_until(lambda: held not in other_backends_of_this_database(), timeout=10)
-        second = recorded_jobs(3)
-        relay.submit(*second)
+        wait_until(lambda: held not in backends_of_this_database(), timeout=10)
+        relay.submit(*recorded_jobs(3))
         assert relay.drain(timeout=60)
         monkeypatch.setattr("workers.outbox.IDLE_CONNECTION_SECONDS", 0.1)
         relay.submit(*recorded_jobs(1))  # wakes the relay to see the new, shorter wait
         assert relay.settle(timeout=30)
 
+    assert seen[1] != held  # the marks after the cut were written on a new connection
     assert not Job.objects.filter(sent_at__isnull=True).exists()
     received = task_ids_in_queue(aws, url)
     assert len(received) == len(set(received)) == 6

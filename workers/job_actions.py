@@ -47,6 +47,7 @@ from workers.job_filters import (
     retried_condition,
 )
 from workers.models import JOB_FAMILY_SLUGS, Job, JobLogChunk, WorkerHeartbeat
+from workers.queues import QUEUES
 from workers.retries import job_retry_rule
 
 # request.user: has_perm, get_username and pk (django-stubs types it without has_perm).
@@ -189,11 +190,17 @@ def job_retry(*, task_id: str, user: User) -> str:
         raise JobActionRefused(f"No task {result.task_name} in this version of the code.")
     args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
     new_task_id = job_enqueue(
-        task, requester=Requester.for_user(user), args=args, kwargs=kwargs, queue=job.queue
+        task, requester=Requester.for_user(user), args=args, kwargs=kwargs, queue=_queue(job)
     )
     Job.objects.filter(task_id=new_task_id).update(retry_of=job)
     _audit(user, [result], CHANGE, f"Retried as job {new_task_id}")
     return new_task_id
+
+
+def _queue(job: Job) -> str | None:
+    """The queue a retry goes to: its job's, or the task's own if that one is not ours (a
+    schedule saved with a queue no worker reads sent it there, and it was cancelled)."""
+    return job.queue if job.queue in QUEUES else None
 
 
 @dataclass
@@ -224,7 +231,7 @@ def jobs_retry(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
             args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
             if _arguments_misfit(task, args, kwargs):
                 continue  # counted with the others left alone, below
-            queue = originals[result.task_id].queue
+            queue = _queue(originals[result.task_id])
             chosen.append((result, JobRequest(task, args, kwargs, queue)))
         try:
             new_jobs = job_enqueue_many(

@@ -404,3 +404,16 @@ def test_a_bulk_action_says_why_each_job_it_left_alone_was_left_alone(
     recent = job_row(DIAGNOSTIC, "SUCCESS")
     outcome = job_actions.jobs_delete_old(task_ids=[recent.task_id], user=operator)
     assert dict(outcome.refused) == {"queued less than 7 days ago": 1}
+
+
+def test_a_cancelled_job_a_schedule_sent_to_a_queue_no_worker_reads_is_retried_on_its_own(
+    operator: object, broker: None
+) -> None:
+    """Retried on the same queue, it was refused (job_enqueue takes only our queues): it
+    goes to its task's own queue instead."""
+    cancelled = job_row(DIAGNOSTIC, "REVOKED", queue="bogus", args=[0])
+    new_id = job_retry(task_id=cancelled.task_id, user=operator)
+    assert Job.objects.get(task_id=new_id).queue == "default"
+    other = job_row(DIAGNOSTIC, "REVOKED", queue="bogus", args=[0])
+    outcome = job_actions.jobs_retry(task_ids=[other.task_id], user=operator)
+    assert Job.objects.get(task_id=outcome.done[0]).queue == "default"

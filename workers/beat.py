@@ -23,6 +23,7 @@ from workers.deferred import DEFERRED_JOB_HEADER, deferred_job_send, is_deferred
 from workers.enqueue import BrokerUnavailable, Requester, job_publish, new_task_id
 from workers.models import Job, RequesterKind
 from workers.outbox import BROKER_ERRORS
+from workers.queues import QUEUES
 from workers.services import job_send_recorded
 
 logger = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ def schedule_unsent_job(name: str, task_name: str) -> str | None:
 
 
 class CheckedModelEntry(ModelEntry):
-    """The library's entry, which stops at a row whose headers are not a JSON object.
+    """The library's entry, which stops at a row whose headers are not a JSON object, and
+    sends a row's firings to whatever queue it names.
 
     The library adds its own header to them (`headers['periodic_task_name'] = ...`): for
     `[1]` or `null` that is a TypeError, raised while beat reads its schedule, which ended
@@ -69,6 +71,17 @@ class CheckedModelEntry(ModelEntry):
             )
             self._disable(model)
             raise ValueError(f"schedule {model.name}: headers are not a JSON object")
+        if model.queue and model.queue not in QUEUES:
+            # Saved before the admin checked it (or from the shell, a fixture): each firing
+            # would be refused by job_enqueue's check, once a minute or second, for good.
+            logger.error(
+                "Disabling schedule %s: no worker reads its queue %.100r (ours: %s)",
+                model.name,
+                model.queue,
+                ", ".join(QUEUES),
+            )
+            self._disable(model)
+            raise ValueError(f"schedule {model.name}: queue {model.queue!r} is not ours")
         super().__init__(model, app=app)
 
 

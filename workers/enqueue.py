@@ -48,7 +48,7 @@ from workers.outbox import (
     publish_now,
     relay,
 )
-from workers.queues import queue_for_task
+from workers.queues import QUEUES, queue_for_task
 from workers.row_inserts import insert_rows
 
 logger = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ RESERVED_HEADERS = frozenset(
 __all__ = [
     "BrokerUnavailable",
     "JobArgumentsRefused",
+    "JobQueueRefused",
     "JobRequest",
     "Requester",
     "job_arguments_check",
@@ -145,6 +146,20 @@ class Requester:
 class JobArgumentsRefused(ApplicationError):
     """The task does not take the arguments given (a schedule saved with wrong ones);
     nothing was recorded."""
+
+
+class JobQueueRefused(ApplicationError):
+    """The job names a queue that is not one of ours (a schedule saved with such a name):
+    no worker reads it, so its job would read Queued for good; nothing was recorded."""
+
+
+def job_queue_name_check(queue: Any) -> None:
+    """Raise JobQueueRefused unless `queue` is one of ours (workers/queues.py)."""
+    name = getattr(queue, "name", queue)  # Celery also takes a kombu Queue
+    if name not in QUEUES:
+        raise JobQueueRefused(
+            f"No worker reads a queue named “{name}”; the queues are: {', '.join(QUEUES)}."
+        )
 
 
 def job_arguments_check(task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
@@ -325,7 +340,11 @@ def job_message(
 ) -> OutboundJob:
     """The message for a job: its queue, and who asked in a header the worker can read."""
     options = dict(options)
-    options.setdefault("queue", queue_for_task(task.name))
+    if not options.get("queue"):  # a schedule's empty queue means the task's own
+        options["queue"] = queue_for_task(task.name)
+    # Every job is made here (job_enqueue, job_enqueue_many, beat's job_publish): one sent
+    # to a queue no worker reads would wait for good, so it is refused before any record.
+    job_queue_name_check(options["queue"])
     given = options.get("headers") or {}
     options["headers"] = {
         **{name: value for name, value in given.items() if name not in RESERVED_HEADERS},

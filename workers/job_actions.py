@@ -47,6 +47,7 @@ from workers.job_filters import (
     retried_condition,
 )
 from workers.models import JOB_FAMILY_SLUGS, Job, JobLogChunk, WorkerHeartbeat
+from workers.queues import QUEUES
 from workers.retries import job_retry_rule
 
 # request.user: has_perm, get_username and pk (django-stubs types it without has_perm).
@@ -189,11 +190,17 @@ def job_retry(*, task_id: str, user: User) -> str:
         raise JobActionRefused(f"No task {result.task_name} in this version of the code.")
     args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
     new_task_id = job_enqueue(
-        task, requester=Requester.for_user(user), args=args, kwargs=kwargs, queue=job.queue
+        task, requester=Requester.for_user(user), args=args, kwargs=kwargs, queue=_queue(job)
     )
     Job.objects.filter(task_id=new_task_id).update(retry_of=job)
     _audit(user, [result], CHANGE, f"Retried as job {new_task_id}")
     return new_task_id
+
+
+def _queue(job: Job) -> str | None:
+    """The queue a retry goes to: its job's, or the task's own if that one is not ours (a
+    schedule saved with a queue no worker reads sent it there, and it was cancelled)."""
+    return job.queue if job.queue in QUEUES else None
 
 
 @dataclass
@@ -224,7 +231,7 @@ def jobs_retry(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
             args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
             if _arguments_misfit(task, args, kwargs):
                 continue  # counted with the others left alone, below
-            queue = originals[result.task_id].queue
+            queue = _queue(originals[result.task_id])
             chosen.append((result, JobRequest(task, args, kwargs, queue)))
         try:
             new_jobs = job_enqueue_many(
@@ -243,11 +250,8 @@ def jobs_retry(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
             [f"Retried as job {new_job.task_id}" for new_job in new_jobs],
         )
     outcome.done = [new_job.task_id for new_job in new_jobs]
-    if len(ids) > len(chosen):
-        outcome.refused[
-            "failed or lost no more, retried or discarded already, not retried "
-            "in its family, arguments the task no longer takes, or not yours to act on"
-        ] = len(ids) - len(chosen)
+    taken = {result.task_id for result, _ in chosen}
+    outcome.refused = _left_alone([i for i in ids if i not in taken], user, _retry_why)
     return outcome
 
 
@@ -263,12 +267,10 @@ def jobs_discard(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
         discarded_at=timezone.now(), discarded_by_label=user.get_username()
     )
     _audit(user, results, CHANGE, "Discarded")
-    outcome = BulkOutcome(done=done)
-    if len(ids) > len(done):
-        outcome.refused["not a failed or lost job you may act on, or done already"] = len(
-            ids
-        ) - len(done)
-    return outcome
+    taken = set(done)
+    return BulkOutcome(
+        done=done, refused=_left_alone([i for i in ids if i not in taken], user, _discard_why)
+    )
 
 
 @transaction.atomic
@@ -280,12 +282,133 @@ def jobs_delete_old(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
     JobLogChunk.objects.filter(task_id__in=done).delete()
     Job.objects.filter(task_id__in=done).delete()
     TaskResult.objects.filter(task_id__in=done).delete()
-    outcome = BulkOutcome(done=done)
-    if len(ids) > len(done):
-        outcome.refused[
-            f"running, younger than {DELETE_MIN_AGE.days} days, or not yours to act on"
-        ] = len(ids) - len(done)
-    return outcome
+    taken = set(done)
+    return BulkOutcome(
+        done=done, refused=_left_alone([i for i in ids if i not in taken], user, _delete_why)
+    )
+
+
+# Why a job in a batch was left alone: (what is said of several such jobs, what is said
+# when it is the only one, or "" to say the same). A person who confirmed should read what
+# happened to each job they picked: "Retried: 0 jobs." alone left them guessing.
+Why = tuple[str, str]
+
+
+@dataclass
+class _Looked:
+    """What deciding why jobs were left alone needs, read once for the whole batch."""
+
+    results: dict[str, TaskResult]
+    jobs: dict[str, Job]
+    retried_as: dict[str, str]
+    lost: set[str]
+
+
+def _left_alone(ids: list[str], user: User, why: Any) -> Counter[str]:
+    """How many of these jobs were left alone for each reason (none given: no reason)."""
+    if not ids:
+        return Counter()
+    results = {r.task_id: r for r in TaskResult.objects.filter(task_id__in=ids)}
+    jobs = {j.task_id: j for j in Job.objects.filter(task_id__in=ids)}
+    retried_as: dict[str, str] = {}
+    for original, again in (
+        Job.objects.filter(retry_of__task_id__in=ids)
+        .order_by("created_at")
+        .values_list("retry_of__task_id", "task_id")
+    ):
+        retried_as.setdefault(original, again)
+    lost = set(
+        TaskResult.objects.filter(task_id__in=ids)
+        .filter(lost_condition())
+        .values_list("task_id", flat=True)
+    )
+    looked = _Looked(results, jobs, retried_as, lost)
+    reasons = [why(task_id, looked, user) for task_id in ids]
+    counts = Counter(several for several, _ in reasons)
+    return Counter(
+        (one or several) if counts[several] == 1 else several for several, one in reasons
+    )
+
+
+def _common_why(task_id: str, looked: _Looked, user: User) -> Why | None:
+    result = looked.results.get(task_id)
+    if result is None:
+        return "no record of it any more", f"job {task_id} has no record any more"
+    if not user.has_perm(job_action_permission(result.task_name)):
+        return (
+            f"you may look at {display.job_family(result.task_name)} jobs but not act on them",
+            "",
+        )
+    return None
+
+
+def _done_already_why(task_id: str, looked: _Looked) -> Why | None:
+    again = looked.retried_as.get(task_id)
+    if again:
+        return "retried already", f"job {task_id} was retried already, as job {again}"
+    job = looked.jobs.get(task_id)
+    if job is not None and job.discarded_at is not None:
+        by = f", by {job.discarded_by_label}" if job.discarded_by_label else ""
+        return "discarded already", f"job {task_id} was discarded already{by}"
+    return None
+
+
+def _not_failed_why(task_id: str, looked: _Looked, done: str) -> Why | None:
+    result = looked.results[task_id]
+    if result.status in FAILED_STATES or task_id in looked.lost:
+        return None
+    label = display.state_label(result.status)
+    return f"{label}, and only a failed, cancelled or lost job is {done}", ""
+
+
+def _retry_why(task_id: str, looked: _Looked, user: User) -> Why:
+    """The same checks as job_retry_refusal, said of a job among many."""
+    common = _common_why(task_id, looked, user)
+    if common:
+        return common
+    result = looked.results[task_id]
+    rule = job_retry_rule(result.task_name)
+    if not rule.safe:
+        short = display.task_short_name(result.task_name)
+        return f"{short} jobs are not retried. {rule.refusal}".strip(), ""
+    if not job_startable(user, result.task_name):
+        family = display.job_family(result.task_name)
+        return f"retrying starts a new {family} job, and you may not start those", ""
+    if task_id not in looked.jobs:
+        return "no record of it any more", f"job {task_id} has no record any more"
+    done = _done_already_why(task_id, looked)
+    if done:
+        return done
+    task = registered_task(result.task_name or "")
+    if task is None:
+        return f"no task {result.task_name} in this version of the code", ""
+    args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
+    if _arguments_misfit(task, args, kwargs):
+        return "its arguments do not fit the task in this version of the code", ""
+    return _not_failed_why(task_id, looked, "retried") or ("it changed while you looked", "")
+
+
+def _discard_why(task_id: str, looked: _Looked, user: User) -> Why:
+    common = _common_why(task_id, looked, user)
+    if common:
+        return common
+    if task_id not in looked.jobs:
+        return "no record of it any more", f"job {task_id} has no record any more"
+    done = _done_already_why(task_id, looked)
+    if done:
+        return done
+    return _not_failed_why(task_id, looked, "discarded") or ("it changed while you looked", "")
+
+
+def _delete_why(task_id: str, looked: _Looked, user: User) -> Why:
+    common = _common_why(task_id, looked, user)
+    if common:
+        return common
+    result = looked.results[task_id]
+    if result.status not in display.FINISHED_STATES:
+        label = display.state_label(result.status)
+        return f"{label}, and only a finished job's record is deleted", ""
+    return f"queued less than {DELETE_MIN_AGE.days} days ago", ""
 
 
 def _audit(user: User, results: list[TaskResult], flag: int, message: str | list[str]) -> None:

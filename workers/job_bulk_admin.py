@@ -52,6 +52,17 @@ def bulk_count_sentence(*, to_do: int, matching: int, across: bool, verb: str) -
     return f"{sentence}; {left} {'is' if left == 1 else 'are'} left alone."
 
 
+def _records_gone(request: HttpRequest) -> int:
+    """How many of the jobs ticked on the list have no record any more (deleted from
+    another tab since): Django's action gets only the rows that still exist."""
+    if request.POST.get("select_across") == "1":
+        return 0
+    selected = set(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME))
+    if not selected:
+        return 0
+    return len(selected) - TaskResult.objects.filter(pk__in=selected).count()
+
+
 BulkService = Callable[..., job_actions.BulkOutcome]
 Candidates = Callable[..., QuerySet[TaskResult]]
 
@@ -71,8 +82,16 @@ def run_bulk_action(
     chosen = candidates(queryset, user=request.user).order_by("date_created")
     if request.POST.get("post") == "yes":
         ids = list(chosen.values_list("task_id", flat=True)[: job_actions.BATCH_SIZE])
+        # The rest of the batch: jobs picked that the action will leave alone, so the
+        # service says why. Another tab may have acted on them since this page counted
+        # them; without this, that tab's second confirmation said only "Retried: 0 jobs."
+        others = list(
+            queryset.exclude(pk__in=chosen.values("pk"))
+            .order_by("date_created")
+            .values_list("task_id", flat=True)[: job_actions.BATCH_SIZE - len(ids)]
+        )
         try:
-            outcome = service(task_ids=ids, user=request.user)
+            outcome = service(task_ids=ids + others, user=request.user)
         except BrokerUnavailable as exc:
             model_admin.message_user(request, str(exc), messages.ERROR)
             return None
@@ -82,6 +101,9 @@ def run_bulk_action(
             f"{verb.capitalize()}: {done} {'job' if done == 1 else 'jobs'}.",
             messages.SUCCESS,
         )
+        gone = _records_gone(request)
+        if gone:
+            outcome.refused["no record of it any more"] += gone
         for reason, count in outcome.refused.items():
             model_admin.message_user(request, f"{count} left alone: {reason}", messages.WARNING)
         if outcome.stopped:

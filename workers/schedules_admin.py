@@ -51,6 +51,7 @@ from workers.enqueue import (
     RESERVED_HEADERS,
     BrokerUnavailable,
     JobArgumentsRefused,
+    JobQueueRefused,
     Requester,
     job_arguments_check,
 )
@@ -317,7 +318,7 @@ class GuardedPeriodicTaskAdmin(StartGuardedAdminMixin, PeriodicTaskAdmin):
             task_ids = periodic_tasks_run_now(
                 periodic_tasks=schedules, requester=Requester.for_user(request.user)
             )
-        except (ScheduleRunRefused, JobArgumentsRefused, BrokerUnavailable) as exc:
+        except (ScheduleRunRefused, JobArgumentsRefused, JobQueueRefused, BrokerUnavailable) as exc:
             self.message_user(request, f"Nothing was run: {exc}", level=messages.ERROR)
             return
         links = format_html_join(

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from workers import display, job_actions, selectors
 from workers.admin_links import started_job_link, started_job_redirect
-from workers.enqueue import BrokerUnavailable, JobArgumentsRefused, Requester
+from workers.enqueue import BrokerUnavailable, JobArgumentsRefused, JobQueueRefused, Requester
 from workers.jobs import DIAGNOSTIC_RUN_EXECUTE
 from workers.permissions import (
     job_page_permission_required,
@@ -143,7 +143,7 @@ def job_discard(request: HttpRequest, task_id: str) -> HttpResponse:
 def recurring_run_now(request: HttpRequest, periodic_task_id: int) -> HttpResponse:
     try:
         task_id = recurring_task_run_now(periodic_task_id=periodic_task_id, user=request.user)
-    except (RunNowRefused, JobArgumentsRefused, BrokerUnavailable) as exc:
+    except (RunNowRefused, JobArgumentsRefused, JobQueueRefused, BrokerUnavailable) as exc:
         messages.error(request, f"Not run: {exc}")
         return redirect("admin:index")
     messages.success(

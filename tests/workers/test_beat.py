@@ -164,6 +164,44 @@ def test_a_schedule_whose_headers_are_no_json_object_is_disabled_and_beat_keeps_
     assert not Job.objects.filter(requester_label="bad headers").exists()
 
 
+def test_a_schedule_for_a_queue_no_worker_reads_is_disabled_and_beat_keeps_sending(
+    worker_env: dict[str, str], run_dir: Path
+) -> None:
+    """A schedule saved with queue `bogus` (before the admin checked the name, or from the
+    shell) sent every firing there, where no worker reads: each job read Queued (PENDING)
+    for good. Now beat disables that row, says why, and the others still fire."""
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix}
+    every_second, _ = IntervalSchedule.objects.get_or_create(
+        every=1, period=IntervalSchedule.SECONDS
+    )
+    PeriodicTask.objects.create(
+        name="bad queue",
+        task="workers.tasks.queue_depths_record",
+        interval=every_second,
+        queue="bogus",
+    )
+    PeriodicTask.objects.create(
+        name="witness", task="workers.tasks.queue_depths_record", interval=every_second
+    )
+    beat = BeatProcess(env=env, log_dir=run_dir)
+    try:
+        wait_until(
+            lambda: Job.objects.filter(requester_label="witness").count() >= 2,
+            timeout=30,
+            message="beat to go on sending the good schedule",
+        )
+        assert beat.process.poll() is None, "beat exited"
+    finally:
+        beat.stop()
+    assert not PeriodicTask.objects.get(name="bad queue").enabled
+    assert not Job.objects.filter(requester_label="bad queue").exists()
+    assert not Job.objects.exclude(queue__in=["default", "media", "infra", "release"]).exists()
+    log = "".join(path.read_text() for path in run_dir.glob("*beat*"))
+    assert "Disabling schedule bad queue: no worker reads its queue 'bogus'" in log
+
+
 @pytest.mark.waits
 def test_a_schedule_firing_while_sqs_is_down_is_recorded_once_and_runs_once_sqs_is_back(
     worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint

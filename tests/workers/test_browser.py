@@ -240,6 +240,66 @@ def test_bulk_retry_of_every_failed_job_matching_a_filter_asks_once_and_queues_5
     tour.assert_pages_sound()
 
 
+@pytest.mark.parametrize(
+    ("action", "status", "age_days", "first", "second"),
+    [
+        (
+            "retry_jobs",
+            "FAILURE",
+            0,
+            "Retried: 1 job.",
+            "1 left alone: job {id} was retried already, as job ",
+        ),
+        (
+            "discard_jobs",
+            "FAILURE",
+            0,
+            "Discarded: 1 job.",
+            "1 left alone: job {id} was discarded already, by ops",
+        ),
+        (
+            "delete_old_jobs",
+            "SUCCESS",
+            8,
+            "Deleted: 1 job.",
+            "1 left alone: no record of it any more",
+        ),
+    ],
+)
+def test_a_bulk_action_confirmed_again_from_a_second_tab_says_what_became_of_the_job(
+    tour: Tour, action: str, status: str, age_days: int, first: str, second: str
+) -> None:
+    """Both tabs counted the job; the second confirmation found it done by the first and
+    said only "Retried: 0 jobs.", as if the click had been lost."""
+    from datetime import timedelta
+
+    from playwright.sync_api import expect
+
+    job = job_row(
+        "workers.tasks.diagnostic_run_execute",
+        status,
+        args=[0],
+        created_ago=timedelta(days=age_days, minutes=5),
+    )
+    tabs = [tour.page, tour.page.context.new_page()]
+    for page in tabs:
+        page.goto(f"{tour.base_url}/admin/")
+        page.locator("#all-jobs").click()
+        page.locator("#result_list tbody input.action-select").check()
+        page.locator("select[name=action]").select_option(action)
+        page.locator(".actions button[name=index]").click()
+        expect(page.locator("#bulk-count")).to_have_text(re.compile(r"^The selected job will be"))
+
+    with tour.submitted(302):
+        tabs[0].locator("#bulk-confirm").click()
+    expect(tabs[0].locator("ul.messagelist")).to_contain_text(first)
+    tabs[1].locator("#bulk-confirm").click()
+    messages = tabs[1].locator("ul.messagelist")
+    expect(messages.locator("li.success")).to_have_text(re.sub(r"1 job", "0 jobs", first))
+    expect(messages.locator("li.warning")).to_contain_text(second.format(id=job.task_id))
+    tour.assert_pages_sound()
+
+
 def test_pausing_the_media_queue_holds_a_cover_job_until_the_queue_is_resumed(
     tour: Tour, worker: WorkerProcess
 ) -> None:

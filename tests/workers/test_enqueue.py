@@ -133,3 +133,36 @@ def test_a_beat_entry_is_taken_for_a_deferred_job_only_if_it_is_that_job_s_own()
     assert is_deferred_entry(name, diagnostic_run_execute.name, task_id)
     assert not is_deferred_entry("my schedule", diagnostic_run_execute.name, task_id)
     assert not is_deferred_entry(name, "infra_tasks.releases.tasks.release_execute", task_id)
+
+
+def test_a_job_for_a_queue_no_worker_reads_is_refused_before_anything_is_recorded(
+    sqs_queues: AwsEndpoint,
+) -> None:
+    """Sent to `bogus`, a job read Queued (PENDING) for good: no worker reads it. Every
+    path (job_enqueue, a batch, beat's job_publish) makes its message in job_message."""
+    from workers.enqueue import JobQueueRefused, JobRequest, job_enqueue_many, job_publish
+    from workers.tasks import diagnostic_run_execute
+
+    requester = Requester.cli("test")
+    prefix = new_queue_prefix()
+    sqs_queues.client("sqs").create_queue(QueueName=f"{prefix}default")
+    with (
+        publishing_to(prefix),
+        pytest.raises(JobQueueRefused, match="No worker reads a queue named “bogus”"),
+    ):
+        job_enqueue(
+            diagnostic_run_execute,
+            requester=requester,
+            args=[1],
+            queue="bogus",
+            refuse_if_broker_down=False,
+        )
+    with publishing_to(prefix), pytest.raises(JobQueueRefused):
+        job_publish(
+            diagnostic_run_execute, task_id="t-bogus", requester=requester, args=[1], queue="bogus"
+        )
+    with publishing_to(prefix), pytest.raises(JobQueueRefused):
+        job_enqueue_many(
+            [JobRequest(diagnostic_run_execute, [1], {}, "bogus")], requester=requester
+        )
+    assert not Job.objects.exists() and not TaskResult.objects.exists()

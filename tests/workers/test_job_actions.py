@@ -373,3 +373,47 @@ def test_a_job_whose_arguments_its_task_no_longer_takes_is_not_offered_for_retry
     assert len(outcome.done) == 1
     assert Job.objects.get(task_id=outcome.done[0]).retry_of.task_id == fits.task_id  # type: ignore[union-attr]
     assert sum(outcome.refused.values()) == 1
+
+
+def test_a_bulk_action_says_why_each_job_it_left_alone_was_left_alone(
+    operator: object, broker: None
+) -> None:
+    """Jobs picked but not acted on are counted by reason; a reason only one job has
+    names it (what a second tab's confirmation reads after the first did the work)."""
+    retried = [job_row(DIAGNOSTIC, "FAILURE", args=[0]) for _ in range(3)]
+    for row in retried:
+        job_retry(task_id=row.task_id, user=operator)
+    succeeded = job_row(DIAGNOSTIC, "SUCCESS")
+    apply = job_row(APPLY, "FAILURE", queue="infra")
+    outcome = job_actions.jobs_retry(
+        task_ids=[r.task_id for r in retried] + [succeeded.task_id, apply.task_id],
+        user=operator,
+    )
+    assert outcome.done == []
+    assert dict(outcome.refused) == {
+        "retried already": 3,
+        "Succeeded (SUCCESS), and only a failed, cancelled or lost job is retried": 1,
+        "run_apply_execute jobs are not retried. " + job_actions.job_retry_rule(APPLY).refusal: 1,
+    }
+
+    outcome = job_actions.jobs_discard(task_ids=[retried[0].task_id], user=operator)
+    again = Job.objects.get(retry_of__task_id=retried[0].task_id).task_id
+    assert dict(outcome.refused) == {
+        f"job {retried[0].task_id} was retried already, as job {again}": 1
+    }
+    recent = job_row(DIAGNOSTIC, "SUCCESS")
+    outcome = job_actions.jobs_delete_old(task_ids=[recent.task_id], user=operator)
+    assert dict(outcome.refused) == {"queued less than 7 days ago": 1}
+
+
+def test_a_cancelled_job_a_schedule_sent_to_a_queue_no_worker_reads_is_retried_on_its_own(
+    operator: object, broker: None
+) -> None:
+    """Retried on the same queue, it was refused (job_enqueue takes only our queues): it
+    goes to its task's own queue instead."""
+    cancelled = job_row(DIAGNOSTIC, "REVOKED", queue="bogus", args=[0])
+    new_id = job_retry(task_id=cancelled.task_id, user=operator)
+    assert Job.objects.get(task_id=new_id).queue == "default"
+    other = job_row(DIAGNOSTIC, "REVOKED", queue="bogus", args=[0])
+    outcome = job_actions.jobs_retry(task_ids=[other.task_id], user=operator)
+    assert Job.objects.get(task_id=outcome.done[0]).queue == "default"

@@ -75,11 +75,11 @@ def run_approve(*, run: TerraformRun, user: AbstractBaseUser | AnonymousUser) ->
     run = run_lock(run)
     if run.state != RunState.PLANNED:
         raise RunError(
-            f"{run} is {run.get_state_display().lower()}; only a planned run can be approved."
+            f"Run {run} is {run.get_state_display().lower()}; only a planned run can be approved."
         )
     if run.workspace.require_distinct_approver and run.requested_by_id == user.pk:
         raise RunError(
-            f"{run.workspace} requires approval by someone other than the requester "
+            f"Workspace {run.workspace} requires approval by someone other than the requester "
             f"({run.requester_label})."
         )
     outdated = selectors.run_plan_outdated(run=run)
@@ -105,7 +105,9 @@ def run_discard(*, run: TerraformRun, user: AbstractBaseUser | AnonymousUser) ->
     """Throw a planned run's plan away; the next waiting run starts."""
     run = run_lock(run)
     if run.state != RunState.PLANNED:
-        raise RunError(f"{run} is {run.get_state_display().lower()}; only a plan can be discarded.")
+        raise RunError(
+            f"Run {run} is {run.get_state_display().lower()}; only a plan can be discarded."
+        )
     run.cancel_requested_by_id = user.pk
     run.cancel_requested_at = timezone.now()
     run.save(update_fields=["cancel_requested_by", "cancel_requested_at"])
@@ -118,14 +120,14 @@ def run_cancel(*, run: TerraformRun, user: AbstractBaseUser | AnonymousUser) -> 
     SIGKILL after the grace period); anything else ends at once."""
     run = run_lock(run)
     if run.is_finished:
-        raise RunError(f"{run} has already ended ({run.get_state_display().lower()}).")
+        raise RunError(f"Run {run} has already ended ({run.get_state_display().lower()}).")
     if run.state in WORKING_STATES and silent_seconds(run) >= lost_after():
         # Nobody is left to see the flag: end it now rather than at the next lost-run check.
         run.cancel_requested_by_id = user.pk
         run.cancel_requested_at = timezone.now()
         return run_mark_lost(run)
     if run.cancel_requested_at is not None:
-        raise RunError(f"{run} is already being cancelled.")
+        raise RunError(f"Run {run} is already being cancelled.")
     run.cancel_requested_by_id = user.pk
     run.cancel_requested_at = timezone.now()
     run.save(update_fields=["cancel_requested_by", "cancel_requested_at"])
@@ -174,7 +176,7 @@ def run_state_unlock(*, run: TerraformRun, user: AbstractBaseUser | AnonymousUse
     run = run_lock(run)
     lock_id = (run.state_lock or {}).get("ID")
     if not run.is_finished or not lock_id:
-        raise RunError(f"{run} has no state lock left behind to release.")
+        raise RunError(f"Run {run} has no state lock left behind to release.")
     if selectors.run_unlock_in_progress(run=run):
         raise RunError(f"The state lock of {run} is already being released.")
     run.unlock_task_id = job_enqueue(

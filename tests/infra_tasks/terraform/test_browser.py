@@ -157,3 +157,29 @@ def test_plan_approve_cancel_plan_again_and_destroy_from_the_workspace_and_run_p
     assert (rebuild.kind, rebuild.state) == (RunKind.APPLY, RunState.PLANNED)
     expect(page.locator("#run-plan")).to_contain_text("3 to add")
     tour.assert_pages_sound()
+
+
+def test_approve_pressed_again_in_a_second_tab_names_the_run_with_its_workspace_s_own_name(
+    tour: Tour, make_workspace: MakeWorkspace
+) -> None:
+    """The refusal began with the run's name, and the admin capitalises a message's first
+    letter: "Demo #4 Plan and apply is applying", for a workspace named "demo"."""
+    from playwright.sync_api import expect
+
+    page = tour.page
+    workspace = make_workspace()
+    open_workspace(tour, workspace)
+    with tour.submitted(302):
+        page.click("#workspace-plan")
+    expect(page.locator("#run-approve")).to_be_visible(timeout=90_000)
+    stale = page.context.new_page()
+    stale.goto(page.url)
+    expect(stale.locator("#run-approve")).to_be_visible()
+    run = approve_when_planned(tour)
+
+    stale.click("#run-approve")
+    refusal = stale.locator("ul.messagelist li.error")
+    expect(refusal).to_contain_text(
+        re.compile(rf"^Run {workspace.name} #{run.pk} Plan and apply is .*; only a planned run")
+    )
+    tour.assert_pages_sound()

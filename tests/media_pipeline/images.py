@@ -137,3 +137,99 @@ def webp_one_small_frame_on_a_canvas(width: int, height: int) -> bytes:
     kept[0] = vp8x[:12] + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
     body = b"WEBP" + b"".join(kept)
     return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+
+def _full_box(kind: bytes, version: int, flags: int, body: bytes) -> bytes:
+    return _box(kind, bytes([version]) + flags.to_bytes(3, "big") + body)
+
+
+def _children(data: bytes, start: int, end: int) -> dict[bytes, bytes]:
+    """The boxes in data[start:end] by type (the last of each), whole."""
+    found = {}
+    while start < end:
+        size, kind = struct.unpack(">I4s", data[start : start + 8])
+        found[kind] = data[start : start + size]
+        start += size
+    return found
+
+
+def heic_grid(
+    tiles: list[list[Image.Image]],
+    *,
+    canvas: tuple[int, int] | None = None,
+    ispe: tuple[int, int] | None = None,
+    descriptor_in_idat: bool = False,
+) -> bytes:
+    """A HEIC whose primary item is a grid of `tiles` (rows of equal-sized pictures), as
+    phones write one; pillow-heif writes no grids. The grid's `canvas` (default: the tiles'
+    extent) and its `ispe` box (default: the canvas) may be told apart, as a forger would."""
+    tile_w, tile_h = tiles[0][0].size
+    rows, cols = len(tiles), len(tiles[0])
+    canvas = canvas or (tile_w * cols, tile_h * rows)
+    ispe = ispe or canvas
+    coded, hvcc = [], b""
+    encoded: dict[int, bytes] = {}
+    for picture in (tile for row in tiles for tile in row):
+        if id(picture) in encoded:  # the same picture in many places is encoded once
+            coded.append(encoded[id(picture)])
+            continue
+        buffer = io.BytesIO()
+        pillow_heif.from_pillow(picture).save(buffer, quality=90)
+        data = buffer.getvalue()
+        top = _children(data, 0, len(data))
+        boxes = _children(top[b"meta"], 12, len(top[b"meta"]))
+        ipco = _children(boxes[b"iprp"], 16, len(boxes[b"iprp"]))
+        hvcc = ipco[b"hvcC"]  # the same encoder settings give every tile the same one
+        coded.append(encoded.setdefault(id(picture), top[b"mdat"][8:]))
+    count, grid_id = len(coded), len(coded) + 1
+    descriptor = bytes([0, 1, rows - 1, cols - 1]) + struct.pack(">II", *canvas)
+    properties = _box(
+        b"ipco",
+        hvcc
+        + _full_box(b"ispe", 0, 0, struct.pack(">II", tile_w, tile_h))
+        + _full_box(b"ispe", 0, 0, struct.pack(">II", *ispe)),
+    )
+    associations = b"".join(struct.pack(">HBBB", i, 2, 0x81, 0x02) for i in range(1, count + 1))
+    associations += struct.pack(">HBB", grid_id, 1, 0x03)
+    items = b"".join(
+        _full_box(b"infe", 2, 1, struct.pack(">HH", i, 0) + b"hvc1\0") for i in range(1, count + 1)
+    ) + _full_box(b"infe", 2, 0, struct.pack(">HH", grid_id, 0) + b"grid\0")
+    fixed = (
+        _full_box(b"hdlr", 0, 0, bytes(4) + b"pict" + bytes(13))
+        + _full_box(b"pitm", 0, 0, struct.pack(">H", grid_id))
+        + _full_box(b"iinf", 0, 0, struct.pack(">H", count + 1) + items)
+        + _full_box(
+            b"iref",
+            0,
+            0,
+            _box(
+                b"dimg",
+                struct.pack(">HH", grid_id, count)
+                + struct.pack(f">{count}H", *range(1, count + 1)),
+            ),
+        )
+        + _box(
+            b"iprp",
+            properties + _full_box(b"ipma", 0, 0, struct.pack(">I", count + 1) + associations),
+        )
+        + (_box(b"idat", descriptor) if descriptor_in_idat else b"")
+    )
+    ftyp = _box(b"ftyp", b"heic" + bytes(4) + b"mif1heic")
+
+    def meta(mdat_start: int) -> bytes:
+        locations, at = b"", mdat_start
+        for i, data in enumerate(coded, start=1):
+            locations += struct.pack(">HHHHII", i, 0, 0, 1, at, len(data))
+            at += len(data)
+        grid_at = (1, 0) if descriptor_in_idat else (0, at)
+        locations += struct.pack(">HHHHII", grid_id, grid_at[0], 0, 1, grid_at[1], len(descriptor))
+        iloc = _full_box(b"iloc", 1, 0, b"\x44\x00" + struct.pack(">H", count + 1) + locations)
+        return _full_box(b"meta", 0, 0, fixed + iloc)
+
+    mdat_start = len(ftyp) + len(meta(0)) + 8
+    payload = b"".join(coded) + (b"" if descriptor_in_idat else descriptor)
+    return ftyp + meta(mdat_start) + _box(b"mdat", payload)

@@ -33,6 +33,7 @@ from tests.media_pipeline.images import (
     WHITE,
     assert_no_metadata,
     exif_bytes,
+    heic_grid,
     ispe_forged,
     photo_file,
     png_chunk,
@@ -326,6 +327,48 @@ def test_an_avif_whose_header_understates_its_frame_is_refused_before_decoding()
 
     with pytest.raises(
         CorruptImage, match=r"holds a 3000x2000 picture but its header says 300x200"
+    ):
+        render_variants(io.BytesIO(forged), COVER_SPECS, max_pixels=LIMIT, whole_decode_slot=slot)
+    assert slots == []  # refused before any decode
+
+
+@pytest.mark.parametrize("descriptor_in_idat", [False, True], ids=["in-mdat", "in-idat"])
+def test_a_heic_grid_gives_its_tiles_in_place(descriptor_in_idat: bool) -> None:
+    """A phone's HEIC is a grid of tiles: the picture is the tiles pasted together."""
+    tiles = [
+        [Image.new("RGB", (128, 96), colour) for colour in row]
+        for row in ((RED, GREEN), (BLUE, WHITE))
+    ]
+    data = heic_grid(tiles, descriptor_in_idat=descriptor_in_idat)
+    variant = render_variants(io.BytesIO(data), [JPEG_200], max_pixels=LIMIT)[0]
+    image = decode(variant.data).convert("RGB")
+    assert image.size == (200, 150)
+    for point, colour in (
+        ((10, 10), RED),
+        ((190, 10), GREEN),
+        ((10, 140), BLUE),
+        ((190, 140), WHITE),
+    ):
+        assert close_to(image.getpixel(point), colour), point  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("descriptor_in_idat", [False, True], ids=["in-mdat", "in-idat"])
+def test_a_heic_grid_larger_than_its_header_says_is_refused_before_decoding(
+    descriptor_in_idat: bool,
+) -> None:
+    """libheif decodes a grid onto the canvas the grid declares, whatever its `ispe` box
+    (the size Pillow reports) says, and compares them only afterwards: a 43 KB file claiming
+    100x100 over 31x31 tiles of 1024 px took 1.5 GiB, past the limit and the decode slot."""
+    tiles = [[Image.new("RGB", (64, 64), RED)] * 30] * 30
+    forged = heic_grid(tiles, ispe=(100, 100), descriptor_in_idat=descriptor_in_idat)
+    slots: list[int] = []
+
+    def slot(pixels: int) -> Any:
+        slots.append(pixels)
+        return nullcontext()
+
+    with pytest.raises(
+        CorruptImage, match=r"grid makes a 1920x1920 picture but its header says 100x100"
     ):
         render_variants(io.BytesIO(forged), COVER_SPECS, max_pixels=LIMIT, whole_decode_slot=slot)
     assert slots == []  # refused before any decode

@@ -1,0 +1,95 @@
+"""The canvas a HEIC/HEIF or AVIF file's primary grid image declares, read without decoding.
+
+A phone's HEIC is a `grid` item: tiles (512 px) pasted onto a canvas whose size the grid's
+own data gives (ImageGrid, ISO/IEC 23008-12 6.6.2.3). Pillow and pillow-heif report the
+size of the item's `ispe` box; libheif allocates and decodes the canvas the grid declares
+(up to a gigapixel) and only then finds the two differ: a 43 KB file whose `ispe` said
+100 x 100 over a grid of 31 x 31 tiles of 1024 px took 1.5 GiB and 5 s, past the pixel
+limit and outside the whole-decode slot. So the pixel checks also use the grid's canvas.
+"""
+
+from __future__ import annotations
+
+from typing import BinaryIO
+
+from media_pipeline.av1_frames import _MAX_BOX, _boxes, _top_level, _u
+
+
+def _primary_grid(meta: bytes) -> bytes | int | None:
+    """Where a `meta` box's primary item's grid descriptor is, if that item is a grid: the
+    descriptor itself (kept in the box's `idat`) or its offset in the file; else None."""
+    primary = None
+    grids: set[int] = set()
+    # item id → (construction method, first extent's offset, its length)
+    locations: dict[int, tuple[int, int, int]] = {}
+    idat = b""
+    for kind, start, end in _boxes(meta, 4):  # meta is a FullBox
+        if kind == b"pitm":
+            primary = _u(meta, start + 4, 2 if meta[start] == 0 else 4)[0]
+        elif kind == b"idat":
+            idat = meta[start:end]
+        elif kind == b"iinf":
+            version = meta[start]
+            for entry, at, _ in _boxes(meta, start + (6 if version == 0 else 8), end):
+                if entry == b"infe" and meta[at] >= 2:
+                    item_id, at = _u(meta, at + 4, 2 if meta[at] == 2 else 4)
+                    if meta[at + 2 : at + 6] == b"grid":
+                        grids.add(item_id)
+        elif kind == b"iloc":
+            version, at = meta[start], start + 4
+            offset_size, length_size = meta[at] >> 4, meta[at] & 0xF
+            base_offset_size, index_size = meta[at + 1] >> 4, meta[at + 1] & 0xF
+            count, at = _u(meta, at + 2, 2 if version < 2 else 4)
+            for _ in range(count):
+                item_id, at = _u(meta, at, 2 if version < 2 else 4)
+                method = 0
+                if version in (1, 2):
+                    method, at = _u(meta, at, 2)
+                base, at = _u(meta, at + 2, base_offset_size)
+                extents, at = _u(meta, at, 2)
+                for index in range(extents):
+                    at += index_size if version in (1, 2) else 0
+                    offset, at = _u(meta, at, offset_size)
+                    length, at = _u(meta, at, length_size)
+                    if index == 0:
+                        locations[item_id] = (method, base + offset, length)
+    if primary is None or primary not in grids or primary not in locations:
+        return None
+    method, offset, length = locations[primary]
+    if method == 1:
+        return idat[offset : offset + length]
+    return offset if method == 0 else None
+
+
+def _canvas(descriptor: bytes) -> tuple[int, int]:
+    """output_width and output_height of an ImageGrid descriptor."""
+    if len(descriptor) < 8:
+        raise ValueError("grid descriptor truncated")
+    field = 4 if descriptor[1] & 1 else 2
+    if len(descriptor) < 4 + 2 * field:
+        raise ValueError("grid descriptor truncated")
+    width, at = _u(descriptor, 4, field)
+    return width, _u(descriptor, at, field)[0]
+
+
+def primary_grid_canvas(source: BinaryIO) -> tuple[int, int] | None:
+    """The canvas size the primary item declares if it is a grid, else None; the stream is
+    left where it was. Raises ValueError for structures too damaged to read."""
+    position = source.tell()
+    try:
+        for kind, at, size in _top_level(source):
+            if kind != b"meta":
+                continue
+            if size > _MAX_BOX:
+                raise ValueError(f"meta box of {size} bytes")
+            source.seek(at)
+            where = _primary_grid(source.read(size))
+            if isinstance(where, int):
+                source.seek(where)
+                where = source.read(12)
+            return None if where is None else _canvas(where)
+    except IndexError as exc:
+        raise ValueError("HEIF structure truncated") from exc
+    finally:
+        source.seek(position)
+    return None

@@ -1,11 +1,13 @@
-"""The canvas a HEIC/HEIF or AVIF file's primary grid image declares, read without decoding.
+"""The largest canvas a HEIC/HEIF or AVIF file's grid images declare, read without decoding.
 
 A phone's HEIC is a `grid` item: tiles (512 px) pasted onto a canvas whose size the grid's
 own data gives (ImageGrid, ISO/IEC 23008-12 6.6.2.3). Pillow and pillow-heif report the
 size of the item's `ispe` box; libheif allocates and decodes the canvas the grid declares
 (up to a gigapixel) and only then finds the two differ: a 43 KB file whose `ispe` said
 100 x 100 over a grid of 31 x 31 tiles of 1024 px took 1.5 GiB and 5 s, past the pixel
-limit and outside the whole-decode slot. So the pixel checks also use the grid's canvas.
+limit and outside the whole-decode slot. So the pixel checks also use the canvas of every
+grid in the file (the picture's, and its alpha's or other auxiliary image's, which libheif
+decodes with it): none may be larger than the picture its header describes.
 """
 
 from __future__ import annotations
@@ -15,18 +17,15 @@ from typing import BinaryIO
 from media_pipeline.av1_frames import _MAX_BOX, _boxes, _top_level, _u
 
 
-def _primary_grid(meta: bytes) -> bytes | int | None:
-    """Where a `meta` box's primary item's grid descriptor is, if that item is a grid: the
-    descriptor itself (kept in the box's `idat`) or its offset in the file; else None."""
-    primary = None
+def _grid_descriptors(meta: bytes) -> list[bytes | int]:
+    """Where the grid descriptor of every `grid` item in a `meta` box's payload is: the
+    descriptor itself (kept in the box's `idat`) or its offset in the file."""
     grids: set[int] = set()
     # item id → (construction method, first extent's offset, its length)
     locations: dict[int, tuple[int, int, int]] = {}
     idat = b""
     for kind, start, end in _boxes(meta, 4):  # meta is a FullBox
-        if kind == b"pitm":
-            primary = _u(meta, start + 4, 2 if meta[start] == 0 else 4)[0]
-        elif kind == b"idat":
+        if kind == b"idat":
             idat = meta[start:end]
         elif kind == b"iinf":
             version = meta[start]
@@ -53,12 +52,14 @@ def _primary_grid(meta: bytes) -> bytes | int | None:
                     length, at = _u(meta, at, length_size)
                     if index == 0:
                         locations[item_id] = (method, base + offset, length)
-    if primary is None or primary not in grids or primary not in locations:
-        return None
-    method, offset, length = locations[primary]
-    if method == 1:
-        return idat[offset : offset + length]
-    return offset if method == 0 else None
+    found: list[bytes | int] = []
+    for item in sorted(grids & locations.keys()):
+        method, offset, length = locations[item]
+        if method == 1:
+            found.append(idat[offset : offset + length])
+        elif method == 0:
+            found.append(offset)
+    return found
 
 
 def _canvas(descriptor: bytes) -> tuple[int, int]:
@@ -72,24 +73,28 @@ def _canvas(descriptor: bytes) -> tuple[int, int]:
     return width, _u(descriptor, at, field)[0]
 
 
-def primary_grid_canvas(source: BinaryIO) -> tuple[int, int] | None:
-    """The canvas size the primary item declares if it is a grid, else None; the stream is
-    left where it was. Raises ValueError for structures too damaged to read."""
+def largest_grid_canvas(source: BinaryIO) -> tuple[int, int] | None:
+    """The widest and tallest canvas any grid item of the file declares (the picture, its
+    alpha or another auxiliary image; each side's maximum), or None if it has no grid; the
+    stream is left where it was. Raises ValueError for structures too damaged to read."""
     position = source.tell()
     try:
+        canvases = []
         for kind, at, size in _top_level(source):
             if kind != b"meta":
                 continue
             if size > _MAX_BOX:
                 raise ValueError(f"meta box of {size} bytes")
             source.seek(at)
-            where = _primary_grid(source.read(size))
-            if isinstance(where, int):
-                source.seek(where)
-                where = source.read(12)
-            return None if where is None else _canvas(where)
+            for where in _grid_descriptors(source.read(size)):
+                if isinstance(where, int):
+                    source.seek(where)
+                    where = source.read(12)
+                canvases.append(_canvas(where))
     except IndexError as exc:
         raise ValueError("HEIF structure truncated") from exc
     finally:
         source.seek(position)
-    return None
+    if not canvases:
+        return None
+    return max(width for width, _ in canvases), max(height for _, height in canvases)

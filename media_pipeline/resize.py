@@ -40,7 +40,7 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 from media_pipeline.av1_frames import largest_av1_frame
 from media_pipeline.containers import Pieces, count_pieces
 from media_pipeline.formats import ACCEPTED_DESCRIPTION, SNIFF_BYTES, sniff
-from media_pipeline.heif_grids import primary_grid_canvas
+from media_pipeline.heif_grids import largest_grid_canvas
 from media_pipeline.specs import OutputFormat, VariantSpec
 from workers.errors import ApplicationError
 
@@ -256,7 +256,7 @@ def _refuse_larger_grid(source: BinaryIO, width: int, height: int) -> None:
     header over a gigapixel grid got past the pixel limit and the slot
     (media_pipeline.heif_grids)."""
     try:
-        canvas = primary_grid_canvas(source)
+        canvas = largest_grid_canvas(source)
     except ValueError as exc:
         raise CorruptImage("The image data is truncated or corrupt and cannot be decoded.") from exc
     if canvas is not None and (canvas[0] > width or canvas[1] > height):

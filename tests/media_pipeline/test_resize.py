@@ -353,14 +353,25 @@ def test_a_heic_grid_gives_its_tiles_in_place(descriptor_in_idat: bool) -> None:
 
 
 @pytest.mark.parametrize("descriptor_in_idat", [False, True], ids=["in-mdat", "in-idat"])
+@pytest.mark.parametrize("grid_is", ["picture", "alpha"])
 def test_a_heic_grid_larger_than_its_header_says_is_refused_before_decoding(
-    descriptor_in_idat: bool,
+    descriptor_in_idat: bool, grid_is: str
 ) -> None:
     """libheif decodes a grid onto the canvas the grid declares, whatever its `ispe` box
     (the size Pillow reports) says, and compares them only afterwards: a 43 KB file claiming
-    100x100 over 31x31 tiles of 1024 px took 1.5 GiB, past the limit and the decode slot."""
-    tiles = [[Image.new("RGB", (64, 64), RED)] * 30] * 30
-    forged = heic_grid(tiles, ispe=(100, 100), descriptor_in_idat=descriptor_in_idat)
+    100x100 over 31x31 tiles of 1024 px took 1.5 GiB, past the limit and the decode slot;
+    the same grid as the alpha of a 64x64 picture, 1 GiB."""
+    if grid_is == "picture":
+        tiles = [[Image.new("RGB", (64, 64), RED)] * 30] * 30
+        forged = heic_grid(tiles, ispe=(100, 100), descriptor_in_idat=descriptor_in_idat)
+        header = "100x100"
+    else:
+        tiles = [[Image.new("L", (64, 64), 255)] * 30] * 30
+        picture = Image.new("RGB", (64, 64), RED)
+        forged = heic_grid(
+            tiles, ispe=(64, 64), descriptor_in_idat=descriptor_in_idat, alpha_of=picture
+        )
+        header = "64x64"
     slots: list[int] = []
 
     def slot(pixels: int) -> Any:
@@ -368,10 +379,20 @@ def test_a_heic_grid_larger_than_its_header_says_is_refused_before_decoding(
         return nullcontext()
 
     with pytest.raises(
-        CorruptImage, match=r"grid makes a 1920x1920 picture but its header says 100x100"
+        CorruptImage, match=rf"grid makes a 1920x1920 picture but its header says {header}"
     ):
         render_variants(io.BytesIO(forged), COVER_SPECS, max_pixels=LIMIT, whole_decode_slot=slot)
     assert slots == []  # refused before any decode
+
+
+def test_a_heic_s_alpha_grid_is_its_transparency() -> None:
+    tiles = [[Image.new("L", (64, 64), 255), Image.new("L", (64, 64), 0)]]
+    data = heic_grid(tiles, alpha_of=Image.new("RGB", (128, 64), RED))
+    variant = render_variants(io.BytesIO(data), [WEBP_200], max_pixels=LIMIT)[0]
+    image = decode(variant.data)
+    assert image.mode == "RGBA" and image.size == (128, 64)
+    assert close_to(image.getpixel((10, 10)), (*RED, 255))  # type: ignore[arg-type]
+    assert image.getpixel((110, 10))[3] == 0  # type: ignore[index]
 
 
 def test_limit_is_configurable() -> None:

@@ -5,9 +5,11 @@ own data gives (ImageGrid, ISO/IEC 23008-12 6.6.2.3). Pillow and pillow-heif rep
 size of the item's `ispe` box; libheif allocates and decodes the canvas the grid declares
 (up to a gigapixel) and only then finds the two differ: a 43 KB file whose `ispe` said
 100 x 100 over a grid of 31 x 31 tiles of 1024 px took 1.5 GiB and 5 s, past the pixel
-limit and outside the whole-decode slot. So the pixel checks also use the canvas of every
-grid in the file (the picture's, and its alpha's or other auxiliary image's, which libheif
-decodes with it): none may be larger than the picture its header describes.
+limit and outside the whole-decode slot; an overlay (`iovl`: pictures placed on a canvas of
+its own size) is decoded the same way, and a 479-byte one took 1.2 GiB. So the pixel checks
+also use the canvas of every grid and overlay in the file (the picture's, and its alpha's or
+another auxiliary image's, which libheif decodes with it): none may be larger than the
+picture its header describes.
 """
 
 from __future__ import annotations
@@ -16,11 +18,16 @@ from typing import BinaryIO
 
 from media_pipeline.av1_frames import _MAX_BOX, _boxes, _top_level, _u
 
+# Where the canvas size starts in the descriptor of each item type that makes its picture on
+# a canvas: a grid (version, flags, rows, columns) and an overlay (version, flags, a fill
+# colour of four 16-bit values).
+_CANVAS_AT = {b"grid": 4, b"iovl": 10}
 
-def _grid_descriptors(meta: bytes) -> list[bytes | int]:
-    """Where the grid descriptor of every `grid` item in a `meta` box's payload is: the
-    descriptor itself (kept in the box's `idat`) or its offset in the file."""
-    grids: set[int] = set()
+
+def _grid_descriptors(meta: bytes) -> list[tuple[bytes, bytes | int]]:
+    """The type and where the descriptor is of every `grid` and `iovl` item in a `meta`
+    box's payload: the descriptor itself (kept in the box's `idat`) or its offset in the file."""
+    grids: dict[int, bytes] = {}
     # item id → (construction method, first extent's offset, its length)
     locations: dict[int, tuple[int, int, int]] = {}
     idat = b""
@@ -32,8 +39,8 @@ def _grid_descriptors(meta: bytes) -> list[bytes | int]:
             for entry, at, _ in _boxes(meta, start + (6 if version == 0 else 8), end):
                 if entry == b"infe" and meta[at] >= 2:
                     item_id, at = _u(meta, at + 4, 2 if meta[at] == 2 else 4)
-                    if meta[at + 2 : at + 6] == b"grid":
-                        grids.add(item_id)
+                    if meta[at + 2 : at + 6] in _CANVAS_AT:
+                        grids[item_id] = meta[at + 2 : at + 6]
         elif kind == b"iloc":
             version, at = meta[start], start + 4
             offset_size, length_size = meta[at] >> 4, meta[at] & 0xF
@@ -52,24 +59,23 @@ def _grid_descriptors(meta: bytes) -> list[bytes | int]:
                     length, at = _u(meta, at, length_size)
                     if index == 0:
                         locations[item_id] = (method, base + offset, length)
-    found: list[bytes | int] = []
-    for item in sorted(grids & locations.keys()):
+    found: list[tuple[bytes, bytes | int]] = []
+    for item in sorted(grids.keys() & locations.keys()):
         method, offset, length = locations[item]
         if method == 1:
-            found.append(idat[offset : offset + length])
+            found.append((grids[item], idat[offset : offset + length]))
         elif method == 0:
-            found.append(offset)
+            found.append((grids[item], offset))
     return found
 
 
-def _canvas(descriptor: bytes) -> tuple[int, int]:
-    """output_width and output_height of an ImageGrid descriptor."""
-    if len(descriptor) < 8:
-        raise ValueError("grid descriptor truncated")
-    field = 4 if descriptor[1] & 1 else 2
-    if len(descriptor) < 4 + 2 * field:
-        raise ValueError("grid descriptor truncated")
-    width, at = _u(descriptor, 4, field)
+def _canvas(kind: bytes, descriptor: bytes) -> tuple[int, int]:
+    """output_width and output_height of an ImageGrid or ImageOverlay descriptor."""
+    at = _CANVAS_AT[kind]
+    field = 4 if len(descriptor) > 1 and descriptor[1] & 1 else 2
+    if len(descriptor) < at + 2 * field:
+        raise ValueError(f"{kind.decode()} descriptor truncated")
+    width, at = _u(descriptor, at, field)
     return width, _u(descriptor, at, field)[0]
 
 
@@ -86,11 +92,11 @@ def largest_grid_canvas(source: BinaryIO) -> tuple[int, int] | None:
             if size > _MAX_BOX:
                 raise ValueError(f"meta box of {size} bytes")
             source.seek(at)
-            for where in _grid_descriptors(source.read(size)):
+            for kind, where in _grid_descriptors(source.read(size)):
                 if isinstance(where, int):
                     source.seek(where)
-                    where = source.read(12)
-                canvases.append(_canvas(where))
+                    where = source.read(_CANVAS_AT[kind] + 8)
+                canvases.append(_canvas(kind, where))
     except IndexError as exc:
         raise ValueError("HEIF structure truncated") from exc
     finally:

@@ -251,8 +251,8 @@ def _refuse_larger_av1_frames(source: BinaryIO, width: int, height: int) -> None
 
 
 def _refuse_larger_grid(source: BinaryIO, width: int, height: int) -> None:
-    """libheif decodes a grid image onto the canvas its grid declares, whatever its `ispe`
-    box (the size Pillow reports) says, and compares the two only afterwards: a small
+    """libheif decodes a grid or overlay image onto the canvas it declares, whatever its
+    `ispe` box (the size Pillow reports) says, and compares the two only afterwards: a small
     header over a gigapixel grid got past the pixel limit and the slot
     (media_pipeline.heif_grids)."""
     try:
@@ -261,7 +261,7 @@ def _refuse_larger_grid(source: BinaryIO, width: int, height: int) -> None:
         raise CorruptImage("The image data is truncated or corrupt and cannot be decoded.") from exc
     if canvas is not None and (canvas[0] > width or canvas[1] > height):
         raise CorruptImage(
-            f"The image's grid makes a {canvas[0]}x{canvas[1]} picture but its header says "
+            f"The image is assembled on a {canvas[0]}x{canvas[1]} canvas but its header says "
             f"{width}x{height}; the file is damaged or forged."
         )
 

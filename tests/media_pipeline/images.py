@@ -255,3 +255,39 @@ def heic_grid(
     mdat_start = len(ftyp) + len(meta(0)) + 8
     payload = picture_data + b"".join(coded) + (b"" if descriptor_in_idat else descriptor)
     return ftyp + meta(mdat_start) + _box(b"mdat", payload)
+
+
+def heic_overlay(picture: Image.Image, *, canvas: tuple[int, int], ispe: tuple[int, int]) -> bytes:
+    """A HEIC whose primary item is an overlay (`iovl`): `picture` at the top left of a
+    `canvas` of its own size, its `ispe` box saying `ispe`."""
+    hvcc, coded = _hevc(picture)
+    descriptor = bytes([0, 1]) + bytes(8) + struct.pack(">IIii", *canvas, 0, 0)
+    properties = (
+        hvcc
+        + _full_box(b"ispe", 0, 0, struct.pack(">II", *picture.size))
+        + _full_box(b"ispe", 0, 0, struct.pack(">II", *ispe))
+    )
+    associations = struct.pack(">HBBB", 1, 2, 0x81, 0x02) + struct.pack(">HBB", 2, 1, 0x03)
+    items = _full_box(b"infe", 2, 1, struct.pack(">HH", 1, 0) + b"hvc1\0") + _full_box(
+        b"infe", 2, 0, struct.pack(">HH", 2, 0) + b"iovl\0"
+    )
+    fixed = (
+        _full_box(b"hdlr", 0, 0, bytes(4) + b"pict" + bytes(13))
+        + _full_box(b"pitm", 0, 0, struct.pack(">H", 2))
+        + _full_box(b"iinf", 0, 0, struct.pack(">H", 2) + items)
+        + _full_box(b"iref", 0, 0, _box(b"dimg", struct.pack(">HHH", 2, 1, 1)))
+        + _box(
+            b"iprp",
+            _box(b"ipco", properties)
+            + _full_box(b"ipma", 0, 0, struct.pack(">I", 2) + associations),
+        )
+    )
+    ftyp = _box(b"ftyp", b"heic" + bytes(4) + b"mif1heic")
+
+    def meta(mdat_start: int) -> bytes:
+        locations = struct.pack(">HHHHII", 1, 0, 0, 1, mdat_start, len(coded))
+        locations += struct.pack(">HHHHII", 2, 0, 0, 1, mdat_start + len(coded), len(descriptor))
+        iloc = _full_box(b"iloc", 1, 0, b"\x44\x00" + struct.pack(">H", 2) + locations)
+        return _full_box(b"meta", 0, 0, fixed + iloc)
+
+    return ftyp + meta(len(ftyp) + len(meta(0)) + 8) + _box(b"mdat", coded + descriptor)

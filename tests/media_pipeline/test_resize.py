@@ -34,6 +34,7 @@ from tests.media_pipeline.images import (
     assert_no_metadata,
     exif_bytes,
     heic_grid,
+    heic_overlay,
     ispe_forged,
     photo_file,
     png_chunk,
@@ -379,10 +380,28 @@ def test_a_heic_grid_larger_than_its_header_says_is_refused_before_decoding(
         return nullcontext()
 
     with pytest.raises(
-        CorruptImage, match=rf"grid makes a 1920x1920 picture but its header says {header}"
+        CorruptImage, match=rf"assembled on a 1920x1920 canvas but its header says {header}"
     ):
         render_variants(io.BytesIO(forged), COVER_SPECS, max_pixels=LIMIT, whole_decode_slot=slot)
     assert slots == []  # refused before any decode
+
+
+def test_a_heic_overlay_larger_than_its_header_says_is_refused_before_decoding() -> None:
+    """An overlay (`iovl`) places pictures on a canvas of its own size, which libheif
+    decodes whatever the `ispe` box says: a 479-byte file claiming 100x100 took 1.2 GiB."""
+    forged = heic_overlay(Image.new("RGB", (64, 64), RED), canvas=(20_000, 20_000), ispe=(100, 100))
+    with pytest.raises(
+        CorruptImage, match=r"assembled on a 20000x20000 canvas but its header says 100x100"
+    ):
+        render_variants(io.BytesIO(forged), COVER_SPECS, max_pixels=LIMIT)
+
+
+def test_a_heic_overlay_gives_its_picture_on_its_canvas() -> None:
+    data = heic_overlay(Image.new("RGB", (64, 64), RED), canvas=(100, 100), ispe=(100, 100))
+    variant = render_variants(io.BytesIO(data), [JPEG_200], max_pixels=LIMIT)[0]
+    image = decode(variant.data).convert("RGB")
+    assert image.size == (100, 100)
+    assert close_to(image.getpixel((10, 10)), RED)  # type: ignore[arg-type]
 
 
 def test_a_heic_s_alpha_grid_is_its_transparency() -> None:

@@ -40,6 +40,7 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 from media_pipeline.av1_frames import largest_av1_frame
 from media_pipeline.containers import Pieces, count_pieces
 from media_pipeline.formats import ACCEPTED_DESCRIPTION, SNIFF_BYTES, sniff
+from media_pipeline.heif_grids import largest_grid_canvas
 from media_pipeline.specs import OutputFormat, VariantSpec
 from workers.errors import ApplicationError
 
@@ -202,6 +203,8 @@ def render_variants(
         width, height = image.size
         if image.format == "AVIF":
             _refuse_larger_av1_frames(source, width, height)
+        if image.format in WHOLE_DECODE_FORMATS:
+            _refuse_larger_grid(source, width, height)
         if max(width, height) > MAX_SIDE:
             raise ImageTooLarge(
                 f"The image is {width}x{height}; no side may be longer than {MAX_SIDE:,} pixels."
@@ -243,6 +246,22 @@ def _refuse_larger_av1_frames(source: BinaryIO, width: int, height: int) -> None
     if coded is not None and (coded[0] > width or coded[1] > height):
         raise CorruptImage(
             f"The image's data holds a {coded[0]}x{coded[1]} picture but its header says "
+            f"{width}x{height}; the file is damaged or forged."
+        )
+
+
+def _refuse_larger_grid(source: BinaryIO, width: int, height: int) -> None:
+    """libheif decodes a grid or overlay image onto the canvas it declares, whatever its
+    `ispe` box (the size Pillow reports) says, and compares the two only afterwards: a small
+    header over a gigapixel grid got past the pixel limit and the slot
+    (media_pipeline.heif_grids)."""
+    try:
+        canvas = largest_grid_canvas(source)
+    except ValueError as exc:
+        raise CorruptImage("The image data is truncated or corrupt and cannot be decoded.") from exc
+    if canvas is not None and (canvas[0] > width or canvas[1] > height):
+        raise CorruptImage(
+            f"The image is assembled on a {canvas[0]}x{canvas[1]} canvas but its header says "
             f"{width}x{height}; the file is damaged or forged."
         )
 

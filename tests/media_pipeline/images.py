@@ -137,3 +137,157 @@ def webp_one_small_frame_on_a_canvas(width: int, height: int) -> bytes:
     kept[0] = vp8x[:12] + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
     body = b"WEBP" + b"".join(kept)
     return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+def _box(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", 8 + len(body)) + kind + body
+
+
+def _full_box(kind: bytes, version: int, flags: int, body: bytes) -> bytes:
+    return _box(kind, bytes([version]) + flags.to_bytes(3, "big") + body)
+
+
+def _children(data: bytes, start: int, end: int) -> dict[bytes, bytes]:
+    """The boxes in data[start:end] by type (the last of each), whole."""
+    found = {}
+    while start < end:
+        size, kind = struct.unpack(">I4s", data[start : start + 8])
+        found[kind] = data[start : start + size]
+        start += size
+    return found
+
+
+def _hevc(picture: Image.Image) -> tuple[bytes, bytes]:
+    """A picture HEVC-coded by pillow-heif: its `hvcC` box and its coded data."""
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(picture).save(buffer, quality=90)
+    data = buffer.getvalue()
+    top = _children(data, 0, len(data))
+    boxes = _children(top[b"meta"], 12, len(top[b"meta"]))
+    ipco = _children(boxes[b"iprp"], 16, len(boxes[b"iprp"]))
+    return ipco[b"hvcC"], top[b"mdat"][8:]
+
+
+def heic_grid(
+    tiles: list[list[Image.Image]],
+    *,
+    canvas: tuple[int, int] | None = None,
+    ispe: tuple[int, int] | None = None,
+    descriptor_in_idat: bool = False,
+    alpha_of: Image.Image | None = None,
+) -> bytes:
+    """A HEIC whose primary item is a grid of `tiles` (rows of equal-sized pictures), as
+    phones write one; pillow-heif writes no grids. The grid's `canvas` (default: the tiles'
+    extent) and its `ispe` box (default: the canvas) may be told apart, as a forger would.
+    With `alpha_of`, the primary item is that picture and the grid is its alpha."""
+    tile_w, tile_h = tiles[0][0].size
+    rows, cols = len(tiles), len(tiles[0])
+    canvas = canvas or (tile_w * cols, tile_h * rows)
+    ispe = ispe or canvas
+    coded, hvcc = [], b""
+    encoded: dict[int, bytes] = {}
+    for picture in (tile for row in tiles for tile in row):
+        if id(picture) not in encoded:  # the same picture in many places is encoded once
+            # The same encoder settings give every tile the same hvcC.
+            hvcc, encoded[id(picture)] = _hevc(picture)
+        coded.append(encoded[id(picture)])
+    # Item ids: the picture the grid is the alpha of (if any), the tiles, then the grid.
+    first = 2 if alpha_of else 1
+    tile_ids = list(range(first, first + len(coded)))
+    grid_id = first + len(coded)
+    descriptor = bytes([0, 1, rows - 1, cols - 1]) + struct.pack(">II", *canvas)
+    # Properties 1-3: the tiles' hvcC and ispe, the grid's ispe; 4-6 the picture's hvcC
+    # and ispe and the grid's auxC (alpha).
+    properties = (
+        hvcc
+        + _full_box(b"ispe", 0, 0, struct.pack(">II", tile_w, tile_h))
+        + _full_box(b"ispe", 0, 0, struct.pack(">II", *ispe))
+    )
+    associations = b"".join(struct.pack(">HBBB", i, 2, 0x81, 0x02) for i in tile_ids)
+    items = b"".join(
+        _full_box(b"infe", 2, 1, struct.pack(">HH", i, 0) + b"hvc1\0") for i in tile_ids
+    ) + _full_box(b"infe", 2, 0, struct.pack(">HH", grid_id, 0) + b"grid\0")
+    references = _box(
+        b"dimg",
+        struct.pack(">HH", grid_id, len(tile_ids)) + struct.pack(f">{len(tile_ids)}H", *tile_ids),
+    )
+    picture_data = b""
+    if alpha_of:
+        picture_hvcc, picture_data = _hevc(alpha_of)
+        properties += (
+            picture_hvcc
+            + _full_box(b"ispe", 0, 0, struct.pack(">II", *alpha_of.size))
+            + _full_box(b"auxC", 0, 0, b"urn:mpeg:hevc:2015:auxid:1\0")
+        )
+        associations = struct.pack(">HBBB", 1, 2, 0x84, 0x05) + associations
+        associations += struct.pack(">HBBB", grid_id, 2, 0x03, 0x86)
+        items = _full_box(b"infe", 2, 0, struct.pack(">HH", 1, 0) + b"hvc1\0") + items
+        references += _box(b"auxl", struct.pack(">HHH", grid_id, 1, 1))
+    else:
+        associations += struct.pack(">HBB", grid_id, 1, 0x03)
+    count = grid_id
+    fixed = (
+        _full_box(b"hdlr", 0, 0, bytes(4) + b"pict" + bytes(13))
+        + _full_box(b"pitm", 0, 0, struct.pack(">H", 1 if alpha_of else grid_id))
+        + _full_box(b"iinf", 0, 0, struct.pack(">H", count) + items)
+        + _full_box(b"iref", 0, 0, references)
+        + _box(
+            b"iprp",
+            _box(b"ipco", properties)
+            + _full_box(b"ipma", 0, 0, struct.pack(">I", count) + associations),
+        )
+        + (_box(b"idat", descriptor) if descriptor_in_idat else b"")
+    )
+    ftyp = _box(b"ftyp", b"heic" + bytes(4) + b"mif1heic")
+
+    def meta(mdat_start: int) -> bytes:
+        locations, at = b"", mdat_start
+        for i, data in zip(
+            [1] * bool(alpha_of) + tile_ids, [picture_data] * bool(alpha_of) + coded, strict=True
+        ):
+            locations += struct.pack(">HHHHII", i, 0, 0, 1, at, len(data))
+            at += len(data)
+        grid_at = (1, 0) if descriptor_in_idat else (0, at)
+        locations += struct.pack(">HHHHII", grid_id, grid_at[0], 0, 1, grid_at[1], len(descriptor))
+        iloc = _full_box(b"iloc", 1, 0, b"\x44\x00" + struct.pack(">H", count) + locations)
+        return _full_box(b"meta", 0, 0, fixed + iloc)
+
+    mdat_start = len(ftyp) + len(meta(0)) + 8
+    payload = picture_data + b"".join(coded) + (b"" if descriptor_in_idat else descriptor)
+    return ftyp + meta(mdat_start) + _box(b"mdat", payload)
+
+
+def heic_overlay(picture: Image.Image, *, canvas: tuple[int, int], ispe: tuple[int, int]) -> bytes:
+    """A HEIC whose primary item is an overlay (`iovl`): `picture` at the top left of a
+    `canvas` of its own size, its `ispe` box saying `ispe`."""
+    hvcc, coded = _hevc(picture)
+    descriptor = bytes([0, 1]) + bytes(8) + struct.pack(">IIii", *canvas, 0, 0)
+    properties = (
+        hvcc
+        + _full_box(b"ispe", 0, 0, struct.pack(">II", *picture.size))
+        + _full_box(b"ispe", 0, 0, struct.pack(">II", *ispe))
+    )
+    associations = struct.pack(">HBBB", 1, 2, 0x81, 0x02) + struct.pack(">HBB", 2, 1, 0x03)
+    items = _full_box(b"infe", 2, 1, struct.pack(">HH", 1, 0) + b"hvc1\0") + _full_box(
+        b"infe", 2, 0, struct.pack(">HH", 2, 0) + b"iovl\0"
+    )
+    fixed = (
+        _full_box(b"hdlr", 0, 0, bytes(4) + b"pict" + bytes(13))
+        + _full_box(b"pitm", 0, 0, struct.pack(">H", 2))
+        + _full_box(b"iinf", 0, 0, struct.pack(">H", 2) + items)
+        + _full_box(b"iref", 0, 0, _box(b"dimg", struct.pack(">HHH", 2, 1, 1)))
+        + _box(
+            b"iprp",
+            _box(b"ipco", properties)
+            + _full_box(b"ipma", 0, 0, struct.pack(">I", 2) + associations),
+        )
+    )
+    ftyp = _box(b"ftyp", b"heic" + bytes(4) + b"mif1heic")
+
+    def meta(mdat_start: int) -> bytes:
+        locations = struct.pack(">HHHHII", 1, 0, 0, 1, mdat_start, len(coded))
+        locations += struct.pack(">HHHHII", 2, 0, 0, 1, mdat_start + len(coded), len(descriptor))
+        iloc = _full_box(b"iloc", 1, 0, b"\x44\x00" + struct.pack(">H", 2) + locations)
+        return _full_box(b"meta", 0, 0, fixed + iloc)
+
+    return ftyp + meta(len(ftyp) + len(meta(0)) + 8) + _box(b"mdat", coded + descriptor)

@@ -33,6 +33,8 @@ from tests.media_pipeline.images import (
     WHITE,
     assert_no_metadata,
     exif_bytes,
+    heic_grid,
+    heic_overlay,
     ispe_forged,
     photo_file,
     png_chunk,
@@ -329,6 +331,87 @@ def test_an_avif_whose_header_understates_its_frame_is_refused_before_decoding()
     ):
         render_variants(io.BytesIO(forged), COVER_SPECS, max_pixels=LIMIT, whole_decode_slot=slot)
     assert slots == []  # refused before any decode
+
+
+@pytest.mark.parametrize("descriptor_in_idat", [False, True], ids=["in-mdat", "in-idat"])
+def test_a_heic_grid_gives_its_tiles_in_place(descriptor_in_idat: bool) -> None:
+    """A phone's HEIC is a grid of tiles: the picture is the tiles pasted together."""
+    tiles = [
+        [Image.new("RGB", (128, 96), colour) for colour in row]
+        for row in ((RED, GREEN), (BLUE, WHITE))
+    ]
+    data = heic_grid(tiles, descriptor_in_idat=descriptor_in_idat)
+    variant = render_variants(io.BytesIO(data), [JPEG_200], max_pixels=LIMIT)[0]
+    image = decode(variant.data).convert("RGB")
+    assert image.size == (200, 150)
+    for point, colour in (
+        ((10, 10), RED),
+        ((190, 10), GREEN),
+        ((10, 140), BLUE),
+        ((190, 140), WHITE),
+    ):
+        assert close_to(image.getpixel(point), colour), point  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("descriptor_in_idat", [False, True], ids=["in-mdat", "in-idat"])
+@pytest.mark.parametrize("grid_is", ["picture", "alpha"])
+def test_a_heic_grid_larger_than_its_header_says_is_refused_before_decoding(
+    descriptor_in_idat: bool, grid_is: str
+) -> None:
+    """libheif decodes a grid onto the canvas the grid declares, whatever its `ispe` box
+    (the size Pillow reports) says, and compares them only afterwards: a 43 KB file claiming
+    100x100 over 31x31 tiles of 1024 px took 1.5 GiB, past the limit and the decode slot;
+    the same grid as the alpha of a 64x64 picture, 1 GiB."""
+    if grid_is == "picture":
+        tiles = [[Image.new("RGB", (64, 64), RED)] * 30] * 30
+        forged = heic_grid(tiles, ispe=(100, 100), descriptor_in_idat=descriptor_in_idat)
+        header = "100x100"
+    else:
+        tiles = [[Image.new("L", (64, 64), 255)] * 30] * 30
+        picture = Image.new("RGB", (64, 64), RED)
+        forged = heic_grid(
+            tiles, ispe=(64, 64), descriptor_in_idat=descriptor_in_idat, alpha_of=picture
+        )
+        header = "64x64"
+    slots: list[int] = []
+
+    def slot(pixels: int) -> Any:
+        slots.append(pixels)
+        return nullcontext()
+
+    with pytest.raises(
+        CorruptImage, match=rf"assembled on a 1920x1920 canvas but its header says {header}"
+    ):
+        render_variants(io.BytesIO(forged), COVER_SPECS, max_pixels=LIMIT, whole_decode_slot=slot)
+    assert slots == []  # refused before any decode
+
+
+def test_a_heic_overlay_larger_than_its_header_says_is_refused_before_decoding() -> None:
+    """An overlay (`iovl`) places pictures on a canvas of its own size, which libheif
+    decodes whatever the `ispe` box says: a 479-byte file claiming 100x100 took 1.2 GiB."""
+    forged = heic_overlay(Image.new("RGB", (64, 64), RED), canvas=(20_000, 20_000), ispe=(100, 100))
+    with pytest.raises(
+        CorruptImage, match=r"assembled on a 20000x20000 canvas but its header says 100x100"
+    ):
+        render_variants(io.BytesIO(forged), COVER_SPECS, max_pixels=LIMIT)
+
+
+def test_a_heic_overlay_gives_its_picture_on_its_canvas() -> None:
+    data = heic_overlay(Image.new("RGB", (64, 64), RED), canvas=(100, 100), ispe=(100, 100))
+    variant = render_variants(io.BytesIO(data), [JPEG_200], max_pixels=LIMIT)[0]
+    image = decode(variant.data).convert("RGB")
+    assert image.size == (100, 100)
+    assert close_to(image.getpixel((10, 10)), RED)  # type: ignore[arg-type]
+
+
+def test_a_heic_s_alpha_grid_is_its_transparency() -> None:
+    tiles = [[Image.new("L", (64, 64), 255), Image.new("L", (64, 64), 0)]]
+    data = heic_grid(tiles, alpha_of=Image.new("RGB", (128, 64), RED))
+    variant = render_variants(io.BytesIO(data), [WEBP_200], max_pixels=LIMIT)[0]
+    image = decode(variant.data)
+    assert image.mode == "RGBA" and image.size == (128, 64)
+    assert close_to(image.getpixel((10, 10)), (*RED, 255))  # type: ignore[arg-type]
+    assert image.getpixel((110, 10))[3] == 0  # type: ignore[index]
 
 
 def test_limit_is_configurable() -> None:

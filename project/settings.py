@@ -215,10 +215,15 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Only used if kombu has to create a queue itself; our queues are created by
     # `manage.py sqs_queues` (dev) or CloudFormation (production) with the same timeout.
     "visibility_timeout": SQS_VISIBILITY_TIMEOUT_SECONDS,
-    # Fail fast when the broker is unreachable so the request can report it.
+    # Fail fast when the broker is unreachable so the request can report it. This boto3
+    # client sends (SendMessage) and acknowledges (DeleteMessage, synchronously on the
+    # worker's event loop: a hung SQS froze the worker for read_timeout x attempts, a minute
+    # at 30 s). It never receives: the worker's long polls go through kombu's own async
+    # client (workers/sqs_transport.py), with a 20 s timeout of its own, so read_timeout
+    # need not outlast wait_time_seconds.
     "client-config": {
         "connect_timeout": env.float("SQS_CONNECT_TIMEOUT", default=3.0),
-        "read_timeout": 30,
+        "read_timeout": env.float("SQS_READ_TIMEOUT", default=5.0),
         "retries": {"mode": "standard", "max_attempts": 2},
     },
 }

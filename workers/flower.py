@@ -23,6 +23,10 @@ and when (`FlowerAction`, read-only in the admin: Jobs → Flower actions), and 
 Flower's "apply" and "send task" API would publish onto the monitoring channel, where no
 worker reads tasks, and would start work outside `job_enqueue`: they answer 403 and say to
 start jobs from the admin (the attempt is recorded too).
+
+While the channel is unreachable Flower shows what it last saw as if it were live; here every
+page says, at the top, that the channel is down and what that means (`channel_outage`), and
+a request that needed the channel answers 503 saying so instead of a 500 and a traceback.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import inspect
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -85,6 +90,18 @@ ACT_REFUSED = (
     "This account may look but not act in Flower: controlling workers and tasks needs the "
     "permission workers.control_workers."
 )
+
+
+CHANNEL_DOWN = (
+    "The monitoring channel ({url}) is unreachable from Flower ({cause}): the workers, tasks "
+    "and queues shown here are as Flower last saw them, not live, and its actions reach no "
+    "worker until the channel is back. Jobs still run over SQS; the operations page "
+    "(/ops/operations/ on the admin site) shows the workers from their heartbeats."
+)
+# How often Flower's process asks whether the channel answers (off its event loop).
+CHANNEL_CHECK_SECONDS = 5.0
+# Flower's base.html: the banner goes at the top of every page's content.
+PAGE_CONTENT = b'<main class="app-content" id="main-content">'
 
 
 class LaunchRefused(ApplicationError):
@@ -218,6 +235,123 @@ def api_asks_for_login() -> None:
     BaseApiHandler.write_error = challenging
 
 
+class ChannelWatch:
+    """Whether the monitoring channel answers, asked every CHANNEL_CHECK_SECONDS from a
+    thread of its own: Flower's pages read the answer without waiting on Redis."""
+
+    def __init__(self) -> None:
+        self.cause: str | None = None
+
+    def check(self) -> None:
+        from workers.monitoring import monitoring_health
+        from workers.service_health import error_kind
+
+        try:
+            monitoring_health.probe()
+        except monitoring_health.errors as exc:
+            if self.cause is None:
+                logger.warning("flower: the monitoring channel is unreachable: %r", exc)
+            self.cause = error_kind(f"{exc.__class__.__name__}: {exc}")
+        else:
+            if self.cause is not None:
+                logger.warning("flower: the monitoring channel answers again")
+            self.cause = None
+
+    def start(self) -> None:
+        import threading
+
+        def run() -> None:
+            while True:
+                self.check()
+                time.sleep(CHANNEL_CHECK_SECONDS)
+
+        threading.Thread(target=run, name="channel-watch", daemon=True).start()
+
+    def banner(self) -> str | None:
+        """The page's warning while the channel is down, else None."""
+        if self.cause is None:
+            return None
+        from workers.monitoring import monitor_url, redacted_url
+
+        return CHANNEL_DOWN.format(url=redacted_url(monitor_url()), cause=self.cause)
+
+
+channel_watch = ChannelWatch()
+
+
+def channel_outage(watch: ChannelWatch = channel_watch) -> None:
+    """Say on every Flower page when the monitoring channel is down; answer a request that
+    needed it with 503 and why, not a 500 with a traceback (its queue lengths did)."""
+    import html
+
+    from flower.api import BaseApiHandler
+    from flower.views import BaseHandler
+
+    if getattr(BaseHandler.finish, "opsqueue_banner", False):
+        return
+    finish = BaseHandler.finish
+
+    def finish_with_banner(self: Any, chunk: Any = None) -> Any:
+        banner = watch.banner()
+        if banner and isinstance(chunk, bytes) and PAGE_CONTENT in chunk:
+            notice = (
+                '<div class="alert alert-danger m-3" role="alert" id="monitoring-channel-down">'
+                f"{html.escape(banner)}</div>"
+            ).encode()
+            chunk = chunk.replace(PAGE_CONTENT, PAGE_CONTENT + notice, 1)
+        return finish(self, chunk)
+
+    finish_with_banner.opsqueue_banner = True  # type: ignore[attr-defined]
+    BaseHandler.finish = finish_with_banner
+
+    def channel_error(exc_info: Any) -> bool:
+        from kombu.exceptions import OperationalError
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+
+        errors = (
+            ConnectionError,
+            TimeoutError,
+            OperationalError,
+            RedisConnectionError,
+            RedisTimeoutError,
+        )
+        return bool(exc_info) and isinstance(exc_info[1], errors)
+
+    for handler in (BaseHandler, BaseApiHandler):
+        write_error = handler.write_error
+        log_exception = handler.log_exception
+
+        def unavailable(
+            self: Any, status_code: int, *, _write_error: Any = write_error, **kwargs: Any
+        ) -> None:
+            if status_code == 500 and channel_error(kwargs.get("exc_info")):
+                watch.cause = watch.cause or "not answering"
+                self.clear()
+                self.set_status(503)
+                self.set_header("Content-Type", "text/plain; charset=UTF-8")
+                self.finish(watch.banner() or "")
+                return
+            _write_error(self, status_code, **kwargs)
+
+        def quiet(
+            self: Any, typ: Any, value: Any, tb: Any, *, _log_exception: Any = log_exception
+        ) -> None:
+            if channel_error((typ, value, tb)):
+                logger.warning(
+                    "flower: %s %s: the monitoring channel: %r",
+                    self.request.method,
+                    self.request.uri,
+                    value,
+                )
+                return
+            _log_exception(self, typ, value, tb)
+
+        handler.write_error = unavailable
+        if handler is BaseHandler:  # the API's handlers inherit it
+            handler.log_exception = quiet
+
+
 def audit_actions() -> None:
     """Record every use of Flower's remote control; refuse its ways of starting tasks."""
     import importlib
@@ -333,6 +467,8 @@ def main(argv: Sequence[str]) -> int:
     guard_metrics()
     api_asks_for_login()
     audit_actions()
+    channel_outage()
+    channel_watch.start()
     app.conf.broker_url = url
     app.conf.broker_transport_options = dict(TRANSPORT_OPTIONS)
     app.start(argv=args)

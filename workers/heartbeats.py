@@ -123,7 +123,7 @@ class HeartbeatRecorder(ThreadStep):
         if silent is None:
             silent = time.monotonic() - self._started
         if silent < settings.WORKER_CONSUMER_EXIT_SECONDS:
-            self._touch_liveness_file()
+            self._touch_liveness_file(time.time() - silent)
             return
         if worker_state.should_stop is None:
             logger.error(
@@ -143,11 +143,16 @@ class HeartbeatRecorder(ThreadStep):
         return conn is not None and isinstance(conn.transport, WatchedTransport)
 
     @staticmethod
-    def _touch_liveness_file() -> None:
+    def _touch_liveness_file(proof: float) -> None:
+        """Date the file when the consumer last proved alive, not now: the health check
+        then fails WORKER_CONSUMER_EXIT_SECONDS after the consumer went silent. Touched
+        now, the file stayed fresh until the watchdog's limit and stale only as long
+        again after it: twice the limit for a worker that cannot stop itself."""
         path = settings.WORKER_LIVENESS_FILE
         if path:
             try:
                 Path(path).touch()
+                os.utime(path, (proof, proof))
             except OSError as exc:
                 logger.warning("worker liveness file %s: %r", path, exc)
 

@@ -129,3 +129,47 @@ def test_a_job_finishing_while_sqs_is_down_stays_succeeded_and_its_worker_consum
         assert (again.date_started, again.date_done) == (finished.date_started, finished.date_done)
     finally:
         worker.stop()
+
+
+def test_a_job_finishing_while_sqs_hangs_holds_its_worker_seconds_not_a_minute(
+    worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint
+) -> None:
+    """SQS that accepts connections and never answers (a frozen endpoint) when a job ends:
+    kombu's DeleteMessage runs on the worker's event loop, which waits read_timeout per
+    attempt. At 30 s x 2 attempts the worker received nothing for over a minute."""
+    prefix = new_queue_prefix()
+    own_queues_create(endpoint, prefix)
+    worker = WorkerProcess(
+        env={
+            **worker_env,
+            "AWS_ENDPOINT_URL": endpoint.url,
+            "AWS_ENDPOINT_URL_SQS": endpoint.url,
+            "SQS_QUEUE_PREFIX": prefix,
+        },
+        queues=["default"],
+        log_dir=run_dir,
+        name="ackhang",
+    )
+    try:
+        run = diagnostic_queued(
+            prefix, queue="default", lines=4, duration_seconds=4, endpoint_url=endpoint.url
+        )
+        wait_until(lambda: job_status(run.task_id) == "STARTED", message="the job to start")
+
+        endpoint.freeze()
+        wait_until(
+            lambda: job_status(run.task_id) == "SUCCESS",
+            timeout=30,
+            message="the job to finish while SQS hangs",
+        )
+        # The default client (5 s x 2 attempts, with back-off between) gives up well
+        # within this; the former one (30 s x 2) took over a minute.
+        wait_until(
+            lambda: "Couldn't ack" in worker.log_text(),
+            timeout=25,
+            message="the worker to give up deleting the finished job's message",
+        )
+        assert worker.process.poll() is None
+    finally:
+        endpoint.thaw()
+        worker.stop()

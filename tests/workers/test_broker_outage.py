@@ -170,3 +170,73 @@ def test_an_sqs_that_hangs_is_asked_once_and_refusals_then_come_at_once(
             connection.close()
         monkeypatch.undo()
         drop_broker_connections()
+
+
+def _liveness_check_passes(liveness_file: Path, exit_seconds: int) -> bool:
+    """The container health check, run as ECS runs it."""
+    import os
+    import subprocess
+    import sys
+
+    from workers.devstack import BASE_DIR
+
+    return (
+        subprocess.run(
+            [sys.executable, "-m", "workers.liveness"],
+            cwd=BASE_DIR,
+            env={
+                **os.environ,
+                "WORKER_LIVENESS_FILE": str(liveness_file),
+                "WORKER_CONSUMER_EXIT_SECONDS": str(exit_seconds),
+            },
+            capture_output=True,
+            check=False,
+        ).returncode
+        == 0
+    )
+
+
+def test_the_health_check_fails_once_the_consumer_is_silent_for_the_limit_not_twice_that(
+    worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint, tmp_path: Path
+) -> None:
+    """A worker whose SQS hangs (its endpoint frozen): the consumer is stuck, the heartbeat
+    thread beats on. The health check must count the consumer's silence, not the beats."""
+    from workers.models import WorkerHeartbeat
+
+    exit_seconds = 8
+    prefix = new_queue_prefix()
+    own_queues_create(endpoint, prefix, QUEUES)
+    liveness_file = tmp_path / "consuming"
+    worker = WorkerProcess(
+        env={
+            **worker_env,
+            "AWS_ENDPOINT_URL": endpoint.url,
+            "AWS_ENDPOINT_URL_SQS": endpoint.url,
+            "SQS_QUEUE_PREFIX": prefix,
+            "WORKER_HEARTBEAT_SECONDS": "0.5",
+            "WORKER_CONSUMER_EXIT_SECONDS": str(exit_seconds),
+            "WORKER_LIVENESS_FILE": str(liveness_file),
+        },
+        queues=["default"],
+        log_dir=run_dir,
+    )
+    try:
+        wait_until(
+            lambda: _liveness_check_passes(liveness_file, exit_seconds), message="healthy worker"
+        )
+        endpoint.freeze()
+        wait_until(
+            lambda: not _liveness_check_passes(liveness_file, exit_seconds),
+            timeout=40,
+            message="the health check to fail",
+        )
+        failed_at = time.time()
+        last_receive = WorkerHeartbeat.objects.get(hostname=worker.hostname).last_receive_at
+        assert last_receive is not None
+        silent = failed_at - last_receive.timestamp()
+        # The file used to be touched until the watchdog's limit and go stale only as long
+        # again after it: silent for 2 x exit_seconds before the check failed.
+        assert exit_seconds <= silent < exit_seconds + 3, silent
+    finally:
+        endpoint.thaw()
+        worker.stop()

@@ -410,6 +410,66 @@ def test_channel_down_tasks_keep_flowing_and_worker_reconnects_when_it_returns(
 
 
 @pytest.mark.django_db(transaction=True)
+def test_with_the_channel_down_every_flower_page_says_so_and_none_fails(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    redis = RedisServer(run_dir)
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "CELERY_MONITOR_URL": redis.url},
+        queues=["default"],
+        log_dir=run_dir,
+    )
+    flower = FlowerProcess(env={**worker_env, "CELERY_MONITOR_URL": redis.url}, log_dir=run_dir)
+    try:
+        run = diagnostic(prefix, lines=2, duration_seconds=0.1)
+        wait_until(
+            lambda: run.task_id in (flower.request("/api/tasks")[1] or {}),
+            timeout=60,
+            message="Flower to see the job",
+        )
+        pages = [
+            "/",
+            "/workers",
+            "/tasks",
+            f"/task/{run.task_id}",
+            f"/worker/{worker.hostname}",
+            "/broker",
+        ]
+        for page in pages:
+            assert "monitoring-channel-down" not in flower.get(page), page
+
+        redis.stop()
+        wait_until(
+            lambda: "monitoring-channel-down" in flower.get("/"),
+            timeout=30,
+            message="Flower to say the channel is down",
+        )
+        for page in pages:
+            status, body = flower.request(page)
+            assert status == 200, (page, status, body)
+            assert "The monitoring channel (redis://127.0.0.1:" in body, page
+            assert "is unreachable from Flower" in body and "not live" in body, page
+        # Flower's queue lengths ask the channel itself: it said 500 with a traceback.
+        status, body = flower.request("/api/queues/length")
+        assert status == 503, (status, body)
+        assert "is unreachable from Flower" in body
+        assert "Traceback" not in flower.log_path.read_text()
+
+        redis.start()
+        wait_until(
+            lambda: "monitoring-channel-down" not in flower.get("/"),
+            timeout=30,
+            message="the warning to go once the channel is back",
+        )
+    finally:
+        flower.stop()
+        worker.stop()
+        redis.stop()
+
+
+@pytest.mark.django_db(transaction=True)
 def test_worker_without_a_channel_runs_jobs_and_records_its_heartbeat(
     worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
 ) -> None:

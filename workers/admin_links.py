@@ -1,5 +1,6 @@
-"""What every admin shows of its jobs: a link to a job's live page, and a refusal reported
-to the person who clicked (one helper, so every admin says it the same way)."""
+"""What every admin shows of its jobs and of other records: a link to a job's live page or to
+a record's admin page only for whoever may open it (plain text otherwise), and a refusal
+reported to the person who clicked (one helper, so every admin says it the same way)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import AdminReadonlyField
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -14,7 +16,7 @@ from django.utils.safestring import SafeString
 
 from workers import selectors
 from workers.errors import ApplicationError
-from workers.families import VIEW_JOBS, job_viewable
+from workers.families import VIEW_JOBS, job_viewable, jobs_viewable
 from workers.requesters import current_request
 
 NO_JOB = "—"
@@ -26,10 +28,12 @@ def job_url(task_id: str) -> str:
 
 def job_link(task_id: str | None, label: str | None = None) -> SafeString | str:
     """`<a>` to the job's page, labelled with its id unless told; a dash when there is none.
-    Plain text for a person who may not open job pages at all (it would answer 403)."""
+    Plain text for a person whose job page would answer 403: no permission for jobs, or none
+    for this job's family (a divergence's corrective job is a database's, and a person may
+    see divergences without seeing database actions)."""
     if not task_id:
         return NO_JOB
-    if not may_open_jobs():
+    if not may_open_job(task_id):
         return label or task_id
     return format_html('<a href="{}">{}</a>', job_url(task_id), label or task_id)
 
@@ -38,11 +42,7 @@ def job_links(task_ids: Iterable[str], *, separator: str = ", ") -> SafeString |
     ids = [task_id for task_id in task_ids if task_id]
     if not ids:
         return NO_JOB
-    if not may_open_jobs():
-        return separator.join(ids)
-    return format_html_join(
-        separator, '<a href="{}">{}</a>', ((job_url(task_id), task_id) for task_id in ids)
-    )
+    return format_html_join(separator, "{}", ((job_link(task_id),) for task_id in ids))
 
 
 def started_job_link(
@@ -75,11 +75,56 @@ def _started_job_viewable(user: Any, task_id: str, task_name: str | None) -> boo
 
 def may_open_jobs() -> bool:
     """Whether the person being served may open job pages at all (the jobs' own view
-    permission; the family's is theirs on the family's own pages). Outside a request, e.g.
-    a message a service builds for a command, links are made."""
+    permission; `may_open_job` asks for one job). Outside a request, e.g. a message a
+    service builds for a command, links are made."""
     request = current_request()
     user = getattr(request, "user", None)
     return user is None or bool(user.has_perm(VIEW_JOBS))
+
+
+def may_open_job(task_id: str) -> bool:
+    """Whether the person being served may open this job's page (workers/permissions.py's
+    rule: the jobs' view permission and the job's family's; a job with no record left opens
+    for whoever may look at jobs, to say so). Outside a request, links are made."""
+    request = current_request()
+    user = getattr(request, "user", None)
+    if user is None:
+        return True
+    if not user.has_perm(VIEW_JOBS):
+        return False
+    if user.is_superuser:
+        return True
+    # A list shows a job per row; each is looked up once per request.
+    names: dict[str, str | None] = request.__dict__.setdefault("_job_task_names", {})
+    if task_id not in names:
+        names[task_id] = selectors.job_task_name(task_id=task_id)
+    task_name = names[task_id]
+    return jobs_viewable(user) if task_name is None else job_viewable(user, task_name)
+
+
+def admin_page_opens(model: Any, obj: Any = None, *, site: admin.AdminSite | None = None) -> bool:
+    """Whether the person being served may open `model`'s admin pages (`obj`'s, if given)
+    on `site` (the default one unless told): its admin's view or change permission.
+    Outside a request, yes."""
+    request = current_request()
+    if request is None or getattr(request, "user", None) is None:
+        return True
+    model_admin = (site or admin.site)._registry.get(model)
+    return model_admin is not None and bool(model_admin.has_view_or_change_permission(request, obj))
+
+
+_django_readonly_admin_url = AdminReadonlyField.get_admin_url
+
+
+def readonly_related_link(field: AdminReadonlyField, remote_field: Any, remote_obj: Any) -> str:
+    """A read-only foreign key on any admin's page (the libraries' too): Django links the
+    related record's page without asking whether the reader may open it (a course viewer
+    met a 403 at a section's course, a database operator at its schedules); it is plain
+    text for whoever may not. Installed by workers.apps.OpsqueueAdminConfig."""
+    site = field.model_admin.admin_site if field.model_admin else None
+    if not admin_page_opens(remote_field.model, remote_obj, site=site):
+        return str(remote_obj)
+    return _django_readonly_admin_url(field, remote_field, remote_obj)
 
 
 def refusal_report(

@@ -47,10 +47,15 @@ class OpsqueueAdminConfig(admin_apps.AdminConfig):
     default_site = "workers.admin_site.OpsqueueAdminSite"
 
     def ready(self) -> None:
-        from django.contrib.admin import options
+        from django.contrib.admin import helpers, options
         from django.db import models
 
+        from workers.admin_links import readonly_related_link
         from workers.storable import StorableJSONField
+
+        # Every admin's read-only foreign keys, the libraries' too: a link only for whoever
+        # may open the related record's page (Django links it for anyone).
+        helpers.AdminReadonlyField.get_admin_url = readonly_related_link  # type: ignore[method-assign,assignment]
 
         # Every JSON field of every admin form and inline, the libraries' too: a value
         # PostgreSQL cannot store (`\u0000`) is a form error instead of a 500. Set before

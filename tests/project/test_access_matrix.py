@@ -17,6 +17,7 @@ from django.test import Client, RequestFactory
 from django.urls import resolve, reverse
 
 from tests.support.access import (
+    NARROW_VIEW_ROLES,
     ROLES,
     changed_tables,
     fingerprint,
@@ -114,14 +115,18 @@ def test_every_post_without_a_csrf_token_is_refused_even_for_a_superuser() -> No
     assert Job.objects.count() == jobs_before
 
 
-@pytest.mark.parametrize("role", ["staff-without-permissions", "staff-view-only"])
+@pytest.mark.parametrize(
+    "role", ["staff-without-permissions", "staff-view-only", *NARROW_VIEW_ROLES]
+)
 def test_a_role_that_may_only_look_is_offered_no_button_and_no_link_that_refuses_it(
     role: str,
 ) -> None:
     """What is refused is not offered: every page the role may open, walked for the buttons
     it shows (none may post but logging out, and changing one's own password) and the links
-    it shows (none may answer 403)."""
+    it shows (none may answer 403). The narrow roles see one corner of a family: a
+    record's read-only foreign keys, its job and its history lead next to it."""
     seed_records()
+    seed_neighbours()
     task_ids = seed_jobs()
     user = role_user(role)
     assert user is not None
@@ -192,6 +197,28 @@ def test_an_action_a_role_is_not_offered_is_refused_with_a_message_saying_so(rol
     assert refused > (30 if role == "staff-view-only" else 3)
     assert not problems, "\n".join(problems)
     assert Job.objects.count() == jobs_before
+
+
+def seed_neighbours() -> None:
+    """Records that point at others: a divergence with its corrective job, a database's
+    stop and start schedules, an enrolment and a completion."""
+    from courses.models import Course, Enrolment, Lesson, LessonCompletion, Section
+    from infra_tasks.rds.models import DatabaseAction, Divergence, ManagedDatabase
+
+    database = ManagedDatabase.objects.get()
+    assert database.stop_task_id and database.start_task_id  # its schedules, as beat has them
+    Divergence.objects.create(
+        database=database,
+        desired_state="stopped",
+        observed_status="available",
+        corrective_task_id=DatabaseAction.objects.get().task_id,
+    )
+    course = Course.objects.get()
+    section = Section.objects.create(course=course, title="Basics", position=1)
+    lesson = Lesson.objects.create(section=section, title="Light", position=1)
+    student = get_user_model().objects.create_user("student")
+    Enrolment.objects.create(user=student, course=course)
+    LessonCompletion.objects.create(user=student, lesson=lesson)
 
 
 def admin_for_changelist(url: str) -> Any:

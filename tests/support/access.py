@@ -29,6 +29,22 @@ UNWATCHED_TABLES = frozenset({"django_session"})
 SKIPPED_URL_NAMES = frozenset({"admin:view_on_site"})
 
 ROLES = ("anonymous", "non-staff", "staff-without-permissions", "staff-view-only")
+# Staff who may look at a corner of one family and nothing around it: what they are offered
+# must not lead to the pages next to it (a record's foreign keys, its job, its history).
+NARROW_VIEW_ROLES = {
+    # Divergences, not the databases or the database actions (their jobs' family).
+    "divergences-viewer": ("rds.view_divergence", "django_celery_results.view_taskresult"),
+    # Databases and their actions, not their schedules nor their divergences.
+    "databases-viewer": (
+        "rds.view_manageddatabase",
+        "rds.view_databaseaction",
+        "django_celery_results.view_taskresult",
+    ),
+    # Who is enrolled and what they completed, not the courses, sections or users.
+    "enrolments-viewer": ("courses.view_enrolment", "courses.view_lessoncompletion"),
+    # Terraform runs, not their workspaces.
+    "runs-viewer": ("terraform.view_terraformrun", "django_celery_results.view_taskresult"),
+}
 # Roles that may act: on what their permissions name (operator), on everything (superuser).
 ACTING_ROLES = ("operator", "superuser")
 
@@ -68,6 +84,14 @@ def role_user(role: str) -> User | None:
         groups_seed(stdout=io.StringIO())
         user = users.create_user("operator", password="pw-123456", is_staff=True)
         user.groups.add(Group.objects.get(name=DATABASE_OPERATORS))
+        return user
+    if role in NARROW_VIEW_ROLES:
+        user = users.create_user(role, password="pw-123456", is_staff=True)
+        for name in NARROW_VIEW_ROLES[role]:
+            app_label, codename = name.split(".")
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
         return user
     if role == "superuser":
         return users.create_superuser("root", password="pw-123456")

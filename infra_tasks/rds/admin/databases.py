@@ -19,7 +19,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
 from infra_tasks.rds.admin.forms import KeepRunningForm, ManagedDatabaseForm, schedule_zones
-from infra_tasks.rds.models import ActionKind, DatabaseAction, ManagedDatabase
+from infra_tasks.rds.models import ActionKind, DatabaseAction, Divergence, ManagedDatabase
 from infra_tasks.rds.selectors import database_schedule_summary
 from infra_tasks.rds.services.actions import database_action_request
 from infra_tasks.rds.services.schedules import (
@@ -28,20 +28,28 @@ from infra_tasks.rds.services.schedules import (
     managed_database_save,
 )
 from workers.admin_base import HistoryKeepsRecordMixin
-from workers.admin_links import job_link, refusal_report
+from workers.admin_links import admin_page_opens, job_link, refusal_report
 from workers.enqueue import Requester
 from workers.errors import ApplicationError
 
 
 def _action_links(records: Iterable[DatabaseAction]) -> SafeString:
-    """'demo-postgres (job and log)', linking the action record and its job, for messages."""
+    """'demo-postgres (job and log)', linking the action record and its job, for messages;
+    each a link only for whoever may open it (operating databases is no permission to
+    look at their action records or jobs)."""
+    actions_open = admin_page_opens(DatabaseAction)
     return format_html_join(
         ", ",
-        '<a href="{}">{}</a> ({})',
+        "{} ({})",
         (
             (
-                reverse("admin:rds_databaseaction_change", args=[record.pk]),
-                record.database.name,
+                format_html(
+                    '<a href="{}">{}</a>',
+                    reverse("admin:rds_databaseaction_change", args=[record.pk]),
+                    record.database.name,
+                )
+                if actions_open
+                else record.database.name,
                 job_link(record.task_id, "job and log"),
             )
             for record in records
@@ -108,16 +116,22 @@ class ManagedDatabaseAdmin(HistoryKeepsRecordMixin, admin.ModelAdmin):
     def history(self, obj: ManagedDatabase) -> str:
         if not obj.pk:
             return "—"
-        actions = reverse("admin:rds_databaseaction_changelist")
-        divergences = reverse("admin:rds_divergence_changelist")
-        return format_html(
-            '<a href="{}?database__id__exact={}">actions and their jobs</a> · '
-            '<a href="{}?database__id__exact={}">divergences</a>',
-            actions,
-            obj.pk,
-            divergences,
-            obj.pk,
-        )
+        # Each list only for whoever may open it (a database operator may not see
+        # divergences): a link to a refusal says nothing about the database.
+        links = [
+            format_html(
+                '<a href="{}?database__id__exact={}">{}</a>',
+                reverse(f"admin:rds_{model._meta.model_name}_changelist"),
+                obj.pk,
+                label,
+            )
+            for model, label in (
+                (DatabaseAction, "actions and their jobs"),
+                (Divergence, "divergences"),
+            )
+            if admin_page_opens(model, site=self.admin_site)
+        ]
+        return format_html_join(" · ", "{}", ((link,) for link in links)) if links else "—"
 
     def save_model(
         self, request: HttpRequest, obj: ManagedDatabase, form: Any, change: bool

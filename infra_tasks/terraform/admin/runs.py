@@ -25,7 +25,7 @@ from infra_tasks.terraform.admin.common import (
     service_call_report,
 )
 from infra_tasks.terraform.configuration import short
-from infra_tasks.terraform.models import RunKind, RunState, TerraformRun
+from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
 from infra_tasks.terraform.services.runs import (
     lost_after,
     run_approve,
@@ -35,7 +35,7 @@ from infra_tasks.terraform.services.runs import (
     silent_seconds,
 )
 from workers.admin_base import ImmutableAdminMixin
-from workers.admin_links import job_link
+from workers.admin_links import admin_page_opens, job_link
 from workers.admin_live import LiveJobFieldsMixin
 from workers.models import Job
 
@@ -287,6 +287,9 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
                 selectors.force_unlock_hint(run) if run is not None and run.state_lock else ""
             ),
             "queue_position": selectors.run_queue_position(run=run) if run else 0,
+            # Seeing runs is no permission to open their workspaces' pages.
+            "workspace_opens": run is not None
+            and admin_page_opens(TerraformWorkspace, run.workspace, site=self.admin_site),
             "can_plan_again": run is not None
             and run.is_finished
             and run.kind != RunKind.DRIFT_CHECK

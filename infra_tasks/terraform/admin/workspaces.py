@@ -27,6 +27,7 @@ from infra_tasks.terraform.admin.forms import DestroyConfirmForm, SecretInline, 
 from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
 from infra_tasks.terraform.services import runs
 from workers.admin_base import HistoryKeepsRecordMixin
+from workers.admin_links import admin_page_opens
 from workers.enqueue import Requester
 
 
@@ -90,8 +91,7 @@ class TerraformWorkspaceAdmin(HistoryKeepsRecordMixin, admin.ModelAdmin):
     def last_run(self, obj: Any) -> str:
         if not obj.last_run_id:
             return "—"
-        url = reverse("admin:terraform_terraformrun_change", args=[obj.last_run_id])
-        return format_html('<a href="{}">#{}</a>', url, obj.last_run_id)
+        return run_link(obj.last_run_id)
 
     @admin.display(description="last run state", ordering="last_run_state")
     def last_run_state(self, obj: Any) -> str:
@@ -113,16 +113,8 @@ class TerraformWorkspaceAdmin(HistoryKeepsRecordMixin, admin.ModelAdmin):
             return "none yet"
         return format_html_join(
             "",
-            '<div><a href="{}">#{}</a> {}: {}</div>',
-            (
-                (
-                    reverse("admin:terraform_terraformrun_change", args=[run.pk]),
-                    run.pk,
-                    run.get_kind_display(),
-                    run.get_state_display(),
-                )
-                for run in runs
-            ),
+            "<div>{} {}: {}</div>",
+            ((run_link(run.pk), run.get_kind_display(), run.get_state_display()) for run in runs),
         )
 
     def has_plan_permission(self, request: HttpRequest) -> bool:
@@ -243,7 +235,9 @@ class TerraformWorkspaceAdmin(HistoryKeepsRecordMixin, admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, context)
 
     def _to_run(self, run: TerraformRun | None, workspace: TerraformWorkspace) -> HttpResponse:
-        if run is None:
+        # To the run's page if this person may open it (one who may plan but not see runs
+        # met a 403 there), else back to the workspace, where the message says what started.
+        if run is None or not admin_page_opens(TerraformRun):
             return redirect("admin:terraform_terraformworkspace_change", workspace.pk)
         return redirect("admin:terraform_terraformrun_change", run.pk)
 
@@ -272,13 +266,21 @@ class TerraformWorkspaceAdmin(HistoryKeepsRecordMixin, admin.ModelAdmin):
             format_html(
                 # "Workspace …": the admin capitalises a message's first letter, and a
                 # workspace's name is its own ("demo", not "Demo").
-                'Workspace {}: {} requested as <a href="{}">run #{}</a>{}.',
+                "Workspace {}: {} requested as run {}{}.",
                 workspace,
                 kind.label.lower(),
-                reverse("admin:terraform_terraformrun_change", args=[run.pk]),
-                run.pk,
+                run_link(run.pk),
                 waits,
             ),
             level=messages.INFO if waits else messages.SUCCESS,
         )
         return run
+
+
+def run_link(run_id: int) -> str:
+    """ "#id", linked to the run's page for those who may open it (a workspace's viewer may
+    not see its runs)."""
+    if not admin_page_opens(TerraformRun):
+        return f"#{run_id}"
+    url = reverse("admin:terraform_terraformrun_change", args=[run_id])
+    return format_html('<a href="{}">#{}</a>', url, run_id)

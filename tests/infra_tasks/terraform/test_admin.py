@@ -550,6 +550,34 @@ def test_run_page_buttons_are_forms_of_their_own_outside_the_change_form(
     assert page.index(f'action="{approve}"') < page.index('id="terraformrun_form"')
 
 
+def test_a_planner_who_may_not_see_runs_is_brought_back_to_the_workspace_not_to_a_403(
+    unread_queues: None, make_workspace: MakeWorkspace
+) -> None:
+    """Planning needs the workspace's plan permission, a run's page the runs' view
+    permission: one does not bring the other."""
+    workspace = make_workspace()
+    planner = get_user_model().objects.create_user("p", password="pw-for-tests", is_staff=True)
+    planner.user_permissions.add(
+        *Permission.objects.filter(
+            codename__in=["view_terraformworkspace", "plan_terraformworkspace", "view_taskresult"]
+        )
+    )
+    client = client_for(planner)
+    workspace_url = reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk])
+    run_pages = reverse("admin:terraform_terraformrun_changelist")
+
+    response = client.post(
+        reverse("admin:terraform_workspace_plan", args=[workspace.pk]), follow=True
+    )
+    run = TerraformRun.objects.get()
+    assert response.redirect_chain == [(workspace_url, 302)]
+    page = response.content.decode()
+    assert f"requested as run #{run.pk}" in page  # said, not linked
+    assert run_pages not in page  # no link on the page leads to a run's 403
+    assert client.get(workspace_url).content.decode().count(run_pages) == 0
+    assert html_problems(page) == []
+
+
 def test_workspace_page_plan_button_queues_a_run_and_opens_the_run(
     unread_queues: None, make_workspace: MakeWorkspace
 ) -> None:
@@ -573,7 +601,7 @@ def test_workspace_page_plan_button_queues_a_run_and_opens_the_run(
     run = TerraformRun.objects.get()
     run_url = reverse("admin:terraform_terraformrun_change", args=[run.pk])
     assert response.redirect_chain == [(run_url, 302)]
-    assert f'requested as <a href="{run_url}">run #{run.pk}</a>' in response.content.decode()
+    assert f'requested as run <a href="{run_url}">#{run.pk}</a>' in response.content.decode()
     # Named as it is spelled: the admin capitalises a message's first letter, so the message
     # does not begin with the workspace's name.
     assert f"Workspace {run.workspace.name}: " in response.content.decode()

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import AdminReadonlyField
+from django.contrib.admin.widgets import ForeignKeyRawIdWidget
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -111,6 +112,24 @@ def admin_page_opens(model: Any, obj: Any = None, *, site: admin.AdminSite | Non
         return True
     model_admin = (site or admin.site)._registry.get(model)
     return model_admin is not None and bool(model_admin.has_view_or_change_permission(request, obj))
+
+
+_django_raw_id_context = ForeignKeyRawIdWidget.get_context
+
+
+def raw_id_widget_context(
+    widget: ForeignKeyRawIdWidget, name: str, value: Any, attrs: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A raw-id field on any admin's form (an enrolment's user): Django offers a lookup of
+    the related records and links the chosen one's page without asking whether the reader
+    may open them (an enrolment editor met a 403 at both); for whoever may not, the id is
+    typed and the chosen record named, not linked. Installed by
+    workers.apps.OpsqueueAdminConfig."""
+    context: dict[str, Any] = _django_raw_id_context(widget, name, value, attrs)
+    if not admin_page_opens(widget.rel.model, site=widget.admin_site):
+        context["related_url"] = None
+        context["link_url"] = ""
+    return context
 
 
 _django_readonly_admin_url = AdminReadonlyField.get_admin_url

@@ -47,15 +47,17 @@ class OpsqueueAdminConfig(admin_apps.AdminConfig):
     default_site = "workers.admin_site.OpsqueueAdminSite"
 
     def ready(self) -> None:
-        from django.contrib.admin import helpers, options
+        from django.contrib.admin import helpers, options, widgets
         from django.db import models
 
-        from workers.admin_links import readonly_related_link
+        from workers.admin_links import raw_id_widget_context, readonly_related_link
         from workers.storable import StorableJSONField
 
         # Every admin's read-only foreign keys, the libraries' too: a link only for whoever
         # may open the related record's page (Django links it for anyone).
         helpers.AdminReadonlyField.get_admin_url = readonly_related_link  # type: ignore[method-assign,assignment]
+        # And every raw-id field's lookup and link (ManyToManyRawIdWidget's too).
+        widgets.ForeignKeyRawIdWidget.get_context = raw_id_widget_context  # type: ignore[method-assign,assignment]
 
         # Every JSON field of every admin form and inline, the libraries' too: a value
         # PostgreSQL cannot store (`\u0000`) is a form error instead of a 500. Set before

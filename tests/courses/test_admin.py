@@ -345,3 +345,40 @@ def test_a_video_address_typed_without_a_scheme_is_saved_as_https(client: Client
     assert response.status_code == 302, response.content[:2000]
     lesson.refresh_from_db()
     assert lesson.video_url == "https://videos.example.com/intro.mp4"
+
+
+def test_an_enrolment_editor_who_may_not_see_users_is_offered_no_user_lookup_or_link(
+    client: Client,
+) -> None:
+    """The user field is a raw id: Django offered a lookup of users and linked the chosen
+    one's page, both a 403 for whoever may not see users; they type the id, and see the
+    chosen user named."""
+    from courses.models import Enrolment
+
+    learner = get_user_model().objects.create_user("learner-ada")
+    enrolment = Enrolment.objects.create(user=learner, course=make_course())
+    editor = staff("courses.view_enrolment", "courses.change_enrolment", "courses.add_enrolment")
+    client.force_login(editor)
+    users = "/admin/auth/user/"
+    for url in (
+        f"/admin/courses/enrolment/{enrolment.pk}/change/",
+        "/admin/courses/enrolment/add/",
+    ):
+        page = client.get(url).content.decode()
+        assert 'name="user"' in page, url
+        assert users not in page, url
+    assert (
+        "learner-ada"
+        in client.get(f"/admin/courses/enrolment/{enrolment.pk}/change/").content.decode()
+    )
+
+    client.force_login(
+        staff(
+            "courses.view_enrolment",
+            "courses.change_enrolment",
+            "courses.add_enrolment",
+            "auth.view_user",
+        )
+    )
+    page = client.get(f"/admin/courses/enrolment/{enrolment.pk}/change/").content.decode()
+    assert f"{users}?_to_field=id" in page and f"{users}{learner.pk}/change/" in page

@@ -402,3 +402,47 @@ def test_jobs_by_state_name_each_state_as_the_job_list_does(ops_client: Client) 
 
     assert cell(html, 'data-state="PENDING"', "state") == "Queued (PENDING)"
     assert cell(html, 'data-state="FAILURE"', "state") == "Failed (FAILURE)"
+
+
+@override_settings(WORKER_CONSUMER_STALLED_SECONDS=60)
+def test_queues_with_waiting_jobs_and_no_consuming_worker_are_named_with_their_last_receive() -> (
+    None
+):
+    from tests.workers.jobs import job_row
+    from workers.models import QueuePause
+    from workers.operations import IdleQueue, idle_queues_with_waiting_jobs
+
+    # An hour ahead: the rows below are the only heartbeats of that moment (a worker of the
+    # test session, beating now, is long gone by then).
+    now = timezone.now() + timedelta(hours=1)
+    last_receive = now - timedelta(minutes=5)
+    for hostname, queues, last_seen_at, receive in (
+        # default: its only worker beats on, its consumer silent for 5 minutes (stalled)
+        ("stalled@host", ["default"], now, last_receive),
+        # media: consumed; infra: its worker offline; release: no worker at all
+        ("media@host", ["media"], now, now - timedelta(seconds=5)),
+        ("gone@host", ["infra"], now - timedelta(minutes=10), last_receive),
+    ):
+        WorkerHeartbeat.objects.create(
+            hostname=hostname,
+            pid=1,
+            queues=queues,
+            concurrency=1,
+            started_at=now - timedelta(hours=1),
+            last_seen_at=last_seen_at,
+            last_receive_at=receive,
+        )
+    for queue in ("default", "media", "infra"):
+        job_row("app.tasks.work", "PENDING", queue=queue)
+    assert idle_queues_with_waiting_jobs(now=now) == [
+        IdleQueue("default", last_receive),
+        IdleQueue("infra", last_receive),
+    ]  # release: no worker, but nothing waits on it; media: consumed
+
+    # A paused queue's jobs wait for the resume, which its pages say: not for a worker.
+    QueuePause.objects.create(queue="infra", paused_by_label="ops")
+    job_row("app.tasks.work", "PENDING", queue="release")
+    assert idle_queues_with_waiting_jobs(now=now) == [
+        IdleQueue("default", last_receive),
+        IdleQueue("release", None),
+    ]

@@ -603,10 +603,12 @@ def test_a_job_waiting_where_no_worker_consumes_says_so_until_a_worker_takes_it(
     worker takes it, and both stop saying so. The session's shared worker, which reads every
     queue's name, is frozen meanwhile (a frozen worker is one way a queue loses its
     consumer)."""
+    from django.utils import timezone
     from playwright.sync_api import expect
 
     from tests.support.jobs import diagnostic_queued
     from workers.models import Job, WorkerHeartbeat
+    from workers.operations import queues_without_consumer
 
     # The workers below beat every half second; the pages judge them by that interval.
     settings.WORKER_HEARTBEAT_SECONDS = 0.5  # type: ignore[attr-defined]
@@ -631,6 +633,8 @@ def test_a_job_waiting_where_no_worker_consumes_says_so_until_a_worker_takes_it(
             lambda: Job.objects.filter(task_id=run.task_id, sent_at__isnull=False).exists(), page
         )
 
+        # The stopped worker's last heartbeat goes stale three beats later.
+        wait_for(lambda: "default" in queues_without_consumer(now=timezone.now()), page)
         page.reload()
         idle = page.locator("#idle-queues")
         expect(idle).to_contain_text("Jobs are waiting where no worker takes them now")

@@ -446,3 +446,29 @@ def test_queues_with_waiting_jobs_and_no_consuming_worker_are_named_with_their_l
         IdleQueue("default", last_receive),
         IdleQueue("release", None),
     ]
+
+
+def test_a_waiting_jobs_page_links_the_operations_page_only_for_who_may_open_it() -> None:
+    from django.template.loader import render_to_string
+
+    from tests.workers.jobs import job_row
+    from workers.admin_links import operations_url_for
+    from workers.models import Job
+    from workers.selectors import job_summary_get
+
+    row = job_row("app.tasks.work", "PENDING", queue="media")
+    Job.objects.filter(task_id=row.task_id).update(sent_at=timezone.now())
+    # An hour ahead, no worker of the test session counts as consuming: media has none.
+    summary = job_summary_get(task_id=row.task_id, now=timezone.now() + timedelta(hours=1))
+    assert summary is not None and summary.no_consumer
+    assert summary.no_consumer_last_seen is None
+    looker = get_user_model().objects.create_user("looker", is_staff=True)
+    operator = get_user_model().objects.create_user("operator", is_staff=True)
+    operator.user_permissions.add(Permission.objects.get(codename="view_operations"))
+    for user, linked in ((looker, False), (operator, True)):
+        user = get_user_model().objects.get(pk=user.pk)  # permissions are cached per object
+        html = render_to_string(
+            "workers/job_summary.html", {"s": summary, "ops_url": operations_url_for(user)}
+        )
+        assert "No worker is taking jobs from the media queue now (none seen in the last" in html
+        assert ('href="/ops/operations/"' in html) is linked

@@ -23,6 +23,13 @@ from workers.requesters import current_request
 NO_JOB = "—"
 
 
+def operations_url_for(user: Any) -> str:
+    """The operations page's address for whom may open it, else "" (no link to a 403)."""
+    if user is not None and user.has_perm("workers.view_operations"):
+        return reverse("workers:operations")
+    return ""
+
+
 def job_url(task_id: str) -> str:
     return reverse("workers:job-detail", args=[task_id])
 

@@ -21,8 +21,10 @@ from django_celery_results.models import TaskResult
 
 from workers import display, families
 from workers.admin_base import action_refusal
+from workers.admin_links import operations_url_for
 from workers.families import housekeeping_task_names
 from workers.flower_accounts import VIEW_PERMISSION as FLOWER_VIEW_PERMISSION
+from workers.operations import idle_queues_with_waiting_jobs
 from workers.recurring import recurring_tasks
 
 RECENT_JOBS = 15
@@ -177,9 +179,13 @@ class OpsqueueAdminSite(admin.AdminSite):
         return app_list if app_label else app_list_grouped(app_list)
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        recent = self.recent_jobs(request)
         context = {
             **(extra_context or {}),
-            "recent_jobs": self.recent_jobs(request),
+            "recent_jobs": recent,
+            # Jobs waiting where no worker consumes would read "Queued" for ever: say why.
+            "idle_queues": idle_queues_with_waiting_jobs() if recent is not None else [],
+            "operations_url": operations_url_for(request.user),
             "can_run_diagnostic": request.user.has_perm("workers.run_diagnostic"),
             "jobs_url": reverse("admin:django_celery_results_taskresult_changelist"),
             "places": self.places(request),

@@ -43,6 +43,7 @@ from workers.ops_metrics import (
     runtime_percentiles,
 )
 from workers.outbox import broker_health
+from workers.queues import QUEUES
 
 STATES = ("PENDING", "RECEIVED", "STARTED", "RETRY", "SUCCESS", "FAILURE", "REVOKED")
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED")
@@ -74,6 +75,12 @@ class WorkerRow:
     online: bool
     # Online, but its SQS consumer has not received for longer than polling allows.
     stalled: bool = False
+
+    @property
+    def consuming(self) -> bool:
+        """A worker is alive when it consumes, not when a thread beats: online and not
+        stalled. The one rule the page, the metrics and the job pages' warnings follow."""
+        return self.online and not self.stalled
 
 
 @dataclass(frozen=True)
@@ -196,6 +203,46 @@ def worker_rows(*, now: datetime) -> list[WorkerRow]:
     return rows
 
 
+def queues_without_consumer(*, now: datetime) -> dict[str, datetime | None]:
+    """The project's queues no worker consumes now (worker_rows' rule), each with when a
+    worker's consumer last received from it (None: no worker of the last day read it).
+    One query on the heartbeat rows: cheap enough for a job page's every poll."""
+    rows = worker_rows(now=now)
+    consumed = {queue for row in rows if row.consuming for queue in row.heartbeat.queues}
+    idle: dict[str, datetime | None] = {}
+    for queue in QUEUES:
+        if queue in consumed:
+            continue
+        receives = [
+            row.heartbeat.last_receive_at
+            for row in rows
+            if queue in row.heartbeat.queues and row.heartbeat.last_receive_at
+        ]
+        idle[queue] = max(receives, default=None)
+    return idle
+
+
+@dataclass(frozen=True)
+class IdleQueue:
+    """A queue jobs wait on while no worker consumes it (not a paused one: that has its own
+    line), for the Jobs home's warning."""
+
+    queue: str
+    last_consumed_at: datetime | None
+
+
+def idle_queues_with_waiting_jobs(*, now: datetime | None = None) -> list[IdleQueue]:
+    now = now or timezone.now()
+    idle = queues_without_consumer(now=now)
+    if not idle:
+        return []
+    return [
+        IdleQueue(row.queue, idle[row.queue])
+        for row in queue_latencies(now=now)
+        if row.queue in idle and row.oldest_waiting_seconds > 0 and not row.paused_by
+    ]
+
+
 @dataclass(frozen=True)
 class Operations:
     now: datetime
@@ -312,7 +359,7 @@ def metrics_get(*, now: datetime | None = None) -> dict[str, Any]:
                 # A worker is alive when it consumes: online (its process beats) and not
                 # stalled (its consumer received from SQS lately) is what to alert on.
                 "stalled": w.stalled,
-                "consuming": w.online and not w.stalled,
+                "consuming": w.consuming,
                 "queues": w.heartbeat.queues,
                 "active": w.heartbeat.active,
                 "last_seen_at": w.heartbeat.last_seen_at.isoformat(),

@@ -16,6 +16,7 @@ from django_celery_results.models import TaskResult
 
 from workers import display, families
 from workers.models import DiagnosticRun, Job, JobLogChunk, QueuePause
+from workers.operations import queues_without_consumer
 from workers.outbox import MAX_SQS_DELAY_SECONDS
 from workers.subjects import JobSubject, job_subject_get
 
@@ -156,6 +157,9 @@ class JobSummary:
     queue_paused_by: str = ""  # not started yet and its queue is paused: by whom
     # Recorded but not yet handed to SQS (and not a deferred job waiting for its time).
     unsent: bool = False
+    # Due, in SQS, and no worker consumes its queue now (workers/operations.py's rule).
+    no_consumer: bool = False
+    no_consumer_last_seen: datetime | None = None  # when one last received from the queue
 
 
 # Retries of retries: a bound, not a limit anyone meets.
@@ -198,6 +202,37 @@ def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary 
             f"waiting for {display.duration_text((now - result.date_created).total_seconds())}"
         )
     error, result_text = _outcome(result.result, status)
+    # A queued job that never reached SQS (it was down, or the process that recorded the
+    # job died first) waits for the outbox sweeper, not for a worker.
+    unsent = bool(
+        job
+        and job.sent_at is None
+        and not started
+        and not finished
+        and (
+            job.run_after is None or (job.run_after - now).total_seconds() <= MAX_SQS_DELAY_SECONDS
+        )
+    )
+    # A queued job whose queue is paused waits for the resume, not for a worker.
+    paused_by = (
+        QueuePause.objects.filter(queue=job.queue).values_list("paused_by_label", flat=True).first()
+        or ""
+        if job and job.queue and not started and not finished
+        else ""
+    )
+    # A due job in SQS waits for a worker: say so when none consumes its queue, or it
+    # reads "Queued" for ever. Asked only while it waits (one query on heartbeat rows).
+    waits_for_worker = bool(
+        job
+        and job.queue
+        and status == "PENDING"
+        and not started
+        and not unsent
+        and not paused_by
+        and (job.run_after is None or job.run_after <= now)
+    )
+    idle = queues_without_consumer(now=now) if waits_for_worker and job else {}
+    no_consumer = bool(job and job.queue in idle)
     return JobSummary(
         task_id=task_id,
         task_name=result.task_name or (job.task_name if job else ""),
@@ -228,27 +263,10 @@ def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary 
             if job and job.discarded_at
             else ""
         ),
-        # A queued job that never reached SQS (it was down, or the process that recorded
-        # the job died first) waits for the outbox sweeper, not for a worker.
-        unsent=bool(
-            job
-            and job.sent_at is None
-            and not started
-            and not finished
-            and (
-                job.run_after is None
-                or (job.run_after - now).total_seconds() <= MAX_SQS_DELAY_SECONDS
-            )
-        ),
-        # A queued job whose queue is paused waits for the resume, not for a worker.
-        queue_paused_by=(
-            QueuePause.objects.filter(queue=job.queue)
-            .values_list("paused_by_label", flat=True)
-            .first()
-            or ""
-            if job and job.queue and not started and not finished
-            else ""
-        ),
+        unsent=unsent,
+        queue_paused_by=paused_by,
+        no_consumer=no_consumer,
+        no_consumer_last_seen=idle.get(job.queue) if no_consumer and job else None,
     )
 
 

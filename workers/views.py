@@ -20,7 +20,7 @@ from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 
 from workers import display, job_actions, selectors
-from workers.admin_links import started_job_link, started_job_redirect
+from workers.admin_links import operations_url_for, started_job_link, started_job_redirect
 from workers.enqueue import BrokerUnavailable, JobArgumentsRefused, JobQueueRefused, Requester
 from workers.jobs import DIAGNOSTIC_RUN_EXECUTE
 from workers.permissions import (
@@ -66,7 +66,9 @@ def job_log(request: HttpRequest, task_id: str) -> HttpResponse:
             ),
             # The page's summary, drawn by the same template as at page load.
             "summary_html": render_to_string(
-                "workers/job_summary.html", {"s": summary}, request=request
+                "workers/job_summary.html",
+                {"s": summary, "ops_url": operations_url_for(request.user)},
+                request=request,
             ),
         }
     )

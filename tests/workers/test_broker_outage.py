@@ -240,3 +240,80 @@ def test_the_health_check_fails_once_the_consumer_is_silent_for_the_limit_not_tw
     finally:
         endpoint.thaw()
         worker.stop()
+
+
+def test_a_job_page_says_no_worker_takes_its_queue_while_the_only_worker_is_stalled(
+    worker: WorkerProcess,
+    worker_env: dict[str, str],
+    run_dir: Path,
+    endpoint: AwsEndpoint,
+    sqs_queues: AwsEndpoint,
+    settings: object,
+    client: object,
+) -> None:
+    """A worker whose heartbeat beats on but whose SQS hangs consumes nothing: a job waiting
+    on its queue says so, and stops saying so once the worker receives again. The shared
+    worker, which reads every queue's name, is frozen meanwhile."""
+    import os
+    import signal
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.utils import timezone
+
+    from workers.models import Job, WorkerHeartbeat
+
+    assert isinstance(client, Client)
+    settings.WORKER_HEARTBEAT_SECONDS = 0.5  # type: ignore[attr-defined]
+    settings.WORKER_CONSUMER_STALLED_SECONDS = 3  # type: ignore[attr-defined]
+    client.force_login(get_user_model().objects.create_superuser("ops", "ops@example.com", "pw"))
+    prefix = new_queue_prefix()
+    own_queues_create(endpoint, prefix)
+    os.killpg(worker.process.pid, signal.SIGSTOP)
+    stalled = WorkerProcess(
+        env={
+            **worker_env,
+            "AWS_ENDPOINT_URL": endpoint.url,
+            "AWS_ENDPOINT_URL_SQS": endpoint.url,
+            "SQS_QUEUE_PREFIX": prefix,
+            "WORKER_HEARTBEAT_SECONDS": "0.5",
+        },
+        queues=["default"],
+        log_dir=run_dir,
+        name="stalls",
+    )
+    try:
+        wait_until(
+            lambda: WorkerHeartbeat.objects.filter(
+                hostname=stalled.hostname, last_receive_at__isnull=False
+            ).exists(),
+            message="the worker to receive",
+        )
+        # The job waits in a queue of its own on the session's SQS: what matters to its
+        # page is that no worker consumes the default queue, wherever the message is.
+        other = new_queue_prefix()
+        own_queues_create(sqs_queues, other)
+        run = diagnostic_queued(other, queue="default", duration_seconds=0.1)
+        wait_until(
+            lambda: Job.objects.filter(task_id=run.task_id, sent_at__isnull=False).exists(),
+            message="the job to be sent",
+        )
+
+        def warning() -> bool:
+            answer = client.get(f"/ops/jobs/{run.task_id}/log/").json()
+            return 'id="job-no-consumer"' in answer["summary_html"]
+
+        assert not warning(), "the worker consumes: nothing to warn about"
+        endpoint.freeze()
+        wait_until(warning, timeout=20, message="the page to say no worker consumes")
+        page = client.get(f"/ops/jobs/{run.task_id}/", follow=True).content.decode()
+        assert "No worker is taking jobs from the default queue now" in page
+        # Its process beats on: only its consumer is silent.
+        beat = WorkerHeartbeat.objects.get(hostname=stalled.hostname).last_seen_at
+        assert (timezone.now() - beat).total_seconds() < 1.5
+        endpoint.thaw()
+        wait_until(lambda: not warning(), timeout=20, message="the warning to go")
+    finally:
+        endpoint.thaw()
+        stalled.stop()
+        os.killpg(worker.process.pid, signal.SIGCONT)

@@ -4,7 +4,10 @@ diagnostic jobs it starts, each job's live page, and the operations page it link
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
+from pathlib import Path
 
 import pytest
 from django_celery_beat.models import PeriodicTask
@@ -12,7 +15,7 @@ from django_celery_results.models import TaskResult
 
 from tests.infra_tasks.rds.support import aws_status, new_instance, register
 from tests.support.browser import PASSWORD, Tour, wait_for
-from tests.support.servers import AwsEndpoint, WorkerProcess
+from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, own_queues_create
 from tests.workers.jobs import job_row
 from workers.models import DiagnosticRun
 
@@ -584,4 +587,91 @@ def test_a_schedule_for_a_queue_no_worker_reads_is_refused_and_saves_without_one
         page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("ul.messagelist")).to_contain_text("was added successfully")
     assert PeriodicTask.objects.get(name="depths on a queue").queue is None
+    tour.assert_pages_sound()
+
+
+def test_a_job_waiting_where_no_worker_consumes_says_so_until_a_worker_takes_it(
+    tour: Tour,
+    worker: WorkerProcess,
+    worker_env: dict[str, str],
+    run_dir: Path,
+    sqs_queues: AwsEndpoint,
+    settings: object,
+) -> None:
+    """A worker consumes a queue of this test's own and is stopped, and a job is queued
+    there: the Jobs home and the job's page say no worker takes from that queue; a new
+    worker takes it, and both stop saying so. The session's shared worker, which reads every
+    queue's name, is frozen meanwhile (a frozen worker is one way a queue loses its
+    consumer)."""
+    from django.utils import timezone
+    from playwright.sync_api import expect
+
+    from tests.support.jobs import diagnostic_queued
+    from workers.models import Job, WorkerHeartbeat
+    from workers.operations import queues_without_consumer
+
+    # The workers below beat every half second; the pages judge them by that interval.
+    settings.WORKER_HEARTBEAT_SECONDS = 0.5  # type: ignore[attr-defined]
+    page = tour.page
+    prefix = new_queue_prefix()
+    own_queues_create(sqs_queues, prefix)
+    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix, "WORKER_HEARTBEAT_SECONDS": "0.5"}
+    os.killpg(worker.process.pid, signal.SIGSTOP)
+    try:
+        first = WorkerProcess(env=env, queues=["default"], log_dir=run_dir, name="idle-first")
+        try:
+            wait_for(
+                lambda: WorkerHeartbeat.objects.filter(
+                    hostname=first.hostname, last_receive_at__isnull=False
+                ).exists(),
+                page,
+            )
+        finally:
+            first.stop()
+        run = diagnostic_queued(prefix, queue="default", duration_seconds=0.1)
+        wait_for(
+            lambda: Job.objects.filter(task_id=run.task_id, sent_at__isnull=False).exists(), page
+        )
+
+        # The stopped worker's last heartbeat goes stale three beats later.
+        wait_for(lambda: "default" in queues_without_consumer(now=timezone.now()), page)
+        page.reload()
+        idle = page.locator("#idle-queues")
+        expect(idle).to_contain_text("Jobs are waiting where no worker takes them now")
+        expect(idle.locator("[data-queue]")).to_have_count(1)
+        expect(idle.locator('[data-queue="default"]')).to_contain_text(
+            "the default queue (a worker last received from it 20"
+        )
+        tour.screenshot("jobs-home-no-consumer")
+        idle.get_by_role("link", name="See the workers").click()
+        expect(page).to_have_url(re.compile(r"/ops/operations/$"))
+        page.go_back()
+
+        page.locator(f'#recent-jobs tr[data-task-id="{run.task_id}"] a').click()
+        expect(page.locator("#job-live-status")).to_have_text("Queued (PENDING)")
+        warning = page.locator("#job-no-consumer")
+        expect(warning).to_contain_text(
+            "No worker is taking jobs from the default queue now (one last received from it 20"
+        )
+        expect(warning).to_contain_text("UTC); it will start once one does.")
+        expect(
+            warning.get_by_role("link", name="See the workers on the operations page")
+        ).to_be_visible()
+        tour.screenshot("job-page-no-consumer")
+
+        # The job's page stays open: its poll drops the warning once a worker takes the job.
+        second = WorkerProcess(env=env, queues=["default"], log_dir=run_dir, name="idle-second")
+        try:
+            expect(page.locator("#job-live-status")).to_have_text("Succeeded (SUCCESS)")
+            expect(warning).to_have_count(0)
+            tour.job_settled()
+            page.locator(".breadcrumbs").get_by_role("link", name="Home").click()
+            expect(page.locator(f'#recent-jobs tr[data-task-id="{run.task_id}"]')).to_contain_text(
+                "Succeeded (SUCCESS)"
+            )
+            expect(page.locator("#idle-queues")).to_have_count(0)
+        finally:
+            second.stop()
+    finally:
+        os.killpg(worker.process.pid, signal.SIGCONT)
     tour.assert_pages_sound()

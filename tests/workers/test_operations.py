@@ -402,3 +402,73 @@ def test_jobs_by_state_name_each_state_as_the_job_list_does(ops_client: Client) 
 
     assert cell(html, 'data-state="PENDING"', "state") == "Queued (PENDING)"
     assert cell(html, 'data-state="FAILURE"', "state") == "Failed (FAILURE)"
+
+
+@override_settings(WORKER_CONSUMER_STALLED_SECONDS=60)
+def test_queues_with_waiting_jobs_and_no_consuming_worker_are_named_with_their_last_receive() -> (
+    None
+):
+    from tests.workers.jobs import job_row
+    from workers.models import QueuePause
+    from workers.operations import IdleQueue, idle_queues_with_waiting_jobs
+
+    # An hour ahead: the rows below are the only heartbeats of that moment (a worker of the
+    # test session, beating now, is long gone by then).
+    now = timezone.now() + timedelta(hours=1)
+    last_receive = now - timedelta(minutes=5)
+    for hostname, queues, last_seen_at, receive in (
+        # default: its only worker beats on, its consumer silent for 5 minutes (stalled)
+        ("stalled@host", ["default"], now, last_receive),
+        # media: consumed; infra: its worker offline; release: no worker at all
+        ("media@host", ["media"], now, now - timedelta(seconds=5)),
+        ("gone@host", ["infra"], now - timedelta(minutes=10), last_receive),
+    ):
+        WorkerHeartbeat.objects.create(
+            hostname=hostname,
+            pid=1,
+            queues=queues,
+            concurrency=1,
+            started_at=now - timedelta(hours=1),
+            last_seen_at=last_seen_at,
+            last_receive_at=receive,
+        )
+    for queue in ("default", "media", "infra"):
+        job_row("app.tasks.work", "PENDING", queue=queue)
+    assert idle_queues_with_waiting_jobs(now=now) == [
+        IdleQueue("default", last_receive),
+        IdleQueue("infra", last_receive),
+    ]  # release: no worker, but nothing waits on it; media: consumed
+
+    # A paused queue's jobs wait for the resume, which its pages say: not for a worker.
+    QueuePause.objects.create(queue="infra", paused_by_label="ops")
+    job_row("app.tasks.work", "PENDING", queue="release")
+    assert idle_queues_with_waiting_jobs(now=now) == [
+        IdleQueue("default", last_receive),
+        IdleQueue("release", None),
+    ]
+
+
+def test_a_waiting_jobs_page_links_the_operations_page_only_for_who_may_open_it() -> None:
+    from django.template.loader import render_to_string
+
+    from tests.workers.jobs import job_row
+    from workers.admin_links import operations_url_for
+    from workers.models import Job
+    from workers.selectors import job_summary_get
+
+    row = job_row("app.tasks.work", "PENDING", queue="media")
+    Job.objects.filter(task_id=row.task_id).update(sent_at=timezone.now())
+    # An hour ahead, no worker of the test session counts as consuming: media has none.
+    summary = job_summary_get(task_id=row.task_id, now=timezone.now() + timedelta(hours=1))
+    assert summary is not None and summary.no_consumer
+    assert summary.no_consumer_last_seen is None
+    looker = get_user_model().objects.create_user("looker", is_staff=True)
+    operator = get_user_model().objects.create_user("operator", is_staff=True)
+    operator.user_permissions.add(Permission.objects.get(codename="view_operations"))
+    for user, linked in ((looker, False), (operator, True)):
+        user = get_user_model().objects.get(pk=user.pk)  # permissions are cached per object
+        html = render_to_string(
+            "workers/job_summary.html", {"s": summary, "ops_url": operations_url_for(user)}
+        )
+        assert "No worker is taking jobs from the media queue now (none seen in the last" in html
+        assert ('href="/ops/operations/"' in html) is linked

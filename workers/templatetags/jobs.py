@@ -9,6 +9,7 @@ from typing import Any
 from django import template
 from django.utils.timesince import timesince
 
+from workers.admin_links import operations_url_for
 from workers.display import duration_text, state_label
 from workers.families import job_viewable
 from workers.selectors import job_summary_get
@@ -46,6 +47,7 @@ def job_live(
         "summary": summary if viewable else None,
         "reload_on_end": reload_on_end,
         "link_to_job": link_to_job,
+        "ops_url": operations_url_for(request.user if request is not None else None),
     }
 
 

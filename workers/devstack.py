@@ -200,7 +200,6 @@ def main(argv: Sequence[str] = ()) -> int:
         stack.run([*manage, "sqs_queues"])
         stack.run([*manage, "terraform_state_bucket"])
         stack.run([*manage, "devstack_setup", "--username", DEMO_USERNAME, "--password", password])
-        stack.start("web", [*manage, "runserver", "--noreload", f"127.0.0.1:{ports['web']}"])
         stack.start(
             "worker",
             [
@@ -223,6 +222,19 @@ def main(argv: Sequence[str] = ()) -> int:
             restart=True,
         )
         stack.start("beat", [*celery, "beat", "--loglevel", "INFO", "--pidfile", ""])
+        # The admin answers only once a worker consumes every queue: opened earlier, the Jobs
+        # home and the demo jobs' pages would warn that no worker takes them (a false alarm).
+        waiting = subprocess.Popen([*manage, "devstack_workers_ready"], cwd=BASE_DIR, env=env)
+        while waiting.poll() is None and not stopping and not stack.first_exited():
+            time.sleep(0.2)
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.wait()
+        if stopping:
+            return 0
+        if waiting.returncode:
+            print("[devstack] a queue has no consuming worker yet; starting anyway", flush=True)
+        stack.start("web", [*manage, "runserver", "--noreload", f"127.0.0.1:{ports['web']}"])
         if "CELERY_MONITOR_URL" in env:
             stack.start(
                 "flower",

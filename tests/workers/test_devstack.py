@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 
 from tests.support.servers import wait_until
 from workers.devstack import BASE_DIR, free_port
+from workers.queues import QUEUES
 
 
 def test_dev_stack_starts_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> None:
@@ -43,6 +47,15 @@ def test_dev_stack_starts_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> 
             start_new_session=True,
         )
         try:
+            # The admin answers only once a worker consumes every queue: opened earlier,
+            # the Jobs home would warn about the demo's first jobs that no worker takes them.
+            wait_until(
+                lambda: _status(f"http://127.0.0.1:{env['DEVSTACK_WEB_PORT']}/healthz/", "") == 200,
+                timeout=240,
+                interval=0.02,
+                message="the dev stack's web server to answer",
+            )
+            assert _queues_consumed(tmp_path / "dev.sqlite3") >= set(QUEUES)
             banner = wait_until(
                 lambda: re.search(r"admin\s+(http://\S+)/admin/", log_path.read_text()),
                 timeout=240,
@@ -116,6 +129,13 @@ def _status(url: str, login: str) -> int | None:
         return exc.code
     except OSError:
         return None
+
+
+def _queues_consumed(database: Path) -> set[str]:
+    """The queues of the workers whose heartbeat row the dev stack's database holds."""
+    with closing(sqlite3.connect(database)) as db:
+        rows = db.execute("SELECT queues FROM workers_workerheartbeat").fetchall()
+    return {queue for (queues,) in rows for queue in json.loads(queues)}
 
 
 def _descendants(pid: int) -> list[int]:

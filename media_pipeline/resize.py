@@ -37,10 +37,12 @@ import pillow_heif
 import pyvips
 from PIL import Image, ImageCms, UnidentifiedImageError
 
+from media_pipeline import formats
 from media_pipeline.av1_frames import largest_av1_frame
 from media_pipeline.containers import Pieces, count_pieces
 from media_pipeline.formats import ACCEPTED_DESCRIPTION, SNIFF_BYTES, sniff
 from media_pipeline.heif_grids import largest_grid_canvas
+from media_pipeline.png_chunks import without_unusable_metadata
 from media_pipeline.specs import OutputFormat, VariantSpec
 from workers.errors import ApplicationError
 
@@ -186,6 +188,9 @@ def render_variants(
         refuse_oversized_file(source.seek(0, io.SEEK_END) - start, max_bytes)
         source.seek(start)
     _refuse_padded_container(source)
+    if _kind(source) is formats.PNG:
+        # An oversized or undecodable colour profile is ignored, not the picture refused.
+        source = without_unusable_metadata(source)
     _register_heif_opener()
     try:
         image = Image.open(source, formats=OPENERS)
@@ -296,10 +301,7 @@ def _is_webp_animation(source: BinaryIO) -> bool:
 def _refuse_padded_container(source: BinaryIO) -> None:
     """Refuse, before any parser reads it, a file padded with more pieces than a picture has
     (media_pipeline.containers): Pillow would spend minutes and gigabytes on them."""
-    position = source.tell()
-    source.seek(0)
-    kind = sniff(source.read(SNIFF_BYTES))
-    source.seek(position)
+    kind = _kind(source)
     pieces = count_pieces(source, kind, limits=CONTAINER_LIMITS)
     if pieces.scans > CONTAINER_LIMITS.scans:
         raise CorruptImage(
@@ -316,6 +318,14 @@ def _refuse_padded_container(source: BinaryIO) -> None:
             f"The file holds more than {CONTAINER_LIMITS.stray_bytes // 1024} KiB of padding "
             "between the parts of its JPEG picture; reading it would take minutes."
         )
+
+
+def _kind(source: BinaryIO) -> formats.StoredType:
+    position = source.tell()
+    source.seek(0)
+    kind = sniff(source.read(SNIFF_BYTES))
+    source.seek(position)
+    return kind
 
 
 def _unreadable(source: BinaryIO) -> ImageRejected:

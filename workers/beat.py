@@ -20,10 +20,16 @@ from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
 from workers.celery_compat import beat_entry_arguments
 from workers.deferred import DEFERRED_JOB_HEADER, deferred_job_send, is_deferred_entry
-from workers.enqueue import BrokerUnavailable, Requester, job_publish, new_task_id
+from workers.enqueue import (
+    BrokerUnavailable,
+    Requester,
+    job_publish,
+    job_route_problem,
+    new_task_id,
+)
 from workers.models import Job, RequesterKind
 from workers.outbox import BROKER_ERRORS
-from workers.queues import QUEUES
+from workers.queues import QUEUES, queue_for_task
 from workers.services import job_send_recorded
 
 logger = logging.getLogger(__name__)
@@ -82,6 +88,15 @@ class CheckedModelEntry(ModelEntry):
             )
             self._disable(model)
             raise ValueError(f"schedule {model.name}: queue {model.queue!r} is not ours")
+        route = job_route_problem(
+            model.queue or queue_for_task(model.task), model.exchange, model.routing_key
+        )
+        if route:
+            # Likewise: each firing would be refused by job_message's check, for good.
+            field, why = route
+            logger.error("Disabling schedule %s: %s", model.name, why)
+            self._disable(model)
+            raise ValueError(f"schedule {model.name}: {field} is not its queue's own")
         super().__init__(model, app=app)
 
 

@@ -162,6 +162,32 @@ def job_queue_name_check(queue: Any) -> None:
         )
 
 
+# Every one of our queues is bound to Celery's default exchange under its own name
+# (workers/queues.kombu_queues).
+QUEUE_EXCHANGE = "default"
+
+
+def job_route_problem(queue: str, exchange: Any, routing_key: Any) -> tuple[str, str] | None:
+    """(field, why) if a message for `queue` names an exchange or routing key that is not
+    the queue's own, else None. Celery prefers them to the queue's: on SQS a routing key
+    under an exchange picks the queue, so `bogus` under `default` was sent nowhere (SQS
+    took nothing and Celery said nothing), and the worker acknowledges a message through
+    the queue its routing key names. The only values that make sense are the queue's own."""
+    if exchange and exchange != QUEUE_EXCHANGE:
+        return (
+            "exchange",
+            f"On SQS a job goes to its queue; leave the exchange empty (or “{QUEUE_EXCHANGE}”), "
+            f"not “{exchange}”.",
+        )
+    if routing_key and routing_key != queue:
+        return (
+            "routing_key",
+            f"On SQS a job goes to its queue; leave the routing key empty (or the queue's "
+            f"name, “{queue}”), not “{routing_key}”.",
+        )
+    return None
+
+
 def job_arguments_check(task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
     """Raise JobArgumentsRefused if `task` cannot be called with these arguments: such a job
     could never be sent (Celery checks them as it makes the message)."""
@@ -345,6 +371,14 @@ def job_message(
     # Every job is made here (job_enqueue, job_enqueue_many, beat's job_publish): one sent
     # to a queue no worker reads would wait for good, so it is refused before any record.
     job_queue_name_check(options["queue"])
+    problem = job_route_problem(
+        getattr(options["queue"], "name", options["queue"]),
+        options.pop("exchange", None),
+        options.pop("routing_key", None),
+    )
+    if problem:
+        raise JobQueueRefused(problem[1])
+    # Neither is passed on: Celery then routes by the queue's own binding.
     given = options.get("headers") or {}
     options["headers"] = {
         **{name: value for name, value in given.items() if name not in RESERVED_HEADERS},

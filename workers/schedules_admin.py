@@ -54,10 +54,11 @@ from workers.enqueue import (
     JobQueueRefused,
     Requester,
     job_arguments_check,
+    job_route_problem,
 )
 from workers.job_filters import registered_task
 from workers.job_registry import canonical_name
-from workers.queues import QUEUES
+from workers.queues import QUEUES, queue_for_task
 from workers.services import ScheduleRunRefused, periodic_tasks_run_now
 
 
@@ -251,6 +252,13 @@ class GuardedPeriodicTaskAdmin(StartGuardedAdminMixin, PeriodicTaskAdmin):
                         f"task's own queue, or name one of: {', '.join(QUEUES)}.",
                     )
                 task = cleaned.get("task")
+                route = job_route_problem(
+                    queue or queue_for_task(task or ""),
+                    cleaned.get("exchange"),
+                    cleaned.get("routing_key"),
+                )
+                if route and route[0] in cleaned:
+                    self.add_error(route[0], route[1])
                 if task and "args" in cleaned and "kwargs" in cleaned:
                     problem = arguments_problem(task, cleaned["args"], cleaned["kwargs"])
                     if problem:

@@ -63,6 +63,30 @@ def icc_bytes() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
 
 
+def padded_icc_bytes(padding: int) -> bytes:
+    """A valid sRGB profile followed by `padding` zero bytes, its header's size field
+    patched to match: an over-long but well-formed profile."""
+    profile = icc_bytes() + b"\0" * padding
+    return struct.pack(">I", len(profile)) + profile[4:]
+
+
+def png_with_chunk_before_pixels(picture: Image.Image, chunk: bytes) -> bytes:
+    """`picture` as a PNG with `chunk` (a whole chunk, from png_chunk) right after IHDR."""
+    buffer = io.BytesIO()
+    picture.save(buffer, "PNG")
+    data = buffer.getvalue()
+    after_ihdr = 8 + 12 + 13
+    return data[:after_ihdr] + chunk + data[after_ihdr:]
+
+
+def zeros_deflated(size: int) -> bytes:
+    """zlib data that inflates to `size` zero bytes, made without holding them."""
+    deflater = zlib.compressobj(9)
+    block = b"\0" * (1 << 20)
+    parts = [deflater.compress(block) for _ in range(size >> 20)]
+    return b"".join([*parts, deflater.compress(b"\0" * (size % (1 << 20))), deflater.flush()])
+
+
 def photo_file(fmt: str, upright: Image.Image, *, orientation: int = 6) -> bytes:
     """`upright` as a `fmt` file that a viewer shows upright, with metadata to strip.
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+import zlib
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,13 +39,17 @@ from tests.media_pipeline.images import (
     exif_bytes,
     heic_grid,
     heic_overlay,
+    icc_bytes,
     ispe_forged,
+    padded_icc_bytes,
     photo_file,
     png_chunk,
     png_header_only,
+    png_with_chunk_before_pixels,
     quadrants,
     webp_animation,
     webp_one_small_frame_on_a_canvas,
+    zeros_deflated,
 )
 
 LIMIT = 50_000_000
@@ -165,6 +173,64 @@ def test_a_damaged_colour_profile_is_ignored_as_a_browser_would(fmt: str, profil
     Image.new("RGB", (400, 200), (0, 200, 0)).save(buffer, fmt, icc_profile=profile)
     [variant] = render_variants(io.BytesIO(buffer.getvalue()), [JPEG_200], max_pixels=LIMIT)
     assert close_to(decode(variant.data).getpixel((100, 50)), (0, 200, 0), tolerance=6)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_a_colour_profile_over_a_mebibyte_is_ignored_not_the_picture_refused(fmt: str) -> None:
+    """Pillow refuses a PNG whose profile inflates past 1 MiB; the JPEG's is split over
+    many APP2 segments, the WebP's is one ICCP chunk. Each gives its picture, as sRGB."""
+    buffer = io.BytesIO()
+    green = Image.new("RGB", (400, 200), (0, 200, 0))
+    green.save(buffer, fmt, icc_profile=padded_icc_bytes(8 << 20))
+    [variant] = render_variants(io.BytesIO(buffer.getvalue()), [JPEG_200], max_pixels=LIMIT)
+    assert close_to(decode(variant.data).getpixel((100, 50)), (0, 200, 0), tolerance=6)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        png_chunk(b"iCCP", b"sRGB\0\0" + zeros_deflated(2 << 20)),
+        png_chunk(b"iCCP", b"sRGB\0\x07" + zlib.compress(icc_bytes())),
+        png_chunk(b"zTXt", b"Comment\0\0" + zeros_deflated(2 << 20)),
+        png_chunk(b"iTXt", b"Comment\0\x01\0en\0\0" + zeros_deflated(2 << 20)),
+    ],
+    ids=["profile-over-limit", "profile-unknown-compression", "ztxt-over-limit", "itxt-over-limit"],
+)
+def test_png_metadata_pillow_cannot_read_is_ignored_not_the_picture_refused(chunk: bytes) -> None:
+    source = png_with_chunk_before_pixels(Image.new("RGB", (400, 200), (0, 200, 0)), chunk)
+    [variant] = render_variants(io.BytesIO(source), [JPEG_200], max_pixels=LIMIT)
+    assert close_to(decode(variant.data).getpixel((100, 50)), (0, 200, 0), tolerance=6)  # type: ignore[arg-type]
+
+
+_PROFILE_BOMB = """
+import io, resource, sys
+from PIL import Image
+from media_pipeline.resize import render_variants
+from media_pipeline.specs import OutputFormat, VariantSpec
+from tests.media_pipeline.images import png_chunk, png_with_chunk_before_pixels, zeros_deflated
+chunk = png_chunk(b"iCCP", b"sRGB\\0\\0" + zeros_deflated(600 << 20))
+source = png_with_chunk_before_pixels(Image.new("RGB", (400, 200), (0, 200, 0)), chunk)
+spec = VariantSpec("w200-jpeg", 200, OutputFormat.JPEG, quality=90)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+[variant] = render_variants(io.BytesIO(source), [spec], max_pixels=50_000_000)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, variant.width)
+"""
+
+
+def test_a_colour_profile_inflating_to_hundreds_of_mebibytes_is_never_inflated() -> None:
+    """600 KiB of deflated zeros in an iCCP chunk: libvips would inflate all 600 MiB. The
+    growth in peak memory is measured in a fresh process, so earlier tests cannot hide it."""
+    result = subprocess.run(
+        [sys.executable, "-c", _PROFILE_BOMB],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=120,
+    )
+    grown_kib, width = map(int, result.stdout.split())
+    assert width == 200
+    assert grown_kib < 64 * 1024
 
 
 @pytest.mark.parametrize("size", [(1080, 24_000), (24_000, 1080), (1, 20_000)])

@@ -202,6 +202,47 @@ def test_a_schedule_for_a_queue_no_worker_reads_is_disabled_and_beat_keeps_sendi
     assert "Disabling schedule bad queue: no worker reads its queue 'bogus'" in log
 
 
+def test_a_schedule_routed_elsewhere_than_its_queue_is_disabled_and_beat_keeps_sending(
+    worker_env: dict[str, str], run_dir: Path
+) -> None:
+    """A schedule saved with exchange and routing key `bogus` (before the admin checked
+    them) sent every firing nowhere: kombu's SQS channel found no queue bound to that key,
+    SQS took nothing, and each job read Queued (PENDING) for good. Beat now disables it."""
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix}
+    every_second, _ = IntervalSchedule.objects.get_or_create(
+        every=1, period=IntervalSchedule.SECONDS
+    )
+    PeriodicTask.objects.create(
+        name="bad route",
+        task="workers.tasks.queue_depths_record",
+        interval=every_second,
+        exchange="bogus",
+        routing_key="bogus",
+    )
+    PeriodicTask.objects.create(
+        name="witness", task="workers.tasks.queue_depths_record", interval=every_second
+    )
+    beat = BeatProcess(env=env, log_dir=run_dir)
+    try:
+        wait_until(
+            lambda: Job.objects.filter(requester_label="witness").count() >= 2,
+            timeout=30,
+            message="beat to go on sending the good schedule",
+        )
+        assert beat.process.poll() is None, "beat exited"
+    finally:
+        beat.stop()
+    assert not PeriodicTask.objects.get(name="bad route").enabled
+    assert not Job.objects.filter(requester_label="bad route").exists()
+    log = "".join(path.read_text() for path in run_dir.glob("*beat*"))
+    assert (
+        "Disabling schedule bad route: On SQS a job goes to its queue; leave the exchange "
+        "empty (or “default”), not “bogus”." in log
+    )
+
+
 @pytest.mark.waits
 def test_a_schedule_firing_while_sqs_is_down_is_recorded_once_and_runs_once_sqs_is_back(
     worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint

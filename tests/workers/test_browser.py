@@ -587,6 +587,51 @@ def test_a_schedule_for_a_queue_no_worker_reads_is_refused_and_saves_without_one
         page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("ul.messagelist")).to_contain_text("was added successfully")
     assert PeriodicTask.objects.get(name="depths on a queue").queue is None
+
+
+def test_a_schedule_routed_elsewhere_than_its_queue_is_refused_keeping_what_was_typed(
+    tour: Tour,
+) -> None:
+    """Periodic tasks → Add → Execution Options → Exchange and Routing key: Celery prefers
+    them to the queue's own, and on SQS `bogus` reached no queue at all, each firing's job
+    Queued (PENDING) for good. The form takes them empty or the queue's own."""
+    from django_celery_beat.models import IntervalSchedule
+    from playwright.sync_api import expect
+
+    IntervalSchedule.objects.get_or_create(every=60, period="seconds")
+    page = tour.page
+    page.locator("#content-main").get_by_role("link", name="Periodic tasks").click()
+    page.get_by_role("link", name="Add periodic task").click()
+    page.fill("#id_name", "depths routed")
+    page.select_option("#id_regtask", "workers.tasks.queue_depths_record")
+    page.select_option("#id_interval", label="every 60 seconds")
+    page.locator("summary", has_text="Execution Options").click()
+    page.fill("#id_exchange", "bogus")
+    page.fill("#id_routing_key", "media")
+    with tour.submitted(200):
+        page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".field-exchange .errorlist")).to_have_text(
+        "On SQS a job goes to its queue; leave the exchange empty (or “default”), not “bogus”."
+    )
+    expect(page.locator("#id_exchange")).to_have_value("bogus")
+    expect(page.locator("#id_routing_key")).to_have_value("media")
+    expect(page.locator("#id_name")).to_have_value("depths routed")
+    assert not PeriodicTask.objects.filter(name="depths routed").exists()
+
+    page.fill("#id_exchange", "")
+    with tour.submitted(200):
+        page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator(".field-routing_key .errorlist")).to_have_text(
+        "On SQS a job goes to its queue; leave the routing key empty (or the queue's name, "
+        "“default”), not “media”."
+    )
+    assert not PeriodicTask.objects.filter(name="depths routed").exists()
+
+    page.fill("#id_routing_key", "default")
+    with tour.submitted(302):
+        page.get_by_role("button", name="Save", exact=True).click()
+    expect(page.locator("ul.messagelist")).to_contain_text("was added successfully")
+    assert PeriodicTask.objects.get(name="depths routed").routing_key == "default"
     tour.assert_pages_sound()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from base64 import b64decode
+from typing import Any
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -166,3 +167,62 @@ def test_a_job_for_a_queue_no_worker_reads_is_refused_before_anything_is_recorde
             [JobRequest(diagnostic_run_execute, [1], {}, "bogus")], requester=requester
         )
     assert not Job.objects.exists() and not TaskResult.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        {"exchange": "bogus", "routing_key": "bogus"},
+        {"exchange": "default", "routing_key": "bogus"},
+        {"routing_key": "media"},
+        {"exchange": "bogus"},
+    ],
+    ids=["both-bogus", "routing-key-bogus", "routing-key-another-queue", "exchange-bogus"],
+)
+def test_a_job_routed_elsewhere_than_its_queue_is_refused_before_anything_is_recorded(
+    sqs_queues: AwsEndpoint, route: dict[str, Any]
+) -> None:
+    """Celery prefers a given exchange and routing key to the queue's: on SQS, `bogus`
+    under an exchange reached no queue at all (SQS took nothing, Celery said nothing), and
+    the job read Queued (PENDING) for good. Only the queue's own values make sense."""
+    from workers.enqueue import JobQueueRefused, job_publish
+    from workers.tasks import diagnostic_run_execute
+
+    requester = Requester.cli("test")
+    prefix = new_queue_prefix()
+    sqs = sqs_queues.client("sqs")
+    urls = [sqs.create_queue(QueueName=f"{prefix}{q}")["QueueUrl"] for q in ("default", "media")]
+    with publishing_to(prefix), pytest.raises(JobQueueRefused, match="On SQS a job goes to"):
+        job_publish(diagnostic_run_execute, task_id="t-x", requester=requester, args=[1], **route)
+    with publishing_to(prefix), pytest.raises(JobQueueRefused, match="On SQS a job goes to"):
+        job_enqueue(
+            diagnostic_run_execute,
+            requester=requester,
+            args=[1],
+            options=route,
+            refuse_if_broker_down=False,
+        )
+    assert not Job.objects.exists() and not TaskResult.objects.exists()
+    for url in urls:
+        assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)
+
+
+def test_a_job_given_its_queue_s_own_exchange_and_routing_key_reaches_that_queue(
+    sqs_queues: AwsEndpoint,
+) -> None:
+    from workers.tasks import diagnostic_run_execute
+
+    prefix = new_queue_prefix()
+    sqs = sqs_queues.client("sqs")
+    url = sqs.create_queue(QueueName=f"{prefix}default")["QueueUrl"]
+    with publishing_to(prefix):
+        task_id = job_enqueue(
+            diagnostic_run_execute,
+            requester=Requester.cli("test"),
+            args=[1],
+            options={"exchange": "default", "routing_key": "default"},
+        )
+    [message] = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1)["Messages"]
+    envelope = json.loads(b64decode(message["Body"]))
+    assert envelope["headers"]["id"] == task_id
+    assert envelope["properties"]["delivery_info"]["routing_key"] == "default"

@@ -1,0 +1,133 @@
+"""A PNG seen without the compressed metadata chunks its readers would choke on; no Django.
+
+Pillow refuses to open a PNG whose colour profile (iCCP) or compressed text (zTXt, iTXt)
+inflates to more than PngImagePlugin.MAX_TEXT_CHUNK (1 MiB), or whose profile names an
+unknown compression method, and libvips inflates such a chunk whole whatever its size (a
+300 KiB chunk of zeros cost 300 MiB). Browsers ignore a profile they cannot use and show
+the picture, and the pipeline writes no metadata anyway, so such chunks are hidden from
+both readers: `without_unusable_metadata` gives a read-only view of the file minus those
+chunks' bytes, no copy made. Every chunk is inflated here at most one byte past the limit.
+"""
+
+from __future__ import annotations
+
+import io
+import zlib
+from typing import BinaryIO
+
+from PIL import PngImagePlugin
+
+_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_COMPRESSED = (b"iCCP", b"zTXt", b"iTXt")
+
+
+def without_unusable_metadata(source: BinaryIO) -> BinaryIO:
+    """`source` (a PNG, read from its start; its position is kept) itself if none of its
+    compressed metadata chunks is unusable, else a view of it without them."""
+    position = source.tell()
+    try:
+        hidden = _unusable_chunks(source)
+    finally:
+        source.seek(position)
+    return io.BufferedReader(_Without(source, hidden)) if hidden else source
+
+
+def _unusable_chunks(source: BinaryIO) -> list[tuple[int, int]]:
+    source.seek(0)
+    if source.read(8) != _SIGNATURE:
+        return []
+    hidden = []
+    while len(head := source.read(8)) == 8:
+        start = source.tell() - 8
+        length, kind = int.from_bytes(head[:4], "big"), head[4:8]
+        if kind == b"IEND":
+            break
+        if kind in _COMPRESSED:
+            body = source.read(length)
+            if len(body) < length:
+                break  # truncated: the readers' own error
+            if not _usable(kind, body):
+                hidden.append((start, start + 12 + length))  # length, type, data, CRC
+            source.seek(4, io.SEEK_CUR)
+        else:
+            source.seek(length + 4, io.SEEK_CUR)
+    return hidden
+
+
+def _usable(kind: bytes, body: bytes) -> bool:
+    """Whether the chunk's compressed part is method 0 and inflates within Pillow's limit."""
+    keyword_end = body.find(b"\0")
+    if keyword_end < 0:
+        return True  # Pillow reads it as uncompressed or skips it
+    if kind == b"iTXt":
+        # keyword, NUL, compression flag, method, language, NUL, translated keyword, NUL, text
+        flag = body[keyword_end + 1 : keyword_end + 2]
+        method = body[keyword_end + 2 : keyword_end + 3]
+        if flag != b"\x01":
+            return True
+        parts = body[keyword_end + 3 :].split(b"\0", 2)
+        if len(parts) < 3:
+            return True  # Pillow skips it
+        data = parts[2]
+    else:
+        method, data = body[keyword_end + 1 : keyword_end + 2], body[keyword_end + 2 :]
+    if method != b"\0":
+        return kind != b"iCCP"  # Pillow refuses the whole file only for a profile's
+    inflater = zlib.decompressobj()
+    try:
+        inflater.decompress(data, PngImagePlugin.MAX_TEXT_CHUNK)
+    except zlib.error:
+        return True  # Pillow drops undecodable data itself
+    return not inflater.unconsumed_tail
+
+
+class _Without(io.RawIOBase):
+    """`source` read as if the byte ranges `hidden` (sorted, disjoint) were not there."""
+
+    def __init__(self, source: BinaryIO, hidden: list[tuple[int, int]]) -> None:
+        super().__init__()
+        self._source = source
+        # (start in the view, start in the source, length) of each piece kept.
+        self._pieces: list[tuple[int, int, int]] = []
+        offset = view = 0
+        total = source.seek(0, io.SEEK_END)
+        for start, end in [*hidden, (total, total)]:
+            if start > offset:
+                self._pieces.append((view, offset, start - offset))
+                view += start - offset
+            offset = end
+        self._size = view
+        self._position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        wanted = len(buffer)
+        done = 0
+        for view_start, source_start, length in self._pieces:
+            if done == wanted:
+                break
+            inside = self._position - view_start
+            if not 0 <= inside < length:
+                continue
+            count = min(length - inside, wanted - done)
+            self._source.seek(source_start + inside)
+            data = self._source.read(count)
+            buffer[done : done + len(data)] = data
+            done += len(data)
+            self._position += len(data)
+            if len(data) < count:
+                break
+        return done

@@ -146,17 +146,24 @@ def django_accounts() -> None:
 
     import tornado.web
     from asgiref.sync import sync_to_async
+    from django.conf import settings
     from flower.api import BaseApiHandler
     from flower.views import BaseHandler
 
-    from workers.flower_accounts import flower_account
+    from workers.flower_accounts import flower_account, flower_session_account
 
     if getattr(BaseHandler.prepare, "opsqueue_accounts", False):
         return
 
     async def prepare(self: Any) -> None:
         login = basic_login(self.request.headers.get("Authorization", ""))
-        account = await sync_to_async(flower_account)(*login) if login else None
+        session_key = self.get_cookie(settings.SESSION_COOKIE_NAME)
+        if login:
+            account = await sync_to_async(flower_account)(*login)
+        elif session_key:  # the browser is signed in to the admin
+            account = await sync_to_async(flower_session_account)(session_key)
+        else:
+            account = None
         if account is None:
             return  # a page that needs the login asks for it: get_current_user, below
         self.current_user = account

@@ -741,3 +741,65 @@ def test_the_monitoring_url_hides_a_password_and_invents_none(url: str, shown: s
     from workers.monitoring import redacted_url
 
     assert redacted_url(url) == shown
+
+
+def flower_status_with_cookie(flower: FlowerProcess, cookie: str) -> int:
+    request = urllib.request.Request(f"{flower.url}/api/workers", headers={"Cookie": cookie})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_jobs_homes_flower_link_opens_flower_signed_in_by_the_admin_session(
+    monitored: Monitored,
+    flower_on_accounts: FlowerProcess,
+    chromium: object,
+    live_server: object,
+    settings: object,
+) -> None:
+    """A person signed in to the admin clicks Flower on the Jobs home and is in: the browser
+    sends Flower (same host, another port) the admin's session cookie. Flower asked for the
+    password again, and a browser without a password prompt met a bare 401. Logging out of
+    the admin signs out of Flower too; a session without the view permission is refused."""
+    from playwright.sync_api import expect
+
+    from tests.support.browser import Tour
+
+    flower = flower_on_accounts
+    host = urllib.parse.urlsplit(str(live_server)).hostname
+    settings.FLOWER_URL = f"http://{host}:{flower.port}/"  # type: ignore[attr-defined]
+    username, password = staff_account(
+        "flower-by-session", "workers.view_operations", "django_celery_results.view_taskresult"
+    )
+    context = chromium.new_context()  # type: ignore[attr-defined]
+    try:
+        tour = Tour(context.new_page(), str(live_server))
+        tour.log_in(username, password)
+        tour.page.locator("#place-flower").click()
+        expect(tour.page).to_have_url(f"http://{host}:{flower.port}/")
+        expect(tour.page.get_by_text(monitored.worker.hostname).first).to_be_visible()
+        session = next(c for c in context.cookies() if c["name"] == "sessionid")
+        cookie = f"sessionid={session['value']}"
+        assert flower_status_with_cookie(flower, cookie) == 200
+
+        tour.page.goto(f"{live_server}/admin/")
+        tour.page.locator("#logout-form button").click()
+        wait_until(
+            lambda: flower_status_with_cookie(flower, cookie) == 401,
+            timeout=30,
+            message="Flower to refuse the session logged out of",
+        )
+    finally:
+        context.close()
+
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    outsider = Client()
+    outsider.force_login(get_user_model().objects.create_user("flower-outside", is_staff=True))
+    assert flower_status_with_cookie(flower, f"sessionid={outsider.session.session_key}") == 403
+    assert flower_status_with_cookie(flower, "sessionid=forged-key") == 401

@@ -27,6 +27,8 @@ start jobs from the admin (the attempt is recorded too).
 While the channel is unreachable Flower shows what it last saw as if it were live; here every
 page says, at the top, that the channel is down and what that means (`channel_outage`), and
 a request that needed the channel answers 503 saying so instead of a 500 and a traceback.
+Its JSON API's reads answer 503 with the reason as JSON (they answered the last-seen data
+as if live); the feeds of its own tables answer as before, marked (`monitoring_channel`).
 """
 
 from __future__ import annotations
@@ -72,6 +74,9 @@ AUDITED_ACTIONS = {
     ("flower.api.control", "TaskRateLimit"): "task rate limit",
     ("flower.api.tasks", "TaskAbort"): "task abort",
 }
+# Flower's API reads that do not come from the monitoring channel: a task's result is read
+# from the result backend (the database), live whether the channel answers or not.
+LIVE_API_READS = {("flower.api.tasks", "TaskResult")}
 STARTS = {
     ("flower.api.tasks", "TaskApply"): "task apply",
     ("flower.api.tasks", "TaskAsyncApply"): "task async apply",
@@ -350,6 +355,83 @@ def channel_outage(watch: ChannelWatch = channel_watch) -> None:
         handler.write_error = unavailable
         if handler is BaseHandler:  # the API's handlers inherit it
             handler.log_exception = quiet
+
+    for api_handler in channel_api_reads():
+        api_handler.get = _unavailable_while_down(api_handler.get, watch)
+    # The dashboard's own tables read these; a 503 would empty them under the banner, so they
+    # answer as before, with the marker a script can test.
+    from flower.views.tasks import TasksDataTable
+    from flower.views.workers import WorkersView
+
+    for table in (WorkersView, TasksDataTable):
+        table.write = _marked_while_down(table.write, watch)
+
+
+def channel_api_reads() -> list[Any]:
+    """Flower's API handlers whose GET answers from what it saw on the monitoring channel
+    (every GET of the installed Flower's API but LIVE_API_READS)."""
+    from flower.api import BaseApiHandler
+    from flower.urls import handlers
+
+    found = []
+    for entry in handlers:
+        handler = entry.handler_class if hasattr(entry, "handler_class") else entry[1]
+        if (
+            isinstance(handler, type)
+            and issubclass(handler, BaseApiHandler)
+            and "get" in vars(handler)
+            and (handler.__module__, handler.__name__) not in LIVE_API_READS
+            and handler not in found
+        ):
+            found.append(handler)
+    return found
+
+
+def channel_state(watch: ChannelWatch) -> dict[str, Any]:
+    from workers.monitoring import monitor_url, redacted_url
+
+    return {
+        "url": redacted_url(monitor_url()),
+        "reachable": watch.cause is None,
+        "cause": watch.cause,
+        "live": watch.cause is None,
+    }
+
+
+def _unavailable_while_down(get: Callable[..., Any], watch: ChannelWatch) -> Callable[..., Any]:
+    if getattr(get, "opsqueue_channel", False):
+        return get
+
+    @functools.wraps(get)
+    async def get_or_unavailable(self: Any, *args: Any, **kwargs: Any) -> None:
+        # Asking for the login first: a request without it is refused as before (401), and
+        # learns nothing of the channel.
+        banner = watch.banner()
+        if banner and self.current_user:
+            self.set_status(503)
+            self.set_header("Retry-After", str(int(CHANNEL_CHECK_SECONDS)))
+            self.write({"error": banner, "monitoring_channel": channel_state(watch)})
+            return
+        result = get(self, *args, **kwargs)
+        if inspect.isawaitable(result):
+            await result
+
+    get_or_unavailable.opsqueue_channel = True  # type: ignore[attr-defined]
+    return get_or_unavailable
+
+
+def _marked_while_down(write: Callable[..., Any], watch: ChannelWatch) -> Callable[..., Any]:
+    if getattr(write, "opsqueue_channel", False):
+        return write
+
+    @functools.wraps(write)
+    def write_marked(self: Any, chunk: Any) -> None:
+        if isinstance(chunk, dict) and watch.banner():
+            chunk = {**chunk, "monitoring_channel": channel_state(watch)}
+        write(self, chunk)
+
+    write_marked.opsqueue_channel = True  # type: ignore[attr-defined]
+    return write_marked
 
 
 def audit_actions() -> None:

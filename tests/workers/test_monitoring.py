@@ -8,6 +8,7 @@ monitoring channel) never takes these tasks.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -34,12 +35,14 @@ from workers.enqueue import Requester
 from workers.flower import (
     ACT_REFUSED,
     AUDITED_ACTIONS,
+    LIVE_API_READS,
     LOOK_REFUSED,
     NO_AUTH,
     NO_CHANNEL,
     START_REFUSED,
     STARTS,
     LaunchRefused,
+    channel_api_reads,
     flower_argv,
     uses_own_logins,
 )
@@ -467,6 +470,100 @@ def test_with_the_channel_down_every_flower_page_says_so_and_none_fails(
         flower.stop()
         worker.stop()
         redis.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_the_channel_down_flowers_api_answers_503_naming_the_channel_not_stale_data(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    redis = RedisServer(run_dir)
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "CELERY_MONITOR_URL": redis.url},
+        queues=["default"],
+        log_dir=run_dir,
+    )
+    flower = FlowerProcess(env={**worker_env, "CELERY_MONITOR_URL": redis.url}, log_dir=run_dir)
+    try:
+        run = diagnostic(prefix, lines=2, duration_seconds=0.1)
+        wait_until(
+            lambda: (
+                (flower.request("/api/tasks")[1] or {}).get(run.task_id, {}).get("state")
+                == "SUCCESS"
+            ),
+            timeout=60,
+            message="Flower to see the job succeed",
+        )
+        reads = [
+            "/api/workers",
+            "/api/workers?refresh=1",
+            "/api/tasks",
+            f"/api/task/info/{run.task_id}",
+            "/api/task/types",
+            "/api/queues/length",
+        ]
+        assert worker.hostname in flower.get("/api/workers?refresh=1")
+        assert worker.hostname in flower.get("/api/workers")
+        assert flower.get(f"/api/task/info/{run.task_id}")["state"] == "SUCCESS"
+
+        redis.stop()
+        wait_until(
+            lambda: "monitoring-channel-down" in flower.get("/"),
+            timeout=30,
+            message="Flower to say the channel is down",
+        )
+        for path in reads:
+            # It answered 200 with what it last saw, as if live.
+            status, body = flower.request(path)
+            assert status == 503, (path, status, body)
+            error = json.loads(body)
+            assert "is unreachable from Flower" in error["error"], path
+            channel = error["monitoring_channel"]
+            assert channel["url"] == redis.url and channel["reachable"] is False, path
+            assert channel["live"] is False, path
+            # Without the login it is refused as before, and learns nothing of the channel.
+            status, body = flower.request(path, auth=False)
+            assert status == 401 and "monitoring" not in body, (path, status, body)
+        # A task's result is read from the database, live whether the channel answers or not.
+        assert flower.get(f"/api/task/result/{run.task_id}")["state"] == "SUCCESS"
+        # The dashboard's own tables keep their data (a 503 would empty them under the
+        # banner) and carry the marker.
+        workers_table = flower.get("/workers?json=1")
+        assert [w["hostname"] for w in workers_table["data"]] == [worker.hostname]
+        assert workers_table["monitoring_channel"]["live"] is False
+        tasks_table = flower.get(
+            "/tasks/datatable?draw=1&start=0&length=10&order[0][column]=0&order[0][dir]=desc"
+        )
+        assert run.task_id in [t["uuid"] for t in tasks_table["data"]]
+        assert tasks_table["monitoring_channel"]["live"] is False
+
+        redis.start()
+        wait_until(
+            lambda: flower.request("/api/workers")[0] == 200,
+            timeout=30,
+            message="the API to answer again once the channel is back",
+        )
+        assert "monitoring_channel" not in flower.get("/workers?json=1")
+    finally:
+        flower.stop()
+        worker.stop()
+        redis.stop()
+
+
+def test_every_flower_api_read_answers_from_the_channel_or_is_named_live() -> None:
+    from flower.api import tasks, workers
+
+    reads = set(channel_api_reads())
+    assert {
+        workers.ListWorkers,
+        tasks.ListTasks,
+        tasks.ListTaskTypes,
+        tasks.TaskInfo,
+        tasks.GetQueueLengths,
+    } <= reads
+    assert tasks.TaskResult not in reads
+    assert {(h.__module__, h.__name__) for h in reads}.isdisjoint(LIVE_API_READS)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -29,6 +29,9 @@ page says, at the top, that the channel is down and what that means (`channel_ou
 a request that needed the channel answers 503 saying so instead of a 500 and a traceback.
 Its JSON API's reads answer 503 with the reason as JSON (they answered the last-seen data
 as if live); the feeds of its own tables answer as before, marked (`monitoring_channel`).
+
+Flower's "Broker" page shows the SQS job queues and their sampled depths
+(`sqs_broker_page`), not the channel's own Redis queues, which looked like them.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from workers.errors import ApplicationError
@@ -103,6 +107,7 @@ CHANNEL_DOWN = (
     "worker until the channel is back. Jobs still run over SQS; the operations page "
     "(/ops/operations/ on the admin site) shows the workers from their heartbeats."
 )
+FLOWER_TEMPLATES = Path(__file__).with_name("flower_templates")
 # How often Flower's process asks whether the channel answers (off its event loop).
 CHANNEL_CHECK_SECONDS = 5.0
 # Flower's base.html: the banner goes at the top of every page's content.
@@ -434,6 +439,61 @@ def _marked_while_down(write: Callable[..., Any], watch: ChannelWatch) -> Callab
     return write_marked
 
 
+def sqs_broker_page() -> None:
+    """Make Flower's "Broker" page show the SQS queues the workers read and their depths.
+
+    Flower's broker here is the monitoring channel: its page listed that Redis's own queues
+    (default, media, …), as if they were the job queues and their depths, which stay on SQS.
+    The depths come from the database (QueueDepth, sampled every minute), as on the
+    operations page: a page never calls AWS."""
+    import tornado.web
+    from asgiref.sync import sync_to_async
+    from flower.views.broker import BrokerView
+
+    if getattr(BrokerView.get, "opsqueue_sqs", False):
+        return
+
+    @tornado.web.authenticated
+    async def get(self: Any) -> None:
+        from workers.monitoring import monitor_url, redacted_url
+
+        rows = await sync_to_async(sqs_queue_rows)()
+        # An absolute path: Flower's loader reads it as it is, and the page's own
+        # `extends "base.html"` still resolves in Flower's templates.
+        self.render(
+            str(FLOWER_TEMPLATES / "broker.html"),
+            rows=rows,
+            channel_url=redacted_url(monitor_url()),
+        )
+
+    get.opsqueue_sqs = True  # type: ignore[attr-defined]
+    BrokerView.get = get
+
+
+def sqs_queue_rows() -> list[dict[str, Any]]:
+    """The SQS queues' last sampled depths, as the Broker page shows them."""
+    from django.utils import timezone
+
+    from workers.broker import sqs_queue_name
+    from workers.operations import queue_rows
+
+    now = timezone.now()
+    return [
+        {
+            "queue": row.depth.queue,
+            "name": sqs_queue_name(row.depth.queue),
+            "visible": row.depth.visible,
+            "in_flight": row.depth.in_flight,
+            "delayed": row.depth.delayed,
+            "dead_letters": row.depth.dead_letters,
+            "sampled_at": timezone.localtime(row.depth.sampled_at).strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "stale": row.stale,
+            "error": row.depth.error,
+        }
+        for row in queue_rows(now=now)
+    ]
+
+
 def audit_actions() -> None:
     """Record every use of Flower's remote control; refuse its ways of starting tasks."""
     import importlib
@@ -550,6 +610,7 @@ def main(argv: Sequence[str]) -> int:
     api_asks_for_login()
     audit_actions()
     channel_outage()
+    sqs_broker_page()
     channel_watch.start()
     app.conf.broker_url = url
     app.conf.broker_transport_options = dict(TRANSPORT_OPTIONS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -21,7 +22,9 @@ from contextlib import suppress
 from functools import partial
 from pathlib import Path
 
+import boto3
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.test import override_settings
 from kombu import Consumer
@@ -30,6 +33,7 @@ from tests.support.broker import publishing_to
 from tests.support.jobs import job_status
 from tests.support.monitoring import FlowerProcess, RedisServer
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from workers.broker import sqs_queue_name
 from workers.devstack import BASE_DIR, free_port
 from workers.enqueue import Requester
 from workers.flower import (
@@ -48,6 +52,7 @@ from workers.flower import (
 )
 from workers.models import DiagnosticRun, FlowerAction, WorkerHeartbeat
 from workers.monitoring import MAX_BUFFERED_EVENTS, ChannelEventDispatcher, monitor_connection
+from workers.queue_depths import queue_depths_record
 from workers.selectors import job_log_since
 from workers.services import diagnostic_run_start
 
@@ -564,6 +569,43 @@ def test_every_flower_api_read_answers_from_the_channel_or_is_named_live() -> No
     } <= reads
     assert tasks.TaskResult not in reads
     assert {(h.__module__, h.__name__) for h in reads}.isdisjoint(LIVE_API_READS)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flowers_broker_page_shows_the_sqs_job_queues_and_their_depths_not_the_channels(
+    monitored: Monitored, worker_env: dict[str, str], run_dir: Path
+) -> None:
+    # Queues no worker reads, so the three messages stay where the page must count them.
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    with override_settings(SQS_QUEUE_PREFIX=prefix):
+        client = boto3.client("sqs", region_name=settings.AWS_REGION)
+        url = client.get_queue_url(QueueName=sqs_queue_name("media"))["QueueUrl"]
+        for n in range(3):
+            client.send_message(QueueUrl=url, MessageBody=f"waiting {n}")
+        queue_depths_record()
+    flower = FlowerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "CELERY_MONITOR_URL": monitored.redis.url},
+        log_dir=run_dir,
+    )
+    try:
+        wait_until(
+            lambda: monitored.worker.hostname in (flower.request("/api/workers")[1] or {}),
+            timeout=60,
+            message="Flower to see the worker on the channel",
+        )
+        page = flower.get("/broker")
+        # It listed the channel's own Redis queues (default, media, …) under the channel's URL.
+        assert "Job queues (Amazon SQS)" in page
+        assert f"monitoring channel ({monitored.redis.url}), carries only worker events" in page
+        assert "/ops/operations/" in page
+        media = re.search(r'<tr id="media">(.*?)</tr>', page, re.S)
+        assert media, page
+        cells = re.findall(r"<td[^>]*>\s*(.*?)\s*</td>", media.group(1), re.S)
+        assert cells[:5] == [f"{prefix}media", "3", "0", "0", "0"], cells
+        assert sorted(re.findall(r'<tr id="([^"]+)">', page)) == sorted(QUEUES)
+    finally:
+        flower.stop()
 
 
 @pytest.mark.django_db(transaction=True)

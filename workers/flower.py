@@ -415,6 +415,11 @@ def _unavailable_while_down(get: Callable[..., Any], watch: ChannelWatch) -> Cal
         if banner and self.current_user:
             self.set_status(503)
             self.set_header("Retry-After", str(int(CHANNEL_CHECK_SECONDS)))
+            if self.request.headers.get("X-Requested-With") == "XMLHttpRequest":
+                # Flower's own pages (jQuery) show an error's text as it is, in a toast.
+                self.set_header("Content-Type", "text/plain; charset=UTF-8")
+                self.write(banner)
+                return
             self.write({"error": banner, "monitoring_channel": channel_state(watch)})
             return
         result = get(self, *args, **kwargs)

@@ -556,6 +556,60 @@ def test_with_the_channel_down_flowers_api_answers_503_naming_the_channel_not_st
         redis.stop()
 
 
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_with_the_channel_down_flowers_pages_keep_their_tables_and_refresh_says_why_it_failed(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint, chromium: object
+) -> None:
+    """Flower's dashboard under the outage, as a person uses it: the workers table still
+    fills (its feed is marked, not refused), and a worker's Refresh says the channel is
+    down, in words, instead of reporting a refresh that reached nobody."""
+    from playwright.sync_api import expect
+
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    redis = RedisServer(run_dir)
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "CELERY_MONITOR_URL": redis.url},
+        queues=["default"],
+        log_dir=run_dir,
+    )
+    flower = FlowerProcess(env={**worker_env, "CELERY_MONITOR_URL": redis.url}, log_dir=run_dir)
+    context = chromium.new_context(  # type: ignore[attr-defined]
+        http_credentials={"username": flower.user, "password": flower.password}
+    )
+    try:
+        wait_until(
+            lambda: worker.hostname in (flower.request("/api/workers?refresh=1")[1] or {}),
+            timeout=60,
+            message="Flower to know the worker",
+        )
+        redis.stop()
+        wait_until(
+            lambda: "monitoring-channel-down" in flower.get("/"),
+            timeout=30,
+            message="Flower to say the channel is down",
+        )
+        page = context.new_page()
+        page.goto(f"{flower.url}/workers")
+        expect(page.locator("#monitoring-channel-down")).to_contain_text("not live")
+        expect(page.get_by_role("link", name=worker.hostname)).to_be_visible()
+
+        page.goto(f"{flower.url}/worker/{urllib.parse.quote(worker.hostname)}")
+        page.get_by_role("button", name="Actions").click()
+        page.get_by_role("button", name="Refresh", exact=True).click()
+        # The toast, not the page's banner (an alert too).
+        toast = page.locator(".toast[role=alert]")
+        expect(toast).to_contain_text("is unreachable from Flower")
+        expect(toast).not_to_contain_text("{")  # words, not a JSON document
+        expect(page.get_by_role("status").filter(has_text="refreshed")).to_have_count(0)
+    finally:
+        context.close()
+        flower.stop()
+        worker.stop()
+        redis.stop()
+
+
 def test_every_flower_api_read_answers_from_the_channel_or_is_named_live() -> None:
     from flower.api import tasks, workers
 

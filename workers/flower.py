@@ -27,6 +27,11 @@ start jobs from the admin (the attempt is recorded too).
 While the channel is unreachable Flower shows what it last saw as if it were live; here every
 page says, at the top, that the channel is down and what that means (`channel_outage`), and
 a request that needed the channel answers 503 saying so instead of a 500 and a traceback.
+Its JSON API's reads answer 503 with the reason as JSON (they answered the last-seen data
+as if live); the feeds of its own tables answer as before, marked (`monitoring_channel`).
+
+Flower's "Broker" page shows the SQS job queues and their sampled depths
+(`sqs_broker_page`), not the channel's own Redis queues, which looked like them.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from workers.errors import ApplicationError
@@ -72,6 +78,9 @@ AUDITED_ACTIONS = {
     ("flower.api.control", "TaskRateLimit"): "task rate limit",
     ("flower.api.tasks", "TaskAbort"): "task abort",
 }
+# Flower's API reads that do not come from the monitoring channel: a task's result is read
+# from the result backend (the database), live whether the channel answers or not.
+LIVE_API_READS = {("flower.api.tasks", "TaskResult")}
 STARTS = {
     ("flower.api.tasks", "TaskApply"): "task apply",
     ("flower.api.tasks", "TaskAsyncApply"): "task async apply",
@@ -98,6 +107,7 @@ CHANNEL_DOWN = (
     "worker until the channel is back. Jobs still run over SQS; the operations page "
     "(/ops/operations/ on the admin site) shows the workers from their heartbeats."
 )
+FLOWER_TEMPLATES = Path(__file__).with_name("flower_templates")
 # How often Flower's process asks whether the channel answers (off its event loop).
 CHANNEL_CHECK_SECONDS = 5.0
 # Flower's base.html: the banner goes at the top of every page's content.
@@ -358,6 +368,143 @@ def channel_outage(watch: ChannelWatch = channel_watch) -> None:
         if handler is BaseHandler:  # the API's handlers inherit it
             handler.log_exception = quiet
 
+    for api_handler in channel_api_reads():
+        api_handler.get = _unavailable_while_down(api_handler.get, watch)
+    # The dashboard's own tables read these; a 503 would empty them under the banner, so they
+    # answer as before, with the marker a script can test.
+    from flower.views.tasks import TasksDataTable
+    from flower.views.workers import WorkersView
+
+    for table in (WorkersView, TasksDataTable):
+        table.write = _marked_while_down(table.write, watch)
+
+
+def channel_api_reads() -> list[Any]:
+    """Flower's API handlers whose GET answers from what it saw on the monitoring channel
+    (every GET of the installed Flower's API but LIVE_API_READS)."""
+    from flower.api import BaseApiHandler
+    from flower.urls import handlers
+
+    found = []
+    for entry in handlers:
+        handler = entry.handler_class if hasattr(entry, "handler_class") else entry[1]
+        if (
+            isinstance(handler, type)
+            and issubclass(handler, BaseApiHandler)
+            and "get" in vars(handler)
+            and (handler.__module__, handler.__name__) not in LIVE_API_READS
+            and handler not in found
+        ):
+            found.append(handler)
+    return found
+
+
+def channel_state(watch: ChannelWatch) -> dict[str, Any]:
+    from workers.monitoring import monitor_url, redacted_url
+
+    return {
+        "url": redacted_url(monitor_url()),
+        "reachable": watch.cause is None,
+        "cause": watch.cause,
+        "live": watch.cause is None,
+    }
+
+
+def _unavailable_while_down(get: Callable[..., Any], watch: ChannelWatch) -> Callable[..., Any]:
+    if getattr(get, "opsqueue_channel", False):
+        return get
+
+    @functools.wraps(get)
+    async def get_or_unavailable(self: Any, *args: Any, **kwargs: Any) -> None:
+        # Asking for the login first: a request without it is refused as before (401), and
+        # learns nothing of the channel.
+        banner = watch.banner()
+        if banner and self.current_user:
+            self.set_status(503)
+            self.set_header("Retry-After", str(int(CHANNEL_CHECK_SECONDS)))
+            if self.request.headers.get("X-Requested-With") == "XMLHttpRequest":
+                # Flower's own pages (jQuery) show an error's text as it is, in a toast.
+                self.set_header("Content-Type", "text/plain; charset=UTF-8")
+                self.write(banner)
+                return
+            self.write({"error": banner, "monitoring_channel": channel_state(watch)})
+            return
+        result = get(self, *args, **kwargs)
+        if inspect.isawaitable(result):
+            await result
+
+    get_or_unavailable.opsqueue_channel = True  # type: ignore[attr-defined]
+    return get_or_unavailable
+
+
+def _marked_while_down(write: Callable[..., Any], watch: ChannelWatch) -> Callable[..., Any]:
+    if getattr(write, "opsqueue_channel", False):
+        return write
+
+    @functools.wraps(write)
+    def write_marked(self: Any, chunk: Any) -> None:
+        if isinstance(chunk, dict) and watch.banner():
+            chunk = {**chunk, "monitoring_channel": channel_state(watch)}
+        write(self, chunk)
+
+    write_marked.opsqueue_channel = True  # type: ignore[attr-defined]
+    return write_marked
+
+
+def sqs_broker_page() -> None:
+    """Make Flower's "Broker" page show the SQS queues the workers read and their depths.
+
+    Flower's broker here is the monitoring channel: its page listed that Redis's own queues
+    (default, media, …), as if they were the job queues and their depths, which stay on SQS.
+    The depths come from the database (QueueDepth, sampled every minute), as on the
+    operations page: a page never calls AWS."""
+    import tornado.web
+    from asgiref.sync import sync_to_async
+    from flower.views.broker import BrokerView
+
+    if getattr(BrokerView.get, "opsqueue_sqs", False):
+        return
+
+    @tornado.web.authenticated
+    async def get(self: Any) -> None:
+        from workers.monitoring import monitor_url, redacted_url
+
+        rows = await sync_to_async(sqs_queue_rows)()
+        # An absolute path: Flower's loader reads it as it is, and the page's own
+        # `extends "base.html"` still resolves in Flower's templates.
+        self.render(
+            str(FLOWER_TEMPLATES / "broker.html"),
+            rows=rows,
+            channel_url=redacted_url(monitor_url()),
+        )
+
+    get.opsqueue_sqs = True  # type: ignore[attr-defined]
+    BrokerView.get = get
+
+
+def sqs_queue_rows() -> list[dict[str, Any]]:
+    """The SQS queues' last sampled depths, as the Broker page shows them."""
+    from django.utils import timezone
+
+    from workers.broker import sqs_queue_name
+    from workers.operations import queue_rows
+
+    now = timezone.now()
+    return [
+        {
+            "queue": row.depth.queue,
+            "name": sqs_queue_name(row.depth.queue),
+            "visible": row.depth.visible,
+            "in_flight": row.depth.in_flight,
+            "delayed": row.depth.delayed,
+            "dead_letters": row.depth.dead_letters,
+            "sampled_at": timezone.localtime(row.depth.sampled_at).strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "stale": row.stale,
+            "error": row.depth.error,
+        }
+        for row in queue_rows(now=now)
+    ]
+
 
 def audit_actions() -> None:
     """Record every use of Flower's remote control; refuse its ways of starting tasks."""
@@ -475,6 +622,7 @@ def main(argv: Sequence[str]) -> int:
     api_asks_for_login()
     audit_actions()
     channel_outage()
+    sqs_broker_page()
     channel_watch.start()
     app.conf.broker_url = url
     app.conf.broker_transport_options = dict(TRANSPORT_OPTIONS)

@@ -8,7 +8,9 @@ monitoring channel) never takes these tasks.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -20,7 +22,9 @@ from contextlib import suppress
 from functools import partial
 from pathlib import Path
 
+import boto3
 import pytest
+from django.conf import settings
 from django.core.management import call_command
 from django.test import override_settings
 from kombu import Consumer
@@ -29,22 +33,26 @@ from tests.support.broker import publishing_to
 from tests.support.jobs import job_status
 from tests.support.monitoring import FlowerProcess, RedisServer
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from workers.broker import sqs_queue_name
 from workers.devstack import BASE_DIR, free_port
 from workers.enqueue import Requester
 from workers.flower import (
     ACT_REFUSED,
     AUDITED_ACTIONS,
+    LIVE_API_READS,
     LOOK_REFUSED,
     NO_AUTH,
     NO_CHANNEL,
     START_REFUSED,
     STARTS,
     LaunchRefused,
+    channel_api_reads,
     flower_argv,
     uses_own_logins,
 )
 from workers.models import DiagnosticRun, FlowerAction, WorkerHeartbeat
 from workers.monitoring import MAX_BUFFERED_EVENTS, ChannelEventDispatcher, monitor_connection
+from workers.queue_depths import queue_depths_record
 from workers.selectors import job_log_since
 from workers.services import diagnostic_run_start
 
@@ -467,6 +475,191 @@ def test_with_the_channel_down_every_flower_page_says_so_and_none_fails(
         flower.stop()
         worker.stop()
         redis.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_the_channel_down_flowers_api_answers_503_naming_the_channel_not_stale_data(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    redis = RedisServer(run_dir)
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "CELERY_MONITOR_URL": redis.url},
+        queues=["default"],
+        log_dir=run_dir,
+    )
+    flower = FlowerProcess(env={**worker_env, "CELERY_MONITOR_URL": redis.url}, log_dir=run_dir)
+    try:
+        run = diagnostic(prefix, lines=2, duration_seconds=0.1)
+        wait_until(
+            lambda: (
+                (flower.request("/api/tasks")[1] or {}).get(run.task_id, {}).get("state")
+                == "SUCCESS"
+            ),
+            timeout=60,
+            message="Flower to see the job succeed",
+        )
+        reads = [
+            "/api/workers",
+            "/api/workers?refresh=1",
+            "/api/tasks",
+            f"/api/task/info/{run.task_id}",
+            "/api/task/types",
+            "/api/queues/length",
+        ]
+        assert worker.hostname in flower.get("/api/workers?refresh=1")
+        assert worker.hostname in flower.get("/api/workers")
+        assert flower.get(f"/api/task/info/{run.task_id}")["state"] == "SUCCESS"
+
+        redis.stop()
+        wait_until(
+            lambda: "monitoring-channel-down" in flower.get("/"),
+            timeout=30,
+            message="Flower to say the channel is down",
+        )
+        for path in reads:
+            # It answered 200 with what it last saw, as if live.
+            status, body = flower.request(path)
+            assert status == 503, (path, status, body)
+            error = json.loads(body)
+            assert "is unreachable from Flower" in error["error"], path
+            channel = error["monitoring_channel"]
+            assert channel["url"] == redis.url and channel["reachable"] is False, path
+            assert channel["live"] is False, path
+            # Without the login it is refused as before, and learns nothing of the channel.
+            status, body = flower.request(path, auth=False)
+            assert status == 401 and "monitoring" not in body, (path, status, body)
+        # A task's result is read from the database, live whether the channel answers or not.
+        assert flower.get(f"/api/task/result/{run.task_id}")["state"] == "SUCCESS"
+        # The dashboard's own tables keep their data (a 503 would empty them under the
+        # banner) and carry the marker.
+        workers_table = flower.get("/workers?json=1")
+        assert [w["hostname"] for w in workers_table["data"]] == [worker.hostname]
+        assert workers_table["monitoring_channel"]["live"] is False
+        tasks_table = flower.get(
+            "/tasks/datatable?draw=1&start=0&length=10&order[0][column]=0&order[0][dir]=desc"
+        )
+        assert run.task_id in [t["uuid"] for t in tasks_table["data"]]
+        assert tasks_table["monitoring_channel"]["live"] is False
+
+        redis.start()
+        wait_until(
+            lambda: flower.request("/api/workers")[0] == 200,
+            timeout=30,
+            message="the API to answer again once the channel is back",
+        )
+        assert "monitoring_channel" not in flower.get("/workers?json=1")
+    finally:
+        flower.stop()
+        worker.stop()
+        redis.stop()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_with_the_channel_down_flowers_pages_keep_their_tables_and_refresh_says_why_it_failed(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint, chromium: object
+) -> None:
+    """Flower's dashboard under the outage, as a person uses it: the workers table still
+    fills (its feed is marked, not refused), and a worker's Refresh says the channel is
+    down, in words, instead of reporting a refresh that reached nobody."""
+    from playwright.sync_api import expect
+
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    redis = RedisServer(run_dir)
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "CELERY_MONITOR_URL": redis.url},
+        queues=["default"],
+        log_dir=run_dir,
+    )
+    flower = FlowerProcess(env={**worker_env, "CELERY_MONITOR_URL": redis.url}, log_dir=run_dir)
+    context = chromium.new_context(  # type: ignore[attr-defined]
+        http_credentials={"username": flower.user, "password": flower.password}
+    )
+    try:
+        wait_until(
+            lambda: worker.hostname in (flower.request("/api/workers?refresh=1")[1] or {}),
+            timeout=60,
+            message="Flower to know the worker",
+        )
+        redis.stop()
+        wait_until(
+            lambda: "monitoring-channel-down" in flower.get("/"),
+            timeout=30,
+            message="Flower to say the channel is down",
+        )
+        page = context.new_page()
+        page.goto(f"{flower.url}/workers")
+        expect(page.locator("#monitoring-channel-down")).to_contain_text("not live")
+        expect(page.get_by_role("link", name=worker.hostname)).to_be_visible()
+
+        page.goto(f"{flower.url}/worker/{urllib.parse.quote(worker.hostname)}")
+        page.get_by_role("button", name="Actions").click()
+        page.get_by_role("button", name="Refresh", exact=True).click()
+        # The toast, not the page's banner (an alert too).
+        toast = page.locator(".toast[role=alert]")
+        expect(toast).to_contain_text("is unreachable from Flower")
+        expect(toast).not_to_contain_text("{")  # words, not a JSON document
+        expect(page.get_by_role("status").filter(has_text="refreshed")).to_have_count(0)
+    finally:
+        context.close()
+        flower.stop()
+        worker.stop()
+        redis.stop()
+
+
+def test_every_flower_api_read_answers_from_the_channel_or_is_named_live() -> None:
+    from flower.api import tasks, workers
+
+    reads = set(channel_api_reads())
+    assert {
+        workers.ListWorkers,
+        tasks.ListTasks,
+        tasks.ListTaskTypes,
+        tasks.TaskInfo,
+        tasks.GetQueueLengths,
+    } <= reads
+    assert tasks.TaskResult not in reads
+    assert {(h.__module__, h.__name__) for h in reads}.isdisjoint(LIVE_API_READS)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_flowers_broker_page_shows_the_sqs_job_queues_and_their_depths_not_the_channels(
+    monitored: Monitored, worker_env: dict[str, str], run_dir: Path
+) -> None:
+    # Queues no worker reads, so the three messages stay where the page must count them.
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    with override_settings(SQS_QUEUE_PREFIX=prefix):
+        client = boto3.client("sqs", region_name=settings.AWS_REGION)
+        url = client.get_queue_url(QueueName=sqs_queue_name("media"))["QueueUrl"]
+        for n in range(3):
+            client.send_message(QueueUrl=url, MessageBody=f"waiting {n}")
+        queue_depths_record()
+    flower = FlowerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "CELERY_MONITOR_URL": monitored.redis.url},
+        log_dir=run_dir,
+    )
+    try:
+        wait_until(
+            lambda: monitored.worker.hostname in (flower.request("/api/workers")[1] or {}),
+            timeout=60,
+            message="Flower to see the worker on the channel",
+        )
+        page = flower.get("/broker")
+        # It listed the channel's own Redis queues (default, media, …) under the channel's URL.
+        assert "Job queues (Amazon SQS)" in page
+        assert f"monitoring channel ({monitored.redis.url}), carries only worker events" in page
+        assert "/ops/operations/" in page
+        media = re.search(r'<tr id="media">(.*?)</tr>', page, re.S)
+        assert media, page
+        cells = re.findall(r"<td[^>]*>\s*(.*?)\s*</td>", media.group(1), re.S)
+        assert cells[:5] == [f"{prefix}media", "3", "0", "0", "0"], cells
+        assert sorted(re.findall(r'<tr id="([^"]+)">', page)) == sorted(QUEUES)
+    finally:
+        flower.stop()
 
 
 @pytest.mark.django_db(transaction=True)

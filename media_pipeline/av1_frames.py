@@ -9,14 +9,13 @@ picture, its alpha, grid tiles) and of the first sample of every track (an image
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import BinaryIO
+
+from media_pipeline.isobmff import MAX_BOX, boxes, item_locations, item_types, top_level, uint
 
 # Bytes read from the start of an item or sample: its sequence header comes first (after at
 # most a temporal delimiter), and is a few dozen bytes.
 _SAMPLE_HEAD = 4096
-# Boxes read into memory to be parsed (`meta`, `moov`); anything larger is not an AVIF we take.
-_MAX_BOX = 16 << 20
 _SEQUENCE_HEADER = 1
 
 
@@ -95,91 +94,24 @@ def _sequence_header_size(sample: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _boxes(data: bytes, start: int = 0, end: int | None = None) -> Iterator[tuple[bytes, int, int]]:
-    """(type, payload start, box end) of the boxes in data[start:end]."""
-    end = len(data) if end is None else end
-    while start + 8 <= end:
-        size, kind, payload = (
-            int.from_bytes(data[start : start + 4], "big"),
-            data[start + 4 : start + 8],
-            start + 8,
-        )
-        if size == 1:
-            size, payload = int.from_bytes(data[start + 8 : start + 16], "big"), start + 16
-        elif size == 0:
-            size = end - start
-        if size < payload - start:
-            return
-        yield kind, payload, min(start + size, end)
-        start += size
-
-
-def _top_level(source: BinaryIO) -> Iterator[tuple[bytes, int, int]]:
-    """(type, payload offset, size of payload) of the file's top-level boxes, by seeking."""
-    at = 0
-    while True:
-        source.seek(at)
-        head = source.read(16)
-        if len(head) < 8:
-            return
-        size, kind, header = int.from_bytes(head[:4], "big"), head[4:8], 8
-        if size == 1:
-            size, header = int.from_bytes(head[8:16], "big"), 16
-        elif size == 0:
-            size = source.seek(0, 2) - at
-        if size < header:
-            return
-        yield kind, at + header, size - header
-        at += size
-
-
-def _u(data: bytes, at: int, size: int) -> tuple[int, int]:
-    return int.from_bytes(data[at : at + size], "big"), at + size
-
-
 def _av1_item_offsets(meta: bytes) -> list[int]:
     """File offsets of the first extent of every `av01` item in a `meta` box's payload."""
-    av1_items: set[int] = set()
-    locations: dict[int, int] = {}
-    for kind, start, end in _boxes(meta, 4):  # meta is a FullBox
-        if kind == b"iinf":
-            version = meta[start]
-            for entry, at, _ in _boxes(meta, start + (6 if version == 0 else 8), end):
-                if entry == b"infe" and meta[at] >= 2:
-                    item_id, at = _u(meta, at + 4, 2 if meta[at] == 2 else 4)
-                    if meta[at + 2 : at + 6] == b"av01":
-                        av1_items.add(item_id)
-        elif kind == b"iloc":
-            version, at = meta[start], start + 4
-            offset_size, length_size = meta[at] >> 4, meta[at] & 0xF
-            base_offset_size, index_size = meta[at + 1] >> 4, meta[at + 1] & 0xF
-            count, at = _u(meta, at + 2, 2 if version < 2 else 4)
-            for _ in range(count):
-                item_id, at = _u(meta, at, 2 if version < 2 else 4)
-                method = 0
-                if version in (1, 2):
-                    method, at = _u(meta, at, 2)
-                base, at = _u(meta, at + 2, base_offset_size)
-                extents, at = _u(meta, at, 2)
-                first = None
-                for _ in range(extents):
-                    at += index_size if version in (1, 2) else 0
-                    offset, at = _u(meta, at, offset_size)
-                    at += length_size
-                    first = base + offset if first is None else first
-                if method == 0 and first is not None:
-                    locations[item_id] = first
-    return [locations[item] for item in sorted(av1_items) if item in locations]
+    types, locations = item_types(meta), item_locations(meta)
+    return [
+        locations[item].offset
+        for item in sorted(types)
+        if types[item] == b"av01" and item in locations and locations[item].method == 0
+    ]
 
 
 def _first_chunk_offsets(moov: bytes, start: int = 0, end: int | None = None) -> list[int]:
     """The first chunk offset (`stco`/`co64`) of every track in a `moov` box's payload."""
     offsets = []
-    for kind, at, box_end in _boxes(moov, start, end):
+    for kind, at, box_end in boxes(moov, start, end):
         if kind in (b"trak", b"mdia", b"minf", b"stbl"):
             offsets += _first_chunk_offsets(moov, at, box_end)
-        elif kind in (b"stco", b"co64") and _u(moov, at + 4, 4)[0]:
-            offsets.append(_u(moov, at + 8, 4 if kind == b"stco" else 8)[0])
+        elif kind in (b"stco", b"co64") and uint(moov, at + 4, 4)[0]:
+            offsets.append(uint(moov, at + 8, 4 if kind == b"stco" else 8)[0])
     return offsets
 
 
@@ -190,9 +122,9 @@ def largest_av1_frame(source: BinaryIO) -> tuple[int, int] | None:
     position = source.tell()
     try:
         offsets: list[int] = []
-        for kind, at, size in _top_level(source):
+        for kind, at, size in top_level(source):
             if kind in (b"meta", b"moov"):
-                if size > _MAX_BOX:
+                if size > MAX_BOX:
                     raise ValueError(f"{kind.decode()} box of {size} bytes")
                 source.seek(at)
                 box = source.read(size)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import BinaryIO
 
-from media_pipeline.av1_frames import _MAX_BOX, _boxes, _top_level, _u
+from media_pipeline.isobmff import MAX_BOX, boxes, item_locations, item_types, top_level, uint
 
 # Where the canvas size starts in the descriptor of each item type that makes its picture on
 # a canvas: a grid (version, flags, rows, columns) and an overlay (version, flags, a fill
@@ -27,45 +27,17 @@ _CANVAS_AT = {b"grid": 4, b"iovl": 10}
 def _grid_descriptors(meta: bytes) -> list[tuple[bytes, bytes | int]]:
     """The type and where the descriptor is of every `grid` and `iovl` item in a `meta`
     box's payload: the descriptor itself (kept in the box's `idat`) or its offset in the file."""
-    grids: dict[int, bytes] = {}
-    # item id → (construction method, first extent's offset, its length)
-    locations: dict[int, tuple[int, int, int]] = {}
-    idat = b""
-    for kind, start, end in _boxes(meta, 4):  # meta is a FullBox
-        if kind == b"idat":
-            idat = meta[start:end]
-        elif kind == b"iinf":
-            version = meta[start]
-            for entry, at, _ in _boxes(meta, start + (6 if version == 0 else 8), end):
-                if entry == b"infe" and meta[at] >= 2:
-                    item_id, at = _u(meta, at + 4, 2 if meta[at] == 2 else 4)
-                    if meta[at + 2 : at + 6] in _CANVAS_AT:
-                        grids[item_id] = meta[at + 2 : at + 6]
-        elif kind == b"iloc":
-            version, at = meta[start], start + 4
-            offset_size, length_size = meta[at] >> 4, meta[at] & 0xF
-            base_offset_size, index_size = meta[at + 1] >> 4, meta[at + 1] & 0xF
-            count, at = _u(meta, at + 2, 2 if version < 2 else 4)
-            for _ in range(count):
-                item_id, at = _u(meta, at, 2 if version < 2 else 4)
-                method = 0
-                if version in (1, 2):
-                    method, at = _u(meta, at, 2)
-                base, at = _u(meta, at + 2, base_offset_size)
-                extents, at = _u(meta, at, 2)
-                for index in range(extents):
-                    at += index_size if version in (1, 2) else 0
-                    offset, at = _u(meta, at, offset_size)
-                    length, at = _u(meta, at, length_size)
-                    if index == 0:
-                        locations[item_id] = (method, base + offset, length)
+    idat = next((meta[start:end] for kind, start, end in boxes(meta, 4) if kind == b"idat"), b"")
+    types, locations = item_types(meta), item_locations(meta)
     found: list[tuple[bytes, bytes | int]] = []
-    for item in sorted(grids.keys() & locations.keys()):
-        method, offset, length = locations[item]
+    for item in sorted(types.keys() & locations.keys()):
+        kind, (method, offset, length) = types[item], locations[item]
+        if kind not in _CANVAS_AT:
+            continue
         if method == 1:
-            found.append((grids[item], idat[offset : offset + length]))
+            found.append((kind, idat[offset : offset + length]))
         elif method == 0:
-            found.append((grids[item], offset))
+            found.append((kind, offset))
     return found
 
 
@@ -75,8 +47,8 @@ def _canvas(kind: bytes, descriptor: bytes) -> tuple[int, int]:
     field = 4 if len(descriptor) > 1 and descriptor[1] & 1 else 2
     if len(descriptor) < at + 2 * field:
         raise ValueError(f"{kind.decode()} descriptor truncated")
-    width, at = _u(descriptor, at, field)
-    return width, _u(descriptor, at, field)[0]
+    width, at = uint(descriptor, at, field)
+    return width, uint(descriptor, at, field)[0]
 
 
 def largest_grid_canvas(source: BinaryIO) -> tuple[int, int] | None:
@@ -86,10 +58,10 @@ def largest_grid_canvas(source: BinaryIO) -> tuple[int, int] | None:
     position = source.tell()
     try:
         canvases = []
-        for kind, at, size in _top_level(source):
+        for kind, at, size in top_level(source):
             if kind != b"meta":
                 continue
-            if size > _MAX_BOX:
+            if size > MAX_BOX:
                 raise ValueError(f"meta box of {size} bytes")
             source.seek(at)
             for kind, where in _grid_descriptors(source.read(size)):

@@ -160,9 +160,6 @@ class StartGuardedAdminMixin:
 admin.site.unregister(PeriodicTask)
 
 
-SCHEDULE_FIELDS = ("interval", "crontab", "solar", "clocked")
-
-
 @admin.register(PeriodicTask)
 class GuardedPeriodicTaskAdmin(StartGuardedAdminMixin, PeriodicTaskAdmin):
     actions = ("enable_tasks", "disable_tasks", "toggle_tasks", "run_tasks")
@@ -188,45 +185,12 @@ class GuardedPeriodicTaskAdmin(StartGuardedAdminMixin, PeriodicTaskAdmin):
         if obj is None or self.has_change_permission(request, obj):
             return fieldsets
         # Read-only, the library's task picker ("regtask") is no field of the model: Django
-        # would show "Regtask: None" above the task's name. And Django links a read-only
-        # schedule to its page without asking whether this person may open it (a database
-        # operator sees periodic tasks, not intervals): then it is shown as text.
-        shown = {
-            field: f"{field}_text"
-            for field in SCHEDULE_FIELDS
-            if not self.schedule_viewable(request, field)
-        }
+        # would show "Regtask: None" above the task's name. (Its read-only schedule is a link
+        # only for who may open that schedule's page: workers.admin_links, for every admin.)
         return tuple(
-            (
-                name,
-                {
-                    **options,
-                    "fields": tuple(shown.get(f, f) for f in options["fields"] if f != "regtask"),
-                },
-            )
+            (name, {**options, "fields": tuple(f for f in options["fields"] if f != "regtask")})
             for name, options in fieldsets
         )
-
-    def schedule_viewable(self, request: HttpRequest, field: str) -> bool:
-        model = PeriodicTask._meta.get_field(field).related_model
-        model_admin = self.admin_site._registry.get(model)
-        return model_admin is not None and model_admin.has_view_or_change_permission(request)
-
-    @admin.display(description="interval schedule")
-    def interval_text(self, obj: PeriodicTask) -> str:
-        return str(obj.interval or "-")
-
-    @admin.display(description="crontab schedule")
-    def crontab_text(self, obj: PeriodicTask) -> str:
-        return str(obj.crontab or "-")
-
-    @admin.display(description="solar schedule")
-    def solar_text(self, obj: PeriodicTask) -> str:
-        return str(obj.solar or "-")
-
-    @admin.display(description="clocked schedule")
-    def clocked_text(self, obj: PeriodicTask) -> str:
-        return str(obj.clocked or "-")
 
     def get_form(self, request: HttpRequest, obj: Any = None, **kwargs: Any) -> Any:
         form: Any = super().get_form(request, obj, **kwargs)

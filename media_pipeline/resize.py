@@ -187,8 +187,9 @@ def render_variants(
         start = source.tell()
         refuse_oversized_file(source.seek(0, io.SEEK_END) - start, max_bytes)
         source.seek(start)
-    _refuse_padded_container(source)
-    if _kind(source) is formats.PNG:
+    kind = _kind(source)
+    _refuse_padded_container(source, kind)
+    if kind is formats.PNG:
         # An oversized or undecodable colour profile is ignored, not the picture refused.
         source = without_unusable_metadata(source)
     _register_heif_opener()
@@ -298,10 +299,9 @@ def _is_webp_animation(source: BinaryIO) -> bool:
     return head[12:16] == b"VP8X" and bool(head[20] & 0x02)
 
 
-def _refuse_padded_container(source: BinaryIO) -> None:
+def _refuse_padded_container(source: BinaryIO, kind: formats.StoredType) -> None:
     """Refuse, before any parser reads it, a file padded with more pieces than a picture has
     (media_pipeline.containers): Pillow would spend minutes and gigabytes on them."""
-    kind = _kind(source)
     pieces = count_pieces(source, kind, limits=CONTAINER_LIMITS)
     if pieces.scans > CONTAINER_LIMITS.scans:
         raise CorruptImage(
@@ -321,6 +321,7 @@ def _refuse_padded_container(source: BinaryIO) -> None:
 
 
 def _kind(source: BinaryIO) -> formats.StoredType:
+    """What the file's first bytes say it is; the stream is left where it was."""
     position = source.tell()
     source.seek(0)
     kind = sniff(source.read(SNIFF_BYTES))
@@ -329,8 +330,7 @@ def _kind(source: BinaryIO) -> formats.StoredType:
 
 
 def _unreadable(source: BinaryIO) -> ImageRejected:
-    source.seek(0)
-    if sniff(source.read(SNIFF_BYTES)).is_image:
+    if _kind(source).is_image:
         # WebP, HEIC and AVIF are parsed whole on opening, so damage shows up here.
         return CorruptImage("The image data is truncated or corrupt and cannot be decoded.")
     return NotAnImage(

@@ -1,6 +1,6 @@
-"""CPU of reading a signed-in request's session: Django's database store against
-project/sessions.py (the same row, read by one fixed statement), and, beside them, loading
-the user, the other lookup every signed-in request makes.
+"""CPU of the two reads every signed-in request makes: its session, by Django's database
+store and by project/sessions.py (the same row, read by one fixed statement), and its user,
+by Django's ModelBackend and by project/auth_backends.py (likewise).
 
 Every signed-in request pays for these, whatever it does. Figures: microseconds of this
 process's CPU per read (medians of 5 rounds of 2,000), against PostgreSQL.
@@ -33,6 +33,7 @@ def main() -> None:
     from django.contrib.auth.backends import ModelBackend
     from django.contrib.sessions.backends import db
 
+    from project.auth_backends import UserBackend
     from project.sessions import SessionStore
 
     user, _ = get_user_model().objects.get_or_create(username="bench-sessions")
@@ -46,7 +47,8 @@ def main() -> None:
     readers: dict[str, Callable[[], object]] = {
         "session, Django's database store": lambda: db.SessionStore(key).load(),
         "session, project.sessions": lambda: SessionStore(key).load(),
-        "user (ModelBackend.get_user)": lambda: ModelBackend().get_user(user.pk),
+        "user, Django's ModelBackend": lambda: ModelBackend().get_user(str(user.pk)),
+        "user, project.auth_backends": lambda: UserBackend().get_user(str(user.pk)),
     }
     figures: dict[str, list[float]] = {name: [] for name in readers}
     for _ in range(ROUNDS):  # alternating, so the machine's drift falls on all alike
@@ -61,10 +63,16 @@ def main() -> None:
             ],
         )
     )
-    saved = statistics.median(figures["session, Django's database store"]) - statistics.median(
-        figures["session, project.sessions"]
+
+    def saved(django: str, ours: str) -> float:
+        return statistics.median(figures[django]) - statistics.median(figures[ours])
+
+    session_saved = saved("session, Django's database store", "session, project.sessions")
+    user_saved = saved("user, Django's ModelBackend", "user, project.auth_backends")
+    print(
+        f"\nsaved per signed-in request: {session_saved + user_saved:.0f} us of web-process CPU "
+        f"(session {session_saved:.0f}, user {user_saved:.0f})"
     )
-    print(f"\nsaved per signed-in request: {saved:.0f} us of web-process CPU")
     session.delete()
 
 

@@ -75,6 +75,9 @@ if not DEBUG:
 # Database sessions (logging out ends a session everywhere at once), read with one fixed
 # statement instead of an ORM query built per request (project/sessions.py).
 SESSION_ENGINE = "project.sessions"
+# Django's ModelBackend, the signed-in user read with one fixed statement
+# (project/auth_backends.py).
+AUTHENTICATION_BACKENDS = ["project.auth_backends.UserBackend"]
 
 ROOT_URLCONF = "project.urls"
 

@@ -60,7 +60,7 @@ def started_job_link(
     its page would refuse them. Starting a job needs its family's operate permission, opening
     it the jobs' and the family's view permissions (workers/families.py); one does not bring
     the other. A caller that knows the job's task passes `task_name`, saving the lookup."""
-    if not _started_job_viewable(user, task_id, task_name):
+    if not may_open_job(task_id, user=user, task_name=task_name):
         return label or task_id
     return format_html('<a href="{}">{}</a>', job_url(task_id), label or task_id)
 
@@ -70,15 +70,9 @@ def started_job_redirect(
 ) -> HttpResponseRedirect:
     """After starting a job: to its page if `user` may open it, else to the `fallback` URL,
     where the message says what was queued (sent to the job's page, they met a 403)."""
-    if _started_job_viewable(user, task_id, task_name):
+    if may_open_job(task_id, user=user, task_name=task_name):
         return HttpResponseRedirect(job_url(task_id))
     return HttpResponseRedirect(fallback)
-
-
-def _started_job_viewable(user: Any, task_id: str, task_name: str | None) -> bool:
-    # Looking the task up by id is a query; the diagnostic trigger made two per request
-    # (a third of its time in bench/dispatch.py) to learn a name it already knew.
-    return job_viewable(user, task_name or selectors.job_task_name(task_id=task_id))
 
 
 def may_open_jobs() -> bool:
@@ -90,24 +84,35 @@ def may_open_jobs() -> bool:
     return user is None or bool(user.has_perm(VIEW_JOBS))
 
 
-def may_open_job(task_id: str) -> bool:
-    """Whether the person being served may open this job's page (workers/permissions.py's
-    rule: the jobs' view permission and the job's family's; a job with no record left opens
-    for whoever may look at jobs, to say so). Outside a request, links are made."""
+def may_open_job(task_id: str, *, user: Any = None, task_name: str | None = None) -> bool:
+    """Whether `user` (by default the person being served) may open this job's page
+    (workers/permissions.py's rule: the jobs' view permission and the job's family's; a job
+    with no record left opens for whoever may look at jobs, to say so). Outside a request,
+    with no user given, links are made. The job's task is looked up by id unless the caller
+    knows it (`task_name`): the diagnostic trigger looked its own job up twice per request,
+    a third of its time in bench/dispatch.py."""
     request = current_request()
-    user = getattr(request, "user", None)
     if user is None:
-        return True
+        user = getattr(request, "user", None)
+        if user is None:
+            return True
     if not user.has_perm(VIEW_JOBS):
         return False
     if user.is_superuser:
         return True
-    # A list shows a job per row; each is looked up once per request.
+    if task_name is None:
+        task_name = _job_task_name(request, task_id)
+    return jobs_viewable(user) if task_name is None else job_viewable(user, task_name)
+
+
+def _job_task_name(request: Any, task_id: str) -> str | None:
+    """The job's task, looked up once per request (a list shows a job per row)."""
+    if request is None:
+        return selectors.job_task_name(task_id=task_id)
     names: dict[str, str | None] = request.__dict__.setdefault("_job_task_names", {})
     if task_id not in names:
         names[task_id] = selectors.job_task_name(task_id=task_id)
-    task_name = names[task_id]
-    return jobs_viewable(user) if task_name is None else job_viewable(user, task_name)
+    return names[task_id]
 
 
 def admin_page_opens(model: Any, obj: Any = None, *, site: admin.AdminSite | None = None) -> bool:

@@ -23,13 +23,12 @@ from workers.deferred import DEFERRED_JOB_HEADER, deferred_job_send, is_deferred
 from workers.enqueue import (
     BrokerUnavailable,
     Requester,
+    job_destination_problem,
     job_publish,
-    job_route_problem,
     new_task_id,
 )
 from workers.models import Job, RequesterKind
 from workers.outbox import BROKER_ERRORS
-from workers.queues import QUEUES, queue_for_task
 from workers.services import job_send_recorded
 
 logger = logging.getLogger(__name__)
@@ -77,26 +76,16 @@ class CheckedModelEntry(ModelEntry):
             )
             self._disable(model)
             raise ValueError(f"schedule {model.name}: headers are not a JSON object")
-        if model.queue and model.queue not in QUEUES:
+        problem = job_destination_problem(
+            model.queue, model.task, model.exchange, model.routing_key
+        )
+        if problem:
             # Saved before the admin checked it (or from the shell, a fixture): each firing
             # would be refused by job_enqueue's check, once a minute or second, for good.
-            logger.error(
-                "Disabling schedule %s: no worker reads its queue %.100r (ours: %s)",
-                model.name,
-                model.queue,
-                ", ".join(QUEUES),
-            )
-            self._disable(model)
-            raise ValueError(f"schedule {model.name}: queue {model.queue!r} is not ours")
-        route = job_route_problem(
-            model.queue or queue_for_task(model.task), model.exchange, model.routing_key
-        )
-        if route:
-            # Likewise: each firing would be refused by job_message's check, for good.
-            field, why = route
+            field, why = problem
             logger.error("Disabling schedule %s: %s", model.name, why)
             self._disable(model)
-            raise ValueError(f"schedule {model.name}: {field} is not its queue's own")
+            raise ValueError(f"schedule {model.name}: its {field} reaches no worker")
         super().__init__(model, app=app)
 
 

@@ -149,17 +149,9 @@ class JobArgumentsRefused(ApplicationError):
 
 
 class JobQueueRefused(ApplicationError):
-    """The job names a queue that is not one of ours (a schedule saved with such a name):
-    no worker reads it, so its job would read Queued for good; nothing was recorded."""
-
-
-def job_queue_name_check(queue: Any) -> None:
-    """Raise JobQueueRefused unless `queue` is one of ours (workers/queues.py)."""
-    name = getattr(queue, "name", queue)  # Celery also takes a kombu Queue
-    if name not in QUEUES:
-        raise JobQueueRefused(
-            f"No worker reads a queue named “{name}”; the queues are: {', '.join(QUEUES)}."
-        )
+    """The job names a queue that is not one of ours, or an exchange or routing key that
+    is not its queue's own (a schedule saved with such names): no worker would receive it,
+    so it would read Queued for good; nothing was recorded."""
 
 
 # Every one of our queues is bound to Celery's default exchange under its own name
@@ -186,6 +178,24 @@ def job_route_problem(queue: str, exchange: Any, routing_key: Any) -> tuple[str,
             f"name, “{queue}”), not “{routing_key}”.",
         )
     return None
+
+
+def job_destination_problem(
+    queue: Any, task_name: str, exchange: Any = None, routing_key: Any = None
+) -> tuple[str, str] | None:
+    """(field, why) if a job of `task_name` sent with these options would reach no worker,
+    else None: a queue that is not one of ours (workers/queues.py; such a job reads Queued
+    for good), or an exchange or routing key that is not its queue's own
+    (`job_route_problem`). An empty queue means the task's own. Asked of every job made
+    (`job_message`) and of every schedule (its admin form, and beat before it fires)."""
+    name = getattr(queue, "name", queue)  # Celery also takes a kombu Queue
+    if name and name not in QUEUES:
+        return (
+            "queue",
+            f"No worker reads a queue named “{name}”. Leave it empty for the task's own "
+            f"queue, or name one of: {', '.join(QUEUES)}.",
+        )
+    return job_route_problem(name or queue_for_task(task_name), exchange, routing_key)
 
 
 def job_arguments_check(task: Task, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
@@ -369,16 +379,13 @@ def job_message(
     if not options.get("queue"):  # a schedule's empty queue means the task's own
         options["queue"] = queue_for_task(task.name)
     # Every job is made here (job_enqueue, job_enqueue_many, beat's job_publish): one sent
-    # to a queue no worker reads would wait for good, so it is refused before any record.
-    job_queue_name_check(options["queue"])
-    problem = job_route_problem(
-        getattr(options["queue"], "name", options["queue"]),
-        options.pop("exchange", None),
-        options.pop("routing_key", None),
+    # where no worker reads would wait for good, so it is refused before any record.
+    problem = job_destination_problem(
+        options["queue"], task.name, options.pop("exchange", None), options.pop("routing_key", None)
     )
     if problem:
         raise JobQueueRefused(problem[1])
-    # Neither is passed on: Celery then routes by the queue's own binding.
+    # Neither exchange nor routing key is passed on: Celery routes by the queue's binding.
     given = options.get("headers") or {}
     options["headers"] = {
         **{name: value for name, value in given.items() if name not in RESERVED_HEADERS},

@@ -54,11 +54,10 @@ from workers.enqueue import (
     JobQueueRefused,
     Requester,
     job_arguments_check,
-    job_route_problem,
+    job_destination_problem,
 )
 from workers.job_filters import registered_task
 from workers.job_registry import canonical_name
-from workers.queues import QUEUES, queue_for_task
 from workers.services import ScheduleRunRefused, periodic_tasks_run_now
 
 
@@ -206,23 +205,15 @@ class GuardedPeriodicTaskAdmin(StartGuardedAdminMixin, PeriodicTaskAdmin):
                 problem = headers_problem(cleaned.get("headers"))
                 if problem and "headers" in cleaned:
                     self.add_error("headers", problem)
-                queue = cleaned.get("queue")
-                if queue and queue not in QUEUES:
-                    # Sent there, each firing's job would read Queued for good: no worker
-                    # reads a queue that is not one of ours.
-                    self.add_error(
-                        "queue",
-                        f"No worker reads a queue named “{queue}”. Leave it empty for the "
-                        f"task's own queue, or name one of: {', '.join(QUEUES)}.",
-                    )
                 task = cleaned.get("task")
-                route = job_route_problem(
-                    queue or queue_for_task(task or ""),
+                destination = job_destination_problem(
+                    cleaned.get("queue"),
+                    task or "",
                     cleaned.get("exchange"),
                     cleaned.get("routing_key"),
                 )
-                if route and route[0] in cleaned:
-                    self.add_error(route[0], route[1])
+                if destination and destination[0] in cleaned:
+                    self.add_error(*destination)
                 if task and "args" in cleaned and "kwargs" in cleaned:
                     problem = arguments_problem(task, cleaned["args"], cleaned["kwargs"])
                     if problem:

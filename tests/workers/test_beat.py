@@ -199,7 +199,7 @@ def test_a_schedule_for_a_queue_no_worker_reads_is_disabled_and_beat_keeps_sendi
     assert not Job.objects.filter(requester_label="bad queue").exists()
     assert not Job.objects.exclude(queue__in=["default", "media", "infra", "release"]).exists()
     log = "".join(path.read_text() for path in run_dir.glob("*beat*"))
-    assert "Disabling schedule bad queue: no worker reads its queue 'bogus'" in log
+    assert "Disabling schedule bad queue: No worker reads a queue named “bogus”." in log
 
 
 def test_a_schedule_routed_elsewhere_than_its_queue_is_disabled_and_beat_keeps_sending(

@@ -27,8 +27,9 @@ start jobs from the admin (the attempt is recorded too).
 While the channel is unreachable Flower shows what it last saw as if it were live; here every
 page says, at the top, that the channel is down and what that means (`channel_outage`), and
 a request that needed the channel answers 503 saying so instead of a 500 and a traceback.
-Its JSON API's reads answer 503 with the reason as JSON (they answered the last-seen data
-as if live); the feeds of its own tables answer as before, marked (`monitoring_channel`).
+Its JSON API's reads and `/metrics` answer 503 with the reason as JSON (they answered the
+last-seen data as if live, and Prometheus read counters frozen at the outage as a quiet
+system); the feeds of its own tables answer as before, marked (`monitoring_channel`).
 
 Flower's "Broker" page shows the SQS job queues and their sampled depths
 (`sqs_broker_page`), not the channel's own Redis queues, which looked like them.
@@ -370,6 +371,11 @@ def channel_outage(watch: ChannelWatch = channel_watch) -> None:
 
     for api_handler in channel_api_reads():
         api_handler.get = _unavailable_while_down(api_handler.get, watch)
+    # Its Prometheus counters too: served while the channel is down, they stood still at
+    # the outage and read as a quiet system; a failed scrape says the target is blind.
+    from flower.views.monitor import Metrics
+
+    Metrics.get = _unavailable_while_down(Metrics.get, watch)
     # The dashboard's own tables read these; a 503 would empty them under the banner, so they
     # answer as before, with the marker a script can test.
     from flower.views.tasks import TasksDataTable

@@ -507,7 +507,9 @@ def test_with_the_channel_down_flowers_api_answers_503_naming_the_channel_not_st
             f"/api/task/info/{run.task_id}",
             "/api/task/types",
             "/api/queues/length",
+            "/metrics",  # Prometheus: counters frozen at the outage read as a quiet system
         ]
+        assert 'task="workers.tasks.diagnostic_run_execute"' in flower.request("/metrics")[1]
         assert worker.hostname in flower.get("/api/workers?refresh=1")
         assert worker.hostname in flower.get("/api/workers")
         assert flower.get(f"/api/task/info/{run.task_id}")["state"] == "SUCCESS"

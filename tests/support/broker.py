@@ -17,6 +17,15 @@ def reset_broker_pools() -> None:
     app.amqp._producer_pool = None
 
 
+def forget_broker_pools() -> None:
+    """Make this process open new broker connections from now on, without closing the ones
+    it has: for a moment when the relay may be using one. Closed under the relay (as
+    `reset_broker_pools` closes them), a connection raised AttributeError from kombu in the
+    middle of a batch, which then waited a minute for the unsent-job sweeper."""
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
 def drop_broker_connections() -> None:
     """Send what the relay holds, then forget every connection and what we knew of SQS."""
     relay.drain(timeout=30)

@@ -124,28 +124,21 @@ def test_a_beat_killed_right_after_sending_does_not_send_that_occurrence_again(
         again.stop()
 
 
-def test_a_schedule_whose_headers_are_no_json_object_is_disabled_and_beat_keeps_sending(
-    worker_env: dict[str, str], run_dir: Path
-) -> None:
-    """Headers saved as `[1]` (the admin took them until it checked them) made beat raise a
-    TypeError while it read its schedule, at every start: beat exited, and `make run`
-    stopped everything with it. Now that row is disabled and the others still fire."""
+def beat_beside_a_bad_schedule(
+    worker_env: dict[str, str], run_dir: Path, name: str, **bad: str
+) -> str:
+    """Run beat with a schedule `name` saved with the `bad` fields, beside a good one firing
+    every second, until the good one has fired twice. Beat must still run, the bad row be
+    disabled, and nothing be queued for it. Returns beat's log."""
     prefix = new_queue_prefix()
     sqs_queues_named(prefix)
-    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix}
     every_second, _ = IntervalSchedule.objects.get_or_create(
         every=1, period=IntervalSchedule.SECONDS
     )
-    PeriodicTask.objects.create(
-        name="bad headers",
-        task="workers.tasks.queue_depths_record",
-        interval=every_second,
-        headers="[1]",
-    )
-    PeriodicTask.objects.create(
-        name="witness", task="workers.tasks.queue_depths_record", interval=every_second
-    )
-    beat = BeatProcess(env=env, log_dir=run_dir)
+    task = "workers.tasks.queue_depths_record"
+    PeriodicTask.objects.create(name=name, task=task, interval=every_second, **bad)
+    PeriodicTask.objects.create(name="witness", task=task, interval=every_second)
+    beat = BeatProcess(env={**worker_env, "SQS_QUEUE_PREFIX": prefix}, log_dir=run_dir)
     try:
         wait_until(
             lambda: Job.objects.filter(requester_label="witness").count() >= 2,
@@ -155,13 +148,22 @@ def test_a_schedule_whose_headers_are_no_json_object_is_disabled_and_beat_keeps_
         assert beat.process.poll() is None, "beat exited"
     finally:
         beat.stop()
-    assert not PeriodicTask.objects.get(name="bad headers").enabled
+    assert not PeriodicTask.objects.get(name=name).enabled
+    assert not Job.objects.filter(requester_label=name).exists()
+    return beat.log_text()
+
+
+def test_a_schedule_whose_headers_are_no_json_object_is_disabled_and_beat_keeps_sending(
+    worker_env: dict[str, str], run_dir: Path
+) -> None:
+    """Headers saved as `[1]` (the admin took them until it checked them) made beat raise a
+    TypeError while it read its schedule, at every start: beat exited, and `make run`
+    stopped everything with it. Now that row is disabled and the others still fire."""
+    log = beat_beside_a_bad_schedule(worker_env, run_dir, "bad headers", headers="[1]")
     # Beat's log says so, and what it sends: once Django had set up logging in beat (after
     # Celery had pointed stderr at its logger) every later line was dropped, the exit too.
-    log = beat.log_text()
     assert "Disabling schedule bad headers: its headers are not a JSON object ([1])" in log
     assert "Scheduler: Sending due task witness" in log
-    assert not Job.objects.filter(requester_label="bad headers").exists()
 
 
 def test_a_schedule_for_a_queue_no_worker_reads_is_disabled_and_beat_keeps_sending(
@@ -170,35 +172,8 @@ def test_a_schedule_for_a_queue_no_worker_reads_is_disabled_and_beat_keeps_sendi
     """A schedule saved with queue `bogus` (before the admin checked the name, or from the
     shell) sent every firing there, where no worker reads: each job read Queued (PENDING)
     for good. Now beat disables that row, says why, and the others still fire."""
-    prefix = new_queue_prefix()
-    sqs_queues_named(prefix)
-    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix}
-    every_second, _ = IntervalSchedule.objects.get_or_create(
-        every=1, period=IntervalSchedule.SECONDS
-    )
-    PeriodicTask.objects.create(
-        name="bad queue",
-        task="workers.tasks.queue_depths_record",
-        interval=every_second,
-        queue="bogus",
-    )
-    PeriodicTask.objects.create(
-        name="witness", task="workers.tasks.queue_depths_record", interval=every_second
-    )
-    beat = BeatProcess(env=env, log_dir=run_dir)
-    try:
-        wait_until(
-            lambda: Job.objects.filter(requester_label="witness").count() >= 2,
-            timeout=30,
-            message="beat to go on sending the good schedule",
-        )
-        assert beat.process.poll() is None, "beat exited"
-    finally:
-        beat.stop()
-    assert not PeriodicTask.objects.get(name="bad queue").enabled
-    assert not Job.objects.filter(requester_label="bad queue").exists()
+    log = beat_beside_a_bad_schedule(worker_env, run_dir, "bad queue", queue="bogus")
     assert not Job.objects.exclude(queue__in=["default", "media", "infra", "release"]).exists()
-    log = "".join(path.read_text() for path in run_dir.glob("*beat*"))
     assert "Disabling schedule bad queue: No worker reads a queue named “bogus”." in log
 
 
@@ -208,35 +183,9 @@ def test_a_schedule_routed_elsewhere_than_its_queue_is_disabled_and_beat_keeps_s
     """A schedule saved with exchange and routing key `bogus` (before the admin checked
     them) sent every firing nowhere: kombu's SQS channel found no queue bound to that key,
     SQS took nothing, and each job read Queued (PENDING) for good. Beat now disables it."""
-    prefix = new_queue_prefix()
-    sqs_queues_named(prefix)
-    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix}
-    every_second, _ = IntervalSchedule.objects.get_or_create(
-        every=1, period=IntervalSchedule.SECONDS
+    log = beat_beside_a_bad_schedule(
+        worker_env, run_dir, "bad route", exchange="bogus", routing_key="bogus"
     )
-    PeriodicTask.objects.create(
-        name="bad route",
-        task="workers.tasks.queue_depths_record",
-        interval=every_second,
-        exchange="bogus",
-        routing_key="bogus",
-    )
-    PeriodicTask.objects.create(
-        name="witness", task="workers.tasks.queue_depths_record", interval=every_second
-    )
-    beat = BeatProcess(env=env, log_dir=run_dir)
-    try:
-        wait_until(
-            lambda: Job.objects.filter(requester_label="witness").count() >= 2,
-            timeout=30,
-            message="beat to go on sending the good schedule",
-        )
-        assert beat.process.poll() is None, "beat exited"
-    finally:
-        beat.stop()
-    assert not PeriodicTask.objects.get(name="bad route").enabled
-    assert not Job.objects.filter(requester_label="bad route").exists()
-    log = "".join(path.read_text() for path in run_dir.glob("*beat*"))
     assert (
         "Disabling schedule bad route: On SQS a job goes to its queue; leave the exchange "
         "empty (or “default”), not “bogus”." in log

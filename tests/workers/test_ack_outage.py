@@ -41,11 +41,10 @@ def _queue_empty(endpoint: AwsEndpoint, prefix: str) -> bool:
     return not any(int(count) for count in counts.values())
 
 
-def test_a_job_finishing_while_sqs_is_down_stays_succeeded_and_its_worker_consumes_again(
-    worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint
-) -> None:
-    from workers.tasks import diagnostic_run_execute
-
+def _worker_on_own_queues(
+    worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint, name: str
+) -> tuple[WorkerProcess, str]:
+    """A worker on the default queue of queues of its own at `endpoint`, and their prefix."""
     prefix = new_queue_prefix()
     own_queues_create(endpoint, prefix)
     worker = WorkerProcess(
@@ -57,13 +56,33 @@ def test_a_job_finishing_while_sqs_is_down_stays_succeeded_and_its_worker_consum
         },
         queues=["default"],
         log_dir=run_dir,
-        name="ackless",
+        name=name,
     )
+    return worker, prefix
+
+
+def _started(
+    prefix: str, endpoint: AwsEndpoint, *, lines: int, duration_seconds: float
+) -> DiagnosticRun:
+    run = diagnostic_queued(
+        prefix,
+        queue="default",
+        lines=lines,
+        duration_seconds=duration_seconds,
+        endpoint_url=endpoint.url,
+    )
+    wait_until(lambda: job_status(run.task_id) == "STARTED", message="the job to start")
+    return run
+
+
+def test_a_job_finishing_while_sqs_is_down_stays_succeeded_and_its_worker_consumes_again(
+    worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint
+) -> None:
+    from workers.tasks import diagnostic_run_execute
+
+    worker, prefix = _worker_on_own_queues(worker_env, run_dir, endpoint, "ackless")
     try:
-        run = diagnostic_queued(
-            prefix, queue="default", lines=20, duration_seconds=6, endpoint_url=endpoint.url
-        )
-        wait_until(lambda: job_status(run.task_id) == "STARTED", message="the job to start")
+        run = _started(prefix, endpoint, lines=20, duration_seconds=6)
 
         endpoint.halt()
         wait_until(
@@ -137,24 +156,9 @@ def test_a_job_finishing_while_sqs_hangs_holds_its_worker_seconds_not_a_minute(
     """SQS that accepts connections and never answers (a frozen endpoint) when a job ends:
     kombu's DeleteMessage runs on the worker's event loop, which waits read_timeout per
     attempt. At 30 s x 2 attempts the worker received nothing for over a minute."""
-    prefix = new_queue_prefix()
-    own_queues_create(endpoint, prefix)
-    worker = WorkerProcess(
-        env={
-            **worker_env,
-            "AWS_ENDPOINT_URL": endpoint.url,
-            "AWS_ENDPOINT_URL_SQS": endpoint.url,
-            "SQS_QUEUE_PREFIX": prefix,
-        },
-        queues=["default"],
-        log_dir=run_dir,
-        name="ackhang",
-    )
+    worker, prefix = _worker_on_own_queues(worker_env, run_dir, endpoint, "ackhang")
     try:
-        run = diagnostic_queued(
-            prefix, queue="default", lines=4, duration_seconds=4, endpoint_url=endpoint.url
-        )
-        wait_until(lambda: job_status(run.task_id) == "STARTED", message="the job to start")
+        run = _started(prefix, endpoint, lines=4, duration_seconds=4)
 
         endpoint.freeze()
         wait_until(

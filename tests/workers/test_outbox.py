@@ -230,7 +230,12 @@ def test_the_relay_keeps_its_connection_through_a_busy_spell_and_closes_it_once_
         assert relay.settle(timeout=30), "the relay did not let go of its connection"
     first, second = seen
     assert second == first  # the same connection, kept between the batches
-    assert first not in backends_of_this_database()  # and closed once idle
+    # And closed once idle; its backend ends a moment after the client hangs up.
+    wait_until(
+        lambda: first not in backends_of_this_database(),
+        timeout=10,
+        message="the relay's PostgreSQL backend to end",
+    )
     assert not Job.objects.filter(sent_at__isnull=True).exists()
 
 

@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 from base64 import b64encode
 from collections.abc import Iterator
-from contextlib import suppress
+from contextlib import contextmanager, suppress
 from functools import partial
 from pathlib import Path
 
@@ -130,6 +130,39 @@ def flower(
     )
     yield process
     process.stop()
+
+
+@contextmanager
+def flower_on_its_channel(
+    worker_env: dict[str, str], run_dir: Path
+) -> Iterator[tuple[str, RedisServer, WorkerProcess, FlowerProcess]]:
+    """For a test that takes the channel down: a private monitoring channel, a worker on
+    SQS queues of its own (their prefix) and Flower, all stopped afterwards."""
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    redis = RedisServer(run_dir)
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "CELERY_MONITOR_URL": redis.url},
+        queues=["default"],
+        log_dir=run_dir,
+    )
+    flower = FlowerProcess(env={**worker_env, "CELERY_MONITOR_URL": redis.url}, log_dir=run_dir)
+    try:
+        yield prefix, redis, worker, flower
+    finally:
+        flower.stop()
+        worker.stop()
+        redis.stop()
+
+
+def channel_down(redis: RedisServer, flower: FlowerProcess) -> None:
+    """Stop the channel and wait until Flower says so."""
+    redis.stop()
+    wait_until(
+        lambda: "monitoring-channel-down" in flower.get("/"),
+        timeout=30,
+        message="Flower to say the channel is down",
+    )
 
 
 @pytest.mark.django_db(transaction=True)
@@ -421,16 +454,7 @@ def test_channel_down_tasks_keep_flowing_and_worker_reconnects_when_it_returns(
 def test_with_the_channel_down_every_flower_page_says_so_and_none_fails(
     worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
 ) -> None:
-    prefix = new_queue_prefix()
-    sqs_queues_named(prefix)
-    redis = RedisServer(run_dir)
-    worker = WorkerProcess(
-        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "CELERY_MONITOR_URL": redis.url},
-        queues=["default"],
-        log_dir=run_dir,
-    )
-    flower = FlowerProcess(env={**worker_env, "CELERY_MONITOR_URL": redis.url}, log_dir=run_dir)
-    try:
+    with flower_on_its_channel(worker_env, run_dir) as (prefix, redis, worker, flower):
         run = diagnostic(prefix, lines=2, duration_seconds=0.1)
         wait_until(
             lambda: run.task_id in (flower.request("/api/tasks")[1] or {}),
@@ -448,12 +472,7 @@ def test_with_the_channel_down_every_flower_page_says_so_and_none_fails(
         for page in pages:
             assert "monitoring-channel-down" not in flower.get(page), page
 
-        redis.stop()
-        wait_until(
-            lambda: "monitoring-channel-down" in flower.get("/"),
-            timeout=30,
-            message="Flower to say the channel is down",
-        )
+        channel_down(redis, flower)
         for page in pages:
             status, body = flower.request(page)
             assert status == 200, (page, status, body)
@@ -471,26 +490,13 @@ def test_with_the_channel_down_every_flower_page_says_so_and_none_fails(
             timeout=30,
             message="the warning to go once the channel is back",
         )
-    finally:
-        flower.stop()
-        worker.stop()
-        redis.stop()
 
 
 @pytest.mark.django_db(transaction=True)
 def test_with_the_channel_down_flowers_api_answers_503_naming_the_channel_not_stale_data(
     worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
 ) -> None:
-    prefix = new_queue_prefix()
-    sqs_queues_named(prefix)
-    redis = RedisServer(run_dir)
-    worker = WorkerProcess(
-        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "CELERY_MONITOR_URL": redis.url},
-        queues=["default"],
-        log_dir=run_dir,
-    )
-    flower = FlowerProcess(env={**worker_env, "CELERY_MONITOR_URL": redis.url}, log_dir=run_dir)
-    try:
+    with flower_on_its_channel(worker_env, run_dir) as (prefix, redis, worker, flower):
         run = diagnostic(prefix, lines=2, duration_seconds=0.1)
         wait_until(
             lambda: (
@@ -514,12 +520,7 @@ def test_with_the_channel_down_flowers_api_answers_503_naming_the_channel_not_st
         assert worker.hostname in flower.get("/api/workers")
         assert flower.get(f"/api/task/info/{run.task_id}")["state"] == "SUCCESS"
 
-        redis.stop()
-        wait_until(
-            lambda: "monitoring-channel-down" in flower.get("/"),
-            timeout=30,
-            message="Flower to say the channel is down",
-        )
+        channel_down(redis, flower)
         for path in reads:
             # It answered 200 with what it last saw, as if live.
             status, body = flower.request(path)
@@ -552,10 +553,6 @@ def test_with_the_channel_down_flowers_api_answers_503_naming_the_channel_not_st
             message="the API to answer again once the channel is back",
         )
         assert "monitoring_channel" not in flower.get("/workers?json=1")
-    finally:
-        flower.stop()
-        worker.stop()
-        redis.stop()
 
 
 @pytest.mark.browser
@@ -568,48 +565,32 @@ def test_with_the_channel_down_flowers_pages_keep_their_tables_and_refresh_says_
     down, in words, instead of reporting a refresh that reached nobody."""
     from playwright.sync_api import expect
 
-    prefix = new_queue_prefix()
-    sqs_queues_named(prefix)
-    redis = RedisServer(run_dir)
-    worker = WorkerProcess(
-        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "CELERY_MONITOR_URL": redis.url},
-        queues=["default"],
-        log_dir=run_dir,
-    )
-    flower = FlowerProcess(env={**worker_env, "CELERY_MONITOR_URL": redis.url}, log_dir=run_dir)
-    context = chromium.new_context(  # type: ignore[attr-defined]
-        http_credentials={"username": flower.user, "password": flower.password}
-    )
-    try:
-        wait_until(
-            lambda: worker.hostname in (flower.request("/api/workers?refresh=1")[1] or {}),
-            timeout=60,
-            message="Flower to know the worker",
+    with flower_on_its_channel(worker_env, run_dir) as (_, redis, worker, flower):
+        context = chromium.new_context(  # type: ignore[attr-defined]
+            http_credentials={"username": flower.user, "password": flower.password}
         )
-        redis.stop()
-        wait_until(
-            lambda: "monitoring-channel-down" in flower.get("/"),
-            timeout=30,
-            message="Flower to say the channel is down",
-        )
-        page = context.new_page()
-        page.goto(f"{flower.url}/workers")
-        expect(page.locator("#monitoring-channel-down")).to_contain_text("not live")
-        expect(page.get_by_role("link", name=worker.hostname)).to_be_visible()
+        try:
+            wait_until(
+                lambda: worker.hostname in (flower.request("/api/workers?refresh=1")[1] or {}),
+                timeout=60,
+                message="Flower to know the worker",
+            )
+            channel_down(redis, flower)
+            page = context.new_page()
+            page.goto(f"{flower.url}/workers")
+            expect(page.locator("#monitoring-channel-down")).to_contain_text("not live")
+            expect(page.get_by_role("link", name=worker.hostname)).to_be_visible()
 
-        page.goto(f"{flower.url}/worker/{urllib.parse.quote(worker.hostname)}")
-        page.get_by_role("button", name="Actions").click()
-        page.get_by_role("button", name="Refresh", exact=True).click()
-        # The toast, not the page's banner (an alert too).
-        toast = page.locator(".toast[role=alert]")
-        expect(toast).to_contain_text("is unreachable from Flower")
-        expect(toast).not_to_contain_text("{")  # words, not a JSON document
-        expect(page.get_by_role("status").filter(has_text="refreshed")).to_have_count(0)
-    finally:
-        context.close()
-        flower.stop()
-        worker.stop()
-        redis.stop()
+            page.goto(f"{flower.url}/worker/{urllib.parse.quote(worker.hostname)}")
+            page.get_by_role("button", name="Actions").click()
+            page.get_by_role("button", name="Refresh", exact=True).click()
+            # The toast, not the page's banner (an alert too).
+            toast = page.locator(".toast[role=alert]")
+            expect(toast).to_contain_text("is unreachable from Flower")
+            expect(toast).not_to_contain_text("{")  # words, not a JSON document
+            expect(page.get_by_role("status").filter(has_text="refreshed")).to_have_count(0)
+        finally:
+            context.close()
 
 
 def test_every_flower_api_read_answers_from_the_channel_or_is_named_live() -> None:

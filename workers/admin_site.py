@@ -239,13 +239,10 @@ class OpsqueueAdminSite(admin.AdminSite):
     def places(self, request: HttpRequest) -> list[Link]:
         user = request.user
         places = []
-        if user.has_perm("workers.view_operations"):
+        operations_url = operations_url_for(user)
+        if operations_url:
             places.append(
-                Link(
-                    "Operations",
-                    reverse("workers:operations"),
-                    "queue depths, workers, failures and durations",
-                )
+                Link("Operations", operations_url, "queue depths, workers, failures and durations")
             )
         if user.has_perm("dashboard.view_dashboard"):
             places.append(

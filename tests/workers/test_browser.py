@@ -8,6 +8,7 @@ import os
 import re
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django_celery_beat.models import PeriodicTask
@@ -480,6 +481,22 @@ def test_a_job_link_or_the_operations_page_opened_while_logged_out_opens_after_t
     tour.assert_pages_sound()
 
 
+def periodic_task_form_opened(tour: Tour, name: str) -> Any:
+    """Periodic tasks → Add, as a person fills it in: `name`, the queue-depths task every
+    60 seconds, and Execution Options opened. Returns the page."""
+    from django_celery_beat.models import IntervalSchedule
+
+    IntervalSchedule.objects.get_or_create(every=60, period="seconds")
+    page = tour.page
+    page.locator("#content-main").get_by_role("link", name="Periodic tasks").click()
+    page.get_by_role("link", name="Add periodic task").click()
+    page.fill("#id_name", name)
+    page.select_option("#id_regtask", "workers.tasks.queue_depths_record")
+    page.select_option("#id_interval", label="every 60 seconds")
+    page.locator("summary", has_text="Execution Options").click()
+    return page
+
+
 def test_a_crontab_refuses_a_bad_hour_and_a_sunday_7_in_words_and_saves_once_corrected(
     tour: Tour,
 ) -> None:
@@ -523,17 +540,9 @@ def test_a_schedule_whose_headers_are_no_json_object_is_refused_and_keeps_what_w
     beat, reading them, exited at every start (taking `make run` with it); text that is not
     JSON was saved too, and its schedule never fired. The form now refuses both, keeps the
     rest of what was typed, and saves once the headers are an object."""
-    from django_celery_beat.models import IntervalSchedule
     from playwright.sync_api import expect
 
-    IntervalSchedule.objects.get_or_create(every=60, period="seconds")
-    page = tour.page
-    page.locator("#content-main").get_by_role("link", name="Periodic tasks").click()
-    page.get_by_role("link", name="Add periodic task").click()
-    page.fill("#id_name", "depths with headers")
-    page.select_option("#id_regtask", "workers.tasks.queue_depths_record")
-    page.select_option("#id_interval", label="every 60 seconds")
-    page.locator("summary", has_text="Execution Options").click()
+    page = periodic_task_form_opened(tour, "depths with headers")
     for typed, refusal in (
         ("[1]", 'Headers are a JSON object, e.g. {"x-team": "ops"}.'),
         ("{not json", "Unable to parse JSON"),
@@ -561,17 +570,9 @@ def test_a_schedule_for_a_queue_no_worker_reads_is_refused_and_saves_without_one
     """Periodic tasks → Add → Execution Options → Queue: a name that is not one of the
     project's queues was saved, and every firing's job then read Queued (PENDING) for good,
     sent where no worker reads. The form now names the queues there are."""
-    from django_celery_beat.models import IntervalSchedule
     from playwright.sync_api import expect
 
-    IntervalSchedule.objects.get_or_create(every=60, period="seconds")
-    page = tour.page
-    page.locator("#content-main").get_by_role("link", name="Periodic tasks").click()
-    page.get_by_role("link", name="Add periodic task").click()
-    page.fill("#id_name", "depths on a queue")
-    page.select_option("#id_regtask", "workers.tasks.queue_depths_record")
-    page.select_option("#id_interval", label="every 60 seconds")
-    page.locator("summary", has_text="Execution Options").click()
+    page = periodic_task_form_opened(tour, "depths on a queue")
     page.fill("#id_queue", "bogus")
     with tour.submitted(200):
         page.get_by_role("button", name="Save", exact=True).click()
@@ -595,17 +596,9 @@ def test_a_schedule_routed_elsewhere_than_its_queue_is_refused_keeping_what_was_
     """Periodic tasks → Add → Execution Options → Exchange and Routing key: Celery prefers
     them to the queue's own, and on SQS `bogus` reached no queue at all, each firing's job
     Queued (PENDING) for good. The form takes them empty or the queue's own."""
-    from django_celery_beat.models import IntervalSchedule
     from playwright.sync_api import expect
 
-    IntervalSchedule.objects.get_or_create(every=60, period="seconds")
-    page = tour.page
-    page.locator("#content-main").get_by_role("link", name="Periodic tasks").click()
-    page.get_by_role("link", name="Add periodic task").click()
-    page.fill("#id_name", "depths routed")
-    page.select_option("#id_regtask", "workers.tasks.queue_depths_record")
-    page.select_option("#id_interval", label="every 60 seconds")
-    page.locator("summary", has_text="Execution Options").click()
+    page = periodic_task_form_opened(tour, "depths routed")
     page.fill("#id_exchange", "bogus")
     page.fill("#id_routing_key", "media")
     with tour.submitted(200):

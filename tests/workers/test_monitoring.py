@@ -133,11 +133,11 @@ def flower(
 
 
 @contextmanager
-def flower_on_its_channel(
+def worker_on_its_channel(
     worker_env: dict[str, str], run_dir: Path
-) -> Iterator[tuple[str, RedisServer, WorkerProcess, FlowerProcess]]:
-    """For a test that takes the channel down: a private monitoring channel, a worker on
-    SQS queues of its own (their prefix) and Flower, all stopped afterwards."""
+) -> Iterator[tuple[str, RedisServer, WorkerProcess]]:
+    """For a test that takes the channel down: a private monitoring channel and a worker on
+    SQS queues of its own (their prefix), both stopped afterwards."""
     prefix = new_queue_prefix()
     sqs_queues_named(prefix)
     redis = RedisServer(run_dir)
@@ -146,13 +146,24 @@ def flower_on_its_channel(
         queues=["default"],
         log_dir=run_dir,
     )
-    flower = FlowerProcess(env={**worker_env, "CELERY_MONITOR_URL": redis.url}, log_dir=run_dir)
     try:
-        yield prefix, redis, worker, flower
+        yield prefix, redis, worker
     finally:
-        flower.stop()
         worker.stop()
         redis.stop()
+
+
+@contextmanager
+def flower_on_its_channel(
+    worker_env: dict[str, str], run_dir: Path
+) -> Iterator[tuple[str, RedisServer, WorkerProcess, FlowerProcess]]:
+    """`worker_on_its_channel`, and Flower on that channel."""
+    with worker_on_its_channel(worker_env, run_dir) as (prefix, redis, worker):
+        flower = FlowerProcess(env={**worker_env, "CELERY_MONITOR_URL": redis.url}, log_dir=run_dir)
+        try:
+            yield prefix, redis, worker, flower
+        finally:
+            flower.stop()
 
 
 def channel_down(redis: RedisServer, flower: FlowerProcess) -> None:
@@ -402,15 +413,7 @@ def test_every_flower_handler_that_acts_is_audited_or_refused() -> None:
 def test_channel_down_tasks_keep_flowing_and_worker_reconnects_when_it_returns(
     worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
 ) -> None:
-    prefix = new_queue_prefix()
-    sqs_queues_named(prefix)
-    redis = RedisServer(run_dir)
-    worker = WorkerProcess(
-        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "CELERY_MONITOR_URL": redis.url},
-        queues=["default"],
-        log_dir=run_dir,
-    )
-    try:
+    with worker_on_its_channel(worker_env, run_dir) as (prefix, redis, worker):
         wait_until(
             lambda: "monitoring channel: listening for remote control" in worker.log_text(),
             timeout=30,
@@ -445,9 +448,6 @@ def test_channel_down_tasks_keep_flowing_and_worker_reconnects_when_it_returns(
             message="events to flow again",
         )
         assert worker.process.poll() is None
-    finally:
-        worker.stop()
-        redis.stop()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -38,6 +38,11 @@ class HistoryKeepsRecordMixin:
 
     history_name = "history"  # what keeps a record, in words: "runs", "actions"
 
+    def delete_kept_reason(self, request: HttpRequest, obj: Any) -> str:
+        """Why `obj`, which this person may not delete, is left out: in the bulk delete's
+        "Not deleted, …" message."""
+        return f"kept by their {self.history_name}"
+
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions: dict[str, Any] = super().get_actions(request)  # type: ignore[misc]
         if "delete_selected" in actions:
@@ -53,12 +58,15 @@ def _delete_selected_but_kept(modeladmin: Any, request: HttpRequest, queryset: A
     kept = [obj for obj in queryset if not modeladmin.has_delete_permission(request, obj)]
     if kept:
         if "post" not in request.POST:  # said once, on the confirmation page or instead of it
-            modeladmin.message_user(
-                request,
-                f"Not deleted, kept by their {modeladmin.history_name}: "
-                f"{', '.join(str(obj) for obj in kept)}.",
-                messages.WARNING,
-            )
+            by_reason: dict[str, list[str]] = {}
+            for obj in kept:
+                by_reason.setdefault(modeladmin.delete_kept_reason(request, obj), []).append(
+                    str(obj)
+                )
+            for reason, names in by_reason.items():
+                modeladmin.message_user(
+                    request, f"Not deleted, {reason}: {', '.join(names)}.", messages.WARNING
+                )
         queryset = queryset.exclude(pk__in=[obj.pk for obj in kept])
         if not queryset.exists():
             return None

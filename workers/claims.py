@@ -283,6 +283,8 @@ class ClaimedTask(DjangoTask):
     # asks for it) unless the task marks itself (`marks_started_itself`, Django's Tasks API).
     track_started = False
     marks_started_itself = False
+    # Sends the event of a job that ended through workers.outcomes, which Celery does not.
+    Request = "workers.outcomes:JobRequest"
 
     def _mark_started(self, request: Any) -> None:
         ignore_result = (

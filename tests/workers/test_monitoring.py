@@ -236,6 +236,40 @@ def test_flower_shows_a_django_task_under_its_module_path_like_any_job(
     assert result.return_value == 42
 
 
+@pytest.mark.django_db(transaction=True)
+def test_flower_shows_a_job_that_ended_by_its_outcome_as_failed_not_started(
+    monitored: Monitored, flower: FlowerProcess
+) -> None:
+    """A refused upload ends its job through workers.outcomes: FAILURE stored by hand, then
+    Celery's Ignore, after which Celery sends no event. Flower showed such a job as STARTED,
+    with a Terminate button, for good; it now reads FAILURE with the refusal, as the admin."""
+    from courses.models import Course
+    from courses.services.covers import course_cover_set
+    from tests.courses.conftest import make_course, upload
+
+    course = make_course("flower-refused")
+    # A JPEG's signature, then no picture: refused by the worker, not by the form.
+    broken = upload(b"\xff\xd8\xff\xe0" + b"this is not a photo\n" * 50, "holiday.jpg")
+    with publishing_to(monitored.prefix):
+        course_cover_set(
+            course_id=course.pk, upload=broken, requester=Requester.cli("monitoring-test")
+        )
+    task_id = Course.objects.get(pk=course.pk).cover_task_id
+
+    wait_until(
+        lambda: job_status(task_id) == "FAILURE", timeout=60, message="the job to end FAILURE"
+    )
+    wait_until(
+        lambda: flower.get("/api/tasks").get(task_id, {}).get("state") == "FAILURE",
+        timeout=30,
+        message="Flower to see the job fail",
+    )
+    task = flower.get(f"/api/task/info/{task_id}")
+    assert task["worker"] == monitored.worker.hostname
+    assert "CorruptImage" in task["exception"] and "truncated or corrupt" in task["exception"]
+    assert task_id not in flower.get("/api/tasks?state=STARTED")
+
+
 def test_flower_api_refuses_requests_without_the_login(flower: FlowerProcess) -> None:
     status, _ = flower.request("/api/workers", auth=False)
     assert status == 401

@@ -212,8 +212,11 @@ def course_cover_variants_build(
             log.line(
                 f"course {course_id} is gone: nothing to do"
                 if course is None
-                else f"course {course_id}: its cover is no longer {source_hash[:12]} (replaced "
-                "since this job was queued): nothing to do; the new cover has its own job"
+                # A retry of a refused picture's job ends here too: that picture was
+                # never the cover, and no other job was queued in its place.
+                else f"course {course_id}: its cover is not {source_hash[:12]}, the picture "
+                "this job was queued for (replaced since, or refused and not kept): nothing "
+                "to do"
             )
         return None
     have = {

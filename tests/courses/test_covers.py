@@ -300,7 +300,9 @@ def test_a_job_for_a_replaced_cover_returns_quietly_says_why_and_writes_nothing(
     assert stored_files(media_root) == {course.cover.name}
     course.refresh_from_db()
     assert course.cover_status == Course.CoverStatus.PENDING
-    assert "replaced since this job was queued" in job_log_text("stale")
+    assert "the picture this job was queued for (replaced since, or refused" in job_log_text(
+        "stale"
+    )
 
 
 def test_a_job_for_a_deleted_course_returns_quietly_and_says_why(

@@ -75,6 +75,19 @@ def run_queue_position(*, run: TerraformRun) -> int:
     )
 
 
+def run_first_ahead(*, run: TerraformRun) -> TerraformRun | None:
+    """The oldest unfinished run of the workspace ahead of a waiting run: the one to finish,
+    approve or discard for it to start (None if it is not waiting)."""
+    if run.state != RunState.WAITING:
+        return None
+    return (
+        TerraformRun.objects.filter(workspace_id=run.workspace_id, id__lt=run.pk)
+        .exclude(state__in=FINISHED_STATES)
+        .order_by("id")
+        .first()
+    )
+
+
 def runs_with_queue_position(runs: QuerySet[TerraformRun]) -> QuerySet[TerraformRun]:
     """`runs` annotated with `queue_ahead`: `run_queue_position` of each, in the same query."""
     ahead = (

@@ -287,6 +287,7 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
                 selectors.force_unlock_hint(run) if run is not None and run.state_lock else ""
             ),
             "queue_position": selectors.run_queue_position(run=run) if run else 0,
+            "queue_first": selectors.run_first_ahead(run=run) if run else None,
             # Seeing runs is no permission to open their workspaces' pages.
             "workspace_opens": run is not None
             and admin_page_opens(TerraformWorkspace, run.workspace, site=self.admin_site),

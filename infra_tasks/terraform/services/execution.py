@@ -225,7 +225,13 @@ def _plan(run: TerraformRun, task_id: str) -> str | None:
             return end_after_process(run_id, result, failure_text("terraform plan", log))
 
         if result.returncode == cli.PLAN_NO_CHANGES:
-            plan_ended(run_id, RunState.NO_CHANGES, "No changes: the infrastructure matches.")
+            plan_ended(
+                run_id,
+                RunState.NO_CHANGES,
+                "Nothing to destroy: the workspace manages no resources."
+                if run.kind == RunKind.DESTROY
+                else "No changes: the infrastructure matches.",
+            )
             return RunState.NO_CHANGES
 
         shown = capture_json(

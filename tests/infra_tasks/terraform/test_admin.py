@@ -819,3 +819,25 @@ def test_discarding_cancelling_and_a_plan_that_waits_are_in_the_run_history_with
     client.post(reverse(run_button, args=[waiting.pk, "cancel"]))
     assert TerraformRun.objects.get(pk=waiting.pk).state == RunState.CANCELLED
     assert history(waiting)[-1] == "alice: Asked to cancel the run."
+
+
+def test_a_waiting_runs_page_names_and_links_the_run_it_waits_behind() -> None:
+    """ "1 run(s) ahead" left a person to find which run holds the workspace; the page names
+    the first unfinished one, with its state (a plan to approve or discard) and its link."""
+    viewer = staff("viewer")
+    workspace = TerraformWorkspace.objects.create(name="queued", directory="queued")
+    _queue(workspace, 2, viewer)
+    blocking, _cancelled, _next, last = TerraformRun.objects.order_by("id")
+
+    page = (
+        client_for(viewer)
+        .get(reverse("admin:terraform_terraformrun_change", args=[last.pk]))
+        .content.decode()
+    )
+
+    blocking_url = reverse("admin:terraform_terraformrun_change", args=[blocking.pk])
+    assert (
+        f'Waiting for the workspace: 2 runs ahead, first <a href="{blocking_url}" '
+        f'id="run-first-ahead">{blocking}</a> (planned: needs approval).'
+    ) in page
+    assert html_problems(page) == []

@@ -153,10 +153,19 @@ def test_plan_of_an_up_to_date_workspace_ends_as_no_changes(
     worker: WorkerProcess, aws: AwsEndpoint, make_workspace: MakeWorkspace
 ) -> None:
     workspace = make_workspace("empty")
-    run = wait_state(plan(workspace, user("carol")), RunState.NO_CHANGES, RunState.FAILED)
+    carol = user("carol")
+    run = wait_state(plan(workspace, carol), RunState.NO_CHANGES, RunState.FAILED)
     assert run.state == RunState.NO_CHANGES, run.message
+    assert run.message == "No changes: the infrastructure matches."
     assert run.plan_key == "" and run.finished_at is not None
     assert s3_objects(aws, f"{settings.TERRAFORM_PLAN_PREFIX}/{workspace.name}/") == {}
+
+    # A destroy plan with nothing to destroy says so, not that "the infrastructure matches".
+    destroy = run_request(
+        workspace=workspace, kind=RunKind.DESTROY, requester=Requester.for_user(carol)
+    )
+    destroy = wait_state(destroy, RunState.NO_CHANGES, RunState.FAILED)
+    assert destroy.message == "Nothing to destroy: the workspace manages no resources."
 
 
 def test_a_stale_plan_is_refused_and_nothing_is_applied(

@@ -162,7 +162,8 @@ def discard_jobs(model_admin: Any, request: HttpRequest, queryset: QuerySet[Task
         action="discard_jobs",
         verb="discarded",
         command="discard",
-        explanation="Their records stay, marked as discarded by you; they are no longer "
+        # Read after "The selected job …" as after "All 3 selected jobs …".
+        explanation="Each record stays, marked as discarded by you, and is no longer "
         "offered for retry.",
         candidates=job_actions.discard_candidates,
         service=job_actions.jobs_discard,

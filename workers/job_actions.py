@@ -142,6 +142,9 @@ def job_retry_refusal(*, result: TaskResult | None, job: Job | None, user: User)
     rule = job_retry_rule(result.task_name)
     if not rule.safe:
         return f"{display.task_short_name(result.task_name)} jobs are not retried. {rule.refusal}"
+    refused = rule.input_refused(result.result)
+    if refused:
+        return f"Its input was refused; running it again would end the same way. {refused}"
     if not job_startable(user, result.task_name):
         # A retry starts the job anew: it needs what Run now and a schedule need.
         return f"Retrying starts a new {family} job, and you may not start those."
@@ -231,6 +234,8 @@ def jobs_retry(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
             args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
             if _arguments_misfit(task, args, kwargs):
                 continue  # counted with the others left alone, below
+            if job_retry_rule(result.task_name).input_refused(result.result):
+                continue  # likewise
             queue = _queue(originals[result.task_id])
             chosen.append((result, JobRequest(task, args, kwargs, queue)))
         try:
@@ -371,6 +376,9 @@ def _retry_why(task_id: str, looked: _Looked, user: User) -> Why:
     if not rule.safe:
         short = display.task_short_name(result.task_name)
         return f"{short} jobs are not retried. {rule.refusal}".strip(), ""
+    refused = rule.input_refused(result.result)
+    if refused:
+        return f"its input was refused, and would be again. {refused}", ""
     if not job_startable(user, result.task_name):
         family = display.job_family(result.task_name)
         return f"retrying starts a new {family} job, and you may not start those", ""

@@ -102,7 +102,19 @@ def test_a_bad_upload_fails_on_the_worker_with_its_message_on_course_and_job(
     assert log[-1].startswith("!! CorruptImage: The image data is truncated or corrupt")
     assert default_storage.exists(str(course.cover.name))
     # An expected refusal: the reason, not a Python stack trace, on the job page.
-    assert not TaskResult.objects.get(task_id=course.cover_task_id).traceback
+    result_row = TaskResult.objects.get(task_id=course.cover_task_id)
+    assert not result_row.traceback
+
+    # Run again, the job would find its picture gone (refused pictures are not kept) and
+    # end "Succeeded" having done nothing: its page offers no Retry and says what to do.
+    page = client.get(f"/admin/django_celery_results/taskresult/{result_row.pk}/change/")
+    html = page.content.decode()
+    assert 'id="job-retry"' not in html
+    assert (
+        '<p id="job-retry-refusal">Retry not offered: Its input was refused; running it again '
+        "would end the same way. The picture is not kept: upload another on the course&#x27;s "
+        "page.</p>"
+    ) in html
 
 
 def test_an_unexpected_error_on_the_worker_keeps_its_traceback(

@@ -417,3 +417,49 @@ def test_a_cancelled_job_a_schedule_sent_to_a_queue_no_worker_reads_is_retried_o
     other = job_row(DIAGNOSTIC, "REVOKED", queue="bogus", args=[0])
     outcome = job_actions.jobs_retry(task_ids=[other.task_id], user=operator)
     assert Job.objects.get(task_id=outcome.done[0]).queue == "default"
+
+
+def test_a_job_that_ended_on_a_refusal_its_task_declares_is_not_retried_in_bulk_either(
+    operator: object, broker: None
+) -> None:
+    """A task safe to retry names the failures a retry would meet again (its input was
+    refused); other failures of the same task are retried as before."""
+    from workers import retries
+
+    class InputRefused(ValueError):
+        pass
+
+    class TooSmall(InputRefused):  # a subclass counts as the declared refusal
+        pass
+
+    def ended_on(exc_module: str, exc_type: str) -> TaskResult:
+        row = job_row(DIAGNOSTIC, "FAILURE", args=[0])
+        stored = {"exc_type": exc_type, "exc_message": ["no"], "exc_module": exc_module}
+        TaskResult.objects.filter(pk=row.pk).update(result=json.dumps(stored))
+        row.refresh_from_db()
+        return row
+
+    declared = retries._rules[DIAGNOSTIC]
+    retries.job_retry_declare(
+        [DIAGNOSTIC], safe=True, refused=(InputRefused,), after_refusal="Send another file."
+    )
+    try:
+        refused = ended_on(__name__, "TooSmall")
+        crashed = ended_on("builtins", "ValueError")
+        rule = job_actions.job_retry_rule(DIAGNOSTIC)
+        assert rule.input_refused(refused.result) == "Send another file."
+        assert rule.input_refused(crashed.result) == ""
+        assert rule.input_refused("not json") == ""
+        assert job_actions.job_retry_refusal(
+            result=refused, job=Job.objects.get(task_id=refused.task_id), user=operator
+        ) == ("Its input was refused; running it again would end the same way. Send another file.")
+
+        outcome = job_actions.jobs_retry(task_ids=[refused.task_id, crashed.task_id], user=operator)
+        assert dict(outcome.refused) == {
+            "its input was refused, and would be again. Send another file.": 1
+        }
+        assert [Job.objects.get(task_id=t).retry_of.task_id for t in outcome.done] == [  # type: ignore[union-attr]
+            crashed.task_id
+        ]
+    finally:
+        retries._rules[DIAGNOSTIC] = declared

@@ -29,7 +29,7 @@ from botocore.config import Config
 from celery import states
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
@@ -141,7 +141,27 @@ def dead_letter_now(message: Any, reason: str) -> bool:
         return False
     message.ack()
     logger.error("moved a message of %s to its dead-letter queue: %s", queue_url, reason)
+    task_id, _task_name = job_identity(sqs_message["Body"])
+    if task_id:
+        job_dead_lettered_record(task_id=task_id, reason=reason)
     return True
+
+
+def job_dead_lettered_record(*, task_id: str, reason: str) -> None:
+    """Say on a job that has not ended that its message is in the dead-letter queue, so
+    its page does not read "Queued" for good. Called by the worker's consumer: a database
+    that cannot be reached costs a log line, not the consumer (the operations page lists the
+    message all the same)."""
+    try:
+        with transaction.atomic():
+            Job.objects.filter(task_id=task_id).exclude(
+                task_id__in=TaskResult.objects.filter(
+                    task_id=task_id, status__in=states.READY_STATES
+                ).values("task_id")
+            ).update(dead_lettered_at=timezone.now(), dead_letter_reason=reason[:1000])
+    except DatabaseError as exc:
+        logger.warning("could not mark job %s as dead-lettered: %r", task_id, exc)
+        connection.close()
 
 
 def dead_letters_list(
@@ -243,6 +263,10 @@ def dead_letter_redrive(
     action = _record(DeadLetterAction.Kind.REDRIVE, queue, message, user)
     client.send_message(QueueUrl=_url(client, sqs_queue_name(queue)), MessageBody=message["Body"])
     client.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
+    if action.task_id:  # back on its queue: a worker may run it now
+        Job.objects.filter(task_id=action.task_id).update(
+            dead_lettered_at=None, dead_letter_reason=""
+        )
     return action
 
 

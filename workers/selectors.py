@@ -160,6 +160,8 @@ class JobSummary:
     # Due, in SQS, and no worker consumes its queue now (workers/operations.py's rule).
     no_consumer: bool = False
     no_consumer_last_seen: datetime | None = None  # when one last received from the queue
+    # Why and when a worker moved its message to the dead-letter queue, while it waits there.
+    dead_lettered: str = ""
 
 
 # Retries of retries: a bound, not a limit anyone meets.
@@ -220,6 +222,11 @@ def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary 
         if job and job.queue and not started and not finished
         else ""
     )
+    dead_lettered = (
+        f"{timezone.localtime(job.dead_lettered_at):%Y-%m-%d %H:%M:%S %Z}: {job.dead_letter_reason}"
+        if job and job.dead_lettered_at and not finished
+        else ""
+    )
     # A due job in SQS waits for a worker: say so when none consumes its queue, or it
     # reads "Queued" for ever. Asked only while it waits (one query on heartbeat rows).
     waits_for_worker = bool(
@@ -229,6 +236,7 @@ def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary 
         and not started
         and not unsent
         and not paused_by
+        and not dead_lettered
         and (job.run_after is None or job.run_after <= now)
     )
     idle = queues_without_consumer(now=now) if waits_for_worker and job else {}
@@ -267,6 +275,7 @@ def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary 
         queue_paused_by=paused_by,
         no_consumer=no_consumer,
         no_consumer_last_seen=idle.get(job.queue) if no_consumer and job else None,
+        dead_lettered=dead_lettered,
     )
 
 

@@ -3,6 +3,7 @@ staff see, redrive and discard what is in the dead-letter queues."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -17,9 +18,9 @@ from django_celery_results.models import TaskResult
 from tests.support.broker import publishing_to
 from tests.support.browser import Tour, wait_for
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
-from workers.dead_letters import REASON_ATTRIBUTE
+from workers.dead_letters import REASON_ATTRIBUTE, dead_letter_redrive
 from workers.enqueue import Requester
-from workers.models import DiagnosticRun
+from workers.models import DiagnosticRun, Job
 from workers.services import diagnostic_run_start
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -78,6 +79,68 @@ def test_a_message_that_is_no_job_goes_to_the_dead_letter_queue_on_first_receipt
         assert "moved a message" in worker.log_text()
     finally:
         worker.stop()
+
+
+def _naming_task(body: str, task_name: str) -> str:
+    """A Celery message body as kombu puts it on SQS, its task header set to `task_name`."""
+    envelope = json.loads(base64.b64decode(body))
+    envelope["headers"]["task"] = task_name
+    return base64.b64encode(json.dumps(envelope).encode()).decode()
+
+
+def test_a_job_no_worker_can_run_says_on_its_page_that_its_message_is_dead_lettered(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint, admin_client: Client
+) -> None:
+    """A worker that does not know a job's task (an older release's, or a task renamed
+    without its old name) moves the message to the dead-letter queue at once. The job read
+    "Queued" for good; its page now says where the message is and what to do, and a
+    redrive, which puts the message back on its queue, takes the note away."""
+    prefix = new_queue_prefix()
+    sqs = aws.client("sqs")
+    url, dlq_url = _queue_with_dlq(sqs, prefix, "default", visibility=600)
+    with publishing_to(prefix):
+        run = diagnostic_run_start(requester=Requester.cli("test"), lines=3, duration_seconds=0.1)
+    sent = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5)["Messages"][0]
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=sent["ReceiptHandle"])
+    unknown = _naming_task(sent["Body"], "workers.tasks.retired_long_ago")
+    sqs.send_message(QueueUrl=url, MessageBody=unknown)
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix}, queues=["default"], log_dir=run_dir
+    )
+    try:
+        wait_until(
+            lambda: Job.objects.filter(
+                task_id=run.task_id, dead_lettered_at__isnull=False
+            ).exists(),
+            timeout=30,
+            message="the job marked as dead-lettered",
+        )
+    finally:
+        worker.stop()
+    assert _count(sqs, dlq_url) == 1
+
+    result = TaskResult.objects.get(task_id=run.task_id)
+    job_page = f"/admin/django_celery_results/taskresult/{result.pk}/change/"
+    page = admin_client.get(job_page).content.decode()
+    note = re.search(r'<div id="job-dead-lettered" class="errornote">(.*?)</div>', page, re.S)
+    assert note is not None, page
+    assert "moved its message to the default dead-letter queue" in note.group(1)
+    assert "unknown task" in note.group(1) and "workers.tasks.retired_long_ago" in note.group(1)
+    assert 'id="job-dead-letters-link"' in note.group(1)
+    assert 'id="job-no-consumer"' not in page, "a worker did receive it"
+
+    # Sent back, as the operations page's Redrive does: a worker may run it again.
+    with override_settings(SQS_QUEUE_PREFIX=prefix):
+        message_id = sqs.receive_message(QueueUrl=dlq_url, VisibilityTimeout=0)["Messages"][0][
+            "MessageId"
+        ]
+        dead_letter_redrive(
+            queue="default",
+            message_id=message_id,
+            user=get_user_model().objects.get(username="admin"),
+        )
+    assert _count(sqs, url) == 1
+    assert 'id="job-dead-lettered"' not in admin_client.get(job_page).content.decode()
 
 
 @pytest.mark.waits

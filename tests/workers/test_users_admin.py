@@ -13,6 +13,7 @@ from django.contrib.auth.models import Group, Permission
 from django.test import Client
 from django.urls import reverse
 
+from tests.support.html_checks import html_problems
 from workers.enqueue import Requester
 from workers.models import Job
 from workers.services import diagnostic_run_start
@@ -101,6 +102,7 @@ def test_a_staff_member_who_changes_users_cannot_grant_permissions_even_their_ow
     url = reverse("admin:auth_user_change", args=[helpdesk.pk])
 
     page = client.get(url).content.decode()
+    assert html_problems(page) == []
     assert 'name="is_superuser"' not in page and 'name="user_permissions"' not in page
     assert 'name="groups"' not in page and 'name="first_name"' in page
 
@@ -160,8 +162,9 @@ def test_an_account_holding_more_than_the_staff_member_is_theirs_to_look_at_only
 
     for above in (root, stronger):
         url = reverse("admin:auth_user_change", args=[above.pk])
-        page = client.get(url).content.decode()
-        assert client.get(url).status_code == 200
+        response = client.get(url)
+        page = response.content.decode()
+        assert response.status_code == 200 and html_problems(page) == []
         assert 'name="_save"' not in page and 'name="username"' not in page
         assert client.post(url, user_form(above, is_active="on")).status_code == 403
         password_url = reverse("admin:auth_user_password_change", args=[above.pk])

@@ -14,7 +14,14 @@ from typing import Any
 import pytest
 
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Tour
-from tests.support.servers import AwsEndpoint, WorkerProcess, aws_environment
+from tests.support.monitoring import (
+    MONITORED_QUEUES,
+    FlowerProcess,
+    Monitored,
+    RedisServer,
+    sqs_queues_named,
+)
+from tests.support.servers import AwsEndpoint, WorkerProcess, aws_environment, new_queue_prefix
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -208,3 +215,38 @@ def tour(
         # Calls made while Playwright's loop turned may have opened connections of their
         # own; closed here, or the test database cannot be flushed and dropped.
         connections.close_all()
+
+
+@pytest.fixture(scope="module")
+def monitored(worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint) -> Iterator[Monitored]:
+    """A worker with one process on its own SQS queues and a private monitoring channel,
+    for the tests of one module: what it runs, Flower (`flower`) sees."""
+    prefix = new_queue_prefix()
+    sqs_queues_named(prefix)
+    redis = RedisServer(run_dir)
+    worker = WorkerProcess(
+        env={
+            **worker_env,
+            "SQS_QUEUE_PREFIX": prefix,
+            "CELERY_MONITOR_URL": redis.url,
+            "WORKER_HEARTBEAT_SECONDS": "1",
+        },
+        queues=MONITORED_QUEUES,
+        log_dir=run_dir,
+        concurrency=1,
+    )
+    yield Monitored(prefix, redis, worker)
+    worker.stop()
+    redis.stop()
+
+
+@pytest.fixture(scope="module")
+def flower(
+    monitored: Monitored, worker_env: dict[str, str], run_dir: Path
+) -> Iterator[FlowerProcess]:
+    """Flower on the `monitored` worker's channel."""
+    process = FlowerProcess(
+        env={**worker_env, "CELERY_MONITOR_URL": monitored.redis.url}, log_dir=run_dir
+    )
+    yield process
+    process.stop()

@@ -12,7 +12,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tests.support.servers import process_group_stop, wait_until
+from django.core.management import call_command
+from django.test import override_settings
+
+from tests.support.servers import WorkerProcess, process_group_stop, wait_until
 from workers.devstack import BASE_DIR, free_port, redis_reachable, wait_for_http
 
 
@@ -125,3 +128,23 @@ class FlowerProcess:
 
     def stop(self) -> None:
         process_group_stop(self.process, 15)
+
+
+# Every queue: a monitored worker runs any job, as a deployed one does.
+MONITORED_QUEUES = ["default", "media", "infra", "release"]
+
+
+def sqs_queues_named(prefix: str) -> None:
+    """The project's SQS queues (and dead-letter queues) under `prefix`."""
+    with override_settings(SQS_QUEUE_PREFIX=prefix):
+        call_command("sqs_queues", stdout=open(os.devnull, "w"))  # noqa: SIM115
+
+
+class Monitored:
+    """A worker on SQS queues of its own (their `prefix`) and a private monitoring channel:
+    the `monitored` fixture (tests/conftest.py)."""
+
+    def __init__(self, prefix: str, redis: RedisServer, worker: WorkerProcess) -> None:
+        self.prefix = prefix
+        self.redis = redis
+        self.worker = worker

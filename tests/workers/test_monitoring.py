@@ -25,13 +25,18 @@ from pathlib import Path
 import boto3
 import pytest
 from django.conf import settings
-from django.core.management import call_command
 from django.test import override_settings
 from kombu import Consumer
 
 from tests.support.broker import publishing_to
 from tests.support.jobs import job_status
-from tests.support.monitoring import FlowerProcess, RedisServer
+from tests.support.monitoring import (
+    MONITORED_QUEUES,
+    FlowerProcess,
+    Monitored,
+    RedisServer,
+    sqs_queues_named,
+)
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
 from workers.broker import sqs_queue_name
 from workers.devstack import BASE_DIR, free_port
@@ -56,12 +61,7 @@ from workers.queue_depths import queue_depths_record
 from workers.selectors import job_log_since
 from workers.services import diagnostic_run_start
 
-QUEUES = ["default", "media", "infra", "release"]
-
-
-def sqs_queues_named(prefix: str) -> None:
-    with override_settings(SQS_QUEUE_PREFIX=prefix):
-        call_command("sqs_queues", stdout=open(os.devnull, "w"))  # noqa: SIM115
+QUEUES = MONITORED_QUEUES
 
 
 def diagnostic(prefix: str, **kwargs: object) -> DiagnosticRun:
@@ -90,46 +90,6 @@ def inspect_ping(monitor_url: str, hostname: str) -> subprocess.CompletedProcess
         timeout=60,
         check=False,
     )
-
-
-class Monitored:
-    def __init__(self, prefix: str, redis: RedisServer, worker: WorkerProcess) -> None:
-        self.prefix = prefix
-        self.redis = redis
-        self.worker = worker
-
-
-@pytest.fixture(scope="module")
-def monitored(worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint) -> Iterator[Monitored]:
-    """A worker with one process on its own SQS queues and a private monitoring channel."""
-    prefix = new_queue_prefix()
-    sqs_queues_named(prefix)
-    redis = RedisServer(run_dir)
-    worker = WorkerProcess(
-        env={
-            **worker_env,
-            "SQS_QUEUE_PREFIX": prefix,
-            "CELERY_MONITOR_URL": redis.url,
-            "WORKER_HEARTBEAT_SECONDS": "1",
-        },
-        queues=QUEUES,
-        log_dir=run_dir,
-        concurrency=1,
-    )
-    yield Monitored(prefix, redis, worker)
-    worker.stop()
-    redis.stop()
-
-
-@pytest.fixture(scope="module")
-def flower(
-    monitored: Monitored, worker_env: dict[str, str], run_dir: Path
-) -> Iterator[FlowerProcess]:
-    process = FlowerProcess(
-        env={**worker_env, "CELERY_MONITOR_URL": monitored.redis.url}, log_dir=run_dir
-    )
-    yield process
-    process.stop()
 
 
 @contextmanager

@@ -41,6 +41,8 @@ from tests.infra_tasks.terraform.conftest import (
     s3_objects,
     terraform_outside,
 )
+from tests.support.broker import publishing_to
+from tests.support.monitoring import FlowerProcess, Monitored
 from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
 from workers.enqueue import Requester
 from workers.models import Job, JobLogChunk
@@ -253,6 +255,41 @@ def test_cancel_mid_apply_interrupts_terraform_releases_the_lock_and_a_new_plan_
     again = wait_state(plan(workspace, grace), RunState.PLANNED, RunState.FAILED)
     assert again.state == RunState.PLANNED, again.message
     assert again.plan_summary is not None and again.plan_summary["add"] >= 1
+
+
+def test_flower_reads_a_cancelled_apply_as_revoked_not_as_still_started(
+    monitored: Monitored,
+    flower: FlowerProcess,
+    make_workspace: MakeWorkspace,
+) -> None:
+    """A cancelled apply ends through workers.outcomes (REVOKED stored by hand, then
+    Celery's Ignore, after which Celery sends no event): Flower showed it STARTED, with a
+    Terminate button, for good. Run by a worker on the monitoring channel."""
+    workspace = make_workspace(variables={"sleep_seconds": 5})
+    with publishing_to(monitored.prefix):
+        run = plan(workspace, user("lena"))
+    run = wait_state(run, RunState.PLANNED, RunState.FAILED)
+    assert run.state == RunState.PLANNED, run.message
+    with publishing_to(monitored.prefix):
+        run = run_approve(run=run, user=user("mona"))
+    wait_until(
+        lambda: "terraform_data.slow: (local-exec): slow step started" in log_of(run.apply_task_id),
+        timeout=60,
+        message="the slow step to start",
+    )
+    run_cancel(run=run, user=user("nina"))
+    wait_state(run, RunState.CANCELLED, RunState.APPLIED, RunState.FAILED, timeout=60)
+    assert run.state == RunState.CANCELLED, run.message
+
+    wait_until(
+        lambda: flower.get("/api/tasks").get(run.apply_task_id, {}).get("state") == "REVOKED",
+        timeout=30,
+        message="Flower to see the apply cancelled",
+    )
+    assert flower.get(f"/api/task/info/{run.apply_task_id}")["worker"] == (
+        monitored.worker.hostname
+    )
+    assert run.apply_task_id not in flower.get("/api/tasks?state=STARTED")
 
 
 def test_cancel_of_an_apply_whose_local_exec_ignores_sigint_leaves_no_process_behind(

@@ -117,6 +117,7 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
             job_queue=_job_field("queue"),
             job_requester_kind=_job_field("requester_kind"),
             job_requester_label=_job_field("requester_label"),
+            job_dead_lettered_at=_job_field("dead_lettered_at"),
             job_duration=ExpressionWrapper(
                 F("date_done") - F("date_started"), output_field=DurationField()
             ),
@@ -137,8 +138,12 @@ class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
         return display.job_family(obj.task_name)
 
     @admin.display(description="state", ordering="status")
-    def state(self, obj: TaskResult) -> str:
-        return display.state_label(obj.status)
+    def state(self, obj: Any) -> str:
+        label = display.state_label(obj.status)
+        # Its page says why and what to do; the list says where it is.
+        if obj.job_dead_lettered_at and obj.status not in display.FINISHED_STATES:
+            return f"{label} · in the dead-letter queue"
+        return label
 
     @admin.display(description="arguments")
     def arguments(self, obj: TaskResult) -> str:

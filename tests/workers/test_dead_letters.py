@@ -128,6 +128,8 @@ def test_a_job_no_worker_can_run_says_on_its_page_that_its_message_is_dead_lette
     assert "unknown task" in note.group(1) and "workers.tasks.retired_long_ago" in note.group(1)
     assert 'id="job-dead-letters-link"' in note.group(1)
     assert 'id="job-no-consumer"' not in page, "a worker did receive it"
+    listed = admin_client.get("/admin/django_celery_results/taskresult/").content.decode()
+    assert "Queued (PENDING) · in the dead-letter queue" in listed
 
     # Sent back, as the operations page's Redrive does: a worker may run it again.
     with override_settings(SQS_QUEUE_PREFIX=prefix):

@@ -227,8 +227,9 @@ def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary 
         if job and job.dead_lettered_at and not finished
         else ""
     )
-    # A due job in SQS waits for a worker: say so when none consumes its queue, or it
-    # reads "Queued" for ever. Asked only while it waits (one query on heartbeat rows).
+    # A job in SQS waits for a worker: say so when none consumes its queue, or it reads
+    # "Queued" for ever. A job due later is told now too, while there is time to start one.
+    # Asked only while it waits (one query on heartbeat rows).
     waits_for_worker = bool(
         job
         and job.queue
@@ -237,7 +238,6 @@ def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary 
         and not unsent
         and not paused_by
         and not dead_lettered
-        and (job.run_after is None or job.run_after <= now)
     )
     idle = queues_without_consumer(now=now) if waits_for_worker and job else {}
     no_consumer = bool(job and job.queue in idle)

@@ -448,6 +448,21 @@ def test_queues_with_waiting_jobs_and_no_consuming_worker_are_named_with_their_l
     ]
 
 
+def test_a_job_due_later_on_a_queue_no_worker_reads_is_told_now_not_once_due() -> None:
+    """Its page read only "not before …" until its time came, and then "no worker"."""
+    from tests.workers.jobs import job_row
+    from workers.models import Job
+    from workers.selectors import job_summary_get
+
+    now = timezone.now() + timedelta(hours=1)  # no worker of the session counts by then
+    row = job_row("app.tasks.work", "PENDING", queue="media")
+    Job.objects.filter(task_id=row.task_id).update(
+        sent_at=timezone.now(), run_after=now + timedelta(hours=2)
+    )
+    summary = job_summary_get(task_id=row.task_id, now=now)
+    assert summary is not None and summary.no_consumer
+
+
 def test_a_waiting_jobs_page_links_the_operations_page_only_for_who_may_open_it() -> None:
     from django.template.loader import render_to_string
 

@@ -64,15 +64,18 @@ def run_active_id(*, workspace: TerraformWorkspace) -> int | None:
     )
 
 
+def _runs_ahead(run: TerraformRun) -> QuerySet[TerraformRun]:
+    """The unfinished runs of the workspace queued before `run`."""
+    return TerraformRun.objects.filter(workspace_id=run.workspace_id, id__lt=run.pk).exclude(
+        state__in=FINISHED_STATES
+    )
+
+
 def run_queue_position(*, run: TerraformRun) -> int:
     """How many runs of the same workspace are ahead of a waiting run (0 if it is not waiting)."""
     if run.state != RunState.WAITING:
         return 0
-    return (
-        TerraformRun.objects.filter(workspace_id=run.workspace_id, id__lt=run.pk)
-        .exclude(state__in=FINISHED_STATES)
-        .count()
-    )
+    return _runs_ahead(run).count()
 
 
 def run_first_ahead(*, run: TerraformRun) -> TerraformRun | None:
@@ -80,12 +83,7 @@ def run_first_ahead(*, run: TerraformRun) -> TerraformRun | None:
     approve or discard for it to start (None if it is not waiting)."""
     if run.state != RunState.WAITING:
         return None
-    return (
-        TerraformRun.objects.filter(workspace_id=run.workspace_id, id__lt=run.pk)
-        .exclude(state__in=FINISHED_STATES)
-        .order_by("id")
-        .first()
-    )
+    return _runs_ahead(run).order_by("id").first()
 
 
 def runs_with_queue_position(runs: QuerySet[TerraformRun]) -> QuerySet[TerraformRun]:

@@ -38,9 +38,17 @@ class PasswordSummaryWidget(ReadOnlyPasswordHashWidget):
     template_name = "admin/auth/user/password_summary.html"
 
 
-# What says who holds which permissions: only a superuser changes these.
-GRANTING_USER_FIELDS = ("is_superuser", "groups", "user_permissions")
-GRANTING_GROUP_FIELDS = ("permissions",)
+class SuperuserGrantsMixin:
+    """`granting_fields`, which say who holds which permissions, are read-only for anyone
+    but a superuser."""
+
+    granting_fields: tuple[str, ...] = ()
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        fields = tuple(super().get_readonly_fields(request, obj))  # type: ignore[misc]
+        if request.user.is_superuser:
+            return fields
+        return (*fields, *self.granting_fields)
 
 
 def user_outranks(user: Any, editor: Any) -> bool:
@@ -63,8 +71,9 @@ admin.site.unregister(User)
 
 
 @admin.register(User)
-class GuardedUserAdmin(HistoryKeepsRecordMixin, UserAdmin):
+class GuardedUserAdmin(SuperuserGrantsMixin, HistoryKeepsRecordMixin, UserAdmin):
     history_name = "admin history (deactivate them instead)"
+    granting_fields = ("is_superuser", "groups", "user_permissions")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         if obj is not None and user_outranks(obj, request.user):
@@ -82,12 +91,6 @@ class GuardedUserAdmin(HistoryKeepsRecordMixin, UserAdmin):
         if user_outranks(obj, request.user):
             return "they hold permissions you do not"
         return super().delete_kept_reason(request, obj)
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        fields = tuple(super().get_readonly_fields(request, obj))
-        if request.user.is_superuser:
-            return fields
-        return (*fields, *GRANTING_USER_FIELDS)
 
     def get_form(  # type: ignore[override]  # as django-stubs' UserAdmin.get_form
         self, request: HttpRequest, obj: Any = None, **kwargs: Any
@@ -110,11 +113,7 @@ admin.site.unregister(Group)
 
 
 @admin.register(Group)
-class GuardedGroupAdmin(GroupAdmin):
+class GuardedGroupAdmin(SuperuserGrantsMixin, GroupAdmin):
     """A group's members hold its permissions: only a superuser changes them."""
 
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
-        fields = tuple(super().get_readonly_fields(request, obj))
-        if request.user.is_superuser:
-            return fields
-        return (*fields, *GRANTING_GROUP_FIELDS)
+    granting_fields = ("permissions",)

@@ -75,20 +75,28 @@ class GuardedUserAdmin(SuperuserGrantsMixin, HistoryKeepsRecordMixin, UserAdmin)
     history_name = "admin history (deactivate them instead)"
     granting_fields = ("is_superuser", "groups", "user_permissions")
 
+    def _outranks(self, request: HttpRequest, user: Any) -> bool:
+        """`user_outranks` once per user and request: Django asks for the permissions on
+        one page several times over, and each answer read the user's permission rows."""
+        answers: dict[int, bool] = request.__dict__.setdefault("_users_outranking", {})
+        if user.pk not in answers:
+            answers[user.pk] = user_outranks(user, request.user)
+        return answers[user.pk]
+
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if obj is not None and user_outranks(obj, request.user):
+        if obj is not None and self._outranks(request, obj):
             return False
         return super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        if obj is not None and user_outranks(obj, request.user):
+        if obj is not None and self._outranks(request, obj):
             return False
         if obj is not None and LogEntry.objects.filter(user_id=obj.pk).exists():
             return False
         return super().has_delete_permission(request, obj)
 
     def delete_kept_reason(self, request: HttpRequest, obj: Any) -> str:
-        if user_outranks(obj, request.user):
+        if self._outranks(request, obj):
             return "they hold permissions you do not"
         return super().delete_kept_reason(request, obj)
 

@@ -7,6 +7,7 @@ from django.contrib.admin.models import ADDITION, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.contenttypes.models import ContentType
 from django.db import IntegrityError, connection, transaction
+from django.db.models.functions import Now
 from django.forms.models import model_to_dict
 from django.test.utils import CaptureQueriesContext
 from django_celery_results.models import TaskResult
@@ -71,6 +72,43 @@ def test_rows_inserted_together_are_stored_as_save_stores_them() -> None:
     assert together[0].created_at is not None
     assert together[1].date_created is not None and together[1].date_done is not None
     assert Job.objects.get(task_id="inserted-together").created_at == together[0].created_at
+
+
+def test_later_rows_of_a_model_reuse_its_statement_and_are_stored_as_save_stores_them() -> None:
+    user = get_user_model().objects.create_user("ada", is_staff=True)
+    saved = rows("saved", user.pk)
+    for row in saved:
+        row.save(force_insert=True)
+    first = rows("first", user.pk)
+    insert_rows(*first)  # compiles each model's statement, or finds it kept
+    later = rows("later", user.pk)
+
+    insert_rows(*later)
+
+    for one, other in zip(saved, later, strict=True):
+        assert other.pk is not None and other.pk != first[later.index(other)].pk
+        assert stored(other) == stored(one)
+    # Each row's own values went in, auto_now ones filled afresh, not the first row's.
+    assert Job.objects.get(pk=later[0].pk).task_id == "later"
+    assert later[0].created_at >= first[0].created_at
+    assert TaskResult.objects.get(pk=later[1].pk).date_done == later[1].date_done
+
+
+def test_a_value_that_is_an_expression_is_compiled_into_its_statement() -> None:
+    user = get_user_model().objects.create_user("ada", is_staff=True)
+    insert_rows(*rows("plain", user.pk))
+    job, result, entry = rows("expression", user.pk)
+    job.run_after = Now()
+
+    insert_rows(job, result, entry)
+
+    stored_job = Job.objects.get(task_id="expression")
+    assert stored_job.run_after is not None
+    assert stored_job.run_after >= Job.objects.get(task_id="plain").created_at
+    # The next plain row of the model is stored plainly again.
+    again = rows("plain-again", user.pk)
+    insert_rows(*again)
+    assert Job.objects.get(task_id="plain-again").run_after is None
 
 
 def test_rows_go_to_postgresql_in_one_round_trip() -> None:

@@ -11,6 +11,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.helpers import AdminReadonlyField
 from django.contrib.admin.widgets import ForeignKeyRawIdWidget
 from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import resolve_url
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
@@ -66,13 +67,14 @@ def started_job_link(
 
 
 def started_job_redirect(
-    user: Any, task_id: str, fallback: str, *, task_name: str | None = None
+    user: Any, task_id: str, *, fallback: str = "admin:index", task_name: str | None = None
 ) -> HttpResponseRedirect:
-    """After starting a job: to its page if `user` may open it, else to the `fallback` URL,
-    where the message says what was queued (sent to the job's page, they met a 403)."""
+    """After starting a job: to its page if `user` may open it, else to `fallback` (by
+    default Jobs home), where the message says what was queued (sent to the job's page,
+    they met a 403). `fallback` is a URL or a URL's name, resolved only when it is used."""
     if may_open_job(task_id, user=user, task_name=task_name):
         return HttpResponseRedirect(job_url(task_id))
-    return HttpResponseRedirect(fallback)
+    return HttpResponseRedirect(resolve_url(fallback))
 
 
 def may_open_jobs() -> bool:

@@ -108,9 +108,7 @@ def diagnostic_trigger(request: HttpRequest) -> HttpResponse:
             ),
         ),
     )
-    return started_job_redirect(
-        request.user, run.task_id, reverse("admin:index"), task_name=DIAGNOSTIC_RUN_EXECUTE.name
-    )
+    return started_job_redirect(request.user, run.task_id, task_name=DIAGNOSTIC_RUN_EXECUTE.name)
 
 
 @require_POST
@@ -152,7 +150,7 @@ def recurring_run_now(request: HttpRequest, periodic_task_id: int) -> HttpRespon
         request,
         format_html("Queued now: {}.", started_job_link(request.user, task_id, f"job {task_id}")),
     )
-    return started_job_redirect(request.user, task_id, reverse("admin:index"))
+    return started_job_redirect(request.user, task_id)
 
 
 @require_GET

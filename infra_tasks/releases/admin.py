@@ -231,7 +231,7 @@ class ReleaseAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmin):
             )
         # The release's page shows its job live too, to those who may not open job pages.
         return started_job_redirect(
-            request.user, release.task_id, release_url if may_view else reverse("admin:index")
+            request.user, release.task_id, fallback=release_url if may_view else "admin:index"
         )
 
 

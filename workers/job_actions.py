@@ -14,7 +14,7 @@ however many jobs a filter matches, and the page offers to go on with the rest.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -132,51 +132,122 @@ def delete_candidates(
     )
 
 
-def job_retry_refusal(*, result: TaskResult | None, job: Job | None, user: User) -> str:
-    """Why this user cannot retry this job now ('' if they can)."""
+@dataclass(frozen=True)
+class RetryObstacle:
+    """Why a job is not retried, said to the person retrying it alone (`sentence`) and in
+    a batch's summary: `several`, what is said of every job left alone for it, and `one`,
+    what is said instead when only one was (empty: the same)."""
+
+    sentence: str
+    several: str
+    one: str = ""
+
+
+def retry_obstacle(
+    task_id: str,
+    result: TaskResult | None,
+    job: Job | None,
+    user: User,
+    *,
+    retried_as: Callable[[], str | None],
+    lost: Callable[[], bool],
+) -> RetryObstacle | None:
+    """What keeps this user from retrying this job now (None: nothing). The one rule for a
+    job page's Retry button, `job_retry` and a batch's summary. Whether the job was retried
+    already and whether it is lost are asked only when it comes to that: a batch knows them
+    for all its jobs, a single job looks them up."""
     if result is None or job is None:
-        return "There is no record of this job any more: it expired."
-    family = display.job_family(result.task_name)
-    if not user.has_perm(job_action_permission(result.task_name)):
-        return f"You may look at {family} jobs but not act on them."
-    rule = job_retry_rule(result.task_name)
-    if not rule.safe:
-        return f"{display.task_short_name(result.task_name)} jobs are not retried. {rule.refusal}"
-    refused = rule.input_refused(result.result)
-    if refused:
-        return f"Its input was refused; running it again would end the same way. {refused}"
-    if not job_startable(user, result.task_name):
-        # A retry starts the job anew: it needs what Run now and a schedule need.
-        return f"Retrying starts a new {family} job, and you may not start those."
-    if job.discarded_at is not None:
-        return "This job was discarded; it is not retried."
-    again = Job.objects.filter(retry_of=job).values_list("task_id", flat=True).first()
-    if again:
-        return f"This job was retried already, as job {again}."
-    task = registered_task(result.task_name or "")
-    if task is not None:  # an unknown task is said by job_retry
-        args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
-        misfit = _arguments_misfit(task, args, kwargs)
-        if misfit:
-            return misfit
-    lost = TaskResult.objects.filter(pk=result.pk).filter(lost_condition()).exists()
-    if result.status not in FAILED_STATES and not lost:
-        return (
-            f"Only a failed, cancelled or lost job is retried; this one is "
-            f"{display.state_label(result.status)}."
+        return RetryObstacle(
+            "There is no record of this job any more: it expired.",
+            "no record of it any more",
+            f"job {task_id} has no record any more",
         )
-    return ""
+    name, family = result.task_name, display.job_family(result.task_name)
+    if not user.has_perm(job_action_permission(name)):
+        return RetryObstacle(
+            f"You may look at {family} jobs but not act on them.",
+            f"you may look at {family} jobs but not act on them",
+        )
+    rule = job_retry_rule(name)
+    if not rule.safe:
+        said = f"{display.task_short_name(name)} jobs are not retried. {rule.refusal}".strip()
+        return RetryObstacle(said, said)
+    if not job_startable(user, name):
+        # A retry starts the job anew: it needs what Run now and a schedule need.
+        return RetryObstacle(
+            f"Retrying starts a new {family} job, and you may not start those.",
+            f"retrying starts a new {family} job, and you may not start those",
+        )
+    if job.discarded_at is not None:
+        by = f", by {job.discarded_by_label}" if job.discarded_by_label else ""
+        return RetryObstacle(
+            "This job was discarded; it is not retried.",
+            "discarded already",
+            f"job {job.task_id} was discarded already{by}",
+        )
+    again = retried_as()
+    if again:
+        return RetryObstacle(
+            f"This job was retried already, as job {again}.",
+            "retried already",
+            f"job {job.task_id} was retried already, as job {again}",
+        )
+    return _input_obstacle(result) or _not_failed_obstacle(result, lost)
 
 
-def _arguments_misfit(task: Any, args: list[Any], kwargs: dict[str, Any]) -> str:
-    """Why a job's stored arguments can no longer start its task ('' if they can): a
-    release changed what the task takes, or a schedule stored wrong ones. A retry would
-    be refused by job_enqueue; the page should not offer one."""
+def _input_obstacle(result: TaskResult) -> RetryObstacle | None:
+    """Why the job's stored input cannot start it again, if it cannot: its task is gone,
+    its arguments no longer fit the task (a release changed it, a schedule stored wrong
+    ones: job_enqueue would refuse them), or it was refused and would be again."""
+    task = registered_task(result.task_name or "")
+    if task is None:
+        return RetryObstacle(
+            f"No task {result.task_name} in this version of the code.",
+            f"no task {result.task_name} in this version of the code",
+        )
+    args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
     try:
         job_arguments_check(task, args, kwargs)
     except JobArgumentsRefused as exc:
-        return f"Its arguments do not fit the task in this version of the code: {exc}"
-    return ""
+        return RetryObstacle(
+            f"Its arguments do not fit the task in this version of the code: {exc}",
+            "its arguments do not fit the task in this version of the code",
+        )
+    refused = job_retry_rule(result.task_name).input_refused(result.result)
+    if refused:
+        return RetryObstacle(
+            f"Its input was refused; running it again would end the same way. {refused}",
+            f"its input was refused, and would be again. {refused}",
+        )
+    return None
+
+
+def _not_failed_obstacle(result: TaskResult, lost: Callable[[], bool]) -> RetryObstacle | None:
+    if result.status in FAILED_STATES or lost():
+        return None
+    label = display.state_label(result.status)
+    return RetryObstacle(
+        f"Only a failed, cancelled or lost job is retried; this one is {label}.",
+        f"{label}, and only a failed, cancelled or lost job is retried",
+    )
+
+
+def job_retry_refusal(*, result: TaskResult | None, job: Job | None, user: User) -> str:
+    """Why this user cannot retry this job now ('' if they can)."""
+    obstacle = retry_obstacle(
+        getattr(result or job, "task_id", ""),
+        result,
+        job,
+        user,
+        retried_as=lambda: (
+            Job.objects.filter(retry_of=job).values_list("task_id", flat=True).first()
+        ),
+        lost=lambda: (
+            result is not None
+            and TaskResult.objects.filter(pk=result.pk).filter(lost_condition()).exists()
+        ),
+    )
+    return obstacle.sentence if obstacle else ""
 
 
 @transaction.atomic
@@ -189,8 +260,7 @@ def job_retry(*, task_id: str, user: User) -> str:
         raise JobActionRefused(refusal)
     assert job is not None and result is not None
     task = registered_task(result.task_name or "")
-    if task is None:
-        raise JobActionRefused(f"No task {result.task_name} in this version of the code.")
+    assert task is not None  # retry_obstacle says when it is gone
     args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
     new_task_id = job_enqueue(
         task, requester=Requester.for_user(user), args=args, kwargs=kwargs, queue=_queue(job)
@@ -227,15 +297,13 @@ def jobs_retry(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
             for job in Job.objects.select_for_update().filter(task_id__in=ids).order_by("pk")
         }
         chosen = []
+        # retry_candidates asked the rest of retry_obstacle's questions in SQL, under the
+        # locks; the job's record and its stored input are asked here.
         for result in retry_candidates(TaskResult.objects.filter(task_id__in=ids), user=user):
-            task = registered_task(result.task_name or "")
-            if task is None or result.task_id not in originals:
-                continue
-            args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
-            if _arguments_misfit(task, args, kwargs):
+            if result.task_id not in originals or _input_obstacle(result):
                 continue  # counted with the others left alone, below
-            if job_retry_rule(result.task_name).input_refused(result.result):
-                continue  # likewise
+            task = registered_task(result.task_name or "")
+            args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
             queue = _queue(originals[result.task_id])
             chosen.append((result, JobRequest(task, args, kwargs, queue)))
         try:
@@ -367,33 +435,17 @@ def _not_failed_why(task_id: str, looked: _Looked, done: str) -> Why | None:
 
 
 def _retry_why(task_id: str, looked: _Looked, user: User) -> Why:
-    """The same checks as job_retry_refusal, said of a job among many."""
-    common = _common_why(task_id, looked, user)
-    if common:
-        return common
-    result = looked.results[task_id]
-    rule = job_retry_rule(result.task_name)
-    if not rule.safe:
-        short = display.task_short_name(result.task_name)
-        return f"{short} jobs are not retried. {rule.refusal}".strip(), ""
-    refused = rule.input_refused(result.result)
-    if refused:
-        return f"its input was refused, and would be again. {refused}", ""
-    if not job_startable(user, result.task_name):
-        family = display.job_family(result.task_name)
-        return f"retrying starts a new {family} job, and you may not start those", ""
-    if task_id not in looked.jobs:
-        return "no record of it any more", f"job {task_id} has no record any more"
-    done = _done_already_why(task_id, looked)
-    if done:
-        return done
-    task = registered_task(result.task_name or "")
-    if task is None:
-        return f"no task {result.task_name} in this version of the code", ""
-    args, kwargs = display.arguments_decoded(result.task_args, result.task_kwargs)
-    if _arguments_misfit(task, args, kwargs):
-        return "its arguments do not fit the task in this version of the code", ""
-    return _not_failed_why(task_id, looked, "retried") or ("it changed while you looked", "")
+    obstacle = retry_obstacle(
+        task_id,
+        looked.results.get(task_id),
+        looked.jobs.get(task_id),
+        user,
+        retried_as=lambda: looked.retried_as.get(task_id),
+        lost=lambda: task_id in looked.lost,
+    )
+    if obstacle is None:
+        return "it changed while you looked", ""
+    return obstacle.several, obstacle.one
 
 
 def _discard_why(task_id: str, looked: _Looked, user: User) -> Why:

@@ -48,7 +48,7 @@ from workers.job_filters import (
 )
 from workers.models import JOB_FAMILY_SLUGS, Job, JobLogChunk, WorkerHeartbeat
 from workers.queues import QUEUES
-from workers.retries import job_retry_rule
+from workers.retries import input_refused_condition, job_retry_rule
 
 # request.user: has_perm, get_username and pk (django-stubs types it without has_perm).
 User = Any
@@ -103,13 +103,16 @@ def _permitted_task_names(user: User, *, retry: bool = False) -> list[str]:
 
 
 def retry_candidates(queryset: QuerySet[TaskResult], *, user: User) -> QuerySet[TaskResult]:
-    """Of these jobs, the ones this user may retry now."""
-    return (
+    """Of these jobs, the ones this user may retry now (but for arguments that no longer
+    fit their task, which only decoding each job's arguments can tell)."""
+    candidates = (
         queryset.filter(task_name__in=_permitted_task_names(user, retry=True))
         .filter(Q(status__in=FAILED_STATES) | lost_condition())
         .exclude(retried_condition())
         .exclude(discarded_condition())
     )
+    refused = input_refused_condition()
+    return candidates if refused is None else candidates.exclude(refused)
 
 
 def discard_candidates(queryset: QuerySet[TaskResult], *, user: User) -> QuerySet[TaskResult]:

@@ -14,10 +14,13 @@ declaration says what to do instead (upload another picture).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from workers.job_registry import task_name_lookup
+from django.db.models import Q
+
+from workers.job_registry import task_name_lookup, task_names
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,30 @@ class RetryRule:
             return ""
         ended_on = (failure.get("exc_module"), failure.get("exc_type"))
         return self.after_refusal if ended_on in _with_subclasses(self.refused) else ""
+
+
+def input_refused_condition() -> Q | None:
+    """`input_refused` in SQL, over a TaskResult queryset: the jobs that ended on a refusal
+    their task declares (None: no task declares one). What a bulk retry's confirmation
+    counts must agree with what the retry then does, and the count covers every job a
+    filter matches, too many to decode one by one. Celery stores a failure as JSON with
+    `exc_type` and `exc_module` members (kombu's json: `"name": "value"`)."""
+    condition = None
+    for declared_name, rule in _rules.items():
+        for module, type_name in _with_subclasses(rule.refused):
+            refusal = (
+                Q(task_name__in=task_names(declared_name))
+                & Q(result__regex=_json_member("exc_type", type_name))
+                & Q(result__regex=_json_member("exc_module", module))
+            )
+            condition = refusal if condition is None else condition | refusal
+    return condition
+
+
+def _json_member(name: str, value: str) -> str:
+    """A regular expression for `"name": "value"` as a member of a JSON object (not inside
+    a string, where its quotes would be escaped)."""
+    return rf'(^|[^\\])"{re.escape(name)}":\s*"{re.escape(value)}"'
 
 
 def _with_subclasses(classes: Iterable[type[BaseException]]) -> set[tuple[str, str]]:

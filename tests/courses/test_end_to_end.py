@@ -23,6 +23,7 @@ from tests.courses.conftest import make_course
 from tests.media_pipeline.images import assert_no_metadata, photo_file, quadrants
 from tests.media_pipeline.test_resize import assert_upright_quadrants
 from tests.support.servers import WorkerProcess, wait_until
+from workers import job_actions
 from workers.models import Job
 from workers.selectors import job_log_since
 
@@ -115,6 +116,10 @@ def test_a_bad_upload_fails_on_the_worker_with_its_message_on_course_and_job(
         "would end the same way. The picture is not kept: upload another on the course&#x27;s "
         "page.</p>"
     ) in html
+    # Nor does a bulk retry count it among the jobs it would retry (its confirmation).
+    superuser = get_user_model().objects.get(username="editor2")
+    picked = TaskResult.objects.filter(pk=result_row.pk)
+    assert not job_actions.retry_candidates(picked, user=superuser).exists()
 
 
 def test_an_unexpected_error_on_the_worker_keeps_its_traceback(

@@ -450,6 +450,24 @@ def test_a_job_that_ended_on_a_refusal_its_task_declares_is_not_retried_in_bulk_
         assert rule.input_refused(refused.result) == "Send another file."
         assert rule.input_refused(crashed.result) == ""
         assert rule.input_refused("not json") == ""
+        # The bulk confirmation's count, in SQL, agrees: a message that quotes the
+        # refusal's name does not make a crash a refusal.
+        quoting = ended_on("builtins", "ValueError")
+        TaskResult.objects.filter(pk=quoting.pk).update(
+            result=json.dumps(
+                {
+                    "exc_type": "ValueError",
+                    "exc_message": ['"exc_type": "TooSmall", "exc_module": "' + __name__ + '"'],
+                    "exc_module": "builtins",
+                }
+            )
+        )
+        picked = TaskResult.objects.filter(
+            task_id__in=[refused.task_id, crashed.task_id, quoting.task_id]
+        )
+        assert set(
+            job_actions.retry_candidates(picked, user=operator).values_list("task_id", flat=True)
+        ) == {crashed.task_id, quoting.task_id}
         assert job_actions.job_retry_refusal(
             result=refused, job=Job.objects.get(task_id=refused.task_id), user=operator
         ) == ("Its input was refused; running it again would end the same way. Send another file.")

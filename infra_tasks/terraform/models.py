@@ -46,6 +46,9 @@ class TerraformWorkspace(models.Model):
     outputs = models.JSONField(default=dict, blank=True, editable=False)
     drifted = models.BooleanField(default=False, editable=False)
     drift_checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # Set when a destroy is applied, cleared by the next apply: everything the workspace
+    # manages was removed on purpose, and a drift check would only flag its absence.
+    destroyed_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -46,7 +46,14 @@ class TerraformWorkspaceAdmin(HistoryKeepsRecordMixin, admin.ModelAdmin):
     )
     list_filter = ("drifted",)
     search_fields = ("name", "directory")
-    readonly_fields = ("recent_runs", "outputs", "drift", "drift_checked_at", "created_at")
+    readonly_fields = (
+        "recent_runs",
+        "outputs",
+        "drift",
+        "drift_checked_at",
+        "destroyed_at",
+        "created_at",
+    )
     filter_horizontal = ("notify",)
     actions = ["plan", "plan_destroy", "check_drift"]
 
@@ -99,6 +106,8 @@ class TerraformWorkspaceAdmin(HistoryKeepsRecordMixin, admin.ModelAdmin):
 
     @admin.display(description="drifted", ordering="drifted")
     def drift(self, obj: TerraformWorkspace) -> str:
+        if obj.destroyed_at is not None:
+            return "not checked: destroyed on purpose"
         # "No" before the first check would claim a check that never happened.
         if obj.drift_checked_at is None:
             return "not checked yet"

@@ -349,7 +349,11 @@ def _apply(run: TerraformRun, task_id: str) -> str | None:
 
     with transaction.atomic():
         run = run_lock(run)
-        # What is deployed is now what the configuration says: no drift.
-        TerraformWorkspace.objects.filter(pk=run.workspace_id).update(outputs=public, drifted=False)
+        # What is deployed is now what the configuration says, or, after a destroy, nothing
+        # on purpose: no drift either way.
+        destroyed = timezone.now() if run.kind == RunKind.DESTROY else None
+        TerraformWorkspace.objects.filter(pk=run.workspace_id).update(
+            outputs=public, drifted=False, destroyed_at=destroyed
+        )
         run_finish(run, RunState.APPLIED, f"Applied: {summary_text(run)}.")
     return RunState.APPLIED

@@ -57,6 +57,8 @@ def run_request(
     """
     workspace = TerraformWorkspace.objects.select_for_update().get(pk=workspace.pk)
     workspace_directory_validate(directory=workspace.directory)
+    if kind == RunKind.DRIFT_CHECK and workspace.destroyed_at is not None:
+        raise RunError(destroyed_no_drift_check(workspace))
     run = TerraformRun.objects.create(
         workspace=workspace,
         kind=kind,
@@ -136,10 +138,21 @@ def run_cancel(*, run: TerraformRun, user: AbstractBaseUser | AnonymousUser) -> 
     return run_finish(run, RunState.CANCELLED, f"Cancelled by {user.get_username()}.")
 
 
+def destroyed_no_drift_check(workspace: TerraformWorkspace) -> str:
+    assert workspace.destroyed_at is not None
+    when = timezone.localtime(workspace.destroyed_at).strftime("%Y-%m-%d %H:%M")
+    return (
+        f"Workspace {workspace} was destroyed on purpose ({when}): it manages nothing, so a "
+        "drift check would only report that everything is missing. It is not checked for "
+        "drift until a plan brings it back and is applied."
+    )
+
+
 def drift_check_request_all(*, requester: Requester) -> int:
-    """Queue a drift check of every workspace that has none waiting or running."""
+    """Queue a drift check of every workspace that has none waiting or running, but those
+    destroyed on purpose (checked again once an apply brings them back)."""
     queued = 0
-    for workspace in TerraformWorkspace.objects.order_by("name"):
+    for workspace in TerraformWorkspace.objects.filter(destroyed_at__isnull=True).order_by("name"):
         pending = workspace.runs.filter(
             kind=RunKind.DRIFT_CHECK, state__in=(RunState.WAITING, *ACTIVE_STATES)
         ).exists()

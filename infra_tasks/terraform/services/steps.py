@@ -262,6 +262,17 @@ def drift_found(
         if run.state != RunState.PLANNING:
             return
         workspace = run.workspace
+        if workspace.destroyed_at is not None:
+            # A destroy was applied while this check waited its turn: what it found missing
+            # was removed on purpose.
+            run_finish(
+                run,
+                RunState.DISCARDED,
+                "Not drift: a destroy was applied while this check waited, so the workspace "
+                "manages nothing on purpose.",
+                plan_summary=summary.as_dict(),
+            )
+            return
         newly = not workspace.drifted
         TerraformWorkspace.objects.filter(pk=workspace_id).update(
             drifted=True, drift_checked_at=timezone.now()

@@ -502,6 +502,17 @@ def test_a_workspace_never_checked_for_drift_says_so_instead_of_no(
     TerraformWorkspace.objects.filter(pk=workspace.pk).update(drifted=True)
     assert drift_cell(client.get(listing).content.decode()) == "yes: drift found"
 
+    # Destroyed on purpose (its destroy applied): not checked, and the button says why.
+    TerraformWorkspace.objects.filter(pk=workspace.pk).update(
+        drifted=False, destroyed_at=timezone.now()
+    )
+    assert drift_cell(client.get(listing).content.decode()) == "not checked: destroyed on purpose"
+    clicked = client.post(
+        reverse("admin:terraform_workspace_drift", args=[workspace.pk]), follow=True
+    )
+    assert "was destroyed on purpose" in clicked.content.decode()
+    assert not workspace.runs.exists()
+
 
 def test_the_drift_mail_chooser_says_who_it_chooses(make_workspace: MakeWorkspace) -> None:
     """The two-box chooser was titled with the bare field name: "Available notify"."""

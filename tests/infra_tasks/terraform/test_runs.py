@@ -29,6 +29,7 @@ from infra_tasks.terraform.models import (
     TerraformWorkspace,
 )
 from infra_tasks.terraform.services.runs import (
+    RunError,
     drift_check_request_all,
     run_approve,
     run_cancel,
@@ -462,6 +463,56 @@ def test_drift_check_flags_a_change_made_outside_terraform_and_emails_staff(
     message = message_from_bytes(sent[0])
     assert message["To"] == "sybil@example.com"
     assert message["Subject"] == f"[opsqueue] Terraform drift in {workspace.name}"
+
+
+def test_a_workspace_destroyed_on_purpose_is_not_checked_for_drift_until_it_is_applied_again(
+    worker: WorkerProcess, make_workspace: MakeWorkspace
+) -> None:
+    """Its drift check found everything missing and e-mailed staff about it every night."""
+    uma = user("uma")
+    workspace = make_workspace()
+    applied = wait_state(plan(workspace, uma), RunState.PLANNED)
+    run_approve(run=applied, user=uma)
+    wait_state(applied, RunState.APPLIED, RunState.FAILED)
+
+    destroy = run_request(
+        workspace=workspace, kind=RunKind.DESTROY, requester=Requester.for_user(uma)
+    )
+    wait_state(destroy, RunState.PLANNED)
+    # A check requested meanwhile waits behind the destroy, and runs once it is applied.
+    waiting_check = run_request(
+        workspace=workspace, kind=RunKind.DRIFT_CHECK, requester=Requester.for_user(uma)
+    )
+    assert waiting_check.state == RunState.WAITING
+    run_approve(run=destroy, user=uma)
+    wait_state(destroy, RunState.APPLIED, RunState.FAILED)
+    assert destroy.state == RunState.APPLIED, destroy.message
+    wait_state(waiting_check, RunState.DISCARDED, RunState.DRIFTED, RunState.FAILED)
+    assert waiting_check.state == RunState.DISCARDED, waiting_check.message
+    assert waiting_check.message.startswith("Not drift: a destroy was applied")
+    workspace.refresh_from_db()
+    assert workspace.destroyed_at is not None and not workspace.drifted
+
+    # The nightly check leaves it out; asked for by hand, the check is refused, saying why.
+    checks = workspace.runs.filter(kind=RunKind.DRIFT_CHECK)
+    drift_check_request_all(requester=Requester.schedule(DRIFT_SCHEDULE_NAME))
+    assert checks.count() == 1
+    with pytest.raises(RunError, match="was destroyed on purpose"):
+        run_request(
+            workspace=workspace, kind=RunKind.DRIFT_CHECK, requester=Requester.for_user(uma)
+        )
+
+    # Brought back by a plan and its apply, it is checked again.
+    back = wait_state(plan(workspace, uma), RunState.PLANNED)
+    assert (back.plan_summary or {}).get("add", 0) > 0
+    run_approve(run=back, user=uma)
+    wait_state(back, RunState.APPLIED, RunState.FAILED)
+    workspace.refresh_from_db()
+    assert workspace.destroyed_at is None
+    drift_check_request_all(requester=Requester.schedule(DRIFT_SCHEDULE_NAME))
+    check = checks.latest("id")
+    wait_state(check, RunState.NO_CHANGES, RunState.DRIFTED, RunState.FAILED)
+    assert check.state == RunState.NO_CHANGES, check.message
 
 
 def test_a_plan_overlapping_another_terraform_on_the_same_state_gets_the_lock_error(

@@ -507,6 +507,8 @@ def test_a_workspace_never_checked_for_drift_says_so_instead_of_no(
         drifted=False, destroyed_at=timezone.now()
     )
     assert drift_cell(client.get(listing).content.decode()) == "not checked: destroyed on purpose"
+    assert 'id="workspace-drift"' not in client.get(page).content.decode()
+    # A page loaded before the destroy still has the button: its click says why not.
     clicked = client.post(
         reverse("admin:terraform_workspace_drift", args=[workspace.pk]), follow=True
     )

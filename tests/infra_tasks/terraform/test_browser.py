@@ -156,6 +156,13 @@ def test_plan_approve_cancel_plan_again_and_destroy_from_the_workspace_and_run_p
     rebuild = TerraformRun.objects.latest("pk")
     assert (rebuild.kind, rebuild.state) == (RunKind.APPLY, RunState.PLANNED)
     expect(page.locator("#run-plan")).to_contain_text("3 to add")
+
+    # Destroyed on purpose, it is not checked for drift until that plan is applied: the
+    # workspace page says so and offers no Check for drift.
+    open_workspace(tour, workspace)
+    expect(page.locator(".field-drift .readonly")).to_have_text("not checked: destroyed on purpose")
+    expect(page.locator("#workspace-plan")).to_be_visible()
+    expect(page.locator("#workspace-drift")).to_have_count(0)
     tour.assert_pages_sound()
 
 

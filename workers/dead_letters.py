@@ -26,6 +26,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from celery import states
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -147,21 +148,48 @@ def dead_letter_now(message: Any, reason: str) -> bool:
     return True
 
 
-def job_dead_lettered_record(*, task_id: str, reason: str) -> None:
+def job_dead_lettered_record(*, task_id: str, reason: str) -> int:
     """Say on a job that has not ended that its message is in the dead-letter queue, so
-    its page does not read "Queued" for good. Called by the worker's consumer: a database
-    that cannot be reached costs a log line, not the consumer (the operations page lists the
-    message all the same)."""
+    its page does not read "Queued" for good (a job marked already keeps its first note;
+    a redrive clears it). Called by the worker's consumer: a database that cannot be
+    reached costs a log line, not the consumer (the operations page lists the message all
+    the same). Returns how many jobs it marked (0 or 1)."""
     try:
         with transaction.atomic():
-            Job.objects.filter(task_id=task_id).exclude(
-                task_id__in=TaskResult.objects.filter(
-                    task_id=task_id, status__in=states.READY_STATES
-                ).values("task_id")
-            ).update(dead_lettered_at=timezone.now(), dead_letter_reason=reason[:1000])
+            return (
+                Job.objects.filter(task_id=task_id, dead_lettered_at__isnull=True)
+                .exclude(
+                    task_id__in=TaskResult.objects.filter(
+                        task_id=task_id, status__in=states.READY_STATES
+                    ).values("task_id")
+                )
+                .update(dead_lettered_at=timezone.now(), dead_letter_reason=reason[:1000])
+            )
     except DatabaseError as exc:
         logger.warning("could not mark job %s as dead-lettered: %r", task_id, exc)
         connection.close()
+        return 0
+
+
+def dead_lettered_jobs_record(*, queues: list[str], client: Any = None) -> int:
+    """Mark the jobs whose messages SQS moved to these queues' dead-letter queues itself:
+    its redrive policy moves a message received five times without success and tells
+    nobody, so such a job read "Queued" (or "Running", until the lost-job check) with no
+    word of where its message went. Looks at up to PEEK_LIMIT messages per queue, as the
+    operations page does; returns how many jobs it newly marked. Called with the queues
+    whose dead-letter queue the depth sample found non-empty (workers/tasks.py)."""
+    client = client or sqs_client()
+    marked = 0
+    for queue in queues:
+        try:
+            letters = dead_letters_list(queue=queue, client=client)
+        except (BotoCoreError, ClientError) as exc:
+            logger.warning("could not look at the %s dead-letter queue: %r", queue, exc)
+            continue
+        for letter in letters:
+            if letter.job is not None and letter.job.dead_lettered_at is None:
+                marked += job_dead_lettered_record(task_id=letter.job.task_id, reason=letter.reason)
+    return marked
 
 
 def dead_letters_list(
@@ -204,7 +232,8 @@ def _dead_letter(queue: str, message: dict[str, Any]) -> DeadLetter:
     task_id, task_name = job_identity(message["Body"])
     reason = (
         message.get("MessageAttributes", {}).get(REASON_ATTRIBUTE, {}).get("StringValue")
-        or "received too often without success"
+        # No reason of ours: SQS's redrive policy moved it (deploy: maxReceiveCount 5).
+        or "SQS moved it after it was received five times without success"
     )
     return DeadLetter(
         queue=queue,

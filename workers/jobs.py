@@ -38,7 +38,10 @@ periodic_job_declare(
         "Record SQS queue depths",
         QUEUE_DEPTHS_RECORD,
         every=60,
-        description="Each queue's SQS depth into the database, for the operations page.",
+        description=(
+            "Each queue's SQS depth into the database, for the operations page; jobs whose "
+            "messages SQS moved to a dead-letter queue say so."
+        ),
     ),
     PeriodicJob(
         "Reconcile lost jobs",

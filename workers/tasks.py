@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers import jobs, queue_depths, reconcile, services
+from workers import dead_letters, jobs, queue_depths, reconcile, services
 from workers.job_registry import job_task
 
 
@@ -32,5 +32,10 @@ def jobs_mark_lost() -> int:
 
 @job_task(jobs.QUEUE_DEPTHS_RECORD, bind=False)
 def queue_depths_record() -> dict[str, int]:
-    """Each queue's SQS depth into the database, for the operations page."""
-    return {depth.queue: depth.visible for depth in queue_depths.queue_depths_record()}
+    """Each queue's SQS depth into the database, for the operations page; and where a
+    dead-letter queue holds messages, their jobs say so (messages SQS moved there itself)."""
+    depths = queue_depths.queue_depths_record()
+    dead_letters.dead_lettered_jobs_record(
+        queues=[depth.queue for depth in depths if depth.dead_letters and not depth.error]
+    )
+    return {depth.queue: depth.visible for depth in depths}

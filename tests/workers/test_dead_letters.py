@@ -124,7 +124,7 @@ def test_a_job_no_worker_can_run_says_on_its_page_that_its_message_is_dead_lette
     page = admin_client.get(job_page).content.decode()
     note = re.search(r'<div id="job-dead-lettered" class="errornote">(.*?)</div>', page, re.S)
     assert note is not None, page
-    assert "moved its message to the default dead-letter queue" in note.group(1)
+    assert "Its message was moved to the default dead-letter queue" in note.group(1)
     assert "unknown task" in note.group(1) and "workers.tasks.retired_long_ago" in note.group(1)
     assert 'id="job-dead-letters-link"' in note.group(1)
     assert 'id="job-no-consumer"' not in page, "a worker did receive it"
@@ -143,6 +143,50 @@ def test_a_job_no_worker_can_run_says_on_its_page_that_its_message_is_dead_lette
         )
     assert _count(sqs, url) == 1
     assert 'id="job-dead-lettered"' not in admin_client.get(job_page).content.decode()
+
+
+def test_a_job_whose_message_sqs_moved_to_the_dead_letter_queue_says_so_on_its_page(
+    aws: AwsEndpoint, admin_client: Client
+) -> None:
+    """SQS's redrive policy moves a message received five times without success and tells
+    nobody: the job read "Queued" for good. The periodic depth sample finds the dead-letter
+    queue holding messages and marks their jobs, once."""
+    from workers.tasks import queue_depths_record
+
+    prefix = new_queue_prefix()
+    sqs = aws.client("sqs")
+    url, dlq_url = _queue_with_dlq(sqs, prefix, "default")
+    with publishing_to(prefix):
+        run = diagnostic_run_start(requester=Requester.cli("test"), lines=3, duration_seconds=0.1)
+    # Received five times and never finished (a worker killed each time), then moved.
+    for _ in range(5):
+        assert sqs.receive_message(QueueUrl=url, VisibilityTimeout=0, WaitTimeSeconds=5)["Messages"]
+    assert not sqs.receive_message(QueueUrl=url, VisibilityTimeout=0).get("Messages")
+    assert _count(sqs, dlq_url) == 1
+    job = Job.objects.filter(task_id=run.task_id)
+    assert job.get().dead_lettered_at is None
+
+    with override_settings(SQS_QUEUE_PREFIX=prefix):
+        queue_depths_record.apply().get()
+    marked = job.get().dead_lettered_at
+    assert marked is not None
+
+    result = TaskResult.objects.get(task_id=run.task_id)
+    page = admin_client.get(f"/admin/django_celery_results/taskresult/{result.pk}/change/")
+    note = re.search(
+        r'<div id="job-dead-lettered" class="errornote">(.*?)</div>', page.content.decode(), re.S
+    )
+    assert note is not None
+    assert "Its message was moved to the default dead-letter queue" in note.group(1)
+    assert "SQS moved it after it was received five times without success" in note.group(1)
+    listed = admin_client.get("/admin/django_celery_results/taskresult/").content.decode()
+    assert "Queued (PENDING) · in the dead-letter queue" in listed
+
+    # Sampled again, the message still there: the note keeps its time.
+    with override_settings(SQS_QUEUE_PREFIX=prefix):
+        queue_depths_record.apply().get()
+    assert job.get().dead_lettered_at == marked
+    assert _count(sqs, dlq_url) == 1, "looking took nothing out"
 
 
 @pytest.mark.waits

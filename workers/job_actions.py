@@ -161,15 +161,12 @@ def retry_obstacle(
     for all its jobs, a single job looks them up."""
     if result is None or job is None:
         return RetryObstacle(
-            "There is no record of this job any more: it expired.",
-            "no record of it any more",
-            f"job {task_id} has no record any more",
+            "There is no record of this job any more: it expired.", *_no_record(task_id)
         )
     name, family = result.task_name, display.job_family(result.task_name)
     if not user.has_perm(job_action_permission(name)):
         return RetryObstacle(
-            f"You may look at {family} jobs but not act on them.",
-            f"you may look at {family} jobs but not act on them",
+            f"You may look at {family} jobs but not act on them.", *_may_not_act(family)
         )
     rule = job_retry_rule(name)
     if not rule.safe:
@@ -182,18 +179,12 @@ def retry_obstacle(
             f"retrying starts a new {family} job, and you may not start those",
         )
     if job.discarded_at is not None:
-        by = f", by {job.discarded_by_label}" if job.discarded_by_label else ""
-        return RetryObstacle(
-            "This job was discarded; it is not retried.",
-            "discarded already",
-            f"job {job.task_id} was discarded already{by}",
-        )
+        return RetryObstacle("This job was discarded; it is not retried.", *_discarded_already(job))
     again = retried_as()
     if again:
         return RetryObstacle(
             f"This job was retried already, as job {again}.",
-            "retried already",
-            f"job {job.task_id} was retried already, as job {again}",
+            *_retried_already(job.task_id, again),
         )
     return _input_obstacle(result) or _not_failed_obstacle(result, lost)
 
@@ -231,7 +222,7 @@ def _not_failed_obstacle(result: TaskResult, lost: Callable[[], bool]) -> RetryO
     label = display.state_label(result.status)
     return RetryObstacle(
         f"Only a failed, cancelled or lost job is retried; this one is {label}.",
-        f"{label}, and only a failed, cancelled or lost job is retried",
+        *_not_failed(label, "retried"),
     )
 
 
@@ -406,26 +397,43 @@ def _left_alone(ids: list[str], user: User, why: Any) -> Counter[str]:
     )
 
 
+def _no_record(task_id: str) -> Why:
+    return "no record of it any more", f"job {task_id} has no record any more"
+
+
+def _may_not_act(family: str) -> Why:
+    return f"you may look at {family} jobs but not act on them", ""
+
+
+def _retried_already(task_id: str, again: str) -> Why:
+    return "retried already", f"job {task_id} was retried already, as job {again}"
+
+
+def _discarded_already(job: Job) -> Why:
+    by = f", by {job.discarded_by_label}" if job.discarded_by_label else ""
+    return "discarded already", f"job {job.task_id} was discarded already{by}"
+
+
+def _not_failed(label: str, done: str) -> Why:
+    return f"{label}, and only a failed, cancelled or lost job is {done}", ""
+
+
 def _common_why(task_id: str, looked: _Looked, user: User) -> Why | None:
     result = looked.results.get(task_id)
     if result is None:
-        return "no record of it any more", f"job {task_id} has no record any more"
+        return _no_record(task_id)
     if not user.has_perm(job_action_permission(result.task_name)):
-        return (
-            f"you may look at {display.job_family(result.task_name)} jobs but not act on them",
-            "",
-        )
+        return _may_not_act(display.job_family(result.task_name))
     return None
 
 
 def _done_already_why(task_id: str, looked: _Looked) -> Why | None:
     again = looked.retried_as.get(task_id)
     if again:
-        return "retried already", f"job {task_id} was retried already, as job {again}"
+        return _retried_already(task_id, again)
     job = looked.jobs.get(task_id)
     if job is not None and job.discarded_at is not None:
-        by = f", by {job.discarded_by_label}" if job.discarded_by_label else ""
-        return "discarded already", f"job {task_id} was discarded already{by}"
+        return _discarded_already(job)
     return None
 
 
@@ -433,8 +441,7 @@ def _not_failed_why(task_id: str, looked: _Looked, done: str) -> Why | None:
     result = looked.results[task_id]
     if result.status in FAILED_STATES or task_id in looked.lost:
         return None
-    label = display.state_label(result.status)
-    return f"{label}, and only a failed, cancelled or lost job is {done}", ""
+    return _not_failed(display.state_label(result.status), done)
 
 
 def _retry_why(task_id: str, looked: _Looked, user: User) -> Why:
@@ -456,7 +463,7 @@ def _discard_why(task_id: str, looked: _Looked, user: User) -> Why:
     if common:
         return common
     if task_id not in looked.jobs:
-        return "no record of it any more", f"job {task_id} has no record any more"
+        return _no_record(task_id)
     done = _done_already_why(task_id, looked)
     if done:
         return done

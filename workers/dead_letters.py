@@ -151,9 +151,9 @@ def dead_letter_now(message: Any, reason: str) -> bool:
 def job_dead_lettered_record(*, task_id: str, reason: str) -> int:
     """Say on a job that has not ended that its message is in the dead-letter queue, so
     its page does not read "Queued" for good (a job marked already keeps its first note;
-    a redrive clears it). Called by the worker's consumer: a database that cannot be
-    reached costs a log line, not the consumer (the operations page lists the message all
-    the same). Returns how many jobs it marked (0 or 1)."""
+    a redrive clears it). Called by the worker's consumer and by the depth sample: a
+    database that cannot be reached costs a log line, not the consumer (the operations page
+    lists the message all the same). Returns how many jobs it marked (0 or 1)."""
     try:
         with transaction.atomic():
             return (

@@ -90,9 +90,10 @@ class Job(RequesterFields):
     # A database default too: web processes of the previous release, still running during a
     # deploy, insert jobs without this column.
     discarded_by_label = models.CharField(max_length=255, blank=True, default="", db_default="")
-    # Set when a worker moved the job's message to its dead-letter queue before running it
-    # (a task this worker does not know, a message it cannot read); cleared by a redrive.
-    # Until then no worker runs it, and its page says so instead of only "Queued".
+    # Set when the job's message went to its dead-letter queue before the job ended: moved
+    # there by a worker (a task it does not know, a message it cannot read) or by SQS's
+    # redrive policy (found by the depth sample); cleared by a redrive. Until then no
+    # worker runs it, and its page says so instead of only "Queued".
     dead_lettered_at = models.DateTimeField(null=True, blank=True)
     dead_letter_reason = models.CharField(max_length=1000, blank=True, default="", db_default="")
 

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from django.db.models import Q
 
-from workers.job_registry import task_name_lookup, task_names
+from workers import job_registry
+from workers.job_registry import task_name_lookup
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,8 @@ def input_refused_condition() -> Q | None:
     for declared_name, rule in _rules.items():
         for module, type_name in _with_subclasses(rule.refused):
             refusal = (
-                Q(task_name__in=task_names(declared_name))
+                # job_retry_declare's parameter of the same name hides the function there.
+                Q(task_name__in=job_registry.task_names(declared_name))
                 & Q(result__regex=_json_member("exc_type", type_name))
                 & Q(result__regex=_json_member("exc_module", module))
             )

@@ -56,6 +56,16 @@ def _count(sqs: Any, url: str) -> int:
     return sum(int(v) for v in attributes.values())
 
 
+def _job_page_note(client: Client, task_id: str) -> tuple[str, str, str]:
+    """The job's page (its URL and HTML) and its dead-letter note, which must be there."""
+    result = TaskResult.objects.get(task_id=task_id)
+    url = f"/admin/django_celery_results/taskresult/{result.pk}/change/"
+    page = client.get(url).content.decode()
+    note = re.search(r'<div id="job-dead-lettered" class="errornote">(.*?)</div>', page, re.S)
+    assert note is not None, page
+    return url, page, note.group(1)
+
+
 def test_a_message_that_is_no_job_goes_to_the_dead_letter_queue_on_first_receipt(
     worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
 ) -> None:
@@ -119,14 +129,10 @@ def test_a_job_no_worker_can_run_says_on_its_page_that_its_message_is_dead_lette
         worker.stop()
     assert _count(sqs, dlq_url) == 1
 
-    result = TaskResult.objects.get(task_id=run.task_id)
-    job_page = f"/admin/django_celery_results/taskresult/{result.pk}/change/"
-    page = admin_client.get(job_page).content.decode()
-    note = re.search(r'<div id="job-dead-lettered" class="errornote">(.*?)</div>', page, re.S)
-    assert note is not None, page
-    assert "Its message was moved to the default dead-letter queue" in note.group(1)
-    assert "unknown task" in note.group(1) and "workers.tasks.retired_long_ago" in note.group(1)
-    assert 'id="job-dead-letters-link"' in note.group(1)
+    job_page, page, note = _job_page_note(admin_client, run.task_id)
+    assert "Its message was moved to the default dead-letter queue" in note
+    assert "unknown task" in note and "workers.tasks.retired_long_ago" in note
+    assert 'id="job-dead-letters-link"' in note
     assert 'id="job-no-consumer"' not in page, "a worker did receive it"
     listed = admin_client.get("/admin/django_celery_results/taskresult/").content.decode()
     assert "Queued (PENDING) · in the dead-letter queue" in listed
@@ -171,14 +177,9 @@ def test_a_job_whose_message_sqs_moved_to_the_dead_letter_queue_says_so_on_its_p
     marked = job.get().dead_lettered_at
     assert marked is not None
 
-    result = TaskResult.objects.get(task_id=run.task_id)
-    page = admin_client.get(f"/admin/django_celery_results/taskresult/{result.pk}/change/")
-    note = re.search(
-        r'<div id="job-dead-lettered" class="errornote">(.*?)</div>', page.content.decode(), re.S
-    )
-    assert note is not None
-    assert "Its message was moved to the default dead-letter queue" in note.group(1)
-    assert "SQS moved it after it was received five times without success" in note.group(1)
+    _, _, note = _job_page_note(admin_client, run.task_id)
+    assert "Its message was moved to the default dead-letter queue" in note
+    assert "SQS moved it after it was received five times without success" in note
     listed = admin_client.get("/admin/django_celery_results/taskresult/").content.decode()
     assert "Queued (PENDING) · in the dead-letter queue" in listed
 

@@ -47,6 +47,14 @@ def rows(task_id: str, user_id: int) -> tuple[Job, TaskResult, LogEntry]:
     return job, result, entry
 
 
+def saved_one_by_one(task_id: str, user_id: int) -> tuple[Job, TaskResult, LogEntry]:
+    """`rows` saved as Model.save() saves them: what insert_rows must store alike."""
+    saved = rows(task_id, user_id)
+    for row in saved:
+        row.save(force_insert=True)
+    return saved
+
+
 def stored(row: object) -> dict[str, object]:
     """A row as read back, without what differs between two inserts by nature."""
     fresh = type(row).objects.get(pk=row.pk)  # type: ignore[attr-defined]
@@ -58,9 +66,7 @@ def stored(row: object) -> dict[str, object]:
 
 def test_rows_inserted_together_are_stored_as_save_stores_them() -> None:
     user = get_user_model().objects.create_user("ada", is_staff=True)
-    saved = rows("saved-one-by-one", user.pk)
-    for row in saved:
-        row.save(force_insert=True)
+    saved = saved_one_by_one("saved-one-by-one", user.pk)
     together = rows("inserted-together", user.pk)
 
     insert_rows(*together)
@@ -76,9 +82,7 @@ def test_rows_inserted_together_are_stored_as_save_stores_them() -> None:
 
 def test_later_rows_of_a_model_reuse_its_statement_and_are_stored_as_save_stores_them() -> None:
     user = get_user_model().objects.create_user("ada", is_staff=True)
-    saved = rows("saved", user.pk)
-    for row in saved:
-        row.save(force_insert=True)
+    saved = saved_one_by_one("saved", user.pk)
     first = rows("first", user.pk)
     insert_rows(*first)  # compiles each model's statement, or finds it kept
     later = rows("later", user.pk)

@@ -15,7 +15,9 @@ task's thread, which in Celery's prefork pool is the pool process's own.
 
 SIGINT sent to the group (a cancel) is meant for the command; this process ignores it and
 keeps watching. It exits with the command's status (128 + N when a signal N ended it).
-Standard library only, run isolated (-I -S): it starts in a few milliseconds.
+Standard library only, run isolated (-I -S), and forking the command itself rather than
+importing `subprocess` (a sixth of its start): from start to the command's exit, `true` takes
+14 ms under it, 16.5 with subprocess, and every terraform command a worker streams pays it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
-import subprocess
 import sys
 from types import FrameType
 
@@ -37,6 +38,20 @@ def _kill_group(signum: int, frame: FrameType | None) -> None:
 def _ignore(signum: int, frame: FrameType | None) -> None:
     # A handler rather than SIG_IGN: an ignored disposition would be inherited by the command.
     return None
+
+
+def _exec(command: list[str]) -> None:
+    """In the forked child: become the command, or exit 127 saying why it cannot run."""
+    # Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec:
+    # the command gets the defaults back, as subprocess gives them. (Not posix_spawn: glibc's
+    # leaves its own internal signals ignored in the command.)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+    try:
+        os.execvp(command[0], command)  # noqa: S606 (an argument list, as subprocess runs it)
+    except OSError as exc:
+        os.write(2, f"tether: cannot run {command[0]}: {exc.strerror}\n".encode())
+    os._exit(127)
 
 
 def main(argv: list[str]) -> int:
@@ -53,12 +68,10 @@ def main(argv: list[str]) -> int:
     if os.getppid() != parent:
         # The parent died before the death signal was armed: nothing would deliver it.
         return 75
-    try:
-        process = subprocess.Popen(command)
-    except OSError as exc:
-        print(f"tether: cannot run {command[0]}: {exc.strerror}", file=sys.stderr)
-        return 127
-    returncode = process.wait()
+    pid = os.fork()
+    if pid == 0:
+        _exec(command)
+    returncode = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     # os._exit: no interpreter shutdown between the command's end and this exit, so the
     # pipe the parent reads closes only once the status is final.
     os._exit(returncode if returncode >= 0 else 128 - returncode)

@@ -56,6 +56,24 @@ def test_the_exit_status_is_the_commands() -> None:
     assert ended_by_signal.returncode == 128 + signal.SIGTERM
 
 
+def test_a_command_that_cannot_run_exits_127_saying_why() -> None:
+    ran = subprocess.run(tethered("no-such-command-here"), capture_output=True, text=True)
+    assert ran.returncode == 127
+    assert ran.stderr == "tether: cannot run no-such-command-here: No such file or directory\n"
+
+
+def test_the_command_starts_with_no_signal_ignored() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ: a command that inherited that would not die of a
+    closed pipe. (glibc's posix_spawn leaves its own internal signals ignored too.)"""
+    shown = subprocess.run(
+        tethered("sh", "-c", "grep SigIgn /proc/self/status"),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert int(shown.stdout.split()[1], 16) == 0, shown.stdout
+
+
 def test_sigint_to_the_group_reaches_the_command_and_not_the_tether(tmp_path: Path) -> None:
     script = "trap 'echo interrupted; exit 5' INT; echo ready; while :; do sleep 0.05; done"
     process = subprocess.Popen(

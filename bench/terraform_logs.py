@@ -1,12 +1,12 @@
 """Benchmark: the job log's cost on a terraform run that prints 100k lines.
 
 Runs the same `terraform apply` (a local-exec step printing N timestamped lines) three times
-a round: with its output thrown away (the baseline), read through run_streaming into a sink
-that keeps nothing (the cost of capturing output at all), and through the worker's path
-(run_streaming → the terraform log writer: -json events parsed, redacted, batched into
-PostgreSQL). Meanwhile a reader polls the log the way the job page does (every half second)
-and notes, for one line in ten, how long after it was printed a person watching the page
-could read it.
+a round, in this order and in reverse by turns: with its output thrown away (the baseline),
+read through run_streaming into a sink that keeps nothing (the cost of capturing output at
+all), and through the worker's path (run_streaming → the terraform log writer: -json events
+parsed, redacted, batched into PostgreSQL). Meanwhile a reader polls the log the way the job
+page does (every half second) and notes, for one line in ten, how long after it was printed
+a person watching the page could read it.
 
     .venv/bin/python bench/terraform_logs.py [--lines 100000]
 
@@ -222,7 +222,8 @@ def percentile(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=100_000)
-    parser.add_argument("--rounds", type=int, default=7)
+    # Even, so that as many rounds run the baseline first as last.
+    parser.add_argument("--rounds", type=int, default=8)
     args = parser.parse_args()
 
     root = Path(tempfile.mkdtemp(prefix="opsqueue-bench-tf-"))
@@ -232,11 +233,18 @@ def main() -> None:
         all_delays: list[float] = []
         chunks = 0
         for n in range(1, args.rounds + 1):
-            base_seconds, tf_cpu = baseline(directory, env)
+            # Every other round runs the three in reverse: a machine speeding up or slowing
+            # down through a round then favours the logged run as often as the baseline.
+            forward = n % 2 == 1
+            if forward:
+                base_seconds, tf_cpu = baseline(directory, env)
+                reads.append(read_only(directory, env))
+            seconds, cpu, pg_cpu, reader_cpu, delays, seen_lines, chunks = logged(directory, env)
+            if not forward:
+                reads.append(read_only(directory, env))
+                base_seconds, tf_cpu = baseline(directory, env)
             bases.append(base_seconds)
             tf_cpus.append(tf_cpu)
-            reads.append(read_only(directory, env))
-            seconds, cpu, pg_cpu, reader_cpu, delays, seen_lines, chunks = logged(directory, env)
             runs.append(seconds)
             cpus.append(cpu)
             pg_cpus.append(pg_cpu)
@@ -254,8 +262,8 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
 
     base, run = statistics.median(bases), statistics.median(runs)
-    # Each round runs the two back to back; the machine's speed drifts between rounds by
-    # more than the log costs, so the overhead is the median of each round's own.
+    # Each round runs them back to back; the machine's speed drifts between rounds by more
+    # than the log costs, so the overhead is the median of each round's own.
     overhead = statistics.median((r - b) / b * 100 for b, r in zip(bases, runs, strict=True))
     pipe = statistics.median((r - b) / b * 100 for b, r in zip(bases, reads, strict=True))
     print(f"terraform apply printing {args.lines:,} lines, {args.rounds} rounds (medians)")

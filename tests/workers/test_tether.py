@@ -62,16 +62,21 @@ def test_a_command_that_cannot_run_exits_127_saying_why() -> None:
     assert ran.stderr == "tether: cannot run no-such-command-here: No such file or directory\n"
 
 
-def test_the_command_starts_with_no_signal_ignored() -> None:
-    """Python ignores SIGPIPE and SIGXFSZ: a command that inherited that would not die of a
-    closed pipe. (glibc's posix_spawn leaves its own internal signals ignored too.)"""
-    shown = subprocess.run(
-        tethered("sh", "-c", "grep SigIgn /proc/self/status"),
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert int(shown.stdout.split()[1], 16) == 0, shown.stdout
+def ignored_signals(command: list[str]) -> int:
+    """The mask of signals `command` starts with ignored."""
+    shown = subprocess.run(command, capture_output=True, text=True, check=True)
+    return int(shown.stdout.split()[1], 16)
+
+
+def test_the_command_starts_with_the_signals_subprocess_would_give_it() -> None:
+    """Python ignores SIGPIPE and SIGXFSZ, and subprocess gives a command their defaults back:
+    one that inherited SIGPIPE ignored would not die of a closed pipe. (glibc's posix_spawn
+    would leave its own internal signals ignored too.) What this process's own parent
+    ignores (SIGHUP under nohup) stays ignored, as subprocess leaves it."""
+    show = ["sh", "-c", "grep SigIgn /proc/self/status"]
+    through_tether = ignored_signals(tethered(*show))
+    assert through_tether == ignored_signals(show)
+    assert not through_tether & (1 << (signal.SIGPIPE - 1))
 
 
 def test_sigint_to_the_group_reaches_the_command_and_not_the_tether(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from django_celery_results.models import GroupResult, TaskResult
 
 from workers import display, families, job_actions, selectors
 from workers.admin_base import ImmutableAdminMixin, ReadOnlyAdminMixin
+from workers.admin_live import LiveJobPageMixin
 from workers.job_bulk_admin import JOB_BULK_ACTIONS
 from workers.job_filters import JOB_LIST_FILTERS, known_task_names
 from workers.job_registry import task_names
@@ -41,7 +42,7 @@ admin.site.unregister(TaskResult)
 
 
 @admin.register(TaskResult)
-class JobResultAdmin(ReadOnlyAdminMixin, TaskResultAdmin):
+class JobResultAdmin(LiveJobPageMixin, ReadOnlyAdminMixin, TaskResultAdmin):
     list_display = (
         "task_id",
         "task_name",

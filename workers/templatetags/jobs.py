@@ -10,9 +10,9 @@ from django import template
 from django.utils.timesince import timesince
 
 from workers.admin_links import operations_url_for
+from workers.admin_live import job_summary_for_page
 from workers.display import duration_text, state_label
 from workers.families import job_viewable
-from workers.selectors import job_summary_get
 
 register = template.Library()
 
@@ -34,8 +34,8 @@ def job_live(
     A person who may look at the record but not at its job (the job's family view permission
     and the jobs' own) gets a line saying so, not a box whose log and links answer 403.
     """
-    summary = job_summary_get(task_id=task_id)
     request = context.get("request")
+    summary = job_summary_for_page(request, task_id)
     # No record left (expired): the box says so, and there is nothing in it to withhold.
     viewable = summary is None or (
         request is not None and job_viewable(request.user, summary.task_name)

@@ -272,7 +272,9 @@ class TerraformRunAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmi
         form_url: str = "",
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
-        run = TerraformRun.objects.filter(pk=object_id).select_related("workspace").first()
+        # The run Django's change_view renders too, read after its job (LiveJobPageMixin): the
+        # buttons and the plan shown follow from one reading.
+        run = self.get_object(request, object_id)
         outdated = (
             selectors.run_plan_outdated(run=run)
             if run is not None and run.state == RunState.PLANNED

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -854,3 +855,85 @@ def test_a_waiting_runs_page_names_and_links_the_run_it_waits_behind() -> None:
         f'id="run-first-ahead">{blocking}</a> (planned: needs approval).'
     ) in page
     assert html_problems(page) == []
+
+
+def test_a_run_page_made_while_its_plan_ends_never_shows_a_finished_plan_job_beside_cancel(
+    make_workspace: MakeWorkspace,
+) -> None:
+    """The page reloads when its job ends while watched, not when the job had already ended
+    as it was made: the run it shows must then be the one the job left. The plan ends (the
+    run planned, then its job's record SUCCESS, each committed by another connection as the
+    worker commits them) after each of the page's queries in turn."""
+    from django.db import connections
+    from django_celery_results.models import TaskResult
+
+    from infra_tasks.terraform.jobs import RUN_PLAN_EXECUTE
+
+    workspace = make_workspace()
+    alice = staff("alice", "plan_terraformworkspace", "apply_terraformworkspace")
+    alice.user_permissions.add(Permission.objects.get(codename="view_taskresult"))
+    client = client_for(alice)
+
+    def planning(task_id: str) -> TerraformRun:
+        TaskResult.objects.create(
+            task_id=task_id,
+            task_name=RUN_PLAN_EXECUTE.name,
+            status="STARTED",
+            date_started=timezone.now(),
+        )
+        return TerraformRun.objects.create(
+            workspace=workspace,
+            kind=RunKind.APPLY,
+            state=RunState.PLANNING,
+            requester_kind="user",
+            requester_label="alice",
+            requested_by=alice,
+            plan_task_id=task_id,
+        )
+
+    def plan_ends(run: TerraformRun) -> None:
+        worker = connections.create_connection("default")
+        try:
+            with worker.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE terraform_terraformrun SET state = %s, plan_summary = %s, "
+                    "message = %s WHERE id = %s",
+                    [RunState.PLANNED, '{"add": 1, "change": 0, "destroy": 0}', "Plan.", run.pk],
+                )
+            with worker.cursor() as cursor:
+                cursor.execute(
+                    "UPDATE django_celery_results_taskresult SET status = 'SUCCESS', "
+                    "date_done = now() WHERE task_id = %s",
+                    [run.plan_task_id],
+                )
+        finally:
+            worker.close()
+
+    def page_with_the_plan_ending_after_query(run: TerraformRun, at: int) -> tuple[str, int]:
+        seen = 0
+
+        def end_plan_there(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+            nonlocal seen
+            result = execute(sql, params, many, context)
+            seen += 1
+            if seen == at:
+                plan_ends(run)
+            return result
+
+        with connection.execute_wrapper(end_plan_there):
+            page = client.get(reverse("admin:terraform_terraformrun_change", args=[run.pk]))
+        assert page.status_code == 200
+        return page.content.decode(), seen
+
+    first = planning("plan-0")
+    _, queries = page_with_the_plan_ending_after_query(first, at=0)
+    assert queries > 5
+    first.delete()  # one active run per workspace
+    for at in range(1, queries + 1):
+        run = planning(f"plan-{at}")
+        html, _ = page_with_the_plan_ending_after_query(run, at)
+        run.delete()
+        if 'data-finished="1"' in html:
+            assert 'id="run-approve"' in html and 'id="run-cancel"' not in html, at
+        else:
+            assert 'data-finished="0"' in html, at  # it reloads when the plan job ends

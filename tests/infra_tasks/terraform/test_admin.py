@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
-from typing import Any
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -26,6 +25,7 @@ from infra_tasks.terraform.selectors import (
 from infra_tasks.terraform.services.runs import RunError, run_approve, run_cancel, run_request
 from tests.support.broker import publishing_to
 from tests.support.html_checks import html_problems
+from tests.support.races import get_with_commit_after_query
 from tests.support.servers import AwsEndpoint, new_queue_prefix
 from tests.workers.test_monitoring import sqs_queues_named
 from workers.enqueue import Requester
@@ -864,7 +864,6 @@ def test_a_run_page_made_while_its_plan_ends_never_shows_a_finished_plan_job_bes
     as it was made: the run it shows must then be the one the job left. The plan ends (the
     run planned, then its job's record SUCCESS, each committed by another connection as the
     worker commits them) after each of the page's queries in turn."""
-    from django.db import connections
     from django_celery_results.models import TaskResult
 
     from infra_tasks.terraform.jobs import RUN_PLAN_EXECUTE
@@ -891,39 +890,23 @@ def test_a_run_page_made_while_its_plan_ends_never_shows_a_finished_plan_job_bes
             plan_task_id=task_id,
         )
 
-    def plan_ends(run: TerraformRun) -> None:
-        worker = connections.create_connection("default")
-        try:
-            with worker.cursor() as cursor:
-                cursor.execute(
-                    "UPDATE terraform_terraformrun SET state = %s, plan_summary = %s, "
-                    "message = %s WHERE id = %s",
-                    [RunState.PLANNED, '{"add": 1, "change": 0, "destroy": 0}', "Plan.", run.pk],
-                )
-            with worker.cursor() as cursor:
-                cursor.execute(
-                    "UPDATE django_celery_results_taskresult SET status = 'SUCCESS', "
-                    "date_done = now() WHERE task_id = %s",
-                    [run.plan_task_id],
-                )
-        finally:
-            worker.close()
-
     def page_with_the_plan_ending_after_query(run: TerraformRun, at: int) -> tuple[str, int]:
-        seen = 0
-
-        def end_plan_there(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-            nonlocal seen
-            result = execute(sql, params, many, context)
-            seen += 1
-            if seen == at:
-                plan_ends(run)
-            return result
-
-        with connection.execute_wrapper(end_plan_there):
-            page = client.get(reverse("admin:terraform_terraformrun_change", args=[run.pk]))
+        plan_ends = (
+            (
+                "UPDATE terraform_terraformrun SET state = %s, plan_summary = %s, message = %s "
+                "WHERE id = %s",
+                [RunState.PLANNED, '{"add": 1, "change": 0, "destroy": 0}', "Plan.", run.pk],
+            ),
+            (
+                "UPDATE django_celery_results_taskresult SET status = 'SUCCESS', "
+                "date_done = now() WHERE task_id = %s",
+                [run.plan_task_id],
+            ),
+        )
+        url = reverse("admin:terraform_terraformrun_change", args=[run.pk])
+        page, queries = get_with_commit_after_query(client, url, at=at, commit=plan_ends)
         assert page.status_code == 200
-        return page.content.decode(), seen
+        return page.content.decode(), queries
 
     first = planning("plan-0")
     _, queries = page_with_the_plan_ending_after_query(first, at=0)

@@ -1,0 +1,44 @@
+"""A page read while another process commits: the commit lands after a chosen query of the
+page's request, so a test can try every point of it in turn."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.db import connection, connections
+from django.test import Client
+
+if TYPE_CHECKING:
+    # What the test client returns, as django-stubs names it (not a runtime name).
+    from django.test.client import _MonkeyPatchedWSGIResponse
+
+
+def commit_elsewhere(*statements: tuple[str, list[Any]]) -> None:
+    """Run and commit each statement on a connection of its own, as a worker would."""
+    other = connections.create_connection("default")
+    try:
+        for sql, params in statements:
+            with other.cursor() as cursor:
+                cursor.execute(sql, params)
+    finally:
+        other.close()
+
+
+def get_with_commit_after_query(
+    client: Client, url: str, *, at: int, commit: tuple[tuple[str, list[Any]], ...]
+) -> tuple[_MonkeyPatchedWSGIResponse, int]:
+    """GET `url`, committing `commit` elsewhere right after the request's `at`-th query (not
+    at all for 0); the response and how many queries the request ran."""
+    seen = 0
+
+    def commit_there(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        nonlocal seen
+        result = execute(sql, params, many, context)
+        seen += 1
+        if seen == at:
+            commit_elsewhere(*commit)
+        return result
+
+    with connection.execute_wrapper(commit_there):
+        response = client.get(url)
+    return response, seen

@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
-from django_celery_results.models import TaskResult
 
 from workers.families import job_viewable
 from workers.selectors import JobSummary, job_summary_get
@@ -68,14 +67,11 @@ class LiveJobFieldsMixin(LiveJobPageMixin):
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
         fieldsets = super().get_fieldsets(request, obj)  # type: ignore[misc]
         task_id = self.live_task_id(obj) if obj is not None else ""
-        task_name = (
-            TaskResult.objects.filter(task_id=task_id).values_list("task_name", flat=True).first()
-            if task_id
-            else None
-        )
+        # The summary get_object read before the record: no query of its own.
+        summary = job_summary_for_page(request, task_id) if task_id else None
         # No job record, or one this person may not open (the live box then shows nothing
         # of it): the form's own fields say it all.
-        if task_name is None or not job_viewable(request.user, task_name):
+        if summary is None or not job_viewable(request.user, summary.task_name):
             return fieldsets
         return [
             (

@@ -3,6 +3,7 @@ page's request, so a test can try every point of it in turn."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, connections
@@ -42,3 +43,22 @@ def get_with_commit_after_query(
     with connection.execute_wrapper(commit_there):
         response = client.get(url)
     return response, seen
+
+
+def pages_made_as_the_job_ends(
+    page_at: Callable[[int], tuple[str, int]], *, more_queries_than: int
+) -> Iterator[tuple[int, str]]:
+    """A live job's page, made with the job ending after each of the page's queries in turn
+    (`page_at(at)`: its HTML and how many queries it ran): each that says the job had ended
+    as it was made, with the point; every other must reload when the job ends."""
+    _, queries = page_at(0)
+    assert queries > more_queries_than
+    ended = 0
+    for at in range(1, queries + 1):
+        html, _ = page_at(at)
+        if 'data-finished="1"' in html:
+            ended += 1
+            yield at, html
+        else:
+            assert 'data-finished="0"' in html, at  # it reloads when the job ends
+    assert ended, "no page was made after the job had ended"

@@ -9,7 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from tests.support.races import get_with_commit_after_query
+from tests.support.races import get_with_commit_after_query, pages_made_as_the_job_ends
 from workers.jobs import DIAGNOSTIC_RUN_EXECUTE
 from workers.models import DiagnosticRun, Job
 
@@ -50,7 +50,8 @@ def test_a_job_page_made_while_its_job_fails_offers_what_a_failed_job_offers_or_
             date_started=timezone.now(),
         )
 
-    def page_with_the_job_failing_after_query(result: TaskResult, at: int) -> tuple[str, int]:
+    def page_with_the_job_failing_after_query(at: int) -> tuple[str, int]:
+        result = running(at)
         fails = (
             (
                 "UPDATE django_celery_results_taskresult SET status = 'FAILURE', result = %s, "
@@ -63,11 +64,7 @@ def test_a_job_page_made_while_its_job_fails_offers_what_a_failed_job_offers_or_
         assert page.status_code == 200
         return page.content.decode(), queries
 
-    _, queries = page_with_the_job_failing_after_query(running(0), at=0)
-    assert queries > 3
-    for at in range(1, queries + 1):
-        html, _ = page_with_the_job_failing_after_query(running(at), at)
-        if 'data-finished="1"' in html:
-            assert 'id="job-actions"' in html, at
-        else:
-            assert 'data-finished="0"' in html, at  # it reloads when the job ends
+    for at, html in pages_made_as_the_job_ends(
+        page_with_the_job_failing_after_query, more_queries_than=3
+    ):
+        assert 'id="job-actions"' in html, at

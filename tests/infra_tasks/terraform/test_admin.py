@@ -25,7 +25,7 @@ from infra_tasks.terraform.selectors import (
 from infra_tasks.terraform.services.runs import RunError, run_approve, run_cancel, run_request
 from tests.support.broker import publishing_to
 from tests.support.html_checks import html_problems
-from tests.support.races import get_with_commit_after_query
+from tests.support.races import get_with_commit_after_query, pages_made_as_the_job_ends
 from tests.support.servers import AwsEndpoint, new_queue_prefix
 from tests.workers.test_monitoring import sqs_queues_named
 from workers.enqueue import Requester
@@ -890,7 +890,8 @@ def test_a_run_page_made_while_its_plan_ends_never_shows_a_finished_plan_job_bes
             plan_task_id=task_id,
         )
 
-    def page_with_the_plan_ending_after_query(run: TerraformRun, at: int) -> tuple[str, int]:
+    def page_with_the_plan_ending_after_query(at: int) -> tuple[str, int]:
+        run = planning(f"plan-{at}")
         plan_ends = (
             (
                 "UPDATE terraform_terraformrun SET state = %s, plan_summary = %s, message = %s "
@@ -905,18 +906,11 @@ def test_a_run_page_made_while_its_plan_ends_never_shows_a_finished_plan_job_bes
         )
         url = reverse("admin:terraform_terraformrun_change", args=[run.pk])
         page, queries = get_with_commit_after_query(client, url, at=at, commit=plan_ends)
+        run.delete()  # one active run per workspace
         assert page.status_code == 200
         return page.content.decode(), queries
 
-    first = planning("plan-0")
-    _, queries = page_with_the_plan_ending_after_query(first, at=0)
-    assert queries > 5
-    first.delete()  # one active run per workspace
-    for at in range(1, queries + 1):
-        run = planning(f"plan-{at}")
-        html, _ = page_with_the_plan_ending_after_query(run, at)
-        run.delete()
-        if 'data-finished="1"' in html:
-            assert 'id="run-approve"' in html and 'id="run-cancel"' not in html, at
-        else:
-            assert 'data-finished="0"' in html, at  # it reloads when the plan job ends
+    for at, html in pages_made_as_the_job_ends(
+        page_with_the_plan_ending_after_query, more_queries_than=5
+    ):
+        assert 'id="run-approve"' in html and 'id="run-cancel"' not in html, at

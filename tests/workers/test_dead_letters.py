@@ -78,15 +78,19 @@ def test_a_message_that_is_no_job_goes_to_the_dead_letter_queue_on_first_receipt
     try:
         sqs.send_message(QueueUrl=url, MessageBody="not a job at all")
         # Far sooner than the five 600 s receives the redrive policy would wait for.
-        wait_until(lambda: _count(sqs, dlq_url) == 1, timeout=30, message="the dead letter")
-        assert _count(sqs, url) == 0
+        # The worker sends the copy, then deletes the original: both are waited for.
+        wait_until(
+            lambda: _count(sqs, dlq_url) == 1 and _count(sqs, url) == 0,
+            timeout=30,
+            message="the message moved to the dead-letter queue",
+        )
         message = sqs.receive_message(QueueUrl=dlq_url, MessageAttributeNames=["All"])["Messages"][
             0
         ]
         assert message["Body"] == "not a job at all"
         reason = message["MessageAttributes"][REASON_ATTRIBUTE]["StringValue"]
         assert reason
-        assert "moved a message" in worker.log_text()
+        wait_until(lambda: "moved a message" in worker.log_text(), message="the worker's log line")
     finally:
         worker.stop()
 

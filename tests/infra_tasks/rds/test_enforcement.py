@@ -36,7 +36,7 @@ from tests.support.servers import (
 from workers.devstack import free_port
 from workers.enqueue import Requester, job_enqueue
 from workers.models import Job
-from workers.outbox import broker_health
+from workers.outbox import broker_health, relay
 from workers.queues import QUEUES
 from workers.selectors import job_log_since
 from workers.services import job_republish_unsent
@@ -168,8 +168,12 @@ def test_with_sqs_known_down_the_pass_records_every_correction_and_sends_them_on
         assert set(corrections.values_list("action", "state")) == {("stop", ActionState.QUEUED)}
         task_ids = set(corrections.values_list("task_id", flat=True))
         assert len(task_ids) == 2
-        # Recorded, and sent once the broker answers (here the sweeper's pass).
+        # Recorded, and sent once the broker answers: by the sweeper's pass, or by this
+        # process's relay, which was handed them at commit and sends them as soon as SQS
+        # takes them (a job's row is sent by whichever holds it; `drain` waits for the
+        # relay to have marked what it sent).
         job_republish_unsent(older_than=timedelta(0))
+        assert relay.drain(timeout=30)
         assert not Job.objects.filter(task_id__in=task_ids, sent_at__isnull=True).exists()
 
 

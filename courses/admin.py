@@ -164,9 +164,16 @@ class CourseAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         upload = form.cleaned_data.get("new_cover")
         if upload:
-            course_cover_set(
+            course = course_cover_set(
                 course_id=obj.pk, upload=upload, requester=Requester.for_user(request.user)
             )
+            if course.cover_status == Course.CoverStatus.READY:
+                # Only the course's own cover uploaded again comes back ready: nothing was
+                # stored or queued. Said plainly, not with a note of an earlier upload.
+                self.message_user(
+                    request, "That picture is already this course's cover; nothing changed."
+                )
+                return
             # The original is stored once the admin's transaction commits (its callbacks
             # run in order, so this one comes after the store): say what happened then, not
             # "stored" over a store that may still fail.

@@ -65,7 +65,10 @@ ORIGINALS_PREFIX = "covers/originals"
 def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> Course:
     """Make `upload` the course's cover and queue its variants; returns at once.
 
-    Uploading the cover the course already has does nothing. Nothing is decoded here; the
+    Uploading the cover the course already has queues nothing; if its variants are made,
+    a note left by an earlier upload that was refused goes (the course's cover is the one
+    this person just chose again, and the note would read as about it). Nothing is decoded
+    here; the
     first bytes decide the stored name's extension (and so the type it is served as), not
     the uploader's file name or Content-Type. The file is stored only once the transaction
     commits, so an upload that rolls back leaves nothing in storage. A file over
@@ -76,6 +79,9 @@ def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> C
     source_hash = sha256_of(cast(BinaryIO, upload))
     course = Course.objects.select_for_update().get(pk=course_id)
     if course.cover_sha256 == source_hash and course.cover_status != Course.CoverStatus.FAILED:
+        if course.cover_status == Course.CoverStatus.READY and course.cover_error:
+            course.cover_error = ""
+            course.save(update_fields=["cover_error", "updated_at"])
         return course
 
     # Refuse before anything else: nothing is recorded for an upload that cannot be queued,

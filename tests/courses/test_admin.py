@@ -78,6 +78,51 @@ def test_uploading_in_the_admin_only_enqueues_and_the_job_names_the_user(
     assert f"its variants are being made (job {course.cover_task_id})." in page
 
 
+def test_the_good_cover_uploaded_again_after_a_refused_one_says_so_and_no_longer_shows_the_refusal(
+    admin_client: Client, cover_jpeg: bytes, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Saving the course with its own cover chosen again read "The new cover was not used,
+    the previous one is kept: The file is not an image" (the note of the refused upload
+    before), as if the good picture had been refused."""
+    course = make_course()
+    with django_capture_on_commit_callbacks(execute=True):
+        course_cover_set(
+            course_id=course.pk, upload=upload(cover_jpeg), requester=Requester.cli("t")
+        )
+    course.refresh_from_db()
+    course_cover_variants_build(course_id=course.pk, source_hash=course.cover_sha256, task_id="a")
+    with django_capture_on_commit_callbacks(execute=True):
+        course_cover_set(
+            course_id=course.pk, upload=upload(b"plain text", "x.jpg"), requester=Requester.cli("t")
+        )
+    course.refresh_from_db()
+    with pytest.raises(ImageRejected):
+        course_cover_variants_build(
+            course_id=course.pk, source_hash=course.cover_sha256, task_id="b"
+        )
+    url = f"/admin/courses/course/{course.pk}/change/"
+    assert "The new cover was not used" in admin_client.get(url).content.decode()
+
+    response = admin_client.post(
+        url,
+        {
+            "title": course.title,
+            "slug": course.slug,
+            "new_cover": SimpleUploadedFile("again.jpg", cover_jpeg, "image/jpeg"),
+            "sections-TOTAL_FORMS": "0",
+            "sections-INITIAL_FORMS": "0",
+            "_continue": "Save and continue editing",
+        },
+        follow=True,
+    )
+
+    page = response.content.decode()
+    assert "That picture is already this course&#x27;s cover; nothing changed." in page
+    assert "The new cover was not used" not in page and 'class="error"' not in page
+    course.refresh_from_db()
+    assert (course.cover_status, course.cover_error) == (Course.CoverStatus.READY, "")
+
+
 def test_an_upload_over_the_size_limit_is_refused_on_the_form_and_nothing_changes(
     admin_client: Client, cover_jpeg: bytes, media_root: Path, settings: Any
 ) -> None:

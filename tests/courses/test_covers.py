@@ -280,6 +280,28 @@ def test_a_cover_that_cannot_be_used_leaves_the_good_one_in_place_and_says_why(
     assert stored_files(media_root) == good_files  # the refused original is gone, nothing else
 
 
+def test_the_good_cover_uploaded_again_after_a_refused_one_clears_the_refusal_and_queues_nothing(
+    cover_jpeg: bytes, django_capture_on_commit_callbacks: Any
+) -> None:
+    """The note of a refused upload stays until the person does something else with the
+    cover: choosing the kept picture again is that, and the note would read as about it."""
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    build(course)
+    course = set_cover(course, b"not a picture\n" * 100, django_capture_on_commit_callbacks)
+    with pytest.raises(ImageRejected):
+        build(course)
+    course.refresh_from_db()
+    assert course.cover_error.startswith("The new cover was not used")
+    jobs = TaskResult.objects.count()
+
+    again = set_cover(course, cover_jpeg, django_capture_on_commit_callbacks)
+
+    again.refresh_from_db()
+    assert (again.cover_status, again.cover_error) == (Course.CoverStatus.READY, "")
+    assert again.cover_variants.count() == len(COVER_SPECS)
+    assert TaskResult.objects.count() == jobs
+
+
 def job_log_text(task_id: str) -> str:
     from workers.selectors import job_log_iter_text
 

@@ -55,10 +55,17 @@ def _sample(client: Any, queue: str) -> dict[str, Any]:
     return sample
 
 
-def queue_depths_record() -> list[QueueDepth]:
-    """Sample every queue (and its dead-letter queue) and store the result per queue."""
+def queue_depths_record(*, own_queue: str | None = None) -> list[QueueDepth]:
+    """Sample every queue (and its dead-letter queue) and store the result per queue.
+
+    `own_queue` is the queue the sampling job's message came from: that message is in flight
+    while it samples and is not work waiting on anyone, so it is not counted (an idle
+    default queue read "1 in flight" in every sample)."""
     client = boto3.client("sqs", region_name=settings.AWS_REGION, config=CLIENT_CONFIG)
     samples = {queue: _sample(client, queue) for queue in QUEUES}
+    own = samples.get(own_queue or "")
+    if own and "in_flight" in own:
+        own["in_flight"] = max(0, own["in_flight"] - 1)
     now = timezone.now()
     with transaction.atomic():
         return [

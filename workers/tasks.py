@@ -30,11 +30,14 @@ def jobs_mark_lost() -> int:
     return len(reconcile.jobs_mark_lost())
 
 
-@job_task(jobs.QUEUE_DEPTHS_RECORD, bind=False)
-def queue_depths_record() -> dict[str, int]:
+@job_task(jobs.QUEUE_DEPTHS_RECORD)
+def queue_depths_record(self: Any) -> dict[str, int]:
     """Each queue's SQS depth into the database, for the operations page; and where a
     dead-letter queue holds messages, their jobs say so (messages SQS moved there itself)."""
-    depths = queue_depths.queue_depths_record()
+    # This job's own message is in flight on its queue while it samples (run from a
+    # message; none when called in-process).
+    own_queue = (self.request.delivery_info or {}).get("routing_key")
+    depths = queue_depths.queue_depths_record(own_queue=own_queue)
     dead_letters.dead_lettered_jobs_record(
         queues=[depth.queue for depth in depths if depth.dead_letters and not depth.error]
     )

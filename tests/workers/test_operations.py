@@ -7,19 +7,25 @@ import re
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
+from django.db import transaction
 from django.test import Client, override_settings
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
-from tests.support.servers import AwsEndpoint, new_queue_prefix
+from tests.support.broker import publishing_to
+from tests.support.jobs import job_status
+from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from workers import jobs
 from workers.devstack import free_port
+from workers.enqueue import Requester, job_enqueue
 from workers.models import QueueDepth, WorkerHeartbeat
 from workers.monitoring import monitoring_health
 from workers.tasks import queue_depths_record
@@ -98,6 +104,32 @@ def test_page_shows_the_queue_depths_the_periodic_task_recorded(
     assert cell(html, media, "dead-letters") == "0"
     assert cell(html, 'data-queue="infra"', "dead-letters") == "1"
     assert cell(html, 'data-queue="default"', "visible") == "0"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sampling_job_counts_what_else_is_in_flight_on_its_queue_not_its_own_message(
+    worker_env: dict[str, str], run_dir: Path, sqs_queues: AwsEndpoint
+) -> None:
+    """Run by a worker, the sample is taken while its own message is in flight on its
+    queue: an idle default queue read "1 in flight" in every sample."""
+    prefix = new_queue_prefix()
+    with override_settings(SQS_QUEUE_PREFIX=prefix):
+        call_command("sqs_queues", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    sqs = sqs_queues.client("sqs")
+    default = sqs.get_queue_url(QueueName=f"{prefix}default")["QueueUrl"]
+    sqs.send_message(QueueUrl=default, MessageBody="taken by someone else")
+    assert sqs.receive_message(QueueUrl=default, VisibilityTimeout=300)["Messages"]
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix}, queues=["default"], log_dir=run_dir
+    )
+    try:
+        with publishing_to(prefix), transaction.atomic():
+            task_id = job_enqueue(jobs.QUEUE_DEPTHS_RECORD, requester=Requester.cli("test"))
+        wait_until(lambda: job_status(task_id) == "SUCCESS", message="the sample")
+    finally:
+        worker.stop()
+    depth = QueueDepth.objects.get(queue="default")
+    assert (depth.visible, depth.in_flight, depth.error) == (0, 1, "")
 
 
 def test_queue_sample_failure_is_shown_with_the_last_known_counts(

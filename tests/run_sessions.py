@@ -41,7 +41,8 @@ REST = "not waits and not browser"
 # in a session of its own (workers 282 s, terraform 112, project 88, courses 49, rds 36 of
 # the rest's ~620) and by when each lane is free: rest-3 follows waits-2, done at under 4
 # minutes, and rest-2 the browser session, done at 7. With project in rest-1 and rds in
-# rest-2, rest-1 and rest-2 ended at 10.6 and 10.1 minutes and rest-3 at 6.7.
+# rest-2, rest-1 and rest-2 ended at 10.6 and 10.1 minutes and rest-3 at 6.7; as below,
+# the three end at 9.3-9.9, 10.0-10.2 and 9.2-9.6.
 REST_FIRST = ("tests/workers", "tests/infra_tasks/rds")
 REST_THIRD = ("tests/courses", "tests/infra_tasks/releases", "tests/deploy", "tests/project")
 # Likewise for the tests that wait: tests/workers' took 6 of their 11.5 minutes.

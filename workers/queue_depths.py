@@ -59,8 +59,8 @@ def queue_depths_record(*, own_queue: str | None = None) -> list[QueueDepth]:
     """Sample every queue (and its dead-letter queue) and store the result per queue.
 
     `own_queue` is the queue the sampling job's message came from: that message is in flight
-    while it samples and is not work waiting on anyone, so it is not counted (an idle
-    default queue read "1 in flight" in every sample)."""
+    while it samples and is not work waiting on anyone, so it is not counted (it read as
+    one more job in flight on its queue in every sample)."""
     client = boto3.client("sqs", region_name=settings.AWS_REGION, config=CLIENT_CONFIG)
     samples = {queue: _sample(client, queue) for queue in QUEUES}
     own = samples.get(own_queue or "")

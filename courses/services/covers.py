@@ -68,11 +68,10 @@ def course_cover_set(*, course_id: int, upload: File, requester: Requester) -> C
     Uploading the cover the course already has queues nothing; if its variants are made,
     a note left by an earlier upload that was refused goes (the course's cover is the one
     this person just chose again, and the note would read as about it). Nothing is decoded
-    here; the
-    first bytes decide the stored name's extension (and so the type it is served as), not
-    the uploader's file name or Content-Type. The file is stored only once the transaction
-    commits, so an upload that rolls back leaves nothing in storage. A file over
-    MEDIA_MAX_UPLOAD_BYTES is refused (ImageTooLarge) with nothing changed.
+    here; the first bytes decide the stored name's extension (and so the type it is served
+    as), not the uploader's file name or Content-Type. The file is stored only once the
+    transaction commits, so an upload that rolls back leaves nothing in storage. A file
+    over MEDIA_MAX_UPLOAD_BYTES is refused (ImageTooLarge) with nothing changed.
     """
     refuse_oversized_file(upload.size, settings.MEDIA_MAX_UPLOAD_BYTES)
     upload.seek(0)

@@ -9,9 +9,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from tests.support.jobs import job_record
 from tests.support.races import get_with_commit_after_query, pages_made_as_the_job_ends
 from workers.jobs import DIAGNOSTIC_RUN_EXECUTE
-from workers.models import DiagnosticRun, Job
+from workers.models import DiagnosticRun, RequesterKind
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -32,21 +33,14 @@ def test_a_job_page_made_while_its_job_fails_offers_what_a_failed_job_offers_or_
 
     def running(n: int) -> TaskResult:
         run = DiagnosticRun.objects.create(task_id=f"diagnostic-{n}", fail=True)
-        Job.objects.create(
-            task_id=run.task_id,
-            task_name=DIAGNOSTIC_RUN_EXECUTE.name,
-            queue="default",
-            requester_kind="user",
+        return job_record(
+            run.task_id,
+            DIAGNOSTIC_RUN_EXECUTE.name,
+            status="STARTED",
+            requester_kind=RequesterKind.USER,
             requester_label="root",
-            requested_by=root,
-            sent_at=timezone.now(),
-        )
-        return TaskResult.objects.create(
-            task_id=run.task_id,
-            task_name=DIAGNOSTIC_RUN_EXECUTE.name,
             task_args=f"[{run.pk}]",
             task_kwargs="{}",
-            status="STARTED",
             date_started=timezone.now(),
         )
 

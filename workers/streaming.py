@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import select
 import selectors
 import signal
 import subprocess
@@ -77,6 +78,7 @@ def run_streaming(
     _enlarge_pipe(stream.fileno())
     selector = selectors.DefaultSelector()
     selector.register(stream, selectors.EVENT_READ)
+    gather = _Gather(process.pid)
 
     stopped: StopReason | None = None
     interrupt_sent_at: float | None = None
@@ -93,7 +95,7 @@ def run_streaming(
                 if data and len(data) < PIPE_BYTES // 2:
                     # Let output gather: a busy command's lines then cost one read, one
                     # split and one hand-over per few hundred lines, not per dozen.
-                    time.sleep(GATHER_SECONDS)
+                    gather.wait()
                     data += stream.read(PIPE_BYTES) or b""
                 if data:
                     block = lines.feed(data)
@@ -143,6 +145,7 @@ def run_streaming(
         returncode = process.wait()
     finally:
         selector.close()
+        gather.close()
         if process.poll() is None:
             _signal_group(process, signal.SIGKILL)
             process.wait()
@@ -230,6 +233,28 @@ def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None
 # gather never blocks the command.
 PIPE_BYTES = 1 << 20
 GATHER_SECONDS = 0.02
+
+
+class _Gather:
+    """The pause that lets output gather, cut short when the command exits: its last lines
+    then come out at once, and a short command does not end GATHER_SECONDS late (every
+    terraform step ran init, plan and show, each paying it)."""
+
+    def __init__(self, pid: int) -> None:
+        self._exited: int | None = None
+        with contextlib.suppress(AttributeError, OSError):  # no pidfd before Linux 5.3
+            self._exited = os.pidfd_open(pid)  # readable once the leader has exited
+
+    def wait(self) -> None:
+        if self._exited is None:
+            time.sleep(GATHER_SECONDS)
+        else:
+            select.select([self._exited], [], [], GATHER_SECONDS)
+
+    def close(self) -> None:
+        if self._exited is not None:
+            os.close(self._exited)
+            self._exited = None
 
 
 def _enlarge_pipe(fd: int) -> None:

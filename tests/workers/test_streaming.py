@@ -141,6 +141,18 @@ def test_a_background_child_holding_the_output_open_does_not_hold_up_the_run() -
         tree.kill_leftovers()
 
 
+def test_the_pause_that_lets_output_gather_ends_when_the_command_exits(
+    monkeypatch: Any,
+) -> None:
+    # A pause long enough that waiting it out is unmistakable: the command's last line
+    # comes out, and the run ends, once the command has exited.
+    monkeypatch.setattr("workers.streaming.GATHER_SECONDS", 120)
+    log = MemoryLog()
+    result = run_streaming(["sh", "-c", "echo last"], log=log, timeout=300)
+    assert result.ok and log.lines == ["last"]
+    assert result.seconds < 60
+
+
 def test_what_a_stopped_command_leaves_behind_gets_the_grace_period_to_clean_up(
     tmp_path: Path,
 ) -> None:

@@ -237,19 +237,22 @@ GATHER_SECONDS = 0.02
 
 class _Gather:
     """The pause that lets output gather, cut short when the command exits: its last lines
-    then come out at once, and a short command does not end GATHER_SECONDS late (every
-    terraform step ran init, plan and show, each paying it)."""
+    then come out at once, and a short command does not end GATHER_SECONDS late (a plan
+    step streams init, plan and show, each of which paid it)."""
 
     def __init__(self, pid: int) -> None:
         self._exited: int | None = None
+        # poll, not select: a worker holding over 1,024 descriptors could not select on it.
+        self._poll = select.poll()
         with contextlib.suppress(AttributeError, OSError):  # no pidfd before Linux 5.3
             self._exited = os.pidfd_open(pid)  # readable once the leader has exited
+            self._poll.register(self._exited, select.POLLIN)
 
     def wait(self) -> None:
         if self._exited is None:
             time.sleep(GATHER_SECONDS)
         else:
-            select.select([self._exited], [], [], GATHER_SECONDS)
+            self._poll.poll(GATHER_SECONDS * 1000)
 
     def close(self) -> None:
         if self._exited is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import resource
 import signal
 import sys
 import threading
@@ -151,6 +152,24 @@ def test_the_pause_that_lets_output_gather_ends_when_the_command_exits(
     result = run_streaming(["sh", "-c", "echo last"], log=log, timeout=300)
     assert result.ok and log.lines == ["last"]
     assert result.seconds < 60
+
+
+def test_a_worker_holding_over_1024_descriptors_still_streams_a_command() -> None:
+    # select() cannot watch a descriptor numbered 1,024 or above; a worker holding many
+    # connections and files gets such numbers for the pipe and the command's pidfd.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    held = []
+    try:
+        while not held or held[-1] < 1100:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        log = MemoryLog()
+        result = run_streaming(["sh", "-c", "echo one; echo two"], log=log, timeout=60)
+        assert result.ok and log.lines == ["one", "two"]
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_what_a_stopped_command_leaves_behind_gets_the_grace_period_to_clean_up(

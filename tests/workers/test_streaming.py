@@ -159,7 +159,7 @@ def test_a_worker_holding_over_1024_descriptors_still_streams_a_command() -> Non
     # connections and files gets such numbers for the pipe and the command's pidfd.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
-    held = []
+    held: list[int] = []
     try:
         while not held or held[-1] < 1100:
             held.append(os.open(os.devnull, os.O_RDONLY))

@@ -22,6 +22,7 @@ from django_celery_results.models import TaskResult
 
 from tests.support.broker import publishing_to
 from tests.support.jobs import job_status
+from tests.support.monitoring import sqs_queues_named
 from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
 from workers import jobs
 from workers.devstack import free_port
@@ -113,8 +114,7 @@ def test_the_sampling_job_counts_what_else_is_in_flight_on_its_queue_not_its_own
     """Run by a worker, the sample is taken while its own message is in flight on its
     queue: an idle default queue read "1 in flight" in every sample."""
     prefix = new_queue_prefix()
-    with override_settings(SQS_QUEUE_PREFIX=prefix):
-        call_command("sqs_queues", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    sqs_queues_named(prefix)
     sqs = sqs_queues.client("sqs")
     default = sqs.get_queue_url(QueueName=f"{prefix}default")["QueueUrl"]
     sqs.send_message(QueueUrl=default, MessageBody="taken by someone else")

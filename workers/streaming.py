@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import IO
 
 from django.conf import settings
 
@@ -43,6 +44,9 @@ class StreamResult:
     returncode: int
     stopped: StopReason | None
     seconds: float
+    # SIGKILLed once the grace period was over: it had no chance to clean up (terraform:
+    # to save its state and release its lock).
+    killed: bool = False
 
     @property
     def ok(self) -> bool:
@@ -82,6 +86,7 @@ def run_streaming(
 
     stopped: StopReason | None = None
     interrupt_sent_at: float | None = None
+    killed = False
     command_ended = False
     last_check = 0.0
     lines = LineSplitter(limit=settings.JOB_LOG_MAX_LINE_BYTES)
@@ -128,6 +133,7 @@ def run_streaming(
             if interrupt_sent_at is not None and now - interrupt_sent_at > grace_seconds:
                 log.line("-- grace period over: SIGKILL --")
                 _signal_group(process, signal.SIGKILL)
+                killed = True
                 interrupt_sent_at = None
             elif not command_ended and _has_exited(process):
                 # Something it started still holds the pipe open.
@@ -139,10 +145,20 @@ def run_streaming(
             _wait_for_group(process, until=interrupt_sent_at + grace_seconds)
             if _group_alive(process.pid):
                 log.line("-- grace period over: SIGKILL --")
+                killed = True
         _has_exited(process, wait=True)
         # Until it is reaped the leader's pid names this group and no other.
         _signal_group(process, signal.SIGKILL)
         returncode = process.wait()
+    except Exception as exc:
+        # An error of ours (a soft time limit, the database gone while a cancel was being
+        # checked or the log stored) is no reason to kill terraform mid-apply: it is
+        # stopped as a cancel is, SIGINT first, so that it can save its state and release
+        # its lock, and SIGKILL only once the grace period is over. (A process made to exit,
+        # SystemExit, has no time to wait: the group is killed at once, below.)
+        if process.returncode is None and not _has_exited(process):
+            _stop_on_error(process, stream, log, grace_seconds=grace_seconds, error=exc)
+        raise
     finally:
         selector.close()
         gather.close()
@@ -154,7 +170,12 @@ def run_streaming(
     if last is not None:
         _deliver(last, log, on_line)
     _flush(log, due_only=False)
-    return StreamResult(returncode=returncode, stopped=stopped, seconds=time.monotonic() - started)
+    return StreamResult(
+        returncode=returncode,
+        stopped=stopped,
+        seconds=time.monotonic() - started,
+        killed=killed,
+    )
 
 
 class LineSplitter:
@@ -222,6 +243,48 @@ def _deliver(line: str, log: LogSink, on_line: Callable[[str], None] | None) -> 
     if on_line is not None:
         on_line(line)
     log.line(line)
+
+
+def _stop_on_error(
+    process: subprocess.Popen[bytes],
+    stream: IO[bytes],
+    log: LogSink,
+    *,
+    grace_seconds: float,
+    error: BaseException,
+) -> None:
+    """SIGINT the group, give it the grace period (its output still read, so it never blocks
+    on a full pipe, and logged while the log can take it), then SIGKILL what is left."""
+    logging = True
+
+    def note(text: str) -> None:
+        nonlocal logging
+        if logging:
+            try:
+                log.line(text)
+            except Exception:  # the log may be what failed: the output is still drained
+                logging = False
+
+    note(
+        f"-- stopped by an error ({error.__class__.__name__}): sending SIGINT, "
+        f"SIGKILL in {grace_seconds:g}s --"
+    )
+    _signal_group(process, signal.SIGINT)
+    until = time.monotonic() + grace_seconds
+    output = select.poll()
+    output.register(stream, select.POLLIN)
+    while time.monotonic() < until and _group_alive(process.pid):
+        if not output.poll(100):
+            continue
+        data = stream.read(PIPE_BYTES)
+        if data == b"":  # the pipe is closed: what is left is only waited for
+            output.unregister(stream)
+            output.poll(100)
+        for text in (data or b"").decode("utf-8", "replace").splitlines():
+            note(text)
+    if _group_alive(process.pid):
+        note("-- grace period over: SIGKILL --")
+    _signal_group(process, signal.SIGKILL)
 
 
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:

@@ -103,6 +103,7 @@ def test_a_tree_that_ignores_sigint_is_killed_after_the_grace_period() -> None:
     try:
         result = tree.run(should_stop=lambda: bool(tree.pids), grace_seconds=1)
         assert result.stopped == StopReason.CANCELLED and not result.ok
+        assert result.killed, "SIGKILLed: it had no chance to clean up"
         assert len(tree.pids) == 2
         assert gone(tree.pids), "the shell and its child are gone"
         assert "-- grace period over: SIGKILL --" in tree.log.lines
@@ -199,6 +200,70 @@ def test_what_a_stopped_command_leaves_behind_gets_the_grace_period_to_clean_up(
         assert gone(tree.pids)
     finally:
         tree.kill_leftovers()
+
+
+class DatabaseAway(Exception):
+    pass
+
+
+def test_an_error_of_the_caller_mid_run_stops_the_command_as_a_cancel_does(
+    tmp_path: Path,
+) -> None:
+    # A cancel check that fails (the database away) or a soft time limit must not SIGKILL
+    # terraform mid-apply: it gets SIGINT and the grace period to save its state first.
+    (tmp_path / "cleanup.py").write_text(
+        "import pathlib, signal, sys, time\n"
+        "def stop(*_):\n"
+        "    print('interrupted, saving state', flush=True)\n"
+        "    time.sleep(0.5)\n"
+        "    pathlib.Path('cleaned').write_text('yes')\n"
+        "    sys.exit(1)\n"
+        "signal.signal(signal.SIGINT, stop)\n"
+        "print('started', flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    log = MemoryLog()
+
+    def should_stop() -> bool:
+        if "started" in log.lines:
+            raise DatabaseAway("the cancel flag could not be read")
+        return False
+
+    started = time.monotonic()
+    with contextlib.suppress(DatabaseAway):
+        run_streaming(
+            [sys.executable, "cleanup.py"],
+            log=log,
+            cwd=tmp_path,
+            should_stop=should_stop,
+            check_every=0.1,
+            grace_seconds=10,
+        )
+        raise AssertionError("the caller's error was not raised")
+    assert (tmp_path / "cleaned").read_text() == "yes", log.lines
+    assert time.monotonic() - started < 10, "it ended on SIGINT, not at the grace's end"
+    assert "-- stopped by an error (DatabaseAway): sending SIGINT, SIGKILL in 10s --" in (log.lines)
+    assert "interrupted, saving state" in log.lines, "its output during the grace is logged"
+
+
+def test_a_command_that_ignores_sigint_after_an_error_is_killed_when_the_grace_ends() -> None:
+    log = MemoryLog()
+
+    def should_stop() -> bool:
+        if "started" in log.lines:
+            raise DatabaseAway("the cancel flag could not be read")
+        return False
+
+    with contextlib.suppress(DatabaseAway):
+        run_streaming(
+            ["sh", "-c", "trap '' INT; echo started; sleep 300"],
+            log=log,
+            should_stop=should_stop,
+            check_every=0.1,
+            grace_seconds=1,
+        )
+        raise AssertionError("the caller's error was not raised")
+    assert "-- grace period over: SIGKILL --" in log.lines
 
 
 # Prints `argv[1]` MiB of "x" as one line, a MiB per write, then one more line.

@@ -64,6 +64,11 @@ def cut_bytes(head: bytes, *, total: int, limit: int) -> str:
     return f"{kept} [… line cut: {dropped:,} more bytes not stored; limit {limit:,}]"
 
 
+# How much log a writer holds while the database is away: a busy apply prints ~10 MB of
+# messages a minute. Past it the database error is raised (and the step stopped).
+HELD_CHARACTERS = 64 * 1024 * 1024
+
+
 def chunk_insert(*, task_id: str, start_line: int, end_line: int, text: str) -> None:
     """Store one chunk: the row JobLogChunk.objects.create would store. On PostgreSQL its
     text goes as a bound parameter. Django's cursor binds on the client, escaping the text
@@ -97,8 +102,13 @@ class JobLogWriter:
         flush_lines: int | None = None,
         flush_seconds: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        hold_while_database_away: bool = False,
     ) -> None:
         self.task_id = task_id
+        # A writer fed by a process that must not be stopped for it (terraform mid-apply)
+        # keeps its lines while the database is away and stores them once it is back.
+        self._hold = hold_while_database_away
+        self._holding = False
         self._redact = redact if redact is not None else default_redactor()
         self._flush_lines = flush_lines or settings.JOB_LOG_FLUSH_LINES
         self._flush_seconds = (
@@ -169,9 +179,7 @@ class JobLogWriter:
         self._progress = (min(done, total), total)
 
     def flush_if_due(self) -> None:
-        if (self._buffer or self._progress) and (
-            self._clock() - self._last_flush >= self._flush_seconds
-        ):
+        if (self._buffer or self._progress) and self._due():
             self.flush()
 
     def flush(self, *, final: bool = False) -> None:
@@ -180,6 +188,23 @@ class JobLogWriter:
             self._buffer.append(cut_line(line, limit=self._max_line_bytes) + "\n")
             self._buffered_lines += 1
             self._partial = []
+        if self._holding and not final and not self._due():
+            return  # the database was away a moment ago: asked again once flush_seconds pass
+        try:
+            self._store()
+        except DatabaseError:
+            if final or not self._hold or not self._may_hold():
+                raise
+            connection.close()  # the next try opens a fresh one
+            self._holding = True
+        else:
+            self._holding = False
+        self._last_flush = self._clock()
+
+    def _due(self) -> bool:
+        return self._clock() - self._last_flush >= self._flush_seconds
+
+    def _store(self) -> None:
         if self._buffer:
             start = self.next_line
             chunk_insert(
@@ -200,7 +225,12 @@ class JobLogWriter:
                 progress_done=done, progress_total=total
             )
             self._progress = None
-        self._last_flush = self._clock()
+
+    def _may_hold(self) -> bool:
+        """Whether the lines not stored may wait for the database: outside a transaction
+        (which the error has broken) and within HELD_CHARACTERS."""
+        held = sum(map(len, self._buffer))
+        return not connection.in_atomic_block and held <= HELD_CHARACTERS
 
     def close(self) -> None:
         self.flush(final=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from django.conf import settings
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from infra_tasks.terraform import cli
@@ -31,7 +32,10 @@ class RunLog(JobLogWriter):
         # a batch is being inserted, so batches are larger than the default. The time-based
         # flush still makes every line readable within a fraction of a second.
         super().__init__(
-            task_id, redact=lambda line: self.redactor(line), flush_lines=LOG_BATCH_LINES
+            task_id,
+            redact=lambda line: self.redactor(line),
+            flush_lines=LOG_BATCH_LINES,
+            hold_while_database_away=True,
         )
         self.progress: cli.Progress | None = None
         self._tail: list[str] = []
@@ -96,13 +100,21 @@ class RunWatch:
         self._last_beat = time.monotonic()
 
     def __call__(self) -> bool:
-        now = time.monotonic()
-        if now - self._last_beat >= settings.TERRAFORM_HEARTBEAT_SECONDS:
-            TerraformRun.objects.filter(pk=self.run_id).update(heartbeat_at=timezone.now())
-            self._last_beat = now
-        return TerraformRun.objects.filter(
-            pk=self.run_id, cancel_requested_at__isnull=False
-        ).exists()
+        try:
+            now = time.monotonic()
+            if now - self._last_beat >= settings.TERRAFORM_HEARTBEAT_SECONDS:
+                TerraformRun.objects.filter(pk=self.run_id).update(heartbeat_at=timezone.now())
+                self._last_beat = now
+            return TerraformRun.objects.filter(
+                pk=self.run_id, cancel_requested_at__isnull=False
+            ).exists()
+        except DatabaseError:
+            # The database is away (a failover, a dropped connection): terraform goes on,
+            # and both are asked again at the next check on a fresh connection. Stopping
+            # terraform mid-apply for it would be the one outcome worse than waiting.
+            if not connection.in_atomic_block:
+                connection.close()
+            return False
 
 
 def stream(

@@ -11,15 +11,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from tests.support.broker import publishing_to
+from tests.support.database import database_down, other_backends_terminate
 from tests.support.jobs import assert_failed_on_connection_loss, job_status
 from tests.support.servers import (
     AwsEndpoint,
@@ -37,19 +36,6 @@ from workers.services import diagnostic_run_start
 OUTAGE_AFTER_JOB_SECONDS = 5
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.waits]
-
-
-def _terminate_other_backends() -> int:
-    """Terminate every connection to the test database but this one; how many."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT current_database()")
-        (name,) = cursor.fetchone()
-        assert name.startswith("test_"), name  # never another database on the shared server
-        cursor.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return len(cursor.fetchall())
 
 
 @pytest.fixture
@@ -103,7 +89,7 @@ def test_after_every_database_connection_is_dropped_an_idle_worker_runs_the_next
     # Often nothing is open to terminate: between jobs the pool process (Celery's Django
     # fixup), the heartbeat and visibility threads and this process's relay all close their
     # connections. Whatever is open is cut.
-    _terminate_other_backends()
+    other_backends_terminate()
 
     run = _run_diagnostic(prefix, lines=3, duration_seconds=0.1)
     wait_until(
@@ -131,35 +117,6 @@ def test_after_every_database_connection_is_dropped_an_idle_worker_runs_the_next
     assert db_worker.process.poll() is None
 
 
-@contextmanager
-def _database_down() -> Iterator[None]:
-    """The failover window: every other connection to the test database cut and none
-    accepted until the block ends; only this test's own connection lives through it."""
-    import psycopg
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT current_database()")
-        (name,) = cursor.fetchone()
-    assert name.startswith("test_"), name  # never another database on the shared server
-    db = connection.settings_dict
-    # A database cannot refuse connections from a session connected to it.
-    with psycopg.connect(
-        host=db["HOST"],
-        port=db["PORT"] or 5432,
-        user=db["USER"],
-        password=db["PASSWORD"] or None,
-        dbname="postgres",
-        autocommit=True,
-    ) as admin:
-        quoted = connection.ops.quote_name(name)
-        admin.execute(f"ALTER DATABASE {quoted} WITH ALLOW_CONNECTIONS false")
-        try:
-            _terminate_other_backends()
-            yield
-        finally:
-            admin.execute(f"ALTER DATABASE {quoted} WITH ALLOW_CONNECTIONS true")
-
-
 def test_a_job_that_arrives_while_the_database_refuses_connections_runs_once_it_is_back(
     db_worker: WorkerProcess, prefix: str, tmp_path: Path
 ) -> None:
@@ -168,7 +125,7 @@ def test_a_job_that_arrives_while_the_database_refuses_connections_runs_once_it_
     first = _run_diagnostic(prefix, lines=2, duration_seconds=0.1)
     wait_until(lambda: job_status(first.task_id) == "SUCCESS", message="the first job")
 
-    with _database_down():
+    with database_down():
         down_at = timezone.now()
         run = _run_diagnostic(prefix, lines=3, duration_seconds=0.1)
         wait_until(
@@ -217,7 +174,7 @@ def test_a_job_whose_connections_are_dropped_mid_run_ends_recorded_and_the_worke
         lambda: len(job_log_since(task_id=run.task_id).lines) >= 5,
         message="the job to be writing its log",
     )
-    assert _terminate_other_backends() >= 1
+    assert other_backends_terminate() >= 1
 
     wait_until(
         lambda: job_status(run.task_id) in ("SUCCESS", "FAILURE"),
@@ -247,7 +204,7 @@ def test_a_job_whose_database_stays_down_past_its_end_is_recorded_failed_once_it
         lambda: len(job_log_since(task_id=run.task_id).lines) >= 5,
         message="the job to be writing its log",
     )
-    with _database_down():
+    with database_down():
         wait_until(
             lambda: (
                 "could not release the claim" in db_worker.log_text()
@@ -279,3 +236,4 @@ def test_a_job_whose_database_stays_down_past_its_end_is_recorded_failed_once_it
         lambda: job_status(after.task_id) == "SUCCESS",
         message="the worker to run the next job",
     )
+

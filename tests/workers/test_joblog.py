@@ -215,3 +215,78 @@ def test_a_chunk_is_stored_as_the_orm_stores_it() -> None:
     assert abs((bound.created_at - orm.created_at).total_seconds()) < 60
     with pytest.raises(IntegrityError):  # the table's constraints hold as for the ORM
         chunk_insert(task_id="t-bound", start_line=0, end_line=60, text="again")
+
+
+def _own_connection_dropped() -> None:
+    """This process's connection terminated by the server, as a failover does."""
+    import psycopg
+
+    connection.ensure_connection()
+    pid = connection.connection.info.backend_pid
+    db = connection.settings_dict
+    with psycopg.connect(
+        host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], dbname=db["NAME"]
+    ) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_holding_writer_keeps_its_lines_while_the_database_is_away_and_stores_them_after() -> (
+    None
+):
+    clock = FakeClock()
+    log = JobLogWriter(
+        "t-hold", flush_lines=1000, flush_seconds=1, clock=clock, hold_while_database_away=True
+    )
+    log.line("before")
+    log.flush()
+    _own_connection_dropped()
+    log.line("while away")
+    log.flush()  # the insert fails: the line is kept, nothing raised
+    log.line("after")
+    clock.now = 2  # the next try, due after flush_seconds, opens a fresh connection
+    log.flush_if_due()
+    log.close()
+
+    chunks = list(JobLogChunk.objects.filter(task_id="t-hold").order_by("start_line"))
+    assert [(c.start_line, c.end_line, c.text) for c in chunks] == [
+        (0, 1, "before"),
+        (1, 3, "while away\nafter"),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_that_does_not_hold_raises_the_database_error() -> None:
+    from django.db import OperationalError
+
+    log = JobLogWriter("t-no-hold", flush_lines=1000, flush_seconds=60)
+    log.line("before")
+    log.flush()
+    _own_connection_dropped()
+    log.line("while away")
+    with pytest.raises(OperationalError):
+        log.flush()
+    connection.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_holding_writer_gives_up_past_what_it_may_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.db import OperationalError
+
+    from workers import joblog
+
+    monkeypatch.setattr(joblog, "HELD_CHARACTERS", 100)
+    clock = FakeClock()
+    log = JobLogWriter(
+        "t-hold-cap", flush_lines=1000, flush_seconds=1, clock=clock, hold_while_database_away=True
+    )
+    _own_connection_dropped()
+    log.line("x" * 50)
+    log.flush()  # held: within the cap
+    connection.ensure_connection()
+    _own_connection_dropped()
+    log.line("y" * 60)
+    clock.now = 2
+    with pytest.raises(OperationalError):
+        log.flush()  # 112 characters would wait: the error is raised
+    connection.close()

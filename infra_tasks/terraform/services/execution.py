@@ -85,8 +85,11 @@ def run_apply_execute(
 
 
 def run_state_lock_check_execute(*, run_id: int, task_id: str) -> str | None:
-    """Record the state lock a lost run left behind, if there is one."""
-    run = TerraformRun.objects.filter(pk=run_id, state=RunState.LOST).first()
+    """Record the state lock an ended run left behind, if there is one: one that was lost,
+    or whose terraform was killed or stopped by an error mid-step (failed, cancelled)."""
+    run = TerraformRun.objects.filter(
+        pk=run_id, state__in=(RunState.LOST, RunState.FAILED, RunState.CANCELLED)
+    ).first()
     if run is None or not run.state_key or run.state_lock_checked_at is not None:
         return None
     with JobLogWriter(task_id) as log:

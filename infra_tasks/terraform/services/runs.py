@@ -232,14 +232,20 @@ def run_mark_lost(run: TerraformRun) -> TerraformRun:
     """End a run whose worker is gone, and look for the state lock it may have left.
     Caller holds the locks."""
     run_finish(run, RunState.LOST, _worker_lost_message(run))
+    run_state_lock_check_request(run, requester=Requester.system(jobs.LOST_RUNS_SCHEDULE_NAME))
+    return run
+
+
+def run_state_lock_check_request(run: TerraformRun, *, requester: Requester) -> None:
+    """Look for the state lock an ended run's terraform may have left (it was lost, killed,
+    or its step stopped by an error), so that its page shows it and offers its release."""
     if run.state_key:
         job_enqueue(
             jobs.RUN_STATE_LOCK_CHECK_EXECUTE,
-            requester=Requester.system(jobs.LOST_RUNS_SCHEDULE_NAME),
+            requester=requester,
             args=[run.pk],
             refuse_if_broker_down=False,
         )
-    return run
 
 
 def lost_after() -> float:

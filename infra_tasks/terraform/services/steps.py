@@ -39,8 +39,10 @@ from infra_tasks.terraform.services.runs import (
     run_finish,
     run_lock,
     run_mark_lost,
+    run_state_lock_check_request,
     silent_seconds,
 )
+from workers.enqueue import Requester
 from workers.logsink import LogSink
 from workers.streaming import StopReason, StreamResult
 
@@ -109,7 +111,10 @@ def failed_on_error(run_id: int) -> Iterator[None]:
         end_after_process(run_id, None, f"{exc}")
     except Exception as exc:
         end_after_process(
-            run_id, None, f"Stopped by an internal error ({exc.__class__.__name__}); see the job."
+            run_id,
+            None,
+            f"Stopped by an internal error ({exc.__class__.__name__}); see the job.",
+            lock_may_be_left=True,
         )
         raise
 
@@ -220,8 +225,12 @@ def fail(run_id: int, log: LogSink, message: str) -> str:
     return end_after_process(run_id, None, message)
 
 
-def end_after_process(run_id: int, result: StreamResult | None, failure: str) -> str:
-    """End a run after a terraform process stopped or failed."""
+def end_after_process(
+    run_id: int, result: StreamResult | None, failure: str, *, lock_may_be_left: bool = False
+) -> str:
+    """End a run after a terraform process stopped or failed. One that was killed, or
+    stopped by an error of ours mid-step, may have left the state locked: that is looked
+    for, as for a lost run."""
     with transaction.atomic():
         run = TerraformRun.objects.select_related("workspace").get(pk=run_id)
         run = run_lock(run)
@@ -239,6 +248,8 @@ def end_after_process(run_id: int, result: StreamResult | None, failure: str) ->
             )
         else:
             run_finish(run, RunState.FAILED, failure)
+        if lock_may_be_left or (result is not None and result.killed):
+            run_state_lock_check_request(run, requester=Requester.of(run))
         return run.state
 
 

@@ -15,7 +15,11 @@ from infra_tasks.terraform.secrets import (
     SecretReferenceRefused,
     secret_reference_check,
 )
-from infra_tasks.terraform.services.runs import RunError, workspace_directory_validate
+from infra_tasks.terraform.services.runs import (
+    RunError,
+    run_time_limit_max,
+    workspace_directory_validate,
+)
 
 
 class WorkspaceForm(forms.ModelForm):
@@ -37,6 +41,19 @@ class WorkspaceForm(forms.ModelForm):
         except RunError as exc:
             raise forms.ValidationError(str(exc)) from None
         return directory
+
+    def clean_run_time_limit_seconds(self) -> int | None:
+        limit: int | None = self.cleaned_data["run_time_limit_seconds"]
+        most = run_time_limit_max()
+        if limit is not None and limit > most:
+            raise forms.ValidationError(
+                f"At most {most:,} seconds: a plan or apply runs within the infra workers' "
+                f"time limit, with {settings.TERRAFORM_CANCEL_GRACE_SECONDS:g} s for terraform "
+                "to stop cleanly when it is reached."
+            )
+        if limit == 0:
+            raise forms.ValidationError("Give at least one second, or leave it empty.")
+        return limit
 
     def clean_variables(self) -> dict[str, Any]:
         variables = self.cleaned_data["variables"]

@@ -29,6 +29,7 @@ from infra_tasks.terraform.models import (
 )
 from workers.enqueue import Requester, job_enqueue
 from workers.errors import ApplicationError
+from workers.queues import QUEUES
 
 WORKER_LOST = "worker lost — check the state"
 
@@ -246,6 +247,27 @@ def run_state_lock_check_request(run: TerraformRun, *, requester: Requester) -> 
             args=[run.pk],
             refuse_if_broker_down=False,
         )
+
+
+# What a step does around terraform within its worker's soft time limit besides the run's
+# own limit and the cancel grace: unpacking its bundle, storing its plan or state notes.
+STEP_MARGIN_SECONDS = 120
+
+
+def run_time_limit_max() -> int:
+    """The longest a plan or apply may run: its step must end within the infra queue's soft
+    time limit, terraform's cancel grace and the step's own work included. A longer limit
+    was met by the soft limit first, which stopped terraform as an error does, and read
+    "internal error" instead of "time limit reached"."""
+    soft = QUEUES[jobs.INFRA].soft_time_limit
+    return max(int(soft - settings.TERRAFORM_CANCEL_GRACE_SECONDS - STEP_MARGIN_SECONDS), 1)
+
+
+def run_time_limit(workspace: TerraformWorkspace) -> int:
+    """The seconds a plan or apply of `workspace` may run: its own limit or the default,
+    within run_time_limit_max()."""
+    limit = workspace.run_time_limit_seconds or settings.TERRAFORM_RUN_TIME_LIMIT_SECONDS
+    return min(limit, run_time_limit_max())
 
 
 def lost_after() -> float:

@@ -40,6 +40,7 @@ from infra_tasks.terraform.services.runs import (
     run_lock,
     run_mark_lost,
     run_state_lock_check_request,
+    run_time_limit,
     silent_seconds,
 )
 from workers.enqueue import Requester
@@ -160,8 +161,7 @@ def prepare(
         return None
     log.redactor = log.redactor.with_secrets(secrets.values())
     env = environment(cli.variables_environment(inputs.get("variables") or {}, secrets))
-    limit = workspace.run_time_limit_seconds or settings.TERRAFORM_RUN_TIME_LIMIT_SECONDS
-    return env, time.monotonic() + limit
+    return env, time.monotonic() + run_time_limit(workspace)
 
 
 def environment(variables: dict[str, str]) -> dict[str, str]:
@@ -240,9 +240,7 @@ def end_after_process(
             who = run.cancel_requested_by.get_username() if run.cancel_requested_by else "someone"
             run_finish(run, RunState.CANCELLED, f"Cancelled by {who}; terraform was interrupted.")
         elif result is not None and result.stopped == StopReason.TIMED_OUT:
-            limit = (
-                run.workspace.run_time_limit_seconds or settings.TERRAFORM_RUN_TIME_LIMIT_SECONDS
-            )
+            limit = run_time_limit(run.workspace)
             run_finish(
                 run, RunState.FAILED, f"Time limit of {limit} s reached; terraform was stopped."
             )

@@ -15,6 +15,7 @@ from django.test import Client
 from django.urls import reverse
 
 from infra_tasks.terraform.models import TerraformSecret, TerraformWorkspace
+from infra_tasks.terraform.services.runs import run_time_limit, run_time_limit_max
 
 pytestmark = pytest.mark.django_db
 
@@ -128,3 +129,54 @@ def test_an_allowed_secret_reference_is_saved(root: Client, workspace: Terraform
 
     assert response.status_code == 302
     assert TerraformSecret.objects.get().reference == "TF_SECRET_API_TOKEN"
+
+
+@pytest.mark.parametrize("past", [1, 75_000])
+def test_a_time_limit_the_infra_workers_cannot_honour_is_a_form_error(
+    root: Client, workspace: TerraformWorkspace, past: int
+) -> None:
+    # Past the infra queue's soft time limit (less the cancel grace and the step's own work)
+    # the worker's limit came first: terraform stopped as by an error, "internal error".
+    most = run_time_limit_max()
+    data = form_data(workspace, run_time_limit_seconds=str(most + past))
+    page = save(root, workspace, data)
+
+    assert f"At most {most:,} seconds" in page
+    workspace.refresh_from_db()
+    assert workspace.run_time_limit_seconds is None
+
+
+def test_a_time_limit_of_zero_seconds_is_a_form_error(
+    root: Client, workspace: TerraformWorkspace
+) -> None:
+    page = save(root, workspace, form_data(workspace, run_time_limit_seconds="0"))
+
+    assert "Give at least one second" in page
+    workspace.refresh_from_db()
+    assert workspace.run_time_limit_seconds is None
+
+
+def test_the_longest_time_limit_the_infra_workers_honour_is_saved(
+    root: Client, workspace: TerraformWorkspace
+) -> None:
+    most = run_time_limit_max()
+    url = reverse("admin:terraform_terraformworkspace_change", args=[workspace.pk])
+    response = root.post(url, form_data(workspace, run_time_limit_seconds=str(most)))
+
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    workspace.refresh_from_db()
+    assert workspace.run_time_limit_seconds == most
+
+
+def test_a_default_time_limit_past_what_the_workers_honour_is_held_to_it(
+    workspace: TerraformWorkspace, settings: Any
+) -> None:
+    settings.TERRAFORM_CANCEL_GRACE_SECONDS = 30
+    settings.TERRAFORM_RUN_TIME_LIMIT_SECONDS = 86400
+    # The infra queue's soft limit (10,500 s) less the grace and 120 s of the step's own.
+    assert run_time_limit_max() == 10350
+    assert run_time_limit(workspace) == 10350
+    settings.TERRAFORM_CANCEL_GRACE_SECONDS = 60
+    assert run_time_limit(workspace) == 10320
+    settings.TERRAFORM_RUN_TIME_LIMIT_SECONDS = 3600
+    assert run_time_limit(workspace) == 3600

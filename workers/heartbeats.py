@@ -5,10 +5,11 @@ the page knows which workers run, on which queues, even when Flower and Redis ar
 
 The thread outliving the consumer proves nothing (kombu issue 1127: a consumer loop can die
 while the process lives on), so each row also says when the consumer last received from SQS,
-and the same thread is the worker's watchdog: once its consumer has been silent for
-WORKER_CONSUMER_EXIT_SECONDS it stops the worker with exit code 3, for its supervisor (ECS,
-compose, `make run`) to start a fresh one. While the consumer is alive it touches
-WORKER_LIVENESS_FILE, which the container health check reads (workers/liveness.py).
+and a second thread, which never touches the database, is the worker's watchdog: once its
+consumer has been silent for WORKER_CONSUMER_EXIT_SECONDS it stops the worker with exit code
+3, for its supervisor (ECS, compose, `make run`) to start a fresh one. While the consumer is
+alive it touches WORKER_LIVENESS_FILE, which the container health check reads
+(workers/liveness.py).
 """
 
 from __future__ import annotations
@@ -88,12 +89,7 @@ class HeartbeatRecorder(ThreadStep):
     def __init__(self, c: Consumer, **kwargs: Any) -> None:
         self.consumer = c
         self.started_at = timezone.now()
-        self._started = time.monotonic()
         super().__init__(c, **kwargs)
-
-    def start(self, c: Consumer) -> None:
-        self._started = time.monotonic()
-        super().start(c)
 
     def _run(self) -> None:
         interval = settings.WORKER_HEARTBEAT_SECONDS
@@ -112,6 +108,52 @@ class HeartbeatRecorder(ThreadStep):
                 # No connection stays open between beats: pool processes forked meanwhile
                 # would inherit its socket.
                 connection.close()
+            if not self._tick(interval):
+                return
+
+    def _forget_old(self) -> None:
+        try:
+            worker_heartbeats_forget()
+        except DatabaseError as exc:
+            logger.warning("worker heartbeat: cannot prune old rows (%r)", exc)
+
+    def _record(self) -> None:
+        c = self.consumer
+        worker_heartbeat_record(
+            hostname=c.hostname,
+            pid=os.getpid(),
+            queues=sorted(c.app.amqp.queues.consume_from),
+            concurrency=int(getattr(c.pool, "num_processes", 0) or 0),
+            active=len(worker_state.active_requests),
+            processed=sum(worker_state.total_count.values()),
+            monitored=bool(monitor_url()),
+            started_at=self.started_at,
+            last_receive_at=_as_datetime(consumer_liveness.last_receive_wall()),
+        )
+
+
+class ConsumerWatchdog(ThreadStep):
+    """Consumer step: a thread that dates the liveness file with the consumer's last receive
+    and stops the worker once its consumer has been silent too long. Its own thread, never
+    the heartbeat's: a database that hangs (a failover that black-holes connections) held
+    the heartbeat's write, the file went stale and a worker still consuming was replaced."""
+
+    thread_name = "consumer-watchdog"
+    # Through a warm shutdown the file still says when the consumer last received.
+    drain = True
+
+    def __init__(self, c: Consumer, **kwargs: Any) -> None:
+        self.consumer = c
+        self._started = time.monotonic()
+        super().__init__(c, **kwargs)
+
+    def start(self, c: Consumer) -> None:
+        self._started = time.monotonic()
+        super().start(c)
+
+    def _run(self) -> None:
+        interval = settings.WORKER_HEARTBEAT_SECONDS
+        while True:
             self._watch_consumer()
             if not self._tick(interval):
                 return
@@ -155,26 +197,6 @@ class HeartbeatRecorder(ThreadStep):
                 os.utime(path, (proof, proof))
             except OSError as exc:
                 logger.warning("worker liveness file %s: %r", path, exc)
-
-    def _forget_old(self) -> None:
-        try:
-            worker_heartbeats_forget()
-        except DatabaseError as exc:
-            logger.warning("worker heartbeat: cannot prune old rows (%r)", exc)
-
-    def _record(self) -> None:
-        c = self.consumer
-        worker_heartbeat_record(
-            hostname=c.hostname,
-            pid=os.getpid(),
-            queues=sorted(c.app.amqp.queues.consume_from),
-            concurrency=int(getattr(c.pool, "num_processes", 0) or 0),
-            active=len(worker_state.active_requests),
-            processed=sum(worker_state.total_count.values()),
-            monitored=bool(monitor_url()),
-            started_at=self.started_at,
-            last_receive_at=_as_datetime(consumer_liveness.last_receive_wall()),
-        )
 
 
 def _as_datetime(timestamp: float | None) -> datetime | None:

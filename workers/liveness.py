@@ -1,9 +1,10 @@
 """Container health check for a worker: `python -m workers.liveness`.
 
 Healthy while WORKER_LIVENESS_FILE is younger than WORKER_CONSUMER_EXIT_SECONDS. The worker's
-heartbeat thread dates the file when the SQS consumer last received (workers/heartbeats.py),
-so the check fails once the consumer has been silent that long, whether the heartbeat
-thread beats on (a consumer stuck on a hung SQS) or is frozen with the rest of the process.
+watchdog thread dates the file when the SQS consumer last received (workers/heartbeats.py),
+so the check fails once the consumer has been silent that long, whether the threads beat on
+(a consumer stuck on a hung SQS) or are frozen with the rest of the process; a database that
+hangs does not stale it.
 Deliberately without Django: the check runs every few seconds and must stay cheap.
 """
 

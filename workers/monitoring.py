@@ -264,6 +264,7 @@ class MonitoredConsumer(Consumer):
             "workers.monitoring:Tasks",
             "workers.monitoring_control:Control",
             "workers.heartbeats:HeartbeatRecorder",
+            "workers.heartbeats:ConsumerWatchdog",
             "workers.visibility:VisibilityExtender",
             "workers.visibility:ClaimRenewer",
             "celery.worker.consumer.consumer:Evloop",

@@ -3,6 +3,9 @@ only the test database's backends are touched (the server is shared)."""
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -50,3 +53,51 @@ def database_down() -> Iterator[None]:
         finally:
             admin.execute(f"ALTER DATABASE {quoted} WITH ALLOW_CONNECTIONS true")
 
+
+class FreezableProxy:
+    """A TCP proxy on loopback in front of PostgreSQL that can be frozen: while frozen it
+    forwards nothing either way and leaves every connection, new ones too, open and silent:
+    a database that hangs (a failover that black-holes traffic) rather than refusing."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._upstream = (host, port)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._listener.getsockname()[1]
+        self._thawed = threading.Event()
+        self._thawed.set()
+        self._closed = False
+        self._sockets: list[socket.socket] = [self._listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def freeze(self) -> None:
+        self._thawed.clear()
+
+    def thaw(self) -> None:
+        self._thawed.set()
+
+    def close(self) -> None:
+        self._closed = True
+        self._thawed.set()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            self._thawed.wait()
+            upstream = socket.create_connection(self._upstream)
+            self._sockets += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                self._thawed.wait()
+                target.sendall(data)
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)

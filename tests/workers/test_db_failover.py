@@ -14,11 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from tests.support.broker import publishing_to
-from tests.support.database import database_down, other_backends_terminate
+from tests.support.database import (
+    FreezableProxy,
+    database_down,
+    other_backends_terminate,
+)
 from tests.support.jobs import assert_failed_on_connection_loss, job_status
 from tests.support.servers import (
     AwsEndpoint,
@@ -237,3 +242,52 @@ def test_a_job_whose_database_stays_down_past_its_end_is_recorded_failed_once_it
         message="the worker to run the next job",
     )
 
+
+def test_a_database_that_hangs_does_not_stale_the_health_check_of_a_worker_still_consuming(
+    worker_env: dict[str, str], run_dir: Path, prefix: str, tmp_path: Path
+) -> None:
+    """The heartbeat's write hangs on a database that black-holes its traffic; the consumer
+    still receives from SQS, so the worker is alive and its health check must say so. The
+    file was touched by the heartbeat's thread after its write: it went stale and ECS
+    replaced a worker that was consuming."""
+    from workers.liveness import consumer_alive
+
+    exit_seconds = 6
+    db = connection.settings_dict
+    proxy = FreezableProxy(db["HOST"] or "127.0.0.1", int(db["PORT"] or 5432))
+    liveness_file = str(tmp_path / "consuming")
+    worker = WorkerProcess(
+        env={
+            **worker_env,
+            "DATABASE_URL": f"postgres://{db['USER']}@127.0.0.1:{proxy.port}/{db['NAME']}",
+            "SQS_QUEUE_PREFIX": prefix,
+            "WORKER_HEARTBEAT_SECONDS": "0.5",
+            "WORKER_CONSUMER_EXIT_SECONDS": str(exit_seconds),
+            "WORKER_LIVENESS_FILE": liveness_file,
+        },
+        queues=["default"],
+        log_dir=run_dir,
+        concurrency=1,
+        name="hung-db",
+    )
+    try:
+        wait_until(lambda: consumer_alive(liveness_file, exit_seconds), message="a healthy worker")
+        proxy.freeze()
+        # Watched for twice the limit: the heartbeat is stuck the whole time.
+        until = time.monotonic() + 2 * exit_seconds
+        while time.monotonic() < until:
+            assert consumer_alive(liveness_file, exit_seconds), "the health check failed"
+            assert worker.process.poll() is None, "the worker stopped"
+            time.sleep(0.5)
+        proxy.thaw()
+        thawed_at = timezone.now()
+        wait_until(
+            lambda: WorkerHeartbeat.objects.filter(
+                hostname=worker.hostname, last_seen_at__gt=thawed_at
+            ).exists(),
+            message="the heartbeat once the database answers again",
+        )
+    finally:
+        proxy.thaw()
+        worker.stop()
+        proxy.close()

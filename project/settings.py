@@ -118,6 +118,19 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # A database that black-holes traffic (a failover mid-way, a dropped route) must fail a
+    # connection attempt in seconds, and a connection whose server is gone must be noticed:
+    # without these a request, a heartbeat or a job waited for the operating system's TCP
+    # timeouts, many minutes. Options in DATABASE_URL's query string win.
+    DATABASES["default"].setdefault("OPTIONS", {})
+    for option, value in {
+        "connect_timeout": env.int("DATABASE_CONNECT_TIMEOUT", default=10),
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }.items():
+        DATABASES["default"]["OPTIONS"].setdefault(option, value)
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

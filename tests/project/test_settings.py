@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -74,3 +75,24 @@ def test_a_login_in_flower_url_is_dropped_because_every_staff_member_sees_the_li
     assert flower_url_setting("https://token@[::1]:5555/") == "https://[::1]:5555/"
     assert flower_url_setting("https://flower.example.com/") == "https://flower.example.com/"
     assert flower_url_setting("") == ""
+
+
+def test_a_database_that_never_answers_fails_a_connection_in_seconds_not_minutes() -> None:
+    # A listener that takes the connection and says nothing, as a black-holed failover does:
+    # libpq waited without end, holding a request, a heartbeat or a job.
+    silent = socket.create_server(("127.0.0.1", 0))
+    try:
+        port = silent.getsockname()[1]
+        code = "from django.db import connection; connection.ensure_connection()"
+        result = manage(
+            "shell",
+            "-c",
+            code,
+            DJANGO_DEBUG="true",
+            DATABASE_URL=f"postgres://postgres@127.0.0.1:{port}/nowhere",
+            DATABASE_CONNECT_TIMEOUT="2",
+        )
+    finally:
+        silent.close()
+    assert result.returncode != 0
+    assert "OperationalError" in result.stderr and "timeout" in result.stderr, result.stderr

@@ -97,8 +97,24 @@ def test_worker_execs_celery_on_the_given_queues(start: Start) -> None:
     argv = start.program("worker", "default,media", CELERY_WORKER_CONCURRENCY="4")
     assert argv[:4] == ["celery", "-A", "workers", "worker"]
     assert option(argv, "--queues") == "default,media"
-    assert option(argv, "--hostname") == "default+media@%h"
     assert option(argv, "--concurrency") == "4"
+
+
+def test_two_workers_started_on_one_machine_get_names_of_their_own(start: Start) -> None:
+    # Outside a container each worker's name carries its process id (the shell execs
+    # celery, which keeps it): two workers of one queue never share a heartbeat row.
+    names = []
+    for _ in range(2):
+        run = start.run("worker", "default,media")
+        assert run.record is not None and run.record["pid"] == run.pid
+        names.append(option(run.record["argv"], "--hostname"))
+        assert names[-1] == f"default+media-{run.pid}@%h"
+    assert names[0] != names[1]
+
+
+def test_a_worker_name_can_be_set(start: Start) -> None:
+    argv = start.program("worker", "infra", WORKER_NAME="infra-a@%h")
+    assert option(argv, "--hostname") == "infra-a@%h"
 
 
 def test_beat_execs_celery_beat_without_a_pid_file(start: Start) -> None:

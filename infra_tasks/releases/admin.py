@@ -187,6 +187,7 @@ class ReleaseAdmin(LiveJobFieldsMixin, ImmutableAdminMixin, admin.ModelAdmin):
             "plan": plan,
             "findings": migration_plan_findings(plan),
             "needs_bootstrap": plan_touches_records(plan),
+            "may_view": self.has_view_permission(request),
         }
         return TemplateResponse(request, "admin/releases/release/run.html", context)
 

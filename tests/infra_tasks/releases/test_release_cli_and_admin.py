@@ -4,6 +4,7 @@ the admin's "Run pending migrations"."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from io import StringIO
@@ -171,6 +172,22 @@ def test_whom_may_run_releases_but_not_look_at_them_is_told_on_the_jobs_home(
     assert reverse("admin:releases_release_change", args=[record.pk]) not in page
     assert reverse("workers:job-detail", args=[record.task_id]) not in page
     assert LogEntry.objects.filter(user=user, object_id=str(record.pk)).exists()
+
+
+def test_the_run_page_links_only_where_whom_may_run_but_not_look_may_go(client: Client) -> None:
+    """Its breadcrumbs and Cancel led to the release list (403) and the app's index (404)
+    for whoever may run releases without looking at them."""
+    user = get_user_model().objects.create_user("runner", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="run_release"))
+    client.force_login(user)
+
+    page = client.get(RUN_URL).content.decode()
+
+    links = set(re.findall(r'href="(/admin/[^"]*)"', page)) - {"/admin/logout/"}
+    assert reverse("admin:index") in links
+    for link in links:
+        assert client.get(link).status_code == 200, link
+    assert reverse("admin:releases_release_changelist") not in links
 
 
 @pytest.mark.parametrize(

@@ -606,6 +606,27 @@ def flower_action_record(
     logger.info(line, *fields)
 
 
+def look_only_pages() -> None:
+    """Render Flower's pages read-only for an account that may look but not act: its own
+    read-only mode (no Actions menu, pool, consumer, limit, revoke or terminate buttons),
+    per request. A button that can only answer 403 is not shown; a forged request still
+    gets that 403 (audit_actions)."""
+    from flower.views import BaseHandler
+
+    if getattr(BaseHandler.render, "opsqueue_look_only", False):
+        return
+    render = BaseHandler.render
+
+    def render_for_account(self: Any, *args: Any, **kwargs: Any) -> Any:
+        user = self.current_user
+        if "read_only" in kwargs and isinstance(user, FlowerAccount) and not user.can_act:
+            kwargs["read_only"] = True
+        return render(self, *args, **kwargs)
+
+    render_for_account.opsqueue_look_only = True  # type: ignore[attr-defined]
+    BaseHandler.render = render_for_account
+
+
 def main(argv: Sequence[str]) -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     import django
@@ -627,6 +648,7 @@ def main(argv: Sequence[str]) -> int:
     guard_metrics()
     api_asks_for_login()
     audit_actions()
+    look_only_pages()
     channel_outage()
     sqs_broker_page()
     channel_watch.start()

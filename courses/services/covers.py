@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, cast
 from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
-from django.core.files.storage import default_storage
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import transaction
 
 from courses.models import Course, CoverVariant
@@ -279,6 +279,19 @@ def course_cover_mark_lost(*, task_id: str, reason: str) -> None:
     )
 
 
+def _original_missing() -> str:
+    """Why the original could not be read, with the likely cause when media is on local
+    disk: a worker on another machine than the web process that stored it."""
+    message = "The uploaded original is missing from media storage; upload the cover again."
+    if isinstance(default_storage, FileSystemStorage):
+        message += (
+            f" Media is on this worker's disk ({settings.MEDIA_ROOT}): web and workers on "
+            "separate machines must share it (one volume at DJANGO_MEDIA_ROOT everywhere), "
+            "or keep it in S3 (AWS_STORAGE_BUCKET_NAME)."
+        )
+    return message
+
+
 def _build(
     course: Course, todo: list[VariantSpec], *, specs: tuple[VariantSpec, ...], log: LogSink
 ) -> dict[str, Any] | None:
@@ -298,9 +311,7 @@ def _build(
                     ),
                 )
         except FileNotFoundError as exc:
-            raise ImageRejected(
-                "The uploaded original is missing from storage; upload the cover again."
-            ) from exc
+            raise ImageRejected(_original_missing()) from exc
     written = _record_variants(course.pk, source_hash, variants, specs=specs)
     if written is None:
         log.line("the cover changed while rendering; nothing was stored")

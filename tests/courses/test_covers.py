@@ -401,6 +401,23 @@ def test_a_bad_source_fails_with_a_clear_message_and_the_course_and_original_int
         assert "the decoder said: " in log  # the codec's words, kept out of the message
 
 
+def test_an_original_missing_from_a_workers_local_media_says_storage_must_be_shared(
+    cover_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any
+) -> None:
+    # A worker on another machine than the web process, media on local disk: the file the
+    # web process stored is not there. "Upload again" alone would fail the same way.
+    course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
+    (media_root / course.cover.name).unlink()
+
+    with pytest.raises(ImageRejected, match="missing from media storage"):
+        build(course)
+
+    course.refresh_from_db()
+    assert course.cover_status == Course.CoverStatus.FAILED
+    assert f"Media is on this worker's disk ({settings.MEDIA_ROOT})" in course.cover_error
+    assert "AWS_STORAGE_BUCKET_NAME" in course.cover_error
+
+
 @override_settings(MEDIA_MAX_IMAGE_PIXELS=500_000)
 def test_the_pixel_limit_comes_from_settings(
     cover_jpeg: bytes, django_capture_on_commit_callbacks: Any

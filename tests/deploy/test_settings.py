@@ -82,7 +82,15 @@ def test_the_production_environment_passes_djangos_deployment_checks(
     assert report["debug"] is False
     assert report["host"] == DEPLOYED["Database.Endpoint.Address"]
     assert report["password"] == SECRETS["DATABASE_PASSWORD"]
-    assert report["options"] == {"sslmode": "require"}
+    # The URL's sslmode, beside the timeouts every PostgreSQL connection gets.
+    assert report["options"] == {
+        "sslmode": "require",
+        "connect_timeout": 10,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+    }
     # The URL format AWS gives these queues, so kombu never has to look them up.
     assert report["queues"]["opsqueue-infra"] == {
         "url": "https://sqs.eu-west-1.amazonaws.com/123456789012/opsqueue-infra"

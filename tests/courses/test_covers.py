@@ -407,7 +407,7 @@ def test_an_original_missing_from_a_workers_local_media_says_storage_must_be_sha
     # A worker on another machine than the web process, media on local disk: the file the
     # web process stored is not there. "Upload again" alone would fail the same way.
     course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
-    (media_root / course.cover.name).unlink()
+    (media_root / str(course.cover.name)).unlink()
 
     with pytest.raises(ImageRejected, match="missing from media storage"):
         build(course)

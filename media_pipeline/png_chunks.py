@@ -6,11 +6,16 @@ unknown compression method, and libvips inflates such a chunk whole whatever its
 300 KiB chunk of zeros cost 300 MiB). Browsers ignore a profile they cannot use and show
 the picture, and the pipeline writes no metadata anyway, so such chunks are hidden from
 both readers: `without_unusable_metadata` gives a read-only view of the file minus those
-chunks' bytes, no copy made. Every chunk is inflated here at most one byte past the limit.
+chunks' bytes, no copy made. Every chunk is inflated here at most one byte past the limit,
+and the file's chunks together at most INFLATE_BUDGET: past it, and after the pixel data
+(where neither reader looks for metadata the pipeline uses), compressed chunks are hidden
+without being inflated. Thousands of chunks that each inflated to a megabyte kept a worker
+busy for minutes, and Pillow refused the picture once their text passed its own total.
 """
 
 from __future__ import annotations
 
+import bisect
 import io
 import zlib
 from typing import BinaryIO
@@ -19,6 +24,9 @@ from PIL import PngImagePlugin
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COMPRESSED = (b"iCCP", b"zTXt", b"iTXt")
+# Well within Pillow's total for a file's text (PngImagePlugin.MAX_TEXT_MEMORY, 64 MiB), and
+# room for any real profile and metadata (an XMP packet or EXIF as text: kilobytes).
+INFLATE_BUDGET = 8 * 2**20
 
 
 def without_unusable_metadata(source: BinaryIO) -> BinaryIO:
@@ -36,49 +44,68 @@ def _unusable_chunks(source: BinaryIO) -> list[tuple[int, int]]:
     source.seek(0)
     if source.read(8) != _SIGNATURE:
         return []
-    hidden = []
+    hidden: list[tuple[int, int]] = []
+    inflated = 0
+    pixels_seen = False
     while len(head := source.read(8)) == 8:
         start = source.tell() - 8
         length, kind = int.from_bytes(head[:4], "big"), head[4:8]
+        end = start + 12 + length  # length, type, data, CRC
         if kind == b"IEND":
             break
-        if kind in _COMPRESSED:
+        pixels_seen = pixels_seen or kind == b"IDAT"
+        if kind in _COMPRESSED and (pixels_seen or inflated >= INFLATE_BUDGET):
+            _hide(hidden, start, end)
+            source.seek(length + 4, io.SEEK_CUR)
+        elif kind in _COMPRESSED:
             body = source.read(length)
             if len(body) < length:
                 break  # truncated: the readers' own error
-            if not _usable(kind, body):
-                hidden.append((start, start + 12 + length))  # length, type, data, CRC
+            usable, size = _usable(kind, body)
+            inflated += size
+            if not usable:
+                _hide(hidden, start, end)
             source.seek(4, io.SEEK_CUR)
         else:
             source.seek(length + 4, io.SEEK_CUR)
     return hidden
 
 
-def _usable(kind: bytes, body: bytes) -> bool:
-    """Whether the chunk's compressed part is method 0 and inflates within Pillow's limit."""
+def _hide(hidden: list[tuple[int, int]], start: int, end: int) -> None:
+    """Add a chunk's range, joined to the last one when they touch: thousands of chunks in a
+    row become one range to skip."""
+    if hidden and hidden[-1][1] == start:
+        hidden[-1] = (hidden[-1][0], end)
+    else:
+        hidden.append((start, end))
+
+
+def _usable(kind: bytes, body: bytes) -> tuple[bool, int]:
+    """Whether the chunk's compressed part is method 0 and inflates within Pillow's limit,
+    and how many bytes it inflated to here (at most that limit)."""
     keyword_end = body.find(b"\0")
     if keyword_end < 0:
-        return True  # Pillow reads it as uncompressed or skips it
+        return True, 0  # Pillow reads it as uncompressed or skips it
     if kind == b"iTXt":
         # keyword, NUL, compression flag, method, language, NUL, translated keyword, NUL, text
         flag = body[keyword_end + 1 : keyword_end + 2]
         method = body[keyword_end + 2 : keyword_end + 3]
         if flag != b"\x01":
-            return True
+            return True, 0
         parts = body[keyword_end + 3 :].split(b"\0", 2)
         if len(parts) < 3:
-            return True  # Pillow skips it
+            return True, 0  # Pillow skips it
         data = parts[2]
     else:
         method, data = body[keyword_end + 1 : keyword_end + 2], body[keyword_end + 2 :]
     if method != b"\0":
-        return kind != b"iCCP"  # Pillow refuses the whole file only for a profile's
+        return kind != b"iCCP", 0  # Pillow refuses the whole file only for a profile's
     inflater = zlib.decompressobj()
     try:
-        inflater.decompress(data, PngImagePlugin.MAX_TEXT_CHUNK)
+        size = len(inflater.decompress(data, PngImagePlugin.MAX_TEXT_CHUNK))
     except zlib.error:
-        return True  # Pillow drops undecodable data itself
-    return not inflater.unconsumed_tail
+        return True, 0  # Pillow drops undecodable data itself
+    return not inflater.unconsumed_tail, size  # Pillow's own test of a chunk
 
 
 class _Without(io.RawIOBase):
@@ -97,6 +124,7 @@ class _Without(io.RawIOBase):
                 view += start - offset
             offset = end
         self._size = view
+        self._starts = [piece[0] for piece in self._pieces]
         self._position = 0
 
     def readable(self) -> bool:
@@ -116,7 +144,10 @@ class _Without(io.RawIOBase):
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         wanted = len(buffer)
         done = 0
-        for view_start, source_start, length in self._pieces:
+        # The piece holding the position, found by bisection: a file of thousands of hidden
+        # chunks is read in as many pieces, and a reader asks for a few KiB at a time.
+        first = max(bisect.bisect_right(self._starts, self._position) - 1, 0)
+        for view_start, source_start, length in self._pieces[first:]:
             if done == wanted:
                 break
             inside = self._position - view_start

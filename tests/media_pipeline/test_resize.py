@@ -233,6 +233,47 @@ def test_a_colour_profile_inflating_to_hundreds_of_mebibytes_is_never_inflated()
     assert grown_kib < 64 * 1024
 
 
+def test_text_chunks_past_pillows_own_total_are_ignored_not_the_picture_refused() -> None:
+    # Eighty chunks before the pixels, each within Pillow's limit for one (1 MiB inflated):
+    # together past its limit for a file (64 MiB), so Pillow refused the picture as corrupt.
+    one = png_chunk(b"zTXt", b"Comment\0\0" + zeros_deflated((1 << 20) - 1))
+    source = png_with_chunk_before_pixels(Image.new("RGB", (400, 200), (0, 200, 0)), one * 80)
+    [variant] = render_variants(io.BytesIO(source), [JPEG_200], max_pixels=LIMIT)
+    assert close_to(decode(variant.data).getpixel((100, 50)), (0, 200, 0), tolerance=6)  # type: ignore[arg-type]
+
+
+_TEXT_AFTER_PIXELS = """
+import io, sys
+from PIL import Image
+from media_pipeline.resize import render_variants
+from media_pipeline.specs import OutputFormat, VariantSpec
+from tests.media_pipeline.images import png_chunk, zeros_deflated
+buffer = io.BytesIO()
+Image.new("RGB", (400, 200), (0, 200, 0)).save(buffer, "PNG")
+picture = buffer.getvalue()
+one = png_chunk(b"zTXt", b"k\\0\\0" + zeros_deflated((1 << 20) - 1))
+source = picture[:-12] + one * 60_000 + picture[-12:]  # before IEND
+spec = VariantSpec("w200-jpeg", 200, OutputFormat.JPEG, quality=90)
+[variant] = render_variants(io.BytesIO(source), [spec], max_pixels=50_000_000)
+print(variant.width)
+"""
+
+
+def test_sixty_thousand_text_chunks_after_the_pixels_are_skipped_not_inflated() -> None:
+    """60 MB of chunks after the pixel data, each inflating to a mebibyte: every one was
+    inflated (about 60 GiB of zeros, minutes of a media worker past its time limit), though
+    no reader looks at metadata there. In a fresh process, bounded by its timeout."""
+    result = subprocess.run(
+        [sys.executable, "-c", _TEXT_AFTER_PIXELS],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=60,
+    )
+    assert result.stdout.split() == ["200"]
+
+
 @pytest.mark.parametrize("size", [(1080, 24_000), (24_000, 1080), (1, 20_000)])
 def test_a_very_long_source_gives_variants_no_format_refuses(size: tuple[int, int]) -> None:
     """A long phone screenshot: scaled to the spec's width, a WebP variant would be taller

@@ -188,7 +188,7 @@ def render_variants(
         refuse_oversized_file(source.seek(0, io.SEEK_END) - start, max_bytes)
         source.seek(start)
     kind = _kind(source)
-    _refuse_padded_container(source, kind)
+    pieces = _refuse_padded_container(source, kind)
     if kind is formats.PNG:
         # An oversized or undecodable colour profile is ignored, not the picture refused.
         source = without_unusable_metadata(source)
@@ -224,7 +224,7 @@ def render_variants(
         sizes = {spec: _stored_size(width, height, spec.width, orientation) for spec in specs}
         if not sizes:
             return []
-        slot = whole_decode_slot if _decoded_whole(image, source) else _no_slot
+        slot = whole_decode_slot if _decoded_whole(image, source, pieces) else _no_slot
         try:
             with slot(width * height):
                 base = decode_reduced(image, source, max(sizes.values()))
@@ -272,14 +272,18 @@ def _refuse_larger_grid(source: BinaryIO, width: int, height: int) -> None:
         )
 
 
-def _decoded_whole(image: Image.Image, source: BinaryIO) -> bool:
+def _decoded_whole(image: Image.Image, source: BinaryIO, pieces: Pieces) -> bool:
     """Whether its codec holds the whole picture whatever the scale asked: HEIF and AVIF
-    always; a progressive JPEG keeps every DCT coefficient until its last scan (two bytes a
-    sample: 294 MiB for 7000x7000 at 4:4:4), an interlaced PNG its full image, a WebP
-    animation its canvas (`_is_webp_animation`)."""
+    always; a JPEG of more than one scan keeps every DCT coefficient until its last (two
+    bytes a sample: 294 MiB for 7000x7000 at 4:4:4), whether progressive or baseline with
+    its components in scans of their own (which Pillow does not call progressive), an
+    interlaced PNG its full image, a WebP animation its canvas (`_is_webp_animation`)."""
     return (
         image.format in WHOLE_DECODE_FORMATS
-        or (image.format in ("JPEG", "MPO") and bool(image.info.get("progressive")))
+        or (
+            image.format in ("JPEG", "MPO")
+            and (bool(image.info.get("progressive")) or pieces.scans > 1)
+        )
         or (image.format == "PNG" and bool(image.info.get("interlace")))
         or (image.format == "WEBP" and _is_webp_animation(source))
     )
@@ -299,9 +303,10 @@ def _is_webp_animation(source: BinaryIO) -> bool:
     return head[12:16] == b"VP8X" and bool(head[20] & 0x02)
 
 
-def _refuse_padded_container(source: BinaryIO, kind: formats.StoredType) -> None:
+def _refuse_padded_container(source: BinaryIO, kind: formats.StoredType) -> Pieces:
     """Refuse, before any parser reads it, a file padded with more pieces than a picture has
-    (media_pipeline.containers): Pillow would spend minutes and gigabytes on them."""
+    (media_pipeline.containers): Pillow would spend minutes and gigabytes on them. The
+    pieces counted, otherwise."""
     pieces = count_pieces(source, kind, limits=CONTAINER_LIMITS)
     if pieces.scans > CONTAINER_LIMITS.scans:
         raise CorruptImage(
@@ -318,6 +323,7 @@ def _refuse_padded_container(source: BinaryIO, kind: formats.StoredType) -> None
             f"The file holds more than {CONTAINER_LIMITS.stray_bytes // 1024} KiB of padding "
             "between the parts of its JPEG picture; reading it would take minutes."
         )
+    return pieces
 
 
 def _kind(source: BinaryIO) -> formats.StoredType:

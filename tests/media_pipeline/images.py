@@ -315,3 +315,27 @@ def heic_overlay(picture: Image.Image, *, canvas: tuple[int, int], ispe: tuple[i
         return _full_box(b"meta", 0, 0, fixed + iloc)
 
     return ftyp + meta(len(ftyp) + len(meta(0)) + 8) + _box(b"mdat", coded + descriptor)
+
+
+def multiscan_baseline_jpeg(width: int, height: int, components: int) -> bytes:
+    """A baseline (SOF0) JPEG whose components each come in a scan of their own, as an
+    encoder may write them: a flat picture, each block a DC difference of 0 and an
+    end-of-block (two bits). Four components are CMYK (an Adobe segment says so)."""
+    out = b"\xff\xd8"
+    if components == 4:
+        out += b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00\x00"  # transform 0: CMYK
+    out += b"\xff\xdb" + struct.pack(">H", 67) + b"\x00" + b"\x01" * 64
+    frame = struct.pack(">BHHB", 8, height, width, components) + b"".join(
+        bytes([n + 1, 0x11, 0]) for n in range(components)
+    )
+    out += b"\xff\xc0" + struct.pack(">H", 2 + len(frame)) + frame
+    # One code each: category 0 for DC, end-of-block for AC, both the bit 0.
+    counts = bytes([1] + [0] * 15)
+    out += b"\xff\xc4" + struct.pack(">H", 20) + b"\x00" + counts + b"\x00"
+    out += b"\xff\xc4" + struct.pack(">H", 20) + b"\x10" + counts + b"\x00"
+    bits = 2 * -(-width // 8) * -(-height // 8)
+    data = b"\x00" * (bits // 8) + (bytes([(1 << (8 - bits % 8)) - 1]) if bits % 8 else b"")
+    for n in range(components):
+        scan = bytes([1, n + 1, 0x00, 0, 63, 0])
+        out += b"\xff\xda" + struct.pack(">H", 2 + len(scan)) + scan + data
+    return out + b"\xff\xd9"

@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from media_pipeline.containers import Pieces
 from media_pipeline.decode_slots import whole_decode_slot
 from media_pipeline.resize import render_variants
 from media_pipeline.specs import COVER_SPECS
 from tests.media_pipeline.images import (
+    multiscan_baseline_jpeg,
     photo_file,
     quadrants,
     webp_animation,
@@ -138,6 +140,28 @@ def test_a_progressive_jpeg_and_an_interlaced_png_take_a_slot_too() -> None:
     assert asked == [300 * 200]
     png = photo_file("PNG", quadrants(300, 200), orientation=1)
     with Image.open(io.BytesIO(_interlaced(png))) as image:
-        assert _decoded_whole(image, io.BytesIO(_interlaced(png)))
+        assert _decoded_whole(image, io.BytesIO(_interlaced(png)), Pieces(count=3))
     with Image.open(io.BytesIO(png)) as image:
-        assert not _decoded_whole(image, io.BytesIO(png))
+        assert not _decoded_whole(image, io.BytesIO(png), Pieces(count=3))
+
+
+@pytest.mark.parametrize("components", [1, 3, 4])
+def test_a_baseline_jpeg_with_its_components_in_scans_of_their_own_takes_a_slot(
+    components: int,
+) -> None:
+    """libjpeg keeps every coefficient of a JPEG of several scans, progressive or not:
+    Pillow calls this one baseline, and a 7071x7071 one decoded in 337-432 MiB beside the
+    slot. A one-scan baseline JPEG is decoded in strips and takes none."""
+    asked: list[int] = []
+
+    @contextmanager
+    def slot(pixels: int) -> Iterator[None]:
+        asked.append(pixels)
+        yield
+
+    source = multiscan_baseline_jpeg(320, 240, components)
+    [variant] = render_variants(
+        io.BytesIO(source), COVER_SPECS[:1], max_pixels=BUDGET, whole_decode_slot=slot
+    )
+    assert variant.width > 0
+    assert asked == ([320 * 240] if components > 1 else [])

@@ -3,7 +3,10 @@ and the worker's provider cache.
 
 Nothing in these directories is needed by a later step (state and plans are in S3), so a
 worker may lose them at any moment. A directory left by a process that died (SIGKILL, a
-crash) is removed by the next step that starts on the same machine.
+crash) is removed by the next step that starts on the same machine. It is named for its
+process by id and start time: a container restarted with its disk kept (compose's
+`restart:`) numbers its processes from 1 again, and a directory named by id alone, which
+may hold a saved plan with variable values, was kept while another process had that id.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-_STEP_NAME = re.compile(r"run-\d+-[a-z]+-(?P<pid>\d+)-")
+_STEP_NAME = re.compile(r"run-\d+-[a-z]+-(?P<pid>\d+)(?:\.(?P<started>\d+))?-")
 
 
 @contextmanager
@@ -30,7 +33,8 @@ def step_directory(run_id: int, step: str) -> Iterator[Path]:
     base = Path(settings.TERRAFORM_WORK_DIR)
     base.mkdir(mode=0o700, parents=True, exist_ok=True)
     _sweep(base)
-    path = Path(tempfile.mkdtemp(prefix=f"run-{run_id}-{step}-{os.getpid()}-", dir=base))
+    owner = _process_name(os.getpid())
+    path = Path(tempfile.mkdtemp(prefix=f"run-{run_id}-{step}-{owner}-", dir=base))
     try:
         yield path
     finally:
@@ -41,18 +45,35 @@ def _sweep(base: Path) -> None:
     """Remove step directories whose process is gone."""
     for entry in base.iterdir():
         match = _STEP_NAME.match(entry.name)
-        if match and entry.is_dir() and not _alive(int(match["pid"])):
+        if match and entry.is_dir() and not _alive(int(match["pid"]), match["started"]):
             shutil.rmtree(entry, ignore_errors=True)
 
 
-def _alive(pid: int) -> bool:
+def _process_name(pid: int) -> str:
+    """`pid.started` (its start in clock ticks since boot), or the id alone without /proc."""
+    started = _started(pid)
+    return f"{pid}.{started}" if started is not None else str(pid)
+
+
+def _started(pid: int) -> int | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # After the command name, which may itself hold spaces or parentheses: field 22.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def _alive(pid: int, started: str | None) -> bool:
+    """Whether the process that made a directory still runs: its id, and its start time
+    when the name gives one (another process may have the id now)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return started is None or _started(pid) in (None, int(started))
 
 
 def plugin_cache_directory() -> Path:

@@ -11,14 +11,17 @@ extension), so that delivery wins, and takes the job over (`request.taken_over`)
 under way when its holder died, and a step that must not be done twice (a terraform apply)
 is not started again.
 
-The claim is released when the task ends. A later delivery of a job that succeeded (SQS
-could not be told it was done: the DeleteMessage failed in an outage, or the visibility
-timeout ran out just before it) finds the job's result SUCCESS and is dropped without
-running or touching the record. Celery itself would mark the job STARTED before any of this
-(CELERY_TASK_TRACK_STARTED), overwriting a finished job's record and, for a duplicate, the
-running holder's worker: so the app's tasks mark STARTED here instead, once the delivery
-holds the job and has found it unfinished. A job that failed may run again (each task's own
-guard decides what that does).
+The claim is released when the task ends. A later delivery of a job that has ended (SQS
+could not be told it was done: the DeleteMessage failed in an outage, the visibility timeout
+ran out just before it, or a send that timed out reached SQS after all and was sent again)
+finds the job's result SUCCESS, FAILURE or REVOKED and is dropped without running or
+touching the record: a failed job ran again under its own id, its failure overwritten by a
+success nobody asked for (Retry makes a new job), and a cancelled one ran. Only a person
+sending its message back from the dead-letter queue after it ended starts it again. Celery
+itself would mark the job STARTED before any of this (CELERY_TASK_TRACK_STARTED),
+overwriting a finished job's record and, for a duplicate, the running holder's worker: so
+the app's tasks mark STARTED here instead, once the delivery holds the job and has found it
+unfinished.
 
 A database that is gone (a failover) is waited out, never turned into a job that reads
 PENDING or STARTED for good: a delivery that cannot claim its job leaves a copy of its
@@ -268,10 +271,26 @@ def database_wait(timeout: timedelta, *, what: str) -> bool:
             return True
 
 
-def _job_succeeded(task_id: str) -> bool:
+def _job_ended(task_id: str) -> str | None:
+    """The state a job ended in (SUCCESS, FAILURE, REVOKED), or None while it may run: it
+    has not ended, or a person sent its message back from the dead-letter queue after it
+    ended (a redrive starts it again)."""
     from django_celery_results.models import TaskResult
 
-    return TaskResult.objects.filter(task_id=task_id, status=states.SUCCESS).exists()
+    from workers.models import DeadLetterAction
+
+    ended = (
+        TaskResult.objects.filter(task_id=task_id, status__in=states.READY_STATES)
+        .values_list("status", "date_done")
+        .first()
+    )
+    if ended is None:
+        return None
+    status, done = ended
+    redriven = DeadLetterAction.objects.filter(task_id=task_id, kind=DeadLetterAction.Kind.REDRIVE)
+    if done is not None and redriven.filter(at__gt=done).exists():
+        return None
+    return str(status)
 
 
 class ClaimedTask(DjangoTask):
@@ -383,16 +402,17 @@ class ClaimedTask(DjangoTask):
         request.taken_over = claim is Claim.TAKEN_OVER
         try:
             try:
-                succeeded = _job_succeeded(request.id)
-                if not succeeded:
+                ended = _job_ended(request.id)
+                if ended is None:
                     self._mark_started(request)
             except (OperationalError, InterfaceError) as exc:
                 self._leave_for_later(request, exc)
-            if succeeded:
+            if ended is not None:
                 logger.info(
-                    "late delivery of %s [%s]: it succeeded already; not run again",
+                    "late delivery of %s [%s]: it ended already (%s); not run again",
                     self.name,
                     request.id,
+                    ended,
                 )
                 raise Ignore()
             return super().__call__(*args, **kwargs)

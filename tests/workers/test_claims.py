@@ -315,3 +315,36 @@ def test_a_worker_stopping_mid_job_keeps_the_job_to_itself_until_it_is_done(
         assert "visibility-extender goes on while the worker finishes 1 job(s)" in (
             stopping.log_text()
         )
+
+
+@pytest.mark.django_db
+def test_an_ended_job_runs_again_only_when_redriven_from_the_dead_letter_queue_after_it_ended() -> (
+    None
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_celery_results.models import TaskResult
+
+    from workers.claims import _job_ended
+    from workers.models import DeadLetterAction
+
+    TaskResult.objects.create(task_id="t-running", status="STARTED")
+    assert _job_ended("t-running") is None
+    for status in ("SUCCESS", "FAILURE", "REVOKED"):
+        TaskResult.objects.create(task_id=f"t-{status}", status=status)
+        assert _job_ended(f"t-{status}") == status
+
+    redrive = DeadLetterAction.objects.create(
+        kind=DeadLetterAction.Kind.REDRIVE,
+        queue="default",
+        message_id="m-1",
+        task_id="t-FAILURE",
+        username="ops",
+    )
+    # Sent back before the job ended: that delivery already ran, and ended it.
+    DeadLetterAction.objects.filter(pk=redrive.pk).update(at=timezone.now() - timedelta(hours=1))
+    assert _job_ended("t-FAILURE") == "FAILURE"
+    # Sent back after it ended: a person asked for it to run again.
+    DeadLetterAction.objects.filter(pk=redrive.pk).update(at=timezone.now() + timedelta(seconds=1))
+    assert _job_ended("t-FAILURE") is None

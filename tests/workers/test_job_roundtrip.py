@@ -228,6 +228,37 @@ def test_same_message_delivered_twice_does_no_harm(worker: WorkerProcess) -> Non
     )
 
 
+def test_a_failed_job_delivered_again_is_not_run_again_and_keeps_its_failure(
+    worker: WorkerProcess,
+) -> None:
+    """A late or duplicate copy (a DeleteMessage lost in an outage, a send that timed out
+    but reached SQS) ran a failed job again under its own id: its failure was overwritten by
+    a success nobody asked for. Retry makes a new job; the copy is dropped."""
+    from workers.tasks import diagnostic_run_execute
+
+    run = diagnostic_run_start(
+        requester=Requester.cli("test"), lines=3, duration_seconds=0.1, fail=True
+    )
+    wait_until(lambda: job_status(run.task_id) == "FAILURE", timeout=30, message="the failure")
+    failed = TaskResult.objects.get(task_id=run.task_id)
+
+    diagnostic_run_execute.apply_async(args=[run.pk], task_id=run.task_id)
+    wait_until(
+        lambda: f"[{run.task_id}] ignored" in worker.log_text(),
+        timeout=30,
+        message="the second delivery to be processed",
+    )
+    assert f"[{run.task_id}]: it ended already (FAILURE); not run again" in worker.log_text()
+    run.refresh_from_db()
+    assert run.attempts == 1 and run.state == DiagnosticRun.State.FAILED
+    again = TaskResult.objects.get(task_id=run.task_id)
+    assert (again.status, again.result, again.date_done) == (
+        "FAILURE",
+        failed.result,
+        failed.date_done,
+    )
+
+
 def _start_diagnostic_on(prefix: str, **kwargs: object) -> DiagnosticRun:
     """Start a diagnostic run whose message goes to the queues named with `prefix`."""
     with publishing_to(prefix):

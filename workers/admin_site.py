@@ -25,6 +25,7 @@ from workers.admin_links import operations_url_for
 from workers.families import housekeeping_task_names
 from workers.flower_accounts import VIEW_PERMISSION as FLOWER_VIEW_PERMISSION
 from workers.operations import idle_queues_with_waiting_jobs
+from workers.outbox import broker_health
 from workers.recurring import recurring_tasks
 
 RECENT_JOBS = 15
@@ -180,11 +181,15 @@ class OpsqueueAdminSite(admin.AdminSite):
 
     def index(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
         recent = self.recent_jobs(request)
+        # Jobs waiting where no worker consumes would read "Queued" for ever: say why.
+        idle = idle_queues_with_waiting_jobs() if recent is not None else []
         context = {
             **(extra_context or {}),
             "recent_jobs": recent,
-            # Jobs waiting where no worker consumes would read "Queued" for ever: say why.
-            "idle_queues": idle_queues_with_waiting_jobs() if recent is not None else [],
+            "idle_queues": idle,
+            # In an SQS outage the workers receive nothing either: SQS is the cause to name,
+            # not the workers (asked only then: one cheap probe, or its cached answer).
+            "sqs_unreachable": broker_health.unreachable_cause() if idle else None,
             "operations_url": operations_url_for(request.user),
             "can_run_diagnostic": request.user.has_perm("workers.run_diagnostic"),
             "jobs_url": reverse("admin:django_celery_results_taskresult_changelist"),

@@ -519,3 +519,44 @@ def test_a_waiting_jobs_page_links_the_operations_page_only_for_who_may_open_it(
         )
         assert "No worker is taking jobs from the media queue now (none seen in the last" in html
         assert ('href="/ops/operations/"' in html) is linked
+
+
+def test_the_jobs_home_names_sqs_not_the_workers_while_sqs_is_unreachable(
+    sqs_queues: AwsEndpoint,
+) -> None:
+    """In an SQS outage the consumers go silent too, so the waiting jobs' note blamed the
+    workers ("no worker takes them") while the cause was SQS; the operations page alone
+    said so."""
+    from botocore.exceptions import EndpointConnectionError
+
+    from tests.workers.jobs import job_row
+    from workers.outbox import broker_health
+
+    now = timezone.now()
+    WorkerHeartbeat.objects.all().delete()  # held by this test's transaction: none but below
+    WorkerHeartbeat.objects.create(
+        hostname="silent@host",
+        pid=1,
+        queues=["default"],
+        concurrency=1,
+        started_at=now - timedelta(hours=1),
+        last_seen_at=now,
+        last_receive_at=now - timedelta(minutes=10),
+    )
+    job_row("app.tasks.work", "PENDING", queue="default")
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root", password="x"))
+
+    with publishing_to(os.environ["SQS_QUEUE_PREFIX"]):
+        broker_health.fail(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
+        try:
+            html = client.get("/admin/").content.decode()
+        finally:
+            broker_health.reset()
+        assert 'id="jobs-sqs-unreachable"' in html
+        assert "SQS is unreachable from this web server (EndpointConnectionError)" in html
+        assert 'id="idle-queues"' not in html
+
+        html = client.get("/admin/").content.decode()  # SQS answers: the workers it is
+        assert 'id="jobs-sqs-unreachable"' not in html
+        assert 'id="idle-queues"' in html

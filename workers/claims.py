@@ -311,6 +311,15 @@ class ClaimedTask(DjangoTask):
         )
         if self.marks_started_itself or ignore_result or not self.app.conf.task_track_started:
             return
+        first_start = None
+        if getattr(request, "taken_over", False):
+            from django_celery_results.models import TaskResult
+
+            first_start = (
+                TaskResult.objects.filter(task_id=request.id)
+                .values_list("date_started", flat=True)
+                .first()
+            )
         # What Celery's tracer stores for STARTED.
         self.backend.store_result(
             request.id,
@@ -318,6 +327,10 @@ class ClaimedTask(DjangoTask):
             states.STARTED,
             request=request,
         )
+        if first_start is not None:
+            # Taken over from a process that died: the job started when that one started it
+            # (storing STARTED again dates it now), so its duration counts from then.
+            TaskResult.objects.filter(task_id=request.id).update(date_started=first_start)
 
     def _leave_for_later(self, request: Any, exc: OperationalError | InterfaceError) -> NoReturn:
         """The database could not be reached before the job started (a failover, a

@@ -170,12 +170,16 @@ def test_a_job_whose_pool_process_was_killed_is_taken_over_and_finished_on_its_w
     holder is gone and runs the job, instead of dropping it as a duplicate."""
     with workers_on_a_queue(aws, worker_env, run_dir, "oom") as (prefix, _, (worker,)):
         run = _under_way(prefix, duration_seconds=8)
+        first_start = TaskResult.objects.get(task_id=run.task_id).date_started
+        assert first_start is not None
         for pid in worker.pool_pids():
             os.kill(pid, signal.SIGKILL)
 
         _succeeds(run, "the job to be taken over and succeed")
         run.refresh_from_db()
         assert run.state == DiagnosticRun.State.SUCCEEDED and run.attempts == 2
+        # It started when the dead process started it: its duration counts from then.
+        assert TaskResult.objects.get(task_id=run.task_id).date_started == first_start
         assert f"job {run.task_id}: its process" in worker.log_text()
         assert "duplicate delivery" not in worker.log_text()
 

@@ -201,7 +201,9 @@ class CourseAdmin(admin.ModelAdmin):
             return super().changeform_view(request, *args, **kwargs)
         except ApplicationError as exc:  # a refusal, or the job queue unreachable
             refusal_report(self, request, exc)
-            return HttpResponseRedirect(reverse("admin:courses_course_changelist"))
+            # Back to the course's own page (or the empty form of a new one), not the list:
+            # the person was on it, and tries again from there.
+            return HttpResponseRedirect(request.get_full_path())
 
     def delete_model(self, request: HttpRequest, obj: Course) -> None:
         course_delete(course_id=obj.pk)

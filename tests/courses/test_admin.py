@@ -427,3 +427,36 @@ def test_an_enrolment_editor_who_may_not_see_users_is_offered_no_user_lookup_or_
     )
     page = client.get(f"/admin/courses/enrolment/{enrolment.pk}/change/").content.decode()
     assert f"{users}?_to_field=id" in page and f"{users}{learner.pk}/change/" in page
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upload_refused_with_sqs_unreachable_returns_to_the_course_saying_why(
+    admin_client: Client, cover_jpeg: bytes
+) -> None:
+    """It returned to the course list: the person was on the course and tries again there."""
+    from botocore.exceptions import EndpointConnectionError
+
+    from workers.outbox import broker_health
+
+    course = make_course()
+    url = f"/admin/courses/course/{course.pk}/change/"
+    broker_health.fail(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
+    try:
+        response = admin_client.post(
+            url,
+            {
+                "title": "Renamed",
+                "slug": course.slug,
+                "new_cover": SimpleUploadedFile("photo.jpg", cover_jpeg, "image/jpeg"),
+                "sections-TOTAL_FORMS": "0",
+                "sections-INITIAL_FORMS": "0",
+            },
+        )
+    finally:
+        broker_health.reset()
+
+    assert response.status_code == 302 and response["Location"] == url
+    page = admin_client.get(url).content.decode()
+    assert "nothing was changed" in page.lower()
+    course.refresh_from_db()
+    assert course.title != "Renamed" and not course.cover

@@ -146,8 +146,10 @@ class _Without(io.RawIOBase):
         done = 0
         # The piece holding the position, found by bisection: a file of thousands of hidden
         # chunks is read in as many pieces, and a reader asks for a few KiB at a time.
+        # Walked by index from there: a slice of the rest would copy it on every read.
         first = max(bisect.bisect_right(self._starts, self._position) - 1, 0)
-        for view_start, source_start, length in self._pieces[first:]:
+        for index in range(first, len(self._pieces)):
+            view_start, source_start, length = self._pieces[index]
             if done == wanted:
                 break
             inside = self._position - view_start

@@ -357,12 +357,21 @@ def _group_alive(pgid: int) -> bool:
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:
+        fields = process_stat(int(entry.name))
+        if fields is None:
             continue
-        # After the command name, which may itself hold spaces or parentheses.
-        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+        state, _ppid, pgrp = fields[:3]
         if int(pgrp) == pgid and state != "Z":
             return True
     return False
+
+
+def process_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name, the state first (field 3),
+    or None without such a process or /proc. The name may itself hold spaces or
+    parentheses: the fields start after its last ')'."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from workers.streaming import process_stat
+
 _STEP_NAME = re.compile(r"run-\d+-[a-z]+-(?P<pid>\d+)(?:\.(?P<started>\d+))?-")
 
 
@@ -56,12 +58,8 @@ def _process_name(pid: int) -> str:
 
 
 def _started(pid: int) -> int | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # After the command name, which may itself hold spaces or parentheses: field 22.
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    fields = process_stat(pid)
+    return None if fields is None else int(fields[19])  # field 22, starttime
 
 
 def _alive(pid: int, started: str | None) -> bool:

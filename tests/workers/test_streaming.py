@@ -18,7 +18,13 @@ from typing import Any
 
 from tests.support.servers import wait_until
 from workers.joblog import JobLogWriter, cut_bytes
-from workers.streaming import LineSplitter, StopReason, StreamResult, run_streaming
+from workers.streaming import (
+    LineSplitter,
+    StopReason,
+    StreamResult,
+    process_stat,
+    run_streaming,
+)
 
 
 class MemoryLog(JobLogWriter):
@@ -40,11 +46,8 @@ class MemoryLog(JobLogWriter):
 
 def running(pid: int) -> bool:
     """Alive and not a zombie (an orphan is reaped by whoever adopts it, maybe later)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    fields = process_stat(pid)
+    return fields is not None and fields[0] != "Z"
 
 
 class Tree:

@@ -9,10 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from infra_tasks.terraform import workdir
+from workers.streaming import process_stat
 
 
 def own_start() -> int:
-    return int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+    fields = process_stat(os.getpid())
+    assert fields is not None
+    return int(fields[19])  # field 22, starttime
 
 
 def left_behind(base: Path, name: str) -> Path:

@@ -21,7 +21,13 @@ from tests.support.monitoring import (
     RedisServer,
     sqs_queues_named,
 )
-from tests.support.servers import AwsEndpoint, WorkerProcess, aws_environment, new_queue_prefix
+from tests.support.servers import (
+    AwsEndpoint,
+    WorkerProcess,
+    aws_environment,
+    new_queue_prefix,
+    own_queues_create,
+)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -94,6 +100,16 @@ def sqs_queues(aws: AwsEndpoint) -> AwsEndpoint:
 
     call_command("sqs_queues", stdout=open(os.devnull, "w"))  # noqa: SIM115
     return aws
+
+
+@pytest.fixture
+def prefix(aws: AwsEndpoint) -> str:
+    """A queue prefix of the test's own, its queues made in the session's endpoint: a worker
+    started on it reads only what the test sends there (`publishing_to`). A module may
+    define its own (tests/workers/test_message_templates.py publishes there throughout)."""
+    prefix = new_queue_prefix()
+    own_queues_create(aws, prefix)
+    return prefix
 
 
 @pytest.fixture(scope="session")

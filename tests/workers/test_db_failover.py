@@ -26,10 +26,7 @@ from tests.support.database import (
 )
 from tests.support.jobs import assert_failed_on_connection_loss, job_status
 from tests.support.servers import (
-    AwsEndpoint,
     WorkerProcess,
-    new_queue_prefix,
-    own_queues_create,
     wait_until,
 )
 from workers.enqueue import Requester
@@ -41,13 +38,6 @@ from workers.services import diagnostic_run_start
 OUTAGE_AFTER_JOB_SECONDS = 5
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.waits]
-
-
-@pytest.fixture
-def prefix(aws: AwsEndpoint) -> str:
-    prefix = new_queue_prefix()
-    own_queues_create(aws, prefix)
-    return prefix
 
 
 @pytest.fixture

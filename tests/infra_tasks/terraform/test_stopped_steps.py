@@ -29,8 +29,6 @@ from tests.support.database import database_down
 from tests.support.servers import (
     AwsEndpoint,
     WorkerProcess,
-    new_queue_prefix,
-    own_queues_create,
     wait_until,
 )
 from workers.enqueue import Requester
@@ -41,13 +39,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.waits]
 # Longer than many cancel checks and heartbeats (every 0.5 s and 1 s here), shorter than the
 # apply's sleeping step.
 OUTAGE_SECONDS = 4
-
-
-@pytest.fixture
-def prefix(aws: AwsEndpoint) -> str:
-    prefix = new_queue_prefix()
-    own_queues_create(aws, prefix)
-    return prefix
 
 
 @pytest.fixture

@@ -202,6 +202,19 @@ def test_png_metadata_pillow_cannot_read_is_ignored_not_the_picture_refused(chun
     assert close_to(decode(variant.data).getpixel((100, 50)), (0, 200, 0), tolerance=6)  # type: ignore[arg-type]
 
 
+def in_a_fresh_process(code: str, *, timeout: float) -> str:
+    """What `code` prints, run by a new Python in the project's directory: its memory and
+    time are its own, not this session's."""
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+        timeout=timeout,
+    ).stdout
+
+
 _PROFILE_BOMB = """
 import io, resource, sys
 from PIL import Image
@@ -220,15 +233,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, variant.width
 def test_a_colour_profile_inflating_to_hundreds_of_mebibytes_is_never_inflated() -> None:
     """600 KiB of deflated zeros in an iCCP chunk: libvips would inflate all 600 MiB. The
     growth in peak memory is measured in a fresh process, so earlier tests cannot hide it."""
-    result = subprocess.run(
-        [sys.executable, "-c", _PROFILE_BOMB],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parents[2],
-        timeout=120,
-    )
-    grown_kib, width = map(int, result.stdout.split())
+    grown_kib, width = map(int, in_a_fresh_process(_PROFILE_BOMB, timeout=120).split())
     assert width == 200
     assert grown_kib < 64 * 1024
 
@@ -263,15 +268,7 @@ def test_sixty_thousand_text_chunks_after_the_pixels_are_skipped_not_inflated() 
     """60 MB of chunks after the pixel data, each inflating to a mebibyte: every one was
     inflated (about 60 GiB of zeros, minutes of a media worker past its time limit), though
     no reader looks at metadata there. In a fresh process, bounded by its timeout."""
-    result = subprocess.run(
-        [sys.executable, "-c", _TEXT_AFTER_PIXELS],
-        capture_output=True,
-        text=True,
-        check=True,
-        cwd=Path(__file__).resolve().parents[2],
-        timeout=60,
-    )
-    assert result.stdout.split() == ["200"]
+    assert in_a_fresh_process(_TEXT_AFTER_PIXELS, timeout=60).split() == ["200"]
 
 
 @pytest.mark.parametrize("size", [(1080, 24_000), (24_000, 1080), (1, 20_000)])

@@ -24,6 +24,7 @@ from PIL import PngImagePlugin
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COMPRESSED = (b"iCCP", b"zTXt", b"iTXt")
+_TEXT = (*_COMPRESSED, b"tEXt")
 # Well within Pillow's total for a file's text (PngImagePlugin.MAX_TEXT_MEMORY, 64 MiB), and
 # room for any real profile and metadata (an XMP packet or EXIF as text: kilobytes).
 INFLATE_BUDGET = 8 * 2**20
@@ -55,6 +56,12 @@ def _unusable_chunks(source: BinaryIO) -> list[tuple[int, int]]:
             break
         pixels_seen = pixels_seen or kind == b"IDAT"
         if kind in _COMPRESSED and (pixels_seen or inflated >= INFLATE_BUDGET):
+            _hide(hidden, start, end)
+            source.seek(length + 4, io.SEEK_CUR)
+        elif kind in _TEXT and length > PngImagePlugin.MAX_TEXT_CHUNK:
+            # Longer than Pillow's limit for one chunk's text, compressed or not: Pillow and
+            # libvips each kept copies of uncompressed text (60 MiB of XMP before the pixels
+            # cost 300 MiB), and compressed data this long was read whole here first.
             _hide(hidden, start, end)
             source.seek(length + 4, io.SEEK_CUR)
         elif kind in _COMPRESSED:

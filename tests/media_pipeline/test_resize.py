@@ -271,6 +271,38 @@ def test_sixty_thousand_text_chunks_after_the_pixels_are_skipped_not_inflated() 
     assert in_a_fresh_process(_TEXT_AFTER_PIXELS, timeout=60).split() == ["200"]
 
 
+_LONG_TEXT_BEFORE_PIXELS = """
+import io, resource
+from PIL import Image
+from media_pipeline.resize import render_variants
+from media_pipeline.specs import OutputFormat, VariantSpec
+from tests.media_pipeline.images import png_chunk, png_with_chunk_before_pixels
+chunk = png_chunk(b"{kind}", {head} + b"a" * (60 << 20))
+source = png_with_chunk_before_pixels(Image.new("RGB", (400, 200), (0, 200, 0)), chunk)
+spec = VariantSpec("w200-jpeg", 200, OutputFormat.JPEG, quality=90)
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+[variant] = render_variants(io.BytesIO(source), [spec], max_pixels=50_000_000)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, variant.width)
+"""
+
+
+@pytest.mark.parametrize(
+    ("kind", "head"),
+    [("tEXt", 'b"Comment\\0"'), ("iTXt", 'b"XML:com.adobe.xmp\\0\\0\\0\\0\\0"')],
+)
+def test_uncompressed_text_of_sixty_mebibytes_before_the_pixels_is_skipped_not_read(
+    kind: str, head: str
+) -> None:
+    """A 60 MiB text chunk, uncompressed, before the pixels: Pillow and libvips each kept
+    copies of it (an XMP iTXt cost 300 MiB, twice the bound of a decode outside the slot).
+    Text longer than Pillow's limit for one chunk is hidden like compressed text inflating
+    past it. Growth in peak memory, in a fresh process."""
+    code = _LONG_TEXT_BEFORE_PIXELS.format(kind=kind, head=head)
+    grown_kib, width = map(int, in_a_fresh_process(code, timeout=120).split())
+    assert width == 200
+    assert grown_kib < 64 * 1024
+
+
 @pytest.mark.parametrize("size", [(1080, 24_000), (24_000, 1080), (1, 20_000)])
 def test_a_very_long_source_gives_variants_no_format_refuses(size: tuple[int, int]) -> None:
     """A long phone screenshot: scaled to the spec's width, a WebP variant would be taller

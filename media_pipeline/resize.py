@@ -234,7 +234,9 @@ def render_variants(
             raise CorruptImage(
                 "The image data is truncated or corrupt and cannot be decoded."
             ) from exc
-        icc_profile = image.info.get("icc_profile")
+        # A CMYK picture's profile is applied while decoding (decode_reduced): it describes
+        # ink, not the RGB pixels that come out.
+        icc_profile = None if image.mode == "CMYK" else image.info.get("icc_profile")
         # Inside the `with`: closing the source also releases its decoded pixels.
         return [
             _encode(base, spec, size, orientation=orientation, icc_profile=icc_profile)
@@ -390,7 +392,29 @@ def decode_reduced(image: Image.Image, source: BinaryIO, largest: tuple[int, int
         source.seek(0)
         return _decode_heif(source, factor)
     image.load()
+    if image.mode == "CMYK":
+        return _cmyk_to_srgb(image, image.info.get("icc_profile"))
     return _working_mode(image)
+
+
+def _cmyk_to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
+    """RGB through the picture's own CMYK profile (the press it was separated for), as a
+    browser shows it; naively (255 - C, ...) without one or with one littleCMS refuses."""
+    if icc_profile:
+        try:
+            converted = ImageCms.profileToProfile(
+                image,
+                ImageCms.ImageCmsProfile(io.BytesIO(icc_profile)),
+                _SRGB,
+                outputMode="RGB",
+                renderingIntent=ImageCms.Intent.PERCEPTUAL,
+            )
+        except (ImageCms.PyCMSError, OSError):
+            pass  # a damaged or non-CMYK profile: ignored, as a browser ignores it
+        else:
+            assert converted is not None
+            return converted
+    return image.convert("RGB")
 
 
 def _decode_with_vips(source: BinaryIO, fmt: str, factor: int, width: int) -> Image.Image:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import struct
 import zlib
 
@@ -61,6 +62,56 @@ def exif_bytes(orientation: int) -> bytes:
 
 def icc_bytes() -> bytes:
     return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def cmyk_icc_bytes() -> bytes:
+    """A CMYK printer profile (ICC v2, an A2B0 lut16 of 2 points a side to Lab) whose
+    colours are not the naive 255 - C, ...: C0 M100 Y100 K0 is a dull orange (L 50, a 20,
+    b 60), not pure red. littleCMS writes no CMYK profile, so it is made by hand."""
+
+    def lab(lightness: float, a: float, b: float) -> bytes:
+        return struct.pack(
+            ">HHH", round(lightness / 100 * 0xFF00), (a + 128) * 256, (b + 128) * 256
+        )
+
+    clut = b""
+    for c, m, y, k in itertools.product((0, 1), repeat=4):  # C varies slowest
+        if k or (c and m and y):
+            clut += lab(0, 0, 0)
+        elif (c, m, y) == (0, 0, 0):
+            clut += lab(100, 0, 0)
+        elif (c, m, y) == (0, 1, 1):
+            clut += lab(50, 20, 60)
+        else:
+            clut += lab(60, -10 * c + 40 * m, -40 * c + 50 * y)
+    identity = struct.pack(">9i", 1 << 16, 0, 0, 0, 1 << 16, 0, 0, 0, 1 << 16)
+    ramp = struct.pack(">HH", 0, 0xFFFF)
+    a2b0 = b"mft2" + bytes(4) + bytes([4, 3, 2, 0]) + identity + struct.pack(">HH", 2, 2)
+    a2b0 += ramp * 4 + clut + ramp * 3
+    d50 = struct.pack(">iii", 63190, 65536, 54061)
+    tags = [
+        (b"A2B0", a2b0),
+        (b"wtpt", b"XYZ " + bytes(4) + d50),
+        (b"desc", b"desc" + bytes(4) + struct.pack(">I", 2) + b"x\0" + bytes(78)),
+    ]
+    at = 128 + 4 + 12 * len(tags)
+    table = body = b""
+    for signature, data in tags:
+        body += bytes(-(at + len(body)) % 4)
+        table += signature + struct.pack(">II", at + len(body), len(data))
+        body += data
+    header = (
+        struct.pack(">I", at + len(body))
+        + b"lcms"
+        + bytes([2, 0x10, 0, 0])
+        + b"prtrCMYKLab "
+        + bytes(12)
+        + b"acsp"
+        + bytes(28)
+        + d50
+        + bytes(48)
+    )
+    return header + struct.pack(">I", len(tags)) + table + body
 
 
 def padded_icc_bytes(padding: int) -> bytes:

@@ -36,6 +36,7 @@ from tests.media_pipeline.images import (
     STORE_AS,
     WHITE,
     assert_no_metadata,
+    cmyk_icc_bytes,
     exif_bytes,
     heic_grid,
     heic_overlay,
@@ -684,6 +685,30 @@ def test_cmyk_jpeg_comes_out_as_rgb_with_its_colours() -> None:
         image = decode(variant.data)
         assert image.mode in ("RGB", "RGBA")
         assert close_to(image.getpixel((10, 10)), RED[:3], tolerance=12)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_a_cmyk_jpeg_s_own_profile_gives_its_colours(progressive: bool) -> None:
+    """A CMYK JPEG carries the profile of the press it was separated for (Photoshop always
+    embeds one); a browser renders its colours through it. Converted naively, 255 - C, ...,
+    then offered to littleCMS as a CMYK profile for RGB pixels (refused, so ignored), C0
+    M100 Y100 K0 came out pure red where its profile says a dull orange."""
+    profile = cmyk_icc_bytes()
+    picture = Image.new("CMYK", (400, 300), (0, 255, 255, 0))
+    expected = ImageCms.profileToProfile(
+        picture.crop((0, 0, 1, 1)),
+        ImageCms.ImageCmsProfile(io.BytesIO(profile)),
+        ImageCms.createProfile("sRGB"),
+        outputMode="RGB",
+        renderingIntent=ImageCms.Intent.PERCEPTUAL,
+    )
+    assert expected is not None
+    source = io.BytesIO()
+    picture.save(source, "JPEG", quality=95, icc_profile=profile, progressive=progressive)
+    for variant in render_variants(io.BytesIO(source.getvalue()), COVER_SPECS, max_pixels=LIMIT):
+        image = decode(variant.data)
+        assert image.mode == "RGB"
+        assert close_to(image.getpixel((10, 10)), expected.getpixel((0, 0)), tolerance=12)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "MPO", "PNG", "WEBP", "GIF", "HEIF"])

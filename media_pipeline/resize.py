@@ -262,12 +262,16 @@ def _refuse_larger_grid(source: BinaryIO, width: int, height: int) -> None:
     """libheif decodes a grid or overlay image onto the canvas it declares, whatever its
     `ispe` box (the size Pillow reports) says, and compares the two only afterwards: a small
     header over a gigapixel grid got past the pixel limit and the slot
-    (media_pipeline.heif_grids)."""
+    (media_pipeline.heif_grids). libheif reports the size after the picture's rotation
+    (`irot`): a photo taken upright is a phone sensor's landscape grid turned a quarter, so
+    its canvas is the reported size either way round."""
     try:
         canvas = largest_grid_canvas(source)
     except ValueError as exc:
         raise CorruptImage("The image data is truncated or corrupt and cannot be decoded.") from exc
-    if canvas is not None and (canvas[0] > width or canvas[1] > height):
+    if canvas is not None and not (
+        (canvas[0] <= width and canvas[1] <= height) or (canvas[0] <= height and canvas[1] <= width)
+    ):
         raise CorruptImage(
             f"The image is assembled on a {canvas[0]}x{canvas[1]} canvas but its header says "
             f"{width}x{height}; the file is damaged or forged."

@@ -250,11 +250,15 @@ def heic_grid(
     ispe: tuple[int, int] | None = None,
     descriptor_in_idat: bool = False,
     alpha_of: Image.Image | None = None,
+    quarter_turns: int = 0,
 ) -> bytes:
     """A HEIC whose primary item is a grid of `tiles` (rows of equal-sized pictures), as
     phones write one; pillow-heif writes no grids. The grid's `canvas` (default: the tiles'
     extent) and its `ispe` box (default: the canvas) may be told apart, as a forger would.
-    With `alpha_of`, the primary item is that picture and the grid is its alpha."""
+    With `alpha_of`, the primary item is that picture and the grid is its alpha. With
+    `quarter_turns`, the grid is shown turned that many quarters anticlockwise (an `irot`
+    box), as a phone writes a photo taken upright: its sensor's landscape grid, turned."""
+    assert not (alpha_of and quarter_turns)
     tile_w, tile_h = tiles[0][0].size
     rows, cols = len(tiles), len(tiles[0])
     canvas = canvas or (tile_w * cols, tile_h * rows)
@@ -298,6 +302,9 @@ def heic_grid(
         associations += struct.pack(">HBBB", grid_id, 2, 0x03, 0x86)
         items = _full_box(b"infe", 2, 0, struct.pack(">HH", 1, 0) + b"hvc1\0") + items
         references += _box(b"auxl", struct.pack(">HHH", grid_id, 1, 1))
+    elif quarter_turns:
+        properties += _box(b"irot", bytes([quarter_turns % 4]))
+        associations += struct.pack(">HBBB", grid_id, 2, 0x03, 0x84)  # irot is essential
     else:
         associations += struct.pack(">HBB", grid_id, 1, 0x03)
     count = grid_id

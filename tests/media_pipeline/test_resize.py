@@ -490,6 +490,23 @@ def test_a_heic_grid_gives_its_tiles_in_place(descriptor_in_idat: bool) -> None:
         assert close_to(image.getpixel(point), colour), point  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("quarter_turns", [1, 3])
+def test_a_heic_grid_turned_a_quarter_as_phones_write_portrait_photos_is_shown_upright(
+    quarter_turns: int,
+) -> None:
+    """A photo taken upright is stored as the sensor's landscape grid and an `irot` box;
+    libheif (and so pillow-heif) reports its size turned, 384x256 stored read as 256x384. It
+    was refused as "assembled on a 384x256 canvas but its header says 256x384", damaged or
+    forged: every portrait photo from a phone."""
+    upright = quadrants(256, 384)
+    # Stored turned the other way, so that the turn shows it upright.
+    stored = upright.rotate(-90 * quarter_turns, expand=True)
+    tiles = [[stored.crop((x, y, x + 192, y + 128)) for x in (0, 192)] for y in (0, 128)]
+    data = heic_grid(tiles, quarter_turns=quarter_turns)
+    [variant] = render_variants(io.BytesIO(data), [JPEG_200], max_pixels=LIMIT)
+    assert_upright_quadrants(decode(variant.data), (200, 300))
+
+
 @pytest.mark.parametrize("descriptor_in_idat", [False, True], ids=["in-mdat", "in-idat"])
 @pytest.mark.parametrize("grid_is", ["picture", "alpha"])
 def test_a_heic_grid_larger_than_its_header_says_is_refused_before_decoding(

@@ -27,6 +27,12 @@ class Pieces:
     # GIF blocks and sub-blocks before the first image; WebP chunks
     scans: int = 0  # JPEG: scans of the first picture
     stray_bytes: int = 0  # JPEG: fill (0xFF) and junk bytes outside segments and scan data
+    frame: int = 0  # JPEG: the code of the first picture's frame marker (SOF0-SOF15)
+    precision: int = 0  # JPEG: that frame's bits per sample (8 in a photo, 12 or 16 in some)
+
+
+# The frame markers (SOFn): C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
+_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 def count_pieces(source: BinaryIO, kind: formats.StoredType, *, limits: Pieces) -> Pieces:
@@ -63,7 +69,7 @@ def _jpeg(data: _Window, limits: Pieces) -> Pieces:
     motion photo's video, an MPO's second picture) is not read."""
     if data.take(2) != b"\xff\xd8":
         return Pieces(0)
-    segments = scans = stray = 0
+    segments = scans = stray = frame = precision = 0
     in_scan = False
     while segments <= limits.count and scans <= limits.scans and stray <= limits.stray_bytes:
         passed, fill, code = data.search(_END_OF_SCAN if in_scan else _MARKER)
@@ -80,11 +86,17 @@ def _jpeg(data: _Window, limits: Pieces) -> Pieces:
         length = data.take(2)
         if len(length) < 2:
             break
-        data.skip(int.from_bytes(length, "big") - 2)
+        skip = int.from_bytes(length, "big") - 2
+        if code in _FRAMES and not frame and skip > 0:
+            bits = data.take(1)
+            if not bits:
+                break
+            frame, precision, skip = code, bits[0], skip - 1
+        data.skip(skip)
         if code == 0xDA:
             scans += 1
             in_scan = True
-    return Pieces(segments, scans=scans, stray_bytes=stray)
+    return Pieces(segments, scans=scans, stray_bytes=stray, frame=frame, precision=precision)
 
 
 def _png(source: BinaryIO, stop_after: int) -> Pieces:

@@ -100,6 +100,8 @@ UPRIGHT: dict[int, Image.Transpose] = {
 }
 _SRGB = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
 _VIPS_MODES = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}
+# Frame markers SOF5-7 and SOF13-15: libjpeg decodes no hierarchical JPEG.
+_HIERARCHICAL_JPEG = frozenset({0xC5, 0xC6, 0xC7, 0xCD, 0xCE, 0xCF})
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, RuntimeError, pyvips.Error)
 
 
@@ -329,7 +331,23 @@ def _refuse_padded_container(source: BinaryIO, kind: formats.StoredType) -> Piec
             f"The file holds more than {CONTAINER_LIMITS.stray_bytes // 1024} KiB of padding "
             "between the parts of its JPEG picture; reading it would take minutes."
         )
+    _refuse_unsupported_jpeg(pieces)
     return pieces
+
+
+def _refuse_unsupported_jpeg(pieces: Pieces) -> None:
+    """Kinds of JPEG that Pillow cannot decode, named: they were refused as "truncated or
+    corrupt", which sent the uploader looking for damage that is not there."""
+    if pieces.frame and pieces.precision != 8:
+        raise UnsupportedFormat(
+            f"The image is a JPEG of {pieces.precision}-bit samples, which cannot be read; "
+            "save it as an ordinary 8-bit JPEG or as PNG and upload that."
+        )
+    if pieces.frame in _HIERARCHICAL_JPEG:
+        raise UnsupportedFormat(
+            "The image is a hierarchical JPEG, which cannot be read; save it as an ordinary "
+            "JPEG or as PNG and upload that."
+        )
 
 
 def _kind(source: BinaryIO) -> formats.StoredType:

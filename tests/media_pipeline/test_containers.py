@@ -23,6 +23,7 @@ def test_a_photo_has_a_few_dozen_pieces_whatever_follows_its_end() -> None:
     )
     counted = pieces_of(photo_jpeg)
     assert counted.count < 40 and 5 <= counted.scans <= 12 and counted.stray_bytes == 0
+    assert (counted.frame, counted.precision) == (0xC2, 8)  # progressive, 8-bit
     # A motion photo's video after the picture's end is not the picture's.
     assert pieces_of(photo_jpeg + random.Random(3).randbytes(1 << 20)) == counted
 
@@ -38,6 +39,7 @@ def test_fill_bytes_are_counted_exactly_across_reads_before_a_segment_and_in_sca
     assert pieces_of(in_scan_data).stray_bytes == 150_001
     assert pieces_of(junk).stray_bytes == 40
     assert pieces_of(before_segment).count == pieces_of(baseline).count
+    assert (pieces_of(junk).frame, pieces_of(junk).precision) == (0xC0, 8)
 
 
 def test_counting_stops_just_past_a_limit() -> None:

@@ -19,6 +19,7 @@ from media_pipeline.resize import (
     CorruptImage,
     ImageTooLarge,
     NotAnImage,
+    UnsupportedFormat,
     _orientation,
     _reduce_in_strips,
     _register_heif_opener,
@@ -578,6 +579,27 @@ def test_truncated_jpeg_is_refused_as_corrupt() -> None:
     source = jpeg_bytes(photo(800, 600))
     with pytest.raises(CorruptImage, match="truncated or corrupt"):
         render_variants(io.BytesIO(source[: len(source) // 2]), COVER_SPECS, max_pixels=LIMIT)
+
+
+@pytest.mark.parametrize(
+    ("frame", "precision", "message"),
+    [
+        (0xC0, 12, "JPEG of 12-bit samples"),
+        (0xC1, 16, "JPEG of 16-bit samples"),
+        (0xC5, 8, "hierarchical JPEG"),
+    ],
+)
+def test_a_jpeg_pillow_cannot_decode_is_named_not_called_corrupt(
+    frame: int, precision: int, message: str
+) -> None:
+    # Such files (a scanner's 12-bit JPEG, say) were refused as "truncated or corrupt",
+    # which sent the uploader looking for damage that is not there.
+    source = bytearray(jpeg_bytes(photo(800, 600)))
+    at = source.index(b"\xff\xc0")
+    source[at + 1], source[at + 4] = frame, precision
+    with pytest.raises(UnsupportedFormat, match=message) as refused:
+        render_variants(io.BytesIO(bytes(source)), COVER_SPECS, max_pixels=LIMIT)
+    assert "corrupt" not in str(refused.value)
 
 
 def test_text_file_named_jpg_is_refused_as_not_an_image() -> None:

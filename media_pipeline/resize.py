@@ -209,10 +209,11 @@ def render_variants(
                 f"{image.format} images are not supported; upload a {ACCEPTED_DESCRIPTION}."
             )
         width, height = image.size
+        decoded_pixels = width * height
         if image.format == "AVIF":
             _refuse_larger_av1_frames(source, width, height)
         if image.format in WHOLE_DECODE_FORMATS:
-            _refuse_larger_grid(source, width, height)
+            decoded_pixels = _grid_pixels(source, width, height, max_pixels=max_pixels)
         if max(width, height) > MAX_SIDE:
             raise ImageTooLarge(
                 f"The image is {width}x{height}; no side may be longer than {MAX_SIDE:,} pixels."
@@ -228,7 +229,7 @@ def render_variants(
             return []
         slot = whole_decode_slot if _decoded_whole(image, source, pieces) else _no_slot
         try:
-            with slot(width * height):
+            with slot(decoded_pixels):
                 base = decode_reduced(image, source, max(sizes.values()))
         except _DECODE_ERRORS as exc:
             # The codec's own words (several lines of libpng, say) stay in the job's log,
@@ -260,24 +261,31 @@ def _refuse_larger_av1_frames(source: BinaryIO, width: int, height: int) -> None
         )
 
 
-def _refuse_larger_grid(source: BinaryIO, width: int, height: int) -> None:
-    """libheif decodes a grid or overlay image onto the canvas it declares, whatever its
+def _grid_pixels(source: BinaryIO, width: int, height: int, *, max_pixels: int) -> int:
+    """The pixels libheif will decode for a picture `width` x `height` as reported.
+
+    libheif decodes a grid or overlay image onto the canvas it declares, whatever its
     `ispe` box (the size Pillow reports) says, and compares the two only afterwards: a small
     header over a gigapixel grid got past the pixel limit and the slot
-    (media_pipeline.heif_grids). libheif reports the size after the picture's rotation
-    (`irot`): a photo taken upright is a phone sensor's landscape grid turned a quarter, so
-    its canvas is the reported size either way round."""
+    (media_pipeline.heif_grids). So a canvas larger than the reported size is held to the
+    limits itself, and the slot is charged for it. A real one is larger when a `clap` box
+    crops the grid (the size reported is after the crop); libheif also reports the size
+    after the picture's rotation (`irot`), as phones write photos taken upright, so a canvas
+    that fits either way round is the picture's own."""
     try:
         canvas = largest_grid_canvas(source)
     except ValueError as exc:
         raise CorruptImage("The image data is truncated or corrupt and cannot be decoded.") from exc
-    if canvas is not None and not (
-        (canvas[0] <= width and canvas[1] <= height) or (canvas[0] <= height and canvas[1] <= width)
-    ):
+    if canvas is None or (canvas[0] <= width and canvas[1] <= height):
+        return width * height
+    if canvas[0] <= height and canvas[1] <= width:
+        return width * height
+    if max(canvas) > MAX_SIDE or canvas[0] * canvas[1] > max_pixels:
         raise CorruptImage(
             f"The image is assembled on a {canvas[0]}x{canvas[1]} canvas but its header says "
             f"{width}x{height}; the file is damaged or forged."
         )
+    return max(width * height, canvas[0] * canvas[1])
 
 
 def _decoded_whole(image: Image.Image, source: BinaryIO, pieces: Pieces) -> bool:

@@ -251,14 +251,16 @@ def heic_grid(
     descriptor_in_idat: bool = False,
     alpha_of: Image.Image | None = None,
     quarter_turns: int = 0,
+    crop: tuple[int, int] | None = None,
 ) -> bytes:
     """A HEIC whose primary item is a grid of `tiles` (rows of equal-sized pictures), as
     phones write one; pillow-heif writes no grids. The grid's `canvas` (default: the tiles'
     extent) and its `ispe` box (default: the canvas) may be told apart, as a forger would.
     With `alpha_of`, the primary item is that picture and the grid is its alpha. With
     `quarter_turns`, the grid is shown turned that many quarters anticlockwise (an `irot`
-    box), as a phone writes a photo taken upright: its sensor's landscape grid, turned."""
-    assert not (alpha_of and quarter_turns)
+    box), as a phone writes a photo taken upright: its sensor's landscape grid, turned. With
+    `crop`, a `clap` box crops the grid to that size, centred (its `ispe` stays the canvas)."""
+    assert not (alpha_of and (quarter_turns or crop))
     tile_w, tile_h = tiles[0][0].size
     rows, cols = len(tiles), len(tiles[0])
     canvas = canvas or (tile_w * cols, tile_h * rows)
@@ -305,6 +307,10 @@ def heic_grid(
     elif quarter_turns:
         properties += _box(b"irot", bytes([quarter_turns % 4]))
         associations += struct.pack(">HBBB", grid_id, 2, 0x03, 0x84)  # irot is essential
+    elif crop:
+        # Width, height, horizontal and vertical offset of the centre, each a fraction.
+        properties += _box(b"clap", struct.pack(">8I", crop[0], 1, crop[1], 1, 0, 1, 0, 1))
+        associations += struct.pack(">HBBB", grid_id, 2, 0x03, 0x84)  # clap is essential
     else:
         associations += struct.pack(">HBB", grid_id, 1, 0x03)
     count = grid_id

@@ -471,6 +471,42 @@ def test_an_avif_whose_header_understates_its_frame_is_refused_before_decoding()
     assert slots == []  # refused before any decode
 
 
+def test_a_heic_grid_cropped_by_its_clap_box_is_rendered_at_the_cropped_size() -> None:
+    # Cameras that tile a picture whose size is no multiple of the tile crop the grid with
+    # a `clap` box; libheif reports the cropped size. Refused as forged before.
+    stored = quadrants(384, 256)
+    tiles = [[stored.crop((x, y, x + 192, y + 128)) for x in (0, 192)] for y in (0, 128)]
+    slots: list[int] = []
+
+    def slot(pixels: int) -> Any:
+        slots.append(pixels)
+        return nullcontext()
+
+    [variant] = render_variants(
+        io.BytesIO(heic_grid(tiles, crop=(380, 250))),
+        [JPEG_200],
+        max_pixels=LIMIT,
+        whole_decode_slot=slot,
+    )
+    assert_upright_quadrants(decode(variant.data), (200, 132))
+    assert slots == [384 * 256]  # charged for the canvas libheif decodes, not the crop
+
+
+def test_a_heic_grid_past_its_header_within_the_limit_is_decoded_in_the_slot_then_refused() -> None:
+    # libheif finds the mismatch only after decoding; the canvas is within the limit, so
+    # that decode is allowed, charged to the slot for the canvas.
+    forged = heic_grid([[Image.new("RGB", (64, 64), RED)] * 30] * 30, ispe=(100, 100))
+    slots: list[int] = []
+
+    def slot(pixels: int) -> Any:
+        slots.append(pixels)
+        return nullcontext()
+
+    with pytest.raises(CorruptImage, match="truncated or corrupt"):
+        render_variants(io.BytesIO(forged), COVER_SPECS, max_pixels=LIMIT, whole_decode_slot=slot)
+    assert slots == [1920 * 1920]
+
+
 @pytest.mark.parametrize("descriptor_in_idat", [False, True], ids=["in-mdat", "in-idat"])
 def test_a_heic_grid_gives_its_tiles_in_place(descriptor_in_idat: bool) -> None:
     """A phone's HEIC is a grid of tiles: the picture is the tiles pasted together."""
@@ -510,13 +546,14 @@ def test_a_heic_grid_turned_a_quarter_as_phones_write_portrait_photos_is_shown_u
 
 @pytest.mark.parametrize("descriptor_in_idat", [False, True], ids=["in-mdat", "in-idat"])
 @pytest.mark.parametrize("grid_is", ["picture", "alpha"])
-def test_a_heic_grid_larger_than_its_header_says_is_refused_before_decoding(
+def test_a_heic_grid_over_the_limit_behind_a_small_header_is_refused_before_decoding(
     descriptor_in_idat: bool, grid_is: str
 ) -> None:
     """libheif decodes a grid onto the canvas the grid declares, whatever its `ispe` box
     (the size Pillow reports) says, and compares them only afterwards: a 43 KB file claiming
     100x100 over 31x31 tiles of 1024 px took 1.5 GiB, past the limit and the decode slot;
-    the same grid as the alpha of a 64x64 picture, 1 GiB."""
+    the same grid as the alpha of a 64x64 picture, 1 GiB. Here a 1920x1920 canvas against a
+    limit of 1 megapixel, to keep the file small."""
     if grid_is == "picture":
         tiles = [[Image.new("RGB", (64, 64), RED)] * 30] * 30
         forged = heic_grid(tiles, ispe=(100, 100), descriptor_in_idat=descriptor_in_idat)
@@ -537,7 +574,9 @@ def test_a_heic_grid_larger_than_its_header_says_is_refused_before_decoding(
     with pytest.raises(
         CorruptImage, match=rf"assembled on a 1920x1920 canvas but its header says {header}"
     ):
-        render_variants(io.BytesIO(forged), COVER_SPECS, max_pixels=LIMIT, whole_decode_slot=slot)
+        render_variants(
+            io.BytesIO(forged), COVER_SPECS, max_pixels=1_000_000, whole_decode_slot=slot
+        )
     assert slots == []  # refused before any decode
 
 

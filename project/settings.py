@@ -322,6 +322,11 @@ MEDIA_MAX_IMAGE_PIXELS = env.int("MEDIA_MAX_IMAGE_PIXELS", default=50_000_000)
 # HEIC and AVIF are read whole (twice over) before their header can be judged, so a small
 # picture followed by a gigabyte of padding cost the worker two gigabytes.
 MEDIA_MAX_UPLOAD_BYTES = env.int("MEDIA_MAX_UPLOAD_BYTES", default=64 * 1024 * 1024)
+# Past that limit an upload is counted, not spooled to the web server's disk (project/uploads.py).
+FILE_UPLOAD_HANDLERS = [
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "project.uploads.CappedTemporaryFileUploadHandler",
+]
 # A replaced cover's files stay this long (pages and API answers made just before still point
 # at them), then the sweep that runs every MEDIA_RETIRED_FILES_SWEEP_SECONDS deletes them.
 MEDIA_RETIRED_FILE_GRACE_SECONDS = env.int("MEDIA_RETIRED_FILE_GRACE_SECONDS", default=600)

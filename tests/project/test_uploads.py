@@ -31,5 +31,6 @@ def test_an_upload_within_the_limit_is_stored_whole(settings: Any) -> None:
 
     upload = request.FILES["cover"]
 
+    assert isinstance(upload, TemporaryUploadedFile)
     assert upload.size == len(data) and upload.read() == data
     upload.close()

@@ -24,7 +24,9 @@ from PIL import PngImagePlugin
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COMPRESSED = (b"iCCP", b"zTXt", b"iTXt")
-_TEXT = (*_COMPRESSED, b"tEXt")
+# Metadata hidden unread when longer than Pillow's limit for one chunk's text (1 MiB): real
+# text, profiles and EXIF are kilobytes.
+_METADATA = (*_COMPRESSED, b"tEXt", b"eXIf")
 # Well within Pillow's total for a file's text (PngImagePlugin.MAX_TEXT_MEMORY, 64 MiB), and
 # room for any real profile and metadata (an XMP packet or EXIF as text: kilobytes).
 INFLATE_BUDGET = 8 * 2**20
@@ -58,10 +60,11 @@ def _unusable_chunks(source: BinaryIO) -> list[tuple[int, int]]:
         if kind in _COMPRESSED and (pixels_seen or inflated >= INFLATE_BUDGET):
             _hide(hidden, start, end)
             source.seek(length + 4, io.SEEK_CUR)
-        elif kind in _TEXT and length > PngImagePlugin.MAX_TEXT_CHUNK:
+        elif kind in _METADATA and length > PngImagePlugin.MAX_TEXT_CHUNK:
             # Longer than Pillow's limit for one chunk's text, compressed or not: Pillow and
             # libvips each kept copies of uncompressed text (60 MiB of XMP before the pixels
-            # cost 300 MiB), and compressed data this long was read whole here first.
+            # cost 300 MiB; 63 MiB of EXIF 190 MiB), and compressed data this long was read
+            # whole here first.
             _hide(hidden, start, end)
             source.seek(length + 4, io.SEEK_CUR)
         elif kind in _COMPRESSED:

@@ -290,15 +290,19 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before, variant.width
 
 @pytest.mark.parametrize(
     ("kind", "head"),
-    [("tEXt", 'b"Comment\\0"'), ("iTXt", 'b"XML:com.adobe.xmp\\0\\0\\0\\0\\0"')],
+    [
+        ("tEXt", 'b"Comment\\0"'),
+        ("iTXt", 'b"XML:com.adobe.xmp\\0\\0\\0\\0\\0"'),
+        ("eXIf", 'b"MM\\0*\\0\\0\\0\\x08"'),
+    ],
 )
-def test_uncompressed_text_of_sixty_mebibytes_before_the_pixels_is_skipped_not_read(
+def test_uncompressed_metadata_of_sixty_mebibytes_before_the_pixels_is_skipped_not_read(
     kind: str, head: str
 ) -> None:
     """A 60 MiB text chunk, uncompressed, before the pixels: Pillow and libvips each kept
-    copies of it (an XMP iTXt cost 300 MiB, twice the bound of a decode outside the slot).
-    Text longer than Pillow's limit for one chunk is hidden like compressed text inflating
-    past it. Growth in peak memory, in a fresh process."""
+    copies of it (an XMP iTXt cost 300 MiB, twice the bound of a decode outside the slot;
+    EXIF 190 MiB). Text or EXIF longer than Pillow's limit for one chunk is hidden like
+    compressed text inflating past it. Growth in peak memory, in a fresh process."""
     code = _LONG_TEXT_BEFORE_PIXELS.format(kind=kind, head=head)
     grown_kib, width = map(int, in_a_fresh_process(code, timeout=120).split())
     assert width == 200

@@ -29,6 +29,7 @@ class Pieces:
     stray_bytes: int = 0  # JPEG: fill (0xFF) and junk bytes outside segments and scan data
     frame: int = 0  # JPEG: the code of the first picture's frame marker (SOF0-SOF15)
     precision: int = 0  # JPEG: that frame's bits per sample (8 in a photo, 12 or 16 in some)
+    metadata: int = 0  # WebP: bytes of its largest metadata chunk (ICCP, EXIF, XMP)
 
 
 # The frame markers (SOFn): C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
@@ -129,15 +130,20 @@ def _gif(source: BinaryIO, stop_after: int) -> Pieces:
 
 def _riff(source: BinaryIO, stop_after: int) -> Pieces:
     source.seek(12)  # "RIFF", its size, "WEBP"
-    chunks = 0
+    chunks = metadata = 0
     while chunks <= stop_after:
         head = source.read(8)
         if len(head) < 8:
             break
         chunks += 1
         size = int.from_bytes(head[4:8], "little")
+        if head[:4] in _WEBP_METADATA:
+            metadata = max(metadata, size)
         source.seek(size + (size & 1), io.SEEK_CUR)
-    return Pieces(chunks)
+    return Pieces(chunks, metadata=metadata)
+
+
+_WEBP_METADATA = (b"ICCP", b"EXIF", b"XMP ")
 
 
 class _Window:

@@ -309,6 +309,18 @@ def test_uncompressed_metadata_of_sixty_mebibytes_before_the_pixels_is_skipped_n
     assert grown_kib < 64 * 1024
 
 
+@pytest.mark.parametrize("metadata", ["icc_profile", "exif", "xmp"])
+def test_a_webp_carrying_megabytes_of_metadata_is_refused_before_any_reader_copies_it(
+    metadata: str,
+) -> None:
+    # Pillow, libwebp's demuxer and libvips each kept a copy: 64 MiB of profile in a
+    # 600 x 400 picture cost 328 MiB, more than a decode outside the slot may take.
+    buffer = io.BytesIO()
+    quadrants().save(buffer, "WEBP", **{metadata: b"M" * (17 * 2**20)})
+    with pytest.raises(ImageTooLarge, match=r"carries 17\.0 MiB of metadata"):
+        render_variants(io.BytesIO(buffer.getvalue()), COVER_SPECS, max_pixels=LIMIT)
+
+
 @pytest.mark.parametrize("size", [(1080, 24_000), (24_000, 1080), (1, 20_000)])
 def test_a_very_long_source_gives_variants_no_format_refuses(size: tuple[int, int]) -> None:
     """A long phone screenshot: scaled to the spec's width, a WebP variant would be taller

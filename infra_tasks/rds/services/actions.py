@@ -33,7 +33,7 @@ from workers.enqueue import Requester, job_enqueue, new_task_id
 from workers.errors import ApplicationError
 from workers.joblog import JobLogWriter
 from workers.logsink import LogSink
-from workers.models import RequesterKind
+from workers.models import Job, RequesterKind
 
 # A worker's clock may trail beat's by a little; the occurrence a firing serves is looked
 # up this far ahead so it is never mistaken for the previous day's.
@@ -121,12 +121,17 @@ def database_action_mark_lost(*, task_id: str, reason: str) -> None:
 def database_scheduled_run(
     *, database_id: int, action: str, task_id: str, now: datetime | None = None, client: Any = None
 ) -> dict[str, Any] | None:
-    """What a schedule firing does: once per occurrence, honouring keep-running-until."""
+    """What a schedule firing does: once per occurrence, honouring keep-running-until.
+
+    Started by someone (the Jobs home's Run now, the schedules list's Run, a Retry), it is
+    theirs: done now whatever occurrence beat served last, and recorded as asked by them."""
     now = now or timezone.now()
     redelivered = DatabaseAction.objects.filter(task_id=task_id).values_list("pk", flat=True)
     if redelivered:
         # This very firing was under way when its worker died: finish it, not skip it.
         return database_action_execute(action_id=redelivered[0], task_id=task_id, client=client)
+    job = Job.objects.filter(task_id=task_id).first()
+    by_hand = job is not None and job.requester_kind != RequesterKind.SCHEDULE
     with transaction.atomic():
         database = ManagedDatabase.objects.select_for_update().filter(pk=database_id).first()
         if database is None:
@@ -134,10 +139,11 @@ def database_scheduled_run(
         spec = database_cron_spec(database=database, action=action)
         occurrence = previous_occurrence(spec, now + OCCURRENCE_TOLERANCE) if spec else None
         field = "last_stop_occurrence" if action == ActionKind.STOP else "last_start_occurrence"
-        if occurrence is not None and getattr(database, field) == occurrence:
-            # Beat fired twice for one occurrence; the first firing did the work.
-            return {"database": database_id, "action": action, "duplicate_of": str(occurrence)}
-        setattr(database, field, occurrence)
+        if not by_hand:  # beat's record of the occurrence it served is beat's alone
+            if occurrence is not None and getattr(database, field) == occurrence:
+                # Beat fired twice for one occurrence; the first firing did the work.
+                return {"database": database_id, "action": action, "duplicate_of": str(occurrence)}
+            setattr(database, field, occurrence)
         kept = action == ActionKind.STOP and (
             database.keep_running_until is not None and database.keep_running_until > now
         )
@@ -151,8 +157,11 @@ def database_scheduled_run(
         record = DatabaseAction.objects.create(
             database=database,
             action=action,
-            requester_kind=RequesterKind.SCHEDULE,
-            requester_label=database.schedule_name(action),
+            **(
+                Requester.of(job).as_fields()
+                if by_hand and job is not None
+                else Requester.schedule(database.schedule_name(action)).as_fields()
+            ),
             task_id=task_id,
             state=ActionState.SKIPPED if kept else ActionState.RUNNING,
             attempts=0 if kept else 1,
@@ -164,7 +173,9 @@ def database_scheduled_run(
             ),
         )
     with JobLogWriter(task_id) as log:
-        if occurrence is not None:
+        if by_hand:
+            log.line(f"started by {record.requester}, not by a firing of the schedule")
+        elif occurrence is not None:
             log.line(f"schedule occurrence {occurrence:%Y-%m-%d %H:%M} UTC")
         if kept:
             log.line(f"{database.name}: {record.message}; nightly stop skipped")

@@ -35,6 +35,7 @@ from workers.beat import RecordingDatabaseScheduler
 from workers.celery import app
 from workers.enqueue import Requester
 from workers.models import Job, RequesterKind
+from workers.recurring import recurring_task_run_now
 from workers.selectors import job_log_since
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -213,6 +214,29 @@ def test_scheduled_stop_acts_once_per_occurrence_even_if_fired_twice(
     assert (job.requester_kind, job.requester_label) == (
         RequesterKind.SCHEDULE,
         f"rds: nightly stop of {database.name}",
+    )
+
+
+def test_run_now_of_a_schedule_beat_already_served_does_its_action_as_whoever_asked(
+    aws: AwsEndpoint, worker: WorkerProcess
+) -> None:
+    """Run now is no second firing of the occurrence beat served: it stops the database
+    again (it was started by hand since), and the action says who pressed it."""
+    database = register(new_instance(aws))
+    assert wait_for_job(scheduled(database, "stop"), "SUCCESS")
+    aws.client("rds").start_db_instance(DBInstanceIdentifier=database.identifier)
+    user = get_user_model().objects.create_superuser("ops")
+    assert database.stop_task is not None
+
+    task_id = recurring_task_run_now(periodic_task_id=database.stop_task.pk, user=user)
+
+    result = wait_for_job(task_id, "SUCCESS")
+    assert json.loads(result.result)["state"] == "succeeded"
+    assert aws_status(aws, database) == "stopped"
+    action = DatabaseAction.objects.get(task_id=task_id)
+    assert (action.requester_kind, action.requested_by) == (RequesterKind.USER, user)
+    assert job_log_since(task_id=task_id).lines[0] == (
+        "started by User: ops, not by a firing of the schedule"
     )
 
 

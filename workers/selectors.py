@@ -15,6 +15,7 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from workers import display, families
+from workers.enqueue import Requester
 from workers.models import DiagnosticRun, Job, JobLogChunk, QueuePause
 from workers.operations import queues_without_consumer
 from workers.outbox import MAX_SQS_DELAY_SECONDS
@@ -80,6 +81,13 @@ def job_log_iter_text(*, task_id: str) -> Iterator[str]:
 
 def job_get(*, task_id: str) -> Job | None:
     return Job.objects.filter(task_id=task_id).select_related("requested_by", "retry_of").first()
+
+
+def job_requester(*, task_id: str) -> Requester | None:
+    """Who asked for a job (its Job row, written at enqueue), for a task that starts more
+    work on their behalf; None for a job with no row (a message from before the rows)."""
+    job = Job.objects.filter(task_id=task_id).first()
+    return Requester.of(job) if job is not None else None
 
 
 def job_task_name(*, task_id: str) -> str | None:

@@ -15,6 +15,7 @@ from infra_tasks.terraform.services import execution, runs
 from workers.enqueue import Requester
 from workers.job_registry import job_task
 from workers.outcomes import job_cancelled, job_failed
+from workers.selectors import job_requester
 
 
 @job_task(jobs.RUN_PLAN_EXECUTE)
@@ -60,10 +61,14 @@ def run_state_unlock_execute(self: Any, run_id: int) -> str:
     return execution.run_state_unlock_execute(run_id=run_id, task_id=self.request.id)
 
 
-@job_task(jobs.DRIFT_CHECK_REQUEST_ALL, bind=False)
-def drift_check_request_all() -> int:
-    """Beat entry: queue a drift check of every workspace."""
-    return runs.drift_check_request_all(requester=Requester.schedule(jobs.DRIFT_SCHEDULE_NAME))
+@job_task(jobs.DRIFT_CHECK_REQUEST_ALL)
+def drift_check_request_all(self: Any) -> int:
+    """Beat entry: queue a drift check of every workspace, asked by whoever started this job
+    (the schedule, or the person who pressed its Run now)."""
+    requester = job_requester(task_id=self.request.id)
+    return runs.drift_check_request_all(
+        requester=requester or Requester.schedule(jobs.DRIFT_SCHEDULE_NAME)
+    )
 
 
 @job_task(jobs.RUNS_MARK_LOST, bind=False)

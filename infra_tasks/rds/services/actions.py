@@ -33,7 +33,8 @@ from workers.enqueue import Requester, job_enqueue, new_task_id
 from workers.errors import ApplicationError
 from workers.joblog import JobLogWriter
 from workers.logsink import LogSink
-from workers.models import Job, RequesterKind
+from workers.models import RequesterKind
+from workers.selectors import job_requester
 
 # A worker's clock may trail beat's by a little; the occurrence a firing serves is looked
 # up this far ahead so it is never mistaken for the previous day's.
@@ -130,12 +131,13 @@ def database_scheduled_run(
     if redelivered:
         # This very firing was under way when its worker died: finish it, not skip it.
         return database_action_execute(action_id=redelivered[0], task_id=task_id, client=client)
-    job = Job.objects.filter(task_id=task_id).first()
-    by_hand = job is not None and job.requester_kind != RequesterKind.SCHEDULE
+    asked_by = job_requester(task_id=task_id)
+    by_hand = asked_by is not None and asked_by.kind != RequesterKind.SCHEDULE
     with transaction.atomic():
         database = ManagedDatabase.objects.select_for_update().filter(pk=database_id).first()
         if database is None:
             return None
+        scheduled = Requester.schedule(database.schedule_name(action))
         spec = database_cron_spec(database=database, action=action)
         occurrence = previous_occurrence(spec, now + OCCURRENCE_TOLERANCE) if spec else None
         field = "last_stop_occurrence" if action == ActionKind.STOP else "last_start_occurrence"
@@ -157,11 +159,7 @@ def database_scheduled_run(
         record = DatabaseAction.objects.create(
             database=database,
             action=action,
-            **(
-                Requester.of(job).as_fields()
-                if by_hand and job is not None
-                else Requester.schedule(database.schedule_name(action)).as_fields()
-            ),
+            **(asked_by if by_hand and asked_by else scheduled).as_fields(),
             task_id=task_id,
             state=ActionState.SKIPPED if kept else ActionState.RUNNING,
             attempts=0 if kept else 1,

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
 from django.db import IntegrityError
+from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from infra_tasks.terraform import remote
@@ -46,7 +47,8 @@ from tests.support.broker import publishing_to
 from tests.support.monitoring import FlowerProcess, Monitored
 from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
 from workers.enqueue import Requester
-from workers.models import Job, JobLogChunk
+from workers.models import Job, JobLogChunk, RequesterKind
+from workers.recurring import recurring_task_run_now
 from workers.selectors import job_log_since
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -421,6 +423,29 @@ def test_a_missing_secret_fails_the_run_naming_the_reference(
     assert run.state == RunState.FAILED
     assert "'/opsqueue/terraform/nope'" in run.message and "ParameterNotFound" in run.message
     assert "'/opsqueue/terraform/nope'" in job_ended(run.plan_task_id, "FAILURE").result
+
+
+def test_a_drift_check_started_with_run_now_is_asked_by_who_pressed_it(
+    worker: WorkerProcess, make_workspace: MakeWorkspace
+) -> None:
+    """The schedule's Run now starts the checks on someone's behalf: each run (and its plan
+    job) names them, as the job that queued them does, not the schedule."""
+    workspace = make_workspace()
+    olga = get_user_model().objects.create_superuser("olga")
+    schedule = PeriodicTask.objects.get(name=DRIFT_SCHEDULE_NAME)
+
+    task_id = recurring_task_run_now(periodic_task_id=schedule.pk, user=olga)
+
+    wait_until(lambda: workspace.runs.exists(), timeout=60, message="the drift check's run")
+    check = workspace.runs.get()
+    assert (check.kind, check.requester_kind, check.requested_by) == (
+        RunKind.DRIFT_CHECK,
+        RequesterKind.USER,
+        olga,
+    )
+    assert Job.objects.get(task_id=task_id).requested_by == olga
+    wait_state(check, RunState.NO_CHANGES, RunState.DRIFTED, RunState.FAILED)
+    assert Job.objects.get(task_id=check.plan_task_id).requested_by == olga
 
 
 def test_drift_check_flags_a_change_made_outside_terraform_and_emails_staff(

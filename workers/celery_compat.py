@@ -10,13 +10,19 @@ Checked against Celery 5.7.0 and kombu 5.7.0.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from typing import Any
 
+import pycurl
 from celery.beat import ScheduleEntry, _evaluate_entry_args, _evaluate_entry_kwargs
 from celery.events.dispatcher import EventDispatcher
 from celery.worker.consumer import events as events_step
+from kombu.asynchronous import get_event_loop
+from kombu.asynchronous.http.curl import CurlClient
 from kombu.transport import SQS
+
+logger = logging.getLogger(__name__)
 
 CHECKED_WITH = {"celery": "5.7.0", "kombu": "5.7.0"}
 
@@ -86,6 +92,59 @@ def events_step_close(step: events_step.Events, consumer: Any) -> EventDispatche
 
 
 # --- the SQS transport's polling loop -----------------------------------------------------
+
+
+class TimedCurlClient(CurlClient):
+    """kombu's curl HTTP client, made to honour each request's timeouts.
+
+    kombu 5.7.0: `CurlClient._setup_request(curl, request, buffer, headers)` copies a
+    `Request`'s URL, headers, body… onto the curl handle but never its `connect_timeout`
+    or `request_timeout`, so curl waits for good. The SQS channel's ReceiveMessage asks for
+    20 s (`AsyncHTTPSConnection(timeout=20.0)`); on a connection that went silent (a
+    black-holed route, a NAT that dropped it, an endpoint that took the request and never
+    answered) that poll never ended, and that queue was never polled again until the
+    worker's watchdog stopped the whole worker minutes later. With the timeouts applied
+    curl ends such a request (code 599), which kombu reads as a failed poll, and the
+    next one goes out on a fresh connection. `minimum_request_timeout` keeps a long poll
+    (`wait_time_seconds`, up to SQS's 20 s) from timing out while SQS rightly waits."""
+
+    def __init__(self, hub: Any, *, minimum_request_timeout: float = 0.0) -> None:
+        super().__init__(hub)
+        self.minimum_request_timeout = minimum_request_timeout
+
+    def _setup_request(
+        self, curl: Any, request: Any, buffer: Any, headers: Any, _pycurl: Any = pycurl
+    ) -> Any:
+        super()._setup_request(curl, request, buffer, headers, _pycurl)
+        total = max(float(request.request_timeout), self.minimum_request_timeout)
+        curl.setopt(_pycurl.CONNECTTIMEOUT_MS, int(float(request.connect_timeout) * 1000))
+        curl.setopt(_pycurl.TIMEOUT_MS, int(total * 1000))
+
+
+def timed_http_client_install(*, minimum_request_timeout: float) -> CurlClient:
+    """The current event loop's HTTP client, a `TimedCurlClient` from now on.
+
+    kombu 5.7.0: kombu's async AWS connections take the loop's client from
+    `kombu.asynchronous.http.get_client()`, which keeps it as the hub's private
+    `_current_http_client` and makes a plain `CurlClient` if there is none; the SQS
+    channel passes no client of its own. Installed before the channel makes its first
+    async connection, ours is the one every ReceiveMessage uses."""
+    hub = get_event_loop()
+    assert hub is not None, "no event loop: only a worker's consumer polls SQS"
+    current = getattr(hub, "_current_http_client", None)
+    if isinstance(current, TimedCurlClient):
+        current.minimum_request_timeout = max(
+            current.minimum_request_timeout, minimum_request_timeout
+        )
+        return current
+    if current is not None:
+        # One made before us (nothing in a worker makes one: tests/workers/
+        # test_broker_outage.py would time out): its requests may be in flight, keep it.
+        logger.warning("kombu's HTTP client was made before ours: SQS polls may not time out")
+        return current
+    client = TimedCurlClient(hub, minimum_request_timeout=minimum_request_timeout)
+    setattr(hub, "_current_http_client", client)  # noqa: B010 (kombu's private slot)
+    return client
 
 
 class SQSChannelHooks(SQS.Channel):

@@ -9,7 +9,9 @@ the worker otherwise looks alive ("Error in timer: AttributeError(...)"). Other 
 raise from `_on_list_ready` itself, with the same effect.
 
 Here every poll ends by scheduling the next one, whatever happened: a failed poll is logged
-and retried after the polling interval. The channel also records when the consumer last
+and retried after the polling interval. And every poll ends: kombu's HTTP client ignored
+a request's timeouts, so a ReceiveMessage on a connection that went silent waited for good
+(workers/celery_compat.py `TimedCurlClient`). The channel also records when the consumer last
 received from SQS (`consumer_liveness`), which the worker's heartbeat reports and its
 watchdog acts on (workers/heartbeats.py).
 
@@ -27,7 +29,7 @@ from typing import Any
 from kombu.transport import SQS
 from vine import ensure_promise, promise
 
-from workers.celery_compat import SQSChannelHooks
+from workers.celery_compat import SQSChannelHooks, timed_http_client_install
 
 logger = logging.getLogger(__name__)
 
@@ -81,11 +83,23 @@ class ConsumerLiveness:
 consumer_liveness = ConsumerLiveness()
 
 
+# How much longer than its long poll a ReceiveMessage may take before it counts as failed.
+RECEIVE_TIMEOUT_MARGIN_SECONDS = 10.0
+
+
 class PollFailed(Exception):
     """ReceiveMessage did not return a response (kombu passes `[]` for these)."""
 
 
 class Channel(SQSChannelHooks):
+    def asynsqs(self, queue: str | None = None) -> Any:
+        # Every ReceiveMessage ends: answered, refused or timed out (kombu's own client
+        # would wait for good on a connection that went silent).
+        timed_http_client_install(
+            minimum_request_timeout=self.wait_time_seconds + RECEIVE_TIMEOUT_MARGIN_SECONDS
+        )
+        return super().asynsqs(queue)
+
     def poll_schedule(self, queue: str) -> None:
         if not self.queue_consumed(queue):
             return

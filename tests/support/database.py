@@ -55,9 +55,11 @@ def database_down() -> Iterator[None]:
 
 
 class FreezableProxy:
-    """A TCP proxy on loopback in front of PostgreSQL that can be frozen: while frozen it
-    forwards nothing either way and leaves every connection, new ones too, open and silent:
-    a database that hangs (a failover that black-holes traffic) rather than refusing."""
+    """A TCP proxy on loopback in front of PostgreSQL (or any server) that can be frozen:
+    while frozen it forwards nothing either way and leaves every connection, new ones too,
+    open and silent: a database that hangs (a failover that black-holes traffic) rather than
+    refusing. `silence` black-holes only the connections open at that moment, for good, as
+    a NAT or load balancer that dropped them leaves them; new connections go through."""
 
     def __init__(self, host: str, port: int) -> None:
         self._upstream = (host, port)
@@ -67,6 +69,7 @@ class FreezableProxy:
         self._thawed.set()
         self._closed = False
         self._sockets: list[socket.socket] = [self._listener]
+        self._silenced: set[socket.socket] = set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def freeze(self) -> None:
@@ -74,6 +77,10 @@ class FreezableProxy:
 
     def thaw(self) -> None:
         self._thawed.set()
+
+    def silence(self) -> None:
+        """From now on, swallow what either side of every open connection sends."""
+        self._silenced.update(self._sockets[1:])
 
     def close(self) -> None:
         self._closed = True
@@ -98,6 +105,8 @@ class FreezableProxy:
         with contextlib.suppress(OSError):
             while data := source.recv(65536):
                 self._thawed.wait()
-                target.sendall(data)
-        with contextlib.suppress(OSError):
-            target.shutdown(socket.SHUT_WR)
+                if source not in self._silenced:
+                    target.sendall(data)
+        if source not in self._silenced:
+            with contextlib.suppress(OSError):
+                target.shutdown(socket.SHUT_WR)

@@ -317,3 +317,58 @@ def test_a_job_page_says_no_worker_takes_its_queue_while_the_only_worker_is_stal
         endpoint.thaw()
         stalled.stop()
         os.killpg(worker.process.pid, signal.SIGCONT)
+
+
+def test_a_worker_whose_poll_went_silent_consumes_again_once_the_receive_times_out(
+    worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint
+) -> None:
+    # The worker reaches SQS through a proxy that then black-holes every connection open at
+    # that moment, for good (what a NAT or load balancer that dropped them leaves): the poll
+    # in flight or the next one on the kept connection is never answered. kombu's HTTP
+    # client ignored its 20 s timeout, so that queue was never polled again until the
+    # watchdog stopped the whole worker (180 s); the worker itself looked alive.
+    from tests.support.database import FreezableProxy
+    from workers.sqs_transport import RECEIVE_TIMEOUT_MARGIN_SECONDS
+
+    prefix = new_queue_prefix()
+    own_queues_create(endpoint, prefix, ["default"])
+    proxy = FreezableProxy("127.0.0.1", endpoint.port)
+    worker = WorkerProcess(
+        env={
+            **worker_env,
+            "AWS_ENDPOINT_URL": endpoint.url,
+            "AWS_ENDPOINT_URL_SQS": f"http://127.0.0.1:{proxy.port}",
+            "SQS_QUEUE_PREFIX": prefix,
+            # Long polls of an empty queue: there is nearly always one in flight.
+            "SQS_WAIT_TIME_SECONDS": "5",
+        },
+        queues=["default"],
+        log_dir=run_dir,
+    )
+    try:
+        first = diagnostic_queued(
+            prefix, queue="default", duration_seconds=0.1, endpoint_url=endpoint.url
+        )
+        wait_until(lambda: job_status(first.task_id) == "SUCCESS", message="the first job")
+
+        time.sleep(1)  # the queue is empty again: the worker long-polls it
+        proxy.silence()
+        # The long poll in flight ends empty at SQS (its answer swallowed) before the job is
+        # sent: had it taken the job, SQS would show it again only after its visibility
+        # timeout, however soon the worker polled again.
+        time.sleep(5 + 2)
+        run = diagnostic_queued(
+            prefix, queue="default", duration_seconds=0.1, endpoint_url=endpoint.url
+        )
+        # The receive's timeout (kombu's 20 s, more than the long poll and its margin), then
+        # a poll on a fresh connection.
+        wait_until(
+            lambda: job_status(run.task_id) == "SUCCESS",
+            timeout=max(20, 5 + RECEIVE_TIMEOUT_MARGIN_SECONDS) + 20,
+            message="the worker to consume again after its silent poll timed out",
+        )
+        assert worker.process.poll() is None  # the same worker, not a fresh one
+        assert "SQS poll of default failed" in worker.log_text()
+    finally:
+        worker.stop()
+        proxy.close()

@@ -5,6 +5,8 @@ only their collaborators (a consumer, a hub, an SQS connection) are stand-ins.""
 from __future__ import annotations
 
 import json
+import socket
+import time
 from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +19,8 @@ from celery.events.dispatcher import EventDispatcher
 from celery.schedules import schedule
 from celery.worker.consumer import events as events_step
 from kombu import Connection
+from kombu.asynchronous import Hub
+from kombu.asynchronous.http import Request
 
 from tests.support.servers import AwsEndpoint
 from workers.celery import app
@@ -24,6 +28,7 @@ from workers.celery_compat import (
     CHECKED_WITH,
     PublishHookEventDispatcher,
     SQSChannelHooks,
+    TimedCurlClient,
     beat_entry_arguments,
     events_step_close,
 )
@@ -188,3 +193,27 @@ def test_a_receive_message_response_is_delivered_to_the_consumer(
         sqs.delete_message(QueueUrl=url, ReceiptHandle=response["Messages"][0]["ReceiptHandle"])
     finally:
         channel.basic_cancel("tag-2")
+
+
+def test_the_timed_curl_client_ends_a_request_a_silent_server_never_answers() -> None:
+    # A server that accepts the connection and reads the request, then says nothing: kombu's
+    # own client waited for good (its Request's timeouts never reached curl).
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        url = f"http://127.0.0.1:{server.getsockname()[1]}/"
+        hub = Hub()
+        client = TimedCurlClient(hub, minimum_request_timeout=0.5)
+        answers: list[Any] = []
+        try:
+            client.add_request(
+                Request(url, connect_timeout=1, request_timeout=1, on_ready=answers.append)
+            )
+            started = time.monotonic()
+            loop = hub.create_loop()
+            while not answers and time.monotonic() - started < 15:
+                next(loop)
+        finally:
+            client.close()
+            hub.close()
+    assert answers, "the request never ended"
+    assert answers[0].code == 599 and answers[0].error is not None
+    assert time.monotonic() - started < 10

@@ -6,19 +6,24 @@ requester, the same way a job started by a person does. A deferred job's one-off
 
 A firing that meets an unreachable SQS is not lost: its job stays recorded, unsent, and the
 outbox sweeper or the schedule's next firing sends it once SQS is back (one such job per
-schedule, however many firings the outage spans).
+schedule, however many firings the outage spans). Nor is one that meets an unreachable
+database (a failover, a restart): beat waits for it, up to BEAT_DATABASE_WAIT, and records
+and sends the firing late instead of dropping it (Celery has already counted it as served,
+so a nightly stop or a morning start was otherwise lost until the next day).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 from celery.beat import SchedulingError
 from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
 
 from workers.celery_compat import beat_entry_arguments
+from workers.claims import database_wait
 from workers.deferred import DEFERRED_JOB_HEADER, deferred_job_send, is_deferred_entry
 from workers.enqueue import (
     BrokerUnavailable,
@@ -32,6 +37,11 @@ from workers.outbox import BROKER_ERRORS
 from workers.services import job_send_recorded
 
 logger = logging.getLogger(__name__)
+
+# How long a firing waits for an unreachable database before it is given up. Beat can do
+# nothing else without its database (its schedule and every job's record live there), and
+# an RDS failover or restart takes a minute or two.
+BEAT_DATABASE_WAIT = timedelta(minutes=10)
 
 
 def schedule_unsent_job(name: str, task_name: str) -> str | None:
@@ -100,6 +110,14 @@ class RecordingDatabaseScheduler(DatabaseScheduler):
     def apply_async(
         self, entry: ModelEntry, producer: Any = None, advance: bool = True, **kwargs: Any
     ) -> Any:
+        # Celery has counted this firing as served before calling us: one that fails on the
+        # database now is never fired again. Wait for it instead (logged once).
+        if not database_wait(BEAT_DATABASE_WAIT, what=f"to record the firing of {entry.name}"):
+            raise SchedulingError(
+                f"Couldn't apply scheduled task {entry.name}: the database stayed "
+                f"unreachable for {BEAT_DATABASE_WAIT.total_seconds():.0f} s; this firing is "
+                "lost, the schedule's next one runs as usual."
+            )
         deferred_task_id = (entry.options.get("headers") or {}).get(DEFERRED_JOB_HEADER)
         if deferred_task_id:
             if not is_deferred_entry(entry.name, entry.task, deferred_task_id):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -322,3 +323,60 @@ def test_beat_sends_a_solar_schedule_when_its_event_has_passed_and_knows_the_nex
     assert PeriodicTask.objects.get(name="at solar noon").total_run_count == 1
     (row,) = [r for r in recurring_tasks() if r.name == "at solar noon"]
     a_solar_noon_on_the_prime_meridian(row.next_run_at)
+
+
+@pytest.mark.waits
+def test_a_schedule_firing_while_the_database_is_unreachable_is_recorded_and_runs_once_it_is_back(
+    worker_env: dict[str, str], run_dir: Path, prefix: str
+) -> None:
+    """Celery counts a firing as served before it is sent: one that met an unreachable
+    database (a failover, a restart) was logged as a "Message Error" and never fired again,
+    so a database's nightly stop or morning start was skipped until the next day, with no
+    job to show for it. Beat now waits for the database and records the firing late."""
+    from tests.support.database import database_down
+
+    env = {**worker_env, "SQS_QUEUE_PREFIX": prefix}
+    every_two_seconds, _ = IntervalSchedule.objects.get_or_create(
+        every=2, period=IntervalSchedule.SECONDS
+    )
+    hourly, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.HOURS)
+    PeriodicTask.objects.create(
+        name="sweep the outbox",
+        task="workers.tasks.job_republish_unsent",
+        interval=every_two_seconds,
+    )
+    run = DiagnosticRun.objects.create(lines=2, duration_seconds=0.1)
+    due_at = timezone.now() + timedelta(seconds=45)
+    PeriodicTask.objects.create(
+        name="nightly diagnostic",
+        task="workers.tasks.diagnostic_run_execute",
+        interval=hourly,
+        args=json.dumps([run.pk]),
+        last_run_at=due_at - timedelta(hours=1),
+    )
+    worker = WorkerProcess(env=env, queues=["default"], log_dir=run_dir, name="db-outage")
+    beat = BeatProcess(env=env, log_dir=run_dir)
+    try:
+        wait_until(
+            lambda: Job.objects.filter(requester_label="sweep the outbox").exists(),
+            timeout=40,
+            message="beat to have read its schedule and fired",
+        )
+        assert timezone.now() < due_at - timedelta(seconds=3), "beat started too late"
+        with database_down():
+            # The nightly firing comes due in the outage, and the outage lasts past it.
+            time.sleep((due_at - timezone.now()).total_seconds() + 10)
+            assert not Job.objects.filter(requester_label="nightly diagnostic").exists()
+        wait_until(
+            lambda: Job.objects.filter(requester_label="nightly diagnostic").exists(),
+            timeout=30,
+            message="the firing made in the outage to be recorded once the database is back",
+        )
+        (job,) = Job.objects.filter(requester_label="nightly diagnostic")
+        wait_until(lambda: job_status(job.task_id) == "SUCCESS", message="the firing to run")
+        run.refresh_from_db()
+        assert (run.state, run.attempts) == (DiagnosticRun.State.SUCCEEDED, 1)
+        assert "waiting for the database to record the firing of" in beat.log_text()
+    finally:
+        beat.stop()
+        worker.stop()

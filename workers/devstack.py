@@ -221,7 +221,9 @@ def main(argv: Sequence[str] = ()) -> int:
             [*celery, "worker", "-Q", "infra", "-c", "2", "-n", "infra@%h", "--loglevel", "INFO"],
             restart=True,
         )
-        stack.start("beat", [*celery, "beat", "--loglevel", "INFO", "--pidfile", ""])
+        # Beat and Flower are restarted too, as ECS or compose restart them: beat exits when
+        # its database connection drops while it starts, and either one gone stopped the stack.
+        stack.start("beat", [*celery, "beat", "--loglevel", "INFO", "--pidfile", ""], restart=True)
         # The admin answers only once a worker consumes every queue: opened earlier, the Jobs
         # home and the demo jobs' pages would warn that no worker takes them (a false alarm).
         waiting = subprocess.Popen([*manage, "devstack_workers_ready"], cwd=BASE_DIR, env=env)
@@ -246,6 +248,7 @@ def main(argv: Sequence[str] = ()) -> int:
                     f"--port={ports['flower']}",
                     # No login of its own: the admin's accounts sign in (the demo one too).
                 ],
+                restart=True,
             )
             flower = f"http://127.0.0.1:{ports['flower']}/"
         else:

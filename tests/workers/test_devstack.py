@@ -95,8 +95,27 @@ def test_dev_stack_starts_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> 
             last_login = text.rindex("login        demo / pw-devstack-test")
             assert last_login > text.rindex("opsqueue is ready")
             assert "DiagnosticFailure" in text[: text.rindex("opsqueue is ready")]
+            # Beat and Flower killed are started again, as the workers are; the stack stays up.
+            for name, marker in (("beat", " beat "), ("flower", "workers.flower")):
+                [killed] = [pid for pid in _descendants(stack.pid) if marker in _cmdline(pid)]
+                os.kill(killed, signal.SIGKILL)
+                wait_until(
+                    lambda name=name: (
+                        f"[devstack] {name} exited with -9; starting a fresh one"
+                        in log_path.read_text()
+                    ),
+                    timeout=30,
+                    message=f"the dev stack to start {name} again",
+                )
+            assert stack.poll() is None
+            wait_until(
+                lambda: _status(f"{flower.group(1)}/api/workers", "demo:pw-devstack-test") == 200,
+                timeout=60,
+                message="the new Flower to answer",
+            )
             children = _descendants(stack.pid)
             assert len(children) >= 6  # endpoint, web, two workers, beat, Flower (+ pools)
+            assert sum(" beat " in _cmdline(pid) for pid in children) == 1
 
             # Ctrl-C reaches the runner (the terminal's foreground process).
             stack.send_signal(signal.SIGINT)
@@ -136,6 +155,13 @@ def _queues_consumed(database: Path) -> set[str]:
     with closing(sqlite3.connect(database)) as db:
         rows = db.execute("SELECT queues FROM workers_workerheartbeat").fetchall()
     return {queue for (queues,) in rows for queue in json.loads(queues)}
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def _descendants(pid: int) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import re
@@ -99,11 +100,9 @@ def test_dev_stack_starts_everything_and_ctrl_c_stops_it_all(tmp_path: Path) -> 
             for name, marker in (("beat", " beat "), ("flower", "workers.flower")):
                 [killed] = [pid for pid in _descendants(stack.pid) if marker in _cmdline(pid)]
                 os.kill(killed, signal.SIGKILL)
+                said = f"[devstack] {name} exited with -9; starting a fresh one"
                 wait_until(
-                    lambda name=name: (
-                        f"[devstack] {name} exited with -9; starting a fresh one"
-                        in log_path.read_text()
-                    ),
+                    functools.partial(_log_says, log_path, said),
                     timeout=30,
                     message=f"the dev stack to start {name} again",
                 )
@@ -155,6 +154,10 @@ def _queues_consumed(database: Path) -> set[str]:
     with closing(sqlite3.connect(database)) as db:
         rows = db.execute("SELECT queues FROM workers_workerheartbeat").fetchall()
     return {queue for (queues,) in rows for queue in json.loads(queues)}
+
+
+def _log_says(log_path: Path, text: str) -> bool:
+    return text in log_path.read_text()
 
 
 def _cmdline(pid: int) -> str:

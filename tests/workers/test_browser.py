@@ -113,6 +113,48 @@ def test_failing_diagnostic_shows_its_error_and_the_operations_page_counts_it(
     tour.assert_pages_sound()
 
 
+def test_a_double_click_on_run_diagnostic_job_starts_one_job_and_back_allows_another(
+    tour: Tour,
+) -> None:
+    from playwright.sync_api import Route, expect
+
+    page = tour.page
+    # The first click's request is held (a slow server), so the second click certainly
+    # lands on the same page, as a person's double click on a busy machine does.
+    held: list[Route] = []
+
+    def hold(route: Route) -> None:
+        held.append(route)
+
+    page.route("**/ops/jobs/diagnostic/", hold)
+    box = page.get_by_role("button", name="Run diagnostic job").bounding_box()
+    assert box is not None
+    # The mouse itself: Playwright's own click would wait for the first one's page.
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.click(x, y)
+    wait_for(lambda: held, page)
+    page.mouse.click(x, y)
+    page.wait_for_timeout(500)
+    sent = len(held)
+    for extra in held[1:]:
+        extra.abort()
+    assert sent == 1, f"the double click sent {sent} requests"
+    with tour.submitted(302):
+        held[0].continue_()
+    page.unroute("**/ops/jobs/diagnostic/")
+    expect(page.locator("ul.messagelist")).to_contain_text("diagnostic job queued")
+    assert DiagnosticRun.objects.count() == 1
+
+    # Back on the Jobs home, its button works again: the guard holds one page's sending only.
+    page.go_back()
+    expect(page.locator("#content h1")).to_have_text("Jobs home")
+    with tour.submitted(302):
+        page.get_by_role("button", name="Run diagnostic job").click()
+    expect(page.locator("ul.messagelist")).to_contain_text("diagnostic job queued")
+    assert DiagnosticRun.objects.count() == 2
+    tour.assert_pages_sound()
+
+
 def test_a_schedule_run_from_periodic_tasks_is_a_job_with_its_requester(
     tour: Tour, aws: AwsEndpoint
 ) -> None:

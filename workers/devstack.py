@@ -27,10 +27,15 @@ DEMO_USERNAME = "demo"
 
 
 def free_port(preferred: int | None = None) -> int:
-    """The preferred port if it is free on loopback, otherwise any free one."""
+    """The preferred port if it is free on loopback, otherwise any free one.
+
+    Free as the servers bind it (SO_REUSEADDR, as runserver, moto and Flower do): the last
+    run's connections waiting out TIME_WAIT after a Ctrl-C do not move the admin off its
+    port; a server listening there does."""
     candidates = [preferred, 0] if preferred else [0]
     for candidate in candidates:
         with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 sock.bind(("127.0.0.1", candidate or 0))
             except OSError:

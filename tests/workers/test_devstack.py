@@ -200,3 +200,26 @@ def test_the_runner_starts_a_fresh_worker_when_one_exits(tmp_path: Path) -> None
         assert [name for name, _ in stack.processes].count("worker") == 1
     finally:
         stack.stop(grace=2)
+
+
+def test_a_preferred_port_whose_server_just_stopped_is_taken_again_and_a_busy_one_is_not() -> None:
+    """Ctrl-C, then `make run` again: the web server's port still holds the last requests'
+    connections (TIME_WAIT), which its next server may bind over, as runserver does; the
+    admin stays at its address instead of moving to a random port."""
+    import http.server
+    import threading
+
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", port), http.server.SimpleHTTPRequestHandler
+    )
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert free_port(port) != port, "a port a server listens on is busy"
+        # The server closes each HTTP/1.0 connection first: its side waits in TIME_WAIT.
+        for _ in range(3):
+            assert _status(f"http://127.0.0.1:{port}/", "") in (200, 404)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert free_port(port) == port

@@ -56,6 +56,11 @@ class JobResultAdmin(LiveJobPageMixin, ReadOnlyAdminMixin, TaskResultAdmin):
     )
     list_filter = JOB_LIST_FILTERS
     search_fields = ("=task_id", "^task_name", "^worker")
+    # Said under the box: a person's first try (a requester, a course) found nothing, silently.
+    search_help_text = (
+        "A job's whole id, or the start of its task's name (diagnostic_run_execute) or of its "
+        "worker (main@…)."
+    )
     date_hierarchy = None
     show_full_result_count = False
     paginator = CappedCountPaginator

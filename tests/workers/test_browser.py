@@ -155,6 +155,24 @@ def test_a_double_click_on_run_diagnostic_job_starts_one_job_and_back_allows_ano
     tour.assert_pages_sound()
 
 
+def test_the_job_list_search_says_what_it_searches_and_finds_a_job_by_its_short_task_name(
+    tour: Tour,
+) -> None:
+    from playwright.sync_api import expect
+
+    page = tour.page
+    with tour.submitted(302):
+        page.click("#run-diagnostic")
+    run = DiagnosticRun.objects.get()
+    page.locator(".breadcrumbs").get_by_role("link", name="Home").click()
+    page.locator("#jobs-home").get_by_role("link", name="All jobs").click()
+    expect(page.locator("#searchbar_helptext")).to_contain_text("the start of its task's name")
+    page.fill("#searchbar", "diagnostic_run_execute")
+    page.locator("#changelist-search").get_by_role("button", name="Search").click()
+    expect(page.locator("#result_list")).to_contain_text(run.task_id)
+    tour.assert_pages_sound()
+
+
 def test_a_schedule_run_from_periodic_tasks_is_a_job_with_its_requester(
     tour: Tour, aws: AwsEndpoint
 ) -> None:

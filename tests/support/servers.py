@@ -232,6 +232,8 @@ class WorkerProcess(CeleryProcess):
                 "INFO",
                 "--without-gossip",
                 "--without-mingle",
+                "--include",
+                "tests.support.worker_hooks",
                 *extra_args,
             ],
             env=env,

@@ -53,6 +53,7 @@ def worker_heartbeat_record(
     monitored: bool,
     started_at: datetime,
     last_receive_at: datetime | None = None,
+    queue_receives: dict[str, datetime] | None = None,
 ) -> WorkerHeartbeat:
     heartbeat, _ = WorkerHeartbeat.objects.update_or_create(
         hostname=hostname,
@@ -66,6 +67,9 @@ def worker_heartbeat_record(
             "started_at": started_at,
             "last_seen_at": timezone.now(),
             "last_receive_at": last_receive_at,
+            "queue_receives": {
+                queue: at.isoformat() for queue, at in (queue_receives or {}).items()
+            },
         },
     )
     return heartbeat
@@ -129,6 +133,10 @@ class HeartbeatRecorder(ThreadStep):
             monitored=bool(monitor_url()),
             started_at=self.started_at,
             last_receive_at=_as_datetime(consumer_liveness.last_receive_wall()),
+            queue_receives={
+                queue: datetime.fromtimestamp(at, tz=UTC)
+                for queue, at in consumer_liveness.queue_receives_wall().items()
+            },
         )
 
 

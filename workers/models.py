@@ -292,6 +292,12 @@ class WorkerHeartbeat(models.Model):
         help_text="When its consumer last received from SQS (or skipped a poll, every slot "
         "busy): the thread that writes this row can outlive a consumer that stopped.",
     )
+    queue_receives = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="The same per queue ({queue: ISO time}): one queue's polls can fail while "
+        "the others' work (its SQS queue deleted).",
+    )
 
     class Meta:
         ordering = ["-last_seen_at"]

@@ -75,12 +75,22 @@ class WorkerRow:
     online: bool
     # Online, but its SQS consumer has not received for longer than polling allows.
     stalled: bool = False
+    # Its queues whose polls have not worked for that long (all of them if stalled).
+    stalled_queues: tuple[str, ...] = ()
 
     @property
     def consuming(self) -> bool:
         """A worker is alive when it consumes, not when a thread beats: online and not
         stalled. The one rule the page, the metrics and the job pages' warnings follow."""
         return self.online and not self.stalled
+
+    @property
+    def consuming_queues(self) -> list[str]:
+        """The queues it takes jobs from now: a queue whose polls fail (its SQS queue
+        deleted) is not consumed, though the worker's other polls work."""
+        if not self.consuming:
+            return []
+        return [queue for queue in self.heartbeat.queues if queue not in self.stalled_queues]
 
 
 @dataclass(frozen=True)
@@ -199,8 +209,29 @@ def worker_rows(*, now: datetime) -> list[WorkerRow]:
         online = heartbeat.last_seen_at >= online_since
         # A worker that never received counts from its start.
         proof = heartbeat.last_receive_at or heartbeat.started_at
-        rows.append(WorkerRow(heartbeat, online=online, stalled=online and proof < receiving_since))
+        stalled = online and proof < receiving_since
+        stalled_queues = tuple(
+            queue
+            for queue in heartbeat.queues
+            if stalled
+            or (
+                online
+                and (queue_last_receive(heartbeat, queue) or heartbeat.started_at) < receiving_since
+            )
+        )
+        rows.append(
+            WorkerRow(heartbeat, online=online, stalled=stalled, stalled_queues=stalled_queues)
+        )
     return rows
+
+
+def queue_last_receive(heartbeat: WorkerHeartbeat, queue: str) -> datetime | None:
+    """When the worker's poll of `queue` last worked; its last receive of any queue for a
+    row without per-queue times (written by an older worker)."""
+    if not heartbeat.queue_receives:
+        return heartbeat.last_receive_at
+    at = heartbeat.queue_receives.get(queue)
+    return datetime.fromisoformat(at) if at else None
 
 
 def queues_without_consumer(*, now: datetime) -> dict[str, datetime | None]:
@@ -208,15 +239,15 @@ def queues_without_consumer(*, now: datetime) -> dict[str, datetime | None]:
     worker's consumer last received from it (None: no worker of the last day read it).
     One query on the heartbeat rows: cheap enough for a job page's every poll."""
     rows = worker_rows(now=now)
-    consumed = {queue for row in rows if row.consuming for queue in row.heartbeat.queues}
+    consumed = {queue for row in rows for queue in row.consuming_queues}
     idle: dict[str, datetime | None] = {}
     for queue in QUEUES:
         if queue in consumed:
             continue
         receives = [
-            row.heartbeat.last_receive_at
+            at
             for row in rows
-            if queue in row.heartbeat.queues and row.heartbeat.last_receive_at
+            if queue in row.heartbeat.queues and (at := queue_last_receive(row.heartbeat, queue))
         ]
         idle[queue] = max(receives, default=None)
     return idle
@@ -360,6 +391,8 @@ def metrics_get(*, now: datetime | None = None) -> dict[str, Any]:
                 # stalled (its consumer received from SQS lately) is what to alert on.
                 "stalled": w.stalled,
                 "consuming": w.consuming,
+                # Queues it no longer receives from while its other polls work.
+                "stalled_queues": list(w.stalled_queues),
                 "queues": w.heartbeat.queues,
                 "active": w.heartbeat.active,
                 "last_seen_at": w.heartbeat.last_seen_at.isoformat(),

@@ -53,6 +53,7 @@ def operations_page(request: HttpRequest) -> HttpResponse:
                 if may_manage and redrive_refusal(letter.task_name, request.user) is None
             },
             "heartbeat_seconds": settings.WORKER_HEARTBEAT_SECONDS,
+            "stalled_seconds": settings.WORKER_CONSUMER_STALLED_SECONDS,
             "flower_url": settings.FLOWER_URL,
             "may_pause": request.user.has_perm("workers.pause_queue"),
             # The page is built from the database, whose queue figures only stop while SQS

@@ -35,34 +35,45 @@ logger = logging.getLogger(__name__)
 
 
 class ConsumerLiveness:
-    """When this process's consumer last proved it is consuming (thread-safe, monotonic).
+    """When this process's consumer last proved it is consuming (thread-safe, monotonic),
+    in all and per queue.
 
     A successful ReceiveMessage counts, empty or not, and so does a pass of the loop that
     skipped receiving because every slot was busy: that worker is working, not stalled.
+    Each queue is polled on its own, and one can fail while the others answer (its SQS
+    queue deleted, or gone with an endpoint restarted empty), so each has its own record:
+    the worker is alive as long as any poll works, but it consumes only the queues whose
+    polls do.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._last_receive: float | None = None
         self._last_receive_wall: float | None = None
-        self._failing_since: float | None = None
+        self._queue_receive_wall: dict[str, float] = {}
+        self._failing: set[str] = set()
 
-    def received(self) -> bool:
-        """Note a successful poll; True if it ends a run of failures."""
+    def received(self, queue: str) -> bool:
+        """Note a successful poll of `queue`; True if it ends that queue's run of failures."""
         with self._lock:
             self._last_receive = time.monotonic()
-            self._last_receive_wall = time.time()
-            recovered = self._failing_since is not None
-            self._failing_since = None
+            self._last_receive_wall = self._queue_receive_wall[queue] = time.time()
+            recovered = queue in self._failing
+            self._failing.discard(queue)
             return recovered
 
-    def failed(self) -> bool:
-        """Note a failed poll; True if it is the first of a run of failures."""
+    def failed(self, queue: str) -> bool:
+        """Note a failed poll of `queue`; True if it is the first of that queue's run of
+        failures."""
         with self._lock:
-            first = self._failing_since is None
-            if first:
-                self._failing_since = time.monotonic()
+            first = queue not in self._failing
+            self._failing.add(queue)
             return first
+
+    def queue_receives_wall(self) -> dict[str, float]:
+        """When each queue's poll last worked (wall clock); a queue never polled is absent."""
+        with self._lock:
+            return dict(self._queue_receive_wall)
 
     def silent_for(self) -> float | None:
         """Seconds since the consumer last proved alive; None before it ever polled."""
@@ -77,7 +88,9 @@ class ConsumerLiveness:
 
     def reset(self) -> None:
         with self._lock:
-            self._last_receive = self._last_receive_wall = self._failing_since = None
+            self._last_receive = self._last_receive_wall = None
+            self._queue_receive_wall.clear()
+            self._failing.clear()
 
 
 consumer_liveness = ConsumerLiveness()
@@ -105,7 +118,7 @@ class Channel(SQSChannelHooks):
             return
         if not self.qos.can_consume():
             # Every slot is busy: the loop is alive and polls again once one frees.
-            consumer_liveness.received()
+            consumer_liveness.received(queue)
             self.poll_next(queue)
             return
         done = promise(self.poll_next, (queue,))
@@ -137,13 +150,13 @@ class Channel(SQSChannelHooks):
     def _on_receive(self, q_url: str, queue: str, done: promise, response: Any) -> None:
         if not isinstance(response, dict):
             raise PollFailed("no response from SQS (timeout, server error or unreachable)")
-        if consumer_liveness.received():
+        if consumer_liveness.received(queue):
             logger.warning("SQS poll of %s works again", queue)
         delivered = self.messages_deliver(q_url, queue, response)
         done(delivered)
 
     def _poll_failed(self, queue: str, done: promise, exc: BaseException) -> None:
-        if consumer_liveness.failed():
+        if consumer_liveness.failed(queue):
             logger.warning("SQS poll of %s failed, retrying: %r", queue, exc)
         if done.ready or done.failed:
             # The failure came after the next poll was already scheduled.

@@ -372,3 +372,67 @@ def test_a_worker_whose_poll_went_silent_consumes_again_once_the_receive_times_o
     finally:
         worker.stop()
         proxy.close()
+
+
+def test_a_worker_whose_queue_was_deleted_is_shown_not_consuming_that_queue_until_it_is_back(
+    worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint, settings: object
+) -> None:
+    """An SQS endpoint restarted empty, or a queue deleted by hand: the worker's polls of
+    that queue fail while those of its others work. It was shown online and consuming
+    everything (one last-receive time for the whole process), and jobs waited on the dead
+    queue without a word; its log said "works again" and "failed" in turn every second."""
+    from django.utils import timezone
+
+    from workers.models import WorkerHeartbeat
+    from workers.operations import WorkerRow, worker_rows
+
+    settings.WORKER_CONSUMER_STALLED_SECONDS = 3  # type: ignore[attr-defined]
+    prefix = new_queue_prefix()
+    own_queues_create(endpoint, prefix, ["default", "media"])
+    worker = WorkerProcess(
+        env={
+            **worker_env,
+            "AWS_ENDPOINT_URL": endpoint.url,
+            "AWS_ENDPOINT_URL_SQS": endpoint.url,
+            "SQS_QUEUE_PREFIX": prefix,
+            "WORKER_HEARTBEAT_SECONDS": "0.5",
+        },
+        queues=["default", "media"],
+        log_dir=run_dir,
+        name="loses-a-queue",
+    )
+
+    def row() -> WorkerRow:
+        rows = worker_rows(now=timezone.now())
+        return next(r for r in rows if r.heartbeat.hostname == worker.hostname)
+
+    try:
+        wait_until(
+            lambda: WorkerHeartbeat.objects.filter(
+                hostname=worker.hostname, queue_receives__has_keys=["default", "media"]
+            ).exists(),
+            message="the worker to receive from both queues",
+        )
+        sqs = endpoint.client("sqs")
+        sqs.delete_queue(QueueUrl=sqs.get_queue_url(QueueName=f"{prefix}media")["QueueUrl"])
+
+        wait_until(
+            lambda: row().stalled_queues == ("media",),
+            timeout=30,
+            message="the worker to be shown not receiving from media",
+        )
+        stalled = row()
+        assert stalled.consuming and stalled.consuming_queues == ["default"]
+
+        own_queues_create(endpoint, prefix, ["media"])
+        wait_until(
+            lambda: row().stalled_queues == (),
+            timeout=30,
+            message="the worker to receive from media again",
+        )
+        log = worker.log_text()
+        assert log.count("SQS poll of media failed") == 1
+        assert "SQS poll of default works again" not in log
+        assert "SQS poll of media works again" in log
+    finally:
+        worker.stop()

@@ -292,6 +292,56 @@ def test_a_worker_alive_whose_consumer_has_not_received_lately_is_shown_stalled(
     assert metrics["never@host"]["last_receive_at"] is None
 
 
+@override_settings(WORKER_CONSUMER_STALLED_SECONDS=60)
+def test_a_worker_whose_polls_of_one_queue_fail_is_shown_not_consuming_that_queue_only(
+    ops_client: Client,
+) -> None:
+    """Its media queue deleted in SQS, a worker's polls of media fail while those of default
+    work: it looked "online" and consuming, and jobs waited on media without a word."""
+    from workers.operations import queues_without_consumer, worker_rows
+
+    now = timezone.now()
+    media_last = now - timedelta(minutes=5)
+    WorkerHeartbeat.objects.create(
+        hostname="main@host",
+        pid=1,
+        queues=["default", "media"],
+        concurrency=1,
+        started_at=now - timedelta(hours=1),
+        last_seen_at=now,
+        last_receive_at=now - timedelta(seconds=2),
+        queue_receives={
+            "default": (now - timedelta(seconds=2)).isoformat(),
+            "media": media_last.isoformat(),
+        },
+    )
+
+    [worker_row] = [row for row in worker_rows(now=now) if row.heartbeat.hostname == "main@host"]
+    assert worker_row.consuming and worker_row.consuming_queues == ["default"]
+    # An hour on, with no other worker of the test session beating by then:
+    later = now + timedelta(hours=1)
+    WorkerHeartbeat.objects.filter(hostname="main@host").update(
+        last_seen_at=later,
+        last_receive_at=later,
+        queue_receives={"default": later.isoformat(), "media": media_last.isoformat()},
+    )
+    idle = queues_without_consumer(now=later)
+    assert idle["media"] == media_last and "default" not in idle
+    WorkerHeartbeat.objects.filter(hostname="main@host").update(
+        last_seen_at=now,
+        queue_receives={"default": now.isoformat(), "media": media_last.isoformat()},
+    )
+
+    html = ops_client.get(URL).content.decode()
+    metrics = ops_client.get("/ops/metrics.json").json()["workers"]
+    row = html[html.index('data-worker="main@host"') :]
+    row = row[: row.index("</tr>")]
+    assert 'class="ops-bad stalled-queues"' in row
+    assert "but not receiving from media: its polls of that queue have failed for over 60 s" in row
+    [worker] = [w for w in metrics if w["hostname"] == "main@host"]
+    assert worker["consuming"] and worker["stalled_queues"] == ["media"]
+
+
 @override_settings(CELERY_MONITOR_URL="")
 def test_without_a_monitoring_channel_the_page_works_and_says_why_flower_is_empty(
     ops_client: Client,

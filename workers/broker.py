@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 from django.conf import settings
 
 from workers.queues import DEFAULT_QUEUE, QUEUES
@@ -28,6 +29,24 @@ def predefined_queues() -> dict[str, dict[str, str]]:
         return {}
     base = base.rstrip("/") + "/"
     return {sqs_queue_name(q): {"url": base + sqs_queue_name(q)} for q in QUEUES}
+
+
+# What SQS answers about a queue that does not exist (the JSON and the query protocol).
+_MISSING_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
+
+
+def missing_queue_text(exc: BaseException, name: str) -> str | None:
+    """Words for an SQS error saying the queue `name` does not exist, or None for any other
+    error: its raw form ("NonExistentQueue … when calling GetQueueAttributes") read as an
+    outage, and nothing said how to make the queue again."""
+    if not isinstance(exc, ClientError):
+        return None
+    if exc.response.get("Error", {}).get("Code") not in _MISSING_QUEUE_CODES:
+        return None
+    return (
+        f"The SQS queue {name} does not exist (deleted, or the SQS endpoint was restarted "
+        "empty): make the queues again with `manage.py sqs_queues`, or deploy the stack."
+    )
 
 
 def broker_probe() -> None:

@@ -26,6 +26,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from workers.broker import dead_letter_queue_name, missing_queue_text
 from workers.charts import Bucket, Chart, timeline_chart
 from workers.dead_letters import (
     DeadLetter,
@@ -340,7 +341,8 @@ def dead_letter_sections(queues: list[QueueRow]) -> list[DeadLetterSection]:
         try:
             sections.append(DeadLetterSection(queue, dead_letters_list(queue=queue, client=client)))
         except (BotoCoreError, ClientError) as exc:
-            sections.append(DeadLetterSection(queue, [], error=str(exc)[:300]))
+            missing = missing_queue_text(exc, dead_letter_queue_name(queue))
+            sections.append(DeadLetterSection(queue, [], error=(missing or str(exc))[:300]))
             if isinstance(exc, SQS_SILENT):
                 silent = f"SQS did not answer about the {queue} queue"
                 # The page's banner asks the broker's health next: it knows now, and does

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from workers.broker import dead_letter_queue_name, sqs_queue_name
+from workers.broker import dead_letter_queue_name, missing_queue_text, sqs_queue_name
 from workers.models import QueueDepth
 from workers.queues import QUEUES
 
@@ -34,15 +34,17 @@ def _queue_url(client: Any, name: str) -> str:
 
 
 def _sample(client: Any, queue: str) -> dict[str, Any]:
+    name = sqs_queue_name(queue)
     try:
-        url = _queue_url(client, sqs_queue_name(queue))
+        url = _queue_url(client, name)
         attributes = client.get_queue_attributes(QueueUrl=url, AttributeNames=list(ATTRIBUTES))[
             "Attributes"
         ]
         sample: dict[str, Any] = {
             field: int(attributes.get(name, 0)) for name, field in ATTRIBUTES.items()
         }
-        dlq_url = _queue_url(client, dead_letter_queue_name(queue))
+        name = dead_letter_queue_name(queue)
+        dlq_url = _queue_url(client, name)
         sample["dead_letters"] = int(
             client.get_queue_attributes(
                 QueueUrl=dlq_url, AttributeNames=["ApproximateNumberOfMessages"]
@@ -50,7 +52,7 @@ def _sample(client: Any, queue: str) -> dict[str, Any]:
         )
     except (BotoCoreError, ClientError) as exc:
         # The previous counts stay, marked with why they could not be refreshed.
-        return {"error": str(exc)[:500]}
+        return {"error": (missing_queue_text(exc, name) or str(exc))[:500]}
     sample["error"] = ""
     return sample
 

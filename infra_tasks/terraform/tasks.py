@@ -14,6 +14,7 @@ from infra_tasks.terraform.models import RunState
 from infra_tasks.terraform.services import execution, runs
 from workers.enqueue import Requester
 from workers.job_registry import job_task
+from workers.joblog import JobLogWriter
 from workers.outcomes import job_cancelled, job_failed
 from workers.selectors import job_requester
 
@@ -66,9 +67,10 @@ def drift_check_request_all(self: Any) -> int:
     """Beat entry: queue a drift check of every workspace, asked by whoever started this job
     (the schedule, or the person who pressed its Run now)."""
     requester = job_requester(task_id=self.request.id)
-    return runs.drift_check_request_all(
-        requester=requester or Requester.schedule(jobs.DRIFT_SCHEDULE_NAME)
-    )
+    with JobLogWriter(self.request.id) as log:
+        return runs.drift_check_request_all(
+            requester=requester or Requester.schedule(jobs.DRIFT_SCHEDULE_NAME), log=log
+        )
 
 
 @job_task(jobs.RUNS_MARK_LOST, bind=False)

@@ -29,6 +29,7 @@ from infra_tasks.terraform.models import (
 )
 from workers.enqueue import Requester, job_enqueue
 from workers.errors import ApplicationError
+from workers.logsink import LogSink
 from workers.queues import QUEUES
 
 WORKER_LOST = "worker lost — check the state"
@@ -149,17 +150,30 @@ def destroyed_no_drift_check(workspace: TerraformWorkspace) -> str:
     )
 
 
-def drift_check_request_all(*, requester: Requester) -> int:
+def drift_check_request_all(*, requester: Requester, log: LogSink | None = None) -> int:
     """Queue a drift check of every workspace that has none waiting or running, but those
-    destroyed on purpose (checked again once an apply brings them back)."""
+    destroyed on purpose (checked again once an apply brings them back). Each workspace
+    gets a line in `log`: its job read only "0" when every workspace was left out."""
+    say = log.line if log is not None else (lambda text: None)
     queued = 0
-    for workspace in TerraformWorkspace.objects.filter(destroyed_at__isnull=True).order_by("name"):
+    for workspace in TerraformWorkspace.objects.order_by("name"):
+        if workspace.destroyed_at is not None:
+            say(f"{workspace}: not checked. {destroyed_no_drift_check(workspace)}")
+            continue
         pending = workspace.runs.filter(
             kind=RunKind.DRIFT_CHECK, state__in=(RunState.WAITING, *ACTIVE_STATES)
-        ).exists()
-        if not pending:
-            run_request(workspace=workspace, kind=RunKind.DRIFT_CHECK, requester=requester)
-            queued += 1
+        ).first()
+        if pending is not None:
+            say(
+                f"{workspace}: not queued again, its drift check run #{pending.pk} is not "
+                f"done ({pending.get_state_display()})"
+            )
+            continue
+        run = run_request(workspace=workspace, kind=RunKind.DRIFT_CHECK, requester=requester)
+        say(f"{workspace}: drift check queued (run #{run.pk})")
+        queued += 1
+    if not queued:
+        say("No drift check was queued.")
     return queued
 
 

@@ -47,6 +47,7 @@ from tests.support.broker import publishing_to
 from tests.support.monitoring import FlowerProcess, Monitored
 from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
 from workers.enqueue import Requester
+from workers.logsink import LineCapture
 from workers.models import Job, JobLogChunk, RequesterKind
 from workers.recurring import recurring_task_run_now
 from workers.selectors import job_log_since
@@ -446,6 +447,8 @@ def test_a_drift_check_started_with_run_now_is_asked_by_who_pressed_it(
     assert Job.objects.get(task_id=task_id).requested_by == olga
     wait_state(check, RunState.NO_CHANGES, RunState.DRIFTED, RunState.FAILED)
     assert Job.objects.get(task_id=check.plan_task_id).requested_by == olga
+    # Its job's log says what it queued, workspace by workspace.
+    assert f"{workspace}: drift check queued (run #{check.pk})" in log_of(task_id)
 
 
 def test_drift_check_flags_a_change_made_outside_terraform_and_emails_staff(
@@ -520,8 +523,12 @@ def test_a_workspace_destroyed_on_purpose_is_not_checked_for_drift_until_it_is_a
 
     # The nightly check leaves it out; asked for by hand, the check is refused, saying why.
     checks = workspace.runs.filter(kind=RunKind.DRIFT_CHECK)
-    drift_check_request_all(requester=Requester.schedule(DRIFT_SCHEDULE_NAME))
+    log = LineCapture()
+    drift_check_request_all(requester=Requester.schedule(DRIFT_SCHEDULE_NAME), log=log)
     assert checks.count() == 1
+    # Its job says so: it read only "0" and "The job wrote no log lines."
+    assert f"{workspace}: not checked. Workspace {workspace} was destroyed on purpose" in log.text
+    assert log.lines[-1] == "No drift check was queued."
     with pytest.raises(RunError, match="was destroyed on purpose"):
         run_request(
             workspace=workspace, kind=RunKind.DRIFT_CHECK, requester=Requester.for_user(uma)

@@ -276,6 +276,7 @@ class BulkOutcome:
     # Why jobs were left alone, and how many for each reason.
     refused: Counter[str] = field(default_factory=Counter)
     stopped: str = ""  # set when the batch stopped early (the broker went away)
+    queued: bool = False  # `done` are new jobs (a retry's), to be linked from the message
 
 
 def jobs_retry(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
@@ -317,6 +318,7 @@ def jobs_retry(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
             [f"Retried as job {new_job.task_id}" for new_job in new_jobs],
         )
     outcome.done = [new_job.task_id for new_job in new_jobs]
+    outcome.queued = True
     taken = {result.task_id for result, _ in chosen}
     outcome.refused = _left_alone([i for i in ids if i not in taken], user, _retry_why)
     return outcome

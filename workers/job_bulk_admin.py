@@ -17,13 +17,17 @@ from django.contrib.admin import helpers
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.template.response import TemplateResponse
+from django.utils.html import format_html, format_html_join
 from django_celery_results.models import TaskResult
 
 from workers import job_actions
+from workers.admin_links import started_job_link
 from workers.enqueue import BrokerUnavailable
 
 # Counting stops here: "more than 10,000" is all a person needs to decide.
 COUNT_CAP = 10_000
+# New jobs a bulk retry's message links by name; the rest are counted.
+LINKED_JOBS = 10
 
 
 def capped_count(queryset: QuerySet[Any]) -> int:
@@ -96,11 +100,18 @@ def run_bulk_action(
             model_admin.message_user(request, str(exc), messages.ERROR)
             return None
         done = len(outcome.done)
-        model_admin.message_user(
-            request,
-            f"{verb.capitalize()}: {done} {'job' if done == 1 else 'jobs'}.",
-            messages.SUCCESS,
-        )
+        said = f"{verb.capitalize()}: {done} {'job' if done == 1 else 'jobs'}"
+        if outcome.queued and outcome.done:
+            # The new jobs, linked, as every message that queues work links what it queued.
+            shown = outcome.done[:LINKED_JOBS]
+            links = format_html_join(
+                ", ", "{}", ((started_job_link(request.user, task_id),) for task_id in shown)
+            )
+            more = f" and {done - len(shown)} more" if done > len(shown) else ""
+            message = format_html("{}, as {}{}.", said, links, more)
+        else:
+            message = format_html("{}.", said)
+        model_admin.message_user(request, message, messages.SUCCESS)
         gone = _records_gone(request)
         if gone:
             outcome.refused["no record of it any more"] += gone

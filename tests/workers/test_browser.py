@@ -291,7 +291,9 @@ def test_bulk_retry_of_every_failed_job_matching_a_filter_asks_once_and_queues_5
     tour.screenshot("jobs-bulk-retry-confirm")
     with tour.submitted(302):
         page.locator("#bulk-confirm").click()
-    expect(page.locator("ul.messagelist")).to_contain_text("Retried: 500 jobs.")
+    said = page.locator("ul.messagelist li.success")
+    expect(said).to_contain_text("Retried: 500 jobs, as ")
+    expect(said).to_contain_text("and 490 more.")
     retries = Job.objects.filter(retry_of__isnull=False)
     assert retries.count() == 500
     assert set(retries.values_list("retry_of__task_id", flat=True)) == failed
@@ -301,6 +303,12 @@ def test_bulk_retry_of_every_failed_job_matching_a_filter_asks_once_and_queues_5
         LogEntry.objects.filter(action_flag=CHANGE, change_message__startswith="Retried as").count()
         == 500
     )
+    # The message links the new jobs, as every message that queues work links what it
+    # queued: the first opens a retry's page.
+    said.locator("a").first.click()
+    page.wait_for_url(re.compile(r"/taskresult/\d+/change/$"))
+    shown = TaskResult.objects.get(pk=page.url.rstrip("/").split("/")[-2])
+    assert retries.filter(task_id=shown.task_id).exists()
     tour.assert_pages_sound()
 
 
@@ -311,7 +319,7 @@ def test_bulk_retry_of_every_failed_job_matching_a_filter_asks_once_and_queues_5
             "retry_jobs",
             "FAILURE",
             0,
-            "Retried: 1 job.",
+            "Retried: 1 job, as ",
             "1 left alone: job {id} was retried already, as job ",
         ),
         (
@@ -359,7 +367,7 @@ def test_a_bulk_action_confirmed_again_from_a_second_tab_says_what_became_of_the
     expect(tabs[0].locator("ul.messagelist")).to_contain_text(first)
     tabs[1].locator("#bulk-confirm").click()
     messages = tabs[1].locator("ul.messagelist")
-    expect(messages.locator("li.success")).to_have_text(re.sub(r"1 job", "0 jobs", first))
+    expect(messages.locator("li.success")).to_have_text(first.split(":")[0] + ": 0 jobs.")
     expect(messages.locator("li.warning")).to_contain_text(second.format(id=job.task_id))
     tour.assert_pages_sound()
 

@@ -211,6 +211,9 @@ class QueueDepth(models.Model):
     # Why the last sample failed (queue missing, AWS unreachable); empty when it worked.
     error = models.CharField(max_length=500, blank=True)
     sampled_at = models.DateTimeField()
+    # When SQS made the queue (CreatedTimestamp): a job sent before then went with the
+    # queue it replaced (workers/lost_messages.py).
+    queue_created_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["queue"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3
@@ -37,12 +38,15 @@ def _sample(client: Any, queue: str) -> dict[str, Any]:
     name = sqs_queue_name(queue)
     try:
         url = _queue_url(client, name)
-        attributes = client.get_queue_attributes(QueueUrl=url, AttributeNames=list(ATTRIBUTES))[
-            "Attributes"
-        ]
+        attributes = client.get_queue_attributes(
+            QueueUrl=url, AttributeNames=[*ATTRIBUTES, "CreatedTimestamp"]
+        )["Attributes"]
         sample: dict[str, Any] = {
             field: int(attributes.get(name, 0)) for name, field in ATTRIBUTES.items()
         }
+        created = attributes.get("CreatedTimestamp")
+        if created:
+            sample["queue_created_at"] = datetime.fromtimestamp(float(created), tz=UTC)
         name = dead_letter_queue_name(queue)
         dlq_url = _queue_url(client, name)
         sample["dead_letters"] = int(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers import dead_letters, jobs, queue_depths, reconcile, services
+from workers import dead_letters, jobs, lost_messages, queue_depths, reconcile, services
 from workers.job_registry import job_task
 
 
@@ -32,12 +32,15 @@ def jobs_mark_lost() -> int:
 
 @job_task(jobs.QUEUE_DEPTHS_RECORD)
 def queue_depths_record(self: Any) -> dict[str, int]:
-    """Each queue's SQS depth into the database, for the operations page; and where a
-    dead-letter queue holds messages, their jobs say so (messages SQS moved there itself)."""
+    """Each queue's SQS depth into the database, for the operations page; where a
+    dead-letter queue holds messages, their jobs say so (messages SQS moved there itself);
+    and a queued job sent to a queue SQS has made again since ends saying its message was
+    lost with the old one."""
     # This job's own message is in flight on its queue while it samples (run from a
     # message; none when called in-process).
     own_queue = (self.request.delivery_info or {}).get("routing_key")
     depths = queue_depths.queue_depths_record(own_queue=own_queue)
+    lost_messages.jobs_lost_with_their_queue_record(depths=depths)
     dead_letters.dead_lettered_jobs_record(
         queues=[depth.queue for depth in depths if depth.dead_letters and not depth.error]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import uuid
@@ -130,6 +131,35 @@ def test_the_sampling_job_counts_what_else_is_in_flight_on_its_queue_not_its_own
         worker.stop()
     depth = QueueDepth.objects.get(queue="default")
     assert (depth.visible, depth.in_flight, depth.error) == (0, 1, "")
+
+
+def test_a_queued_job_sent_before_its_queue_was_made_again_ends_saying_its_message_was_lost(
+    queues_with_messages: str,
+) -> None:
+    """A queue deleted and made again (or an endpoint restarted empty) starts empty: a job
+    sent to the one it replaced read "Queued" for 7 days. One sent since waits as before."""
+    from tests.workers.jobs import job_row
+    from workers.models import Job
+
+    before, since = (job_row("app.tasks.work", "PENDING", queue="media") for _ in range(2))
+    depth_created = QueueDepth.objects.filter(queue="media")
+    Job.objects.filter(task_id=before.task_id).update(sent_at=timezone.now() - timedelta(hours=1))
+    Job.objects.filter(task_id=since.task_id).update(sent_at=timezone.now())
+
+    with override_settings(SQS_QUEUE_PREFIX=queues_with_messages):
+        queue_depths_record()
+
+    assert depth_created.get().queue_created_at is not None
+    before.refresh_from_db()
+    since.refresh_from_db()
+    assert since.status == "PENDING"
+    assert before.status == "FAILURE"
+    assert json.loads(before.result)["exc_type"] == "MessageLost"
+    assert before.traceback.startswith(
+        f"Its message was lost with the SQS queue {queues_with_messages}media: the queue was "
+        "made again at "
+    )
+    assert before.traceback.endswith("Nothing ran; Retry sends it again.")
 
 
 def test_queue_sample_failure_is_shown_with_the_last_known_counts(

@@ -1,0 +1,68 @@
+"""Jobs whose message went with its SQS queue.
+
+A queue deleted and made again (by hand, by a stack torn down and deployed again, or a local
+endpoint restarted empty) starts empty: the messages of jobs sent to the queue it replaced
+are gone. Such a job read "Queued" until the job list stopped counting it, 7 days on, and
+the operations page's wait time kept growing. The depth sample reads each queue's
+CreatedTimestamp; a job still queued that was sent before that moment can never be
+delivered, so it is ended FAILURE saying why, and Retry sends it again. A copy a worker
+had already taken before the queue went is dropped when it starts (the job ended), so the
+job still runs once: through its Retry.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime, timedelta
+
+from celery import states
+from django.db import transaction
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from workers.broker import sqs_queue_name
+from workers.models import Job, QueueDepth
+
+logger = logging.getLogger(__name__)
+
+# CreatedTimestamp is in whole seconds, and SQS's clock is not the database's.
+CLOCK_TOLERANCE = timedelta(seconds=2)
+
+
+def jobs_lost_with_their_queue_record(*, depths: list[QueueDepth]) -> int:
+    """End every queued job sent to a queue before SQS made it (again); how many were."""
+    ended = 0
+    for depth in depths:
+        if depth.queue_created_at is not None and not depth.error:
+            ended += _end_lost(depth.queue, depth.queue_created_at)
+    return ended
+
+
+def _end_lost(queue: str, created_at: datetime) -> int:
+    lost = Job.objects.filter(
+        queue=queue,
+        sent_at__lt=created_at - CLOCK_TOLERANCE,
+        task_id__in=TaskResult.objects.filter(status=states.PENDING).values("task_id"),
+    ).values_list("task_id", "sent_at")
+    ended = 0
+    for task_id, sent_at in lost:
+        reason = (
+            f"Its message was lost with the SQS queue {sqs_queue_name(queue)}: the queue was "
+            f"made again at {created_at:%Y-%m-%d %H:%M:%S} UTC, after this job was sent "
+            f"({sent_at:%Y-%m-%d %H:%M:%S} UTC), and a queue made again starts empty. "
+            "Nothing ran; Retry sends it again."
+        )
+        with transaction.atomic():
+            # Stored as a worker stores an exception, so the page shows it as the error.
+            ended += TaskResult.objects.filter(task_id=task_id, status=states.PENDING).update(
+                status=states.FAILURE,
+                result=json.dumps(
+                    {"exc_type": "MessageLost", "exc_message": [reason], "exc_module": __name__}
+                ),
+                traceback=reason,
+                date_done=timezone.now(),
+            )
+    if ended:
+        logger.warning("%d queued job(s) of %s lost with their queue; ended FAILURE", ended, queue)
+    return ended

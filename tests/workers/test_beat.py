@@ -35,6 +35,21 @@ from workers.selectors import job_summary_get
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
+def outbox_sweep_every_two_seconds() -> IntervalSchedule:
+    """A schedule "sweep the outbox" firing every two seconds (beat's proof of life in these
+    tests); returns an hourly interval for the schedule a test watches."""
+    every_two_seconds, _ = IntervalSchedule.objects.get_or_create(
+        every=2, period=IntervalSchedule.SECONDS
+    )
+    PeriodicTask.objects.create(
+        name="sweep the outbox",
+        task="workers.tasks.job_republish_unsent",
+        interval=every_two_seconds,
+    )
+    hourly, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.HOURS)
+    return hourly
+
+
 def test_scheduled_job_is_recorded_with_the_schedule_as_requester_and_runs(
     worker: WorkerProcess,
 ) -> None:
@@ -209,15 +224,7 @@ def test_a_schedule_firing_while_sqs_is_down_is_recorded_once_and_runs_once_sqs_
         "AWS_ENDPOINT_URL_SQS": endpoint.url,
         "SQS_QUEUE_PREFIX": prefix,
     }
-    every_two_seconds, _ = IntervalSchedule.objects.get_or_create(
-        every=2, period=IntervalSchedule.SECONDS
-    )
-    hourly, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.HOURS)
-    PeriodicTask.objects.create(
-        name="sweep the outbox",
-        task="workers.tasks.job_republish_unsent",
-        interval=every_two_seconds,
-    )
+    hourly = outbox_sweep_every_two_seconds()
 
     def jobs_of(name: str) -> list[Job]:
         return list(Job.objects.filter(requester_label=name).order_by("created_at"))
@@ -336,15 +343,7 @@ def test_a_schedule_firing_while_the_database_is_unreachable_is_recorded_and_run
     from tests.support.database import database_down
 
     env = {**worker_env, "SQS_QUEUE_PREFIX": prefix}
-    every_two_seconds, _ = IntervalSchedule.objects.get_or_create(
-        every=2, period=IntervalSchedule.SECONDS
-    )
-    hourly, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.HOURS)
-    PeriodicTask.objects.create(
-        name="sweep the outbox",
-        task="workers.tasks.job_republish_unsent",
-        interval=every_two_seconds,
-    )
+    hourly = outbox_sweep_every_two_seconds()
     run = DiagnosticRun.objects.create(lines=2, duration_seconds=0.1)
     due_at = timezone.now() + timedelta(seconds=45)
     PeriodicTask.objects.create(

@@ -16,6 +16,7 @@ from tests.support.jobs import diagnostic_queued, job_status
 from tests.support.servers import (
     AwsEndpoint,
     WorkerProcess,
+    aws_environment,
     new_queue_prefix,
     own_queues_create,
     wait_until,
@@ -392,9 +393,7 @@ def test_a_worker_whose_queue_was_deleted_is_shown_not_consuming_that_queue_unti
     worker = WorkerProcess(
         env={
             **worker_env,
-            "AWS_ENDPOINT_URL": endpoint.url,
-            "AWS_ENDPOINT_URL_SQS": endpoint.url,
-            "SQS_QUEUE_PREFIX": prefix,
+            **aws_environment(endpoint.url, prefix),
             "WORKER_HEARTBEAT_SECONDS": "0.5",
         },
         queues=["default", "media"],

@@ -151,10 +151,19 @@ class TerraformRun(RequesterFields):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     approved_at = models.DateTimeField(null=True, blank=True)
+    # Set by a cancel and by a discard (a plan left unapproved): named for both on the page,
+    # where a discarded plan read "Cancel requested by".
     cancel_requested_by = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        verbose_name="cancelled or discarded by",
     )
-    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested_at = models.DateTimeField(
+        null=True, blank=True, verbose_name="cancel or discard asked at"
+    )
 
     plan_task_id = models.CharField(max_length=255, blank=True, db_index=True)
     apply_task_id = models.CharField(max_length=255, blank=True, db_index=True)

@@ -829,6 +829,10 @@ def test_discarding_cancelling_and_a_plan_that_waits_are_in_the_run_history_with
     client.post(reverse(run_button, args=[planned.pk, "discard"]))
     assert TerraformRun.objects.get(pk=planned.pk).state == RunState.DISCARDED
     assert history(planned) == ["alice: Discarded the plan."]
+    # Its page names who stopped it for a discard too (it read "Cancel requested by").
+    page = client.get(reverse("admin:terraform_terraformrun_change", args=[planned.pk]))
+    assert "Cancelled or discarded by" in page.content.decode()
+    assert "Cancel requested by" not in page.content.decode()
 
     client.post(reverse(run_button, args=[waiting.pk, "cancel"]))
     assert TerraformRun.objects.get(pk=waiting.pk).state == RunState.CANCELLED

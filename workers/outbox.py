@@ -200,8 +200,17 @@ class BrokerHealth(ServiceHealth):
 
 
 def unreachable_message(error: str | None) -> str:
+    kind = error_kind(error)
+    if any(code in (error or "") for code in ("QueueDoesNotExist", "NonExistentQueue")):
+        # Not an outage: waiting would not help (an endpoint restarted empty, a queue
+        # deleted by hand).
+        return (
+            f"The job queue's SQS queue does not exist ({kind}), so nothing was queued and "
+            "nothing was changed. Make the queues again with `manage.py sqs_queues`, or "
+            "deploy the stack."
+        )
     return (
-        f"The job queue is unreachable ({error_kind(error)}), so nothing was queued and "
+        f"The job queue is unreachable ({kind}), so nothing was queued and "
         "nothing was changed. Try again once the broker is back."
     )
 

@@ -141,6 +141,25 @@ def test_the_diagnostic_button_with_sqs_down_says_so_on_the_jobs_home_and_queues
     assert not DiagnosticRun.objects.exists()
 
 
+def test_the_diagnostic_button_with_its_sqs_queue_missing_says_how_to_make_it_not_to_wait(
+    sqs_queues: Any, settings: Any
+) -> None:
+    # An endpoint restarted empty: "The job queue is unreachable (QueueDoesNotExist) … Try
+    # again once the broker is back" sent a person waiting for an outage that was not one.
+    client = client_for(make_user("fay", staff=True, perms=("workers.run_diagnostic",)))
+    settings.SQS_QUEUE_PREFIX = "no-such-queues-"
+    broker_health.reset()
+    try:
+        response = client.post(reverse("workers:diagnostic-trigger"), follow=True)
+    finally:
+        broker_health.reset()
+
+    page = response.content.decode()
+    assert "The job queue&#x27;s SQS queue does not exist (QueueDoesNotExist)" in page
+    assert "Make the queues again with `manage.py sqs_queues`, or deploy the stack." in page
+    assert not DiagnosticRun.objects.exists()
+
+
 def test_the_diagnostic_button_leads_to_the_job_for_whom_may_open_it(sqs_queues: Any) -> None:
     client = client_for(
         make_user("erin", staff=True, perms=("workers.run_diagnostic", *DIAGNOSTIC_VIEWER))

@@ -28,8 +28,9 @@ from infra_tasks.rds.selectors import database_effective_desired_state, database
 from infra_tasks.rds.services.actions import database_action_enqueue, database_operator
 from workers.enqueue import Requester
 from workers.joblog import JobLogWriter
+from workers.models import RequesterKind
 from workers.queues import QUEUES
-from workers.selectors import staff_email_addresses
+from workers.selectors import job_requester, staff_email_addresses
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,14 @@ def databases_enforce(
     """Compare desired with actual state; put back what drifted; tell staff what stays off."""
     now = now or timezone.now()
     report: dict[str, Any] = {"checked": 0, "diverged": [], "notified": [], "errors": []}
+    # Beat's pass corrects as the system; one started by someone (the schedule's Run now)
+    # corrects on their behalf, and its corrections name them.
+    asked_by = job_requester(task_id=task_id)
+    requester = (
+        asked_by
+        if asked_by is not None and asked_by.kind != RequesterKind.SCHEDULE
+        else Requester.system("rds enforcement")
+    )
     with JobLogWriter(task_id) as log:
         for database in ManagedDatabase.objects.filter(enforce=True).order_by("name"):
             report["checked"] += 1
@@ -52,7 +61,9 @@ def databases_enforce(
                 log.line(f"{database.name}: could not read its state: {exc}")
                 report["errors"].append(database.name)
                 continue
-            outcome = _enforce_one(database_id=database.pk, status=status, now=now)
+            outcome = _enforce_one(
+                database_id=database.pk, status=status, now=now, requester=requester
+            )
             log.line(
                 f"{database.name}: {status}, should be {outcome['desired']}: {outcome['verdict']}"
             )
@@ -77,7 +88,9 @@ def databases_enforce(
 
 
 @transaction.atomic
-def _enforce_one(*, database_id: int, status: str, now: datetime) -> dict[str, str]:
+def _enforce_one(
+    *, database_id: int, status: str, now: datetime, requester: Requester
+) -> dict[str, str]:
     database = ManagedDatabase.objects.select_for_update().get(pk=database_id)
     database.status = status
     database.status_checked_at = now
@@ -115,13 +128,15 @@ def _enforce_one(*, database_id: int, status: str, now: datetime) -> dict[str, s
         else:
             verdict = "still off"
     if not busy:
-        record = _corrective_action(database, desired)
+        record = _corrective_action(database, desired, requester)
         open_divergence.corrective_task_id = record.task_id
     open_divergence.save()
     return {"desired": desired, "verdict": verdict}
 
 
-def _corrective_action(database: ManagedDatabase, desired: str) -> DatabaseAction:
+def _corrective_action(
+    database: ManagedDatabase, desired: str, requester: Requester
+) -> DatabaseAction:
     action = ActionKind.STOP if desired == DesiredState.STOPPED else ActionKind.START
     # Nobody waits on the pass to be told to try again: with SQS down, the correction is
     # recorded and sent once it is back, and the pass goes on to the other databases (a
@@ -129,7 +144,7 @@ def _corrective_action(database: ManagedDatabase, desired: str) -> DatabaseActio
     return database_action_enqueue(
         database,
         action,
-        requester=Requester.system("rds enforcement"),
+        requester=requester,
         refuse_if_broker_down=False,
     )
 

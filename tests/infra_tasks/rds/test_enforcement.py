@@ -44,10 +44,10 @@ from workers.services import job_republish_unsent
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def enforcement_pass() -> dict:
+def enforcement_pass(requester: Requester | None = None) -> dict:
     with transaction.atomic():
         task_id = job_enqueue(
-            DATABASES_ENFORCE, requester=Requester.schedule(ENFORCE_SCHEDULE_NAME)
+            DATABASES_ENFORCE, requester=requester or Requester.schedule(ENFORCE_SCHEDULE_NAME)
         )
 
     def succeeded() -> bool:
@@ -94,6 +94,30 @@ def test_database_started_out_of_band_is_stopped_again_and_the_divergence_record
     assert divergence.resolved_at is not None
     assert divergence.notified_at is None
     assert not mail.outbox
+
+
+def test_a_pass_started_by_someone_corrects_on_their_behalf(
+    aws: AwsEndpoint, worker: WorkerProcess
+) -> None:
+    """The schedule's Run now: its corrections read "System: rds enforcement", not who
+    pressed it."""
+    database = register(new_instance(aws))
+    finished(
+        database_action_request(database=database, action="stop", requester=Requester.cli("t"))
+    )
+    aws.client("rds").start_db_instance(DBInstanceIdentifier=database.identifier)
+    olga = get_user_model().objects.create_user("olga", is_staff=True)
+
+    report = enforcement_pass(Requester.for_user(olga))
+
+    assert report["diverged"] == [database.name]
+    corrective = DatabaseAction.objects.get(
+        task_id=Divergence.objects.get(database=database).corrective_task_id
+    )
+    assert (corrective.requester_kind, corrective.requested_by) == ("user", olga)
+    assert Job.objects.get(task_id=corrective.task_id).requested_by == olga
+    finished(corrective)
+    assert aws_status(aws, database) == "stopped"
 
 
 def test_database_in_step_is_left_alone(aws: AwsEndpoint, worker: WorkerProcess) -> None:

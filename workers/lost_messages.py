@@ -21,6 +21,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from workers.bookkeeping import job_failure
 from workers.broker import sqs_queue_name
 from workers.models import Job, QueueDepth
 
@@ -57,9 +58,7 @@ def _end_lost(queue: str, created_at: datetime) -> int:
             # Stored as a worker stores an exception, so the page shows it as the error.
             ended += TaskResult.objects.filter(task_id=task_id, status=states.PENDING).update(
                 status=states.FAILURE,
-                result=json.dumps(
-                    {"exc_type": "MessageLost", "exc_message": [reason], "exc_module": __name__}
-                ),
+                result=json.dumps(job_failure("MessageLost", reason, __name__)),
                 traceback=reason,
                 date_done=timezone.now(),
             )

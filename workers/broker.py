@@ -35,6 +35,12 @@ def predefined_queues() -> dict[str, dict[str, str]]:
 _MISSING_QUEUE_CODES = frozenset({"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"})
 
 
+def names_missing_queue(error: str | None) -> bool:
+    """Whether a recorded error (an exception's class, or "Class: message") is SQS saying a
+    queue does not exist: its error code, or the code's last part, is in it."""
+    return any(code.rsplit(".", 1)[-1] in (error or "") for code in _MISSING_QUEUE_CODES)
+
+
 def missing_queue_text(exc: BaseException, name: str) -> str | None:
     """Words for an SQS error saying the queue `name` does not exist, or None for any other
     error: its raw form ("NonExistentQueue … when calling GetQueueAttributes") read as an

@@ -39,7 +39,7 @@ from django_celery_results.models import TaskResult
 from kombu import Producer
 from kombu.exceptions import KombuError, OperationalError, SerializationError
 
-from workers.broker import broker_probe
+from workers.broker import broker_probe, names_missing_queue
 from workers.errors import ApplicationError
 from workers.message_templates import templates_for, templating_allowed
 from workers.models import Job
@@ -201,7 +201,7 @@ class BrokerHealth(ServiceHealth):
 
 def unreachable_message(error: str | None) -> str:
     kind = error_kind(error)
-    if any(code in (error or "") for code in ("QueueDoesNotExist", "NonExistentQueue")):
+    if names_missing_queue(error):
         # Not an outage: waiting would not help (an endpoint restarted empty, a queue
         # deleted by hand).
         return (

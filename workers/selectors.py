@@ -16,7 +16,7 @@ from django_celery_results.models import TaskResult
 
 from workers import display, families
 from workers.enqueue import Requester
-from workers.models import DiagnosticRun, Job, JobLogChunk, QueuePause
+from workers.models import DiagnosticRun, Job, JobLogChunk, QueuePause, RequesterKind
 from workers.operations import queues_without_consumer
 from workers.outbox import MAX_SQS_DELAY_SECONDS
 from workers.subjects import JobSubject, job_subject_get
@@ -88,6 +88,13 @@ def job_requester(*, task_id: str) -> Requester | None:
     work on their behalf; None for a job with no row (a message from before the rows)."""
     job = Job.objects.filter(task_id=task_id).first()
     return Requester.of(job) if job is not None else None
+
+
+def job_requester_by_hand(*, task_id: str) -> Requester | None:
+    """Who asked for a job when it was not a schedule's firing (a Run now, a Retry, the
+    command line); None for a firing, whose task acts for its schedule."""
+    asked_by = job_requester(task_id=task_id)
+    return asked_by if asked_by is not None and asked_by.kind != RequesterKind.SCHEDULE else None
 
 
 def job_task_name(*, task_id: str) -> str | None:

@@ -33,8 +33,7 @@ from workers.enqueue import Requester, job_enqueue, new_task_id
 from workers.errors import ApplicationError
 from workers.joblog import JobLogWriter
 from workers.logsink import LogSink
-from workers.models import RequesterKind
-from workers.selectors import job_requester
+from workers.selectors import job_requester_by_hand
 
 # A worker's clock may trail beat's by a little; the occurrence a firing serves is looked
 # up this far ahead so it is never mistaken for the previous day's.
@@ -131,17 +130,15 @@ def database_scheduled_run(
     if redelivered:
         # This very firing was under way when its worker died: finish it, not skip it.
         return database_action_execute(action_id=redelivered[0], task_id=task_id, client=client)
-    asked_by = job_requester(task_id=task_id)
-    by_hand = asked_by is not None and asked_by.kind != RequesterKind.SCHEDULE
+    asked_by = job_requester_by_hand(task_id=task_id)  # None: a firing of the schedule
     with transaction.atomic():
         database = ManagedDatabase.objects.select_for_update().filter(pk=database_id).first()
         if database is None:
             return None
-        scheduled = Requester.schedule(database.schedule_name(action))
         spec = database_cron_spec(database=database, action=action)
         occurrence = previous_occurrence(spec, now + OCCURRENCE_TOLERANCE) if spec else None
         field = "last_stop_occurrence" if action == ActionKind.STOP else "last_start_occurrence"
-        if not by_hand:  # beat's record of the occurrence it served is beat's alone
+        if asked_by is None:  # beat's record of the occurrence it served is beat's alone
             if occurrence is not None and getattr(database, field) == occurrence:
                 # Beat fired twice for one occurrence; the first firing did the work.
                 return {"database": database_id, "action": action, "duplicate_of": str(occurrence)}
@@ -159,7 +156,7 @@ def database_scheduled_run(
         record = DatabaseAction.objects.create(
             database=database,
             action=action,
-            **(asked_by if by_hand and asked_by else scheduled).as_fields(),
+            **(asked_by or Requester.schedule(database.schedule_name(action))).as_fields(),
             task_id=task_id,
             state=ActionState.SKIPPED if kept else ActionState.RUNNING,
             attempts=0 if kept else 1,
@@ -171,7 +168,7 @@ def database_scheduled_run(
             ),
         )
     with JobLogWriter(task_id) as log:
-        if by_hand:
+        if asked_by is not None:
             log.line(f"started by {record.requester}, not by a firing of the schedule")
         elif occurrence is not None:
             log.line(f"schedule occurrence {occurrence:%Y-%m-%d %H:%M} UTC")

@@ -28,9 +28,8 @@ from infra_tasks.rds.selectors import database_effective_desired_state, database
 from infra_tasks.rds.services.actions import database_action_enqueue, database_operator
 from workers.enqueue import Requester
 from workers.joblog import JobLogWriter
-from workers.models import RequesterKind
 from workers.queues import QUEUES
-from workers.selectors import job_requester, staff_email_addresses
+from workers.selectors import job_requester_by_hand, staff_email_addresses
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +45,7 @@ def databases_enforce(
     report: dict[str, Any] = {"checked": 0, "diverged": [], "notified": [], "errors": []}
     # Beat's pass corrects as the system; one started by someone (the schedule's Run now)
     # corrects on their behalf, and its corrections name them.
-    asked_by = job_requester(task_id=task_id)
-    requester = (
-        asked_by
-        if asked_by is not None and asked_by.kind != RequesterKind.SCHEDULE
-        else Requester.system("rds enforcement")
-    )
+    requester = job_requester_by_hand(task_id=task_id) or Requester.system("rds enforcement")
     with JobLogWriter(task_id) as log:
         for database in ManagedDatabase.objects.filter(enforce=True).order_by("name"):
             report["checked"] += 1

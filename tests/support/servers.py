@@ -246,6 +246,16 @@ class WorkerProcess(CeleryProcess):
     def hostname(self) -> str:
         return f"{self.name}@{os.uname().nodename}"
 
+    def has_received(self) -> bool:
+        """Its heartbeat row says its consumer received from SQS. A liveness check passes
+        from the start, during the grace before the first receive: an outage begun then
+        is one the consumer never proved it lived through."""
+        from workers.models import WorkerHeartbeat
+
+        return WorkerHeartbeat.objects.filter(
+            hostname=self.hostname, last_receive_at__isnull=False
+        ).exists()
+
     def pool_pids(self) -> list[int]:
         out = subprocess.run(
             ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True, check=False

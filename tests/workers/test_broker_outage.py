@@ -85,7 +85,6 @@ def test_a_worker_whose_consumer_stays_silent_exits_non_zero_and_its_liveness_go
 ) -> None:
     from workers.heartbeats import EXIT_CONSUMER_STALLED
     from workers.liveness import consumer_alive
-    from workers.models import WorkerHeartbeat
 
     prefix = new_queue_prefix()
     own_queues_create(endpoint, prefix, QUEUES)
@@ -104,13 +103,7 @@ def test_a_worker_whose_consumer_stays_silent_exits_non_zero_and_its_liveness_go
         log_dir=run_dir,
     )
     try:
-        wait_until(
-            lambda: WorkerHeartbeat.objects.filter(
-                hostname=worker.hostname, last_receive_at__isnull=False
-            ).exists(),
-            timeout=30,
-            message="the heartbeat to record the consumer's receives",
-        )
+        wait_until(worker.has_received, timeout=30, message="the consumer to receive")
         wait_until(lambda: consumer_alive(str(liveness_file), 5), message="liveness file")
 
         endpoint.halt()
@@ -222,6 +215,7 @@ def test_the_health_check_fails_once_the_consumer_is_silent_for_the_limit_not_tw
         log_dir=run_dir,
     )
     try:
+        wait_until(worker.has_received, message="the worker to receive")
         wait_until(
             lambda: _liveness_check_passes(liveness_file, exit_seconds), message="healthy worker"
         )
@@ -284,12 +278,7 @@ def test_a_job_page_says_no_worker_takes_its_queue_while_the_only_worker_is_stal
         name="stalls",
     )
     try:
-        wait_until(
-            lambda: WorkerHeartbeat.objects.filter(
-                hostname=stalled.hostname, last_receive_at__isnull=False
-            ).exists(),
-            message="the worker to receive",
-        )
+        wait_until(stalled.has_received, message="the worker to receive")
         # The job waits in a queue of its own on the session's SQS: what matters to its
         # page is that no worker consumes the default queue, wherever the message is.
         other = new_queue_prefix()

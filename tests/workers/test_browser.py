@@ -713,7 +713,7 @@ def test_a_job_waiting_where_no_worker_consumes_says_so_until_a_worker_takes_it(
     from playwright.sync_api import expect
 
     from tests.support.jobs import diagnostic_queued
-    from workers.models import Job, WorkerHeartbeat
+    from workers.models import Job
     from workers.operations import queues_without_consumer
 
     # The workers below beat every half second; the pages judge them by that interval.
@@ -726,12 +726,7 @@ def test_a_job_waiting_where_no_worker_consumes_says_so_until_a_worker_takes_it(
     try:
         first = WorkerProcess(env=env, queues=["default"], log_dir=run_dir, name="idle-first")
         try:
-            wait_for(
-                lambda: WorkerHeartbeat.objects.filter(
-                    hostname=first.hostname, last_receive_at__isnull=False
-                ).exists(),
-                page,
-            )
+            wait_for(first.has_received, page)
         finally:
             first.stop()
         run = diagnostic_queued(prefix, queue="default", duration_seconds=0.1)

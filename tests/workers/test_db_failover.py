@@ -261,6 +261,7 @@ def test_a_database_that_hangs_does_not_stale_the_health_check_of_a_worker_still
         name="hung-db",
     )
     try:
+        wait_until(worker.has_received, message="the worker to receive")
         wait_until(lambda: consumer_alive(liveness_file, exit_seconds), message="a healthy worker")
         proxy.freeze()
         # Watched for twice the limit: the heartbeat is stuck the whole time.

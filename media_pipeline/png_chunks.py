@@ -7,9 +7,9 @@ unknown compression method, and libvips inflates such a chunk whole whatever its
 the picture, and the pipeline writes no metadata anyway, so such chunks are hidden from
 both readers: `without_unusable_metadata` gives a read-only view of the file minus those
 chunks' bytes, no copy made. Every chunk is inflated here at most one byte past the limit,
-and the file's chunks together at most INFLATE_BUDGET: past it, and after the pixel data
-(where neither reader looks for metadata the pipeline uses), compressed chunks are hidden
-without being inflated. Thousands of chunks that each inflated to a megabyte kept a worker
+and the file's chunks together at most INFLATE_BUDGET: past it, compressed chunks are hidden
+without being inflated, and chunks after the pixel data (where neither reader looks) are not
+even walked. Thousands of chunks that each inflated to a megabyte kept a worker
 busy for minutes, and Pillow refused the picture once their text passed its own total.
 """
 
@@ -49,15 +49,16 @@ def _unusable_chunks(source: BinaryIO) -> list[tuple[int, int]]:
         return []
     hidden: list[tuple[int, int]] = []
     inflated = 0
-    pixels_seen = False
     while len(head := source.read(8)) == 8:
         start = source.tell() - 8
         length, kind = int.from_bytes(head[:4], "big"), head[4:8]
         end = start + 12 + length  # length, type, data, CRC
-        if kind == b"IEND":
+        if kind in (b"IDAT", b"IEND"):
+            # Neither reader looks at chunks after the pixel data (Pillow stops at the first
+            # IDAT, libvips once it has the last row), so they are not walked either: 4
+            # million empty chunks there took 7 s to step through one at a time.
             break
-        pixels_seen = pixels_seen or kind == b"IDAT"
-        if kind in _COMPRESSED and (pixels_seen or inflated >= INFLATE_BUDGET):
+        if kind in _COMPRESSED and inflated >= INFLATE_BUDGET:
             _hide(hidden, start, end)
             source.seek(length + 4, io.SEEK_CUR)
         elif kind in _METADATA and length > PngImagePlugin.MAX_TEXT_CHUNK:

@@ -28,6 +28,7 @@ import functools
 import hashlib
 import io
 import math
+import struct
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -399,8 +400,10 @@ def _orientation(image: Image.Image) -> int:
         # The base class's reader: PNG's own override decodes the whole image to look for
         # an EXIF chunk after the pixel data, which browsers ignore anyway.
         value = Image.Image.getexif(image).get(ORIENTATION_TAG, 1)
-    except (SyntaxError, ValueError, OSError):
-        # Unreadable EXIF is treated as absent: the pixels are still fine.
+    except (SyntaxError, ValueError, OSError, struct.error):
+        # Unreadable EXIF is treated as absent: the pixels are still fine. (Pillow's EXIF
+        # reader lets struct.error out of an EXIF cut short in its header: a PNG or WebP
+        # with one failed its job with a traceback; a JPEG's is read once on opening.)
         return 1
     return value if isinstance(value, int) and value in range(1, 9) else 1
 

@@ -87,6 +87,18 @@ def test_every_exif_orientation_comes_out_upright(orientation: int) -> None:
     assert close_to(image.getpixel((150, 100)), WHITE)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "JPEG"])
+def test_exif_cut_short_in_its_header_is_ignored_not_the_job_crashed(fmt: str) -> None:
+    # A TIFF header with no offset to its first directory: Pillow's EXIF reader let
+    # struct.error out, and a PNG or WebP carrying it failed its job with a traceback.
+    buffer = io.BytesIO()
+    quadrants().save(buffer, fmt, exif=b"Exif\0\0MM\0*")
+    [variant] = render_variants(io.BytesIO(buffer.getvalue()), [JPEG_200], max_pixels=LIMIT)
+    image = decode(variant.data).convert("RGB")
+    assert (variant.width, variant.height) == (200, 133)
+    assert close_to(image.getpixel((50, 33)), RED)  # type: ignore[arg-type]
+
+
 def rgba_png() -> bytes:
     image = Image.new("RGBA", (400, 200), (0, 0, 0, 0))
     image.paste((255, 0, 0, 255), (200, 0, 400, 200))

@@ -396,14 +396,23 @@ def _register_heif_opener() -> None:
 
 
 def _orientation(image: Image.Image) -> int:
+    """The picture's EXIF orientation, read as browsers read it: from its EXIF alone.
+
+    Not `getexif`: PNG's decodes the whole image to look for an EXIF chunk after the pixel
+    data, and every one falls back to an XMP packet's `tiff:Orientation`, which browsers do
+    not apply: a picture an editor had turned upright, leaving that XMP behind, came out
+    turned beside its original. (AVIF's `irot` and `imir` come as EXIF from Pillow.)
+    """
+    exif = image.info.get("exif")
+    if not exif:
+        return 1
     try:
-        # The base class's reader: PNG's own override decodes the whole image to look for
-        # an EXIF chunk after the pixel data, which browsers ignore anyway.
-        value = Image.Image.getexif(image).get(ORIENTATION_TAG, 1)
+        parsed = Image.Exif()
+        parsed.load(exif)
+        value = parsed.get(ORIENTATION_TAG, 1)
     except (SyntaxError, ValueError, OSError, struct.error):
         # Unreadable EXIF is treated as absent: the pixels are still fine. (Pillow's EXIF
-        # reader lets struct.error out of an EXIF cut short in its header: a PNG or WebP
-        # with one failed its job with a traceback; a JPEG's is read once on opening.)
+        # reader lets struct.error out of an EXIF cut short in its header.)
         return 1
     return value if isinstance(value, int) and value in range(1, 9) else 1
 

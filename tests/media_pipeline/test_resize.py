@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import pyvips
-from PIL import Image, ImageCms
+from PIL import Image, ImageCms, PngImagePlugin
 
 from media_pipeline.resize import (
     STRIP_ROWS,
@@ -97,6 +97,31 @@ def test_exif_cut_short_in_its_header_is_ignored_not_the_job_crashed(fmt: str) -
     image = decode(variant.data).convert("RGB")
     assert (variant.width, variant.height) == (200, 133)
     assert close_to(image.getpixel((50, 33)), RED)  # type: ignore[arg-type]
+
+
+_XMP_TURNED = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+    b'22-rdf-syntax-ns#"><rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" '
+    b'tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>'
+)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_an_orientation_only_in_xmp_is_not_applied_as_browsers_do_not(fmt: str) -> None:
+    # Pillow's getexif falls back to XMP's tiff:Orientation; browsers read EXIF alone, so
+    # the cover came out turned a quarter beside the original the uploader saw upright.
+    buffer = io.BytesIO()
+    if fmt == "PNG":
+        text = PngImagePlugin.PngInfo()
+        text.add_itxt("XML:com.adobe.xmp", _XMP_TURNED.decode())
+        quadrants().save(buffer, fmt, pnginfo=text)
+    else:
+        quadrants().save(buffer, fmt, xmp=_XMP_TURNED)
+    [variant] = render_variants(io.BytesIO(buffer.getvalue()), [JPEG_200], max_pixels=LIMIT)
+    image = decode(variant.data).convert("RGB")
+    assert (variant.width, variant.height) == (200, 133)
+    assert close_to(image.getpixel((50, 33)), RED)  # type: ignore[arg-type]
+    assert close_to(image.getpixel((150, 100)), WHITE)  # type: ignore[arg-type]
 
 
 def rgba_png() -> bytes:

@@ -14,6 +14,7 @@ count stops once past the limit the caller gives.
 from __future__ import annotations
 
 import io
+import math
 import re
 from dataclasses import dataclass
 from typing import BinaryIO
@@ -30,6 +31,10 @@ class Pieces:
     frame: int = 0  # JPEG: the code of the first picture's frame marker (SOF0-SOF15)
     precision: int = 0  # JPEG: that frame's bits per sample (8 in a photo, 12 or 16 in some)
     metadata: int = 0  # WebP: bytes of its largest metadata chunk (ICCP, EXIF, XMP)
+    # JPEG: the first picture's 8x8 blocks (all components), and the blocks its scans go
+    # over together: each scan decodes every block of the components it covers.
+    blocks: int = 0
+    scan_blocks: int = 0
 
 
 # The frame markers (SOFn): C4 (DHT), C8 (JPG) and CC (DAC) are not frames.
@@ -70,7 +75,8 @@ def _jpeg(data: _Window, limits: Pieces) -> Pieces:
     motion photo's video, an MPO's second picture) is not read."""
     if data.take(2) != b"\xff\xd8":
         return Pieces(0)
-    segments = scans = stray = frame = precision = 0
+    segments = scans = stray = frame = precision = scan_blocks = 0
+    components: dict[int, int] = {}  # the first frame's component ids and their blocks
     in_scan = False
     while segments <= limits.count and scans <= limits.scans and stray <= limits.stray_bytes:
         passed, fill, code = data.search(_END_OF_SCAN if in_scan else _MARKER)
@@ -88,16 +94,46 @@ def _jpeg(data: _Window, limits: Pieces) -> Pieces:
         if len(length) < 2:
             break
         skip = int.from_bytes(length, "big") - 2
-        if code in _FRAMES and not frame and skip > 0:
-            bits = data.take(1)
-            if not bits:
+        if skip > 0 and ((code in _FRAMES and not frame) or code == 0xDA):
+            body = data.take(skip)  # a frame's or a scan's header: a few bytes a component
+            if len(body) < skip or not body:
                 break
-            frame, precision, skip = code, bits[0], skip - 1
+            if code == 0xDA:
+                # Ns, then two bytes per component: its id first.
+                scan_blocks += sum(components.get(c, 0) for c in body[1 : 1 + 2 * body[0] : 2])
+            else:
+                frame, precision, components = code, body[0], _component_blocks(body)
+            skip = 0
         data.skip(skip)
         if code == 0xDA:
             scans += 1
             in_scan = True
-    return Pieces(segments, scans=scans, stray_bytes=stray, frame=frame, precision=precision)
+    return Pieces(
+        segments,
+        scans=scans,
+        stray_bytes=stray,
+        frame=frame,
+        precision=precision,
+        blocks=sum(components.values()),
+        scan_blocks=scan_blocks,
+    )
+
+
+def _component_blocks(frame: bytes) -> dict[int, int]:
+    """The 8x8 blocks of each component of a frame (its SOFn segment's body), by id."""
+    height, width = int.from_bytes(frame[1:3], "big"), int.from_bytes(frame[3:5], "big")
+    count = frame[5] if len(frame) > 5 else 0
+    # Id, then horizontal and vertical sampling factors in one byte, then a table number.
+    specs = [frame[i : i + 3] for i in range(6, 6 + 3 * count, 3) if len(frame) >= i + 3]
+    if not specs:
+        return {}
+    most_across = max(spec[1] >> 4 for spec in specs) or 1
+    most_down = max(spec[1] & 15 for spec in specs) or 1
+    return {
+        spec[0]: math.ceil(width * (spec[1] >> 4) / most_across / 8)
+        * math.ceil(height * (spec[1] & 15) / most_down / 8)
+        for spec in specs
+    }
 
 
 def _png(source: BinaryIO, stop_after: int) -> Pieces:

@@ -82,6 +82,11 @@ CONTAINER_LIMITS = Pieces(
     # Encoders write no fill bytes or a few; libjpeg and Pillow pass them one at a time.
     stray_bytes=65_536,
 )
+# A JPEG's scans may go over at most this many 8x8 blocks in all: each scan decodes every
+# block of the components it covers, and libjpeg's scripts go over a picture about six times
+# (19 million blocks for 50 megapixels of CMYK). Within 100 scans, full ones over such a
+# picture took 14 s (88 times over it); this is about 5 s.
+MAX_JPEG_SCAN_BLOCKS = 100_000_000
 _PIECES = {
     "jpg": "JPEG segments",
     "png": "PNG chunks before its pixels",
@@ -332,6 +337,12 @@ def _refuse_padded_container(source: BinaryIO, kind: formats.StoredType) -> Piec
         raise CorruptImage(
             f"The image is a JPEG of more than {CONTAINER_LIMITS.scans} scans (a photo has about "
             "ten); decoding it would take minutes."
+        )
+    if pieces.scan_blocks > MAX_JPEG_SCAN_BLOCKS:
+        raise CorruptImage(
+            f"The image is a JPEG whose scans go over its picture "
+            f"{pieces.scan_blocks / pieces.blocks:.0f} times (a photo's about six); decoding it "
+            "would take too long."
         )
     if pieces.count > CONTAINER_LIMITS.count:
         raise CorruptImage(

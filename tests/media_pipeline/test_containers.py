@@ -24,6 +24,10 @@ def test_a_photo_has_a_few_dozen_pieces_whatever_follows_its_end() -> None:
     counted = pieces_of(photo_jpeg)
     assert counted.count < 40 and 5 <= counted.scans <= 12 and counted.stray_bytes == 0
     assert (counted.frame, counted.precision) == (0xC2, 8)  # progressive, 8-bit
+    # 4:2:0, 100 x 75 blocks of luma and two 50 x 38 of chroma; libjpeg's script goes over
+    # them 5.3 times.
+    assert counted.blocks == 7_500 + 2 * 1_900
+    assert 5 < counted.scan_blocks / counted.blocks < 6
     # A motion photo's video after the picture's end is not the picture's.
     assert pieces_of(photo_jpeg + random.Random(3).randbytes(1 << 20)) == counted
 

@@ -424,6 +424,21 @@ def test_a_jpeg_of_endless_scans_is_refused_before_decoding() -> None:
         render_variants(io.BytesIO(endless), COVER_SPECS, max_pixels=LIMIT)
 
 
+def test_a_jpeg_whose_scans_go_over_a_large_picture_many_times_is_refused_before_decoding() -> None:
+    """Within 100 scans, each a full pass over 50 megapixels of CMYK: 88 passes held a worker
+    for 14 s. A progressive photo's scans go over it about six times."""
+    buffer = io.BytesIO()
+    Image.new("CMYK", (7071, 7071), (10, 200, 30, 5)).save(
+        buffer, "JPEG", progressive=True, subsampling=0
+    )
+    progressive = buffer.getvalue()
+    first_scan = progressive.index(b"\xff\xda")
+    full_pass = progressive[first_scan : progressive.index(b"\xff\xda", first_scan + 2)]
+    many_passes = progressive[:-2] + full_pass * 30 + b"\xff\xd9"
+    with pytest.raises(CorruptImage, match="scans go over its picture 36 times"):
+        render_variants(io.BytesIO(many_passes), [JPEG_200], max_pixels=LIMIT)
+
+
 def padded(fmt: str) -> bytes:
     """A small picture padded with 10,001 pieces its format allows, each a few bytes."""
     if fmt == "JPEG segments":

@@ -78,6 +78,9 @@ SESSION_ENGINE = "project.sessions"
 # Django's ModelBackend, the signed-in user read with one fixed statement
 # (project/auth_backends.py).
 AUTHENTICATION_BACKENDS = ["project.auth_backends.UserBackend"]
+# Where a login goes when its `next` is missing, empty or another site's (refused): the
+# Jobs home. Django's default, /accounts/profile/, is no page here and answered 404.
+LOGIN_REDIRECT_URL = "admin:index"
 
 ROOT_URLCONF = "project.urls"
 

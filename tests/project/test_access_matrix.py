@@ -224,3 +224,31 @@ def seed_neighbours() -> None:
 def admin_for_changelist(url: str) -> Any:
     view: Any = resolve(urlsplit(url).path).func
     return view.model_admin  # set by ModelAdmin.get_urls on each of its views
+
+
+@pytest.mark.parametrize(
+    "login_url",
+    [
+        "/admin/login/",
+        "/admin/login/?next=",
+        "/admin/login/?next=https://elsewhere.example/admin/",
+        "/admin/login/?next=//elsewhere.example/",
+    ],
+)
+def test_a_login_with_no_next_page_of_this_site_lands_on_the_jobs_home(login_url: str) -> None:
+    """A `next` that is missing, empty or another site's is not followed (no open
+    redirect), and the person signed in lands on the Jobs home: Django's default,
+    /accounts/profile/, is no page of this site and answered 404 right after a good login."""
+    get_user_model().objects.create_user("signing-in", password="pw-123456", is_staff=True)
+    client = Client()
+    page = client.get(login_url)
+    assert page.status_code == 200
+    next_page = page.context.get("next", "")  # the form's hidden field
+
+    response = client.post(
+        login_url, {"username": "signing-in", "password": "pw-123456", "next": next_page}
+    )
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:index")
+    assert client.get(response["Location"]).status_code == 200

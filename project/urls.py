@@ -17,4 +17,5 @@ urlpatterns = [
 # Development only (empty unless DEBUG): local media, e.g. cover variants in the admin.
 urlpatterns += static(settings.MEDIA_URL, view=serve_media, document_root=settings.MEDIA_ROOT)
 
+handler403 = "project.errors.permission_denied"
 handler500 = "project.errors.server_error"

@@ -13,6 +13,7 @@ from urllib.parse import urljoin, urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.test import Client, RequestFactory
 from django.urls import resolve, reverse
 
@@ -84,6 +85,9 @@ def test_a_role_that_may_only_look_changes_nothing_and_queues_nothing(role: str)
         ):
             # A view that forgot its permission check shows its page to whoever asks.
             problems.append(f"{probe}: HTTP 200 for {role}")
+        elif response.status_code == 403 and b'id="refusal"' not in response.content:
+            # Every refusal says whose account lacks what, and the way back.
+            problems.append(f"{probe}: a bare 403, not the refusal page")
         after = fingerprint()
         changed = changed_tables(before, after)
         if changed:
@@ -252,3 +256,27 @@ def test_a_login_with_no_next_page_of_this_site_lands_on_the_jobs_home(login_url
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:index")
     assert client.get(response["Location"]).status_code == 200
+
+
+def test_a_button_pressed_after_its_permission_was_taken_away_is_refused_saying_why() -> None:
+    """A person opens the Jobs home, which offers them the diagnostic job's button; their
+    permission is taken away while the page stands open; they press it. Nothing is queued,
+    and the refusal is an admin page naming their account and leading back to the Jobs
+    home (Django's own read "403 Forbidden" and nothing else)."""
+    user = get_user_model().objects.create_user("losing-it", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["run_diagnostic", "view_taskresult"])
+    )
+    client = Client()
+    client.force_login(user)
+    trigger = reverse("workers:diagnostic-trigger")
+    assert f'action="{trigger}"' in client.get(reverse("admin:index")).content.decode()
+    user.user_permissions.clear()
+
+    response = client.post(trigger)
+
+    assert response.status_code == 403
+    refusal = response.content.decode()
+    assert 'id="refusal"' in refusal and "losing-it" in refusal
+    assert f'href="{reverse("admin:index")}"' in refusal
+    assert not Job.objects.exists()

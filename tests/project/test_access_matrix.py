@@ -26,7 +26,7 @@ from tests.support.access import (
     role_user,
     seed_jobs,
 )
-from tests.support.html_checks import page_offers
+from tests.support.html_checks import page_offers, page_post_forms
 from tests.support.records import seed_records
 from workers.models import Job
 
@@ -201,6 +201,54 @@ def test_an_action_a_role_is_not_offered_is_refused_with_a_message_saying_so(rol
     assert refused > (30 if role == "staff-view-only" else 3)
     assert not problems, "\n".join(problems)
     assert Job.objects.count() == jobs_before
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_every_button_a_superuser_is_offered_pressed_by_a_role_that_may_only_look_does_nothing(
+    role: str,
+) -> None:
+    """The sweep above posts nothing but an action's name. Here every form of every page a
+    superuser opens is submitted with the values the page gives it (a valid change form, an
+    action on every row with its confirmation, Plan, Approve, Run now, Retry, Pause...), as a
+    person whose permissions were taken away after the page was opened would submit it, or
+    one who copied it: refused, nothing changed and nothing queued."""
+    seed_records()
+    task_ids = seed_jobs()
+    superuser = Client()
+    superuser.force_login(get_user_model().objects.create_superuser("root"))
+    user = role_user(role)
+    client = Client(raise_request_exception=False)
+    if user is not None:
+        client.force_login(user)
+    jobs_before = set(Job.objects.values_list("task_id", flat=True))
+    problems = []
+    pressed: set[str] = set()
+    before = fingerprint()
+    for page in [p.url for p in probes(task_ids, every_row=True) if p.method == "GET"]:
+        response = superuser.get(page)
+        if response.status_code != 200 or "html" not in response.get("Content-Type", ""):
+            continue
+        for form in page_post_forms(response.content.decode()):
+            target = urljoin(page, form.action or page)
+            if target.endswith("/logout/"):
+                continue
+            for data in form.submissions():
+                what = f"POST {target} {data.get('action', '')} {sorted(data)}"
+                if what in pressed:
+                    continue
+                pressed.add(what)
+                if user is not None and "_auth_user_id" not in client.session:
+                    client.force_login(user)
+                    before = fingerprint()
+                status = client.post(target, data).status_code
+                after = fingerprint()
+                changed = changed_tables(before, after)
+                if status >= 500 or changed:
+                    problems.append(f"{what}: HTTP {status}, changed {changed or 'nothing'}")
+                before = after
+    assert len(pressed) > 150
+    assert not problems, "\n".join(problems)
+    assert set(Job.objects.values_list("task_id", flat=True)) == jobs_before
 
 
 def seed_neighbours() -> None:

@@ -327,4 +327,8 @@ def test_a_button_pressed_after_its_permission_was_taken_away_is_refused_saying_
     refusal = response.content.decode()
     assert 'id="refusal"' in refusal and "losing-it" in refusal
     assert f'href="{reverse("admin:index")}"' in refusal
+    # Logged out meanwhile (in another tab): told so, and led to the login.
+    client.post(reverse("admin:logout"))
+    signed_out = client.post(trigger).content.decode()
+    assert "not logged in" in signed_out and f'href="{reverse("admin:login")}"' in signed_out
     assert not Job.objects.exists()

@@ -145,11 +145,20 @@ class RequesterFilter(admin.SimpleListFilter):
     parameter_name = "requester"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        # Imported here: selectors imports workers.operations, which imports this module
+        # (ops_metrics, job_actions).
+        from workers.selectors import task_results_viewable
+
         # Only people who asked for a job: a name that can only find nothing is noise. One
         # probe of the (requester_label, created_at) index per staff member, not a DISTINCT
-        # over the jobs.
-        asked = Job.objects.filter(
-            requester_kind=RequesterKind.USER, requester_label=OuterRef("username")
+        # over the jobs. And only for jobs this person may see, as the family and task
+        # choices: the name of someone who started only another family's jobs said that
+        # they had, and listed nothing.
+        asked = task_results_viewable(
+            Job.objects.filter(
+                requester_kind=RequesterKind.USER, requester_label=OuterRef("username")
+            ),
+            user=request.user,
         )
         people = (
             get_user_model()

@@ -6,10 +6,11 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db.models import Q, QuerySet
+from django.db.models import Model, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 from django_celery_results.models import TaskResult
@@ -20,6 +21,8 @@ from workers.models import DiagnosticRun, Job, JobLogChunk, QueuePause, Requeste
 from workers.operations import queues_without_consumer
 from workers.outbox import MAX_SQS_DELAY_SECONDS
 from workers.subjects import JobSubject, job_subject_get
+
+Rows = TypeVar("Rows", bound=Model)
 
 # Bounds one poll's response; a reader far behind catches up over a few polls.
 MAX_CHUNKS_PER_READ = 50
@@ -106,8 +109,9 @@ def job_task_name(*, task_id: str) -> str | None:
     return None
 
 
-def task_results_viewable(queryset: QuerySet[TaskResult], *, user: object) -> QuerySet[TaskResult]:
-    """The rows of `queryset` whose family `user` may view (workers/families.py)."""
+def task_results_viewable(queryset: QuerySet[Rows], *, user: object) -> QuerySet[Rows]:
+    """The rows of `queryset` (job results, or Job rows: by their task name) whose family
+    `user` may view (workers/families.py)."""
     allowed = families.viewable_families(user)
     if allowed is None:
         return queryset

@@ -139,3 +139,29 @@ def test_the_requested_by_choices_name_only_staff_who_asked_for_a_job(
         "schedule",
         "system",
     ]
+
+
+def test_the_requested_by_choices_name_only_who_asked_for_a_job_the_person_may_see(
+    jobs: dict[str, str],
+) -> None:
+    """Alice started only a terraform job. A database operator, who may see the database
+    jobs alone, is not told that she did (nor offered her name, which would list nothing),
+    as the family and task choices leave out what they may not see."""
+    from django.contrib.auth.models import Permission
+
+    operator = get_user_model().objects.create_user("dbop", is_staff=True)
+    operator.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_taskresult", "view_databaseaction"])
+    )
+    Job.objects.create(
+        task_id="dbop-stop",
+        task_name="infra_tasks.rds.tasks.database_action_execute",
+        requester_kind=RequesterKind.USER,
+        requester_label="dbop",
+    )
+    client = Client()
+    client.force_login(operator)
+
+    page = client.get(URL).content.decode()
+
+    assert re.findall(r'href="\?requester=user%3A(\w+)"', page) == ["dbop"]

@@ -127,3 +127,49 @@ def test_a_text_file_chosen_as_cover_is_refused_on_the_form_and_the_course_keeps
     course.refresh_from_db()
     assert (course.title, course.cover.name, course.cover_task_id) == ("Typing", cover, task_id)
     tour.assert_pages_sound()
+
+
+def test_a_course_page_left_open_stops_following_once_logged_out_in_another_tab(
+    tour: Tour,
+) -> None:
+    """A course page left open while its cover's variants are made, its person logged out
+    in another tab: the cover section and the job's log each say they stopped following,
+    and why, and the page polls no more. The cover section read the login page it was sent
+    to as a failed answer and polled for good, saying nothing; the log said only "Log
+    unavailable (HTTP 403)"."""
+    from playwright.sync_api import expect
+
+    from tests.workers.jobs import job_row
+
+    page = tour.page
+    course = make_course("left-open")
+    job = job_row("media_pipeline.tasks.course_cover_variants_build", "PENDING", queue="media")
+    Course.objects.filter(pk=course.pk).update(
+        cover="covers/originals/left-open.jpg",
+        cover_sha256="a" * 64,
+        cover_status=Course.CoverStatus.PENDING,
+        cover_task_id=job.task_id,
+    )
+    page.locator("#courses-course").get_by_role("link", name="Courses").click()
+    page.locator("#result_list").get_by_role("link", name=course.title).click()
+    expect(page.locator("#cover-status")).to_have_text("Variants being made")
+    polls: list[str] = []
+    page.on("request", lambda request: polls.append(request.url))
+    wait_for(lambda: len(polls) >= 2, page)  # both follow the job
+
+    other = page.context.new_page()
+    other.goto(f"{tour.base_url}/admin/")
+    other.locator("#logout-form").get_by_role("button", name="Log out").click()
+    expect(other.locator("#content h1")).to_have_text("Logged out")
+    other.close()
+
+    expect(page.locator("#cover-live .live-stopped")).to_have_text(
+        "Not following this any more: you are logged out. Log in again, then reload the page."
+    )
+    expect(page.locator("#job-poll-note")).to_have_text(
+        "Not following the log any more: you are logged out, or may no longer see this job. "
+        "Reload the page."
+    )
+    stopped = len(polls)
+    page.wait_for_timeout(2500)  # the cover section polled every second, the log twice
+    assert polls[stopped:] == [], polls[stopped:]

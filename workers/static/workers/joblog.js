@@ -47,7 +47,11 @@
     try {
       const response = await fetch(url + "?since=" + next, { credentials: "same-origin" });
       if (!response.ok) {
-        note.textContent = "Log unavailable (HTTP " + response.status + ")";
+        // 403: logged out meanwhile (another tab, an expired session) or the permission
+        // was taken away; "Log unavailable" alone left the person guessing.
+        note.textContent = response.status === 403
+          ? "Not following the log any more: you are logged out, or may no longer see this job. Reload the page."
+          : "Log unavailable (HTTP " + response.status + ")";
         return;
       }
       const data = await response.json();

@@ -8,9 +8,28 @@
     section.dataset.livePolling = "1";
     const url = section.dataset.liveUrl;
     let shown = null;
+    // Polling stops for good, saying why: signed out (the answer is the login page),
+    // refused (the permission was taken away) or gone. Retrying those every second
+    // changed nothing on screen and never ended.
+    function stop(why) {
+      const note = document.createElement("p");
+      note.className = "live-stopped";
+      note.textContent = why;
+      section.append(note);
+      section.dataset.liveStopped = "1";
+    }
     async function poll() {
       try {
         const response = await fetch(url, { credentials: "same-origin" });
+        const json = (response.headers.get("content-type") || "").startsWith("application/json");
+        if (response.redirected || (response.ok && !json)) {
+          stop("Not following this any more: you are logged out. Log in again, then reload the page.");
+          return;
+        }
+        if ([401, 403, 404, 410].includes(response.status)) {
+          stop("Not following this any more (HTTP " + response.status + "): reload the page.");
+          return;
+        }
         if (response.ok) {
           const data = await response.json();
           if (data.html !== shown) {

@@ -776,3 +776,34 @@ def test_a_job_waiting_where_no_worker_consumes_says_so_until_a_worker_takes_it(
     finally:
         os.killpg(worker.process.pid, signal.SIGCONT)
     tour.assert_pages_sound()
+
+
+def test_the_jobs_home_on_a_phone_fits_the_screen_and_its_jobs_table_scrolls_in_its_box(
+    tour: Tour,
+) -> None:
+    from playwright.sync_api import expect
+
+    result = job_row(
+        "media_pipeline.tasks.course_cover_variants_build",
+        "FAILURE",
+        queue="media",
+        requester="a-newcomer-with-a-long-login",
+    )
+    page = tour.page
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.reload()
+    row = page.locator(f'#recent-jobs tr[data-task-id="{result.task_id}"]')
+    expect(row).to_contain_text("Failed (FAILURE)")
+    tour.screenshot("jobs-home-phone")
+    # The page itself does not scroll sideways: the jobs' table, wider than a phone, made
+    # it three screens wide (1104 px on a 375 px screen).
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"the page is {widths[0]}px wide on a {widths[1]}px screen"
+    # A job's state is brought into view by scrolling the table's own box, as on the job
+    # list, with the page left where it was.
+    state = row.locator("td.job-state")
+    state.scroll_into_view_if_needed()
+    assert page.evaluate("window.scrollX") == 0
+    box = state.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375, box
+    tour.assert_pages_sound()

@@ -25,7 +25,7 @@ from workers.admin_links import operations_url_for
 from workers.families import housekeeping_task_names
 from workers.flower_accounts import VIEW_PERMISSION as FLOWER_VIEW_PERMISSION
 from workers.operations import idle_queues_with_waiting_jobs
-from workers.outbox import broker_health
+from workers.outbox import broker_health, missing_queue_note
 from workers.recurring import recurring_tasks
 
 RECENT_JOBS = 15
@@ -183,13 +183,15 @@ class OpsqueueAdminSite(admin.AdminSite):
         recent = self.recent_jobs(request)
         # Jobs waiting where no worker consumes would read "Queued" for ever: say why.
         idle = idle_queues_with_waiting_jobs() if recent is not None else []
+        # In an SQS outage the workers receive nothing either: SQS is the cause to name,
+        # not the workers (asked only then: one cheap probe, or its cached answer).
+        sqs_cause = broker_health.unreachable_cause() if idle else None
         context = {
             **(extra_context or {}),
             "recent_jobs": recent,
             "idle_queues": idle,
-            # In an SQS outage the workers receive nothing either: SQS is the cause to name,
-            # not the workers (asked only then: one cheap probe, or its cached answer).
-            "sqs_unreachable": broker_health.unreachable_cause() if idle else None,
+            "sqs_unreachable": sqs_cause,
+            "sqs_queue_missing": missing_queue_note(sqs_cause),
             "operations_url": operations_url_for(request.user),
             "can_run_diagnostic": request.user.has_perm("workers.run_diagnostic"),
             "jobs_url": reverse("admin:django_celery_results_taskresult_changelist"),

@@ -23,7 +23,7 @@ from workers.dead_letters import (
 )
 from workers.monitoring import monitor_url, monitoring_health
 from workers.operations import dead_letter_sections, metrics_get, operations_get
-from workers.outbox import broker_health
+from workers.outbox import broker_health, missing_queue_note
 from workers.permissions import page_login_required, staff_permission_required
 from workers.queue_pauses import QueuePauseRefused, queue_pause, queue_resume
 from workers.queues import QUEUES
@@ -36,6 +36,9 @@ def operations_page(request: HttpRequest) -> HttpResponse:
     ops = operations_get()
     dead_letters = dead_letter_sections(ops.queues)
     may_manage = request.user.has_perm("workers.manage_dead_letters")
+    # The page is built from the database, whose queue figures only stop while SQS is away
+    # (their sampler is a job too): this says why.
+    sqs_cause = broker_health.unreachable_cause()
     return render(
         request,
         "admin/workers/operations.html",
@@ -56,9 +59,8 @@ def operations_page(request: HttpRequest) -> HttpResponse:
             "stalled_seconds": settings.WORKER_CONSUMER_STALLED_SECONDS,
             "flower_url": settings.FLOWER_URL,
             "may_pause": request.user.has_perm("workers.pause_queue"),
-            # The page is built from the database, whose queue figures only stop while SQS
-            # is away (their sampler is a job too): this says why.
-            "sqs_unreachable": broker_health.unreachable_cause(),
+            "sqs_unreachable": sqs_cause,
+            "sqs_queue_missing": missing_queue_note(sqs_cause),
             "monitoring_unreachable": (
                 monitoring_health.unreachable_cause() if monitor_url() else None
             ),

@@ -215,6 +215,19 @@ def unreachable_message(error: str | None) -> str:
     )
 
 
+def missing_queue_note(cause: str | None) -> str | None:
+    """A page's banner when SQS answered that a queue does not exist (`cause`, as
+    ServiceHealth.unreachable_cause gives it), else None. SQS is reachable then, so "SQS is
+    unreachable ... until it is back" was wrong: waiting brings nothing back."""
+    if not names_missing_queue(cause):
+        return None
+    return (
+        "A job queue's SQS queue does not exist (deleted, or the SQS endpoint was restarted "
+        "empty): its jobs wait, and new jobs may be refused, until the queues are made again "
+        "with `manage.py sqs_queues` (or the stack is deployed)."
+    )
+
+
 class Relay:
     """One background publisher per process (re-created after a fork)."""
 

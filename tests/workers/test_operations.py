@@ -480,6 +480,45 @@ def test_the_page_says_when_sqs_is_unreachable_and_not_when_it_answers(
         assert 'id="ops-sqs-unreachable"' not in ops_client.get(URL).content.decode()
 
 
+def test_a_missing_sqs_queue_is_said_with_the_way_out_on_the_jobs_home_and_operations_page(
+    ops_client: Client, sqs_queues: AwsEndpoint
+) -> None:
+    """A queue deleted, or an endpoint restarted empty: the web's relay meets SQS's
+    NonExistentQueue sending a job. SQS answers, so the banners said the wrong thing
+    ("SQS is unreachable from this web server (AWS.SimpleQueueService.NonExistentQueue)
+    ... until it is back"): nothing comes back by waiting; the queues are made again."""
+    from tests.workers.jobs import job_row
+    from workers.outbox import broker_health
+
+    now = timezone.now()
+    WorkerHeartbeat.objects.all().delete()  # held by this test's transaction: none but below
+    WorkerHeartbeat.objects.create(
+        hostname="silent@host",
+        pid=1,
+        queues=["media"],
+        concurrency=1,
+        started_at=now - timedelta(hours=1),
+        last_seen_at=now,
+        last_receive_at=now - timedelta(minutes=10),
+    )
+    job_row("app.tasks.work", "PENDING", queue="media")
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root", password="x"))
+    missing = "AWS.SimpleQueueService.NonExistentQueue: The specified queue does not exist."
+    with publishing_to(os.environ["SQS_QUEUE_PREFIX"]):
+        broker_health.fail(missing)
+        try:
+            home = client.get("/admin/").content.decode()
+            operations = ops_client.get(URL).content.decode()
+        finally:
+            broker_health.reset()
+    for html in (home, operations):
+        assert "SQS is unreachable" not in html
+        assert "NonExistentQueue" not in html
+        assert "A job queue&#x27;s SQS queue does not exist" in html
+        assert "manage.py sqs_queues" in html
+
+
 def test_the_worker_heartbeat_list_names_queues_as_words_not_json() -> None:
     now = timezone.now()
     WorkerHeartbeat.objects.create(

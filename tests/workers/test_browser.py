@@ -807,3 +807,26 @@ def test_the_jobs_home_on_a_phone_fits_the_screen_and_its_jobs_table_scrolls_in_
     box = state.bounding_box()
     assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375, box
     tour.assert_pages_sound()
+
+
+def test_the_operations_page_on_a_phone_fits_the_screen_with_each_queue_s_pause_button(
+    tour: Tour,
+) -> None:
+    from playwright.sync_api import expect
+
+    page = tour.page
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.reload()
+    page.locator("#jobs-home").get_by_role("link", name="Operations").click()
+    expect(page.locator("#content h1")).to_have_text("Operations")
+    tour.screenshot("operations-phone")
+    # Its columns were 420 px at least: the page was wider than the screen (455 px on
+    # 375) and the queues' Pause buttons beyond its edge.
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"the page is {widths[0]}px wide on a {widths[1]}px screen"
+    buttons = page.locator("#queue-control").get_by_role("button", name="Pause")
+    expect(buttons.first).to_be_visible()
+    for index in range(buttons.count()):
+        box = buttons.nth(index).bounding_box()
+        assert box is not None and box["x"] + box["width"] <= 375, box
+    tour.assert_pages_sound()

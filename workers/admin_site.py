@@ -185,7 +185,11 @@ class OpsqueueAdminSite(admin.AdminSite):
         idle = idle_queues_with_waiting_jobs() if recent is not None else []
         # In an SQS outage the workers receive nothing either: SQS is the cause to name,
         # not the workers (asked only then: one cheap probe, or its cached answer).
-        sqs_cause = broker_health.unreachable_cause() if idle else None
+        sqs_cause = (
+            (broker_health.unreachable_cause() or broker_health.missing_queue_error())
+            if idle
+            else None
+        )
         context = {
             **(extra_context or {}),
             "recent_jobs": recent,

@@ -243,6 +243,8 @@ def job_enqueue(
     message = job_message(
         task, task_id, requester, args, kwargs or {}, message_options, run_after=run_after
     )
+    if refuse_if_broker_down:
+        broker_health.ensure_queue(message.options["queue"])
     job_record_pending(message, requester=requester, audit=True, audit_object=audit_object)
     if run_after is not None and seconds_until(run_after) > MAX_SQS_DELAY_SECONDS:
         from workers.deferred import deferred_job_schedule
@@ -292,6 +294,8 @@ def job_enqueue_many(requests: Sequence[JobRequest], *, requester: Requester) ->
         )
         for r in requests
     ]
+    for queue in {message.options["queue"] for message in messages}:
+        broker_health.ensure_queue(queue)
     with transaction.atomic(savepoint=False):
         jobs = Job.objects.bulk_create(
             [_job_row(message, requester) for message in messages], batch_size=500

@@ -38,7 +38,7 @@ def operations_page(request: HttpRequest) -> HttpResponse:
     may_manage = request.user.has_perm("workers.manage_dead_letters")
     # The page is built from the database, whose queue figures only stop while SQS is away
     # (their sampler is a job too): this says why.
-    sqs_cause = broker_health.unreachable_cause()
+    sqs_cause = broker_health.unreachable_cause() or broker_health.missing_queue_error()
     return render(
         request,
         "admin/workers/operations.html",

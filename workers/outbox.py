@@ -43,7 +43,7 @@ from workers.broker import broker_probe, names_missing_queue
 from workers.errors import ApplicationError
 from workers.message_templates import templates_for, templating_allowed
 from workers.models import Job
-from workers.service_health import ServiceHealth, error_kind
+from workers.service_health import HEALTH_TTL_SECONDS, ServiceHealth, error_kind
 from workers.sqs_batch import MAX_ENTRIES, SqsMessage, recording_producer, send_batches
 
 logger = logging.getLogger(__name__)
@@ -188,9 +188,15 @@ def encode_by_celery(
 
 
 class BrokerHealth(ServiceHealth):
-    """What this process knows of SQS (see ServiceHealth)."""
+    """What this process knows of SQS (see ServiceHealth), and of job queues whose SQS
+    queue a send lately found missing: one missing queue is not an outage, so it refuses
+    that queue's jobs only, and the others' are queued and sent as before."""
 
     errors = BROKER_ERRORS
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._missing: dict[str, tuple[float, str]] = {}  # queue -> (when, SQS's error)
 
     def probe(self) -> None:
         broker_probe()
@@ -198,14 +204,45 @@ class BrokerHealth(ServiceHealth):
     def refusal(self, error: str | None) -> ApplicationError:
         return BrokerUnavailable(unreachable_message(error))
 
+    def queue_missing(self, queue: str, error: str) -> None:
+        with self._lock:
+            self._missing[queue] = (time.monotonic(), error)
 
-def unreachable_message(error: str | None) -> str:
+    def queue_found(self, queue: str) -> None:
+        with self._lock:
+            self._missing.pop(queue, None)
+
+    def missing_queue_error(self, queue: str | None = None) -> str | None:
+        """SQS's error if a send to `queue` (to any queue, if None) lately found its SQS queue
+        missing. Lately, as any failure counts (HEALTH_TTL_SECONDS): this process cannot see
+        the queue made again, so a job sent after that tries again."""
+        now = time.monotonic()
+        with self._lock:
+            for name, (at, error) in self._missing.items():
+                if (queue is None or name == queue) and now - at < HEALTH_TTL_SECONDS:
+                    return error
+        return None
+
+    def ensure_queue(self, queue: str) -> None:
+        """Refuse a job for a queue lately found missing (after `ensure_available`)."""
+        error = self.missing_queue_error(queue)
+        if error is not None:
+            raise BrokerUnavailable(unreachable_message(error, queue=queue))
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self._missing.clear()
+
+
+def unreachable_message(error: str | None, *, queue: str | None = None) -> str:
     kind = error_kind(error)
     if names_missing_queue(error):
         # Not an outage: waiting would not help (an endpoint restarted empty, a queue
         # deleted by hand).
+        whose = f"The {queue} job queue's" if queue else "The job queue's"
         return (
-            f"The job queue's SQS queue does not exist ({kind}), so nothing was queued and "
+            f"{whose} SQS queue does not exist ({kind}), so nothing was queued and "
             "nothing was changed. Make the queues again with `manage.py sqs_queues`, or "
             "deploy the stack."
         )
@@ -391,17 +428,35 @@ class Relay:
         failures = send_batches([message for _, message in encoded], alone=alone)
         sent: list[str] = []
         retry: list[tuple[OutboundJob, SqsMessage]] = []
+        missing: dict[str, list[str]] = {}
         for index, (job, message) in enumerate(encoded):
             failure = failures.get(index)
+            queue = job.options.get("queue", "")
             if failure is None:
                 sent.append(job.task_id)
+                self.health.queue_found(queue)
             elif failure.refused:
                 logger.error(
                     "job %s [%s] refused by SQS: %s", job.task.name, job.task_id, failure.reason
                 )
                 self._mark_unsendable(job.task_id, f"SQS refused the message: {failure.reason}")
+            elif names_missing_queue(failure.reason):
+                # Not an outage, and no retry here makes the queue again: retrying held
+                # every other queue's jobs behind this one (and the broker's failure
+                # refused them all). The job stays recorded as unsent; the unsent-job
+                # sweeper sends it once the queue is made again.
+                self.health.queue_missing(queue, failure.reason)
+                missing.setdefault(queue, []).append(job.task_id)
             else:
                 retry.append((job, message))
+        for queue, task_ids in missing.items():
+            logger.error(
+                "%d job(s) not sent: the SQS queue of %s does not exist; left to the unsent-job "
+                "sweeper: %s",
+                len(task_ids),
+                queue,
+                ", ".join(task_ids),
+            )
         if len(retry) < len(encoded):
             self.health.confirm()
         if retry:

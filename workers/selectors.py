@@ -19,7 +19,7 @@ from workers import display, families
 from workers.enqueue import Requester
 from workers.models import DiagnosticRun, Job, JobLogChunk, QueuePause, RequesterKind
 from workers.operations import queues_without_consumer
-from workers.outbox import MAX_SQS_DELAY_SECONDS
+from workers.outbox import MAX_SQS_DELAY_SECONDS, broker_health
 from workers.subjects import JobSubject, job_subject_get
 
 Rows = TypeVar("Rows", bound=Model)
@@ -176,6 +176,8 @@ class JobSummary:
     queue_paused_by: str = ""  # not started yet and its queue is paused: by whom
     # Recorded but not yet handed to SQS (and not a deferred job waiting for its time).
     unsent: bool = False
+    # Unsent, and this process's last send to its queue found the SQS queue missing.
+    unsent_queue_missing: bool = False
     # Due, in SQS, and no worker consumes its queue now (workers/operations.py's rule).
     no_consumer: bool = False
     no_consumer_last_seen: datetime | None = None  # when one last received from the queue
@@ -291,6 +293,9 @@ def job_summary_get(*, task_id: str, now: datetime | None = None) -> JobSummary 
             else ""
         ),
         unsent=unsent,
+        unsent_queue_missing=bool(
+            unsent and job and broker_health.missing_queue_error(job.queue) is not None
+        ),
         queue_paused_by=paused_by,
         no_consumer=no_consumer,
         no_consumer_last_seen=idle.get(job.queue) if no_consumer and job else None,

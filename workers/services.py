@@ -19,12 +19,14 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from workers import jobs
+from workers.broker import names_missing_queue
 from workers.deferred import deferred_entries_remove
 from workers.enqueue import Requester, job_enqueue, job_message, new_task_id
 from workers.errors import ApplicationError
 from workers.joblog import JobLogWriter
 from workers.models import DiagnosticRun, Job, JobLogChunk
 from workers.outbox import (
+    BROKER_ERRORS,
     MAX_SQS_DELAY_SECONDS,
     broker_unreachable,
     job_unsendable_record,
@@ -130,8 +132,23 @@ def job_republish_unsent(*, older_than: timedelta = timedelta(minutes=1)) -> int
         .order_by("created_at")
     )
     sent = 0
-    for task_id in list(unsent.values_list("task_id", flat=True)[:500]):
-        sent += job_send_recorded(task_id=task_id)
+    missing: set[str] = set()
+    for task_id, queue in list(unsent.values_list("task_id", "queue")[:500]):
+        if queue in missing:
+            continue
+        try:
+            sent += job_send_recorded(task_id=task_id)
+        except BROKER_ERRORS as exc:
+            # A queue whose SQS queue does not exist holds up its own jobs only: stopping
+            # here left every job queued after it unsent, whatever its queue.
+            if not names_missing_queue(f"{exc.__class__.__name__}: {exc}"):
+                raise
+            logger.error(
+                "unsent jobs of queue %s left unsent: its SQS queue does not exist (%s)",
+                queue,
+                exc,
+            )
+            missing.add(queue)
     return sent
 
 

@@ -34,12 +34,20 @@ def drop_broker_connections() -> None:
 
 
 @contextmanager
-def publishing_to(prefix: str, *, endpoint_url: str | None = None) -> Iterator[None]:
+def publishing_to(
+    prefix: str, *, endpoint_url: str | None = None, predefined: dict[str, str] | None = None
+) -> Iterator[None]:
     """Make this process publish onto the SQS queues named with `prefix` (at `endpoint_url`,
-    if given, instead of the session's endpoint)."""
+    if given, instead of the session's endpoint). `predefined` (queue -> URL) names the
+    queues as production does (SQS_QUEUE_URL_BASE): kombu then makes no queue that is
+    missing, where it otherwise makes a plain one."""
     saved = app.conf.broker_transport_options
     saved_endpoint = os.environ.get("AWS_ENDPOINT_URL_SQS")
     app.conf.broker_transport_options = {**saved, "queue_name_prefix": prefix}
+    if predefined:
+        app.conf.broker_transport_options["predefined_queues"] = {
+            f"{prefix}{queue}": {"url": url} for queue, url in predefined.items()
+        }
     if endpoint_url:
         os.environ["AWS_ENDPOINT_URL_SQS"] = endpoint_url
     drop_broker_connections()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -19,11 +21,26 @@ from tests.support.broker import publishing_to
 from tests.support.servers import AwsEndpoint, new_queue_prefix, wait_until
 from workers.enqueue import Requester, job_record_pending, new_task_id
 from workers.models import Job
-from workers.outbox import BrokerHealth, OutboundJob, Relay, broker_unreachable
+from workers.outbox import (
+    BrokerHealth,
+    BrokerUnavailable,
+    OutboundJob,
+    Relay,
+    broker_health,
+    broker_unreachable,
+)
 from workers.services import job_republish_unsent
 from workers.tasks import diagnostic_run_execute
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@contextmanager
+def health_reset_after() -> Iterator[None]:
+    try:
+        yield
+    finally:
+        broker_health.reset()
 
 
 def task_ids_in_queue(aws: AwsEndpoint, url: str) -> list[str]:
@@ -99,14 +116,14 @@ def test_a_batch_that_breaks_the_relay_leaves_it_sending_the_next_jobs(
 
 @pytest.mark.waits
 def test_jobs_the_sweeper_sent_during_an_outage_are_not_sent_again_by_the_relay(
-    aws: AwsEndpoint, caplog: pytest.LogCaptureFixture
+    aws: AwsEndpoint, endpoint: AwsEndpoint, caplog: pytest.LogCaptureFixture
 ) -> None:
     """During a long outage both the relay (retrying what it holds) and the unsent-job
     sweeper (sending what stays unsent past a minute) try the same jobs; once SQS is back,
-    each job must reach it once, whichever of the two gets there first."""
+    each job must reach it once, whichever of the two gets there first. The outage is an
+    endpoint of the test's own, halted (`aws` gives this process its credentials)."""
     prefix = new_queue_prefix()
-    sqs = aws.client("sqs")
-    url = sqs.create_queue(QueueName=f"{prefix}default")["QueueUrl"]
+    url = endpoint.client("sqs").create_queue(QueueName=f"{prefix}default")["QueueUrl"]
     jobs = [
         OutboundJob(diagnostic_run_execute, new_task_id(), [n], {}, {"queue": "default"})
         for n in range(3)
@@ -117,19 +134,23 @@ def test_jobs_the_sweeper_sent_during_an_outage_are_not_sent_again_by_the_relay(
     job_record_pending(warm, requester=Requester.system("test"))
 
     relay = Relay(BrokerHealth())
-    with publishing_to(prefix), caplog.at_level(logging.WARNING, logger="workers.outbox"):
+    with (
+        publishing_to(prefix, endpoint_url=endpoint.url),
+        caplog.at_level(logging.WARNING, logger="workers.outbox"),
+    ):
         relay.submit(warm)  # the relay learns the queue's URL, as a running process has
         assert relay.drain(timeout=60)
-        sqs.delete_queue(QueueUrl=url)  # the outage: every send fails, nothing is refused
+        endpoint.halt()  # the outage: every send fails, nothing is refused
         relay.submit(*jobs)
         # Three failed tries in, the relay waits four seconds before its next one.
-        wait_until(lambda: "retrying 3 job(s) each alone in 4.0s" in caplog.text, timeout=30)
+        wait_until(lambda: "retrying 3 job(s) each alone in 4.0s" in caplog.text, timeout=60)
         assert Job.objects.filter(sent_at__isnull=True).count() == 3
-        sqs.create_queue(QueueName=f"{prefix}default")  # SQS is back
+        endpoint.start()  # SQS is back (empty: its queue is made again)
+        endpoint.client("sqs").create_queue(QueueName=f"{prefix}default")
         assert job_republish_unsent(older_than=timedelta(0)) == 3  # the sweeper's turn
         assert relay.drain(timeout=60), "the relay did not settle the jobs"
 
-    received = task_ids_in_queue(aws, url)
+    received = task_ids_in_queue(endpoint, url)
     assert sorted(received) == sorted(job.task_id for job in jobs)  # each exactly once
     assert not Job.objects.filter(sent_at__isnull=True).exists()
 
@@ -160,6 +181,63 @@ def test_a_job_whose_arguments_do_not_fit_its_task_ends_failed_and_the_sweep_sen
         '<pre id="job-outcome" class="job-error">JobNotSent: TypeError: diagnostic_run_execute() '
         "missing 1 required positional argument: &#x27;run_id&#x27;</pre>"
     ) in page.content.decode()
+
+
+def test_a_queue_whose_sqs_queue_is_missing_holds_up_its_own_jobs_only(
+    aws: AwsEndpoint, client: Client
+) -> None:
+    """One SQS queue deleted (by hand, or an endpoint restarted without it) is no outage.
+    The relay retried that queue's job for good, sending no other job meanwhile, and
+    marked the broker failed, so every new job was refused for a while; the sweeper stopped
+    at that job, leaving every job queued after it unsent. Now the other queues' jobs go
+    out at once, only that queue's new jobs are refused (saying how to make it again), its
+    job's page says why it waits, and the sweeper sends it once the queue is back."""
+    prefix = new_queue_prefix()
+    sqs = aws.client("sqs")
+    urls = {q: sqs.create_queue(QueueName=f"{prefix}{q}")["QueueUrl"] for q in ("default", "media")}
+    health = broker_health  # the job page reads what this process's sends found
+    relay = Relay(health)
+
+    def recorded(queue: str) -> OutboundJob:
+        job = OutboundJob(diagnostic_run_execute, new_task_id(), [1], {}, {"queue": queue})
+        job_record_pending(job, requester=Requester.system("test"))
+        return job
+
+    # As production names its queues: no process makes a missing one again on its own.
+    with publishing_to(prefix, predefined=urls), health_reset_after():
+        relay.submit(recorded("default"), recorded("media"))  # as a running process has sent
+        assert relay.drain(timeout=60)
+        task_ids_in_queue(aws, urls["default"]), task_ids_in_queue(aws, urls["media"])
+        sqs.delete_queue(QueueUrl=urls["media"])
+
+        lost, others = recorded("media"), [recorded("default") for _ in range(3)]
+        relay.submit(lost, *others)
+        assert relay.drain(timeout=60), "the relay held the other queue's jobs"
+        assert sorted(task_ids_in_queue(aws, urls["default"])) == sorted(
+            job.task_id for job in others
+        )
+        assert Job.objects.get(task_id=lost.task_id).sent_at is None
+        health.ensure_available()  # SQS answers: nothing else is refused
+        health.ensure_queue("default")
+        with pytest.raises(
+            BrokerUnavailable,
+            match=r"The media job queue's SQS queue does not exist .* `manage\.py sqs_queues`",
+        ):
+            health.ensure_queue("media")
+
+        client.force_login(get_user_model().objects.create_superuser("root"))
+        page = client.get(reverse("workers:job-detail", args=[lost.task_id]), follow=True)
+        assert "Not sent to SQS: the SQS queue of the media queue does not exist" in (
+            page.content.decode()
+        )
+
+        # The sweeper takes the oldest first: the lost job no longer holds up the others.
+        behind = recorded("default")
+        assert job_republish_unsent(older_than=timedelta(0)) == 1
+        assert task_ids_in_queue(aws, urls["default"]) == [behind.task_id]
+        sqs.create_queue(QueueName=f"{prefix}media")  # made again
+        assert job_republish_unsent(older_than=timedelta(0)) == 1
+        assert task_ids_in_queue(aws, urls["media"]) == [lost.task_id]
 
 
 def test_only_the_broker_s_own_errors_leave_a_job_to_be_sent_again() -> None:

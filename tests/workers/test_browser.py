@@ -830,3 +830,87 @@ def test_the_operations_page_on_a_phone_fits_the_screen_with_each_queue_s_pause_
         box = buttons.nth(index).bounding_box()
         assert box is not None and box["x"] + box["width"] <= 375, box
     tour.assert_pages_sound()
+
+
+# Wider than anything the admin's own layout needs: a hash that cannot break, a progress
+# bar of fixed width, tables of many columns.
+COVER_HASH = "9f" * 32
+
+
+def _assert_fits_a_phone(page: Any, what: str) -> None:
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    widest = page.evaluate(
+        """() => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > window.innerWidth + 1)
+            .slice(-3).map(e => e.tagName + '#' + e.id + '.' + e.className)"""
+    )
+    assert widths[0] <= widths[1], (
+        f"{what} is {widths[0]}px wide on a {widths[1]}px screen: {widest}"
+    )
+    # Its controls are on the screen, not beyond its edge.
+    for control in page.locator("#content input[type=submit], #content button").all():
+        box = control.bounding_box()
+        if box is not None:
+            assert box["x"] + box["width"] <= widths[1], (what, control.inner_html(), box)
+
+
+def test_job_terraform_run_course_and_infrastructure_pages_on_a_phone_fit_the_screen(
+    tour: Tour,
+) -> None:
+    from playwright.sync_api import expect
+
+    from courses.models import Course
+    from infra_tasks.terraform.models import RunKind, RunState, TerraformRun, TerraformWorkspace
+    from tests.courses.conftest import make_course
+    from workers.models import Job
+
+    # A job midway (its progress bar) whose result holds a hash, as a cover job's does.
+    result = job_row("media_pipeline.tasks.course_cover_variants_build", "SUCCESS", queue="media")
+    TaskResult.objects.filter(pk=result.pk).update(
+        result=json.dumps({"course": 1, "source_sha256": COVER_HASH, "made": 4})
+    )
+    Job.objects.filter(task_id=result.task_id).update(progress_done=2, progress_total=4)
+    course = make_course("photography")
+    Course.objects.filter(pk=course.pk).update(cover_task_id=result.task_id)
+    workspace = TerraformWorkspace.objects.create(name="a-workspace-of-the-team", directory="demo")
+    run = TerraformRun.objects.create(
+        workspace=workspace,
+        kind=RunKind.APPLY,
+        state=RunState.APPLIED,
+        plan_task_id=result.task_id,
+        apply_task_id=result.task_id,
+        plan_sha256=COVER_HASH,
+        requester_label="a-newcomer-with-a-long-login",
+    )
+    register("db-with-a-long-identifier-0001")
+
+    page = tour.page
+    page.set_viewport_size({"width": 375, "height": 800})
+    page.reload()
+    page.locator(f'#recent-jobs tr[data-task-id="{result.task_id}"] a').first.click()
+    expect(page.locator("#job-outcome")).to_contain_text(COVER_HASH)
+    expect(page.locator("#job-progress")).to_be_visible()
+    _assert_fits_a_phone(page, "the job page")
+
+    page.locator("#site-name a").click()
+    page.locator("#jobs-home").get_by_role("link", name="Operations").click()
+    page.locator("#content").get_by_role("link", name="Infrastructure").click()
+    expect(page.locator("#dashboard-terraform-runs")).to_be_visible()
+    _assert_fits_a_phone(page, "the Infrastructure page")
+    # Each table scrolls in its own box: its last column is brought into view there.
+    last = page.locator("#dashboard-terraform-runs tbody tr td").last
+    last.scroll_into_view_if_needed()
+    assert page.evaluate("window.scrollX") == 0
+    box = last.bounding_box()
+    assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 375, box
+
+    page.locator("#dashboard-terraform-runs").get_by_role("link", name=f"#{run.pk}").click()
+    expect(page.locator("#job-outcome").first).to_contain_text(COVER_HASH)
+    _assert_fits_a_phone(page, "the terraform run page")
+
+    page.locator("#site-name a").click()
+    page.locator("#courses-course").get_by_role("link", name="Courses").click()
+    page.locator("#result_list").get_by_role("link", name=course.title).click()
+    expect(page.locator("#job-outcome")).to_contain_text(COVER_HASH)
+    _assert_fits_a_phone(page, "the course page")
+    tour.assert_pages_sound()

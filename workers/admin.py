@@ -70,18 +70,20 @@ class JobResultAdmin(LiveJobPageMixin, ReadOnlyAdminMixin, TaskResultAdmin):
     change_list_template = "admin/workers/taskresult/change_list.html"
     # State, worker, times, result and error are in the live summary above the form
     # (workers/job_live.html), which refreshes with the log; these fields do not change.
+    # The id, task and schedule are shown by methods of their own: as fields, they carried
+    # django-celery-results' help texts ("Celery ID for the Task that was run").
     fieldsets = (
-        (None, {"fields": ("task_id", "task_name", "family", "queue", "requester", "arguments")}),
-        ("Schedule", {"fields": ("periodic_task_name",), "classes": ("collapse",)}),
+        (None, {"fields": ("job_id", "task", "family", "queue", "requester", "arguments")}),
+        ("Schedule", {"fields": ("schedule",), "classes": ("collapse",)}),
     )
     readonly_fields = (
-        "task_id",
-        "task_name",
+        "job_id",
+        "task",
         "family",
         "queue",
         "requester",
         "arguments",
-        "periodic_task_name",
+        "schedule",
     )
 
     def get_fieldsets(self, request: HttpRequest, obj: Any = None) -> Any:
@@ -138,6 +140,18 @@ class JobResultAdmin(LiveJobPageMixin, ReadOnlyAdminMixin, TaskResultAdmin):
         if not obj.job_requester_kind:
             return "—"
         return requester_text(obj.job_requester_kind, obj.job_requester_label)
+
+    @admin.display(description="job id")
+    def job_id(self, obj: TaskResult) -> str:
+        return obj.task_id
+
+    @admin.display(description="task")
+    def task(self, obj: TaskResult) -> str:
+        return obj.task_name or "—"
+
+    @admin.display(description="sent by the schedule")
+    def schedule(self, obj: TaskResult) -> str:
+        return obj.periodic_task_name or "—"
 
     @admin.display(description="family")
     def family(self, obj: TaskResult) -> str:

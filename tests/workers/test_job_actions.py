@@ -481,3 +481,25 @@ def test_a_job_that_ended_on_a_refusal_its_task_declares_is_not_retried_in_bulk_
         ]
     finally:
         retries._rules[DIAGNOSTIC] = declared
+
+
+def test_a_job_page_names_its_id_task_and_schedule_in_the_admin_s_own_words(
+    admin_client: Any,
+) -> None:
+    # It showed django-celery-results' field help: "Celery ID for the Task that was run",
+    # "Name of the Task which was run".
+    scheduled = job_row("workers.tasks.queue_depths_record", "SUCCESS")
+    TaskResult.objects.filter(pk=scheduled.pk).update(periodic_task_name="Record depths")
+
+    html = admin_client.get(
+        f"/admin/django_celery_results/taskresult/{scheduled.pk}/change/"
+    ).content.decode()
+
+    for internal in ("Celery ID", "Name of the Task", "Name of the Periodic Task"):
+        assert internal not in html
+    fields = dict(
+        re.findall(r"<label>([^<]*):</label>\s*<div class=\"readonly\">([^<]*)</div>", html)
+    )
+    assert fields["Job id"] == scheduled.task_id
+    assert fields["Task"] == "workers.tasks.queue_depths_record"
+    assert fields["Sent by the schedule"] == "Record depths"

@@ -75,6 +75,9 @@ def test_stop_now_stops_an_available_instance_and_records_the_wait(
     assert aws_status(aws, database) == "stopped"
     result = wait_for_job(action.task_id, "SUCCESS")
     assert json.loads(result.result)["state"] == "succeeded"
+    # The job page shows the result: how long AWS took, in tenths of a second as the log
+    # says it, not 0.012015962999953445.
+    assert json.loads(result.result)["wait_seconds"] == round(action.wait_seconds, 1)
     database.refresh_from_db()
     assert (database.status, database.desired_state) == ("stopped", DesiredState.STOPPED)
     lines = job_log_since(task_id=action.task_id).lines

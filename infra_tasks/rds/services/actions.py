@@ -269,6 +269,7 @@ def _summary(record: DatabaseAction) -> dict[str, Any]:
         "state": record.state,
         "status_before": record.status_before,
         "status_after": record.status_after,
-        "wait_seconds": record.wait_seconds,
+        # In tenths, as the log says it: the job page showed 0.012015962999953445.
+        "wait_seconds": None if record.wait_seconds is None else round(record.wait_seconds, 1),
         "message": record.message,
     }

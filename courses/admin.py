@@ -212,8 +212,11 @@ class CourseAdmin(admin.ModelAdmin):
         for course_id in queryset.values_list("pk", flat=True):
             course_delete(course_id=course_id)
 
+    # Named for what its job does: it makes the variants that are missing and keeps the
+    # ones stored (the same files, named by the original's content). "Regenerate" promised
+    # more; on a course whose variants were all made, its job said "0 of 4 to do".
     @admin.action(
-        description="Regenerate cover variants", permissions=["regenerate_cover_variants"]
+        description="Make missing cover variants", permissions=["regenerate_cover_variants"]
     )
     def regenerate_cover_variants(self, request: HttpRequest, queryset: QuerySet[Course]) -> None:
         requester = Requester.for_user(request.user)
@@ -233,7 +236,8 @@ class CourseAdmin(admin.ModelAdmin):
             self.message_user(
                 request,
                 format_html(
-                    "Queued cover variants for {}{}{}",
+                    "Queued the missing cover variants of {} to be made (those already "
+                    "made are kept){}{}",
                     counted(len(queued), "course"),
                     f"; skipped {skipped} without a cover." if skipped else ".",
                     _jobs_sentence([(course.cover_task_id, course.title) for course in queued]),

@@ -162,9 +162,11 @@ def _original_store(name: str, upload: File, *, course_id: int, source_hash: str
 
 @transaction.atomic
 def course_cover_regenerate(*, course_id: int, requester: Requester) -> Course | None:
-    """Queue the variants of the course's current cover again; None if it has no cover.
+    """Queue a job making the variants of the course's current cover that are missing
+    (not recorded, or their file gone from storage); None if it has no cover.
 
-    Variants that already exist are neither re-rendered nor rewritten by the worker.
+    Variants that already exist are neither re-rendered nor rewritten by the worker: they
+    are named by the original's content, so making them again gives the same files.
     """
     course = Course.objects.select_for_update().filter(pk=course_id).first()
     if course is None or not course.cover:
@@ -239,9 +241,19 @@ def course_cover_variants_build(
                 if have.get(spec.name) != variant_name(source_hash, spec)
                 or not default_storage.exists(variant_name(source_hash, spec))
             ]
-            log.line(
-                f"course {course_id}: cover {source_hash[:12]}, {len(todo)} of {len(specs)} to do"
-            )
+            # What it is about to make, in words: "0 of 4 to do" read as if nothing had
+            # happened, to a person who had asked for the variants to be made.
+            if todo:
+                log.line(
+                    f"course {course_id}: cover {source_hash[:12]}, {len(todo)} of "
+                    f"{counted(len(specs), 'variant')} missing: making "
+                    + ", ".join(spec.name for spec in todo)
+                )
+            else:
+                log.line(
+                    f"course {course_id}: cover {source_hash[:12]}, all "
+                    f"{counted(len(specs), 'variant')} already made and stored: nothing to make"
+                )
             return _build(course, todo, specs=specs, log=log)
         except ImageRejected as exc:
             log.line(f"refused: {exc}")
@@ -384,7 +396,7 @@ def _record_variants(
 
 # What to do about a failure that may be no fault of the picture (storage, a time limit):
 # said only where the failed cover stays the course's, since regenerating rebuilds that one.
-REGENERATE_ADVICE = " See the job's log, then use “Regenerate cover variants”."
+REGENERATE_ADVICE = " See the job's log, then use “Make missing cover variants”."
 
 
 def _record_failure(

@@ -236,9 +236,10 @@ def test_regenerate_action_queues_jobs_for_courses_with_covers(
     with django_capture_on_commit_callbacks(execute=True):
         response = regenerate(client, with_cover, without)
 
-    assert "Queued cover variants for 1 course; skipped 1 without a cover." in (
-        response.content.decode()
-    )
+    assert (
+        "Queued the missing cover variants of 1 course to be made (those already made are "
+        "kept); skipped 1 without a cover."
+    ) in response.content.decode()
     with_cover.refresh_from_db()
     # The job is named; not linked, since this person may not open job pages.
     page = response.content.decode()

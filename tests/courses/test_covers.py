@@ -38,6 +38,7 @@ from tests.media_pipeline.images import photo_file, png_header_only, quadrants
 from tests.support.broker import publishing_to
 from workers.enqueue import Requester
 from workers.models import Job
+from workers.selectors import job_log_since
 
 pytestmark = [
     pytest.mark.django_db,
@@ -134,7 +135,7 @@ def test_a_job_queued_under_the_tasks_former_name_builds_the_same_variants(
     assert sorted(summary["written"]) == sorted(spec.name for spec in COVER_SPECS)
 
 
-def test_rerun_renders_and_writes_nothing(
+def test_a_rerun_renders_and_writes_nothing_and_its_log_says_nothing_was_missing(
     cover_jpeg: bytes, media_root: Path, django_capture_on_commit_callbacks: Any
 ) -> None:
     course = set_cover(make_course(), cover_jpeg, django_capture_on_commit_callbacks)
@@ -146,6 +147,11 @@ def test_rerun_renders_and_writes_nothing(
     summary = build(course)
 
     assert summary is not None and summary["rendered"] == [] and summary["written"] == []
+    # Its log says that nothing was missing; it read "0 of 4 to do".
+    assert job_log_since(task_id=course.cover_task_id).lines[0] == (
+        f"course {course.pk}: cover {course.cover_sha256[:12]}, all 4 variants already made "
+        "and stored: nothing to make"
+    )
     assert {
         name: (media_root / name).stat().st_mtime_ns for name in stored_files(media_root)
     } == files
@@ -480,7 +486,7 @@ def test_an_unexpected_storage_error_marks_the_cover_failed_instead_of_pending(
     course.refresh_from_db()
     assert course.cover_status == Course.CoverStatus.FAILED
     assert course.cover_error.startswith("Making the variants failed (")
-    assert "Regenerate cover variants" in course.cover_error
+    assert "Make missing cover variants" in course.cover_error
 
 
 @pytest.mark.django_db(transaction=True)
@@ -575,7 +581,7 @@ def test_a_variants_job_that_ended_unseen_leaves_the_course_failed_not_pending(
     course.refresh_from_db()
     assert course.cover_status == Course.CoverStatus.FAILED
     assert "did not finish: killed at its hard time limit (120 s)" in course.cover_error
-    assert "Regenerate cover variants" in course.cover_error  # it is this cover's to rebuild
+    assert "Make missing cover variants" in course.cover_error  # it is this cover's to rebuild
     # Uploading the same file again is not "already the cover": it is queued anew.
     again = set_cover(course, cover_jpeg, django_capture_on_commit_callbacks)
     assert again.cover_status == Course.CoverStatus.PENDING

@@ -357,6 +357,13 @@ def jobs_delete_old(*, task_ids: Iterable[str], user: User) -> BulkOutcome:
     )
 
 
+def jobs_left_alone(*, action: str, task_ids: Iterable[str], user: User) -> Counter[str]:
+    """Why the action ("retry", "discard", "delete") would leave these jobs alone, and how
+    many for each reason: said on its confirmation page, in the words its outcome uses."""
+    why = {"retry": _retry_why, "discard": _discard_why, "delete": _delete_why}[action]
+    return _left_alone(list(task_ids)[:BATCH_SIZE], user, why)
+
+
 # Why a job in a batch was left alone: (what is said of several such jobs, what is said
 # when it is the only one, or "" to say the same). A person who confirmed should read what
 # happened to each job they picked: "Retried: 0 jobs." alone left them guessing.

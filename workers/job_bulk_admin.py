@@ -124,6 +124,20 @@ def run_bulk_action(
             return None  # back to the list: all done
     matching = capped_count(queryset)
     to_do = capped_count(chosen)
+    # Why the others are left alone, per reason: "2 of the 5 … ; 3 are left alone" did
+    # not say that those had been retried already, or had succeeded. The first
+    # BATCH_SIZE of them are looked at, as a confirmation acts on that many.
+    left_alone = job_actions.jobs_left_alone(
+        action=command,
+        task_ids=queryset.exclude(pk__in=chosen.values("pk"))
+        .order_by("date_created")
+        .values_list("task_id", flat=True)[: job_actions.BATCH_SIZE],
+        user=request.user,
+    )
+    if matching - to_do > job_actions.BATCH_SIZE:
+        left_alone_note = f"Among the first {job_actions.BATCH_SIZE:,} of those left alone:"
+    else:
+        left_alone_note = ""
     context = {
         **model_admin.admin_site.each_context(request),
         "title": f"{command.capitalize()} the selected jobs?",
@@ -139,6 +153,8 @@ def run_bulk_action(
             verb=verb,
         ),
         "to_do": to_do,
+        "left_alone": sorted(left_alone.items(), key=lambda item: (-item[1], item[0])),
+        "left_alone_note": left_alone_note,
         "batch": job_actions.BATCH_SIZE,
         "across": request.POST.get("select_across") == "1",
         "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),

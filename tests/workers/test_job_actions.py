@@ -292,6 +292,37 @@ def test_the_bulk_confirmation_counts_its_jobs_in_words_that_agree() -> None:
     assert confirmation([succeeded]) == ("The selected job is left alone.", "")
 
 
+def test_the_bulk_confirmation_says_why_each_group_of_jobs_is_left_alone() -> None:
+    from django.test import Client
+    from django.urls import reverse
+
+    client = Client()
+    client.force_login(
+        staff("bulk", "view_taskresult", "view_diagnosticrun", "act_on_diagnostic_jobs")  # type: ignore[arg-type]
+    )
+    failed = [job_row(DIAGNOSTIC, "FAILURE") for _ in range(2)]
+    succeeded = [job_row(DIAGNOSTIC, "SUCCESS") for _ in range(2)]
+    discarded = job_row(DIAGNOSTIC, "FAILURE")
+    Job.objects.filter(task_id=discarded.task_id).update(
+        discarded_at=timezone.now(), discarded_by_label="ops"
+    )
+    selected = [*failed, *succeeded, discarded]
+
+    page = client.post(
+        reverse("admin:django_celery_results_taskresult_changelist"),
+        {"action": "discard_jobs", "_selected_action": [row.pk for row in selected]},
+    ).content.decode()
+
+    # It said "2 of the 5 selected jobs will be discarded; 3 are left alone." and no more.
+    assert "2 of the 5 selected jobs will be discarded; 3 are left alone." in page
+    reasons = re.search(r'<ul id="bulk-left-alone">(.*?)</ul>', page)
+    assert reasons is not None, page
+    assert re.findall(r"<li>([^<]*)</li>", reasons.group(1)) == [
+        "2 left alone: Succeeded (SUCCESS), and only a failed, cancelled or lost job is discarded",
+        f"1 left alone: job {discarded.task_id} was discarded already, by ops",
+    ]
+
+
 @pytest.mark.parametrize(
     ("to_do", "matching", "across", "sentence"),
     [

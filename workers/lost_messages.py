@@ -24,6 +24,7 @@ from django_celery_results.models import TaskResult
 from workers.bookkeeping import job_failure
 from workers.broker import sqs_queue_name
 from workers.models import Job, QueueDepth
+from workers.reconcile import job_ended_unseen
 
 logger = logging.getLogger(__name__)
 
@@ -48,20 +49,31 @@ def _end_lost(queue: str, created_at: datetime) -> int:
     ).values_list("task_id", "sent_at")
     ended = 0
     for task_id, sent_at in lost:
-        reason = (
-            f"Its message was lost with the SQS queue {sqs_queue_name(queue)}: the queue was "
+        # A clause, as the domain rows' handlers word a reason into their own message.
+        cause = (
+            f"its message was lost with the SQS queue {sqs_queue_name(queue)}: the queue was "
             f"made again at {created_at:%Y-%m-%d %H:%M:%S} UTC, after this job was sent "
-            f"({sent_at:%Y-%m-%d %H:%M:%S} UTC), and a queue made again starts empty. "
-            "Nothing ran; Retry sends it again."
+            f"({sent_at:%Y-%m-%d %H:%M:%S} UTC), and a queue made again starts empty"
         )
+        reason = f"{cause[0].upper()}{cause[1:]}. Nothing ran; Retry sends it again."
         with transaction.atomic():
-            # Stored as a worker stores an exception, so the page shows it as the error.
-            ended += TaskResult.objects.filter(task_id=task_id, status=states.PENDING).update(
-                status=states.FAILURE,
-                result=json.dumps(job_failure("MessageLost", reason, __name__)),
-                traceback=reason,
-                date_done=timezone.now(),
+            result = (
+                TaskResult.objects.select_for_update()
+                .filter(task_id=task_id, status=states.PENDING)
+                .first()
             )
+            if result is None:
+                continue  # started or ended meanwhile
+            # Stored as a worker stores an exception, so the page shows it as the error.
+            result.status = states.FAILURE
+            result.result = json.dumps(job_failure("MessageLost", reason, __name__))
+            result.traceback = reason
+            result.date_done = timezone.now()
+            result.save(update_fields=["status", "result", "traceback", "date_done"])
+            # Its record too (a terraform run, a database action, a release, a cover): it
+            # read "queued" for good, and a queued terraform run held its workspace.
+            job_ended_unseen(task_name=result.task_name, task_id=task_id, reason=cause)
+            ended += 1
     if ended:
         logger.warning("%d queued job(s) of %s lost with their queue; ended FAILURE", ended, queue)
     return ended

@@ -53,6 +53,8 @@ class TerraformConfig(AppConfig):
 
 
 def _runs_check_lost(*, task_id: str, reason: str) -> None:
-    from infra_tasks.terraform.services.runs import runs_mark_lost
+    from infra_tasks.terraform.services.runs import run_job_ended_unstarted, runs_mark_lost
 
-    runs_mark_lost()
+    # A job that never reached a worker has no heartbeat to judge: its run ends now.
+    if run_job_ended_unstarted(task_id=task_id, reason=reason) is None:
+        runs_mark_lost()

@@ -162,6 +162,29 @@ def test_a_queued_job_sent_before_its_queue_was_made_again_ends_saying_its_messa
     assert before.traceback.endswith("Nothing ran; Retry sends it again.")
 
 
+def test_a_record_whose_job_was_lost_with_its_queue_ends_failed_saying_why(
+    queues_with_messages: str,
+) -> None:
+    """The job's record ends with it: a diagnostic run (as a database action, a release or
+    a cover) read "Queued" for good once its job had ended MessageLost."""
+    from tests.workers.jobs import job_row
+    from workers.models import DiagnosticRun, Job
+
+    job = job_row("workers.tasks.diagnostic_run_execute", "PENDING")
+    Job.objects.filter(task_id=job.task_id).update(sent_at=timezone.now() - timedelta(hours=1))
+    run = DiagnosticRun.objects.create(lines=1, duration_seconds=0, task_id=job.task_id)
+
+    with override_settings(SQS_QUEUE_PREFIX=queues_with_messages):
+        queue_depths_record()
+
+    run.refresh_from_db()
+    assert run.state == DiagnosticRun.State.FAILED and run.finished_at is not None
+    assert run.error.startswith(
+        f"its message was lost with the SQS queue {queues_with_messages}default: the queue was "
+        "made again at "
+    )
+
+
 def test_queue_sample_failure_is_shown_with_the_last_known_counts(
     ops_client: Client, sqs_queues: AwsEndpoint
 ) -> None:

@@ -251,6 +251,28 @@ def run_mark_lost(run: TerraformRun) -> TerraformRun:
     return run
 
 
+@transaction.atomic
+def run_job_ended_unstarted(*, task_id: str, reason: str) -> TerraformRun | None:
+    """End a run whose plan or apply job ended before any worker started it (its message
+    lost with its SQS queue, or discarded from the dead-letter queue). No heartbeat check
+    sees such a run, and it read "Queued" for good, holding its workspace: every later
+    plan and drift check waited behind it."""
+    run = (
+        TerraformRun.objects.filter(state=RunState.QUEUED, plan_task_id=task_id)
+        | TerraformRun.objects.filter(state=RunState.APPLY_QUEUED, apply_task_id=task_id)
+    ).first()
+    if run is None:
+        return None
+    run = run_lock(run)
+    if run.state not in (RunState.QUEUED, RunState.APPLY_QUEUED):
+        return None  # a worker started it meanwhile: its own step ends it
+    step = "plan" if run.state == RunState.QUEUED else "apply"
+    # Its saved plan, if any, is removed by the workspace's next plan (run_finish).
+    return run_finish(
+        run, RunState.FAILED, f"Its {step} job never started: {reason}. Nothing ran; plan again."
+    )
+
+
 def run_state_lock_check_request(run: TerraformRun, *, requester: Requester) -> None:
     """Look for the state lock an ended run's terraform may have left (it was lost, killed,
     or its step stopped by an error), so that its page shows it and offers its release."""

@@ -4,8 +4,10 @@ plans in the local endpoint's S3."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
+import time
 from collections.abc import Callable
 from email import message_from_bytes
 from pathlib import Path
@@ -14,7 +16,9 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import User
+from django.core.management import call_command
 from django.db import IntegrityError
+from django.test import override_settings
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
@@ -45,10 +49,11 @@ from tests.infra_tasks.terraform.conftest import (
 )
 from tests.support.broker import publishing_to
 from tests.support.monitoring import FlowerProcess, Monitored
-from tests.support.servers import AwsEndpoint, WorkerProcess, wait_until
+from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
 from workers.enqueue import Requester
 from workers.logsink import LineCapture
 from workers.models import Job, JobLogChunk, RequesterKind
+from workers.outbox import relay
 from workers.recurring import recurring_task_run_now
 from workers.selectors import job_log_since
 
@@ -586,3 +591,42 @@ def test_a_workspace_directory_missing_on_the_worker_fails_the_run_clearly(
     run = wait_state(plan(workspace, user("walter")), RunState.FAILED, RunState.PLANNED)
     assert run.message == "'not-there' does not exist under TERRAFORM_ROOT on this worker."
     assert not workspace.runs.filter(state__in=[RunState.QUEUED, RunState.PLANNING]).exists()
+
+
+def test_a_run_whose_message_was_lost_with_its_queue_ends_failed_and_frees_the_workspace(
+    endpoint: AwsEndpoint, make_workspace: MakeWorkspace
+) -> None:
+    """An SQS endpoint restarted empty (or a queue deleted and made again) loses the queued
+    plan's message. Its job ended Failed (MessageLost), but the run read "Queued" for good,
+    holding the workspace: every later plan and drift check waited behind it."""
+    from workers.lost_messages import jobs_lost_with_their_queue_record
+    from workers.queue_depths import queue_depths_record
+
+    gina = user("gina")
+    workspace = make_workspace()
+    prefix = new_queue_prefix()
+    with (
+        publishing_to(prefix, endpoint_url=endpoint.url),
+        override_settings(SQS_QUEUE_PREFIX=prefix),
+    ):
+        call_command("sqs_queues", stdout=io.StringIO())
+        lost = plan(workspace, gina)
+        relay.drain(timeout=30)
+        assert Job.objects.get(task_id=lost.plan_task_id).sent_at is not None
+        # SQS dates a queue in whole seconds; the check allows for two of clock skew.
+        time.sleep(3.5)
+        endpoint.halt()
+        endpoint.start()  # in memory: it comes back with no queues and no messages
+        call_command("sqs_queues", stdout=io.StringIO())  # what the operator runs
+
+        jobs_lost_with_their_queue_record(depths=queue_depths_record())
+
+        assert TaskResult.objects.get(task_id=lost.plan_task_id).status == "FAILURE"
+        lost.refresh_from_db()
+        assert lost.state == RunState.FAILED, lost.message
+        assert lost.finished_at is not None
+        assert lost.message.startswith("Its plan job never started: its message was lost")
+        assert lost.message.endswith("Nothing ran; plan again.")
+        # The workspace is free: the next plan is sent, not left waiting behind it.
+        again = plan(workspace, gina)
+        assert again.state == RunState.QUEUED and again.plan_task_id

@@ -7,9 +7,10 @@ The thread outliving the consumer proves nothing (kombu issue 1127: a consumer l
 while the process lives on), so each row also says when the consumer last received from SQS,
 and a second thread, which never touches the database, is the worker's watchdog: once its
 consumer has been silent for WORKER_CONSUMER_EXIT_SECONDS it stops the worker with exit code
-3, for its supervisor (ECS, compose, `make run`) to start a fresh one. While the consumer is
-alive it touches WORKER_LIVENESS_FILE, which the container health check reads
-(workers/liveness.py).
+3, for its supervisor (ECS, compose, `make run`) to start a fresh one, unless it is running
+jobs and its consumer still polls (SQS is down: a fresh worker would meet the same outage).
+While the consumer is alive it touches WORKER_LIVENESS_FILE, which the container health check
+reads (workers/liveness.py).
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ class ConsumerWatchdog(ThreadStep):
     def __init__(self, c: Consumer, **kwargs: Any) -> None:
         self.consumer = c
         self._started = time.monotonic()
+        self._outage_told = False
         super().__init__(c, **kwargs)
 
     def start(self, c: Consumer) -> None:
@@ -172,15 +174,33 @@ class ConsumerWatchdog(ThreadStep):
         silent = consumer_liveness.silent_for()
         if silent is None:
             silent = time.monotonic() - self._started
-        if silent < settings.WORKER_CONSUMER_EXIT_SECONDS:
-            self._touch_liveness_file(time.time() - silent)
+        limit = settings.WORKER_CONSUMER_EXIT_SECONDS
+        proof = silent
+        turned = consumer_liveness.turned_for()
+        running = len(worker_state.active_requests)
+        if running and turned is not None:
+            # While it runs jobs, a poll SQS refused proves the consumer alive too: a fresh
+            # worker would meet the same outage, and replacing this one kills what it runs
+            # (ECS kills a container at most 120 s after stopping it: a terraform apply
+            # mid-way, its state lock held). Once its jobs end, silence stops it as before.
+            proof = min(silent, turned)
+        if proof < limit:
+            if silent >= limit and not self._outage_told:
+                logger.warning(
+                    "SQS unreachable for %.0fs; %d job(s) still running: this worker stays "
+                    "healthy until they end",
+                    silent,
+                    running,
+                )
+            self._outage_told = silent >= limit
+            self._touch_liveness_file(time.time() - proof)
             return
         if worker_state.should_stop is None:
             logger.error(
                 "worker consumer silent for %.0fs (limit %gs): stopping with exit code %d so "
                 "that a fresh worker replaces this one",
                 silent,
-                settings.WORKER_CONSUMER_EXIT_SECONDS,
+                limit,
                 EXIT_CONSUMER_STALLED,
             )
             # Celery's own flag, checked by the event loop: a warm shutdown that lets

@@ -52,11 +52,13 @@ class ConsumerLiveness:
         self._last_receive_wall: float | None = None
         self._queue_receive_wall: dict[str, float] = {}
         self._failing: set[str] = set()
+        # When a poll last ended, answered or refused: the loop turns while SQS is down.
+        self._last_turn: float | None = None
 
     def received(self, queue: str) -> bool:
         """Note a successful poll of `queue`; True if it ends that queue's run of failures."""
         with self._lock:
-            self._last_receive = time.monotonic()
+            self._last_receive = self._last_turn = time.monotonic()
             self._last_receive_wall = self._queue_receive_wall[queue] = time.time()
             recovered = queue in self._failing
             self._failing.discard(queue)
@@ -66,6 +68,7 @@ class ConsumerLiveness:
         """Note a failed poll of `queue`; True if it is the first of that queue's run of
         failures."""
         with self._lock:
+            self._last_turn = time.monotonic()
             first = queue not in self._failing
             self._failing.add(queue)
             return first
@@ -82,13 +85,20 @@ class ConsumerLiveness:
                 return None
             return time.monotonic() - self._last_receive
 
+    def turned_for(self) -> float | None:
+        """Seconds since a poll last ended, whether SQS answered or not; None before any."""
+        with self._lock:
+            if self._last_turn is None:
+                return None
+            return time.monotonic() - self._last_turn
+
     def last_receive_wall(self) -> float | None:
         with self._lock:
             return self._last_receive_wall
 
     def reset(self) -> None:
         with self._lock:
-            self._last_receive = self._last_receive_wall = None
+            self._last_receive = self._last_receive_wall = self._last_turn = None
             self._queue_receive_wall.clear()
             self._failing.clear()
 

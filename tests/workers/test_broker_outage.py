@@ -122,6 +122,65 @@ def test_a_worker_whose_consumer_stays_silent_exits_non_zero_and_its_liveness_go
         worker.stop()
 
 
+def test_a_worker_running_a_job_through_an_sqs_outage_stays_healthy_until_the_job_ends(
+    worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint, tmp_path: Path
+) -> None:
+    """Its consumer polls on and SQS refuses: a fresh worker would meet the same outage. The
+    health check failed and the worker stopped itself mid-job, and ECS, which kills what is
+    still running after its stop timeout (120 s at most on Fargate), took a running
+    terraform apply along with it, holding the state lock. Once the job has ended, an
+    outage that goes on stops the worker as before."""
+    from workers.heartbeats import EXIT_CONSUMER_STALLED
+    from workers.liveness import consumer_alive
+
+    exit_seconds = 5
+    prefix = new_queue_prefix()
+    own_queues_create(endpoint, prefix, QUEUES)
+    liveness_file = tmp_path / "consuming"
+    worker = WorkerProcess(
+        env={
+            **worker_env,
+            "AWS_ENDPOINT_URL": endpoint.url,
+            "AWS_ENDPOINT_URL_SQS": endpoint.url,
+            "SQS_QUEUE_PREFIX": prefix,
+            "WORKER_HEARTBEAT_SECONDS": "0.5",
+            "WORKER_CONSUMER_EXIT_SECONDS": str(exit_seconds),
+            "WORKER_LIVENESS_FILE": str(liveness_file),
+        },
+        queues=["default"],
+        # A free slot: the consumer goes on polling while the job runs, as an infra worker's
+        # does (concurrency 4).
+        concurrency=2,
+        log_dir=run_dir,
+    )
+    try:
+        busy = diagnostic_queued(
+            prefix, queue="default", duration_seconds=4 * exit_seconds, endpoint_url=endpoint.url
+        )
+        wait_until(lambda: job_status(busy.task_id) == "STARTED", timeout=30, message="busy job")
+
+        endpoint.halt()
+        halted = time.monotonic()
+        while job_status(busy.task_id) == "STARTED":
+            assert worker.process.poll() is None, "the worker stopped mid-job"
+            assert consumer_alive(str(liveness_file), exit_seconds), (
+                f"the health check failed mid-job, {time.monotonic() - halted:.0f}s into the outage"
+            )
+            time.sleep(0.5)
+        assert time.monotonic() - halted > 2 * exit_seconds
+        assert job_status(busy.task_id) == "SUCCESS"
+        assert "SQS unreachable" in worker.log_text()
+
+        wait_until(
+            lambda: worker.process.poll() is not None,
+            timeout=60,
+            message="the worker to stop once its job ended and SQS stayed down",
+        )
+        assert worker.process.returncode == EXIT_CONSUMER_STALLED
+    finally:
+        worker.stop()
+
+
 def test_an_sqs_that_hangs_is_asked_once_and_refusals_then_come_at_once(
     sqs_queues: AwsEndpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:

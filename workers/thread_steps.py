@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from celery import bootsteps
@@ -23,6 +24,31 @@ from celery.worker import state as worker_state
 from celery.worker.consumer import Consumer
 
 logger = logging.getLogger(__name__)
+
+
+def held_requests() -> list[Any]:
+    """The requests this worker holds, prefetched or running.
+
+    Not `worker_state.requests` alone: Celery keys it by task id and removes the id when any
+    request with it ends. A duplicate of a running job delivered to this same worker, and
+    dropped, took the running request's entry with it: its claim was no longer renewed nor
+    its message extended, and the recheck the duplicate left took the job over and ran it a
+    second time beside the first. The reserved and active sets hold each request itself."""
+    held = {id(request): request for request in _snapshot(worker_state.requests.values())}
+    for requests in (worker_state.reserved_requests, worker_state.active_requests):
+        held.update((id(request), request) for request in _snapshot(requests))
+    return list(held.values())
+
+
+def _snapshot(requests: Iterable[Any]) -> list[Any]:
+    # The event loop adds and removes requests meanwhile: a dict's values are copied without
+    # releasing the GIL, a WeakSet's in Python code that may see it change size: copy again.
+    for _attempt in range(10):
+        try:
+            return list(requests)
+        except RuntimeError:
+            continue
+    return []
 
 
 class ThreadStep(bootsteps.StartStopStep):
@@ -50,12 +76,13 @@ class ThreadStep(bootsteps.StartStopStep):
         thread = self._thread
         if thread is None:
             return
-        if self.drain and worker_state.requests:
+        held = held_requests()
+        if self.drain and held:
             # Not joined: it ends once the last job is done, or with the process.
             logger.info(
                 "%s goes on while the worker finishes %d job(s)",
                 self.thread_name,
-                len(worker_state.requests),
+                len({request.id for request in held}),
             )
             return
         thread.join(timeout=10)
@@ -75,7 +102,7 @@ class ThreadStep(bootsteps.StartStopStep):
             return False
         if not stopping.is_set():
             return True
-        return self.drain and bool(worker_state.requests)
+        return self.drain and bool(held_requests())
 
     def _run(self) -> None:
         raise NotImplementedError

@@ -17,13 +17,12 @@ from typing import Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from celery.worker import state as worker_state
 from celery.worker.consumer import Consumer
 from django.conf import settings
 from django.db import DatabaseError, connection
 
 from workers.claims import job_claims_renew
-from workers.thread_steps import ThreadStep
+from workers.thread_steps import ThreadStep, held_requests
 
 logger = logging.getLogger(__name__)
 
@@ -31,9 +30,7 @@ logger = logging.getLogger(__name__)
 def held_receipts() -> dict[str, list[str]]:
     """Receipt handles of the SQS messages this worker holds, by queue URL."""
     held: dict[str, list[str]] = defaultdict(list)
-    # list() of a dict's values runs without releasing the GIL: a consistent snapshot while
-    # the event loop adds and removes requests.
-    for request in list(worker_state.requests.values()):
+    for request in held_requests():
         info = getattr(request.message, "delivery_info", None) or {}
         sqs_message, queue_url = info.get("sqs_message"), info.get("sqs_queue")
         if sqs_message and queue_url:
@@ -100,7 +97,7 @@ class ClaimRenewer(ThreadStep):
             self._renew_claims()
 
     def _renew_claims(self) -> None:
-        task_ids = list(worker_state.requests)
+        task_ids = list({request.id for request in held_requests()})
         if not task_ids:
             return
         try:

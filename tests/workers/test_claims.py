@@ -22,6 +22,7 @@ from workers.enqueue import RESERVED_HEADERS, Requester
 from workers.models import DiagnosticRun, Job
 from workers.selectors import job_log_since
 from workers.services import diagnostic_run_start
+from workers.tasks import diagnostic_run_execute
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -289,6 +290,51 @@ def test_two_workers_a_job_whose_pool_process_is_killed_finishes_wherever_it_com
         run.refresh_from_db()
         assert run.state == DiagnosticRun.State.SUCCEEDED and run.attempts == 2
         assert "taken over" in "".join(worker.log_text() for worker in both)
+
+
+@pytest.mark.waits  # on the job outliving its claim's lease several times
+def test_a_duplicate_delivered_to_the_worker_running_the_job_does_not_run_it_a_second_time(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    """SQS shows a running job's message again (after a hang, or extensions it refused) and
+    the worker running it receives the copy in a free slot. The copy was dropped as a
+    duplicate, but Celery keys the requests it holds by task id and forgot the running one
+    with it: the claim was no longer renewed, nor the message extended, and the recheck the
+    copy left took the job over and ran it again beside the first."""
+    prefix = new_queue_prefix()
+    visibility = 6
+    aws.client("sqs").create_queue(
+        QueueName=f"{prefix}default", Attributes={"VisibilityTimeout": str(visibility)}
+    )
+    worker = WorkerProcess(
+        env={
+            **worker_env,
+            "SQS_QUEUE_PREFIX": prefix,
+            "SQS_VISIBILITY_TIMEOUT_SECONDS": str(visibility),
+        },
+        queues=["default"],
+        log_dir=run_dir,
+        concurrency=2,
+    )
+    try:
+        # Five leases (half a visibility timeout each) after the copy.
+        run = _under_way(prefix, duration_seconds=4 * visibility)
+        with publishing_to(prefix):
+            diagnostic_run_execute.apply_async(args=[run.pk], task_id=run.task_id)
+        wait_until(
+            lambda: (
+                f"duplicate delivery of workers.tasks.diagnostic_run_execute [{run.task_id}]"
+                in worker.log_text()
+            ),
+            message="the copy to be dropped as a duplicate",
+        )
+
+        _succeeds(run, "the job to succeed")
+        run.refresh_from_db()
+        assert (run.state, run.attempts, run.error) == (DiagnosticRun.State.SUCCEEDED, 1, "")
+        assert "taken over" not in worker.log_text()
+    finally:
+        worker.stop()
 
 
 @pytest.mark.waits  # on the job outliving its message's and its claim's first timeouts

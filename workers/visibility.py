@@ -38,6 +38,10 @@ def held_receipts() -> dict[str, list[str]]:
     return held
 
 
+# What SQS answers for a receipt handle whose message was deleted or is visible again.
+HANDLE_GONE = ("ReceiptHandleIsInvalid", "InvalidParameterValue", "MessageNotInflight")
+
+
 class VisibilityExtender(ThreadStep):
     """Consumer step: a thread that extends the visibility of held messages."""
 
@@ -66,8 +70,23 @@ class VisibilityExtender(ThreadStep):
                         QueueUrl=queue_url, ReceiptHandle=receipt, VisibilityTimeout=timeout
                     )
                 except ClientError as exc:
-                    # Acknowledged meanwhile (the handle is gone): nothing left to keep.
-                    logger.debug("visibility of a message in %s not extended: %r", queue_url, exc)
+                    error = exc.response.get("Error", {})
+                    code = str(error.get("Code", ""))
+                    # The query protocol's codes may come prefixed (AWS.SimpleQueueService.…).
+                    if code.rsplit(".", 1)[-1] in HANDLE_GONE:
+                        # Acknowledged meanwhile (the handle is gone): nothing left to keep.
+                        logger.debug(
+                            "visibility of a message in %s not extended: %r", queue_url, exc
+                        )
+                    else:
+                        # SQS refused (a 5xx, throttling): the message will be shown again
+                        # while its job runs. Said, not left at debug level as a handle gone.
+                        logger.warning(
+                            "visibility in %s not extended (%s: %s); will retry",
+                            queue_url,
+                            code,
+                            error.get("Message", ""),
+                        )
                 except BotoCoreError as exc:
                     logger.warning("visibility in %s not extended (%r); will retry", queue_url, exc)
                 else:

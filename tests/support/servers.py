@@ -5,14 +5,18 @@ Everything runs on loopback, on free ports, and is stopped by the fixture that s
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +285,62 @@ class BeatProcess(CeleryProcess):
             what="beat",
             ready_text="beat: Starting...",
         )
+
+
+class SqsFaults:
+    """A loopback proxy in front of an endpoint that answers the SQS actions named in
+    `failing` with HTTP 500 InternalError, as SQS does in a partial outage, and passes
+    everything else through: point a worker's AWS_ENDPOINT_URL_SQS at `url`."""
+
+    def __init__(self, target: AwsEndpoint) -> None:
+        self.failing: set[str] = set()
+        self.refused: Counter[str] = Counter()
+        faults = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                # JSON protocol (boto3) names the action in a header, query protocol in the body.
+                action = (self.headers.get("X-Amz-Target") or "").rsplit(".", 1)[-1]
+                if not action and b"Action=" in body:
+                    action = body.split(b"Action=", 1)[1].split(b"&", 1)[0].decode()
+                if action in faults.failing:
+                    faults.refused[action] += 1
+                    self._answer(
+                        500,
+                        [("Content-Type", "application/x-amz-json-1.0")],
+                        b'{"__type":"com.amazonaws.sqs#InternalError","message":"injected"}',
+                    )
+                    return
+                upstream = http.client.HTTPConnection("127.0.0.1", target.port, timeout=60)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                upstream.request(self.command, self.path, body, headers)
+                response = upstream.getresponse()
+                passed = [
+                    (k, v)
+                    for k, v in response.getheaders()
+                    if k.lower() not in ("content-length", "transfer-encoding", "connection")
+                ]
+                self._answer(response.status, passed, response.read())
+                upstream.close()
+
+            do_GET = do_POST
+
+            def _answer(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+                self.send_response(status)
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

@@ -17,6 +17,7 @@ from tests.support.broker import publishing_to
 from tests.support.jobs import diagnostic_queued, job_status
 from tests.support.servers import (
     AwsEndpoint,
+    SqsFaults,
     WorkerProcess,
     short_visibility_queue,
     wait_until,
@@ -130,3 +131,35 @@ def test_a_job_running_through_an_sqs_hang_is_not_run_again_by_another_worker(
     finally:
         for worker in workers:
             worker.stop()
+
+
+def test_sqs_refusing_to_extend_a_running_jobs_message_is_logged_and_the_job_runs_once(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    """SQS answers ChangeMessageVisibility with 500s (a partial outage): the message comes
+    back while the job runs and the claim keeps the copy from running it again. The worker
+    said nothing of it: every refusal was logged at debug level as if the message had been
+    acknowledged meanwhile."""
+    own = short_visibility_queue(aws, worker_env, VISIBILITY)
+    faults = SqsFaults(aws)
+    worker = WorkerProcess(
+        env={**own.env, "AWS_ENDPOINT_URL_SQS": faults.url},
+        queues=["infra"],
+        log_dir=run_dir,
+        concurrency=2,
+    )
+    try:
+        wait_until(worker.has_received, timeout=30, message="the worker to receive")
+        faults.failing.add("ChangeMessageVisibility")
+        run = diagnostic_queued(own.prefix, queue="infra", duration_seconds=3 * VISIBILITY)
+        wait_until(
+            lambda: job_status(run.task_id) == "SUCCESS", timeout=60, message="the job to succeed"
+        )
+        assert faults.refused["ChangeMessageVisibility"] > 0
+        run.refresh_from_db()
+        assert (run.state, run.attempts) == (DiagnosticRun.State.SUCCEEDED, 1)
+        assert "not extended (InternalError" in worker.log_text()
+    finally:
+        worker.stop()
+        faults.stop()
+        aws.client("sqs").purge_queue(QueueUrl=own.url)

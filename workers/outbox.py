@@ -209,6 +209,8 @@ class BrokerHealth(ServiceHealth):
             self._missing[queue] = (time.monotonic(), error)
 
     def queue_found(self, queue: str) -> None:
+        if queue not in self._missing:  # the relay asks for every job it sends: no lock
+            return
         with self._lock:
             self._missing.pop(queue, None)
 
@@ -216,6 +218,8 @@ class BrokerHealth(ServiceHealth):
         """SQS's error if a send to `queue` (to any queue, if None) lately found its SQS queue
         missing. Lately, as any failure counts (HEALTH_TTL_SECONDS): this process cannot see
         the queue made again, so a job sent after that tries again."""
+        if not self._missing:  # every job_enqueue asks: no lock while none is missing
+            return None
         now = time.monotonic()
         with self._lock:
             for name, (at, error) in self._missing.items():

@@ -80,15 +80,19 @@ def test_every_worker_consumes_again_within_30s_of_sqs_coming_back(
             worker.stop()
 
 
-def test_a_worker_whose_consumer_stays_silent_exits_non_zero_and_its_liveness_goes_stale(
-    worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint, tmp_path: Path
-) -> None:
-    from workers.heartbeats import EXIT_CONSUMER_STALLED
-    from workers.liveness import consumer_alive
-
+def watched_worker(
+    worker_env: dict[str, str],
+    endpoint: AwsEndpoint,
+    run_dir: Path,
+    liveness_file: Path,
+    exit_seconds: int,
+    *,
+    concurrency: int = 1,
+) -> tuple[WorkerProcess, str]:
+    """A worker on queues of its own at `endpoint`, beating every half second, its watchdog
+    stopping it after `exit_seconds` of silence and dating `liveness_file`; and the prefix."""
     prefix = new_queue_prefix()
     own_queues_create(endpoint, prefix, QUEUES)
-    liveness_file = tmp_path / "consuming"
     worker = WorkerProcess(
         env={
             **worker_env,
@@ -96,12 +100,24 @@ def test_a_worker_whose_consumer_stays_silent_exits_non_zero_and_its_liveness_go
             "AWS_ENDPOINT_URL_SQS": endpoint.url,
             "SQS_QUEUE_PREFIX": prefix,
             "WORKER_HEARTBEAT_SECONDS": "0.5",
-            "WORKER_CONSUMER_EXIT_SECONDS": "5",
+            "WORKER_CONSUMER_EXIT_SECONDS": str(exit_seconds),
             "WORKER_LIVENESS_FILE": str(liveness_file),
         },
         queues=["default"],
+        concurrency=concurrency,
         log_dir=run_dir,
     )
+    return worker, prefix
+
+
+def test_a_worker_whose_consumer_stays_silent_exits_non_zero_and_its_liveness_goes_stale(
+    worker_env: dict[str, str], run_dir: Path, endpoint: AwsEndpoint, tmp_path: Path
+) -> None:
+    from workers.heartbeats import EXIT_CONSUMER_STALLED
+    from workers.liveness import consumer_alive
+
+    liveness_file = tmp_path / "consuming"
+    worker, _ = watched_worker(worker_env, endpoint, run_dir, liveness_file, 5)
     try:
         wait_until(worker.has_received, timeout=30, message="the consumer to receive")
         wait_until(lambda: consumer_alive(str(liveness_file), 5), message="liveness file")
@@ -134,24 +150,11 @@ def test_a_worker_running_a_job_through_an_sqs_outage_stays_healthy_until_the_jo
     from workers.liveness import consumer_alive
 
     exit_seconds = 5
-    prefix = new_queue_prefix()
-    own_queues_create(endpoint, prefix, QUEUES)
     liveness_file = tmp_path / "consuming"
-    worker = WorkerProcess(
-        env={
-            **worker_env,
-            "AWS_ENDPOINT_URL": endpoint.url,
-            "AWS_ENDPOINT_URL_SQS": endpoint.url,
-            "SQS_QUEUE_PREFIX": prefix,
-            "WORKER_HEARTBEAT_SECONDS": "0.5",
-            "WORKER_CONSUMER_EXIT_SECONDS": str(exit_seconds),
-            "WORKER_LIVENESS_FILE": str(liveness_file),
-        },
-        queues=["default"],
-        # A free slot: the consumer goes on polling while the job runs, as an infra worker's
-        # does (concurrency 4).
-        concurrency=2,
-        log_dir=run_dir,
+    # A free slot: the consumer goes on polling while the job runs, as an infra worker's
+    # does (concurrency 4).
+    worker, prefix = watched_worker(
+        worker_env, endpoint, run_dir, liveness_file, exit_seconds, concurrency=2
     )
     try:
         busy = diagnostic_queued(
@@ -257,22 +260,8 @@ def test_the_health_check_fails_once_the_consumer_is_silent_for_the_limit_not_tw
     from workers.models import WorkerHeartbeat
 
     exit_seconds = 8
-    prefix = new_queue_prefix()
-    own_queues_create(endpoint, prefix, QUEUES)
     liveness_file = tmp_path / "consuming"
-    worker = WorkerProcess(
-        env={
-            **worker_env,
-            "AWS_ENDPOINT_URL": endpoint.url,
-            "AWS_ENDPOINT_URL_SQS": endpoint.url,
-            "SQS_QUEUE_PREFIX": prefix,
-            "WORKER_HEARTBEAT_SECONDS": "0.5",
-            "WORKER_CONSUMER_EXIT_SECONDS": str(exit_seconds),
-            "WORKER_LIVENESS_FILE": str(liveness_file),
-        },
-        queues=["default"],
-        log_dir=run_dir,
-    )
+    worker, _ = watched_worker(worker_env, endpoint, run_dir, liveness_file, exit_seconds)
     try:
         wait_until(worker.has_received, message="the worker to receive")
         wait_until(

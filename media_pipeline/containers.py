@@ -30,7 +30,9 @@ class Pieces:
     stray_bytes: int = 0  # JPEG: fill (0xFF) and junk bytes outside segments and scan data
     frame: int = 0  # JPEG: the code of the first picture's frame marker (SOF0-SOF15)
     precision: int = 0  # JPEG: that frame's bits per sample (8 in a photo, 12 or 16 in some)
-    metadata: int = 0  # WebP: bytes of its largest metadata chunk (ICCP, EXIF, XMP)
+    # WebP: bytes of its largest metadata chunk (ICCP, EXIF, XMP); JPEG: of its colour
+    # profile, all its APP2 pieces together (Pillow keeps each and joins them).
+    metadata: int = 0
     # JPEG: the first picture's 8x8 blocks (all components), and the blocks its scans go
     # over together: each scan decodes every block of the components it covers.
     blocks: int = 0
@@ -66,6 +68,8 @@ def count_pieces(source: BinaryIO, kind: formats.StoredType, *, limits: Pieces) 
 _MARKER = re.compile(rb"(?<=\xff)[^\x00\xff]")
 # What ends scan data: the same, but restart markers (D0-D7) belong to the scan.
 _END_OF_SCAN = re.compile(rb"(?<=\xff)[^\x00\xd0-\xd7\xff]")
+# What starts an APP2 segment holding a piece of the colour profile.
+_ICC_PROFILE = b"ICC_PROFILE\0"
 
 
 def _jpeg(data: _Window, limits: Pieces) -> Pieces:
@@ -75,7 +79,7 @@ def _jpeg(data: _Window, limits: Pieces) -> Pieces:
     motion photo's video, an MPO's second picture) is not read."""
     if data.take(2) != b"\xff\xd8":
         return Pieces(0)
-    segments = scans = stray = frame = precision = scan_blocks = 0
+    segments = scans = stray = frame = precision = scan_blocks = profile = 0
     components: dict[int, int] = {}  # the first frame's component ids and their blocks
     in_scan = False
     while segments <= limits.count and scans <= limits.scans and stray <= limits.stray_bytes:
@@ -104,6 +108,10 @@ def _jpeg(data: _Window, limits: Pieces) -> Pieces:
             else:
                 frame, precision, components = code, body[0], _component_blocks(body)
             skip = 0
+        elif code == 0xE2 and skip >= len(_ICC_PROFILE) + 2:
+            if data.take(len(_ICC_PROFILE)) == _ICC_PROFILE:
+                profile += skip - len(_ICC_PROFILE) - 2  # after its sequence number and count
+            skip -= len(_ICC_PROFILE)
         data.skip(skip)
         if code == 0xDA:
             scans += 1
@@ -116,6 +124,7 @@ def _jpeg(data: _Window, limits: Pieces) -> Pieces:
         precision=precision,
         blocks=sum(components.values()),
         scan_blocks=scan_blocks,
+        metadata=profile,
     )
 
 

@@ -66,9 +66,10 @@ STRIP_ROWS = 256
 # No side may be longer, whatever the pixel count: libvips reads a PNG in strips of rows, so
 # a 10,000,000 x 5 image (50 megapixels, 145 KB of PNG) would need gigabytes for a strip.
 MAX_SIDE = 32_768
-# A WebP's metadata chunk may be at most this long: a photo's profile or EXIF is kilobytes,
-# a lookup-table profile a few MiB (one over 1 MiB is ignored, as a browser ignores it).
-MAX_WEBP_METADATA = 16 * 2**20
+# A WebP's metadata chunk, or a JPEG's colour profile (all its APP2 pieces), may be at most
+# this long: a photo's profile or EXIF is kilobytes, a lookup-table profile a few MiB (one
+# over 1 MiB is ignored, as a browser ignores it).
+MAX_METADATA = 16 * 2**20
 # WebP cannot store a side longer than this: a variant of a very tall or very wide source is
 # made smaller than its spec's width rather than not at all.
 WEBP_MAX_SIDE = 16_383
@@ -354,13 +355,19 @@ def _refuse_padded_container(source: BinaryIO, kind: formats.StoredType) -> Piec
             f"The file holds more than {CONTAINER_LIMITS.stray_bytes // 1024} KiB of padding "
             "between the parts of its JPEG picture; reading it would take minutes."
         )
-    if pieces.metadata > MAX_WEBP_METADATA:
-        # Pillow, libwebp's demuxer and libvips each keep copies: 64 MiB of profile in a
-        # 600 x 400 picture cost 328 MiB. Metadata this large is no photo's.
+    if pieces.metadata > MAX_METADATA:
+        # WebP: Pillow, libwebp's demuxer and libvips each keep copies: 64 MiB of profile in
+        # a 600 x 400 picture cost 328 MiB. JPEG: Pillow keeps every APP2 piece and joins
+        # them, 60 MiB of profile cost 69 MiB. Metadata this large is no photo's.
+        fmt, carried = (
+            ("JPEG", "colour profile")
+            if kind is formats.JPEG
+            else ("WebP", "metadata (a colour profile, EXIF or XMP)")
+        )
         raise ImageTooLarge(
-            f"The WebP file carries {pieces.metadata / 2**20:.1f} MiB of metadata (a colour "
-            f"profile, EXIF or XMP; a photo's is kilobytes, at most "
-            f"{MAX_WEBP_METADATA // 2**20} MiB is taken); save it without that metadata."
+            f"The {fmt} file carries "
+            f"{pieces.metadata / 2**20:.1f} MiB of {carried}; a photo's is kilobytes, at most "
+            f"{MAX_METADATA // 2**20} MiB is taken. Save it without that metadata."
         )
     _refuse_unsupported_jpeg(pieces)
     return pieces

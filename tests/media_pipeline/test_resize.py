@@ -390,6 +390,16 @@ def test_a_webp_carrying_megabytes_of_metadata_is_refused_before_any_reader_copi
         render_variants(io.BytesIO(buffer.getvalue()), COVER_SPECS, max_pixels=LIMIT)
 
 
+def test_a_jpeg_colour_profile_of_megabytes_is_refused_before_pillow_gathers_its_pieces() -> None:
+    """Pillow keeps every APP2 piece of a JPEG's profile and joins them (60 MiB of profile
+    cost 69 MiB); a profile past the WebP's limit for metadata is refused the same way,
+    from its segments' lengths, whether or not it is otherwise valid."""
+    buffer = io.BytesIO()
+    quadrants().save(buffer, "JPEG", icc_profile=padded_icc_bytes(17 * 2**20))
+    with pytest.raises(ImageTooLarge, match=r"JPEG file carries 17\.0 MiB of colour profile"):
+        render_variants(io.BytesIO(buffer.getvalue()), COVER_SPECS, max_pixels=LIMIT)
+
+
 @pytest.mark.parametrize("size", [(1080, 24_000), (24_000, 1080), (1, 20_000)])
 def test_a_very_long_source_gives_variants_no_format_refuses(size: tuple[int, int]) -> None:
     """A long phone screenshot: scaled to the spec's width, a WebP variant would be taller

@@ -115,6 +115,22 @@ def _first_chunk_offsets(moov: bytes, start: int = 0, end: int | None = None) ->
     return offsets
 
 
+def holds_av1_items(source: BinaryIO) -> bool:
+    """Whether the file's `meta` box describes any `av01` item (the stream is left where it
+    was); False for structures too damaged to read, which the decoders then refuse."""
+    position = source.tell()
+    try:
+        for kind, at, size in top_level(source):
+            if kind == b"meta" and size <= MAX_BOX:
+                source.seek(at)
+                return b"av01" in item_types(source.read(size)).values()
+    except IndexError:
+        pass
+    finally:
+        source.seek(position)
+    return False
+
+
 def largest_av1_frame(source: BinaryIO) -> tuple[int, int] | None:
     """The widest and tallest frame any AV1 sequence header in the file's items or tracks
     declares (each side's maximum), or None if none is found; the stream is left where it was.

@@ -39,7 +39,7 @@ import pyvips
 from PIL import Image, ImageCms, UnidentifiedImageError
 
 from media_pipeline import formats
-from media_pipeline.av1_frames import largest_av1_frame
+from media_pipeline.av1_frames import holds_av1_items, largest_av1_frame
 from media_pipeline.containers import Pieces, count_pieces
 from media_pipeline.formats import ACCEPTED_DESCRIPTION, SNIFF_BYTES, sniff
 from media_pipeline.heif_grids import largest_grid_canvas
@@ -201,6 +201,15 @@ def render_variants(
         source.seek(start)
     kind = _kind(source)
     pieces = _refuse_padded_container(source, kind)
+    if kind is formats.HEIF and holds_av1_items(source):
+        # libavif reads only files whose type names the `avif` brand, and pillow-heif has no
+        # AV1 decoder: such a file was refused as "truncated or corrupt", sending the
+        # uploader looking for damage that is not there.
+        raise UnsupportedFormat(
+            "The image is AV1-coded (AVIF) in a HEIF file that does not say it is AVIF (its "
+            "file type names no `avif` brand), which cannot be read; save it as AVIF, JPEG or "
+            "PNG and upload that."
+        )
     if kind is formats.PNG:
         # An oversized or undecodable colour profile is ignored, not the picture refused.
         source = without_unusable_metadata(source)

@@ -788,6 +788,19 @@ def test_every_accepted_format_gives_upright_metadata_free_variants_of_its_first
         assert_no_metadata(variant.data)
 
 
+@pytest.mark.parametrize("brand", [b"mif1", b"miaf"])
+def test_an_av1_picture_in_a_heif_without_the_avif_brand_is_named_not_called_corrupt(
+    brand: bytes,
+) -> None:
+    """A valid AVIF whose file type names only the general HEIF brands: libavif refuses
+    its `ftyp` and pillow-heif has no AV1 decoder. Nothing is damaged, so say what it is."""
+    avif = photo_file("AVIF", quadrants(), orientation=1)
+    ftyp_size = int.from_bytes(avif[:4], "big")
+    source = avif[:ftyp_size].replace(b"avif", brand) + avif[ftyp_size:]
+    with pytest.raises(UnsupportedFormat, match=r"AV1-coded \(AVIF\) in a HEIF file"):
+        render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=LIMIT)
+
+
 @pytest.mark.parametrize("fmt", ["PNG", "WEBP", "GIF", "HEIF", "AVIF"])
 def test_a_truncated_file_of_every_format_is_refused_as_corrupt(fmt: str) -> None:
     source = photo_file(fmt, photo(800, 600), orientation=1)

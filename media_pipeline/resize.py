@@ -36,7 +36,7 @@ from typing import BinaryIO, cast
 
 import pillow_heif
 import pyvips
-from PIL import Image, ImageCms, UnidentifiedImageError
+from PIL import GifImagePlugin, Image, ImageCms, UnidentifiedImageError
 
 from media_pipeline import formats
 from media_pipeline.av1_frames import holds_av1_items, largest_av1_frame
@@ -466,8 +466,10 @@ def decode_reduced(image: Image.Image, source: BinaryIO, largest: tuple[int, int
         source.seek(0)
         return _working_mode(_decode_with_vips(source, image.format, factor, image.width))
     elif image.format == "GIF":
+        # The first picture's place on the logical screen.
+        frame = image.dispose_extent if isinstance(image, GifImagePlugin.GifImageFile) else None
         image.load()  # one byte a pixel: palette indices
-        return _reduce_in_strips(image.size, factor, lambda box: image.crop(box))
+        return _reduce_in_strips(image.size, factor, _gif_strips(image, frame))
     elif image.format == "HEIF":
         source.seek(0)
         return _decode_heif(source, factor)
@@ -539,6 +541,28 @@ def _decode_heif(source: BinaryIO, factor: int) -> Image.Image:
         return Image.frombuffer(mode, (width, bottom - top), rows, "raw", mode, stride, 1)
 
     return _reduce_in_strips(heif.size, factor, strip)
+
+
+def _gif_strips(
+    image: Image.Image, frame: tuple[int, int, int, int] | None
+) -> Callable[[tuple[int, int, int, int]], Image.Image]:
+    """Strips of a GIF's first picture as browsers show it: transparent wherever the picture
+    does not cover the logical screen. Pillow fills the rest with palette entry 0, opaque
+    unless it is the transparent one, so a 1x1 picture on a 7000x7000 screen came out a
+    square of that colour."""
+    if frame is None or tuple(frame) == (0, 0, *image.size):
+        return image.crop
+
+    def strip(box: tuple[int, int, int, int]) -> Image.Image:
+        shown = Image.new("RGBA", (box[2] - box[0], box[3] - box[1]))  # transparent
+        left, top = max(frame[0], box[0]) - box[0], max(frame[1], box[1]) - box[1]
+        right, bottom = min(frame[2], box[2]) - box[0], min(frame[3], box[3]) - box[1]
+        if left < right and top < bottom:
+            inside = image.crop((left + box[0], top + box[1], right + box[0], bottom + box[1]))
+            shown.paste(_working_mode(inside).convert("RGBA"), (left, top))
+        return shown
+
+    return strip
 
 
 def _reduce_in_strips(

@@ -171,6 +171,27 @@ def photo_file(fmt: str, upright: Image.Image, *, orientation: int = 6) -> bytes
     return buffer.getvalue()
 
 
+def gif_picture_on_a_screen(
+    picture: Image.Image, screen: tuple[int, int], at: tuple[int, int]
+) -> bytes:
+    """`picture` as a GIF's only picture, placed at `at` on a logical screen of `screen`
+    (Pillow always writes the first picture covering the screen)."""
+    buffer = io.BytesIO()
+    picture.quantize(16).save(buffer, "GIF")
+    data = bytearray(buffer.getvalue())
+    data[6:10] = struct.pack("<HH", *screen)
+    flags = data[10]
+    at_block = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)  # after the colour table
+    while data[at_block] == 0x21:  # an extension: its label, then sub-blocks up to a 0
+        at_block += 2
+        while data[at_block]:
+            at_block += data[at_block] + 1
+        at_block += 1
+    assert data[at_block] == 0x2C  # the image descriptor: its left and top come first
+    data[at_block + 1 : at_block + 5] = struct.pack("<HH", *at)
+    return bytes(data)
+
+
 def assert_no_metadata(data: bytes) -> None:
     image = Image.open(io.BytesIO(data))
     assert not image.getexif()

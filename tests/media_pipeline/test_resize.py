@@ -39,6 +39,7 @@ from tests.media_pipeline.images import (
     assert_no_metadata,
     cmyk_icc_bytes,
     exif_bytes,
+    gif_picture_on_a_screen,
     heic_grid,
     heic_overlay,
     icc_bytes,
@@ -942,6 +943,35 @@ def test_a_small_frame_on_a_large_webp_canvas_gives_the_canvas_reduced() -> None
     assert base.size == (2000, 1500)
     variants = render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=LIMIT)
     assert {(v.width, v.height) for v in variants} == {(200, 150), (800, 600)}
+
+
+def test_a_gif_picture_smaller_than_its_screen_leaves_the_rest_transparent_as_browsers_do() -> None:
+    """Pillow fills the screen around the first picture with palette entry 0 (here the
+    picture's own red), opaque; browsers show nothing there: WebP keeps it transparent,
+    JPEG has the white that alpha is flattened onto."""
+    red = Image.new("RGB", (300, 200), RED)
+    source = gif_picture_on_a_screen(red, (600, 400), (300, 200))
+
+    variants = render_variants(io.BytesIO(source), [JPEG_200, WEBP_200], max_pixels=LIMIT)
+
+    jpeg, webp = (decode(variant.data) for variant in variants)
+    assert webp.mode == "RGBA" and webp.size == jpeg.size == (200, 133)
+    assert webp.getpixel((50, 33))[3] == 0  # type: ignore[index]
+    assert close_to(webp.getpixel((150, 100)), (*RED, 255))  # type: ignore[arg-type]
+    assert close_to(jpeg.getpixel((50, 33)), WHITE)  # type: ignore[arg-type]
+    assert close_to(jpeg.getpixel((150, 100)), RED)  # type: ignore[arg-type]
+
+
+def test_a_one_pixel_gif_picture_on_a_large_screen_gives_a_transparent_cover() -> None:
+    source = gif_picture_on_a_screen(Image.new("RGB", (1, 1), RED), (7000, 7000), (6990, 6990))
+
+    for variant in render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=LIMIT):
+        # The one red pixel, averaged into its corner, is all that may show.
+        image = decode(variant.data)
+        if variant.spec.format is OutputFormat.WEBP:
+            assert image.getchannel("A").getextrema()[1] <= 8  # type: ignore[operator]
+        else:
+            assert all(low >= 240 for low, _ in image.getextrema())  # type: ignore[misc]
 
 
 @pytest.mark.parametrize("exif", [exif_bytes(6), None])

@@ -192,6 +192,42 @@ def gif_picture_on_a_screen(
     return bytes(data)
 
 
+def apng_with_a_default_image_apart(
+    default: Image.Image, frame: Image.Image, at: tuple[int, int]
+) -> bytes:
+    """An APNG whose `IDAT` holds `default`, not part of the animation (its one `fcTL`
+    comes after), and whose only frame is `frame` (the same mode) placed at `at`."""
+
+    def pixel_data(picture: Image.Image) -> tuple[bytes, bytes]:
+        buffer = io.BytesIO()
+        picture.save(buffer, "PNG")
+        data, at_chunk, idat = buffer.getvalue(), 8, b""
+        header = b""
+        while at_chunk < len(data):
+            (length,), kind = (
+                struct.unpack(">I", data[at_chunk : at_chunk + 4]),
+                data[at_chunk + 4 : at_chunk + 8],
+            )
+            body = data[at_chunk + 8 : at_chunk + 8 + length]
+            header = body if kind == b"IHDR" else header
+            idat += body if kind == b"IDAT" else b""
+            at_chunk += 12 + length
+        return header, idat
+
+    header, default_data = pixel_data(default)
+    _, frame_data = pixel_data(frame)
+    control = struct.pack(">IIIIIHHBB", 0, *frame.size, *at, 1, 10, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"acTL", struct.pack(">II", 1, 0))
+        + png_chunk(b"IDAT", default_data)
+        + png_chunk(b"fcTL", control)
+        + png_chunk(b"fdAT", struct.pack(">I", 1) + frame_data)
+        + png_chunk(b"IEND", b"")
+    )
+
+
 def assert_no_metadata(data: bytes) -> None:
     image = Image.open(io.BytesIO(data))
     assert not image.getexif()

@@ -36,6 +36,7 @@ from tests.media_pipeline.images import (
     RED,
     STORE_AS,
     WHITE,
+    apng_with_a_default_image_apart,
     assert_no_metadata,
     cmyk_icc_bytes,
     exif_bytes,
@@ -943,6 +944,34 @@ def test_a_small_frame_on_a_large_webp_canvas_gives_the_canvas_reduced() -> None
     assert base.size == (2000, 1500)
     variants = render_variants(io.BytesIO(source), COVER_SPECS, max_pixels=LIMIT)
     assert {(v.width, v.height) for v in variants} == {(200, 150), (800, 600)}
+
+
+def test_an_apng_whose_default_image_is_not_animated_gives_its_first_frame_as_browsers_do() -> None:
+    """The `IDAT` picture of an APNG whose first `fcTL` follows it is for decoders without
+    APNG support; browsers show the first frame (here Pillow's writer makes such a file)."""
+    buffer = io.BytesIO()
+    red, blue, green = (Image.new("RGB", (600, 400), colour) for colour in (RED, BLUE, GREEN))
+    red.save(buffer, "PNG", save_all=True, append_images=[blue, green], default_image=True)
+
+    for variant in render_variants(io.BytesIO(buffer.getvalue()), COVER_SPECS, max_pixels=LIMIT):
+        assert close_to(decode(variant.data).convert("RGB").getpixel((20, 20)), BLUE)  # type: ignore[arg-type]
+
+
+def test_an_apng_s_first_frame_smaller_than_its_canvas_is_drawn_on_transparency() -> None:
+    """Browsers draw the first frame on a fully transparent canvas (APNG specification),
+    not over the default image."""
+    source = apng_with_a_default_image_apart(
+        Image.new("RGB", (600, 400), RED), Image.new("RGB", (300, 200), BLUE), (300, 200)
+    )
+
+    variants = render_variants(io.BytesIO(source), [JPEG_200, WEBP_200], max_pixels=LIMIT)
+
+    jpeg, webp = (decode(variant.data) for variant in variants)
+    assert webp.mode == "RGBA" and webp.size == jpeg.size == (200, 133)
+    assert webp.getpixel((50, 33))[3] == 0  # type: ignore[index]
+    assert close_to(webp.getpixel((150, 100)), (*BLUE, 255))  # type: ignore[arg-type]
+    assert close_to(jpeg.getpixel((50, 33)), WHITE)  # type: ignore[arg-type]
+    assert close_to(jpeg.getpixel((150, 100)), BLUE)  # type: ignore[arg-type]
 
 
 def test_a_gif_picture_smaller_than_its_screen_leaves_the_rest_transparent_as_browsers_do() -> None:

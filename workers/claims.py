@@ -16,8 +16,9 @@ could not be told it was done: the DeleteMessage failed in an outage, the visibi
 ran out just before it, or a send that timed out reached SQS after all and was sent again)
 finds the job's result SUCCESS, FAILURE or REVOKED and is dropped without running or
 touching the record: a failed job ran again under its own id, its failure overwritten by a
-success nobody asked for (Retry makes a new job), and a cancelled one ran. Only a person
-sending its message back from the dead-letter queue after it ended starts it again. Celery
+success nobody asked for (Retry makes a new job), and a cancelled one ran. A redrive from
+the dead-letter queue recorded after it ended would start it again, but the operations page
+no longer sends back the letter of an ended job (workers/dead_letters.py). Celery
 itself would mark the job STARTED before any of this (CELERY_TASK_TRACK_STARTED),
 overwriting a finished job's record and, for a duplicate, the running holder's worker: so
 the app's tasks mark STARTED here instead, once the delivery holds the job and has found it

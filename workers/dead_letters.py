@@ -12,6 +12,13 @@ does (workers/families.py); a message that is no job is never sent back. Discard
 message discards the job: it will never run, so one that had not ended ends Cancelled
 (REVOKED) saying why, with its domain row, and it is marked discarded as the Jobs
 dashboard's discard marks it.
+
+Not every dead letter is a job that will never run. SQS moves a message after
+maxReceiveCount receives whether or not its job is running: when ChangeMessageVisibility
+fails (a partial SQS outage) a running job's message comes back every visibility timeout and
+reaches the dead-letter queue while the job runs on, and may end. Discarding such a letter
+deletes the message and leaves the job alone; one whose job has ended is not sent back (it
+would run again: a failed job is retried from its page, under the retry rules).
 """
 
 from __future__ import annotations
@@ -31,12 +38,14 @@ from celery import states
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import DatabaseError, connection, transaction
+from django.db.models import TextChoices
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from workers import families
 from workers.bookkeeping import job_failure, job_finish
 from workers.broker import dead_letter_queue_name, sqs_queue_name
+from workers.display import state_label
 from workers.errors import ApplicationError
 from workers.models import DeadLetterAction, Job
 
@@ -62,13 +71,57 @@ class DeadLetterRefused(ApplicationError):
     """This user may not send this message back (it is no job, or not one they may start)."""
 
 
-def redrive_refusal(task_name: str | None, user: AbstractBaseUser | AnonymousUser) -> str | None:
-    """Why `user` may not send back a dead letter of `task_name`; None if they may."""
+def redrive_refusal(
+    task_name: str | None,
+    user: AbstractBaseUser | AnonymousUser,
+    *,
+    job_ended: str | None = None,
+) -> str | None:
+    """Why `user` may not send back a dead letter of `task_name` (whose job ended in
+    `job_ended`, if it did); None if they may."""
     if not task_name:
         return "it is no job: sent back, it would only come back here"
     if not families.job_startable(user, task_name):
         return f"you may not start {task_name} jobs"
+    if job_ended:
+        # A copy SQS moved while the job ran on: sent back, it would run the job again.
+        return (
+            f"its job already ended ({job_ended}); sent back it would run again "
+            "(retry a failed job from its page)"
+        )
     return None
+
+
+class JobFate(TextChoices):
+    """What became of a dead letter's job, seen when the letter is looked at or acted on."""
+
+    NONE = "none", "no job record"
+    WAITING = "waiting", "will not run unless sent back"
+    RUNNING = "running", "running"
+    ENDED = "ended", "ended"
+
+
+def job_fates(task_ids: list[str]) -> dict[str, tuple[JobFate, str]]:
+    """Each job's fate and, for one that ended, its state ("Succeeded (SUCCESS)"). A job
+    runs while its claim is held (workers/claims.py), whatever SQS did with its message."""
+    now = timezone.now()
+    ended = dict(
+        TaskResult.objects.filter(task_id__in=task_ids, status__in=states.READY_STATES).values_list(
+            "task_id", "status"
+        )
+    )
+    claimed = dict(Job.objects.filter(task_id__in=task_ids).values_list("task_id", "claimed_until"))
+    fates: dict[str, tuple[JobFate, str]] = {}
+    for task_id in task_ids:
+        if task_id in ended:
+            fates[task_id] = (JobFate.ENDED, state_label(str(ended[task_id])))
+        elif task_id not in claimed:
+            fates[task_id] = (JobFate.NONE, "")
+        elif (until := claimed[task_id]) is not None and until > now:
+            fates[task_id] = (JobFate.RUNNING, "")
+        else:
+            fates[task_id] = (JobFate.WAITING, "")
+    return fates
 
 
 @dataclass(frozen=True)
@@ -83,6 +136,8 @@ class DeadLetter:
     reason: str
     preview: str
     job: Job | None = None
+    job_fate: JobFate = JobFate.NONE
+    job_state: str = ""  # the state it ended in, if it did ("Succeeded (SUCCESS)")
 
 
 @lru_cache(maxsize=8)
@@ -219,9 +274,18 @@ def dead_letters_list(
     for receipt in receipts:
         client.change_message_visibility(QueueUrl=url, ReceiptHandle=receipt, VisibilityTimeout=0)
     letters = list(seen.values())
-    jobs = Job.objects.in_bulk([d.task_id for d in letters if d.task_id], field_name="task_id")
+    task_ids = [d.task_id for d in letters if d.task_id]
+    jobs = Job.objects.in_bulk(task_ids, field_name="task_id")
+    fates = job_fates(task_ids)
     return [
-        DeadLetter(**{**letter.__dict__, "job": jobs.get(letter.task_id or "")})
+        DeadLetter(
+            **{
+                **letter.__dict__,
+                "job": jobs.get(letter.task_id or ""),
+                "job_fate": fates.get(letter.task_id or "", (JobFate.NONE, ""))[0],
+                "job_state": fates.get(letter.task_id or "", (JobFate.NONE, ""))[1],
+            }
+        )
         for letter in letters
     ]
 
@@ -282,7 +346,10 @@ def dead_letter_redrive(
     client = sqs_client()
     dlq_url = _url(client, dead_letter_queue_name(queue))
     message = _take(client, dlq_url, message_id)
-    refusal = redrive_refusal(job_identity(message["Body"])[1], user)
+    task_id, task_name = job_identity(message["Body"])
+    # Only an ended job has a state here.
+    ended = job_fates([task_id])[task_id][1] if task_id else ""
+    refusal = redrive_refusal(task_name, user, job_ended=ended or None)
     if refusal:
         # Back where it was, for someone who may.
         client.change_message_visibility(
@@ -299,20 +366,36 @@ def dead_letter_redrive(
     return action
 
 
+@dataclass(frozen=True)
+class Discarded:
+    action: DeadLetterAction
+    # What became of its job: WAITING, it was discarded with its message; RUNNING or
+    # ENDED, it was left alone (`job_state`: the state it ended in).
+    job_fate: JobFate
+    job_state: str = ""
+
+
 @transaction.atomic
 def dead_letter_discard(
     *, queue: str, message_id: str, user: AbstractBaseUser | AnonymousUser
-) -> DeadLetterAction:
+) -> Discarded:
     """Delete a dead letter for good (recorded first, as a redrive is); a job's message
-    takes its job with it (`_job_discarded`)."""
+    takes its job with it (`_job_discarded`) unless the job is running or has ended: that
+    message was a copy SQS moved while the job ran on."""
     client = sqs_client()
     dlq_url = _url(client, dead_letter_queue_name(queue))
     message = _take(client, dlq_url, message_id)
     action = _record(DeadLetterAction.Kind.DISCARD, queue, message, user)
+    outcome = Discarded(action, JobFate.NONE)
     if action.task_id:
-        _job_discarded(action, user)
+        # Its claim cannot be taken while this looks: the row stays locked to the end.
+        Job.objects.select_for_update().filter(task_id=action.task_id).first()
+        fate, state = job_fates([action.task_id])[action.task_id]
+        outcome = Discarded(action, fate, state)
+        if fate in (JobFate.WAITING, JobFate.NONE):
+            _job_discarded(action, user)
     client.delete_message(QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"])
-    return action
+    return outcome
 
 
 def _job_discarded(action: DeadLetterAction, user: AbstractBaseUser | AnonymousUser) -> None:

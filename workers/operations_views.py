@@ -17,10 +17,13 @@ from workers.admin_links import started_job_link
 from workers.dead_letters import (
     DeadLetterGone,
     DeadLetterRefused,
+    Discarded,
+    JobFate,
     dead_letter_discard,
     dead_letter_redrive,
     redrive_refusal,
 )
+from workers.models import DeadLetterAction
 from workers.monitoring import monitor_url, monitoring_health
 from workers.operations import dead_letter_sections, metrics_get, operations_get
 from workers.outbox import broker_health, missing_queue_note
@@ -53,7 +56,13 @@ def operations_page(request: HttpRequest) -> HttpResponse:
                 letter.message_id
                 for section in dead_letters
                 for letter in section.letters
-                if may_manage and redrive_refusal(letter.task_name, request.user) is None
+                if may_manage
+                and redrive_refusal(
+                    letter.task_name,
+                    request.user,
+                    job_ended=letter.job_state if letter.job_fate == JobFate.ENDED else None,
+                )
+                is None
             },
             "heartbeat_seconds": settings.WORKER_HEARTBEAT_SECONDS,
             "stalled_seconds": settings.WORKER_CONSUMER_STALLED_SECONDS,
@@ -72,11 +81,13 @@ def operations_page(request: HttpRequest) -> HttpResponse:
 @staff_permission_required("workers.manage_dead_letters")
 def dead_letter_act(request: HttpRequest, queue: str, message_id: str, action: str) -> HttpResponse:
     """Redrive or discard one dead letter (the buttons beside it on the operations page)."""
-    act = {"redrive": dead_letter_redrive, "discard": dead_letter_discard}.get(action)
-    if act is None or queue not in QUEUES:
+    if action not in ("redrive", "discard") or queue not in QUEUES:
         raise Http404
+    act = dead_letter_redrive if action == "redrive" else dead_letter_discard
     try:
-        record = act(queue=queue, message_id=message_id, user=request.user)
+        done: DeadLetterAction | Discarded = act(
+            queue=queue, message_id=message_id, user=request.user
+        )
     except DeadLetterGone as exc:
         messages.warning(request, str(exc))
     except DeadLetterRefused as exc:
@@ -84,21 +95,46 @@ def dead_letter_act(request: HttpRequest, queue: str, message_id: str, action: s
     except (BotoCoreError, ClientError) as exc:
         messages.error(request, f"SQS refused: {exc}")
     else:
-        what: SafeString | str = "message"
-        if record.task_id:
-            what = format_html(
-                "job {}",
-                started_job_link(
-                    request.user, record.task_id, f"{record.task_name} [{record.task_id}]"
-                ),
-            )
-        if action == "redrive":
-            done = f"sent back to the {queue} queue"
-        else:
-            done = f"discarded from the {queue} dead-letter queue"
-            done += ": it will not run" if record.task_id else ""
-        messages.success(request, format_html("The {} was {}.", what, done))
+        messages.success(request, _act_message(request, queue, done))
     return HttpResponseRedirect(reverse("workers:operations") + "#dead-letters")
+
+
+def _act_message(
+    request: HttpRequest, queue: str, done: DeadLetterAction | Discarded
+) -> SafeString:
+    """What the person is told became of the message, and of its job."""
+    record = done.action if isinstance(done, Discarded) else done
+    what: SafeString | str = "message"
+    job: SafeString | str = ""
+    if record.task_id:
+        job = started_job_link(
+            request.user, record.task_id, f"{record.task_name} [{record.task_id}]"
+        )
+        what = format_html("job {}", job)
+    if not isinstance(done, Discarded):
+        return format_html("The {} was sent back to the {} queue.", what, queue)
+    if done.job_fate == JobFate.RUNNING:
+        # SQS moved a copy while the job ran (its message not extended): only the copy goes.
+        return format_html(
+            "The message of job {} was discarded from the {} dead-letter queue; the job is "
+            "running and was left alone.",
+            job,
+            queue,
+        )
+    if done.job_fate == JobFate.ENDED:
+        return format_html(
+            "The message of job {} was discarded from the {} dead-letter queue; the job had "
+            "ended ({}) and was left as it was.",
+            job,
+            queue,
+            done.job_state,
+        )
+    return format_html(
+        "The {} was discarded from the {} dead-letter queue{}.",
+        what,
+        queue,
+        ": it will not run" if record.task_id else "",
+    )
 
 
 @require_POST

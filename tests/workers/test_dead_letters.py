@@ -17,7 +17,14 @@ from django_celery_results.models import TaskResult
 
 from tests.support.broker import publishing_to
 from tests.support.browser import Tour, wait_for
-from tests.support.servers import AwsEndpoint, WorkerProcess, new_queue_prefix, wait_until
+from tests.support.jobs import diagnostic_queued, job_status
+from tests.support.servers import (
+    AwsEndpoint,
+    SqsFaults,
+    WorkerProcess,
+    new_queue_prefix,
+    wait_until,
+)
 from workers.dead_letters import REASON_ATTRIBUTE, dead_letter_redrive
 from workers.enqueue import Requester
 from workers.models import DiagnosticRun, Job
@@ -26,7 +33,9 @@ from workers.services import diagnostic_run_start
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def _queue_with_dlq(sqs: Any, prefix: str, queue: str, visibility: int = 60) -> tuple[str, str]:
+def _queue_with_dlq(
+    sqs: Any, prefix: str, queue: str, visibility: int = 60, max_receives: int = 5
+) -> tuple[str, str]:
     dlq_url = sqs.create_queue(QueueName=f"{prefix}{queue}-dlq")["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
@@ -35,7 +44,9 @@ def _queue_with_dlq(sqs: Any, prefix: str, queue: str, visibility: int = 60) -> 
         QueueName=f"{prefix}{queue}",
         Attributes={
             "VisibilityTimeout": str(visibility),
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"}),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": arn, "maxReceiveCount": str(max_receives)}
+            ),
         },
     )["QueueUrl"]
     return url, dlq_url
@@ -457,3 +468,96 @@ def test_a_hanging_sqs_costs_the_operations_page_one_short_question_not_one_per_
     assert html.count("Not asked: SQS did not answer") == len(others)
     # The banner knows from that one question; it does not ask a second time.
     assert 'id="ops-sqs-unreachable"' in html
+
+
+def _letter_row(html: str, task_id: str) -> tuple[str, str]:
+    """A job's row in the operations page's dead-letter list: its message id and HTML."""
+    row = re.search(rf'<tr data-message-id="([^"]+)" data-task-id="{task_id}">.*?</tr>', html, re.S)
+    assert row is not None, html
+    return row.group(1), row.group(0)
+
+
+@pytest.mark.waits
+def test_discarding_the_dead_letter_of_a_running_or_ended_job_leaves_the_job_alone(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint, admin_client: Client
+) -> None:
+    """SQS refuses ChangeMessageVisibility (a partial outage): a running job's message comes
+    back every visibility timeout, and after maxReceiveCount receives SQS moves it to the
+    dead-letter queue while the job runs on. Discarding that letter ended the running job
+    Cancelled (REVOKED) and marked it discarded; now it deletes the message only, and says
+    so. The list says which letters' jobs are running or ended, and a letter whose job
+    ended is not offered for a redrive (it would run the job again)."""
+    from django.utils import timezone
+
+    from workers.models import QueueDepth
+
+    visibility = 4
+    prefix = new_queue_prefix()
+    sqs = aws.client("sqs")
+    _, dlq_url = _queue_with_dlq(sqs, prefix, "infra", visibility=visibility, max_receives=1)
+    faults = SqsFaults(aws)
+    faults.failing.add("ChangeMessageVisibility")
+    # Room for a poll beside the two running jobs: SQS moves a message when it is received.
+    worker = WorkerProcess(
+        env={
+            **worker_env,
+            "SQS_QUEUE_PREFIX": prefix,
+            "SQS_VISIBILITY_TIMEOUT_SECONDS": str(visibility),
+            "AWS_ENDPOINT_URL_SQS": faults.url,
+        },
+        queues=["infra"],
+        log_dir=run_dir,
+        concurrency=3,
+    )
+    try:
+        long = diagnostic_queued(prefix, queue="infra", duration_seconds=40, lines=40)
+        short = diagnostic_queued(prefix, queue="infra", duration_seconds=12, lines=12)
+        wait_until(
+            lambda: _count(sqs, dlq_url) == 2,
+            timeout=40,
+            message="SQS to move both running jobs' messages to the dead-letter queue",
+        )
+        assert job_status(long.task_id) == job_status(short.task_id) == "STARTED"
+        QueueDepth.objects.create(queue="infra", dead_letters=2, sampled_at=timezone.now())
+
+        with override_settings(SQS_QUEUE_PREFIX=prefix):
+            html = admin_client.get("/ops/operations/").content.decode()
+            message_id, row = _letter_row(html, long.task_id)
+            assert 'data-fate="running"' in row
+            page = admin_client.post(
+                f"/ops/operations/dead-letters/infra/{message_id}/discard/", follow=True
+            ).content.decode()
+        # The running job was left alone: not cancelled, not marked discarded.
+        assert job_status(long.task_id) == "STARTED"
+        assert Job.objects.get(task_id=long.task_id).discarded_at is None
+        assert "the job is running and was left alone" in page
+        assert _count(sqs, dlq_url) == 1
+
+        wait_until(
+            lambda: job_status(short.task_id) == "SUCCESS", timeout=40, message="the short job"
+        )
+        with override_settings(SQS_QUEUE_PREFIX=prefix):
+            html = admin_client.get("/ops/operations/").content.decode()
+            message_id, row = _letter_row(html, short.task_id)
+            assert 'data-fate="ended"' in row and "Succeeded (SUCCESS)" in row
+            assert "Redrive" not in row
+            refused = admin_client.post(
+                f"/ops/operations/dead-letters/infra/{message_id}/redrive/", follow=True
+            ).content.decode()
+            assert "Not sent back: its job already ended (Succeeded (SUCCESS))" in refused
+            wait_until(lambda: _count(sqs, dlq_url) == 1, message="the refused letter back")
+            page = admin_client.post(
+                f"/ops/operations/dead-letters/infra/{message_id}/discard/", follow=True
+            ).content.decode()
+        assert "the job had ended (Succeeded (SUCCESS)) and was left as it was" in page
+        assert _count(sqs, dlq_url) == 0
+        assert Job.objects.get(task_id=short.task_id).discarded_at is None
+
+        wait_until(
+            lambda: job_status(long.task_id) == "SUCCESS", timeout=60, message="the long job"
+        )
+        long.refresh_from_db()
+        assert (long.state, long.attempts, long.error) == (DiagnosticRun.State.SUCCEEDED, 1, "")
+    finally:
+        worker.stop()
+        faults.stop()

@@ -15,6 +15,12 @@ a request's timeouts, so a ReceiveMessage on a connection that went silent waite
 received from SQS (`consumer_liveness`), which the worker's heartbeat reports and its
 watchdog acts on (workers/heartbeats.py).
 
+A DeleteMessage (the acknowledgement of a finished job) that SQS refuses with an error
+(a 5xx in a partial outage, throttling) is logged as a warning naming SQS's error code, once
+per run of refusals: kombu catches the error and gives the message back without a word, so
+SQS delivers it again after its visibility timeout and nobody knew why (the claims drop that
+copy of an ended job). What kombu does with the message is left as it is.
+
 Registered for the sqs:// scheme in workers/celery.py. The loop's steps are kombu's private
 methods, reached through workers/celery_compat.py.
 """
@@ -26,6 +32,7 @@ import threading
 import time
 from typing import Any
 
+from botocore.exceptions import ClientError
 from kombu.transport import SQS
 from vine import ensure_promise, promise
 
@@ -114,7 +121,89 @@ class PollFailed(Exception):
     """ReceiveMessage did not return a response (kombu passes `[]` for these)."""
 
 
+class _AckWatch:
+    """The SQS client as kombu's `basic_ack` uses it: notes the error code of a DeleteMessage
+    that SQS refused before kombu catches the error."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.refused: str | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+    def delete_message(self, **kwargs: Any) -> Any:
+        try:
+            return self._client.delete_message(**kwargs)
+        except ClientError as exc:
+            self.refused = str(exc.response.get("Error", {}).get("Code") or "no error code")
+            raise
+
+
+class AckRefusals:
+    """Runs of refused acknowledgements (thread-safe): a warning when a run starts or its
+    error changes, another when an acknowledgement goes through again."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._code: str | None = None
+        self._count = 0
+
+    def refused(self, code: str, queue_url: str) -> None:
+        with self._lock:
+            first = code != self._code
+            self._code = code
+            self._count += 1
+        if first:
+            logger.warning(
+                "SQS refused to delete (acknowledge) a message of %s (%s): it will be "
+                "delivered again after its visibility timeout; further refusals with this "
+                "error are not logged until an acknowledgement goes through",
+                queue_url,
+                code,
+            )
+
+    def acknowledged(self) -> None:
+        with self._lock:
+            code, count = self._code, self._count
+            self._code, self._count = None, 0
+        if code is not None:
+            logger.warning("SQS acknowledges messages again (%d refused, last: %s)", count, code)
+
+
+ack_refusals = AckRefusals()
+
+
 class Channel(SQSChannelHooks):
+    _ack_watch = threading.local()
+
+    def sqs(self, queue: str | None = None) -> Any:
+        client = super().sqs(queue=queue)
+        watch = getattr(self._ack_watch, "pending", None)
+        if watch is None:
+            return client
+        # Only the acknowledgement's own DeleteMessage: kombu's retry of a rejected message
+        # asks for the client again and gets it plain.
+        self._ack_watch.pending = None
+        watch._client = client
+        return watch
+
+    def basic_ack(self, delivery_tag: Any, multiple: bool = False) -> None:
+        watch = _AckWatch(None)
+        self._ack_watch.pending = watch
+        try:
+            try:
+                info = self.qos.get(delivery_tag).delivery_info
+            except KeyError:
+                info = {}
+            super().basic_ack(delivery_tag, multiple=multiple)
+        finally:
+            self._ack_watch.pending = None
+        if watch.refused is not None:
+            ack_refusals.refused(watch.refused, str(info.get("sqs_queue", "its queue")))
+        elif "sqs_message" in info:
+            ack_refusals.acknowledged()
+
     def asynsqs(self, queue: str | None = None) -> Any:
         # Every ReceiveMessage ends: answered, refused or timed out (kombu's own client
         # would wait for good on a connection that went silent).

@@ -20,6 +20,7 @@ from tests.support.broker import publishing_to
 from tests.support.jobs import diagnostic_queued, job_status
 from tests.support.servers import (
     AwsEndpoint,
+    SqsFaults,
     WorkerProcess,
     new_queue_prefix,
     own_queues_create,
@@ -177,3 +178,67 @@ def test_a_job_finishing_while_sqs_hangs_holds_its_worker_seconds_not_a_minute(
     finally:
         endpoint.thaw()
         worker.stop()
+
+
+def test_sqs_refusing_to_delete_finished_jobs_messages_is_logged_once_per_run_of_refusals(
+    worker_env: dict[str, str], run_dir: Path, aws: AwsEndpoint
+) -> None:
+    """SQS answers DeleteMessage with 500s (a partial outage) when jobs finish: kombu
+    catches the error and gives the message back, and with a redrive policy (as deployed)
+    it says nothing at all: the messages came back after the visibility timeout with no
+    word of why. The first refusal of a run is logged naming SQS's error, the rest of the
+    run is not, and the first acknowledgement that goes through says so."""
+    sqs = aws.client("sqs")
+    prefix = new_queue_prefix()
+    dlq = sqs.create_queue(QueueName=f"{prefix}default-dlq")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    url = sqs.create_queue(
+        QueueName=f"{prefix}default",
+        Attributes={
+            "VisibilityTimeout": "120",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"}),
+        },
+    )["QueueUrl"]
+    faults = SqsFaults(aws)
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "AWS_ENDPOINT_URL_SQS": faults.url},
+        queues=["default"],
+        log_dir=run_dir,
+    )
+    refusal = "SQS refused to delete (acknowledge) a message of"
+    try:
+        wait_until(worker.has_received, timeout=30, message="the worker to receive")
+        faults.failing.add("DeleteMessage")
+        first = diagnostic_queued(prefix, queue="default", lines=2, duration_seconds=0.1)
+        wait_until(
+            lambda: refusal in worker.log_text(), message="the refused acknowledgement logged"
+        )
+        assert job_status(first.task_id) == "SUCCESS"
+        assert f"{prefix}default (InternalError)" in worker.log_text()
+        per_ack = faults.refused["DeleteMessage"]
+
+        second = diagnostic_queued(prefix, queue="default", lines=2, duration_seconds=0.1)
+        wait_until(lambda: job_status(second.task_id) == "SUCCESS", message="the second job")
+        wait_until(
+            lambda: faults.refused["DeleteMessage"] == 2 * per_ack,
+            message="the second job's acknowledgement refused",
+        )
+        assert worker.log_text().count(refusal) == 1
+
+        faults.failing.clear()
+        third = diagnostic_queued(prefix, queue="default", lines=2, duration_seconds=0.1)
+        wait_until(
+            lambda: (
+                "SQS acknowledges messages again (2 refused, last: InternalError)"
+                in worker.log_text()
+            ),
+            message="the acknowledgement that went through logged",
+        )
+        assert job_status(third.task_id) == "SUCCESS"
+        assert worker.process.poll() is None
+    finally:
+        worker.stop()
+        faults.stop()
+        sqs.purge_queue(QueueUrl=url)

@@ -11,7 +11,8 @@ starts it again, so it also needs the operate permission of the job's family, as
 does (workers/families.py); a message that is no job is never sent back. Discarding a job's
 message discards the job: it will never run, so one that had not ended ends Cancelled
 (REVOKED) saying why, with its domain row, and it is marked discarded as the Jobs
-dashboard's discard marks it.
+dashboard's discard marks it; so it needs the act permission of the job's family, as that
+discard does (a message that is no job needs none).
 
 Not every dead letter is a job that will never run. SQS moves a message after
 maxReceiveCount receives whether or not its job is running: when ChangeMessageVisibility
@@ -47,6 +48,7 @@ from workers.bookkeeping import job_failure, job_finish
 from workers.broker import dead_letter_queue_name, sqs_queue_name
 from workers.display import state_label
 from workers.errors import ApplicationError
+from workers.job_actions import job_action_permission
 from workers.models import DeadLetterAction, Job
 
 logger = logging.getLogger(__name__)
@@ -68,7 +70,8 @@ class DeadLetterGone(ApplicationError):
 
 
 class DeadLetterRefused(ApplicationError):
-    """This user may not send this message back (it is no job, or not one they may start)."""
+    """This user may not send this message back (it is no job, not one they may start, or
+    its job ended) or discard it (a job of a family they may not act on)."""
 
 
 def redrive_refusal(
@@ -89,6 +92,17 @@ def redrive_refusal(
             f"its job already ended ({job_ended}); sent back it would run again "
             "(retry a failed job from its page)"
         )
+    return None
+
+
+def discard_refusal(task_name: str | None, user: Any) -> str | None:
+    """Why `user` may not discard a dead letter of `task_name`; None if they may. Discarding
+    a job's message may end the job (Cancelled), so it needs what the Jobs dashboard's
+    discard needs: the act permission of the job's family (`workers.act_on_<family>_jobs`).
+    Asked of every job's message, whatever the job is doing when the page is drawn: it may
+    have stopped running by the time the button is pressed."""
+    if task_name and not user.has_perm(job_action_permission(task_name)):
+        return f"you may not discard {task_name} jobs"
     return None
 
 
@@ -385,6 +399,13 @@ def dead_letter_discard(
     client = sqs_client()
     dlq_url = _url(client, dead_letter_queue_name(queue))
     message = _take(client, dlq_url, message_id)
+    refusal = discard_refusal(job_identity(message["Body"])[1], user)
+    if refusal:
+        # Back where it was, for someone who may.
+        client.change_message_visibility(
+            QueueUrl=dlq_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+        raise DeadLetterRefused(f"Not discarded: {refusal}.")
     action = _record(DeadLetterAction.Kind.DISCARD, queue, message, user)
     outcome = Discarded(action, JobFate.NONE)
     if action.task_id:

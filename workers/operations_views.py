@@ -21,6 +21,7 @@ from workers.dead_letters import (
     JobFate,
     dead_letter_discard,
     dead_letter_redrive,
+    discard_refusal,
     redrive_refusal,
 )
 from workers.models import DeadLetterAction
@@ -63,6 +64,13 @@ def operations_page(request: HttpRequest) -> HttpResponse:
                     job_ended=letter.job_state if letter.job_fate == JobFate.ENDED else None,
                 )
                 is None
+            },
+            # So is Discard: a job's message needs the family's act permission.
+            "discardable": {
+                letter.message_id
+                for section in dead_letters
+                for letter in section.letters
+                if may_manage and discard_refusal(letter.task_name, request.user) is None
             },
             "heartbeat_seconds": settings.WORKER_HEARTBEAT_SECONDS,
             "stalled_seconds": settings.WORKER_CONSUMER_STALLED_SECONDS,

@@ -67,6 +67,13 @@ def _count(sqs: Any, url: str) -> int:
     return sum(int(v) for v in attributes.values())
 
 
+def _letter_row(html: str, task_id: str) -> tuple[str, str]:
+    """A job's row in the operations page's dead-letter list: its message id and HTML."""
+    row = re.search(rf'<tr data-message-id="([^"]+)" data-task-id="{task_id}">.*?</tr>', html, re.S)
+    assert row is not None, html
+    return row.group(1), row.group(0)
+
+
 def _job_page_note(client: Client, task_id: str) -> tuple[str, str, str]:
     """The job's page (its URL and HTML) and its dead-letter note, which must be there."""
     result = TaskResult.objects.get(task_id=task_id)
@@ -398,7 +405,7 @@ def test_redrive_needs_the_operate_permission_of_the_job_s_family_and_is_not_off
     row = re.search(
         rf'<tr data-message-id="([^"]+)" data-task-id="{run.task_id}">.*?</tr>', html, re.S
     )
-    assert row is not None and "Discard" in row.group(0)
+    assert row is not None
     assert "Redrive" not in html  # neither the diagnostic job nor the garbage
     url = f"/ops/operations/dead-letters/default/{row.group(1)}/redrive/"
     refused = client.post(url, follow=True).content.decode()
@@ -414,6 +421,47 @@ def test_redrive_needs_the_operate_permission_of_the_job_s_family_and_is_not_off
     assert "sent back to the default queue" in sent
     assert list(DeadLetterAction.objects.values_list("kind", "task_id")) == [
         ("redrive", run.task_id)
+    ]
+
+
+def test_discarding_a_job_s_dead_letter_needs_the_act_permission_of_its_family(
+    aws: AwsEndpoint, sqs_queues: AwsEndpoint, client: Client
+) -> None:
+    """Discarding a job's message ends the job (Cancelled), as the Jobs dashboard's discard
+    does, which needs the family's act permission; the dead-letter Discard asked only for
+    "Can redrive or discard dead letters", so such a person ended any family's job (a
+    terraform run's). A message that is no job needs nothing more."""
+    from workers.models import DeadLetterAction
+
+    run, dlq = _dead_letter_a_job_and_garbage(aws)
+    manager = get_user_model().objects.create_user("manager", is_staff=True)
+    manager.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_operations", "manage_dead_letters"])
+    )
+    client.force_login(manager)
+
+    html = client.get("/ops/operations/").content.decode()
+    message_id, row = _letter_row(html, run.task_id)
+    assert "Discard" not in row
+    rows = re.findall(r"<tr data-message-id=.*?</tr>", html, re.S)
+    (garbage,) = [r for r in rows if "garbage that is no job" in r]
+    assert "Discard" in garbage
+    url = f"/ops/operations/dead-letters/default/{message_id}/discard/"
+    refused = client.post(url, follow=True).content.decode()
+    assert "Not discarded: you may not discard workers.tasks.diagnostic_run_execute jobs" in refused
+    assert TaskResult.objects.get(task_id=run.task_id).status == "PENDING"
+    assert Job.objects.get(task_id=run.task_id).discarded_at is None
+    assert not DeadLetterAction.objects.exists()
+    wait_until(lambda: _count(aws.client("sqs"), dlq) == 2, message="the refused letter back")
+
+    manager.user_permissions.add(Permission.objects.get(codename="act_on_diagnostic_jobs"))
+    client.force_login(get_user_model().objects.get(pk=manager.pk))
+    assert "Discard" in _letter_row(client.get("/ops/operations/").content.decode(), run.task_id)[1]
+    done = client.post(url, follow=True).content.decode()
+    assert "dead-letter queue: it will not run" in done
+    assert TaskResult.objects.get(task_id=run.task_id).status == "REVOKED"
+    assert list(DeadLetterAction.objects.values_list("kind", "task_id")) == [
+        ("discard", run.task_id)
     ]
 
 
@@ -468,13 +516,6 @@ def test_a_hanging_sqs_costs_the_operations_page_one_short_question_not_one_per_
     assert html.count("Not asked: SQS did not answer") == len(others)
     # The banner knows from that one question; it does not ask a second time.
     assert 'id="ops-sqs-unreachable"' in html
-
-
-def _letter_row(html: str, task_id: str) -> tuple[str, str]:
-    """A job's row in the operations page's dead-letter list: its message id and HTML."""
-    row = re.search(rf'<tr data-message-id="([^"]+)" data-task-id="{task_id}">.*?</tr>', html, re.S)
-    assert row is not None, html
-    return row.group(1), row.group(0)
 
 
 @pytest.mark.waits

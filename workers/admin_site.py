@@ -174,6 +174,15 @@ class OpsqueueAdminSite(admin.AdminSite):
 
         return super().admin_view(view, cacheable)
 
+    def logout(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> Any:
+        """/admin/logout/ typed or bookmarked is a GET, which Django's logout view answers
+        405 with an empty body: the browser showed its own "This page isn't working". The GET
+        offers the Log out button instead; logging out stays a POST (no link logs anyone out)."""
+        if request.method in ("GET", "HEAD"):
+            context = {**self.each_context(request), "title": "Log out?", **(extra_context or {})}
+            return TemplateResponse(request, "admin/opsqueue/logout_confirm.html", context)
+        return super().logout(request, extra_context)
+
     def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[Any]:
         app_list = super().get_app_list(request, app_label)
         # An app's own page (/admin/<app>/, the breadcrumbs' target) lists just that app.

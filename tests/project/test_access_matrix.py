@@ -42,6 +42,7 @@ OPEN_TO = {
         *PUBLIC,
         "/admin/jsi18n/",
         "/admin/password_change/",
+        "/admin/logout/",  # asks before logging out: a GET changes nothing
     ),
     # Every list and record, read-only: what "view" means.
     "staff-view-only": ("/",),

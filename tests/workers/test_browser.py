@@ -549,6 +549,29 @@ def test_a_job_link_or_the_operations_page_opened_while_logged_out_opens_after_t
     tour.assert_pages_sound()
 
 
+def test_the_logout_address_typed_in_offers_the_log_out_button_instead_of_an_error(
+    tour: Tour,
+) -> None:
+    """/admin/logout/ typed into the address bar (or bookmarked) is a GET: Django answered
+    405 with an empty body and Chromium showed "This page isn't working". It now asks, and
+    its button logs out; the address alone logs no one out."""
+    from playwright.sync_api import expect
+
+    page = tour.page
+    response = page.goto(f"{tour.base_url}/admin/logout/")
+    assert response is not None and response.status == 200, response and response.status
+    expect(page.locator("#content h1")).to_have_text("Log out?")
+    page.get_by_role("link", name="Stay logged in").click()
+    expect(page.locator("#content h1")).to_have_text("Jobs home")
+    page.goto(f"{tour.base_url}/admin/logout/")
+    with tour.submitted(200):
+        page.locator("#logout-confirm").get_by_role("button", name="Log out").click()
+    expect(page.locator("#content h1")).to_have_text("Logged out")
+    page.goto(f"{tour.base_url}/admin/")
+    expect(page.locator("#id_username")).to_be_visible()
+    tour.assert_pages_sound()
+
+
 def periodic_task_form_opened(tour: Tour, name: str) -> Any:
     """Periodic tasks → Add, as a person fills it in: `name`, the queue-depths task every
     60 seconds, and Execution Options opened. Returns the page."""

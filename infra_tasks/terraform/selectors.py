@@ -64,6 +64,17 @@ def run_active_id(*, workspace: TerraformWorkspace) -> int | None:
     )
 
 
+def run_holding_workspace(*, workspace: TerraformWorkspace) -> TerraformRun | None:
+    """The oldest unfinished run of the workspace: a new run waits behind it (and behind any
+    run waiting after it) until it ends, e.g. a plan until it is approved or discarded."""
+    return (
+        TerraformRun.objects.filter(workspace=workspace)
+        .exclude(state__in=FINISHED_STATES)
+        .order_by("id")
+        .first()
+    )
+
+
 def _runs_ahead(run: TerraformRun) -> QuerySet[TerraformRun]:
     """The unfinished runs of the workspace queued before `run`."""
     return TerraformRun.objects.filter(workspace_id=run.workspace_id, id__lt=run.pk).exclude(

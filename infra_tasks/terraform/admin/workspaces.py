@@ -226,6 +226,8 @@ class TerraformWorkspaceAdmin(HistoryKeepsRecordMixin, admin.ModelAdmin):
                 "original": workspace,
                 "workspace": workspace,
                 "form": form,
+                # Said before the name is typed: a destroy queued now would wait behind it.
+                "holding": selectors.run_holding_workspace(workspace=workspace),
             },
         )
 

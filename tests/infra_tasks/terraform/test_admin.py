@@ -147,6 +147,30 @@ def test_destroy_needs_its_permission_and_the_typed_workspace_name(
     assert done["Location"] == reverse("admin:terraform_terraformrun_change", args=[run.pk])
 
 
+def test_the_destroy_confirmation_names_the_plan_it_would_wait_behind(
+    unread_queues: None, make_workspace: MakeWorkspace
+) -> None:
+    """The page read "everything workspace demo manages (demo)" and said nothing of the
+    plan left waiting for approval, behind which the destroy would wait unseen."""
+    workspace = make_workspace()
+    destroyer = staff("destroyer", "destroy_terraformworkspace")
+    destroy_url = reverse("admin:terraform_workspace_destroy", args=[workspace.pk])
+
+    free = client_for(destroyer).get(destroy_url).content.decode()
+    assert f"everything</strong> the workspace\n  <strong>{workspace.name}</strong> manages." in (
+        free
+    )
+    assert f"({workspace.directory})" not in free, "the directory is the name: said once"
+    assert 'id="destroy-behind"' not in free
+
+    planned = planned_run(workspace, destroyer)
+    held = client_for(destroyer).get(destroy_url).content.decode()
+    run_url = reverse("admin:terraform_terraformrun_change", args=[planned.pk])
+    assert f'<a href="{run_url}">{planned}</a>' in held
+    assert "(planned: needs approval): the destroy plan waits until that run" in held
+    assert "is approved and applied, or discarded" in held
+
+
 @pytest.mark.parametrize(
     "permission",
     [

@@ -165,11 +165,15 @@ def prepare(
 
 
 def environment(variables: dict[str, str]) -> dict[str, str]:
+    # A secret held by environment reference (TF_SECRET_... by default) reaches only the
+    # workspace naming it, as its TF_VAR_: passed along with the other TF_ variables, every
+    # workspace's local-exec could read every other workspace's secrets.
+    withheld = ("TF_VAR_", settings.TERRAFORM_SECRET_ENV_PREFIX or "TF_VAR_")
     env = {name: os.environ[name] for name in PASSED_ENVIRONMENT if name in os.environ}
     env.update(
         (name, value)
         for name, value in os.environ.items()
-        if name.startswith(("AWS_", "TF_")) and not name.startswith("TF_VAR_")
+        if name.startswith(("AWS_", "TF_")) and not name.startswith(withheld)
     )
     env.update(variables)
     env.update(

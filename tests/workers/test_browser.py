@@ -465,6 +465,50 @@ def test_run_now_on_the_jobs_home_queues_the_recurring_task_as_the_person(tour: 
     tour.assert_pages_sound()
 
 
+def test_each_run_now_and_pause_button_says_what_it_acts_on_and_the_keyboard_presses_it(
+    tour: Tour,
+) -> None:
+    """The Jobs home's 14 schedules each had a button named just "Run now" (the operations
+    page's queues "Pause"): tabbing through them, a keyboard or screen-reader user heard the
+    same name 14 times and could not tell which one Enter would run. Each is named for its
+    schedule (its queue) now; Tab reaches it and Enter runs that one."""
+    from django_celery_beat.models import IntervalSchedule
+    from playwright.sync_api import expect
+
+    every_minute, _ = IntervalSchedule.objects.get_or_create(every=60, period="seconds")
+    for name, task in (
+        ("Record SQS queue depths", "workers.tasks.queue_depths_record"),
+        ("Reconcile lost jobs", "workers.tasks.jobs_mark_lost"),
+    ):
+        PeriodicTask.objects.update_or_create(
+            name=name, defaults={"task": task, "interval": every_minute}
+        )
+    page = tour.page
+    page.reload()
+    wanted = "Run now: Record SQS queue depths"
+    expect(page.get_by_role("button", name=wanted, exact=True)).to_have_count(1)
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.getAttribute('aria-label')") == wanted:
+            break
+    else:
+        raise AssertionError(f"Tab never reached {wanted!r}")
+    assert page.evaluate("document.activeElement.matches(':focus-visible')")
+    with tour.submitted(302):
+        page.keyboard.press("Enter")
+    expect(page.locator("ul.messagelist")).to_contain_text("Queued now")
+    result = TaskResult.objects.get()
+    assert result.task_name == "workers.tasks.queue_depths_record", result.task_name
+    tour.job_settled()
+
+    page.locator("#site-name a").click()
+    page.locator("#jobs-home").get_by_role("link", name="Operations").click()
+    for queue in ("default", "media", "infra", "release"):
+        pause = page.get_by_role("button", name=f"Pause the {queue} queue", exact=True)
+        expect(pause).to_have_count(1)
+    tour.assert_pages_sound()
+
+
 def test_a_finished_job_that_wrote_no_log_says_so_instead_of_an_empty_box(tour: Tour) -> None:
     from playwright.sync_api import expect
 

@@ -74,6 +74,8 @@ HOUSEKEEPING_TASKS = (
     "infra_tasks.terraform.tasks.runs_mark_lost",
     "infra_tasks.dashboard.tasks.ecs_services_refresh",
     "media_pipeline.tasks.retired_cover_files_delete",
+    # Every 5 minutes; a database it puts back is a database action of its own, shown.
+    "infra_tasks.rds.tasks.databases_enforce",
 )
 
 

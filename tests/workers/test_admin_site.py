@@ -89,6 +89,29 @@ def test_beats_bookkeeping_does_not_push_the_jobs_people_started_off_the_jobs_ho
     assert '<tr data-task-id="tick-' not in page
 
 
+def test_no_job_beat_runs_every_few_minutes_fills_the_jobs_home() -> None:
+    """The database schedules' check (every 5 minutes) was missing from the bookkeeping
+    list: a demo left alone for an hour showed 12 'databases_enforce' rows on the Jobs home,
+    and after three its 15 rows were nothing else, the jobs people started pushed off."""
+    from workers.jobs_discovery import jobs_modules_import
+    from workers.periodic import declared_periodic_jobs
+
+    jobs_modules_import()
+    TaskResult.objects.create(
+        task_id="mine", task_name="workers.tasks.diagnostic_run_execute", status="SUCCESS"
+    )
+    frequent = [job.job.name for job in declared_periodic_jobs() if job.every is not None]
+    assert "infra_tasks.rds.tasks.databases_enforce" in frequent
+    for n, task_name in enumerate(frequent * 3):  # newer than the person's job
+        TaskResult.objects.create(task_id=f"tick-{n}", task_name=task_name, status="SUCCESS")
+
+    page = home(get_user_model().objects.create_superuser("root"))
+
+    assert '<tr data-task-id="mine">' in page
+    shown = re.findall(r'<tr data-task-id="tick-(\d+)">', page)
+    assert not shown, [frequent[int(n) % len(frequent)] for n in shown]
+
+
 def test_a_person_sees_only_the_jobs_places_and_starts_they_may_use() -> None:
     page = home(staff("rds.view_manageddatabase", "rds.operate_manageddatabase"))
 

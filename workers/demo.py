@@ -69,7 +69,8 @@ def groups_seed(*, stdout: Any) -> None:
     )
 
 
-DEMO_BODY = "demo: a message that is no Celery job (discard it on the operations page)"
+# Shown whole on the operations page, whose preview of a message keeps 60 characters.
+DEMO_BODY = "demo: a message that is no job; Discard removes it"
 
 
 def dead_letter_seed(*, stdout: Any) -> None:

@@ -13,7 +13,7 @@ from django_celery_beat.models import PeriodicTask
 
 from tests.infra_tasks.rds.support import register
 from tests.support.servers import AwsEndpoint
-from workers.demo import DATABASE_OPERATORS, LOOK_ONLY, groups_seed
+from workers.demo import DATABASE_OPERATORS, DEMO_BODY, LOOK_ONLY, dead_letter_seed, groups_seed
 from workers.models import Job
 
 pytestmark = pytest.mark.django_db
@@ -42,3 +42,16 @@ def test_look_only_staff_see_the_schedules_but_cannot_run_one(sqs_queues: AwsEnd
 
     member_of(DATABASE_OPERATORS).post(changelist, run)
     assert Job.objects.get().task_name == schedule.task
+
+
+def test_the_demo_dead_letter_says_in_full_what_to_do_with_it(sqs_queues: AwsEndpoint) -> None:
+    """Its preview on the operations page read "… (discard it on the op…": the instruction
+    was cut at the page's 60 characters."""
+    dead_letter_seed(stdout=io.StringIO())
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root"))
+
+    html = client.get("/ops/operations/").content.decode()
+
+    assert f"<code>{DEMO_BODY}</code>" in html
+    assert "Discard removes it" in DEMO_BODY

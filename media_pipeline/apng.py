@@ -15,12 +15,13 @@ animation starts, a damaged one gives None: the default image is shown.
 
 from __future__ import annotations
 
-import bisect
 import io
 import struct
 import zlib
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from media_pipeline.spliced import SplicedStream
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Chunks walked after the pixel data to find the first frame: an encoder writes a few per
@@ -111,7 +112,7 @@ def _first_frame(source: BinaryIO) -> FirstFrame | None:
             struct.pack(">I", _crc(source, b"IDAT", offset, size)),
         ]
     parts.append(_chunk(b"IEND", b""))
-    return FirstFrame(io.BufferedReader(_Spliced(source, parts)), (left, top, right, bottom))
+    return FirstFrame(io.BufferedReader(SplicedStream(source, parts)), (left, top, right, bottom))
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -130,50 +131,3 @@ def _crc(source: BinaryIO, kind: bytes, offset: int, size: int) -> int:
         crc = zlib.crc32(block, crc)
         size -= len(block)
     return crc
-
-
-class _Spliced(io.RawIOBase):
-    """A stream made of `parts`, each bytes or a (start, end) range of `source`."""
-
-    def __init__(self, source: BinaryIO, parts: list[bytes | tuple[int, int]]) -> None:
-        super().__init__()
-        self._source = source
-        self._parts = parts
-        self._starts: list[int] = []
-        total = 0
-        for part in parts:
-            self._starts.append(total)
-            total += len(part) if isinstance(part, bytes) else part[1] - part[0]
-        self._size = total
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        done = 0
-        index = max(bisect.bisect_right(self._starts, self._position) - 1, 0)
-        while done < len(buffer) and index < len(self._parts):
-            part, inside = self._parts[index], self._position - self._starts[index]
-            if isinstance(part, bytes):
-                data = part[inside : inside + len(buffer) - done]
-            else:
-                count = min(part[1] - part[0] - inside, len(buffer) - done)
-                self._source.seek(part[0] + inside)
-                data = self._source.read(max(count, 0))
-            buffer[done : done + len(data)] = data
-            done += len(data)
-            self._position += len(data)
-            index += 1
-        return done

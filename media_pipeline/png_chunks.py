@@ -15,12 +15,13 @@ busy for minutes, and Pillow refused the picture once their text passed its own 
 
 from __future__ import annotations
 
-import bisect
 import io
 import zlib
 from typing import BinaryIO
 
 from PIL import PngImagePlugin
+
+from media_pipeline.spliced import SplicedStream
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COMPRESSED = (b"iCCP", b"zTXt", b"iTXt")
@@ -40,7 +41,7 @@ def without_unusable_metadata(source: BinaryIO) -> BinaryIO:
         hidden = _unusable_chunks(source)
     finally:
         source.seek(position)
-    return io.BufferedReader(_Without(source, hidden)) if hidden else source
+    return io.BufferedReader(_without(source, hidden)) if hidden else source
 
 
 def _unusable_chunks(source: BinaryIO) -> list[tuple[int, int]]:
@@ -119,59 +120,13 @@ def _usable(kind: bytes, body: bytes) -> tuple[bool, int]:
     return not inflater.unconsumed_tail, size  # Pillow's own test of a chunk
 
 
-class _Without(io.RawIOBase):
+def _without(source: BinaryIO, hidden: list[tuple[int, int]]) -> SplicedStream:
     """`source` read as if the byte ranges `hidden` (sorted, disjoint) were not there."""
-
-    def __init__(self, source: BinaryIO, hidden: list[tuple[int, int]]) -> None:
-        super().__init__()
-        self._source = source
-        # (start in the view, start in the source, length) of each piece kept.
-        self._pieces: list[tuple[int, int, int]] = []
-        offset = view = 0
-        total = source.seek(0, io.SEEK_END)
-        for start, end in [*hidden, (total, total)]:
-            if start > offset:
-                self._pieces.append((view, offset, start - offset))
-                view += start - offset
-            offset = end
-        self._size = view
-        self._starts = [piece[0] for piece in self._pieces]
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._position
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = max(0, base + offset)
-        return self._position
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        wanted = len(buffer)
-        done = 0
-        # The piece holding the position, found by bisection: a file of thousands of hidden
-        # chunks is read in as many pieces, and a reader asks for a few KiB at a time.
-        # Walked by index from there: a slice of the rest would copy it on every read.
-        first = max(bisect.bisect_right(self._starts, self._position) - 1, 0)
-        for index in range(first, len(self._pieces)):
-            view_start, source_start, length = self._pieces[index]
-            if done == wanted:
-                break
-            inside = self._position - view_start
-            if not 0 <= inside < length:
-                continue
-            count = min(length - inside, wanted - done)
-            self._source.seek(source_start + inside)
-            data = self._source.read(count)
-            buffer[done : done + len(data)] = data
-            done += len(data)
-            self._position += len(data)
-            if len(data) < count:
-                break
-        return done
+    total = source.seek(0, io.SEEK_END)
+    kept: list[bytes | tuple[int, int]] = []
+    offset = 0
+    for start, end in [*hidden, (total, total)]:
+        if start > offset:
+            kept.append((offset, start))
+        offset = end
+    return SplicedStream(source, kept)

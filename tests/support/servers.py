@@ -6,6 +6,7 @@ Everything runs on loopback, on free ports, and is stopped by the fixture that s
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import signal
 import subprocess
@@ -344,3 +345,24 @@ class SqsFaults:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def queue_with_dead_letters(
+    sqs: Any, prefix: str, queue: str, visibility: int = 60, max_receives: int = 5
+) -> tuple[str, str]:
+    """A queue named `prefix``queue` whose messages go to its dead-letter queue after
+    `max_receives` receives, as `manage.py sqs_queues` makes them; (url, dead-letter url)."""
+    dlq_url = sqs.create_queue(QueueName=f"{prefix}{queue}-dlq")["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    url = sqs.create_queue(
+        QueueName=f"{prefix}{queue}",
+        Attributes={
+            "VisibilityTimeout": str(visibility),
+            "RedrivePolicy": json.dumps(
+                {"deadLetterTargetArn": arn, "maxReceiveCount": str(max_receives)}
+            ),
+        },
+    )["QueueUrl"]
+    return url, dlq_url

@@ -24,6 +24,7 @@ from tests.support.servers import (
     WorkerProcess,
     new_queue_prefix,
     own_queues_create,
+    queue_with_dead_letters,
     wait_until,
 )
 from workers.models import DiagnosticRun
@@ -190,17 +191,7 @@ def test_sqs_refusing_to_delete_finished_jobs_messages_is_logged_once_per_run_of
     run is not, and the first acknowledgement that goes through says so."""
     sqs = aws.client("sqs")
     prefix = new_queue_prefix()
-    dlq = sqs.create_queue(QueueName=f"{prefix}default-dlq")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=dlq, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    url = sqs.create_queue(
-        QueueName=f"{prefix}default",
-        Attributes={
-            "VisibilityTimeout": "120",
-            "RedrivePolicy": json.dumps({"deadLetterTargetArn": arn, "maxReceiveCount": "5"}),
-        },
-    )["QueueUrl"]
+    url, _ = queue_with_dead_letters(sqs, prefix, "default", visibility=120)
     faults = SqsFaults(aws)
     worker = WorkerProcess(
         env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "AWS_ENDPOINT_URL_SQS": faults.url},

@@ -23,6 +23,7 @@ from tests.support.servers import (
     SqsFaults,
     WorkerProcess,
     new_queue_prefix,
+    queue_with_dead_letters,
     wait_until,
 )
 from workers.dead_letters import REASON_ATTRIBUTE, dead_letter_redrive
@@ -31,25 +32,6 @@ from workers.models import DiagnosticRun, Job
 from workers.services import diagnostic_run_start
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _queue_with_dlq(
-    sqs: Any, prefix: str, queue: str, visibility: int = 60, max_receives: int = 5
-) -> tuple[str, str]:
-    dlq_url = sqs.create_queue(QueueName=f"{prefix}{queue}-dlq")["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-        "QueueArn"
-    ]
-    url = sqs.create_queue(
-        QueueName=f"{prefix}{queue}",
-        Attributes={
-            "VisibilityTimeout": str(visibility),
-            "RedrivePolicy": json.dumps(
-                {"deadLetterTargetArn": arn, "maxReceiveCount": str(max_receives)}
-            ),
-        },
-    )["QueueUrl"]
-    return url, dlq_url
 
 
 def _empty(sqs: Any, url: str) -> None:
@@ -89,7 +71,7 @@ def test_a_message_that_is_no_job_goes_to_the_dead_letter_queue_on_first_receipt
 ) -> None:
     prefix = new_queue_prefix()
     sqs = aws.client("sqs")
-    url, dlq_url = _queue_with_dlq(sqs, prefix, "default", visibility=600)
+    url, dlq_url = queue_with_dead_letters(sqs, prefix, "default", visibility=600)
     worker = WorkerProcess(
         env={**worker_env, "SQS_QUEUE_PREFIX": prefix}, queues=["default"], log_dir=run_dir
     )
@@ -129,7 +111,7 @@ def test_a_job_no_worker_can_run_says_on_its_page_that_its_message_is_dead_lette
     redrive, which puts the message back on its queue, takes the note away."""
     prefix = new_queue_prefix()
     sqs = aws.client("sqs")
-    url, dlq_url = _queue_with_dlq(sqs, prefix, "default", visibility=600)
+    url, dlq_url = queue_with_dead_letters(sqs, prefix, "default", visibility=600)
     with publishing_to(prefix):
         run = diagnostic_run_start(requester=Requester.cli("test"), lines=3, duration_seconds=0.1)
     sent = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=5)["Messages"][0]
@@ -183,7 +165,7 @@ def test_a_job_whose_message_sqs_moved_to_the_dead_letter_queue_says_so_on_its_p
 
     prefix = new_queue_prefix()
     sqs = aws.client("sqs")
-    url, dlq_url = _queue_with_dlq(sqs, prefix, "default")
+    url, dlq_url = queue_with_dead_letters(sqs, prefix, "default")
     with publishing_to(prefix):
         run = diagnostic_run_start(requester=Requester.cli("test"), lines=3, duration_seconds=0.1)
     # Received five times and never finished (a worker killed each time), then moved.
@@ -220,7 +202,7 @@ def test_a_job_whose_worker_is_gone_ends_failure_worker_lost_with_its_domain_row
 
     prefix = new_queue_prefix()
     sqs = aws.client("sqs")
-    url, _ = _queue_with_dlq(sqs, prefix, "default", visibility=600)
+    url, _ = queue_with_dead_letters(sqs, prefix, "default", visibility=600)
     worker = WorkerProcess(
         env={**worker_env, "SQS_QUEUE_PREFIX": prefix, "WORKER_HEARTBEAT_SECONDS": "1"},
         queues=["default"],
@@ -535,7 +517,9 @@ def test_discarding_the_dead_letter_of_a_running_or_ended_job_leaves_the_job_alo
     visibility = 4
     prefix = new_queue_prefix()
     sqs = aws.client("sqs")
-    _, dlq_url = _queue_with_dlq(sqs, prefix, "infra", visibility=visibility, max_receives=1)
+    _, dlq_url = queue_with_dead_letters(
+        sqs, prefix, "infra", visibility=visibility, max_receives=1
+    )
     faults = SqsFaults(aws)
     faults.failing.add("ChangeMessageVisibility")
     # Room for a poll beside the two running jobs: SQS moves a message when it is received.

@@ -503,6 +503,28 @@ def test_the_page_says_when_sqs_is_unreachable_and_not_when_it_answers(
         assert 'id="ops-sqs-unreachable"' not in ops_client.get(URL).content.decode()
 
 
+def superuser_beside_a_silent_worker_and_its_waiting_job(queue: str) -> Client:
+    """The only worker reads `queue` and has received nothing for ten minutes; a job waits
+    there. Returns a client logged in as a superuser."""
+    from tests.workers.jobs import job_row
+
+    now = timezone.now()
+    WorkerHeartbeat.objects.all().delete()  # held by this test's transaction: none but below
+    WorkerHeartbeat.objects.create(
+        hostname="silent@host",
+        pid=1,
+        queues=[queue],
+        concurrency=1,
+        started_at=now - timedelta(hours=1),
+        last_seen_at=now,
+        last_receive_at=now - timedelta(minutes=10),
+    )
+    job_row("app.tasks.work", "PENDING", queue=queue)
+    client = Client()
+    client.force_login(get_user_model().objects.create_superuser("root", password="x"))
+    return client
+
+
 def test_a_missing_sqs_queue_is_said_with_the_way_out_on_the_jobs_home_and_operations_page(
     ops_client: Client, sqs_queues: AwsEndpoint
 ) -> None:
@@ -510,23 +532,9 @@ def test_a_missing_sqs_queue_is_said_with_the_way_out_on_the_jobs_home_and_opera
     NonExistentQueue sending a job. SQS answers, so the banners said the wrong thing
     ("SQS is unreachable from this web server (AWS.SimpleQueueService.NonExistentQueue)
     ... until it is back"): nothing comes back by waiting; the queues are made again."""
-    from tests.workers.jobs import job_row
     from workers.outbox import broker_health
 
-    now = timezone.now()
-    WorkerHeartbeat.objects.all().delete()  # held by this test's transaction: none but below
-    WorkerHeartbeat.objects.create(
-        hostname="silent@host",
-        pid=1,
-        queues=["media"],
-        concurrency=1,
-        started_at=now - timedelta(hours=1),
-        last_seen_at=now,
-        last_receive_at=now - timedelta(minutes=10),
-    )
-    job_row("app.tasks.work", "PENDING", queue="media")
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser("root", password="x"))
+    client = superuser_beside_a_silent_worker_and_its_waiting_job("media")
     missing = "AWS.SimpleQueueService.NonExistentQueue: The specified queue does not exist."
     with publishing_to(os.environ["SQS_QUEUE_PREFIX"]):
         broker_health.fail(missing)
@@ -674,23 +682,9 @@ def test_the_jobs_home_names_sqs_not_the_workers_while_sqs_is_unreachable(
     said so."""
     from botocore.exceptions import EndpointConnectionError
 
-    from tests.workers.jobs import job_row
     from workers.outbox import broker_health
 
-    now = timezone.now()
-    WorkerHeartbeat.objects.all().delete()  # held by this test's transaction: none but below
-    WorkerHeartbeat.objects.create(
-        hostname="silent@host",
-        pid=1,
-        queues=["default"],
-        concurrency=1,
-        started_at=now - timedelta(hours=1),
-        last_seen_at=now,
-        last_receive_at=now - timedelta(minutes=10),
-    )
-    job_row("app.tasks.work", "PENDING", queue="default")
-    client = Client()
-    client.force_login(get_user_model().objects.create_superuser("root", password="x"))
+    client = superuser_beside_a_silent_worker_and_its_waiting_job("default")
 
     with publishing_to(os.environ["SQS_QUEUE_PREFIX"]):
         broker_health.fail(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))

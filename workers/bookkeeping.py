@@ -57,12 +57,6 @@ def job_record_in_process(
     )
 
 
-def job_failure(exc_type: str, message: str, exc_module: str = "builtins") -> dict[str, Any]:
-    """A failure as Celery's result backend stores an exception: the job page shows
-    `exc_type: message`, and Django's Tasks API the class path."""
-    return {"exc_type": exc_type, "exc_message": [message], "exc_module": exc_module}
-
-
 def job_finish(
     *, task_id: str, status: str, result: Any = None, traceback: str | None = None
 ) -> None:

@@ -44,10 +44,10 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from workers import families
-from workers.bookkeeping import job_failure, job_finish
+from workers.bookkeeping import job_finish
 from workers.broker import dead_letter_queue_name, sqs_queue_name
 from workers.display import state_label
-from workers.errors import ApplicationError
+from workers.errors import ApplicationError, job_failure
 from workers.job_actions import job_action_permission
 from workers.models import DeadLetterAction, Job
 

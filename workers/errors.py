@@ -8,6 +8,8 @@ error log with its traceback.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ApplicationError(Exception):
     """An outcome to tell the user in plain words; `str(error)` is that message."""
@@ -18,3 +20,10 @@ class ApplicationError(Exception):
 
     def __str__(self) -> str:
         return self.message or super().__str__()
+
+
+def job_failure(exc_type: str, message: str, exc_module: str = "builtins") -> dict[str, Any]:
+    """A failure as Celery's result backend stores an exception: the job page shows
+    `exc_type: message`, and Django's Tasks API the class path. Here, below the outbox and
+    the bookkeeping that imports it, so that both store their failures through it."""
+    return {"exc_type": exc_type, "exc_message": [message], "exc_module": exc_module}

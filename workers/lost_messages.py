@@ -12,17 +12,16 @@ job still runs once: through its Retry.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import datetime, timedelta
 
 from celery import states
 from django.db import transaction
-from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from workers.bookkeeping import job_failure
+from workers.bookkeeping import job_finish
 from workers.broker import sqs_queue_name
+from workers.errors import job_failure
 from workers.models import Job, QueueDepth
 from workers.reconcile import job_ended_unseen
 
@@ -64,12 +63,12 @@ def _end_lost(queue: str, created_at: datetime) -> int:
             )
             if result is None:
                 continue  # started or ended meanwhile
-            # Stored as a worker stores an exception, so the page shows it as the error.
-            result.status = states.FAILURE
-            result.result = json.dumps(job_failure("MessageLost", reason, __name__))
-            result.traceback = reason
-            result.date_done = timezone.now()
-            result.save(update_fields=["status", "result", "traceback", "date_done"])
+            job_finish(
+                task_id=task_id,
+                status=states.FAILURE,
+                result=job_failure("MessageLost", reason, __name__),
+                traceback=reason,
+            )
             # Its record too (a terraform run, a database action, a release, a cover): it
             # read "queued" for good, and a queued terraform run held its workspace.
             job_ended_unseen(task_name=result.task_name, task_id=task_id, reason=cause)

@@ -40,7 +40,7 @@ from kombu import Producer
 from kombu.exceptions import KombuError, OperationalError, SerializationError
 
 from workers.broker import broker_probe, names_missing_queue
-from workers.errors import ApplicationError
+from workers.errors import ApplicationError, job_failure
 from workers.message_templates import templates_for, templating_allowed
 from workers.models import Job
 from workers.service_health import HEALTH_TTL_SECONDS, ServiceHealth, error_kind
@@ -109,11 +109,9 @@ def job_unsendable_record(*, task_id: str, reason: str, trace: str | None = None
     it again would fail the same way."""
     TaskResult.objects.filter(task_id=task_id, status=states.PENDING).update(
         status=states.FAILURE,
-        # Stored as a worker stores an exception (workers/bookkeeping.py, job_failure), so
-        # the job page shows the reason as the job's error, not a bare "Failed".
-        result=json.dumps(
-            {"exc_type": "JobNotSent", "exc_message": [reason], "exc_module": __name__}
-        ),
+        # Stored as a worker stores an exception, so the job page shows the reason as the
+        # job's error, not a bare "Failed".
+        result=json.dumps(job_failure("JobNotSent", reason, __name__)),
         traceback=trace or reason,
         date_done=timezone.now(),
     )

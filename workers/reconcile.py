@@ -35,7 +35,8 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 from django_celery_results.models import TaskResult
 
-from workers.bookkeeping import job_failure, job_finish
+from workers.bookkeeping import job_finish
+from workers.errors import job_failure
 from workers.job_registry import task_name_lookup
 from workers.models import Job, WorkerHeartbeat
 from workers.operations import HEARTBEAT_MISSES_ALLOWED

@@ -13,11 +13,11 @@ from django_celery_results.models import TaskResult
 
 from workers.bookkeeping import (
     IN_PROCESS_QUEUE,
-    job_failure,
     job_finish,
     job_record_in_process,
 )
 from workers.enqueue import Requester, new_task_id
+from workers.errors import job_failure
 from workers.jobs import DIAGNOSTIC_RUN_EXECUTE
 from workers.models import Job, RequesterKind
 from workers.reconcile import WORKER_LOST, jobs_mark_lost

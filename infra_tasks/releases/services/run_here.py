@@ -39,8 +39,9 @@ from infra_tasks.releases.services.start import (
     requested_by,
     version_validate,
 )
-from workers.bookkeeping import job_failure, job_finish, job_record_in_process
+from workers.bookkeeping import job_finish, job_record_in_process
 from workers.enqueue import Requester, new_task_id
+from workers.errors import job_failure
 from workers.joblog import JobLogWriter
 from workers.logsink import LogSink
 from workers.models import requester_text

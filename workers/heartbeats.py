@@ -171,6 +171,10 @@ class ConsumerWatchdog(ThreadStep):
     def _watch_consumer(self) -> None:
         if not self._consumer_watched():
             return
+        if not self.consumer.app.amqp.queues.consume_from:
+            # Every queue it was started for is paused: nothing to poll, so nothing to prove.
+            # Stopped for it, its replacement would meet the same pause and stop in turn.
+            consumer_liveness.resting()
         silent = consumer_liveness.silent_for()
         if silent is None:
             silent = time.monotonic() - self._started

@@ -32,6 +32,7 @@ from django.db import DatabaseError, connection, transaction
 from workers.errors import ApplicationError
 from workers.models import QueuePause
 from workers.queues import QUEUES
+from workers.sqs_transport import consumer_liveness
 from workers.thread_steps import ThreadStep
 
 
@@ -132,4 +133,5 @@ class QueuePauses(ThreadStep):
             if queue not in consuming:
                 logger.info("queue %s resumed: consuming from it again", queue)
                 c.add_task_queue(queue)
+                consumer_liveness.resumed(queue)
         self.paused = paused

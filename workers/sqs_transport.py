@@ -80,6 +80,19 @@ class ConsumerLiveness:
             self._failing.add(queue)
             return first
 
+    def resting(self) -> None:
+        """The consumer has no queue to poll (every one paused): it does what it was told,
+        as alive as a poll would prove, and its silence counts from now."""
+        with self._lock:
+            self._last_receive = self._last_turn = time.monotonic()
+            self._last_receive_wall = time.time()
+
+    def resumed(self, queue: str) -> None:
+        """`queue` is consumed again: it has a long poll's time to answer before it counts
+        as not received from, as at a worker's start."""
+        with self._lock:
+            self._queue_receive_wall[queue] = time.time()
+
     def queue_receives_wall(self) -> dict[str, float]:
         """When each queue's poll last worked (wall clock); a queue never polled is absent."""
         with self._lock:

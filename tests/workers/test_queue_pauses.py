@@ -1,23 +1,58 @@
-"""A paused queue stays paused for a worker that starts later, and resumes for it too."""
+"""A paused queue stays paused for a worker that starts later, and resumes for it too; a
+worker with every queue paused stays up and healthy: it has nothing to poll, by order."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from tests.support.broker import publishing_to
 from tests.support.jobs import job_status
 from tests.support.servers import WorkerProcess, new_queue_prefix, wait_until
 from tests.workers.test_monitoring import sqs_queues_named
 from workers.enqueue import Requester
+from workers.models import WorkerHeartbeat
+from workers.operations import worker_rows
 from workers.queue_pauses import QueuePauseRefused, queue_pause, queue_resume
 from workers.services import diagnostic_run_start
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+# The watchdog's limit for the workers below: silence this long stops a worker that consumes.
+EXIT_SECONDS = 6
+
+
+def watched_worker_env(worker_env: dict[str, str], prefix: str, liveness: Path) -> dict[str, str]:
+    return {
+        **worker_env,
+        "SQS_QUEUE_PREFIX": prefix,
+        "WORKER_HEARTBEAT_SECONDS": "0.5",
+        "WORKER_CONSUMER_EXIT_SECONDS": str(EXIT_SECONDS),
+        "WORKER_LIVENESS_FILE": str(liveness),
+    }
+
+
+def heartbeat(worker: WorkerProcess) -> WorkerHeartbeat:
+    return WorkerHeartbeat.objects.get(hostname=worker.hostname)
+
+
+def stays_running_and_healthy(worker: WorkerProcess, liveness: Path, seconds: float) -> None:
+    """For `seconds` the worker runs and its health check passes."""
+    from workers.liveness import consumer_alive
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert worker.process.poll() is None, worker.log_text()[-3000:]
+        assert consumer_alive(str(liveness), EXIT_SECONDS), "the health check failed"
+        time.sleep(0.5)
+    assert "worker consumer silent" not in worker.log_text()
 
 
 @pytest.fixture
@@ -34,26 +69,35 @@ def ops() -> object:
 
 
 @pytest.fixture
+def liveness(tmp_path: Path) -> Path:
+    return tmp_path / "consuming"
+
+
+@pytest.fixture
 def late_worker(
-    own_queues: str, worker_env: dict[str, str], run_dir: Path, ops: object
+    own_queues: str, worker_env: dict[str, str], run_dir: Path, ops: object, liveness: Path
 ) -> Iterator[WorkerProcess]:
     """A worker for the default queue, started while that queue is paused."""
     queue_pause(queue="default", user=ops)
     process = WorkerProcess(
-        env={**worker_env, "SQS_QUEUE_PREFIX": own_queues}, queues=["default"], log_dir=run_dir
+        env=watched_worker_env(worker_env, own_queues, liveness),
+        queues=["default"],
+        log_dir=run_dir,
     )
     yield process
     process.stop()
 
 
+@pytest.mark.waits
 def test_a_worker_started_while_its_queue_is_paused_waits_and_runs_after_resume(
-    late_worker: WorkerProcess, own_queues: str, ops: object
+    late_worker: WorkerProcess, own_queues: str, ops: object, liveness: Path
 ) -> None:
     assert "queue default is paused: not consuming from it" in late_worker.log_text()
     with publishing_to(own_queues):
         run = diagnostic_run_start(requester=Requester.cli("test"), lines=2, duration_seconds=0.1)
-    # Several pause checks and SQS polls later, the worker has not taken it.
-    time.sleep(3)
+    # Many pause checks and SQS polls later, past the watchdog's limit, the worker has not
+    # taken it, and it has not stopped itself for having nothing to poll.
+    stays_running_and_healthy(late_worker, liveness, 2 * EXIT_SECONDS)
     assert job_status(run.task_id) == "PENDING"
 
     queue_resume(queue="default", user=ops)
@@ -69,3 +113,45 @@ def test_pausing_twice_or_an_unknown_queue_is_refused(ops: object) -> None:
     queue_resume(queue="media", user=ops)
     with pytest.raises(QueuePauseRefused, match="not paused"):
         queue_resume(queue="media", user=ops)
+
+
+@pytest.mark.waits
+def test_a_worker_whose_every_queue_is_paused_stays_healthy_and_consumes_after_resume(
+    own_queues: str,
+    worker_env: dict[str, str],
+    run_dir: Path,
+    ops: object,
+    liveness: Path,
+    settings: Any,
+) -> None:
+    # Told to take no work, it has nothing to poll: that silence is obedience, not a stalled
+    # consumer. Stopped for it, its replacement would meet the same pause and stop again.
+    worker = WorkerProcess(
+        env=watched_worker_env(worker_env, own_queues, liveness),
+        queues=["default"],
+        log_dir=run_dir,
+    )
+    try:
+        wait_until(worker.has_received, timeout=30, message="the consumer to receive")
+        queue_pause(queue="default", user=ops)
+        wait_until(
+            lambda: "queue default paused: stop consuming" in worker.log_text(),
+            message="the worker to stop consuming",
+        )
+        stays_running_and_healthy(worker, liveness, 2 * EXIT_SECONDS)
+        # The operations page says it consumes no queue now, not that its consumer stalled.
+        settings.WORKER_CONSUMER_STALLED_SECONDS = EXIT_SECONDS
+        (row,) = (r for r in worker_rows(now=timezone.now()) if r.heartbeat == heartbeat(worker))
+        assert row.online and not row.stalled and not row.stalled_queues
+        assert row.heartbeat.queues == []
+
+        queue_resume(queue="default", user=ops)
+        with publishing_to(own_queues):
+            run = diagnostic_run_start(
+                requester=Requester.cli("test"), lines=2, duration_seconds=0.1
+            )
+        wait_until(lambda: job_status(run.task_id) == "SUCCESS", message="the job to run")
+        # Its silence counts from the resume, not from its last receive before the pause.
+        stays_running_and_healthy(worker, liveness, EXIT_SECONDS)
+    finally:
+        worker.stop()

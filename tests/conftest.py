@@ -23,8 +23,10 @@ from tests.support.monitoring import (
 )
 from tests.support.servers import (
     AwsEndpoint,
+    SharedWorker,
     WorkerProcess,
     aws_environment,
+    log_tail,
     new_queue_prefix,
     own_queues_create,
 )
@@ -35,6 +37,11 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """Keep each phase's report on the test, so fixtures can tell that it failed."""
     report = yield
     setattr(item, f"report_{report.when}", report)
+    worker = getattr(item, "funcargs", {}).get("worker")
+    if report.failed and isinstance(worker, WorkerProcess):
+        # What the worker did meanwhile: the test's own output rarely says why a job it
+        # waited on never ran.
+        report.sections.append(("the worker's log, its end", log_tail(worker)))
     return report
 
 
@@ -128,26 +135,20 @@ def worker_env(django_db_setup: None, sqs_queues: AwsEndpoint) -> dict[str, str]
 
 
 @pytest.fixture(scope="session")
-def shared_worker(worker_env: dict[str, str], run_dir: Path) -> Iterator[WorkerProcess]:
-    """One real worker consuming every queue, shared by the tests of a session."""
-    process = WorkerProcess(
-        env=worker_env,
-        queues=["default", "media", "infra", "release"],
-        log_dir=run_dir,
-        concurrency=2,
-    )
-    yield process
-    process.stop()
+def shared_worker(worker_env: dict[str, str], run_dir: Path) -> Iterator[SharedWorker]:
+    shared = SharedWorker(worker_env, run_dir)
+    yield shared
+    shared.stop()
 
 
 @pytest.fixture
 def worker(
-    shared_worker: WorkerProcess, transactional_db: None, sqs_queues: AwsEndpoint
+    shared_worker: SharedWorker, transactional_db: None, sqs_queues: AwsEndpoint
 ) -> Iterator[WorkerProcess]:
     """The shared worker, for one test. Requesting the database here makes this teardown
     run before the database's: the worker finishes what the test left queued before the
     tables are emptied under it (a flush racing a task's row locks deadlocks)."""
-    yield shared_worker
+    yield shared_worker.running()
     wait_for_idle_queues(sqs_queues)
 
 

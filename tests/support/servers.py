@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -273,6 +274,57 @@ class WorkerProcess(CeleryProcess):
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
         self._log.close()
+
+
+class SharedWorkerReplaced(UserWarning):
+    """The session's shared worker had exited and a fresh one took its place."""
+
+
+class SharedWorker:
+    """One real worker consuming every queue, shared by the tests of a session, and kept as
+    its supervisor keeps a deployed one (`make run`, ECS): a worker that exited, as its
+    watchdog makes it when its consumer stalls, is replaced before the next test that needs
+    it. Unreplaced, every later test of the session waited on a worker that was gone."""
+
+    # Sooner than a deployed worker's 180 s: a stall costs the tests of a minute, not three.
+    EXIT_SECONDS = "60"
+
+    def __init__(self, env: dict[str, str], run_dir: Path) -> None:
+        self._env = {**env, "WORKER_CONSUMER_EXIT_SECONDS": self.EXIT_SECONDS}
+        self._run_dir = run_dir
+        self.process = self._start()
+
+    def _start(self) -> WorkerProcess:
+        return WorkerProcess(
+            env=self._env,
+            queues=["default", "media", "infra", "release"],
+            log_dir=self._run_dir,
+            concurrency=2,
+        )
+
+    def running(self) -> WorkerProcess:
+        """The worker, replaced first if it has exited (saying so, with the end of its log)."""
+        code = self.process.process.poll()
+        if code is None:
+            return self.process
+        tail = log_tail(self.process)
+        self.process.stop()
+        self.process = self._start()
+        warnings.warn(
+            SharedWorkerReplaced(
+                f"the shared worker had exited with code {code}; a fresh one replaced it."
+                f" The end of its log:\n{tail}"
+            ),
+            stacklevel=2,
+        )
+        return self.process
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+def log_tail(process: WorkerProcess, lines: int = 40) -> str:
+    return "\n".join(process.log_text().splitlines()[-lines:])
 
 
 class BeatProcess(CeleryProcess):

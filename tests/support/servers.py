@@ -282,38 +282,48 @@ class SharedWorkerReplaced(UserWarning):
 
 class SharedWorker:
     """One real worker consuming every queue, shared by the tests of a session, and kept as
-    its supervisor keeps a deployed one (`make run`, ECS): a worker that exited, as its
-    watchdog makes it when its consumer stalls, is replaced before the next test that needs
-    it. Unreplaced, every later test of the session waited on a worker that was gone."""
+    its supervisor keeps a deployed one (`make run`, ECS): before each test that needs it, a
+    worker that exited (its watchdog stops it when its consumer stalls) or whose health check
+    fails (its consumer silent, the process too stuck to stop itself) is replaced, and the
+    run warns with the end of its log. Unreplaced, every later test of the session waited on
+    a worker that was gone."""
 
-    # Sooner than a deployed worker's 180 s: a stall costs the tests of a minute, not three.
-    EXIT_SECONDS = "60"
-
-    def __init__(self, env: dict[str, str], run_dir: Path) -> None:
-        self._env = {**env, "WORKER_CONSUMER_EXIT_SECONDS": self.EXIT_SECONDS}
+    def __init__(self, env: dict[str, str], run_dir: Path, *, exit_seconds: float = 60.0) -> None:
+        # Sooner than a deployed worker's 180 s: a stall costs the tests of a minute, not three.
+        self._env = {**env, "WORKER_CONSUMER_EXIT_SECONDS": str(exit_seconds)}
+        # The health check allows half as long again, for the worker to stop itself first.
+        self._healthy_within = exit_seconds * 1.5
         self._run_dir = run_dir
         self.process = self._start()
 
     def _start(self) -> WorkerProcess:
+        liveness = self._run_dir / f"shared-worker-{uuid.uuid4().hex[:6]}.alive"
+        self.liveness_file = liveness
         return WorkerProcess(
-            env=self._env,
+            env={**self._env, "WORKER_LIVENESS_FILE": str(liveness)},
             queues=["default", "media", "infra", "release"],
             log_dir=self._run_dir,
             concurrency=2,
         )
 
     def running(self) -> WorkerProcess:
-        """The worker, replaced first if it has exited (saying so, with the end of its log)."""
+        """The worker, replaced first if it has exited or its health check fails."""
+        from workers.liveness import consumer_alive
+
         code = self.process.process.poll()
-        if code is None:
+        if code is not None:
+            why = f"had exited with code {code}"
+        elif not consumer_alive(str(self.liveness_file), self._healthy_within):
+            why = "failed its health check (its consumer silent) and was killed"
+            self.process.kill()
+        else:
             return self.process
         tail = log_tail(self.process)
         self.process.stop()
         self.process = self._start()
         warnings.warn(
             SharedWorkerReplaced(
-                f"the shared worker had exited with code {code}; a fresh one replaced it."
-                f" The end of its log:\n{tail}"
+                f"the shared worker {why}; a fresh one replaced it. The end of its log:\n{tail}"
             ),
             stacklevel=2,
         )

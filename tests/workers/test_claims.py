@@ -186,14 +186,16 @@ def test_a_job_whose_pool_process_was_killed_is_taken_over_and_finished_on_its_w
 
 
 def _start_held_elsewhere(prefix: str, worker: WorkerProcess) -> tuple[DiagnosticRun, str]:
-    """Start a diagnostic job whose lease a process of another worker holds for 4 s more
+    """Start a diagnostic job whose lease a process of another worker holds for 10 s more
     and does not renew (what a pool process killed mid-job on another machine leaves);
-    return it and that holder once `worker` has received it and left a recheck."""
+    return it and that holder once `worker` has received it and left a recheck. Not less:
+    on a loaded machine the job reached the worker 4 s after it was sent, its lease had run
+    out, and the worker took it over at once instead of leaving a recheck."""
     holder = "gone-worker@elsewhere:4242"
     with publishing_to(prefix), transaction.atomic():
         run = diagnostic_run_start(requester=Requester.cli("test"), lines=3, duration_seconds=0)
         Job.objects.filter(task_id=run.task_id).update(
-            claimed_by=holder, claimed_until=timezone.now() + timedelta(seconds=4)
+            claimed_by=holder, claimed_until=timezone.now() + timedelta(seconds=10)
         )
     wait_until(
         lambda: (

@@ -83,6 +83,18 @@ def worker_heartbeats_forget(*, older_than: timedelta = FORGET_AFTER) -> int:
     return deleted
 
 
+# This process's recorder, for `heartbeat_soon`.
+_recorder: HeartbeatRecorder | None = None
+
+
+def heartbeat_soon() -> None:
+    """Record this worker's heartbeat now, not at the next beat: what the row says changed
+    (a queue paused or resumed), and the operations page showed the old queues for up to
+    WORKER_HEARTBEAT_SECONDS, a resumed queue as still paused."""
+    if _recorder is not None:
+        _recorder.nudge()
+
+
 class HeartbeatRecorder(ThreadStep):
     """Consumer step: a thread that records this worker's heartbeat row."""
 
@@ -95,6 +107,11 @@ class HeartbeatRecorder(ThreadStep):
         self.consumer = c
         self.started_at = timezone.now()
         super().__init__(c, **kwargs)
+
+    def start(self, c: Consumer) -> None:
+        global _recorder
+        _recorder = self
+        super().start(c)
 
     def _run(self) -> None:
         interval = settings.WORKER_HEARTBEAT_SECONDS

@@ -30,6 +30,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import DatabaseError, connection, transaction
 
 from workers.errors import ApplicationError
+from workers.heartbeats import heartbeat_soon
 from workers.models import QueuePause
 from workers.queues import QUEUES
 from workers.sqs_transport import consumer_liveness
@@ -135,3 +136,4 @@ class QueuePauses(ThreadStep):
                 c.add_task_queue(queue)
                 consumer_liveness.resumed(queue)
         self.paused = paused
+        heartbeat_soon()

@@ -62,6 +62,7 @@ class ThreadStep(bootsteps.StartStopStep):
 
     def __init__(self, c: Consumer, **kwargs: Any) -> None:
         self._stopping = threading.Event()
+        self._nudged = threading.Event()
         self._thread: threading.Thread | None = None
         super().__init__(c, **kwargs)
 
@@ -71,8 +72,13 @@ class ThreadStep(bootsteps.StartStopStep):
         self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
         self._thread.start()
 
+    def nudge(self) -> None:
+        """End the thread's current wait: its next round starts now (from any thread)."""
+        self._nudged.set()
+
     def stop(self, c: Consumer) -> None:
         self._stopping.set()
+        self._nudged.set()
         thread = self._thread
         if thread is None:
             return
@@ -97,7 +103,8 @@ class ThreadStep(bootsteps.StartStopStep):
         if stopping.is_set():
             time.sleep(interval)  # draining: at the usual pace
         else:
-            stopping.wait(interval)
+            self._nudged.wait(interval)
+            self._nudged.clear()
         if self._thread is not threading.current_thread():
             return False
         if not stopping.is_set():

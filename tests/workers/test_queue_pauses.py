@@ -158,3 +158,35 @@ def test_a_worker_whose_every_queue_is_paused_stays_healthy_and_consumes_after_r
         assert worker.process.poll() is None
     finally:
         worker.stop()
+
+
+def test_the_operations_page_shows_a_pause_and_a_resume_at_once_not_at_the_next_heartbeat(
+    own_queues: str, worker_env: dict[str, str], run_dir: Path, ops: object, admin_client: Any
+) -> None:
+    # A beat a minute apart: the row changes because the queues did, not because it was due.
+    worker = WorkerProcess(
+        env={**worker_env, "SQS_QUEUE_PREFIX": own_queues, "WORKER_HEARTBEAT_SECONDS": "60"},
+        queues=["default"],
+        log_dir=run_dir,
+    )
+
+    def row() -> str:
+        page = admin_client.get("/ops/operations/").content.decode()
+        return page.split(f'data-worker="{worker.hostname}"', 1)[1].split("</tr>", 1)[0]
+
+    try:
+        wait_until(lambda: "<td>default</td>" in row(), message="the worker's first beat")
+        queue_pause(queue="default", user=ops)
+        wait_until(
+            lambda: "<td>none now (paused)</td>" in row(),
+            timeout=10,
+            message="the row to say it consumes no queue",
+        )
+        queue_resume(queue="default", user=ops)
+        wait_until(
+            lambda: "<td>default</td>" in row(),
+            timeout=10,
+            message="the row to say it consumes the queue again",
+        )
+    finally:
+        worker.stop()

@@ -119,6 +119,16 @@ def new_queue_prefix() -> str:
     return f"t{uuid.uuid4().hex[:8]}-"
 
 
+def watchdog_env(liveness_file: Path | str, exit_seconds: float) -> dict[str, str]:
+    """A test worker's settings for being watched: beating every half second, its watchdog
+    stopping it after `exit_seconds` of consumer silence and dating `liveness_file`."""
+    return {
+        "WORKER_HEARTBEAT_SECONDS": "0.5",
+        "WORKER_CONSUMER_EXIT_SECONDS": str(exit_seconds),
+        "WORKER_LIVENESS_FILE": str(liveness_file),
+    }
+
+
 def own_queues_create(
     endpoint: AwsEndpoint, prefix: str, queues: Iterable[str] = ("default",)
 ) -> None:
@@ -277,7 +287,8 @@ class WorkerProcess(CeleryProcess):
 
 
 class SharedWorkerReplaced(UserWarning):
-    """The session's shared worker had exited and a fresh one took its place."""
+    """The session's shared worker had exited or failed its health check, and a fresh one
+    took its place."""
 
 
 class SharedWorker:

@@ -1,5 +1,5 @@
-"""tests/support/servers.SharedWorker: a session's shared worker that exited is replaced before
-the next test that needs it, and the test run says so."""
+"""tests/support/servers.SharedWorker: a session's shared worker that exited or failed its
+health check is replaced before the next test that needs it, and the test run says so."""
 
 from __future__ import annotations
 

@@ -20,6 +20,7 @@ from tests.support.servers import (
     new_queue_prefix,
     own_queues_create,
     wait_until,
+    watchdog_env,
 )
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.waits]
@@ -99,9 +100,7 @@ def watched_worker(
             "AWS_ENDPOINT_URL": endpoint.url,
             "AWS_ENDPOINT_URL_SQS": endpoint.url,
             "SQS_QUEUE_PREFIX": prefix,
-            "WORKER_HEARTBEAT_SECONDS": "0.5",
-            "WORKER_CONSUMER_EXIT_SECONDS": str(exit_seconds),
-            "WORKER_LIVENESS_FILE": str(liveness_file),
+            **watchdog_env(liveness_file, exit_seconds),
         },
         queues=["default"],
         concurrency=concurrency,

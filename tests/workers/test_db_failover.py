@@ -28,6 +28,7 @@ from tests.support.jobs import assert_failed_on_connection_loss, job_status
 from tests.support.servers import (
     WorkerProcess,
     wait_until,
+    watchdog_env,
 )
 from workers.enqueue import Requester
 from workers.models import DiagnosticRun, Job, WorkerHeartbeat
@@ -251,9 +252,7 @@ def test_a_database_that_hangs_does_not_stale_the_health_check_of_a_worker_still
             **worker_env,
             "DATABASE_URL": f"postgres://{db['USER']}@127.0.0.1:{proxy.port}/{db['NAME']}",
             "SQS_QUEUE_PREFIX": prefix,
-            "WORKER_HEARTBEAT_SECONDS": "0.5",
-            "WORKER_CONSUMER_EXIT_SECONDS": str(exit_seconds),
-            "WORKER_LIVENESS_FILE": liveness_file,
+            **watchdog_env(liveness_file, exit_seconds),
         },
         queues=["default"],
         log_dir=run_dir,

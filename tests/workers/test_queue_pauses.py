@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from tests.support.broker import publishing_to
 from tests.support.jobs import job_status
-from tests.support.servers import WorkerProcess, new_queue_prefix, wait_until
+from tests.support.servers import WorkerProcess, new_queue_prefix, wait_until, watchdog_env
 from tests.workers.test_monitoring import sqs_queues_named
 from workers.enqueue import Requester
 from workers.models import WorkerHeartbeat
@@ -32,13 +32,7 @@ EXIT_SECONDS = 10
 
 
 def watched_worker_env(worker_env: dict[str, str], prefix: str, liveness: Path) -> dict[str, str]:
-    return {
-        **worker_env,
-        "SQS_QUEUE_PREFIX": prefix,
-        "WORKER_HEARTBEAT_SECONDS": "0.5",
-        "WORKER_CONSUMER_EXIT_SECONDS": str(EXIT_SECONDS),
-        "WORKER_LIVENESS_FILE": str(liveness),
-    }
+    return {**worker_env, "SQS_QUEUE_PREFIX": prefix, **watchdog_env(liveness, EXIT_SECONDS)}
 
 
 def heartbeat(worker: WorkerProcess) -> WorkerHeartbeat:

@@ -165,8 +165,10 @@ def test_the_operations_page_shows_a_pause_and_a_resume_at_once_not_at_the_next_
     )
 
     def row() -> str:
+        """The worker's row, or "" before its first beat is recorded (it reports ready first)."""
         page = admin_client.get("/ops/operations/").content.decode()
-        return page.split(f'data-worker="{worker.hostname}"', 1)[1].split("</tr>", 1)[0]
+        _, found, after = page.partition(f'data-worker="{worker.hostname}"')
+        return after.split("</tr>", 1)[0] if found else ""
 
     try:
         wait_until(lambda: "<td>default</td>" in row(), message="the worker's first beat")
